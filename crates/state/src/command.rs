@@ -1,0 +1,430 @@
+use crate::lease::{Epoch, Lease, LeaseVersion};
+use crate::model::{
+    ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, HistoryEntry, Lsn, Member,
+    Switchover,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every change to the replicated state. Lease commands are compare-and-set:
+/// they name the exact version or epoch they expect, and are rejected when
+/// anything changed in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Records the database's identity; the first one wins.
+    Initialize {
+        system_id: String,
+    },
+    /// Writes the dynamic config if none exists yet; later ones are no-ops.
+    BootstrapConfig {
+        values: ConfigValues,
+    },
+    SetConfig {
+        expected_version: u64,
+        values: ConfigValues,
+    },
+    PublishMember {
+        member: Member,
+    },
+    RemoveMember {
+        name: String,
+    },
+    /// Take the lease, expecting exactly the version the candidate saw expire
+    /// (or saw released).
+    AcquireLease {
+        member: String,
+        expected: LeaseVersion,
+        ttl_ms: u64,
+        reason: String,
+        at_unix_ms: u64,
+    },
+    RenewLease {
+        member: String,
+        epoch: Epoch,
+        ttl_ms: u64,
+        lsn: Option<Lsn>,
+        timeline: Option<u32>,
+    },
+    ReleaseLease {
+        member: String,
+        epoch: Epoch,
+        lsn: Option<Lsn>,
+    },
+    TransferLease {
+        from: String,
+        epoch: Epoch,
+        to: String,
+        reason: String,
+        at_unix_ms: u64,
+    },
+    RequestSwitchover {
+        switchover: Switchover,
+    },
+    CancelSwitchover,
+}
+
+/// What an applied command changed, for the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Applied {
+    Done,
+    Lease { lease: Lease },
+    Config { config: DynamicConfig },
+}
+
+/// Why a command changed nothing. Each says what the proposer should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Rejection {
+    #[error(
+        "rejected: lease changed (expected {expected}, now {current}); re-read the lease and decide again"
+    )]
+    LeaseVersionChanged {
+        expected: LeaseVersion,
+        current: LeaseVersion,
+    },
+    #[error(
+        "rejected: {member} does not hold the lease at epoch {epoch} (holder {holder:?}, epoch {current}); stop acting as primary"
+    )]
+    NotHolder {
+        member: String,
+        epoch: Epoch,
+        holder: Option<String>,
+        current: Epoch,
+    },
+    #[error("rejected: cluster already initialized with system id {system_id}")]
+    AlreadyInitialized { system_id: String },
+    #[error(
+        "rejected: config changed (expected version {expected}, now {current}); re-read the config and retry"
+    )]
+    ConfigVersionChanged { expected: u64, current: u64 },
+    #[error(
+        "rejected: the dynamic config is not bootstrapped yet; retry once the cluster has formed"
+    )]
+    NotBootstrapped,
+    #[error("rejected: unknown member {name}")]
+    UnknownMember { name: String },
+    #[error("rejected: {name} is a witness and cannot hold the lease")]
+    WitnessCannotLead { name: String },
+    #[error("rejected: {name} holds the lease; transfer or release it first")]
+    MemberHoldsLease { name: String },
+    #[error("rejected: invalid command: {reason}")]
+    Invalid { reason: String },
+}
+
+pub type Response = Result<Applied, Rejection>;
+
+fn check_name(what: &str, name: &str) -> Result<(), Rejection> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid {
+            reason: format!("{what} {name:?} must be 1-63 characters of [a-z0-9_-]"),
+        })
+    }
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<(), Rejection> {
+    if ttl_ms == 0 {
+        return Err(Rejection::Invalid {
+            reason: "lease ttl_ms must be greater than 0".into(),
+        });
+    }
+    Ok(())
+}
+
+impl ClusterState {
+    /// Applies one committed command. Deterministic: no clock, no I/O, no panic.
+    pub fn apply(&mut self, command: &Command) -> Response {
+        match command {
+            Command::Initialize { system_id } => self.initialize(system_id),
+            Command::BootstrapConfig { values } => self.bootstrap_config(values),
+            Command::SetConfig {
+                expected_version,
+                values,
+            } => self.set_config(*expected_version, values),
+            Command::PublishMember { member } => self.publish_member(member),
+            Command::RemoveMember { name } => self.remove_member(name),
+            Command::AcquireLease {
+                member,
+                expected,
+                ttl_ms,
+                reason,
+                at_unix_ms,
+            } => self.acquire_lease(member, *expected, *ttl_ms, reason, *at_unix_ms),
+            Command::RenewLease {
+                member,
+                epoch,
+                ttl_ms,
+                lsn,
+                timeline,
+            } => self.renew_lease(member, *epoch, *ttl_ms, *lsn, *timeline),
+            Command::ReleaseLease { member, epoch, lsn } => {
+                self.release_lease(member, *epoch, *lsn)
+            }
+            Command::TransferLease {
+                from,
+                epoch,
+                to,
+                reason,
+                at_unix_ms,
+            } => self.transfer_lease(from, *epoch, to, reason, *at_unix_ms),
+            Command::RequestSwitchover { switchover } => self.request_switchover(switchover),
+            Command::CancelSwitchover => {
+                self.switchover = None;
+                Ok(Applied::Done)
+            }
+        }
+    }
+
+    fn initialize(&mut self, system_id: &str) -> Response {
+        if system_id.is_empty() {
+            return Err(Rejection::Invalid {
+                reason: "system_id must not be empty".into(),
+            });
+        }
+        match &self.identity {
+            Some(identity) => Err(Rejection::AlreadyInitialized {
+                system_id: identity.system_id.clone(),
+            }),
+            None => {
+                self.identity = Some(ClusterIdentity {
+                    system_id: system_id.to_owned(),
+                });
+                Ok(Applied::Done)
+            }
+        }
+    }
+
+    fn bootstrap_config(&mut self, values: &ConfigValues) -> Response {
+        if let Some(config) = &self.config {
+            return Ok(Applied::Config {
+                config: config.clone(),
+            });
+        }
+        values
+            .validate()
+            .map_err(|reason| Rejection::Invalid { reason })?;
+        let config = DynamicConfig {
+            version: 1,
+            values: values.clone(),
+        };
+        self.config = Some(config.clone());
+        Ok(Applied::Config { config })
+    }
+
+    fn set_config(&mut self, expected_version: u64, values: &ConfigValues) -> Response {
+        let Some(config) = &mut self.config else {
+            return Err(Rejection::NotBootstrapped);
+        };
+        if config.version != expected_version {
+            return Err(Rejection::ConfigVersionChanged {
+                expected: expected_version,
+                current: config.version,
+            });
+        }
+        values
+            .validate()
+            .map_err(|reason| Rejection::Invalid { reason })?;
+        config.version += 1;
+        config.values = values.clone();
+        Ok(Applied::Config {
+            config: config.clone(),
+        })
+    }
+
+    fn publish_member(&mut self, member: &Member) -> Response {
+        check_name("member name", &member.name)?;
+        if member.node_id == 0 {
+            return Err(Rejection::Invalid {
+                reason: format!("member {} has node_id 0; ids start at 1", member.name),
+            });
+        }
+        if let Some(other) = self
+            .members
+            .values()
+            .find(|m| m.node_id == member.node_id && m.name != member.name)
+        {
+            return Err(Rejection::Invalid {
+                reason: format!(
+                    "node_id {} already belongs to member {}",
+                    member.node_id, other.name
+                ),
+            });
+        }
+        self.members.insert(member.name.clone(), member.clone());
+        Ok(Applied::Done)
+    }
+
+    fn remove_member(&mut self, name: &str) -> Response {
+        if self.lease.is_held_by(name) {
+            return Err(Rejection::MemberHoldsLease {
+                name: name.to_owned(),
+            });
+        }
+        if self.members.remove(name).is_none() {
+            return Err(Rejection::UnknownMember {
+                name: name.to_owned(),
+            });
+        }
+        self.sync_set.remove(name);
+        Ok(Applied::Done)
+    }
+
+    /// A member may hold the lease only if it is known and not a witness.
+    fn check_can_lead(&self, name: &str) -> Result<(), Rejection> {
+        match self.members.get(name) {
+            None => Err(Rejection::UnknownMember {
+                name: name.to_owned(),
+            }),
+            Some(m) if m.witness => Err(Rejection::WitnessCannotLead {
+                name: name.to_owned(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn check_holder(&self, member: &str, epoch: Epoch) -> Result<(), Rejection> {
+        if self.lease.is_held_by(member) && self.lease.epoch == epoch {
+            Ok(())
+        } else {
+            Err(Rejection::NotHolder {
+                member: member.to_owned(),
+                epoch,
+                holder: self.lease.holder.clone(),
+                current: self.lease.epoch,
+            })
+        }
+    }
+
+    fn acquire_lease(
+        &mut self,
+        member: &str,
+        expected: LeaseVersion,
+        ttl_ms: u64,
+        reason: &str,
+        at_unix_ms: u64,
+    ) -> Response {
+        if self.config.is_none() {
+            return Err(Rejection::NotBootstrapped);
+        }
+        check_ttl(ttl_ms)?;
+        self.check_can_lead(member)?;
+        let current = self.lease.version();
+        if current != expected {
+            return Err(Rejection::LeaseVersionChanged { expected, current });
+        }
+        let previous_holder = self.lease.holder.replace(member.to_owned());
+        self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
+        self.lease.revision += 1;
+        self.lease.ttl_ms = ttl_ms;
+        self.record_history(previous_holder, reason, at_unix_ms);
+        Ok(Applied::Lease {
+            lease: self.lease.clone(),
+        })
+    }
+
+    fn renew_lease(
+        &mut self,
+        member: &str,
+        epoch: Epoch,
+        ttl_ms: u64,
+        lsn: Option<Lsn>,
+        timeline: Option<u32>,
+    ) -> Response {
+        check_ttl(ttl_ms)?;
+        self.check_holder(member, epoch)?;
+        self.lease.revision += 1;
+        self.lease.ttl_ms = ttl_ms;
+        if lsn.is_some() {
+            self.lease.last_lsn = lsn;
+        }
+        if timeline.is_some() {
+            self.lease.timeline = timeline;
+        }
+        Ok(Applied::Lease {
+            lease: self.lease.clone(),
+        })
+    }
+
+    fn release_lease(&mut self, member: &str, epoch: Epoch, lsn: Option<Lsn>) -> Response {
+        self.check_holder(member, epoch)?;
+        self.lease.holder = None;
+        self.lease.revision += 1;
+        if lsn.is_some() {
+            self.lease.last_lsn = lsn;
+        }
+        Ok(Applied::Lease {
+            lease: self.lease.clone(),
+        })
+    }
+
+    fn transfer_lease(
+        &mut self,
+        from: &str,
+        epoch: Epoch,
+        to: &str,
+        reason: &str,
+        at_unix_ms: u64,
+    ) -> Response {
+        self.check_holder(from, epoch)?;
+        self.check_can_lead(to)?;
+        if from == to {
+            return Err(Rejection::Invalid {
+                reason: format!("cannot transfer the lease from {from} to itself"),
+            });
+        }
+        let previous_holder = self.lease.holder.replace(to.to_owned());
+        self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
+        self.lease.revision += 1;
+        self.switchover = None;
+        self.record_history(previous_holder, reason, at_unix_ms);
+        Ok(Applied::Lease {
+            lease: self.lease.clone(),
+        })
+    }
+
+    fn record_history(&mut self, previous_holder: Option<String>, reason: &str, at_unix_ms: u64) {
+        let Some(new_holder) = self.lease.holder.clone() else {
+            return;
+        };
+        self.history.push(HistoryEntry {
+            epoch: self.lease.epoch,
+            previous_holder,
+            new_holder,
+            timeline: self.lease.timeline,
+            lsn: self.lease.last_lsn,
+            reason: reason.to_owned(),
+            at_unix_ms,
+        });
+    }
+
+    fn request_switchover(&mut self, switchover: &Switchover) -> Response {
+        if !self.lease.is_held_by(&switchover.from) {
+            return Err(Rejection::NotHolder {
+                member: switchover.from.clone(),
+                epoch: self.lease.epoch,
+                holder: self.lease.holder.clone(),
+                current: self.lease.epoch,
+            });
+        }
+        if let Some(to) = &switchover.to {
+            self.check_can_lead(to)?;
+            if *to == switchover.from {
+                return Err(Rejection::Invalid {
+                    reason: format!("switchover candidate {to} already holds the lease"),
+                });
+            }
+        }
+        self.switchover = Some(switchover.clone());
+        Ok(Applied::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,552 @@
+use super::*;
+use crate::model::{MemberRole, PgState, Tags};
+
+fn values() -> ConfigValues {
+    ConfigValues {
+        ttl_ms: 2000,
+        loop_wait_ms: 400,
+        retry_timeout_ms: 1000,
+        lease_margin_ms: 400,
+        maximum_lag_on_failover: 1 << 20,
+        synchronous_mode: false,
+        synchronous_mode_strict: false,
+        synchronous_node_count: 1,
+        postgresql_parameters: Default::default(),
+        pause: false,
+    }
+}
+
+fn member(name: &str, node_id: u64, witness: bool) -> Member {
+    Member {
+        name: name.into(),
+        node_id,
+        raft_addr: format!("127.0.0.1:{}", 7100 + node_id),
+        api_url: None,
+        pg_address: None,
+        role: if witness {
+            MemberRole::Witness
+        } else {
+            MemberRole::Unknown
+        },
+        pg_state: if witness {
+            PgState::Absent
+        } else {
+            PgState::Unknown
+        },
+        timeline: None,
+        receive_lsn: None,
+        replay_lsn: None,
+        tags: Tags::default(),
+        witness,
+    }
+}
+
+/// A bootstrapped cluster with members a, b and witness w.
+fn cluster() -> ClusterState {
+    let mut s = ClusterState::default();
+    s.apply(&Command::BootstrapConfig { values: values() })
+        .unwrap();
+    for m in [
+        member("a", 1, false),
+        member("b", 2, false),
+        member("w", 3, true),
+    ] {
+        s.apply(&Command::PublishMember { member: m }).unwrap();
+    }
+    s
+}
+
+fn acquire(member: &str, expected: LeaseVersion) -> Command {
+    Command::AcquireLease {
+        member: member.into(),
+        expected,
+        ttl_ms: 2000,
+        reason: "test".into(),
+        at_unix_ms: 42,
+    }
+}
+
+fn renew(member: &str, epoch: u64) -> Command {
+    Command::RenewLease {
+        member: member.into(),
+        epoch: Epoch(epoch),
+        ttl_ms: 2000,
+        lsn: Some(Lsn(100)),
+        timeline: Some(1),
+    }
+}
+
+#[test]
+fn initialize_is_set_once() {
+    let mut s = ClusterState::default();
+    let init = |id: &str| Command::Initialize {
+        system_id: id.into(),
+    };
+    assert_eq!(
+        s.apply(&init("")),
+        Err(Rejection::Invalid {
+            reason: "system_id must not be empty".into()
+        })
+    );
+    assert_eq!(s.apply(&init("7")), Ok(Applied::Done));
+    assert_eq!(
+        s.apply(&init("8")),
+        Err(Rejection::AlreadyInitialized {
+            system_id: "7".into()
+        })
+    );
+    assert_eq!(s.identity.unwrap().system_id, "7");
+}
+
+#[test]
+fn bootstrap_config_first_wins_and_validates() {
+    let mut s = ClusterState::default();
+    let mut bad = values();
+    bad.lease_margin_ms = 2000;
+    assert!(matches!(
+        s.apply(&Command::BootstrapConfig { values: bad }),
+        Err(Rejection::Invalid { .. })
+    ));
+    assert!(s.config.is_none());
+    s.apply(&Command::BootstrapConfig { values: values() })
+        .unwrap();
+    let mut other = values();
+    other.ttl_ms = 9000;
+    let out = s
+        .apply(&Command::BootstrapConfig { values: other })
+        .unwrap();
+    assert_eq!(
+        out,
+        Applied::Config {
+            config: DynamicConfig {
+                version: 1,
+                values: values()
+            }
+        }
+    );
+}
+
+#[test]
+fn set_config_is_compare_and_set() {
+    let mut s = ClusterState::default();
+    assert_eq!(
+        s.apply(&Command::SetConfig {
+            expected_version: 1,
+            values: values()
+        }),
+        Err(Rejection::NotBootstrapped)
+    );
+    s.apply(&Command::BootstrapConfig { values: values() })
+        .unwrap();
+    let mut paused = values();
+    paused.pause = true;
+    assert_eq!(
+        s.apply(&Command::SetConfig {
+            expected_version: 7,
+            values: paused.clone()
+        }),
+        Err(Rejection::ConfigVersionChanged {
+            expected: 7,
+            current: 1
+        })
+    );
+    let mut bad = values();
+    bad.loop_wait_ms = 1700;
+    assert!(matches!(
+        s.apply(&Command::SetConfig {
+            expected_version: 1,
+            values: bad
+        }),
+        Err(Rejection::Invalid { .. })
+    ));
+    assert_eq!(s.config.as_ref().unwrap().version, 1);
+    s.apply(&Command::SetConfig {
+        expected_version: 1,
+        values: paused,
+    })
+    .unwrap();
+    let config = s.config.unwrap();
+    assert_eq!(config.version, 2);
+    assert!(config.values.pause);
+}
+
+#[test]
+fn config_validation_names_each_rule() {
+    let cases: [(&str, fn(&mut ConfigValues)); 5] = [
+        ("ttl_ms", |v| v.ttl_ms = 0),
+        ("lease_margin_ms", |v| v.lease_margin_ms = v.ttl_ms),
+        ("loop_wait_ms", |v| v.loop_wait_ms = 0),
+        ("retry_timeout_ms", |v| v.retry_timeout_ms = 0),
+        ("synchronous_node_count", |v| {
+            v.synchronous_mode = true;
+            v.synchronous_node_count = 0
+        }),
+    ];
+    for (key, spoil) in cases {
+        let mut v = values();
+        spoil(&mut v);
+        let err = v.validate().unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    assert_eq!(values().validate(), Ok(()));
+}
+
+#[test]
+fn publish_member_validates_and_upserts() {
+    let mut s = cluster();
+    let mut bad = member("Bad Name", 9, false);
+    assert!(matches!(
+        s.apply(&Command::PublishMember {
+            member: bad.clone()
+        }),
+        Err(Rejection::Invalid { .. })
+    ));
+    bad.name = "c".into();
+    bad.node_id = 0;
+    assert!(matches!(
+        s.apply(&Command::PublishMember { member: bad }),
+        Err(Rejection::Invalid { .. })
+    ));
+    let clash = member("c", 1, false);
+    assert!(matches!(
+        s.apply(&Command::PublishMember { member: clash }),
+        Err(Rejection::Invalid { .. })
+    ));
+    let mut a = member("a", 1, false);
+    a.pg_state = PgState::Running;
+    s.apply(&Command::PublishMember { member: a }).unwrap();
+    assert_eq!(s.members["a"].pg_state, PgState::Running);
+    assert_eq!(s.members.len(), 3);
+}
+
+#[test]
+fn remove_member_refuses_the_holder_and_unknowns() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    assert_eq!(
+        s.apply(&Command::RemoveMember { name: "a".into() }),
+        Err(Rejection::MemberHoldsLease { name: "a".into() })
+    );
+    assert_eq!(
+        s.apply(&Command::RemoveMember { name: "zz".into() }),
+        Err(Rejection::UnknownMember { name: "zz".into() })
+    );
+    s.sync_set.insert("b".into());
+    s.apply(&Command::RemoveMember { name: "b".into() })
+        .unwrap();
+    assert!(!s.members.contains_key("b"));
+    assert!(s.sync_set.is_empty());
+}
+
+#[test]
+fn acquire_needs_bootstrap_known_member_and_no_witness() {
+    let mut s = ClusterState::default();
+    assert_eq!(
+        s.apply(&acquire("a", LeaseVersion::default())),
+        Err(Rejection::NotBootstrapped)
+    );
+    let mut s = cluster();
+    assert_eq!(
+        s.apply(&acquire("zz", LeaseVersion::default())),
+        Err(Rejection::UnknownMember { name: "zz".into() })
+    );
+    assert_eq!(
+        s.apply(&acquire("w", LeaseVersion::default())),
+        Err(Rejection::WitnessCannotLead { name: "w".into() })
+    );
+    let mut zero_ttl = acquire("a", LeaseVersion::default());
+    if let Command::AcquireLease { ttl_ms, .. } = &mut zero_ttl {
+        *ttl_ms = 0;
+    }
+    assert!(matches!(s.apply(&zero_ttl), Err(Rejection::Invalid { .. })));
+    assert_eq!(s.lease, Lease::default());
+}
+
+#[test]
+fn acquire_bumps_epoch_and_records_history() {
+    let mut s = cluster();
+    let out = s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let Applied::Lease { lease } = out else {
+        panic!("expected a lease, got {out:?}")
+    };
+    assert_eq!(lease.holder.as_deref(), Some("a"));
+    assert_eq!(
+        lease.version(),
+        LeaseVersion {
+            epoch: Epoch(1),
+            revision: 1
+        }
+    );
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(s.history[0].new_holder, "a");
+    assert_eq!(s.history[0].previous_holder, None);
+    assert_eq!(s.history[0].at_unix_ms, 42);
+}
+
+#[test]
+fn acquire_with_a_stale_version_is_rejected() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let seen = s.lease.version();
+    // The holder renews after b saw `seen`: b's acquire must fail.
+    s.apply(&renew("a", 1)).unwrap();
+    let current = s.lease.version();
+    assert_eq!(
+        s.apply(&acquire("b", seen)),
+        Err(Rejection::LeaseVersionChanged {
+            expected: seen,
+            current
+        })
+    );
+    assert!(s.lease.is_held_by("a"));
+    // With the version it saw expire, b takes over and the epoch grows.
+    s.apply(&acquire("b", current)).unwrap();
+    assert!(s.lease.is_held_by("b"));
+    assert_eq!(s.lease.epoch, Epoch(2));
+    assert_eq!(s.history[1].previous_holder.as_deref(), Some("a"));
+}
+
+#[test]
+fn two_candidates_with_the_same_version_only_one_wins() {
+    let mut s = cluster();
+    let seen = s.lease.version();
+    assert!(s.apply(&acquire("a", seen)).is_ok());
+    assert!(matches!(
+        s.apply(&acquire("b", seen)),
+        Err(Rejection::LeaseVersionChanged { .. })
+    ));
+    assert!(s.lease.is_held_by("a"));
+}
+
+#[test]
+fn renew_only_by_the_holder_at_its_epoch() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let not_holder = Rejection::NotHolder {
+        member: "b".into(),
+        epoch: Epoch(1),
+        holder: Some("a".into()),
+        current: Epoch(1),
+    };
+    assert_eq!(s.apply(&renew("b", 1)), Err(not_holder));
+    assert!(matches!(
+        s.apply(&renew("a", 0)),
+        Err(Rejection::NotHolder { .. })
+    ));
+    let Applied::Lease { lease } = s.apply(&renew("a", 1)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        lease.version(),
+        LeaseVersion {
+            epoch: Epoch(1),
+            revision: 2
+        }
+    );
+    assert_eq!(lease.last_lsn, Some(Lsn(100)));
+    assert_eq!(lease.timeline, Some(1));
+    assert_eq!(s.history.len(), 1, "a renewal is not a change of holder");
+}
+
+#[test]
+fn a_deposed_holder_cannot_renew() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let seen = s.lease.version();
+    s.apply(&acquire("b", seen)).unwrap();
+    assert!(matches!(
+        s.apply(&renew("a", 1)),
+        Err(Rejection::NotHolder { .. })
+    ));
+}
+
+#[test]
+fn release_clears_holder_and_keeps_epoch() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let release = |m: &str, e: u64| Command::ReleaseLease {
+        member: m.into(),
+        epoch: Epoch(e),
+        lsn: Some(Lsn(7)),
+    };
+    assert!(matches!(
+        s.apply(&release("b", 1)),
+        Err(Rejection::NotHolder { .. })
+    ));
+    assert!(matches!(
+        s.apply(&release("a", 2)),
+        Err(Rejection::NotHolder { .. })
+    ));
+    s.apply(&release("a", 1)).unwrap();
+    assert_eq!(s.lease.holder, None);
+    assert_eq!(s.lease.epoch, Epoch(1));
+    assert_eq!(s.lease.last_lsn, Some(Lsn(7)));
+    assert!(matches!(
+        s.apply(&release("a", 1)),
+        Err(Rejection::NotHolder { .. })
+    ));
+    // The next holder gets a new epoch.
+    s.apply(&acquire("b", s.lease.version())).unwrap();
+    assert_eq!(s.lease.epoch, Epoch(2));
+}
+
+#[test]
+fn transfer_moves_the_lease_and_clears_the_switchover() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let transfer = |from: &str, epoch: u64, to: &str| Command::TransferLease {
+        from: from.into(),
+        epoch: Epoch(epoch),
+        to: to.into(),
+        reason: "switchover".into(),
+        at_unix_ms: 1,
+    };
+    assert!(matches!(
+        s.apply(&transfer("b", 1, "a")),
+        Err(Rejection::NotHolder { .. })
+    ));
+    assert!(matches!(
+        s.apply(&transfer("a", 0, "b")),
+        Err(Rejection::NotHolder { .. })
+    ));
+    assert_eq!(
+        s.apply(&transfer("a", 1, "w")),
+        Err(Rejection::WitnessCannotLead { name: "w".into() })
+    );
+    assert_eq!(
+        s.apply(&transfer("a", 1, "zz")),
+        Err(Rejection::UnknownMember { name: "zz".into() })
+    );
+    assert!(matches!(
+        s.apply(&transfer("a", 1, "a")),
+        Err(Rejection::Invalid { .. })
+    ));
+    s.apply(&Command::RequestSwitchover {
+        switchover: Switchover {
+            from: "a".into(),
+            to: Some("b".into()),
+            at_unix_ms: None,
+        },
+    })
+    .unwrap();
+    s.apply(&transfer("a", 1, "b")).unwrap();
+    assert!(s.lease.is_held_by("b"));
+    assert_eq!(s.lease.epoch, Epoch(2));
+    assert_eq!(s.switchover, None);
+    assert_eq!(s.history.last().unwrap().reason, "switchover");
+}
+
+#[test]
+fn switchover_requests_are_checked() {
+    let mut s = cluster();
+    let request = |from: &str, to: Option<&str>| Command::RequestSwitchover {
+        switchover: Switchover {
+            from: from.into(),
+            to: to.map(Into::into),
+            at_unix_ms: Some(5),
+        },
+    };
+    assert!(matches!(
+        s.apply(&request("a", None)),
+        Err(Rejection::NotHolder { .. })
+    ));
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    assert_eq!(
+        s.apply(&request("a", Some("w"))),
+        Err(Rejection::WitnessCannotLead { name: "w".into() })
+    );
+    assert!(matches!(
+        s.apply(&request("a", Some("a"))),
+        Err(Rejection::Invalid { .. })
+    ));
+    s.apply(&request("a", Some("b"))).unwrap();
+    assert_eq!(s.switchover.as_ref().unwrap().to.as_deref(), Some("b"));
+    s.apply(&Command::CancelSwitchover).unwrap();
+    assert_eq!(s.switchover, None);
+}
+
+#[test]
+fn epoch_never_goes_backwards_over_any_sequence() {
+    // A small exhaustive walk: every sequence of 4 commands from a fixed set.
+    let mut s0 = cluster();
+    s0.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let v = s0.lease.version();
+    let commands = vec![
+        renew("a", 1),
+        renew("b", 2),
+        acquire("b", v),
+        acquire(
+            "a",
+            LeaseVersion {
+                epoch: Epoch(2),
+                revision: 3,
+            },
+        ),
+        Command::ReleaseLease {
+            member: "a".into(),
+            epoch: Epoch(1),
+            lsn: None,
+        },
+        Command::ReleaseLease {
+            member: "b".into(),
+            epoch: Epoch(2),
+            lsn: None,
+        },
+        Command::TransferLease {
+            from: "a".into(),
+            epoch: Epoch(1),
+            to: "b".into(),
+            reason: "t".into(),
+            at_unix_ms: 0,
+        },
+    ];
+    let n = commands.len();
+    for i in 0..n.pow(4) {
+        let mut s = s0.clone();
+        let mut last = s.lease.version();
+        let mut k = i;
+        for _ in 0..4 {
+            let c = &commands[k % n];
+            k /= n;
+            let before = s.clone();
+            let out = s.apply(c);
+            if out.is_err() {
+                assert_eq!(s, before, "a rejected command changed the state: {c:?}");
+            }
+            let now = s.lease.version();
+            assert!(
+                now.epoch >= last.epoch && now.revision >= last.revision,
+                "{c:?}"
+            );
+            if out.is_ok() {
+                assert!(
+                    now.revision > last.revision
+                        || !matches!(c, Command::AcquireLease { .. } | Command::RenewLease { .. })
+                );
+            }
+            last = now;
+        }
+    }
+}
+
+#[test]
+fn commands_round_trip_through_json() {
+    let c = acquire(
+        "a",
+        LeaseVersion {
+            epoch: Epoch(3),
+            revision: 9,
+        },
+    );
+    let text = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), c);
+    let r: Response = Err(Rejection::NotBootstrapped);
+    let text = serde_json::to_string(&r).unwrap();
+    assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), r);
+}
+
+#[test]
+fn lsn_displays_like_postgres() {
+    assert_eq!(Lsn(0x1_0000_00A0).to_string(), "1/A0");
+    assert_eq!(Lsn(0).to_string(), "0/0");
+}

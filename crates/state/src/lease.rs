@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The fencing token: it grows every time the lease gets a new holder, so a
+/// command or a write stamped with an older epoch can be told apart.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One exact version of the lease record. Every change (acquire, renew,
+/// release, transfer) makes a new version, so a compare-and-set on it fails if
+/// anything at all happened to the lease in between.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct LeaseVersion {
+    pub epoch: Epoch,
+    pub revision: u64,
+}
+
+impl fmt::Display for LeaseVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch {} revision {}", self.epoch, self.revision)
+    }
+}
+
+/// The leader lease: whoever holds it may run the writable primary.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Lease {
+    /// `None` before the first acquire and after a release.
+    pub holder: Option<String>,
+    pub epoch: Epoch,
+    pub revision: u64,
+    /// How long observers wait, on their own clocks, after first seeing this
+    /// version before they may call it expired. Carried in the record so a
+    /// config change never confuses the judgement of a running lease.
+    pub ttl_ms: u64,
+    /// Last WAL position the holder reported, to judge candidates' lag.
+    pub last_lsn: Option<crate::Lsn>,
+    pub timeline: Option<u32>,
+}
+
+impl Lease {
+    pub fn version(&self) -> LeaseVersion {
+        LeaseVersion {
+            epoch: self.epoch,
+            revision: self.revision,
+        }
+    }
+
+    pub fn is_held_by(&self, member: &str) -> bool {
+        self.holder.as_deref() == Some(member)
+    }
+}

@@ -1,0 +1,18 @@
+//! The replicated cluster model: what every member agrees on through Raft.
+//!
+//! Architecture invariant: [`ClusterState::apply`] is a pure, deterministic
+//! function of the state and the command. It reads no clock, does no I/O and
+//! never panics, so every member that applies the same log reaches the same
+//! state. Anything time-related (lease expiry, deadlines) is judged outside,
+//! by the members, on their own monotonic clocks.
+
+mod command;
+mod lease;
+mod model;
+
+pub use command::{Applied, Command, Rejection, Response};
+pub use lease::{Epoch, Lease, LeaseVersion};
+pub use model::{
+    ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, HistoryEntry, Lsn, Member,
+    MemberRole, PgState, Switchover, Tags,
+};

@@ -1,0 +1,156 @@
+use crate::lease::{Epoch, Lease};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A PostgreSQL WAL position in bytes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    /// Postgres' own `X/Y` notation, so logs can be compared with `pg_*` output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// Set once, by the member that wins the right to run `initdb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    /// PostgreSQL's system identifier of the cluster's database.
+    pub system_id: String,
+}
+
+/// The settings every member must agree on, changed only by compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigValues {
+    pub ttl_ms: u64,
+    pub loop_wait_ms: u64,
+    pub retry_timeout_ms: u64,
+    pub lease_margin_ms: u64,
+    pub maximum_lag_on_failover: u64,
+    pub synchronous_mode: bool,
+    pub synchronous_mode_strict: bool,
+    pub synchronous_node_count: u32,
+    pub postgresql_parameters: BTreeMap<String, String>,
+    pub pause: bool,
+}
+
+impl ConfigValues {
+    /// Checks the relations the lease rules depend on; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ttl_ms == 0 {
+            return Err("ttl_ms must be greater than 0".into());
+        }
+        if self.lease_margin_ms >= self.ttl_ms {
+            return Err(format!(
+                "lease_margin_ms ({}) must be smaller than ttl_ms ({})",
+                self.lease_margin_ms, self.ttl_ms
+            ));
+        }
+        if self.loop_wait_ms == 0 || self.loop_wait_ms + self.lease_margin_ms >= self.ttl_ms {
+            return Err(format!(
+                "loop_wait_ms ({}) must be > 0 and loop_wait_ms + lease_margin_ms ({}) smaller than ttl_ms ({}), \
+                 so the holder renews before its deadline",
+                self.loop_wait_ms, self.lease_margin_ms, self.ttl_ms
+            ));
+        }
+        if self.retry_timeout_ms == 0 {
+            return Err("retry_timeout_ms must be greater than 0".into());
+        }
+        if self.synchronous_mode && self.synchronous_node_count == 0 {
+            return Err("synchronous_node_count must be at least 1 in synchronous_mode".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicConfig {
+    /// Grows by one on every change; the compare-and-set token for edits.
+    pub version: u64,
+    pub values: ConfigValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tags {
+    pub nofailover: bool,
+    /// Higher wins among equally advanced candidates; 0 never competes.
+    pub failover_priority: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    #[default]
+    Unknown,
+    Primary,
+    Replica,
+    /// Votes in Raft, runs no Postgres, never holds the lease.
+    Witness,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgState {
+    #[default]
+    Unknown,
+    Stopped,
+    Starting,
+    Running,
+    Crashed,
+    /// Witness members have no Postgres at all.
+    Absent,
+}
+
+/// What a member reports about itself; any member can answer from these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub node_id: u64,
+    pub raft_addr: String,
+    pub api_url: Option<String>,
+    pub pg_address: Option<String>,
+    pub role: MemberRole,
+    pub pg_state: PgState,
+    pub timeline: Option<u32>,
+    pub receive_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    pub tags: Tags,
+    pub witness: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switchover {
+    pub from: String,
+    /// `None`: the best candidate at the time.
+    pub to: Option<String>,
+    /// Wall-clock time from the requester, informational and for scheduling.
+    pub at_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub epoch: Epoch,
+    pub previous_holder: Option<String>,
+    pub new_holder: String,
+    pub timeline: Option<u32>,
+    pub lsn: Option<Lsn>,
+    pub reason: String,
+    /// The proposer's wall clock; `apply` never reads one.
+    pub at_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub identity: Option<ClusterIdentity>,
+    pub config: Option<DynamicConfig>,
+    pub lease: Lease,
+    pub members: BTreeMap<String, Member>,
+    pub sync_set: BTreeSet<String>,
+    pub switchover: Option<Switchover>,
+    pub history: Vec<HistoryEntry>,
+}
