@@ -1,0 +1,18 @@
+//! The Raft group that holds the cluster state: openraft's type
+//! configuration, durable storage, the gRPC transport, and the [`Consensus`]
+//! handle the agent uses to propose, read linearizably and subscribe.
+//!
+//! Architecture invariant: this crate knows nothing of HA policy or Postgres.
+//! It is the only crate that imports openraft.
+
+mod error;
+mod link;
+mod node;
+pub mod store;
+pub mod types;
+
+pub use error::{ConsensusError, Result};
+pub use link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
+pub use node::{Consensus, RaftStatus, Settings};
+pub use store::StateView;
+pub mod transport;

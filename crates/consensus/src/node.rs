@@ -1,0 +1,346 @@
+use crate::error::{ConsensusError, Result};
+use crate::link::{LeaderLink, MembershipChange, MembershipView};
+use crate::store::{LogStore, StateMachine, StateView};
+use crate::types::{Node, NodeId, Raft, TypeConfig};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
+use raftgres_state::{Command, Response};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Timing and identity of one Raft member.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node_id: NodeId,
+    pub cluster_name: String,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Build a snapshot (and purge the log behind it) after this many entries.
+    pub snapshot_every_logs: u64,
+    /// Bound on one propose, read or membership call, forwarding included.
+    pub operation_timeout: Duration,
+}
+
+/// What this member knows of Raft itself (not of the cluster state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub node_id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub is_leader: bool,
+    pub last_applied: u64,
+    pub last_log: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub membership: MembershipView,
+    pub joint: bool,
+}
+
+/// The handle the agent uses from any member: propose (forwarded to the
+/// leader), read linearizably, subscribe to applied changes.
+#[derive(Clone)]
+pub struct Consensus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    view: watch::Receiver<StateView>,
+    link: Arc<dyn LeaderLink>,
+    operation_timeout: Duration,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Consensus {
+    pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
+        settings: &Settings,
+        log_store: LogStore,
+        state_machine: StateMachine,
+        network: N,
+        link: Arc<dyn LeaderLink>,
+    ) -> Result<Self> {
+        let config = openraft::Config {
+            cluster_name: settings.cluster_name.clone(),
+            heartbeat_interval: ms(settings.heartbeat_interval),
+            election_timeout_min: ms(settings.election_timeout_min),
+            election_timeout_max: ms(settings.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_logs),
+            // Keep a short tail so a briefly lagging follower catches up from
+            // the log rather than by a snapshot.
+            max_in_snapshot_log_to_keep: settings.snapshot_every_logs / 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ConsensusError::Storage(format!("invalid Raft timing: {e}")))?;
+        let view = state_machine.subscribe();
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
+        tokio::spawn(complete_joint_membership(
+            raft.clone(),
+            settings.heartbeat_interval,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id: settings.node_id,
+                raft,
+                view,
+                link,
+                operation_timeout: settings.operation_timeout,
+            }),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Forms the group from the configured voters if this member has never
+    /// been part of one. Every initial voter may call it with the same set.
+    /// Returns whether this call initialized the group.
+    pub async fn initialize(&self, voters: &BTreeMap<NodeId, String>) -> Result<bool> {
+        let nodes: BTreeMap<NodeId, Node> = voters
+            .iter()
+            .map(|(id, addr)| (*id, Node { addr: addr.clone() }))
+            .collect();
+        match self.inner.raft.initialize(nodes).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(RaftError::APIError(e)) => Err(ConsensusError::Membership(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+        }
+    }
+
+    /// The applied state on this member, possibly behind the leader.
+    pub fn local(&self) -> StateView {
+        self.inner.view.borrow().clone()
+    }
+
+    /// Sees every applied change on this member, in order.
+    pub fn subscribe(&self) -> watch::Receiver<StateView> {
+        self.inner.view.clone()
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        RaftStatus {
+            node_id: self.inner.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            is_leader: m.state == ServerState::Leader,
+            last_applied: m.last_applied.map_or(0, |id| id.index),
+            last_log: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map(|id| id.index),
+            purged_index: m.purged.map(|id| id.index),
+            membership: MembershipView {
+                voters: membership.voter_ids().collect(),
+                learners: membership.learner_ids().collect(),
+            },
+            joint: membership.get_joint_config().len() > 1,
+        }
+    }
+
+    /// Commits a command through the leader and returns how it applied.
+    pub async fn propose(&self, command: Command) -> Result<Response> {
+        self.propose_forwarding(command, true).await
+    }
+
+    /// Reads the state after confirming with a quorum that no newer state exists.
+    pub async fn read(&self) -> Result<StateView> {
+        self.read_forwarding(true).await
+    }
+
+    pub async fn add_member(
+        &self,
+        node_id: NodeId,
+        raft_addr: &str,
+        voter: bool,
+    ) -> Result<MembershipView> {
+        self.change_membership_forwarding(node_id, raft_addr, MembershipChange::Add { voter }, true)
+            .await
+    }
+
+    pub async fn remove_member(&self, node_id: NodeId) -> Result<MembershipView> {
+        self.change_membership_forwarding(node_id, "", MembershipChange::Remove, true)
+            .await
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft core did not stop cleanly");
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let after = self.inner.operation_timeout;
+        tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| ConsensusError::Timeout { operation, after })?
+    }
+
+    /// `forward: false` is for requests that another member already forwarded.
+    pub(crate) async fn propose_forwarding(
+        &self,
+        command: Command,
+        forward: bool,
+    ) -> Result<Response> {
+        self.bounded("propose", async {
+            match self.inner.raft.client_write(command.clone()).await {
+                Ok(reply) => Ok(reply.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                    match to.leader_node {
+                        Some(leader) if forward => self.inner.link.propose(&leader, command).await,
+                        _ => Err(ConsensusError::NoLeader),
+                    }
+                }
+                Err(RaftError::APIError(e)) => Err(ConsensusError::Membership(e.to_string())),
+                Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn read_forwarding(&self, forward: bool) -> Result<StateView> {
+        self.bounded("linearizable read", async {
+            match self.inner.raft.ensure_linearizable().await {
+                // ensure_linearizable returns once the read point is applied here.
+                Ok(_) => Ok(self.local()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                    match to.leader_node {
+                        Some(leader) if forward => self.inner.link.read(&leader).await,
+                        _ => Err(ConsensusError::NoLeader),
+                    }
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    Err(ConsensusError::NoQuorum)
+                }
+                Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn change_membership_forwarding(
+        &self,
+        node_id: NodeId,
+        raft_addr: &str,
+        change: MembershipChange,
+        forward: bool,
+    ) -> Result<MembershipView> {
+        // Adding a learner waits for it to catch up, so allow more than one operation's time.
+        let after = self.inner.operation_timeout * 10;
+        let work = async {
+            let raft = &self.inner.raft;
+            let result = match change {
+                MembershipChange::Add { voter } => {
+                    let node = Node {
+                        addr: raft_addr.to_owned(),
+                    };
+                    match raft.add_learner(node_id, node, true).await {
+                        Ok(_) if voter => {
+                            raft.change_membership(
+                                ChangeMembers::AddVoterIds(BTreeSet::from([node_id])),
+                                false,
+                            )
+                            .await
+                        }
+                        other => other,
+                    }
+                }
+                MembershipChange::Remove => {
+                    let status = self.status();
+                    let changes = if status.membership.voters.contains(&node_id) {
+                        ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+                    } else {
+                        ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+                    };
+                    raft.change_membership(changes, false).await
+                }
+            };
+            match result {
+                Ok(_) => Ok(self.status().membership),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                    match to.leader_node {
+                        Some(leader) if forward => {
+                            self.inner
+                                .link
+                                .change_membership(&leader, node_id, raft_addr, change)
+                                .await
+                        }
+                        _ => Err(ConsensusError::NoLeader),
+                    }
+                }
+                Err(RaftError::APIError(e)) => Err(ConsensusError::Membership(e.to_string())),
+                Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+            }
+        };
+        tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| ConsensusError::Timeout {
+                operation: "membership change",
+                after,
+            })?
+    }
+}
+
+/// A membership change is two log entries (joint, then final). If the leader
+/// crashes between them the group stays joint, so each new leader finishes
+/// the change towards the final voter set.
+async fn complete_joint_membership(raft: Raft, heartbeat: Duration) {
+    let mut metrics = raft.metrics();
+    let mut was_leader = false;
+    loop {
+        let (is_leader, joint) = {
+            let m = metrics.borrow_and_update();
+            let joint = m.membership_config.membership().get_joint_config().clone();
+            (m.state == ServerState::Leader, joint)
+        };
+        if is_leader && !was_leader && joint.len() > 1 {
+            if let Some(target) = joint.last().cloned() {
+                tracing::warn!(
+                    ?joint,
+                    ?target,
+                    "found an interrupted membership change; completing it"
+                );
+                for _ in 0..50 {
+                    match raft.change_membership(target.clone(), false).await {
+                        Ok(_) => break,
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                        | Err(RaftError::Fatal(_)) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "membership completion not possible yet; retrying");
+                            tokio::time::sleep(heartbeat).await;
+                        }
+                    }
+                }
+            }
+        }
+        was_leader = is_leader;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

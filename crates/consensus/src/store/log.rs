@@ -1,0 +1,192 @@
+use super::{LOG, META, StoreError, blocking};
+use crate::types::{LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{Entry, OptionalSend, StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+/// The Raft log and vote. Cloned as the log reader: redb serializes writers
+/// and gives readers consistent snapshots, so clones need no extra locking.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub(super) fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(META)?;
+            match table.get(key)? {
+                Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+fn owned_bound(b: Bound<&u64>) -> Bound<u64> {
+    match b {
+        Bound::Included(x) => Bound::Included(*x),
+        Bound::Excluded(x) => Bound::Excluded(*x),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let db = self.db.clone();
+        let range = (
+            owned_bound(range.start_bound()),
+            owned_bound(range.end_bound()),
+        );
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let mut entries = Vec::new();
+            for item in table.range(range)? {
+                let (_, bytes) = item?;
+                entries.push(serde_json::from_slice(bytes.value())?);
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let last_purged: Option<LogId> = match meta.get("last_purged")? {
+                Some(bytes) => Some(serde_json::from_slice(bytes.value())?),
+                None => None,
+            };
+            let log = txn.open_table(LOG)?;
+            let last = match log.last()? {
+                Some((_, bytes)) => {
+                    let entry: Entry<TypeConfig> = serde_json::from_slice(bytes.value())?;
+                    Some(entry.log_id)
+                }
+                None => last_purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
+        })
+        .await
+        .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let bytes = serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&e))?;
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert("vote", bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.read_meta("vote")
+            .await
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        let db = self.db.clone();
+        // The commit fsyncs, so the callback below only ever reports durable entries.
+        let result = blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOG)?;
+                for (index, bytes) in &encoded {
+                    table.insert(*index, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(LOG)?
+                .retain_in(log_id.index.., |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let marker = serde_json::to_vec(&log_id).map_err(|e| StorageIOError::write_logs(&e))?;
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?
+                .insert("last_purged", marker.as_slice())?;
+            txn.open_table(LOG)?
+                .retain_in(..=log_id.index, |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

@@ -1,0 +1,168 @@
+//! gRPC server side: delivers peers' Raft messages to openraft and serves
+//! requests that other members forward to this one.
+
+use super::{decode, encode};
+use crate::error::ConsensusError;
+use crate::link::{MembershipChange, MembershipView};
+use crate::node::Consensus;
+use raftgres_proto::v1::{
+    AddMemberRequest, MembershipReply, ProposeReply, ProposeRequest, RaftPayload, ReadStateReply,
+    ReadStateRequest, RemoveMemberRequest, cluster_server, raft_server,
+};
+use tonic::{Request, Response, Status};
+
+/// Both services of a member, ready to add to a tonic server.
+pub fn services(
+    consensus: &Consensus,
+) -> (
+    raft_server::RaftServer<RaftService>,
+    cluster_server::ClusterServer<ClusterService>,
+) {
+    (
+        raft_server::RaftServer::new(RaftService {
+            consensus: consensus.clone(),
+        }),
+        cluster_server::ClusterServer::new(ClusterService {
+            consensus: consensus.clone(),
+        }),
+    )
+}
+
+fn bad_peer_message(e: String) -> Status {
+    Status::invalid_argument(e)
+}
+
+pub struct RaftService {
+    consensus: Consensus,
+}
+
+#[tonic::async_trait]
+impl raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode("AppendEntries", &request.into_inner().json).map_err(bad_peer_message)?;
+        let result = self.consensus.raft().append_entries(rpc).await;
+        Ok(Response::new(RaftPayload {
+            json: encode(&result),
+        }))
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode("Vote", &request.into_inner().json).map_err(bad_peer_message)?;
+        let result = self.consensus.raft().vote(rpc).await;
+        Ok(Response::new(RaftPayload {
+            json: encode(&result),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc =
+            decode("InstallSnapshot", &request.into_inner().json).map_err(bad_peer_message)?;
+        let result = self.consensus.raft().install_snapshot(rpc).await;
+        Ok(Response::new(RaftPayload {
+            json: encode(&result),
+        }))
+    }
+}
+
+pub struct ClusterService {
+    consensus: Consensus,
+}
+
+fn status_of(e: ConsensusError) -> Status {
+    let message = e.to_string();
+    match e {
+        ConsensusError::NoLeader
+        | ConsensusError::NoQuorum
+        | ConsensusError::Unreachable { .. }
+        | ConsensusError::Remote { .. } => Status::unavailable(message),
+        ConsensusError::Timeout { .. } => Status::deadline_exceeded(message),
+        ConsensusError::Membership(_) => Status::failed_precondition(message),
+        ConsensusError::BadMessage(_) => Status::invalid_argument(message),
+        ConsensusError::Storage(_) | ConsensusError::Stopped(_) => Status::internal(message),
+    }
+}
+
+fn membership_reply(view: MembershipView) -> Response<MembershipReply> {
+    Response::new(MembershipReply {
+        voters: view.voters,
+        learners: view.learners,
+    })
+}
+
+#[tonic::async_trait]
+impl cluster_server::Cluster for ClusterService {
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
+        let request = request.into_inner();
+        let command =
+            decode("a proposed command", &request.command_json).map_err(bad_peer_message)?;
+        let response = self
+            .consensus
+            .propose_forwarding(command, request.hops == 0)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ProposeReply {
+            response_json: encode(&response),
+        }))
+    }
+
+    async fn read_state(
+        &self,
+        request: Request<ReadStateRequest>,
+    ) -> Result<Response<ReadStateReply>, Status> {
+        let hops = request.into_inner().hops;
+        let view = self
+            .consensus
+            .read_forwarding(hops == 0)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ReadStateReply {
+            state_json: encode(&*view.state),
+            applied_index: view.applied_index,
+        }))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<AddMemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let r = request.into_inner();
+        if r.node_id == 0 || r.raft_addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "add_member needs a node_id > 0 and a raft_addr",
+            ));
+        }
+        let view = self
+            .consensus
+            .change_membership_forwarding(
+                r.node_id,
+                &r.raft_addr,
+                MembershipChange::Add { voter: r.voter },
+                r.hops == 0,
+            )
+            .await
+            .map_err(status_of)?;
+        Ok(membership_reply(view))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let r = request.into_inner();
+        let view = self
+            .consensus
+            .change_membership_forwarding(r.node_id, "", MembershipChange::Remove, r.hops == 0)
+            .await
+            .map_err(status_of)?;
+        Ok(membership_reply(view))
+    }
+}
