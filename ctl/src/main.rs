@@ -1,1 +1,173 @@
-fn main() {}
+//! raftgresctl: operate a raftgres cluster. For now: the local lab and version.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use raftgres_lab::{Lab, LabSpec, agent_status, down, read_description};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Operate a raftgres cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A real cluster on this machine, for trying raftgres and for tests.
+    Lab {
+        #[command(subcommand)]
+        action: LabCmd,
+    },
+    /// Print raftgresctl's version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Start the members and wait until one holds the lease; writes DIR/lab.json.
+    Up {
+        #[arg(long, default_value = "/tmp/raftgres-lab")]
+        dir: PathBuf,
+        /// Members that may become primary (a witness comes on top).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+        members: u16,
+        /// Add a witness member: it votes in Raft and never holds the lease.
+        #[arg(long)]
+        witness: bool,
+        /// The agent binary; default: raftgres-agent beside this program.
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+    },
+    /// Stop what `lab up` started in DIR, by PID.
+    Down {
+        #[arg(long, default_value = "/tmp/raftgres-lab")]
+        dir: PathBuf,
+    },
+    /// Show each member's view.
+    Status {
+        #[arg(long, default_value = "/tmp/raftgres-lab")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftgresctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Cmd::Version => {
+            println!("raftgresctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Cmd::Lab {
+            action:
+                LabCmd::Up {
+                    dir,
+                    members,
+                    witness,
+                    agent_bin,
+                },
+        } => {
+            let agent_bin = match agent_bin {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("cannot locate raftgresctl itself")?
+                    .with_file_name("raftgres-agent"),
+            };
+            if read_description(&dir).is_ok() && !down(&dir, Duration::from_secs(0))?.is_empty() {
+                bail!(
+                    "a lab is already running in {}; run `raftgresctl lab down --dir {}` first",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            let spec = LabSpec {
+                dir,
+                members: members.into(),
+                witness,
+                ports: None,
+                agent_bin,
+            };
+            let lab = Lab::up(&spec)?;
+            let holder = runtime.block_on(lab.wait_healthy(Duration::from_secs(60)));
+            let description = lab.detach();
+            let holder = holder?;
+            println!(
+                "lab up in {}: {} members, lease held by {holder}",
+                description.dir.display(),
+                description.members.len()
+            );
+            println!(
+                "description: {}",
+                raftgres_lab::LabDescription::path(&description.dir).display()
+            );
+            Ok(())
+        }
+        Cmd::Lab {
+            action: LabCmd::Down { dir },
+        } => {
+            let stopped = down(&dir, Duration::from_secs(30))?;
+            println!(
+                "lab down in {}: stopped {}",
+                dir.display(),
+                if stopped.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    stopped.join(", ")
+                }
+            );
+            Ok(())
+        }
+        Cmd::Lab {
+            action: LabCmd::Status { dir },
+        } => {
+            let description = read_description(&dir)?;
+            println!(
+                "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6}",
+                "MEMBER", "ID", "RAFT", "PID", "LEASE", "HOLDER", "LEADER", "TERM"
+            );
+            runtime.block_on(async {
+                for m in &description.members {
+                    match agent_status(&m.raft_addr).await {
+                        Ok(s) => println!(
+                            "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6}",
+                            m.name,
+                            m.node_id,
+                            m.raft_addr,
+                            m.agent_pid,
+                            if s.holds_lease {
+                                "held"
+                            } else if m.witness {
+                                "wit"
+                            } else {
+                                "-"
+                            },
+                            if s.lease_holder_seen.is_empty() {
+                                "-"
+                            } else {
+                                &s.lease_holder_seen
+                            },
+                            s.raft_leader,
+                            s.raft_term
+                        ),
+                        Err(e) => println!(
+                            "{:<10} {:>4} {:<21} {:>8} down: {e}",
+                            m.name, m.node_id, m.raft_addr, m.agent_pid
+                        ),
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The HA decision: pure functions from what a member observes to what it
+//! should do next. Time is passed in as instants of the member's monotonic
+//! clock, so tests control it completely.
+//!
+//! Architecture invariant: pure. No I/O, no clock, no Raft types; it reads
+//! the replicated model from `raftgres-state` and returns actions.
+
+mod decide;
+mod lease;
+
+pub use decide::{LeaseAction, Observation, decide};
+pub use lease::{HolderLease, LeaseObserver, MonoInstant};

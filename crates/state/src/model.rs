@@ -51,7 +51,9 @@ impl ConfigValues {
                 self.lease_margin_ms, self.ttl_ms
             ));
         }
-        if self.loop_wait_ms == 0 || self.loop_wait_ms + self.lease_margin_ms >= self.ttl_ms {
+        if self.loop_wait_ms == 0
+            || self.loop_wait_ms.saturating_add(self.lease_margin_ms) >= self.ttl_ms
+        {
             return Err(format!(
                 "loop_wait_ms ({}) must be > 0 and loop_wait_ms + lease_margin_ms ({}) smaller than ttl_ms ({}), \
                  so the holder renews before its deadline",

@@ -172,7 +172,8 @@ fn set_config_is_compare_and_set() {
 
 #[test]
 fn config_validation_names_each_rule() {
-    let cases: [(&str, fn(&mut ConfigValues)); 5] = [
+    type Spoil = fn(&mut ConfigValues);
+    let cases: [(&str, Spoil); 5] = [
         ("ttl_ms", |v| v.ttl_ms = 0),
         ("lease_margin_ms", |v| v.lease_margin_ms = v.ttl_ms),
         ("loop_wait_ms", |v| v.loop_wait_ms = 0),
@@ -471,7 +472,7 @@ fn epoch_never_goes_backwards_over_any_sequence() {
     let mut s0 = cluster();
     s0.apply(&acquire("a", LeaseVersion::default())).unwrap();
     let v = s0.lease.version();
-    let commands = vec![
+    let commands = [
         renew("a", 1),
         renew("b", 2),
         acquire("b", v),

@@ -1,0 +1,259 @@
+//! The imperative shell around `raftgres_ha::decide`: observe, decide, send
+//! at most one lease command at a time, and record what committed.
+
+use crate::belief::{self, SharedBelief};
+use crate::clock::mono_now;
+use raftgres_consensus::{Consensus, ConsensusError};
+use raftgres_ha::{HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, decide};
+use raftgres_state::{
+    Applied, ClusterState, Command, ConfigValues, Epoch, LeaseVersion, Member, Rejection, Response,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy)]
+enum Intent {
+    Acquire,
+    Renew,
+}
+
+type InFlight =
+    Pin<Box<dyn Future<Output = (Intent, MonoInstant, Result<Response, ConsensusError>)> + Send>>;
+
+pub struct LeaseLoop {
+    pub consensus: Consensus,
+    pub member: Member,
+    pub bootstrap: ConfigValues,
+    pub belief: SharedBelief,
+}
+
+/// When nothing else wakes the loop, look again after this long.
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+const REGISTER_RETRY: Duration = Duration::from_millis(200);
+/// After a lease command fails to commit, wait this long before the next one,
+/// so an unreachable leader is not hammered while an election runs.
+const COMMAND_BACKOFF: Duration = Duration::from_millis(100);
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn margin(state: &ClusterState) -> Duration {
+    Duration::from_millis(
+        state
+            .config
+            .as_ref()
+            .map_or(0, |c| c.values.lease_margin_ms),
+    )
+}
+
+impl LeaseLoop {
+    fn me(&self) -> &str {
+        &self.member.name
+    }
+
+    /// Publishes this member and the bootstrap config until both are committed.
+    async fn register(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let commands = [
+            Command::BootstrapConfig {
+                values: self.bootstrap.clone(),
+            },
+            Command::PublishMember {
+                member: self.member.clone(),
+            },
+        ];
+        for command in commands {
+            loop {
+                if *shutdown.borrow() {
+                    return false;
+                }
+                match self.consensus.propose(command.clone()).await {
+                    Ok(Ok(_)) => break,
+                    Ok(Err(rejection)) => {
+                        tracing::error!(member = self.me(), %rejection, "the cluster refused this member's registration; fix the configuration");
+                    }
+                    Err(e) => {
+                        tracing::debug!(member = self.me(), error = %e, "registration not committed yet; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(REGISTER_RETRY) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!(member = self.me(), "registered with the cluster");
+        true
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if !self.register(&mut shutdown).await {
+            return;
+        }
+        let mut states = self.consensus.subscribe();
+        let mut observer = LeaseObserver::default();
+        let mut in_flight: Option<InFlight> = None;
+        // Set after a failed or refused command: not before this instant, and
+        // not before the local state has caught up with what the refusal told.
+        let mut retry_after = MonoInstant::default();
+        let mut lease_at_least = LeaseVersion::default();
+        loop {
+            let now = mono_now();
+            let view = states.borrow_and_update().clone();
+            let state = &view.state;
+            observer.observe(&state.lease, now);
+            self.forget_lost_lease(state, now);
+            let holding = belief::read(&self.belief).holding;
+            let held_back = now < retry_after || state.lease.version() < lease_at_least;
+            let action = decide(&Observation {
+                now,
+                me: self.me(),
+                state,
+                holding: holding.as_ref(),
+                observer: &observer,
+                in_flight: in_flight.is_some() || held_back,
+            });
+            let mut until = None;
+            match action {
+                LeaseAction::Wait { until: at } => until = at,
+                LeaseAction::Renew { epoch } => {
+                    belief::update(&self.belief, |b| {
+                        if let Some(h) = b.holding.as_mut() {
+                            h.last_renew_sent = now;
+                        }
+                    });
+                    in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch)));
+                }
+                LeaseAction::Acquire { expected } => {
+                    tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, "lease expired or free; trying to acquire");
+                    let ttl_ms = state.config.as_ref().map_or(0, |c| c.values.ttl_ms);
+                    let command = Command::AcquireLease {
+                        member: self.me().to_owned(),
+                        expected,
+                        ttl_ms,
+                        reason: "lease expired".into(),
+                        at_unix_ms: unix_ms(),
+                    };
+                    in_flight = Some(self.send(Intent::Acquire, now, command));
+                }
+            }
+            if now < retry_after {
+                until = Some(until.map_or(retry_after, |t| t.min(retry_after)));
+            }
+            let wake = until.map_or(IDLE_WAKE, |t| (t - now).min(IDLE_WAKE));
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wake) => {}
+                (intent, sent, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    match &result {
+                        Err(_) => retry_after = mono_now() + COMMAND_BACKOFF,
+                        Ok(Err(Rejection::LeaseVersionChanged { current, .. })) => lease_at_least = *current,
+                        Ok(_) => {}
+                    }
+                    self.record(intent, sent, result);
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.release().await;
+    }
+
+    fn renew(&self, state: &ClusterState, epoch: Epoch) -> Command {
+        Command::RenewLease {
+            member: self.me().to_owned(),
+            epoch,
+            ttl_ms: state.config.as_ref().map_or(0, |c| c.values.ttl_ms),
+            lsn: None,
+            timeline: None,
+        }
+    }
+
+    fn send(&self, intent: Intent, sent: MonoInstant, command: Command) -> InFlight {
+        let consensus = self.consensus.clone();
+        Box::pin(async move { (intent, sent, consensus.propose(command).await) })
+    }
+
+    /// Drops the belief when the state shows another holder or epoch, or when
+    /// the deadline passed without a committed renewal.
+    fn forget_lost_lease(&self, state: &ClusterState, now: MonoInstant) {
+        let me = self.me().to_owned();
+        belief::update(&self.belief, |b| {
+            let Some(h) = b.holding else { return };
+            if !h.matches(&state.lease, &me) {
+                tracing::warn!(member = %me, epoch = %h.epoch, holder = ?state.lease.holder, now_epoch = %state.lease.epoch, "lost the lease to another member");
+                b.holding = None;
+            } else if !h.is_valid(now) {
+                tracing::warn!(member = %me, epoch = %h.epoch, "lease deadline passed without a committed renewal; no longer primary");
+                b.holding = None;
+            }
+        });
+    }
+
+    fn record(&self, intent: Intent, sent: MonoInstant, result: Result<Response, ConsensusError>) {
+        let me = self.me().to_owned();
+        match result {
+            Ok(Ok(Applied::Lease { lease })) if lease.is_held_by(&me) => {
+                let state = self.consensus.local().state;
+                let ttl = Duration::from_millis(lease.ttl_ms);
+                let margin = margin(&state);
+                belief::update(&self.belief, |b| match (intent, b.holding) {
+                    (Intent::Renew, Some(mut h)) if h.epoch == lease.epoch => {
+                        h.renewed(sent, ttl, margin);
+                        b.set_holding(h);
+                    }
+                    _ => {
+                        tracing::info!(member = %me, epoch = %lease.epoch, ?intent, "holding the lease");
+                        b.set_holding(HolderLease::acquired(lease.epoch, sent, ttl, margin));
+                    }
+                });
+            }
+            Ok(Ok(other)) => {
+                tracing::warn!(member = %me, ?intent, ?other, "unexpected reply to a lease command")
+            }
+            Ok(Err(rejection @ Rejection::NotHolder { .. })) => {
+                tracing::warn!(member = %me, %rejection, "renewal refused; no longer primary");
+                belief::update(&self.belief, |b| b.holding = None);
+            }
+            Ok(Err(rejection)) => {
+                tracing::info!(member = %me, ?intent, %rejection, "lease command refused")
+            }
+            Err(e) => {
+                tracing::warn!(member = %me, ?intent, error = %e, "lease command not committed")
+            }
+        }
+    }
+
+    /// On shutdown a valid holder releases the lease, so a replica takes over
+    /// without waiting for the ttl.
+    async fn release(&self) {
+        let now = mono_now();
+        let state = self.consensus.local().state;
+        let belief = belief::read(&self.belief);
+        let Some(h) = belief
+            .holding
+            .filter(|_| belief.holds_valid(&state.lease, self.me(), now))
+        else {
+            return;
+        };
+        let command = Command::ReleaseLease {
+            member: self.me().to_owned(),
+            epoch: h.epoch,
+            lsn: None,
+        };
+        belief::update(&self.belief, |b| b.holding = None);
+        match self.consensus.propose(command).await {
+            Ok(Ok(_)) => tracing::info!(member = self.me(), epoch = %h.epoch, "released the lease"),
+            Ok(Err(rejection)) => {
+                tracing::warn!(member = self.me(), %rejection, "lease release refused")
+            }
+            Err(e) => {
+                tracing::warn!(member = self.me(), error = %e, "lease release not committed; others take over after the ttl")
+            }
+        }
+    }
+}

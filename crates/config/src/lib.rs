@@ -1,0 +1,59 @@
+//! Loads the agent's settings: one YAML file plus `RAFTGRES_*` environment
+//! overrides, validated into a typed [`AgentConfig`].
+//!
+//! Architecture invariant: this crate knows nothing of Raft, Postgres or the
+//! network; it only reads the file and the environment. It never panics and
+//! never replaces a bad value with a default; every error names the file or
+//! variable and the dotted key (`raft.listen`, `members[1].id`) and says what
+//! to change. Defaults apply only to optional keys that are absent.
+//!
+//! Environment overrides: `RAFTGRES_NAME` sets `name`, `RAFTGRES_RAFT__LISTEN`
+//! sets `raft.listen` (`__` separates a section from its key). Any other
+//! `RAFTGRES_*` variable is rejected as an unknown key.
+
+mod error;
+mod model;
+mod parse;
+mod source;
+mod tree;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use model::{AgentConfig, BootstrapSettings, InitialMember, RaftSettings, Tags};
+
+/// Loads `path` with overrides from the process environment.
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+    // `std::env::vars` would panic on a variable that is not UTF-8.
+    let mut env = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => env.push((name, value)),
+            (name, _) => {
+                let name = match name {
+                    Ok(name) => name,
+                    Err(raw) => raw.to_string_lossy().into_owned(),
+                };
+                // Skipping one of ours would silently fall back to the file.
+                if source::is_override(&name) {
+                    return Err(ConfigError::Env {
+                        var: name,
+                        reason: "is not UTF-8 text".into(),
+                    });
+                }
+            }
+        }
+    }
+    load_with_env(path, env)
+}
+
+/// Loads `path` with overrides taken from `env` instead of the process
+/// environment; entries not starting with `RAFTGRES_` are ignored.
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<AgentConfig, ConfigError> {
+    let merged = source::merge(path, env)?;
+    let ctx = tree::Ctx::new(path.to_path_buf(), merged.env_vars);
+    parse::agent_config(&ctx, merged.root)
+}

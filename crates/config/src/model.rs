@@ -1,0 +1,80 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The validated settings of one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Cluster name: 1 to 63 characters from `a-z`, `0-9`, `_`, `-`.
+    pub scope: String,
+    /// This member's name, same character rule as `scope`.
+    pub name: String,
+    /// This member's Raft id, greater than 0 and present in `members`.
+    pub node_id: u64,
+    /// Absolute directory for the agent's own state.
+    pub data_dir: PathBuf,
+    /// Votes in Raft, never runs Postgres, never competes for the lease.
+    pub witness: bool,
+    pub tags: Tags,
+    pub raft: RaftSettings,
+    /// The initial voters of the Raft group; never empty, ids, names and
+    /// addresses unique.
+    pub members: Vec<InitialMember>,
+    pub bootstrap: BootstrapSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tags {
+    /// Default false.
+    pub nofailover: bool,
+    /// Default 1. Higher wins among equally advanced candidates; 0 never
+    /// promotes.
+    pub failover_priority: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// Where the gRPC server binds.
+    pub listen: SocketAddr,
+    /// `host:port` peers dial; defaults to `listen`.
+    pub advertise: String,
+    /// Default 150 ms; shorter than `election_timeout_min`.
+    pub heartbeat_interval: Duration,
+    /// Default 750 ms; shorter than `election_timeout_max`.
+    pub election_timeout_min: Duration,
+    /// Default 1500 ms.
+    pub election_timeout_max: Duration,
+    /// Default 1000, at least 10: build a snapshot after this many logs since
+    /// the last one.
+    pub snapshot_every_logs: u64,
+    /// Default 1000 ms.
+    pub rpc_timeout: Duration,
+}
+
+/// One initial voter of the Raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub id: u64,
+    pub name: String,
+    /// `host:port` with a port from 1 to 65535.
+    pub raft_addr: String,
+}
+
+/// Dynamic settings written once into the replicated state when the cluster
+/// is first formed; later changes go through the cluster, not this file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapSettings {
+    /// Default 2000 ms: lease time-to-live.
+    pub ttl: Duration,
+    /// Default 400 ms: renew interval and loop period.
+    pub loop_wait: Duration,
+    /// Default 1000 ms: how long a single Raft operation may take before the
+    /// holder stops trying.
+    pub retry_timeout: Duration,
+    /// Default 400 ms: the holder's deadline is sent + ttl - margin.
+    /// `loop_wait + lease_margin < ttl`, so the holder renews before its
+    /// deadline.
+    pub lease_margin: Duration,
+    /// Default 1 MiB: bytes a replica may lag and still be promoted.
+    pub maximum_lag_on_failover: u64,
+}

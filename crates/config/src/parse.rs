@@ -1,0 +1,467 @@
+//! The schema: which keys exist, their defaults, and the rules between them.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::Value;
+
+use crate::tree::{Ctx, Section};
+use crate::{AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, Tags};
+
+const TOP_KEYS: &[&str] = &[
+    "scope",
+    "name",
+    "node_id",
+    "data_dir",
+    "witness",
+    "tags",
+    "raft",
+    "members",
+    "bootstrap",
+];
+const TAGS_KEYS: &[&str] = &["nofailover", "failover_priority"];
+const RAFT_KEYS: &[&str] = &[
+    "listen",
+    "advertise",
+    "heartbeat_interval_ms",
+    "election_timeout_min_ms",
+    "election_timeout_max_ms",
+    "snapshot_every_logs",
+    "rpc_timeout_ms",
+];
+const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
+const BOOTSTRAP_KEYS: &[&str] = &[
+    "ttl_ms",
+    "loop_wait_ms",
+    "retry_timeout_ms",
+    "lease_margin_ms",
+    "maximum_lag_on_failover",
+];
+
+const MAX_IDENTIFIER_LEN: usize = 63;
+const MIN_SNAPSHOT_EVERY_LOGS: u64 = 10;
+const ADDRESS_EXAMPLES: &str = "10.0.0.1:7101, node1.example:7101 or [::1]:7101";
+
+pub(crate) fn agent_config(
+    ctx: &Ctx,
+    root: config::Map<String, Value>,
+) -> Result<AgentConfig, ConfigError> {
+    let mut top = Section::open(ctx, String::new(), root, TOP_KEYS)?;
+
+    let scope = top.string("scope", "set it to the cluster name, e.g. `scope: demo`")?;
+    ctx.check("scope", identifier(&scope))?;
+    let name = top.string("name", "set it to this member's name, e.g. `name: node1`")?;
+    ctx.check("name", identifier(&name))?;
+    let node_id = top.u64(
+        "node_id",
+        "set it to this member's Raft id, e.g. `node_id: 1`",
+    )?;
+    ctx.check("node_id", positive_id(node_id))?;
+    let data_dir = PathBuf::from(top.string(
+        "data_dir",
+        "set it to an absolute directory, e.g. `data_dir: /var/lib/raftgres/node1`",
+    )?);
+    if !data_dir.is_absolute() {
+        return Err(ctx.invalid(
+            "data_dir",
+            format!("must be an absolute path, got {:?}", data_dir.display()),
+        ));
+    }
+    let witness = top.bool_or("witness", false)?;
+    let tags = tags(ctx, top.section_or_empty("tags", TAGS_KEYS)?)?;
+    let raft = raft(
+        ctx,
+        top.section(
+            "raft",
+            RAFT_KEYS,
+            "add a `raft:` section with at least `listen`, e.g. `listen: 127.0.0.1:7101`",
+        )?,
+    )?;
+    let members = members(ctx, top.take("members"))?;
+    let bootstrap = bootstrap(ctx, top.section_or_empty("bootstrap", BOOTSTRAP_KEYS)?)?;
+
+    check_self_in_members(ctx, node_id, &name, &members)?;
+
+    Ok(AgentConfig {
+        scope,
+        name,
+        node_id,
+        data_dir,
+        witness,
+        tags,
+        raft,
+        members,
+        bootstrap,
+    })
+}
+
+fn tags(ctx: &Ctx, mut section: Section<'_>) -> Result<Tags, ConfigError> {
+    let nofailover = section.bool_or("nofailover", false)?;
+    let priority = section.u64_or("failover_priority", 1)?;
+    let failover_priority = u32::try_from(priority).map_err(|_| {
+        ctx.invalid(
+            &section.key("failover_priority"),
+            format!("must be at most {}, got {priority}", u32::MAX),
+        )
+    })?;
+    Ok(Tags {
+        nofailover,
+        failover_priority,
+    })
+}
+
+fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError> {
+    let listen_key = section.key("listen");
+    let listen_text = section.string(
+        "listen",
+        "set it to the address the gRPC server binds, e.g. `listen: 127.0.0.1:7101`",
+    )?;
+    let listen = listen_address(&listen_text).map_err(|reason| ctx.invalid(&listen_key, reason))?;
+
+    let advertise_key = section.key("advertise");
+    let advertise = match section.string_opt("advertise")? {
+        Some(advertise) => {
+            ctx.check(&advertise_key, dialable_address(&advertise))?;
+            advertise
+        }
+        None if listen.ip().is_unspecified() => {
+            return Err(ctx.invalid(
+                &advertise_key,
+                format!(
+                    "is required because {listen_key} binds every interface ({listen}); \
+                     set it to the host:port peers should dial, e.g. 10.0.0.1:{}",
+                    listen.port()
+                ),
+            ));
+        }
+        None => listen.to_string(),
+    };
+
+    let heartbeat_ms = section.u64_or("heartbeat_interval_ms", 150)?;
+    let election_min_ms = section.u64_or("election_timeout_min_ms", 750)?;
+    let election_max_ms = section.u64_or("election_timeout_max_ms", 1500)?;
+    let snapshot_every_logs = section.u64_or("snapshot_every_logs", 1000)?;
+    let rpc_timeout_ms = section.u64_or("rpc_timeout_ms", 1000)?;
+
+    let heartbeat_key = section.key("heartbeat_interval_ms");
+    let election_min_key = section.key("election_timeout_min_ms");
+    let election_max_key = section.key("election_timeout_max_ms");
+    ctx.check(&heartbeat_key, positive(heartbeat_ms))?;
+    if heartbeat_ms >= election_min_ms {
+        return Err(ctx.invalid(
+            &heartbeat_key,
+            format!(
+                "must be less than {election_min_key} ({election_min_ms}), got {heartbeat_ms}: \
+                 followers would start elections between heartbeats"
+            ),
+        ));
+    }
+    if election_min_ms >= election_max_ms {
+        return Err(ctx.invalid(
+            &election_min_key,
+            format!(
+                "must be less than {election_max_key} ({election_max_ms}), got {election_min_ms}: \
+                 each election timeout is drawn at random between the two"
+            ),
+        ));
+    }
+    if snapshot_every_logs < MIN_SNAPSHOT_EVERY_LOGS {
+        return Err(ctx.invalid(
+            &section.key("snapshot_every_logs"),
+            format!("must be at least {MIN_SNAPSHOT_EVERY_LOGS}, got {snapshot_every_logs}"),
+        ));
+    }
+    ctx.check(&section.key("rpc_timeout_ms"), positive(rpc_timeout_ms))?;
+
+    Ok(RaftSettings {
+        listen,
+        advertise,
+        heartbeat_interval: Duration::from_millis(heartbeat_ms),
+        election_timeout_min: Duration::from_millis(election_min_ms),
+        election_timeout_max: Duration::from_millis(election_max_ms),
+        snapshot_every_logs,
+        rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+    })
+}
+
+fn members(ctx: &Ctx, value: Option<Value>) -> Result<Vec<InitialMember>, ConfigError> {
+    let missing = || {
+        ctx.invalid(
+            "members",
+            "is missing or empty: list every initial voter with id, name and raft_addr",
+        )
+    };
+    let items = match value {
+        None => return Err(missing()),
+        Some(value) if matches!(value.kind, config::ValueKind::Nil) => return Err(missing()),
+        Some(value) => ctx.list("members", value)?,
+    };
+    if items.is_empty() {
+        return Err(missing());
+    }
+
+    let mut members: Vec<InitialMember> = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let prefix = format!("members[{index}]");
+        let entries = ctx.table(&prefix, item)?;
+        let mut section = Section::open(ctx, prefix.clone(), entries, MEMBER_KEYS)?;
+
+        let id = section.u64("id", "set it to this voter's Raft id")?;
+        ctx.check(&section.key("id"), positive_id(id))?;
+        let name = section.string("name", "set it to this voter's member name")?;
+        ctx.check(&section.key("name"), identifier(&name))?;
+        let raft_addr = section.string(
+            "raft_addr",
+            &format!("set it to the host:port this voter's Raft server is reached at, like {ADDRESS_EXAMPLES}"),
+        )?;
+        ctx.check(&section.key("raft_addr"), dialable_address(&raft_addr))?;
+
+        for (other_index, other) in members.iter().enumerate() {
+            let clash = if other.id == id {
+                Some(("id", id.to_string()))
+            } else if other.name == name {
+                Some(("name", format!("{name:?}")))
+            } else if other.raft_addr == raft_addr {
+                Some(("raft_addr", format!("{raft_addr:?}")))
+            } else {
+                None
+            };
+            if let Some((field, shown)) = clash {
+                return Err(ctx.invalid(
+                    &section.key(field),
+                    format!(
+                        "{shown} is already used by members[{other_index}]; \
+                         every voter needs its own {field}"
+                    ),
+                ));
+            }
+        }
+        members.push(InitialMember {
+            id,
+            name,
+            raft_addr,
+        });
+    }
+    Ok(members)
+}
+
+fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, ConfigError> {
+    let ttl_ms = section.u64_or("ttl_ms", 2000)?;
+    let loop_wait_ms = section.u64_or("loop_wait_ms", 400)?;
+    let retry_timeout_ms = section.u64_or("retry_timeout_ms", 1000)?;
+    let lease_margin_ms = section.u64_or("lease_margin_ms", 400)?;
+    let maximum_lag_on_failover = section.u64_or("maximum_lag_on_failover", 1024 * 1024)?;
+
+    let ttl_key = section.key("ttl_ms");
+    let loop_wait_key = section.key("loop_wait_ms");
+    let lease_margin_key = section.key("lease_margin_ms");
+    ctx.check(&ttl_key, positive(ttl_ms))?;
+    if lease_margin_ms >= ttl_ms {
+        return Err(ctx.invalid(
+            &lease_margin_key,
+            format!(
+                "must be less than {ttl_key} ({ttl_ms}), got {lease_margin_ms}: \
+                 the holder's deadline is ttl minus this margin"
+            ),
+        ));
+    }
+    ctx.check(&loop_wait_key, positive(loop_wait_ms))?;
+    if loop_wait_ms
+        .checked_add(lease_margin_ms)
+        .is_none_or(|sum| sum >= ttl_ms)
+    {
+        return Err(ctx.invalid(
+            &loop_wait_key,
+            format!(
+                "plus {lease_margin_key} ({lease_margin_ms}) must be less than {ttl_key} \
+                 ({ttl_ms}), got {loop_wait_ms}: the holder must renew at least once \
+                 before its deadline"
+            ),
+        ));
+    }
+    ctx.check(&section.key("retry_timeout_ms"), positive(retry_timeout_ms))?;
+
+    Ok(BootstrapSettings {
+        ttl: Duration::from_millis(ttl_ms),
+        loop_wait: Duration::from_millis(loop_wait_ms),
+        retry_timeout: Duration::from_millis(retry_timeout_ms),
+        lease_margin: Duration::from_millis(lease_margin_ms),
+        maximum_lag_on_failover,
+    })
+}
+
+fn check_self_in_members(
+    ctx: &Ctx,
+    node_id: u64,
+    name: &str,
+    members: &[InitialMember],
+) -> Result<(), ConfigError> {
+    match members.iter().position(|m| m.id == node_id) {
+        None => {
+            let ids = members
+                .iter()
+                .map(|m| m.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(ctx.invalid(
+                "node_id",
+                format!(
+                    "{node_id} is not among the ids in `members` ({ids}); \
+                     add this member to `members` or correct node_id"
+                ),
+            ))
+        }
+        Some(index) if members[index].name != name => Err(ctx.invalid(
+            "name",
+            format!(
+                "is {name:?} but members[{index}], the entry with node_id {node_id}, \
+                 is named {:?}; make them match",
+                members[index].name
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn identifier(value: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+    if (1..=MAX_IDENTIFIER_LEN).contains(&value.len()) && value.bytes().all(allowed) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1 to {MAX_IDENTIFIER_LEN} characters from a-z, 0-9, `_` and `-`, \
+             got {value:?}"
+        ))
+    }
+}
+
+fn positive_id(id: u64) -> Result<(), String> {
+    if id == 0 {
+        Err("must be greater than 0: Raft ids start at 1".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn positive(value: u64) -> Result<(), String> {
+    if value == 0 {
+        Err("must be greater than 0".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        format!(
+            "expected an IP address and port like 127.0.0.1:7101 or [::]:7101 \
+             (not a hostname), got {text:?}"
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "port 0 lets the system pick a port peers cannot know; choose a fixed port, \
+             got {text:?}"
+        ));
+    }
+    Ok(addr)
+}
+
+/// A `host:port` another member can dial.
+fn dialable_address(text: &str) -> Result<(), String> {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "expected host:port like {ADDRESS_EXAMPLES}, got {text:?}"
+        ));
+    };
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p > 0);
+    if !port_ok {
+        return Err(format!(
+            "expected a port from 1 to 65535 after the last `:`, got {text:?}"
+        ));
+    }
+    let ip = if let Some(bracketed) = host.strip_prefix('[') {
+        let v6 = bracketed
+            .strip_suffix(']')
+            .and_then(|inner| inner.parse::<Ipv6Addr>().ok())
+            .ok_or_else(|| format!("expected an IPv6 address inside [ ], got {text:?}"))?;
+        Some(IpAddr::V6(v6))
+    } else {
+        let hostname_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !hostname_ok {
+            return Err(format!(
+                "expected host:port like {ADDRESS_EXAMPLES} (IPv6 inside [ ], no scheme), \
+                 got {text:?}"
+            ));
+        }
+        host.parse::<IpAddr>().ok()
+    };
+    if ip.is_some_and(|ip| ip.is_unspecified()) {
+        return Err(format!(
+            "{text:?} means every interface, which peers cannot dial; give a concrete address"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialable_addresses() {
+        for good in [
+            "127.0.0.1:7101",
+            "node1:1",
+            "node-1.example.com:65535",
+            "[::1]:7101",
+            "[fe80::1]:80",
+        ] {
+            assert_eq!(dialable_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "7101",
+            "node1",
+            "node1:",
+            ":7101",
+            "node1:0",
+            "node1:65536",
+            "node1:+80",
+            "node1: 80",
+            "::1:7101",
+            "[::1:7101",
+            "[nothex]:7101",
+            "http://node1:7101",
+            "node 1:7101",
+            "0.0.0.0:7101",
+            "[::]:7101",
+        ] {
+            assert!(dialable_address(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        assert_eq!(identifier("a"), Ok(()));
+        assert_eq!(identifier("node_1-b"), Ok(()));
+        assert_eq!(identifier(&"a".repeat(63)), Ok(()));
+        for bad in ["", "Node1", "node.1", "node 1", "nöde", &"a".repeat(64)] {
+            assert!(identifier(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert!(listen_address("0.0.0.0:7101").is_ok());
+        assert!(listen_address("[::]:7101").is_ok());
+        assert!(listen_address("127.0.0.1:0").is_err());
+        assert!(listen_address("localhost:7101").is_err());
+    }
+}

@@ -1,0 +1,892 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raftgres_config::{
+    AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, Tags, load,
+    load_with_env,
+};
+use tempfile::TempDir;
+
+const FULL: &str = "\
+scope: demo
+name: node1
+node_id: 1
+data_dir: /var/lib/raftgres/node1
+witness: true
+tags:
+  nofailover: true
+  failover_priority: 7
+raft:
+  listen: 0.0.0.0:7101
+  advertise: node1.example:7101
+  heartbeat_interval_ms: 100
+  election_timeout_min_ms: 500
+  election_timeout_max_ms: 900
+  snapshot_every_logs: 10
+  rpc_timeout_ms: 300
+members:
+  - id: 1
+    name: node1
+    raft_addr: node1.example:7101
+  - id: 2
+    name: node2
+    raft_addr: 127.0.0.1:7102
+  - id: 3
+    name: node3
+    raft_addr: '[::1]:7103'
+bootstrap:
+  ttl_ms: 3000
+  loop_wait_ms: 500
+  retry_timeout_ms: 800
+  lease_margin_ms: 600
+  maximum_lag_on_failover: 42
+";
+
+const MINIMAL: &str = "\
+scope: demo
+name: node1
+node_id: 1
+data_dir: /var/lib/raftgres/node1
+raft:
+  listen: 127.0.0.1:7101
+members:
+  - id: 1
+    name: node1
+    raft_addr: 127.0.0.1:7101
+  - id: 2
+    name: node2
+    raft_addr: 127.0.0.1:7102
+";
+
+struct SettingsFile {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+fn write_bytes(contents: &[u8]) -> SettingsFile {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("raftgres.yml");
+    std::fs::write(&path, contents).expect("write settings");
+    SettingsFile { _dir: dir, path }
+}
+
+fn load_env(yaml: &str, env: &[(&str, &str)]) -> (SettingsFile, Result<AgentConfig, ConfigError>) {
+    let file = write_bytes(yaml.as_bytes());
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let result = load_with_env(&file.path, env);
+    (file, result)
+}
+
+fn load_yaml(yaml: &str) -> AgentConfig {
+    let (_file, result) = load_env(yaml, &[]);
+    result.unwrap_or_else(|e| panic!("expected the settings to load, got: {e}"))
+}
+
+fn error_env(yaml: &str, env: &[(&str, &str)]) -> (PathBuf, ConfigError) {
+    let (file, result) = load_env(yaml, env);
+    match result {
+        Ok(config) => panic!("expected an error, loaded {config:?}"),
+        Err(e) => (file.path.clone(), e),
+    }
+}
+
+fn error(yaml: &str) -> String {
+    error_env(yaml, &[]).1.to_string()
+}
+
+/// Replaces text that must be present, so a stale fixture fails loudly
+/// instead of testing the unchanged file.
+fn edit(base: &str, from: &str, to: &str) -> String {
+    assert!(base.contains(from), "fixture does not contain {from:?}");
+    base.replacen(from, to, 1)
+}
+
+#[test]
+fn full_file_loads_every_value() {
+    let config = load_yaml(FULL);
+    assert_eq!(
+        config,
+        AgentConfig {
+            scope: "demo".into(),
+            name: "node1".into(),
+            node_id: 1,
+            data_dir: PathBuf::from("/var/lib/raftgres/node1"),
+            witness: true,
+            tags: Tags {
+                nofailover: true,
+                failover_priority: 7,
+            },
+            raft: RaftSettings {
+                listen: "0.0.0.0:7101".parse::<SocketAddr>().unwrap(),
+                advertise: "node1.example:7101".into(),
+                heartbeat_interval: Duration::from_millis(100),
+                election_timeout_min: Duration::from_millis(500),
+                election_timeout_max: Duration::from_millis(900),
+                snapshot_every_logs: 10,
+                rpc_timeout: Duration::from_millis(300),
+            },
+            members: vec![
+                InitialMember {
+                    id: 1,
+                    name: "node1".into(),
+                    raft_addr: "node1.example:7101".into(),
+                },
+                InitialMember {
+                    id: 2,
+                    name: "node2".into(),
+                    raft_addr: "127.0.0.1:7102".into(),
+                },
+                InitialMember {
+                    id: 3,
+                    name: "node3".into(),
+                    raft_addr: "[::1]:7103".into(),
+                },
+            ],
+            bootstrap: BootstrapSettings {
+                ttl: Duration::from_millis(3000),
+                loop_wait: Duration::from_millis(500),
+                retry_timeout: Duration::from_millis(800),
+                lease_margin: Duration::from_millis(600),
+                maximum_lag_on_failover: 42,
+            },
+        }
+    );
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let config = load_yaml(MINIMAL);
+    assert!(!config.witness);
+    assert_eq!(
+        config.tags,
+        Tags {
+            nofailover: false,
+            failover_priority: 1,
+        }
+    );
+    assert_eq!(
+        config.raft,
+        RaftSettings {
+            listen: "127.0.0.1:7101".parse::<SocketAddr>().unwrap(),
+            advertise: "127.0.0.1:7101".into(),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout_min: Duration::from_millis(750),
+            election_timeout_max: Duration::from_millis(1500),
+            snapshot_every_logs: 1000,
+            rpc_timeout: Duration::from_millis(1000),
+        }
+    );
+    assert_eq!(
+        config.bootstrap,
+        BootstrapSettings {
+            ttl: Duration::from_millis(2000),
+            loop_wait: Duration::from_millis(400),
+            retry_timeout: Duration::from_millis(1000),
+            lease_margin: Duration::from_millis(400),
+            maximum_lag_on_failover: 1024 * 1024,
+        }
+    );
+}
+
+#[test]
+fn empty_optional_sections_get_defaults() {
+    let config = load_yaml(&format!("{MINIMAL}tags: {{}}\nbootstrap: {{}}\n"));
+    assert_eq!(config.tags.failover_priority, 1);
+    assert_eq!(config.bootstrap.ttl, Duration::from_millis(2000));
+}
+
+#[test]
+fn ipv6_listen_defaults_advertise_to_the_bracketed_form() {
+    let yaml = edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: '[::1]:7101'");
+    assert_eq!(load_yaml(&yaml).raft.advertise, "[::1]:7101");
+}
+
+#[test]
+fn witness_may_leave_nofailover_false() {
+    let config = load_yaml(&format!(
+        "{MINIMAL}witness: true\ntags:\n  nofailover: false\n"
+    ));
+    assert!(config.witness);
+    assert!(!config.tags.nofailover);
+}
+
+#[test]
+fn environment_overrides_strings_numbers_bools_and_nested_keys() {
+    let (_file, result) = load_env(
+        MINIMAL,
+        &[
+            ("RAFTGRES_NAME", "node2"),
+            ("RAFTGRES_NODE_ID", "2"),
+            ("RAFTGRES_WITNESS", "true"),
+            ("RAFTGRES_RAFT__LISTEN", "127.0.0.1:7102"),
+            ("RAFTGRES_RAFT__HEARTBEAT_INTERVAL_MS", "50"),
+            ("RAFTGRES_TAGS__FAILOVER_PRIORITY", "0"),
+            ("PATH", "/usr/bin"),
+            ("RAFTGRESX", "not ours"),
+        ],
+    );
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.name, "node2");
+    assert_eq!(config.node_id, 2);
+    assert!(config.witness);
+    assert_eq!(
+        config.raft.listen,
+        "127.0.0.1:7102".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.raft.advertise, "127.0.0.1:7102");
+    assert_eq!(config.raft.heartbeat_interval, Duration::from_millis(50));
+    assert_eq!(config.tags.failover_priority, 0);
+}
+
+#[test]
+fn environment_keeps_text_as_written() {
+    let yaml = edit(MINIMAL, "scope: demo", "scope: x");
+    let (_file, result) = load_env(&yaml, &[("RAFTGRES_SCOPE", "007")]);
+    assert_eq!(result.unwrap().scope, "007");
+}
+
+#[test]
+fn environment_variable_names_are_case_insensitive() {
+    let (_file, result) = load_env(MINIMAL, &[("raftgres_scope", "lower")]);
+    assert_eq!(result.unwrap().scope, "lower");
+}
+
+#[test]
+fn environment_errors_name_the_key_and_the_variable() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "RAFTGRES_NODE_ID",
+            "abc",
+            &["key `node_id`", "RAFTGRES_NODE_ID", "\"abc\""],
+        ),
+        (
+            "RAFTGRES_WITNESS",
+            "1",
+            &["key `witness`", "RAFTGRES_WITNESS", "true or false"],
+        ),
+        (
+            "RAFTGRES_RAFT__LISEN",
+            "1.2.3.4:5",
+            &[
+                "unknown key `raft.lisen`",
+                "RAFTGRES_RAFT__LISEN",
+                "`listen`",
+            ],
+        ),
+        (
+            "RAFTGRES_BOGUS",
+            "x",
+            &["unknown key `bogus`", "RAFTGRES_BOGUS"],
+        ),
+        (
+            "RAFTGRES_RAFT",
+            "x",
+            &["key `raft`", "RAFTGRES_RAFT", "section"],
+        ),
+        (
+            "RAFTGRES_MEMBERS",
+            "x",
+            &["key `members`", "RAFTGRES_MEMBERS", "list"],
+        ),
+        (
+            "RAFTGRES_RAFT__HEARTBEAT_INTERVAL_MS",
+            "5000",
+            &[
+                "key `raft.heartbeat_interval_ms`",
+                "RAFTGRES_RAFT__HEARTBEAT_INTERVAL_MS",
+            ],
+        ),
+        (
+            "RAFTGRES_MEMBERS__0__ID",
+            "7",
+            &["key `members`", "RAFTGRES_MEMBERS__0__ID", "list"],
+        ),
+        (
+            "RAFTGRES_X[0]",
+            "q",
+            &["RAFTGRES_X[0]", "does not name a settings key"],
+        ),
+        (
+            "RAFTGRES_RAFT____LISTEN",
+            "q",
+            &["RAFTGRES_RAFT____LISTEN", "does not name a settings key"],
+        ),
+        (
+            "RAFTGRES_",
+            "q",
+            &["RAFTGRES_", "does not name a settings key"],
+        ),
+    ];
+    for (var, value, expected) in cases {
+        let message = error_env(MINIMAL, &[(var, value)]).1.to_string();
+        for part in *expected {
+            assert!(
+                message.contains(part),
+                "{var}={value}: {message:?} lacks {part:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conflicting_environment_variables_are_rejected() {
+    let (_, e) = error_env(
+        MINIMAL,
+        &[("RAFTGRES_NAME", "node1"), ("raftgres_name", "node2")],
+    );
+    let message = e.to_string();
+    assert!(matches!(e, ConfigError::Env { .. }), "{message}");
+    assert!(message.contains("`name`"), "{message}");
+
+    let (_, e) = error_env(
+        MINIMAL,
+        &[
+            ("RAFTGRES_RAFT", "x"),
+            ("RAFTGRES_RAFT__LISTEN", "1.2.3.4:5"),
+        ],
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("environment variable RAFTGRES_RAFT:")
+            && message.contains("RAFTGRES_RAFT__LISTEN"),
+        "{message}"
+    );
+}
+
+#[test]
+fn each_validation_rule_names_its_key() {
+    let long = "a".repeat(64);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "uppercase scope",
+            edit(MINIMAL, "scope: demo", "scope: Demo"),
+            "scope",
+        ),
+        (
+            "long scope",
+            edit(MINIMAL, "scope: demo", &format!("scope: {long}")),
+            "scope",
+        ),
+        (
+            "empty name",
+            edit(MINIMAL, "name: node1\nnode_id", "name: ''\nnode_id"),
+            "name",
+        ),
+        (
+            "dotted name",
+            edit(MINIMAL, "name: node1\nnode_id", "name: node.1\nnode_id"),
+            "name",
+        ),
+        (
+            "node_id 0",
+            edit(MINIMAL, "node_id: 1", "node_id: 0"),
+            "node_id",
+        ),
+        (
+            "relative data_dir",
+            edit(
+                MINIMAL,
+                "data_dir: /var/lib/raftgres/node1",
+                "data_dir: var/lib",
+            ),
+            "data_dir",
+        ),
+        (
+            "listen not an address",
+            edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: abc"),
+            "raft.listen",
+        ),
+        (
+            "listen hostname",
+            edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: localhost:7101"),
+            "raft.listen",
+        ),
+        (
+            "listen port 0",
+            edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: 127.0.0.1:0"),
+            "raft.listen",
+        ),
+        (
+            "unspecified listen without advertise",
+            edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: 0.0.0.0:7101"),
+            "raft.advertise",
+        ),
+        (
+            "advertise without port",
+            edit(
+                FULL,
+                "advertise: node1.example:7101",
+                "advertise: node1.example",
+            ),
+            "raft.advertise",
+        ),
+        (
+            "advertise unspecified",
+            edit(
+                FULL,
+                "advertise: node1.example:7101",
+                "advertise: 0.0.0.0:7101",
+            ),
+            "raft.advertise",
+        ),
+        (
+            "heartbeat 0",
+            edit(
+                FULL,
+                "heartbeat_interval_ms: 100",
+                "heartbeat_interval_ms: 0",
+            ),
+            "raft.heartbeat_interval_ms",
+        ),
+        (
+            "heartbeat not below election minimum",
+            edit(
+                FULL,
+                "heartbeat_interval_ms: 100",
+                "heartbeat_interval_ms: 500",
+            ),
+            "raft.heartbeat_interval_ms",
+        ),
+        (
+            "election minimum not below maximum",
+            edit(
+                FULL,
+                "election_timeout_max_ms: 900",
+                "election_timeout_max_ms: 500",
+            ),
+            "raft.election_timeout_min_ms",
+        ),
+        (
+            "snapshot too often",
+            edit(FULL, "snapshot_every_logs: 10", "snapshot_every_logs: 9"),
+            "raft.snapshot_every_logs",
+        ),
+        (
+            "rpc timeout 0",
+            edit(FULL, "rpc_timeout_ms: 300", "rpc_timeout_ms: 0"),
+            "raft.rpc_timeout_ms",
+        ),
+        (
+            "priority beyond u32",
+            edit(
+                FULL,
+                "failover_priority: 7",
+                "failover_priority: 4294967296",
+            ),
+            "tags.failover_priority",
+        ),
+        (
+            "member id 0",
+            edit(FULL, "- id: 2", "- id: 0"),
+            "members[1].id",
+        ),
+        (
+            "duplicate member id",
+            edit(FULL, "- id: 3", "- id: 2"),
+            "members[2].id",
+        ),
+        (
+            "duplicate member name",
+            edit(FULL, "name: node3", "name: node2"),
+            "members[2].name",
+        ),
+        (
+            "invalid member name",
+            edit(FULL, "name: node3", "name: Node3"),
+            "members[2].name",
+        ),
+        (
+            "duplicate raft_addr",
+            edit(
+                FULL,
+                "raft_addr: 127.0.0.1:7102",
+                "raft_addr: node1.example:7101",
+            ),
+            "members[1].raft_addr",
+        ),
+        (
+            "raft_addr without port",
+            edit(FULL, "raft_addr: 127.0.0.1:7102", "raft_addr: 127.0.0.1"),
+            "members[1].raft_addr",
+        ),
+        (
+            "raft_addr port 0",
+            edit(FULL, "raft_addr: 127.0.0.1:7102", "raft_addr: 127.0.0.1:0"),
+            "members[1].raft_addr",
+        ),
+        (
+            "raft_addr port too large",
+            edit(
+                FULL,
+                "raft_addr: 127.0.0.1:7102",
+                "raft_addr: 127.0.0.1:65536",
+            ),
+            "members[1].raft_addr",
+        ),
+        (
+            "raft_addr with scheme",
+            edit(
+                FULL,
+                "raft_addr: 127.0.0.1:7102",
+                "raft_addr: http://node2:7102",
+            ),
+            "members[1].raft_addr",
+        ),
+        (
+            "self not a member",
+            edit(FULL, "node_id: 1", "node_id: 9"),
+            "node_id",
+        ),
+        (
+            "self named differently",
+            edit(FULL, "name: node1\nnode_id", "name: other\nnode_id"),
+            "name",
+        ),
+        (
+            "ttl 0",
+            edit(FULL, "ttl_ms: 3000", "ttl_ms: 0"),
+            "bootstrap.ttl_ms",
+        ),
+        (
+            "margin not below ttl",
+            edit(FULL, "lease_margin_ms: 600", "lease_margin_ms: 3000"),
+            "bootstrap.lease_margin_ms",
+        ),
+        (
+            "loop wait 0",
+            edit(FULL, "loop_wait_ms: 500", "loop_wait_ms: 0"),
+            "bootstrap.loop_wait_ms",
+        ),
+        (
+            "no renewal before the deadline",
+            edit(FULL, "loop_wait_ms: 500", "loop_wait_ms: 2400"),
+            "bootstrap.loop_wait_ms",
+        ),
+        (
+            "loop wait overflowing with the margin",
+            edit(
+                FULL,
+                "loop_wait_ms: 500",
+                "loop_wait_ms: 18446744073709551615",
+            ),
+            "bootstrap.loop_wait_ms",
+        ),
+        (
+            "retry timeout 0",
+            edit(FULL, "retry_timeout_ms: 800", "retry_timeout_ms: 0"),
+            "bootstrap.retry_timeout_ms",
+        ),
+    ];
+    for (what, yaml, key) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")),
+            "{what}: {message:?} does not name `{key}`"
+        );
+    }
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    let cases: Vec<(String, &str)> = vec![
+        (edit(MINIMAL, "scope: demo\n", ""), "scope"),
+        (edit(MINIMAL, "name: node1\nnode_id", "node_id"), "name"),
+        (edit(MINIMAL, "node_id: 1\n", ""), "node_id"),
+        (
+            edit(MINIMAL, "data_dir: /var/lib/raftgres/node1\n", ""),
+            "data_dir",
+        ),
+        (
+            edit(MINIMAL, "raft:\n  listen: 127.0.0.1:7101\n", ""),
+            "raft",
+        ),
+        (
+            edit(
+                MINIMAL,
+                "  listen: 127.0.0.1:7101\n",
+                "  rpc_timeout_ms: 5\n",
+            ),
+            "raft.listen",
+        ),
+        (
+            edit(MINIMAL, "  - id: 2\n    name", "  - name"),
+            "members[1].id",
+        ),
+        (edit(MINIMAL, "    name: node2\n", ""), "members[1].name"),
+        (
+            edit(MINIMAL, "    raft_addr: 127.0.0.1:7102\n", ""),
+            "members[1].raft_addr",
+        ),
+        (String::new(), "scope"),
+    ];
+    for (yaml, key) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")) && message.contains("missing"),
+            "{message:?} does not report `{key}` as missing"
+        );
+    }
+}
+
+#[test]
+fn missing_or_empty_member_list_is_explained() {
+    let without = MINIMAL.split("members:").next().unwrap().to_owned();
+    for yaml in [
+        without.clone(),
+        format!("{without}members: []\n"),
+        format!("{without}members:\n"),
+    ] {
+        let message = error(&yaml);
+        assert!(
+            message.contains(
+                "key `members`: is missing or empty: list every initial voter with id, name and raft_addr"
+            ),
+            "{message:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_named_with_the_known_ones() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (format!("{MINIMAL}bogus: 1\n"), "bogus", "`scope`"),
+        (format!("Name: x\n{MINIMAL}"), "Name", "`name`"),
+        (
+            edit(
+                MINIMAL,
+                "  listen: 127.0.0.1:7101\n",
+                "  listen: 127.0.0.1:7101\n  lisen: x\n",
+            ),
+            "raft.lisen",
+            "`listen`, `advertise`",
+        ),
+        (
+            // The typo is reported, not the key it leaves missing.
+            edit(
+                MINIMAL,
+                "  listen: 127.0.0.1:7101\n",
+                "  lisen: 127.0.0.1:7101\n",
+            ),
+            "raft.lisen",
+            "`listen`",
+        ),
+        (
+            edit(MINIMAL, "    name: node2\n", "    nme: node2\n"),
+            "members[1].nme",
+            "`id`, `name`, `raft_addr`",
+        ),
+        (
+            format!("{MINIMAL}tags:\n  priority: 2\n"),
+            "tags.priority",
+            "`failover_priority`",
+        ),
+        (
+            format!("{MINIMAL}bootstrap:\n  ttl: 2\n"),
+            "bootstrap.ttl",
+            "`ttl_ms`",
+        ),
+    ];
+    for (yaml, key, known) in cases {
+        let (path, e) = error_env(&yaml, &[]);
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("unknown key `{key}`")),
+            "{message:?} does not name `{key}`"
+        );
+        assert!(message.contains(known), "{message:?} lacks {known}");
+        assert!(
+            message.contains(&path.display().to_string()),
+            "{message:?} lacks the file"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_message_format() {
+    let (path, e) = error_env(&format!("{MINIMAL}bootstrap:\n  ttl: 2\n"), &[]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid settings in {}: unknown key `bootstrap.ttl`: known keys here are \
+             `ttl_ms`, `loop_wait_ms`, `retry_timeout_ms`, `lease_margin_ms`, \
+             `maximum_lag_on_failover`",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn invalid_value_message_format() {
+    let (path, e) = error_env(&edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: abc"), &[]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid settings in {}: key `raft.listen`: expected an IP address and port like \
+             127.0.0.1:7101 or [::]:7101 (not a hostname), got \"abc\"",
+            path.display()
+        )
+    );
+    match e {
+        ConfigError::Invalid { key, env_var, .. } => {
+            assert_eq!(key, "raft.listen");
+            assert_eq!(env_var, None);
+        }
+        other => panic!("unexpected variant {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_types_are_named_and_never_coerced() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            edit(MINIMAL, "node_id: 1", "node_id: abc"),
+            "node_id",
+            "\"abc\"",
+        ),
+        (
+            edit(MINIMAL, "node_id: 1", "node_id: 1.7"),
+            "node_id",
+            "1.7",
+        ),
+        (
+            edit(MINIMAL, "node_id: 1", "node_id: true"),
+            "node_id",
+            "true",
+        ),
+        (edit(MINIMAL, "node_id: 1", "node_id: -1"), "node_id", "-1"),
+        (
+            edit(MINIMAL, "node_id: 1", "node_id: yes"),
+            "node_id",
+            "\"yes\"",
+        ),
+        (
+            edit(MINIMAL, "node_id: 1", "node_id: [1]"),
+            "node_id",
+            "a list",
+        ),
+        (format!("{MINIMAL}witness: 1\n"), "witness", "true or false"),
+        (
+            format!("{MINIMAL}witness: yes\n"),
+            "witness",
+            "true or false",
+        ),
+        (
+            edit(MINIMAL, "scope: demo", "scope: 007"),
+            "scope",
+            "quotes",
+        ),
+        (
+            edit(MINIMAL, "scope: demo", "scope: {a: 1}"),
+            "scope",
+            "section",
+        ),
+        (
+            edit(MINIMAL, "raft:\n  listen: 127.0.0.1:7101\n", "raft: 5\n"),
+            "raft",
+            "section",
+        ),
+        (
+            edit(
+                MINIMAL,
+                "  listen: 127.0.0.1:7101",
+                "  listen: 127.0.0.1:7101\n  rpc_timeout_ms: 1s",
+            ),
+            "raft.rpc_timeout_ms",
+            "\"1s\"",
+        ),
+        (
+            format!(
+                "{}members: node1\n",
+                MINIMAL.split("members:").next().unwrap()
+            ),
+            "members",
+            "list",
+        ),
+        (
+            format!(
+                "{}members:\n  - node1\n",
+                MINIMAL.split("members:").next().unwrap()
+            ),
+            "members[0]",
+            "section",
+        ),
+        (format!("{MINIMAL}tags: [1]\n"), "tags", "section"),
+        (format!("{MINIMAL}tags:\n"), "tags", "is empty"),
+        (format!("{MINIMAL}witness:\n"), "witness", "is empty"),
+        (
+            edit(MINIMAL, "node_id: 1", "node_id:"),
+            "node_id",
+            "is empty",
+        ),
+    ];
+    for (yaml, key, detail) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")) && message.contains(detail),
+            "{message:?} does not name `{key}` with {detail:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.yml");
+    // `config::File` would otherwise pick up a neighbour with another extension.
+    std::fs::write(dir.path().join("absent.yaml"), MINIMAL).unwrap();
+    let e = load_with_env(&path, []).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+
+    let e = load_with_env(dir.path(), []).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(&dir.path().display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn unreadable_text_names_the_file() {
+    let file = write_bytes(b"scope: \xff\xfe\n");
+    let message = load_with_env(&file.path, []).unwrap_err().to_string();
+    assert!(
+        message.contains(&file.path.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("UTF-8"), "{message}");
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend_from_slice(MINIMAL.as_bytes());
+    let file = write_bytes(&bytes);
+    assert_eq!(load_with_env(&file.path, []).unwrap().scope, "demo");
+}
+
+#[test]
+fn yaml_that_cannot_be_parsed_names_the_file() {
+    for yaml in [
+        "scope: demo\n  name: [node1\n",
+        "scope: demo\nscope: other\n",
+        "scope: demo\n---\nscope: other\n",
+        "- scope\n- name\n",
+        "just text\n",
+    ] {
+        let (path, e) = error_env(yaml, &[]);
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{yaml:?}: {e:?}");
+        assert!(
+            e.to_string().contains(&path.display().to_string()),
+            "{yaml:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn load_reads_the_process_environment() {
+    let file = write_bytes(MINIMAL.as_bytes());
+    // The test process is not expected to carry RAFTGRES_* variables.
+    assert_eq!(load(Path::new(&file.path)).unwrap(), load_yaml(MINIMAL));
+}

@@ -1,0 +1,11 @@
+//! A real local cluster on one machine: agents on loopback ports, run as the
+//! `postgres` user, with a machine-readable `lab.json`. `raftgresctl lab` and
+//! the integration tests both use this code, so one path is tested and shipped.
+//!
+//! Architecture invariant: lab-only. Production paths never depend on it.
+
+mod process;
+mod spec;
+
+pub use process::{Lab, LabError, agent_status, down, read_description};
+pub use spec::{LabDescription, LabMember, LabSpec};

@@ -1,0 +1,408 @@
+use crate::spec::{LabDescription, LabMember, LabSpec, agent_config};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User};
+use raftgres_proto::v1::{AgentStatusReply, AgentStatusRequest, agent_client::AgentClient};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot find the agent binary {0}; build it first with `cargo build --workspace --bins`"
+    )]
+    NoAgentBinary(PathBuf),
+    #[error(
+        "running as root but there is no `postgres` user to run the agents as; install PostgreSQL or create the user"
+    )]
+    NoPostgresUser,
+    #[error("{0}")]
+    Setup(String),
+    #[error(
+        "the cluster did not become healthy within {after:?}: {detail}; see the logs under {dir}"
+    )]
+    Unhealthy {
+        after: Duration,
+        detail: String,
+        dir: PathBuf,
+    },
+    #[error("cannot read {path}: {reason}")]
+    Description { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |source| LabError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A running lab. Children stay with this handle so tests can reap what
+/// they kill; `raftgresctl lab up` simply drops it and leaves them running.
+pub struct Lab {
+    pub description: LabDescription,
+    children: BTreeMap<String, Child>,
+    run_as: Option<User>,
+}
+
+fn free_port() -> Result<u16, LabError> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
+    let port = listener
+        .local_addr()
+        .map_err(io(Path::new("127.0.0.1:0")))?
+        .port();
+    Ok(port)
+}
+
+/// Agents run as `postgres` when started by root, as Postgres itself must.
+fn run_as() -> Result<Option<User>, LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(user)),
+        _ => Err(LabError::NoPostgresUser),
+    }
+}
+
+fn chown_tree(path: &Path, user: &User) -> Result<(), LabError> {
+    chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw())).map_err(|e| {
+        LabError::Setup(format!("cannot chown {} to postgres: {e}", path.display()))
+    })?;
+    if path.is_dir() {
+        for entry in fs::read_dir(path).map_err(io(path))? {
+            chown_tree(&entry.map_err(io(path))?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every ancestor of DIR must be enterable by the agents' user (a clone
+/// under /root is not); say so instead of failing obscurely later.
+fn check_reachable(dir: &Path, user: &User) -> Result<(), LabError> {
+    let mut current = PathBuf::new();
+    for part in dir.components() {
+        current.push(part);
+        if current == dir {
+            break;
+        }
+        let meta = fs::metadata(&current).map_err(io(&current))?;
+        let mode = meta.permissions().mode();
+        use std::os::unix::fs::MetadataExt;
+        let ok = mode & 0o001 != 0
+            || (meta.uid() == user.uid.as_raw() && mode & 0o100 != 0)
+            || (meta.gid() == user.gid.as_raw() && mode & 0o010 != 0);
+        if !ok {
+            return Err(LabError::Setup(format!(
+                "the postgres user cannot enter {}; choose a lab --dir it can reach, e.g. /tmp/raftgres-lab",
+                current.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Lab {
+    pub fn up(spec: &LabSpec) -> Result<Lab, LabError> {
+        if !spec.agent_bin.is_file() {
+            return Err(LabError::NoAgentBinary(spec.agent_bin.clone()));
+        }
+        let run_as = run_as()?;
+        let dir = spec.dir.clone();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = fs::canonicalize(&dir).map_err(io(&dir))?;
+        if let Some(user) = &run_as {
+            check_reachable(&dir, user)?;
+        }
+        let bin_dir = dir.join("bin");
+        fs::create_dir_all(&bin_dir).map_err(io(&bin_dir))?;
+        let agent_bin = bin_dir.join("raftgres-agent");
+        // Copy, since the agents' user may not reach the build tree.
+        fs::copy(&spec.agent_bin, &agent_bin).map_err(io(&agent_bin))?;
+        fs::set_permissions(&agent_bin, fs::Permissions::from_mode(0o755))
+            .map_err(io(&agent_bin))?;
+
+        let count = spec.members + usize::from(spec.witness);
+        let ports = match &spec.ports {
+            Some(ports) if ports.len() >= count => ports.clone(),
+            Some(ports) => {
+                return Err(LabError::Setup(format!(
+                    "{count} members need {count} ports, got {}",
+                    ports.len()
+                )));
+            }
+            None => (0..count).map(|_| free_port()).collect::<Result<_, _>>()?,
+        };
+        let members: Vec<LabMember> = (0..count)
+            .map(|i| {
+                let witness = i >= spec.members;
+                let name = if witness {
+                    "witness".to_owned()
+                } else {
+                    format!("node{}", i + 1)
+                };
+                LabMember {
+                    node_id: i as u64 + 1,
+                    witness,
+                    raft_addr: format!("127.0.0.1:{}", ports[i]),
+                    config: dir.join(format!("{name}.yml")),
+                    data_dir: dir.join(&name),
+                    log: dir.join(format!("{name}.log")),
+                    agent_pid: 0,
+                    name,
+                }
+            })
+            .collect();
+        for m in &members {
+            fs::create_dir_all(&m.data_dir).map_err(io(&m.data_dir))?;
+            fs::write(&m.config, agent_config(m, "lab", &members)).map_err(io(&m.config))?;
+        }
+        if let Some(user) = &run_as {
+            chown_tree(&dir, user)?;
+        }
+        let mut lab = Lab {
+            description: LabDescription {
+                dir,
+                agent_bin,
+                members,
+            },
+            children: BTreeMap::new(),
+            run_as,
+        };
+        for name in lab.names() {
+            lab.start(&name)?;
+        }
+        lab.write_description()?;
+        Ok(lab)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.description
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    pub fn member(&self, name: &str) -> Result<&LabMember, LabError> {
+        self.description
+            .member(name)
+            .ok_or_else(|| LabError::Setup(format!("no lab member named {name}")))
+    }
+
+    fn write_description(&self) -> Result<(), LabError> {
+        let path = LabDescription::path(&self.description.dir);
+        let text = serde_json::to_string_pretty(&self.description)
+            .map_err(|e| LabError::Setup(format!("cannot encode lab.json: {e}")))?;
+        let tmp = path.with_extension("json.tmp");
+        fs::write(&tmp, text).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Starts (or restarts) one member's agent from its config and data.
+    pub fn start(&mut self, name: &str) -> Result<u32, LabError> {
+        let member = self.member(name)?.clone();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .map_err(io(&member.log))?;
+        if let Some(user) = &self.run_as {
+            chown(
+                &member.log,
+                Some(user.uid.as_raw()),
+                Some(user.gid.as_raw()),
+            )
+            .map_err(|e| LabError::Setup(format!("cannot chown {}: {e}", member.log.display())))?;
+        }
+        let err_log = log.try_clone().map_err(io(&member.log))?;
+        let mut command = Command::new(&self.description.agent_bin);
+        command
+            .arg("--config")
+            .arg(&member.config)
+            .current_dir(&self.description.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            // Its own process group: a terminal's Ctrl-C reaches `lab up`, not the agents.
+            .process_group(0);
+        if let Some(user) = &self.run_as {
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let child = command.spawn().map_err(io(&self.description.agent_bin))?;
+        let pid = child.id();
+        self.children.insert(name.to_owned(), child);
+        if let Some(m) = self.description.members.iter_mut().find(|m| m.name == name) {
+            m.agent_pid = pid;
+        }
+        self.write_description()?;
+        Ok(pid)
+    }
+
+    pub fn signal(&self, name: &str, signal: Signal) -> Result<(), LabError> {
+        let pid = self.member(name)?.agent_pid;
+        kill(Pid::from_raw(pid as i32), signal).map_err(|e| {
+            LabError::Setup(format!("cannot send {signal} to {name} (pid {pid}): {e}"))
+        })
+    }
+
+    /// SIGKILLs a member's agent and reaps it, so it is truly gone on return.
+    pub fn kill(&mut self, name: &str) -> Result<(), LabError> {
+        self.signal(name, Signal::SIGKILL)?;
+        if let Some(mut child) = self.children.remove(name) {
+            child.wait().map_err(io(&self.description.agent_bin))?;
+        }
+        Ok(())
+    }
+
+    /// Stops every agent this handle started: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop_all(&mut self, grace: Duration) {
+        for child in self.children.values() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        for child in self.children.values_mut() {
+            while Instant::now() < deadline {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
+    /// Gives up ownership: the agents keep running after this process exits.
+    pub fn detach(mut self) -> LabDescription {
+        self.children.clear();
+        self.description.clone()
+    }
+
+    /// Polls until exactly one member holds the lease and every running
+    /// member sees that holder, or `within` passes.
+    pub async fn wait_healthy(&self, within: Duration) -> Result<String, LabError> {
+        let deadline = Instant::now() + within;
+        let mut detail = String::from("no status yet");
+        while Instant::now() < deadline {
+            let mut holders = Vec::new();
+            let mut seen = Vec::new();
+            for m in &self.description.members {
+                match agent_status(&m.raft_addr).await {
+                    Ok(s) => {
+                        if s.holds_lease {
+                            holders.push(m.name.clone());
+                        }
+                        seen.push(s.lease_holder_seen);
+                    }
+                    Err(e) => seen.push(format!("<{} unreachable: {e}>", m.name)),
+                }
+            }
+            if let [holder] = holders.as_slice()
+                && seen.iter().all(|s| s == holder)
+            {
+                return Ok(holder.clone());
+            }
+            detail = format!("valid holders {holders:?}, holders seen {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(LabError::Unhealthy {
+            after: within,
+            detail,
+            dir: self.description.dir.clone(),
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_all(Duration::from_secs(5));
+    }
+}
+
+/// One agent's own view, over its gRPC status service, within one second.
+pub async fn agent_status(raft_addr: &str) -> Result<AgentStatusReply, String> {
+    let call = async {
+        let mut client = AgentClient::connect(format!("http://{raft_addr}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .status(AgentStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|e| e.message().to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(1), call)
+        .await
+        .map_err(|_| "no answer within 1s".to_owned())?
+}
+
+pub fn read_description(dir: &Path) -> Result<LabDescription, LabError> {
+    let path = LabDescription::path(dir);
+    let text = fs::read_to_string(&path).map_err(|e| LabError::Description {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| LabError::Description {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// A PID still names our agent only if its executable is the lab's copy;
+/// a zombie or a reused PID does not count.
+fn is_our_agent(pid: u32, agent_bin: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let exe_matches = fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe == agent_bin);
+    let state = fs::read_to_string(proc_dir.join("stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .flatten();
+    exe_matches && !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// Stops what `lab up` started in DIR, by PID. A missing DIR or lab.json,
+/// or agents already gone, are not errors. Returns the members stopped.
+pub fn down(dir: &Path, grace: Duration) -> Result<Vec<String>, LabError> {
+    if !LabDescription::path(dir).exists() {
+        return Ok(Vec::new());
+    }
+    let description = read_description(dir)?;
+    let running: Vec<&LabMember> = description
+        .members
+        .iter()
+        .filter(|m| is_our_agent(m.agent_pid, &description.agent_bin))
+        .collect();
+    for m in &running {
+        let _ = kill(Pid::from_raw(m.agent_pid as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline
+        && running
+            .iter()
+            .any(|m| is_our_agent(m.agent_pid, &description.agent_bin))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for m in &running {
+        if is_our_agent(m.agent_pid, &description.agent_bin) {
+            let _ = kill(Pid::from_raw(m.agent_pid as i32), Signal::SIGKILL);
+        }
+    }
+    Ok(running.iter().map(|m| m.name.clone()).collect())
+}
