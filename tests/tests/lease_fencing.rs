@@ -1,0 +1,108 @@
+//! The lease under real signals: a stopped holder loses it only after its
+//! deadline, and never believes it holds it again; a witness never holds it.
+
+use nix::sys::signal::Signal;
+use raftgres_tests::{eventually, holders, lab_dir, serial, start_lab, status};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
+    let _serial = serial();
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    let names = lab.names();
+    let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
+    lab.signal(&old, Signal::SIGSTOP)
+        .expect("SIGSTOP the holder");
+
+    let new = eventually(
+        Duration::from_secs(20),
+        "another member takes the lease",
+        || async { holders(&lab, &others).await.into_iter().next() },
+    )
+    .await;
+    let new_status = status(&lab, &new).await.expect("new holder status");
+
+    lab.signal(&old, Signal::SIGCONT)
+        .expect("SIGCONT the old holder");
+    // From the first answer on, the old holder must never claim the lease.
+    let resumed = Instant::now();
+    let mut answers = 0;
+    let mut last = None;
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Ok(s) = status(&lab, &old).await {
+            assert!(
+                !s.holds_lease,
+                "the old holder claims the lease after SIGCONT: {s:?}"
+            );
+            answers += 1;
+            last = Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old_status = last.expect("the old holder answers after SIGCONT");
+    assert!(answers > 10);
+    assert!(
+        new_status.lease_epoch > old_status.lease_epoch,
+        "epoch must grow: {new_status:?} vs {old_status:?}"
+    );
+    // Both instants are CLOCK_MONOTONIC on this machine, so they compare.
+    assert!(
+        new_status.lease_acquire_sent_mono_ns > old_status.lease_deadline_mono_ns,
+        "the new holder sent its acquire at {} ns, before the old holder's deadline {} ns",
+        new_status.lease_acquire_sent_mono_ns,
+        old_status.lease_deadline_mono_ns
+    );
+    assert_eq!(
+        holders(&lab, &names).await,
+        vec![new.clone()],
+        "exactly one holder after the dust settles"
+    );
+    assert_eq!(
+        old_status.lease_holder_seen, new,
+        "the old holder sees the new one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_votes_but_never_holds_the_lease() {
+    let _serial = serial();
+    let dir = lab_dir();
+    let (mut lab, first) = start_lab(&dir, 2, true).await;
+    let witness = lab
+        .description
+        .members
+        .iter()
+        .find(|m| m.witness)
+        .expect("witness")
+        .name
+        .clone();
+    let other = lab
+        .description
+        .members
+        .iter()
+        .find(|m| !m.witness && m.name != first)
+        .expect("second database member")
+        .name
+        .clone();
+    lab.kill(&first).expect("SIGKILL the holder");
+    // Two of three voters remain (one is the witness): the group still commits,
+    // and the lease goes to the remaining database member, never the witness.
+    let started = Instant::now();
+    loop {
+        let w = status(&lab, &witness).await.expect("witness status");
+        assert!(!w.holds_lease, "the witness holds the lease: {w:?}");
+        assert!(w.witness);
+        if status(&lab, &other).await.is_ok_and(|s| s.holds_lease) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{other} never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let w = status(&lab, &witness).await.expect("witness status");
+    assert_eq!(w.lease_holder_seen, other);
+    assert!(!w.holds_lease);
+}

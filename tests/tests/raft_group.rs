@@ -1,0 +1,86 @@
+//! Three real agents on loopback: Raft leader loss and restart from disk.
+
+use raftgres_tests::{eventually, lab_dir, serial, start_lab, status};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
+    let _serial = serial();
+    let dir = lab_dir();
+    let (mut lab, _) = start_lab(&dir, 3, false).await;
+    let names = lab.names();
+    let first = status(&lab, &names[0]).await.expect("status");
+    let leader_id = eventually(Duration::from_secs(10), "a Raft leader", || async {
+        status(&lab, &names[0])
+            .await
+            .ok()
+            .filter(|s| s.raft_leader != 0)
+            .map(|s| s.raft_leader)
+    })
+    .await;
+    let leader = lab
+        .description
+        .members
+        .iter()
+        .find(|m| m.node_id == leader_id)
+        .expect("leader member")
+        .name
+        .clone();
+    let survivors: Vec<String> = names.iter().filter(|n| **n != leader).cloned().collect();
+    let applied_before = status(&lab, &leader)
+        .await
+        .expect("leader status")
+        .applied_index;
+    lab.kill(&leader).expect("SIGKILL the Raft leader");
+
+    let new_leader = eventually(
+        Duration::from_secs(20),
+        "a new Raft leader among the survivors",
+        || async {
+            let s = status(&lab, &survivors[0]).await.ok()?;
+            (s.raft_leader != 0 && s.raft_leader != leader_id && s.raft_term > first.raft_term)
+                .then_some(s.raft_leader)
+        },
+    )
+    .await;
+    // Lease renewals are commits: the applied index must keep growing on both survivors.
+    for name in &survivors {
+        let start = status(&lab, name)
+            .await
+            .expect("survivor status")
+            .applied_index;
+        eventually(Duration::from_secs(10), "commits continue", || async {
+            let s = status(&lab, name).await.ok()?;
+            (s.applied_index > start + 2 && s.raft_leader == new_leader).then_some(())
+        })
+        .await;
+    }
+
+    // The killed member restarts from its data directory with its state intact.
+    lab.start(&leader).expect("restart");
+    let first_seen = eventually(
+        Duration::from_secs(10),
+        "the restarted member answers",
+        || async { status(&lab, &leader).await.ok() },
+    )
+    .await;
+    assert!(
+        first_seen.applied_index >= applied_before,
+        "restarted member lost applied state: {} < {applied_before}",
+        first_seen.applied_index
+    );
+    eventually(
+        Duration::from_secs(15),
+        "the restarted member catches up",
+        || async {
+            let me = status(&lab, &leader).await.ok()?;
+            let other = status(&lab, &survivors[0]).await.ok()?;
+            (me.raft_leader == other.raft_leader
+                && me.lease_holder_seen == other.lease_holder_seen
+                && me.applied_index + 5 >= other.applied_index
+                && me.applied_index > applied_before)
+                .then_some(())
+        },
+    )
+    .await;
+}
