@@ -102,13 +102,19 @@ impl LeaseLoop {
         let mut retry_after = MonoInstant::default();
         let mut lease_at_least = LeaseVersion::default();
         loop {
-            let now = mono_now();
+            // State first, clock second: a sighting must never be stamped
+            // earlier than the moment the state was really seen.
             let view = states.borrow_and_update().clone();
+            let now = mono_now();
             let state = &view.state;
             observer.observe(&state.lease, now);
-            self.forget_lost_lease(state, now);
+            // A local copy older than a reply we already have says nothing new.
+            let stale = state.lease.version() < lease_at_least;
+            if !stale {
+                self.forget_lost_lease(state, now);
+            }
             let holding = belief::read(&self.belief).holding;
-            let held_back = now < retry_after || state.lease.version() < lease_at_least;
+            let held_back = now < retry_after || stale;
             let action = decide(&Observation {
                 now,
                 me: self.me(),
@@ -152,7 +158,12 @@ impl LeaseLoop {
                     in_flight = None;
                     match &result {
                         Err(_) => retry_after = mono_now() + COMMAND_BACKOFF,
-                        Ok(Err(Rejection::LeaseVersionChanged { current, .. })) => lease_at_least = *current,
+                        Ok(Err(Rejection::LeaseVersionChanged { current, .. })) => {
+                            lease_at_least = lease_at_least.max(*current);
+                        }
+                        Ok(Ok(Applied::Lease { lease })) => {
+                            lease_at_least = lease_at_least.max(lease.version());
+                        }
                         Ok(_) => {}
                     }
                     self.record(intent, sent, result);

@@ -340,7 +340,10 @@ impl ClusterState {
         check_ttl(ttl_ms)?;
         self.check_holder(member, epoch)?;
         self.lease.revision += 1;
-        self.lease.ttl_ms = ttl_ms;
+        // Within an epoch the ttl never shrinks: the holder keeps the latest
+        // deadline it was granted, so observers must never wait less than
+        // any ttl it was granted with. A shorter ttl applies from the next epoch.
+        self.lease.ttl_ms = self.lease.ttl_ms.max(ttl_ms);
         if lsn.is_some() {
             self.lease.last_lsn = lsn;
         }

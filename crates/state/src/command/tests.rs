@@ -551,3 +551,26 @@ fn lsn_displays_like_postgres() {
     assert_eq!(Lsn(0x1_0000_00A0).to_string(), "1/A0");
     assert_eq!(Lsn(0).to_string(), "0/0");
 }
+
+#[test]
+fn renewal_never_shrinks_the_ttl_within_an_epoch() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let renew_with = |ttl_ms| Command::RenewLease {
+        member: "a".into(),
+        epoch: Epoch(1),
+        ttl_ms,
+        lsn: None,
+        timeline: None,
+    };
+    s.apply(&renew_with(1000)).unwrap();
+    assert_eq!(s.lease.ttl_ms, 2000);
+    s.apply(&renew_with(3000)).unwrap();
+    assert_eq!(s.lease.ttl_ms, 3000);
+    let mut shorter = acquire("b", s.lease.version());
+    if let Command::AcquireLease { ttl_ms, .. } = &mut shorter {
+        *ttl_ms = 1500;
+    }
+    s.apply(&shorter).unwrap();
+    assert_eq!(s.lease.ttl_ms, 1500, "a new epoch starts with its own ttl");
+}
