@@ -13,8 +13,13 @@ const RENEWALS: usize = 300;
 const KILL_TRIALS: usize = 5;
 
 async fn propose(addr: &str, command: &Command) -> Result<Response, String> {
-    let mut client = ClusterClient::connect(format!("http://{addr}")).await.map_err(|e| e.to_string())?;
-    let request = ProposeRequest { command_json: serde_json::to_vec(command).map_err(|e| e.to_string())?, hops: 0 };
+    let mut client = ClusterClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = ProposeRequest {
+        command_json: serde_json::to_vec(command).map_err(|e| e.to_string())?,
+        hops: 0,
+    };
     let reply = tokio::time::timeout(Duration::from_secs(2), client.propose(request))
         .await
         .map_err(|_| "timeout".to_owned())?
@@ -29,9 +34,18 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 async fn healthy_lab() -> (tempfile::TempDir, Lab, String) {
     let dir = lab_dir();
-    let spec = LabSpec { dir: dir.path().to_owned(), members: 3, witness: false, ports: None, agent_bin: agent_bin() };
+    let spec = LabSpec {
+        dir: dir.path().to_owned(),
+        members: 3,
+        witness: false,
+        ports: None,
+        agent_bin: agent_bin(),
+    };
     let lab = Lab::up(&spec).expect("lab up");
-    let holder = lab.wait_healthy(Duration::from_secs(30)).await.expect("healthy");
+    let holder = lab
+        .wait_healthy(Duration::from_secs(30))
+        .await
+        .expect("healthy");
     (dir, lab, holder)
 }
 
@@ -61,8 +75,19 @@ async fn renewal_latencies(lab: &Lab, holder: &str, via: &str) -> Vec<Duration> 
 async fn main() {
     let (_dir, lab, holder) = healthy_lab().await;
     let s = status(&lab, &holder).await.expect("status");
-    let leader = lab.description.members.iter().find(|m| m.node_id == s.raft_leader).expect("leader").name.clone();
-    let follower = lab.names().into_iter().find(|n| *n != leader).expect("follower");
+    let leader = lab
+        .description
+        .members
+        .iter()
+        .find(|m| m.node_id == s.raft_leader)
+        .expect("leader")
+        .name
+        .clone();
+    let follower = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("follower");
     let on_leader = renewal_latencies(&lab, &holder, &leader).await;
     let via_follower = renewal_latencies(&lab, &holder, &follower).await;
     drop(lab);
@@ -71,18 +96,36 @@ async fn main() {
     for trial in 0..KILL_TRIALS {
         let (_dir, mut lab, _) = healthy_lab().await;
         let s = status(&lab, &lab.names()[0]).await.expect("status");
-        let leader = lab.description.members.iter().find(|m| m.node_id == s.raft_leader).expect("leader").name.clone();
-        let survivor = lab.names().into_iter().find(|n| *n != leader).expect("survivor");
+        let leader = lab
+            .description
+            .members
+            .iter()
+            .find(|m| m.node_id == s.raft_leader)
+            .expect("leader")
+            .name
+            .clone();
+        let survivor = lab
+            .names()
+            .into_iter()
+            .find(|n| *n != leader)
+            .expect("survivor");
         let addr = lab.member(&survivor).expect("member").raft_addr.clone();
         // A rejected command is still a committed one: it went through the log.
-        let probe = Command::ReleaseLease { member: "nobody".into(), epoch: Epoch(0), lsn: None };
+        let probe = Command::ReleaseLease {
+            member: "nobody".into(),
+            epoch: Epoch(0),
+            lsn: None,
+        };
         let killed = Instant::now();
         lab.kill(&leader).expect("SIGKILL leader");
         loop {
             if propose(&addr, &probe).await.is_ok() {
                 break;
             }
-            assert!(killed.elapsed() < Duration::from_secs(30), "trial {trial}: no commit within 30 s");
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "trial {trial}: no commit within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         kill_to_commit.push(killed.elapsed());
@@ -104,7 +147,11 @@ async fn main() {
     });
     let text = serde_json::to_string_pretty(&report).expect("json");
     println!("{text}");
-    let out = agent_bin().parent().and_then(|p| p.parent()).expect("target dir").join("bench");
+    let out = agent_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("bench");
     std::fs::create_dir_all(&out).expect("bench dir");
     std::fs::write(out.join("raft.json"), &text).expect("write raft.json");
     println!("written to {}", out.join("raft.json").display());

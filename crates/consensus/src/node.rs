@@ -184,6 +184,11 @@ impl Consensus {
             .await
     }
 
+    fn status_membership_node(&self, node_id: NodeId) -> Option<Node> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.membership_config.membership().get_node(&node_id).cloned()
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft core did not stop cleanly");
@@ -259,6 +264,37 @@ impl Consensus {
                     let node = Node {
                         addr: raft_addr.to_owned(),
                     };
+                    // add_learner never overwrites a known member's address, so
+                    // a member that moved is re-addressed first.
+                    let moved = self
+                        .status_membership_node(node_id)
+                        .is_some_and(|known| known.addr != node.addr);
+                    if moved
+                        && let Err(e) = raft
+                            .change_membership(
+                                ChangeMembers::SetNodes(BTreeMap::from([(node_id, node.clone())])),
+                                false,
+                            )
+                            .await
+                    {
+                        return match e {
+                            RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
+                                match to.leader_node {
+                                    Some(leader) if forward => {
+                                        self.inner
+                                            .link
+                                            .change_membership(&leader, node_id, raft_addr, change)
+                                            .await
+                                    }
+                                    _ => Err(ConsensusError::NoLeader),
+                                }
+                            }
+                            RaftError::APIError(e) => {
+                                Err(ConsensusError::Membership(e.to_string()))
+                            }
+                            RaftError::Fatal(e) => Err(ConsensusError::Stopped(e.to_string())),
+                        };
+                    }
                     match raft.add_learner(node_id, node, true).await {
                         Ok(_) if voter => {
                             raft.change_membership(
@@ -318,22 +354,34 @@ async fn complete_joint_membership(raft: Raft, heartbeat: Duration) {
             let joint = m.membership_config.membership().get_joint_config().clone();
             (m.state == ServerState::Leader, joint)
         };
-        if is_leader && !was_leader && joint.len() > 1 {
-            if let Some(target) = joint.last().cloned() {
-                tracing::warn!(
-                    ?joint,
-                    ?target,
-                    "found an interrupted membership change; completing it"
-                );
-                for _ in 0..50 {
-                    match raft.change_membership(target.clone(), false).await {
-                        Ok(_) => break,
-                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
-                        | Err(RaftError::Fatal(_)) => break,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "membership completion not possible yet; retrying");
-                            tokio::time::sleep(heartbeat).await;
-                        }
+        if is_leader
+            && !was_leader
+            && joint.len() > 1
+            && let Some(target) = joint.last().cloned()
+        {
+            tracing::warn!(
+                ?joint,
+                ?target,
+                "found an interrupted membership change; completing it"
+            );
+            // Retry for as long as this member leads and the group is joint:
+            // the joint entry may not be committed yet, or a voter may be slow.
+            loop {
+                let still_needed = {
+                    let m = raft.metrics().borrow().clone();
+                    m.state == ServerState::Leader
+                        && m.membership_config.membership().get_joint_config().len() > 1
+                };
+                if !still_needed {
+                    break;
+                }
+                match raft.change_membership(target.clone(), false).await {
+                    Ok(_)
+                    | Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                    | Err(RaftError::Fatal(_)) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "membership completion not possible yet; retrying");
+                        tokio::time::sleep(heartbeat).await;
                     }
                 }
             }

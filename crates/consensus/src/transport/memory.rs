@@ -178,12 +178,12 @@ impl RaftNetwork<TypeConfig> for MemoryPeer {
     ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>>
     {
         let target = self.target()?;
-        if let Some(filter) = lock(&self.router.append_filter).as_ref() {
-            if filter(self.from, self.to, &rpc) {
-                return Err(RPCError::Network(NetworkError::new(&Dropped(
-                    "filtered".into(),
-                ))));
-            }
+        if let Some(filter) = lock(&self.router.append_filter).as_ref()
+            && filter(self.from, self.to, &rpc)
+        {
+            return Err(RPCError::Network(NetworkError::new(&Dropped(
+                "filtered".into(),
+            ))));
         }
         let result = target.raft().append_entries(rpc).await;
         self.finish(result)

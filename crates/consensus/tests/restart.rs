@@ -1,0 +1,289 @@
+//! Durability: members stopped and started again from their redb files keep
+//! what they committed, their vote (term) and their log.
+
+mod common;
+
+use common::*;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use raftgres_consensus::transport::memory::{MemoryRouter, address};
+use raftgres_consensus::types::NodeId;
+use raftgres_consensus::{Consensus, RaftStatus, StateView};
+use raftgres_state::Command;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const ID: NodeId = 1;
+
+/// One single-member group on `path`, started on a fresh router.
+async fn boot(path: &Path, snapshot_every_logs: u64) -> Consensus {
+    let (log, machine) = open_store(path).await;
+    let router = MemoryRouter::new();
+    let consensus = Consensus::start(
+        &settings(ID, snapshot_every_logs),
+        log,
+        machine,
+        router.network(ID),
+        router.link(ID),
+    )
+    .await
+    .expect("start");
+    router.register(consensus.clone());
+    consensus
+}
+
+async fn wait_leading(consensus: &Consensus) -> RaftStatus {
+    eventually("the single member to lead", SETTLE, || {
+        let s = consensus.status();
+        s.is_leader.then_some(s)
+    })
+    .await
+}
+
+async fn propose(consensus: &Consensus, command: Command) {
+    let response = bounded("propose", OPERATION_TIMEOUT * 3, consensus.propose(command))
+        .await
+        .expect("commit");
+    assert!(response.is_ok(), "{response:?}");
+}
+
+async fn read(consensus: &Consensus) -> StateView {
+    bounded("read", SETTLE, consensus.read())
+        .await
+        .expect("linearizable read")
+}
+
+/// What the redb file holds once the member is down, read through the
+/// storage traits openraft itself uses at startup.
+struct OnDisk {
+    term: u64,
+    vote_committed: bool,
+    last_log: Option<u64>,
+    purged: Option<u64>,
+    applied: Option<u64>,
+    state: StateView,
+}
+
+async fn on_disk(path: &Path) -> OnDisk {
+    let (mut log, mut machine) = open_store(path).await;
+    let state = machine.subscribe().borrow().clone();
+    let vote = log
+        .read_vote()
+        .await
+        .expect("read vote")
+        .expect("a vote is stored");
+    let log_state = log.get_log_state().await.expect("read log state");
+    let (applied, _membership) = machine.applied_state().await.expect("applied state");
+    OnDisk {
+        term: vote.leader_id().term,
+        vote_committed: vote.is_committed(),
+        last_log: log_state.last_log_id.map(|id| id.index),
+        purged: log_state.last_purged_log_id.map(|id| id.index),
+        applied: applied.map(|id| id.index),
+        state,
+    }
+    // Both halves drop here, closing the file for the next start.
+}
+
+/// Runs a first life that commits `commands` entries, then stops. Returns the
+/// last linearizable read and the status just before stopping.
+async fn first_life(path: &Path, commands: u64, every: u64) -> (StateView, RaftStatus) {
+    let consensus = boot(path, every).await;
+    let initialized = bounded(
+        "initialize",
+        SETTLE,
+        consensus.initialize(&BTreeMap::from([(ID, address(ID))])),
+    )
+    .await
+    .expect("initialize");
+    assert!(initialized);
+    wait_leading(&consensus).await;
+    propose(
+        &consensus,
+        Command::BootstrapConfig {
+            values: config_values(),
+        },
+    )
+    .await;
+    for seq in 0..commands {
+        propose(&consensus, member_command(seq)).await;
+    }
+    let view = read(&consensus).await;
+    assert_eq!(view.state.members.len() as u64, commands);
+    let status = consensus.status();
+    bounded("shutdown", SETTLE, consensus.shutdown()).await;
+    (view, status)
+}
+
+/// Checks the file against the first life, starts again from it and checks
+/// the running member; commits one more entry and stops. Returns the status.
+async fn second_life(
+    path: &Path,
+    committed: &StateView,
+    before: &RaftStatus,
+    every: u64,
+) -> RaftStatus {
+    let disk = on_disk(path).await;
+    assert_eq!(disk.term, before.term, "the stored vote's term");
+    assert!(
+        disk.vote_committed,
+        "the stored vote is the leader's committed vote"
+    );
+    assert!(
+        disk.last_log >= Some(committed.applied_index),
+        "the log's end survived"
+    );
+    assert_eq!(disk.applied, Some(committed.applied_index));
+    assert_eq!(
+        *disk.state.state, *committed.state,
+        "the stored applied state"
+    );
+    assert_eq!(disk.state.applied_index, committed.applied_index);
+    if let Some(purged) = disk.purged {
+        assert!(purged < committed.applied_index);
+    }
+
+    let consensus = boot(path, every).await;
+    // The applied state is there at once, before Raft does anything.
+    assert_eq!(*consensus.local().state, *committed.state);
+    assert_eq!(consensus.local().applied_index, committed.applied_index);
+
+    // Initializing again is refused politely: the group already exists.
+    let again = bounded(
+        "initialize again",
+        SETTLE,
+        consensus.initialize(&BTreeMap::from([(ID, address(ID))])),
+    )
+    .await
+    .expect("initialize again");
+    assert!(!again, "a restarted member must not re-form its group");
+
+    // openraft restores a sole voter whose committed vote is its own as
+    // leader at the same term; it never goes back to a lower one.
+    let leading = wait_leading(&consensus).await;
+    assert!(
+        leading.term >= before.term,
+        "term went back: {leading:?} after {before:?}"
+    );
+    assert_eq!(leading.membership.voters, vec![ID]);
+    assert!(
+        leading.last_log >= committed.applied_index,
+        "the log survived"
+    );
+    assert_eq!(*read(&consensus).await.state, *committed.state);
+
+    // Life goes on from where it stopped.
+    propose(&consensus, member_command(10_000)).await;
+    let view = read(&consensus).await;
+    assert_eq!(view.state.members.len(), committed.state.members.len() + 1);
+    assert!(view.applied_index > committed.applied_index);
+    let status = consensus.status();
+    bounded("shutdown", SETTLE, consensus.shutdown()).await;
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_state_vote_and_log_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = store_path(dir.path(), ID);
+    let (committed, before) = first_life(&path, 30, NO_SNAPSHOTS).await;
+    assert_eq!(before.purged_index, None);
+    second_life(&path, &committed, &before, NO_SNAPSHOTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_restart_after_the_log_was_purged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = store_path(dir.path(), ID);
+    let every = 10;
+    let (committed, before) = first_life(&path, 60, every).await;
+    assert!(before.purged_index.is_some(), "{before:?}");
+    second_life(&path, &committed, &before, every).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_two_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = store_path(dir.path(), ID);
+    let (committed, before) = first_life(&path, 10, NO_SNAPSHOTS).await;
+    let second = second_life(&path, &committed, &before, NO_SNAPSHOTS).await;
+
+    let consensus = boot(&path, NO_SNAPSHOTS).await;
+    let third = wait_leading(&consensus).await;
+    assert!(third.term >= second.term, "{third:?} after {second:?}");
+    let view = read(&consensus).await;
+    assert_eq!(view.state.members.len(), committed.state.members.len() + 1);
+    assert!(view.state.members.contains_key(&member_name(10_000)));
+    bounded("shutdown", SETTLE, consensus.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_catches_up_from_its_own_file() {
+    let mut cluster = Cluster::launch(3).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    let follower = cluster.others(leader)[0];
+    for _ in 0..5 {
+        cluster.commit(follower).await;
+    }
+    cluster.wait_converged(leader, &[follower]).await;
+    let before = cluster.get(follower).local();
+    cluster.crash(follower).await;
+
+    let live = cluster.ids();
+    let mut missed = Vec::new();
+    for _ in 0..5 {
+        missed.push(cluster.commit_somewhere(&live).await.0);
+    }
+
+    // Its file holds what it had applied, and nothing it missed...
+    let disk = on_disk(&store_path(cluster.dir.path(), follower)).await;
+    assert_eq!(*disk.state.state, *before.state);
+    assert_eq!(disk.applied, Some(before.applied_index));
+    for command in &missed {
+        assert!(!has(&disk.state, command));
+    }
+    cluster.start_member(follower).await;
+    // ...and it catches up from the group without being re-initialized.
+    let all = cluster.ids();
+    let leader = cluster.wait_leader(&all).await;
+    cluster.wait_converged(leader, &all).await;
+    let after = cluster.commit(follower).await;
+    assert!(has(&cluster.read(follower).await, &after));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_group_restarts_from_disk() {
+    let mut cluster = Cluster::launch(3).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    let mut committed = Vec::new();
+    for via in [1, 2, 3, 1, 2, 3] {
+        committed.push(cluster.commit(via).await);
+    }
+    let before = cluster.read(leader).await;
+    let terms: BTreeMap<NodeId, u64> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, cluster.status(id).term))
+        .collect();
+    for id in [1, 2, 3] {
+        cluster.crash(id).await;
+    }
+
+    for id in [1, 2, 3] {
+        cluster.start_member(id).await;
+    }
+    let all = cluster.ids();
+    let leader = cluster.wait_leader(&all).await;
+    for id in &all {
+        assert!(
+            cluster.status(*id).term >= terms[id],
+            "member {id}'s term went back"
+        );
+    }
+    let view = cluster.read(leader).await;
+    assert_eq!(*view.state, *before.state);
+    cluster.wait_converged(leader, &all).await;
+    let after = cluster.commit_somewhere(&all).await.0;
+    for command in committed.iter().chain([&after]) {
+        assert!(has(&cluster.read(leader).await, command));
+    }
+}
