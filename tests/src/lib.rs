@@ -4,13 +4,12 @@
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Real clusters share two cores; running them one at a time keeps timing sane.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// `target/<profile>/raftgres-agent`, built by `cargo build --workspace --bins`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = lab_dir();
     let (lab, old) = start_lab(&dir, 3, false).await;
     let names = lab.names();
@@ -66,7 +66,7 @@ async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_votes_but_never_holds_the_lease() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, first) = start_lab(&dir, 2, true).await;
     let witness = lab

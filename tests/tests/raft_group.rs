@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, _) = start_lab(&dir, 3, false).await;
     let names = lab.names();
