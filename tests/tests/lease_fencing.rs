@@ -106,3 +106,31 @@ async fn a_witness_votes_but_never_holds_the_lease() {
     assert_eq!(w.lease_holder_seen, other);
     assert!(!w.holds_lease);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_exits_cleanly() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let names = lab.names();
+    let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
+    let old_epoch = status(&lab, &old).await.expect("holder status").lease_epoch;
+    lab.signal(&old, Signal::SIGTERM)
+        .expect("SIGTERM the holder");
+    let exit = lab
+        .wait_exit(&old, Duration::from_secs(15))
+        .expect("the agent exits after SIGTERM");
+    assert!(exit.success(), "the agent exited with {exit:?}");
+    let log = std::fs::read_to_string(&lab.member(&old).expect("member").log).expect("agent log");
+    assert!(
+        log.contains("released the lease"),
+        "no release in the log:\n{log}"
+    );
+    let new = eventually(
+        Duration::from_secs(15),
+        "a survivor takes the released lease",
+        || async { holders(&lab, &others).await.into_iter().next() },
+    )
+    .await;
+    assert!(status(&lab, &new).await.expect("new holder").lease_epoch > old_epoch);
+}

@@ -266,6 +266,23 @@ impl Lab {
         Ok(())
     }
 
+    /// Waits up to `within` for a member's agent to exit and reaps it.
+    pub fn wait_exit(&mut self, name: &str, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.children.get_mut(name)?;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.children.remove(name);
+                    return Some(status);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Stops every agent this handle started: SIGTERM, then SIGKILL after `grace`.
     pub fn stop_all(&mut self, grace: Duration) {
         for child in self.children.values() {
