@@ -3,10 +3,10 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench raft`
 
-use raftgres_lab::{Lab, LabSpec};
+use raftgres_lab::Lab;
 use raftgres_proto::v1::{ProposeRequest, cluster_client::ClusterClient};
 use raftgres_state::{Command, Epoch, Response};
-use raftgres_tests::{agent_bin, lab_dir, status};
+use raftgres_tests::{agent_bin, lab_dir, start_lab, status};
 use std::time::{Duration, Instant};
 
 const RENEWALS: usize = 300;
@@ -34,18 +34,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 async fn healthy_lab() -> (tempfile::TempDir, Lab, String) {
     let dir = lab_dir();
-    let spec = LabSpec {
-        dir: dir.path().to_owned(),
-        members: 3,
-        witness: false,
-        ports: None,
-        agent_bin: agent_bin(),
-    };
-    let lab = Lab::up(&spec).expect("lab up");
-    let holder = lab
-        .wait_healthy(Duration::from_secs(30))
-        .await
-        .expect("healthy");
+    let (lab, holder) = start_lab(&dir, 3, false).await;
     (dir, lab, holder)
 }
 

@@ -269,41 +269,28 @@ impl Consensus {
                     let moved = self
                         .status_membership_node(node_id)
                         .is_some_and(|known| known.addr != node.addr);
-                    if moved
-                        && let Err(e) = raft
-                            .change_membership(
-                                ChangeMembers::SetNodes(BTreeMap::from([(node_id, node.clone())])),
-                                false,
-                            )
-                            .await
-                    {
-                        return match e {
-                            RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
-                                match to.leader_node {
-                                    Some(leader) if forward => {
-                                        self.inner
-                                            .link
-                                            .change_membership(&leader, node_id, raft_addr, change)
-                                            .await
-                                    }
-                                    _ => Err(ConsensusError::NoLeader),
-                                }
+                    let readdressed = if moved {
+                        raft.change_membership(
+                            ChangeMembers::SetNodes(BTreeMap::from([(node_id, node.clone())])),
+                            false,
+                        )
+                        .await
+                        .map(drop)
+                    } else {
+                        Ok(())
+                    };
+                    match readdressed {
+                        Err(e) => Err(e),
+                        Ok(()) => match raft.add_learner(node_id, node, true).await {
+                            Ok(_) if voter => {
+                                raft.change_membership(
+                                    ChangeMembers::AddVoterIds(BTreeSet::from([node_id])),
+                                    false,
+                                )
+                                .await
                             }
-                            RaftError::APIError(e) => {
-                                Err(ConsensusError::Membership(e.to_string()))
-                            }
-                            RaftError::Fatal(e) => Err(ConsensusError::Stopped(e.to_string())),
-                        };
-                    }
-                    match raft.add_learner(node_id, node, true).await {
-                        Ok(_) if voter => {
-                            raft.change_membership(
-                                ChangeMembers::AddVoterIds(BTreeSet::from([node_id])),
-                                false,
-                            )
-                            .await
-                        }
-                        other => other,
+                            other => other,
+                        },
                     }
                 }
                 MembershipChange::Remove => {
