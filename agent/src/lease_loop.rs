@@ -4,7 +4,9 @@
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
 use raftgres_consensus::{Consensus, ConsensusError};
-use raftgres_ha::{HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, decide};
+use raftgres_ha::{
+    HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView, decide,
+};
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, Epoch, LeaseVersion, Member, Rejection, Response,
 };
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 enum Intent {
     Acquire,
     Renew,
+    Release,
 }
 
 type InFlight =
@@ -27,6 +30,9 @@ pub struct LeaseLoop {
     pub member: Member,
     pub bootstrap: ConfigValues,
     pub belief: SharedBelief,
+    /// The local Postgres as the Postgres loop last saw it.
+    pub pg: watch::Receiver<PgView>,
+    pub restart_grace: Duration,
 }
 
 /// When nothing else wakes the loop, look again after this long.
@@ -96,6 +102,7 @@ impl LeaseLoop {
         }
         let mut states = self.consensus.subscribe();
         let mut observer = LeaseObserver::default();
+        let mut peers = PeerObserver::default();
         let mut in_flight: Option<InFlight> = None;
         // Set after a failed or refused command: not before this instant, and
         // not before the local state has caught up with what the refusal told.
@@ -108,6 +115,8 @@ impl LeaseLoop {
             let now = mono_now();
             let state = &view.state;
             observer.observe(&state.lease, now);
+            peers.observe(state, now);
+            let pg = self.pg.borrow().clone();
             // A local copy older than a reply we already have says nothing new.
             let stale = state.lease.version() < lease_at_least;
             if !stale {
@@ -122,6 +131,9 @@ impl LeaseLoop {
                 holding: holding.as_ref(),
                 observer: &observer,
                 in_flight: in_flight.is_some() || held_back,
+                pg: &pg,
+                peers: &peers,
+                restart_grace: self.restart_grace,
             });
             let mut until = None;
             match action {
@@ -133,6 +145,16 @@ impl LeaseLoop {
                         }
                     });
                     in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch)));
+                }
+                LeaseAction::Release { epoch } => {
+                    tracing::warn!(member = self.me(), %epoch, ?pg, "Postgres cannot serve as primary; releasing the lease");
+                    belief::update(&self.belief, |b| b.holding = None);
+                    let command = Command::ReleaseLease {
+                        member: self.me().to_owned(),
+                        epoch,
+                        lsn: None,
+                    };
+                    in_flight = Some(self.send(Intent::Release, now, command));
                 }
                 LeaseAction::Acquire { expected } => {
                     tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, "lease expired or free; trying to acquire");
@@ -222,6 +244,9 @@ impl LeaseLoop {
                         b.set_holding(HolderLease::acquired(lease.epoch, sent, ttl, margin));
                     }
                 });
+            }
+            Ok(Ok(Applied::Lease { lease })) if matches!(intent, Intent::Release) => {
+                tracing::info!(member = %me, epoch = %lease.epoch, "released the lease");
             }
             Ok(Ok(other)) => {
                 tracing::warn!(member = %me, ?intent, ?other, "unexpected reply to a lease command")

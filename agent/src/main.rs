@@ -11,6 +11,7 @@ use clap::Parser;
 use raftgres_config::AgentConfig;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
 use raftgres_consensus::{Consensus, Settings, store};
+use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
 use raftgres_state::{ConfigValues, Member, MemberRole, PgState, Tags};
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+
+/// How long a primary whose Postgres died may restart it in place before it
+/// releases the lease (BRIEF: "only if it comes back fast").
+const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(version, about = "raftgres agent: runs beside one PostgreSQL instance")]
@@ -123,6 +128,7 @@ fn member_record(config: &AgentConfig) -> Member {
             failover_priority: config.tags.failover_priority,
         },
         witness: config.witness,
+        heartbeat: 0,
     }
 }
 
@@ -178,12 +184,20 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     tracing::info!(member = %config.name, node_id = config.node_id, listen = %config.raft.listen, "agent started");
 
+    // Postgres is not managed yet: a database member has no data, a witness none at all.
+    let (_pg_view_tx, pg_view) = watch::channel(if config.witness {
+        PgView::Absent
+    } else {
+        PgView::Uninitialized
+    });
     let lease_loop = tokio::spawn(
         lease_loop::LeaseLoop {
             consensus: consensus.clone(),
             member: member_record(&config),
             bootstrap: bootstrap_values(&config),
             belief,
+            pg: pg_view,
+            restart_grace: RESTART_GRACE,
         }
         .run(shutdown_rx),
     );

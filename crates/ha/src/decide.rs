@@ -1,7 +1,10 @@
 //! What to do about the lease, one row of the decision table per situation.
 
 use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
-use raftgres_state::{ClusterState, Epoch, LeaseVersion};
+use crate::local::PgView;
+use crate::peers::PeerObserver;
+use raftgres_state::{ClusterState, Epoch, LeaseVersion, Lsn, Member, MemberRole, PgState};
+use std::cmp::Reverse;
 use std::time::Duration;
 
 /// Everything one decision looks at.
@@ -17,6 +20,11 @@ pub struct Observation<'a> {
     /// A lease command is already on its way; one at a time keeps the
     /// holder's send instants ordered.
     pub in_flight: bool,
+    pub pg: &'a PgView,
+    pub peers: &'a PeerObserver,
+    /// How long a holder whose Postgres is down may try to restart it in
+    /// place before it gives the lease up.
+    pub restart_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,17 +40,116 @@ pub enum LeaseAction {
     Acquire {
         expected: LeaseVersion,
     },
+    /// The holder cannot serve as primary: hand the lease back at once.
+    Release {
+        epoch: Epoch,
+    },
+}
+
+/// Candidates are ordered by WAL, then priority, then name (lower wins).
+type Rank<'a> = (Lsn, u32, Reverse<&'a str>);
+
+fn member_lsn(m: &Member) -> Lsn {
+    m.receive_lsn.max(m.replay_lsn).unwrap_or_default()
 }
 
 impl<'a> Observation<'a> {
+    fn me_member(&self) -> Option<&'a Member> {
+        self.state.members.get(self.me)
+    }
+
     /// A member competes only if it is registered, not a witness, and not
     /// tagged out of failover.
     fn eligible(&self) -> bool {
-        self.state
-            .members
-            .get(self.me)
-            .is_some_and(|m| !m.witness && !m.tags.nofailover && m.tags.failover_priority > 0)
+        self.me_member().is_some_and(tagged_in)
     }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.state.config.as_ref().map_or(0, |c| c.values.ttl_ms))
+    }
+
+    /// Data that belongs to this cluster (or any data while it has none yet).
+    fn data_is_ours(&self) -> bool {
+        match (&self.state.identity, self.pg.data()) {
+            (Some(id), Some(d)) => d.system_id == id.system_id,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
+    /// Whether this member's Postgres could become primary now: our data,
+    /// not too far behind the last primary position, and no fresh peer better.
+    fn can_lead(&self) -> bool {
+        if !self.eligible() || !self.data_is_ours() {
+            return false;
+        }
+        let Some(config) = &self.state.config else {
+            return false;
+        };
+        if self.state.identity.is_none() {
+            // The first holder creates the database.
+            return matches!(
+                self.pg,
+                PgView::Uninitialized | PgView::Stopped { .. } | PgView::Running { .. }
+            );
+        }
+        let Some(data) = self.pg.data() else {
+            return false;
+        };
+        if !matches!(
+            self.pg,
+            PgView::Stopped { .. }
+                | PgView::Running {
+                    in_recovery: true,
+                    ..
+                }
+        ) {
+            return false;
+        }
+        let behind = self
+            .state
+            .lease
+            .last_lsn
+            .unwrap_or_default()
+            .0
+            .saturating_sub(data.lsn.0);
+        if behind > config.values.maximum_lag_on_failover {
+            return false;
+        }
+        let priority = self.me_member().map_or(0, |m| m.tags.failover_priority);
+        let mine: Rank<'_> = (data.lsn, priority, Reverse(self.me));
+        !self.state.members.values().any(|m| {
+            m.name != self.me
+                && tagged_in(m)
+                && m.pg_state == PgState::Running
+                && m.role == MemberRole::Replica
+                && self.peers.is_fresh(&m.name, self.now, self.ttl())
+                && (
+                    member_lsn(m),
+                    m.tags.failover_priority,
+                    Reverse(m.name.as_str()),
+                ) > mine
+        })
+    }
+
+    /// A holder gives the lease up when its Postgres cannot serve: no data,
+    /// foreign data, or down for longer than the restart grace.
+    fn must_release(&self) -> bool {
+        if self.state.identity.is_none() {
+            return false;
+        }
+        match self.pg {
+            PgView::Busy { .. } => false,
+            PgView::Absent | PgView::Uninitialized => true,
+            _ if !self.data_is_ours() => true,
+            PgView::Down { since, .. } => self.now - *since >= self.restart_grace,
+            _ => false,
+        }
+    }
+}
+
+fn tagged_in(m: &Member) -> bool {
+    !m.witness && !m.tags.nofailover && m.tags.failover_priority > 0
 }
 
 fn earliest(a: Option<MonoInstant>, b: Option<MonoInstant>) -> Option<MonoInstant> {
@@ -65,6 +172,9 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         };
     }
     if lease.is_held_by(o.me) {
+        if o.must_release() {
+            return LeaseAction::Release { epoch: lease.epoch };
+        }
         let renew_at = match holding {
             Some(h) => h.last_renew_sent + Duration::from_millis(config.values.loop_wait_ms),
             // The state names us but we know no deadline (restart, or a reply
@@ -78,10 +188,10 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
             until: earliest(Some(renew_at), holding.map(|h| h.deadline)),
         };
     }
-    if !o.eligible() {
-        return LeaseAction::Wait { until: None };
-    }
     if o.observer.expired(lease, o.now) {
+        if !o.can_lead() {
+            return LeaseAction::Wait { until: None };
+        }
         return LeaseAction::Acquire {
             expected: lease.version(),
         };
@@ -90,6 +200,9 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         until: o.observer.expires_at(lease),
     }
 }
+
+#[cfg(test)]
+mod candidates;
 
 #[cfg(test)]
 mod tests {
@@ -114,6 +227,7 @@ mod tests {
             replay_lsn: None,
             tags,
             witness,
+            heartbeat: 0,
         }
     }
 
@@ -416,6 +530,9 @@ mod tests {
                 holding: row.holding.as_ref(),
                 observer: &observer,
                 in_flight: row.in_flight,
+                pg: &PgView::Uninitialized,
+                peers: &PeerObserver::default(),
+                restart_grace: Duration::from_secs(2),
             };
             assert_eq!(decide(&o), row.want, "{}", row.name);
         }

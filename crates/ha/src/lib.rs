@@ -7,6 +7,14 @@
 
 mod decide;
 mod lease;
+mod local;
+mod peers;
+mod postgres;
+#[cfg(test)]
+mod testing;
 
 pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
+pub use local::{DataInfo, PgView};
+pub use peers::PeerObserver;
+pub use postgres::{PgAction, PgObservation, decide_postgres};

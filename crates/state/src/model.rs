@@ -123,6 +123,10 @@ pub struct Member {
     pub replay_lsn: Option<Lsn>,
     pub tags: Tags,
     pub witness: bool,
+    /// Grows with every publication, so others can tell a live member from a
+    /// record that merely stayed the same.
+    #[serde(default)]
+    pub heartbeat: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

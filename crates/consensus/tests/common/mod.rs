@@ -74,6 +74,7 @@ pub fn member_command(seq: u64) -> Command {
             replay_lsn: None,
             tags: Tags::default(),
             witness: false,
+            heartbeat: 0,
         },
     }
 }

@@ -38,6 +38,7 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         replay_lsn: None,
         tags: Tags::default(),
         witness,
+        heartbeat: 0,
     }
 }
 

@@ -1,0 +1,302 @@
+//! Who may take an expired lease, and when a holder must give it up.
+
+use super::*;
+use crate::local::PgView;
+use crate::peers::PeerObserver;
+use crate::testing::{at, cluster, data};
+
+fn replica(lsn: u64) -> PgView {
+    PgView::Running {
+        data: data("sys", lsn, false),
+        in_recovery: true,
+        upstream: Some("a".into()),
+    }
+}
+
+/// Decides for `me` with the lease (held by `a`, last LSN 5000) seen at 0 and expired at 3000.
+fn expired_decision(
+    me: &str,
+    state: &ClusterState,
+    pg: &PgView,
+    peers: &PeerObserver,
+) -> LeaseAction {
+    let mut observer = LeaseObserver::default();
+    observer.observe(&state.lease, at(0));
+    decide(&Observation {
+        now: at(3000),
+        me,
+        state,
+        holding: None,
+        observer: &observer,
+        in_flight: false,
+        pg,
+        peers,
+        restart_grace: Duration::from_secs(2),
+    })
+}
+
+fn all_fresh(state: &ClusterState) -> PeerObserver {
+    let mut p = PeerObserver::default();
+    p.observe(state, at(2500));
+    p
+}
+
+#[test]
+fn candidate_table() {
+    let acquire = |s: &ClusterState| LeaseAction::Acquire {
+        expected: s.lease.version(),
+    };
+    let wait = LeaseAction::Wait { until: None };
+    let base = cluster(Some("a"));
+    let stale_peers = PeerObserver::default();
+    // b (4800) and c (4500) remain; a (5000) is the dead holder.
+    let mut a_gone = base.clone();
+    a_gone.members.get_mut("a").unwrap().pg_state = PgState::Stopped;
+    let mut nofailover_b = a_gone.clone();
+    nofailover_b.members.get_mut("b").unwrap().tags.nofailover = true;
+    let mut c_preferred = a_gone.clone();
+    c_preferred.members.get_mut("c").unwrap().receive_lsn = Some(Lsn(4800));
+    c_preferred.members.get_mut("c").unwrap().replay_lsn = Some(Lsn(4800));
+    c_preferred
+        .members
+        .get_mut("c")
+        .unwrap()
+        .tags
+        .failover_priority = 5;
+    let mut tie = a_gone.clone();
+    tie.members.get_mut("c").unwrap().receive_lsn = Some(Lsn(4800));
+    tie.members.get_mut("c").unwrap().replay_lsn = Some(Lsn(4800));
+
+    let rows: Vec<(&str, &str, &ClusterState, PgView, PeerObserver, LeaseAction)> = vec![
+        (
+            "the most advanced fresh replica acquires",
+            "b",
+            &a_gone,
+            replica(4800),
+            all_fresh(&a_gone),
+            acquire(&a_gone),
+        ),
+        (
+            "a less advanced replica defers to a fresh better one",
+            "c",
+            &a_gone,
+            replica(4500),
+            all_fresh(&a_gone),
+            wait,
+        ),
+        (
+            "a better peer that is not fresh does not count",
+            "c",
+            &a_gone,
+            replica(4500),
+            stale_peers.clone(),
+            acquire(&a_gone),
+        ),
+        (
+            "lag beyond maximum_lag_on_failover: never",
+            "c",
+            &a_gone,
+            replica(3999),
+            stale_peers.clone(),
+            wait,
+        ),
+        (
+            "lag exactly at the limit: may",
+            "c",
+            &a_gone,
+            replica(4000),
+            stale_peers.clone(),
+            acquire(&a_gone),
+        ),
+        (
+            "nofailover peer does not count as better",
+            "c",
+            &nofailover_b,
+            replica(4500),
+            all_fresh(&nofailover_b),
+            acquire(&nofailover_b),
+        ),
+        (
+            "equal WAL: higher priority wins",
+            "b",
+            &c_preferred,
+            replica(4800),
+            all_fresh(&c_preferred),
+            wait,
+        ),
+        (
+            "equal WAL and priority: lower name wins (b over c)",
+            "c",
+            &tie,
+            replica(4800),
+            all_fresh(&tie),
+            wait,
+        ),
+        (
+            "equal WAL and priority: b goes",
+            "b",
+            &tie,
+            replica(4800),
+            all_fresh(&tie),
+            acquire(&tie),
+        ),
+        (
+            "foreign data: never",
+            "b",
+            &a_gone,
+            PgView::Stopped {
+                data: data("other", 9999, false),
+            },
+            stale_peers.clone(),
+            wait,
+        ),
+        (
+            "no data: never",
+            "b",
+            &a_gone,
+            PgView::Uninitialized,
+            stale_peers.clone(),
+            wait,
+        ),
+        (
+            "postgres down: never",
+            "b",
+            &a_gone,
+            PgView::Down {
+                data: data("sys", 4800, false),
+                since: at(0),
+            },
+            stale_peers.clone(),
+            wait,
+        ),
+        (
+            "stopped replica data within lag: may",
+            "b",
+            &a_gone,
+            PgView::Stopped {
+                data: data("sys", 4800, false),
+            },
+            stale_peers.clone(),
+            acquire(&a_gone),
+        ),
+        (
+            "busy: never",
+            "b",
+            &a_gone,
+            PgView::Busy { action: "clone" },
+            stale_peers.clone(),
+            wait,
+        ),
+    ];
+    for (name, me, state, pg, peers, want) in rows {
+        assert_eq!(expired_decision(me, state, &pg, &peers), want, "{name}");
+    }
+}
+
+#[test]
+fn a_new_cluster_is_bootstrapped_by_whoever_acquires() {
+    let mut s = cluster(None);
+    s.identity = None;
+    s.lease.epoch = Epoch(0);
+    for pg in [
+        PgView::Uninitialized,
+        PgView::Stopped {
+            data: data("mine", 10, true),
+        },
+    ] {
+        let action = expired_decision("b", &s, &pg, &PeerObserver::default());
+        assert_eq!(
+            action,
+            LeaseAction::Acquire {
+                expected: s.lease.version()
+            },
+            "{pg:?}"
+        );
+    }
+}
+
+#[test]
+fn holder_release_table() {
+    let s = cluster(Some("a"));
+    let h = HolderLease::acquired(
+        Epoch(1),
+        at(0),
+        Duration::from_millis(2000),
+        Duration::from_millis(400),
+    );
+    let renew_or_wait = |pg: PgView, now: u64| {
+        let observer = LeaseObserver::default();
+        decide(&Observation {
+            now: at(now),
+            me: "a",
+            state: &s,
+            holding: Some(&h),
+            observer: &observer,
+            in_flight: false,
+            pg: &pg,
+            peers: &PeerObserver::default(),
+            restart_grace: Duration::from_secs(2),
+        })
+    };
+    let release = LeaseAction::Release { epoch: Epoch(1) };
+    assert_eq!(
+        renew_or_wait(
+            PgView::Down {
+                data: data("sys", 1, true),
+                since: at(0)
+            },
+            1999
+        ),
+        LeaseAction::Renew { epoch: Epoch(1) },
+        "within the restart grace: keep renewing"
+    );
+    assert_eq!(
+        renew_or_wait(
+            PgView::Down {
+                data: data("sys", 1, true),
+                since: at(0)
+            },
+            2000
+        ),
+        release,
+        "grace over: release"
+    );
+    assert_eq!(
+        renew_or_wait(PgView::Uninitialized, 500),
+        release,
+        "no data in a formed cluster"
+    );
+    assert_eq!(
+        renew_or_wait(
+            PgView::Stopped {
+                data: data("other", 1, true)
+            },
+            500
+        ),
+        release,
+        "foreign data"
+    );
+    assert_eq!(
+        renew_or_wait(PgView::Busy { action: "start" }, 500),
+        LeaseAction::Renew { epoch: Epoch(1) }
+    );
+    let mut fresh = s.clone();
+    fresh.identity = None;
+    let observer = LeaseObserver::default();
+    let bootstrapping = decide(&Observation {
+        now: at(500),
+        me: "a",
+        state: &fresh,
+        holding: Some(&h),
+        observer: &observer,
+        in_flight: false,
+        pg: &PgView::Uninitialized,
+        peers: &PeerObserver::default(),
+        restart_grace: Duration::from_secs(2),
+    });
+    assert_eq!(
+        bootstrapping,
+        LeaseAction::Renew { epoch: Epoch(1) },
+        "a bootstrapping holder keeps its lease"
+    );
+}

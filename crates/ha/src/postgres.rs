@@ -1,0 +1,130 @@
+//! What to do with the local Postgres, one row of the table per situation.
+//! The lease itself is decided in `decide`; this reads whether we hold it.
+
+use crate::local::PgView;
+use raftgres_state::ClusterState;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PgObservation<'a> {
+    pub me: &'a str,
+    pub state: &'a ClusterState,
+    /// This member holds a valid lease right now (committed, before its deadline).
+    pub holds_lease: bool,
+    pub pg: &'a PgView,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgAction {
+    None,
+    /// Writable without a valid lease: stop accepting writes at once.
+    Fence,
+    /// We hold the lease of a cluster that has no database yet.
+    InitDb,
+    /// Record the new database's identity in the replicated state.
+    RecordIdentity {
+        system_id: String,
+    },
+    StartPrimary,
+    /// Start in recovery, streaming from `upstream` (none: replay what we have).
+    StartReplica {
+        upstream: Option<String>,
+    },
+    Promote,
+    /// Point a running replica at another upstream.
+    Follow {
+        upstream: String,
+    },
+    /// An ex-primary must rewind to the current primary before following it.
+    Rewind {
+        source: String,
+    },
+    /// A fresh copy from `source` (any existing data is moved aside, not deleted).
+    Clone {
+        source: String,
+    },
+}
+
+/// The holder whose Postgres can serve as a source right now.
+fn usable_source<'a>(state: &'a ClusterState, holder: &'a str) -> Option<&'a str> {
+    state
+        .members
+        .get(holder)
+        .filter(|m| m.pg_address.is_some())
+        .map(|m| m.name.as_str())
+}
+
+pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
+    let pg = o.pg;
+    if matches!(pg, PgView::Absent | PgView::Busy { .. }) {
+        return PgAction::None;
+    }
+    // Safety first, and regardless of pause: never writable without the lease.
+    if pg.is_writable_primary() && !o.holds_lease {
+        return PgAction::Fence;
+    }
+    let identity = o.state.identity.as_ref().map(|i| i.system_id.as_str());
+    let foreign = matches!((identity, pg.data()), (Some(id), Some(d)) if d.system_id != id);
+    if o.state.config.as_ref().is_some_and(|c| c.values.pause) {
+        return PgAction::None;
+    }
+    if o.holds_lease {
+        return match pg {
+            _ if foreign => PgAction::None,
+            PgView::Uninitialized if identity.is_none() => PgAction::InitDb,
+            PgView::Uninitialized => PgAction::None,
+            PgView::Running {
+                in_recovery: true, ..
+            } => PgAction::Promote,
+            PgView::Running { data, .. } if identity.is_none() => PgAction::RecordIdentity {
+                system_id: data.system_id.clone(),
+            },
+            PgView::Running { .. } => PgAction::None,
+            PgView::Stopped { data } | PgView::Down { data, .. } if data.was_primary => {
+                PgAction::StartPrimary
+            }
+            // A replica's data becomes primary only through a promotion, so
+            // it gets a new timeline like any failover.
+            PgView::Stopped { .. } | PgView::Down { .. } => {
+                PgAction::StartReplica { upstream: None }
+            }
+            PgView::Absent | PgView::Busy { .. } => PgAction::None,
+        };
+    }
+    let holder = o.state.lease.holder.as_deref().filter(|h| *h != o.me);
+    let Some(holder) = holder else {
+        // Nobody leads: keep replica data running so it can be a candidate.
+        return match pg {
+            PgView::Stopped { data } | PgView::Down { data, .. }
+                if !data.was_primary && !foreign =>
+            {
+                PgAction::StartReplica { upstream: None }
+            }
+            _ => PgAction::None,
+        };
+    };
+    if identity.is_none() {
+        // The holder is still creating the database.
+        return PgAction::None;
+    }
+    let Some(source) = usable_source(o.state, holder) else {
+        return PgAction::None;
+    };
+    let source = source.to_owned();
+    match pg {
+        PgView::Uninitialized => PgAction::Clone { source },
+        _ if foreign => PgAction::Clone { source },
+        PgView::Stopped { data } | PgView::Down { data, .. } if data.was_primary => {
+            PgAction::Rewind { source }
+        }
+        PgView::Stopped { .. } | PgView::Down { .. } => PgAction::StartReplica {
+            upstream: Some(source),
+        },
+        PgView::Running { upstream, .. } if upstream.as_deref() != Some(source.as_str()) => {
+            PgAction::Follow { upstream: source }
+        }
+        PgView::Running { .. } | PgView::Absent | PgView::Busy { .. } => PgAction::None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+use super::*;
+use crate::local::PgView;
+use crate::testing::{at, cluster, data};
+
+fn running(lsn: u64, in_recovery: bool, upstream: Option<&str>) -> PgView {
+    PgView::Running {
+        data: data("sys", lsn, !in_recovery),
+        in_recovery,
+        upstream: upstream.map(Into::into),
+    }
+}
+
+#[test]
+fn decision_table() {
+    let fresh = |holder: Option<&str>| {
+        let mut s = cluster(holder);
+        s.identity = None;
+        s
+    };
+    let paused = |holder: Option<&str>| {
+        let mut s = cluster(holder);
+        s.config.as_mut().unwrap().values.pause = true;
+        s
+    };
+    let source = || "a".to_owned();
+    // (name, me, state, holds_lease, pg, want)
+    let rows: Vec<(&str, &str, ClusterState, bool, PgView, PgAction)> = vec![
+        (
+            "witness: nothing",
+            "w",
+            cluster(Some("a")),
+            false,
+            PgView::Absent,
+            PgAction::None,
+        ),
+        (
+            "busy: nothing",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Busy { action: "clone" },
+            PgAction::None,
+        ),
+        (
+            "writable without lease: fence",
+            "b",
+            cluster(Some("a")),
+            false,
+            running(5000, false, None),
+            PgAction::Fence,
+        ),
+        (
+            "writable, no holder at all: fence",
+            "b",
+            cluster(None),
+            false,
+            running(5000, false, None),
+            PgAction::Fence,
+        ),
+        (
+            "writable without lease, paused: still fence",
+            "b",
+            paused(Some("a")),
+            false,
+            running(5000, false, None),
+            PgAction::Fence,
+        ),
+        (
+            "paused replica: nothing",
+            "b",
+            paused(Some("a")),
+            false,
+            running(4000, true, Some("c")),
+            PgAction::None,
+        ),
+        (
+            "holder of a new cluster without data: initdb",
+            "a",
+            fresh(Some("a")),
+            true,
+            PgView::Uninitialized,
+            PgAction::InitDb,
+        ),
+        (
+            "holder of a new cluster, primary running: record identity",
+            "a",
+            fresh(Some("a")),
+            true,
+            running(10, false, None),
+            PgAction::RecordIdentity {
+                system_id: "sys".into(),
+            },
+        ),
+        (
+            "holder, formed cluster, no data: nothing (the lease loop releases)",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Uninitialized,
+            PgAction::None,
+        ),
+        (
+            "holder with foreign data: nothing",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Stopped {
+                data: data("other", 1, true),
+            },
+            PgAction::None,
+        ),
+        (
+            "holder, replica running: promote",
+            "a",
+            cluster(Some("a")),
+            true,
+            running(5000, true, Some("b")),
+            PgAction::Promote,
+        ),
+        (
+            "holder, primary running: nothing",
+            "a",
+            cluster(Some("a")),
+            true,
+            running(5000, false, None),
+            PgAction::None,
+        ),
+        (
+            "holder, ex-primary data stopped: start primary",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Stopped {
+                data: data("sys", 5000, true),
+            },
+            PgAction::StartPrimary,
+        ),
+        (
+            "holder, primary down: restart as primary",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Down {
+                data: data("sys", 5000, true),
+                since: at(0),
+            },
+            PgAction::StartPrimary,
+        ),
+        (
+            "holder, replica data stopped: start in recovery, then promote",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Stopped {
+                data: data("sys", 5000, false),
+            },
+            PgAction::StartReplica { upstream: None },
+        ),
+        (
+            "replica, cluster being created: wait",
+            "b",
+            fresh(Some("a")),
+            false,
+            PgView::Uninitialized,
+            PgAction::None,
+        ),
+        (
+            "replica without data: clone from the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Uninitialized,
+            PgAction::Clone { source: source() },
+        ),
+        (
+            "replica with foreign data: clone",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Stopped {
+                data: data("other", 1, false),
+            },
+            PgAction::Clone { source: source() },
+        ),
+        (
+            "ex-primary stopped: rewind to the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Stopped {
+                data: data("sys", 6000, true),
+            },
+            PgAction::Rewind { source: source() },
+        ),
+        (
+            "ex-primary fenced (down): rewind",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Down {
+                data: data("sys", 6000, true),
+                since: at(0),
+            },
+            PgAction::Rewind { source: source() },
+        ),
+        (
+            "replica stopped: start following the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Stopped {
+                data: data("sys", 4000, false),
+            },
+            PgAction::StartReplica {
+                upstream: Some(source()),
+            },
+        ),
+        (
+            "replica down: start following the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Down {
+                data: data("sys", 4000, false),
+                since: at(0),
+            },
+            PgAction::StartReplica {
+                upstream: Some(source()),
+            },
+        ),
+        (
+            "replica following someone else: follow the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            running(4000, true, Some("c")),
+            PgAction::Follow { upstream: source() },
+        ),
+        (
+            "replica following nobody: follow the holder",
+            "b",
+            cluster(Some("a")),
+            false,
+            running(4000, true, None),
+            PgAction::Follow { upstream: source() },
+        ),
+        (
+            "replica following the holder: nothing",
+            "b",
+            cluster(Some("a")),
+            false,
+            running(4000, true, Some("a")),
+            PgAction::None,
+        ),
+        (
+            "no holder, replica data stopped: start to be a candidate",
+            "b",
+            cluster(None),
+            false,
+            PgView::Stopped {
+                data: data("sys", 4000, false),
+            },
+            PgAction::StartReplica { upstream: None },
+        ),
+        (
+            "no holder, ex-primary data stopped: wait",
+            "b",
+            cluster(None),
+            false,
+            PgView::Stopped {
+                data: data("sys", 4000, true),
+            },
+            PgAction::None,
+        ),
+        (
+            "no holder, replica running: nothing",
+            "b",
+            cluster(None),
+            false,
+            running(4000, true, None),
+            PgAction::None,
+        ),
+    ];
+    for (name, me, state, holds_lease, pg, want) in rows {
+        let o = PgObservation {
+            me,
+            state: &state,
+            holds_lease,
+            pg: &pg,
+        };
+        assert_eq!(decide_postgres(&o), want, "{name}");
+    }
+}
+
+#[test]
+fn a_holder_without_a_postgres_address_is_not_a_source() {
+    let mut s = cluster(Some("a"));
+    s.members.get_mut("a").unwrap().pg_address = None;
+    let o = PgObservation {
+        me: "b",
+        state: &s,
+        holds_lease: false,
+        pg: &PgView::Uninitialized,
+    };
+    assert_eq!(decide_postgres(&o), PgAction::None);
+}

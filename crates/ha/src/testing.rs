@@ -1,0 +1,85 @@
+//! Builders shared by the decision tables' tests.
+
+use crate::lease::MonoInstant;
+use crate::local::DataInfo;
+use raftgres_state::{
+    ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, Epoch, Lease, Lsn, Member,
+    MemberRole, PgState, Tags,
+};
+use std::time::Duration;
+
+pub fn at(ms: u64) -> MonoInstant {
+    MonoInstant(Duration::from_millis(ms))
+}
+
+pub fn values() -> ConfigValues {
+    ConfigValues {
+        ttl_ms: 2000,
+        loop_wait_ms: 400,
+        retry_timeout_ms: 1000,
+        lease_margin_ms: 400,
+        maximum_lag_on_failover: 1000,
+        synchronous_mode: false,
+        synchronous_mode_strict: false,
+        synchronous_node_count: 1,
+        postgresql_parameters: Default::default(),
+        pause: false,
+    }
+}
+
+pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
+    Member {
+        name: name.into(),
+        node_id: 1,
+        raft_addr: "x:1".into(),
+        api_url: None,
+        pg_address: Some(format!("{name}:5432")),
+        role: MemberRole::Replica,
+        pg_state: PgState::Running,
+        timeline: Some(1),
+        receive_lsn: Some(Lsn(lsn)),
+        replay_lsn: Some(Lsn(lsn)),
+        tags: Tags {
+            nofailover: false,
+            failover_priority: priority,
+        },
+        witness: false,
+        heartbeat: 1,
+    }
+}
+
+/// A formed cluster (identity "sys") with members a, b, c; `holder` holds
+/// the lease at epoch 1 with last LSN 5000.
+pub fn cluster(holder: Option<&str>) -> ClusterState {
+    let mut s = ClusterState {
+        identity: Some(ClusterIdentity {
+            system_id: "sys".into(),
+        }),
+        config: Some(DynamicConfig {
+            version: 1,
+            values: values(),
+        }),
+        lease: Lease {
+            holder: holder.map(Into::into),
+            epoch: Epoch(1),
+            revision: 3,
+            ttl_ms: 2000,
+            last_lsn: Some(Lsn(5000)),
+            timeline: Some(1),
+        },
+        ..Default::default()
+    };
+    for (name, lsn) in [("a", 5000), ("b", 4800), ("c", 4500)] {
+        s.members.insert(name.into(), member(name, lsn, 1));
+    }
+    s
+}
+
+pub fn data(system_id: &str, lsn: u64, was_primary: bool) -> DataInfo {
+    DataInfo {
+        system_id: system_id.into(),
+        timeline: 1,
+        was_primary,
+        lsn: Lsn(lsn),
+    }
+}
