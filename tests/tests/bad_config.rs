@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-const GOOD: &str = "scope: t\nname: n1\nnode_id: 1\ndata_dir: /tmp/raftgres-bad-config-never-created\nraft:\n  listen: 127.0.0.1:1\nmembers:\n  - {id: 1, name: n1, raft_addr: \"127.0.0.1:1\"}\n";
+const GOOD: &str = "scope: t\nname: n1\nnode_id: 1\ndata_dir: /tmp/raftgres-bad-config-never-created\nraft:\n  listen: 127.0.0.1:1\npostgresql:\n  listen: 127.0.0.1:2\nmembers:\n  - {id: 1, name: n1, raft_addr: \"127.0.0.1:1\"}\n";
 
 /// Runs the agent on `config` as a non-root user, as in production.
 fn run_agent(config: &str) -> (i32, String) {
@@ -72,6 +72,19 @@ fn bad_config_files_are_rejected_with_the_key_named() {
             "bad address",
             GOOD.replace("listen: 127.0.0.1:1", "listen: nowhere"),
             "raft.listen",
+        ),
+        (
+            "no postgresql section on a database member",
+            GOOD.replace("postgresql:\n  listen: 127.0.0.1:2\n", ""),
+            "postgresql",
+        ),
+        (
+            "postgresql parameter the agent owns",
+            GOOD.replace(
+                "listen: 127.0.0.1:2\n",
+                "listen: 127.0.0.1:2\n  parameters: {port: 1}\n",
+            ),
+            "postgresql.parameters.port",
         ),
         ("YAML syntax", "name: [unclosed\n".to_owned(), "agent.yml"),
     ];

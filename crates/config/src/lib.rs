@@ -7,9 +7,15 @@
 //! variable and the dotted key (`raft.listen`, `members[1].id`) and says what
 //! to change. Defaults apply only to optional keys that are absent.
 //!
+//! Top-level keys: `scope`, `name`, `node_id`, `data_dir`, `witness`, `tags`,
+//! `raft`, `postgresql`, `members` and `bootstrap`. Every member except a
+//! witness needs a `postgresql` section with at least `listen`; a witness runs
+//! no Postgres and must not have one.
+//!
 //! Environment overrides: `RAFTGRES_NAME` sets `name`, `RAFTGRES_RAFT__LISTEN`
-//! sets `raft.listen` (`__` separates a section from its key). Any other
-//! `RAFTGRES_*` variable is rejected as an unknown key.
+//! sets `raft.listen`, `RAFTGRES_POSTGRESQL__LISTEN` sets `postgresql.listen`
+//! (`__` separates a section from its key). Any other `RAFTGRES_*` variable is
+//! rejected as an unknown key.
 
 mod error;
 mod model;
@@ -20,7 +26,9 @@ mod tree;
 use std::path::Path;
 
 pub use error::ConfigError;
-pub use model::{AgentConfig, BootstrapSettings, InitialMember, RaftSettings, Tags};
+pub use model::{
+    AgentConfig, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings, Tags,
+};
 
 /// Loads `path` with overrides from the process environment.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct AgentConfig {
     pub witness: bool,
     pub tags: Tags,
     pub raft: RaftSettings,
+    /// The local PostgreSQL instance; `None` exactly when `witness` is true.
+    pub postgresql: Option<PostgresSettings>,
     /// The initial voters of the Raft group; never empty, ids, names and
     /// addresses unique.
     pub members: Vec<InitialMember>,
@@ -49,6 +52,37 @@ pub struct RaftSettings {
     pub snapshot_every_logs: u64,
     /// Default 1000 ms.
     pub rpc_timeout: Duration,
+}
+
+/// The PostgreSQL instance this agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// Where PostgreSQL listens: an IP address, not a hostname, and a fixed
+    /// port that differs from `raft.listen`'s when the two could collide.
+    pub listen: SocketAddr,
+    /// `host:port` other members and clients connect to; defaults to
+    /// `listen`, never a wildcard address.
+    pub connect_address: String,
+    /// Absolute directory of `postgres`, `initdb`, `pg_ctl` and the other
+    /// binaries; default `/usr/lib/postgresql/15/bin`.
+    pub bin_dir: PathBuf,
+    /// Absolute data directory; default `<data_dir>/pgdata`, never the agent's
+    /// `data_dir` itself.
+    pub data_dir: PathBuf,
+    /// Absolute directory for the Unix socket; default `<data_dir>/run`.
+    pub socket_dir: PathBuf,
+    /// Role the agent connects as; default `postgres`. 1 to 63 characters
+    /// from `a-z`, `0-9`, `_`, not starting with a digit.
+    pub superuser: String,
+    /// Role replicas stream as; defaults to `superuser`, same rule.
+    pub replication_user: String,
+    /// Default 2000 ms: how long a primary whose PostgreSQL died may restart
+    /// it in place before releasing the lease.
+    pub restart_grace: Duration,
+    /// Extra PostgreSQL parameters, name -> value as PostgreSQL reads it
+    /// (`on`/`off` for booleans). Names are lowercase; none of them is a
+    /// parameter the agent sets itself.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// One initial voter of the Raft group.

@@ -1,13 +1,17 @@
 //! The schema: which keys exist, their defaults, and the rules between them.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::Value;
 
 use crate::tree::{Ctx, Section};
-use crate::{AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, Tags};
+use crate::{
+    AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
+    Tags,
+};
 
 const TOP_KEYS: &[&str] = &[
     "scope",
@@ -17,6 +21,7 @@ const TOP_KEYS: &[&str] = &[
     "witness",
     "tags",
     "raft",
+    "postgresql",
     "members",
     "bootstrap",
 ];
@@ -30,6 +35,30 @@ const RAFT_KEYS: &[&str] = &[
     "snapshot_every_logs",
     "rpc_timeout_ms",
 ];
+const POSTGRESQL_KEYS: &[&str] = &[
+    "listen",
+    "connect_address",
+    "bin_dir",
+    "data_dir",
+    "socket_dir",
+    "superuser",
+    "replication_user",
+    "restart_grace_ms",
+    "parameters",
+];
+/// PostgreSQL parameters the agent sets itself from this file or from the
+/// member's role; a value under `postgresql.parameters` would fight it.
+const MANAGED_PARAMETERS: &[&str] = &[
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "hot_standby",
+    "wal_level",
+    "primary_conninfo",
+    "primary_slot_name",
+    "data_directory",
+    "hba_file",
+];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
 const BOOTSTRAP_KEYS: &[&str] = &[
     "ttl_ms",
@@ -41,7 +70,10 @@ const BOOTSTRAP_KEYS: &[&str] = &[
 
 const MAX_IDENTIFIER_LEN: usize = 63;
 const MIN_SNAPSHOT_EVERY_LOGS: u64 = 10;
-const ADDRESS_EXAMPLES: &str = "10.0.0.1:7101, node1.example:7101 or [::1]:7101";
+const RAFT_PORT_EXAMPLE: u16 = 7101;
+const POSTGRES_PORT_EXAMPLE: u16 = 5432;
+const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+const DEFAULT_POSTGRES_ROLE: &str = "postgres";
 
 pub(crate) fn agent_config(
     ctx: &Ctx,
@@ -83,6 +115,28 @@ pub(crate) fn agent_config(
 
     check_self_in_members(ctx, node_id, &name, &members)?;
 
+    // Last, so that a file written before this section existed still reports
+    // its other mistakes first.
+    let postgresql = if witness {
+        if top.take("postgresql").is_some() {
+            return Err(ctx.invalid(
+                "postgresql",
+                "a witness runs no Postgres; remove this section",
+            ));
+        }
+        None
+    } else {
+        let section = top.section(
+            "postgresql",
+            POSTGRESQL_KEYS,
+            &format!(
+                "every member except a witness runs Postgres; add a `postgresql:` section \
+                 with at least `listen`, e.g. `listen: 127.0.0.1:{POSTGRES_PORT_EXAMPLE}`"
+            ),
+        )?;
+        Some(postgresql(ctx, section, &data_dir, &raft)?)
+    };
+
     Ok(AgentConfig {
         scope,
         name,
@@ -91,6 +145,7 @@ pub(crate) fn agent_config(
         witness,
         tags,
         raft,
+        postgresql,
         members,
         bootstrap,
     })
@@ -117,12 +172,16 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
         "listen",
         "set it to the address the gRPC server binds, e.g. `listen: 127.0.0.1:7101`",
     )?;
-    let listen = listen_address(&listen_text).map_err(|reason| ctx.invalid(&listen_key, reason))?;
+    let listen = listen_address(&listen_text, RAFT_PORT_EXAMPLE)
+        .map_err(|reason| ctx.invalid(&listen_key, reason))?;
 
     let advertise_key = section.key("advertise");
     let advertise = match section.string_opt("advertise")? {
         Some(advertise) => {
-            ctx.check(&advertise_key, dialable_address(&advertise))?;
+            ctx.check(
+                &advertise_key,
+                dialable_address(&advertise, RAFT_PORT_EXAMPLE),
+            )?;
             advertise
         }
         None if listen.ip().is_unspecified() => {
@@ -185,6 +244,149 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
     })
 }
 
+fn postgresql(
+    ctx: &Ctx,
+    mut section: Section<'_>,
+    agent_data_dir: &Path,
+    raft: &RaftSettings,
+) -> Result<PostgresSettings, ConfigError> {
+    let listen_key = section.key("listen");
+    let listen_text = section.string(
+        "listen",
+        &format!(
+            "set it to the address Postgres listens on, e.g. \
+             `listen: 127.0.0.1:{POSTGRES_PORT_EXAMPLE}`"
+        ),
+    )?;
+    let listen = listen_address(&listen_text, POSTGRES_PORT_EXAMPLE)
+        .map_err(|reason| ctx.invalid(&listen_key, reason))?;
+    // A wildcard bind takes the port on every address, so it collides with
+    // any other bind of that port.
+    let raft_ip = raft.listen.ip();
+    let overlap =
+        listen.ip() == raft_ip || listen.ip().is_unspecified() || raft_ip.is_unspecified();
+    if listen.port() == raft.listen.port() && overlap {
+        return Err(ctx.invalid(
+            &listen_key,
+            format!(
+                "{listen} uses the port of raft.listen ({}); Postgres and the Raft server \
+                 cannot both bind it, choose another port, e.g. {POSTGRES_PORT_EXAMPLE}",
+                raft.listen
+            ),
+        ));
+    }
+
+    let connect_key = section.key("connect_address");
+    let connect_address = match section.string_opt("connect_address")? {
+        Some(address) => {
+            ctx.check(
+                &connect_key,
+                dialable_address(&address, POSTGRES_PORT_EXAMPLE),
+            )?;
+            address
+        }
+        None if listen.ip().is_unspecified() => {
+            return Err(ctx.invalid(
+                &connect_key,
+                format!(
+                    "is required because {listen_key} binds every interface ({listen}); \
+                     set it to the host:port other members and clients should connect to, \
+                     e.g. 10.0.0.1:{}",
+                    listen.port()
+                ),
+            ));
+        }
+        None => listen.to_string(),
+    };
+
+    let bin_dir = absolute_dir_or(ctx, &mut section, "bin_dir", || {
+        PathBuf::from(DEFAULT_BIN_DIR)
+    })?;
+    let data_dir_key = section.key("data_dir");
+    let data_dir = absolute_dir_or(ctx, &mut section, "data_dir", || {
+        agent_data_dir.join("pgdata")
+    })?;
+    if data_dir == agent_data_dir {
+        return Err(ctx.invalid(
+            &data_dir_key,
+            format!(
+                "is the agent's own data_dir ({}); give Postgres a directory of its own, \
+                 e.g. {}",
+                agent_data_dir.display(),
+                agent_data_dir.join("pgdata").display()
+            ),
+        ));
+    }
+    let socket_dir = absolute_dir_or(ctx, &mut section, "socket_dir", || {
+        agent_data_dir.join("run")
+    })?;
+
+    let superuser = section
+        .string_opt("superuser")?
+        .unwrap_or_else(|| DEFAULT_POSTGRES_ROLE.to_owned());
+    ctx.check(&section.key("superuser"), role_name(&superuser))?;
+    let replication_user = match section.string_opt("replication_user")? {
+        Some(user) => {
+            ctx.check(&section.key("replication_user"), role_name(&user))?;
+            user
+        }
+        None => superuser.clone(),
+    };
+
+    let restart_grace_ms = section.u64_or("restart_grace_ms", 2000)?;
+    ctx.check(&section.key("restart_grace_ms"), positive(restart_grace_ms))?;
+
+    let parameters_key = section.key("parameters");
+    let mut parameters = BTreeMap::new();
+    // Sorted, so that of several bad entries the same one is always reported.
+    let entries: BTreeMap<String, Value> =
+        section.table_or_empty("parameters")?.into_iter().collect();
+    for (name, value) in entries {
+        let key = format!("{parameters_key}.{name}");
+        ctx.check(&key, parameter_name(&name))?;
+        let text = ctx.setting_text(&key, value)?;
+        parameters.insert(name, text);
+    }
+
+    Ok(PostgresSettings {
+        listen,
+        connect_address,
+        bin_dir,
+        data_dir,
+        socket_dir,
+        superuser,
+        replication_user,
+        restart_grace: Duration::from_millis(restart_grace_ms),
+        parameters,
+    })
+}
+
+/// An optional absolute directory.
+fn absolute_dir_or(
+    ctx: &Ctx,
+    section: &mut Section<'_>,
+    name: &str,
+    default: impl FnOnce() -> PathBuf,
+) -> Result<PathBuf, ConfigError> {
+    match section.string_opt(name)? {
+        Some(text) => {
+            let dir = PathBuf::from(text);
+            if dir.is_absolute() {
+                Ok(dir)
+            } else {
+                Err(ctx.invalid(
+                    &section.key(name),
+                    format!(
+                        "must be an absolute path, got {:?}; delete the line to use the default",
+                        dir.display()
+                    ),
+                ))
+            }
+        }
+        None => Ok(default()),
+    }
+}
+
 fn members(ctx: &Ctx, value: Option<Value>) -> Result<Vec<InitialMember>, ConfigError> {
     let missing = || {
         ctx.invalid(
@@ -213,9 +415,15 @@ fn members(ctx: &Ctx, value: Option<Value>) -> Result<Vec<InitialMember>, Config
         ctx.check(&section.key("name"), identifier(&name))?;
         let raft_addr = section.string(
             "raft_addr",
-            &format!("set it to the host:port this voter's Raft server is reached at, like {ADDRESS_EXAMPLES}"),
+            &format!(
+                "set it to the host:port this voter's Raft server is reached at, like {}",
+                address_examples(RAFT_PORT_EXAMPLE)
+            ),
         )?;
-        ctx.check(&section.key("raft_addr"), dialable_address(&raft_addr))?;
+        ctx.check(
+            &section.key("raft_addr"),
+            dialable_address(&raft_addr, RAFT_PORT_EXAMPLE),
+        )?;
 
         for (other_index, other) in members.iter().enumerate() {
             let clash = if other.id == id {
@@ -336,6 +544,49 @@ fn identifier(value: &str) -> Result<(), String> {
     }
 }
 
+/// A PostgreSQL role name the agent can use without quoting.
+fn role_name(value: &str) -> Result<(), String> {
+    let first_ok = |b: u8| b.is_ascii_lowercase() || b == b'_';
+    let rest_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+    let bytes = value.as_bytes();
+    match bytes.split_first() {
+        Some((&first, rest))
+            if bytes.len() <= MAX_IDENTIFIER_LEN
+                && first_ok(first)
+                && rest.iter().all(|&b| rest_ok(b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "must be 1 to {MAX_IDENTIFIER_LEN} characters from a-z, 0-9 and `_`, \
+             not starting with a digit, got {value:?}"
+        )),
+    }
+}
+
+/// A PostgreSQL parameter name the agent does not set itself.
+fn parameter_name(name: &str) -> Result<(), String> {
+    let first_ok = |b: u8| b.is_ascii_lowercase() || b == b'_';
+    let rest_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.';
+    let well_formed = name
+        .as_bytes()
+        .split_first()
+        .is_some_and(|(&first, rest)| first_ok(first) && rest.iter().all(|&b| rest_ok(b)));
+    if !well_formed {
+        return Err(format!(
+            "parameter names start with a-z or `_` and continue with a-z, 0-9, `_` and `.`, \
+             got {name:?}"
+        ));
+    }
+    if MANAGED_PARAMETERS.contains(&name) {
+        return Err(format!(
+            "the agent owns the parameter {name:?} and sets it itself; remove it from \
+             postgresql.parameters"
+        ));
+    }
+    Ok(())
+}
+
 fn positive_id(id: u64) -> Result<(), String> {
     if id == 0 {
         Err("must be greater than 0: Raft ids start at 1".into())
@@ -352,11 +603,12 @@ fn positive(value: u64) -> Result<(), String> {
     }
 }
 
-fn listen_address(text: &str) -> Result<SocketAddr, String> {
+/// `example_port` only shapes the examples in the messages.
+fn listen_address(text: &str, example_port: u16) -> Result<SocketAddr, String> {
     let addr: SocketAddr = text.parse().map_err(|_| {
         format!(
-            "expected an IP address and port like 127.0.0.1:7101 or [::]:7101 \
-             (not a hostname), got {text:?}"
+            "expected an IP address and port like 127.0.0.1:{example_port} or \
+             [::]:{example_port} (not a hostname), got {text:?}"
         )
     })?;
     if addr.port() == 0 {
@@ -368,12 +620,16 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// A `host:port` another member can dial.
-fn dialable_address(text: &str) -> Result<(), String> {
+fn address_examples(port: u16) -> String {
+    format!("10.0.0.1:{port}, node1.example:{port} or [::1]:{port}")
+}
+
+/// A `host:port` another member can dial. `example_port` only shapes the
+/// examples in the messages.
+fn dialable_address(text: &str, example_port: u16) -> Result<(), String> {
+    let examples = address_examples(example_port);
     let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!(
-            "expected host:port like {ADDRESS_EXAMPLES}, got {text:?}"
-        ));
+        return Err(format!("expected host:port like {examples}, got {text:?}"));
     };
     let port_ok = !port.is_empty()
         && port.bytes().all(|b| b.is_ascii_digit())
@@ -396,7 +652,7 @@ fn dialable_address(text: &str) -> Result<(), String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
         if !hostname_ok {
             return Err(format!(
-                "expected host:port like {ADDRESS_EXAMPLES} (IPv6 inside [ ], no scheme), \
+                "expected host:port like {examples} (IPv6 inside [ ], no scheme), \
                  got {text:?}"
             ));
         }
@@ -404,7 +660,7 @@ fn dialable_address(text: &str) -> Result<(), String> {
     };
     if ip.is_some_and(|ip| ip.is_unspecified()) {
         return Err(format!(
-            "{text:?} means every interface, which peers cannot dial; give a concrete address"
+            "{text:?} means every interface, which others cannot dial; give a concrete address"
         ));
     }
     Ok(())
@@ -423,7 +679,7 @@ mod tests {
             "[::1]:7101",
             "[fe80::1]:80",
         ] {
-            assert_eq!(dialable_address(good), Ok(()), "{good}");
+            assert_eq!(dialable_address(good, 7101), Ok(()), "{good}");
         }
         for bad in [
             "",
@@ -443,7 +699,7 @@ mod tests {
             "0.0.0.0:7101",
             "[::]:7101",
         ] {
-            assert!(dialable_address(bad).is_err(), "{bad:?} was accepted");
+            assert!(dialable_address(bad, 7101).is_err(), "{bad:?} was accepted");
         }
     }
 
@@ -459,9 +715,48 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert!(listen_address("0.0.0.0:7101").is_ok());
-        assert!(listen_address("[::]:7101").is_ok());
-        assert!(listen_address("127.0.0.1:0").is_err());
-        assert!(listen_address("localhost:7101").is_err());
+        assert!(listen_address("0.0.0.0:7101", 7101).is_ok());
+        assert!(listen_address("[::]:7101", 7101).is_ok());
+        assert!(listen_address("127.0.0.1:0", 7101).is_err());
+        assert!(listen_address("localhost:7101", 7101).is_err());
+        let message = listen_address("localhost", 5432).unwrap_err();
+        assert!(message.contains("127.0.0.1:5432"), "{message}");
+    }
+
+    #[test]
+    fn role_names() {
+        assert_eq!(role_name("postgres"), Ok(()));
+        assert_eq!(role_name("_repl_2"), Ok(()));
+        assert_eq!(role_name(&"a".repeat(63)), Ok(()));
+        for bad in [
+            "",
+            "2pg",
+            "Postgres",
+            "repl-user",
+            "pg.user",
+            "pg user",
+            &"a".repeat(64),
+        ] {
+            assert!(role_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn parameter_names() {
+        for good in [
+            "shared_buffers",
+            "_x",
+            "auto_explain.log_min_duration",
+            "work_mem2",
+        ] {
+            assert_eq!(parameter_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "Work_mem", "2x", ".x", "work-mem", "work mem"] {
+            assert!(parameter_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        for managed in MANAGED_PARAMETERS {
+            let message = parameter_name(managed).unwrap_err();
+            assert!(message.contains("the agent owns"), "{message}");
+        }
     }
 }

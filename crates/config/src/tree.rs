@@ -121,6 +121,46 @@ impl Ctx {
         }
     }
 
+    /// A PostgreSQL parameter value, as the text PostgreSQL reads: booleans
+    /// become `on`/`off`, whole numbers their decimal digits.
+    pub(crate) fn setting_text(&self, key: &str, value: Value) -> Result<String, ConfigError> {
+        let text = match value.kind {
+            ValueKind::String(s) => s,
+            ValueKind::Boolean(b) => if b { "on" } else { "off" }.to_owned(),
+            ValueKind::I64(n) => n.to_string(),
+            ValueKind::I128(n) => n.to_string(),
+            ValueKind::U64(n) => n.to_string(),
+            ValueKind::U128(n) => n.to_string(),
+            ValueKind::Nil => {
+                return Err(self.invalid(
+                    key,
+                    "is empty: give it a value, or delete the line to leave the parameter \
+                     to PostgreSQL",
+                ));
+            }
+            // A float has already lost its spelling (`1.10` reads as 1.1).
+            other => {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "expected text, a whole number, or true or false, got {}; \
+                         put the value in quotes to pass it as written",
+                        describe(&other)
+                    ),
+                ));
+            }
+        };
+        // A line break would end the line in postgresql.conf and let the rest
+        // set any parameter, including the ones the agent owns.
+        if text.chars().any(char::is_control) {
+            return Err(self.invalid(
+                key,
+                format!("must not contain line breaks or other control characters, got {text:?}"),
+            ));
+        }
+        Ok(text)
+    }
+
     fn string(&self, key: &str, value: Value) -> Result<String, ConfigError> {
         match value.kind {
             ValueKind::String(s) => Ok(s),
@@ -268,11 +308,19 @@ impl<'c> Section<'c> {
         name: &str,
         known: &[&str],
     ) -> Result<Section<'c>, ConfigError> {
-        let key = self.key(name);
-        let entries = match self.optional(name)? {
-            Some(value) => self.ctx.table(&key, value)?,
-            None => config::Map::default(),
-        };
-        Section::open(self.ctx, key, entries, known)
+        let entries = self.table_or_empty(name)?;
+        Section::open(self.ctx, self.key(name), entries, known)
+    }
+
+    /// A map whose keys are not part of the schema, such as PostgreSQL
+    /// parameters; absent reads as empty. The caller checks each key.
+    pub(crate) fn table_or_empty(
+        &mut self,
+        name: &str,
+    ) -> Result<config::Map<String, Value>, ConfigError> {
+        match self.optional(name)? {
+            Some(value) => self.ctx.table(&self.key(name), value),
+            None => Ok(config::Map::default()),
+        }
     }
 }

@@ -1,10 +1,11 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftgres_config::{
-    AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, Tags, load,
-    load_with_env,
+    AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
+    Tags, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -13,7 +14,7 @@ scope: demo
 name: node1
 node_id: 1
 data_dir: /var/lib/raftgres/node1
-witness: true
+witness: false
 tags:
   nofailover: true
   failover_priority: 7
@@ -25,6 +26,21 @@ raft:
   election_timeout_max_ms: 900
   snapshot_every_logs: 10
   rpc_timeout_ms: 300
+postgresql:
+  listen: 0.0.0.0:5433
+  connect_address: node1.example:5433
+  bin_dir: /usr/lib/postgresql/16/bin
+  data_dir: /srv/pgdata/node1
+  socket_dir: /tmp/raftgres-node1
+  superuser: admin
+  replication_user: replicator
+  restart_grace_ms: 5000
+  parameters:
+    shared_buffers: 128MB
+    max_connections: 200
+    fsync: false
+    log_min_duration_statement: -1
+    auto_explain.log_min_duration: '250'
 members:
   - id: 1
     name: node1
@@ -50,6 +66,8 @@ node_id: 1
 data_dir: /var/lib/raftgres/node1
 raft:
   listen: 127.0.0.1:7101
+postgresql:
+  listen: 127.0.0.1:5432
 members:
   - id: 1
     name: node1
@@ -58,6 +76,14 @@ members:
     name: node2
     raft_addr: 127.0.0.1:7102
 ";
+
+/// The `postgresql` section of MINIMAL.
+const MINIMAL_POSTGRESQL: &str = "postgresql:\n  listen: 127.0.0.1:5432\n";
+
+/// MINIMAL without its `postgresql` section, as a witness must be.
+fn minimal_witness() -> String {
+    edit(MINIMAL, MINIMAL_POSTGRESQL, "witness: true\n")
+}
 
 struct SettingsFile {
     _dir: TempDir,
@@ -112,7 +138,7 @@ fn full_file_loads_every_value() {
             name: "node1".into(),
             node_id: 1,
             data_dir: PathBuf::from("/var/lib/raftgres/node1"),
-            witness: true,
+            witness: false,
             tags: Tags {
                 nofailover: true,
                 failover_priority: 7,
@@ -126,6 +152,23 @@ fn full_file_loads_every_value() {
                 snapshot_every_logs: 10,
                 rpc_timeout: Duration::from_millis(300),
             },
+            postgresql: Some(PostgresSettings {
+                listen: "0.0.0.0:5433".parse::<SocketAddr>().unwrap(),
+                connect_address: "node1.example:5433".into(),
+                bin_dir: PathBuf::from("/usr/lib/postgresql/16/bin"),
+                data_dir: PathBuf::from("/srv/pgdata/node1"),
+                socket_dir: PathBuf::from("/tmp/raftgres-node1"),
+                superuser: "admin".into(),
+                replication_user: "replicator".into(),
+                restart_grace: Duration::from_millis(5000),
+                parameters: BTreeMap::from([
+                    ("auto_explain.log_min_duration".into(), "250".into()),
+                    ("fsync".into(), "off".into()),
+                    ("log_min_duration_statement".into(), "-1".into()),
+                    ("max_connections".into(), "200".into()),
+                    ("shared_buffers".into(), "128MB".into()),
+                ]),
+            }),
             members: vec![
                 InitialMember {
                     id: 1,
@@ -187,6 +230,20 @@ fn minimal_file_gets_documented_defaults() {
             maximum_lag_on_failover: 1024 * 1024,
         }
     );
+    assert_eq!(
+        config.postgresql,
+        Some(PostgresSettings {
+            listen: "127.0.0.1:5432".parse::<SocketAddr>().unwrap(),
+            connect_address: "127.0.0.1:5432".into(),
+            bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            data_dir: PathBuf::from("/var/lib/raftgres/node1/pgdata"),
+            socket_dir: PathBuf::from("/var/lib/raftgres/node1/run"),
+            superuser: "postgres".into(),
+            replication_user: "postgres".into(),
+            restart_grace: Duration::from_millis(2000),
+            parameters: BTreeMap::new(),
+        })
+    );
 }
 
 #[test]
@@ -205,16 +262,220 @@ fn ipv6_listen_defaults_advertise_to_the_bracketed_form() {
 #[test]
 fn witness_may_leave_nofailover_false() {
     let config = load_yaml(&format!(
-        "{MINIMAL}witness: true\ntags:\n  nofailover: false\n"
+        "{}tags:\n  nofailover: false\n",
+        minimal_witness()
     ));
     assert!(config.witness);
     assert!(!config.tags.nofailover);
 }
 
 #[test]
-fn environment_overrides_strings_numbers_bools_and_nested_keys() {
+fn witness_has_no_postgresql_settings() {
+    let config = load_yaml(&minimal_witness());
+    assert!(config.witness);
+    assert_eq!(config.postgresql, None);
+}
+
+#[test]
+fn witness_with_a_postgresql_section_is_rejected() {
+    let exact = |yaml: &str, env: &[(&str, &str)], suffix: &str| {
+        let (path, e) = error_env(yaml, env);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid settings in {}: key `postgresql`{suffix}: a witness runs no Postgres; \
+                 remove this section",
+                path.display()
+            )
+        );
+    };
+    exact(&format!("{MINIMAL}witness: true\n"), &[], "");
+    // Even an empty section is a sign the file was meant for another member.
+    exact(&format!("{}postgresql:\n", minimal_witness()), &[], "");
+    exact(MINIMAL, &[("RAFTGRES_WITNESS", "true")], "");
+    exact(
+        &minimal_witness(),
+        &[("RAFTGRES_POSTGRESQL__LISTEN", "127.0.0.1:5432")],
+        " (set by environment variable RAFTGRES_POSTGRESQL__LISTEN)",
+    );
+}
+
+#[test]
+fn member_without_a_postgresql_section_is_told_to_add_one() {
+    let yamls = [
+        edit(MINIMAL, MINIMAL_POSTGRESQL, ""),
+        edit(MINIMAL, MINIMAL_POSTGRESQL, "witness: false\n"),
+    ];
+    for yaml in &yamls {
+        let message = error(yaml);
+        assert!(
+            message.contains("key `postgresql`: is missing")
+                && message.contains("`postgresql:` section with at least `listen`"),
+            "{message:?}"
+        );
+    }
+    let (_, e) = error_env(&minimal_witness(), &[("RAFTGRES_WITNESS", "false")]);
+    let message = e.to_string();
+    assert!(
+        message.contains("key `postgresql`: is missing"),
+        "{message:?}"
+    );
+
+    let message = error(&edit(MINIMAL, MINIMAL_POSTGRESQL, "postgresql:\n"));
+    assert!(
+        message.contains("key `postgresql`: is empty") && message.contains("`listen`"),
+        "{message:?}"
+    );
+}
+
+#[test]
+fn postgresql_roles_default_to_the_superuser() {
+    let yaml = format!("{MINIMAL_POSTGRESQL}  superuser: admin\n");
+    let config = load_yaml(&edit(MINIMAL, MINIMAL_POSTGRESQL, &yaml));
+    let postgresql = config.postgresql.unwrap();
+    assert_eq!(postgresql.superuser, "admin");
+    assert_eq!(postgresql.replication_user, "admin");
+}
+
+#[test]
+fn postgresql_connect_address_defaults_to_listen() {
+    let yaml = edit(
+        MINIMAL,
+        "listen: 127.0.0.1:5432",
+        "listen: '[fe80::1]:5432'",
+    );
+    let postgresql = load_yaml(&yaml).postgresql.unwrap();
+    assert_eq!(postgresql.connect_address, "[fe80::1]:5432");
+
+    // Another IP may reuse the Raft port.
+    let yaml = edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 127.0.0.2:7101");
+    let postgresql = load_yaml(&yaml).postgresql.unwrap();
+    assert_eq!(postgresql.connect_address, "127.0.0.2:7101");
+}
+
+#[test]
+fn postgresql_parameter_values_are_rendered_as_text() {
+    let yaml = edit(
+        MINIMAL,
+        MINIMAL_POSTGRESQL,
+        &format!(
+            "{MINIMAL_POSTGRESQL}  parameters:
+    text: 64MB
+    quoted_number: '007'
+    quoted_on: 'on'
+    empty_text: ''
+    integer: 42
+    negative: -1
+    large: 9223372036854775807
+    enabled: true
+    disabled: false
+    _private: x
+    custom.setting_2: y
+"
+        ),
+    );
+    let parameters = load_yaml(&yaml).postgresql.unwrap().parameters;
+    let expected: BTreeMap<String, String> = [
+        ("text", "64MB"),
+        ("quoted_number", "007"),
+        ("quoted_on", "on"),
+        ("empty_text", ""),
+        ("integer", "42"),
+        ("negative", "-1"),
+        ("large", "9223372036854775807"),
+        ("enabled", "on"),
+        ("disabled", "off"),
+        ("_private", "x"),
+        ("custom.setting_2", "y"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(parameters, expected);
+
+    let yaml = edit(
+        MINIMAL,
+        MINIMAL_POSTGRESQL,
+        &format!("{MINIMAL_POSTGRESQL}  parameters: {{}}\n"),
+    );
+    assert!(load_yaml(&yaml).postgresql.unwrap().parameters.is_empty());
+}
+
+#[test]
+fn parameters_the_agent_manages_are_rejected() {
+    for name in [
+        "port",
+        "listen_addresses",
+        "unix_socket_directories",
+        "hot_standby",
+        "wal_level",
+        "primary_conninfo",
+        "primary_slot_name",
+        "data_directory",
+        "hba_file",
+    ] {
+        let yaml = edit(
+            MINIMAL,
+            MINIMAL_POSTGRESQL,
+            &format!("{MINIMAL_POSTGRESQL}  parameters:\n    work_mem: 4MB\n    {name}: x\n"),
+        );
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `postgresql.parameters.{name}`"))
+                && message.contains("the agent owns"),
+            "{name}: {message:?}"
+        );
+    }
+}
+
+#[test]
+fn environment_overrides_postgresql_keys() {
     let (_file, result) = load_env(
         MINIMAL,
+        &[
+            ("RAFTGRES_POSTGRESQL__LISTEN", "10.0.0.5:6543"),
+            ("RAFTGRES_POSTGRESQL__SUPERUSER", "admin"),
+            ("RAFTGRES_POSTGRESQL__RESTART_GRACE_MS", "750"),
+            ("RAFTGRES_POSTGRESQL__SOCKET_DIR", "/run/pg"),
+        ],
+    );
+    let postgresql = result.unwrap_or_else(|e| panic!("{e}")).postgresql.unwrap();
+    assert_eq!(
+        postgresql.listen,
+        "10.0.0.5:6543".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(postgresql.connect_address, "10.0.0.5:6543");
+    assert_eq!(postgresql.superuser, "admin");
+    assert_eq!(postgresql.replication_user, "admin");
+    assert_eq!(postgresql.restart_grace, Duration::from_millis(750));
+    assert_eq!(postgresql.socket_dir, PathBuf::from("/run/pg"));
+
+    // The variable alone can supply the section.
+    let (_file, result) = load_env(
+        &edit(MINIMAL, MINIMAL_POSTGRESQL, ""),
+        &[("RAFTGRES_POSTGRESQL__LISTEN", "127.0.0.1:5433")],
+    );
+    let postgresql = result.unwrap_or_else(|e| panic!("{e}")).postgresql.unwrap();
+    assert_eq!(postgresql.connect_address, "127.0.0.1:5433");
+
+    let (_, e) = error_env(
+        MINIMAL,
+        &[("RAFTGRES_POSTGRESQL__LISTEN", "localhost:5432")],
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("key `postgresql.listen`")
+            && message.contains("RAFTGRES_POSTGRESQL__LISTEN")
+            && message.contains("127.0.0.1:5432"),
+        "{message:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_strings_numbers_bools_and_nested_keys() {
+    // The file has no `postgresql` section, which only a witness may omit.
+    let (_file, result) = load_env(
+        &edit(MINIMAL, MINIMAL_POSTGRESQL, ""),
         &[
             ("RAFTGRES_NAME", "node2"),
             ("RAFTGRES_NODE_ID", "2"),
@@ -237,6 +498,7 @@ fn environment_overrides_strings_numbers_bools_and_nested_keys() {
     assert_eq!(config.raft.advertise, "127.0.0.1:7102");
     assert_eq!(config.raft.heartbeat_interval, Duration::from_millis(50));
     assert_eq!(config.tags.failover_priority, 0);
+    assert_eq!(config.postgresql, None);
 }
 
 #[test]
@@ -587,6 +849,208 @@ fn each_validation_rule_names_its_key() {
     }
 }
 
+/// MINIMAL with `lines` (each indented as a key of `postgresql`) added to its
+/// `postgresql` section.
+fn with_postgresql(lines: &str) -> String {
+    edit(
+        MINIMAL,
+        MINIMAL_POSTGRESQL,
+        &format!("{MINIMAL_POSTGRESQL}{lines}"),
+    )
+}
+
+#[test]
+fn each_postgresql_rule_names_its_key() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "listen not an address",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: abc"),
+            "postgresql.listen",
+        ),
+        (
+            "listen hostname",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: localhost:5432"),
+            "postgresql.listen",
+        ),
+        (
+            "listen port 0",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 127.0.0.1:0"),
+            "postgresql.listen",
+        ),
+        (
+            "listen port too large",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 127.0.0.1:65536"),
+            "postgresql.listen",
+        ),
+        (
+            "listen on the Raft address",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 127.0.0.1:7101"),
+            "postgresql.listen",
+        ),
+        (
+            "listen on the Raft port of every interface",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 0.0.0.0:7101"),
+            "postgresql.listen",
+        ),
+        (
+            "listen on the port of a Raft server bound to every interface",
+            edit(FULL, "listen: 0.0.0.0:5433", "listen: 127.0.0.1:7101"),
+            "postgresql.listen",
+        ),
+        (
+            "wildcard listen without connect_address",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 0.0.0.0:5432"),
+            "postgresql.connect_address",
+        ),
+        (
+            "IPv6 wildcard listen without connect_address",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: '[::]:5432'"),
+            "postgresql.connect_address",
+        ),
+        (
+            "connect_address unspecified",
+            edit(
+                FULL,
+                "connect_address: node1.example:5433",
+                "connect_address: 0.0.0.0:5433",
+            ),
+            "postgresql.connect_address",
+        ),
+        (
+            "connect_address IPv6 unspecified",
+            edit(
+                FULL,
+                "connect_address: node1.example:5433",
+                "connect_address: '[::]:5433'",
+            ),
+            "postgresql.connect_address",
+        ),
+        (
+            "connect_address without port",
+            edit(
+                FULL,
+                "connect_address: node1.example:5433",
+                "connect_address: node1.example",
+            ),
+            "postgresql.connect_address",
+        ),
+        (
+            "connect_address with scheme",
+            edit(
+                FULL,
+                "connect_address: node1.example:5433",
+                "connect_address: postgres://node1:5433",
+            ),
+            "postgresql.connect_address",
+        ),
+        (
+            "relative bin_dir",
+            with_postgresql("  bin_dir: bin\n"),
+            "postgresql.bin_dir",
+        ),
+        (
+            "empty bin_dir",
+            with_postgresql("  bin_dir: ''\n"),
+            "postgresql.bin_dir",
+        ),
+        (
+            "relative data_dir",
+            with_postgresql("  data_dir: pgdata\n"),
+            "postgresql.data_dir",
+        ),
+        (
+            "data_dir is the agent's",
+            with_postgresql("  data_dir: /var/lib/raftgres/node1\n"),
+            "postgresql.data_dir",
+        ),
+        (
+            "data_dir is the agent's, spelled with a trailing slash",
+            with_postgresql("  data_dir: /var/lib/raftgres/node1/\n"),
+            "postgresql.data_dir",
+        ),
+        (
+            "relative socket_dir",
+            with_postgresql("  socket_dir: run\n"),
+            "postgresql.socket_dir",
+        ),
+        (
+            "uppercase superuser",
+            edit(FULL, "superuser: admin", "superuser: Admin"),
+            "postgresql.superuser",
+        ),
+        (
+            "superuser starting with a digit",
+            edit(FULL, "superuser: admin", "superuser: 1admin"),
+            "postgresql.superuser",
+        ),
+        (
+            "superuser with a dash",
+            edit(FULL, "superuser: admin", "superuser: pg-admin"),
+            "postgresql.superuser",
+        ),
+        (
+            "long superuser",
+            edit(
+                FULL,
+                "superuser: admin",
+                &format!("superuser: {}", "a".repeat(64)),
+            ),
+            "postgresql.superuser",
+        ),
+        (
+            "empty superuser",
+            edit(FULL, "superuser: admin", "superuser: ''"),
+            "postgresql.superuser",
+        ),
+        (
+            "invalid replication_user",
+            edit(
+                FULL,
+                "replication_user: replicator",
+                "replication_user: Replicator",
+            ),
+            "postgresql.replication_user",
+        ),
+        (
+            "restart grace 0",
+            edit(FULL, "restart_grace_ms: 5000", "restart_grace_ms: 0"),
+            "postgresql.restart_grace_ms",
+        ),
+        (
+            "uppercase parameter name",
+            with_postgresql("  parameters:\n    Work_mem: 4MB\n"),
+            "postgresql.parameters.Work_mem",
+        ),
+        (
+            "parameter name starting with a digit",
+            with_postgresql("  parameters:\n    2pc: on\n"),
+            "postgresql.parameters.2pc",
+        ),
+        (
+            "parameter name with a dash",
+            with_postgresql("  parameters:\n    work-mem: 4MB\n"),
+            "postgresql.parameters.work-mem",
+        ),
+        (
+            "managed parameter",
+            edit(FULL, "    fsync: false", "    port: 5434"),
+            "postgresql.parameters.port",
+        ),
+        (
+            "parameter value with a line break",
+            with_postgresql("  parameters:\n    work_mem: \"4MB\\nport = 1\"\n"),
+            "postgresql.parameters.work_mem",
+        ),
+    ];
+    for (what, yaml, key) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")),
+            "{what}: {message:?} does not name `{key}`"
+        );
+    }
+}
+
 #[test]
 fn missing_required_keys_are_named() {
     let cases: Vec<(String, &str)> = vec![
@@ -617,6 +1081,15 @@ fn missing_required_keys_are_named() {
         (
             edit(MINIMAL, "    raft_addr: 127.0.0.1:7102\n", ""),
             "members[1].raft_addr",
+        ),
+        (edit(MINIMAL, MINIMAL_POSTGRESQL, ""), "postgresql"),
+        (
+            edit(
+                MINIMAL,
+                "  listen: 127.0.0.1:5432\n",
+                "  superuser: admin\n",
+            ),
+            "postgresql.listen",
         ),
         (String::new(), "scope"),
     ];
@@ -685,6 +1158,12 @@ fn unknown_keys_are_named_with_the_known_ones() {
             format!("{MINIMAL}bootstrap:\n  ttl: 2\n"),
             "bootstrap.ttl",
             "`ttl_ms`",
+        ),
+        (
+            with_postgresql("  restart_grace: 5\n"),
+            "postgresql.restart_grace",
+            "`listen`, `connect_address`, `bin_dir`, `data_dir`, `socket_dir`, `superuser`, \
+             `replication_user`, `restart_grace_ms`, `parameters`",
         ),
     ];
     for (yaml, key, known) in cases {
@@ -814,6 +1293,72 @@ fn wrong_types_are_named_and_never_coerced() {
         (format!("{MINIMAL}tags: [1]\n"), "tags", "section"),
         (format!("{MINIMAL}tags:\n"), "tags", "is empty"),
         (format!("{MINIMAL}witness:\n"), "witness", "is empty"),
+        (
+            edit(MINIMAL, MINIMAL_POSTGRESQL, "postgresql: 127.0.0.1:5432\n"),
+            "postgresql",
+            "section",
+        ),
+        (
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 5432"),
+            "postgresql.listen",
+            "quotes",
+        ),
+        (
+            with_postgresql("  superuser: 123\n"),
+            "postgresql.superuser",
+            "quotes",
+        ),
+        (
+            with_postgresql("  bin_dir:\n"),
+            "postgresql.bin_dir",
+            "is empty",
+        ),
+        (
+            with_postgresql("  restart_grace_ms: 1.5\n"),
+            "postgresql.restart_grace_ms",
+            "1.5",
+        ),
+        (
+            with_postgresql("  restart_grace_ms: 2s\n"),
+            "postgresql.restart_grace_ms",
+            "\"2s\"",
+        ),
+        (
+            with_postgresql("  parameters: [work_mem]\n"),
+            "postgresql.parameters",
+            "section",
+        ),
+        (
+            with_postgresql("  parameters:\n"),
+            "postgresql.parameters",
+            "is empty",
+        ),
+        (
+            with_postgresql("  parameters:\n    random_page_cost: 1.10\n"),
+            "postgresql.parameters.random_page_cost",
+            "quotes",
+        ),
+        (
+            // Beyond i64 the YAML reader already made it a float.
+            with_postgresql("  parameters:\n    huge: 18446744073709551615\n"),
+            "postgresql.parameters.huge",
+            "quotes",
+        ),
+        (
+            with_postgresql("  parameters:\n    work_mem:\n"),
+            "postgresql.parameters.work_mem",
+            "is empty",
+        ),
+        (
+            with_postgresql("  parameters:\n    work_mem: [4MB]\n"),
+            "postgresql.parameters.work_mem",
+            "a list",
+        ),
+        (
+            with_postgresql("  parameters:\n    work_mem: {a: 1}\n"),
+            "postgresql.parameters.work_mem",
+            "section",
+        ),
         (
             edit(MINIMAL, "node_id: 1", "node_id:"),
             "node_id",

@@ -144,6 +144,9 @@ impl Lab {
             }
             None => (0..count).map(|_| free_port()).collect::<Result<_, _>>()?,
         };
+        let pg_ports = (0..spec.members)
+            .map(|_| free_port())
+            .collect::<Result<Vec<_>, _>>()?;
         let members: Vec<LabMember> = (0..count)
             .map(|i| {
                 let witness = i >= spec.members;
@@ -160,6 +163,11 @@ impl Lab {
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
                     agent_pid: 0,
+                    pg_host: (!witness).then(|| "127.0.0.1".to_owned()),
+                    pg_port: pg_ports.get(i).copied(),
+                    dsn: pg_ports.get(i).map(|port| {
+                        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres")
+                    }),
                     name,
                 }
             })

@@ -34,6 +34,11 @@ pub struct LabMember {
     pub log: PathBuf,
     /// The agent process itself (no wrapper), so signals reach it.
     pub agent_pid: u32,
+    /// Postgres' address; `None` for a witness.
+    pub pg_host: Option<String>,
+    pub pg_port: Option<u16>,
+    /// A libpq connection string a client can write with.
+    pub dsn: Option<String>,
 }
 
 impl LabDescription {
@@ -49,13 +54,17 @@ impl LabDescription {
 /// The agent settings file of one lab member.
 pub(crate) fn agent_config(member: &LabMember, scope: &str, all: &[LabMember]) -> String {
     let mut text = format!(
-        "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\nmembers:\n",
+        "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\n",
         member.name,
         member.node_id,
         member.data_dir.display(),
         member.witness,
         member.raft_addr,
     );
+    if let (Some(host), Some(port)) = (&member.pg_host, member.pg_port) {
+        text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
+    }
+    text.push_str("members:\n");
     for m in all {
         text.push_str(&format!(
             "  - {{id: {}, name: {}, raft_addr: \"{}\"}}\n",
