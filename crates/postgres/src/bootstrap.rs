@@ -1,0 +1,277 @@
+//! Creating a data directory: initdb for the first member, pg_basebackup for
+//! the others, pg_rewind for an ex-primary that must follow a new one.
+
+use crate::conf;
+use crate::controldata::controldata;
+use crate::error::{PgError, Result};
+use crate::files;
+use crate::procfs;
+use crate::settings::{PgSettings, Role, Upstream};
+use crate::tools::{Tool, stderr_text};
+use crate::version::{bin, file};
+use std::path::Path;
+use std::time::Duration;
+
+/// `CHECKPOINT` on the rewind source; generous, since it writes every dirty
+/// buffer of a busy primary.
+const SOURCE_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a freshly created cluster is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub system_id: String,
+    pub timeline: u32,
+}
+
+/// Whether `data_dir` holds a data directory (it has `PG_VERSION`).
+pub fn is_initialized(data_dir: &Path) -> bool {
+    data_dir.join(file::PG_VERSION).is_file()
+}
+
+pub(crate) fn require_initialized(data_dir: &Path) -> Result<()> {
+    if is_initialized(data_dir) {
+        Ok(())
+    } else {
+        Err(PgError::NotInitialized {
+            path: data_dir.to_path_buf(),
+        })
+    }
+}
+
+/// Replacing or rewinding files under a running server would corrupt it.
+fn refuse_if_running(settings: &PgSettings) -> Result<()> {
+    let (Ok(data_dir), Ok(exe)) = (
+        std::fs::canonicalize(&settings.data_dir),
+        std::fs::canonicalize(settings.binary(bin::POSTGRES)),
+    ) else {
+        return Ok(());
+    };
+    let pids = procfs::processes_running_in(&data_dir, &exe);
+    if pids.is_empty() {
+        Ok(())
+    } else {
+        Err(PgError::AlreadyRunning { data_dir, pids })
+    }
+}
+
+/// Creates a new cluster in an empty (or absent) `data_dir`, configured as
+/// a primary, with the replication role created.
+///
+/// Checksums are on so that `pg_rewind` works (`wal_log_hints` is also set
+/// in the managed configuration). Authentication is `trust` for the Unix
+/// socket and loopback: lab-grade; production authentication comes with the
+/// config issue.
+pub async fn initdb(settings: &PgSettings) -> Result<ClusterInfo> {
+    settings.validate()?;
+    settings.require_binary(bin::POSTGRES)?;
+    let tool = Tool::new(settings, bin::INITDB)?;
+    files::empty_data_dir_for_initdb(&settings.data_dir, settings.run_as)?;
+    tool.arg("-D")
+        .arg(&settings.data_dir)
+        .arg("--data-checksums")
+        .arg("-U")
+        .arg(&settings.superuser)
+        .arg("--auth-local=trust")
+        .arg("--auth-host=trust")
+        // The C locale sorts the same on every machine, so a clone on
+        // another host never sees indexes in an order it disagrees with.
+        .arg("--encoding=UTF8")
+        .arg("--locale=C")
+        .run()
+        .await?;
+    write_configuration(settings, &Role::Primary)?;
+    if settings.replication_user != settings.superuser {
+        // Names are checked identifiers (see PgSettings::validate).
+        let sql = format!(
+            "CREATE ROLE {} WITH LOGIN REPLICATION;\n",
+            settings.replication_user
+        );
+        single_user(settings, &sql).await?;
+    }
+    let control = controldata(settings).await?;
+    tracing::info!(data_dir = %settings.data_dir.display(), system_id = %control.system_id, "initialized a new cluster");
+    Ok(ClusterInfo {
+        system_id: control.system_id,
+        timeline: control.timeline,
+    })
+}
+
+/// Clones `upstream` into `settings.data_dir` with `pg_basebackup` and
+/// configures the copy as its standby (streaming through `slot` if given).
+///
+/// Whatever the data directory held is moved aside to
+/// `<data_dir>.old-<unix seconds>`, never deleted. Refuses while a server
+/// runs from it.
+pub async fn basebackup(
+    settings: &PgSettings,
+    upstream: &Upstream,
+    slot: Option<&str>,
+) -> Result<()> {
+    settings.validate()?;
+    settings.require_binary(bin::POSTGRES)?;
+    if let Some(slot) = slot {
+        crate::control::check_slot_name(slot)?;
+    }
+    let tool = Tool::new(settings, bin::PG_BASEBACKUP)?;
+    refuse_if_running(settings)?;
+    files::empty_data_dir_moving_aside(&settings.data_dir, settings.run_as)?;
+    tracing::info!(%upstream, data_dir = %settings.data_dir.display(), "cloning with pg_basebackup");
+    // On failure pg_basebackup empties the directory it wrote into itself.
+    tool.arg("-D")
+        .arg(&settings.data_dir)
+        .arg("-h")
+        .arg(&upstream.host)
+        .arg("-p")
+        .arg(upstream.port.to_string())
+        .arg("-U")
+        .arg(&settings.replication_user)
+        .arg("--no-password")
+        .arg("--wal-method=stream")
+        .arg("--checkpoint=fast")
+        .run()
+        .await?;
+    // The copy carries the upstream's own files (its port, its address).
+    write_configuration(settings, &standby(upstream, slot))?;
+    tracing::info!(%upstream, "clone complete");
+    Ok(())
+}
+
+/// Rewinds a stopped ex-primary (or a standby that went past the fork
+/// point) to `upstream`'s timeline with `pg_rewind`, then configures it as
+/// that server's standby. Start it afterwards; it replays `upstream`'s WAL
+/// from the last common checkpoint.
+///
+/// pg_rewind accepts only a cleanly shut down target; a crashed or fenced
+/// one is first brought to a clean state by crash recovery in single-user
+/// mode (no connections possible). `upstream` must run and allow the
+/// superuser in; it gets a `CHECKPOINT` first, because after a promotion
+/// its control file shows the old timeline until a checkpoint completes, and
+/// pg_rewind would wrongly conclude "no rewind required".
+///
+/// Fails with [`PgError::RewindFailed`] when pg_rewind itself fails (the
+/// target's WAL since the fork was recycled, timelines unrelated, ...);
+/// the data directory may then be unusable, so clone with [`basebackup`].
+pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&str>) -> Result<()> {
+    settings.validate()?;
+    settings.require_binary(bin::POSTGRES)?;
+    if let Some(slot) = slot {
+        crate::control::check_slot_name(slot)?;
+    }
+    let tool = Tool::new(settings, bin::PG_REWIND)?;
+    require_initialized(&settings.data_dir)?;
+    refuse_if_running(settings)?;
+
+    let before = controldata(settings).await?;
+    if !before.state.is_clean_shutdown() {
+        tracing::warn!(state = ?before.state, "rewind target was not shut down cleanly; running crash recovery first");
+        // Single-user mode refuses standby mode; the crash recovery it does
+        // instead replays only local WAL and ends without a new timeline.
+        for signal in [file::STANDBY_SIGNAL, file::RECOVERY_SIGNAL] {
+            files::remove_if_exists(&settings.data_dir.join(signal))?;
+        }
+        single_user(settings, "").await?;
+        let after = controldata(settings).await?;
+        if !after.state.is_clean_shutdown() {
+            return Err(PgError::RewindFailed {
+                upstream: upstream.to_string(),
+                status: "not run".to_owned(),
+                stderr: format!(
+                    "crash recovery left the target {:?}, not shut down",
+                    after.state
+                ),
+            });
+        }
+    }
+
+    checkpoint_source(settings, upstream).await?;
+    let source = conf::conninfo(&[
+        ("host", &upstream.host),
+        ("port", &upstream.port.to_string()),
+        ("user", &settings.superuser),
+        ("dbname", "postgres"),
+        ("connect_timeout", "10"),
+        (
+            "application_name",
+            &format!("{}-rewind", settings.application_name),
+        ),
+    ]);
+    tracing::info!(%upstream, data_dir = %settings.data_dir.display(), "running pg_rewind");
+    let output = tool
+        .arg("--target-pgdata")
+        .arg(&settings.data_dir)
+        .arg("--source-server")
+        .arg(&source)
+        .output()
+        .await?;
+    let report = stderr_text(&output);
+    if !output.status.success() {
+        return Err(PgError::RewindFailed {
+            upstream: upstream.to_string(),
+            status: output.status.to_string(),
+            stderr: report,
+        });
+    }
+    tracing::info!(%upstream, output = %report, "pg_rewind done");
+    // pg_rewind copied the upstream's configuration files over ours.
+    write_configuration(settings, &standby(upstream, slot))
+}
+
+async fn checkpoint_source(settings: &PgSettings, upstream: &Upstream) -> Result<()> {
+    const OP: &str = "CHECKPOINT on the rewind source";
+    let client =
+        crate::control::connect(settings, &upstream.host, upstream.port, &settings.superuser)
+            .await?;
+    tokio::time::timeout(
+        SOURCE_CHECKPOINT_TIMEOUT,
+        client.batch_execute("CHECKPOINT"),
+    )
+    .await
+    .map_err(|_| PgError::Timeout {
+        operation: OP,
+        after: SOURCE_CHECKPOINT_TIMEOUT,
+    })?
+    .map_err(|e| PgError::Query {
+        operation: OP,
+        reason: crate::error::describe(&e),
+    })
+}
+
+fn standby(upstream: &Upstream, slot: Option<&str>) -> Role {
+    Role::Standby {
+        upstream: upstream.clone(),
+        slot: slot.map(str::to_owned),
+    }
+}
+
+fn write_configuration(settings: &PgSettings, role: &Role) -> Result<()> {
+    conf::write_hba(settings)?;
+    conf::write_managed_conf(settings, role)
+}
+
+/// Runs `input` through single-user `postgres` (no postmaster, no network);
+/// with no input it only finishes crash recovery and shuts down cleanly.
+async fn single_user(settings: &PgSettings, input: &str) -> Result<()> {
+    refuse_if_running(settings)?;
+    require_initialized(&settings.data_dir)?;
+    Tool::new(settings, bin::POSTGRES)?
+        .arg("--single")
+        .arg("-D")
+        .arg(&settings.data_dir)
+        // Otherwise a failing statement is only printed and the exit
+        // status is still 0.
+        .arg("-c")
+        .arg("exit_on_error=on")
+        .arg("postgres")
+        .stdin(input.as_bytes())
+        .run()
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            PgError::ToolFailed { status, stderr, .. } => PgError::ToolFailed {
+                program: "postgres --single".to_owned(),
+                status,
+                stderr,
+            },
+            other => other,
+        })
+}

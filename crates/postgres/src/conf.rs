@@ -1,0 +1,253 @@
+//! The configuration files this crate owns: `raftgres.conf` (included from
+//! `postgresql.conf`), `pg_hba.conf`, and the standby signal. Operators'
+//! own settings stay in `postgresql.conf`; ours are rewritten whole.
+
+use crate::error::Result;
+use crate::files;
+use crate::settings::{PgSettings, Role, Upstream};
+use crate::version::{file, guc};
+use std::fmt::Write as _;
+
+/// Appended once to `postgresql.conf`. `include_if_exists`, so a data
+/// directory whose managed file was lost still starts (with defaults).
+fn include_line() -> String {
+    format!("include_if_exists = '{}'", file::MANAGED_CONF)
+}
+
+/// Makes `postgresql.conf` include the managed file; idempotent.
+pub(crate) fn ensure_include(settings: &PgSettings) -> Result<()> {
+    let conf = settings.data_dir.join(file::POSTGRESQL_CONF);
+    files::append_line_once(&conf, &include_line(), settings.run_as)
+}
+
+/// Writes `raftgres.conf` for `role` (atomically), makes sure
+/// `postgresql.conf` includes it (appending one line, once), and creates or
+/// removes `standby.signal` to match. Takes effect at the next start; a
+/// standby's upstream and slot also on reload.
+pub fn write_managed_conf(settings: &PgSettings, role: &Role) -> Result<()> {
+    settings.validate()?;
+    if let Role::Standby {
+        slot: Some(slot), ..
+    } = role
+    {
+        crate::control::check_slot_name(slot)?;
+    }
+    ensure_include(settings)?;
+    let text = render_managed_conf(settings, role);
+    let dir = &settings.data_dir;
+    files::write_atomic(
+        &dir.join(file::MANAGED_CONF),
+        text.as_bytes(),
+        settings.run_as,
+    )?;
+    // A leftover recovery.signal would stop a primary at the end of its WAL.
+    files::remove_if_exists(&dir.join(file::RECOVERY_SIGNAL))?;
+    let signal = dir.join(file::STANDBY_SIGNAL);
+    match role {
+        Role::Standby { .. } => files::write_atomic(&signal, b"", settings.run_as)?,
+        Role::Primary => {
+            files::remove_if_exists(&signal)?;
+        }
+    }
+    files::sync_dir(dir)?;
+    tracing::info!(data_dir = %dir.display(), role = ?role, "wrote the managed configuration");
+    Ok(())
+}
+
+pub(crate) fn render_managed_conf(settings: &PgSettings, role: &Role) -> String {
+    let mut out = String::from(
+        "# Written by raftgres on every role change; edits here are lost.\n\
+         # Put your own settings in postgresql.conf or the agent's parameters.\n",
+    );
+    let mut set = |name: &str, value: &str| {
+        let _ = writeln!(out, "{name} = {value}");
+    };
+    set("listen_addresses", &quote(&settings.host));
+    set("port", &settings.port.to_string());
+    set(
+        "unix_socket_directories",
+        &quote(&settings.socket_dir.display().to_string()),
+    );
+    set("cluster_name", &quote(&settings.application_name));
+    set("wal_level", "replica");
+    set("hot_standby", "on");
+    // pg_rewind needs hint bits logged (initdb also enables checksums).
+    set("wal_log_hints", "on");
+    set("max_wal_senders", "10");
+    set("max_replication_slots", "10");
+    // Lets a standby without a slot, or a rewound ex-primary, catch up.
+    set(guc::WAL_KEEP_SIZE, "'128MB'");
+    set("hot_standby_feedback", "on");
+    if let Role::Standby { upstream, slot } = role {
+        set(
+            guc::PRIMARY_CONNINFO,
+            &quote(&primary_conninfo(settings, upstream)),
+        );
+        if let Some(slot) = slot {
+            set(guc::PRIMARY_SLOT_NAME, &quote(slot));
+        }
+    }
+    for (name, value) in &settings.parameters {
+        set(name, &quote(value));
+    }
+    out
+}
+
+/// The libpq connection string a standby streams with.
+pub(crate) fn primary_conninfo(settings: &PgSettings, upstream: &Upstream) -> String {
+    conninfo(&[
+        ("host", &upstream.host),
+        ("port", &upstream.port.to_string()),
+        ("user", &settings.replication_user),
+        ("application_name", &settings.application_name),
+        // Without it a dead upstream host stalls the walreceiver for the
+        // kernel's TCP timeout before it retries.
+        ("connect_timeout", "2"),
+    ])
+}
+
+/// Builds a libpq `key=value` string, quoting every value.
+pub(crate) fn conninfo(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{escaped}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `postgresql.conf` string literal.
+pub(crate) fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Writes `pg_hba.conf`.
+///
+/// Lab-grade: everything is `trust` (from the Unix socket, loopback, and for
+/// the replication and super users from the server's own subnets, so peers
+/// can stream and `pg_rewind`). Production authentication (scram, TLS,
+/// passwords from the agent's config) comes with the config issue.
+pub fn write_hba(settings: &PgSettings) -> Result<()> {
+    settings.validate()?;
+    let path = settings.data_dir.join(file::PG_HBA_CONF);
+    files::write_atomic(&path, render_hba(settings).as_bytes(), settings.run_as)
+}
+
+pub(crate) fn render_hba(settings: &PgSettings) -> String {
+    let repl = &settings.replication_user;
+    let superuser = &settings.superuser;
+    let mut out = String::from(
+        "# Written by raftgres (lab-grade trust; production auth comes with the config issue).\n\
+         # TYPE  DATABASE     USER  ADDRESS  METHOD\n",
+    );
+    let rules: [(&str, &str, &str, &str); 8] = [
+        ("local", "all", "all", ""),
+        ("host", "all", "all", "127.0.0.1/32"),
+        ("host", "all", "all", "::1/128"),
+        ("local", "replication", "all", ""),
+        ("host", "replication", repl, "127.0.0.1/32"),
+        ("host", "replication", repl, "::1/128"),
+        // `samenet`: any address in a subnet this server is directly on.
+        ("host", "replication", repl, "samenet"),
+        // pg_rewind (and control queries from peers) use a normal connection.
+        ("host", "all", superuser, "samenet"),
+    ];
+    for (kind, database, user, address) in rules {
+        let _ = writeln!(
+            out,
+            "{kind:<7} {database:<12} {user:<12} {address:<15} trust"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn settings() -> PgSettings {
+        let mut s = PgSettings::new("/srv/pg/node1", 5433, "node1");
+        s.socket_dir = PathBuf::from("/srv/pg/sock");
+        s
+    }
+
+    #[test]
+    fn primary_conf_has_no_upstream() {
+        let text = render_managed_conf(&settings(), &Role::Primary);
+        assert!(text.contains("listen_addresses = '127.0.0.1'\n"));
+        assert!(text.contains("port = 5433\n"));
+        assert!(text.contains("unix_socket_directories = '/srv/pg/sock'\n"));
+        assert!(text.contains("wal_log_hints = on\n"));
+        assert!(text.contains("wal_keep_size = '128MB'\n"));
+        assert!(!text.contains("primary_conninfo"));
+        assert!(!text.contains("primary_slot_name"));
+    }
+
+    #[test]
+    fn standby_conf_names_upstream_slot_and_member() {
+        let role = Role::Standby {
+            upstream: Upstream {
+                host: "10.0.0.1".into(),
+                port: 5432,
+            },
+            slot: Some("node1".into()),
+        };
+        let text = render_managed_conf(&settings(), &role);
+        assert!(
+            text.contains(
+                "primary_conninfo = 'host=''10.0.0.1'' port=''5432'' user=''replicator'' \
+             application_name=''node1'' connect_timeout=''2'''\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("primary_slot_name = 'node1'\n"));
+    }
+
+    #[test]
+    fn user_parameters_come_last_and_quoted() {
+        let mut s = settings();
+        s.parameters.insert("work_mem".into(), "4MB".into());
+        s.parameters.insert("search_path".into(), "it's".into());
+        let text = render_managed_conf(&s, &Role::Primary);
+        let tail: Vec<_> = text.lines().rev().take(2).collect();
+        assert_eq!(tail, ["work_mem = '4MB'", "search_path = 'it''s'"]);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(r"a'b\c"), r"'a''b\\c'");
+        assert_eq!(
+            conninfo(&[("host", "h"), ("password", r"p'q\")]),
+            r"host='h' password='p\'q\\'"
+        );
+    }
+
+    #[test]
+    fn hba_trusts_loopback_and_replication_from_the_subnet() {
+        let text = render_hba(&settings());
+        let rules: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(rules.contains(&vec![
+            "host",
+            "replication",
+            "replicator",
+            "127.0.0.1/32",
+            "trust"
+        ]));
+        assert!(rules.contains(&vec![
+            "host",
+            "replication",
+            "replicator",
+            "samenet",
+            "trust"
+        ]));
+        assert!(rules.contains(&vec!["host", "all", "postgres", "samenet", "trust"]));
+        assert!(rules.contains(&vec!["local", "all", "all", "trust"]));
+    }
+}

@@ -1,0 +1,558 @@
+//! Control queries over a superuser connection to the local server.
+
+use crate::error::{PgError, Result, describe};
+use crate::lsn::Lsn;
+use crate::settings::PgSettings;
+use crate::version::sql;
+use std::time::Duration;
+use tokio_postgres::types::{PgLsn, ToSql};
+use tokio_postgres::{Client, NoTls, Row};
+
+/// A server's own view, read in a few queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgStatus {
+    pub in_recovery: bool,
+    /// The timeline WAL is written on (primary) or, for a standby, the
+    /// newest of: the one it receives, its last restartpoint's, and its
+    /// minimum recovery point's. A standby's value can lag a promotion
+    /// upstream until it receives WAL of the new timeline.
+    pub timeline: u32,
+    /// `pg_current_wal_lsn()` on a primary; on a standby the larger of
+    /// `receive_lsn` and `replay_lsn`: what it could offer if promoted.
+    pub wal_lsn: Lsn,
+    /// Standby only: WAL received and flushed (`pg_last_wal_receive_lsn`).
+    pub receive_lsn: Option<Lsn>,
+    /// Standby only: WAL applied (`pg_last_wal_replay_lsn`).
+    pub replay_lsn: Option<Lsn>,
+    pub system_id: String,
+    /// Standbys streaming from this server (`pg_stat_replication`).
+    pub replication: Vec<ReplicationPeer>,
+    /// This server's own WAL receiver (`pg_stat_wal_receiver`), if running.
+    pub wal_receiver: Option<WalReceiver>,
+    /// Standby only: a replay pause was requested (replay stops before the
+    /// next record, so `replay_lsn` no longer moves).
+    pub wal_replay_paused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationPeer {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    /// `startup`, `catchup`, `streaming`, `backup` or `stopping`.
+    pub state: String,
+    /// `async`, `potential`, `sync` or `quorum`.
+    pub sync_state: String,
+    pub sent_lsn: Option<Lsn>,
+    pub write_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalReceiver {
+    /// `streaming`, `waiting`, `starting`, `stopping`, ...
+    pub status: String,
+    pub sender_host: Option<String>,
+    pub sender_port: Option<u16>,
+    pub received_timeline: u32,
+    pub slot_name: Option<String>,
+}
+
+impl WalReceiver {
+    /// `host:port` of the upstream, when the receiver is connected.
+    pub fn upstream(&self) -> Option<String> {
+        let host = self.sender_host.as_deref()?;
+        let port = self.sender_port?;
+        Some(
+            crate::Upstream {
+                host: host.to_owned(),
+                port,
+            }
+            .to_string(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSlot {
+    pub name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    /// A client (normally a standby) is using it now.
+    pub active: bool,
+    /// Oldest WAL the slot still holds on to.
+    pub restart_lsn: Option<Lsn>,
+}
+
+/// Control queries to the local server at `host:port` as the superuser.
+///
+/// Each call opens its own connection (a few milliseconds on loopback) and
+/// closes it when done. A kept-open connection would be a client that a smart
+/// shutdown waits for forever, and would need repair after every restart.
+pub struct Control {
+    settings: PgSettings,
+}
+
+impl Control {
+    pub fn new(settings: &PgSettings) -> Control {
+        Control {
+            settings: settings.clone(),
+        }
+    }
+
+    /// Reads the server's role, position and replication peers.
+    pub async fn status(&self) -> Result<PgStatus> {
+        const OP: &str = "reading the server status";
+        // One statement, so the role and the positions are read together.
+        let local_sql = format!(
+            "SELECT s.r,
+                    (SELECT system_identifier FROM pg_control_system())::text,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END,
+                    CASE WHEN pg_is_in_recovery() THEN NULL
+                         ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+                    pg_last_wal_receive_lsn(),
+                    pg_last_wal_replay_lsn(),
+                    CASE WHEN pg_is_in_recovery() THEN {pause_state} END,
+                    (SELECT timeline_id FROM pg_control_checkpoint()),
+                    (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+             FROM (SELECT pg_is_in_recovery() AS r) s",
+            pause_state = sql::REPLAY_PAUSE_STATE
+        );
+        let session = self.session().await?;
+        let local = session.query_one(OP, &local_sql, &[]).await?;
+        let in_recovery: bool = get(&local, 0, OP)?;
+        let system_id: String = get(&local, 1, OP)?;
+        let current: Option<PgLsn> = get(&local, 2, OP)?;
+        let walfile: Option<String> = get(&local, 3, OP)?;
+        let receive_lsn = get::<Option<PgLsn>>(&local, 4, OP)?.map(Lsn::from);
+        let replay_lsn = get::<Option<PgLsn>>(&local, 5, OP)?.map(Lsn::from);
+        let pause_state: Option<String> = get(&local, 6, OP)?;
+        let checkpoint_tli: Option<i32> = get(&local, 7, OP)?;
+        let min_recovery_tli: Option<i32> = get(&local, 8, OP)?;
+
+        let replication = session
+            .query(
+                "reading pg_stat_replication",
+                "SELECT application_name, client_addr::text, state, sync_state,
+                        sent_lsn, write_lsn, flush_lsn, replay_lsn
+                 FROM pg_stat_replication ORDER BY application_name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(replication_peer)
+            .collect::<Result<Vec<_>>>()?;
+        let wal_receiver = session
+            .query(
+                "reading pg_stat_wal_receiver",
+                "SELECT status, sender_host, sender_port, received_tli, slot_name
+                 FROM pg_stat_wal_receiver",
+                &[],
+            )
+            .await?
+            .first()
+            .map(wal_receiver)
+            .transpose()?;
+
+        let (timeline, wal_lsn) = if in_recovery {
+            let timeline = [
+                wal_receiver.as_ref().map(|w| w.received_timeline),
+                checkpoint_tli.and_then(|t| u32::try_from(t).ok()),
+                min_recovery_tli.and_then(|t| u32::try_from(t).ok()),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0);
+            let wal_lsn = receive_lsn.max(replay_lsn).unwrap_or_default();
+            (timeline, wal_lsn)
+        } else {
+            let timeline = walfile
+                .as_deref()
+                .and_then(timeline_of_walfile)
+                .ok_or_else(|| PgError::Query {
+                    operation: OP,
+                    reason: format!("pg_walfile_name gave {walfile:?}, not a WAL file name"),
+                })?;
+            (timeline, current.map(Lsn::from).unwrap_or_default())
+        };
+        Ok(PgStatus {
+            in_recovery,
+            timeline,
+            wal_lsn,
+            receive_lsn: receive_lsn.filter(|_| in_recovery),
+            replay_lsn: replay_lsn.filter(|_| in_recovery),
+            system_id,
+            replication,
+            wal_receiver,
+            wal_replay_paused: pause_state.is_some_and(|s| s != sql::NOT_PAUSED),
+        })
+    }
+
+    /// Promotes a standby and waits up to `wait` for it to finish. Returns
+    /// whether the server is a primary afterwards; an already promoted server
+    /// answers `true`, so a retry after a lost answer is harmless.
+    ///
+    /// After a promotion the control file keeps the old timeline until the
+    /// next checkpoint completes; run [`Control::checkpoint`] before anyone
+    /// `pg_rewind`s from this server ([`crate::rewind`] does it itself).
+    pub async fn promote(&self, wait: Duration) -> Result<bool> {
+        const OP: &str = "promoting";
+        let session = self.session().await?;
+        let row = session
+            .query_one(OP, "SELECT pg_is_in_recovery()", &[])
+            .await?;
+        if !get::<bool>(&row, 0, OP)? {
+            tracing::info!("promote: the server is already a primary");
+            return Ok(true);
+        }
+        // pg_promote counts whole seconds; round up so it never waits less.
+        let seconds = i32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .unwrap_or(i32::MAX)
+            .max(1);
+        let bound = self.settings.query_timeout + Duration::from_secs(seconds as u64);
+        let rows = session
+            .query_bounded(OP, bound, "SELECT pg_promote(true, $1)", &[&seconds])
+            .await?;
+        let promoted = match rows.first() {
+            Some(row) => get::<bool>(row, 0, OP)?,
+            None => false,
+        };
+        tracing::info!(promoted, "promote requested");
+        Ok(promoted)
+    }
+
+    /// Runs `CHECKPOINT`, which may take as long as writing every dirty
+    /// buffer; hence its own bound.
+    pub async fn checkpoint(&self, timeout: Duration) -> Result<()> {
+        let session = self.session().await?;
+        session
+            .query_bounded("CHECKPOINT", timeout, "CHECKPOINT", &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a physical slot that holds WAL from now on, even before its
+    /// standby connects. Succeeds if the slot exists already.
+    pub async fn create_physical_slot(&self, name: &str) -> Result<()> {
+        const OP: &str = "creating a replication slot";
+        check_slot_name(name)?;
+        let session = self.session().await?;
+        match session
+            .try_query(
+                OP,
+                session.query_timeout,
+                "SELECT pg_create_physical_replication_slot($1, true)",
+                &[&name],
+            )
+            .await?
+        {
+            Ok(_) => {
+                tracing::info!(slot = name, "created replication slot");
+                Ok(())
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
+                Ok(())
+            }
+            Err(e) => Err(query_error(OP, &e)),
+        }
+    }
+
+    /// Drops a slot; succeeds if it does not exist.
+    pub async fn drop_slot(&self, name: &str) -> Result<()> {
+        const OP: &str = "dropping a replication slot";
+        check_slot_name(name)?;
+        let session = self.session().await?;
+        use tokio_postgres::error::SqlState;
+        match session
+            .try_query(
+                OP,
+                session.query_timeout,
+                "SELECT pg_drop_replication_slot($1)",
+                &[&name],
+            )
+            .await?
+        {
+            Ok(_) => {
+                tracing::info!(slot = name, "dropped replication slot");
+                Ok(())
+            }
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => Err(PgError::SlotActive {
+                name: name.to_owned(),
+            }),
+            Err(e) => Err(query_error(OP, &e)),
+        }
+    }
+
+    pub async fn list_slots(&self) -> Result<Vec<ReplicationSlot>> {
+        const OP: &str = "listing replication slots";
+        let session = self.session().await?;
+        session
+            .query(
+                OP,
+                "SELECT slot_name::text, slot_type, active, restart_lsn
+             FROM pg_replication_slots ORDER BY slot_name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ReplicationSlot {
+                    name: get(row, 0, OP)?,
+                    slot_type: get(row, 1, OP)?,
+                    active: get(row, 2, OP)?,
+                    restart_lsn: get::<Option<PgLsn>>(row, 3, OP)?.map(Lsn::from),
+                })
+            })
+            .collect()
+    }
+
+    /// Asks a standby to stop applying WAL (it keeps receiving it).
+    pub async fn pause_wal_replay(&self) -> Result<()> {
+        self.in_recovery_call("pausing WAL replay", "SELECT pg_wal_replay_pause()")
+            .await
+    }
+
+    pub async fn resume_wal_replay(&self) -> Result<()> {
+        self.in_recovery_call("resuming WAL replay", "SELECT pg_wal_replay_resume()")
+            .await
+    }
+
+    async fn in_recovery_call(&self, operation: &'static str, sql: &str) -> Result<()> {
+        use tokio_postgres::error::SqlState;
+        let session = self.session().await?;
+        match session
+            .try_query(operation, self.settings.query_timeout, sql, &[])
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => {
+                Err(PgError::NotInRecovery { operation })
+            }
+            Err(e) => Err(query_error(operation, &e)),
+        }
+    }
+
+    /// One connection for the queries of one call.
+    async fn session(&self) -> Result<Session> {
+        let s = &self.settings;
+        Ok(Session {
+            client: connect(s, s.control_host(), s.port, &s.superuser).await?,
+            query_timeout: s.query_timeout,
+        })
+    }
+}
+
+/// A connection with every query bounded. Dropping it (also on timeout)
+/// closes the connection, which makes the server cancel a running query at
+/// its next check.
+struct Session {
+    client: Client,
+    query_timeout: Duration,
+}
+
+impl Session {
+    async fn query_one(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row> {
+        self.query(operation, sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| PgError::Query {
+                operation,
+                reason: "the query returned no row".to_owned(),
+            })
+    }
+
+    async fn query(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        self.query_bounded(operation, self.query_timeout, sql, params)
+            .await
+    }
+
+    async fn query_bounded(
+        &self,
+        operation: &'static str,
+        bound: Duration,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        self.try_query(operation, bound, sql, params)
+            .await?
+            .map_err(|e| query_error(operation, &e))
+    }
+
+    /// The outer error is about getting an answer in time; the inner one is
+    /// the server's answer, left to the caller to interpret.
+    async fn try_query(
+        &self,
+        operation: &'static str,
+        bound: Duration,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Result<Vec<Row>, tokio_postgres::Error>> {
+        tokio::time::timeout(bound, self.client.query(sql, params))
+            .await
+            .map_err(|_| PgError::Timeout {
+                operation,
+                after: bound,
+            })
+    }
+}
+
+/// Opens a connection to database `postgres`, bounded by
+/// `settings.connect_timeout`.
+pub(crate) async fn connect(
+    settings: &PgSettings,
+    host: &str,
+    port: u16,
+    user: &str,
+) -> Result<Client> {
+    let addr = crate::Upstream {
+        host: host.to_owned(),
+        port,
+    }
+    .to_string();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(user)
+        .dbname("postgres")
+        .application_name("raftgres-control")
+        .connect_timeout(settings.connect_timeout);
+    let connected = tokio::time::timeout(settings.connect_timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| PgError::Connect {
+            addr: addr.clone(),
+            reason: format!("no answer within {:?}", settings.connect_timeout),
+        })?;
+    let (client, connection) = connected.map_err(|e| PgError::Connect {
+        addr: addr.clone(),
+        reason: describe(&e),
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(addr, error = %describe(&e), "control connection ended");
+        }
+    });
+    Ok(client)
+}
+
+fn query_error(operation: &'static str, e: &tokio_postgres::Error) -> PgError {
+    PgError::Query {
+        operation,
+        reason: describe(e),
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    operation: &'static str,
+) -> Result<T> {
+    row.try_get(index).map_err(|e| query_error(operation, &e))
+}
+
+fn replication_peer(row: &Row) -> Result<ReplicationPeer> {
+    const OP: &str = "reading pg_stat_replication";
+    let lsn = |i| get::<Option<PgLsn>>(row, i, OP).map(|l| l.map(Lsn::from));
+    Ok(ReplicationPeer {
+        application_name: get::<Option<String>>(row, 0, OP)?.unwrap_or_default(),
+        client_addr: get(row, 1, OP)?,
+        state: get::<Option<String>>(row, 2, OP)?.unwrap_or_default(),
+        sync_state: get::<Option<String>>(row, 3, OP)?.unwrap_or_default(),
+        sent_lsn: lsn(4)?,
+        write_lsn: lsn(5)?,
+        flush_lsn: lsn(6)?,
+        replay_lsn: lsn(7)?,
+    })
+}
+
+fn wal_receiver(row: &Row) -> Result<WalReceiver> {
+    const OP: &str = "reading pg_stat_wal_receiver";
+    Ok(WalReceiver {
+        status: get::<Option<String>>(row, 0, OP)?.unwrap_or_default(),
+        sender_host: get(row, 1, OP)?,
+        sender_port: get::<Option<i32>>(row, 2, OP)?.and_then(|p| u16::try_from(p).ok()),
+        received_timeline: get::<Option<i32>>(row, 3, OP)?
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(0),
+        slot_name: get(row, 4, OP)?,
+    })
+}
+
+/// A WAL file name is timeline, log and segment as 8 hex digits each.
+fn timeline_of_walfile(name: &str) -> Option<u32> {
+    if name.len() != 24 {
+        return None;
+    }
+    u32::from_str_radix(name.get(..8)?, 16).ok()
+}
+
+/// PostgreSQL's own rule for slot names, checked here for a clearer error.
+pub(crate) fn check_slot_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::InvalidInput {
+            what: "replication slot name",
+            value: name.to_owned(),
+            reason: "must be 1 to 63 lowercase letters, digits or '_' (see slot_name_for)",
+        })
+    }
+}
+
+/// A valid slot name derived from a member name (`node-1` → `node_1`), for
+/// callers that name each standby's slot after the member.
+pub fn slot_name_for(member: &str) -> String {
+    let mut name: String = member
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        name.push('_');
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_from_walfile_name() {
+        assert_eq!(timeline_of_walfile("000000010000000000000001"), Some(1));
+        assert_eq!(timeline_of_walfile("0000000A0000000200000003"), Some(10));
+        assert_eq!(timeline_of_walfile("00000001"), None);
+        assert_eq!(timeline_of_walfile("zzzzzzzz0000000000000001"), None);
+    }
+
+    #[test]
+    fn slot_names() {
+        assert_eq!(slot_name_for("Node-1.east"), "node_1_east");
+        assert_eq!(slot_name_for(""), "_");
+        check_slot_name(&slot_name_for(&"x".repeat(100))).unwrap();
+        assert!(check_slot_name("node-1").is_err());
+        assert!(check_slot_name("").is_err());
+        check_slot_name("node_1").unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! Finding a server's processes in `/proc`. Liveness is never judged by
+//! `kill(pid, 0)`: a zombie passes that test, and these machines' PID 1 can
+//! leave one around for seconds.
+
+use std::fs;
+use std::path::Path;
+
+/// Live processes running `exe` with their working directory in
+/// `data_dir`: every process a postmaster forks starts there (it chdirs to
+/// the data directory first), and each backend calls `setsid()`, so neither
+/// the postmaster's process group nor its list of children (emptied when it
+/// dies) finds them all. Both paths must be canonical. A zombie has no cwd,
+/// so only live processes match. Processes of other users are unreadable to
+/// a non-root caller and are skipped; the server's own are not.
+pub(crate) fn processes_running_in(data_dir: &Path, exe: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let in_dir = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data_dir);
+        if in_dir && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether `pid` exists and has not finished dying: not a zombie (`Z`) or
+/// dead (`X`). A process killed a moment ago loses its cwd early in exit,
+/// before it becomes a zombie, so `processes_running_in` alone cannot tell
+/// that it is gone.
+pub(crate) fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name is in parentheses and may itself contain ") ".
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        .and_then(|field| field.chars().next());
+    !matches!(state, Some('Z' | 'X' | 'x') | None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_from_stat() {
+        assert!(is_alive(std::process::id()));
+        assert!(!is_alive(u32::MAX));
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        // Exited but not reaped: a zombie, which `kill(pid, 0)` would call alive.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_alive(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_alive(child.id()));
+        assert!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), None).is_ok()
+        );
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn finds_a_child_by_working_directory_and_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_path = fs::canonicalize(dir.path()).unwrap();
+        let sleep = fs::canonicalize("/bin/sleep").unwrap();
+        let mut child = std::process::Command::new(&sleep)
+            .arg("30")
+            .current_dir(&dir_path)
+            .spawn()
+            .unwrap();
+        let found = processes_running_in(&dir_path, &sleep);
+        // Another binary in the same directory is not ours.
+        let other = processes_running_in(&dir_path, Path::new("/usr/bin/true"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found, vec![child.id()]);
+        assert!(other.is_empty());
+        assert!(processes_running_in(&dir_path, &sleep).is_empty());
+    }
+}

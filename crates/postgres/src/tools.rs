@@ -1,0 +1,119 @@
+//! Running PostgreSQL's short-lived tools (initdb, pg_basebackup, pg_rewind,
+//! pg_controldata, single-user `postgres`) with their output captured.
+
+use crate::error::{PgError, Result};
+use crate::settings::PgSettings;
+use std::ffi::OsStr;
+use std::process::{Output, Stdio};
+use tokio::io::AsyncWriteExt;
+
+/// Keep error messages readable: tools can print pages.
+const MAX_STDERR: usize = 4000;
+
+/// A tool invocation: the binary is looked up in `settings.bin_dir` and runs
+/// as `settings.run_as`.
+pub(crate) struct Tool<'a> {
+    settings: &'a PgSettings,
+    name: &'static str,
+    command: tokio::process::Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl<'a> Tool<'a> {
+    pub(crate) fn new(settings: &'a PgSettings, name: &'static str) -> Result<Tool<'a>> {
+        let program = settings.require_binary(name)?;
+        let mut command = tokio::process::Command::new(&program);
+        command
+            // The given settings must be the only input: a stray PGHOST,
+            // PGPORT or PGDATA in the agent's environment would point a tool
+            // at another server or directory.
+            .env_clear()
+            .envs(safe_env())
+            // Parsed output (pg_controldata) and messages stay in English.
+            .env("LC_ALL", "C")
+            // The caller's working directory (often /root) may be closed to
+            // the `postgres` user, and the tools call getcwd().
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A caller that gives up (timeout, drop) leaves no tool running.
+            .kill_on_drop(true);
+        if let Some(run_as) = settings.run_as {
+            command.uid(run_as.uid).gid(run_as.gid);
+        }
+        Ok(Tool {
+            settings,
+            name,
+            command,
+            stdin: None,
+        })
+    }
+
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    pub(crate) fn stdin(mut self, input: &[u8]) -> Self {
+        self.command.stdin(Stdio::piped());
+        self.stdin = Some(input.to_vec());
+        self
+    }
+
+    /// Runs to completion; a non-zero exit becomes `ToolFailed`.
+    pub(crate) async fn run(self) -> Result<Output> {
+        let name = self.name;
+        let output = self.output().await?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(PgError::ToolFailed {
+                program: name.to_owned(),
+                status: output.status.to_string(),
+                stderr: stderr_text(&output),
+            })
+        }
+    }
+
+    /// Runs to completion and returns whatever it produced.
+    pub(crate) async fn output(mut self) -> Result<Output> {
+        let program = self.settings.binary(self.name);
+        tracing::debug!(command = ?self.command.as_std(), "running");
+        let spawn_err = |source| PgError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let mut child = self.command.spawn().map_err(spawn_err)?;
+        if let (Some(input), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
+            // A tool that exits early closes its stdin; its exit status
+            // then tells what went wrong, not this write.
+            let _ = pipe.write_all(&input).await;
+            drop(pipe);
+        }
+        child.wait_with_output().await.map_err(spawn_err)
+    }
+}
+
+/// The caller's environment minus every `PG*` variable.
+pub(crate) fn safe_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| !k.to_string_lossy().starts_with("PG"))
+        .collect()
+}
+
+/// The end of stderr (or stdout when stderr is empty), where tools put the
+/// reason they failed.
+pub(crate) fn stderr_text(output: &Output) -> String {
+    let raw = if output.stderr.iter().all(u8::is_ascii_whitespace) {
+        &output.stdout
+    } else {
+        &output.stderr
+    };
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    match text.char_indices().rev().nth(MAX_STDERR) {
+        Some((cut, _)) => format!("...{}", &text[cut..]),
+        None => text.to_owned(),
+    }
+}

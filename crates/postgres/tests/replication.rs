@@ -1,0 +1,200 @@
+//! A primary with a cloned standby: streaming, replay pause, promotion, and
+//! an ex-primary rejoining with pg_rewind.
+
+mod common;
+
+use common::{CONVERGE, Node, Scratch, eventually};
+use raftgres_postgres::{
+    DbState, Lsn, PgStatus, Role, basebackup, controldata, initdb, rewind, write_managed_conf,
+};
+use std::time::Duration;
+
+const PROMOTE_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `primary` shows `standby` streaming from it.
+async fn wait_streaming(primary: &Node, standby: &Node) {
+    let name = standby.settings.application_name.clone();
+    eventually(
+        &format!("{name} to stream from the primary"),
+        CONVERGE,
+        || async {
+            let status = primary.control.status().await.ok()?;
+            status
+                .replication
+                .iter()
+                .any(|peer| peer.application_name == name && peer.state == "streaming")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_row(node: &Node, id: i32) {
+    let what = format!("row {id} on {}", node.settings.application_name);
+    eventually(&what, CONVERGE, || async {
+        node.has_row(id).await.then_some(())
+    })
+    .await;
+}
+
+async fn status_where(node: &Node, what: &str, pred: impl Fn(&PgStatus) -> bool) -> PgStatus {
+    eventually(what, CONVERGE, || async {
+        node.control.status().await.ok().filter(|s| pred(s))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_streams_pauses_replay_and_is_promoted() {
+    let Some(run_as) = common::run_as() else {
+        return;
+    };
+    let scratch = Scratch::new(run_as);
+    let mut primary = Node::new(scratch.settings("alpha"));
+    let mut standby = Node::new(scratch.settings("beta"));
+
+    let info = initdb(&primary.settings).await.unwrap();
+    primary.start().await;
+    primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
+    primary.control.create_physical_slot("beta").await.unwrap();
+
+    basebackup(&standby.settings, &primary.upstream(), Some("beta"))
+        .await
+        .unwrap();
+    assert!(standby.settings.data_dir.join("standby.signal").exists());
+    standby.start().await;
+    wait_streaming(&primary, &standby).await;
+    let slots = primary.control.list_slots().await.unwrap();
+    assert!(
+        slots.iter().any(|s| s.name == "beta" && s.active),
+        "{slots:?}"
+    );
+
+    primary.execute("INSERT INTO t VALUES (1)").await;
+    wait_row(&standby, 1).await;
+    let status = standby.status().await;
+    assert!(status.in_recovery);
+    assert_eq!(status.timeline, 1);
+    assert_eq!(status.system_id, info.system_id);
+    let receiver = status
+        .wal_receiver
+        .expect("a streaming standby has a WAL receiver");
+    assert_eq!(receiver.status, "streaming");
+    assert_eq!(receiver.upstream(), Some(primary.upstream().to_string()));
+    assert_eq!(receiver.slot_name.as_deref(), Some("beta"));
+
+    // Paused replay: WAL still arrives, but replay_lsn stands still.
+    standby.control.pause_wal_replay().await.unwrap();
+    let paused = status_where(&standby, "replay to pause", |s| s.wal_replay_paused).await;
+    let replay_before = paused
+        .replay_lsn
+        .expect("a standby reports its replay position");
+    primary
+        .execute("INSERT INTO t SELECT generate_series(2, 100)")
+        .await;
+    let written = primary.status().await.wal_lsn;
+    status_where(&standby, "the standby to receive the new WAL", |s| {
+        s.receive_lsn.is_some_and(|r| r >= written)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = standby.status().await;
+    assert_eq!(still.replay_lsn, Some(replay_before));
+    assert!(still.wal_lsn >= written, "wal_lsn counts received WAL");
+    assert!(!standby.has_row(2).await);
+    standby.control.resume_wal_replay().await.unwrap();
+    wait_row(&standby, 100).await;
+    assert!(!standby.status().await.wal_replay_paused);
+
+    // Failover: the primary goes away, the standby is promoted.
+    primary.stop_fast().await;
+    assert!(standby.control.promote(PROMOTE_WAIT).await.unwrap());
+    let promoted = standby.status().await;
+    assert!(!promoted.in_recovery);
+    assert_eq!(promoted.timeline, 2);
+    assert!(promoted.wal_lsn > Lsn(0));
+    standby.execute("INSERT INTO t VALUES (101)").await;
+
+    // The cleanly stopped old primary has nothing the new one lacks, so it
+    // follows it without a rewind (the switchover path).
+    assert_eq!(
+        controldata(&primary.settings).await.unwrap().state,
+        DbState::ShutDown
+    );
+    let follow = Role::Standby {
+        upstream: standby.upstream(),
+        slot: None,
+    };
+    write_managed_conf(&primary.settings, &follow).unwrap();
+    primary.start().await;
+    wait_streaming(&standby, &primary).await;
+    wait_row(&primary, 101).await;
+    status_where(&primary, "the old primary on timeline 2", |s| {
+        s.in_recovery && s.timeline == 2
+    })
+    .await;
+    primary.stop_fast().await;
+    standby.stop_fast().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverged_ex_primaries_rejoin_with_rewind() {
+    let Some(run_as) = common::run_as() else {
+        return;
+    };
+    let scratch = Scratch::new(run_as);
+    let mut a = Node::new(scratch.settings("alpha"));
+    let mut b = Node::new(scratch.settings("beta"));
+
+    initdb(&a.settings).await.unwrap();
+    a.start().await;
+    a.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
+    basebackup(&b.settings, &a.upstream(), None).await.unwrap();
+    b.start().await;
+    wait_streaming(&a, &b).await;
+
+    // Split brain on purpose: b is promoted while a still takes writes.
+    assert!(b.control.promote(PROMOTE_WAIT).await.unwrap());
+    b.execute("INSERT INTO t VALUES (10)").await;
+    a.execute("INSERT INTO t VALUES (20)").await;
+    a.stop_fast().await;
+
+    // a (cleanly stopped, diverged on timeline 1) rewinds to b.
+    rewind(&a.settings, &b.upstream(), None).await.unwrap();
+    assert!(a.settings.data_dir.join("standby.signal").exists());
+    a.start().await;
+    wait_streaming(&b, &a).await;
+    b.execute("INSERT INTO t VALUES (30)").await;
+    wait_row(&a, 30).await;
+    assert!(a.has_row(10).await);
+    assert!(!a.has_row(20).await, "the diverged write is gone");
+    let status = status_where(&a, "alpha on timeline 2", |s| s.timeline == 2).await;
+    assert!(status.in_recovery);
+
+    // Roles swap again, and this time the loser is fenced (killed), not
+    // stopped: the rewind must first finish its crash recovery.
+    assert!(a.control.promote(PROMOTE_WAIT).await.unwrap());
+    b.execute("INSERT INTO t VALUES (40)").await;
+    a.execute("INSERT INTO t VALUES (50)").await;
+    b.pm().fence().await.unwrap();
+    b.postmaster = None;
+    assert_eq!(
+        controldata(&b.settings).await.unwrap().state,
+        DbState::InProduction
+    );
+
+    rewind(&b.settings, &a.upstream(), None).await.unwrap();
+    b.start().await;
+    wait_streaming(&a, &b).await;
+    a.execute("INSERT INTO t VALUES (60)").await;
+    wait_row(&b, 60).await;
+    assert!(b.has_row(50).await);
+    assert!(!b.has_row(40).await, "the diverged write is gone");
+    status_where(&b, "beta on timeline 3", |s| {
+        s.timeline == 3 && s.in_recovery
+    })
+    .await;
+
+    b.stop_fast().await;
+    a.stop_fast().await;
+}
