@@ -33,6 +33,8 @@ pub struct LeaseLoop {
     /// The local Postgres as the Postgres loop last saw it.
     pub pg: watch::Receiver<PgView>,
     pub restart_grace: Duration,
+    /// Fed every deadline this member is granted; `None` for a witness.
+    pub watchdog: Option<crate::pg_loop::SharedWatchdog>,
 }
 
 /// When nothing else wakes the loop, look again after this long.
@@ -144,7 +146,7 @@ impl LeaseLoop {
                             h.last_renew_sent = now;
                         }
                     });
-                    in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch)));
+                    in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch, &pg)));
                 }
                 LeaseAction::Release { epoch } => {
                     tracing::warn!(member = self.me(), %epoch, ?pg, "Postgres cannot serve as primary; releasing the lease");
@@ -196,13 +198,23 @@ impl LeaseLoop {
         self.release().await;
     }
 
-    fn renew(&self, state: &ClusterState, epoch: Epoch) -> Command {
+    /// A renewal carries the primary's WAL position, which candidates'
+    /// lag is judged against.
+    fn renew(&self, state: &ClusterState, epoch: Epoch, pg: &PgView) -> Command {
+        let primary = match pg {
+            PgView::Running {
+                data,
+                in_recovery: false,
+                ..
+            } => Some(data),
+            _ => None,
+        };
         Command::RenewLease {
             member: self.me().to_owned(),
             epoch,
             ttl_ms: state.config.as_ref().map_or(0, |c| c.values.ttl_ms),
-            lsn: None,
-            timeline: None,
+            lsn: primary.map(|d| d.lsn),
+            timeline: primary.map(|d| d.timeline),
         }
     }
 
@@ -234,6 +246,17 @@ impl LeaseLoop {
                 let state = self.consensus.local().state;
                 let ttl = Duration::from_millis(lease.ttl_ms);
                 let margin = margin(&state);
+                let deadline = HolderLease::deadline_for(sent, ttl, margin);
+                if let Some(watchdog) = &self.watchdog {
+                    // Fed before the belief changes, so the fence never lags it.
+                    let mut dog = watchdog.lock().unwrap_or_else(|e| e.into_inner());
+                    let current = belief::read(&self.belief)
+                        .holding
+                        .map_or(deadline, |h| h.deadline.max(deadline));
+                    if let Err(e) = dog.arm(current) {
+                        tracing::error!(member = %me, error = %e, "cannot feed the watchdog");
+                    }
+                }
                 belief::update(&self.belief, |b| match (intent, b.holding) {
                     (Intent::Renew, Some(mut h)) if h.epoch == lease.epoch => {
                         h.renewed(sent, ttl, margin);

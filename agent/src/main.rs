@@ -4,7 +4,9 @@
 mod belief;
 mod clock;
 mod lease_loop;
+mod pg_loop;
 mod status;
+mod watchdog;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -23,20 +25,33 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// How long a primary whose Postgres died may restart it in place before it
-/// releases the lease (BRIEF: "only if it comes back fast").
-const RESTART_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
 #[derive(Parser)]
-#[command(version, about = "raftgres agent: runs beside one PostgreSQL instance")]
+#[command(
+    version,
+    about = "raftgres agent: runs beside one PostgreSQL instance",
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
     /// The agent's YAML settings file (environment variables RAFTGRES_<KEY> override it).
     #[arg(long, short)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(clap::Subcommand)]
+enum Mode {
+    /// The fencing watchdog the agent starts for itself (reads commands on stdin).
+    #[command(hide = true)]
+    Watchdog(watchdog::WatchdogArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Mode::Watchdog(w)) = &args.mode {
+        init_logging();
+        return watchdog::run(&w.data_dir, &w.exe);
+    }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -55,6 +70,28 @@ fn start(args: Args) -> anyhow::Result<()> {
              `su postgres -s /bin/sh -c 'raftgres-agent --config FILE'`"
         );
     }
+    let Some(config_path) = args.config else {
+        bail!("--config FILE is required: the agent's YAML settings file");
+    };
+    init_logging();
+    let config = raftgres_config::load(&config_path)?;
+    // Started here, on the main thread, which lives as long as the process:
+    // its parent-death signal follows the thread that forks it.
+    let watchdog = match &config.postgresql {
+        Some(pg) => Some(
+            watchdog::Watchdog::start(&pg.data_dir, &pg.bin_dir.join("postgres"))
+                .context("cannot start the fencing watchdog")?,
+        ),
+        None => None,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config, watchdog))
+}
+
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -63,12 +100,6 @@ fn start(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = raftgres_config::load(&args.config)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(run(config))
 }
 
 fn settings(config: &AgentConfig) -> Settings {
@@ -103,13 +134,38 @@ fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
     }
 }
 
+fn pg_settings(
+    config: &AgentConfig,
+    pg: &raftgres_config::PostgresSettings,
+) -> anyhow::Result<raftgres_postgres::PgSettings> {
+    std::fs::create_dir_all(&pg.socket_dir).with_context(|| {
+        format!(
+            "cannot create postgresql.socket_dir {}",
+            pg.socket_dir.display()
+        )
+    })?;
+    let mut s = raftgres_postgres::PgSettings::new(&pg.data_dir, pg.listen.port(), &config.name);
+    s.bin_dir = pg.bin_dir.clone();
+    s.host = pg.listen.ip().to_string();
+    s.socket_dir = pg.socket_dir.clone();
+    s.superuser = pg.superuser.clone();
+    s.replication_user = pg.replication_user.clone();
+    s.parameters = pg.parameters.clone();
+    s.log_file = Some(config.data_dir.join("postgres.log"));
+    s.validate().context("invalid postgresql settings")?;
+    Ok(s)
+}
+
 fn member_record(config: &AgentConfig) -> Member {
     Member {
         name: config.name.clone(),
         node_id: config.node_id,
         raft_addr: config.raft.advertise.clone(),
         api_url: None,
-        pg_address: None,
+        pg_address: config
+            .postgresql
+            .as_ref()
+            .map(|pg| pg.connect_address.clone()),
         role: if config.witness {
             MemberRole::Witness
         } else {
@@ -132,7 +188,7 @@ fn member_record(config: &AgentConfig) -> Member {
     }
 }
 
-async fn run(config: AgentConfig) -> anyhow::Result<()> {
+async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
@@ -184,12 +240,31 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
     tracing::info!(member = %config.name, node_id = config.node_id, listen = %config.raft.listen, "agent started");
 
-    // Postgres is not managed yet: a database member has no data, a witness none at all.
-    let (_pg_view_tx, pg_view) = watch::channel(if config.witness {
+    let watchdog = watchdog.map(|w| Arc::new(std::sync::Mutex::new(w)));
+    let (pg_view_tx, pg_view) = watch::channel(if config.witness {
         PgView::Absent
     } else {
-        PgView::Uninitialized
+        PgView::Busy { action: "starting" }
     });
+    let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
+    let pg_loop = match (&config.postgresql, &watchdog) {
+        (Some(pg), Some(dog)) => {
+            let settings = pg_settings(&config, pg)?;
+            Some(tokio::spawn(
+                pg_loop::PgLoop {
+                    consensus: consensus.clone(),
+                    member: member_record(&config),
+                    settings,
+                    belief: belief.clone(),
+                    view: pg_view_tx,
+                    watchdog: dog.clone(),
+                    restart_grace: pg.restart_grace,
+                }
+                .run(pg_stop_rx),
+            ))
+        }
+        _ => None,
+    };
     let lease_loop = tokio::spawn(
         lease_loop::LeaseLoop {
             consensus: consensus.clone(),
@@ -197,7 +272,11 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             bootstrap: bootstrap_values(&config),
             belief,
             pg: pg_view,
-            restart_grace: RESTART_GRACE,
+            restart_grace: config
+                .postgresql
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |pg| pg.restart_grace),
+            watchdog,
         }
         .run(shutdown_rx),
     );
@@ -207,6 +286,11 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!(member = %config.name, "SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!(member = %config.name, "SIGINT: shutting down"),
+    }
+    // Postgres stops first, so that no write lands after the lease is released.
+    let _ = pg_stop_tx.send(true);
+    if let Some(pg_loop) = pg_loop {
+        let _ = pg_loop.await;
     }
     let _ = shutdown_tx.send(true);
     // The lease loop releases a held lease; it needs Raft and the server up to do so.

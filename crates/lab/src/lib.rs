@@ -7,5 +7,5 @@
 mod process;
 mod spec;
 
-pub use process::{Lab, LabError, agent_status, down, read_description};
+pub use process::{Lab, LabError, agent_status, down, pg_query_bool, read_description};
 pub use spec::{LabDescription, LabMember, LabSpec};

@@ -316,8 +316,9 @@ impl Lab {
         self.description.clone()
     }
 
-    /// Polls until exactly one member holds the lease and every running
-    /// member sees that holder, or `within` passes.
+    /// Polls until exactly one member holds the lease, every running member
+    /// sees that holder, the holder's Postgres takes writes and every other
+    /// database member's Postgres streams from it; or `within` passes.
     pub async fn wait_healthy(&self, within: Duration) -> Result<String, LabError> {
         let deadline = Instant::now() + within;
         let mut detail = String::from("no status yet");
@@ -335,12 +336,17 @@ impl Lab {
                     Err(e) => seen.push(format!("<{} unreachable: {e}>", m.name)),
                 }
             }
-            if let [holder] = holders.as_slice()
-                && seen.iter().all(|s| s == holder)
-            {
-                return Ok(holder.clone());
+            let lease_ok =
+                matches!(holders.as_slice(), [holder] if seen.iter().all(|s| s == holder));
+            if lease_ok {
+                let holder = holders[0].clone();
+                match self.postgres_problem(&holder).await {
+                    None => return Ok(holder),
+                    Some(problem) => detail = format!("lease held by {holder}; {problem}"),
+                }
+            } else {
+                detail = format!("valid holders {holders:?}, holders seen {seen:?}");
             }
-            detail = format!("valid holders {holders:?}, holders seen {seen:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(LabError::Unhealthy {
@@ -349,6 +355,49 @@ impl Lab {
             dir: self.description.dir.clone(),
         })
     }
+}
+
+impl Lab {
+    /// What keeps the database members from "one primary, replicas streaming".
+    async fn postgres_problem(&self, holder: &str) -> Option<String> {
+        for m in &self.description.members {
+            let Some(dsn) = &m.dsn else { continue };
+            let want = if m.name == holder {
+                "SELECT NOT pg_is_in_recovery()"
+            } else {
+                "SELECT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+            };
+            match pg_query_bool(dsn, want).await {
+                Ok(true) => {}
+                Ok(false) if m.name == holder => {
+                    return Some(format!("{} is not writable yet", m.name));
+                }
+                Ok(false) => return Some(format!("{} is not streaming yet", m.name)),
+                Err(e) => return Some(format!("{}: {e}", m.name)),
+            }
+        }
+        None
+    }
+}
+
+/// One boolean query, bounded to two seconds.
+pub async fn pg_query_bool(dsn: &str, query: &str) -> Result<bool, String> {
+    let work = async {
+        let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_one(query, &[])
+            .await
+            .map_err(|e| e.to_string());
+        drop(client);
+        let _ = driver.await;
+        row?.try_get::<_, bool>(0).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .map_err(|_| "no answer within 2s".to_owned())?
 }
 
 impl Drop for Lab {

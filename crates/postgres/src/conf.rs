@@ -44,7 +44,9 @@ pub fn write_managed_conf(settings: &PgSettings, role: &Role) -> Result<()> {
     files::remove_if_exists(&dir.join(file::RECOVERY_SIGNAL))?;
     let signal = dir.join(file::STANDBY_SIGNAL);
     match role {
-        Role::Standby { .. } => files::write_atomic(&signal, b"", settings.run_as)?,
+        Role::Standby { .. } | Role::DetachedStandby => {
+            files::write_atomic(&signal, b"", settings.run_as)?
+        }
         Role::Primary => {
             files::remove_if_exists(&signal)?;
         }
@@ -204,6 +206,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("primary_slot_name = 'node1'\n"));
+    }
+
+    #[test]
+    fn detached_standby_conf_has_no_upstream() {
+        let text = render_managed_conf(&settings(), &Role::DetachedStandby);
+        assert!(text.contains("hot_standby = on\n"), "{text}");
+        assert!(!text.contains("primary_conninfo"));
+        assert!(!text.contains("primary_slot_name"));
     }
 
     #[test]

@@ -237,6 +237,9 @@ pub enum Role {
         upstream: Upstream,
         slot: Option<String>,
     },
+    /// In recovery with no upstream: replays the WAL it has and waits to be
+    /// promoted or pointed at a primary (e.g. when no member leads yet).
+    DetachedStandby,
 }
 
 #[cfg(test)]

@@ -1,0 +1,472 @@
+//! The imperative shell around `raftgres_ha::decide_postgres`: observe the
+//! local Postgres, publish what it is, run the one action the table picks.
+
+use crate::belief::{self, SharedBelief};
+use crate::clock::mono_now;
+use crate::watchdog::Watchdog;
+use raftgres_consensus::Consensus;
+use raftgres_ha::{DataInfo, MonoInstant, PgAction, PgObservation, PgView, decide_postgres};
+use raftgres_postgres::{
+    Control, PgError, PgSettings, Postmaster, Role, StopMode, Upstream, basebackup, controldata,
+    initdb, is_initialized, kill_strays, rewind, slot_name_for, write_managed_conf,
+};
+use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PgState};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A start (crash recovery included) or a clone may take this long.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const PROMOTE_WAIT: Duration = Duration::from_secs(20);
+
+pub type SharedWatchdog = Arc<Mutex<Watchdog>>;
+
+pub struct PgLoop {
+    pub consensus: Consensus,
+    /// This member's record as configured; the loop fills in the live fields.
+    pub member: Member,
+    pub settings: PgSettings,
+    pub belief: SharedBelief,
+    pub view: watch::Sender<PgView>,
+    pub watchdog: SharedWatchdog,
+    pub restart_grace: Duration,
+}
+
+/// What the loop remembers between rounds.
+#[derive(Default)]
+struct Local {
+    postmaster: Option<Postmaster>,
+    /// The member whose Postgres ours was last configured to stream from.
+    upstream: Option<String>,
+    /// Set when Postgres died or failed to start; cleared once it runs.
+    down_since: Option<MonoInstant>,
+    /// First failed status query of a running postmaster.
+    unanswered_since: Option<MonoInstant>,
+    heartbeat: u64,
+    /// The members the primary last made replication slots for.
+    slots_for: BTreeSet<String>,
+}
+
+fn lock(watchdog: &SharedWatchdog) -> std::sync::MutexGuard<'_, Watchdog> {
+    watchdog.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `host:port` (or `[v6]:port`) of a member's Postgres.
+fn upstream_of(state: &ClusterState, name: &str) -> Option<Upstream> {
+    let address = state.members.get(name)?.pg_address.as_deref()?;
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some(Upstream {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+impl PgLoop {
+    fn me(&self) -> &str {
+        &self.member.name
+    }
+
+    fn loop_wait(state: &ClusterState) -> Duration {
+        Duration::from_millis(state.config.as_ref().map_or(400, |c| c.values.loop_wait_ms))
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // A server a previous agent left behind can be neither fenced nor reaped by us.
+        match kill_strays(&self.settings, STOP_TIMEOUT).await {
+            Ok(killed) if !killed.is_empty() => {
+                tracing::warn!(
+                    member = self.me(),
+                    ?killed,
+                    "killed a Postgres server left by a previous agent"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(member = self.me(), error = %e, "cannot check for a leftover Postgres server")
+            }
+        }
+        let mut local = Local::default();
+        let mut states = self.consensus.subscribe();
+        loop {
+            let state = states.borrow_and_update().state.clone();
+            let now = mono_now();
+            let view = self.observe(&mut local, now).await;
+            self.view.send_replace(view.clone());
+            let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
+            self.publish(&mut local, &state, &view).await;
+            let action = decide_postgres(&PgObservation {
+                me: self.me(),
+                state: &state,
+                holds_lease,
+                pg: &view,
+            });
+            if !holds_lease
+                && !view.is_writable_primary()
+                && action != PgAction::Fence
+                && let Err(e) = lock(&self.watchdog).disarm()
+            {
+                tracing::error!(member = self.me(), error = %e, "cannot disarm the watchdog");
+            }
+            if holds_lease && view.is_writable_primary() {
+                self.ensure_slots(&mut local, &state).await;
+            }
+            if action != PgAction::None {
+                tracing::info!(member = self.me(), ?action, epoch = %state.lease.epoch, "Postgres action");
+                self.view.send_replace(PgView::Busy {
+                    action: action_name(&action),
+                });
+                if let Err(e) = self.execute(&mut local, &state, &action).await {
+                    tracing::warn!(member = self.me(), ?action, error = %e, "Postgres action failed; will retry");
+                }
+                continue;
+            }
+            // Wake at the lease deadline at the latest: a holder that could not
+            // renew fences itself then, not a loop tick later.
+            let deadline = belief::read(&self.belief).holding.map(|h| h.deadline);
+            let mut wake = Self::loop_wait(&state);
+            if let Some(deadline) = deadline.filter(|_| view.is_writable_primary()) {
+                wake = wake.min(deadline - now + Duration::from_millis(1));
+            }
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(wake) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.stop(&mut local).await;
+    }
+
+    async fn observe(&self, local: &mut Local, now: MonoInstant) -> PgView {
+        if let Some(pm) = local.postmaster.as_mut() {
+            if let Some(status) = pm.try_exited() {
+                tracing::warn!(member = self.me(), ?status, "Postgres exited unexpectedly");
+                local.postmaster = None;
+                local.down_since.get_or_insert(now);
+            } else {
+                match Control::new(&self.settings).status().await {
+                    Ok(st) => {
+                        local.unanswered_since = None;
+                        local.down_since = None;
+                        return PgView::Running {
+                            data: DataInfo {
+                                system_id: st.system_id,
+                                timeline: st.timeline,
+                                was_primary: !st.in_recovery,
+                                lsn: Lsn(st.wal_lsn.0),
+                            },
+                            in_recovery: st.in_recovery,
+                            upstream: if st.in_recovery {
+                                local.upstream.clone()
+                            } else {
+                                None
+                            },
+                        };
+                    }
+                    Err(e) => {
+                        let since = *local.unanswered_since.get_or_insert(now);
+                        tracing::warn!(member = self.me(), error = %e, "Postgres does not answer");
+                        if now - since < self.restart_grace {
+                            // Slow is not dead: keep the last view for a while.
+                            return self.view.borrow().clone();
+                        }
+                        local.down_since.get_or_insert(since);
+                    }
+                }
+            }
+        }
+        if !is_initialized(&self.settings.data_dir) {
+            return PgView::Uninitialized;
+        }
+        let data = match controldata(&self.settings).await {
+            Ok(c) => DataInfo {
+                system_id: c.system_id,
+                timeline: c.timeline,
+                was_primary: c.state.was_primary(),
+                lsn: Lsn(c.checkpoint_lsn.0.max(c.min_recovery_end_lsn.0)),
+            },
+            Err(e) => {
+                tracing::error!(member = self.me(), error = %e, "cannot read the control file");
+                return PgView::Down {
+                    data: DataInfo {
+                        system_id: String::new(),
+                        timeline: 0,
+                        was_primary: true,
+                        lsn: Lsn(0),
+                    },
+                    since: local.down_since.unwrap_or(now),
+                };
+            }
+        };
+        match (local.postmaster.is_some(), local.down_since) {
+            (true, Some(since)) | (false, Some(since)) => PgView::Down { data, since },
+            _ => PgView::Stopped { data },
+        }
+    }
+
+    /// Publishes this member's live record every loop (a heartbeat for the
+    /// others' freshness judgement).
+    async fn publish(&self, local: &mut Local, state: &ClusterState, view: &PgView) {
+        local.heartbeat += 1;
+        let mut m = self.member.clone();
+        m.heartbeat = local.heartbeat;
+        let lease_held = state.lease.is_held_by(self.me());
+        (m.role, m.pg_state) = match view {
+            PgView::Absent => (MemberRole::Witness, PgState::Absent),
+            PgView::Running {
+                in_recovery: false, ..
+            } if lease_held => (MemberRole::Primary, PgState::Running),
+            PgView::Running {
+                in_recovery: true, ..
+            } => (MemberRole::Replica, PgState::Running),
+            PgView::Running { .. } => (MemberRole::Unknown, PgState::Running),
+            PgView::Busy { .. } => (MemberRole::Unknown, PgState::Starting),
+            PgView::Stopped { .. } | PgView::Uninitialized => {
+                (MemberRole::Unknown, PgState::Stopped)
+            }
+            PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
+        };
+        if let PgView::Running {
+            data, in_recovery, ..
+        } = view
+        {
+            m.timeline = Some(data.timeline);
+            if *in_recovery {
+                m.receive_lsn = Some(data.lsn);
+                m.replay_lsn = Some(data.lsn);
+            } else {
+                m.receive_lsn = None;
+                m.replay_lsn = Some(data.lsn);
+            }
+        }
+        match self
+            .consensus
+            .propose(Command::PublishMember { member: m.clone() })
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(rejection)) => {
+                tracing::error!(member = self.me(), %rejection, "member status refused")
+            }
+            Err(e) => {
+                tracing::debug!(member = self.me(), error = %e, "member status not committed")
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        local: &mut Local,
+        role: Role,
+        upstream: Option<String>,
+    ) -> Result<(), PgError> {
+        if let Some(mut pm) = local.postmaster.take() {
+            pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+        }
+        write_managed_conf(&self.settings, &role)?;
+        local.upstream = upstream;
+        let mut pm = Postmaster::start(&self.settings).await?;
+        let ready = pm.wait_ready(START_TIMEOUT).await;
+        local.postmaster = Some(pm);
+        ready
+    }
+
+    async fn execute(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        action: &PgAction,
+    ) -> Result<(), PgError> {
+        let result = self.execute_inner(local, state, action).await;
+        if result.is_err()
+            && matches!(
+                action,
+                PgAction::StartPrimary | PgAction::StartReplica { .. }
+            )
+        {
+            local.down_since.get_or_insert(mono_now());
+        }
+        result
+    }
+
+    async fn execute_inner(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        action: &PgAction,
+    ) -> Result<(), PgError> {
+        match action {
+            PgAction::None => Ok(()),
+            PgAction::Fence => {
+                if let Some(pm) = local.postmaster.as_mut() {
+                    pm.fence().await?;
+                }
+                local.postmaster = None;
+                local.down_since = None;
+                tracing::warn!(
+                    member = self.me(),
+                    "fenced Postgres: writable without a valid lease"
+                );
+                Ok(())
+            }
+            PgAction::InitDb => {
+                let info = initdb(&self.settings).await?;
+                tracing::info!(member = self.me(), system_id = %info.system_id, "created the database");
+                self.start(local, Role::Primary, None).await
+            }
+            PgAction::RecordIdentity { system_id } => {
+                match self
+                    .consensus
+                    .propose(Command::Initialize {
+                        system_id: system_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(Ok(_)) => {
+                        tracing::info!(member = self.me(), %system_id, "recorded the cluster's identity")
+                    }
+                    Ok(Err(rejection)) => {
+                        tracing::error!(member = self.me(), %rejection, "identity refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "identity not committed; retrying")
+                    }
+                }
+                Ok(())
+            }
+            PgAction::StartPrimary => self.start(local, Role::Primary, None).await,
+            PgAction::StartReplica { upstream } => {
+                let role = match upstream.as_deref().and_then(|u| upstream_of(state, u)) {
+                    Some(up) => Role::Standby {
+                        upstream: up,
+                        slot: Some(slot_name_for(self.me())),
+                    },
+                    None => Role::DetachedStandby,
+                };
+                self.start(local, role, upstream.clone()).await
+            }
+            PgAction::Promote => {
+                let control = Control::new(&self.settings);
+                if control.promote(PROMOTE_WAIT).await? {
+                    // A checkpoint makes the new timeline visible to pg_rewind at once.
+                    control.checkpoint(PROMOTE_WAIT).await?;
+                    write_managed_conf(&self.settings, &Role::Primary)?;
+                    local.upstream = None;
+                    tracing::info!(member = self.me(), epoch = %state.lease.epoch, "promoted");
+                }
+                Ok(())
+            }
+            PgAction::Follow { upstream } => {
+                let Some(up) = upstream_of(state, upstream) else {
+                    return Ok(());
+                };
+                write_managed_conf(
+                    &self.settings,
+                    &Role::Standby {
+                        upstream: up,
+                        slot: Some(slot_name_for(self.me())),
+                    },
+                )?;
+                local.upstream = Some(upstream.clone());
+                match local.postmaster.as_mut() {
+                    Some(pm) => pm.reload(),
+                    None => Ok(()),
+                }
+            }
+            PgAction::Rewind { source } => {
+                let Some(up) = upstream_of(state, source) else {
+                    return Ok(());
+                };
+                if let Some(mut pm) = local.postmaster.take() {
+                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+                }
+                let slot = slot_name_for(self.me());
+                match rewind(&self.settings, &up, Some(&slot)).await {
+                    Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
+                    Err(e @ PgError::RewindFailed { .. }) => {
+                        tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
+                        basebackup(&self.settings, &up, Some(&slot)).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+                local.down_since = None;
+                let role = Role::Standby {
+                    upstream: up,
+                    slot: Some(slot),
+                };
+                self.start(local, role, Some(source.clone())).await
+            }
+            PgAction::Clone { source } => {
+                let Some(up) = upstream_of(state, source) else {
+                    return Ok(());
+                };
+                if let Some(mut pm) = local.postmaster.take() {
+                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+                }
+                let slot = slot_name_for(self.me());
+                basebackup(&self.settings, &up, Some(&slot)).await?;
+                local.down_since = None;
+                tracing::info!(member = self.me(), %source, "cloned from the primary");
+                let role = Role::Standby {
+                    upstream: up,
+                    slot: Some(slot),
+                };
+                self.start(local, role, Some(source.clone())).await
+            }
+        }
+    }
+
+    /// The primary keeps a physical slot for every other database member,
+    /// so a replica's WAL is kept until it has it.
+    async fn ensure_slots(&self, local: &mut Local, state: &ClusterState) {
+        let wanted: BTreeSet<String> = state
+            .members
+            .values()
+            .filter(|m| !m.witness && m.name != self.me())
+            .map(|m| m.name.clone())
+            .collect();
+        if wanted == local.slots_for {
+            return;
+        }
+        let control = Control::new(&self.settings);
+        for name in &wanted {
+            if let Err(e) = control.create_physical_slot(&slot_name_for(name)).await {
+                tracing::warn!(member = self.me(), slot_for = %name, error = %e, "cannot create a replication slot");
+                return;
+            }
+        }
+        local.slots_for = wanted;
+    }
+
+    /// On shutdown: stop Postgres cleanly before the lease loop releases the
+    /// lease, so no write lands after the release.
+    async fn stop(&self, local: &mut Local) {
+        if let Some(mut pm) = local.postmaster.take() {
+            match pm.stop(StopMode::Fast, STOP_TIMEOUT).await {
+                Ok(_) => tracing::info!(member = self.me(), "stopped Postgres"),
+                Err(e) => {
+                    tracing::warn!(member = self.me(), error = %e, "Postgres did not stop in time; fencing");
+                    let _ = pm.fence().await;
+                }
+            }
+        }
+        let _ = lock(&self.watchdog).disarm();
+    }
+}
+
+fn action_name(action: &PgAction) -> &'static str {
+    match action {
+        PgAction::None => "none",
+        PgAction::Fence => "fence",
+        PgAction::InitDb => "initdb",
+        PgAction::RecordIdentity { .. } => "record identity",
+        PgAction::StartPrimary => "start primary",
+        PgAction::StartReplica { .. } => "start replica",
+        PgAction::Promote => "promote",
+        PgAction::Follow { .. } => "follow",
+        PgAction::Rewind { .. } => "rewind",
+        PgAction::Clone { .. } => "clone",
+    }
+}

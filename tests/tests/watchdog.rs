@@ -1,0 +1,124 @@
+//! The fencing watchdog as a real process: it kills the server's processes
+//! once the deadline passes unfed, or when the agent's end of the pipe
+//! closes, and never kills anything after a disarm or outside its directory.
+//! A `sleep` started from a directory stands in for a Postgres server there.
+
+use raftgres_tests::agent_bin;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mono_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+fn sleep_exe() -> PathBuf {
+    std::fs::canonicalize("/bin/sleep").expect("sleep binary")
+}
+
+fn victim(dir: &Path) -> Child {
+    Command::new(sleep_exe())
+        .arg("60")
+        .current_dir(dir)
+        .spawn()
+        .expect("sleep")
+}
+
+fn watchdog(dir: &Path) -> Child {
+    Command::new(agent_bin())
+        .arg("watchdog")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--exe")
+        .arg(sleep_exe())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("raftgres-agent watchdog")
+}
+
+fn feed(dog: &mut Child, line: &str) {
+    writeln!(dog.stdin.as_mut().expect("stdin"), "{line}").expect("feed");
+}
+
+/// Whether the victim exits (is killed) within `within`.
+fn dies_within(victim: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if victim.try_wait().expect("try_wait").is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn cleanup(mut victims: Vec<Child>, mut dog: Child) {
+    for v in &mut victims {
+        let _ = v.kill();
+        let _ = v.wait();
+    }
+    drop(dog.stdin.take());
+    let _ = dog.kill();
+    let _ = dog.wait();
+}
+
+#[test]
+fn an_unfed_deadline_kills_the_server_and_only_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let mut v = victim(dir.path());
+    let mut bystander = victim(elsewhere.path());
+    let mut dog = watchdog(dir.path());
+    feed(&mut dog, &format!("arm {}", mono_ns() + 300_000_000));
+    assert!(
+        !dies_within(&mut v, Duration::from_millis(100)),
+        "killed before its deadline"
+    );
+    assert!(
+        dies_within(&mut v, Duration::from_secs(5)),
+        "not killed after its deadline"
+    );
+    assert!(
+        !dies_within(&mut bystander, Duration::from_millis(300)),
+        "a process in another directory was killed"
+    );
+    cleanup(vec![v, bystander], dog);
+}
+
+#[test]
+fn feeding_a_later_deadline_postpones_and_disarm_cancels() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut v = victim(dir.path());
+    let mut dog = watchdog(dir.path());
+    feed(&mut dog, &format!("arm {}", mono_ns() + 300_000_000));
+    feed(&mut dog, &format!("arm {}", mono_ns() + 60_000_000_000));
+    assert!(
+        !dies_within(&mut v, Duration::from_millis(800)),
+        "a later deadline was ignored"
+    );
+    feed(&mut dog, &format!("arm {}", mono_ns() + 200_000_000));
+    feed(&mut dog, "disarm");
+    assert!(
+        !dies_within(&mut v, Duration::from_millis(800)),
+        "disarm was ignored"
+    );
+    cleanup(vec![v], dog);
+}
+
+#[test]
+fn the_agent_dying_while_armed_kills_the_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut v = victim(dir.path());
+    let mut dog = watchdog(dir.path());
+    feed(&mut dog, &format!("arm {}", mono_ns() + 60_000_000_000));
+    drop(dog.stdin.take());
+    assert!(
+        dies_within(&mut v, Duration::from_secs(5)),
+        "EOF while armed did not fence"
+    );
+    assert!(dog.wait().expect("watchdog exit").success());
+    cleanup(vec![v], dog);
+}
