@@ -155,7 +155,14 @@ impl PgLoop {
                                 system_id: st.system_id,
                                 timeline: st.timeline,
                                 was_primary: !st.in_recovery,
-                                lsn: Lsn(st.wal_lsn.0),
+                                // A replica is judged by what it has applied:
+                                // received but unreplayed WAL (replay paused,
+                                // or slow) counts as lag.
+                                lsn: Lsn(if st.in_recovery {
+                                    st.replay_lsn.unwrap_or(st.wal_lsn).0
+                                } else {
+                                    st.wal_lsn.0
+                                }),
                             },
                             in_recovery: st.in_recovery,
                             upstream: if st.in_recovery {
@@ -228,18 +235,9 @@ impl PgLoop {
             }
             PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
         };
-        if let PgView::Running {
-            data, in_recovery, ..
-        } = view
-        {
+        if let PgView::Running { data, .. } = view {
             m.timeline = Some(data.timeline);
-            if *in_recovery {
-                m.receive_lsn = Some(data.lsn);
-                m.replay_lsn = Some(data.lsn);
-            } else {
-                m.receive_lsn = None;
-                m.replay_lsn = Some(data.lsn);
-            }
+            m.replay_lsn = Some(data.lsn);
         }
         match self
             .consensus

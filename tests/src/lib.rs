@@ -85,3 +85,116 @@ pub async fn holders(lab: &Lab, names: &[String]) -> Vec<String> {
     }
     out
 }
+
+/// Runs one statement through a fresh connection, bounded to two seconds.
+pub async fn execute(dsn: &str, sql: &str) -> Result<(), String> {
+    let work = async {
+        let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let result = client.batch_execute(sql).await.map_err(|e| e.to_string());
+        drop(client);
+        let _ = driver.await;
+        result
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .map_err(|_| "no answer within 2s".to_owned())?
+}
+
+/// One integer (or count) from a query, bounded to two seconds.
+pub async fn query_i64(dsn: &str, sql: &str) -> Result<i64, String> {
+    let work = async {
+        let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let row = client.query_one(sql, &[]).await.map_err(|e| e.to_string());
+        drop(client);
+        let _ = driver.await;
+        row?.try_get::<_, i64>(0).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .map_err(|_| "no answer within 2s".to_owned())?
+}
+
+pub fn dsn(lab: &Lab, name: &str) -> String {
+    lab.member(name)
+        .expect("member")
+        .dsn
+        .clone()
+        .expect("a database member")
+}
+
+/// The database members whose Postgres is a writable primary right now.
+pub async fn writable(lab: &Lab) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &lab.description.members {
+        if let Some(dsn) = &m.dsn
+            && raftgres_lab::pg_query_bool(dsn, "SELECT NOT pg_is_in_recovery()").await == Ok(true)
+        {
+            out.push(m.name.clone());
+        }
+    }
+    out
+}
+
+/// Whether `name`'s Postgres is a replica streaming from a primary.
+pub async fn streaming(lab: &Lab, name: &str) -> bool {
+    raftgres_lab::pg_query_bool(
+        &dsn(lab, name),
+        "SELECT pg_is_in_recovery() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')",
+    )
+    .await
+        == Ok(true)
+}
+
+/// Polls every database member throughout a test and remembers the largest
+/// number of writable primaries seen at one moment.
+pub struct PrimaryMonitor {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl PrimaryMonitor {
+    pub fn start(lab: &Lab) -> PrimaryMonitor {
+        let dsns: Vec<(String, String)> = lab
+            .description
+            .members
+            .iter()
+            .filter_map(|m| m.dsn.clone().map(|d| (m.name.clone(), d)))
+            .collect();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut worst = (0, Vec::new());
+            while !*stopped.borrow() {
+                let mut now = Vec::new();
+                for (name, dsn) in &dsns {
+                    if raftgres_lab::pg_query_bool(dsn, "SELECT NOT pg_is_in_recovery()").await
+                        == Ok(true)
+                    {
+                        now.push(name.clone());
+                    }
+                }
+                if now.len() > worst.0 {
+                    worst = (now.len(), now);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            worst
+        });
+        PrimaryMonitor { stop, task }
+    }
+
+    /// Stops polling and fails the test if two primaries were ever writable together.
+    pub async fn assert_never_two(self) {
+        let _ = self.stop.send(true);
+        let (count, names) = self.task.await.expect("monitor task");
+        assert!(count <= 1, "{count} writable primaries at once: {names:?}");
+    }
+}

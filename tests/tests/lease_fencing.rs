@@ -2,7 +2,7 @@
 //! deadline, and never believes it holds it again; a witness never holds it.
 
 use nix::sys::signal::Signal;
-use raftgres_tests::{eventually, holders, lab_dir, serial, start_lab, status};
+use raftgres_tests::{eventually, holders, lab_dir, serial, start_lab, status, writable};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,6 +105,16 @@ async fn a_witness_votes_but_never_holds_the_lease() {
     let w = status(&lab, &witness).await.expect("witness status");
     assert_eq!(w.lease_holder_seen, other);
     assert!(!w.holds_lease);
+    assert!(
+        lab.member(&witness).expect("witness").dsn.is_none(),
+        "a witness runs no Postgres"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the remaining database member's Postgres takes writes",
+        || async { (writable(&lab).await == vec![other.clone()]).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

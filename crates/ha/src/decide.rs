@@ -49,8 +49,9 @@ pub enum LeaseAction {
 /// Candidates are ordered by WAL, then priority, then name (lower wins).
 type Rank<'a> = (Lsn, u32, Reverse<&'a str>);
 
+/// Candidates are judged by applied WAL, as this member judges itself.
 fn member_lsn(m: &Member) -> Lsn {
-    m.receive_lsn.max(m.replay_lsn).unwrap_or_default()
+    m.replay_lsn.unwrap_or_default()
 }
 
 impl<'a> Observation<'a> {

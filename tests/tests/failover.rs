@@ -1,0 +1,300 @@
+//! Real PostgreSQL under real agents: bootstrap, failover on every way the
+//! primary's agent or postmaster can die, and rejoin. Every test polls all
+//! members throughout and fails if two were ever writable at once.
+
+use nix::sys::signal::Signal;
+use raftgres_tests::{
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, status,
+    streaming, writable,
+};
+use std::time::Duration;
+
+const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The one writable member other than `old`, once there is one.
+async fn new_primary(lab: &raftgres_lab::Lab, old: &str) -> String {
+    eventually(
+        FAILOVER_WITHIN,
+        "another member's Postgres becomes writable",
+        || async {
+            match writable(lab).await.as_slice() {
+                [one] if one != old => Some(one.clone()),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+async fn rows(dsn: &str) -> Option<i64> {
+    query_i64(dsn, "SELECT count(*) FROM t").await.ok()
+}
+
+fn postmaster_pid(lab: &raftgres_lab::Lab, name: &str) -> i32 {
+    let pid_file = lab
+        .member(name)
+        .expect("member")
+        .data_dir
+        .join("pgdata/postmaster.pid");
+    let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
+    text.lines()
+        .next()
+        .expect("pid line")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let names = lab.names();
+    assert_eq!(writable(&lab).await, vec![primary.clone()]);
+    execute(
+        &dsn(&lab, &primary),
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    )
+    .await
+    .expect("write");
+    let system_id = query_i64(
+        &dsn(&lab, &primary),
+        "SELECT system_identifier FROM pg_control_system()",
+    )
+    .await
+    .expect("system id");
+    for name in names.iter().filter(|n| **n != primary) {
+        assert!(streaming(&lab, name).await, "{name} is not streaming");
+        eventually(
+            Duration::from_secs(10),
+            "the row reaches the replica",
+            || async { (rows(&dsn(&lab, name)).await == Some(1)).then_some(()) },
+        )
+        .await;
+    }
+
+    lab.stop_all(Duration::from_secs(30));
+    for name in &names {
+        lab.start(name).expect("restart");
+    }
+    let primary = lab
+        .wait_healthy(Duration::from_secs(60))
+        .await
+        .expect("healthy after restart");
+    for name in &names {
+        let d = dsn(&lab, name);
+        assert_eq!(
+            query_i64(&d, "SELECT system_identifier FROM pg_control_system()").await,
+            Ok(system_id)
+        );
+        eventually(Duration::from_secs(10), "the data survives", || async {
+            (rows(&d).await == Some(1)).then_some(())
+        })
+        .await;
+    }
+    execute(&dsn(&lab, &primary), "INSERT INTO t VALUES (2)")
+        .await
+        .expect("write after restart");
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_takes_its_postgres_down_and_rejoins_as_a_replica() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let old_dsn = dsn(&lab, &old);
+    execute(
+        &old_dsn,
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    )
+    .await
+    .expect("write");
+    lab.kill(&old).expect("SIGKILL the primary's agent");
+    eventually(
+        Duration::from_secs(5),
+        "the old primary stops taking writes",
+        || async {
+            execute(&old_dsn, "INSERT INTO t VALUES (99)")
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let new = new_primary(&lab, &old).await;
+    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
+        .await
+        .expect("write on the new primary");
+
+    lab.start(&old).expect("restart the old primary's agent");
+    eventually(
+        FAILOVER_WITHIN,
+        "the old primary rejoins as a streaming replica",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "it has the new primary's rows",
+        || async { (rows(&old_dsn).await == Some(2)).then_some(()) },
+    )
+    .await;
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_agent_is_fenced_by_its_watchdog_and_never_believes_it_leads() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let old_dsn = dsn(&lab, &old);
+    execute(&old_dsn, "CREATE TABLE t (id int)")
+        .await
+        .expect("write");
+    lab.signal(&old, Signal::SIGSTOP)
+        .expect("SIGSTOP the primary's agent");
+    eventually(
+        Duration::from_secs(10),
+        "the stopped agent's Postgres stops taking writes",
+        || async {
+            execute(&old_dsn, "INSERT INTO t VALUES (99)")
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let new = new_primary(&lab, &old).await;
+    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
+        .await
+        .expect("write on the new primary");
+
+    lab.signal(&old, Signal::SIGCONT).expect("SIGCONT");
+    let resumed = std::time::Instant::now();
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Ok(s) = status(&lab, &old).await {
+            assert!(!s.holds_lease, "the resumed agent claims the lease: {s:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually(
+        FAILOVER_WITHIN,
+        "the old primary rejoins as a streaming replica",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postmaster_comes_back_or_fails_over() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    execute(&dsn(&lab, &primary), "CREATE TABLE t (id int)")
+        .await
+        .expect("write");
+    let pid = postmaster_pid(&lab, &primary);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
+        .expect("SIGKILL the postmaster");
+    let names = lab.names();
+    eventually(
+        FAILOVER_WITHIN,
+        "writes work again on some member",
+        || async {
+            for name in &names {
+                if execute(&dsn(&lab, name), "INSERT INTO t VALUES (1)")
+                    .await
+                    .is_ok()
+                {
+                    return Some(());
+                }
+            }
+            None
+        },
+    )
+    .await;
+    lab.wait_healthy(FAILOVER_WITHIN)
+        .await
+        .expect("one primary, replicas streaming again");
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let (lagging, healthy) = (&replicas[0], &replicas[1]);
+    execute(&dsn(&lab, lagging), "SELECT pg_wal_replay_pause()")
+        .await
+        .expect("pause replay");
+    // Well over the default maximum_lag_on_failover of 1 MiB.
+    execute(
+        &dsn(&lab, &old),
+        "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 40000) g",
+    )
+    .await
+    .expect("write");
+    eventually(
+        Duration::from_secs(15),
+        "the healthy replica has the data",
+        || async { (rows(&dsn(&lab, healthy)).await == Some(40000)).then_some(()) },
+    )
+    .await;
+    // Let a renewal carry the primary's LSN before it dies.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.kill(&old).expect("SIGKILL the primary's agent");
+    assert_eq!(
+        new_primary(&lab, &old).await,
+        *healthy,
+        "the lagging replica was promoted"
+    );
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nofailover_member_is_never_promoted() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, first) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let others: Vec<String> = lab.names().into_iter().filter(|n| *n != first).collect();
+    let tagged = others[0].clone();
+    let config = lab.member(&tagged).expect("member").config.clone();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("tags:\n  nofailover: true\n");
+    std::fs::write(&config, text).expect("tag the member");
+    lab.kill(&tagged).expect("stop the member to retag it");
+    lab.start(&tagged).expect("restart with nofailover");
+    lab.wait_healthy(FAILOVER_WITHIN).await.expect("healthy");
+
+    lab.kill(&first).expect("SIGKILL the primary's agent");
+    let second = new_primary(&lab, &first).await;
+    assert_ne!(second, tagged, "the nofailover member was promoted");
+    // Bring the first primary back as a replica: now the nofailover member
+    // and it are the candidates, and only it may be promoted.
+    lab.start(&first)
+        .expect("restart the first primary's agent");
+    eventually(FAILOVER_WITHIN, "the first primary rejoins", || async {
+        streaming(&lab, &first).await.then_some(())
+    })
+    .await;
+    lab.kill(&second)
+        .expect("SIGKILL the second primary's agent");
+    assert_eq!(
+        new_primary(&lab, &second).await,
+        first,
+        "the nofailover member was promoted"
+    );
+    assert!(!writable(&lab).await.contains(&tagged));
+    monitor.assert_never_two().await;
+}
