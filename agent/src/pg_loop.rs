@@ -381,13 +381,15 @@ impl PgLoop {
                     pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
                 }
                 let slot = slot_name_for(self.me());
+                // Any failure (pg_rewind's own, or the crash recovery it needs
+                // first) falls back to a fresh clone; the old data is moved
+                // aside, never deleted.
                 match rewind(&self.settings, &up, Some(&slot)).await {
                     Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
-                    Err(e @ PgError::RewindFailed { .. }) => {
+                    Err(e) => {
                         tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
                         basebackup(&self.settings, &up, Some(&slot)).await?;
                     }
-                    Err(e) => return Err(e),
                 }
                 local.down_since = None;
                 let role = Role::Standby {

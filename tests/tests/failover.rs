@@ -298,3 +298,53 @@ async fn a_nofailover_member_is_never_promoted() {
     assert!(!writable(&lab).await.contains(&tagged));
     monitor.assert_never_two().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    execute(
+        &dsn(&lab, &old),
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    )
+    .await
+    .expect("write");
+    lab.kill(&old).expect("SIGKILL the primary's agent");
+    let new = new_primary(&lab, &old).await;
+    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
+        .await
+        .expect("write on the new primary");
+    // Without its WAL the ex-primary can neither recover nor be rewound.
+    let pg_wal = lab
+        .member(&old)
+        .expect("member")
+        .data_dir
+        .join("pgdata/pg_wal");
+    for entry in std::fs::read_dir(&pg_wal).expect("pg_wal") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::remove_file(&path).expect("remove a WAL segment");
+        }
+    }
+    lab.start(&old).expect("restart the old primary's agent");
+    eventually(
+        Duration::from_secs(60),
+        "the old primary rejoins through a fresh clone",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
+    assert_eq!(rows(&dsn(&lab, &old)).await, Some(2));
+    let log = std::fs::read_to_string(&lab.member(&old).expect("member").log).expect("agent log");
+    assert!(
+        log.contains("rewind failed; cloning afresh"),
+        "no fallback to a clone in the log"
+    );
+    let aside = std::fs::read_dir(lab.member(&old).expect("member").data_dir.clone())
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("pgdata.old-"));
+    assert!(aside, "the unusable data was not kept aside");
+    monitor.assert_never_two().await;
+}
