@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use raftgres_lab::{Lab, LabSpec, agent_status, down, read_description};
+use raftgres_lab::{Lab, LabSpec, agent_status, down, pg_query_bool, read_description};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -133,14 +133,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let description = read_description(&dir)?;
             println!(
-                "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6}",
-                "MEMBER", "ID", "RAFT", "PID", "LEASE", "HOLDER", "LEADER", "TERM"
+                "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
+                "MEMBER",
+                "ID",
+                "RAFT",
+                "PID",
+                "LEASE",
+                "HOLDER",
+                "LEADER",
+                "TERM",
+                "POSTGRES",
+                "PORT"
             );
             runtime.block_on(async {
                 for m in &description.members {
+                    let postgres = match &m.dsn {
+                        None => "none",
+                        Some(dsn) => match pg_query_bool(dsn, "SELECT pg_is_in_recovery()").await {
+                            Ok(true) => "replica",
+                            Ok(false) => "primary",
+                            Err(_) => "down",
+                        },
+                    };
+                    let port = m.pg_port.map_or("-".to_owned(), |p| p.to_string());
                     match agent_status(&m.raft_addr).await {
                         Ok(s) => println!(
-                            "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6}",
+                            "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
                             m.name,
                             m.node_id,
                             m.raft_addr,
@@ -158,10 +176,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                                 &s.lease_holder_seen
                             },
                             s.raft_leader,
-                            s.raft_term
+                            s.raft_term,
+                            postgres,
+                            port
                         ),
                         Err(e) => println!(
-                            "{:<10} {:>4} {:<21} {:>8} down: {e}",
+                            "{:<10} {:>4} {:<21} {:>8} agent down ({e}); postgres {postgres}",
                             m.name, m.node_id, m.raft_addr, m.agent_pid
                         ),
                     }
