@@ -45,6 +45,10 @@ struct Local {
     /// First failed status query of a running postmaster.
     unanswered_since: Option<MonoInstant>,
     heartbeat: u64,
+    /// The record last sent, to send again only when it changed.
+    published: Option<Member>,
+    last_publish: Option<MonoInstant>,
+    publishing: Option<tokio::task::JoinHandle<()>>,
     /// The members the primary last made replication slots for.
     slots_for: BTreeSet<String>,
 }
@@ -96,7 +100,7 @@ impl PgLoop {
             let view = self.observe(&mut local, now).await;
             self.view.send_replace(view.clone());
             let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
-            self.publish(&mut local, &state, &view).await;
+            self.publish(&mut local, &state, &view, now);
             let action = decide_postgres(&PgObservation {
                 me: self.me(),
                 state: &state,
@@ -213,12 +217,19 @@ impl PgLoop {
         }
     }
 
-    /// Publishes this member's live record every loop (a heartbeat for the
-    /// others' freshness judgement).
-    async fn publish(&self, local: &mut Local, state: &ClusterState, view: &PgView) {
-        local.heartbeat += 1;
+    /// Publishes this member's live record when it changed, and at least
+    /// every third of a ttl as a heartbeat for the others' freshness
+    /// judgement. The commit runs in its own task: a member cut off from the
+    /// majority must still reach its lease deadline on time.
+    fn publish(&self, local: &mut Local, state: &ClusterState, view: &PgView, now: MonoInstant) {
+        if local
+            .publishing
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
         let mut m = self.member.clone();
-        m.heartbeat = local.heartbeat;
         let lease_held = state.lease.is_held_by(self.me());
         (m.role, m.pg_state) = match view {
             PgView::Absent => (MemberRole::Witness, PgState::Absent),
@@ -239,19 +250,30 @@ impl PgLoop {
             m.timeline = Some(data.timeline);
             m.replay_lsn = Some(data.lsn);
         }
-        match self
-            .consensus
-            .propose(Command::PublishMember { member: m.clone() })
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(rejection)) => {
-                tracing::error!(member = self.me(), %rejection, "member status refused")
-            }
-            Err(e) => {
-                tracing::debug!(member = self.me(), error = %e, "member status not committed")
-            }
+        let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+        let heartbeat_due = local.last_publish.is_none_or(|at| now - at >= ttl / 3);
+        m.heartbeat = local.heartbeat;
+        if !heartbeat_due && local.published.as_ref() == Some(&m) {
+            return;
         }
+        local.heartbeat += 1;
+        m.heartbeat = local.heartbeat;
+        local.last_publish = Some(now);
+        local.published = Some(m.clone());
+        let consensus = self.consensus.clone();
+        let me = self.me().to_owned();
+        local.publishing = Some(tokio::spawn(async move {
+            match consensus
+                .propose(Command::PublishMember { member: m })
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(rejection)) => {
+                    tracing::error!(member = %me, %rejection, "member status refused")
+                }
+                Err(e) => tracing::debug!(member = %me, error = %e, "member status not committed"),
+            }
+        }));
     }
 
     async fn start(

@@ -4,8 +4,10 @@
 //!
 //! Architecture invariant: lab-only. Production paths never depend on it.
 
+mod netns;
 mod process;
 mod spec;
 
+pub use netns::{LabNetwork, NetnsMember, enter_netns};
 pub use process::{Lab, LabError, agent_status, down, pg_query_bool, read_description};
 pub use spec::{LabDescription, LabMember, LabSpec};

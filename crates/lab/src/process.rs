@@ -1,9 +1,11 @@
+use crate::netns::{NetnsMember, spawn_in_netns};
 use crate::spec::{LabDescription, LabMember, LabSpec, agent_config};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User};
 use raftgres_proto::v1::{AgentStatusReply, AgentStatusRequest, agent_client::AgentClient};
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
@@ -115,6 +117,27 @@ fn check_reachable(dir: &Path, user: &User) -> Result<(), LabError> {
 
 impl Lab {
     pub fn up(spec: &LabSpec) -> Result<Lab, LabError> {
+        Self::up_with(spec, None)
+    }
+
+    /// Like [`Lab::up`], but member `i` (witness last) runs in network
+    /// namespace `netns[i].ns`: its agent is started inside it (no wrapper
+    /// process; Postgres and the watchdog inherit it), and its Raft and
+    /// Postgres addresses use `netns[i].addr` instead of loopback. The
+    /// namespaces must exist and be reachable from this process (see
+    /// [`crate::LabNetwork`]); the lab neither creates nor removes them.
+    pub fn up_in_netns(spec: &LabSpec, netns: &[NetnsMember]) -> Result<Lab, LabError> {
+        let count = spec.members + usize::from(spec.witness);
+        if netns.len() < count {
+            return Err(LabError::Setup(format!(
+                "{count} members need {count} network namespaces, got {}",
+                netns.len()
+            )));
+        }
+        Self::up_with(spec, Some(netns))
+    }
+
+    fn up_with(spec: &LabSpec, netns: Option<&[NetnsMember]>) -> Result<Lab, LabError> {
         if !spec.agent_bin.is_file() {
             return Err(LabError::NoAgentBinary(spec.agent_bin.clone()));
         }
@@ -155,19 +178,25 @@ impl Lab {
                 } else {
                     format!("node{}", i + 1)
                 };
+                let ns = netns.map(|n| &n[i]);
+                let host = ns.map_or_else(|| "127.0.0.1".to_owned(), |n| n.addr.to_string());
                 LabMember {
                     node_id: i as u64 + 1,
                     witness,
-                    raft_addr: format!("127.0.0.1:{}", ports[i]),
+                    raft_addr: match ns {
+                        None => format!("127.0.0.1:{}", ports[i]),
+                        Some(n) => SocketAddr::new(n.addr, ports[i]).to_string(),
+                    },
                     config: dir.join(format!("{name}.yml")),
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
                     agent_pid: 0,
-                    pg_host: (!witness).then(|| "127.0.0.1".to_owned()),
+                    pg_host: (!witness).then(|| host.clone()),
                     pg_port: pg_ports.get(i).copied(),
                     dsn: pg_ports.get(i).map(|port| {
-                        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres")
+                        format!("host={host} port={port} user=postgres dbname=postgres")
                     }),
+                    netns: ns.map(|n| n.ns.clone()),
                     name,
                 }
             })
@@ -248,7 +277,10 @@ impl Lab {
         if let Some(user) = &self.run_as {
             command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
         }
-        let child = command.spawn().map_err(io(&self.description.agent_bin))?;
+        let child = match &member.netns {
+            None => command.spawn().map_err(io(&self.description.agent_bin))?,
+            Some(ns) => spawn_in_netns(ns, &mut command)?,
+        };
         let pid = child.id();
         self.children.insert(name.to_owned(), child);
         if let Some(m) = self.description.members.iter_mut().find(|m| m.name == name) {

@@ -39,6 +39,10 @@ pub struct LabMember {
     pub pg_port: Option<u16>,
     /// A libpq connection string a client can write with.
     pub dsn: Option<String>,
+    /// The network namespace the agent (and so its Postgres) runs in, when
+    /// the lab was started with [`crate::Lab::up_in_netns`]; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 impl LabDescription {
@@ -62,6 +66,11 @@ pub(crate) fn agent_config(member: &LabMember, scope: &str, all: &[LabMember]) -
         member.raft_addr,
     );
     if let (Some(host), Some(port)) = (&member.pg_host, member.pg_port) {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
         text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
     }
     text.push_str("members:\n");
