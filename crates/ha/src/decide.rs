@@ -189,6 +189,10 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
             until: earliest(Some(renew_at), holding.map(|h| h.deadline)),
         };
     }
+    if config.values.pause {
+        // Paused: no automatic failover; the holder still renews above.
+        return LeaseAction::Wait { until: None };
+    }
     if o.observer.expired(lease, o.now) {
         if !o.can_lead() {
             return LeaseAction::Wait { until: None };

@@ -300,3 +300,41 @@ fn holder_release_table() {
         "a bootstrapping holder keeps its lease"
     );
 }
+
+#[test]
+fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
+    let mut s = cluster(Some("a"));
+    s.config.as_mut().unwrap().values.pause = true;
+    let wait = LeaseAction::Wait { until: None };
+    assert_eq!(
+        expired_decision("b", &s, &replica(5000), &PeerObserver::default()),
+        wait
+    );
+    s.lease.holder = None;
+    assert_eq!(
+        expired_decision("b", &s, &replica(5000), &PeerObserver::default()),
+        wait,
+        "not even a released lease"
+    );
+    let mut held = cluster(Some("a"));
+    held.config.as_mut().unwrap().values.pause = true;
+    let observer = LeaseObserver::default();
+    let h = HolderLease::acquired(
+        Epoch(1),
+        at(0),
+        Duration::from_millis(2000),
+        Duration::from_millis(400),
+    );
+    let renew = decide(&Observation {
+        now: at(500),
+        me: "a",
+        state: &held,
+        holding: Some(&h),
+        observer: &observer,
+        in_flight: false,
+        pg: &replica(5000),
+        peers: &PeerObserver::default(),
+        restart_grace: Duration::from_secs(2),
+    });
+    assert_eq!(renew, LeaseAction::Renew { epoch: Epoch(1) });
+}
