@@ -3,6 +3,7 @@
 
 mod belief;
 mod clock;
+mod health;
 mod lease_loop;
 mod pg_loop;
 mod status;
@@ -161,7 +162,7 @@ fn member_record(config: &AgentConfig) -> Member {
         name: config.name.clone(),
         node_id: config.node_id,
         raft_addr: config.raft.advertise.clone(),
-        api_url: None,
+        api_url: Some(config.restapi.url()),
         pg_address: config
             .postgresql
             .as_ref()
@@ -265,6 +266,38 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
         }
         _ => None,
     };
+    let api_listener = tokio::net::TcpListener::bind(config.restapi.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on restapi.listen {}; is another agent using it?",
+                config.restapi.listen
+            )
+        })?;
+    let health = health::AgentHealth {
+        member: config.name.clone(),
+        scope: config.scope.clone(),
+        witness: config.witness,
+        tags: BTreeMap::from([
+            ("nofailover".to_owned(), config.tags.nofailover.to_string()),
+            (
+                "failover_priority".to_owned(),
+                config.tags.failover_priority.to_string(),
+            ),
+        ]),
+        consensus: consensus.clone(),
+        belief: belief.clone(),
+        pg: pg_view.clone(),
+    };
+    let mut api_stop = shutdown_rx.clone();
+    let api = tokio::spawn(raftgres_api::serve(
+        api_listener,
+        Arc::new(health),
+        async move {
+            let _ = api_stop.wait_for(|stop| *stop).await;
+        },
+    ));
+    tracing::info!(member = %config.name, url = %config.restapi.url(), "REST API listening");
     let lease_loop = tokio::spawn(
         lease_loop::LeaseLoop {
             consensus: consensus.clone(),
@@ -297,6 +330,11 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
     let _ = lease_loop.await;
     let _ = shutdown_tx.send(true);
     consensus.shutdown().await;
+    match api.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "REST API stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "REST API task failed"),
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server stopped with an error"),

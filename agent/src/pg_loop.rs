@@ -169,6 +169,10 @@ impl PgLoop {
                                 }),
                             },
                             in_recovery: st.in_recovery,
+                            streaming: st
+                                .wal_receiver
+                                .as_ref()
+                                .is_some_and(|w| w.status == "streaming"),
                             upstream: if st.in_recovery {
                                 local.upstream.clone()
                             } else {

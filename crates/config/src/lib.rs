@@ -8,14 +8,17 @@
 //! to change. Defaults apply only to optional keys that are absent.
 //!
 //! Top-level keys: `scope`, `name`, `node_id`, `data_dir`, `witness`, `tags`,
-//! `raft`, `postgresql`, `members` and `bootstrap`. Every member except a
-//! witness needs a `postgresql` section with at least `listen`; a witness runs
-//! no Postgres and must not have one.
+//! `raft`, `postgresql`, `restapi`, `members` and `bootstrap`. Every member
+//! except a witness needs a `postgresql` section with at least `listen`; a
+//! witness runs no Postgres and must not have one. The `restapi` section is
+//! optional for every member, witnesses included: `listen` defaults to
+//! `127.0.0.1:8008` and `connect_address` to `listen`.
 //!
 //! Environment overrides: `RAFTGRES_NAME` sets `name`, `RAFTGRES_RAFT__LISTEN`
-//! sets `raft.listen`, `RAFTGRES_POSTGRESQL__LISTEN` sets `postgresql.listen`
-//! (`__` separates a section from its key). Any other `RAFTGRES_*` variable is
-//! rejected as an unknown key.
+//! sets `raft.listen`, `RAFTGRES_POSTGRESQL__LISTEN` sets `postgresql.listen`,
+//! `RAFTGRES_RESTAPI__LISTEN` sets `restapi.listen` (`__` separates a section
+//! from its key). Any other `RAFTGRES_*` variable is rejected as an unknown
+//! key.
 
 mod error;
 mod model;
@@ -27,7 +30,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings, Tags,
+    AgentConfig, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings, RestApiSettings,
+    Tags,
 };
 
 /// Loads `path` with overrides from the process environment.

@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub raft: RaftSettings,
     /// The local PostgreSQL instance; `None` exactly when `witness` is true.
     pub postgresql: Option<PostgresSettings>,
+    /// The agent's HTTP API; a witness serves it too.
+    pub restapi: RestApiSettings,
     /// The initial voters of the Raft group; never empty, ids, names and
     /// addresses unique.
     pub members: Vec<InitialMember>,
@@ -83,6 +85,26 @@ pub struct PostgresSettings {
     /// (`on`/`off` for booleans). Names are lowercase; none of them is a
     /// parameter the agent sets itself.
     pub parameters: BTreeMap<String, String>,
+}
+
+/// The agent's HTTP API (health and status), under Patroni's name for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestApiSettings {
+    /// Where the HTTP server binds; default `127.0.0.1:8008`. An IP address,
+    /// not a hostname, and a fixed port that differs from `raft.listen`'s and
+    /// `postgresql.listen`'s when they could collide.
+    pub listen: SocketAddr,
+    /// `host:port` other members and tools connect to; defaults to `listen`,
+    /// never a wildcard address. IPv6 addresses are in brackets.
+    pub connect_address: String,
+}
+
+impl RestApiSettings {
+    /// The base URL others reach the API at: `http://<connect_address>`,
+    /// without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.connect_address)
+    }
 }
 
 /// One initial voter of the Raft group.

@@ -1,7 +1,7 @@
 //! The schema: which keys exist, their defaults, and the rules between them.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use config::Value;
 use crate::tree::{Ctx, Section};
 use crate::{
     AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
-    Tags,
+    RestApiSettings, Tags,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "tags",
     "raft",
     "postgresql",
+    "restapi",
     "members",
     "bootstrap",
 ];
@@ -59,6 +60,7 @@ const MANAGED_PARAMETERS: &[&str] = &[
     "data_directory",
     "hba_file",
 ];
+const RESTAPI_KEYS: &[&str] = &["listen", "connect_address"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
 const BOOTSTRAP_KEYS: &[&str] = &[
     "ttl_ms",
@@ -72,6 +74,9 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 const MIN_SNAPSHOT_EVERY_LOGS: u64 = 10;
 const RAFT_PORT_EXAMPLE: u16 = 7101;
 const POSTGRES_PORT_EXAMPLE: u16 = 5432;
+const RESTAPI_PORT_EXAMPLE: u16 = 8008;
+const DEFAULT_RESTAPI_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, RESTAPI_PORT_EXAMPLE));
 const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const DEFAULT_POSTGRES_ROLE: &str = "postgres";
 
@@ -136,6 +141,13 @@ pub(crate) fn agent_config(
         )?;
         Some(postgresql(ctx, section, &data_dir, &raft)?)
     };
+    // After `postgresql`, whose port it must not take.
+    let restapi = restapi(
+        ctx,
+        top.section_or_empty("restapi", RESTAPI_KEYS)?,
+        &raft,
+        postgresql.as_ref(),
+    )?;
 
     Ok(AgentConfig {
         scope,
@@ -146,6 +158,7 @@ pub(crate) fn agent_config(
         tags,
         raft,
         postgresql,
+        restapi,
         members,
         bootstrap,
     })
@@ -260,12 +273,7 @@ fn postgresql(
     )?;
     let listen = listen_address(&listen_text, POSTGRES_PORT_EXAMPLE)
         .map_err(|reason| ctx.invalid(&listen_key, reason))?;
-    // A wildcard bind takes the port on every address, so it collides with
-    // any other bind of that port.
-    let raft_ip = raft.listen.ip();
-    let overlap =
-        listen.ip() == raft_ip || listen.ip().is_unspecified() || raft_ip.is_unspecified();
-    if listen.port() == raft.listen.port() && overlap {
+    if binds_collide(listen, raft.listen) {
         return Err(ctx.invalid(
             &listen_key,
             format!(
@@ -359,6 +367,83 @@ fn postgresql(
         restart_grace: Duration::from_millis(restart_grace_ms),
         parameters,
     })
+}
+
+fn restapi(
+    ctx: &Ctx,
+    mut section: Section<'_>,
+    raft: &RaftSettings,
+    postgresql: Option<&PostgresSettings>,
+) -> Result<RestApiSettings, ConfigError> {
+    let listen_key = section.key("listen");
+    let (listen, shown) = match section.string_opt("listen")? {
+        Some(text) => {
+            let listen = listen_address(&text, RESTAPI_PORT_EXAMPLE)
+                .map_err(|reason| ctx.invalid(&listen_key, reason))?;
+            (listen, listen.to_string())
+        }
+        // The user never wrote it, so say where the address came from.
+        None => (
+            DEFAULT_RESTAPI_LISTEN,
+            format!("the default {DEFAULT_RESTAPI_LISTEN}"),
+        ),
+    };
+    let mut others = vec![("raft.listen", "the Raft server", raft.listen)];
+    if let Some(pg) = postgresql {
+        others.push(("postgresql.listen", "Postgres", pg.listen));
+    }
+    let free = |candidate: SocketAddr| !others.iter().any(|&(_, _, o)| binds_collide(candidate, o));
+    if let Some(&(other_key, server, other)) =
+        others.iter().find(|&&(_, _, o)| binds_collide(listen, o))
+    {
+        // Three candidates for at most two taken ports: one is always free.
+        let example = (0..3)
+            .map(|offset| SocketAddr::new(listen.ip(), RESTAPI_PORT_EXAMPLE + offset))
+            .find(|&candidate| free(candidate))
+            .unwrap_or(DEFAULT_RESTAPI_LISTEN);
+        return Err(ctx.invalid(
+            &listen_key,
+            format!(
+                "{shown} uses the port of {other_key} ({other}); the REST API and {server} \
+                 cannot both bind it, set {listen_key} to another port, e.g. {example}"
+            ),
+        ));
+    }
+
+    let connect_key = section.key("connect_address");
+    let connect_address = match section.string_opt("connect_address")? {
+        Some(address) => {
+            ctx.check(
+                &connect_key,
+                dialable_address(&address, RESTAPI_PORT_EXAMPLE),
+            )?;
+            address
+        }
+        None if listen.ip().is_unspecified() => {
+            return Err(ctx.invalid(
+                &connect_key,
+                format!(
+                    "is required because {listen_key} binds every interface ({listen}); \
+                     set it to the host:port other members and tools should connect to, \
+                     e.g. 10.0.0.1:{}",
+                    listen.port()
+                ),
+            ));
+        }
+        None => listen.to_string(),
+    };
+
+    Ok(RestApiSettings {
+        listen,
+        connect_address,
+    })
+}
+
+/// Whether two servers binding `a` and `b` would fight over the port. A
+/// wildcard bind takes the port on every address, so it collides with any
+/// other bind of that port.
+fn binds_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// An optional absolute directory.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use raftgres_config::{
     AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
-    Tags, load, load_with_env,
+    RestApiSettings, Tags, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -41,6 +41,9 @@ postgresql:
     fsync: false
     log_min_duration_statement: -1
     auto_explain.log_min_duration: '250'
+restapi:
+  listen: 0.0.0.0:8009
+  connect_address: node1.example:8009
 members:
   - id: 1
     name: node1
@@ -169,6 +172,10 @@ fn full_file_loads_every_value() {
                     ("shared_buffers".into(), "128MB".into()),
                 ]),
             }),
+            restapi: RestApiSettings {
+                listen: "0.0.0.0:8009".parse::<SocketAddr>().unwrap(),
+                connect_address: "node1.example:8009".into(),
+            },
             members: vec![
                 InitialMember {
                     id: 1,
@@ -244,13 +251,24 @@ fn minimal_file_gets_documented_defaults() {
             parameters: BTreeMap::new(),
         })
     );
+    assert_eq!(
+        config.restapi,
+        RestApiSettings {
+            listen: "127.0.0.1:8008".parse::<SocketAddr>().unwrap(),
+            connect_address: "127.0.0.1:8008".into(),
+        }
+    );
+    assert_eq!(config.restapi.url(), "http://127.0.0.1:8008");
 }
 
 #[test]
 fn empty_optional_sections_get_defaults() {
-    let config = load_yaml(&format!("{MINIMAL}tags: {{}}\nbootstrap: {{}}\n"));
+    let config = load_yaml(&format!(
+        "{MINIMAL}tags: {{}}\nbootstrap: {{}}\nrestapi: {{}}\n"
+    ));
     assert_eq!(config.tags.failover_priority, 1);
     assert_eq!(config.bootstrap.ttl, Duration::from_millis(2000));
+    assert_eq!(config.restapi, load_yaml(MINIMAL).restapi);
 }
 
 #[test]
@@ -550,6 +568,20 @@ fn environment_errors_name_the_key_and_the_variable() {
             "RAFTGRES_MEMBERS",
             "x",
             &["key `members`", "RAFTGRES_MEMBERS", "list"],
+        ),
+        (
+            "RAFTGRES_RESTAPI__PORT",
+            "8008",
+            &[
+                "unknown key `restapi.port`",
+                "RAFTGRES_RESTAPI__PORT",
+                "`listen`, `connect_address`",
+            ],
+        ),
+        (
+            "RAFTGRES_RESTAPI",
+            "127.0.0.1:8008",
+            &["key `restapi`", "RAFTGRES_RESTAPI", "section"],
         ),
         (
             "RAFTGRES_RAFT__HEARTBEAT_INTERVAL_MS",
@@ -1051,6 +1083,314 @@ fn each_postgresql_rule_names_its_key() {
     }
 }
 
+/// MINIMAL with a `restapi` section of `lines` (each indented as a key of
+/// `restapi`).
+fn with_restapi(lines: &str) -> String {
+    format!("{MINIMAL}restapi:\n{lines}")
+}
+
+#[test]
+fn restapi_section_is_read() {
+    let config = load_yaml(&with_restapi(
+        "  listen: 10.0.0.1:9008\n  connect_address: node1.example:9008\n",
+    ));
+    assert_eq!(
+        config.restapi,
+        RestApiSettings {
+            listen: "10.0.0.1:9008".parse::<SocketAddr>().unwrap(),
+            connect_address: "node1.example:9008".into(),
+        }
+    );
+    assert_eq!(config.restapi.url(), "http://node1.example:9008");
+}
+
+#[test]
+fn restapi_connect_address_defaults_to_listen() {
+    let restapi = load_yaml(&with_restapi("  listen: 10.0.0.1:9008\n")).restapi;
+    assert_eq!(restapi.connect_address, "10.0.0.1:9008");
+    assert_eq!(restapi.url(), "http://10.0.0.1:9008");
+
+    let restapi = load_yaml(&with_restapi("  listen: '[::1]:8008'\n")).restapi;
+    assert_eq!(restapi.connect_address, "[::1]:8008");
+    assert_eq!(restapi.url(), "http://[::1]:8008");
+
+    let restapi = load_yaml(&with_restapi(
+        "  listen: '[::]:8008'\n  connect_address: '[fe80::1]:8008'\n",
+    ))
+    .restapi;
+    assert_eq!(restapi.url(), "http://[fe80::1]:8008");
+
+    // Another IP may reuse the Raft port or the Postgres port.
+    for listen in ["127.0.0.2:7101", "127.0.0.2:5432"] {
+        let restapi = load_yaml(&with_restapi(&format!("  listen: {listen}\n"))).restapi;
+        assert_eq!(restapi.connect_address, listen);
+    }
+}
+
+#[test]
+fn witness_serves_the_restapi_too() {
+    let config = load_yaml(&minimal_witness());
+    assert_eq!(config.restapi, load_yaml(MINIMAL).restapi);
+
+    // No Postgres runs on a witness, so its usual port is free.
+    let config = load_yaml(&format!(
+        "{}restapi:\n  listen: 127.0.0.1:5432\n  connect_address: witness.example:5432\n",
+        minimal_witness()
+    ));
+    assert_eq!(
+        config.restapi,
+        RestApiSettings {
+            listen: "127.0.0.1:5432".parse::<SocketAddr>().unwrap(),
+            connect_address: "witness.example:5432".into(),
+        }
+    );
+}
+
+#[test]
+fn environment_overrides_restapi_keys() {
+    let (_file, result) = load_env(
+        &with_restapi("  listen: 127.0.0.1:8010\n"),
+        &[
+            ("RAFTGRES_RESTAPI__LISTEN", "0.0.0.0:9008"),
+            ("RAFTGRES_RESTAPI__CONNECT_ADDRESS", "node1.example:9008"),
+        ],
+    );
+    let restapi = result.unwrap_or_else(|e| panic!("{e}")).restapi;
+    assert_eq!(
+        restapi,
+        RestApiSettings {
+            listen: "0.0.0.0:9008".parse::<SocketAddr>().unwrap(),
+            connect_address: "node1.example:9008".into(),
+        }
+    );
+
+    // The variable alone can supply the section, on a witness too.
+    let (_file, result) = load_env(
+        &minimal_witness(),
+        &[("RAFTGRES_RESTAPI__LISTEN", "127.0.0.1:8011")],
+    );
+    let restapi = result.unwrap_or_else(|e| panic!("{e}")).restapi;
+    assert_eq!(restapi.url(), "http://127.0.0.1:8011");
+
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "RAFTGRES_RESTAPI__LISTEN",
+            "localhost:8008",
+            &["key `restapi.listen`", "127.0.0.1:8008"],
+        ),
+        (
+            "RAFTGRES_RESTAPI__LISTEN",
+            "127.0.0.1:7101",
+            &["key `restapi.listen`", "raft.listen"],
+        ),
+        (
+            "RAFTGRES_RESTAPI__CONNECT_ADDRESS",
+            "0.0.0.0:8008",
+            &["key `restapi.connect_address`", "every interface"],
+        ),
+    ];
+    for (var, value, expected) in cases {
+        let message = error_env(MINIMAL, &[(var, value)]).1.to_string();
+        let by = format!("(set by environment variable {var})");
+        for part in expected.iter().copied().chain([by.as_str()]) {
+            assert!(
+                message.contains(part),
+                "{var}={value}: {message:?} lacks {part:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn restapi_port_collisions_name_the_other_key() {
+    let witness_raft_on_8008 = edit(
+        &minimal_witness(),
+        "listen: 127.0.0.1:7101",
+        "listen: 127.0.0.1:8008",
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "the Raft address",
+            with_restapi("  listen: 127.0.0.1:7101\n"),
+            "raft.listen",
+        ),
+        (
+            "the Raft port of every interface",
+            with_restapi("  listen: 0.0.0.0:7101\n  connect_address: node1.example:7101\n"),
+            "raft.listen",
+        ),
+        (
+            "the port of a Raft server bound to every interface",
+            edit(FULL, "listen: 0.0.0.0:8009", "listen: 127.0.0.1:7101"),
+            "raft.listen",
+        ),
+        (
+            "the Postgres address",
+            with_restapi("  listen: 127.0.0.1:5432\n"),
+            "postgresql.listen",
+        ),
+        (
+            "the Postgres port of every IPv6 interface",
+            with_restapi("  listen: '[::]:5432'\n  connect_address: node1.example:5432\n"),
+            "postgresql.listen",
+        ),
+        (
+            "the port of a Postgres bound to every interface",
+            edit(FULL, "listen: 0.0.0.0:8009", "listen: 10.0.0.1:5433"),
+            "postgresql.listen",
+        ),
+        (
+            "the default on the Raft port",
+            edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: 127.0.0.1:8008"),
+            "raft.listen",
+        ),
+        (
+            "the default on a witness's Raft port",
+            witness_raft_on_8008,
+            "raft.listen",
+        ),
+        (
+            "the default on the Postgres port",
+            edit(MINIMAL, "listen: 127.0.0.1:5432", "listen: 127.0.0.1:8008"),
+            "postgresql.listen",
+        ),
+    ];
+    for (what, yaml, other) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains("key `restapi.listen`")
+                && message.contains(&format!("uses the port of {other}")),
+            "{what}: {message:?} does not name `restapi.listen` and {other}"
+        );
+    }
+}
+
+#[test]
+fn restapi_port_collision_message_format() {
+    let (path, e) = error_env(&with_restapi("  listen: 127.0.0.1:7101\n"), &[]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid settings in {}: key `restapi.listen`: 127.0.0.1:7101 uses the port of \
+             raft.listen (127.0.0.1:7101); the REST API and the Raft server cannot both bind \
+             it, set restapi.listen to another port, e.g. 127.0.0.1:8008",
+            path.display()
+        )
+    );
+
+    // An absent key is reported as the default, and the example skips the
+    // ports already taken.
+    let yaml = edit(
+        &edit(MINIMAL, "listen: 127.0.0.1:7101", "listen: 127.0.0.1:8008"),
+        "listen: 127.0.0.1:5432",
+        "listen: 127.0.0.1:8009",
+    );
+    let (path, e) = error_env(&yaml, &[]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid settings in {}: key `restapi.listen`: the default 127.0.0.1:8008 uses the \
+             port of raft.listen (127.0.0.1:8008); the REST API and the Raft server cannot \
+             both bind it, set restapi.listen to another port, e.g. 127.0.0.1:8010",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn each_restapi_rule_names_its_key() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "listen not an address",
+            with_restapi("  listen: abc\n"),
+            "restapi.listen",
+        ),
+        (
+            "listen hostname",
+            with_restapi("  listen: localhost:8008\n"),
+            "restapi.listen",
+        ),
+        (
+            "listen without port",
+            with_restapi("  listen: 127.0.0.1\n"),
+            "restapi.listen",
+        ),
+        (
+            "listen port 0",
+            with_restapi("  listen: 127.0.0.1:0\n"),
+            "restapi.listen",
+        ),
+        (
+            "listen port too large",
+            with_restapi("  listen: 127.0.0.1:65536\n"),
+            "restapi.listen",
+        ),
+        (
+            "empty listen",
+            with_restapi("  listen: ''\n"),
+            "restapi.listen",
+        ),
+        (
+            "wildcard listen without connect_address",
+            with_restapi("  listen: 0.0.0.0:8008\n"),
+            "restapi.connect_address",
+        ),
+        (
+            "IPv6 wildcard listen without connect_address",
+            with_restapi("  listen: '[::]:8008'\n"),
+            "restapi.connect_address",
+        ),
+        (
+            "connect_address unspecified",
+            edit(
+                FULL,
+                "connect_address: node1.example:8009",
+                "connect_address: 0.0.0.0:8009",
+            ),
+            "restapi.connect_address",
+        ),
+        (
+            "connect_address IPv6 unspecified",
+            edit(
+                FULL,
+                "connect_address: node1.example:8009",
+                "connect_address: '[::]:8009'",
+            ),
+            "restapi.connect_address",
+        ),
+        (
+            "connect_address without port",
+            edit(
+                FULL,
+                "connect_address: node1.example:8009",
+                "connect_address: node1.example",
+            ),
+            "restapi.connect_address",
+        ),
+        (
+            "connect_address with scheme",
+            edit(
+                FULL,
+                "connect_address: node1.example:8009",
+                "connect_address: http://node1.example:8009",
+            ),
+            "restapi.connect_address",
+        ),
+        (
+            "empty connect_address",
+            with_restapi("  connect_address: ''\n"),
+            "restapi.connect_address",
+        ),
+    ];
+    for (what, yaml, key) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")),
+            "{what}: {message:?} does not name `{key}`"
+        );
+    }
+}
+
 #[test]
 fn missing_required_keys_are_named() {
     let cases: Vec<(String, &str)> = vec![
@@ -1164,6 +1504,16 @@ fn unknown_keys_are_named_with_the_known_ones() {
             "postgresql.restart_grace",
             "`listen`, `connect_address`, `bin_dir`, `data_dir`, `socket_dir`, `superuser`, \
              `replication_user`, `restart_grace_ms`, `parameters`",
+        ),
+        (
+            format!("{MINIMAL}rest_api: {{}}\n"),
+            "rest_api",
+            "`postgresql`, `restapi`, `members`",
+        ),
+        (
+            with_restapi("  listen: 127.0.0.1:8008\n  port: 8008\n"),
+            "restapi.port",
+            "known keys here are `listen`, `connect_address`",
         ),
     ];
     for (yaml, key, known) in cases {
@@ -1358,6 +1708,15 @@ fn wrong_types_are_named_and_never_coerced() {
             with_postgresql("  parameters:\n    work_mem: {a: 1}\n"),
             "postgresql.parameters.work_mem",
             "section",
+        ),
+        (format!("{MINIMAL}restapi: 8008\n"), "restapi", "section"),
+        (format!("{MINIMAL}restapi:\n"), "restapi", "is empty"),
+        (with_restapi("  listen: 8008\n"), "restapi.listen", "quotes"),
+        (with_restapi("  listen:\n"), "restapi.listen", "is empty"),
+        (
+            with_restapi("  connect_address: [node1.example:8008]\n"),
+            "restapi.connect_address",
+            "a list",
         ),
         (
             edit(MINIMAL, "node_id: 1", "node_id:"),

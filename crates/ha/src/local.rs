@@ -31,8 +31,10 @@ pub enum PgView {
     Running {
         data: DataInfo,
         in_recovery: bool,
-        /// The member whose Postgres this one streams from, if any.
+        /// The member whose Postgres this one is configured to stream from.
         upstream: Option<String>,
+        /// Its WAL receiver is connected and streaming right now.
+        streaming: bool,
     },
     /// The postmaster died or stopped answering at `since`.
     Down {

@@ -170,6 +170,9 @@ impl Lab {
         let pg_ports = (0..spec.members)
             .map(|_| free_port())
             .collect::<Result<Vec<_>, _>>()?;
+        let api_ports = (0..count)
+            .map(|_| free_port())
+            .collect::<Result<Vec<_>, _>>()?;
         let members: Vec<LabMember> = (0..count)
             .map(|i| {
                 let witness = i >= spec.members;
@@ -191,6 +194,10 @@ impl Lab {
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
                     agent_pid: 0,
+                    api_url: match ns {
+                        None => format!("http://127.0.0.1:{}", api_ports[i]),
+                        Some(n) => format!("http://{}", SocketAddr::new(n.addr, api_ports[i])),
+                    },
                     pg_host: (!witness).then(|| host.clone()),
                     pg_port: pg_ports.get(i).copied(),
                     dsn: pg_ports.get(i).map(|port| {

@@ -39,6 +39,8 @@ pub struct LabMember {
     pub pg_port: Option<u16>,
     /// A libpq connection string a client can write with.
     pub dsn: Option<String>,
+    /// The agent's REST API (Patroni-compatible health endpoints).
+    pub api_url: String,
     /// The network namespace the agent (and so its Postgres) runs in, when
     /// the lab was started with [`crate::Lab::up_in_netns`]; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +74,9 @@ pub(crate) fn agent_config(member: &LabMember, scope: &str, all: &[LabMember]) -
             host.clone()
         };
         text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
+    }
+    if let Some(listen) = member.api_url.strip_prefix("http://") {
+        text.push_str(&format!("restapi:\n  listen: {listen}\n"));
     }
     text.push_str("members:\n");
     for m in all {

@@ -10,6 +10,7 @@ fn replica(lsn: u64) -> PgView {
         data: data("sys", lsn, false),
         in_recovery: true,
         upstream: Some("a".into()),
+        streaming: true,
     }
 }
 

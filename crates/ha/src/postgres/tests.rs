@@ -7,6 +7,7 @@ fn running(lsn: u64, in_recovery: bool, upstream: Option<&str>) -> PgView {
         data: data("sys", lsn, !in_recovery),
         in_recovery,
         upstream: upstream.map(Into::into),
+        streaming: upstream.is_some(),
     }
 }
 

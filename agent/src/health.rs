@@ -1,0 +1,64 @@
+//! What the REST health endpoints read: this member's state judged at the
+//! moment of the request, from local memory only (no Raft round trip), so
+//! `/primary` stops answering 200 the instant the lease deadline passes.
+
+use crate::belief::{self, SharedBelief};
+use crate::clock::mono_now;
+use raftgres_api::{HealthSource, NodeHealth, Role};
+use raftgres_consensus::Consensus;
+use raftgres_ha::PgView;
+use std::collections::BTreeMap;
+use tokio::sync::watch;
+
+pub struct AgentHealth {
+    pub member: String,
+    pub scope: String,
+    pub witness: bool,
+    pub tags: BTreeMap<String, String>,
+    pub consensus: Consensus,
+    pub belief: SharedBelief,
+    pub pg: watch::Receiver<PgView>,
+}
+
+impl HealthSource for AgentHealth {
+    fn health(&self) -> NodeHealth {
+        let now = mono_now();
+        let state = self.consensus.local().state;
+        let holds = belief::read(&self.belief).holds_valid(&state.lease, &self.member, now);
+        let pg = self.pg.borrow().clone();
+        let (running, in_recovery, streaming, data) = match &pg {
+            PgView::Running {
+                data,
+                in_recovery,
+                streaming,
+                ..
+            } => (true, *in_recovery, *streaming, Some(data.clone())),
+            _ => (false, false, false, pg.data().cloned()),
+        };
+        let role = match () {
+            _ if self.witness => Role::Witness,
+            _ if running && !in_recovery && holds => Role::Primary,
+            _ if running && in_recovery => Role::Replica,
+            _ => Role::Unknown,
+        };
+        let lag_bytes = match (&data, state.lease.last_lsn) {
+            (Some(d), Some(primary)) if in_recovery => Some(primary.0.saturating_sub(d.lsn.0)),
+            _ => None,
+        };
+        NodeHealth {
+            member: self.member.clone(),
+            scope: self.scope.clone(),
+            role,
+            holds_valid_lease: holds,
+            postgres_running: running,
+            in_recovery,
+            streaming: in_recovery && streaming,
+            lag_bytes,
+            timeline: data.as_ref().map(|d| d.timeline),
+            paused: state.config.as_ref().is_some_and(|c| c.values.pause),
+            tags: self.tags.clone(),
+            xlog_location: data.as_ref().map(|d| d.lsn.0),
+            server_version: None,
+        }
+    }
+}

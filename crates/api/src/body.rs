@@ -1,0 +1,119 @@
+//! The JSON status document, shaped like Patroni's `GET /patroni`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::health::{NodeHealth, Role};
+
+/// Field order follows Patroni's document.
+#[derive(Serialize)]
+struct Document<'a> {
+    state: &'static str,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xlog: Option<Xlog>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication_state: Option<&'static str>,
+    pause: bool,
+    tags: Tags<'a>,
+    patroni: Patroni<'a>,
+}
+
+/// A primary reports where it writes; a replica where it has received and
+/// replayed to. We have one position, so a replica reports it as both.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Xlog {
+    Primary {
+        location: u64,
+    },
+    Replica {
+        received_location: u64,
+        replayed_location: u64,
+    },
+}
+
+#[derive(Serialize)]
+struct Patroni<'a> {
+    version: &'static str,
+    scope: &'a str,
+    name: &'a str,
+}
+
+/// Tags as Patroni prints them from YAML: `true`/`false` as booleans,
+/// integers as numbers, anything else as a string.
+struct Tags<'a>(&'a BTreeMap<String, String>);
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            match value.as_str() {
+                "true" => map.serialize_entry(key, &true)?,
+                "false" => map.serialize_entry(key, &false)?,
+                _ => match value.parse::<i64>() {
+                    Ok(n) if n.to_string() == *value => map.serialize_entry(key, &n)?,
+                    _ => map.serialize_entry(key, value)?,
+                },
+            }
+        }
+        map.end()
+    }
+}
+
+/// The status document for `health`, serialized.
+pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
+    let is_replica = health.in_recovery || health.role == Role::Replica;
+    let doc = Document {
+        state: if health.postgres_running {
+            "running"
+        } else {
+            "stopped"
+        },
+        role: health.role.as_str(),
+        server_version: health.server_version,
+        xlog: health.xlog_location.map(|location| {
+            if is_replica {
+                Xlog::Replica {
+                    received_location: location,
+                    replayed_location: location,
+                }
+            } else {
+                Xlog::Primary { location }
+            }
+        }),
+        timeline: health.timeline,
+        replication_state: (health.postgres_running && health.in_recovery && health.streaming)
+            .then_some("streaming"),
+        pause: health.paused,
+        tags: Tags(&health.tags),
+        patroni: Patroni {
+            version: env!("CARGO_PKG_VERSION"),
+            scope: &health.scope,
+            name: &health.member,
+        },
+    };
+    let mut out = Vec::with_capacity(384);
+    if let Err(err) = serde_json::to_writer(&mut out, &doc) {
+        // Strings, numbers and string-keyed maps into a Vec: cannot happen.
+        tracing::error!(%err, "cannot serialize the status document");
+        out.clear();
+        out.extend_from_slice(b"{}");
+    }
+    out
+}
+
+/// `{"error": message}`, serialized.
+pub(crate) fn error(message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Error<'a> {
+        error: &'a str,
+    }
+    serde_json::to_vec(&Error { error: message }).unwrap_or_else(|_| b"{}".to_vec())
+}

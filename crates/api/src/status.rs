@@ -1,0 +1,138 @@
+//! Which status code each health endpoint answers: a pure function of the
+//! snapshot and the query, with Patroni's meaning.
+
+use axum::http::StatusCode;
+
+use crate::health::{NodeHealth, Role};
+use crate::query::HealthQuery;
+
+/// A health endpoint, independent of which alias was used to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/primary`, `/`, `/leader`, `/read-write`, `/master`.
+    Primary,
+    /// `/replica`.
+    Replica,
+    /// `/read-only`: a primary or a replica.
+    ReadOnly,
+    /// `/standby-leader`, `/standby_leader`: no standby clusters yet.
+    StandbyLeader,
+    /// `/sync`, `/synchronous`: no synchronous mode yet.
+    Sync,
+    /// `/async`, `/asynchronous`: every replica is asynchronous today.
+    Async,
+    /// `/health`: Postgres is running.
+    Health,
+    /// `/liveness`: the agent answers.
+    Liveness,
+    /// `/readiness`: a primary, or a streaming replica within `?lag=`.
+    Readiness,
+    /// `/patroni`: the status document, always 200.
+    Patroni,
+}
+
+/// Every path the router serves, with the endpoint it answers as.
+pub const ROUTES: &[(&str, Endpoint)] = &[
+    ("/", Endpoint::Primary),
+    ("/primary", Endpoint::Primary),
+    ("/leader", Endpoint::Primary),
+    ("/read-write", Endpoint::Primary),
+    ("/master", Endpoint::Primary),
+    ("/replica", Endpoint::Replica),
+    ("/read-only", Endpoint::ReadOnly),
+    ("/standby-leader", Endpoint::StandbyLeader),
+    ("/standby_leader", Endpoint::StandbyLeader),
+    ("/sync", Endpoint::Sync),
+    ("/synchronous", Endpoint::Sync),
+    ("/async", Endpoint::Async),
+    ("/asynchronous", Endpoint::Async),
+    ("/health", Endpoint::Health),
+    ("/liveness", Endpoint::Liveness),
+    ("/readiness", Endpoint::Readiness),
+    ("/patroni", Endpoint::Patroni),
+];
+
+impl Endpoint {
+    /// Every endpoint, once.
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Primary,
+        Endpoint::Replica,
+        Endpoint::ReadOnly,
+        Endpoint::StandbyLeader,
+        Endpoint::Sync,
+        Endpoint::Async,
+        Endpoint::Health,
+        Endpoint::Liveness,
+        Endpoint::Readiness,
+        Endpoint::Patroni,
+    ];
+
+    /// Patroni applies `?tag_<key>=<value>` filters on these and ignores them
+    /// on the leader checks, `/liveness`, `/readiness` and `/patroni`.
+    fn filters_tags(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Replica
+                | Endpoint::ReadOnly
+                | Endpoint::Sync
+                | Endpoint::Async
+                | Endpoint::Health
+        )
+    }
+}
+
+/// The status code `endpoint` answers for `health` and `query`: 200 or 503.
+pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) -> StatusCode {
+    let up = match endpoint {
+        Endpoint::Primary => is_writable_primary(health),
+        Endpoint::Replica | Endpoint::Async => is_balanced_replica(health, query),
+        Endpoint::ReadOnly => is_writable_primary(health) || is_balanced_replica(health, query),
+        Endpoint::StandbyLeader | Endpoint::Sync => false,
+        Endpoint::Health => health.postgres_running,
+        Endpoint::Liveness | Endpoint::Patroni => true,
+        Endpoint::Readiness => {
+            is_writable_primary(health)
+                || (is_running_replica(health)
+                    && health.streaming
+                    && lag_within(health, query.max_lag))
+        }
+    };
+    if up && (!endpoint.filters_tags() || tags_match(health, query)) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// The primary with a lease that is valid now, running and out of recovery.
+fn is_writable_primary(h: &NodeHealth) -> bool {
+    h.role == Role::Primary && h.holds_valid_lease && h.postgres_running && !h.in_recovery
+}
+
+fn is_running_replica(h: &NodeHealth) -> bool {
+    h.role == Role::Replica && h.postgres_running && h.in_recovery
+}
+
+/// Patroni's `/replica`: running as a replica, not tagged `noloadbalance`,
+/// within `?lag=` and, if asked, streaming.
+fn is_balanced_replica(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
+    is_running_replica(h)
+        && !h.tag_is_true("noloadbalance")
+        && lag_within(h, q.max_lag)
+        && (!q.require_streaming || h.streaming)
+}
+
+/// No limit passes; with a limit, an unknown lag fails.
+fn lag_within(h: &NodeHealth, max: Option<u64>) -> bool {
+    max.is_none_or(|max| h.lag_bytes.is_some_and(|lag| lag <= max))
+}
+
+/// Every `?tag_<key>=<value>` names a tag this member has, with that value.
+fn tags_match(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
+    q.tags
+        .iter()
+        .all(|(key, want)| h.tags.get(key.as_ref()).is_some_and(|have| have == want))
+}
+
+#[cfg(test)]
+mod tests;

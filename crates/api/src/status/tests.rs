@@ -1,0 +1,159 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::query::parse_query;
+
+const OK: u16 = 200;
+const NO: u16 = 503;
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn primary() -> NodeHealth {
+    NodeHealth {
+        member: "pg1".into(),
+        scope: "demo".into(),
+        role: Role::Primary,
+        holds_valid_lease: true,
+        postgres_running: true,
+        in_recovery: false,
+        streaming: false,
+        lag_bytes: None,
+        timeline: Some(3),
+        paused: false,
+        tags: tags(&[("nofailover", "false"), ("failover_priority", "1")]),
+        xlog_location: Some(0x3000_0060),
+        server_version: Some(150_004),
+    }
+}
+
+fn replica() -> NodeHealth {
+    NodeHealth {
+        member: "pg2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        lag_bytes: Some(4096),
+        tags: tags(&[("nofailover", "false"), ("zone", "eu")]),
+        ..primary()
+    }
+}
+
+fn witness() -> NodeHealth {
+    NodeHealth {
+        member: "w1".into(),
+        role: Role::Witness,
+        holds_valid_lease: false,
+        postgres_running: false,
+        in_recovery: false,
+        timeline: None,
+        tags: BTreeMap::new(),
+        xlog_location: None,
+        server_version: None,
+        ..primary()
+    }
+}
+
+fn with(base: NodeHealth, change: impl FnOnce(&mut NodeHealth)) -> NodeHealth {
+    let mut h = base;
+    change(&mut h);
+    h
+}
+
+/// One row per situation: the member, the query string, and the expected
+/// status of every endpoint in the order of `Endpoint::ALL`.
+#[test]
+fn status_table() {
+    #[rustfmt::skip]
+    let rows: Vec<(&str, NodeHealth, &str, [u16; 10])> = vec![
+        //                                                      prim repl r-o  stby sync asyn hlth live rdy  patr
+        ("primary",                     primary(), "",               [OK, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
+        ("primary, ?lag= is irrelevant", primary(), "lag=0",         [OK, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
+        ("primary, lease deadline passed",
+            with(primary(), |h| h.holds_valid_lease = false), "",    [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("primary role, still in recovery (promoting)",
+            with(primary(), |h| h.in_recovery = true), "",           [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("primary with lease, Postgres stopped",
+            with(primary(), |h| h.postgres_running = false), "",     [NO, NO, NO, NO, NO, NO, NO, OK, NO, OK]),
+        ("paused primary",
+            with(primary(), |h| h.paused = true), "",                [OK, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
+        ("paused replica",
+            with(replica(), |h| h.paused = true), "",                [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica",                     replica(), "",               [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica, Postgres stopped",
+            with(replica(), |h| h.postgres_running = false), "",     [NO, NO, NO, NO, NO, NO, NO, OK, NO, OK]),
+        ("replica role, out of recovery, no lease",
+            with(replica(), |h| h.in_recovery = false), "",          [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("lagging replica, no limit",
+            with(replica(), |h| h.lag_bytes = Some(10 << 20)), "",   [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("lagging replica, limit below its lag",
+            with(replica(), |h| h.lag_bytes = Some(10 << 20)), "lag=1MB",
+                                                                     [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("lagging replica, limit above its lag",
+            with(replica(), |h| h.lag_bytes = Some(10 << 20)), "lag=16MB",
+                                                                     [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("lagging replica, limit equal to its lag",
+            with(replica(), |h| h.lag_bytes = Some(10 << 20)), "lag=10485760",
+                                                                     [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica with unknown lag, limit given",
+            with(replica(), |h| h.lag_bytes = None), "lag=1GB",      [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("replica with unknown lag, no limit",
+            with(replica(), |h| h.lag_bytes = None), "",             [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica not streaming",
+            with(replica(), |h| h.streaming = false), "",            [NO, OK, OK, NO, NO, OK, OK, OK, NO, OK]),
+        ("replica not streaming, streaming required",
+            with(replica(), |h| h.streaming = false), "replication_state=streaming",
+                                                                     [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("replica streaming, streaming required",
+            replica(), "replication_state=streaming",                [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica tagged noloadbalance",
+            with(replica(), |h| { h.tags.insert("noloadbalance".into(), "true".into()); }), "",
+                                                                     [NO, NO, NO, NO, NO, NO, OK, OK, OK, OK]),
+        ("replica tagged noloadbalance=false",
+            with(replica(), |h| { h.tags.insert("noloadbalance".into(), "false".into()); }), "",
+                                                                     [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica, tag filter matches",  replica(), "tag_zone=eu&tag_nofailover=false",
+                                                                     [NO, OK, OK, NO, NO, OK, OK, OK, OK, OK]),
+        ("replica, tag filter differs",  replica(), "tag_zone=us",   [NO, NO, NO, NO, NO, NO, NO, OK, OK, OK]),
+        ("replica, tag filter on a missing tag", replica(), "tag_rack=a",
+                                                                     [NO, NO, NO, NO, NO, NO, NO, OK, OK, OK]),
+        ("primary, tag filter differs: leader checks ignore tags",
+            primary(), "tag_zone=us",                                [OK, NO, NO, NO, NO, NO, NO, OK, OK, OK]),
+        ("witness",                      witness(), "",              [NO, NO, NO, NO, NO, NO, NO, OK, NO, OK]),
+        ("witness that somehow holds a lease",
+            with(witness(), |h| h.holds_valid_lease = true), "",     [NO, NO, NO, NO, NO, NO, NO, OK, NO, OK]),
+        ("unknown role, Postgres running in recovery",
+            with(replica(), |h| h.role = Role::Unknown), "",         [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+        ("unknown role, Postgres running as a primary with a lease",
+            with(primary(), |h| h.role = Role::Unknown), "",         [NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
+    ];
+
+    let mut failures = Vec::new();
+    for (name, health, raw_query, expected) in &rows {
+        let query = parse_query(Some(raw_query)).expect(name);
+        for (endpoint, want) in Endpoint::ALL.iter().zip(expected) {
+            let got = status(*endpoint, health, &query).as_u16();
+            if got != *want {
+                failures.push(format!(
+                    "{name} ?{raw_query}: {endpoint:?} answered {got}, want {want}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_endpoint_has_a_route() {
+    for endpoint in Endpoint::ALL {
+        assert!(
+            ROUTES.iter().any(|&(_, e)| e == endpoint),
+            "{endpoint:?} has no path"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The router through tower's `oneshot`: methods, bodies, 400 and 404.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Method, Request, StatusCode, header};
+use raftgres_api::{NodeHealth, ROUTES, Role, router};
+use tower::ServiceExt;
+
+fn primary() -> NodeHealth {
+    NodeHealth {
+        member: "pg1".into(),
+        scope: "demo".into(),
+        role: Role::Primary,
+        holds_valid_lease: true,
+        postgres_running: true,
+        in_recovery: false,
+        streaming: false,
+        lag_bytes: None,
+        timeline: Some(2),
+        paused: false,
+        tags: BTreeMap::from([
+            ("nofailover".to_owned(), "false".to_owned()),
+            ("failover_priority".to_owned(), "1".to_owned()),
+            ("zone".to_owned(), "eu-1".to_owned()),
+        ]),
+        xlog_location: Some(50_331_744),
+        server_version: Some(150_004),
+    }
+}
+
+fn replica() -> NodeHealth {
+    NodeHealth {
+        member: "pg2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        lag_bytes: Some(2 << 20),
+        ..primary()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+async fn call(health: NodeHealth, method: Method, uri: &str) -> Reply {
+    let app = router(Arc::new(move || health.clone()));
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn primary_get_head_options() {
+    for (health, want) in [
+        (primary(), StatusCode::OK),
+        (replica(), StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let get = call(health.clone(), Method::GET, "/primary").await;
+        assert_eq!(get.status, want);
+        assert_eq!(get.headers[header::CONTENT_TYPE], "application/json");
+        let doc = get.json();
+        assert_eq!(doc["patroni"]["scope"], "demo");
+        assert_eq!(doc["patroni"]["name"], health.member.as_str());
+
+        let head = call(health.clone(), Method::HEAD, "/primary").await;
+        assert_eq!(head.status, want);
+        assert!(head.body.is_empty(), "HEAD has no body");
+
+        let options = call(health, Method::OPTIONS, "/primary").await;
+        assert_eq!(options.status, want);
+        assert!(options.body.is_empty(), "OPTIONS has no body");
+        assert_eq!(options.headers[header::ALLOW], "GET, HEAD, OPTIONS");
+    }
+}
+
+#[tokio::test]
+async fn replica_get_head_options() {
+    for (health, want) in [
+        (replica(), StatusCode::OK),
+        (primary(), StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            let reply = call(health.clone(), method.clone(), "/replica").await;
+            assert_eq!(reply.status, want, "{method} /replica as {:?}", health.role);
+            assert_eq!(reply.body.is_empty(), method != Method::GET, "{method}");
+        }
+    }
+    let below = call(replica(), Method::OPTIONS, "/replica?lag=1MB").await;
+    assert_eq!(below.status, StatusCode::SERVICE_UNAVAILABLE);
+    let above = call(replica(), Method::OPTIONS, "/replica?lag=4MB&tag_zone=eu-1").await;
+    assert_eq!(above.status, StatusCode::OK);
+    let other_zone = call(replica(), Method::OPTIONS, "/replica?tag_zone=us-1").await;
+    assert_eq!(other_zone.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn every_primary_alias_answers_like_primary() {
+    let aliases = ["/", "/primary", "/leader", "/read-write", "/master"];
+    for alias in aliases {
+        assert_eq!(
+            call(primary(), Method::OPTIONS, alias).await.status,
+            StatusCode::OK,
+            "{alias}"
+        );
+        assert_eq!(
+            call(replica(), Method::OPTIONS, alias).await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{alias}"
+        );
+    }
+    for (path, _) in ROUTES {
+        let status = call(primary(), Method::HEAD, path).await.status;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_lag_is_400_naming_the_parameter() {
+    let reply = call(replica(), Method::GET, "/replica?lag=abc").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("`lag`"), "{error}");
+    assert!(error.contains("abc"), "{error}");
+
+    let head = call(replica(), Method::HEAD, "/readiness?lag=abc").await;
+    assert_eq!(head.status, StatusCode::BAD_REQUEST);
+    assert!(head.body.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+        for path in ["/nope", "/primary/x", "/replicas"] {
+            let reply = call(primary(), method.clone(), path).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let reply = call(primary(), Method::POST, "/primary").await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn patroni_document() {
+    let reply = call(primary(), Method::GET, "/patroni").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({
+            "state": "running",
+            "role": "primary",
+            "server_version": 150004,
+            "xlog": {"location": 50331744},
+            "timeline": 2,
+            "pause": false,
+            "tags": {"failover_priority": 1, "nofailover": false, "zone": "eu-1"},
+            "patroni": {"version": env!("CARGO_PKG_VERSION"), "scope": "demo", "name": "pg1"},
+        })
+    );
+
+    let stopped = NodeHealth {
+        postgres_running: false,
+        paused: true,
+        ..replica()
+    };
+    let reply = call(stopped, Method::GET, "/patroni").await;
+    assert_eq!(reply.status, StatusCode::OK, "/patroni is always 200");
+    let doc = reply.json();
+    assert_eq!(doc["state"], "stopped");
+    assert_eq!(doc["role"], "replica");
+    assert_eq!(doc["pause"], true);
+    assert_eq!(
+        doc["xlog"],
+        serde_json::json!({"received_location": 50331744, "replayed_location": 50331744})
+    );
+
+    let streaming = call(replica(), Method::GET, "/replica").await.json();
+    assert_eq!(streaming["replication_state"], "streaming");
+}
+
+#[tokio::test]
+async fn serve_answers_over_tcp_and_shuts_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(raftgres_api::serve(
+        listener,
+        Arc::new(primary),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"OPTIONS /primary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
