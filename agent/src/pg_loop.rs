@@ -124,6 +124,12 @@ impl PgLoop {
                 });
                 if let Err(e) = self.execute(&mut local, &state, &action).await {
                     tracing::warn!(member = self.me(), ?action, error = %e, "Postgres action failed; will retry");
+                    // A server that dies at once must not be restarted in a
+                    // tight loop; a loop's time is short enough for a holder.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Self::loop_wait(&state)) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
                 continue;
             }

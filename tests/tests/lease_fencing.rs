@@ -2,7 +2,9 @@
 //! deadline, and never believes it holds it again; a witness never holds it.
 
 use nix::sys::signal::Signal;
-use raftgres_tests::{eventually, holders, lab_dir, serial, start_lab, status, writable};
+use raftgres_tests::{
+    PrimaryMonitor, eventually, holders, lab_dir, serial, start_lab, status, writable,
+};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -10,6 +12,7 @@ async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
     let names = lab.names();
     let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
     lab.signal(&old, Signal::SIGSTOP)
@@ -62,6 +65,7 @@ async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
         old_status.lease_holder_seen, new,
         "the old holder sees the new one"
     );
+    monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,6 +73,7 @@ async fn a_witness_votes_but_never_holds_the_lease() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, first) = start_lab(&dir, 2, true).await;
+    let monitor = PrimaryMonitor::start(&lab);
     let witness = lab
         .description
         .members
@@ -115,6 +120,7 @@ async fn a_witness_votes_but_never_holds_the_lease() {
         || async { (writable(&lab).await == vec![other.clone()]).then_some(()) },
     )
     .await;
+    monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +128,7 @@ async fn sigterm_releases_the_lease_and_exits_cleanly() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
     let names = lab.names();
     let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
     let old_epoch = status(&lab, &old).await.expect("holder status").lease_epoch;
@@ -143,4 +150,5 @@ async fn sigterm_releases_the_lease_and_exits_cleanly() {
     )
     .await;
     assert!(status(&lab, &new).await.expect("new holder").lease_epoch > old_epoch);
+    monitor.assert_never_two().await;
 }

@@ -1,6 +1,6 @@
 //! Three real agents on loopback: Raft leader loss and restart from disk.
 
-use raftgres_tests::{eventually, lab_dir, serial, start_lab, status};
+use raftgres_tests::{PrimaryMonitor, eventually, lab_dir, serial, start_lab, status};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -8,6 +8,7 @@ async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, _) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
     let names = lab.names();
     let first = status(&lab, &names[0]).await.expect("status");
     let leader_id = eventually(Duration::from_secs(10), "a Raft leader", || async {
@@ -83,4 +84,5 @@ async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
         },
     )
     .await;
+    monitor.assert_never_two().await;
 }

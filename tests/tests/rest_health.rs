@@ -3,7 +3,7 @@
 //! streaming replicas, for GET, HEAD and OPTIONS (HAProxy's httpchk), and
 //! the answer moves with a failover.
 
-use raftgres_tests::{eventually, lab_dir, serial, start_lab, writable};
+use raftgres_tests::{PrimaryMonitor, eventually, lab_dir, serial, start_lab, writable};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -67,6 +67,7 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
     let replica_refs: Vec<&str> = replicas.iter().map(String::as_str).collect();
     assert_eq!(statuses(&lab, "/primary").await, expect(&lab, &[&primary]));
@@ -126,4 +127,5 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
         },
     )
     .await;
+    monitor.assert_never_two().await;
 }

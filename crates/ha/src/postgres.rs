@@ -2,7 +2,7 @@
 //! The lease itself is decided in `decide`; this reads whether we hold it.
 
 use crate::local::PgView;
-use raftgres_state::ClusterState;
+use raftgres_state::{ClusterState, MemberRole, PgState};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -44,12 +44,18 @@ pub enum PgAction {
     },
 }
 
-/// The holder whose Postgres can serve as a source right now.
+/// The holder, once it reports a running primary: cloning, rewinding or
+/// following it any earlier (while it still starts or promotes) would copy
+/// the old timeline, and pg_rewind would find "no rewind required".
 fn usable_source<'a>(state: &'a ClusterState, holder: &'a str) -> Option<&'a str> {
     state
         .members
         .get(holder)
-        .filter(|m| m.pg_address.is_some())
+        .filter(|m| {
+            m.pg_address.is_some()
+                && m.role == MemberRole::Primary
+                && m.pg_state == PgState::Running
+        })
         .map(|m| m.name.as_str())
 }
 

@@ -70,7 +70,11 @@ pub fn cluster(holder: Option<&str>) -> ClusterState {
         ..Default::default()
     };
     for (name, lsn) in [("a", 5000), ("b", 4800), ("c", 4500)] {
-        s.members.insert(name.into(), member(name, lsn, 1));
+        let mut m = member(name, lsn, 1);
+        if holder == Some(name) {
+            m.role = MemberRole::Primary;
+        }
+        s.members.insert(name.into(), m);
     }
     s
 }

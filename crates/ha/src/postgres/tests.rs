@@ -294,6 +294,48 @@ fn decision_table() {
 }
 
 #[test]
+fn a_holder_not_yet_running_as_primary_is_not_a_source() {
+    for (role, pg_state) in [
+        (
+            raftgres_state::MemberRole::Replica,
+            raftgres_state::PgState::Running,
+        ),
+        (
+            raftgres_state::MemberRole::Unknown,
+            raftgres_state::PgState::Starting,
+        ),
+        (
+            raftgres_state::MemberRole::Primary,
+            raftgres_state::PgState::Crashed,
+        ),
+    ] {
+        let mut s = cluster(Some("a"));
+        let a = s.members.get_mut("a").unwrap();
+        a.role = role;
+        a.pg_state = pg_state;
+        for pg in [
+            PgView::Uninitialized,
+            PgView::Stopped {
+                data: data("sys", 6000, true),
+            },
+            running(4000, true, Some("c")),
+        ] {
+            let o = PgObservation {
+                me: "b",
+                state: &s,
+                holds_lease: false,
+                pg: &pg,
+            };
+            assert_eq!(
+                decide_postgres(&o),
+                PgAction::None,
+                "{role:?} {pg_state:?} {pg:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_holder_without_a_postgres_address_is_not_a_source() {
     let mut s = cluster(Some("a"));
     s.members.get_mut("a").unwrap().pg_address = None;
