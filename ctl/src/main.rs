@@ -2,7 +2,9 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use raftgres_lab::{Lab, LabSpec, agent_status, down, pg_query_bool, read_description};
+use raftgres_lab::{
+    Lab, LabSpec, agent_status, down, pg_query_bool, read_description, running_members,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("cannot locate raftgresctl itself")?
                     .with_file_name("raftgres-agent"),
             };
-            if read_description(&dir).is_ok() && !down(&dir, Duration::from_secs(0))?.is_empty() {
+            if !running_members(&dir).is_empty() {
                 bail!(
                     "a lab is already running in {}; run `raftgresctl lab down --dir {}` first",
                     dir.display(),

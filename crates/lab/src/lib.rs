@@ -9,5 +9,7 @@ mod process;
 mod spec;
 
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
-pub use process::{Lab, LabError, agent_status, down, pg_query_bool, read_description};
+pub use process::{
+    Lab, LabError, agent_status, down, pg_query_bool, read_description, running_members,
+};
 pub use spec::{LabDescription, LabMember, LabSpec};

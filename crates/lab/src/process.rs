@@ -157,7 +157,41 @@ impl Lab {
             .map_err(io(&agent_bin))?;
 
         let count = spec.members + usize::from(spec.witness);
+        // A DIR left by an earlier `lab up` holds data whose Raft membership
+        // names its ports: start that same cluster again on them.
+        let previous = match read_description(&dir) {
+            Ok(previous) => Some(previous),
+            Err(_) if LabDescription::path(&dir).exists() => {
+                return Err(LabError::Setup(format!(
+                    "{} holds an unreadable lab.json; remove the directory or choose another --dir",
+                    dir.display()
+                )));
+            }
+            Err(_) => None,
+        };
+        if let Some(previous) = &previous {
+            let witnesses = previous.members.iter().filter(|m| m.witness).count();
+            if previous.members.len() != count
+                || witnesses != usize::from(spec.witness)
+                || netns.is_some()
+            {
+                return Err(LabError::Setup(format!(
+                    "{} holds an earlier lab of {} members ({witnesses} witness); start it with the same shape, or remove the directory or choose another --dir",
+                    dir.display(),
+                    previous.members.len()
+                )));
+            }
+        }
+        let port_of = |addr: &str| {
+            addr.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+        };
+        let reused = |pick: &dyn Fn(&LabMember) -> Option<u16>| -> Option<Vec<u16>> {
+            previous.as_ref()?.members.iter().map(pick).collect()
+        };
         let ports = match &spec.ports {
+            None if previous.is_some() => reused(&|m| port_of(&m.raft_addr))
+                .ok_or_else(|| LabError::Setup("the earlier lab.json lacks Raft ports".into()))?,
             Some(ports) if ports.len() >= count => ports.clone(),
             Some(ports) => {
                 return Err(LabError::Setup(format!(
@@ -167,12 +201,25 @@ impl Lab {
             }
             None => (0..count).map(|_| free_port()).collect::<Result<_, _>>()?,
         };
-        let pg_ports = (0..spec.members)
-            .map(|_| free_port())
-            .collect::<Result<Vec<_>, _>>()?;
-        let api_ports = (0..count)
-            .map(|_| free_port())
-            .collect::<Result<Vec<_>, _>>()?;
+        let previous_pg_ports = previous.as_ref().and_then(|p| {
+            p.members
+                .iter()
+                .filter(|m| !m.witness)
+                .map(|m| m.pg_port)
+                .collect::<Option<Vec<u16>>>()
+        });
+        let pg_ports = match previous_pg_ports {
+            Some(ports) if ports.len() == spec.members => ports,
+            _ => (0..spec.members)
+                .map(|_| free_port())
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let api_ports = match reused(&|m| port_of(&m.api_url)) {
+            Some(ports) => ports,
+            None => (0..count)
+                .map(|_| free_port())
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         let members: Vec<LabMember> = (0..count)
             .map(|i| {
                 let witness = i >= spec.members;
@@ -487,6 +534,20 @@ fn is_our_agent(pid: u32, agent_bin: &Path) -> bool {
         })
         .flatten();
     exe_matches && !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// The members of the lab in DIR whose agents are still running; none if
+/// there is no lab there.
+pub fn running_members(dir: &Path) -> Vec<String> {
+    match read_description(dir) {
+        Ok(description) => description
+            .members
+            .iter()
+            .filter(|m| is_our_agent(m.agent_pid, &description.agent_bin))
+            .map(|m| m.name.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Stops what `lab up` started in DIR, by PID. A missing DIR or lab.json,
