@@ -93,16 +93,19 @@ fn feeding_a_later_deadline_postpones_and_disarm_cancels() {
     let dir = tempfile::tempdir().expect("dir");
     let mut v = victim(dir.path());
     let mut dog = watchdog(dir.path());
-    feed(&mut dog, &format!("arm {}", mono_ns() + 300_000_000));
+    // The superseded deadlines leave room for a slow start of the watchdog
+    // on a loaded machine: a deadline that passes before the watchdog reads
+    // its replacement is rightly fenced.
+    feed(&mut dog, &format!("arm {}", mono_ns() + 1_500_000_000));
     feed(&mut dog, &format!("arm {}", mono_ns() + 60_000_000_000));
     assert!(
-        !dies_within(&mut v, Duration::from_millis(800)),
+        !dies_within(&mut v, Duration::from_millis(2_500)),
         "a later deadline was ignored"
     );
-    feed(&mut dog, &format!("arm {}", mono_ns() + 200_000_000));
+    feed(&mut dog, &format!("arm {}", mono_ns() + 1_500_000_000));
     feed(&mut dog, "disarm");
     assert!(
-        !dies_within(&mut v, Duration::from_millis(800)),
+        !dies_within(&mut v, Duration::from_millis(2_500)),
         "disarm was ignored"
     );
     cleanup(vec![v], dog);
