@@ -180,6 +180,7 @@ fn member_record(config: &AgentConfig) -> Member {
         timeline: None,
         receive_lsn: None,
         replay_lsn: None,
+        streaming: false,
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,

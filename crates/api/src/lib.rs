@@ -12,11 +12,13 @@
 
 mod body;
 mod health;
+mod ops;
 mod query;
 mod router;
 mod status;
 
 pub use health::{HealthSource, NodeHealth, Role};
+pub use ops::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};
 pub use router::{router, serve};
 pub use status::{Endpoint, ROUTES, status};

@@ -230,6 +230,7 @@ mod tests {
             timeline: None,
             receive_lsn: None,
             replay_lsn: None,
+            streaming: false,
             tags,
             witness,
             heartbeat: 0,

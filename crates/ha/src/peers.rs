@@ -58,6 +58,7 @@ mod tests {
                 timeline: None,
                 receive_lsn: None,
                 replay_lsn: None,
+                streaming: false,
                 tags: Tags::default(),
                 witness: false,
                 heartbeat,

@@ -39,6 +39,7 @@ pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
         timeline: Some(1),
         receive_lsn: Some(Lsn(lsn)),
         replay_lsn: Some(Lsn(lsn)),
+        streaming: false,
         tags: Tags {
             nofailover: false,
             failover_priority: priority,

@@ -323,6 +323,15 @@ impl ClusterState {
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
         self.lease.ttl_ms = ttl_ms;
+        // A request for this holder is fulfilled; one from the previous
+        // holder can no longer be carried out by it.
+        if self
+            .switchover
+            .as_ref()
+            .is_some_and(|s| s.to.as_deref() == Some(member) || s.from.is_some())
+        {
+            self.switchover = None;
+        }
         self.record_history(previous_holder, reason, at_unix_ms);
         Ok(Applied::Lease {
             lease: self.lease.clone(),
@@ -408,17 +417,26 @@ impl ClusterState {
     }
 
     fn request_switchover(&mut self, switchover: &Switchover) -> Response {
-        if !self.lease.is_held_by(&switchover.from) {
-            return Err(Rejection::NotHolder {
-                member: switchover.from.clone(),
-                epoch: self.lease.epoch,
-                holder: self.lease.holder.clone(),
-                current: self.lease.epoch,
-            });
+        match (&switchover.from, &switchover.to) {
+            (Some(from), _) if !self.lease.is_held_by(from) => {
+                return Err(Rejection::NotHolder {
+                    member: from.clone(),
+                    epoch: self.lease.epoch,
+                    holder: self.lease.holder.clone(),
+                    current: self.lease.epoch,
+                });
+            }
+            (None, None) => {
+                return Err(Rejection::Invalid {
+                    reason: "a failover needs a candidate; a switchover needs the current leader"
+                        .into(),
+                });
+            }
+            _ => {}
         }
         if let Some(to) = &switchover.to {
             self.check_can_lead(to)?;
-            if *to == switchover.from {
+            if self.lease.is_held_by(to) {
                 return Err(Rejection::Invalid {
                     reason: format!("switchover candidate {to} already holds the lease"),
                 });

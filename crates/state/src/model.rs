@@ -121,6 +121,9 @@ pub struct Member {
     pub timeline: Option<u32>,
     pub receive_lsn: Option<Lsn>,
     pub replay_lsn: Option<Lsn>,
+    /// A replica's WAL receiver streams from its upstream.
+    #[serde(default)]
+    pub streaming: bool,
     pub tags: Tags,
     pub witness: bool,
     /// Grows with every publication, so others can tell a live member from a
@@ -131,7 +134,9 @@ pub struct Member {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Switchover {
-    pub from: String,
+    /// The holder that hands the lease over. `None`: a failover to `to`,
+    /// asked for when there may be no healthy holder; only `to` competes.
+    pub from: Option<String>,
     /// `None`: the best candidate at the time.
     pub to: Option<String>,
     /// Wall-clock time from the requester, informational and for scheduling.

@@ -72,6 +72,7 @@ pub fn member_command(seq: u64) -> Command {
             timeline: Some(1),
             receive_lsn: None,
             replay_lsn: None,
+            streaming: false,
             tags: Tags::default(),
             witness: false,
             heartbeat: 0,

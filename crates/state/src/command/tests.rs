@@ -36,6 +36,7 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         timeline: None,
         receive_lsn: None,
         replay_lsn: None,
+        streaming: false,
         tags: Tags::default(),
         witness,
         heartbeat: 0,
@@ -425,7 +426,7 @@ fn transfer_moves_the_lease_and_clears_the_switchover() {
     ));
     s.apply(&Command::RequestSwitchover {
         switchover: Switchover {
-            from: "a".into(),
+            from: Some("a".into()),
             to: Some("b".into()),
             at_unix_ms: None,
         },
@@ -441,29 +442,81 @@ fn transfer_moves_the_lease_and_clears_the_switchover() {
 #[test]
 fn switchover_requests_are_checked() {
     let mut s = cluster();
-    let request = |from: &str, to: Option<&str>| Command::RequestSwitchover {
+    let request = |from: Option<&str>, to: Option<&str>| Command::RequestSwitchover {
         switchover: Switchover {
-            from: from.into(),
+            from: from.map(Into::into),
             to: to.map(Into::into),
             at_unix_ms: Some(5),
         },
     };
     assert!(matches!(
-        s.apply(&request("a", None)),
+        s.apply(&request(Some("a"), None)),
         Err(Rejection::NotHolder { .. })
+    ));
+    assert!(matches!(
+        s.apply(&request(None, None)),
+        Err(Rejection::Invalid { .. })
     ));
     s.apply(&acquire("a", LeaseVersion::default())).unwrap();
     assert_eq!(
-        s.apply(&request("a", Some("w"))),
+        s.apply(&request(Some("a"), Some("w"))),
         Err(Rejection::WitnessCannotLead { name: "w".into() })
     );
     assert!(matches!(
-        s.apply(&request("a", Some("a"))),
+        s.apply(&request(Some("a"), Some("a"))),
         Err(Rejection::Invalid { .. })
     ));
-    s.apply(&request("a", Some("b"))).unwrap();
+    assert!(matches!(
+        s.apply(&request(None, Some("a"))),
+        Err(Rejection::Invalid { .. })
+    ));
+    s.apply(&request(Some("a"), Some("b"))).unwrap();
     assert_eq!(s.switchover.as_ref().unwrap().to.as_deref(), Some("b"));
     s.apply(&Command::CancelSwitchover).unwrap();
+    assert_eq!(s.switchover, None);
+}
+
+#[test]
+fn a_failover_request_ends_when_its_candidate_acquires() {
+    let mut s = cluster();
+    s.apply(&Command::PublishMember {
+        member: member("c", 4, false),
+    })
+    .unwrap();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    let failover = |to: &str| Command::RequestSwitchover {
+        switchover: Switchover {
+            from: None,
+            to: Some(to.into()),
+            at_unix_ms: None,
+        },
+    };
+    s.apply(&failover("b")).unwrap();
+    // Someone else acquiring leaves the request for its candidate standing.
+    s.apply(&acquire("c", s.lease.version())).unwrap();
+    assert!(s.switchover.is_some());
+    s.apply(&acquire("b", s.lease.version())).unwrap();
+    assert_eq!(s.switchover, None);
+    assert!(s.lease.is_held_by("b"));
+}
+
+#[test]
+fn a_switchover_request_ends_when_its_holder_loses_the_lease() {
+    let mut s = cluster();
+    s.apply(&Command::PublishMember {
+        member: member("c", 4, false),
+    })
+    .unwrap();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    s.apply(&Command::RequestSwitchover {
+        switchover: Switchover {
+            from: Some("a".into()),
+            to: Some("b".into()),
+            at_unix_ms: Some(5),
+        },
+    })
+    .unwrap();
+    s.apply(&acquire("c", s.lease.version())).unwrap();
     assert_eq!(s.switchover, None);
 }
 

@@ -1,0 +1,81 @@
+//! What the REST API asks of the agent beyond health: the replicated state
+//! to report from, and the operations behind the mutating endpoints. The
+//! agent implements [`Operations`]; this crate turns HTTP into these calls
+//! and their results into Patroni-shaped answers.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
+
+/// A boxed future, so the trait stays object safe.
+pub type OpFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, OpError>> + Send + 'a>>;
+
+/// Why an operation did nothing. Each maps to one HTTP status, and its
+/// message is shown to the caller as is: it says what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// 400: the request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404: what it names does not exist (a member, a scheduled switchover).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: a compare-and-set lost to a concurrent change; re-read and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: the cluster is not in a state that allows it (candidate unhealthy
+    /// or lagging, wrong leader named, paused, ...).
+    #[error("{0}")]
+    Precondition(String),
+    /// 503: it could not be done now (no quorum, timed out, Postgres failed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A switchover as requested: Patroni's `leader`, `candidate` and
+/// `scheduled_at` (already parsed to Unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SwitchoverRequest {
+    /// When given, must name the current leader.
+    pub leader: Option<String>,
+    /// `None`: the best healthy replica at the time.
+    pub candidate: Option<String>,
+    /// `None` or a time already passed: now.
+    pub scheduled_at_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchoverOutcome {
+    /// 200: `new_leader` holds the lease and runs the writable primary.
+    Done { new_leader: String },
+    /// 202: recorded in the cluster state; the leader acts at that time.
+    Scheduled { at_unix_ms: u64 },
+}
+
+pub trait Operations: Send + Sync + 'static {
+    /// This member's applied copy of the replicated state: no Raft round
+    /// trip, so it answers on a member cut off from the majority too.
+    fn state(&self) -> ClusterState;
+    /// Replaces the dynamic config if its version is still
+    /// `expected_version` (else [`OpError::Conflict`]).
+    fn set_config(
+        &self,
+        expected_version: u64,
+        values: ConfigValues,
+    ) -> OpFuture<'_, DynamicConfig>;
+    fn switchover(&self, request: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome>;
+    /// Cancels a scheduled switchover ([`OpError::NotFound`] if none).
+    fn cancel_switchover(&self) -> OpFuture<'_, ()>;
+    /// Makes `candidate` the primary, also when there is no healthy one;
+    /// returns once it is. With a healthy leader it is a switchover.
+    fn failover(&self, candidate: String) -> OpFuture<'_, String>;
+    /// Restarts this member's Postgres in its current role.
+    fn restart(&self) -> OpFuture<'_, String>;
+    /// Rewrites this member's managed Postgres config and reloads it.
+    fn reload(&self) -> OpFuture<'_, String>;
+    /// Replaces this replica's data with a fresh clone of the primary.
+    fn reinitialize(&self, force: bool) -> OpFuture<'_, String>;
+    /// Removes a member (not the leader) from the Raft group and the state.
+    fn remove_member(&self, name: String) -> OpFuture<'_, String>;
+}
