@@ -12,12 +12,17 @@
 //! except a witness needs a `postgresql` section with at least `listen`; a
 //! witness runs no Postgres and must not have one. The `restapi` section is
 //! optional for every member, witnesses included: `listen` defaults to
-//! `127.0.0.1:8008` and `connect_address` to `listen`.
+//! `127.0.0.1:8008` and `connect_address` to `listen`. Its optional
+//! `authentication` subsection (`username` and `password`, both required and
+//! non-empty) enables the mutating endpoints; the password never appears in
+//! `Debug` output or error messages.
 //!
 //! Environment overrides: `RAFTGRES_NAME` sets `name`, `RAFTGRES_RAFT__LISTEN`
 //! sets `raft.listen`, `RAFTGRES_POSTGRESQL__LISTEN` sets `postgresql.listen`,
-//! `RAFTGRES_RESTAPI__LISTEN` sets `restapi.listen` (`__` separates a section
-//! from its key). Any other `RAFTGRES_*` variable is rejected as an unknown
+//! `RAFTGRES_RESTAPI__LISTEN` sets `restapi.listen`,
+//! `RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD` sets
+//! `restapi.authentication.password` (`__` separates a section from its key,
+//! at any depth). Any other `RAFTGRES_*` variable is rejected as an unknown
 //! key.
 
 mod error;
@@ -30,8 +35,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings, RestApiSettings,
-    Tags,
+    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings,
+    RestApiSettings, Tags,
 };
 
 /// Loads `path` with overrides from the process environment.

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,6 +98,28 @@ pub struct RestApiSettings {
     /// `host:port` other members and tools connect to; defaults to `listen`,
     /// never a wildcard address. IPv6 addresses are in brackets.
     pub connect_address: String,
+    /// HTTP basic auth for the mutating endpoints; `None` disables them.
+    pub authentication: Option<ApiCredentials>,
+}
+
+/// What a client sends with HTTP basic auth to call a mutating endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiCredentials {
+    /// Not empty, no `:` (basic auth splits user and password at the first
+    /// one), no control characters.
+    pub username: String,
+    /// Not empty, no control characters.
+    pub password: String,
+}
+
+// Settings are logged at start, and a password must never reach a log.
+impl fmt::Debug for ApiCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl RestApiSettings {

@@ -9,8 +9,8 @@ use config::Value;
 
 use crate::tree::{Ctx, Section};
 use crate::{
-    AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
-    RestApiSettings, Tags,
+    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
+    RaftSettings, RestApiSettings, Tags,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -60,7 +60,8 @@ const MANAGED_PARAMETERS: &[&str] = &[
     "data_directory",
     "hba_file",
 ];
-const RESTAPI_KEYS: &[&str] = &["listen", "connect_address"];
+const RESTAPI_KEYS: &[&str] = &["listen", "connect_address", "authentication"];
+const AUTHENTICATION_KEYS: &[&str] = &["username", "password"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
 const BOOTSTRAP_KEYS: &[&str] = &[
     "ttl_ms",
@@ -433,10 +434,71 @@ fn restapi(
         None => listen.to_string(),
     };
 
+    let authentication = section
+        .section_opt("authentication", AUTHENTICATION_KEYS)?
+        .map(|auth| api_credentials(ctx, auth))
+        .transpose()?;
+
     Ok(RestApiSettings {
         listen,
         connect_address,
+        authentication,
     })
+}
+
+fn api_credentials(ctx: &Ctx, mut section: Section<'_>) -> Result<ApiCredentials, ConfigError> {
+    let username = section.string(
+        "username",
+        "set it to the user name clients send with HTTP basic auth to call the mutating \
+         endpoints, e.g. `username: admin`, or remove the `authentication` section to \
+         disable those endpoints",
+    )?;
+    ctx.check(&section.key("username"), basic_auth_username(&username))?;
+    let password = section.secret(
+        "password",
+        "set it to the password clients send with HTTP basic auth, here or through \
+         RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD, or remove the `authentication` \
+         section to disable the mutating endpoints",
+    )?;
+    ctx.check(&section.key("password"), basic_auth_password(&password))?;
+    Ok(ApiCredentials { username, password })
+}
+
+fn basic_auth_username(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err("must not be empty: give the user name clients send with HTTP basic auth".into())
+    } else if value.contains(':') {
+        Err(format!(
+            "must not contain `:`, which HTTP basic auth uses to split user name and \
+             password, got {value:?}"
+        ))
+    } else if value.chars().any(char::is_control) {
+        Err(format!(
+            "must not contain control characters, which an HTTP header cannot carry, \
+             got {value:?}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Never echoes the value: messages end up in logs.
+fn basic_auth_password(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err(
+            "must not be empty: an empty password would let anyone call the mutating \
+             endpoints"
+                .into(),
+        )
+    } else if value.chars().any(char::is_control) {
+        Err(
+            "must not contain line breaks or other control characters, which an HTTP \
+             header cannot carry"
+                .into(),
+        )
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether two servers binding `a` and `b` would fight over the port. A

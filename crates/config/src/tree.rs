@@ -191,6 +191,21 @@ fn describe(kind: &ValueKind) -> String {
     }
 }
 
+/// What [`describe`] says without the value itself.
+fn kind_name(kind: &ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Nil => "nothing",
+        ValueKind::Boolean(_) => "true or false",
+        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_) => {
+            "a whole number"
+        }
+        ValueKind::Float(_) => "a number",
+        ValueKind::String(_) => "text",
+        ValueKind::Table(_) => "a section of keys",
+        ValueKind::Array(_) => "a list",
+    }
+}
+
 /// One map of the tree whose keys have been checked against the schema.
 /// Values are taken out as they are read.
 pub(crate) struct Section<'c> {
@@ -290,6 +305,22 @@ impl<'c> Section<'c> {
             .transpose()
     }
 
+    /// Text that must never appear in a message, such as a password: a
+    /// wrong kind is named without the value.
+    pub(crate) fn secret(&mut self, name: &str, hint: &str) -> Result<String, ConfigError> {
+        let value = self.required(name, hint)?;
+        match value.kind {
+            ValueKind::String(s) => Ok(s),
+            other => Err(self.ctx.invalid(
+                &self.key(name),
+                format!(
+                    "expected text, got {}; put the value in quotes",
+                    kind_name(&other)
+                ),
+            )),
+        }
+    }
+
     pub(crate) fn section(
         &mut self,
         name: &str,
@@ -300,6 +331,21 @@ impl<'c> Section<'c> {
         let key = self.key(name);
         let entries = self.ctx.table(&key, value)?;
         Section::open(self.ctx, key, entries, known)
+    }
+
+    /// A section whose absence means a feature is off, not that its keys
+    /// take defaults.
+    pub(crate) fn section_opt(
+        &mut self,
+        name: &str,
+        known: &[&str],
+    ) -> Result<Option<Section<'c>>, ConfigError> {
+        let Some(value) = self.optional(name)? else {
+            return Ok(None);
+        };
+        let key = self.key(name);
+        let entries = self.ctx.table(&key, value)?;
+        Section::open(self.ctx, key, entries, known).map(Some)
     }
 
     /// An absent section reads as empty, so its keys take their defaults.

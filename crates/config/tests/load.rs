@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftgres_config::{
-    AgentConfig, BootstrapSettings, ConfigError, InitialMember, PostgresSettings, RaftSettings,
-    RestApiSettings, Tags, load, load_with_env,
+    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
+    RaftSettings, RestApiSettings, Tags, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -44,6 +44,9 @@ postgresql:
 restapi:
   listen: 0.0.0.0:8009
   connect_address: node1.example:8009
+  authentication:
+    username: admin
+    password: 'pass: word'
 members:
   - id: 1
     name: node1
@@ -175,6 +178,10 @@ fn full_file_loads_every_value() {
             restapi: RestApiSettings {
                 listen: "0.0.0.0:8009".parse::<SocketAddr>().unwrap(),
                 connect_address: "node1.example:8009".into(),
+                authentication: Some(ApiCredentials {
+                    username: "admin".into(),
+                    password: "pass: word".into(),
+                }),
             },
             members: vec![
                 InitialMember {
@@ -256,6 +263,7 @@ fn minimal_file_gets_documented_defaults() {
         RestApiSettings {
             listen: "127.0.0.1:8008".parse::<SocketAddr>().unwrap(),
             connect_address: "127.0.0.1:8008".into(),
+            authentication: None,
         }
     );
     assert_eq!(config.restapi.url(), "http://127.0.0.1:8008");
@@ -1099,6 +1107,7 @@ fn restapi_section_is_read() {
         RestApiSettings {
             listen: "10.0.0.1:9008".parse::<SocketAddr>().unwrap(),
             connect_address: "node1.example:9008".into(),
+            authentication: None,
         }
     );
     assert_eq!(config.restapi.url(), "http://node1.example:9008");
@@ -1142,6 +1151,7 @@ fn witness_serves_the_restapi_too() {
         RestApiSettings {
             listen: "127.0.0.1:5432".parse::<SocketAddr>().unwrap(),
             connect_address: "witness.example:5432".into(),
+            authentication: None,
         }
     );
 }
@@ -1161,6 +1171,7 @@ fn environment_overrides_restapi_keys() {
         RestApiSettings {
             listen: "0.0.0.0:9008".parse::<SocketAddr>().unwrap(),
             connect_address: "node1.example:9008".into(),
+            authentication: None,
         }
     );
 
@@ -1513,7 +1524,7 @@ fn unknown_keys_are_named_with_the_known_ones() {
         (
             with_restapi("  listen: 127.0.0.1:8008\n  port: 8008\n"),
             "restapi.port",
-            "known keys here are `listen`, `connect_address`",
+            "known keys here are `listen`, `connect_address`, `authentication`",
         ),
     ];
     for (yaml, key, known) in cases {
@@ -1793,4 +1804,234 @@ fn load_reads_the_process_environment() {
     let file = write_bytes(MINIMAL.as_bytes());
     // The test process is not expected to carry RAFTGRES_* variables.
     assert_eq!(load(Path::new(&file.path)).unwrap(), load_yaml(MINIMAL));
+}
+
+/// MINIMAL with an `authentication` section of `lines` (each indented as a
+/// key of `restapi.authentication`).
+fn with_authentication(lines: &str) -> String {
+    with_restapi(&format!("  authentication:\n{lines}"))
+}
+
+const PASSWORD: &str = "s3cret-Pa55";
+
+#[test]
+fn restapi_authentication_is_read() {
+    let restapi = load_yaml(&with_authentication(&format!(
+        "    username: admin\n    password: {PASSWORD}\n"
+    )))
+    .restapi;
+    assert_eq!(
+        restapi.authentication,
+        Some(ApiCredentials {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        })
+    );
+    // Without the section the mutating endpoints stay disabled.
+    assert_eq!(load_yaml(MINIMAL).restapi.authentication, None);
+}
+
+#[test]
+fn restapi_password_is_never_printed() {
+    let config = load_yaml(&with_authentication(&format!(
+        "    username: admin\n    password: {PASSWORD}\n"
+    )));
+    for shown in [
+        format!("{config:?}"),
+        format!("{config:#?}"),
+        format!("{:?}", config.restapi.authentication),
+    ] {
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert!(shown.contains("admin"), "{shown}");
+    }
+
+    // Nor in the messages about a bad one.
+    for (value, detail) in [
+        ("12345678", "whole number"),
+        ("[s3cret]", "a list"),
+        ("\"s3cret\\nline\"", "control characters"),
+    ] {
+        let message = error(&with_authentication(&format!(
+            "    username: admin\n    password: {value}\n"
+        )));
+        assert!(
+            message.contains("key `restapi.authentication.password`") && message.contains(detail),
+            "{message:?}"
+        );
+        for leak in ["12345678", "s3cret"] {
+            assert!(!message.contains(leak), "{message:?} shows the password");
+        }
+    }
+}
+
+#[test]
+fn restapi_authentication_keys_are_required_and_not_empty() {
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "missing password",
+            with_authentication("    username: admin\n"),
+            "restapi.authentication.password",
+            "is missing",
+        ),
+        (
+            "missing username",
+            with_authentication(&format!("    password: {PASSWORD}\n")),
+            "restapi.authentication.username",
+            "is missing",
+        ),
+        (
+            "empty section",
+            with_restapi("  authentication: {}\n"),
+            "restapi.authentication.username",
+            "is missing",
+        ),
+        (
+            "section without a value",
+            with_restapi("  authentication:\n"),
+            "restapi.authentication",
+            "is empty",
+        ),
+        (
+            "section as text",
+            with_restapi("  authentication: admin\n"),
+            "restapi.authentication",
+            "section",
+        ),
+        (
+            "empty password",
+            with_authentication("    username: admin\n    password: ''\n"),
+            "restapi.authentication.password",
+            "must not be empty",
+        ),
+        (
+            "password without a value",
+            with_authentication("    username: admin\n    password:\n"),
+            "restapi.authentication.password",
+            "is empty",
+        ),
+        (
+            "empty username",
+            with_authentication(&format!("    username: ''\n    password: {PASSWORD}\n")),
+            "restapi.authentication.username",
+            "must not be empty",
+        ),
+        (
+            "username with a colon",
+            with_authentication(&format!("    username: 'a:b'\n    password: {PASSWORD}\n")),
+            "restapi.authentication.username",
+            "`:`",
+        ),
+        (
+            "username as a number",
+            with_authentication(&format!("    username: 42\n    password: {PASSWORD}\n")),
+            "restapi.authentication.username",
+            "quotes",
+        ),
+    ];
+    for (what, yaml, key, detail) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(&format!("key `{key}`")) && message.contains(detail),
+            "{what}: {message:?} does not name `{key}` with {detail:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_password_message_format() {
+    let (path, e) = error_env(&with_authentication("    username: admin\n"), &[]);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "invalid settings in {}: key `restapi.authentication.password`: is missing: set \
+             it to the password clients send with HTTP basic auth, here or through \
+             RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD, or remove the `authentication` \
+             section to disable the mutating endpoints",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_authentication_key_is_named() {
+    let message = error(&with_authentication(&format!(
+        "    username: admin\n    password: {PASSWORD}\n    user: x\n"
+    )));
+    assert!(
+        message.contains("unknown key `restapi.authentication.user`")
+            && message.contains("known keys here are `username`, `password`"),
+        "{message:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_restapi_authentication() {
+    // The usual split: the user name in the file, the password from a secret.
+    let (_file, result) = load_env(
+        &with_authentication("    username: admin\n"),
+        &[("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", PASSWORD)],
+    );
+    let restapi = result.unwrap_or_else(|e| panic!("{e}")).restapi;
+    assert_eq!(
+        restapi.authentication,
+        Some(ApiCredentials {
+            username: "admin".into(),
+            password: PASSWORD.into(),
+        })
+    );
+
+    // The variables alone can supply the section, and override the file.
+    let (_file, result) = load_env(
+        &with_authentication("    username: admin\n    password: old\n"),
+        &[
+            ("RAFTGRES_RESTAPI__AUTHENTICATION__USERNAME", "ops"),
+            ("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", "007"),
+        ],
+    );
+    let restapi = result.unwrap_or_else(|e| panic!("{e}")).restapi;
+    assert_eq!(
+        restapi.authentication,
+        Some(ApiCredentials {
+            username: "ops".into(),
+            password: "007".into(),
+        })
+    );
+    let (_file, result) = load_env(
+        MINIMAL,
+        &[
+            ("RAFTGRES_RESTAPI__AUTHENTICATION__USERNAME", "ops"),
+            ("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", PASSWORD),
+        ],
+    );
+    let restapi = result.unwrap_or_else(|e| panic!("{e}")).restapi;
+    assert_eq!(
+        restapi.authentication.map(|a| a.username),
+        Some("ops".into())
+    );
+
+    let (_, e) = error_env(
+        &with_authentication("    username: admin\n"),
+        &[("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", "")],
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("key `restapi.authentication.password`")
+            && message.contains("must not be empty")
+            && message.contains(
+                "(set by environment variable RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD)"
+            ),
+        "{message:?}"
+    );
+
+    // A password without a user name is incomplete, not silently ignored.
+    let (_, e) = error_env(
+        MINIMAL,
+        &[("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", PASSWORD)],
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("key `restapi.authentication.username`: is missing"),
+        "{message:?}"
+    );
+    assert!(!message.contains(PASSWORD), "{message:?}");
 }
