@@ -1,24 +1,42 @@
-//! The Patroni-compatible REST API of a raftgres agent. Today: the health
-//! endpoints that load balancers and probes call (`/primary`, `/replica`,
-//! `/read-only`, `/health`, `/liveness`, `/readiness`, ...) and `/patroni`.
+//! The Patroni-compatible REST API of a raftgres agent, as `docs/rest-api.md`
+//! specifies it:
+//! - health endpoints for load balancers and probes (`/primary`, `/replica`,
+//!   `/read-only`, `/health`, `/liveness`, `/readiness`, ...) and `/patroni`;
+//! - status documents: `/cluster`, `/history`, `/config` (with an `ETag`)
+//!   and `/metrics` (OpenMetrics text);
+//! - mutating endpoints behind HTTP basic auth: `PATCH /config` (a JSON merge
+//!   patch), `/switchover`, `/failover`, `/restart`, `/reload`,
+//!   `/reinitialize` and `DELETE /members/{name}`.
 //!
-//! Every answer is a pure function of one [`NodeHealth`] snapshot, taken from
-//! the agent's [`HealthSource`] once per request: see [`status`]. Nothing here
-//! makes a Raft round trip, so `/primary` costs one snapshot and, for `GET`,
-//! one small JSON document.
+//! The agent hands [`router`] or [`serve`] an [`ApiContext`]: a
+//! [`HealthSource`] for this member's health, [`Operations`] for the
+//! replicated state and the changes, and the [`Credentials`] the mutating
+//! calls need. A health answer is a pure function of one [`NodeHealth`]
+//! snapshot (see [`status`]) and never touches [`Operations`], so `/primary`
+//! costs one snapshot and, for `GET`, one small JSON document. The status
+//! documents read the member's applied copy of the state: no Raft round trip
+//! either. Only the mutating calls wait, on the agent's operations.
 //!
 //! Architecture invariant: this crate knows HTTP and Patroni's semantics,
 //! nothing of Raft or Postgres internals.
 
+mod auth;
 mod body;
+mod cluster;
+mod config_doc;
 mod health;
+mod metrics;
 mod ops;
 mod query;
+mod read;
+mod reply;
 mod router;
 mod status;
+mod write;
 
+pub use auth::Credentials;
 pub use health::{HealthSource, NodeHealth, Role};
 pub use ops::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};
-pub use router::{router, serve};
+pub use router::{ApiContext, router, serve};
 pub use status::{Endpoint, ROUTES, status};

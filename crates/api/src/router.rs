@@ -1,4 +1,4 @@
-//! The axum router and server. Each request: parse the query, take one
+//! The axum router and server. A health request: parse the query, take one
 //! snapshot, decide the status code, and only then, for `GET`, build a body.
 
 use std::future::Future;
@@ -7,52 +7,100 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::header::{ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{MethodFilter, on};
+use axum::routing::{MethodFilter, MethodRouter, delete, on, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+use crate::auth::Credentials;
 use crate::body;
 use crate::health::HealthSource;
+use crate::ops::Operations;
 use crate::query::parse_query;
 use crate::status::{Endpoint, ROUTES, status};
-
-type Source = Arc<dyn HealthSource>;
+use crate::{read, reply, write};
 
 const HEALTH_METHODS: MethodFilter = MethodFilter::GET
     .or(MethodFilter::HEAD)
     .or(MethodFilter::OPTIONS);
 const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
+const ALLOWED_CONFIG: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS, PATCH");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// The health endpoints of [`ROUTES`], each answering `GET`, `HEAD` and
-/// `OPTIONS` (other methods get 405). `GET` carries the JSON status
-/// document; `HEAD` and `OPTIONS` carry no body, and `OPTIONS` says `Allow`.
-/// A bad query value is a 400 naming the parameter; an unknown path a 404.
-pub fn router(source: Arc<dyn HealthSource>) -> Router {
+/// What the API serves from: the agent's health snapshot, its replicated
+/// state and operations, and the credentials the mutating calls need.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub health: Arc<dyn HealthSource>,
+    pub ops: Arc<dyn Operations>,
+    /// `None`: every mutating call answers 403.
+    pub auth: Option<Credentials>,
+}
+
+type Context = Arc<ApiContext>;
+
+/// Every endpoint of `docs/rest-api.md`. The health endpoints of [`ROUTES`]
+/// answer `GET`, `HEAD` and `OPTIONS` from one [`HealthSource`] snapshot:
+/// `GET` carries the JSON status document; `HEAD` and `OPTIONS` carry no
+/// body, and `OPTIONS` says `Allow`. A bad query value is a 400 naming the
+/// parameter; an unknown path a 404; another method a 405. `/cluster`,
+/// `/history`, `/config` and `/metrics` read the applied state the same
+/// way. The mutating endpoints need basic auth (401/403 otherwise) and
+/// take bodies up to 64 KiB.
+pub fn router(ctx: ApiContext) -> Router {
     let mut router = Router::new();
     for &(path, endpoint) in ROUTES {
         router = router.route(
             path,
             on(
                 HEALTH_METHODS,
-                move |State(source): State<Source>, request: Request| async move {
-                    respond(endpoint, source.as_ref(), &request)
+                move |State(ctx): State<Context>, request: Request| async move {
+                    respond(endpoint, ctx.health.as_ref(), &request)
                 },
             ),
         );
     }
-    router.fallback(not_found).with_state(source)
+    router
+        .route("/cluster", document(ALLOWED, read::cluster))
+        .route("/history", document(ALLOWED, read::history))
+        .route("/metrics", document(ALLOWED, read::metrics))
+        .route(
+            "/config",
+            document(ALLOWED_CONFIG, read::config).patch(write::patch_config),
+        )
+        .route(
+            "/switchover",
+            post(write::switchover).delete(write::cancel_switchover),
+        )
+        .route("/failover", post(write::failover))
+        .route("/restart", post(write::restart))
+        .route("/reload", post(write::reload))
+        .route("/reinitialize", post(write::reinitialize))
+        .route("/members/{name}", delete(write::remove_member))
+        .layer(DefaultBodyLimit::max(write::BODY_LIMIT_BYTES))
+        .fallback(not_found)
+        .with_state(Arc::new(ctx))
+}
+
+/// A read endpoint for `GET`, `HEAD` and `OPTIONS`.
+fn document(allow: HeaderValue, make: fn(&ApiContext) -> Response) -> MethodRouter<Context> {
+    on(
+        HEALTH_METHODS,
+        move |State(ctx): State<Context>, method: Method| async move {
+            reply::for_method(&method, allow, || make(&ctx))
+        },
+    )
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, then lets
 /// requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
-    source: Arc<dyn HealthSource>,
+    ctx: ApiContext,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let listener = listener.tap_io(|stream| {
@@ -60,7 +108,7 @@ pub async fn serve(
             tracing::debug!(%err, "cannot set TCP_NODELAY on a REST connection");
         }
     });
-    axum::serve(listener, router(source))
+    axum::serve(listener, router(ctx))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -102,3 +150,6 @@ fn reply(method: &Method, code: StatusCode, make_body: impl FnOnce() -> Vec<u8>)
     }
     response
 }
+
+#[cfg(test)]
+mod tests;

@@ -105,7 +105,7 @@ pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) 
 }
 
 /// The primary with a lease that is valid now, running and out of recovery.
-fn is_writable_primary(h: &NodeHealth) -> bool {
+pub(crate) fn is_writable_primary(h: &NodeHealth) -> bool {
     h.role == Role::Primary && h.holds_valid_lease && h.postgres_running && !h.in_recovery
 }
 

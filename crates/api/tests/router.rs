@@ -5,8 +5,55 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
-use raftgres_api::{NodeHealth, ROUTES, Role, router};
+use raftgres_api::{
+    ApiContext, HealthSource, NodeHealth, OpFuture, Operations, ROUTES, Role, SwitchoverOutcome,
+    SwitchoverRequest, router,
+};
+use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
 use tower::ServiceExt;
+
+/// The health endpoints must answer from the health snapshot alone.
+struct Untouchable;
+
+const TOUCHED: &str = "a health endpoint called Operations";
+
+impl Operations for Untouchable {
+    fn state(&self) -> ClusterState {
+        panic!("{TOUCHED}")
+    }
+    fn set_config(&self, _: u64, _: ConfigValues) -> OpFuture<'_, DynamicConfig> {
+        panic!("{TOUCHED}")
+    }
+    fn switchover(&self, _: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome> {
+        panic!("{TOUCHED}")
+    }
+    fn cancel_switchover(&self) -> OpFuture<'_, ()> {
+        panic!("{TOUCHED}")
+    }
+    fn failover(&self, _: String) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn restart(&self) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn reload(&self) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn reinitialize(&self, _: bool) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn remove_member(&self, _: String) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+}
+
+fn context(health: impl HealthSource) -> ApiContext {
+    ApiContext {
+        health: Arc::new(health),
+        ops: Arc::new(Untouchable),
+        auth: None,
+    }
+}
 
 fn primary() -> NodeHealth {
     NodeHealth {
@@ -55,7 +102,7 @@ impl Reply {
 }
 
 async fn call(health: NodeHealth, method: Method, uri: &str) -> Reply {
-    let app = router(Arc::new(move || health.clone()));
+    let app = router(context(move || health.clone()));
     let request = Request::builder()
         .method(method)
         .uri(uri)
@@ -219,7 +266,7 @@ async fn serve_answers_over_tcp_and_shuts_down() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(raftgres_api::serve(
         listener,
-        Arc::new(primary),
+        context(primary),
         async move {
             let _ = stopped.await;
         },

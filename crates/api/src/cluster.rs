@@ -1,0 +1,229 @@
+//! `GET /cluster` and `GET /history`: Patroni's documents, built from this
+//! member's applied copy of the cluster state. Pure.
+
+use raftgres_state::{ClusterState, HistoryEntry, Member, MemberRole, PgState};
+use serde::Serialize;
+use serde::ser::{SerializeTuple, Serializer};
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct ClusterDocument<'a> {
+    scope: &'a str,
+    members: Vec<MemberDocument<'a>>,
+    pause: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_switchover: Option<ScheduledSwitchover<'a>>,
+    lease: LeaseDocument<'a>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct MemberDocument<'a> {
+    name: &'a str,
+    role: &'static str,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<Lag>,
+    tags: TagsDocument,
+}
+
+/// Bytes behind the leader, or Patroni's `"unknown"`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+enum Lag {
+    Bytes(u64),
+    Unknown(&'static str),
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct TagsDocument {
+    nofailover: bool,
+    failover_priority: u32,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct ScheduledSwitchover<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct LeaseDocument<'a> {
+    holder: Option<&'a str>,
+    epoch: u64,
+}
+
+/// The `/cluster` document of `state`, for the cluster named `scope`.
+pub(crate) fn cluster_document<'a>(state: &'a ClusterState, scope: &'a str) -> ClusterDocument<'a> {
+    ClusterDocument {
+        scope,
+        members: state
+            .members
+            .values()
+            .map(|member| member_document(state, member))
+            .collect(),
+        pause: state.config.as_ref().is_some_and(|c| c.values.pause),
+        scheduled_switchover: state
+            .switchover
+            .as_ref()
+            .map(|switchover| ScheduledSwitchover {
+                at: switchover.at_unix_ms.and_then(rfc3339),
+                from: switchover.from.as_deref(),
+                to: switchover.to.as_deref(),
+            }),
+        lease: LeaseDocument {
+            holder: state.lease.holder.as_deref(),
+            epoch: state.lease.epoch.0,
+        },
+    }
+}
+
+/// Votes in Raft and runs no Postgres; either record field says so.
+pub(crate) fn is_witness(member: &Member) -> bool {
+    member.witness || member.role == MemberRole::Witness
+}
+
+fn member_document<'a>(state: &ClusterState, member: &'a Member) -> MemberDocument<'a> {
+    let witness = is_witness(member);
+    let leader = state.lease.is_held_by(&member.name);
+    let role = if leader {
+        "leader"
+    } else if witness {
+        "witness"
+    } else if state.sync_set.contains(&member.name) {
+        "sync_standby"
+    } else {
+        "replica"
+    };
+    let (host, port) = member
+        .pg_address
+        .as_deref()
+        .map_or((None, None), split_address);
+    let lag = (!leader && !witness).then(|| match (state.lease.last_lsn, member.replay_lsn) {
+        (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.0.saturating_sub(replayed.0)),
+        _ => Lag::Unknown("unknown"),
+    });
+    MemberDocument {
+        name: &member.name,
+        role,
+        state: member_state(member),
+        api_url: member
+            .api_url
+            .as_deref()
+            .map(|url| format!("{}/patroni", url.trim_end_matches('/'))),
+        host,
+        port,
+        timeline: member.timeline,
+        lag,
+        tags: TagsDocument {
+            nofailover: member.tags.nofailover,
+            failover_priority: member.tags.failover_priority,
+        },
+    }
+}
+
+fn member_state(member: &Member) -> &'static str {
+    match member.pg_state {
+        PgState::Running if member.streaming && member.role == MemberRole::Replica => "streaming",
+        PgState::Running => "running",
+        PgState::Starting => "starting",
+        PgState::Stopped => "stopped",
+        PgState::Crashed => "crashed",
+        PgState::Unknown => "unknown",
+        // A witness has no Postgres by design; its record being there is
+        // all there is to run.
+        PgState::Absent => "running",
+    }
+}
+
+/// `host:port` or `[v6]:port` into its parts; a bare host gives no port.
+fn split_address(address: &str) -> (Option<&str>, Option<u16>) {
+    if let Some(bracketed) = address.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((host, rest)) => (
+                Some(host),
+                rest.strip_prefix(':').and_then(|port| port.parse().ok()),
+            ),
+            None => (Some(address), None),
+        };
+    }
+    match address.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (Some(host), port.parse().ok()),
+        // An unbracketed IPv6 address: no port can be told apart.
+        _ => (Some(address), None),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC; `None` outside the years jiff knows
+/// (-9999 to 9999), which only a corrupt record could hold.
+pub(crate) fn rfc3339(unix_ms: u64) -> Option<String> {
+    let ms = i64::try_from(unix_ms).ok()?;
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|at| at.to_string())
+}
+
+/// One `/history` row, serialized as Patroni's array
+/// `[timeline, lsn, reason, timestamp, new_leader]`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct HistoryRow<'a>(&'a HistoryEntry);
+
+impl Serialize for HistoryRow<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entry = self.0;
+        let mut row = serializer.serialize_tuple(5)?;
+        row.serialize_element(&entry.timeline)?;
+        row.serialize_element(&entry.lsn.map(|lsn| lsn.0))?;
+        row.serialize_element(&entry.reason)?;
+        row.serialize_element(&rfc3339(entry.at_unix_ms))?;
+        row.serialize_element(&entry.new_holder)?;
+        row.end()
+    }
+}
+
+/// The `/history` document, oldest first as the state keeps it.
+pub(crate) fn history_document(state: &ClusterState) -> Vec<HistoryRow<'_>> {
+    state.history.iter().map(HistoryRow).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_into_host_and_port() {
+        assert_eq!(
+            split_address("127.0.0.1:5432"),
+            (Some("127.0.0.1"), Some(5432))
+        );
+        assert_eq!(
+            split_address("db.example:5433"),
+            (Some("db.example"), Some(5433))
+        );
+        assert_eq!(split_address("[::1]:5434"), (Some("::1"), Some(5434)));
+        assert_eq!(split_address("[::1]"), (Some("::1"), None));
+        assert_eq!(split_address("::1"), (Some("::1"), None));
+        assert_eq!(split_address("db"), (Some("db"), None));
+        assert_eq!(split_address("db:x"), (Some("db"), None));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(1_795_341_600_000).as_deref(),
+            Some("2026-11-22T10:00:00Z")
+        );
+        assert_eq!(rfc3339(u64::MAX), None);
+    }
+}

@@ -1,0 +1,63 @@
+//! The status documents beyond health: `/cluster`, `/history`, `/config`
+//! and `/metrics`. Each reads this member's applied state once: no Raft
+//! round trip, so they answer on a member cut off from the majority too.
+
+use axum::http::header::ETAG;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use raftgres_state::DynamicConfig;
+
+use crate::cluster::{cluster_document, history_document};
+use crate::config_doc::to_document;
+use crate::metrics;
+use crate::reply;
+use crate::router::ApiContext;
+
+pub(crate) fn cluster(ctx: &ApiContext) -> Response {
+    let state = ctx.ops.state();
+    let scope = ctx.health.health().scope;
+    reply::json(StatusCode::OK, &cluster_document(&state, &scope))
+}
+
+pub(crate) fn history(ctx: &ApiContext) -> Response {
+    let state = ctx.ops.state();
+    reply::json(StatusCode::OK, &history_document(&state))
+}
+
+pub(crate) fn config(ctx: &ApiContext) -> Response {
+    match ctx.ops.state().config {
+        Some(config) => config_response(StatusCode::OK, &config),
+        None => reply::error(StatusCode::SERVICE_UNAVAILABLE, NO_CONFIG_YET),
+    }
+}
+
+pub(crate) fn metrics(ctx: &ApiContext) -> Response {
+    let state = ctx.ops.state();
+    let health = ctx.health.health();
+    match metrics::render(&state, &health) {
+        Ok(text) => reply::with_body(
+            StatusCode::OK,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+            text.into_bytes(),
+        ),
+        Err(err) => {
+            tracing::error!(%err, "cannot encode the metrics");
+            reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode the metrics: {err}"),
+            )
+        }
+    }
+}
+
+/// The config document with its version as the `ETag`, for `If-Match`.
+pub(crate) fn config_response(code: StatusCode, config: &DynamicConfig) -> Response {
+    let mut response = reply::json(code, &to_document(&config.values));
+    if let Ok(etag) = HeaderValue::try_from(format!("\"{}\"", config.version)) {
+        response.headers_mut().insert(ETAG, etag);
+    }
+    response
+}
+
+pub(crate) const NO_CONFIG_YET: &str =
+    "the cluster has no dynamic config yet: it is still bootstrapping; retry shortly";

@@ -1,0 +1,964 @@
+//! The router end to end, with a fake agent behind [`Operations`] that
+//! records every call.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use axum::body::to_bytes;
+use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, Request as HttpRequest};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use raftgres_state::{
+    ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Lsn, Member, MemberRole,
+    PgState, Switchover, Tags,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::health::{NodeHealth, Role};
+use crate::ops::{OpError, OpFuture, SwitchoverOutcome, SwitchoverRequest};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    State,
+    SetConfig(u64, ConfigValues),
+    Switchover(SwitchoverRequest),
+    CancelSwitchover,
+    Failover(String),
+    Restart,
+    Reload,
+    Reinitialize(bool),
+    RemoveMember(String),
+}
+
+/// Answers from `state`; `refuse` makes every mutating call fail with it.
+struct FakeOps {
+    state: Mutex<ClusterState>,
+    calls: Mutex<Vec<Call>>,
+    refuse: Option<OpError>,
+    switchover: SwitchoverOutcome,
+}
+
+impl FakeOps {
+    fn new(state: ClusterState) -> Self {
+        FakeOps {
+            state: Mutex::new(state),
+            calls: Mutex::new(Vec::new()),
+            refuse: None,
+            switchover: SwitchoverOutcome::Done {
+                new_leader: "m2".into(),
+            },
+        }
+    }
+
+    fn record(&self, call: Call) {
+        self.calls.lock().expect("calls lock").push(call);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    /// Calls other than reading the state.
+    fn changes(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|call| *call != Call::State)
+            .collect()
+    }
+
+    fn outcome<T: Send + 'static>(&self, call: Call, ok: T) -> OpFuture<'_, T> {
+        self.record(call);
+        let result = match &self.refuse {
+            Some(err) => Err(err.clone()),
+            None => Ok(ok),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+impl Operations for FakeOps {
+    fn state(&self) -> ClusterState {
+        self.record(Call::State);
+        self.state.lock().expect("state lock").clone()
+    }
+
+    fn set_config(
+        &self,
+        expected_version: u64,
+        values: ConfigValues,
+    ) -> OpFuture<'_, DynamicConfig> {
+        self.record(Call::SetConfig(expected_version, values.clone()));
+        let result = match &self.refuse {
+            Some(err) => Err(err.clone()),
+            None => {
+                let mut state = self.state.lock().expect("state lock");
+                let next = DynamicConfig {
+                    version: expected_version + 1,
+                    values,
+                };
+                state.config = Some(next.clone());
+                Ok(next)
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn switchover(&self, request: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome> {
+        self.outcome(Call::Switchover(request), self.switchover.clone())
+    }
+
+    fn cancel_switchover(&self) -> OpFuture<'_, ()> {
+        self.record(Call::CancelSwitchover);
+        let result = match self.state.lock().expect("state lock").switchover.take() {
+            Some(_) => Ok(()),
+            None => Err(OpError::NotFound("no switchover is scheduled".into())),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn failover(&self, candidate: String) -> OpFuture<'_, String> {
+        self.outcome(Call::Failover(candidate.clone()), candidate)
+    }
+
+    fn restart(&self) -> OpFuture<'_, String> {
+        self.outcome(Call::Restart, "restarted successfully".into())
+    }
+
+    fn reload(&self) -> OpFuture<'_, String> {
+        self.outcome(Call::Reload, "reloaded".into())
+    }
+
+    fn reinitialize(&self, force: bool) -> OpFuture<'_, String> {
+        self.outcome(Call::Reinitialize(force), "reinitialized".into())
+    }
+
+    fn remove_member(&self, name: String) -> OpFuture<'_, String> {
+        self.outcome(Call::RemoveMember(name.clone()), format!("removed {name}"))
+    }
+}
+
+fn config_values() -> ConfigValues {
+    ConfigValues {
+        ttl_ms: 3000,
+        loop_wait_ms: 500,
+        retry_timeout_ms: 1000,
+        lease_margin_ms: 500,
+        maximum_lag_on_failover: 1_048_576,
+        synchronous_mode: false,
+        synchronous_mode_strict: false,
+        synchronous_node_count: 1,
+        postgresql_parameters: [
+            ("work_mem".to_owned(), "4MB".to_owned()),
+            ("max_connections".to_owned(), "100".to_owned()),
+        ]
+        .into(),
+        pause: false,
+    }
+}
+
+fn member(name: &str, port: u16) -> Member {
+    Member {
+        name: name.into(),
+        node_id: u64::from(port),
+        raft_addr: format!("127.0.0.1:{}", port + 1000),
+        api_url: Some(format!("http://127.0.0.1:{}", port + 3000)),
+        pg_address: Some(format!("127.0.0.1:{port}")),
+        role: MemberRole::Replica,
+        pg_state: PgState::Running,
+        timeline: Some(2),
+        receive_lsn: Some(Lsn(0x3000_0000)),
+        replay_lsn: Some(Lsn(0x3000_0000)),
+        streaming: true,
+        tags: Tags {
+            nofailover: false,
+            failover_priority: 1,
+        },
+        witness: false,
+        heartbeat: 9,
+    }
+}
+
+/// m1 leads at epoch 3; m2 streams 4 KiB behind; m3 is in the sync set
+/// with an unknown position; w votes only.
+fn cluster_state() -> ClusterState {
+    let m1 = Member {
+        role: MemberRole::Primary,
+        streaming: false,
+        replay_lsn: None,
+        ..member("m1", 5432)
+    };
+    let m2 = Member {
+        replay_lsn: Some(Lsn(0x3000_0000 - 4096)),
+        ..member("m2", 5433)
+    };
+    let m3 = Member {
+        pg_address: Some("[::1]:5434".into()),
+        replay_lsn: None,
+        streaming: false,
+        pg_state: PgState::Starting,
+        tags: Tags {
+            nofailover: true,
+            failover_priority: 0,
+        },
+        ..member("m3", 5434)
+    };
+    let w = Member {
+        role: MemberRole::Witness,
+        witness: true,
+        pg_address: None,
+        pg_state: PgState::Absent,
+        timeline: None,
+        receive_lsn: None,
+        replay_lsn: None,
+        streaming: false,
+        ..member("w", 5435)
+    };
+    ClusterState {
+        identity: None,
+        config: Some(DynamicConfig {
+            version: 7,
+            values: config_values(),
+        }),
+        lease: Lease {
+            holder: Some("m1".into()),
+            epoch: Epoch(3),
+            revision: 40,
+            ttl_ms: 3000,
+            last_lsn: Some(Lsn(0x3000_0000)),
+            timeline: Some(2),
+        },
+        members: [m1, m2, m3, w]
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect(),
+        sync_set: ["m3".to_owned()].into(),
+        switchover: None,
+        history: vec![
+            HistoryEntry {
+                epoch: Epoch(1),
+                previous_holder: None,
+                new_holder: "m1".into(),
+                timeline: Some(1),
+                lsn: None,
+                reason: "bootstrap".into(),
+                at_unix_ms: 1_795_341_600_000,
+            },
+            HistoryEntry {
+                epoch: Epoch(2),
+                previous_holder: Some("m1".into()),
+                new_holder: "m2".into(),
+                timeline: Some(1),
+                lsn: Some(Lsn(50_331_808)),
+                reason: "switchover".into(),
+                at_unix_ms: 1_795_341_601_500,
+            },
+            HistoryEntry {
+                epoch: Epoch(3),
+                previous_holder: Some("m2".into()),
+                new_holder: "m1".into(),
+                timeline: Some(2),
+                lsn: Some(Lsn(67_108_864)),
+                reason: "failover".into(),
+                at_unix_ms: 1_795_341_700_000,
+            },
+        ],
+    }
+}
+
+fn primary_health() -> NodeHealth {
+    NodeHealth {
+        member: "m1".into(),
+        scope: "lab".into(),
+        role: Role::Primary,
+        holds_valid_lease: true,
+        postgres_running: true,
+        in_recovery: false,
+        streaming: false,
+        lag_bytes: None,
+        timeline: Some(2),
+        paused: false,
+        tags: BTreeMap::new(),
+        xlog_location: Some(0x3000_0000),
+        server_version: Some(150_004),
+    }
+}
+
+fn admin() -> Credentials {
+    Credentials {
+        username: "admin".into(),
+        password: "s3cret".into(),
+    }
+}
+
+struct Api {
+    router: Router,
+    ops: Arc<FakeOps>,
+}
+
+fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api {
+    let ops = Arc::new(ops);
+    let router = router(ApiContext {
+        health: Arc::new(move || health.clone()),
+        ops: Arc::clone(&ops) as Arc<dyn Operations>,
+        auth,
+    });
+    Api { router, ops }
+}
+
+fn api() -> Api {
+    api_with(
+        FakeOps::new(cluster_state()),
+        primary_health(),
+        Some(admin()),
+    )
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn error(&self) -> String {
+        match self.json() {
+            Value::Object(map) => match map.get("error") {
+                Some(Value::String(message)) => message.clone(),
+                _ => panic!("no error message in {map:?}"),
+            },
+            other => panic!("not an error document: {other}"),
+        }
+    }
+}
+
+const ADMIN: Option<&str> = Some("admin:s3cret");
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user_password: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let mut request = HttpRequest::builder().method(method).uri(path);
+        if let Some(user_password) = user_password {
+            request = request.header(
+                AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(user_password)),
+            );
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Body::from(body.to_owned()))
+            .expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a readable body")
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, &[], "").await
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: &str) -> Answer {
+        self.call(method, path, ADMIN, &[], body).await
+    }
+}
+
+/// Every mutating call, each with a body it would accept.
+const MUTATING: [(&str, &str, &str); 9] = [
+    ("PATCH", "/config", r#"{"pause": true}"#),
+    ("POST", "/switchover", r#"{"leader": "m1"}"#),
+    ("DELETE", "/switchover", ""),
+    ("POST", "/failover", r#"{"candidate": "m2"}"#),
+    ("POST", "/restart", ""),
+    ("POST", "/reload", "{}"),
+    ("POST", "/reinitialize", r#"{"force": true}"#),
+    ("DELETE", "/members/m2", ""),
+    (
+        "POST",
+        "/switchover",
+        r#"{"leader": "m1", "candidate": "m2"}"#,
+    ),
+];
+
+fn method(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).expect("a method name")
+}
+
+#[tokio::test]
+async fn health_endpoints_never_touch_operations() {
+    let api = api();
+    for path in ["/primary", "/replica", "/patroni", "/health", "/readiness"] {
+        let answer = api.get(path).await;
+        assert!(
+            answer.status == StatusCode::OK || answer.status == StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            answer.status
+        );
+    }
+    assert_eq!(api.get("/primary").await.status, StatusCode::OK);
+    assert_eq!(api.ops.calls(), []);
+}
+
+#[tokio::test]
+async fn mutating_calls_without_credentials_get_401_and_reach_nothing() {
+    let api = api();
+    for (name, path, body) in MUTATING {
+        for credentials in [None, Some("admin:wrong"), Some("admin:s3cret ")] {
+            let answer = api.call(method(name), path, credentials, &[], body).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name} {path}");
+            assert_eq!(
+                answer.headers.get(WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+                Some(&b"Basic realm=\"raftgres\""[..]),
+                "{name} {path}"
+            );
+            assert!(!answer.error().is_empty());
+        }
+    }
+    assert_eq!(api.ops.calls(), []);
+}
+
+#[tokio::test]
+async fn mutating_calls_are_forbidden_without_configured_credentials() {
+    let api = api_with(FakeOps::new(cluster_state()), primary_health(), None);
+    for (name, path, body) in MUTATING {
+        let answer = api.call(method(name), path, ADMIN, &[], body).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{name} {path}");
+        assert!(
+            answer.error().contains("restapi.authentication"),
+            "{}",
+            answer.error()
+        );
+    }
+    assert_eq!(api.ops.calls(), []);
+}
+
+#[tokio::test]
+async fn every_mutating_call_passes_with_credentials() {
+    let mut state = cluster_state();
+    state.switchover = Some(Switchover {
+        from: Some("m1".into()),
+        to: None,
+        at_unix_ms: None,
+    });
+    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
+    for (name, path, body) in MUTATING {
+        let answer = api.admin(method(name), path, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{name} {path}: {}",
+            answer.text()
+        );
+    }
+    let mut pause = config_values();
+    pause.pause = true;
+    assert_eq!(
+        api.ops.changes(),
+        [
+            Call::SetConfig(7, pause),
+            Call::Switchover(SwitchoverRequest {
+                leader: Some("m1".into()),
+                ..SwitchoverRequest::default()
+            }),
+            Call::CancelSwitchover,
+            Call::Failover("m2".into()),
+            Call::Restart,
+            Call::Reload,
+            Call::Reinitialize(true),
+            Call::RemoveMember("m2".into()),
+            Call::Switchover(SwitchoverRequest {
+                leader: Some("m1".into()),
+                candidate: Some("m2".into()),
+                scheduled_at_unix_ms: None,
+            }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400() {
+    let api = api();
+    for (name, path) in [
+        ("POST", "/switchover"),
+        ("POST", "/failover"),
+        ("POST", "/restart"),
+        ("PATCH", "/config"),
+    ] {
+        let answer = api.admin(method(name), path, r#"{"leader": "#).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            answer.error().starts_with("invalid JSON body: "),
+            "{}",
+            answer.error()
+        );
+    }
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn unknown_fields_and_wrong_types_are_400_naming_the_field() {
+    let api = api();
+    for (path, body, field) in [
+        (
+            "/switchover",
+            r#"{"leader": "m1", "master": "m1"}"#,
+            "master",
+        ),
+        ("/switchover", r#"{"candidate": "m2"}"#, "leader"),
+        ("/switchover", r#"{"leader": 1}"#, "invalid type"),
+        (
+            "/failover",
+            r#"{"candidate": "m2", "force": true}"#,
+            "force",
+        ),
+        ("/restart", r#"{"schedule": "now"}"#, "schedule"),
+        ("/reinitialize", r#"{"force": "yes"}"#, "invalid type"),
+    ] {
+        let answer = api.admin(Method::POST, path, body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(answer.error().contains(field), "{}", answer.error());
+    }
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn required_bodies_say_what_to_send() {
+    let api = api();
+    let answer = api.admin(Method::POST, "/switchover", "").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.error().contains("\"leader\""), "{}", answer.error());
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_refused() {
+    let api = api();
+    let body = format!(r#"{{"leader": "{}"}}"#, "m".repeat(70 * 1024));
+    let answer = api.admin(Method::POST, "/switchover", &body).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer.error().contains("64 KiB"), "{}", answer.error());
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn get_config_carries_the_version_as_etag() {
+    let api = api();
+    let answer = api.get("/config").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers.get(ETAG).map(|v| v.as_bytes()),
+        Some(&b"\"7\""[..])
+    );
+    assert_eq!(answer.json()["ttl_ms"], json!(3000));
+    assert_eq!(
+        answer.json()["postgresql"],
+        json!({"parameters": {"work_mem": "4MB", "max_connections": "100"}})
+    );
+}
+
+#[tokio::test]
+async fn patch_config_merges_and_deletes_a_parameter() {
+    let api = api();
+    let answer = api
+        .admin(
+            Method::PATCH,
+            "/config",
+            r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"work_mem": null, "jit": "off"}}}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        answer.headers.get(ETAG).map(|v| v.as_bytes()),
+        Some(&b"\"8\""[..])
+    );
+    assert_eq!(answer.json()["ttl_ms"], json!(4000));
+    assert_eq!(
+        answer.json()["postgresql"],
+        json!({"parameters": {"jit": "off", "max_connections": "100"}})
+    );
+    let mut want = config_values();
+    want.ttl_ms = 4000;
+    want.postgresql_parameters.remove("work_mem");
+    want.postgresql_parameters
+        .insert("jit".into(), "off".into());
+    assert_eq!(api.ops.changes(), [Call::SetConfig(7, want)]);
+}
+
+#[tokio::test]
+async fn patch_config_honours_if_match() {
+    let api = api();
+    let stale = api
+        .call(
+            Method::PATCH,
+            "/config",
+            ADMIN,
+            &[(IF_MATCH.as_str(), "\"6\"")],
+            r#"{"pause": true}"#,
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert!(stale.error().contains("version 7"), "{}", stale.error());
+    assert_eq!(api.ops.changes(), []);
+
+    let current = api
+        .call(
+            Method::PATCH,
+            "/config",
+            ADMIN,
+            &[(IF_MATCH.as_str(), "\"7\"")],
+            r#"{"pause": true}"#,
+        )
+        .await;
+    assert_eq!(current.status, StatusCode::OK, "{}", current.text());
+    assert_eq!(current.json()["pause"], json!(true));
+}
+
+#[tokio::test]
+async fn patch_config_conflict_is_a_409() {
+    let ops = FakeOps {
+        refuse: Some(OpError::Conflict(
+            "config version changed: re-read and retry".into(),
+        )),
+        ..FakeOps::new(cluster_state())
+    };
+    let api = api_with(ops, primary_health(), Some(admin()));
+    let answer = api
+        .admin(Method::PATCH, "/config", r#"{"pause": true}"#)
+        .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(answer.error(), "config version changed: re-read and retry");
+}
+
+#[tokio::test]
+async fn patch_config_refuses_bad_keys_and_values() {
+    let api = api();
+    for (body, needle) in [
+        (r#"{"ttl": 30}"#, "use ttl_ms"),
+        (r#"{"ttl_ms": null}"#, "ttl_ms"),
+        (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
+        (
+            r#"{"lease_margin_ms": 3000}"#,
+            "lease_margin_ms (3000) must be smaller than ttl_ms",
+        ),
+        (r#"[]"#, "JSON object"),
+    ] {
+        let answer = api.admin(Method::PATCH, "/config", body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            answer.error().contains(needle),
+            "{body}: {}",
+            answer.error()
+        );
+    }
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn switchover_done_is_200_with_the_new_leader() {
+    let api = api();
+    let answer = api
+        .admin(
+            Method::POST,
+            "/switchover",
+            r#"{"leader": "m1", "candidate": "m2"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!({"message": "Successfully switched over to \"m2\"", "leader": "m2"})
+    );
+}
+
+#[tokio::test]
+async fn switchover_scheduled_is_202_with_the_time() {
+    let ops = FakeOps {
+        switchover: SwitchoverOutcome::Scheduled {
+            at_unix_ms: 1_795_341_600_000,
+        },
+        ..FakeOps::new(cluster_state())
+    };
+    let api = api_with(ops, primary_health(), Some(admin()));
+    let answer = api
+        .admin(
+            Method::POST,
+            "/switchover",
+            r#"{"leader": "m1", "scheduled_at": "2026-11-22T11:00:00+01:00"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        answer.json(),
+        json!({"message": "Switchover scheduled", "scheduled_at": "2026-11-22T10:00:00Z"})
+    );
+    assert_eq!(
+        api.ops.changes(),
+        [Call::Switchover(SwitchoverRequest {
+            leader: Some("m1".into()),
+            candidate: None,
+            scheduled_at_unix_ms: Some(1_795_341_600_000),
+        })]
+    );
+}
+
+#[tokio::test]
+async fn switchover_bad_time_is_400() {
+    let api = api();
+    let answer = api
+        .admin(
+            Method::POST,
+            "/switchover",
+            r#"{"leader": "m1", "scheduled_at": "at noon"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.error().contains("at noon"), "{}", answer.error());
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn operation_errors_map_to_their_status() {
+    for (err, status) in [
+        (OpError::Invalid("bad".into()), StatusCode::BAD_REQUEST),
+        (OpError::NotFound("who".into()), StatusCode::NOT_FOUND),
+        (OpError::Conflict("raced".into()), StatusCode::CONFLICT),
+        (
+            OpError::Precondition("m2 lags".into()),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            OpError::Unavailable("no quorum".into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    ] {
+        let ops = FakeOps {
+            refuse: Some(err.clone()),
+            ..FakeOps::new(cluster_state())
+        };
+        let api = api_with(ops, primary_health(), Some(admin()));
+        let answer = api
+            .admin(
+                Method::POST,
+                "/switchover",
+                r#"{"leader": "m1", "candidate": "m2"}"#,
+            )
+            .await;
+        assert_eq!(answer.status, status, "{err:?}");
+        assert_eq!(answer.json(), json!({"error": err.to_string()}));
+    }
+}
+
+#[tokio::test]
+async fn cancelling_no_switchover_is_404() {
+    let api = api();
+    let answer = api.admin(Method::DELETE, "/switchover", "").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.error(), "no switchover is scheduled");
+}
+
+#[tokio::test]
+async fn failover_naming_the_wrong_leader_is_412() {
+    let api = api();
+    let answer = api
+        .admin(
+            Method::POST,
+            "/failover",
+            r#"{"candidate": "m2", "leader": "m3"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PRECONDITION_FAILED);
+    assert!(answer.error().contains("m3"), "{}", answer.error());
+    assert_eq!(api.ops.changes(), []);
+
+    let answer = api
+        .admin(
+            Method::POST,
+            "/failover",
+            r#"{"candidate": "m2", "leader": "m1"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!({"message": "Successfully failed over to \"m2\"", "leader": "m2"})
+    );
+}
+
+#[tokio::test]
+async fn local_operations_answer_their_message() {
+    let api = api();
+    let answer = api.admin(Method::POST, "/restart", "").await;
+    assert_eq!(answer.json(), json!({"message": "restarted successfully"}));
+    let answer = api.admin(Method::POST, "/reinitialize", "{}").await;
+    assert_eq!(answer.json(), json!({"message": "reinitialized"}));
+    let answer = api.admin(Method::DELETE, "/members/m%203", "").await;
+    assert_eq!(answer.json(), json!({"message": "removed m 3"}));
+    assert_eq!(
+        api.ops.changes(),
+        [
+            Call::Restart,
+            Call::Reinitialize(false),
+            Call::RemoveMember("m 3".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cluster_document_has_patronis_shape() {
+    let mut state = cluster_state();
+    state.switchover = Some(Switchover {
+        from: None,
+        to: Some("m2".into()),
+        at_unix_ms: Some(1_795_341_600_000),
+    });
+    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
+    let answer = api.get("/cluster").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let tags = json!({"nofailover": false, "failover_priority": 1});
+    assert_eq!(
+        answer.json(),
+        json!({
+            "scope": "lab",
+            "members": [
+                {"name": "m1", "role": "leader", "state": "running",
+                 "api_url": "http://127.0.0.1:8432/patroni", "host": "127.0.0.1", "port": 5432,
+                 "timeline": 2, "tags": tags},
+                {"name": "m2", "role": "replica", "state": "streaming",
+                 "api_url": "http://127.0.0.1:8433/patroni", "host": "127.0.0.1", "port": 5433,
+                 "timeline": 2, "lag": 4096, "tags": tags},
+                {"name": "m3", "role": "sync_standby", "state": "starting",
+                 "api_url": "http://127.0.0.1:8434/patroni", "host": "::1", "port": 5434,
+                 "timeline": 2, "lag": "unknown",
+                 "tags": {"nofailover": true, "failover_priority": 0}},
+                {"name": "w", "role": "witness", "state": "running",
+                 "api_url": "http://127.0.0.1:8435/patroni", "tags": tags},
+            ],
+            "pause": false,
+            "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "to": "m2"},
+            "lease": {"holder": "m1", "epoch": 3},
+        })
+    );
+}
+
+#[tokio::test]
+async fn history_has_patronis_arrays() {
+    let api = api();
+    let answer = api.get("/history").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!([
+            [1, null, "bootstrap", "2026-11-22T10:00:00Z", "m1"],
+            [1, 50_331_808, "switchover", "2026-11-22T10:00:01.5Z", "m2"],
+            [2, 67_108_864, "failover", "2026-11-22T10:01:40Z", "m1"],
+        ])
+    );
+}
+
+#[tokio::test]
+async fn metrics_report_the_snapshot() {
+    let mut state = cluster_state();
+    if let Some(config) = &mut state.config {
+        config.values.pause = true;
+    }
+    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
+    let answer = api.get("/metrics").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer
+            .headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/openmetrics-text")),
+        "{:?}",
+        answer.headers
+    );
+    let text = answer.text();
+    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    for sample in [
+        "raftgres_primary 1",
+        "raftgres_lease_holder{member=\"m1\"} 1",
+        "raftgres_lease_holder{member=\"m2\"} 0",
+        "raftgres_lease_holder{member=\"m3\"} 0",
+        "raftgres_lease_epoch 3",
+        "raftgres_timeline 2",
+        "raftgres_wal_lsn_bytes 805306368",
+        "raftgres_failovers_total 2",
+        "raftgres_pause 1",
+        "raftgres_postgres_running 1",
+    ] {
+        assert!(samples.contains(&sample), "no `{sample}` in:\n{text}");
+    }
+    assert!(!text.contains("member=\"w\""), "{text}");
+    // The leader has no lag to report.
+    assert!(!text.contains("raftgres_replication_lag_bytes "), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_of_a_lagging_replica() {
+    let health = NodeHealth {
+        member: "m2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        lag_bytes: Some(4096),
+        ..primary_health()
+    };
+    let api = api_with(FakeOps::new(cluster_state()), health, Some(admin()));
+    let text = api.get("/metrics").await.text();
+    for sample in ["raftgres_primary 0", "raftgres_replication_lag_bytes 4096"] {
+        assert!(
+            text.lines().any(|l| l == sample),
+            "no `{sample}` in:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn read_documents_answer_head_and_options_without_a_body() {
+    let api = api();
+    for path in ["/cluster", "/history", "/config", "/metrics"] {
+        let head = api.call(Method::HEAD, path, None, &[], "").await;
+        assert_eq!(head.status, StatusCode::OK, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        let options = api.call(Method::OPTIONS, path, None, &[], "").await;
+        assert_eq!(options.status, StatusCode::OK, "{path}");
+        assert!(options.headers.contains_key(ALLOW), "{path}");
+        let post = api.call(Method::POST, path, ADMIN, &[], "{}").await;
+        assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+}

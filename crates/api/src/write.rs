@@ -1,0 +1,424 @@
+//! The mutating endpoints: read and check the body, call
+//! [`Operations`](crate::Operations), answer as Patroni does. Every handler
+//! takes [`Authorized`] first, which runs before the body is read and is its
+//! only way to the operations.
+
+use std::future::Future;
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::extract::rejection::BytesRejection;
+use axum::http::header::IF_MATCH;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::Authorized;
+use crate::cluster::rfc3339;
+use crate::config_doc::apply_patch;
+use crate::ops::{OpError, SwitchoverOutcome, SwitchoverRequest};
+use crate::read::{NO_CONFIG_YET, config_response};
+use crate::reply;
+
+/// The largest request body read; every valid body is far smaller.
+pub(crate) const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+type Answer = Result<Response, Refusal>;
+type Body = Result<Bytes, BytesRejection>;
+
+/// A request turned down before or by the operation: answered with
+/// `status` and `{"error": message}`.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<OpError> for Refusal {
+    fn from(err: OpError) -> Self {
+        Refusal::new(reply::op_status(&err), err.to_string())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        reply::error(self.status, &self.message)
+    }
+}
+
+/// Why a request body was refused. Answered with 400.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("invalid JSON body: {0}")]
+    Syntax(serde_json::Error),
+    /// Unknown fields, missing fields and wrong types: serde's message
+    /// names the field.
+    #[error("invalid request body: {0}")]
+    Shape(serde_json::Error),
+    #[error("a JSON body is required, e.g. {0}")]
+    Missing(&'static str),
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn bytes(body: Body) -> Result<Bytes, Refusal> {
+    body.map_err(|rejection| {
+        Refusal::new(
+            rejection.status(),
+            format!(
+                "cannot read the request body (at most {} KiB): {}",
+                BODY_LIMIT_BYTES / 1024,
+                rejection.body_text()
+            ),
+        )
+    })
+}
+
+/// `None` for an empty (or all-whitespace) body. The JSON is read whole
+/// before its shape is checked, so a truncated body is called malformed
+/// rather than blamed on whichever field came first.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, BodyError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(BodyError::Syntax)?;
+    T::deserialize(value).map(Some).map_err(BodyError::Shape)
+}
+
+fn required<T: DeserializeOwned>(body: Body, example: &'static str) -> Result<T, Refusal> {
+    parse(&bytes(body)?)
+        .and_then(|parsed| parsed.ok_or(BodyError::Missing(example)))
+        .map_err(|err| bad_request(err.to_string()))
+}
+
+/// An empty body is the same as `{}`.
+fn optional<T: DeserializeOwned + Default>(body: Body) -> Result<T, Refusal> {
+    parse(&bytes(body)?)
+        .map(Option::unwrap_or_default)
+        .map_err(|err| bad_request(err.to_string()))
+}
+
+/// Runs an operation as its own task, so that a client that hangs up
+/// mid-switchover does not cancel the change halfway.
+async fn detached<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, OpError>> + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::spawn(operation).await.unwrap_or_else(|err| {
+        tracing::error!(%err, "a REST operation's task failed");
+        Err(OpError::Unavailable(format!(
+            "the operation failed inside the agent ({err}); see the agent's log"
+        )))
+    })
+}
+
+#[derive(Serialize)]
+struct Message {
+    message: String,
+}
+
+fn message(message: String) -> Response {
+    reply::json(StatusCode::OK, &Message { message })
+}
+
+fn answer<T>(result: Result<T, OpError>, ok: impl FnOnce(T) -> Response) -> Answer {
+    result.map(ok).map_err(Refusal::from)
+}
+
+/// A body with no fields: `{}` or nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchoverBody {
+    leader: String,
+    candidate: Option<String>,
+    scheduled_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverBody {
+    candidate: String,
+    leader: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReinitializeBody {
+    #[serde(default)]
+    force: bool,
+}
+
+/// An RFC 3339 time with an offset, as Unix milliseconds.
+fn parse_scheduled_at(text: &str) -> Result<u64, String> {
+    let at: jiff::Timestamp = text.parse().map_err(|err| {
+        format!(
+            "scheduled_at `{text}` is not an RFC 3339 time with an offset, \
+             such as 2026-11-22T10:00:00Z: {err}"
+        )
+    })?;
+    u64::try_from(at.as_millisecond()).map_err(|_| format!("scheduled_at `{text}` is before 1970"))
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|text| !text.is_empty())
+}
+
+pub(crate) async fn switchover(Authorized { ops }: Authorized, body: Body) -> Answer {
+    let body: SwitchoverBody = required(body, r#"{"leader": "m1", "candidate": "m2"}"#)?;
+    if body.leader.is_empty() {
+        return Err(bad_request(
+            "`leader` must name the current leader; see GET /cluster",
+        ));
+    }
+    let scheduled_at_unix_ms = non_empty(body.scheduled_at)
+        .map(|text| parse_scheduled_at(&text))
+        .transpose()
+        .map_err(bad_request)?;
+    let request = SwitchoverRequest {
+        leader: Some(body.leader),
+        candidate: non_empty(body.candidate),
+        scheduled_at_unix_ms,
+    };
+    let outcome = detached(async move { ops.switchover(request).await }).await;
+    answer(outcome, |outcome| match outcome {
+        SwitchoverOutcome::Done { new_leader } => switched("switched over", new_leader),
+        SwitchoverOutcome::Scheduled { at_unix_ms } => {
+            #[derive(Serialize)]
+            struct Scheduled {
+                message: &'static str,
+                scheduled_at: Option<String>,
+            }
+            reply::json(
+                StatusCode::ACCEPTED,
+                &Scheduled {
+                    message: "Switchover scheduled",
+                    scheduled_at: rfc3339(at_unix_ms),
+                },
+            )
+        }
+    })
+}
+
+/// Patroni's answer once `new_leader` is the primary.
+fn switched(verb: &str, new_leader: String) -> Response {
+    #[derive(Serialize)]
+    struct Switched {
+        message: String,
+        leader: String,
+    }
+    reply::json(
+        StatusCode::OK,
+        &Switched {
+            message: format!("Successfully {verb} to \"{new_leader}\""),
+            leader: new_leader,
+        },
+    )
+}
+
+pub(crate) async fn cancel_switchover(Authorized { ops }: Authorized) -> Answer {
+    let outcome = detached(async move { ops.cancel_switchover().await }).await;
+    answer(outcome, |()| message("scheduled switchover deleted".into()))
+}
+
+pub(crate) async fn failover(Authorized { ops }: Authorized, body: Body) -> Answer {
+    let body: FailoverBody = required(body, r#"{"candidate": "m2"}"#)?;
+    if body.candidate.is_empty() {
+        return Err(bad_request(
+            "`candidate` must name the member to promote; see GET /cluster",
+        ));
+    }
+    if let Some(leader) = non_empty(body.leader) {
+        let state = ops.state();
+        if !state.lease.is_held_by(&leader) {
+            let holder = state.lease.holder.as_deref().unwrap_or("nobody");
+            return Err(Refusal::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!(
+                    "leader `{leader}` does not hold the lease ({holder} does); \
+                     send the current leader or leave `leader` out"
+                ),
+            ));
+        }
+    }
+    let candidate = body.candidate;
+    let outcome = detached(async move { ops.failover(candidate).await }).await;
+    answer(outcome, |new_leader| switched("failed over", new_leader))
+}
+
+pub(crate) async fn restart(Authorized { ops }: Authorized, body: Body) -> Answer {
+    let NoFields {} = optional(body)?;
+    answer(detached(async move { ops.restart().await }).await, message)
+}
+
+pub(crate) async fn reload(Authorized { ops }: Authorized, body: Body) -> Answer {
+    let NoFields {} = optional(body)?;
+    answer(detached(async move { ops.reload().await }).await, message)
+}
+
+pub(crate) async fn reinitialize(Authorized { ops }: Authorized, body: Body) -> Answer {
+    let ReinitializeBody { force } = optional(body)?;
+    answer(
+        detached(async move { ops.reinitialize(force).await }).await,
+        message,
+    )
+}
+
+pub(crate) async fn remove_member(
+    Authorized { ops }: Authorized,
+    Path(name): Path<String>,
+) -> Answer {
+    answer(
+        detached(async move { ops.remove_member(name).await }).await,
+        message,
+    )
+}
+
+/// `If-Match`: `*`, or a list of entity tags of which one must be the
+/// config's version. Weak tags never match, as RFC 9110 wants for it.
+#[derive(Debug, PartialEq, Eq)]
+enum IfMatch {
+    Any,
+    Versions(Vec<Option<u64>>),
+}
+
+impl IfMatch {
+    fn allows(&self, version: u64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Versions(versions) => versions.contains(&Some(version)),
+        }
+    }
+}
+
+const IF_MATCH_HELP: &str =
+    "If-Match must be the quoted config version from GET /config's ETag, such as \"7\"";
+
+fn parse_if_match(header: &HeaderValue) -> Result<IfMatch, &'static str> {
+    let text = header.to_str().map_err(|_| IF_MATCH_HELP)?.trim();
+    if text == "*" {
+        return Ok(IfMatch::Any);
+    }
+    text.split(',')
+        .map(|tag| {
+            let tag = tag.trim();
+            let (weak, tag) = match tag.strip_prefix("W/") {
+                Some(strong_part) => (true, strong_part),
+                None => (false, tag),
+            };
+            let opaque = tag
+                .strip_prefix('"')
+                .and_then(|tag| tag.strip_suffix('"'))
+                .ok_or(IF_MATCH_HELP)?;
+            Ok((!weak).then(|| opaque.parse().ok()).flatten())
+        })
+        .collect::<Result<_, _>>()
+        .map(IfMatch::Versions)
+}
+
+pub(crate) async fn patch_config(
+    Authorized { ops }: Authorized,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let patch: Value = required(
+        body,
+        r#"{"postgresql": {"parameters": {"work_mem": "8MB"}}}"#,
+    )?;
+    let if_match = headers
+        .get(IF_MATCH)
+        .map(parse_if_match)
+        .transpose()
+        .map_err(bad_request)?;
+    let Some(current) = ops.state().config else {
+        return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, NO_CONFIG_YET));
+    };
+    if let Some(if_match) = if_match.filter(|if_match| !if_match.allows(current.version)) {
+        tracing::debug!(?if_match, version = current.version, "If-Match failed");
+        return Err(Refusal::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!(
+                "the config is at version {} now, not the one in If-Match: \
+                 GET /config again and apply your change to it",
+                current.version
+            ),
+        ));
+    }
+    let values =
+        apply_patch(&current.values, &patch).map_err(|err| bad_request(err.to_string()))?;
+    values
+        .validate()
+        .map_err(|message| bad_request(format!("invalid config: {message}")))?;
+    if values == current.values {
+        // Nothing changes: no Raft write, no new version.
+        return Ok(config_response(StatusCode::OK, &current));
+    }
+    let version = current.version;
+    let outcome = detached(async move { ops.set_config(version, values).await }).await;
+    answer(outcome, |config| config_response(StatusCode::OK, &config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_forms() {
+        let parse = |text: &'static str| parse_if_match(&HeaderValue::from_static(text));
+        assert_eq!(parse("*"), Ok(IfMatch::Any));
+        assert_eq!(parse("\"7\""), Ok(IfMatch::Versions(vec![Some(7)])));
+        assert_eq!(
+            parse("\"6\", W/\"7\", \"x\""),
+            Ok(IfMatch::Versions(vec![Some(6), None, None]))
+        );
+        assert_eq!(parse("7"), Err(IF_MATCH_HELP));
+        assert!(parse("\"6\", \"7\"").is_ok_and(|m| m.allows(7) && !m.allows(8)));
+        assert!(parse("W/\"7\"").is_ok_and(|m| !m.allows(7)));
+    }
+
+    #[test]
+    fn scheduled_at_is_rfc3339_with_an_offset() {
+        assert_eq!(
+            parse_scheduled_at("2026-11-22T10:00:00Z"),
+            Ok(1_795_341_600_000)
+        );
+        assert_eq!(
+            parse_scheduled_at("2026-11-22T11:00:00+01:00"),
+            Ok(1_795_341_600_000)
+        );
+        for bad in ["2026-11-22 10:00", "tomorrow", "1969-12-31T23:59:59Z"] {
+            let err = parse_scheduled_at(bad).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_bodies_are_none_and_errors_are_classified() {
+        assert!(matches!(parse::<NoFields>(b" \n"), Ok(None)));
+        assert!(matches!(parse::<NoFields>(b"{}"), Ok(Some(NoFields {}))));
+        assert!(matches!(parse::<NoFields>(b"{"), Err(BodyError::Syntax(_))));
+        assert!(matches!(
+            parse::<NoFields>(br#"{"x": "#),
+            Err(BodyError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse::<NoFields>(br#"{"x": 1}"#),
+            Err(BodyError::Shape(_))
+        ));
+    }
+}
