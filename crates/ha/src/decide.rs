@@ -3,6 +3,7 @@
 use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
 use crate::local::PgView;
 use crate::peers::PeerObserver;
+use crate::switchover::{due_switchover, failover_candidate, handover_target};
 use raftgres_state::{ClusterState, Epoch, LeaseVersion, Lsn, Member, MemberRole, PgState};
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -25,9 +26,11 @@ pub struct Observation<'a> {
     /// How long a holder whose Postgres is down may try to restart it in
     /// place before it gives the lease up.
     pub restart_grace: Duration,
+    /// The wall clock, only to tell whether a scheduled switchover is due.
+    pub now_unix_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseAction {
     /// Nothing to do until `until` (or until the state changes).
     Wait {
@@ -43,6 +46,12 @@ pub enum LeaseAction {
     /// The holder cannot serve as primary: hand the lease back at once.
     Release {
         epoch: Epoch,
+    },
+    /// Switchover: the holder's Postgres stopped cleanly and `to` has
+    /// replayed its shutdown checkpoint; hand the lease over.
+    Transfer {
+        epoch: Epoch,
+        to: String,
     },
 }
 
@@ -133,6 +142,45 @@ impl<'a> Observation<'a> {
         })
     }
 
+    /// A failover named this member: it takes over with any data of this
+    /// cluster, however far behind, because the operator asked for it.
+    fn can_lead_on_request(&self) -> bool {
+        self.eligible()
+            && self.state.identity.is_some()
+            && self.data_is_ours()
+            && matches!(
+                self.pg,
+                PgView::Stopped { .. }
+                    | PgView::Running {
+                        in_recovery: true,
+                        ..
+                    }
+            )
+    }
+
+    fn is_live_replica(&self, name: &str) -> bool {
+        self.state.members.get(name).is_some_and(|m| {
+            m.pg_state == PgState::Running
+                && m.role == MemberRole::Replica
+                && self.peers.is_fresh(name, self.now, self.ttl())
+        })
+    }
+
+    /// During a due switchover, once this holder's Postgres has stopped
+    /// cleanly: the candidate, if it has replayed past the shutdown checkpoint.
+    fn transfer_to(&self) -> Option<String> {
+        let switchover = due_switchover(self.state, self.me, self.now_unix_ms)?;
+        let PgView::Stopped { data } = self.pg else {
+            return None;
+        };
+        if !data.was_primary || !self.data_is_ours() {
+            return None;
+        }
+        let fresh = |m: &Member| self.peers.is_fresh(&m.name, self.now, self.ttl());
+        let to = handover_target(self.state, switchover.to.as_deref(), &fresh)?;
+        (to.replay_lsn? > data.lsn).then(|| to.name.clone())
+    }
+
     /// A holder gives the lease up when its Postgres cannot serve: no data,
     /// foreign data, or down for longer than the restart grace.
     fn must_release(&self) -> bool {
@@ -149,7 +197,7 @@ impl<'a> Observation<'a> {
     }
 }
 
-fn tagged_in(m: &Member) -> bool {
+pub(crate) fn tagged_in(m: &Member) -> bool {
     !m.witness && !m.tags.nofailover && m.tags.failover_priority > 0
 }
 
@@ -176,6 +224,12 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         if o.must_release() {
             return LeaseAction::Release { epoch: lease.epoch };
         }
+        if let Some(to) = o.transfer_to() {
+            return LeaseAction::Transfer {
+                epoch: lease.epoch,
+                to,
+            };
+        }
         let renew_at = match holding {
             Some(h) => h.last_renew_sent + Duration::from_millis(config.values.loop_wait_ms),
             // The state names us but we know no deadline (restart, or a reply
@@ -194,7 +248,13 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         return LeaseAction::Wait { until: None };
     }
     if o.observer.expired(lease, o.now) {
-        if !o.can_lead() {
+        let may = match failover_candidate(o.state) {
+            Some(to) if to == o.me => o.can_lead_on_request(),
+            // The operator named another member: defer to it while it lives.
+            Some(to) if o.is_live_replica(to) => false,
+            _ => o.can_lead(),
+        };
+        if !may {
             return LeaseAction::Wait { until: None };
         }
         return LeaseAction::Acquire {
@@ -539,6 +599,7 @@ mod tests {
                 pg: &PgView::Uninitialized,
                 peers: &PeerObserver::default(),
                 restart_grace: Duration::from_secs(2),
+                now_unix_ms: 0,
             };
             assert_eq!(decide(&o), row.want, "{}", row.name);
         }

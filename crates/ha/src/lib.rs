@@ -10,6 +10,7 @@ mod lease;
 mod local;
 mod peers;
 mod postgres;
+mod switchover;
 #[cfg(test)]
 mod testing;
 
@@ -18,3 +19,7 @@ pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
 pub use peers::PeerObserver;
 pub use postgres::{PgAction, PgObservation, decide_postgres};
+pub use switchover::{
+    SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
+    unfit_candidate,
+};

@@ -1,8 +1,12 @@
 //! What to do with the local Postgres, one row of the table per situation.
 //! The lease itself is decided in `decide`; this reads whether we hold it.
 
+use crate::lease::MonoInstant;
 use crate::local::PgView;
-use raftgres_state::{ClusterState, MemberRole, PgState};
+use crate::peers::PeerObserver;
+use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
+use raftgres_state::{ClusterState, Member, MemberRole, PgState};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -11,6 +15,12 @@ pub struct PgObservation<'a> {
     /// This member holds a valid lease right now (committed, before its deadline).
     pub holds_lease: bool,
     pub pg: &'a PgView,
+    pub now: MonoInstant,
+    /// The wall clock, only to tell whether a scheduled switchover is due.
+    pub now_unix_ms: u64,
+    pub peers: &'a PeerObserver,
+    /// When this member stopped its Postgres for the pending switchover.
+    pub switchover_stopped_at: Option<MonoInstant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +52,14 @@ pub enum PgAction {
     Clone {
         source: String,
     },
+    /// A due switchover with a fit candidate: checkpoint and stop cleanly,
+    /// so the candidate can replay everything up to the shutdown checkpoint.
+    StopForSwitchover,
+    /// The switchover cannot finish: cancel it (the holder then starts
+    /// again as primary).
+    AbandonSwitchover {
+        reason: String,
+    },
 }
 
 /// The holder, once it reports a running primary: cloning, rewinding or
@@ -59,6 +77,39 @@ fn usable_source<'a>(state: &'a ClusterState, holder: &'a str) -> Option<&'a str
         .map(|m| m.name.as_str())
 }
 
+/// The holder's part of a due switchover, if it has one to play now.
+fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
+    let switchover = due_switchover(o.state, o.me, o.now_unix_ms)?;
+    match o.pg {
+        PgView::Running {
+            in_recovery: false, ..
+        } => {
+            let ttl = Duration::from_millis(o.state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+            let fresh = |m: &Member| o.peers.is_fresh(&m.name, o.now, ttl);
+            Some(
+                match switchover_candidate(o.state, switchover.to.as_deref(), &fresh) {
+                    Ok(_) => PgAction::StopForSwitchover,
+                    Err(reason) => PgAction::AbandonSwitchover { reason },
+                },
+            )
+        }
+        PgView::Stopped { .. } => {
+            let stopped_at = o.switchover_stopped_at?;
+            Some(if o.now - stopped_at >= SWITCHOVER_CATCHUP {
+                PgAction::AbandonSwitchover {
+                    reason: format!(
+                        "the candidate did not replay the shutdown checkpoint within {SWITCHOVER_CATCHUP:?}"
+                    ),
+                }
+            } else {
+                // The lease loop transfers the lease once the candidate caught up.
+                PgAction::None
+            })
+        }
+        _ => None,
+    }
+}
+
 pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     let pg = o.pg;
     if matches!(pg, PgView::Absent | PgView::Busy { .. }) {
@@ -74,6 +125,9 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
         return PgAction::None;
     }
     if o.holds_lease {
+        if let Some(action) = switchover_step(o) {
+            return action;
+        }
         return match pg {
             _ if foreign => PgAction::None,
             PgView::Uninitialized if identity.is_none() => PgAction::InitDb,

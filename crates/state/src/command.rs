@@ -323,15 +323,9 @@ impl ClusterState {
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
         self.lease.ttl_ms = ttl_ms;
-        // A request for this holder is fulfilled; one from the previous
-        // holder can no longer be carried out by it.
-        if self
-            .switchover
-            .as_ref()
-            .is_some_and(|s| s.to.as_deref() == Some(member) || s.from.is_some())
-        {
-            self.switchover = None;
-        }
+        // A pending request is fulfilled, or overtaken by this acquire:
+        // either way, nobody is left to carry it out.
+        self.switchover = None;
         self.record_history(previous_holder, reason, at_unix_ms);
         Ok(Applied::Lease {
             lease: self.lease.clone(),

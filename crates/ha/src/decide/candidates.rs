@@ -33,6 +33,7 @@ fn expired_decision(
         pg,
         peers,
         restart_grace: Duration::from_secs(2),
+        now_unix_ms: 0,
     })
 }
 
@@ -83,7 +84,7 @@ fn candidate_table() {
             &a_gone,
             replica(4500),
             all_fresh(&a_gone),
-            wait,
+            wait.clone(),
         ),
         (
             "a better peer that is not fresh does not count",
@@ -99,7 +100,7 @@ fn candidate_table() {
             &a_gone,
             replica(3999),
             stale_peers.clone(),
-            wait,
+            wait.clone(),
         ),
         (
             "lag exactly at the limit: may",
@@ -123,7 +124,7 @@ fn candidate_table() {
             &c_preferred,
             replica(4800),
             all_fresh(&c_preferred),
-            wait,
+            wait.clone(),
         ),
         (
             "equal WAL and priority: lower name wins (b over c)",
@@ -131,7 +132,7 @@ fn candidate_table() {
             &tie,
             replica(4800),
             all_fresh(&tie),
-            wait,
+            wait.clone(),
         ),
         (
             "equal WAL and priority: b goes",
@@ -149,7 +150,7 @@ fn candidate_table() {
                 data: data("other", 9999, false),
             },
             stale_peers.clone(),
-            wait,
+            wait.clone(),
         ),
         (
             "no data: never",
@@ -157,7 +158,7 @@ fn candidate_table() {
             &a_gone,
             PgView::Uninitialized,
             stale_peers.clone(),
-            wait,
+            wait.clone(),
         ),
         (
             "postgres down: never",
@@ -168,7 +169,7 @@ fn candidate_table() {
                 since: at(0),
             },
             stale_peers.clone(),
-            wait,
+            wait.clone(),
         ),
         (
             "stopped replica data within lag: may",
@@ -186,7 +187,7 @@ fn candidate_table() {
             &a_gone,
             PgView::Busy { action: "clone" },
             stale_peers.clone(),
-            wait,
+            wait.clone(),
         ),
     ];
     for (name, me, state, pg, peers, want) in rows {
@@ -237,6 +238,7 @@ fn holder_release_table() {
             pg: &pg,
             peers: &PeerObserver::default(),
             restart_grace: Duration::from_secs(2),
+            now_unix_ms: 0,
         })
     };
     let release = LeaseAction::Release { epoch: Epoch(1) };
@@ -294,6 +296,7 @@ fn holder_release_table() {
         pg: &PgView::Uninitialized,
         peers: &PeerObserver::default(),
         restart_grace: Duration::from_secs(2),
+        now_unix_ms: 0,
     });
     assert_eq!(
         bootstrapping,
@@ -309,12 +312,12 @@ fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
     let wait = LeaseAction::Wait { until: None };
     assert_eq!(
         expired_decision("b", &s, &replica(5000), &PeerObserver::default()),
-        wait
+        wait.clone()
     );
     s.lease.holder = None;
     assert_eq!(
         expired_decision("b", &s, &replica(5000), &PeerObserver::default()),
-        wait,
+        wait.clone(),
         "not even a released lease"
     );
     let mut held = cluster(Some("a"));
@@ -336,6 +339,7 @@ fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
         pg: &replica(5000),
         peers: &PeerObserver::default(),
         restart_grace: Duration::from_secs(2),
+        now_unix_ms: 0,
     });
     assert_eq!(renew, LeaseAction::Renew { epoch: Epoch(1) });
 }

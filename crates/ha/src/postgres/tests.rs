@@ -1,5 +1,6 @@
 use super::*;
 use crate::local::PgView;
+use crate::peers::PeerObserver;
 use crate::testing::{at, cluster, data};
 
 fn running(lsn: u64, in_recovery: bool, upstream: Option<&str>) -> PgView {
@@ -288,6 +289,10 @@ fn decision_table() {
             state: &state,
             holds_lease,
             pg: &pg,
+            now: at(0),
+            now_unix_ms: 0,
+            peers: &PeerObserver::default(),
+            switchover_stopped_at: None,
         };
         assert_eq!(decide_postgres(&o), want, "{name}");
     }
@@ -325,6 +330,10 @@ fn a_holder_not_yet_running_as_primary_is_not_a_source() {
                 state: &s,
                 holds_lease: false,
                 pg: &pg,
+                now: at(0),
+                now_unix_ms: 0,
+                peers: &PeerObserver::default(),
+                switchover_stopped_at: None,
             };
             assert_eq!(
                 decide_postgres(&o),
@@ -344,6 +353,10 @@ fn a_holder_without_a_postgres_address_is_not_a_source() {
         state: &s,
         holds_lease: false,
         pg: &PgView::Uninitialized,
+        now: at(0),
+        now_unix_ms: 0,
+        peers: &PeerObserver::default(),
+        switchover_stopped_at: None,
     };
     assert_eq!(decide_postgres(&o), PgAction::None);
 }

@@ -1,0 +1,477 @@
+//! Planned changes of primary: who may take over, and when the holder acts.
+//!
+//! A switchover runs in five steps, each a row of a decision table:
+//! the holder stops its Postgres cleanly (`PgAction::StopForSwitchover`), the
+//! candidate replays up to the shutdown checkpoint, the holder transfers the
+//! lease by compare-and-set (`LeaseAction::Transfer`), the candidate renews
+//! and promotes, and the old primary rejoins as a replica (rewind, follow).
+//! A request that names a candidate lets only that candidate compete once
+//! the lease expires: a failover (`from: None`), or a switchover whose
+//! holder died before it could hand over.
+
+use crate::decide::tagged_in;
+use raftgres_state::{ClusterState, Member, MemberRole, PgState, Switchover};
+use std::cmp::Reverse;
+use std::time::Duration;
+
+/// How long a holder that stopped for a switchover waits for the candidate
+/// to replay its shutdown checkpoint before it gives up and starts again as
+/// primary: writes are down meanwhile, so this bounds the outage of a
+/// switchover that cannot finish.
+pub const SWITCHOVER_CATCHUP: Duration = Duration::from_secs(10);
+
+/// The switchover this member, as holder, must carry out now: one from it
+/// whose scheduled time (the requester's wall clock) has come.
+pub fn due_switchover<'a>(
+    state: &'a ClusterState,
+    me: &str,
+    now_unix_ms: u64,
+) -> Option<&'a Switchover> {
+    state.switchover.as_ref().filter(|s| {
+        s.from.as_deref() == Some(me) && s.at_unix_ms.is_none_or(|at| at <= now_unix_ms)
+    })
+}
+
+/// Why `m` cannot take over from the holder now, or `None` when it can: a
+/// streaming replica of this cluster, fresh, tagged in, within
+/// `maximum_lag_on_failover` of the holder's last position.
+pub fn unfit_candidate(
+    state: &ClusterState,
+    m: &Member,
+    fresh: &dyn Fn(&Member) -> bool,
+) -> Option<String> {
+    let name = &m.name;
+    if m.witness {
+        return Some(format!("{name} is a witness and runs no Postgres"));
+    }
+    if !tagged_in(m) {
+        return Some(format!(
+            "{name} is tagged nofailover (or failover_priority 0) and may not become primary"
+        ));
+    }
+    if state.lease.is_held_by(name) {
+        return Some(format!("{name} already holds the lease"));
+    }
+    if m.pg_state != PgState::Running || m.role != MemberRole::Replica {
+        return Some(format!(
+            "{name} is not a running replica (role {:?}, state {:?})",
+            m.role, m.pg_state
+        ));
+    }
+    if !m.streaming {
+        return Some(format!("{name} is not streaming from the primary"));
+    }
+    if !fresh(m) {
+        return Some(format!("{name} has not reported its status recently"));
+    }
+    let max_lag = state
+        .config
+        .as_ref()
+        .map_or(0, |c| c.values.maximum_lag_on_failover);
+    let lag = state
+        .lease
+        .last_lsn
+        .unwrap_or_default()
+        .0
+        .saturating_sub(m.replay_lsn.unwrap_or_default().0);
+    if lag > max_lag {
+        return Some(format!(
+            "{name} lags {lag} bytes behind the primary, more than maximum_lag_on_failover ({max_lag})"
+        ));
+    }
+    None
+}
+
+/// The member a switchover hands the lease to: `to` if it is fit, else the
+/// error says why; with no `to`, the fit replica with the most WAL, then
+/// the highest `failover_priority`, then the first name.
+pub fn switchover_candidate(
+    state: &ClusterState,
+    to: Option<&str>,
+    fresh: &dyn Fn(&Member) -> bool,
+) -> Result<String, String> {
+    if let Some(to) = to {
+        let Some(m) = state.members.get(to) else {
+            return Err(format!("candidate {to} is not a member of this cluster"));
+        };
+        return match unfit_candidate(state, m, fresh) {
+            Some(reason) => Err(reason),
+            None => Ok(to.to_owned()),
+        };
+    }
+    state
+        .members
+        .values()
+        .filter(|m| unfit_candidate(state, m, fresh).is_none())
+        .max_by_key(|m| {
+            (
+                m.replay_lsn.unwrap_or_default(),
+                m.tags.failover_priority,
+                Reverse(m.name.as_str()),
+            )
+        })
+        .map(|m| m.name.clone())
+        .ok_or_else(|| {
+            "no replica can take over: none is a fresh, streaming replica within maximum_lag_on_failover"
+                .to_owned()
+        })
+}
+
+/// Once the holder has stopped, the member to hand the lease to: `to`, or
+/// the most advanced fresh replica. Streaming is not required any more: the
+/// stopped primary ended every stream, and what counts now is how far the
+/// candidate replayed, which the caller compares with the shutdown checkpoint.
+pub fn handover_target<'a>(
+    state: &'a ClusterState,
+    to: Option<&str>,
+    fresh: &dyn Fn(&Member) -> bool,
+) -> Option<&'a Member> {
+    state
+        .members
+        .values()
+        .filter(|m| to.is_none_or(|to| m.name == to))
+        .filter(|m| {
+            tagged_in(m)
+                && !state.lease.is_held_by(&m.name)
+                && m.pg_state == PgState::Running
+                && m.role == MemberRole::Replica
+                && fresh(m)
+        })
+        .max_by_key(|m| {
+            (
+                m.replay_lsn.unwrap_or_default(),
+                m.tags.failover_priority,
+                Reverse(m.name.as_str()),
+            )
+        })
+}
+
+/// The candidate a pending request names: once the lease expires, it
+/// competes alone (while it lives). For a failover request that is the
+/// point; for a switchover whose holder died first, it is still the member
+/// the operator asked for.
+pub fn failover_candidate(state: &ClusterState) -> Option<&str> {
+    state.switchover.as_ref().and_then(|s| s.to.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::cluster;
+    use raftgres_state::Lsn;
+
+    fn streaming(mut s: ClusterState) -> ClusterState {
+        for m in s.members.values_mut() {
+            m.streaming = m.role == MemberRole::Replica;
+        }
+        s
+    }
+
+    #[test]
+    fn the_best_fit_replica_is_chosen() {
+        let s = streaming(cluster(Some("a")));
+        assert_eq!(switchover_candidate(&s, None, &|_| true), Ok("b".into()));
+        assert_eq!(
+            switchover_candidate(&s, Some("c"), &|_| true),
+            Ok("c".into())
+        );
+        let stale_b = |m: &Member| m.name != "b";
+        assert_eq!(switchover_candidate(&s, None, &stale_b), Ok("c".into()));
+    }
+
+    #[test]
+    fn unfit_candidates_are_refused_with_the_reason() {
+        let base = streaming(cluster(Some("a")));
+        type Change = Box<dyn Fn(&mut ClusterState)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            ("unknown", Box::new(|_| {}), "not a member"),
+            ("holder", Box::new(|_| {}), "already holds"),
+            (
+                "stopped",
+                Box::new(|s| s.members.get_mut("b").unwrap().pg_state = PgState::Stopped),
+                "not a running replica",
+            ),
+            (
+                "not streaming",
+                Box::new(|s| s.members.get_mut("b").unwrap().streaming = false),
+                "not streaming",
+            ),
+            (
+                "nofailover",
+                Box::new(|s| s.members.get_mut("b").unwrap().tags.nofailover = true),
+                "nofailover",
+            ),
+            (
+                "witness",
+                Box::new(|s| s.members.get_mut("b").unwrap().witness = true),
+                "witness",
+            ),
+            (
+                "lagging",
+                Box::new(|s| s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(1000))),
+                "maximum_lag_on_failover",
+            ),
+        ];
+        for (case, change, want) in cases {
+            let mut s = base.clone();
+            change(&mut s);
+            let to = match case {
+                "unknown" => "zz",
+                "holder" => "a",
+                _ => "b",
+            };
+            let err = switchover_candidate(&s, Some(to), &|_| true).unwrap_err();
+            assert!(err.contains(want), "{case}: {err}");
+        }
+        let err = switchover_candidate(&base, Some("b"), &|_| false).unwrap_err();
+        assert!(err.contains("recently"), "{err}");
+        let mut none = base.clone();
+        for m in none.members.values_mut() {
+            m.streaming = false;
+        }
+        assert!(switchover_candidate(&none, None, &|_| true).is_err());
+    }
+
+    #[test]
+    fn a_switchover_is_due_for_its_holder_at_its_time() {
+        let mut s = cluster(Some("a"));
+        s.switchover = Some(Switchover {
+            from: Some("a".into()),
+            to: None,
+            at_unix_ms: Some(1_000),
+        });
+        assert!(due_switchover(&s, "a", 999).is_none());
+        assert!(due_switchover(&s, "a", 1_000).is_some());
+        assert!(due_switchover(&s, "b", 5_000).is_none());
+        s.switchover = Some(Switchover {
+            from: None,
+            to: Some("b".into()),
+            at_unix_ms: None,
+        });
+        assert!(due_switchover(&s, "a", 5_000).is_none());
+        assert_eq!(failover_candidate(&s), Some("b"));
+        s.switchover.as_mut().unwrap().to = None;
+        assert_eq!(failover_candidate(&s), None);
+    }
+
+    mod rows {
+        //! The switchover and named-failover rows of both decision tables.
+
+        use crate::decide::{LeaseAction, Observation, decide};
+        use crate::lease::{HolderLease, LeaseObserver};
+        use crate::local::PgView;
+        use crate::peers::PeerObserver;
+        use crate::postgres::{PgAction, PgObservation, decide_postgres};
+        use crate::testing::{at, cluster, data};
+        use raftgres_state::{ClusterState, Epoch, Lsn, MemberRole, Switchover};
+        use std::time::Duration;
+
+        /// `a` holds the lease (epoch 1) and asked to hand it to `to` at 1000 (wall clock).
+        fn switching(to: Option<&str>) -> ClusterState {
+            let mut s = cluster(Some("a"));
+            for m in s.members.values_mut() {
+                m.streaming = m.role == MemberRole::Replica;
+            }
+            s.switchover = Some(Switchover {
+                from: Some("a".into()),
+                to: to.map(Into::into),
+                at_unix_ms: Some(1_000),
+            });
+            s
+        }
+
+        fn fresh(s: &ClusterState) -> PeerObserver {
+            let mut p = PeerObserver::default();
+            p.observe(s, at(900));
+            p
+        }
+
+        fn pg_decision(
+            s: &ClusterState,
+            pg: &PgView,
+            now_unix_ms: u64,
+            stopped_at: Option<u64>,
+            now: u64,
+        ) -> PgAction {
+            decide_postgres(&PgObservation {
+                me: "a",
+                state: s,
+                holds_lease: true,
+                pg,
+                now: at(now),
+                now_unix_ms,
+                peers: &fresh(s),
+                switchover_stopped_at: stopped_at.map(at),
+            })
+        }
+
+        fn primary() -> PgView {
+            PgView::Running {
+                data: data("sys", 5000, true),
+                in_recovery: false,
+                upstream: None,
+                streaming: false,
+            }
+        }
+
+        #[test]
+        fn the_holder_stops_only_when_due_and_a_candidate_is_fit() {
+            let s = switching(Some("b"));
+            assert_eq!(pg_decision(&s, &primary(), 999, None, 1000), PgAction::None);
+            assert_eq!(
+                pg_decision(&s, &primary(), 1_000, None, 1000),
+                PgAction::StopForSwitchover
+            );
+            let mut unfit = s.clone();
+            unfit.members.get_mut("b").unwrap().streaming = false;
+            assert!(matches!(
+                pg_decision(&unfit, &primary(), 1_000, None, 1000),
+                PgAction::AbandonSwitchover { reason } if reason.contains("not streaming")
+            ));
+        }
+
+        #[test]
+        fn a_stopped_holder_waits_for_the_candidate_then_gives_up() {
+            let s = switching(Some("b"));
+            let stopped = PgView::Stopped {
+                data: data("sys", 5000, true),
+            };
+            assert_eq!(
+                pg_decision(&s, &stopped, 2_000, Some(1000), 1000 + 9_999),
+                PgAction::None
+            );
+            assert!(matches!(
+                pg_decision(&s, &stopped, 2_000, Some(1000), 1000 + 10_000),
+                PgAction::AbandonSwitchover { .. }
+            ));
+            // Stopped for another reason (e.g. a restarted agent): the usual row.
+            assert_eq!(
+                pg_decision(&s, &stopped, 2_000, None, 1000),
+                PgAction::StartPrimary
+            );
+        }
+
+        fn lease_decision(s: &ClusterState, pg: &PgView, now_unix_ms: u64) -> LeaseAction {
+            let holding = HolderLease::acquired(
+                Epoch(1),
+                at(800),
+                Duration::from_millis(2000),
+                Duration::from_millis(400),
+            );
+            let mut observer = LeaseObserver::default();
+            observer.observe(&s.lease, at(800));
+            decide(&Observation {
+                now: at(1000),
+                me: "a",
+                state: s,
+                holding: Some(&holding),
+                observer: &observer,
+                in_flight: false,
+                pg,
+                peers: &fresh(s),
+                restart_grace: Duration::from_secs(2),
+                now_unix_ms,
+            })
+        }
+
+        #[test]
+        fn the_lease_moves_once_the_candidate_replayed_the_shutdown_checkpoint() {
+            let mut s = switching(Some("b"));
+            let stopped = PgView::Stopped {
+                data: data("sys", 5000, true),
+            };
+            s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5000));
+            assert!(matches!(
+                lease_decision(&s, &stopped, 2_000),
+                LeaseAction::Wait { .. }
+            ));
+            s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5001));
+            assert_eq!(
+                lease_decision(&s, &stopped, 2_000),
+                LeaseAction::Transfer {
+                    epoch: Epoch(1),
+                    to: "b".into()
+                }
+            );
+            // Not before its time, and never while Postgres still runs.
+            assert!(matches!(
+                lease_decision(&s, &stopped, 999),
+                LeaseAction::Wait { .. }
+            ));
+            assert!(matches!(
+                lease_decision(&s, &primary(), 2_000),
+                LeaseAction::Wait { .. }
+            ));
+            // The stopped primary ended the candidate's stream; it still
+            // gets the lease once it replayed the shutdown checkpoint.
+            s.members.get_mut("b").unwrap().streaming = false;
+            assert_eq!(
+                lease_decision(&s, &stopped, 2_000),
+                LeaseAction::Transfer {
+                    epoch: Epoch(1),
+                    to: "b".into()
+                }
+            );
+            // With no candidate named, the best fit one gets it.
+            let mut any = switching(None);
+            any.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5001));
+            assert_eq!(
+                lease_decision(&any, &stopped, 2_000),
+                LeaseAction::Transfer {
+                    epoch: Epoch(1),
+                    to: "b".into()
+                }
+            );
+        }
+
+        /// `me` decides on an expired lease of `a` while a failover names `to`.
+        fn failover_decision(me: &str, to: &str, to_fresh: bool, lsn: u64) -> LeaseAction {
+            let mut s = cluster(Some("a"));
+            s.switchover = Some(Switchover {
+                from: None,
+                to: Some(to.into()),
+                at_unix_ms: None,
+            });
+            let mut observer = LeaseObserver::default();
+            observer.observe(&s.lease, at(0));
+            let mut peers = PeerObserver::default();
+            peers.observe(&s, if to_fresh { at(2500) } else { at(0) });
+            let pg = PgView::Running {
+                data: data("sys", lsn, false),
+                in_recovery: true,
+                upstream: Some("a".into()),
+                streaming: true,
+            };
+            decide(&Observation {
+                now: at(3000),
+                me,
+                state: &s,
+                holding: None,
+                observer: &observer,
+                in_flight: false,
+                pg: &pg,
+                peers: &peers,
+                restart_grace: Duration::from_secs(2),
+                now_unix_ms: 0,
+            })
+        }
+
+        #[test]
+        fn a_named_failover_candidate_competes_alone_while_it_lives() {
+            // c is behind b and beyond maximum_lag_on_failover, yet named.
+            assert!(matches!(
+                failover_decision("c", "c", true, 1000),
+                LeaseAction::Acquire { .. }
+            ));
+            assert_eq!(
+                failover_decision("b", "c", true, 4800),
+                LeaseAction::Wait { until: None }
+            );
+            // A named candidate that stopped reporting does not block failover.
+            assert!(matches!(
+                failover_decision("b", "c", false, 4800),
+                LeaseAction::Acquire { .. }
+            ));
+        }
+    }
+}
