@@ -5,7 +5,8 @@ use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::{
-    HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView, decide,
+    HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView,
+    decide, failover_candidate,
 };
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, Epoch, LeaseVersion, Member, Rejection, Response,
@@ -20,6 +21,7 @@ enum Intent {
     Acquire,
     Renew,
     Release,
+    Transfer,
 }
 
 type InFlight =
@@ -44,7 +46,7 @@ const REGISTER_RETRY: Duration = Duration::from_millis(200);
 /// so an unreachable leader is not hammered while an election runs.
 const COMMAND_BACKOFF: Duration = Duration::from_millis(100);
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -110,7 +112,13 @@ impl LeaseLoop {
         // not before the local state has caught up with what the refusal told.
         let mut retry_after = MonoInstant::default();
         let mut lease_at_least = LeaseVersion::default();
+        // A change of the local Postgres (stopped for a switchover, down)
+        // is acted on at once, not at the next tick.
+        let mut pg_changes = self.pg.clone();
+        // A witness has no Postgres loop, and it ends before this one at shutdown.
+        let mut pg_alive = true;
         loop {
+            pg_changes.borrow_and_update();
             // State first, clock second: a sighting must never be stamped
             // earlier than the moment the state was really seen.
             let view = states.borrow_and_update().clone();
@@ -136,6 +144,7 @@ impl LeaseLoop {
                 pg: &pg,
                 peers: &peers,
                 restart_grace: self.restart_grace,
+                now_unix_ms: unix_ms(),
             });
             let mut until = None;
             match action {
@@ -158,14 +167,34 @@ impl LeaseLoop {
                     };
                     in_flight = Some(self.send(Intent::Release, now, command));
                 }
+                LeaseAction::Transfer { epoch, to } => {
+                    tracing::info!(member = self.me(), %epoch, candidate = %to, "switchover: the candidate replayed the shutdown checkpoint; handing the lease over");
+                    // Like a release: once sent, this member no longer acts as
+                    // holder; if it does not commit, the state still names us
+                    // and the next round renews.
+                    belief::update(&self.belief, |b| b.holding = None);
+                    let command = Command::TransferLease {
+                        from: self.me().to_owned(),
+                        epoch,
+                        to,
+                        reason: "switchover".into(),
+                        at_unix_ms: unix_ms(),
+                    };
+                    in_flight = Some(self.send(Intent::Transfer, now, command));
+                }
                 LeaseAction::Acquire { expected } => {
-                    tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, "lease expired or free; trying to acquire");
+                    let requested = failover_candidate(state) == Some(self.me());
+                    tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, requested, "lease expired or free; trying to acquire");
                     let ttl_ms = state.config.as_ref().map_or(0, |c| c.values.ttl_ms);
                     let command = Command::AcquireLease {
                         member: self.me().to_owned(),
                         expected,
                         ttl_ms,
-                        reason: "lease expired".into(),
+                        reason: if requested {
+                            "manual failover".into()
+                        } else {
+                            "lease expired".into()
+                        },
                         at_unix_ms: unix_ms(),
                     };
                     in_flight = Some(self.send(Intent::Acquire, now, command));
@@ -177,6 +206,7 @@ impl LeaseLoop {
             let wake = until.map_or(IDLE_WAKE, |t| (t - now).min(IDLE_WAKE));
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { return },
+                changed = pg_changes.changed(), if pg_alive => pg_alive = changed.is_ok(),
                 _ = tokio::time::sleep(wake) => {}
                 (intent, sent, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                     in_flight = None;
@@ -270,6 +300,9 @@ impl LeaseLoop {
             }
             Ok(Ok(Applied::Lease { lease })) if matches!(intent, Intent::Release) => {
                 tracing::info!(member = %me, epoch = %lease.epoch, "released the lease");
+            }
+            Ok(Ok(Applied::Lease { lease })) if matches!(intent, Intent::Transfer) => {
+                tracing::info!(member = %me, epoch = %lease.epoch, holder = ?lease.holder, "handed the lease over");
             }
             Ok(Ok(other)) => {
                 tracing::warn!(member = %me, ?intent, ?other, "unexpected reply to a lease command")

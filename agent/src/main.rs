@@ -5,6 +5,7 @@ mod belief;
 mod clock;
 mod health;
 mod lease_loop;
+mod ops;
 mod pg_loop;
 mod status;
 mod watchdog;
@@ -249,6 +250,7 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
         PgView::Busy { action: "starting" }
     });
     let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
+    let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
     let pg_loop = match (&config.postgresql, &watchdog) {
         (Some(pg), Some(dog)) => {
             let settings = pg_settings(&config, pg)?;
@@ -261,6 +263,7 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
                     view: pg_view_tx,
                     watchdog: dog.clone(),
                     restart_grace: pg.restart_grace,
+                    operations: operations_rx,
                 }
                 .run(pg_stop_rx),
             ))
@@ -291,9 +294,30 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
         pg: pg_view.clone(),
     };
     let mut api_stop = shutdown_rx.clone();
+    let ops = ops::AgentOps::new(
+        config.name.clone(),
+        config.witness,
+        consensus.clone(),
+        operations_tx,
+    );
+    let auth = config
+        .restapi
+        .authentication
+        .as_ref()
+        .map(|a| raftgres_api::Credentials {
+            username: a.username.clone(),
+            password: a.password.clone(),
+        });
+    if auth.is_none() {
+        tracing::warn!(member = %config.name, "restapi.authentication is not set: the mutating REST endpoints (switchover, failover, restart, config changes) are disabled");
+    }
     let api = tokio::spawn(raftgres_api::serve(
         api_listener,
-        Arc::new(health),
+        raftgres_api::ApiContext {
+            health: Arc::new(health),
+            ops: Arc::new(ops),
+            auth,
+        },
         async move {
             let _ = api_stop.wait_for(|stop| *stop).await;
         },

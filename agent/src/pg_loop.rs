@@ -4,8 +4,12 @@
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
 use crate::watchdog::Watchdog;
+use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
-use raftgres_ha::{DataInfo, MonoInstant, PgAction, PgObservation, PgView, decide_postgres};
+use raftgres_ha::{
+    DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, decide_postgres,
+    due_switchover,
+};
 use raftgres_postgres::{
     Control, PgError, PgSettings, Postmaster, Role, StopMode, Upstream, basebackup, controldata,
     initdb, is_initialized, kill_strays, rewind, slot_name_for, write_managed_conf,
@@ -14,7 +18,7 @@ use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PgState};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A start (crash recovery included) or a clone may take this long.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,6 +26,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const PROMOTE_WAIT: Duration = Duration::from_secs(20);
 
 pub type SharedWatchdog = Arc<Mutex<Watchdog>>;
+
+/// What an operator asks of this member's Postgres through the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Restart,
+    Reload,
+    Reinitialize,
+}
+
+/// An [`Operation`] and where its outcome goes.
+pub struct OperationRequest {
+    pub operation: Operation,
+    pub reply: oneshot::Sender<Result<String, OpError>>,
+}
 
 pub struct PgLoop {
     pub consensus: Consensus,
@@ -32,6 +50,7 @@ pub struct PgLoop {
     pub view: watch::Sender<PgView>,
     pub watchdog: SharedWatchdog,
     pub restart_grace: Duration,
+    pub operations: mpsc::Receiver<OperationRequest>,
 }
 
 /// What the loop remembers between rounds.
@@ -51,6 +70,9 @@ struct Local {
     publishing: Option<tokio::task::JoinHandle<()>>,
     /// The members the primary last made replication slots for.
     slots_for: BTreeSet<String>,
+    /// When Postgres was stopped for the pending switchover.
+    switchover_stopped_at: Option<MonoInstant>,
+    peers: PeerObserver,
 }
 
 fn lock(watchdog: &SharedWatchdog) -> std::sync::MutexGuard<'_, Watchdog> {
@@ -77,7 +99,7 @@ impl PgLoop {
         Duration::from_millis(state.config.as_ref().map_or(400, |c| c.values.loop_wait_ms))
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         // A server a previous agent left behind can be neither fenced nor reaped by us.
         match kill_strays(&self.settings, STOP_TIMEOUT).await {
             Ok(killed) if !killed.is_empty() => {
@@ -98,14 +120,30 @@ impl PgLoop {
             let state = states.borrow_and_update().state.clone();
             let now = mono_now();
             let view = self.observe(&mut local, now).await;
-            self.view.send_replace(view.clone());
+            // Only a change wakes the lease loop, which reads this view.
+            self.view.send_if_modified(|v| {
+                let changed = *v != view;
+                if changed {
+                    *v = view.clone();
+                }
+                changed
+            });
             let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
             self.publish(&mut local, &state, &view, now);
+            local.peers.observe(&state, now);
+            let now_unix_ms = crate::lease_loop::unix_ms();
+            if due_switchover(&state, self.me(), now_unix_ms).is_none() {
+                local.switchover_stopped_at = None;
+            }
             let action = decide_postgres(&PgObservation {
                 me: self.me(),
                 state: &state,
                 holds_lease,
                 pg: &view,
+                now,
+                now_unix_ms,
+                peers: &local.peers,
+                switchover_stopped_at: local.switchover_stopped_at,
             });
             if !holds_lease
                 && !view.is_writable_primary()
@@ -143,6 +181,17 @@ impl PgLoop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(wake) => {}
+                Some(request) = self.operations.recv() => {
+                    self.view.send_replace(PgView::Busy {
+                        action: operation_name(request.operation),
+                    });
+                    let outcome = self.operate(&mut local, &state, &view, holds_lease, request.operation).await;
+                    match &outcome {
+                        Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
+                        Err(e) => tracing::warn!(member = self.me(), operation = ?request.operation, error = %e, "operator request failed"),
+                    }
+                    let _ = request.reply.send(outcome);
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -256,9 +305,16 @@ impl PgLoop {
             }
             PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
         };
-        if let PgView::Running { data, .. } = view {
+        if let PgView::Running {
+            data,
+            in_recovery,
+            streaming,
+            ..
+        } = view
+        {
             m.timeline = Some(data.timeline);
             m.replay_lsn = Some(data.lsn);
+            m.streaming = *in_recovery && *streaming;
         }
         let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
         let heartbeat_due = local.last_publish.is_none_or(|at| now - at >= ttl / 3);
@@ -430,6 +486,35 @@ impl PgLoop {
                 };
                 self.start(local, role, Some(source.clone())).await
             }
+            PgAction::StopForSwitchover => {
+                // A checkpoint first keeps the shutdown checkpoint, and so
+                // the time without a writable primary, short.
+                if let Err(e) = Control::new(&self.settings).checkpoint(PROMOTE_WAIT).await {
+                    tracing::warn!(member = self.me(), error = %e, "checkpoint before the switchover failed; stopping anyway");
+                }
+                if let Some(mut pm) = local.postmaster.take() {
+                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+                }
+                local.down_since = None;
+                local.switchover_stopped_at = Some(mono_now());
+                tracing::info!(member = self.me(), epoch = %state.lease.epoch, candidate = ?state.switchover.as_ref().and_then(|s| s.to.clone()), "switchover: stopped Postgres; waiting for the candidate to replay the shutdown checkpoint");
+                Ok(())
+            }
+            PgAction::AbandonSwitchover { reason } => {
+                tracing::warn!(member = self.me(), %reason, "abandoning the switchover");
+                local.switchover_stopped_at = None;
+                match self.consensus.propose(Command::CancelSwitchover).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(rejection)) => {
+                        tracing::error!(member = self.me(), %rejection, "switchover cancel refused");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "switchover cancel not committed; retrying");
+                        Ok(())
+                    }
+                }
+            }
             PgAction::Clone { source } => {
                 let Some(up) = upstream_of(state, source) else {
                     return Ok(());
@@ -446,6 +531,89 @@ impl PgLoop {
                     slot: Some(slot),
                 };
                 self.start(local, role, Some(source.clone())).await
+            }
+        }
+    }
+
+    /// The role Postgres runs in now, to restart or reload it as it is.
+    fn current_role(&self, local: &Local, state: &ClusterState, view: &PgView) -> Role {
+        if view.is_writable_primary() {
+            return Role::Primary;
+        }
+        match local
+            .upstream
+            .as_deref()
+            .and_then(|u| upstream_of(state, u))
+        {
+            Some(up) => Role::Standby {
+                upstream: up,
+                slot: Some(slot_name_for(self.me())),
+            },
+            None => Role::DetachedStandby,
+        }
+    }
+
+    async fn operate(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        holds_lease: bool,
+        operation: Operation,
+    ) -> Result<String, OpError> {
+        let failed = |what: &str, e: PgError| OpError::Unavailable(format!("{what} failed: {e}"));
+        match operation {
+            Operation::Restart => {
+                if local.postmaster.is_none() {
+                    return Err(OpError::Unavailable(
+                        "Postgres is not running here; the agent starts it by itself when it should run"
+                            .into(),
+                    ));
+                }
+                let role = self.current_role(local, state, view);
+                let upstream = local.upstream.clone();
+                self.start(local, role, upstream)
+                    .await
+                    .map_err(|e| failed("restart", e))?;
+                Ok("restarted Postgres".into())
+            }
+            Operation::Reload => {
+                let role = self.current_role(local, state, view);
+                write_managed_conf(&self.settings, &role).map_err(|e| failed("reload", e))?;
+                if let Some(pm) = local.postmaster.as_mut() {
+                    pm.reload().map_err(|e| failed("reload", e))?;
+                }
+                Ok("rewrote the managed configuration and reloaded Postgres".into())
+            }
+            Operation::Reinitialize => {
+                if holds_lease || state.lease.is_held_by(self.me()) {
+                    return Err(OpError::Unavailable(
+                        "I am the leader, can not reinitialize".into(),
+                    ));
+                }
+                let Some(source) = state
+                    .lease
+                    .holder
+                    .as_deref()
+                    .and_then(|h| state.members.get(h))
+                    .filter(|m| m.role == MemberRole::Primary && m.pg_state == PgState::Running)
+                    .map(|m| m.name.clone())
+                else {
+                    return Err(OpError::Unavailable(
+                        "no running primary to clone from; try again once the cluster has one"
+                            .into(),
+                    ));
+                };
+                self.execute(
+                    local,
+                    state,
+                    &PgAction::Clone {
+                        source: source.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| failed("reinitialize", e))?;
+                Ok(format!("reinitialized from {source}"))
             }
         }
     }
@@ -500,5 +668,15 @@ fn action_name(action: &PgAction) -> &'static str {
         PgAction::Follow { .. } => "follow",
         PgAction::Rewind { .. } => "rewind",
         PgAction::Clone { .. } => "clone",
+        PgAction::StopForSwitchover => "stop for switchover",
+        PgAction::AbandonSwitchover { .. } => "abandon switchover",
+    }
+}
+
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Restart => "restart",
+        Operation::Reload => "reload",
+        Operation::Reinitialize => "reinitialize",
     }
 }

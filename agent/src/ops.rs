@@ -1,0 +1,424 @@
+//! The REST API's operations on this agent: config edits, switchover and
+//! failover through the replicated state, and requests to the local
+//! Postgres loop. Checks are the pure ones from `raftgres_ha`; the outcome
+//! of a switchover is watched in the applied state.
+
+use crate::clock::mono_now;
+use crate::lease_loop::unix_ms;
+use crate::pg_loop::{Operation, OperationRequest};
+use raftgres_api::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
+use raftgres_consensus::{Consensus, ConsensusError};
+use raftgres_ha::PeerObserver;
+use raftgres_ha::switchover_candidate;
+use raftgres_state::{
+    Applied, ClusterState, Command, ConfigValues, DynamicConfig, MemberRole, PgState, Rejection,
+    Switchover,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a switchover or failover call waits for the new primary.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a change waits for the Raft group to elect a reachable leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(15);
+/// Restart and reinitialize include a start, or a clone, of Postgres.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct AgentOps {
+    member: String,
+    witness: bool,
+    consensus: Consensus,
+    operations: mpsc::Sender<OperationRequest>,
+    /// Which members still report, so a dead leader's last record is not
+    /// taken for a healthy one.
+    peers: Arc<Mutex<PeerObserver>>,
+}
+
+fn unavailable(e: ConsensusError) -> OpError {
+    OpError::Unavailable(format!(
+        "the cluster could not commit the change: {e}; retry once a majority of members is reachable"
+    ))
+}
+
+fn refused(rejection: Rejection) -> OpError {
+    match rejection {
+        Rejection::ConfigVersionChanged { .. } | Rejection::LeaseVersionChanged { .. } => {
+            OpError::Conflict(rejection.to_string())
+        }
+        Rejection::Invalid { .. } => OpError::Invalid(rejection.to_string()),
+        Rejection::UnknownMember { .. } => OpError::NotFound(rejection.to_string()),
+        Rejection::NotBootstrapped => OpError::Unavailable(rejection.to_string()),
+        _ => OpError::Precondition(rejection.to_string()),
+    }
+}
+
+/// The holder, when its record says it runs the primary and it still reports.
+fn healthy_leader<'a>(state: &'a ClusterState, fresh: &dyn Fn(&str) -> bool) -> Option<&'a str> {
+    let holder = state.lease.holder.as_deref()?;
+    state
+        .members
+        .get(holder)
+        .filter(|m| {
+            m.role == MemberRole::Primary && m.pg_state == PgState::Running && fresh(holder)
+        })
+        .map(|_| holder)
+}
+
+impl AgentOps {
+    pub fn new(
+        member: String,
+        witness: bool,
+        consensus: Consensus,
+        operations: mpsc::Sender<OperationRequest>,
+    ) -> AgentOps {
+        let peers = Arc::new(Mutex::new(PeerObserver::default()));
+        let mut states = consensus.subscribe();
+        let observed = peers.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = states.borrow_and_update().state.clone();
+                observed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .observe(&state, mono_now());
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        AgentOps {
+            member,
+            witness,
+            consensus,
+            operations,
+            peers,
+        }
+    }
+
+    /// Heard from within a ttl, on this member's clock.
+    fn fresh(&self, state: &ClusterState) -> impl Fn(&str) -> bool + use<> {
+        let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = mono_now();
+        move |name: &str| peers.is_fresh(name, now, ttl)
+    }
+
+    /// Commits `command`, retrying while the Raft group has no reachable
+    /// leader (an operator often acts right after the node that led both
+    /// Raft and Postgres died). Every change is a compare-and-set or
+    /// idempotent, so a retry of one that did commit changes nothing twice:
+    /// at worst it reports a conflict.
+    async fn commit(&self, command: Command) -> Result<Applied, OpError> {
+        let give_up = tokio::time::Instant::now() + ELECTION_WAIT;
+        loop {
+            match self.consensus.propose(command.clone()).await {
+                Ok(Ok(applied)) => return Ok(applied),
+                Ok(Err(rejection)) => return Err(refused(rejection)),
+                Err(ConsensusError::NoLeader | ConsensusError::Unreachable { .. })
+                    if tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    /// A fresh, linearizable copy: checks must not act on a stale one.
+    async fn read(&self) -> Result<ClusterState, OpError> {
+        let give_up = tokio::time::Instant::now() + ELECTION_WAIT;
+        loop {
+            match self.consensus.read().await {
+                Ok(view) => return Ok((*view.state).clone()),
+                Err(ConsensusError::NoLeader | ConsensusError::Unreachable { .. })
+                    if tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    /// Waits until `to` holds the lease and runs the writable primary, or
+    /// the request disappears without that (abandoned or replaced).
+    async fn await_leader(&self, to: &str) -> Result<SwitchoverOutcome, OpError> {
+        let mut states = self.consensus.subscribe();
+        // This member may apply the request a moment after it committed.
+        let mut seen = false;
+        let wait = async {
+            loop {
+                let state = states.borrow_and_update().state.clone();
+                if healthy_leader(&state, &|_| true) == Some(to) {
+                    return Ok(SwitchoverOutcome::Done {
+                        new_leader: to.to_owned(),
+                    });
+                }
+                let pending = state
+                    .switchover
+                    .as_ref()
+                    .is_some_and(|s| s.to.as_deref() == Some(to));
+                seen |= pending;
+                if seen && !pending && !state.lease.is_held_by(to) {
+                    return Err(OpError::Unavailable(format!(
+                        "the change to {to} was abandoned (the candidate fell behind, became unhealthy, or another member took over); see the agents' logs and `raftgresctl list`"
+                    )));
+                }
+                if states.changed().await.is_err() {
+                    return Err(OpError::Unavailable("the agent is shutting down".into()));
+                }
+            }
+        };
+        tokio::time::timeout(CHANGE_TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(OpError::Unavailable(format!(
+                    "{to} did not become the primary within {CHANGE_TIMEOUT:?}; the request stays pending, see `raftgresctl list`"
+                )))
+            })
+    }
+
+    async fn request_change(
+        &self,
+        from: Option<String>,
+        to: String,
+        at_unix_ms: Option<u64>,
+    ) -> Result<(), OpError> {
+        self.commit(Command::RequestSwitchover {
+            switchover: Switchover {
+                from,
+                to: Some(to),
+                at_unix_ms,
+            },
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn do_switchover(
+        &self,
+        request: SwitchoverRequest,
+    ) -> Result<SwitchoverOutcome, OpError> {
+        let state = self.read().await?;
+        if state.config.as_ref().is_some_and(|c| c.values.pause) {
+            return Err(OpError::Precondition(
+                "the cluster is paused: resume it first (raftgresctl resume)".into(),
+            ));
+        }
+        let fresh = self.fresh(&state);
+        let Some(leader) = healthy_leader(&state, &fresh) else {
+            return Err(OpError::Precondition(
+                "there is no healthy leader to switch over from; use a failover to a named candidate"
+                    .into(),
+            ));
+        };
+        if let Some(named) = request.leader.as_deref()
+            && named != leader
+        {
+            return Err(OpError::Precondition(format!(
+                "leader name does not match: {named} is not the leader, {leader} is"
+            )));
+        }
+        let candidate =
+            switchover_candidate(&state, request.candidate.as_deref(), &|m| fresh(&m.name))
+                .map_err(OpError::Precondition)?;
+        let now = unix_ms();
+        if let Some(at) = request.scheduled_at_unix_ms.filter(|at| *at > now) {
+            // A scheduled one keeps the candidate the operator named, or
+            // lets the holder pick the best one at that time.
+            self.commit(Command::RequestSwitchover {
+                switchover: Switchover {
+                    from: Some(leader.to_owned()),
+                    to: request.candidate,
+                    at_unix_ms: Some(at),
+                },
+            })
+            .await?;
+            return Ok(SwitchoverOutcome::Scheduled { at_unix_ms: at });
+        }
+        self.request_change(Some(leader.to_owned()), candidate.clone(), None)
+            .await?;
+        tracing::info!(member = %self.member, from = %leader, to = %candidate, "switchover requested");
+        self.await_leader(&candidate).await
+    }
+
+    async fn do_failover(&self, candidate: String) -> Result<String, OpError> {
+        let state = self.read().await?;
+        let Some(m) = state.members.get(&candidate) else {
+            return Err(OpError::Precondition(format!(
+                "candidate {candidate} is not a member of this cluster"
+            )));
+        };
+        if m.witness || m.tags.nofailover || m.tags.failover_priority == 0 {
+            return Err(OpError::Precondition(format!(
+                "{candidate} may not become primary (witness, nofailover or failover_priority 0)"
+            )));
+        }
+        let fresh = self.fresh(&state);
+        if healthy_leader(&state, &fresh) == Some(candidate.as_str()) {
+            return Err(OpError::Precondition(format!(
+                "{candidate} is already the leader"
+            )));
+        }
+        if state.lease.is_held_by(&candidate) {
+            // It took the lease on its own (a failover ran while the request
+            // waited for Raft); the operator's wish comes true once it runs.
+            return self.finish(&candidate).await;
+        }
+        if m.pg_state != PgState::Running {
+            return Err(OpError::Precondition(format!(
+                "{candidate} is not running Postgres (state {:?}); it cannot take over",
+                m.pg_state
+            )));
+        }
+        let outcome = match healthy_leader(&state, &fresh) {
+            // With a healthy leader a failover is a switchover, as in Patroni.
+            Some(leader) => {
+                switchover_candidate(&state, Some(&candidate), &|m| fresh(&m.name))
+                    .map_err(OpError::Precondition)?;
+                self.request_change(Some(leader.to_owned()), candidate.clone(), None)
+                    .await?;
+                self.await_leader(&candidate).await?
+            }
+            None => {
+                match self.request_change(None, candidate.clone(), None).await {
+                    // Another member's failover gave it the lease meanwhile.
+                    Err(OpError::Invalid(_)) if self.read().await?.lease.is_held_by(&candidate) => {
+                    }
+                    other => other?,
+                }
+                tracing::info!(member = %self.member, to = %candidate, "failover requested");
+                self.await_leader(&candidate).await?
+            }
+        };
+        match outcome {
+            SwitchoverOutcome::Done { new_leader } => Ok(new_leader),
+            SwitchoverOutcome::Scheduled { .. } => Err(OpError::Unavailable(
+                "a failover cannot be scheduled".into(),
+            )),
+        }
+    }
+
+    async fn finish(&self, candidate: &str) -> Result<String, OpError> {
+        match self.await_leader(candidate).await? {
+            SwitchoverOutcome::Done { new_leader } => Ok(new_leader),
+            SwitchoverOutcome::Scheduled { .. } => Err(OpError::Unavailable(
+                "a failover cannot be scheduled".into(),
+            )),
+        }
+    }
+
+    async fn local(&self, operation: Operation) -> Result<String, OpError> {
+        if self.witness {
+            return Err(OpError::Precondition(format!(
+                "{} is a witness and runs no Postgres",
+                self.member
+            )));
+        }
+        let (reply, outcome) = oneshot::channel();
+        self.operations
+            .send(OperationRequest { operation, reply })
+            .await
+            .map_err(|_| OpError::Unavailable("the Postgres loop has stopped".into()))?;
+        match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(OpError::Unavailable(
+                "the Postgres loop stopped before answering".into(),
+            )),
+            Err(_) => Err(OpError::Unavailable(format!(
+                "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
+            ))),
+        }
+    }
+
+    async fn do_remove(&self, name: String) -> Result<String, OpError> {
+        let state = self.read().await?;
+        let Some(m) = state.members.get(&name) else {
+            return Err(OpError::NotFound(format!(
+                "{name} is not a member of this cluster"
+            )));
+        };
+        if state.lease.is_held_by(&name) {
+            return Err(OpError::Precondition(format!(
+                "{name} holds the lease; switch over to another member first"
+            )));
+        }
+        if name == self.member {
+            return Err(OpError::Precondition(format!(
+                "{name} cannot remove itself; send the request to another member"
+            )));
+        }
+        let node_id = m.node_id;
+        self.consensus.remove_member(node_id).await.map_err(|e| {
+            OpError::Unavailable(format!("cannot remove {name} from the Raft group: {e}"))
+        })?;
+        self.commit(Command::RemoveMember { name: name.clone() })
+            .await?;
+        Ok(format!(
+            "removed {name} (node {node_id}); stop its agent and do not start it again with the same data"
+        ))
+    }
+}
+
+impl Operations for AgentOps {
+    fn state(&self) -> ClusterState {
+        (*self.consensus.local().state).clone()
+    }
+
+    fn set_config(
+        &self,
+        expected_version: u64,
+        values: ConfigValues,
+    ) -> OpFuture<'_, DynamicConfig> {
+        Box::pin(async move {
+            match self
+                .commit(Command::SetConfig {
+                    expected_version,
+                    values,
+                })
+                .await?
+            {
+                Applied::Config { config } => Ok(config),
+                other => Err(OpError::Unavailable(format!(
+                    "unexpected answer to a config change: {other:?}"
+                ))),
+            }
+        })
+    }
+
+    fn switchover(&self, request: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome> {
+        Box::pin(self.do_switchover(request))
+    }
+
+    fn cancel_switchover(&self) -> OpFuture<'_, ()> {
+        Box::pin(async move {
+            if self.read().await?.switchover.is_none() {
+                return Err(OpError::NotFound("no switchover is scheduled".into()));
+            }
+            self.commit(Command::CancelSwitchover).await.map(|_| ())
+        })
+    }
+
+    fn failover(&self, candidate: String) -> OpFuture<'_, String> {
+        Box::pin(self.do_failover(candidate))
+    }
+
+    fn restart(&self) -> OpFuture<'_, String> {
+        Box::pin(self.local(Operation::Restart))
+    }
+
+    fn reload(&self) -> OpFuture<'_, String> {
+        Box::pin(self.local(Operation::Reload))
+    }
+
+    fn reinitialize(&self, _force: bool) -> OpFuture<'_, String> {
+        // Operations run one at a time in the Postgres loop, so there is
+        // never one in progress for `force` to cancel, as it does in Patroni.
+        Box::pin(self.local(Operation::Reinitialize))
+    }
+
+    fn remove_member(&self, name: String) -> OpFuture<'_, String> {
+        Box::pin(self.do_remove(name))
+    }
+}
