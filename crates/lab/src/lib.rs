@@ -1,15 +1,18 @@
 //! A real local cluster on one machine: agents on loopback ports, run as the
-//! `postgres` user, with a machine-readable `lab.json`. `raftgresctl lab` and
+//! `postgres` user, with API authentication and, when installed, HAProxy in
+//! front, described in a machine-readable `lab.json`. `raftgresctl lab` and
 //! the integration tests both use this code, so one path is tested and shipped.
 //!
 //! Architecture invariant: lab-only. Production paths never depend on it.
 
+mod haproxy;
 mod netns;
 mod process;
 mod spec;
 
+pub use haproxy::binary as haproxy_binary;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
 pub use process::{
     Lab, LabError, agent_status, down, pg_query_bool, read_description, running_members,
 };
-pub use spec::{LabDescription, LabMember, LabSpec};
+pub use spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec};

@@ -1,13 +1,15 @@
+use crate::haproxy;
 use crate::netns::{NetnsMember, spawn_in_netns};
-use crate::spec::{LabDescription, LabMember, LabSpec, agent_config};
+use crate::spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec, agent_config};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User};
 use raftgres_proto::v1::{AgentStatusReply, AgentStatusRequest, agent_client::AgentClient};
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::chown;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,7 +44,7 @@ pub enum LabError {
     Description { path: PathBuf, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
     move |source| LabError::Io {
         path: path.to_owned(),
         source,
@@ -54,7 +56,36 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
 pub struct Lab {
     pub description: LabDescription,
     children: BTreeMap<String, Child>,
+    haproxy: Option<Child>,
     run_as: Option<User>,
+}
+
+/// The user name every lab member's `restapi.authentication` accepts.
+const API_USERNAME: &str = "raftgres";
+
+/// 16 random bytes as hex: unguessable, and safe unquoted in a URL or shell.
+fn random_password() -> Result<String, LabError> {
+    let source = Path::new("/dev/urandom");
+    let mut bytes = [0u8; 16];
+    fs::File::open(source)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(io(source))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes a file only its owner may read: it holds the API password.
+fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    // `mode` applies only when the file is created; an earlier lab's may not be.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io(path))?;
+    file.write_all(text.as_bytes()).map_err(io(path))
 }
 
 fn free_port() -> Result<u16, LabError> {
@@ -220,6 +251,32 @@ impl Lab {
                 .map(|_| free_port())
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        // Scripts and tests of the earlier lab keep working with what they read.
+        let api_auth = match previous.as_ref().and_then(|p| p.api_auth.clone()) {
+            Some(auth) => auth,
+            None => ApiAuth {
+                username: API_USERNAME.to_owned(),
+                password: random_password()?,
+            },
+        };
+        let previous_haproxy = previous.as_ref().and_then(|p| p.haproxy.as_ref());
+        if let Some(old) = previous_haproxy
+            && haproxy::is_ours(old.pid, &old.config)
+        {
+            return Err(LabError::Setup(format!(
+                "HAProxy of the earlier lab in {} still runs (pid {}); run `raftgresctl lab down --dir {}` first",
+                dir.display(),
+                old.pid,
+                dir.display()
+            )));
+        }
+        // Namespaced members are out of loopback's reach by design.
+        let haproxy_bin = haproxy::binary().filter(|_| netns.is_none());
+        let haproxy_ports = match (&haproxy_bin, previous_haproxy) {
+            (None, _) => None,
+            (Some(_), Some(old)) => Some([old.write_port, old.read_port]),
+            (Some(_), None) => Some([free_port()?, free_port()?]),
+        };
         let members: Vec<LabMember> = (0..count)
             .map(|i| {
                 let witness = i >= spec.members;
@@ -257,7 +314,13 @@ impl Lab {
             .collect();
         for m in &members {
             fs::create_dir_all(&m.data_dir).map_err(io(&m.data_dir))?;
-            fs::write(&m.config, agent_config(m, "lab", &members)).map_err(io(&m.config))?;
+            write_private(&m.config, &agent_config(m, "lab", &members, &api_auth))?;
+        }
+        let haproxy_config = dir.join("haproxy.cfg");
+        if let (Some(bin), Some([write_port, read_port])) = (&haproxy_bin, haproxy_ports) {
+            let text = haproxy::render(&members, write_port, read_port)?;
+            fs::write(&haproxy_config, text).map_err(io(&haproxy_config))?;
+            haproxy::check(bin, &haproxy_config)?;
         }
         if let Some(user) = &run_as {
             chown_tree(&dir, user)?;
@@ -267,15 +330,70 @@ impl Lab {
                 dir,
                 agent_bin,
                 members,
+                api_auth: Some(api_auth),
+                haproxy: None,
             },
             children: BTreeMap::new(),
+            haproxy: None,
             run_as,
         };
         for name in lab.names() {
             lab.start(&name)?;
         }
+        if let (Some(bin), Some(ports)) = (&haproxy_bin, haproxy_ports) {
+            lab.start_haproxy(bin, &haproxy_config, ports)?;
+        }
         lab.write_description()?;
         Ok(lab)
+    }
+
+    /// Started while the cluster forms, so the checks have marked the
+    /// servers by the time it is healthy: HAProxy counts every server as up
+    /// until its first check fails.
+    fn start_haproxy(
+        &mut self,
+        bin: &Path,
+        config: &Path,
+        [write_port, read_port]: [u16; 2],
+    ) -> Result<(), LabError> {
+        let log = self.description.dir.join("haproxy.log");
+        let child = haproxy::start(
+            bin,
+            config,
+            &log,
+            self.run_as.as_ref(),
+            [write_port, read_port],
+        )?;
+        self.description.haproxy = Some(LabHaproxy {
+            write_port,
+            read_port,
+            pid: child.id(),
+            config: config.to_owned(),
+            log,
+        });
+        self.haproxy = Some(child);
+        Ok(())
+    }
+
+    /// The member's credentials for the agents' mutating REST endpoints.
+    pub fn api_auth(&self) -> Option<&ApiAuth> {
+        self.description.api_auth.as_ref()
+    }
+
+    /// A libpq connection string through HAProxy: to the writable primary
+    /// (`write`, as the one each member's `dsn` names, so it may create
+    /// tables) or to a streaming replica; `None` without HAProxy.
+    pub fn haproxy_dsn(&self, write: bool) -> Option<String> {
+        let haproxy = self.description.haproxy.as_ref()?;
+        let port = if write {
+            haproxy.write_port
+        } else {
+            haproxy.read_port
+        };
+        Some(format!(
+            "host={} port={port} user=postgres dbname=postgres",
+            haproxy::LISTEN_ADDRESS
+        ))
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -297,7 +415,7 @@ impl Lab {
         let text = serde_json::to_string_pretty(&self.description)
             .map_err(|e| LabError::Setup(format!("cannot encode lab.json: {e}")))?;
         let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, text).map_err(io(&tmp))?;
+        write_private(&tmp, &text)?;
         fs::rename(&tmp, &path).map_err(io(&path))
     }
 
@@ -396,10 +514,29 @@ impl Lab {
         self.children.clear();
     }
 
-    /// Gives up ownership: the agents keep running after this process exits.
+    /// Gives up ownership: the agents and HAProxy keep running after this
+    /// process exits.
     pub fn detach(mut self) -> LabDescription {
         self.children.clear();
+        self.haproxy = None;
         self.description.clone()
+    }
+
+    /// SIGTERM (HAProxy's immediate stop), then SIGKILL after `grace`.
+    fn stop_haproxy(&mut self, grace: Duration) {
+        let Some(mut child) = self.haproxy.take() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Polls until exactly one member holds the lease, every running member
@@ -489,6 +626,7 @@ pub async fn pg_query_bool(dsn: &str, query: &str) -> Result<bool, String> {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_all(Duration::from_secs(5));
+        self.stop_haproxy(Duration::from_secs(5));
     }
 }
 
@@ -521,19 +659,23 @@ pub fn read_description(dir: &Path) -> Result<LabDescription, LabError> {
     })
 }
 
-/// A PID still names our agent only if its executable is the lab's copy;
-/// a zombie or a reused PID does not count.
-fn is_our_agent(pid: u32, agent_bin: &Path) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let exe_matches = fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe == agent_bin);
-    let state = fs::read_to_string(proc_dir.join("stat"))
+/// Whether `pid` exists and is not a zombie, which `kill(pid, 0)` cannot tell.
+pub(crate) fn is_running(pid: u32) -> bool {
+    let state = fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             s.rsplit_once(')')
                 .map(|(_, rest)| rest.trim_start().chars().next())
         })
         .flatten();
-    exe_matches && !matches!(state, Some('Z') | Some('X') | None)
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// A PID still names our agent only if its executable is the lab's copy;
+/// a zombie or a reused PID does not count.
+fn is_our_agent(pid: u32, agent_bin: &Path) -> bool {
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    fs::read_link(exe).is_ok_and(|exe| exe == agent_bin) && is_running(pid)
 }
 
 /// The members of the lab in DIR whose agents are still running; none if
@@ -550,33 +692,59 @@ pub fn running_members(dir: &Path) -> Vec<String> {
     }
 }
 
-/// Stops what `lab up` started in DIR, by PID. A missing DIR or lab.json,
-/// or agents already gone, are not errors. Returns the members stopped.
+/// What `lab down` stops, by what its PID must still name.
+enum Started<'a> {
+    /// The lab's copy of the agent binary.
+    Agent(&'a Path),
+    /// HAProxy, started with this config file.
+    Haproxy(&'a Path),
+}
+
+impl Started<'_> {
+    fn runs_as(&self, pid: u32) -> bool {
+        match self {
+            Started::Agent(agent_bin) => is_our_agent(pid, agent_bin),
+            Started::Haproxy(config) => haproxy::is_ours(pid, config),
+        }
+    }
+}
+
+/// Stops what `lab up` started in DIR, by PID: the agents and HAProxy. A
+/// missing DIR or lab.json, or processes already gone, are not errors.
+/// Returns what was stopped: member names, and `haproxy`.
 pub fn down(dir: &Path, grace: Duration) -> Result<Vec<String>, LabError> {
     if !LabDescription::path(dir).exists() {
         return Ok(Vec::new());
     }
     let description = read_description(dir)?;
-    let running: Vec<&LabMember> = description
-        .members
-        .iter()
-        .filter(|m| is_our_agent(m.agent_pid, &description.agent_bin))
-        .collect();
-    for m in &running {
-        let _ = kill(Pid::from_raw(m.agent_pid as i32), Signal::SIGTERM);
+    let mut running: Vec<(String, u32, Started)> = Vec::new();
+    for m in &description.members {
+        let started = Started::Agent(&description.agent_bin);
+        if started.runs_as(m.agent_pid) {
+            running.push((m.name.clone(), m.agent_pid, started));
+        }
+    }
+    if let Some(h) = &description.haproxy {
+        let started = Started::Haproxy(&h.config);
+        if started.runs_as(h.pid) {
+            running.push(("haproxy".to_owned(), h.pid, started));
+        }
+    }
+    for (_, pid, _) in &running {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline
         && running
             .iter()
-            .any(|m| is_our_agent(m.agent_pid, &description.agent_bin))
+            .any(|(_, pid, started)| started.runs_as(*pid))
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for m in &running {
-        if is_our_agent(m.agent_pid, &description.agent_bin) {
-            let _ = kill(Pid::from_raw(m.agent_pid as i32), Signal::SIGKILL);
+    for (_, pid, started) in &running {
+        if started.runs_as(*pid) {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
     }
-    Ok(running.iter().map(|m| m.name.clone()).collect())
+    Ok(running.into_iter().map(|(name, _, _)| name).collect())
 }

@@ -21,6 +21,46 @@ pub struct LabDescription {
     pub dir: PathBuf,
     pub agent_bin: PathBuf,
     pub members: Vec<LabMember>,
+    /// What the agents' mutating REST endpoints accept (HTTP basic auth);
+    /// absent only in a lab.json written before the lab enabled it.
+    #[serde(default)]
+    pub api_auth: Option<ApiAuth>,
+    /// `None` when HAProxy is not installed or the members run in network
+    /// namespaces.
+    #[serde(default)]
+    pub haproxy: Option<LabHaproxy>,
+}
+
+/// HTTP basic auth credentials, as in every member's
+/// `restapi.authentication`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiAuth {
+    pub username: String,
+    pub password: String,
+}
+
+// Test failures print descriptions; the password stays in lab.json.
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The HAProxy in front of the database members, on loopback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabHaproxy {
+    /// Reaches the member whose agent answers 200 on `/primary`.
+    pub write_port: u16,
+    /// Reaches, round-robin, the members whose agents answer 200 on `/replica`.
+    pub read_port: u16,
+    /// The HAProxy process itself, run in the foreground.
+    pub pid: u32,
+    /// The rendered `deploy/haproxy/haproxy.cfg.j2`.
+    pub config: PathBuf,
+    pub log: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +98,12 @@ impl LabDescription {
 }
 
 /// The agent settings file of one lab member.
-pub(crate) fn agent_config(member: &LabMember, scope: &str, all: &[LabMember]) -> String {
+pub(crate) fn agent_config(
+    member: &LabMember,
+    scope: &str,
+    all: &[LabMember],
+    auth: &ApiAuth,
+) -> String {
     let mut text = format!(
         "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\n",
         member.name,
@@ -76,7 +121,11 @@ pub(crate) fn agent_config(member: &LabMember, scope: &str, all: &[LabMember]) -
         text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
     }
     if let Some(listen) = member.api_url.strip_prefix("http://") {
-        text.push_str(&format!("restapi:\n  listen: {listen}\n"));
+        // Quoted: a hex password of digits alone would read as a number.
+        text.push_str(&format!(
+            "restapi:\n  listen: {listen}\n  authentication:\n    username: \"{}\"\n    password: \"{}\"\n",
+            auth.username, auth.password
+        ));
     }
     text.push_str("members:\n");
     for m in all {
