@@ -1,195 +1,99 @@
-//! raftgresctl: operate a raftgres cluster. For now: the local lab and version.
+//! raftgresctl: operate a raftgres cluster, patronictl-style. It reaches
+//! the agents only through their REST API (docs/rest-api.md); `lab` also
+//! starts and stops a local cluster.
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use raftgres_lab::{
-    Lab, LabSpec, agent_status, down, pg_query_bool, read_description, running_members,
-};
-use std::path::PathBuf;
-use std::time::Duration;
+mod cli;
+mod client;
+mod cluster;
+mod commands;
+mod edit_config;
+mod error;
+mod format;
+mod lab_cmd;
+mod operate;
+mod patch;
+mod prompt;
+mod target;
+mod yaml;
 
-#[derive(Parser)]
-#[command(version, about = "Operate a raftgres cluster")]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-}
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, ClusterCmd, Cmd};
+use cluster::Finder;
+use commands::View;
+use error::{CtlError, EXIT_FAILURE};
+use operate::MemberAction;
+use std::process::ExitCode;
 
-#[derive(Subcommand)]
-enum Cmd {
-    /// A real cluster on this machine, for trying raftgres and for tests.
-    Lab {
-        #[command(subcommand)]
-        action: LabCmd,
-    },
-    /// Print raftgresctl's version.
-    Version,
-}
-
-#[derive(Subcommand)]
-enum LabCmd {
-    /// Start the members and wait until one holds the lease; writes DIR/lab.json.
-    Up {
-        #[arg(long, default_value = "/tmp/raftgres-lab")]
-        dir: PathBuf,
-        /// Members that may become primary (a witness comes on top).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
-        members: u16,
-        /// Add a witness member: it votes in Raft and never holds the lease.
-        #[arg(long)]
-        witness: bool,
-        /// The agent binary; default: raftgres-agent beside this program.
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-    },
-    /// Stop what `lab up` started in DIR, by PID.
-    Down {
-        #[arg(long, default_value = "/tmp/raftgres-lab")]
-        dir: PathBuf,
-    },
-    /// Show each member's view.
-    Status {
-        #[arg(long, default_value = "/tmp/raftgres-lab")]
-        dir: PathBuf,
-    },
-}
-
-fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's own code for a usage error is 2, which here means
+            // "refused by an agent".
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("raftgresctl: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::from(
+                e.downcast_ref::<CtlError>()
+                    .map_or(EXIT_FAILURE, CtlError::exit_code),
+            )
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    match cli.command {
-        Cmd::Version => {
-            println!("raftgresctl {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Cmd::Lab {
-            action:
-                LabCmd::Up {
-                    dir,
-                    members,
-                    witness,
-                    agent_bin,
-                },
-        } => {
-            let agent_bin = match agent_bin {
-                Some(path) => path,
-                None => std::env::current_exe()
-                    .context("cannot locate raftgresctl itself")?
-                    .with_file_name("raftgres-agent"),
-            };
-            if !running_members(&dir).is_empty() {
-                bail!(
-                    "a lab is already running in {}; run `raftgresctl lab down --dir {}` first",
-                    dir.display(),
-                    dir.display()
-                );
+    let command = match cli.command {
+        Cmd::Lab { action } => return lab_cmd::run(&runtime, action),
+        Cmd::Cluster(command) => command,
+    };
+    let target = cli.target.resolve()?;
+    let api = client::Api::new(target.credentials).context("cannot set up the HTTP client")?;
+    let mut finder = Finder::new(api, target.seeds);
+    let finder = &mut finder;
+    runtime.block_on(async move {
+        match command {
+            ClusterCmd::List {
+                format,
+                watch_seconds,
+            } => commands::show_members(finder, View::List(format), watch_seconds).await,
+            ClusterCmd::Topology { watch_seconds } => {
+                commands::show_members(finder, View::Topology, watch_seconds).await
             }
-            let spec = LabSpec {
-                dir,
-                members: members.into(),
-                witness,
-                ports: None,
-                agent_bin,
-            };
-            let lab = Lab::up(&spec)?;
-            let holder = runtime.block_on(lab.wait_healthy(Duration::from_secs(60)));
-            let description = lab.detach();
-            let holder = holder?;
-            println!(
-                "lab up in {}: {} members, lease held by {holder}",
-                description.dir.display(),
-                description.members.len()
-            );
-            println!(
-                "description: {}",
-                raftgres_lab::LabDescription::path(&description.dir).display()
-            );
-            Ok(())
+            ClusterCmd::Switchover {
+                leader,
+                candidate,
+                scheduled,
+                force,
+            } => operate::switchover(finder, leader, candidate, scheduled, force).await,
+            ClusterCmd::Failover { candidate, force } => {
+                operate::failover(finder, candidate, force).await
+            }
+            ClusterCmd::Restart { member, force } => {
+                operate::on_member(finder, MemberAction::Restart, member, force).await
+            }
+            ClusterCmd::Reinit { member, force } => {
+                operate::on_member(finder, MemberAction::Reinitialize, member, force).await
+            }
+            ClusterCmd::Pause => operate::set_pause(finder, true).await,
+            ClusterCmd::Resume => operate::set_pause(finder, false).await,
+            ClusterCmd::History { format } => commands::history(finder, format).await,
+            ClusterCmd::ShowConfig { format } => commands::show_config(finder, format).await,
+            ClusterCmd::EditConfig { set, pg, force } => {
+                edit_config::edit_config(finder, &set, &pg, force).await
+            }
+            ClusterCmd::Remove { member, force } => operate::remove(finder, member, force).await,
+            ClusterCmd::Version => commands::version(finder, target.given).await,
         }
-        Cmd::Lab {
-            action: LabCmd::Down { dir },
-        } => {
-            let stopped = down(&dir, Duration::from_secs(30))?;
-            println!(
-                "lab down in {}: stopped {}",
-                dir.display(),
-                if stopped.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    stopped.join(", ")
-                }
-            );
-            Ok(())
-        }
-        Cmd::Lab {
-            action: LabCmd::Status { dir },
-        } => {
-            let description = read_description(&dir)?;
-            println!(
-                "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
-                "MEMBER",
-                "ID",
-                "RAFT",
-                "PID",
-                "LEASE",
-                "HOLDER",
-                "LEADER",
-                "TERM",
-                "POSTGRES",
-                "PORT"
-            );
-            runtime.block_on(async {
-                for m in &description.members {
-                    let postgres = match &m.dsn {
-                        None => "none",
-                        Some(dsn) => match pg_query_bool(dsn, "SELECT pg_is_in_recovery()").await {
-                            Ok(true) => "replica",
-                            Ok(false) => "primary",
-                            Err(_) => "down",
-                        },
-                    };
-                    let port = m.pg_port.map_or("-".to_owned(), |p| p.to_string());
-                    match agent_status(&m.raft_addr).await {
-                        Ok(s) => println!(
-                            "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
-                            m.name,
-                            m.node_id,
-                            m.raft_addr,
-                            m.agent_pid,
-                            if s.holds_lease {
-                                "held"
-                            } else if m.witness {
-                                "wit"
-                            } else {
-                                "-"
-                            },
-                            if s.lease_holder_seen.is_empty() {
-                                "-"
-                            } else {
-                                &s.lease_holder_seen
-                            },
-                            s.raft_leader,
-                            s.raft_term,
-                            postgres,
-                            port
-                        ),
-                        Err(e) => println!(
-                            "{:<10} {:>4} {:<21} {:>8} agent down ({e}); postgres {postgres}",
-                            m.name, m.node_id, m.raft_addr, m.agent_pid
-                        ),
-                    }
-                }
-            });
-            Ok(())
-        }
-    }
+    })
 }

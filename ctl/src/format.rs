@@ -1,0 +1,448 @@
+//! Tables in the style of `patronictl`, and the values shown in them.
+
+use crate::cluster::{ClusterView, MemberView};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Clone, Copy)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A boxed text table: `+---+` borders and `|` separators.
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    /// With a title, the top border starts with it, as `patronictl list`
+    /// writes `+ Cluster: name ---+---`.
+    pub fn render(&self, title: Option<&str>) -> String {
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                self.rows
+                    .iter()
+                    .filter_map(|row| row.get(i))
+                    .map(|cell| cell.chars().count())
+                    .chain([name.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let border = {
+            let mut line = String::from("+");
+            for width in &widths {
+                line.push_str(&"-".repeat(width + 2));
+                line.push('+');
+            }
+            line
+        };
+        let line = |cells: Vec<&str>| {
+            let mut text = String::from("|");
+            for ((cell, width), (_, align)) in cells.iter().zip(&widths).zip(&self.columns) {
+                let pad = " ".repeat(width - cell.chars().count());
+                match align {
+                    Align::Left => text.push_str(&format!(" {cell}{pad} |")),
+                    Align::Right => text.push_str(&format!(" {pad}{cell} |")),
+                }
+            }
+            text
+        };
+        let top = match title {
+            None => border.clone(),
+            Some(title) => {
+                let head = format!("+ {title} ");
+                let used = head.chars().count();
+                match border.get(used..) {
+                    Some(rest) if used < border.len() => format!("{head}{rest}"),
+                    _ => format!("{head}+"),
+                }
+            }
+        };
+        let mut out = vec![top];
+        out.push(line(self.columns.iter().map(|(name, _)| *name).collect()));
+        out.push(border.clone());
+        for row in &self.rows {
+            let cells = (0..self.columns.len())
+                .map(|i| row.get(i).map_or("", String::as_str))
+                .collect();
+            out.push(line(cells));
+        }
+        out.push(border);
+        out.join("\n") + "\n"
+    }
+}
+
+/// Patroni's names for the roles.
+pub fn role_title(role: Option<&str>) -> String {
+    match role {
+        Some("leader") => "Leader".into(),
+        Some("replica") => "Replica".into(),
+        Some("sync_standby") => "Sync Standby".into(),
+        Some("witness") => "Witness".into(),
+        Some(other) => other.into(),
+        None => String::new(),
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Lag in whole MiB, rounded half up as `patronictl` rounds it; a word
+/// such as `unknown` is shown as sent.
+pub fn lag_mb(lag: Option<&Value>) -> String {
+    match lag {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(bytes) => (bytes / MIB + u64::from(bytes % MIB >= MIB / 2)).to_string(),
+            None => n.to_string(),
+        },
+        Some(Value::String(word)) => word.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// An LSN the way Postgres writes it: `16/B374D848`.
+pub fn lsn(bytes: u64) -> String {
+    format!("{:X}/{:X}", bytes >> 32, bytes & 0xFFFF_FFFF)
+}
+
+/// `GET /patroni` as one line: the agent's version and its Postgres'.
+pub fn agent_version(status: &Value) -> String {
+    let agent = status
+        .pointer("/patroni/version")
+        .and_then(Value::as_str)
+        .unwrap_or("(version unknown)");
+    let postgres = match status.get("server_version") {
+        Some(Value::Number(n)) => n.as_u64().filter(|v| *v > 0).map(postgres_version),
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    match postgres {
+        Some(postgres) => format!("raftgres-agent {agent}, PostgreSQL {postgres}"),
+        None => format!("raftgres-agent {agent}"),
+    }
+}
+
+/// Postgres' numeric version: 150004 is 15.4; before 10 it had three
+/// parts, 90624 is 9.6.24.
+pub fn postgres_version(num: u64) -> String {
+    if num >= 100_000 {
+        format!("{}.{}", num / 10_000, num % 10_000)
+    } else {
+        format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100)
+    }
+}
+
+fn host_port(member: &MemberView) -> String {
+    match (&member.host, member.port) {
+        (Some(host), Some(port)) if host.contains(':') => format!("[{host}]:{port}"),
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.clone(),
+        (None, _) => String::new(),
+    }
+}
+
+const MEMBER_COLUMNS: [(&str, Align); 6] = [
+    ("Member", Align::Left),
+    ("Host", Align::Left),
+    ("Role", Align::Left),
+    ("State", Align::Left),
+    ("TL", Align::Right),
+    ("Lag in MB", Align::Right),
+];
+
+fn member_row(member: &MemberView, indent: &str) -> Vec<String> {
+    vec![
+        format!("{indent}{}", member.name),
+        host_port(member),
+        role_title(member.role.as_deref()),
+        member.state.clone().unwrap_or_default(),
+        member.timeline.map(|t| t.to_string()).unwrap_or_default(),
+        if member.is_leader() {
+            String::new()
+        } else {
+            lag_mb(member.lag.as_ref())
+        },
+    ]
+}
+
+fn cluster_title(view: &ClusterView) -> String {
+    match view.lease.as_ref().and_then(|l| l.epoch) {
+        Some(epoch) => format!("Cluster: {} (epoch {epoch})", view.scope()),
+        None => format!("Cluster: {}", view.scope()),
+    }
+}
+
+/// Lines under the table for a paused cluster and a pending switchover.
+fn cluster_notes(view: &ClusterView) -> String {
+    let mut notes = String::new();
+    if view.paused() {
+        notes.push_str(" Maintenance mode: on\n");
+    }
+    if let Some(s) = &view.scheduled_switchover {
+        let at = s.at.as_deref().unwrap_or("(time unknown)");
+        notes.push_str(&format!(" Switchover scheduled at: {at}\n"));
+        if let Some(from) = &s.from {
+            notes.push_str(&format!("                    from: {from}\n"));
+        }
+        if let Some(to) = &s.to {
+            notes.push_str(&format!("                      to: {to}\n"));
+        }
+    }
+    notes
+}
+
+/// `raftgresctl list`: every member by name.
+pub fn member_table(view: &ClusterView) -> String {
+    let mut members: Vec<&MemberView> = view.members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut table = Table::new(&MEMBER_COLUMNS);
+    for member in members {
+        table.push(member_row(member, ""));
+    }
+    table.render(Some(&cluster_title(view))) + &cluster_notes(view)
+}
+
+/// `raftgresctl topology`: the leader first, the members that replicate
+/// from it indented under it; a witness replicates nothing, so it stays at
+/// the top level, as does everyone when there is no leader.
+pub fn topology_table(view: &ClusterView) -> String {
+    let mut members: Vec<&MemberView> = view.members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut table = Table::new(&MEMBER_COLUMNS);
+    let leader = members.iter().find(|m| m.is_leader()).copied();
+    let replicates = |m: &MemberView| !m.is_leader() && m.role.as_deref() != Some("witness");
+    if let Some(leader) = leader {
+        table.push(member_row(leader, ""));
+        for member in members.iter().filter(|m| replicates(m)) {
+            table.push(member_row(member, "+ "));
+        }
+    }
+    for member in members
+        .iter()
+        .filter(|m| leader.is_none() || !(m.is_leader() || replicates(m)))
+    {
+        table.push(member_row(member, ""));
+    }
+    table.render(Some(&cluster_title(view))) + &cluster_notes(view)
+}
+
+/// One change of primary from `GET /history`, which sends
+/// `[timeline, lsn, reason, timestamp, new_leader]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryRow {
+    pub timeline: Option<u64>,
+    /// `X/Y` as Postgres writes it.
+    pub lsn: Option<String>,
+    pub lsn_bytes: Option<u64>,
+    pub reason: Option<String>,
+    pub timestamp: Option<String>,
+    pub new_leader: Option<String>,
+}
+
+pub fn history_rows(history: &Value) -> Result<Vec<HistoryRow>, String> {
+    let Value::Array(entries) = history else {
+        return Err("it is not a list".into());
+    };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let Value::Array(fields) = entry else {
+                return Err(format!("entry {i} is not a list"));
+            };
+            let text = |n: usize| fields.get(n).and_then(Value::as_str).map(str::to_owned);
+            let lsn_bytes = fields.get(1).and_then(Value::as_u64);
+            Ok(HistoryRow {
+                timeline: fields.first().and_then(Value::as_u64),
+                lsn: lsn_bytes.map(lsn),
+                lsn_bytes,
+                reason: text(2),
+                timestamp: text(3),
+                new_leader: text(4),
+            })
+        })
+        .collect()
+}
+
+pub fn history_table(rows: &[HistoryRow]) -> String {
+    let mut table = Table::new(&[
+        ("TL", Align::Right),
+        ("LSN", Align::Right),
+        ("Reason", Align::Left),
+        ("Timestamp", Align::Left),
+        ("New Leader", Align::Left),
+    ]);
+    for row in rows {
+        table.push(vec![
+            row.timeline.map(|t| t.to_string()).unwrap_or_default(),
+            row.lsn.clone().unwrap_or_default(),
+            row.reason.clone().unwrap_or_default(),
+            row.timestamp.clone().unwrap_or_default(),
+            row.new_leader.clone().unwrap_or_default(),
+        ]);
+    }
+    table.render(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    fn view(doc: Value) -> ClusterView {
+        ClusterView::deserialize(&doc).expect("valid cluster document")
+    }
+
+    fn lab() -> ClusterView {
+        view(json!({
+            "scope": "lab",
+            "members": [
+                {"name": "m2", "role": "replica", "state": "streaming", "host": "127.0.0.1",
+                 "port": 5433, "timeline": 2, "lag": 3_670_016},
+                {"name": "w", "role": "witness", "state": "running"},
+                {"name": "m1", "role": "leader", "state": "running", "host": "127.0.0.1",
+                 "port": 5432, "timeline": 2},
+                {"name": "m3", "role": "sync_standby", "state": "streaming", "host": "::1",
+                 "port": 5434, "timeline": 2, "lag": "unknown"}
+            ],
+            "pause": true,
+            "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "from": "m1", "to": "m2"},
+            "lease": {"holder": "m1", "epoch": 3}
+        }))
+    }
+
+    #[test]
+    fn list_renders_like_patronictl() {
+        let want = "\
++ Cluster: lab (epoch 3) -+--------------+-----------+----+-----------+
+| Member | Host           | Role         | State     | TL | Lag in MB |
++--------+----------------+--------------+-----------+----+-----------+
+| m1     | 127.0.0.1:5432 | Leader       | running   |  2 |           |
+| m2     | 127.0.0.1:5433 | Replica      | streaming |  2 |         4 |
+| m3     | [::1]:5434     | Sync Standby | streaming |  2 |   unknown |
+| w      |                | Witness      | running   |    |           |
++--------+----------------+--------------+-----------+----+-----------+
+ Maintenance mode: on
+ Switchover scheduled at: 2026-11-22T10:00:00Z
+                    from: m1
+                      to: m2
+";
+        assert_eq!(member_table(&lab()), want);
+    }
+
+    #[test]
+    fn topology_puts_replicas_under_the_leader() {
+        let text = topology_table(&lab());
+        let names: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .filter_map(|l| l.strip_prefix("| "))
+            .filter_map(|l| l.split(" |").next())
+            .map(str::trim_end)
+            .collect();
+        assert_eq!(names, ["m1", "+ m2", "+ m3", "w"]);
+        let leaderless = view(json!({"members": [
+            {"name": "b", "role": "replica"}, {"name": "a", "role": "replica"}]}));
+        let text = topology_table(&leaderless);
+        assert!(text.starts_with("+ Cluster: (unnamed) "), "{text}");
+        assert!(
+            text.contains("| a      |") && !text.contains("+ a"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_long_title_closes_the_border_itself() {
+        let mut table = Table::new(&[("A", Align::Left)]);
+        table.push(vec!["x".into()]);
+        assert_eq!(
+            table.render(Some("Cluster: long-name")),
+            "+ Cluster: long-name +\n| A |\n+---+\n| x |\n+---+\n"
+        );
+    }
+
+    #[test]
+    fn lag_is_whole_mib_rounded_half_up() {
+        let cases = [
+            (json!(0), "0"),
+            (json!(524_287), "0"),
+            (json!(524_288), "1"),
+            (json!(1_048_576), "1"),
+            (json!(1_572_864), "2"),
+            (json!("unknown"), "unknown"),
+            (json!(-5), "-5"),
+            (Value::Null, ""),
+        ];
+        for (lag, want) in cases {
+            assert_eq!(lag_mb(Some(&lag)), want, "{lag}");
+        }
+        assert_eq!(lag_mb(None), "");
+    }
+
+    #[test]
+    fn lsn_is_written_as_postgres_writes_it() {
+        assert_eq!(lsn(0), "0/0");
+        assert_eq!(lsn(0x3000060), "0/3000060");
+        assert_eq!(lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(lsn(u64::MAX), "FFFFFFFF/FFFFFFFF");
+    }
+
+    #[test]
+    fn agent_version_names_both_versions() {
+        let status = json!({"server_version": 150004, "patroni": {"version": "0.1.0"}});
+        assert_eq!(
+            agent_version(&status),
+            "raftgres-agent 0.1.0, PostgreSQL 15.4"
+        );
+        assert_eq!(postgres_version(90624), "9.6.24");
+        let witness = json!({"server_version": 0, "patroni": {"version": "0.1.0"}});
+        assert_eq!(agent_version(&witness), "raftgres-agent 0.1.0");
+        assert_eq!(
+            agent_version(&json!([])),
+            "raftgres-agent (version unknown)"
+        );
+    }
+
+    #[test]
+    fn history_reads_patroni_arrays() {
+        let rows = history_rows(&json!([
+            [
+                1,
+                50_331_744,
+                "no recovery target specified",
+                "2026-01-01T00:00:00Z",
+                "m1"
+            ],
+            [null, "bad", 3]
+        ]))
+        .expect("valid");
+        assert_eq!(rows[0].lsn.as_deref(), Some("0/3000060"));
+        assert_eq!(rows[1].timeline, None);
+        assert_eq!(rows[1].lsn, None);
+        let table = history_table(&rows);
+        assert!(
+            table.contains("|  1 | 0/3000060 | no recovery target specified | 2026-01-01T00:00:00Z | m1         |"),
+            "{table}"
+        );
+        assert!(history_rows(&json!({})).is_err());
+        assert!(history_rows(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! `raftgresctl lab`: a real local cluster, through the same lab code the
+//! tests use.
+
+use crate::cli::LabCmd;
+use anyhow::{Context, bail};
+use raftgres_lab::{
+    Lab, LabSpec, agent_status, down, pg_query_bool, read_description, running_members,
+};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
+    match action {
+        LabCmd::Up {
+            dir,
+            members,
+            witness,
+            agent_bin,
+        } => {
+            let agent_bin = match agent_bin {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("cannot locate raftgresctl itself")?
+                    .with_file_name("raftgres-agent"),
+            };
+            if !running_members(&dir).is_empty() {
+                bail!(
+                    "a lab is already running in {}; run `raftgresctl lab down --dir {}` first",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            let spec = LabSpec {
+                dir,
+                members: members.into(),
+                witness,
+                ports: None,
+                agent_bin,
+            };
+            let lab = Lab::up(&spec)?;
+            let holder = runtime.block_on(lab.wait_healthy(Duration::from_secs(60)));
+            let description = lab.detach();
+            let holder = holder?;
+            println!(
+                "lab up in {}: {} members, lease held by {holder}",
+                description.dir.display(),
+                description.members.len()
+            );
+            println!(
+                "description: {}",
+                raftgres_lab::LabDescription::path(&description.dir).display()
+            );
+            Ok(())
+        }
+        LabCmd::Down { dir } => {
+            let stopped = down(&dir, Duration::from_secs(30))?;
+            println!(
+                "lab down in {}: stopped {}",
+                dir.display(),
+                if stopped.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    stopped.join(", ")
+                }
+            );
+            Ok(())
+        }
+        LabCmd::Status { dir } => {
+            let description = read_description(&dir)?;
+            println!(
+                "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
+                "MEMBER",
+                "ID",
+                "RAFT",
+                "PID",
+                "LEASE",
+                "HOLDER",
+                "LEADER",
+                "TERM",
+                "POSTGRES",
+                "PORT"
+            );
+            runtime.block_on(async {
+                for m in &description.members {
+                    let postgres = match &m.dsn {
+                        None => "none",
+                        Some(dsn) => match pg_query_bool(dsn, "SELECT pg_is_in_recovery()").await {
+                            Ok(true) => "replica",
+                            Ok(false) => "primary",
+                            Err(_) => "down",
+                        },
+                    };
+                    let port = m.pg_port.map_or("-".to_owned(), |p| p.to_string());
+                    match agent_status(&m.raft_addr).await {
+                        Ok(s) => println!(
+                            "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
+                            m.name,
+                            m.node_id,
+                            m.raft_addr,
+                            m.agent_pid,
+                            if s.holds_lease {
+                                "held"
+                            } else if m.witness {
+                                "wit"
+                            } else {
+                                "-"
+                            },
+                            if s.lease_holder_seen.is_empty() {
+                                "-"
+                            } else {
+                                &s.lease_holder_seen
+                            },
+                            s.raft_leader,
+                            s.raft_term,
+                            postgres,
+                            port
+                        ),
+                        Err(e) => println!(
+                            "{:<10} {:>4} {:<21} {:>8} agent down ({e}); postgres {postgres}",
+                            m.name, m.node_id, m.raft_addr, m.agent_pid
+                        ),
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}
