@@ -1,6 +1,8 @@
 //! Shared helpers for the real-process tests: they start real agents through
 //! the same lab code as `raftgresctl lab`, and kill them with real signals.
 
+pub mod http;
+
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;
@@ -19,6 +21,22 @@ pub fn agent_bin() -> PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .map(|profile| profile.join("raftgres-agent"))
+        .expect("target directory");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test-all does)",
+        bin.display()
+    );
+    bin
+}
+
+/// `target/<profile>/raftgresctl`, built by `cargo build --workspace --bins`.
+pub fn ctl_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("raftgresctl"))
         .expect("target directory");
     assert!(
         bin.is_file(),

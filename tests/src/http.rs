@@ -1,0 +1,158 @@
+//! The agents' REST API from a test: JSON calls with the lab's credentials,
+//! and a monitor that polls `/primary` on every member throughout a test.
+
+use raftgres_lab::Lab;
+use serde_json::Value;
+use std::time::Duration;
+
+/// A bounded HTTP client for one lab.
+pub struct Api {
+    client: reqwest::Client,
+    auth: Option<(String, String)>,
+}
+
+/// One answer: status code and JSON body (`Null` when there is none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Api {
+    /// Uses the credentials the lab wrote to `lab.json` (`api_auth`).
+    pub fn for_lab(lab_json: &std::path::Path) -> Api {
+        let text = std::fs::read_to_string(lab_json).expect("lab.json");
+        let doc: Value = serde_json::from_str(&text).expect("lab.json is JSON");
+        let auth = doc.get("api_auth").and_then(|a| {
+            Some((
+                a.get("username")?.as_str()?.to_owned(),
+                a.get("password")?.as_str()?.to_owned(),
+            ))
+        });
+        Api {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .expect("HTTP client"),
+            auth,
+        }
+    }
+
+    pub fn has_auth(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// `method` on `base_url` + `path`, with a JSON body when given, with
+    /// the lab's credentials when `authenticated`.
+    pub async fn call(
+        &self,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        body: Option<&str>,
+        authenticated: bool,
+    ) -> Result<Reply, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self.client.request(method, format!("{base_url}{path}"));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        if authenticated && let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Reply { status, body })
+    }
+
+    pub async fn get(&self, base_url: &str, path: &str) -> Result<Reply, String> {
+        self.call("GET", base_url, path, None, false).await
+    }
+
+    /// An authenticated call with a JSON body.
+    pub async fn send(
+        &self,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Reply, String> {
+        self.call(method, base_url, path, Some(&body.to_string()), true)
+            .await
+    }
+}
+
+/// Polls `/primary` on every member and remembers the most members that
+/// answered 200 at one moment.
+pub struct ApiPrimaryMonitor {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl ApiPrimaryMonitor {
+    pub fn start(lab: &Lab) -> ApiPrimaryMonitor {
+        let urls: Vec<(String, String)> = lab
+            .description
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.api_url.clone()))
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut worst = (0, Vec::new());
+            while !*stopped.borrow() {
+                // All members asked at once, so one round is one moment.
+                let mut round = tokio::task::JoinSet::new();
+                for (name, url) in &urls {
+                    let request = client.get(format!("{url}/primary"));
+                    let name = name.clone();
+                    round.spawn(async move {
+                        let ok = request
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().as_u16() == 200);
+                        (name, ok)
+                    });
+                }
+                let mut now: Vec<String> = round
+                    .join_all()
+                    .await
+                    .into_iter()
+                    .filter_map(|(name, ok)| ok.then_some(name))
+                    .collect();
+                now.sort();
+                if now.len() > worst.0 {
+                    worst = (now.len(), now);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            worst
+        });
+        ApiPrimaryMonitor { stop, task }
+    }
+
+    /// Stops polling; fails the test if two members ever answered 200 together.
+    pub async fn assert_never_two(self) {
+        let _ = self.stop.send(true);
+        let (count, names) = self.task.await.expect("monitor task");
+        assert!(
+            count <= 1,
+            "{count} members answered 200 on /primary at once: {names:?}"
+        );
+    }
+}

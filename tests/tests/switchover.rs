@@ -1,0 +1,237 @@
+//! Planned and requested changes of primary through the REST API, on a real
+//! lab: a switchover hands over without losing a committed row and the old
+//! primary rejoins; a scheduled one waits for its time and can be cancelled;
+//! a failover to a named candidate works with the primary gone; unfit
+//! requests are refused with 412. Never two primaries meanwhile.
+
+use raftgres_tests::http::{Api, ApiPrimaryMonitor};
+use raftgres_tests::{
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
+    writable,
+};
+use serde_json::json;
+use std::time::Duration;
+
+fn api(dir: &tempfile::TempDir) -> Api {
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    assert!(api.has_auth(), "the lab must enable API authentication");
+    api
+}
+
+fn url(lab: &raftgres_lab::Lab, name: &str) -> String {
+    lab.member(name).expect("member").api_url.clone()
+}
+
+async fn last_history_reason(api: &Api, base: &str) -> String {
+    let reply = api.get(base, "/history").await.expect("GET /history");
+    assert_eq!(reply.status, 200);
+    let entries = reply.body.as_array().expect("history is an array").clone();
+    let last = entries.last().expect("a history entry").clone();
+    last[2].as_str().expect("reason").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    let api = api(&dir);
+    let monitor = PrimaryMonitor::start(&lab);
+    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    execute(
+        &dsn(&lab, &old),
+        "CREATE TABLE before_switchover (id int); INSERT INTO before_switchover VALUES (1)",
+    )
+    .await
+    .expect("write on the primary");
+    let candidate = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old)
+        .expect("a replica");
+    // The candidate must be streaming for the switchover to be accepted.
+    eventually(Duration::from_secs(20), "the candidate streams", || async {
+        streaming(&lab, &candidate).await.then_some(())
+    })
+    .await;
+    let other = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old && *n != candidate)
+        .expect("third");
+    // Sent to a replica that is not the candidate: any member forwards it.
+    let reply = api
+        .send(
+            "POST",
+            &url(&lab, &other),
+            "/switchover",
+            &json!({"leader": old, "candidate": candidate}),
+        )
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["leader"], json!(candidate));
+    assert_eq!(writable(&lab).await, vec![candidate.clone()]);
+    assert_eq!(
+        query_i64(
+            &dsn(&lab, &candidate),
+            "SELECT count(*) FROM before_switchover"
+        )
+        .await,
+        Ok(1),
+        "the committed row must be on the new primary"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the old primary streams from the new one",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        last_history_reason(&api, &url(&lab, &old)).await,
+        "switchover"
+    );
+    monitor.assert_never_two().await;
+    api_monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    let api = api(&dir);
+    let base = url(&lab, &old);
+    let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let reply = api
+        .send(
+            "POST",
+            &base,
+            "/switchover",
+            &json!({"leader": old, "scheduled_at": in_an_hour.to_string()}),
+        )
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let cluster = api.get(&base, "/cluster").await.expect("GET /cluster");
+    assert_eq!(cluster.body["scheduled_switchover"]["from"], json!(old));
+    let reply = api
+        .call("DELETE", &base, "/switchover", None, true)
+        .await
+        .expect("DELETE /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = api
+        .call("DELETE", &base, "/switchover", None, true)
+        .await
+        .expect("DELETE /switchover again");
+    assert_eq!(reply.status, 404, "{reply:?}");
+
+    let candidate = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old)
+        .expect("a replica");
+    eventually(Duration::from_secs(20), "the candidate streams", || async {
+        streaming(&lab, &candidate).await.then_some(())
+    })
+    .await;
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let reply = api
+        .send(
+            "POST",
+            &base,
+            "/switchover",
+            &json!({"leader": old, "candidate": candidate, "scheduled_at": soon.to_string()}),
+        )
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(
+        writable(&lab).await,
+        vec![old.clone()],
+        "not before its time"
+    );
+    eventually(
+        Duration::from_secs(40),
+        "the scheduled switchover",
+        || async { (writable(&lab).await == vec![candidate.clone()]).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfit_requests_are_refused_with_412() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let api = api(&dir);
+    let base = url(&lab, &primary);
+    let replica = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != primary)
+        .expect("a replica");
+    for (body, why) in [
+        (json!({"leader": replica, "candidate": primary}), "leader"),
+        (json!({"leader": primary, "candidate": "nobody"}), "nobody"),
+        (
+            json!({"leader": primary, "candidate": primary}),
+            primary.as_str(),
+        ),
+    ] {
+        let reply = api
+            .send("POST", &base, "/switchover", &body)
+            .await
+            .expect("POST");
+        assert_eq!(reply.status, 412, "{body}: {reply:?}");
+        let error = reply.body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{body}: {error}");
+    }
+    let reply = api
+        .send("POST", &base, "/failover", &json!({"candidate": "nobody"}))
+        .await
+        .expect("POST /failover");
+    assert_eq!(reply.status, 412, "{reply:?}");
+    assert_eq!(writable(&lab).await, vec![primary]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_named_candidate_works_without_a_primary() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let api = api(&dir);
+    let monitor = PrimaryMonitor::start(&lab);
+    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    for r in &replicas {
+        eventually(Duration::from_secs(20), "replicas stream", || async {
+            streaming(&lab, r).await.then_some(())
+        })
+        .await;
+    }
+    // The last by name: automatic failover prefers the first on a tie, so
+    // only the request makes this one win.
+    let candidate = replicas.last().expect("replica").clone();
+    let other = replicas.first().expect("replica").clone();
+    lab.kill(&old).expect("SIGKILL the primary's agent");
+    let reply = api
+        .send(
+            "POST",
+            &url(&lab, &other),
+            "/failover",
+            &json!({"candidate": candidate}),
+        )
+        .await
+        .expect("POST /failover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(writable(&lab).await, vec![candidate.clone()]);
+    // The request usually lands before the lease expires ("manual
+    // failover"); when the dead primary also led Raft, the election can let
+    // the lease expire first, and the candidate may win it on its own.
+    let reason = last_history_reason(&api, &url(&lab, &other)).await;
+    assert!(
+        ["manual failover", "lease expired"].contains(&reason.as_str()),
+        "{reason}"
+    );
+    monitor.assert_never_two().await;
+}
