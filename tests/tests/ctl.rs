@@ -1,0 +1,332 @@
+//! The built `raftgresctl` against a real lab, found through `--lab DIR`
+//! (its lab.json gives the members and the API credentials): what it shows,
+//! the changes of primary it asks for, maintenance mode, and the exit code
+//! a script sees for each way an operation can fail (0 ok, 1 this side,
+//! 2 refused by an agent, 3 no agent reachable).
+
+use raftgres_lab::Lab;
+use raftgres_tests::{
+    PrimaryMonitor, ctl_bin, eventually, lab_dir, serial, start_lab, streaming, writable,
+};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A command waits for at most one change of primary (75 s in raftgresctl).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const AGENT_LOG_LINES: usize = 40;
+
+/// One finished `raftgresctl` run.
+struct Run {
+    command: String,
+    /// `None` when killed by a signal.
+    exit_code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `raftgresctl` against one lab, and on a surprise shows what the
+/// agents logged, since the lab directory is gone once the test ends.
+struct Ctl {
+    lab_dir: PathBuf,
+    agent_logs: Vec<(String, PathBuf)>,
+}
+
+impl Ctl {
+    fn for_lab(lab: &Lab) -> Ctl {
+        Ctl {
+            lab_dir: lab.description.dir.clone(),
+            agent_logs: lab
+                .description
+                .members
+                .iter()
+                .map(|m| (m.name.clone(), m.log.clone()))
+                .collect(),
+        }
+    }
+
+    /// `raftgresctl --lab DIR args...`.
+    async fn run(&self, args: &[&str]) -> Run {
+        let lab = self.lab_dir.to_str().expect("a UTF-8 lab path");
+        let mut all = vec!["--lab", lab];
+        all.extend_from_slice(args);
+        run_ctl(&all).await
+    }
+
+    /// Runs `args` and fails the test, with the agents' logs, unless it
+    /// exits with `exit_code`.
+    async fn expect(&self, exit_code: i32, args: &[&str]) -> Run {
+        let run = self.run(args).await;
+        self.check(&run, exit_code);
+        run
+    }
+
+    fn check(&self, run: &Run, exit_code: i32) {
+        assert!(
+            run.exit_code == Some(exit_code),
+            "`{}` exited with {:?}, expected {exit_code}\n--- stdout\n{}--- stderr\n{}{}",
+            run.command,
+            run.exit_code,
+            run.stdout,
+            run.stderr,
+            self.agent_log_tails()
+        );
+    }
+
+    fn agent_log_tails(&self) -> String {
+        let mut out = String::new();
+        for (name, path) in &self.agent_logs {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})\n"));
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(AGENT_LOG_LINES)..];
+            out.push_str(&format!("--- {name}: {}\n", path.display()));
+            for line in tail {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// `list --format json`: the `members` array of `/cluster`.
+    async fn members(&self) -> Vec<Value> {
+        let run = self.expect(0, &["list", "--format", "json"]).await;
+        let members: Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+        members
+            .as_array()
+            .unwrap_or_else(|| panic!("`{}` printed no array:\n{}", run.command, run.stdout))
+            .clone()
+    }
+
+    /// `show-config --format json`.
+    async fn config(&self) -> Value {
+        let run = self.expect(0, &["show-config", "--format", "json"]).await;
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout))
+    }
+}
+
+/// `raftgresctl args...` with stdin not a terminal and no cluster taken
+/// from the environment, killed after [`COMMAND_TIMEOUT`].
+async fn run_ctl(args: &[&str]) -> Run {
+    let command = format!("raftgresctl {}", args.join(" "));
+    let child = tokio::process::Command::new(ctl_bin())
+        .args(args)
+        .env_remove("RAFTGRESCTL_URL")
+        .env_remove("RAFTGRESCTL_USERNAME")
+        .env_remove("RAFTGRESCTL_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{command}` did not finish within {COMMAND_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("`{command}`: {e}"));
+    Run {
+        command,
+        exit_code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn name(member: &Value) -> &str {
+    member["name"].as_str().unwrap_or_default()
+}
+
+/// The members `list --format json` calls leader.
+fn leaders(members: &[Value]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m["role"] == "leader")
+        .map(|m| name(m).to_owned())
+        .collect()
+}
+
+async fn wait_streaming(lab: &Lab, member: &str) {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{member} streams from the primary"),
+        || async { streaming(lab, member).await.then_some(()) },
+    )
+    .await;
+}
+
+/// Until `/cluster` names `leader` as the one leader: each member reports
+/// its own role through Raft, so the document follows a change shortly.
+async fn wait_listed_leader(ctl: &Ctl, leader: &str) -> Vec<Value> {
+    let mut last = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            last = ctl.members().await;
+            if leaders(&last) == [leader] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "`list --format json` never named {leader} the only leader; last: {last:#?}"
+    );
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_shows_the_cluster_and_moves_the_primary() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, first) = start_lab(&dir, 3, false).await;
+    let ctl = Ctl::for_lab(&lab);
+    let monitor = PrimaryMonitor::start(&lab);
+    let mut names = lab.names();
+    names.sort();
+
+    let members = wait_listed_leader(&ctl, &first).await;
+    let mut listed: Vec<String> = members.iter().map(|m| name(m).to_owned()).collect();
+    listed.sort();
+    assert_eq!(listed, names, "{members:#?}");
+
+    let table = ctl.expect(0, &["list"]).await.stdout;
+    for member in &names {
+        assert!(
+            table.contains(member.as_str()),
+            "{member} missing:\n{table}"
+        );
+    }
+    assert!(table.contains("Leader"), "{table}");
+    assert!(!table.contains("Maintenance mode"), "{table}");
+    let tree = ctl.expect(0, &["topology"]).await.stdout;
+    for replica in names.iter().filter(|n| **n != first) {
+        assert!(
+            tree.contains(&format!("+ {replica}")),
+            "{replica} not under the leader:\n{tree}"
+        );
+    }
+
+    // Switchover to a named replica.
+    let target = names
+        .iter()
+        .find(|n| **n != first)
+        .expect("a replica")
+        .clone();
+    wait_streaming(&lab, &target).await;
+    let run = ctl
+        .expect(0, &["switchover", "--candidate", &target, "--force"])
+        .await;
+    assert_eq!(
+        writable(&lab).await,
+        vec![target.clone()],
+        "after `{}`",
+        run.command
+    );
+    wait_listed_leader(&ctl, &target).await;
+    wait_streaming(&lab, &first).await;
+
+    let history = ctl.expect(0, &["history"]).await.stdout;
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains("switchover") && l.contains(target.as_str())),
+        "no switchover to {target} in:\n{history}"
+    );
+
+    // A failover to a healthy replica while a leader exists hands over too.
+    let third = names
+        .iter()
+        .find(|n| **n != first && **n != target)
+        .expect("a third member")
+        .clone();
+    wait_streaming(&lab, &third).await;
+    let run = ctl
+        .expect(0, &["failover", "--candidate", &third, "--force"])
+        .await;
+    assert_eq!(
+        writable(&lab).await,
+        vec![third.clone()],
+        "after `{}`",
+        run.command
+    );
+    wait_listed_leader(&ctl, &third).await;
+
+    monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_pauses_and_exits_by_what_went_wrong() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let ctl = Ctl::for_lab(&lab);
+    let replica = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != primary)
+        .expect("a replica");
+    wait_streaming(&lab, &replica).await;
+
+    // Refused by the agent: 2, with the agent's reason.
+    let run = ctl
+        .expect(2, &["switchover", "--candidate", "nobody", "--force"])
+        .await;
+    assert!(
+        run.stderr.contains("412") && run.stderr.contains("nobody"),
+        "the agent's reason should name the candidate:\n{}",
+        run.stderr
+    );
+
+    // Nobody to confirm: 1, and nothing is sent.
+    let run = ctl
+        .expect(1, &["switchover", "--candidate", &replica])
+        .await;
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+
+    // Nothing listening: 3. Without --lab, so no member can answer instead.
+    let run = run_ctl(&["list", "--url", "http://127.0.0.1:1"]).await;
+    ctl.check(&run, 3);
+    assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.stderr);
+
+    // Wrong password: 2, and the cluster stays unpaused.
+    let run = ctl.expect(2, &["pause", "--password", "wrong"]).await;
+    assert!(
+        run.stderr.contains("401") && run.stderr.contains("credentials"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ctl.config().await["pause"], false);
+    assert_eq!(writable(&lab).await, vec![primary.clone()]);
+
+    // Maintenance mode on, shown by show-config and list; pausing again is fine.
+    ctl.expect(0, &["pause"]).await;
+    assert_eq!(ctl.config().await["pause"], true);
+    eventually(
+        Duration::from_secs(10),
+        "`list` shows maintenance mode",
+        || async {
+            let table = ctl.expect(0, &["list"]).await.stdout;
+            table.contains("Maintenance mode: on").then_some(())
+        },
+    )
+    .await;
+    let run = ctl.expect(0, &["pause"]).await;
+    assert!(run.stdout.contains("already paused"), "{}", run.stdout);
+
+    ctl.expect(0, &["resume"]).await;
+    assert_eq!(ctl.config().await["pause"], false);
+    eventually(
+        Duration::from_secs(10),
+        "`list` no longer shows maintenance mode",
+        || async {
+            let table = ctl.expect(0, &["list"]).await.stdout;
+            (!table.contains("Maintenance mode")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(writable(&lab).await, vec![primary]);
+}
