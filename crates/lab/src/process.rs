@@ -88,14 +88,47 @@ fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
     file.write_all(text.as_bytes()).map_err(io(path))
 }
 
+/// Where ports are picked: below the kernel's ephemeral range. A port the
+/// kernel hands out for `bind(0)` lies inside that range, so between our
+/// check and the agent's own bind any outgoing connection (tests make many)
+/// may take it as its local port, and the agent then fails to listen.
+const PORTS_FROM: u16 = 10_000;
+const PORTS_BELOW_DEFAULT: u16 = 32_768;
+static GIVEN_PORTS: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn ephemeral_low() -> u16 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|low| *low > PORTS_FROM + 1_000)
+        .unwrap_or(PORTS_BELOW_DEFAULT)
+}
+
+/// A random loopback port outside the ephemeral range that is free now.
 fn free_port() -> Result<u16, LabError> {
+    let source = Path::new("/dev/urandom");
+    let below = ephemeral_low();
+    let mut random = fs::File::open(source).map_err(io(source))?;
+    for _ in 0..200 {
+        let mut bytes = [0u8; 2];
+        random.read_exact(&mut bytes).map_err(io(source))?;
+        let port = PORTS_FROM + u16::from_le_bytes(bytes) % (below - PORTS_FROM);
+        // Never the same port twice from this process: a lab binds its
+        // ports only later, so a free check alone could repeat one.
+        let mut given = GIVEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    // Fall back on the kernel's choice rather than fail a crowded machine.
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").map_err(io(Path::new("127.0.0.1:0")))?;
-    let port = listener
+    Ok(listener
         .local_addr()
         .map_err(io(Path::new("127.0.0.1:0")))?
-        .port();
-    Ok(port)
+        .port())
 }
 
 /// Agents run as `postgres` when started by root, as Postgres itself must.
