@@ -35,8 +35,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PostgresSettings, RaftSettings,
-    RestApiSettings, Tags,
+    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgBouncerSettings,
+    PostgresSettings, RaftSettings, RestApiSettings, Tags,
 };
 
 /// Loads `path` with overrides from the process environment.

@@ -23,6 +23,9 @@ pub struct AgentConfig {
     pub postgresql: Option<PostgresSettings>,
     /// The agent's HTTP API; a witness serves it too.
     pub restapi: RestApiSettings,
+    /// The pgbouncer beside this member, which the agent keeps pointed at
+    /// the primary; `None`: no pgbouncer here.
+    pub pgbouncer: Option<PgBouncerSettings>,
     /// The initial voters of the Raft group; never empty, ids, names and
     /// addresses unique.
     pub members: Vec<InitialMember>,
@@ -127,6 +130,45 @@ impl RestApiSettings {
     /// without a trailing slash.
     pub fn url(&self) -> String {
         format!("http://{}", self.connect_address)
+    }
+}
+
+/// The local pgbouncer the agent manages: the databases file its main
+/// `pgbouncer.ini` includes, and its admin console.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgBouncerSettings {
+    /// Absolute path of the `[databases]` file the agent owns and rewrites
+    /// (pgbouncer 1.18 resolves a relative `%include` against its working
+    /// directory, so only an absolute one is safe).
+    pub databases_file: PathBuf,
+    /// Where pgbouncer listens; the agent reaches its admin console there.
+    pub listen: SocketAddr,
+    /// A user in pgbouncer's `admin_users`; default `postgresql.superuser`
+    /// (or `postgres`).
+    pub admin_user: String,
+    pub admin_password: Option<String>,
+    /// The real database clients use; default `postgres`.
+    pub dbname: String,
+    /// The name clients connect to for writes; default `dbname`.
+    pub write_db: String,
+    /// A second name that reaches the replicas, e.g. `app_ro`; default none.
+    pub read_db: Option<String>,
+}
+
+impl fmt::Debug for PgBouncerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgBouncerSettings")
+            .field("databases_file", &self.databases_file)
+            .field("listen", &self.listen)
+            .field("admin_user", &self.admin_user)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("dbname", &self.dbname)
+            .field("write_db", &self.write_db)
+            .field("read_db", &self.read_db)
+            .finish()
     }
 }
 

@@ -9,8 +9,8 @@ use config::Value;
 
 use crate::tree::{Ctx, Section};
 use crate::{
-    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
-    RaftSettings, RestApiSettings, Tags,
+    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgBouncerSettings,
+    PostgresSettings, RaftSettings, RestApiSettings, Tags,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -25,6 +25,16 @@ const TOP_KEYS: &[&str] = &[
     "restapi",
     "members",
     "bootstrap",
+    "pgbouncer",
+];
+const PGBOUNCER_KEYS: &[&str] = &[
+    "databases_file",
+    "listen",
+    "admin_user",
+    "admin_password",
+    "dbname",
+    "write_db",
+    "read_db",
 ];
 const TAGS_KEYS: &[&str] = &["nofailover", "failover_priority"];
 const RAFT_KEYS: &[&str] = &[
@@ -76,6 +86,7 @@ const MIN_SNAPSHOT_EVERY_LOGS: u64 = 10;
 const RAFT_PORT_EXAMPLE: u16 = 7101;
 const POSTGRES_PORT_EXAMPLE: u16 = 5432;
 const RESTAPI_PORT_EXAMPLE: u16 = 8008;
+const PGBOUNCER_PORT_EXAMPLE: u16 = 6432;
 const DEFAULT_RESTAPI_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, RESTAPI_PORT_EXAMPLE));
 const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -150,6 +161,11 @@ pub(crate) fn agent_config(
         postgresql.as_ref(),
     )?;
 
+    let pgbouncer = top
+        .section_opt("pgbouncer", PGBOUNCER_KEYS)?
+        .map(|section| pgbouncer(ctx, section, &raft, postgresql.as_ref(), &restapi))
+        .transpose()?;
+
     Ok(AgentConfig {
         scope,
         name,
@@ -160,9 +176,111 @@ pub(crate) fn agent_config(
         raft,
         postgresql,
         restapi,
+        pgbouncer,
         members,
         bootstrap,
     })
+}
+
+fn pgbouncer(
+    ctx: &Ctx,
+    mut section: Section<'_>,
+    raft: &RaftSettings,
+    postgresql: Option<&PostgresSettings>,
+    restapi: &RestApiSettings,
+) -> Result<PgBouncerSettings, ConfigError> {
+    let file_key = section.key("databases_file");
+    let databases_file = PathBuf::from(section.string(
+        "databases_file",
+        "set it to the absolute path of the [databases] file pgbouncer.ini includes, \
+         e.g. `databases_file: /etc/pgbouncer/raftgres-databases.ini`",
+    )?);
+    if !databases_file.is_absolute() {
+        return Err(ctx.invalid(
+            &file_key,
+            format!(
+                "must be an absolute path (pgbouncer resolves a relative %include against its \
+                 working directory), got {:?}",
+                databases_file.display()
+            ),
+        ));
+    }
+    let listen_key = section.key("listen");
+    let listen_text = section.string(
+        "listen",
+        "set it to the address pgbouncer listens on, e.g. `listen: 127.0.0.1:6432`",
+    )?;
+    let listen = listen_address(&listen_text, PGBOUNCER_PORT_EXAMPLE)
+        .map_err(|reason| ctx.invalid(&listen_key, reason))?;
+    let mut taken = vec![
+        ("raft.listen", raft.listen),
+        ("restapi.listen", restapi.listen),
+    ];
+    if let Some(pg) = postgresql {
+        taken.push(("postgresql.listen", pg.listen));
+    }
+    if let Some((other_key, other)) = taken.iter().find(|(_, o)| binds_collide(listen, *o)) {
+        return Err(ctx.invalid(
+            &listen_key,
+            format!("{listen} uses the port of {other_key} ({other}); give pgbouncer its own port"),
+        ));
+    }
+    let default_admin = postgresql.map_or(DEFAULT_POSTGRES_ROLE, |pg| pg.superuser.as_str());
+    let admin_user = section
+        .string_opt("admin_user")?
+        .unwrap_or_else(|| default_admin.to_owned());
+    ctx.check(&section.key("admin_user"), pg_name(&admin_user))?;
+    let admin_password = section.secret_opt("admin_password")?;
+    let dbname = section
+        .string_opt("dbname")?
+        .unwrap_or_else(|| DEFAULT_POSTGRES_ROLE.to_owned());
+    ctx.check(&section.key("dbname"), pg_name(&dbname))?;
+    let write_db = section
+        .string_opt("write_db")?
+        .unwrap_or_else(|| dbname.clone());
+    ctx.check(&section.key("write_db"), pg_name(&write_db))?;
+    let read_db = section.string_opt("read_db")?;
+    if let Some(read_db) = &read_db {
+        let key = section.key("read_db");
+        ctx.check(&key, pg_name(read_db))?;
+        if *read_db == write_db || *read_db == "pgbouncer" {
+            return Err(ctx.invalid(
+                &key,
+                format!("must differ from write_db and from `pgbouncer` (the admin console), got {read_db:?}"),
+            ));
+        }
+    }
+    if write_db == "pgbouncer" {
+        return Err(ctx.invalid(
+            &section.key("write_db"),
+            "`pgbouncer` is the admin console's name; choose another, e.g. the database name",
+        ));
+    }
+    Ok(PgBouncerSettings {
+        databases_file,
+        listen,
+        admin_user,
+        admin_password,
+        dbname,
+        write_db,
+        read_db,
+    })
+}
+
+/// A database or user name pgbouncer's `[databases]` lines can carry as is.
+fn pg_name(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_IDENTIFIER_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1-{MAX_IDENTIFIER_LEN} characters of letters, digits, `_` and `-`, got {value:?}"
+        ))
+    }
 }
 
 fn tags(ctx: &Ctx, mut section: Section<'_>) -> Result<Tags, ConfigError> {

@@ -321,6 +321,15 @@ impl<'c> Section<'c> {
         }
     }
 
+    /// An optional [`Section::secret`].
+    pub(crate) fn secret_opt(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
+        if !self.entries.contains_key(name) {
+            return Ok(None);
+        }
+        self.secret(name, "give the password, or delete the line")
+            .map(Some)
+    }
+
     pub(crate) fn section(
         &mut self,
         name: &str,

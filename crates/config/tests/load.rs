@@ -183,6 +183,7 @@ fn full_file_loads_every_value() {
                     password: "pass: word".into(),
                 }),
             },
+            pgbouncer: None,
             members: vec![
                 InitialMember {
                     id: 1,
@@ -2034,4 +2035,81 @@ fn environment_overrides_restapi_authentication() {
         "{message:?}"
     );
     assert!(!message.contains(PASSWORD), "{message:?}");
+}
+
+#[test]
+fn pgbouncer_section_loads_with_defaults() {
+    let config = load_yaml(&format!(
+        "{MINIMAL}pgbouncer:\n  databases_file: /etc/pgbouncer/raftgres.ini\n  listen: 127.0.0.1:6432\n"
+    ));
+    let pgb = config.pgbouncer.expect("pgbouncer section");
+    assert_eq!(
+        pgb.databases_file,
+        PathBuf::from("/etc/pgbouncer/raftgres.ini")
+    );
+    assert_eq!(pgb.listen.port(), 6432);
+    assert_eq!(pgb.admin_user, "postgres");
+    assert_eq!(pgb.admin_password, None);
+    assert_eq!(pgb.dbname, "postgres");
+    assert_eq!(pgb.write_db, "postgres");
+    assert_eq!(pgb.read_db, None);
+    assert!(load_yaml(MINIMAL).pgbouncer.is_none());
+}
+
+#[test]
+fn pgbouncer_admin_password_is_never_shown() {
+    let (_file, config) = load_env(
+        &format!(
+            "{MINIMAL}pgbouncer:\n  databases_file: /d.ini\n  listen: 127.0.0.1:6432\n  read_db: app_ro\n"
+        ),
+        &[("RAFTGRES_PGBOUNCER__ADMIN_PASSWORD", "s3cret-pgb")],
+    );
+    let pgb = config.expect("loads").pgbouncer.expect("section");
+    assert_eq!(pgb.admin_password.as_deref(), Some("s3cret-pgb"));
+    assert_eq!(pgb.read_db.as_deref(), Some("app_ro"));
+    assert!(!format!("{pgb:?}").contains("s3cret-pgb"));
+}
+
+#[test]
+fn bad_pgbouncer_settings_name_the_key() {
+    let base = format!("{MINIMAL}pgbouncer:\n  databases_file: /d.ini\n  listen: 127.0.0.1:6432\n");
+    for (yaml, key, why) in [
+        (
+            edit(&base, "/d.ini", "d.ini"),
+            "pgbouncer.databases_file",
+            "absolute",
+        ),
+        (
+            edit(&base, "127.0.0.1:6432", "127.0.0.1:5432"),
+            "pgbouncer.listen",
+            "postgresql.listen",
+        ),
+        (
+            format!("{base}  read_db: postgres\n"),
+            "pgbouncer.read_db",
+            "differ",
+        ),
+        (
+            format!("{base}  write_db: pgbouncer\n"),
+            "pgbouncer.write_db",
+            "admin console",
+        ),
+        (
+            format!("{base}  dbname: \"my db\"\n"),
+            "pgbouncer.dbname",
+            "letters",
+        ),
+        (format!("{base}  pool: 3\n"), "pgbouncer.pool", ""),
+        (
+            format!("{MINIMAL}pgbouncer:\n  listen: 127.0.0.1:6432\n"),
+            "pgbouncer.databases_file",
+            "missing",
+        ),
+    ] {
+        let message = error(&yaml);
+        assert!(
+            message.contains(key) && message.contains(why),
+            "{key}/{why}: {message}"
+        );
+    }
 }
