@@ -182,6 +182,8 @@ fn member_record(config: &AgentConfig) -> Member {
         receive_lsn: None,
         replay_lsn: None,
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,

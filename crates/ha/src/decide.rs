@@ -291,6 +291,8 @@ mod tests {
             receive_lsn: None,
             replay_lsn: None,
             streaming: false,
+            pooler: false,
+            pooler_paused_epoch: None,
             tags,
             witness,
             heartbeat: 0,

@@ -9,6 +9,7 @@ mod decide;
 mod lease;
 mod local;
 mod peers;
+mod pooler;
 mod postgres;
 mod switchover;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
 pub use peers::PeerObserver;
+pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres};
 pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,

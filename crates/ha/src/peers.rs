@@ -59,6 +59,8 @@ mod tests {
                 receive_lsn: None,
                 replay_lsn: None,
                 streaming: false,
+                pooler: false,
+                pooler_paused_epoch: None,
                 tags: Tags::default(),
                 witness: false,
                 heartbeat,

@@ -4,6 +4,7 @@
 use crate::lease::MonoInstant;
 use crate::local::PgView;
 use crate::peers::PeerObserver;
+use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use raftgres_state::{ClusterState, Member, MemberRole, PgState};
 use std::time::Duration;
@@ -88,6 +89,8 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
             let fresh = |m: &Member| o.peers.is_fresh(&m.name, o.now, ttl);
             Some(
                 match switchover_candidate(o.state, switchover.to.as_deref(), &fresh) {
+                    // Clients wait in paused poolers instead of failing.
+                    Ok(_) if !poolers_paused(o.state, &fresh) => PgAction::None,
                     Ok(_) => PgAction::StopForSwitchover,
                     Err(reason) => PgAction::AbandonSwitchover { reason },
                 },

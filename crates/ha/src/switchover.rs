@@ -322,6 +322,18 @@ mod tests {
                 pg_decision(&s, &primary(), 1_000, None, 1000),
                 PgAction::StopForSwitchover
             );
+            // Poolers first: the holder waits until every live one paused.
+            let mut pooled = s.clone();
+            pooled.members.get_mut("c").unwrap().pooler = true;
+            assert_eq!(
+                pg_decision(&pooled, &primary(), 1_000, None, 1000),
+                PgAction::None
+            );
+            pooled.members.get_mut("c").unwrap().pooler_paused_epoch = Some(pooled.lease.epoch);
+            assert_eq!(
+                pg_decision(&pooled, &primary(), 1_000, None, 1000),
+                PgAction::StopForSwitchover
+            );
             let mut unfit = s.clone();
             unfit.members.get_mut("b").unwrap().streaming = false;
             assert!(matches!(

@@ -40,6 +40,8 @@ pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
         receive_lsn: Some(Lsn(lsn)),
         replay_lsn: Some(Lsn(lsn)),
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         tags: Tags {
             nofailover: false,
             failover_priority: priority,

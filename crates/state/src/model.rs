@@ -124,6 +124,13 @@ pub struct Member {
     /// A replica's WAL receiver streams from its upstream.
     #[serde(default)]
     pub streaming: bool,
+    /// This member runs a pgbouncer its agent keeps pointed at the primary.
+    #[serde(default)]
+    pub pooler: bool,
+    /// The lease epoch whose switchover this member's pgbouncer is paused
+    /// for: the holder stops Postgres only once every live pooler is.
+    #[serde(default)]
+    pub pooler_paused_epoch: Option<Epoch>,
     pub tags: Tags,
     pub witness: bool,
     /// Grows with every publication, so others can tell a live member from a

@@ -172,6 +172,8 @@ fn member(name: &str, port: u16) -> Member {
         receive_lsn: Some(Lsn(0x3000_0000)),
         replay_lsn: Some(Lsn(0x3000_0000)),
         streaming: true,
+        pooler: false,
+        pooler_paused_epoch: None,
         tags: Tags {
             nofailover: false,
             failover_priority: 1,
@@ -187,6 +189,8 @@ fn cluster_state() -> ClusterState {
     let m1 = Member {
         role: MemberRole::Primary,
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         replay_lsn: None,
         ..member("m1", 5432)
     };
@@ -198,6 +202,8 @@ fn cluster_state() -> ClusterState {
         pg_address: Some("[::1]:5434".into()),
         replay_lsn: None,
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         pg_state: PgState::Starting,
         tags: Tags {
             nofailover: true,
@@ -214,6 +220,8 @@ fn cluster_state() -> ClusterState {
         receive_lsn: None,
         replay_lsn: None,
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         ..member("w", 5435)
     };
     ClusterState {

@@ -73,6 +73,8 @@ pub fn member_command(seq: u64) -> Command {
             receive_lsn: None,
             replay_lsn: None,
             streaming: false,
+            pooler: false,
+            pooler_paused_epoch: None,
             tags: Tags::default(),
             witness: false,
             heartbeat: 0,

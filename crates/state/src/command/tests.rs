@@ -37,6 +37,8 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         receive_lsn: None,
         replay_lsn: None,
         streaming: false,
+        pooler: false,
+        pooler_paused_epoch: None,
         tags: Tags::default(),
         witness,
         heartbeat: 0,
