@@ -156,3 +156,84 @@ impl ApiPrimaryMonitor {
         );
     }
 }
+
+/// Who a request says it is, for [`Api::exchange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization` header.
+    Anonymous,
+    /// The lab's credentials from `lab.json`.
+    Lab,
+    /// These, right or wrong.
+    Basic(&'a str, &'a str),
+}
+
+/// One answer with its headers.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as sent, for non-JSON answers such as `/metrics`.
+    pub text: String,
+    /// The body as JSON; `Null` when empty, a string when not JSON.
+    pub body: Value,
+}
+
+impl Exchange {
+    /// The header `name` as text, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Api {
+    /// Like [`Api::call`], with chosen credentials, extra request headers
+    /// (e.g. `If-Match`) and the answer's headers; a `body` is sent as is,
+    /// labelled JSON, so it may be malformed on purpose.
+    pub async fn exchange(
+        &self,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        body: Option<&str>,
+        credentials: Credentials<'_>,
+        headers: &[(&str, &str)],
+    ) -> Result<Exchange, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self.client.request(method, format!("{base_url}{path}"));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match credentials {
+            Credentials::Anonymous => {}
+            Credentials::Lab => {
+                let (user, password) =
+                    self.auth.as_ref().ok_or("the lab has no API credentials")?;
+                request = request.basic_auth(user, Some(password));
+            }
+            Credentials::Basic(user, password) => {
+                request = request.basic_auth(user, Some(password));
+            }
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
+        };
+        Ok(Exchange {
+            status,
+            headers,
+            text,
+            body,
+        })
+    }
+}

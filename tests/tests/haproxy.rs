@@ -1,11 +1,15 @@
 //! The lab's HAProxy, rendered from `deploy/haproxy/haproxy.cfg.j2`: its
 //! write port reaches the writable primary and its read port the streaming
 //! replicas, as the agents' `/primary` and `/replica` checks decide, also
-//! after a failover; `lab down` stops it; and lab.json carries the API
-//! credentials every agent was configured with.
+//! after a failover and a switchover; `lab down` stops it; and lab.json
+//! carries the API credentials every agent was configured with.
 
 use raftgres_lab::{Lab, down, haproxy_binary, pg_query_bool, read_description};
-use raftgres_tests::{PrimaryMonitor, eventually, execute, lab_dir, query_i64, serial, start_lab};
+use raftgres_tests::http::{Api, ApiPrimaryMonitor};
+use raftgres_tests::{
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
+};
+use serde_json::json;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -145,6 +149,100 @@ async fn write_port_follows_a_failover() {
         "the write port still reaches the old primary"
     );
     monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_port_follows_a_switchover() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    let Some(write) = haproxy_dsn(&lab, true) else {
+        return;
+    };
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    assert!(api.has_auth(), "the lab must enable API authentication");
+    let monitor = PrimaryMonitor::start(&lab);
+    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    eventually(
+        ROUTED_WITHIN,
+        "the write port reaches the primary",
+        || async { (served_by(&write).await == Some(pg_port(&lab, &old))).then_some(()) },
+    )
+    .await;
+    execute(
+        &write,
+        "CREATE TABLE via_haproxy (id int); INSERT INTO via_haproxy VALUES (1)",
+    )
+    .await
+    .expect("a write through the write port before the switchover");
+    assert_eq!(
+        query_i64(&dsn(&lab, &old), "SELECT count(*) FROM via_haproxy").await,
+        Ok(1),
+        "the write did not land on the primary"
+    );
+
+    let candidate = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old)
+        .expect("a replica");
+    eventually(Duration::from_secs(20), "the candidate streams", || async {
+        streaming(&lab, &candidate).await.then_some(())
+    })
+    .await;
+    let reply = api
+        .send(
+            "POST",
+            &lab.member(&old).expect("member").api_url,
+            "/switchover",
+            &json!({"leader": old, "candidate": candidate}),
+        )
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["leader"], json!(candidate), "{reply:?}");
+
+    let new_port = pg_port(&lab, &candidate);
+    eventually(
+        FAILOVER_WITHIN,
+        "a write through the write port lands on the candidate",
+        || async {
+            if served_by(&write).await != Some(new_port)
+                || pg_query_bool(&write, "SELECT NOT pg_is_in_recovery()").await != Ok(true)
+            {
+                return None;
+            }
+            execute(&write, "INSERT INTO via_haproxy VALUES (2)")
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(
+        pg_query_bool(&write, "SELECT NOT pg_is_in_recovery()").await,
+        Ok(true)
+    );
+    let on_candidate = dsn(&lab, &candidate);
+    assert_eq!(
+        query_i64(
+            &on_candidate,
+            "SELECT count(*) FROM via_haproxy WHERE id = 1"
+        )
+        .await,
+        Ok(1),
+        "the write before the switchover is lost"
+    );
+    assert!(
+        query_i64(
+            &on_candidate,
+            "SELECT count(*) FROM via_haproxy WHERE id = 2"
+        )
+        .await
+        .is_ok_and(|n| n >= 1),
+        "the write after the switchover is not on the candidate"
+    );
+    monitor.assert_never_two().await;
+    api_monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
