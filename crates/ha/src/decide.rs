@@ -158,11 +158,14 @@ impl<'a> Observation<'a> {
             )
     }
 
+    /// Judged over two ttls: a failover often follows the loss of the node
+    /// that also led Raft, and no heartbeat commits until a new Raft leader
+    /// is elected, so a live candidate can look silent for about a ttl.
     fn is_live_replica(&self, name: &str) -> bool {
         self.state.members.get(name).is_some_and(|m| {
             m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
-                && self.peers.is_fresh(name, self.now, self.ttl())
+                && self.peers.is_fresh(name, self.now, self.ttl() * 2)
         })
     }
 

@@ -447,7 +447,8 @@ mod tests {
             let mut observer = LeaseObserver::default();
             observer.observe(&s.lease, at(0));
             let mut peers = PeerObserver::default();
-            peers.observe(&s, if to_fresh { at(2500) } else { at(0) });
+            // A named candidate counts as live for two ttls (4000 here).
+            peers.observe(&s, if to_fresh { at(1500) } else { at(0) });
             let pg = PgView::Running {
                 data: data("sys", lsn, false),
                 in_recovery: true,
@@ -455,7 +456,7 @@ mod tests {
                 streaming: true,
             };
             decide(&Observation {
-                now: at(3000),
+                now: at(4500),
                 me,
                 state: &s,
                 holding: None,
