@@ -229,6 +229,13 @@ mod tests {
             dsn: None,
             api_url: format!("http://127.0.0.1:{api_port}"),
             netns: None,
+            pgbouncer_port: None,
+            pgbouncer_dsn: None,
+            pgbouncer_admin_dsn: None,
+            pgbouncer_config: None,
+            pgbouncer_databases_file: None,
+            pgbouncer_log: None,
+            pgbouncer_pid: None,
         }
     }
 

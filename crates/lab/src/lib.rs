@@ -1,17 +1,20 @@
 //! A real local cluster on one machine: agents on loopback ports, run as the
-//! `postgres` user, with API authentication and, when installed, HAProxy in
-//! front, described in a machine-readable `lab.json`. `raftgresctl lab` and
-//! the integration tests both use this code, so one path is tested and shipped.
+//! `postgres` user, with API authentication and, when installed, a pgbouncer
+//! beside each Postgres and HAProxy in front, described in a machine-readable
+//! `lab.json`. `raftgresctl lab` and the integration tests both use this
+//! code, so one path is tested and shipped.
 //!
 //! Architecture invariant: lab-only. Production paths never depend on it.
 
 mod haproxy;
 mod netns;
+mod pgbouncer;
 mod process;
 mod spec;
 
 pub use haproxy::binary as haproxy_binary;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
+pub use pgbouncer::binary as pgbouncer_binary;
 pub use process::{
     Lab, LabError, agent_status, down, pg_query_bool, read_description, running_members,
 };

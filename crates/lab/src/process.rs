@@ -1,5 +1,6 @@
 use crate::haproxy;
 use crate::netns::{NetnsMember, spawn_in_netns};
+use crate::pgbouncer;
 use crate::spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec, agent_config};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User};
@@ -57,6 +58,8 @@ pub struct Lab {
     pub description: LabDescription,
     children: BTreeMap<String, Child>,
     haproxy: Option<Child>,
+    /// Each database member's pgbouncer, by member name.
+    pgbouncers: BTreeMap<String, Child>,
     run_as: Option<User>,
 }
 
@@ -106,7 +109,7 @@ fn ephemeral_low() -> u16 {
 }
 
 /// A random loopback port outside the ephemeral range that is free now.
-fn free_port() -> Result<u16, LabError> {
+pub(crate) fn free_port() -> Result<u16, LabError> {
     let source = Path::new("/dev/urandom");
     let below = ephemeral_low();
     let mut random = fs::File::open(source).map_err(io(source))?;
@@ -303,7 +306,41 @@ impl Lab {
                 dir.display()
             )));
         }
+        if let Some(old) = previous.as_ref().and_then(|p| {
+            p.members
+                .iter()
+                .find(|m| match (m.pgbouncer_pid, &m.pgbouncer_config) {
+                    (Some(pid), Some(config)) => pgbouncer::is_ours(pid, config),
+                    _ => false,
+                })
+        }) {
+            return Err(LabError::Setup(format!(
+                "pgbouncer of {} of the earlier lab in {} still runs (pid {}); run `raftgresctl lab down --dir {}` first",
+                old.name,
+                dir.display(),
+                old.pgbouncer_pid.unwrap_or_default(),
+                dir.display()
+            )));
+        }
         // Namespaced members are out of loopback's reach by design.
+        let pgbouncer_bin = pgbouncer::binary().filter(|_| netns.is_none());
+        let previous_pgbouncer_ports = previous.as_ref().and_then(|p| {
+            p.members
+                .iter()
+                .filter(|m| !m.witness)
+                .map(|m| m.pgbouncer_port)
+                .collect::<Option<Vec<u16>>>()
+        });
+        // One per database member; witnesses come last and get none.
+        let pgbouncer_ports: Vec<Option<u16>> = match (&pgbouncer_bin, previous_pgbouncer_ports) {
+            (None, _) => vec![None; spec.members],
+            (Some(_), Some(ports)) if ports.len() == spec.members => {
+                ports.into_iter().map(Some).collect()
+            }
+            (Some(_), _) => (0..spec.members)
+                .map(|_| free_port().map(Some))
+                .collect::<Result<_, _>>()?,
+        };
         let haproxy_bin = haproxy::binary().filter(|_| netns.is_none());
         let haproxy_ports = match (&haproxy_bin, previous_haproxy) {
             (None, _) => None,
@@ -320,6 +357,17 @@ impl Lab {
                 };
                 let ns = netns.map(|n| &n[i]);
                 let host = ns.map_or_else(|| "127.0.0.1".to_owned(), |n| n.addr.to_string());
+                let pgbouncer_port = pgbouncer_ports.get(i).copied().flatten();
+                let pgbouncer_files = pgbouncer_port.map(|_| pgbouncer::Files::of(&dir, &name));
+                let pgbouncer_dsn = |db: &str| {
+                    pgbouncer_port.map(|port| {
+                        format!(
+                            "host={} port={port} user={} dbname={db}",
+                            pgbouncer::LISTEN_ADDRESS,
+                            pgbouncer::USER
+                        )
+                    })
+                };
                 LabMember {
                     node_id: i as u64 + 1,
                     witness,
@@ -341,6 +389,13 @@ impl Lab {
                         format!("host={host} port={port} user=postgres dbname=postgres")
                     }),
                     netns: ns.map(|n| n.ns.clone()),
+                    pgbouncer_port,
+                    pgbouncer_dsn: pgbouncer_dsn(pgbouncer::WRITE_DB),
+                    pgbouncer_admin_dsn: pgbouncer_dsn("pgbouncer"),
+                    pgbouncer_config: pgbouncer_files.as_ref().map(|f| f.config.clone()),
+                    pgbouncer_databases_file: pgbouncer_files.as_ref().map(|f| f.databases.clone()),
+                    pgbouncer_log: pgbouncer_files.map(|f| f.log),
+                    pgbouncer_pid: None,
                     name,
                 }
             })
@@ -348,6 +403,11 @@ impl Lab {
         for m in &members {
             fs::create_dir_all(&m.data_dir).map_err(io(&m.data_dir))?;
             write_private(&m.config, &agent_config(m, "lab", &members, &api_auth))?;
+        }
+        for m in &members {
+            if let Some(port) = m.pgbouncer_port {
+                pgbouncer::write_files(&dir, &pgbouncer::Files::of(&dir, &m.name), port)?;
+            }
         }
         let haproxy_config = dir.join("haproxy.cfg");
         if let (Some(bin), Some([write_port, read_port])) = (&haproxy_bin, haproxy_ports) {
@@ -368,10 +428,14 @@ impl Lab {
             },
             children: BTreeMap::new(),
             haproxy: None,
+            pgbouncers: BTreeMap::new(),
             run_as,
         };
         for name in lab.names() {
             lab.start(&name)?;
+        }
+        if let Some(bin) = &pgbouncer_bin {
+            lab.start_pgbouncers(bin)?;
         }
         if let (Some(bin), Some(ports)) = (&haproxy_bin, haproxy_ports) {
             lab.start_haproxy(bin, &haproxy_config, ports)?;
@@ -405,6 +469,24 @@ impl Lab {
             log,
         });
         self.haproxy = Some(child);
+        Ok(())
+    }
+
+    /// One pgbouncer per database member, each with the databases file the
+    /// lab wrote (no primary) until its agent manages it.
+    fn start_pgbouncers(&mut self, bin: &Path) -> Result<(), LabError> {
+        let dir = self.description.dir.clone();
+        for i in 0..self.description.members.len() {
+            let member = &self.description.members[i];
+            let Some(port) = member.pgbouncer_port else {
+                continue;
+            };
+            let name = member.name.clone();
+            let files = pgbouncer::Files::of(&dir, &name);
+            let child = pgbouncer::start(bin, &files, self.run_as.as_ref(), port)?;
+            self.description.members[i].pgbouncer_pid = Some(child.id());
+            self.pgbouncers.insert(name, child);
+        }
         Ok(())
     }
 
@@ -547,11 +629,12 @@ impl Lab {
         self.children.clear();
     }
 
-    /// Gives up ownership: the agents and HAProxy keep running after this
-    /// process exits.
+    /// Gives up ownership: the agents, pgbouncers and HAProxy keep running
+    /// after this process exits.
     pub fn detach(mut self) -> LabDescription {
         self.children.clear();
         self.haproxy = None;
+        self.pgbouncers.clear();
         self.description.clone()
     }
 
@@ -660,6 +743,9 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_all(Duration::from_secs(5));
         self.stop_haproxy(Duration::from_secs(5));
+        for child in self.pgbouncers.values_mut() {
+            pgbouncer::stop(child, Duration::from_secs(5));
+        }
     }
 }
 
@@ -731,6 +817,8 @@ enum Started<'a> {
     Agent(&'a Path),
     /// HAProxy, started with this config file.
     Haproxy(&'a Path),
+    /// A member's pgbouncer, started with this config file.
+    Pgbouncer(&'a Path),
 }
 
 impl Started<'_> {
@@ -738,13 +826,15 @@ impl Started<'_> {
         match self {
             Started::Agent(agent_bin) => is_our_agent(pid, agent_bin),
             Started::Haproxy(config) => haproxy::is_ours(pid, config),
+            Started::Pgbouncer(config) => pgbouncer::is_ours(pid, config),
         }
     }
 }
 
-/// Stops what `lab up` started in DIR, by PID: the agents and HAProxy. A
-/// missing DIR or lab.json, or processes already gone, are not errors.
-/// Returns what was stopped: member names, and `haproxy`.
+/// Stops what `lab up` started in DIR, by PID: the agents, pgbouncers and
+/// HAProxy. A missing DIR or lab.json, or processes already gone, are not
+/// errors. Returns what was stopped: member names, `NAME-pgbouncer`, and
+/// `haproxy`.
 pub fn down(dir: &Path, grace: Duration) -> Result<Vec<String>, LabError> {
     if !LabDescription::path(dir).exists() {
         return Ok(Vec::new());
@@ -755,6 +845,12 @@ pub fn down(dir: &Path, grace: Duration) -> Result<Vec<String>, LabError> {
         let started = Started::Agent(&description.agent_bin);
         if started.runs_as(m.agent_pid) {
             running.push((m.name.clone(), m.agent_pid, started));
+        }
+        if let (Some(pid), Some(config)) = (m.pgbouncer_pid, &m.pgbouncer_config) {
+            let started = Started::Pgbouncer(config);
+            if started.runs_as(pid) {
+                running.push((format!("{}-pgbouncer", m.name), pid, started));
+            }
         }
     }
     if let Some(h) = &description.haproxy {

@@ -85,6 +85,31 @@ pub struct LabMember {
     /// the lab was started with [`crate::Lab::up_in_netns`]; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// The pgbouncer beside this member's Postgres, on loopback; the
+    /// `pgbouncer_*` fields are absent for a witness, when pgbouncer is not
+    /// installed, and when the members run in network namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_port: Option<u16>,
+    /// A libpq connection string to the write database through this
+    /// member's pgbouncer (same user and database as `dsn`). It reaches the
+    /// primary once the member's agent keeps the databases file current;
+    /// until then the write database points at no server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_dsn: Option<String>,
+    /// A libpq connection string to that pgbouncer's admin console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_admin_dsn: Option<String>,
+    /// The rendered `deploy/pgbouncer/pgbouncer.ini.j2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_config: Option<PathBuf>,
+    /// The `[databases]` file that config includes, which the agent owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_databases_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_log: Option<PathBuf>,
+    /// The pgbouncer process itself, run in the foreground.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbouncer_pid: Option<u32>,
 }
 
 impl LabDescription {
@@ -125,6 +150,18 @@ pub(crate) fn agent_config(
         text.push_str(&format!(
             "restapi:\n  listen: {listen}\n  authentication:\n    username: \"{}\"\n    password: \"{}\"\n",
             auth.username, auth.password
+        ));
+    }
+    if let (Some(port), Some(file)) = (member.pgbouncer_port, &member.pgbouncer_databases_file) {
+        text.push_str(&format!(
+            "pgbouncer:\n  databases_file: {}\n  listen: {}:{port}\n  admin_user: {}\n  \
+             write_db: {}\n  read_db: {}\n  dbname: {}\n",
+            file.display(),
+            crate::pgbouncer::LISTEN_ADDRESS,
+            crate::pgbouncer::USER,
+            crate::pgbouncer::WRITE_DB,
+            crate::pgbouncer::READ_DB,
+            crate::pgbouncer::WRITE_DB,
         ));
     }
     text.push_str("members:\n");

@@ -1,0 +1,292 @@
+//! One pgbouncer beside each database member, from the same template
+//! operators deploy (`deploy/pgbouncer/pgbouncer.ini.j2`). The lab writes
+//! the first databases file with no primary; the member's agent owns it
+//! from then on.
+
+use crate::process::{LabError, io, is_running};
+use nix::unistd::User;
+use raftgres_pooler::{Routes, write_databases_file};
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TEMPLATE: &str = include_str!("../../../deploy/pgbouncer/pgbouncer.ini.j2");
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LISTEN_ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// The client user, pgbouncer's admin and the database: as in each member's
+/// `dsn`, so `pgbouncer_dsn` may create tables too.
+pub(crate) const USER: &str = "postgres";
+pub(crate) const WRITE_DB: &str = "postgres";
+pub(crate) const READ_DB: &str = "postgres_ro";
+
+/// The installed pgbouncer: Debian's `/usr/sbin/pgbouncer` (not on a plain
+/// user's PATH), else the first `pgbouncer` on PATH.
+pub fn binary() -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/sbin/pgbouncer");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("pgbouncer"))
+        .find(|path| path.is_file())
+}
+
+/// Where one member's pgbouncer keeps its files, all under the lab's DIR.
+pub(crate) struct Files {
+    pub config: PathBuf,
+    pub databases: PathBuf,
+    pub log: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+impl Files {
+    pub fn of(dir: &Path, member: &str) -> Files {
+        Files {
+            config: dir.join(format!("{member}-pgbouncer.ini")),
+            databases: dir.join(format!("{member}-pgbouncer-databases.ini")),
+            log: dir.join(format!("{member}-pgbouncer.log")),
+            pidfile: dir.join(format!("{member}-pgbouncer.pid")),
+        }
+    }
+}
+
+/// The shared auth file: pgbouncer's `trust` still wants the user listed.
+pub(crate) fn auth_file(dir: &Path) -> PathBuf {
+    dir.join("pgbouncer-users.txt")
+}
+
+/// What the lab's pgbouncers route before an agent manages them: nothing.
+pub(crate) fn initial_routes() -> Routes {
+    Routes {
+        write: None,
+        read: Vec::new(),
+        write_db: WRITE_DB.to_owned(),
+        read_db: Some(READ_DB.to_owned()),
+        dbname: WRITE_DB.to_owned(),
+    }
+}
+
+/// The template rendered for one member: loopback, trust, `postgres` as
+/// admin, Unix socket in DIR, logging to stderr (the log file).
+pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, LabError> {
+    let mut env = minijinja::Environment::new();
+    // As Ansible's template module does, so both render the same file.
+    env.set_trim_blocks(true);
+    env.set_keep_trailing_newline(true);
+    env.add_template("pgbouncer.ini.j2", TEMPLATE)
+        .and_then(|_| env.get_template("pgbouncer.ini.j2"))
+        .and_then(|template| {
+            template.render(minijinja::context! {
+                databases_file => files.databases.display().to_string(),
+                listen_address => LISTEN_ADDRESS.to_string(),
+                listen_port => port,
+                unix_socket_dir => dir.display().to_string(),
+                pidfile => files.pidfile.display().to_string(),
+                auth_type => "trust",
+                auth_file => auth_file(dir).display().to_string(),
+                admin_users => USER,
+            })
+        })
+        .map_err(|e| {
+            LabError::Setup(format!(
+                "cannot render deploy/pgbouncer/pgbouncer.ini.j2: {e}; fix the template"
+            ))
+        })
+}
+
+/// Writes one member's config, and its databases file with no server.
+pub(crate) fn write_files(dir: &Path, files: &Files, port: u16) -> Result<(), LabError> {
+    let auth = auth_file(dir);
+    fs::write(&auth, format!("\"{USER}\" \"\"\n")).map_err(io(&auth))?;
+    fs::write(&files.config, render(dir, files, port)?).map_err(io(&files.config))?;
+    write_databases_file(&files.databases, &initial_routes())
+        .map_err(|e| LabError::Setup(e.to_string()))?;
+    Ok(())
+}
+
+/// Starts pgbouncer in the foreground, so the PID is pgbouncer itself,
+/// logging to `log`, and returns once its port accepts connections.
+pub(crate) fn start(
+    binary: &Path,
+    files: &Files,
+    run_as: Option<&User>,
+    port: u16,
+) -> Result<Child, LabError> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.log)
+        .map_err(io(&files.log))?;
+    let err = out.try_clone().map_err(io(&files.log))?;
+    let mut command = Command::new(binary);
+    command
+        .arg(&files.config)
+        .current_dir(files.config.parent().unwrap_or(Path::new("/")))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // As the agents: a terminal's Ctrl-C reaches `lab up`, not pgbouncer.
+        .process_group(0);
+    if let Some(user) = run_as {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let mut child = command.spawn().map_err(io(binary))?;
+    match wait_listening(&mut child, port) {
+        Ok(()) => Ok(child),
+        Err(problem) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(LabError::Setup(format!(
+                "pgbouncer ({} {}) {problem}; see {}",
+                binary.display(),
+                files.config.display(),
+                files.log.display()
+            )))
+        }
+    }
+}
+
+fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    let addr = SocketAddr::from((LISTEN_ADDRESS, port));
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited at start ({status})"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "did not accept connections on {addr} within {LISTEN_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM (pgbouncer's immediate shutdown), then SIGKILL after `grace`.
+pub(crate) fn stop(child: &mut Child, grace: Duration) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Whether `pid` is still the pgbouncer started with `config`: a pgbouncer
+/// executable whose command line names that file, and not a zombie.
+pub(crate) fn is_ours(pid: u32, config: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let is_pgbouncer = fs::read_link(proc_dir.join("exe"))
+        .is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "pgbouncer"));
+    let names_config = fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == config.as_os_str().as_encoded_bytes())
+    });
+    is_pgbouncer && names_config && is_running(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn template_includes_the_agents_file_and_pools_per_transaction() {
+        let dir = Path::new("/lab");
+        let text = render(dir, &Files::of(dir, "node1"), 6432).expect("render");
+        assert!(text.starts_with("; managed by raftgres\n"), "{text}");
+        assert!(text.ends_with('\n'));
+        for line in [
+            "%include /lab/node1-pgbouncer-databases.ini",
+            "listen_addr = 127.0.0.1",
+            "listen_port = 6432",
+            "unix_socket_dir = /lab",
+            "pidfile = /lab/node1-pgbouncer.pid",
+            "auth_type = trust",
+            "auth_file = /lab/pgbouncer-users.txt",
+            "admin_users = postgres",
+            "pool_mode = transaction",
+            "ignore_startup_parameters = extra_float_digits",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} not a line of {text}"
+            );
+        }
+        // The lab logs pgbouncer's stderr; server_login_retry keeps its default.
+        for setting in ["logfile", "server_login_retry"] {
+            assert!(
+                !text.lines().any(|l| l.starts_with(setting)),
+                "{setting} is set in {text}"
+            );
+        }
+    }
+
+    /// The rendered file and the first databases file are accepted by the
+    /// installed pgbouncer, whose admin console answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn installed_pgbouncer_runs_the_rendered_template() {
+        let Some(bin) = binary() else {
+            eprintln!("pgbouncer is not installed; skipping its config check");
+            return;
+        };
+        let run_as = if nix::unistd::geteuid().is_root() {
+            Some(
+                User::from_name(USER)
+                    .ok()
+                    .flatten()
+                    .expect("the postgres user"),
+            )
+        } else {
+            None
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("raftgres-lab-pgbouncer-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let dir = scratch.path();
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let files = Files::of(dir, "node1");
+        let port = crate::process::free_port().expect("port");
+        write_files(dir, &files, port).expect("write files");
+        if let Some(user) = &run_as {
+            std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .expect("chown");
+        }
+        let mut child = start(&bin, &files, run_as.as_ref(), port).expect("start pgbouncer");
+        let admin = raftgres_pooler::Admin::new(raftgres_pooler::AdminTarget::new(
+            LISTEN_ADDRESS.to_string(),
+            port,
+            USER,
+        ));
+        let version = admin.version().await;
+        let databases = admin.show_databases().await;
+        stop(&mut child, Duration::from_secs(5));
+        assert!(
+            version.expect("SHOW VERSION").starts_with("PgBouncer "),
+            "see {}",
+            files.log.display()
+        );
+        let names: Vec<String> = databases
+            .expect("SHOW DATABASES")
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert!(names.contains(&WRITE_DB.to_owned()), "{names:?}");
+        assert!(names.contains(&READ_DB.to_owned()), "{names:?}");
+    }
+}
