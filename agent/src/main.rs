@@ -7,6 +7,7 @@ mod health;
 mod lease_loop;
 mod ops;
 mod pg_loop;
+mod pooler_loop;
 mod status;
 mod watchdog;
 
@@ -158,6 +159,31 @@ fn pg_settings(
     Ok(s)
 }
 
+fn pooler_settings(
+    pgb: &raftgres_config::PgBouncerSettings,
+) -> anyhow::Result<raftgres_pooler::PoolerSettings> {
+    let mut admin = raftgres_pooler::AdminTarget::new(
+        pgb.listen.ip().to_string(),
+        pgb.listen.port(),
+        pgb.admin_user.clone(),
+    );
+    admin.password = pgb.admin_password.clone();
+    let settings = raftgres_pooler::PoolerSettings {
+        databases_file: pgb.databases_file.clone(),
+        admin,
+        write_db: pgb.write_db.clone(),
+        read_db: pgb.read_db.clone(),
+        dbname: pgb.dbname.clone(),
+        pause_timeout: PAUSE_TIMEOUT,
+    };
+    settings.validate().context("invalid pgbouncer settings")?;
+    Ok(settings)
+}
+
+/// How long a switchover waits for running transactions before it stops
+/// the old primary anyway.
+const PAUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn member_record(config: &AgentConfig) -> Member {
     Member {
         name: config.name.clone(),
@@ -253,6 +279,24 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
     });
     let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
+    let pooler = match &config.pgbouncer {
+        Some(pgb) => {
+            let settings = pooler_settings(pgb)?;
+            let (status_tx, status_rx) = watch::channel(pooler_loop::PoolerStatus::default());
+            let task = tokio::spawn(
+                pooler_loop::PoolerLoop {
+                    consensus: consensus.clone(),
+                    member: config.name.clone(),
+                    settings,
+                    belief: belief.clone(),
+                    status: status_tx,
+                }
+                .run(shutdown_rx.clone()),
+            );
+            Some((task, status_rx))
+        }
+        None => None,
+    };
     let pg_loop = match (&config.postgresql, &watchdog) {
         (Some(pg), Some(dog)) => {
             let settings = pg_settings(&config, pg)?;
@@ -266,6 +310,7 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
                     watchdog: dog.clone(),
                     restart_grace: pg.restart_grace,
                     operations: operations_rx,
+                    pooler: pooler.as_ref().map(|(_, status)| status.clone()),
                 }
                 .run(pg_stop_rx),
             ))
@@ -355,6 +400,9 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
     let _ = shutdown_tx.send(true);
     // The lease loop releases a held lease; it needs Raft and the server up to do so.
     let _ = lease_loop.await;
+    if let Some((pooler, _)) = pooler {
+        let _ = pooler.await;
+    }
     let _ = shutdown_tx.send(true);
     consensus.shutdown().await;
     match api.await {

@@ -51,6 +51,8 @@ pub struct PgLoop {
     pub watchdog: SharedWatchdog,
     pub restart_grace: Duration,
     pub operations: mpsc::Receiver<OperationRequest>,
+    /// The local pgbouncer's state, published in the member record.
+    pub pooler: Option<watch::Receiver<crate::pooler_loop::PoolerStatus>>,
 }
 
 /// What the loop remembers between rounds.
@@ -116,6 +118,8 @@ impl PgLoop {
         }
         let mut local = Local::default();
         let mut states = self.consensus.subscribe();
+        // A paused pooler must reach the record at once: the holder waits for it.
+        let mut pooler_changes = self.pooler.clone();
         loop {
             let state = states.borrow_and_update().state.clone();
             let now = mono_now();
@@ -181,6 +185,11 @@ impl PgLoop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(wake) => {}
+                changed = async { pooler_changes.as_mut().expect("guarded").changed().await }, if pooler_changes.is_some() => {
+                    if changed.is_err() {
+                        pooler_changes = None;
+                    }
+                }
                 Some(request) = self.operations.recv() => {
                     self.view.send_replace(PgView::Busy {
                         action: operation_name(request.operation),
@@ -289,6 +298,10 @@ impl PgLoop {
             return;
         }
         let mut m = self.member.clone();
+        if let Some(pooler) = &self.pooler {
+            m.pooler = true;
+            m.pooler_paused_epoch = pooler.borrow().paused_for;
+        }
         let lease_held = state.lease.is_held_by(self.me());
         (m.role, m.pg_state) = match view {
             PgView::Absent => (MemberRole::Witness, PgState::Absent),

@@ -1,0 +1,242 @@
+//! The imperative shell around `raftgres_ha::pooler_plan`: keeps the local
+//! pgbouncer's databases file pointed where the plan says, and drives its
+//! admin console. The order of console commands follows what pgbouncer 1.18
+//! does (see `raftgres_pooler`'s documentation):
+//! - no primary, or this member lost its lease: fence the write database
+//!   first (clients refused and dropped), then point it at no server;
+//! - a due switchover: PAUSE, publish that it is paused, and keep the old
+//!   entry until the new primary runs; then rewrite, RELOAD, RESUME;
+//! - a new primary after a fence: rewrite, RELOAD, ENABLE.
+
+use crate::belief::{self, SharedBelief};
+use crate::clock::mono_now;
+use crate::lease_loop::unix_ms;
+use raftgres_consensus::Consensus;
+use raftgres_ha::{MonoInstant, pooler_plan};
+use raftgres_pooler::{Admin, PoolerError, PoolerSettings, Routes, Target, write_databases_file};
+use raftgres_state::{ClusterState, Epoch};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What this member's pooler reports in its member record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolerStatus {
+    /// Paused for the switchover of this lease epoch.
+    pub paused_for: Option<Epoch>,
+}
+
+pub struct PoolerLoop {
+    pub consensus: Consensus,
+    pub member: String,
+    pub settings: PoolerSettings,
+    pub belief: SharedBelief,
+    pub status: watch::Sender<PoolerStatus>,
+}
+
+/// After a console command failed, try again this soon.
+const RETRY: Duration = Duration::from_millis(200);
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+/// How long clients may wait in a pool paused for a switchover while no
+/// primary runs; a switchover takes about a second.
+const PAUSE_HOLD: Duration = Duration::from_secs(15);
+
+/// What the loop believes the pgbouncer is doing.
+#[derive(Default)]
+struct Applied {
+    /// The routes last written and reloaded.
+    routes: Option<Routes>,
+    /// The write database is DISABLEd (no primary to send clients to).
+    fenced: bool,
+    paused_for: Option<Epoch>,
+    paused_since: Option<MonoInstant>,
+}
+
+fn target_of(state: &ClusterState, name: &str) -> Option<Target> {
+    let address = state.members.get(name)?.pg_address.as_deref()?;
+    let (host, port) = address.rsplit_once(':')?;
+    Some(Target {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+impl PoolerLoop {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let admin = Admin::new(self.settings.admin.clone());
+        // Fenced first, whatever the file says: a client reaching an entry
+        // with no server (or a stale one) would lock the pool for
+        // `server_login_retry` once a primary is known.
+        let mut applied = Applied::default();
+        loop {
+            match admin.fence(&self.settings.write_db).await {
+                Ok(()) => {
+                    applied.fenced = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(member = %self.member, error = %e, "cannot fence pgbouncer at start; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+        let mut states = self.consensus.subscribe();
+        loop {
+            let state = states.borrow_and_update().state.clone();
+            let now = mono_now();
+            let belief = belief::read(&self.belief);
+            let holds = belief.holds_valid(&state.lease, &self.member, now);
+            let wake = match self.step(&admin, &state, holds, &mut applied).await {
+                Ok(()) => {
+                    let mut wake = IDLE_WAKE;
+                    // The write database must be fenced the moment this
+                    // member's lease deadline passes, not a tick later.
+                    if let Some(h) = belief.holding.filter(|_| holds) {
+                        wake = wake.min(h.deadline - now + Duration::from_millis(1));
+                    }
+                    wake
+                }
+                Err(e) => {
+                    tracing::warn!(member = %self.member, error = %e, "pgbouncer not updated yet; retrying");
+                    RETRY
+                }
+            };
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(wake) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn publish(&self, applied: &Applied) {
+        self.status.send_if_modified(|s| {
+            let changed = s.paused_for != applied.paused_for;
+            s.paused_for = applied.paused_for;
+            changed
+        });
+    }
+
+    /// One round: at most a few console commands, in the order that keeps
+    /// clients waiting or refused, never writing to a non-primary.
+    async fn step(
+        &self,
+        admin: &Admin,
+        state: &ClusterState,
+        holds_valid_lease: bool,
+        applied: &mut Applied,
+    ) -> Result<(), PoolerError> {
+        let plan = pooler_plan(state, &self.member, holds_valid_lease, unix_ms());
+        let write = plan.write.as_deref().and_then(|n| target_of(state, n));
+        let read = plan
+            .read
+            .iter()
+            .filter_map(|n| target_of(state, n))
+            .collect();
+        let routes = self.settings.routes(write, read);
+        let db = self.settings.write_db.as_str();
+        let current_write = applied.routes.as_ref().and_then(|r| r.write.clone());
+
+        if let Some(epoch) = plan.pause_for
+            && applied.paused_for != Some(epoch)
+            && current_write.is_some()
+            && !applied.fenced
+        {
+            match admin.pause(Some(db), self.settings.pause_timeout).await {
+                Ok(()) => {
+                    tracing::info!(member = %self.member, %epoch, database = db, "switchover: pgbouncer paused");
+                }
+                // Long transactions: clients wait anyway; the switchover must
+                // not wait for ever, so report paused and go on.
+                Err(e @ PoolerError::PauseTimeout { .. }) => {
+                    tracing::warn!(member = %self.member, %epoch, error = %e, "switchover: PAUSE did not finish; going on");
+                }
+                Err(e) => return Err(e),
+            }
+            applied.paused_for = Some(epoch);
+            applied.paused_since = Some(mono_now());
+            self.publish(applied);
+            return Ok(());
+        }
+
+        if applied.routes.as_ref() != Some(&routes) {
+            match (&routes.write, applied.paused_for) {
+                // Mid-switchover (also after the transfer, until the new
+                // primary runs) the old entry stays: a paused pool sends
+                // nothing anywhere, and its clients wait without pgbouncer
+                // dialing. Past PAUSE_HOLD it is fenced like any failover.
+                (None, Some(_))
+                    if applied
+                        .paused_since
+                        .is_some_and(|since| mono_now() - since < PAUSE_HOLD) =>
+                {
+                    return Ok(());
+                }
+                (None, _) => {
+                    if !applied.fenced {
+                        admin.fence(db).await?;
+                        applied.fenced = true;
+                        tracing::warn!(member = %self.member, database = db, "no primary to send clients to: pgbouncer fenced");
+                    }
+                    self.rewrite(admin, &routes).await?;
+                    if applied.paused_for.take().is_some() {
+                        admin.resume(Some(db)).await?;
+                        self.publish(applied);
+                    }
+                }
+                // Paused and the primary has not moved yet: a RELOAD now
+                // (say for the read entry) could make pgbouncer dial, and a
+                // RESUME would let clients at the stopping primary.
+                (Some(target), Some(_)) if current_write.as_ref() == Some(target) => {
+                    return Ok(());
+                }
+                (Some(target), _) => {
+                    let moved = current_write.as_ref().is_some_and(|t| t != target);
+                    self.rewrite(admin, &routes).await?;
+                    if applied.fenced {
+                        admin.enable(db).await?;
+                        applied.fenced = false;
+                    } else if moved && applied.paused_for.is_none() {
+                        // Unplanned: sessions on the old primary must go.
+                        admin.kill(db).await?;
+                    }
+                    admin.resume(Some(db)).await?;
+                    if applied.paused_for.take().is_some() {
+                        self.publish(applied);
+                    }
+                    tracing::info!(member = %self.member, database = db, primary = %target, "pgbouncer points at the primary");
+                }
+            }
+            applied.routes = Some(routes);
+            return Ok(());
+        }
+
+        // A switchover that was abandoned or cancelled: let clients go on.
+        if applied.paused_for.is_some() && plan.pause_for.is_none() {
+            admin.resume(Some(db)).await?;
+            applied.paused_for = None;
+            self.publish(applied);
+        }
+        Ok(())
+    }
+
+    async fn rewrite(&self, admin: &Admin, routes: &Routes) -> Result<(), PoolerError> {
+        write_databases_file(&self.settings.databases_file, routes)?;
+        // Always RELOAD: the file may have been written by an earlier agent
+        // whose RELOAD never happened.
+        admin.reload().await?;
+        if let Some(read_db) = &routes.read_db {
+            if routes.read.is_empty() {
+                admin.disable(read_db).await?;
+            } else {
+                admin.enable(read_db).await?;
+            }
+        }
+        Ok(())
+    }
+}
