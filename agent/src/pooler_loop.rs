@@ -196,7 +196,7 @@ impl PoolerLoop {
                     return Ok(());
                 }
                 (Some(target), _) => {
-                    let moved = current_write.as_ref().is_some_and(|t| t != target);
+                    let moved = current_write.as_ref() != Some(target);
                     self.rewrite(admin, &routes).await?;
                     if applied.fenced {
                         admin.enable(db).await?;
@@ -204,12 +204,15 @@ impl PoolerLoop {
                     } else if moved && applied.paused_for.is_none() {
                         // Unplanned: sessions on the old primary must go.
                         admin.kill(db).await?;
+                        admin.resume(Some(db)).await?;
                     }
-                    admin.resume(Some(db)).await?;
                     if applied.paused_for.take().is_some() {
+                        admin.resume(Some(db)).await?;
                         self.publish(applied);
                     }
-                    tracing::info!(member = %self.member, database = db, primary = %target, "pgbouncer points at the primary");
+                    if moved {
+                        tracing::info!(member = %self.member, database = db, primary = %target, "pgbouncer points at the primary");
+                    }
                 }
             }
             applied.routes = Some(routes);
