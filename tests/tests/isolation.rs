@@ -4,6 +4,12 @@
 //! stopped taking writes before that, and after the link heals the old
 //! primary must rejoin as a streaming replica of the new one (pg_rewind).
 //!
+//! Each member's pgbouncer runs in its namespace too (issue 5). Through the
+//! old primary's own pgbouncer, no write is acknowledged once the majority
+//! has promoted, no write sent after the cut survives the heal, every write
+//! it acknowledged before the cut does, and a surviving member's pgbouncer
+//! takes writes once the new primary runs.
+//!
 //! Needs root (namespaces, veths, a bridge); skipped otherwise. Every address
 //! is on the test's own bridge and namespaces (see `raftgres_lab::LabNetwork`).
 
@@ -35,58 +41,107 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// `(instant the outcome was known, outcome)`, in order.
-type WriteLog = Arc<Mutex<Vec<(Instant, Outcome)>>>;
+/// One write attempt of an [`NsWriter`].
+#[derive(Debug, Clone)]
+struct Attempt {
+    /// When the attempt (connecting, or the statement) began.
+    sent: Instant,
+    /// When its outcome was known.
+    at: Instant,
+    /// The row's `n`; `None` when no statement was sent (no connection).
+    n: Option<i64>,
+    outcome: Outcome,
+}
 
-/// A client inside a member's namespace that keeps writing to that member's
-/// Postgres directly, whatever happens to the member's link, and records
-/// every outcome. Stops (its thread exits) when dropped.
+/// Every attempt, in order.
+type WriteLog = Arc<Mutex<Vec<Attempt>>>;
+
+/// A client inside a member's namespace that keeps writing rows
+/// `(writer, n)` with `n` = 1, 2, ... through `dsn` (the member's Postgres
+/// or its pgbouncer), whatever happens to the member's link, and records
+/// every outcome. It keeps one connection until an attempt fails, then
+/// opens a new one. Stops (its thread exits) when dropped.
 struct NsWriter {
     stop: Arc<AtomicBool>,
+    pause: Arc<Pause>,
     log: WriteLog,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Lets the test hold an [`NsWriter`] between attempts.
+#[derive(Default)]
+struct Pause {
+    wanted: AtomicBool,
+    /// Set before an attempt starts and cleared after it ends; the writer
+    /// checks `wanted` only after setting it, so once `wanted` is set and
+    /// this is seen clear, no attempt runs until `wanted` is cleared.
+    attempting: AtomicBool,
+}
+
 impl NsWriter {
-    fn start(ns: &str, dsn: &str) -> NsWriter {
+    /// `writer` names its rows; each step is bounded by `bound`.
+    fn start(ns: &str, dsn: &str, writer: &'static str, bound: Duration) -> NsWriter {
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(Pause::default());
         let log = WriteLog::default();
         let (ns, dsn) = (ns.to_owned(), dsn.to_owned());
-        let (thread_stop, thread_log) = (stop.clone(), log.clone());
+        let (thread_stop, thread_pause, thread_log) = (stop.clone(), pause.clone(), log.clone());
         let thread = std::thread::Builder::new()
-            .name("ns-writer".into())
+            .name(format!("ns-writer-{writer}"))
             .spawn(move || {
                 // Only this thread moves; its sockets belong to the namespace.
                 enter_netns(&ns).expect("enter the old primary's namespace");
+                let writer = Writer {
+                    dsn: &dsn,
+                    name: writer,
+                    bound,
+                    stop: &thread_stop,
+                    pause: &thread_pause,
+                    log: &thread_log,
+                };
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("writer runtime")
-                    .block_on(write_loop(&dsn, &thread_stop, &thread_log));
+                    .block_on(writer.run());
             })
             .expect("writer thread");
         NsWriter {
             stop,
+            pause,
             log,
             thread: Some(thread),
         }
     }
 
-    fn snapshot(&self) -> Vec<(Instant, Outcome)> {
+    fn snapshot(&self) -> Vec<Attempt> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn committed(&self) -> usize {
         self.snapshot()
             .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Committed))
+            .filter(|a| matches!(a.outcome, Outcome::Committed))
             .count()
     }
 
-    fn finish(mut self) -> Vec<(Instant, Outcome)> {
+    /// Returns once no attempt runs, and none starts until [`Self::resume`].
+    async fn hold(&self) {
+        self.pause.wanted.store(true, Ordering::SeqCst);
+        while self.pause.attempting.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn resume(&self) {
+        self.pause.wanted.store(false, Ordering::SeqCst);
+    }
+
+    fn finish(mut self) -> Vec<Attempt> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            // Every step in the loop is bounded, so this returns within ~2 s.
+            // Every step in the loop is bounded, so this returns within
+            // about two bounds.
             thread.join().expect("writer thread");
         }
         self.snapshot()
@@ -99,60 +154,100 @@ impl Drop for NsWriter {
     }
 }
 
-async fn write_loop(dsn: &str, stop: &AtomicBool, log: &WriteLog) {
-    let record = |outcome| {
-        log.lock()
+/// The loop of an [`NsWriter`], on its thread inside the namespace.
+struct Writer<'a> {
+    dsn: &'a str,
+    name: &'static str,
+    bound: Duration,
+    stop: &'a AtomicBool,
+    pause: &'a Pause,
+    log: &'a WriteLog,
+}
+
+impl Writer<'_> {
+    fn record(&self, sent: Instant, n: Option<i64>, outcome: Outcome) {
+        self.log
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((Instant::now(), outcome))
-    };
-    let bound = Duration::from_secs(1);
-    let mut client = None;
-    let mut n: i64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        if client.is_none() {
-            match tokio::time::timeout(bound, tokio_postgres::connect(dsn, tokio_postgres::NoTls))
-                .await
-            {
+            .push(Attempt {
+                sent,
+                at: Instant::now(),
+                n,
+                outcome,
+            });
+    }
+
+    async fn run(&self) {
+        let mut client = None;
+        let mut n: i64 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.pause.attempting.store(true, Ordering::SeqCst);
+            if self.pause.wanted.load(Ordering::SeqCst) {
+                self.pause.attempting.store(false, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            let failed = self.attempt(&mut client, &mut n).await;
+            self.pause.attempting.store(false, Ordering::SeqCst);
+            let pace = if failed { 20 } else { 5 };
+            tokio::time::sleep(Duration::from_millis(pace)).await;
+        }
+    }
+
+    /// One attempt: connect if need be, else insert row `n + 1`. Whether it
+    /// failed.
+    async fn attempt(&self, client: &mut Option<tokio_postgres::Client>, n: &mut i64) -> bool {
+        let bound = self.bound;
+        let sent = Instant::now();
+        let Some(c) = client.as_ref() else {
+            let connect = tokio_postgres::connect(self.dsn, tokio_postgres::NoTls);
+            match tokio::time::timeout(bound, connect).await {
                 Ok(Ok((c, connection))) => {
                     tokio::spawn(connection);
-                    client = Some(c);
+                    *client = Some(c);
+                    return false;
                 }
-                Ok(Err(e)) => {
-                    record(Outcome::Refused(format!("connect: {e}")));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
+                Ok(Err(e)) => self.record(
+                    sent,
+                    None,
+                    Outcome::Refused(format!("connect: {}", why(&e))),
+                ),
                 Err(_) => {
-                    record(Outcome::Refused("connect: no answer within 1s".into()));
-                    continue;
+                    let why = format!("connect: no answer within {bound:?}");
+                    self.record(sent, None, Outcome::Refused(why));
                 }
             }
-        }
-        let Some(c) = client.as_ref() else { continue };
-        n += 1;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&n];
-        let insert = c.execute(
-            "INSERT INTO isolation_probe (writer, n) VALUES ('old', $1)",
-            &params,
+            return true;
+        };
+        *n += 1;
+        // The simple query protocol: a prepared statement would not survive
+        // pgbouncer's transaction pooling.
+        let insert = format!(
+            "INSERT INTO isolation_probe (writer, n) VALUES ('{}', {n})",
+            self.name
         );
-        match tokio::time::timeout(bound, insert).await {
-            Ok(Ok(_)) => record(Outcome::Committed),
+        let outcome = match tokio::time::timeout(bound, c.batch_execute(&insert)).await {
+            Ok(Ok(())) => Outcome::Committed,
             // The server answered with an error: this transaction did not commit.
-            Ok(Err(e)) if e.as_db_error().is_some() => {
-                record(Outcome::Refused(e.to_string()));
-                client = None;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(Err(e)) => {
-                record(Outcome::Ambiguous(e.to_string()));
-                client = None;
-            }
-            Err(_) => {
-                record(Outcome::Ambiguous("no answer within 1s".into()));
-                client = None;
-            }
+            Ok(Err(e)) if e.as_db_error().is_some() => Outcome::Refused(why(&e)),
+            Ok(Err(e)) => Outcome::Ambiguous(why(&e)),
+            Err(_) => Outcome::Ambiguous(format!("no answer within {bound:?}")),
+        };
+        let failed = !matches!(outcome, Outcome::Committed);
+        if failed {
+            *client = None;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.record(sent, Some(*n), outcome);
+        failed
+    }
+}
+
+/// The error with what caused it: the server's message, or the I/O error.
+fn why(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
     }
 }
 
@@ -166,14 +261,14 @@ async fn attempt(dsn: &str, sql: &str) -> Outcome {
     .await
     {
         Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Outcome::Refused(format!("connect: {e}")),
+        Ok(Err(e)) => return Outcome::Refused(format!("connect: {}", why(&e))),
         Err(_) => return Outcome::Refused("connect: no answer within 1s".into()),
     };
     let driver = tokio::spawn(connection);
     let outcome = match tokio::time::timeout(bound, client.batch_execute(sql)).await {
         Ok(Ok(())) => Outcome::Committed,
-        Ok(Err(e)) if e.as_db_error().is_some() => Outcome::Refused(e.to_string()),
-        Ok(Err(e)) => Outcome::Ambiguous(e.to_string()),
+        Ok(Err(e)) if e.as_db_error().is_some() => Outcome::Refused(why(&e)),
+        Ok(Err(e)) => Outcome::Ambiguous(why(&e)),
         Err(_) => Outcome::Ambiguous("no answer within 1s".into()),
     };
     drop(client);
@@ -197,12 +292,57 @@ fn dsn(lab: &Lab, name: &str) -> String {
         .expect("a database member")
 }
 
-fn log_tail(lab: &Lab, name: &str) -> String {
-    let path = &lab.member(name).expect("member").log;
+/// The DSN of the write database through the member's own pgbouncer.
+fn pgbouncer_dsn(lab: &Lab, name: &str) -> String {
+    lab.member(name)
+        .expect("member")
+        .pgbouncer_dsn
+        .clone()
+        .expect("a pgbouncer beside the member")
+}
+
+fn file_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(25)..].join("\n");
     format!("--- last lines of {}:\n{tail}", path.display())
+}
+
+/// The member's agent log tail, and its pgbouncer's when it has one.
+fn log_tail(lab: &Lab, name: &str) -> String {
+    let member = lab.member(name).expect("member");
+    let mut tails = file_tail(&member.log);
+    if let Some(log) = &member.pgbouncer_log {
+        tails = format!("{tails}\n{}", file_tail(log));
+    }
+    tails
+}
+
+/// The `n` of every row `writer` wrote, read directly from a member's
+/// Postgres within two seconds.
+async fn rows_of(dsn: &str, writer: &str) -> Result<Vec<i64>, String> {
+    let work = async {
+        let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT n FROM isolation_probe WHERE writer = $1 ORDER BY n",
+                &[&writer],
+            )
+            .await
+            .map_err(|e| e.to_string());
+        drop(client);
+        let _ = driver.await;
+        rows?
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0).map_err(|e| e.to_string()))
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .map_err(|_| "no answer within 2s".to_owned())?
 }
 
 /// Polls `check` every 50 ms until it is true, or fails after `within` with
@@ -292,9 +432,16 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         .await;
     }
 
-    // The writer connects to the old primary from inside its namespace, so
-    // cutting the link does not cut the writer off.
-    let writer = NsWriter::start(&old_ns, &dsn(&lab, &old));
+    // The writers connect to the old primary, directly and through its own
+    // pgbouncer, from inside its namespace, so cutting the link does not
+    // cut them off.
+    let writer = NsWriter::start(&old_ns, &dsn(&lab, &old), "old", Duration::from_secs(1));
+    let pooled = NsWriter::start(
+        &old_ns,
+        &pgbouncer_dsn(&lab, &old),
+        "pgbouncer",
+        Duration::from_secs(2),
+    );
     wait_until(
         &lab,
         &[old.as_str()],
@@ -303,9 +450,45 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         || async { writer.committed() >= 10 },
     )
     .await;
+    wait_until(
+        &lab,
+        &[old.as_str()],
+        Duration::from_secs(20),
+        "the primary's own pgbouncer takes writes",
+        || async { pooled.committed() >= 10 },
+    )
+    .await;
+
+    // Replication is asynchronous: hold the pgbouncer writer until both
+    // replicas have its last acknowledged row, so every row it acknowledged
+    // before the cut must survive whoever wins.
+    pooled.hold().await;
+    let pooled_before = pooled.snapshot();
+    let acked_before: Vec<i64> = pooled_before
+        .iter()
+        .filter(|a| matches!(a.outcome, Outcome::Committed))
+        .filter_map(|a| a.n)
+        .collect();
+    let last_acked_before = *acked_before.last().expect("acknowledged through pgbouncer");
+    for name in &others {
+        let replica = dsn(&lab, name);
+        wait_until(
+            &lab,
+            &[name.as_str()],
+            Duration::from_secs(10),
+            &format!("{name} replays the pgbouncer writer's row {last_acked_before}"),
+            || async {
+                rows_of(&replica, "pgbouncer")
+                    .await
+                    .is_ok_and(|rows| rows.contains(&last_acked_before))
+            },
+        )
+        .await;
+    }
 
     let cut = Instant::now();
     net.isolate(&old_ns).expect("cut the primary's link");
+    pooled.resume();
 
     // (1) The majority promotes one of its own: a remaining member's
     // Postgres accepts a write. The new primary's first commit came no
@@ -345,6 +528,22 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         "the lease epoch did not grow: {old_epoch} -> {new_status:?}"
     );
 
+    // A surviving member's pgbouncer sends writes to the new primary.
+    let mut survivor_accepts = Vec::new();
+    for name in &others {
+        let through = pgbouncer_dsn(&lab, name);
+        let sql = format!("INSERT INTO isolation_probe (writer) VALUES ('pgbouncer:{name}')");
+        wait_until(
+            &lab,
+            &[name.as_str(), new.as_str()],
+            Duration::from_secs(20),
+            &format!("{name}'s pgbouncer takes a write once {new} is primary"),
+            || async { matches!(attempt(&through, &sql).await, Outcome::Committed) },
+        )
+        .await;
+        survivor_accepts.push((name.clone(), new_acked.elapsed()));
+    }
+
     // (2) Before that, the isolated primary already refused writes: whatever
     // it may have committed (acknowledged, or cut short mid-statement) was
     // known by an instant earlier than the new primary's first attempt.
@@ -352,26 +551,26 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     // a split brain, would be seen too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let during = writer.snapshot();
-    let last_maybe_committed = |log: &[(Instant, Outcome)]| {
+    let last_maybe_committed = |log: &[Attempt]| {
         log.iter()
-            .filter(|(_, o)| !matches!(o, Outcome::Refused(_)))
-            .map(|(at, _)| *at)
+            .filter(|a| !matches!(a.outcome, Outcome::Refused(_)))
+            .map(|a| a.at)
             .max()
     };
     let old_last = last_maybe_committed(&during).expect("the writer committed before the cut");
     let old_last_ack = during
         .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Committed))
-        .map(|(at, _)| *at)
+        .filter(|a| matches!(a.outcome, Outcome::Committed))
+        .map(|a| a.at)
         .max()
         .expect("acknowledged writes");
     let first_refusal = during
         .iter()
-        .find(|(at, o)| *at > old_last && matches!(o, Outcome::Refused(_)))
-        .cloned();
+        .find(|a| a.at > old_last && matches!(a.outcome, Outcome::Refused(_)))
+        .map(|a| (a.at, a.outcome.clone()));
     let refusals_before_promotion = during
         .iter()
-        .filter(|(at, o)| *at > old_last && *at < new_sent && matches!(o, Outcome::Refused(_)))
+        .filter(|a| a.at > old_last && a.at < new_sent && matches!(a.outcome, Outcome::Refused(_)))
         .count();
     assert!(
         old_last < new_sent,
@@ -381,14 +580,53 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         new,
         during
             .iter()
-            .filter(|(at, _)| *at >= cut)
-            .map(|(at, o)| format!("{} {o}", ms(*at - cut)))
+            .filter(|a| a.at >= cut)
+            .map(|a| format!("{} {}", ms(a.at - cut), a.outcome))
             .collect::<Vec<_>>()
     );
     assert!(
         refusals_before_promotion > 0,
         "the writer did not see the old primary refuse a write before the promotion"
     );
+
+    // (2b) The old primary's own pgbouncer: once the majority has promoted,
+    // it acknowledges nothing; every attempt is refused or stalls. It is
+    // stopped before the heal, after which it may rightly reach the new
+    // primary.
+    let pooled_log = pooled.finish();
+    let after_cut = |a: &&Attempt| a.sent >= cut;
+    let shown = |log: &[Attempt]| {
+        log.iter()
+            .filter(after_cut)
+            .map(|a| format!("{} (n {:?}) {}", ms(a.at - cut), a.n, a.outcome))
+            .collect::<Vec<_>>()
+    };
+    let pooled_acks_after_promotion: Vec<&Attempt> = pooled_log
+        .iter()
+        .filter(|a| a.at >= new_sent && matches!(a.outcome, Outcome::Committed))
+        .collect();
+    assert!(
+        pooled_acks_after_promotion.is_empty(),
+        "the isolated old primary's pgbouncer acknowledged {} writes after {new}'s first write \
+         was sent: two writable primaries. Its writer after the cut: {:?}\n{}",
+        pooled_acks_after_promotion.len(),
+        shown(&pooled_log),
+        log_tail(&lab, &old)
+    );
+    let pooled_tried_after_promotion = pooled_log.iter().filter(|a| a.sent >= new_sent).count();
+    assert!(
+        pooled_tried_after_promotion > 0,
+        "the pgbouncer writer made no attempt after the promotion: {:?}",
+        shown(&pooled_log)
+    );
+    let pooled_acked_after_cut: Vec<&Attempt> = pooled_log
+        .iter()
+        .filter(|a| a.sent >= cut && matches!(a.outcome, Outcome::Committed))
+        .collect();
+    let pooled_first_failure = pooled_log
+        .iter()
+        .find(|a| a.sent >= cut && !matches!(a.outcome, Outcome::Committed))
+        .map(|a| (a.at, a.outcome.clone()));
 
     // (3) Heal: the old primary rejoins as a streaming replica of the new one.
     let healed = Instant::now();
@@ -441,6 +679,33 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         .expect("the healed cluster is healthy");
     assert_eq!(holder, new, "the lease stays with the new primary");
 
+    // (4) Of the pgbouncer writer's rows, the final primary holds every one
+    // acknowledged before the cut and none sent after it.
+    let final_rows = rows_of(&new_dsn, "pgbouncer")
+        .await
+        .expect("read the pgbouncer writer's rows on the final primary");
+    let lost: Vec<i64> = acked_before
+        .iter()
+        .filter(|n| !final_rows.contains(n))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "rows acknowledged through {old}'s pgbouncer before the cut are missing on {new}: {lost:?}"
+    );
+    let written_after_cut: Vec<i64> = pooled_log
+        .iter()
+        .filter(|a| a.sent >= cut)
+        .filter_map(|a| a.n)
+        .filter(|n| final_rows.contains(n))
+        .collect();
+    assert!(
+        written_after_cut.is_empty(),
+        "rows sent through {old}'s pgbouncer after the cut are on {new}: {written_after_cut:?}; \
+         the writer after the cut: {:?}",
+        shown(&pooled_log)
+    );
+
     // Across the whole run, nothing the old primary may have committed came
     // after the new primary's first write.
     let whole = writer.finish();
@@ -451,8 +716,8 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         "the old primary took a write after the promotion: {:?}",
         whole
             .iter()
-            .filter(|(at, o)| *at > new_sent && !matches!(o, Outcome::Refused(_)))
-            .map(|(at, o)| format!("{} after the cut: {o}", ms(*at - cut)))
+            .filter(|a| a.at > new_sent && !matches!(a.outcome, Outcome::Refused(_)))
+            .map(|a| format!("{} after the cut: {}", ms(a.at - cut), a.outcome))
             .collect::<Vec<_>>()
     );
 
@@ -479,6 +744,29 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         since_cut(new_acked),
         ms(new_sent - old_last)
     );
+    println!(
+        "isolation: pgbouncer of the old primary: {} rows acknowledged before the cut, {} \
+         acknowledged after it (the last {}; all before the promotion, none survived), {} \
+         attempts after the promotion, none acknowledged",
+        acked_before.len(),
+        pooled_acked_after_cut.len(),
+        pooled_acked_after_cut
+            .last()
+            .map_or_else(|| "-".to_owned(), |a| since_cut(a.at)),
+        pooled_tried_after_promotion
+    );
+    if let Some((at, why)) = &pooled_first_failure {
+        println!(
+            "isolation: cut -> old primary's pgbouncer first failed write {} ({why})",
+            since_cut(*at)
+        );
+    }
+    for (name, after) in &survivor_accepts {
+        println!(
+            "isolation: new primary's first acknowledged write -> {name}'s pgbouncer takes a write {}",
+            ms(*after)
+        );
+    }
     println!(
         "isolation: heal -> old primary streaming from the new one {}",
         ms(rejoined)

@@ -3,11 +3,12 @@
 //! the first databases file with no primary; the member's agent owns it
 //! from then on.
 
+use crate::netns::spawn_in_netns;
 use crate::process::{LabError, io, is_running};
 use nix::unistd::User;
 use raftgres_pooler::{Routes, write_databases_file};
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,6 +54,13 @@ impl Files {
     }
 }
 
+/// Where a member's pgbouncer listens: loopback, or, for a member in a
+/// network namespace, its address there (where its Postgres listens too):
+/// loopback inside a namespace is out of every other member's reach.
+pub(crate) fn listen_host(netns_addr: Option<IpAddr>) -> IpAddr {
+    netns_addr.unwrap_or(IpAddr::V4(LISTEN_ADDRESS))
+}
+
 /// The shared auth file: pgbouncer's `trust` still wants the user listed.
 pub(crate) fn auth_file(dir: &Path) -> PathBuf {
     dir.join("pgbouncer-users.txt")
@@ -72,6 +80,17 @@ pub(crate) fn initial_routes() -> Routes {
 /// The template rendered for one member: loopback, trust, `postgres` as
 /// admin, Unix socket in DIR, logging to stderr (the log file).
 pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, LabError> {
+    render_on(dir, files, LISTEN_ADDRESS.into(), port)
+}
+
+/// As [`render`], listening on `listen` instead of loopback: a member in a
+/// network namespace has its pgbouncer on its own address there.
+pub(crate) fn render_on(
+    dir: &Path,
+    files: &Files,
+    listen: IpAddr,
+    port: u16,
+) -> Result<String, LabError> {
     let mut env = minijinja::Environment::new();
     // As Ansible's template module does, so both render the same file.
     env.set_trim_blocks(true);
@@ -81,7 +100,7 @@ pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, Lab
         .and_then(|template| {
             template.render(minijinja::context! {
                 databases_file => files.databases.display().to_string(),
-                listen_address => LISTEN_ADDRESS.to_string(),
+                listen_address => listen.to_string(),
                 listen_port => port,
                 unix_socket_dir => dir.display().to_string(),
                 pidfile => files.pidfile.display().to_string(),
@@ -99,9 +118,23 @@ pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, Lab
 
 /// Writes one member's config, and its databases file with no server.
 pub(crate) fn write_files(dir: &Path, files: &Files, port: u16) -> Result<(), LabError> {
+    write_files_with(dir, files, &render(dir, files, port)?)
+}
+
+/// As [`write_files`], for a pgbouncer listening on `listen`.
+pub(crate) fn write_files_on(
+    dir: &Path,
+    files: &Files,
+    listen: IpAddr,
+    port: u16,
+) -> Result<(), LabError> {
+    write_files_with(dir, files, &render_on(dir, files, listen, port)?)
+}
+
+fn write_files_with(dir: &Path, files: &Files, config: &str) -> Result<(), LabError> {
     let auth = auth_file(dir);
     fs::write(&auth, format!("\"{USER}\" \"\"\n")).map_err(io(&auth))?;
-    fs::write(&files.config, render(dir, files, port)?).map_err(io(&files.config))?;
+    fs::write(&files.config, config).map_err(io(&files.config))?;
     write_databases_file(&files.databases, &initial_routes())
         .map_err(|e| LabError::Setup(e.to_string()))?;
     Ok(())
@@ -114,6 +147,18 @@ pub(crate) fn start(
     files: &Files,
     run_as: Option<&User>,
     port: u16,
+) -> Result<Child, LabError> {
+    start_on(binary, files, run_as, (LISTEN_ADDRESS, port).into(), None)
+}
+
+/// As [`start`], for a pgbouncer listening on `listen`, started inside the
+/// network namespace `netns` when given (as the member's agent is).
+pub(crate) fn start_on(
+    binary: &Path,
+    files: &Files,
+    run_as: Option<&User>,
+    listen: SocketAddr,
+    netns: Option<&str>,
 ) -> Result<Child, LabError> {
     let out = fs::OpenOptions::new()
         .create(true)
@@ -133,8 +178,11 @@ pub(crate) fn start(
     if let Some(user) = run_as {
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
-    let mut child = command.spawn().map_err(io(binary))?;
-    match wait_listening(&mut child, port) {
+    let mut child = match netns {
+        None => command.spawn().map_err(io(binary))?,
+        Some(ns) => spawn_in_netns(ns, &mut command)?,
+    };
+    match wait_listening(&mut child, listen) {
         Ok(()) => Ok(child),
         Err(problem) => {
             let _ = child.kill();
@@ -149,9 +197,8 @@ pub(crate) fn start(
     }
 }
 
-fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+fn wait_listening(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
     let deadline = Instant::now() + LISTEN_TIMEOUT;
-    let addr = SocketAddr::from((LISTEN_ADDRESS, port));
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited at start ({status})"));

@@ -190,7 +190,10 @@ impl Lab {
     /// Like [`Lab::up`], but member `i` (witness last) runs in network
     /// namespace `netns[i].ns`: its agent is started inside it (no wrapper
     /// process; Postgres and the watchdog inherit it), and its Raft and
-    /// Postgres addresses use `netns[i].addr` instead of loopback. The
+    /// Postgres addresses use `netns[i].addr` instead of loopback. A
+    /// database member's pgbouncer, when installed, is started inside that
+    /// namespace too and listens on `netns[i].addr`, so cutting the member
+    /// off cuts its pgbouncer off with it. There is no HAProxy. The
     /// namespaces must exist and be reachable from this process (see
     /// [`crate::LabNetwork`]); the lab neither creates nor removes them.
     pub fn up_in_netns(spec: &LabSpec, netns: &[NetnsMember]) -> Result<Lab, LabError> {
@@ -322,8 +325,7 @@ impl Lab {
                 dir.display()
             )));
         }
-        // Namespaced members are out of loopback's reach by design.
-        let pgbouncer_bin = pgbouncer::binary().filter(|_| netns.is_none());
+        let pgbouncer_bin = pgbouncer::binary();
         let previous_pgbouncer_ports = previous.as_ref().and_then(|p| {
             p.members
                 .iter()
@@ -341,6 +343,7 @@ impl Lab {
                 .map(|_| free_port().map(Some))
                 .collect::<Result<_, _>>()?,
         };
+        // Namespaced members are out of loopback's reach by design.
         let haproxy_bin = haproxy::binary().filter(|_| netns.is_none());
         let haproxy_ports = match (&haproxy_bin, previous_haproxy) {
             (None, _) => None,
@@ -359,11 +362,11 @@ impl Lab {
                 let host = ns.map_or_else(|| "127.0.0.1".to_owned(), |n| n.addr.to_string());
                 let pgbouncer_port = pgbouncer_ports.get(i).copied().flatten();
                 let pgbouncer_files = pgbouncer_port.map(|_| pgbouncer::Files::of(&dir, &name));
+                let pgbouncer_host = pgbouncer::listen_host(ns.map(|n| n.addr));
                 let pgbouncer_dsn = |db: &str| {
                     pgbouncer_port.map(|port| {
                         format!(
-                            "host={} port={port} user={} dbname={db}",
-                            pgbouncer::LISTEN_ADDRESS,
+                            "host={pgbouncer_host} port={port} user={} dbname={db}",
                             pgbouncer::USER
                         )
                     })
@@ -405,8 +408,13 @@ impl Lab {
             write_private(&m.config, &agent_config(m, "lab", &members, &api_auth))?;
         }
         for m in &members {
-            if let Some(port) = m.pgbouncer_port {
-                pgbouncer::write_files(&dir, &pgbouncer::Files::of(&dir, &m.name), port)?;
+            let Some(listen) = m.pgbouncer_listen() else {
+                continue;
+            };
+            let files = pgbouncer::Files::of(&dir, &m.name);
+            match &m.netns {
+                None => pgbouncer::write_files(&dir, &files, listen.port())?,
+                Some(_) => pgbouncer::write_files_on(&dir, &files, listen.ip(), listen.port())?,
             }
         }
         let haproxy_config = dir.join("haproxy.cfg");
@@ -473,17 +481,22 @@ impl Lab {
     }
 
     /// One pgbouncer per database member, each with the databases file the
-    /// lab wrote (no primary) until its agent manages it.
+    /// lab wrote (no primary) until its agent manages it, and in the
+    /// member's network namespace when it has one.
     fn start_pgbouncers(&mut self, bin: &Path) -> Result<(), LabError> {
         let dir = self.description.dir.clone();
         for i in 0..self.description.members.len() {
             let member = &self.description.members[i];
-            let Some(port) = member.pgbouncer_port else {
+            let Some(listen) = member.pgbouncer_listen() else {
                 continue;
             };
             let name = member.name.clone();
             let files = pgbouncer::Files::of(&dir, &name);
-            let child = pgbouncer::start(bin, &files, self.run_as.as_ref(), port)?;
+            let run_as = self.run_as.as_ref();
+            let child = match &member.netns {
+                None => pgbouncer::start(bin, &files, run_as, listen.port())?,
+                Some(ns) => pgbouncer::start_on(bin, &files, run_as, listen, Some(ns))?,
+            };
             self.description.members[i].pgbouncer_pid = Some(child.id());
             self.pgbouncers.insert(name, child);
         }

@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// What to start.
@@ -85,9 +86,10 @@ pub struct LabMember {
     /// the lab was started with [`crate::Lab::up_in_netns`]; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
-    /// The pgbouncer beside this member's Postgres, on loopback; the
-    /// `pgbouncer_*` fields are absent for a witness, when pgbouncer is not
-    /// installed, and when the members run in network namespaces.
+    /// The pgbouncer beside this member's Postgres, on loopback, or in the
+    /// member's network namespace on its address there (`pg_host`); the
+    /// `pgbouncer_*` fields are absent for a witness and when pgbouncer is
+    /// not installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbouncer_port: Option<u16>,
     /// A libpq connection string to the write database through this
@@ -110,6 +112,21 @@ pub struct LabMember {
     /// The pgbouncer process itself, run in the foreground.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbouncer_pid: Option<u32>,
+}
+
+impl LabMember {
+    /// Where this member's pgbouncer listens; `None` without one.
+    pub(crate) fn pgbouncer_listen(&self) -> Option<SocketAddr> {
+        let port = self.pgbouncer_port?;
+        let netns_addr = match &self.netns {
+            None => None,
+            Some(_) => Some(self.pg_host.as_deref()?.parse().ok()?),
+        };
+        Some(SocketAddr::new(
+            crate::pgbouncer::listen_host(netns_addr),
+            port,
+        ))
+    }
 }
 
 impl LabDescription {
@@ -152,12 +169,13 @@ pub(crate) fn agent_config(
             auth.username, auth.password
         ));
     }
-    if let (Some(port), Some(file)) = (member.pgbouncer_port, &member.pgbouncer_databases_file) {
+    if let (Some(listen), Some(file)) =
+        (member.pgbouncer_listen(), &member.pgbouncer_databases_file)
+    {
         text.push_str(&format!(
-            "pgbouncer:\n  databases_file: {}\n  listen: {}:{port}\n  admin_user: {}\n  \
+            "pgbouncer:\n  databases_file: {}\n  listen: {listen}\n  admin_user: {}\n  \
              write_db: {}\n  read_db: {}\n  dbname: {}\n",
             file.display(),
-            crate::pgbouncer::LISTEN_ADDRESS,
             crate::pgbouncer::USER,
             crate::pgbouncer::WRITE_DB,
             crate::pgbouncer::READ_DB,
