@@ -86,6 +86,23 @@ fn bad_config_files_are_rejected_with_the_key_named() {
             ),
             "postgresql.parameters.port",
         ),
+        (
+            "relative pgbouncer databases file",
+            format!("{GOOD}pgbouncer:\n  databases_file: databases.ini\n  listen: 127.0.0.1:3\n"),
+            "pgbouncer.databases_file",
+        ),
+        (
+            "pgbouncer on Postgres' port",
+            format!("{GOOD}pgbouncer:\n  databases_file: /d.ini\n  listen: 127.0.0.1:2\n"),
+            "pgbouncer.listen",
+        ),
+        (
+            "unknown pgbouncer key",
+            format!(
+                "{GOOD}pgbouncer:\n  databases_file: /d.ini\n  listen: 127.0.0.1:3\n  pool_size: 5\n"
+            ),
+            "pgbouncer.pool_size",
+        ),
         ("YAML syntax", "name: [unclosed\n".to_owned(), "agent.yml"),
     ];
     for (what, config, key) in cases {
