@@ -1,0 +1,148 @@
+//! Clients through pgbouncer on a real three-member lab: the write pause and
+//! the failed statements a writer sees across switchovers, and the time from
+//! losing the primary's host to the first write through a surviving
+//! member's pgbouncer. Prints figures and writes `target/bench/pgbouncer.json`;
+//! asserts nothing about time.
+//!
+//! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench pgbouncer`
+
+use raftgres_tests::http::Api;
+use raftgres_tests::{agent_bin, eventually, execute, lab_dir, start_lab, streaming, writable};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const SWITCHOVER_TRIALS: usize = 5;
+
+fn pgbouncer_dsn(lab: &raftgres_lab::Lab, name: &str) -> String {
+    lab.member(name)
+        .expect("member")
+        .pgbouncer_dsn
+        .clone()
+        .expect("a pgbouncer per member: install pgbouncer")
+}
+
+/// One connection inserting until `stop`: (statements, failed, longest wait).
+async fn writer(dsn: String, stop: tokio::sync::watch::Receiver<bool>) -> (u64, u64, Duration) {
+    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect through pgbouncer");
+    let driver = tokio::spawn(connection);
+    let (mut done, mut failed, mut longest) = (0, 0, Duration::ZERO);
+    while !*stop.borrow() {
+        let started = Instant::now();
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                client.simple_query("INSERT INTO bench VALUES (1)")
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        longest = longest.max(started.elapsed());
+        done += 1;
+        failed += u64::from(!ok);
+    }
+    drop(client);
+    let _ = driver.await;
+    (done, failed, longest)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = lab_dir();
+    let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let names = lab.names();
+    eventually(
+        Duration::from_secs(20),
+        "pgbouncer reaches the primary",
+        || async {
+            execute(
+                &pgbouncer_dsn(&lab, &names[0]),
+                "CREATE TABLE IF NOT EXISTS bench (id int)",
+            )
+            .await
+            .ok()
+        },
+    )
+    .await;
+    let mut trials = Vec::new();
+    for trial in 0..SWITCHOVER_TRIALS {
+        let replicas: Vec<String> = names.iter().filter(|n| **n != primary).cloned().collect();
+        for r in &replicas {
+            eventually(Duration::from_secs(60), "replicas stream", || async {
+                streaming(&lab, r).await.then_some(())
+            })
+            .await;
+        }
+        let (candidate, via) = (replicas[0].clone(), replicas[1].clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(writer(pgbouncer_dsn(&lab, &via), stopped));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let reply = api
+            .send(
+                "POST",
+                &lab.member(&via).expect("member").api_url,
+                "/switchover",
+                &json!({"leader": primary, "candidate": candidate}),
+            )
+            .await
+            .expect("POST /switchover");
+        let call = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.send(true).expect("stop");
+        let (done, failed, longest) = task.await.expect("writer");
+        println!(
+            "switchover {trial}: {} -> {candidate} status {}, call {call:?}, {done} statements, {failed} failed, write pause {longest:?}",
+            primary, reply.status
+        );
+        trials.push(json!({
+            "status": reply.status,
+            "call_ms": call.as_secs_f64() * 1000.0,
+            "statements": done,
+            "failed": failed,
+            "write_pause_ms": longest.as_secs_f64() * 1000.0,
+        }));
+        if reply.status == 200 {
+            primary = candidate;
+        }
+    }
+    let survivor = names
+        .iter()
+        .find(|n| **n != primary)
+        .expect("a survivor")
+        .clone();
+    let through = pgbouncer_dsn(&lab, &survivor);
+    let killed = Instant::now();
+    lab.kill(&primary).expect("SIGKILL the primary's agent");
+    let first_write = loop {
+        if execute(&through, "INSERT INTO bench VALUES (2)")
+            .await
+            .is_ok()
+            && writable(&lab).await.len() == 1
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no write within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("host loss -> first write through {survivor}'s pgbouncer: {first_write:?}");
+    let report = json!({
+        "switchovers": trials,
+        "host_loss_to_first_write_via_pgbouncer_ms": first_write.as_secs_f64() * 1000.0,
+    });
+    let text = serde_json::to_string_pretty(&report).expect("json");
+    println!("{text}");
+    let out = agent_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target")
+        .join("bench");
+    std::fs::create_dir_all(&out).expect("bench dir");
+    std::fs::write(out.join("pgbouncer.json"), &text).expect("write");
+    println!("written to {}", out.join("pgbouncer.json").display());
+}
