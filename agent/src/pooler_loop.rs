@@ -144,19 +144,21 @@ impl PoolerLoop {
 
         if let Some(epoch) = plan.pause_for
             && applied.paused_for != Some(epoch)
-            && current_write.is_some()
-            && !applied.fenced
         {
-            match admin.pause(Some(db), self.settings.pause_timeout).await {
-                Ok(()) => {
-                    tracing::info!(member = %self.member, %epoch, database = db, "switchover: pgbouncer paused");
+            // A fenced pool sends nothing anywhere: nothing to pause. The
+            // holder waits for every live pooler's report, so one is always
+            // made: a PAUSE that times out (long transactions) or fails
+            // (console unreachable) is reported too, and the switchover
+            // goes on rather than waiting for ever.
+            if current_write.is_some() && !applied.fenced {
+                match admin.pause(Some(db), self.settings.pause_timeout).await {
+                    Ok(()) => {
+                        tracing::info!(member = %self.member, %epoch, database = db, "switchover: pgbouncer paused");
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = %self.member, %epoch, error = %e, "switchover: PAUSE did not finish; going on");
+                    }
                 }
-                // Long transactions: clients wait anyway; the switchover must
-                // not wait for ever, so report paused and go on.
-                Err(e @ PoolerError::PauseTimeout { .. }) => {
-                    tracing::warn!(member = %self.member, %epoch, error = %e, "switchover: PAUSE did not finish; going on");
-                }
-                Err(e) => return Err(e),
             }
             applied.paused_for = Some(epoch);
             applied.paused_since = Some(mono_now());
