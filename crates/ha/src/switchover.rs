@@ -21,14 +21,21 @@ use std::time::Duration;
 pub const SWITCHOVER_CATCHUP: Duration = Duration::from_secs(10);
 
 /// The switchover this member, as holder, must carry out now: one from it
-/// whose scheduled time (the requester's wall clock) has come.
+/// whose scheduled time (the requester's wall clock) has come. A failover
+/// request (no `from`) that finds this member holding the lease is one too:
+/// a member took the lease (or kept it) before the request landed, and the
+/// operator still wants the named candidate.
 pub fn due_switchover<'a>(
     state: &'a ClusterState,
     me: &str,
     now_unix_ms: u64,
 ) -> Option<&'a Switchover> {
     state.switchover.as_ref().filter(|s| {
-        s.from.as_deref() == Some(me) && s.at_unix_ms.is_none_or(|at| at <= now_unix_ms)
+        let mine = match s.from.as_deref() {
+            Some(from) => from == me,
+            None => state.lease.is_held_by(me) && s.to.as_deref() != Some(me),
+        };
+        mine && s.at_unix_ms.is_none_or(|at| at <= now_unix_ms)
     })
 }
 
@@ -248,7 +255,9 @@ mod tests {
             to: Some("b".into()),
             at_unix_ms: None,
         });
-        assert!(due_switchover(&s, "a", 5_000).is_none());
+        // A failover request that finds a holder is that holder's switchover.
+        assert!(due_switchover(&s, "a", 5_000).is_some());
+        assert!(due_switchover(&s, "b", 5_000).is_none());
         assert_eq!(failover_candidate(&s), Some("b"));
         s.switchover.as_mut().unwrap().to = None;
         assert_eq!(failover_candidate(&s), None);
