@@ -1,6 +1,7 @@
 //! raftgresctl: operate a raftgres cluster, patronictl-style. It reaches
 //! the agents only through their REST API (docs/rest-api.md); `lab` also
-//! starts and stops a local cluster.
+//! starts and stops a local cluster; `pooler` keeps a pgbouncer on a host
+//! without Postgres pointed at the primary.
 
 mod cli;
 mod client;
@@ -12,6 +13,8 @@ mod format;
 mod lab_cmd;
 mod operate;
 mod patch;
+mod pooler;
+mod pooler_plan;
 mod prompt;
 mod target;
 mod yaml;
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ClusterCmd::Remove { member, force } => operate::remove(finder, member, force).await,
             ClusterCmd::Version => commands::version(finder, target.given).await,
+            ClusterCmd::Pooler(args) => pooler::run(finder, args).await,
         }
     })
 }

@@ -14,6 +14,7 @@ mod spec;
 
 pub use haproxy::binary as haproxy_binary;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
+pub use pgbouncer::StandalonePgbouncer;
 pub use pgbouncer::binary as pgbouncer_binary;
 pub use process::{
     Lab, LabError, agent_status, down, pg_query_bool, read_description, running_members,

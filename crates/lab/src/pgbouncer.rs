@@ -232,6 +232,93 @@ pub(crate) fn stop(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
+/// A pgbouncer on its own, as on an application host that runs no
+/// Postgres: the lab's template and start-up, with its files in one
+/// directory and nothing else of a lab. Whoever follows the cluster (e.g.
+/// `raftgresctl pooler`) owns its databases file, which starts with no
+/// server. Dropping it stops pgbouncer by its PID.
+pub struct StandalonePgbouncer {
+    /// `None` once stopped and reaped: its PID may then be another's.
+    child: Option<Child>,
+    pub port: u16,
+    pub config: PathBuf,
+    /// The file `config` includes; whoever follows the cluster rewrites it.
+    pub databases_file: PathBuf,
+    pub log: PathBuf,
+}
+
+impl StandalonePgbouncer {
+    /// Renders `deploy/pgbouncer/pgbouncer.ini.j2` into `dir` for a
+    /// pgbouncer named `name` on loopback `port` (a free one when `None`),
+    /// with `postgres` as client, admin and database user (trust), and
+    /// starts it as the lab starts a member's: as `postgres` when run by
+    /// root, in which case `dir` is handed to `postgres` (pgbouncer reads
+    /// its files and puts its Unix socket there).
+    pub fn start(dir: &Path, name: &str, port: Option<u16>) -> Result<Self, LabError> {
+        let binary = binary().ok_or_else(|| {
+            LabError::Setup("pgbouncer is not installed (no /usr/sbin/pgbouncer and none on PATH); install it, e.g. `apt-get install pgbouncer`".to_owned())
+        })?;
+        let port = match port {
+            Some(port) => port,
+            None => crate::process::free_port()?,
+        };
+        let run_as = if nix::unistd::geteuid().is_root() {
+            match User::from_name(USER) {
+                Ok(Some(user)) => Some(user),
+                _ => return Err(LabError::NoPostgresUser),
+            }
+        } else {
+            None
+        };
+        let files = Files::of(dir, name);
+        write_files(dir, &files, port)?;
+        if let Some(user) = &run_as {
+            for path in [dir, &files.config, &files.databases, &auth_file(dir)] {
+                std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                    .map_err(|e| {
+                        LabError::Setup(format!("cannot chown {} to {USER}: {e}", path.display()))
+                    })?;
+            }
+        }
+        let child = start(&binary, &files, run_as.as_ref(), port)?;
+        Ok(StandalonePgbouncer {
+            child: Some(child),
+            port,
+            config: files.config,
+            databases_file: files.databases,
+            log: files.log,
+        })
+    }
+
+    /// `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A libpq connection string for `dbname` through this pgbouncer
+    /// (`pgbouncer` is its admin console).
+    pub fn dsn(&self, dbname: &str) -> String {
+        format!(
+            "host={LISTEN_ADDRESS} port={} user={USER} dbname={dbname}",
+            self.port
+        )
+    }
+
+    /// SIGTERM to its PID, then SIGKILL after `grace`; reaped on return.
+    /// Stopping again does nothing.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, grace);
+        }
+    }
+}
+
+impl Drop for StandalonePgbouncer {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
 /// Whether `pid` is still the pgbouncer started with `config`: a pgbouncer
 /// executable whose command line names that file, and not a zombie.
 pub(crate) fn is_ours(pid: u32, config: &Path) -> bool {
