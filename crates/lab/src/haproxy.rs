@@ -2,13 +2,13 @@
 //! operators deploy (`deploy/haproxy/haproxy.cfg.j2`), so the lab tests the
 //! shipped health-check wiring.
 
-use crate::process::{LabError, io, is_running};
+use crate::daemon::{self, Launch};
+use crate::process::{LabError, io};
 use crate::spec::LabMember;
 use nix::unistd::User;
 use serde::Serialize;
-use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::ffi::OsStr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,20 +16,13 @@ use std::time::{Duration, Instant};
 const TEMPLATE: &str = include_str!("../../../deploy/haproxy/haproxy.cfg.j2");
 /// `haproxy -c` only parses; far longer means something is wrong.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where both frontends bind.
 pub(crate) const LISTEN_ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// The installed HAProxy the lab runs: Debian's `/usr/sbin/haproxy` (not on
 /// a plain user's PATH), else the first `haproxy` on PATH.
 pub fn binary() -> Option<PathBuf> {
-    let debian = PathBuf::from("/usr/sbin/haproxy");
-    if debian.is_file() {
-        return Some(debian);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("haproxy"))
-        .find(|path| path.is_file())
+    daemon::installed("haproxy")
 }
 
 #[derive(Serialize)]
@@ -135,79 +128,26 @@ pub(crate) fn start(
     run_as: Option<&User>,
     ports: [u16; 2],
 ) -> Result<Child, LabError> {
-    let out = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io(log))?;
-    let err = out.try_clone().map_err(io(log))?;
-    let mut command = Command::new(binary);
-    command
-        .arg("-db")
-        // Not `-q`: it silences the template's `log stderr` too. So the log
-        // shows each state change twice, as a warning and as a log line.
-        .arg("-f")
-        .arg(config)
-        .current_dir(config.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        // As the agents: a terminal's Ctrl-C reaches `lab up`, not HAProxy.
-        .process_group(0);
-    if let Some(user) = run_as {
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    // Not `-q`: it silences the template's `log stderr` too. So the log
+    // shows each state change twice, as a warning and as a log line.
+    let args = [OsStr::new("-db"), OsStr::new("-f"), config.as_os_str()];
+    Launch {
+        binary,
+        args: &args,
+        config,
+        log,
+        run_as,
+        netns: None,
+        listen: &ports.map(|port| SocketAddr::from((LISTEN_ADDRESS, port))),
     }
-    let mut child = command.spawn().map_err(io(binary))?;
-    match wait_listening(&mut child, ports) {
-        Ok(()) => Ok(child),
-        Err(problem) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(LabError::Setup(format!(
-                "HAProxy ({} -db -f {}) {problem}; see {}",
-                binary.display(),
-                config.display(),
-                log.display()
-            )))
-        }
-    }
-}
-
-fn wait_listening(child: &mut Child, ports: [u16; 2]) -> Result<(), String> {
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
-    let accepts = |port| {
-        let addr = SocketAddr::from((LISTEN_ADDRESS, port));
-        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    };
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited at start ({status})"));
-        }
-        if ports.iter().all(|&port| accepts(port)) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "did not accept connections on ports {ports:?} within {LISTEN_TIMEOUT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    .start()
 }
 
 /// Whether `pid` is still the HAProxy started with `config`: an HAProxy
 /// executable whose command line names that file, and not a zombie. A
 /// reused PID, or another lab's HAProxy, does not count.
 pub(crate) fn is_ours(pid: u32, config: &Path) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let is_haproxy = fs::read_link(proc_dir.join("exe"))
-        .is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "haproxy"));
-    let names_config = fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
-        cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == config.as_os_str().as_encoded_bytes())
-    });
-    is_haproxy && names_config && is_running(pid)
+    daemon::is_ours(pid, "haproxy", config)
 }
 
 #[cfg(test)]
@@ -296,7 +236,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("haproxy.cfg");
-        fs::write(&config, rendered()).expect("write config");
+        std::fs::write(&config, rendered()).expect("write config");
         check(&bin, &config).expect("haproxy -c");
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Architecture invariant: lab-only. Production paths never depend on it.
 
+mod daemon;
 mod haproxy;
 mod netns;
 mod pgbouncer;

@@ -3,19 +3,17 @@
 //! the first databases file with no primary; the member's agent owns it
 //! from then on.
 
-use crate::netns::spawn_in_netns;
-use crate::process::{LabError, io, is_running};
+use crate::daemon::{self, Launch};
+use crate::process::{LabError, io};
 use nix::unistd::User;
 use raftgres_pooler::{Routes, write_databases_file};
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 const TEMPLATE: &str = include_str!("../../../deploy/pgbouncer/pgbouncer.ini.j2");
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const LISTEN_ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// The client user, pgbouncer's admin and the database: as in each member's
 /// `dsn`, so `pgbouncer_dsn` may create tables too.
@@ -26,13 +24,7 @@ pub(crate) const READ_DB: &str = "postgres_ro";
 /// The installed pgbouncer: Debian's `/usr/sbin/pgbouncer` (not on a plain
 /// user's PATH), else the first `pgbouncer` on PATH.
 pub fn binary() -> Option<PathBuf> {
-    let debian = PathBuf::from("/usr/sbin/pgbouncer");
-    if debian.is_file() {
-        return Some(debian);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("pgbouncer"))
-        .find(|path| path.is_file())
+    daemon::installed("pgbouncer")
 }
 
 /// Where one member's pgbouncer keeps its files, all under the lab's DIR.
@@ -160,76 +152,16 @@ pub(crate) fn start_on(
     listen: SocketAddr,
     netns: Option<&str>,
 ) -> Result<Child, LabError> {
-    let out = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&files.log)
-        .map_err(io(&files.log))?;
-    let err = out.try_clone().map_err(io(&files.log))?;
-    let mut command = Command::new(binary);
-    command
-        .arg(&files.config)
-        .current_dir(files.config.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        // As the agents: a terminal's Ctrl-C reaches `lab up`, not pgbouncer.
-        .process_group(0);
-    if let Some(user) = run_as {
-        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    Launch {
+        binary,
+        args: &[files.config.as_os_str()],
+        config: &files.config,
+        log: &files.log,
+        run_as,
+        netns,
+        listen: &[listen],
     }
-    let mut child = match netns {
-        None => command.spawn().map_err(io(binary))?,
-        Some(ns) => spawn_in_netns(ns, &mut command)?,
-    };
-    match wait_listening(&mut child, listen) {
-        Ok(()) => Ok(child),
-        Err(problem) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(LabError::Setup(format!(
-                "pgbouncer ({} {}) {problem}; see {}",
-                binary.display(),
-                files.config.display(),
-                files.log.display()
-            )))
-        }
-    }
-}
-
-fn wait_listening(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited at start ({status})"));
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "did not accept connections on {addr} within {LISTEN_TIMEOUT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// SIGTERM (pgbouncer's immediate shutdown), then SIGKILL after `grace`.
-pub(crate) fn stop(child: &mut Child, grace: Duration) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    .start()
 }
 
 /// A pgbouncer on its own, as on an application host that runs no
@@ -308,7 +240,8 @@ impl StandalonePgbouncer {
     /// Stopping again does nothing.
     pub fn stop(&mut self, grace: Duration) {
         if let Some(mut child) = self.child.take() {
-            stop(&mut child, grace);
+            // SIGTERM is pgbouncer's immediate shutdown.
+            daemon::stop(&mut child, grace);
         }
     }
 }
@@ -322,15 +255,7 @@ impl Drop for StandalonePgbouncer {
 /// Whether `pid` is still the pgbouncer started with `config`: a pgbouncer
 /// executable whose command line names that file, and not a zombie.
 pub(crate) fn is_ours(pid: u32, config: &Path) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let is_pgbouncer = fs::read_link(proc_dir.join("exe"))
-        .is_ok_and(|exe| exe.file_name().is_some_and(|name| name == "pgbouncer"));
-    let names_config = fs::read(proc_dir.join("cmdline")).is_ok_and(|cmdline| {
-        cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == config.as_os_str().as_encoded_bytes())
-    });
-    is_pgbouncer && names_config && is_running(pid)
+    daemon::is_ours(pid, "pgbouncer", config)
 }
 
 #[cfg(test)]
@@ -409,7 +334,7 @@ mod tests {
         ));
         let version = admin.version().await;
         let databases = admin.show_databases().await;
-        stop(&mut child, Duration::from_secs(5));
+        daemon::stop(&mut child, Duration::from_secs(5));
         assert!(
             version.expect("SHOW VERSION").starts_with("PgBouncer "),
             "see {}",

@@ -1,3 +1,4 @@
+use crate::daemon;
 use crate::haproxy;
 use crate::netns::{NetnsMember, spawn_in_netns};
 use crate::pgbouncer;
@@ -653,19 +654,9 @@ impl Lab {
 
     /// SIGTERM (HAProxy's immediate stop), then SIGKILL after `grace`.
     fn stop_haproxy(&mut self, grace: Duration) {
-        let Some(mut child) = self.haproxy.take() else {
-            return;
-        };
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            }
+        if let Some(mut child) = self.haproxy.take() {
+            daemon::stop(&mut child, grace);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Polls until exactly one member holds the lease, every running member
@@ -757,7 +748,7 @@ impl Drop for Lab {
         self.stop_all(Duration::from_secs(5));
         self.stop_haproxy(Duration::from_secs(5));
         for child in self.pgbouncers.values_mut() {
-            pgbouncer::stop(child, Duration::from_secs(5));
+            daemon::stop(child, Duration::from_secs(5));
         }
     }
 }
