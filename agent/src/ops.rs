@@ -244,6 +244,31 @@ impl AgentOps {
     }
 
     async fn do_failover(&self, candidate: String) -> Result<String, OpError> {
+        let before = self.read().await?.lease.epoch;
+        match self.attempt_failover(&candidate).await {
+            Err(OpError::Unavailable(why)) => {
+                // A replica that decided on a view older than the request
+                // can win the expired lease and so clear the request. It is
+                // then the leader, and the operator's wish still stands:
+                // ask again once, which makes it a switchover from that
+                // member. A request that merely timed out stays pending and
+                // is not asked twice.
+                let now = self.read().await?;
+                let overtaken = now.switchover.is_none()
+                    && now.lease.epoch > before
+                    && now.lease.holder.as_deref().is_some_and(|h| h != candidate);
+                if !overtaken {
+                    return Err(OpError::Unavailable(why));
+                }
+                tracing::info!(member = %self.member, to = %candidate, holder = ?now.lease.holder, epoch = %now.lease.epoch, "another member took the lease before the failover request; asking again");
+                self.attempt_failover(&candidate).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt_failover(&self, candidate: &str) -> Result<String, OpError> {
+        let candidate = candidate.to_owned();
         let state = self.read().await?;
         let Some(m) = state.members.get(&candidate) else {
             return Err(OpError::Precondition(format!(

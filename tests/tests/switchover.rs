@@ -22,11 +22,16 @@ fn url(lab: &raftgres_lab::Lab, name: &str) -> String {
     lab.member(name).expect("member").api_url.clone()
 }
 
-async fn last_history_reason(api: &Api, base: &str) -> String {
+/// Rows of `GET /history`: [timeline, lsn, reason, time, new leader].
+async fn history(api: &Api, base: &str) -> Vec<serde_json::Value> {
     let reply = api.get(base, "/history").await.expect("GET /history");
     assert_eq!(reply.status, 200);
-    let entries = reply.body.as_array().expect("history is an array").clone();
-    let last = entries.last().expect("a history entry").clone();
+    reply.body.as_array().expect("history is an array").clone()
+}
+
+async fn last_history_reason(api: &Api, base: &str) -> String {
+    let entries = history(api, base).await;
+    let last = entries.last().expect("a history entry");
     last[2].as_str().expect("reason").to_owned()
 }
 
@@ -226,12 +231,22 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
     // The request usually lands before the lease expires ("manual
-    // failover"); when the dead primary also led Raft, the election can let
-    // the lease expire first, and the candidate may win it on its own.
-    let reason = last_history_reason(&api, &url(&lab, &other)).await;
-    assert!(
-        ["manual failover", "lease expired"].contains(&reason.as_str()),
-        "{reason}"
-    );
+    // failover"). When the dead primary also led Raft, the election can let
+    // the lease expire first: the candidate may win it on its own, or the
+    // other replica wins it and, being then a healthy leader, honours the
+    // request as a switchover (as Patroni turns a failover with a healthy
+    // leader into one).
+    let history = history(&api, &url(&lab, &other)).await;
+    let last = history.last().expect("a history entry");
+    assert_eq!(last[4].as_str(), Some(candidate.as_str()), "{history:?}");
+    match last[2].as_str().unwrap_or_default() {
+        "manual failover" | "lease expired" => {}
+        "switchover" => {
+            let before = &history[history.len() - 2];
+            assert_eq!(before[4].as_str(), Some(other.as_str()), "{history:?}");
+            assert_eq!(before[2].as_str(), Some("lease expired"), "{history:?}");
+        }
+        reason => panic!("unexpected reason {reason}: {history:?}"),
+    }
     monitor.assert_never_two().await;
 }
