@@ -14,7 +14,8 @@ pub struct AgentHealth {
     pub member: String,
     pub scope: String,
     pub witness: bool,
-    pub tags: BTreeMap<String, String>,
+    /// `tags` as a reload last set them.
+    pub live: watch::Receiver<crate::reload::LiveSettings>,
     pub consensus: Consensus,
     pub belief: SharedBelief,
     pub pg: watch::Receiver<PgView>,
@@ -56,7 +57,16 @@ impl HealthSource for AgentHealth {
             lag_bytes,
             timeline: data.as_ref().map(|d| d.timeline),
             paused: state.config.as_ref().is_some_and(|c| c.values.pause),
-            tags: self.tags.clone(),
+            tags: {
+                let tags = &self.live.borrow().tags;
+                BTreeMap::from([
+                    ("nofailover".to_owned(), tags.nofailover.to_string()),
+                    (
+                        "failover_priority".to_owned(),
+                        tags.failover_priority.to_string(),
+                    ),
+                ])
+            },
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,
         }

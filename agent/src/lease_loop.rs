@@ -37,6 +37,8 @@ pub struct LeaseLoop {
     pub restart_grace: Duration,
     /// Fed every deadline this member is granted; `None` for a witness.
     pub watchdog: Option<crate::pg_loop::SharedWatchdog>,
+    /// Beats while the loop goes round, for the systemd watchdog.
+    pub progress: crate::systemd::Progress,
 }
 
 /// When nothing else wakes the loop, look again after this long.
@@ -78,6 +80,7 @@ impl LeaseLoop {
         ];
         for command in commands {
             loop {
+                self.progress.beat();
                 if *shutdown.borrow() {
                     return false;
                 }
@@ -118,6 +121,7 @@ impl LeaseLoop {
         // A witness has no Postgres loop, and it ends before this one at shutdown.
         let mut pg_alive = true;
         loop {
+            self.progress.beat();
             pg_changes.borrow_and_update();
             // State first, clock second: a sighting must never be stamped
             // earlier than the moment the state was really seen.

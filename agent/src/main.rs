@@ -8,7 +8,9 @@ mod lease_loop;
 mod ops;
 mod pg_loop;
 mod pooler_loop;
+mod reload;
 mod status;
+mod systemd;
 mod watchdog;
 
 use anyhow::{Context, bail};
@@ -76,6 +78,9 @@ fn start(args: Args) -> anyhow::Result<()> {
     let Some(config_path) = args.config else {
         bail!("--config FILE is required: the agent's YAML settings file");
     };
+    // SAFETY: no thread has been started yet: the runtime and the fencing
+    // watchdog come later.
+    let notifier = unsafe { systemd::SdNotifier::take_from_env() };
     init_logging();
     let config = raftgres_config::load(&config_path)?;
     // Started here, on the main thread, which lives as long as the process:
@@ -91,7 +96,7 @@ fn start(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config, watchdog))
+        .block_on(run(config, config_path, watchdog, Arc::new(notifier)))
 }
 
 fn init_logging() {
@@ -219,7 +224,12 @@ fn member_record(config: &AgentConfig) -> Member {
     }
 }
 
-async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyhow::Result<()> {
+async fn run(
+    config: AgentConfig,
+    config_path: PathBuf,
+    watchdog: Option<watchdog::Watchdog>,
+    notifier: Arc<systemd::SdNotifier>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
@@ -279,6 +289,9 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
     });
     let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
+    let (live_tx, live) = watch::channel(reload::LiveSettings::of(&config));
+    let lease_progress = systemd::Progress::new();
+    let pg_progress = systemd::Progress::new();
     let pooler = match &config.pgbouncer {
         Some(pgb) => {
             let settings = pooler_settings(pgb)?;
@@ -290,6 +303,7 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
                     settings,
                     belief: belief.clone(),
                     status: status_tx,
+                    live: live.clone(),
                 }
                 .run(shutdown_rx.clone()),
             );
@@ -311,6 +325,8 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
                     restart_grace: pg.restart_grace,
                     operations: operations_rx,
                     pooler: pooler.as_ref().map(|(_, status)| status.clone()),
+                    live: live.clone(),
+                    progress: pg_progress.clone(),
                 }
                 .run(pg_stop_rx),
             ))
@@ -329,39 +345,29 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
         member: config.name.clone(),
         scope: config.scope.clone(),
         witness: config.witness,
-        tags: BTreeMap::from([
-            ("nofailover".to_owned(), config.tags.nofailover.to_string()),
-            (
-                "failover_priority".to_owned(),
-                config.tags.failover_priority.to_string(),
-            ),
-        ]),
+        live,
         consensus: consensus.clone(),
         belief: belief.clone(),
         pg: pg_view.clone(),
     };
     let mut api_stop = shutdown_rx.clone();
+    let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
     let ops = ops::AgentOps::new(
         config.name.clone(),
         config.witness,
         consensus.clone(),
-        operations_tx,
+        operations_tx.clone(),
+        reloads_tx.clone(),
     );
-    let auth = config
-        .restapi
-        .authentication
-        .as_ref()
-        .map(|a| raftgres_api::Credentials {
-            username: a.username.clone(),
-            password: a.password.clone(),
-        });
-    if auth.is_none() {
+    let (auth_tx, auth) = watch::channel(reload::credentials(&config));
+    if auth.borrow().is_none() {
         tracing::warn!(member = %config.name, "restapi.authentication is not set: the mutating REST endpoints (switchover, failover, restart, config changes) are disabled");
     }
+    let health = Arc::new(health);
     let api = tokio::spawn(raftgres_api::serve(
         api_listener,
         raftgres_api::ApiContext {
-            health: Arc::new(health),
+            health: health.clone(),
             ops: Arc::new(ops),
             auth,
         },
@@ -382,16 +388,70 @@ async fn run(config: AgentConfig, watchdog: Option<watchdog::Watchdog>) -> anyho
                 .as_ref()
                 .map_or(std::time::Duration::ZERO, |pg| pg.restart_grace),
             watchdog,
+            progress: lease_progress.clone(),
         }
         .run(shutdown_rx),
     );
+    let reloader = tokio::spawn(
+        reload::Reloader {
+            path: config_path,
+            running: config.clone(),
+            live: live_tx,
+            auth: auth_tx,
+            operations: pg_loop.as_ref().map(|_| operations_tx),
+            notifier: notifier.clone(),
+        }
+        .run(reloads_rx),
+    );
+    // Serving: both servers bound, every loop started. Readiness does not
+    // wait for a Raft majority: a member started while the others are down
+    // must not be failed by systemd's start timeout.
+    notifier.send(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving; joining the cluster"),
+    ]);
+    let mut progress = vec![("lease", lease_progress)];
+    if pg_loop.is_some() {
+        progress.push(("postgres", pg_progress));
+    }
+    let sd_watchdog = tokio::spawn(systemd::watch_loops(
+        notifier.clone(),
+        progress,
+        move || {
+            use raftgres_api::HealthSource;
+            systemd::status_line(&health.health())
+        },
+    ));
+    if let Some(interval) = notifier.watchdog_interval() {
+        tracing::info!(member = %config.name, interval_ms = interval.as_millis() as u64, "systemd watchdog enabled: pinging every half interval while the lease and Postgres loops make progress");
+    }
 
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!(member = %config.name, "SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!(member = %config.name, "SIGINT: shutting down"),
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!(member = %config.name, "SIGTERM: shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!(member = %config.name, "SIGINT: shutting down");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!(member = %config.name, "SIGHUP: re-reading the settings file");
+                // A full queue already holds a reload that will read the file anew.
+                let _ = reloads_tx.try_send(None);
+            }
+        }
     }
+    notifier.send(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: Postgres first, then the lease"),
+    ]);
+    sd_watchdog.abort();
+    reloader.abort();
     // Postgres stops first, so that no write lands after the lease is released.
     let _ = pg_stop_tx.send(true);
     if let Some(pg_loop) = pg_loop {

@@ -6,6 +6,7 @@
 use crate::clock::mono_now;
 use crate::lease_loop::unix_ms;
 use crate::pg_loop::{Operation, OperationRequest};
+use crate::reload::ReloadReply;
 use raftgres_api::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::PeerObserver;
@@ -30,9 +31,32 @@ pub struct AgentOps {
     witness: bool,
     consensus: Consensus,
     operations: mpsc::Sender<OperationRequest>,
+    /// The reloader, which re-reads the settings file and then reloads Postgres.
+    reloads: mpsc::Sender<ReloadReply>,
     /// Which members still report, so a dead leader's last record is not
     /// taken for a healthy one.
     peers: Arc<Mutex<PeerObserver>>,
+}
+
+/// Hands `operation` to the Postgres loop and waits for its outcome.
+pub async fn ask_pg_loop(
+    operations: &mpsc::Sender<OperationRequest>,
+    operation: Operation,
+) -> Result<String, OpError> {
+    let (reply, outcome) = oneshot::channel();
+    operations
+        .send(OperationRequest { operation, reply })
+        .await
+        .map_err(|_| OpError::Unavailable("the Postgres loop has stopped".into()))?;
+    match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(OpError::Unavailable(
+            "the Postgres loop stopped before answering".into(),
+        )),
+        Err(_) => Err(OpError::Unavailable(format!(
+            "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
+        ))),
+    }
 }
 
 fn unavailable(e: ConsensusError) -> OpError {
@@ -71,6 +95,7 @@ impl AgentOps {
         witness: bool,
         consensus: Consensus,
         operations: mpsc::Sender<OperationRequest>,
+        reloads: mpsc::Sender<ReloadReply>,
     ) -> AgentOps {
         let peers = Arc::new(Mutex::new(PeerObserver::default()));
         let mut states = consensus.subscribe();
@@ -92,6 +117,7 @@ impl AgentOps {
             witness,
             consensus,
             operations,
+            reloads,
             peers,
         }
     }
@@ -341,20 +367,7 @@ impl AgentOps {
                 self.member
             )));
         }
-        let (reply, outcome) = oneshot::channel();
-        self.operations
-            .send(OperationRequest { operation, reply })
-            .await
-            .map_err(|_| OpError::Unavailable("the Postgres loop has stopped".into()))?;
-        match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(OpError::Unavailable(
-                "the Postgres loop stopped before answering".into(),
-            )),
-            Err(_) => Err(OpError::Unavailable(format!(
-                "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
-            ))),
-        }
+        ask_pg_loop(&self.operations, operation).await
     }
 
     async fn do_remove(&self, name: String) -> Result<String, OpError> {
@@ -433,8 +446,25 @@ impl Operations for AgentOps {
         Box::pin(self.local(Operation::Restart))
     }
 
+    /// As Patroni's: re-reads this agent's settings file (as SIGHUP does),
+    /// then rewrites Postgres's managed conf and reloads Postgres.
     fn reload(&self) -> OpFuture<'_, String> {
-        Box::pin(self.local(Operation::Reload))
+        Box::pin(async move {
+            let (reply, outcome) = oneshot::channel();
+            self.reloads
+                .send(Some(reply))
+                .await
+                .map_err(|_| OpError::Unavailable("the agent is shutting down".into()))?;
+            match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(OpError::Unavailable(
+                    "the reload stopped before answering; see the agent's log".into(),
+                )),
+                Err(_) => Err(OpError::Unavailable(format!(
+                    "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
+                ))),
+            }
+        })
     }
 
     fn reinitialize(&self, _force: bool) -> OpFuture<'_, String> {

@@ -3,6 +3,8 @@
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
+use crate::reload::LiveSettings;
+use crate::systemd::Progress;
 use crate::watchdog::Watchdog;
 use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
@@ -53,6 +55,10 @@ pub struct PgLoop {
     pub operations: mpsc::Receiver<OperationRequest>,
     /// The local pgbouncer's state, published in the member record.
     pub pooler: Option<watch::Receiver<crate::pooler_loop::PoolerStatus>>,
+    /// Parameters and tags, swapped by a reload.
+    pub live: watch::Receiver<LiveSettings>,
+    /// Beats while the loop goes round, for the systemd watchdog.
+    pub progress: Progress,
 }
 
 /// What the loop remembers between rounds.
@@ -121,6 +127,8 @@ impl PgLoop {
         // A paused pooler must reach the record at once: the holder waits for it.
         let mut pooler_changes = self.pooler.clone();
         loop {
+            self.progress.beat();
+            self.take_live();
             let state = states.borrow_and_update().state.clone();
             let now = mono_now();
             let view = self.observe(&mut local, now).await;
@@ -164,7 +172,11 @@ impl PgLoop {
                 self.view.send_replace(PgView::Busy {
                     action: action_name(&action),
                 });
-                if let Err(e) = self.execute(&mut local, &state, &action).await {
+                if let Err(e) = self
+                    .progress
+                    .during(self.execute(&mut local, &state, &action))
+                    .await
+                {
                     tracing::warn!(member = self.me(), ?action, error = %e, "Postgres action failed; will retry");
                     // A server that dies at once must not be restarted in a
                     // tight loop; a loop's time is short enough for a holder.
@@ -184,7 +196,7 @@ impl PgLoop {
             }
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { break },
-                _ = tokio::time::sleep(wake) => {}
+                _ = self.progress.during(tokio::time::sleep(wake)) => {}
                 changed = async { pooler_changes.as_mut().expect("guarded").changed().await }, if pooler_changes.is_some() => {
                     if changed.is_err() {
                         pooler_changes = None;
@@ -194,7 +206,8 @@ impl PgLoop {
                     self.view.send_replace(PgView::Busy {
                         action: operation_name(request.operation),
                     });
-                    let outcome = self.operate(&mut local, &state, &view, holds_lease, request.operation).await;
+                    self.take_live();
+                    let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
                     match &outcome {
                         Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
                         Err(e) => tracing::warn!(member = self.me(), operation = ?request.operation, error = %e, "operator request failed"),
@@ -205,6 +218,17 @@ impl PgLoop {
             }
         }
         self.stop(&mut local).await;
+    }
+
+    /// Takes what a reload changed: the next managed conf carries the new
+    /// parameters, the next record the new tags.
+    fn take_live(&mut self) {
+        if !self.live.has_changed().unwrap_or(false) {
+            return;
+        }
+        let live = self.live.borrow_and_update().clone();
+        self.settings.parameters = live.parameters;
+        self.member.tags = live.tags;
     }
 
     async fn observe(&self, local: &mut Local, now: MonoInstant) -> PgView {

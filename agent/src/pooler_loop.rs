@@ -31,6 +31,8 @@ pub struct PoolerLoop {
     pub settings: PoolerSettings,
     pub belief: SharedBelief,
     pub status: watch::Sender<PoolerStatus>,
+    /// `pgbouncer.admin_user` and `admin_password`, swapped by a reload.
+    pub live: watch::Receiver<crate::reload::LiveSettings>,
 }
 
 /// After a console command failed, try again this soon.
@@ -64,13 +66,16 @@ fn target_of(state: &ClusterState, name: &str) -> Option<Target> {
 }
 
 impl PoolerLoop {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let admin = Admin::new(self.settings.admin.clone());
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut admin = self.admin();
         // Fenced first, whatever the file says: a client reaching an entry
         // with no server (or a stale one) would lock the pool for
         // `server_login_retry` once a primary is known.
         let mut applied = Applied::default();
         loop {
+            if self.live.has_changed().unwrap_or(false) {
+                admin = self.admin();
+            }
             match admin.fence(&self.settings.write_db).await {
                 Ok(()) => {
                     applied.fenced = true;
@@ -87,6 +92,10 @@ impl PoolerLoop {
         }
         let mut states = self.consensus.subscribe();
         loop {
+            if self.live.has_changed().unwrap_or(false) {
+                admin = self.admin();
+                tracing::info!(member = %self.member, user = %self.settings.admin.user, "pgbouncer admin console credentials reloaded");
+            }
             let state = states.borrow_and_update().state.clone();
             let now = mono_now();
             let belief = belief::read(&self.belief);
@@ -112,6 +121,15 @@ impl PoolerLoop {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// The console client with the admin credentials last loaded.
+    fn admin(&mut self) -> Admin {
+        if let Some((user, password)) = self.live.borrow_and_update().pooler_admin.clone() {
+            self.settings.admin.user = user;
+            self.settings.admin.password = password;
+        }
+        Admin::new(self.settings.admin.clone())
     }
 
     fn publish(&self, applied: &Applied) {

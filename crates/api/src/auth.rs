@@ -118,7 +118,8 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
         parts: &mut Parts,
         ctx: &Arc<ApiContext>,
     ) -> Result<Self, Response> {
-        match check(ctx.auth.as_ref(), parts.headers.get(AUTHORIZATION)) {
+        let outcome = check(ctx.auth.borrow().as_ref(), parts.headers.get(AUTHORIZATION));
+        match outcome {
             Ok(()) => {
                 tracing::info!(method = %parts.method, path = parts.uri.path(), "authorized a mutating REST call");
                 Ok(Authorized {

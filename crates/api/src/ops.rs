@@ -72,7 +72,8 @@ pub trait Operations: Send + Sync + 'static {
     fn failover(&self, candidate: String) -> OpFuture<'_, String>;
     /// Restarts this member's Postgres in its current role.
     fn restart(&self) -> OpFuture<'_, String>;
-    /// Rewrites this member's managed Postgres config and reloads it.
+    /// Re-reads the agent's settings file (as SIGHUP does), then rewrites
+    /// this member's managed Postgres config and reloads Postgres.
     fn reload(&self) -> OpFuture<'_, String>;
     /// Replaces this replica's data with a fresh clone of the primary.
     fn reinitialize(&self, force: bool) -> OpFuture<'_, String>;

@@ -37,8 +37,9 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub struct ApiContext {
     pub health: Arc<dyn HealthSource>,
     pub ops: Arc<dyn Operations>,
-    /// `None`: every mutating call answers 403.
-    pub auth: Option<Credentials>,
+    /// `None`: every mutating call answers 403. A watch, so that the agent
+    /// can swap the credentials when it reloads its settings file.
+    pub auth: tokio::sync::watch::Receiver<Option<Credentials>>,
 }
 
 type Context = Arc<ApiContext>;

@@ -51,7 +51,7 @@ fn context(health: impl HealthSource) -> ApiContext {
     ApiContext {
         health: Arc::new(health),
         ops: Arc::new(Untouchable),
-        auth: None,
+        auth: tokio::sync::watch::channel(None).1,
     }
 }
 

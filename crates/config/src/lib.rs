@@ -28,6 +28,7 @@
 mod error;
 mod model;
 mod parse;
+mod reload;
 mod source;
 mod tree;
 
@@ -38,6 +39,7 @@ pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgBouncerSettings,
     PostgresSettings, RaftSettings, RestApiSettings, Tags,
 };
+pub use reload::{ReloadPlan, reload_plan, reloaded};
 
 /// Loads `path` with overrides from the process environment.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {

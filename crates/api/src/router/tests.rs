@@ -311,7 +311,7 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
     let router = router(ApiContext {
         health: Arc::new(move || health.clone()),
         ops: Arc::clone(&ops) as Arc<dyn Operations>,
-        auth,
+        auth: tokio::sync::watch::channel(auth).1,
     });
     Api { router, ops }
 }

@@ -1,0 +1,134 @@
+//! SIGHUP and `POST /reload`: re-read the settings file, apply what can
+//! change while running, name what cannot. One reload at a time, in order.
+
+use crate::pg_loop::{Operation, OperationRequest};
+use raftgres_api::{Credentials, OpError};
+use raftgres_config::{AgentConfig, reload_plan, reloaded};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The settings the loops read afresh after a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// `postgresql.parameters`, written into the managed conf.
+    pub parameters: BTreeMap<String, String>,
+    /// `tags`, published in this member's record.
+    pub tags: raftgres_state::Tags,
+    /// `pgbouncer.admin_user` and `admin_password`.
+    pub pooler_admin: Option<(String, Option<String>)>,
+}
+
+impl LiveSettings {
+    pub fn of(config: &AgentConfig) -> LiveSettings {
+        LiveSettings {
+            parameters: config
+                .postgresql
+                .as_ref()
+                .map(|pg| pg.parameters.clone())
+                .unwrap_or_default(),
+            tags: raftgres_state::Tags {
+                nofailover: config.tags.nofailover,
+                failover_priority: config.tags.failover_priority,
+            },
+            pooler_admin: config
+                .pgbouncer
+                .as_ref()
+                .map(|p| (p.admin_user.clone(), p.admin_password.clone())),
+        }
+    }
+}
+
+pub fn credentials(config: &AgentConfig) -> Option<Credentials> {
+    config.restapi.authentication.as_ref().map(|a| Credentials {
+        username: a.username.clone(),
+        password: a.password.clone(),
+    })
+}
+
+/// Who asked: `POST /reload` waits for the outcome, SIGHUP only logs it.
+pub type ReloadReply = Option<oneshot::Sender<Result<String, OpError>>>;
+
+pub struct Reloader {
+    pub path: PathBuf,
+    pub running: AgentConfig,
+    pub live: watch::Sender<LiveSettings>,
+    pub auth: watch::Sender<Option<Credentials>>,
+    /// The Postgres loop; `None` on a witness.
+    pub operations: Option<mpsc::Sender<OperationRequest>>,
+    pub notifier: Arc<crate::systemd::SdNotifier>,
+}
+
+impl Reloader {
+    pub async fn run(mut self, mut requests: mpsc::Receiver<ReloadReply>) {
+        while let Some(reply) = requests.recv().await {
+            self.notifier.send(&reloading());
+            let outcome = self.reload().await;
+            self.notifier.send(&[sd_notify::NotifyState::Ready]);
+            match &outcome {
+                Ok(message) => tracing::info!(member = %self.running.name, %message, "reload done"),
+                Err(e) => {
+                    tracing::error!(member = %self.running.name, error = %e, "reload failed; the agent keeps running with its previous settings")
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<String, OpError> {
+        let loaded = raftgres_config::load(&self.path).map_err(|e| {
+            OpError::Invalid(format!(
+                "{e}; nothing changed, the agent keeps its previous settings"
+            ))
+        })?;
+        let plan = reload_plan(&self.running, &loaded);
+        for key in &plan.needs_restart {
+            tracing::warn!(member = %self.running.name, key, "changed in the settings file, but only a restart applies it; keeping the running value");
+        }
+        for key in &plan.cluster_wide {
+            tracing::warn!(member = %self.running.name, key, "changed in the settings file, but it is read only when the cluster is first formed; change it with `raftgresctl edit-config` (PATCH /config)");
+        }
+        for key in &plan.applied {
+            tracing::info!(member = %self.running.name, key, "applying the changed setting");
+        }
+        self.running = reloaded(&self.running, &loaded);
+        self.live.send_if_modified(|live| {
+            let next = LiveSettings::of(&self.running);
+            let changed = *live != next;
+            *live = next;
+            changed
+        });
+        self.auth.send_if_modified(|auth| {
+            let next = credentials(&self.running);
+            let changed = *auth != next;
+            *auth = next;
+            changed
+        });
+        let mut message = format!(
+            "re-read {}: applied [{}], needs a restart [{}]",
+            self.path.display(),
+            plan.applied.join(", "),
+            plan.needs_restart.join(", ")
+        );
+        // As Patroni's /reload: Postgres is told to reload even when only its
+        // files changed by hand.
+        if let Some(operations) = &self.operations {
+            let done = crate::ops::ask_pg_loop(operations, Operation::Reload).await?;
+            message.push_str("; ");
+            message.push_str(&done);
+        }
+        Ok(message)
+    }
+}
+
+fn reloading() -> [sd_notify::NotifyState<'static>; 2] {
+    // systemd 253+ fails a reload whose RELOADING=1 lacks MONOTONIC_USEC.
+    let now = crate::clock::mono_now().0;
+    [
+        sd_notify::NotifyState::Reloading,
+        sd_notify::NotifyState::MonotonicUsec(now.as_micros() as i128),
+    ]
+}

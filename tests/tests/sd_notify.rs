@@ -1,0 +1,217 @@
+//! systemd's notify protocol against a real agent: a one-member cluster
+//! started with `NOTIFY_SOCKET` pointing at a datagram socket this test
+//! binds, and `WATCHDOG_USEC`. The agent says READY=1 once serving, pings
+//! WATCHDOG=1 every half interval, says RELOADING=1 then READY=1 around a
+//! SIGHUP and STOPPING=1 on SIGTERM; and its postmaster, which Debian builds
+//! with systemd support, never reaches the socket (it would add its own
+//! READY=1 and STOPPING=1).
+
+use raftgres_tests::{agent_bin, serial};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the agent (and so, by its parent-death signal, its postmaster) if
+/// the test fails half-way.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn postgres_user() -> Option<nix::unistd::User> {
+    nix::unistd::geteuid().is_root().then(|| {
+        nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .expect("a postgres user to run the agent as")
+    })
+}
+
+fn chown_tree(path: &Path, user: &nix::unistd::User) {
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read_dir") {
+            chown_tree(&entry.expect("entry").path(), user);
+        }
+    }
+}
+
+/// The notifications received until `done` says so, or `within` passes.
+fn receive_until(
+    socket: &UnixDatagram,
+    seen: &mut Vec<String>,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while !done(seen) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}; received {seen:?}"
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            seen.extend(text.lines().map(str::to_owned));
+        }
+    }
+}
+
+fn count(seen: &[String], line: &str) -> usize {
+    seen.iter().filter(|l| *l == line).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_notifies_systemd_and_pings_its_watchdog() {
+    let _serial = serial().await;
+    let dir = tempfile::Builder::new()
+        .prefix("raftgres-sd-notify-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    // The agent runs as postgres and must be allowed to send to it.
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777))
+        .expect("chmod socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+
+    let (raft, pg, api) = (free_port(), free_port(), free_port());
+    let data_dir = dir.path().join("node1");
+    std::fs::create_dir(&data_dir).expect("data dir");
+    let config = dir.path().join("node1.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "scope: sdnotify\nname: node1\nnode_id: 1\ndata_dir: {}\nraft:\n  listen: 127.0.0.1:{raft}\n\
+             postgresql:\n  listen: 127.0.0.1:{pg}\nrestapi:\n  listen: 127.0.0.1:{api}\n\
+             members:\n  - {{id: 1, name: node1, raft_addr: \"127.0.0.1:{raft}\"}}\n",
+            data_dir.display()
+        ),
+    )
+    .expect("write config");
+    let user = postgres_user();
+    if let Some(user) = &user {
+        chown_tree(dir.path(), user);
+    }
+    let bin = dir.path().join("raftgres-agent");
+    std::fs::copy(agent_bin(), &bin).expect("copy the agent where postgres can run it");
+    let log_path = dir.path().join("node1.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut command = Command::new(&bin);
+    command
+        .arg("--config")
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        // 2 s: pings every second.
+        .env("WATCHDOG_USEC", "2000000")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .process_group(0);
+    if let Some(user) = &user {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let mut agent = Agent(command.spawn().expect("start the agent"));
+    let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let mut seen = Vec::new();
+    receive_until(
+        &socket,
+        &mut seen,
+        Duration::from_secs(60),
+        "READY=1",
+        |s| count(s, "READY=1") == 1,
+    );
+    let ready_at = seen.len();
+    // The agent's Postgres (initdb, start) keeps the Postgres loop busy in
+    // between: pings must go on through it.
+    receive_until(
+        &socket,
+        &mut seen,
+        Duration::from_secs(30),
+        "five WATCHDOG=1 after READY=1",
+        |s| count(&s[ready_at..], "WATCHDOG=1") >= 5,
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("STATUS=")),
+        "no STATUS= line: {seen:?}"
+    );
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    receive_until(
+        &socket,
+        &mut seen,
+        Duration::from_secs(30),
+        "RELOADING=1 then READY=1",
+        |s| {
+            s.iter()
+                .position(|l| l == "RELOADING=1")
+                .is_some_and(|at| count(&s[at..], "READY=1") == 1)
+        },
+    );
+    let reloading = seen
+        .iter()
+        .position(|l| l == "RELOADING=1")
+        .expect("reloading");
+    assert!(
+        seen[reloading..]
+            .iter()
+            .any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "RELOADING=1 without MONOTONIC_USEC (systemd 253+ needs it): {seen:?}"
+    );
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = agent.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop within 40 s; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the agent failed: {status}; log:\n{}",
+        log()
+    );
+    // Whatever is still queued in the socket.
+    let mut buf = [0u8; 4096];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("read timeout");
+    while let Ok(n) = socket.recv(&mut buf) {
+        seen.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    // One each from the agent; a postmaster that inherited NOTIFY_SOCKET
+    // would have added its own.
+    assert_eq!(count(&seen, "STOPPING=1"), 1, "{seen:?}");
+    assert_eq!(count(&seen, "READY=1"), 2, "{seen:?}");
+}
