@@ -76,7 +76,7 @@ impl PoolerLoop {
             if self.live.has_changed().unwrap_or(false) {
                 admin = self.admin();
             }
-            match admin.fence(&self.settings.write_db).await {
+            match self.fence_at_start(&admin).await {
                 Ok(()) => {
                     applied.fenced = true;
                     break;
@@ -121,6 +121,21 @@ impl PoolerLoop {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// DISABLE needs an entry to act on. A databases file that does not
+    /// name the write database yet (a provisioning tool creates it empty,
+    /// since pgbouncer refuses to start without its `%include`) first gets
+    /// one that points at no server, so the window before DISABLE can reach
+    /// no Postgres at all.
+    async fn fence_at_start(&self, admin: &Admin) -> Result<(), PoolerError> {
+        let db = self.settings.write_db.as_str();
+        if !admin.show_databases().await?.iter().any(|d| d.name == db) {
+            tracing::info!(member = %self.member, database = db, file = %self.settings.databases_file.display(), "pgbouncer does not know the write database yet; adding it with no server");
+            self.rewrite(admin, &self.settings.routes(None, Vec::new()))
+                .await?;
+        }
+        admin.fence(db).await
     }
 
     /// The console client with the admin credentials last loaded.
