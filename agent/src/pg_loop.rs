@@ -506,11 +506,17 @@ impl PgLoop {
                     pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
                 }
                 let slot = slot_name_for(self.me());
-                // Any failure (pg_rewind's own, or the crash recovery it needs
-                // first) falls back to a fresh clone; the old data is moved
-                // aside, never deleted.
+                // A source that cannot be reached (just restarting, say) is
+                // retried on the next round: the data is intact and a clone
+                // would need the same source. Any other failure (pg_rewind's
+                // own, or the crash recovery it needs first) falls back to a
+                // fresh clone; the old data is moved aside, never deleted.
                 match rewind(&self.settings, &up, Some(&slot)).await {
                     Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
+                    Err(e @ (PgError::Connect { .. } | PgError::Timeout { .. })) => {
+                        tracing::warn!(member = self.me(), %source, error = %e, "rewind source not reachable; retrying the rewind");
+                        return Err(e);
+                    }
                     Err(e) => {
                         tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
                         basebackup(&self.settings, &up, Some(&slot)).await?;
