@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use raftgres_config::AgentConfig;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
-use raftgres_consensus::{Consensus, Settings, store};
+use raftgres_consensus::{Consensus, Formation, Settings, store};
 use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
 use raftgres_state::{ConfigValues, Member, MemberRole, PgState, Tags};
@@ -276,8 +276,24 @@ async fn run(
         .iter()
         .map(|m| (m.id, m.raft_addr.clone()))
         .collect();
-    if consensus.initialize(&voters).await? {
-        tracing::info!(member = %config.name, voters = ?voters.keys(), "formed a new Raft group");
+    if !consensus.is_initialized().await? {
+        notifier.send(&[sd_notify::NotifyState::Status(
+            "empty Raft store: asking the configured members to take this one in",
+        )]);
+    }
+    // A new member joins the running group rather than forming its own;
+    // the retry is the forwarding timeout, how long one attempt may take.
+    match consensus
+        .form_or_join(&voters, config.bootstrap.retry_timeout)
+        .await?
+    {
+        Formation::Restarted => {}
+        Formation::Formed => {
+            tracing::info!(member = %config.name, node_id = config.node_id, voters = ?voters.keys(), "formed a new Raft group");
+        }
+        Formation::Joined(view) => {
+            tracing::info!(member = %config.name, node_id = config.node_id, voters = ?view.voters, learners = ?view.learners, "joined the running Raft group");
+        }
     }
     tracing::info!(member = %config.name, node_id = config.node_id, listen = %config.raft.listen, "agent started");
 

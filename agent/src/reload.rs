@@ -91,6 +91,9 @@ impl Reloader {
         for key in &plan.cluster_wide {
             tracing::warn!(member = %self.running.name, key, "changed in the settings file, but it is read only when the cluster is first formed; change it with `raftgresctl edit-config` (PATCH /config)");
         }
+        for key in &plan.first_start_only {
+            tracing::info!(member = %self.running.name, key, "changed in the settings file; it is read only by an agent with an empty Raft store, to form or join the group. The running group takes a new member when that member starts, and loses one with `raftgresctl remove`");
+        }
         for key in &plan.applied {
             tracing::info!(member = %self.running.name, key, "applying the changed setting");
         }

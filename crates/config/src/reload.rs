@@ -14,11 +14,17 @@ pub struct ReloadPlan {
     /// Changed, but read only when the cluster is first formed; a running
     /// cluster changes them with `PATCH /config` (`raftgresctl edit-config`).
     pub cluster_wide: Vec<&'static str>,
+    /// Changed, but read only by an agent whose Raft store is empty, to form
+    /// or join the group (`members`): nothing to apply, now or at a restart.
+    pub first_start_only: Vec<&'static str>,
 }
 
 impl ReloadPlan {
     pub fn is_empty(&self) -> bool {
-        self.applied.is_empty() && self.needs_restart.is_empty() && self.cluster_wide.is_empty()
+        self.applied.is_empty()
+            && self.needs_restart.is_empty()
+            && self.cluster_wide.is_empty()
+            && self.first_start_only.is_empty()
     }
 }
 
@@ -63,7 +69,6 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
     restart("node_id", old.node_id != new.node_id);
     restart("data_dir", old.data_dir != new.data_dir);
     restart("witness", old.witness != new.witness);
-    restart("members", old.members != new.members);
     let (o, n) = (&old.raft, &new.raft);
     restart("raft.listen", o.listen != n.listen);
     restart("raft.advertise", o.advertise != n.advertise);
@@ -126,6 +131,10 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         }
         (None, None) => {}
         _ => restart("pgbouncer", true),
+    }
+
+    if old.members != new.members {
+        plan.first_start_only.push("members");
     }
 
     let (o, n) = (&old.bootstrap, &new.bootstrap);
@@ -277,12 +286,12 @@ mod tests {
             (
                 BASE.replace("name: node1", "name: node9")
                     .replace("name: node1,", "name: node9,"),
-                &["name", "members"],
+                &["name"],
             ),
             (
                 BASE.replace("node_id: 1", "node_id: 2")
                     .replace("{id: 1,", "{id: 2,"),
-                &["node_id", "members"],
+                &["node_id"],
             ),
             (
                 BASE.replace("data_dir: /var/lib/raftgres/node1", "data_dir: /srv/node1"),
@@ -290,10 +299,6 @@ mod tests {
                 &["data_dir", "postgresql.data_dir", "postgresql.socket_dir"],
             ),
             (witness.to_owned(), &["witness", "postgresql"]),
-            (
-                format!("{BASE}  - {{id: 2, name: node2, raft_addr: \"127.0.0.1:7102\"}}\n"),
-                &["members"],
-            ),
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
@@ -339,7 +344,7 @@ mod tests {
             (
                 BASE.replace("127.0.0.1:7101\npostgresql", "127.0.0.1:7109\npostgresql")
                     .replace("\"127.0.0.1:7101\"", "\"127.0.0.1:7109\""),
-                &["members", "raft.listen", "raft.advertise"],
+                &["raft.listen", "raft.advertise"],
             ),
             (
                 BASE.replace("listen: 127.0.0.1:8008", "listen: 127.0.0.1:8009"),
@@ -408,6 +413,20 @@ mod tests {
                 "{keys:?}: a restart-only key was applied"
             );
         }
+    }
+
+    #[test]
+    fn members_are_read_only_at_the_first_start() {
+        let edited = format!("{BASE}  - {{id: 2, name: node2, raft_addr: \"127.0.0.1:7102\"}}\n");
+        let plan = plan_for(&edited);
+        assert_eq!(plan.first_start_only, ["members"], "{plan:?}");
+        assert!(
+            plan.applied.is_empty()
+                && plan.needs_restart.is_empty()
+                && plan.cluster_wide.is_empty(),
+            "{plan:?}"
+        );
+        assert!(!plan.is_empty());
     }
 
     #[test]

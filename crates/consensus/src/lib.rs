@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+pub mod formation;
 mod link;
 mod node;
 pub mod store;
@@ -16,6 +17,6 @@ pub mod types;
 
 pub use error::{ConsensusError, Result};
 pub use link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
-pub use node::{Consensus, RaftStatus, Settings};
+pub use node::{Consensus, Formation, RaftStatus, Settings};
 pub use store::StateView;
 pub mod transport;

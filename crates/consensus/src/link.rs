@@ -38,4 +38,12 @@ pub trait LeaderLink: Send + Sync + 'static {
         raft_addr: &'a str,
         change: MembershipChange,
     ) -> BoxFuture<'a, Result<MembershipView>>;
+    /// Asks `peer` (any member, which forwards) to take `node_id` in as a
+    /// voter. `Ok(None)`: the peer has never been in a group either.
+    fn join<'a>(
+        &'a self,
+        peer: &'a Node,
+        node_id: NodeId,
+        raft_addr: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MembershipView>>>;
 }

@@ -1,4 +1,5 @@
 use crate::error::{ConsensusError, Result};
+use crate::formation::{JoinDecision, PeerAnswer, decide_join};
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
 use crate::types::{Node, NodeId, Raft, TypeConfig};
@@ -23,6 +24,17 @@ pub struct Settings {
     pub snapshot_every_logs: u64,
     /// Bound on one propose, read or membership call, forwarding included.
     pub operation_timeout: Duration,
+}
+
+/// How [`Consensus::form_or_join`] brought this member into its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formation {
+    /// Its store was already in a group.
+    Restarted,
+    /// It formed a new group from the configured voters.
+    Formed,
+    /// A running group took it in, as this membership.
+    Joined(MembershipView),
 }
 
 /// What this member knows of Raft itself (not of the cluster state).
@@ -111,6 +123,109 @@ impl Consensus {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// Whether this member has ever been part of a group (a vote or a log
+    /// entry in its store).
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ConsensusError::Stopped(e.to_string()))
+    }
+
+    /// Brings this member into its group at start. A store that was ever in
+    /// a group is simply reopened. An empty one first asks every other
+    /// configured voter to take it in (see [`crate::formation`]) and forms
+    /// a new group from `voters` only when no peer can be in one. Until then
+    /// it asks again every `retry`: a new member waits for its cluster.
+    /// Cancel it by dropping the future.
+    pub async fn form_or_join(
+        &self,
+        voters: &BTreeMap<NodeId, String>,
+        retry: Duration,
+    ) -> Result<Formation> {
+        if self.is_initialized().await? {
+            return Ok(Formation::Restarted);
+        }
+        let me = self.inner.id;
+        let my_addr = voters.get(&me).cloned().unwrap_or_default();
+        loop {
+            let mut answers = Vec::new();
+            for (id, addr) in voters.iter().filter(|(id, _)| **id != me) {
+                let peer = Node { addr: addr.clone() };
+                let answer = match self.inner.link.join(&peer, me, &my_addr).await {
+                    Ok(Some(view)) => PeerAnswer::Member(view),
+                    Ok(None) => PeerAnswer::Pristine,
+                    Err(ConsensusError::Unreachable { .. }) => PeerAnswer::Unreachable,
+                    Err(e) => PeerAnswer::Busy(e.to_string()),
+                };
+                tracing::debug!(
+                    node_id = me,
+                    peer = id,
+                    ?answer,
+                    "asked a peer to take this member in"
+                );
+                answers.push(answer);
+            }
+            // A leader's replication or vote request may have reached this
+            // member meanwhile: then it is in that group already.
+            if self.is_initialized().await? {
+                return Ok(Formation::Joined(self.status().membership));
+            }
+            match decide_join(me, voters, &answers) {
+                JoinDecision::Joined(view) => return Ok(Formation::Joined(view)),
+                JoinDecision::Initialize => {
+                    return Ok(if self.initialize(voters).await? {
+                        Formation::Formed
+                    } else {
+                        Formation::Joined(self.status().membership)
+                    });
+                }
+                JoinDecision::Retry => {
+                    tracing::info!(
+                        node_id = me,
+                        ?answers,
+                        "a peer is in a group but did not take this member in yet; asking again"
+                    );
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    }
+
+    /// The peer side of [`Consensus::form_or_join`]: `None` when this member
+    /// has never been in a group; else the membership once `node_id` is a
+    /// voter at `raft_addr`, added through the leader if it was not.
+    pub async fn answer_join(
+        &self,
+        node_id: NodeId,
+        raft_addr: &str,
+    ) -> Result<Option<MembershipView>> {
+        if node_id == 0 || raft_addr.is_empty() {
+            return Err(ConsensusError::BadMessage(
+                "a join request needs a node_id > 0 and a raft_addr".into(),
+            ));
+        }
+        if !self.is_initialized().await? {
+            return Ok(None);
+        }
+        let status = self.status();
+        let known = self
+            .status_membership_node(node_id)
+            .is_some_and(|n| n.addr == raft_addr);
+        if known && status.membership.voters.contains(&node_id) {
+            return Ok(Some(status.membership));
+        }
+        self.change_membership_forwarding(
+            node_id,
+            raft_addr,
+            MembershipChange::Add { voter: true },
+            true,
+        )
+        .await
+        .map(Some)
     }
 
     /// Forms the group from the configured voters if this member has never

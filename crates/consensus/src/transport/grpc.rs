@@ -15,8 +15,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use raftgres_proto::v1::{
-    AddMemberRequest, ProposeRequest, RaftPayload, ReadStateRequest, RemoveMemberRequest,
-    cluster_client::ClusterClient, raft_client::RaftClient,
+    AddMemberRequest, JoinRequest, ProposeRequest, RaftPayload, ReadStateRequest,
+    RemoveMemberRequest, cluster_client::ClusterClient, raft_client::RaftClient,
 };
 use raftgres_state::{Command, Response};
 use serde::Serialize;
@@ -171,6 +171,26 @@ impl LeaderLink for GrpcNetwork {
                 voters: reply.voters,
                 learners: reply.learners,
             })
+        })
+    }
+
+    fn join<'a>(
+        &'a self,
+        peer: &'a Node,
+        node_id: NodeId,
+        raft_addr: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MembershipView>>> {
+        Box::pin(async move {
+            let mut client = self.cluster_client(peer)?;
+            let request = JoinRequest {
+                node_id,
+                raft_addr: raft_addr.to_owned(),
+            };
+            let reply = self.forward(&peer.addr, client.join(request)).await?;
+            Ok(reply.initialized.then_some(MembershipView {
+                voters: reply.voters,
+                learners: reply.learners,
+            }))
         })
     }
 }

@@ -266,4 +266,30 @@ impl LeaderLink for MemoryLink {
                 .await
         })
     }
+
+    fn join<'a>(
+        &'a self,
+        peer: &'a Node,
+        node_id: NodeId,
+        raft_addr: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MembershipView>>> {
+        Box::pin(async move {
+            self.leader(peer)?
+                .answer_join(node_id, raft_addr)
+                .await
+                .map_err(busy)
+        })
+    }
+}
+
+/// An error of a peer that answered is never "unreachable" to the asker,
+/// as over gRPC, where it arrives as a remote error.
+fn busy(e: ConsensusError) -> ConsensusError {
+    match e {
+        ConsensusError::Unreachable { addr, reason } => ConsensusError::Remote {
+            addr,
+            message: reason,
+        },
+        other => other,
+    }
 }

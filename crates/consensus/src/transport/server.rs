@@ -6,8 +6,9 @@ use crate::error::ConsensusError;
 use crate::link::{MembershipChange, MembershipView};
 use crate::node::Consensus;
 use raftgres_proto::v1::{
-    AddMemberRequest, MembershipReply, ProposeReply, ProposeRequest, RaftPayload, ReadStateReply,
-    ReadStateRequest, RemoveMemberRequest, cluster_server, raft_server,
+    AddMemberRequest, JoinReply, JoinRequest, MembershipReply, ProposeReply, ProposeRequest,
+    RaftPayload, ReadStateReply, ReadStateRequest, RemoveMemberRequest, cluster_server,
+    raft_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -151,6 +152,28 @@ impl cluster_server::Cluster for ClusterService {
             .await
             .map_err(status_of)?;
         Ok(membership_reply(view))
+    }
+
+    /// Any failure of a member that is in a group (no leader now, the
+    /// leader unreachable from here, a timeout) is sent as ABORTED, never
+    /// UNAVAILABLE: the asker must not mistake it for "nobody here" and
+    /// form a group of its own.
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        let r = request.into_inner();
+        match self.consensus.answer_join(r.node_id, &r.raft_addr).await {
+            Ok(None) => Ok(Response::new(JoinReply {
+                initialized: false,
+                voters: Vec::new(),
+                learners: Vec::new(),
+            })),
+            Ok(Some(view)) => Ok(Response::new(JoinReply {
+                initialized: true,
+                voters: view.voters,
+                learners: view.learners,
+            })),
+            Err(e @ ConsensusError::BadMessage(_)) => Err(status_of(e)),
+            Err(e) => Err(Status::aborted(e.to_string())),
+        }
     }
 
     async fn remove_member(
