@@ -118,8 +118,17 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
         .await
         .expect("POST /switchover");
     assert_eq!(reply.status, 202, "{reply:?}");
-    let cluster = api.get(&base, "/cluster").await.expect("GET /cluster");
-    assert_eq!(cluster.body["scheduled_switchover"]["from"], json!(old));
+    // /cluster is this member's own copy of the state, as in Patroni: it
+    // shows the committed request once this member has applied it.
+    eventually(
+        Duration::from_secs(5),
+        "/cluster shows the scheduled switchover",
+        || async {
+            let cluster = api.get(&base, "/cluster").await.ok()?;
+            (cluster.body["scheduled_switchover"]["from"] == json!(old)).then_some(())
+        },
+    )
+    .await;
     let reply = api
         .call("DELETE", &base, "/switchover", None, true)
         .await
