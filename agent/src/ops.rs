@@ -48,11 +48,20 @@ pub async fn ask_pg_loop(
         .send(OperationRequest { operation, reply })
         .await
         .map_err(|_| OpError::Unavailable("the Postgres loop has stopped".into()))?;
+    answer(outcome, "the Postgres loop").await
+}
+
+/// Waits for the task named `who` to answer on `outcome`, within
+/// `OPERATION_TIMEOUT`.
+async fn answer(
+    outcome: oneshot::Receiver<Result<String, OpError>>,
+    who: &str,
+) -> Result<String, OpError> {
     match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
         Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(OpError::Unavailable(
-            "the Postgres loop stopped before answering".into(),
-        )),
+        Ok(Err(_)) => Err(OpError::Unavailable(format!(
+            "{who} stopped before answering; see the agent's log"
+        ))),
         Err(_) => Err(OpError::Unavailable(format!(
             "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
         ))),
@@ -455,15 +464,7 @@ impl Operations for AgentOps {
                 .send(Some(reply))
                 .await
                 .map_err(|_| OpError::Unavailable("the agent is shutting down".into()))?;
-            match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(OpError::Unavailable(
-                    "the reload stopped before answering; see the agent's log".into(),
-                )),
-                Err(_) => Err(OpError::Unavailable(format!(
-                    "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
-                ))),
-            }
+            answer(outcome, "the reload").await
         })
     }
 
