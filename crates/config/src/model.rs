@@ -47,11 +47,13 @@ pub struct RaftSettings {
     pub listen: SocketAddr,
     /// `host:port` peers dial; defaults to `listen`.
     pub advertise: String,
-    /// Default 150 ms; shorter than `election_timeout_min`.
+    /// Default 100 ms; shorter than `election_timeout_min`.
     pub heartbeat_interval: Duration,
-    /// Default 750 ms; shorter than `election_timeout_max`.
+    /// Default 300 ms; shorter than `election_timeout_max`.
     pub election_timeout_min: Duration,
-    /// Default 1500 ms.
+    /// Default 600 ms. Twice this plus `heartbeat_interval` must stay below
+    /// the primary's renewal budget (`ttl - lease_margin - loop_wait`), or
+    /// losing the Raft leader would fail the primary over.
     pub election_timeout_max: Duration,
     /// Default 1000, at least 10: build a snapshot after this many logs since
     /// the last one.
@@ -185,9 +187,9 @@ pub struct InitialMember {
 /// is first formed; later changes go through the cluster, not this file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapSettings {
-    /// Default 2000 ms: lease time-to-live.
+    /// Default 2500 ms: lease time-to-live.
     pub ttl: Duration,
-    /// Default 400 ms: renew interval and loop period.
+    /// Default 250 ms: renew interval and loop period.
     pub loop_wait: Duration,
     /// Default 1000 ms: how long a single Raft operation may take before the
     /// holder stops trying.

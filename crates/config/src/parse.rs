@@ -129,6 +129,10 @@ pub(crate) fn agent_config(
     )?;
     let members = members(ctx, top.take("members"))?;
     let bootstrap = bootstrap(ctx, top.section_or_empty("bootstrap", BOOTSTRAP_KEYS)?)?;
+    ctx.check(
+        "raft.election_timeout_max_ms",
+        election_fits_lease(&raft, &bootstrap),
+    )?;
 
     check_self_in_members(ctx, node_id, &name, &members)?;
 
@@ -329,9 +333,9 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
         None => listen.to_string(),
     };
 
-    let heartbeat_ms = section.u64_or("heartbeat_interval_ms", 150)?;
-    let election_min_ms = section.u64_or("election_timeout_min_ms", 750)?;
-    let election_max_ms = section.u64_or("election_timeout_max_ms", 1500)?;
+    let heartbeat_ms = section.u64_or("heartbeat_interval_ms", 100)?;
+    let election_min_ms = section.u64_or("election_timeout_min_ms", 300)?;
+    let election_max_ms = section.u64_or("election_timeout_max_ms", 600)?;
     let snapshot_every_logs = section.u64_or("snapshot_every_logs", 1000)?;
     let rpc_timeout_ms = section.u64_or("rpc_timeout_ms", 1000)?;
 
@@ -720,8 +724,8 @@ fn members(ctx: &Ctx, value: Option<Value>) -> Result<Vec<InitialMember>, Config
 }
 
 fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, ConfigError> {
-    let ttl_ms = section.u64_or("ttl_ms", 2000)?;
-    let loop_wait_ms = section.u64_or("loop_wait_ms", 400)?;
+    let ttl_ms = section.u64_or("ttl_ms", 2500)?;
+    let loop_wait_ms = section.u64_or("loop_wait_ms", 250)?;
     let retry_timeout_ms = section.u64_or("retry_timeout_ms", 1000)?;
     let lease_margin_ms = section.u64_or("lease_margin_ms", 400)?;
     let maximum_lag_on_failover = section.u64_or("maximum_lag_on_failover", 1024 * 1024)?;
@@ -762,6 +766,48 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
         lease_margin: Duration::from_millis(lease_margin_ms),
         maximum_lag_on_failover,
     })
+}
+
+/// The longest a Raft group may go without a leader after losing one, by
+/// openraft 0.9's rules: a follower that knew a leader refuses votes for
+/// `election_timeout_max` after its last heartbeat (the leader lease), and
+/// campaigns only after that plus its own random election timeout, itself
+/// below `election_timeout_max`. The heartbeat interval covers the last
+/// heartbeat having been sent that long before the leader was lost.
+fn worst_raft_election(raft: &RaftSettings) -> Duration {
+    raft.election_timeout_max * 2 + raft.heartbeat_interval
+}
+
+/// How long the primary can go without a committed renewal and still renew
+/// in time: its deadline is `ttl - margin` after the last renewal that
+/// committed, and the next renewal may leave up to `loop_wait` after it.
+fn renewal_budget(bootstrap: &BootstrapSettings) -> Duration {
+    bootstrap
+        .ttl
+        .saturating_sub(bootstrap.lease_margin)
+        .saturating_sub(bootstrap.loop_wait)
+}
+
+/// Losing the Raft leader stops every commit until a new one is elected. If
+/// that can outlast the primary's renewal budget, every loss of the Raft
+/// leader, even a replica restarted for an upgrade, fences the primary and
+/// fails over. Safety does not depend on this; freedom from false failovers
+/// does.
+fn election_fits_lease(raft: &RaftSettings, bootstrap: &BootstrapSettings) -> Result<(), String> {
+    let election = worst_raft_election(raft);
+    let budget = renewal_budget(bootstrap);
+    if election < budget {
+        return Ok(());
+    }
+    Err(format!(
+        "a Raft election can take up to {} ms (twice this value plus \
+         raft.heartbeat_interval_ms), but the primary can go only {} ms without a \
+         renewal (bootstrap.ttl_ms minus bootstrap.lease_margin_ms minus \
+         bootstrap.loop_wait_ms): losing the Raft leader would fail the primary over. \
+         Lower the Raft election timeouts or raise bootstrap.ttl_ms",
+        election.as_millis(),
+        budget.as_millis()
+    ))
 }
 
 fn check_self_in_members(

@@ -309,21 +309,21 @@ mod tests {
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  heartbeat_interval_ms: 100\n",
+                    "  listen: 127.0.0.1:7101\n  heartbeat_interval_ms: 120\n",
                 ),
                 &["raft.heartbeat_interval_ms"],
             ),
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  election_timeout_min_ms: 700\n",
+                    "  listen: 127.0.0.1:7101\n  election_timeout_min_ms: 400\n",
                 ),
                 &["raft.election_timeout_min_ms"],
             ),
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 1600\n",
+                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 700\n",
                 ),
                 &["raft.election_timeout_max_ms"],
             ),

@@ -23,7 +23,7 @@ raft:
   advertise: node1.example:7101
   heartbeat_interval_ms: 100
   election_timeout_min_ms: 500
-  election_timeout_max_ms: 900
+  election_timeout_max_ms: 800
   snapshot_every_logs: 10
   rpc_timeout_ms: 300
 postgresql:
@@ -154,7 +154,7 @@ fn full_file_loads_every_value() {
                 advertise: "node1.example:7101".into(),
                 heartbeat_interval: Duration::from_millis(100),
                 election_timeout_min: Duration::from_millis(500),
-                election_timeout_max: Duration::from_millis(900),
+                election_timeout_max: Duration::from_millis(800),
                 snapshot_every_logs: 10,
                 rpc_timeout: Duration::from_millis(300),
             },
@@ -228,9 +228,9 @@ fn minimal_file_gets_documented_defaults() {
         RaftSettings {
             listen: "127.0.0.1:7101".parse::<SocketAddr>().unwrap(),
             advertise: "127.0.0.1:7101".into(),
-            heartbeat_interval: Duration::from_millis(150),
-            election_timeout_min: Duration::from_millis(750),
-            election_timeout_max: Duration::from_millis(1500),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
             snapshot_every_logs: 1000,
             rpc_timeout: Duration::from_millis(1000),
         }
@@ -238,8 +238,8 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(
         config.bootstrap,
         BootstrapSettings {
-            ttl: Duration::from_millis(2000),
-            loop_wait: Duration::from_millis(400),
+            ttl: Duration::from_millis(2500),
+            loop_wait: Duration::from_millis(250),
             retry_timeout: Duration::from_millis(1000),
             lease_margin: Duration::from_millis(400),
             maximum_lag_on_failover: 1024 * 1024,
@@ -276,7 +276,7 @@ fn empty_optional_sections_get_defaults() {
         "{MINIMAL}tags: {{}}\nbootstrap: {{}}\nrestapi: {{}}\n"
     ));
     assert_eq!(config.tags.failover_priority, 1);
-    assert_eq!(config.bootstrap.ttl, Duration::from_millis(2000));
+    assert_eq!(config.bootstrap.ttl, Duration::from_millis(2500));
     assert_eq!(config.restapi, load_yaml(MINIMAL).restapi);
 }
 
@@ -755,7 +755,7 @@ fn each_validation_rule_names_its_key() {
             "election minimum not below maximum",
             edit(
                 FULL,
-                "election_timeout_max_ms: 900",
+                "election_timeout_max_ms: 800",
                 "election_timeout_max_ms: 500",
             ),
             "raft.election_timeout_min_ms",
@@ -874,6 +874,20 @@ fn each_validation_rule_names_its_key() {
                 "loop_wait_ms: 18446744073709551615",
             ),
             "bootstrap.loop_wait_ms",
+        ),
+        (
+            "a Raft election outlasting the renewal budget",
+            edit(
+                FULL,
+                "election_timeout_max_ms: 800",
+                "election_timeout_max_ms: 900",
+            ),
+            "raft.election_timeout_max_ms",
+        ),
+        (
+            "a ttl too short for the Raft election",
+            edit(FULL, "ttl_ms: 3000", "ttl_ms: 2800"),
+            "raft.election_timeout_max_ms",
         ),
         (
             "retry timeout 0",
