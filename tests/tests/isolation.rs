@@ -10,11 +10,16 @@
 //! it acknowledged before the cut does, and a surviving member's pgbouncer
 //! takes writes once the new primary runs.
 //!
+//! A second test cuts off the Raft leader while it is a replica: the
+//! primary must keep its lease through the election.
+//!
 //! Needs root (namespaces, veths, a bridge); skipped otherwise. Every address
 //! is on the test's own bridge and namespaces (see `raftgres_lab::LabNetwork`).
 
 use raftgres_lab::{Lab, LabNetwork, LabSpec, enter_netns, pg_query_bool};
-use raftgres_tests::{agent_bin, lab_dir, serial, status};
+use raftgres_tests::http::Api;
+use raftgres_tests::steady::{SteadyPrimary, raft_leader_on_a_replica};
+use raftgres_tests::{PrimaryMonitor, agent_bin, eventually, lab_dir, serial, status, streaming};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -772,4 +777,56 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         ms(rejoined)
     );
     println!("isolation: whole test {}", ms(began.elapsed()));
+}
+
+/// The partition flavour of "losing the Raft leader is no failover": the
+/// Raft leader, a replica, is cut off, so the primary's renewals in flight
+/// to it stall (no resets) instead of failing at once. The primary must
+/// keep its lease through the election all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_raft_leader_that_is_a_replica_moves_no_primary() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "skipped: the isolation test needs root to create network namespaces, veths and a bridge"
+        );
+        return;
+    }
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let net = LabNetwork::create(3).expect("create the lab network");
+    let spec = LabSpec {
+        dir: dir.path().to_owned(),
+        members: 3,
+        witness: false,
+        ports: None,
+        agent_bin: agent_bin(),
+    };
+    let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
+    let primary = lab
+        .wait_healthy(Duration::from_secs(60))
+        .await
+        .expect("lab healthy");
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let monitor = PrimaryMonitor::start(&lab);
+    let (primary, leader) = raft_leader_on_a_replica(&lab, &api, &primary).await;
+    let leader_ns = lab
+        .member(&leader)
+        .expect("member")
+        .netns
+        .clone()
+        .expect("the Raft leader runs in a namespace");
+    let steady = SteadyPrimary::start(&lab, &api, &primary).await;
+    net.isolate(&leader_ns).expect("cut the Raft leader's link");
+    let live: Vec<String> = lab.names().into_iter().filter(|n| *n != leader).collect();
+    steady
+        .assert_unmoved(&lab, &api, &live, "Raft leader isolated")
+        .await;
+    net.heal(&leader_ns).expect("heal the Raft leader's link");
+    eventually(
+        Duration::from_secs(60),
+        "the healed replica streams again",
+        || async { streaming(&lab, &leader).await.then_some(()) },
+    )
+    .await;
+    monitor.assert_never_two().await;
 }

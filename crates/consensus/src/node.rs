@@ -322,22 +322,62 @@ impl Consensus {
     }
 
     /// `forward: false` is for requests that another member already forwarded.
+    /// Awaits a request forwarded to leader `sent_to`, or gives up on it
+    /// (`None`) as soon as this member learns of another leader. A leader cut
+    /// off by a partition answers nothing, so without this the request would
+    /// sit out the whole operation timeout while the others elect a new
+    /// leader, and the primary's renewal with it. Sending a command again is
+    /// safe: lease commands are compare-and-sets, and a leader that lost its
+    /// majority commits nothing.
+    async fn unless_leader_moves<T>(
+        &self,
+        sent_to: NodeId,
+        forwarded: impl Future<Output = Result<T>>,
+    ) -> Option<Result<T>> {
+        let mut metrics = self.inner.raft.metrics();
+        let moved = async {
+            let seen = metrics
+                .wait_for(|m| m.current_leader.is_some_and(|l| l != sent_to))
+                .await
+                .map(drop);
+            if seen.is_err() {
+                // Raft stopped: only the forwarded request can still answer.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            answer = forwarded => Some(answer),
+            () = moved => {
+                tracing::debug!(old_leader = sent_to, "the Raft leader changed while a request was forwarded to it; sending it again");
+                None
+            }
+        }
+    }
+
     pub(crate) async fn propose_forwarding(
         &self,
         command: Command,
         forward: bool,
     ) -> Result<Response> {
         self.bounded("propose", async {
-            match self.inner.raft.client_write(command.clone()).await {
-                Ok(reply) => Ok(reply.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-                    match to.leader_node {
-                        Some(leader) if forward => self.inner.link.propose(&leader, command).await,
-                        _ => Err(ConsensusError::NoLeader),
+            loop {
+                return match self.inner.raft.client_write(command.clone()).await {
+                    Ok(reply) => Ok(reply.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
+                        match (to.leader_id, to.leader_node) {
+                            (Some(id), Some(leader)) if forward => {
+                                let sent = self.inner.link.propose(&leader, command.clone());
+                                match self.unless_leader_moves(id, sent).await {
+                                    Some(answer) => answer,
+                                    None => continue,
+                                }
+                            }
+                            _ => Err(ConsensusError::NoLeader),
+                        }
                     }
-                }
-                Err(RaftError::APIError(e)) => Err(ConsensusError::Membership(e.to_string())),
-                Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+                    Err(RaftError::APIError(e)) => Err(ConsensusError::Membership(e.to_string())),
+                    Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+                };
             }
         })
         .await
@@ -345,19 +385,27 @@ impl Consensus {
 
     pub(crate) async fn read_forwarding(&self, forward: bool) -> Result<StateView> {
         self.bounded("linearizable read", async {
-            match self.inner.raft.ensure_linearizable().await {
-                // ensure_linearizable returns once the read point is applied here.
-                Ok(_) => Ok(self.local()),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
-                    match to.leader_node {
-                        Some(leader) if forward => self.inner.link.read(&leader).await,
-                        _ => Err(ConsensusError::NoLeader),
+            loop {
+                return match self.inner.raft.ensure_linearizable().await {
+                    // ensure_linearizable returns once the read point is applied here.
+                    Ok(_) => Ok(self.local()),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                        match (to.leader_id, to.leader_node) {
+                            (Some(id), Some(leader)) if forward => {
+                                let sent = self.inner.link.read(&leader);
+                                match self.unless_leader_moves(id, sent).await {
+                                    Some(answer) => answer,
+                                    None => continue,
+                                }
+                            }
+                            _ => Err(ConsensusError::NoLeader),
+                        }
                     }
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                    Err(ConsensusError::NoQuorum)
-                }
-                Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                        Err(ConsensusError::NoQuorum)
+                    }
+                    Err(RaftError::Fatal(e)) => Err(ConsensusError::Stopped(e.to_string())),
+                };
             }
         })
         .await
