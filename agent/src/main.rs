@@ -374,6 +374,7 @@ async fn run(
         consensus.clone(),
         operations_tx.clone(),
         reloads_tx.clone(),
+        config.raft.worst_election(),
     );
     let (auth_tx, auth) = watch::channel(reload::credentials(&config));
     if auth.borrow().is_none() {

@@ -36,6 +36,9 @@ pub struct AgentOps {
     /// Which members still report, so a dead leader's last record is not
     /// taken for a healthy one.
     peers: Arc<Mutex<PeerObserver>>,
+    /// The longest this member's Raft settings let an election take; a
+    /// config change must leave the primary a longer renewal budget.
+    worst_raft_election_ms: u64,
 }
 
 /// Hands `operation` to the Postgres loop and waits for its outcome.
@@ -105,6 +108,7 @@ impl AgentOps {
         consensus: Consensus,
         operations: mpsc::Sender<OperationRequest>,
         reloads: mpsc::Sender<ReloadReply>,
+        worst_raft_election: Duration,
     ) -> AgentOps {
         let peers = Arc::new(Mutex::new(PeerObserver::default()));
         let mut states = consensus.subscribe();
@@ -128,6 +132,8 @@ impl AgentOps {
             operations,
             reloads,
             peers,
+            worst_raft_election_ms: u64::try_from(worst_raft_election.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 
@@ -419,6 +425,20 @@ impl Operations for AgentOps {
         values: ConfigValues,
     ) -> OpFuture<'_, DynamicConfig> {
         Box::pin(async move {
+            // Only a change of the timing is judged, so that an edit of
+            // anything else still works on a cluster whose members differ.
+            let budget_before = self
+                .consensus
+                .local()
+                .state
+                .config
+                .as_ref()
+                .map(|c| c.values.renewal_budget_ms());
+            if budget_before != Some(values.renewal_budget_ms()) {
+                values
+                    .rides_out_election(self.worst_raft_election_ms)
+                    .map_err(OpError::Invalid)?;
+            }
             match self
                 .commit(Command::SetConfig {
                     expected_version,

@@ -43,6 +43,8 @@ pub struct OperationRequest {
     pub reply: oneshot::Sender<Result<String, OpError>>,
 }
 
+const LOOP_WAIT_BEFORE_CONFIG: Duration = Duration::from_millis(250);
+
 pub struct PgLoop {
     pub consensus: Consensus,
     /// This member's record as configured; the loop fills in the live fields.
@@ -103,8 +105,12 @@ impl PgLoop {
         &self.member.name
     }
 
+    /// The cluster's `loop_wait`; before its config is known (first start),
+    /// the default one.
     fn loop_wait(state: &ClusterState) -> Duration {
-        Duration::from_millis(state.config.as_ref().map_or(400, |c| c.values.loop_wait_ms))
+        state.config.as_ref().map_or(LOOP_WAIT_BEFORE_CONFIG, |c| {
+            Duration::from_millis(c.values.loop_wait_ms)
+        })
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {

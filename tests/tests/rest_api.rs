@@ -474,6 +474,14 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
             json!({"ttl": 30}),
             "ttl_ms",
         ),
+        // Valid as a lease, but shorter than a Raft election may take.
+        (
+            "PATCH",
+            base.as_str(),
+            "/config",
+            json!({"ttl_ms": 1500}),
+            "a Raft election can take up to",
+        ),
     ] {
         let reply = api
             .send(method, at, path, &body)

@@ -183,6 +183,18 @@ pub struct InitialMember {
     pub raft_addr: String,
 }
 
+impl RaftSettings {
+    /// The longest the Raft group may go without a leader after losing one,
+    /// by openraft 0.9's rules: a follower that knew a leader refuses votes
+    /// for `election_timeout_max` after its last heartbeat (the leader
+    /// lease), and campaigns only after that plus its own random election
+    /// timeout, itself below `election_timeout_max`. The heartbeat interval
+    /// covers the last heartbeat having left that long before the loss.
+    pub fn worst_election(&self) -> Duration {
+        self.election_timeout_max * 2 + self.heartbeat_interval
+    }
+}
+
 /// Dynamic settings written once into the replicated state when the cluster
 /// is first formed; later changes go through the cluster, not this file.
 #[derive(Debug, Clone, PartialEq, Eq)]

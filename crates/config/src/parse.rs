@@ -768,16 +768,6 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
     })
 }
 
-/// The longest a Raft group may go without a leader after losing one, by
-/// openraft 0.9's rules: a follower that knew a leader refuses votes for
-/// `election_timeout_max` after its last heartbeat (the leader lease), and
-/// campaigns only after that plus its own random election timeout, itself
-/// below `election_timeout_max`. The heartbeat interval covers the last
-/// heartbeat having been sent that long before the leader was lost.
-fn worst_raft_election(raft: &RaftSettings) -> Duration {
-    raft.election_timeout_max * 2 + raft.heartbeat_interval
-}
-
 /// How long the primary can go without a committed renewal and still renew
 /// in time: its deadline is `ttl - margin` after the last renewal that
 /// committed, and the next renewal may leave up to `loop_wait` after it.
@@ -794,7 +784,7 @@ fn renewal_budget(bootstrap: &BootstrapSettings) -> Duration {
 /// fails over. Safety does not depend on this; freedom from false failovers
 /// does.
 fn election_fits_lease(raft: &RaftSettings, bootstrap: &BootstrapSettings) -> Result<(), String> {
-    let election = worst_raft_election(raft);
+    let election = raft.worst_election();
     let budget = renewal_budget(bootstrap);
     if election < budget {
         return Ok(());

@@ -40,6 +40,36 @@ pub struct ConfigValues {
 }
 
 impl ConfigValues {
+    /// How long the primary can go without a committed renewal and still
+    /// renew in time: its deadline is `ttl - margin` after the last renewal
+    /// that committed, and the next may leave up to `loop_wait` after it.
+    pub fn renewal_budget_ms(&self) -> u64 {
+        self.ttl_ms
+            .saturating_sub(self.lease_margin_ms)
+            .saturating_sub(self.loop_wait_ms)
+    }
+
+    /// Whether the primary rides out a Raft election that takes up to
+    /// `worst_election_ms`: every loss of the Raft leader stops all commits,
+    /// renewals included, until a new one is elected. Not a safety rule; a
+    /// config that fails it turns each loss of the Raft leader into a
+    /// failover. The message names the keys to change.
+    pub fn rides_out_election(&self, worst_election_ms: u64) -> Result<(), String> {
+        let budget = self.renewal_budget_ms();
+        if budget > worst_election_ms {
+            return Ok(());
+        }
+        Err(format!(
+            "ttl_ms ({}) minus lease_margin_ms ({}) minus loop_wait_ms ({}) leaves the primary \
+             {budget} ms without a renewal, but a Raft election can take up to \
+             {worst_election_ms} ms with this member's raft settings (twice \
+             raft.election_timeout_max_ms plus raft.heartbeat_interval_ms): losing the Raft \
+             leader would fail the primary over. Raise ttl_ms, or lower loop_wait_ms or \
+             lease_margin_ms",
+            self.ttl_ms, self.lease_margin_ms, self.loop_wait_ms
+        ))
+    }
+
     /// Checks the relations the lease rules depend on; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.ttl_ms == 0 {

@@ -197,6 +197,29 @@ fn config_validation_names_each_rule() {
 }
 
 #[test]
+fn the_renewal_budget_must_outlast_the_worst_raft_election() {
+    // ttl 2000 - margin 400 - loop_wait 400.
+    assert_eq!(values().renewal_budget_ms(), 1200);
+    assert_eq!(values().rides_out_election(1199), Ok(()));
+    for worst in [1200, 3150] {
+        let err = values().rides_out_election(worst).unwrap_err();
+        for named in [
+            "ttl_ms",
+            "lease_margin_ms",
+            "loop_wait_ms",
+            "1200 ms",
+            &format!("{worst} ms"),
+        ] {
+            assert!(err.contains(named), "{named} missing from {err}");
+        }
+    }
+    let mut tiny = values();
+    tiny.lease_margin_ms = 3000;
+    assert_eq!(tiny.renewal_budget_ms(), 0, "saturates instead of wrapping");
+    assert!(tiny.rides_out_election(0).is_err());
+}
+
+#[test]
 fn publish_member_validates_and_upserts() {
     let mut s = cluster();
     let mut bad = member("Bad Name", 9, false);
