@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench api`
 
-use raftgres_tests::{agent_bin, lab_dir, start_lab};
+use raftgres_tests::{lab_dir, report_bench, start_lab};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -111,14 +111,5 @@ async fn main() {
         "primary": on_primary,
         "replica": on_replica,
     });
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("bench dir");
-    std::fs::write(out.join("api.json"), &text).expect("write");
-    println!("written to {}", out.join("api.json").display());
+    report_bench("api", &report);
 }

@@ -5,7 +5,7 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_tests::{agent_bin, dsn, execute, lab_dir, start_lab};
+use raftgres_tests::{dsn, execute, lab_dir, report_bench, start_lab};
 use std::time::{Duration, Instant};
 
 const HOST_LOSS_TRIALS: usize = 5;
@@ -137,14 +137,5 @@ async fn main() {
         "postmaster_sigkill_to_first_write": summary(postmaster_crash),
         "idle_agent": { "samples": idle.len(), "max_rss_kib": max_rss, "max_cpu_percent": max_cpu },
     });
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("bench dir");
-    std::fs::write(out.join("failover.json"), &text).expect("write");
-    println!("written to {}", out.join("failover.json").display());
+    report_bench("failover", &report);
 }

@@ -7,7 +7,7 @@
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench pgbouncer`
 
 use raftgres_tests::http::Api;
-use raftgres_tests::{agent_bin, eventually, execute, lab_dir, start_lab, streaming, writable};
+use raftgres_tests::{eventually, execute, lab_dir, report_bench, start_lab, streaming, writable};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -135,14 +135,5 @@ async fn main() {
         "switchovers": trials,
         "host_loss_to_first_write_via_pgbouncer_ms": first_write.as_secs_f64() * 1000.0,
     });
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("bench dir");
-    std::fs::write(out.join("pgbouncer.json"), &text).expect("write");
-    println!("written to {}", out.join("pgbouncer.json").display());
+    report_bench("pgbouncer", &report);
 }

@@ -6,7 +6,7 @@
 use raftgres_lab::Lab;
 use raftgres_proto::v1::{ProposeRequest, cluster_client::ClusterClient};
 use raftgres_state::{Command, Epoch, Response};
-use raftgres_tests::{agent_bin, lab_dir, start_lab, status};
+use raftgres_tests::{lab_dir, report_bench, start_lab, status};
 use std::time::{Duration, Instant};
 
 const RENEWALS: usize = 300;
@@ -134,14 +134,5 @@ async fn main() {
             "max": percentile(&kill_to_commit, 1.0),
         },
     });
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("bench dir");
-    std::fs::write(out.join("raft.json"), &text).expect("write raft.json");
-    println!("written to {}", out.join("raft.json").display());
+    report_bench("raft", &report);
 }

@@ -7,7 +7,7 @@
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench soak`
 
 use raftgres_tests::http::Api;
-use raftgres_tests::{agent_bin, dsn, lab_dir, start_lab, status, writable};
+use raftgres_tests::{dsn, lab_dir, report_bench, start_lab, status, writable};
 use std::time::{Duration, Instant};
 
 const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
@@ -106,14 +106,5 @@ async fn main() {
         "samples_without_primary": none,
         "samples_with_two_primaries": several,
     });
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("bench dir");
-    std::fs::write(out.join("soak.json"), &text).expect("write");
-    println!("written to {}", out.join("soak.json").display());
+    report_bench("soak", &report);
 }

@@ -47,6 +47,22 @@ pub fn ctl_bin() -> PathBuf {
     bin
 }
 
+/// Prints a benchmark's figures and writes them to
+/// `target/bench/<name>.json` beside the binaries they measured.
+pub fn report_bench(name: &str, report: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(report).expect("figures as JSON");
+    println!("{text}");
+    let out = agent_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target directory")
+        .join("bench");
+    std::fs::create_dir_all(&out).expect("target/bench");
+    let file = out.join(format!("{name}.json"));
+    std::fs::write(&file, &text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    println!("written to {}", file.display());
+}
+
 /// A lab directory under /tmp, which the postgres user can always reach.
 pub fn lab_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

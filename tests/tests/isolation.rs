@@ -248,6 +248,36 @@ impl Writer<'_> {
 }
 
 /// The error with what caused it: the server's message, or the I/O error.
+/// Three members, each with its agent, Postgres and pgbouncer in a network
+/// namespace of its own, joined by a bridge. Fields drop in declaration
+/// order: the agents stop first, then the network goes, then the directory.
+struct NetnsLab {
+    lab: Lab,
+    net: LabNetwork,
+    dir: tempfile::TempDir,
+}
+
+impl NetnsLab {
+    /// Starts it and waits until it is healthy; returns the primary too.
+    async fn up() -> (NetnsLab, String) {
+        let dir = lab_dir();
+        let net = LabNetwork::create(3).expect("create the lab network");
+        let spec = LabSpec {
+            dir: dir.path().to_owned(),
+            members: 3,
+            witness: false,
+            ports: None,
+            agent_bin: agent_bin(),
+        };
+        let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
+        let primary = lab
+            .wait_healthy(Duration::from_secs(60))
+            .await
+            .expect("lab healthy");
+        (NetnsLab { lab, net, dir }, primary)
+    }
+}
+
 fn why(e: &tokio_postgres::Error) -> String {
     match (e.as_db_error(), std::error::Error::source(e)) {
         (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
@@ -384,22 +414,8 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     }
     let _serial = serial().await;
     let began = Instant::now();
-    // Drop order (reverse of declaration): the lab's agents stop first, then
-    // the network goes, then the directory.
-    let dir = lab_dir();
-    let net = LabNetwork::create(3).expect("create the lab network");
-    let spec = LabSpec {
-        dir: dir.path().to_owned(),
-        members: 3,
-        witness: false,
-        ports: None,
-        agent_bin: agent_bin(),
-    };
-    let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
-    let old = lab
-        .wait_healthy(Duration::from_secs(60))
-        .await
-        .expect("lab healthy");
+    let (env, old) = NetnsLab::up().await;
+    let (lab, net) = (&env.lab, &env.net);
     let set_up = began.elapsed();
     let old_ns = lab
         .member(&old)
@@ -408,20 +424,20 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         .clone()
         .expect("the old primary runs in a namespace");
     let others: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
-    let old_epoch = status(&lab, &old).await.expect("holder status").lease_epoch;
+    let old_epoch = status(lab, &old).await.expect("holder status").lease_epoch;
 
     // A table every member has, written by the old primary's writer
     // (`writer = 'old'`) and by the new primary's first write.
     execute(
-        &dsn(&lab, &old),
+        &dsn(lab, &old),
         "CREATE TABLE isolation_probe (id bigserial PRIMARY KEY, writer text NOT NULL, n bigint)",
     )
     .await
     .expect("create the probe table on the primary");
     for name in &others {
-        let replica = dsn(&lab, name);
+        let replica = dsn(lab, name);
         wait_until(
-            &lab,
+            lab,
             &[name.as_str()],
             Duration::from_secs(10),
             &format!("{name} replicates the probe table"),
@@ -440,15 +456,15 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     // The writers connect to the old primary, directly and through its own
     // pgbouncer, from inside its namespace, so cutting the link does not
     // cut them off.
-    let writer = NsWriter::start(&old_ns, &dsn(&lab, &old), "old", Duration::from_secs(1));
+    let writer = NsWriter::start(&old_ns, &dsn(lab, &old), "old", Duration::from_secs(1));
     let pooled = NsWriter::start(
         &old_ns,
-        &pgbouncer_dsn(&lab, &old),
+        &pgbouncer_dsn(lab, &old),
         "pgbouncer",
         Duration::from_secs(2),
     );
     wait_until(
-        &lab,
+        lab,
         &[old.as_str()],
         Duration::from_secs(10),
         "the in-namespace writer commits on the primary",
@@ -456,7 +472,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     )
     .await;
     wait_until(
-        &lab,
+        lab,
         &[old.as_str()],
         Duration::from_secs(20),
         "the primary's own pgbouncer takes writes",
@@ -476,9 +492,9 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         .collect();
     let last_acked_before = *acked_before.last().expect("acknowledged through pgbouncer");
     for name in &others {
-        let replica = dsn(&lab, name);
+        let replica = dsn(lab, name);
         wait_until(
-            &lab,
+            lab,
             &[name.as_str()],
             Duration::from_secs(10),
             &format!("{name} replays the pgbouncer writer's row {last_acked_before}"),
@@ -505,7 +521,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         for name in &others {
             let sent = Instant::now();
             let sql = format!("INSERT INTO isolation_probe (writer) VALUES ('new:{name}')");
-            let outcome = attempt(&dsn(&lab, name), &sql).await;
+            let outcome = attempt(&dsn(lab, name), &sql).await;
             if !matches!(outcome, Outcome::Refused(_)) {
                 new_sent.get_or_insert(sent);
             }
@@ -514,7 +530,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
             }
         }
         if Instant::now() >= deadline {
-            let tails: Vec<String> = others.iter().map(|n| log_tail(&lab, n)).collect();
+            let tails: Vec<String> = others.iter().map(|n| log_tail(lab, n)).collect();
             panic!(
                 "no remaining member accepted a write within 30 s of the cut\n{}",
                 tails.join("\n")
@@ -523,7 +539,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let new_sent = new_sent.expect("set with the committed attempt");
-    let new_status = status(&lab, &new).await.expect("new primary's status");
+    let new_status = status(lab, &new).await.expect("new primary's status");
     assert!(
         new_status.holds_lease,
         "{new} accepts writes without holding the lease: {new_status:?}"
@@ -536,10 +552,10 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     // A surviving member's pgbouncer sends writes to the new primary.
     let mut survivor_accepts = Vec::new();
     for name in &others {
-        let through = pgbouncer_dsn(&lab, name);
+        let through = pgbouncer_dsn(lab, name);
         let sql = format!("INSERT INTO isolation_probe (writer) VALUES ('pgbouncer:{name}')");
         wait_until(
-            &lab,
+            lab,
             &[name.as_str(), new.as_str()],
             Duration::from_secs(20),
             &format!("{name}'s pgbouncer takes a write once {new} is primary"),
@@ -616,7 +632,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
          was sent: two writable primaries. Its writer after the cut: {:?}\n{}",
         pooled_acks_after_promotion.len(),
         shown(&pooled_log),
-        log_tail(&lab, &old)
+        log_tail(lab, &old)
     );
     let pooled_tried_after_promotion = pooled_log.iter().filter(|a| a.sent >= new_sent).count();
     assert!(
@@ -636,7 +652,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     // (3) Heal: the old primary rejoins as a streaming replica of the new one.
     let healed = Instant::now();
     net.heal(&old_ns).expect("heal the primary's link");
-    let (old_dsn, new_dsn) = (dsn(&lab, &old), dsn(&lab, &new));
+    let (old_dsn, new_dsn) = (dsn(lab, &old), dsn(lab, &new));
     let new_host = lab
         .member(&new)
         .expect("member")
@@ -654,7 +670,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
     let has_new_row =
         format!("SELECT EXISTS (SELECT 1 FROM isolation_probe WHERE writer = 'new:{new}')");
     wait_until(
-        &lab,
+        lab,
         &[old.as_str(), new.as_str()],
         Duration::from_secs(45),
         &format!("{old} streams from {new} with {new}'s writes"),
@@ -676,7 +692,7 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
         } else {
             ""
         },
-        log_tail(&lab, &old)
+        log_tail(lab, &old)
     );
     let holder = lab
         .wait_healthy(Duration::from_secs(30))
@@ -792,40 +808,28 @@ async fn an_isolated_raft_leader_that_is_a_replica_moves_no_primary() {
         return;
     }
     let _serial = serial().await;
-    let dir = lab_dir();
-    let net = LabNetwork::create(3).expect("create the lab network");
-    let spec = LabSpec {
-        dir: dir.path().to_owned(),
-        members: 3,
-        witness: false,
-        ports: None,
-        agent_bin: agent_bin(),
-    };
-    let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
-    let primary = lab
-        .wait_healthy(Duration::from_secs(60))
-        .await
-        .expect("lab healthy");
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    let monitor = PrimaryMonitor::start(&lab);
-    let (primary, leader) = raft_leader_on_a_replica(&lab, &api, &primary).await;
+    let (env, primary) = NetnsLab::up().await;
+    let (lab, net) = (&env.lab, &env.net);
+    let api = Api::for_lab(&env.dir.path().join("lab.json"));
+    let monitor = PrimaryMonitor::start(lab);
+    let (primary, leader) = raft_leader_on_a_replica(lab, &api, &primary).await;
     let leader_ns = lab
         .member(&leader)
         .expect("member")
         .netns
         .clone()
         .expect("the Raft leader runs in a namespace");
-    let steady = SteadyPrimary::start(&lab, &api, &primary).await;
+    let steady = SteadyPrimary::start(lab, &api, &primary).await;
     net.isolate(&leader_ns).expect("cut the Raft leader's link");
     let live: Vec<String> = lab.names().into_iter().filter(|n| *n != leader).collect();
     steady
-        .assert_unmoved(&lab, &api, &live, "Raft leader isolated")
+        .assert_unmoved(lab, &api, &live, "Raft leader isolated")
         .await;
     net.heal(&leader_ns).expect("heal the Raft leader's link");
     eventually(
         Duration::from_secs(60),
         "the healed replica streams again",
-        || async { streaming(&lab, &leader).await.then_some(()) },
+        || async { streaming(lab, &leader).await.then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;
