@@ -21,11 +21,6 @@ fn soak_secs() -> u64 {
     }
 }
 
-async fn history_len(api: &Api, base: &str) -> usize {
-    let reply = api.get(base, "/history").await.expect("GET /history");
-    reply.body.as_array().expect("history is an array").len()
-}
-
 /// The number after `label` on pgbench's report line that starts with it.
 fn report_number(report: &str, label: &str) -> Option<f64> {
     report
@@ -53,7 +48,7 @@ async fn main() {
         "pgbench -i failed: {}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let history_before = history_len(&api, &base).await;
+    let history_before = api.history(&base).await.len();
     let epoch_before = status(&lab, &primary).await.expect("status").lease_epoch;
 
     let started = Instant::now();
@@ -90,7 +85,7 @@ async fn main() {
         report,
         String::from_utf8_lossy(&output.stderr)
     );
-    let failovers = history_len(&api, &base).await - history_before;
+    let failovers = api.history(&base).await.len() - history_before;
 
     let report = serde_json::json!({
         "seconds": elapsed.as_secs(),

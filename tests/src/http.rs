@@ -77,6 +77,13 @@ impl Api {
         self.call("GET", base_url, path, None, false).await
     }
 
+    /// Rows of `GET /history`: [timeline, lsn, reason, time, new leader].
+    pub async fn history(&self, base_url: &str) -> Vec<Value> {
+        let reply = self.get(base_url, "/history").await.expect("GET /history");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body.as_array().expect("history is an array").clone()
+    }
+
     /// An authenticated call with a JSON body.
     pub async fn send(
         &self,

@@ -63,6 +63,24 @@ pub fn report_bench(name: &str, report: &serde_json::Value) {
     println!("written to {}", file.display());
 }
 
+/// The last lines of a log file, headed by its path, for failure messages.
+pub fn file_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+    format!("--- last lines of {}:\n{tail}", path.display())
+}
+
+/// The member's agent log tail, and its pgbouncer's when it has one.
+pub fn log_tail(lab: &Lab, name: &str) -> String {
+    let member = lab.member(name).expect("member");
+    let mut tails = file_tail(&member.log);
+    if let Some(log) = &member.pgbouncer_log {
+        tails = format!("{tails}\n{}", file_tail(log));
+    }
+    tails
+}
+
 /// A lab directory under /tmp, which the postgres user can always reach.
 pub fn lab_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

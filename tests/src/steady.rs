@@ -3,7 +3,7 @@
 //! check afterwards that the primary never stopped taking writes.
 
 use crate::http::Api;
-use crate::{dsn, eventually, execute, holders, status, streaming, writable};
+use crate::{dsn, eventually, execute, holders, log_tail, status, streaming, writable};
 use raftgres_lab::Lab;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,10 +41,9 @@ pub async fn agreed_raft_leader(lab: &Lab, live: &[String], newer_than: u64) -> 
 }
 
 async fn history_len(api: &Api, lab: &Lab, name: &str) -> usize {
-    let base = &lab.member(name).expect("member").api_url;
-    let reply = api.get(base, "/history").await.expect("GET /history");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply.body.as_array().expect("history is an array").len()
+    api.history(&lab.member(name).expect("member").api_url)
+        .await
+        .len()
 }
 
 /// Waits until every replica streams, then returns `(primary, raft_leader)`
@@ -155,7 +154,11 @@ impl SteadyPrimary {
         let primary = &self.primary;
         assert!(
             failed.is_empty(),
-            "{what}: writes on the primary failed while Raft elected a leader ({ok} succeeded): {failed:?}"
+            "{what}: writes on the primary failed while Raft elected a leader ({ok} succeeded): {failed:?}\n{}",
+            live.iter()
+                .map(|name| log_tail(lab, name))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         assert!(ok > 50, "{what}: only {ok} writes succeeded");
         assert_eq!(writable(lab).await, vec![primary.clone()], "{what}");

@@ -19,7 +19,9 @@
 use raftgres_lab::{Lab, LabNetwork, LabSpec, enter_netns, pg_query_bool};
 use raftgres_tests::http::Api;
 use raftgres_tests::steady::{SteadyPrimary, raft_leader_on_a_replica};
-use raftgres_tests::{PrimaryMonitor, agent_bin, eventually, lab_dir, serial, status, streaming};
+use raftgres_tests::{
+    PrimaryMonitor, agent_bin, eventually, lab_dir, log_tail, serial, status, streaming,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -250,16 +252,29 @@ impl Writer<'_> {
 /// The error with what caused it: the server's message, or the I/O error.
 /// Three members, each with its agent, Postgres and pgbouncer in a network
 /// namespace of its own, joined by a bridge. Fields drop in declaration
-/// order: the agents stop first, then the network goes, then the directory.
+/// order: the agents stop first, then the network goes, then the directory,
+/// and last the lock that runs real clusters one at a time.
 struct NetnsLab {
     lab: Lab,
     net: LabNetwork,
     dir: tempfile::TempDir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    /// When its set-up began, once this test had the lock.
+    began: Instant,
 }
 
 impl NetnsLab {
     /// Starts it and waits until it is healthy; returns the primary too.
-    async fn up() -> (NetnsLab, String) {
+    /// `None`, after saying why, when not root: namespaces need it.
+    async fn up() -> Option<(NetnsLab, String)> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "skipped: the isolation test needs root to create network namespaces, veths and a bridge"
+            );
+            return None;
+        }
+        let serial = serial().await;
+        let began = Instant::now();
         let dir = lab_dir();
         let net = LabNetwork::create(3).expect("create the lab network");
         let spec = LabSpec {
@@ -274,7 +289,16 @@ impl NetnsLab {
             .wait_healthy(Duration::from_secs(60))
             .await
             .expect("lab healthy");
-        (NetnsLab { lab, net, dir }, primary)
+        Some((
+            NetnsLab {
+                lab,
+                net,
+                dir,
+                _serial: serial,
+                began,
+            },
+            primary,
+        ))
     }
 }
 
@@ -336,23 +360,6 @@ fn pgbouncer_dsn(lab: &Lab, name: &str) -> String {
         .expect("a pgbouncer beside the member")
 }
 
-fn file_tail(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-    format!("--- last lines of {}:\n{tail}", path.display())
-}
-
-/// The member's agent log tail, and its pgbouncer's when it has one.
-fn log_tail(lab: &Lab, name: &str) -> String {
-    let member = lab.member(name).expect("member");
-    let mut tails = file_tail(&member.log);
-    if let Some(log) = &member.pgbouncer_log {
-        tails = format!("{tails}\n{}", file_tail(log));
-    }
-    tails
-}
-
 /// The `n` of every row `writer` wrote, read directly from a member's
 /// Postgres within two seconds.
 async fn rows_of(dsn: &str, writer: &str) -> Result<Vec<i64>, String> {
@@ -406,16 +413,11 @@ fn ms(d: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejoins_after_heal() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: the isolation test needs root to create network namespaces, veths and a bridge"
-        );
+    let Some((env, old)) = NetnsLab::up().await else {
         return;
-    }
-    let _serial = serial().await;
-    let began = Instant::now();
-    let (env, old) = NetnsLab::up().await;
+    };
     let (lab, net) = (&env.lab, &env.net);
+    let began = env.began;
     let set_up = began.elapsed();
     let old_ns = lab
         .member(&old)
@@ -801,14 +803,9 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
 /// keep its lease through the election all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_raft_leader_that_is_a_replica_moves_no_primary() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipped: the isolation test needs root to create network namespaces, veths and a bridge"
-        );
+    let Some((env, primary)) = NetnsLab::up().await else {
         return;
-    }
-    let _serial = serial().await;
-    let (env, primary) = NetnsLab::up().await;
+    };
     let (lab, net) = (&env.lab, &env.net);
     let api = Api::for_lab(&env.dir.path().join("lab.json"));
     let monitor = PrimaryMonitor::start(lab);

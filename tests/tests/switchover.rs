@@ -22,15 +22,8 @@ fn url(lab: &raftgres_lab::Lab, name: &str) -> String {
     lab.member(name).expect("member").api_url.clone()
 }
 
-/// Rows of `GET /history`: [timeline, lsn, reason, time, new leader].
-async fn history(api: &Api, base: &str) -> Vec<serde_json::Value> {
-    let reply = api.get(base, "/history").await.expect("GET /history");
-    assert_eq!(reply.status, 200);
-    reply.body.as_array().expect("history is an array").clone()
-}
-
 async fn last_history_reason(api: &Api, base: &str) -> String {
-    let entries = history(api, base).await;
+    let entries = api.history(base).await;
     let last = entries.last().expect("a history entry");
     last[2].as_str().expect("reason").to_owned()
 }
@@ -245,7 +238,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     // other replica wins it and, being then a healthy leader, honours the
     // request as a switchover (as Patroni turns a failover with a healthy
     // leader into one).
-    let history = history(&api, &url(&lab, &other)).await;
+    let history = api.history(&url(&lab, &other)).await;
     let last = history.last().expect("a history entry");
     assert_eq!(last[4].as_str(), Some(candidate.as_str()), "{history:?}");
     match last[2].as_str().unwrap_or_default() {

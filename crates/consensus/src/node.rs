@@ -321,7 +321,6 @@ impl Consensus {
             .map_err(|_| ConsensusError::Timeout { operation, after })?
     }
 
-    /// `forward: false` is for requests that another member already forwarded.
     /// Awaits a request forwarded to leader `sent_to`, or gives up on it
     /// (`None`) as soon as this member learns of another leader. A leader cut
     /// off by a partition answers nothing, so without this the request would
@@ -354,6 +353,7 @@ impl Consensus {
         }
     }
 
+    /// `forward: false` is for requests that another member already forwarded.
     pub(crate) async fn propose_forwarding(
         &self,
         command: Command,
