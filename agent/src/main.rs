@@ -260,7 +260,11 @@ async fn run(
         consensus: consensus.clone(),
         belief: belief.clone(),
     });
-    let mut server_stop = shutdown_rx.clone();
+    // The gRPC server stops only after Raft: a Raft leader whose server is
+    // gone still sends heartbeats, so the others do not elect a new leader
+    // while every request forwarded to it, the primary's renewals among
+    // them, fails.
+    let (server_stop_tx, mut server_stop) = watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(raft_service)
@@ -482,6 +486,7 @@ async fn run(
     }
     let _ = shutdown_tx.send(true);
     consensus.shutdown().await;
+    let _ = server_stop_tx.send(true);
     match api.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "REST API stopped with an error"),
