@@ -98,13 +98,12 @@ async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
 async fn losing_the_raft_leader_while_it_is_a_replica_is_no_failover() {
     let _serial = serial().await;
     let dir = lab_dir();
-    let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+    let (mut lab, _) = start_lab(&dir, 3, false).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let monitor = PrimaryMonitor::start(&lab);
     let names = lab.names();
     for signal in [Signal::SIGKILL, Signal::SIGTERM] {
-        let leader;
-        (primary, leader) = raft_leader_on_a_replica(&lab, &api, &primary).await;
+        let (primary, leader) = raft_leader_on_a_replica(&lab, &api).await;
         let steady = SteadyPrimary::start(&lab, &api, &primary).await;
         lab.signal(&leader, signal).expect("signal the Raft leader");
         lab.wait_exit(&leader, Duration::from_secs(30))
