@@ -49,9 +49,9 @@ pub struct RaftSettings {
     pub advertise: String,
     /// Default 100 ms; shorter than `election_timeout_min`.
     pub heartbeat_interval: Duration,
-    /// Default 300 ms; shorter than `election_timeout_max`.
+    /// Default 250 ms; shorter than `election_timeout_max`.
     pub election_timeout_min: Duration,
-    /// Default 600 ms. Twice this plus `heartbeat_interval` must stay below
+    /// Default 500 ms. Twice this plus `heartbeat_interval` must stay below
     /// the primary's renewal budget (`ttl - lease_margin - loop_wait`), or
     /// losing the Raft leader would fail the primary over.
     pub election_timeout_max: Duration,

@@ -334,8 +334,8 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
     };
 
     let heartbeat_ms = section.u64_or("heartbeat_interval_ms", 100)?;
-    let election_min_ms = section.u64_or("election_timeout_min_ms", 300)?;
-    let election_max_ms = section.u64_or("election_timeout_max_ms", 600)?;
+    let election_min_ms = section.u64_or("election_timeout_min_ms", 250)?;
+    let election_max_ms = section.u64_or("election_timeout_max_ms", 500)?;
     let snapshot_every_logs = section.u64_or("snapshot_every_logs", 1000)?;
     let rpc_timeout_ms = section.u64_or("rpc_timeout_ms", 1000)?;
 

@@ -229,8 +229,8 @@ fn minimal_file_gets_documented_defaults() {
             listen: "127.0.0.1:7101".parse::<SocketAddr>().unwrap(),
             advertise: "127.0.0.1:7101".into(),
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(600),
+            election_timeout_min: Duration::from_millis(250),
+            election_timeout_max: Duration::from_millis(500),
             snapshot_every_logs: 1000,
             rpc_timeout: Duration::from_millis(1000),
         }
