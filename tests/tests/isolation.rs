@@ -802,7 +802,6 @@ async fn an_isolated_primary_stops_writing_before_the_majority_promotes_and_rejo
 /// to it stall (no resets) instead of failing at once. The primary must
 /// keep its lease through the election all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails about once in ten runs: the election after a partition can outlast the primary's 1.85 s renewal budget (issue 3, open); run with --ignored"]
 async fn an_isolated_raft_leader_that_is_a_replica_moves_no_primary() {
     let Some((env, _)) = NetnsLab::up().await else {
         return;

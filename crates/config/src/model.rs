@@ -184,14 +184,21 @@ pub struct InitialMember {
 }
 
 impl RaftSettings {
-    /// The longest the Raft group may go without a leader after losing one,
-    /// by openraft 0.9's rules: a follower that knew a leader refuses votes
-    /// for `election_timeout_max` after its last heartbeat (the leader
-    /// lease), and campaigns only after that plus its own random election
-    /// timeout, itself below `election_timeout_max`. The heartbeat interval
-    /// covers the last heartbeat having left that long before the loss.
+    /// The longest the Raft group may go without a commit after losing its
+    /// leader, by openraft 0.9's rules (docs/lease.md, "What the margin
+    /// covers"). The last heartbeat may have left one interval before the
+    /// loss. A follower that knew a leader refuses votes for
+    /// `election_timeout_max` after its last heartbeat (the leader lease)
+    /// and campaigns at the first election tick (every 1.5 heartbeats) after
+    /// that plus its own election timeout, drawn once below
+    /// `election_timeout_max`. That round can fail when a partition cut
+    /// replication mid-entry: the candidate with the shorter log is refused,
+    /// and if it has the higher node id it also refuses the other one in
+    /// the same term (votes of one term are ordered by node id), whose next
+    /// round comes one timeout and one tick later. One more heartbeat covers
+    /// the new leader's first commit.
     pub fn worst_election(&self) -> Duration {
-        self.election_timeout_max * 2 + self.heartbeat_interval
+        self.election_timeout_max * 3 + self.heartbeat_interval * 5
     }
 }
 
@@ -199,7 +206,7 @@ impl RaftSettings {
 /// is first formed; later changes go through the cluster, not this file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapSettings {
-    /// Default 2500 ms: lease time-to-live.
+    /// Default 3000 ms: lease time-to-live.
     pub ttl: Duration,
     /// Default 250 ms: renew interval and loop period.
     pub loop_wait: Duration,

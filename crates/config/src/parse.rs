@@ -724,7 +724,7 @@ fn members(ctx: &Ctx, value: Option<Value>) -> Result<Vec<InitialMember>, Config
 }
 
 fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, ConfigError> {
-    let ttl_ms = section.u64_or("ttl_ms", 2500)?;
+    let ttl_ms = section.u64_or("ttl_ms", 3000)?;
     let loop_wait_ms = section.u64_or("loop_wait_ms", 250)?;
     let retry_timeout_ms = section.u64_or("retry_timeout_ms", 1000)?;
     let lease_margin_ms = section.u64_or("lease_margin_ms", 400)?;
@@ -790,7 +790,7 @@ fn election_fits_lease(raft: &RaftSettings, bootstrap: &BootstrapSettings) -> Re
         return Ok(());
     }
     Err(format!(
-        "a Raft election can take up to {} ms (twice this value plus \
+        "a Raft election can take up to {} ms (three times this value plus five times \
          raft.heartbeat_interval_ms), but the primary can go only {} ms without a \
          renewal (bootstrap.ttl_ms minus bootstrap.lease_margin_ms minus \
          bootstrap.loop_wait_ms): losing the Raft leader would fail the primary over. \

@@ -323,7 +323,7 @@ mod tests {
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 700\n",
+                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 600\n",
                 ),
                 &["raft.election_timeout_max_ms"],
             ),
@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn bootstrap_keys_belong_to_the_cluster() {
         let edited = format!(
-            "{BASE}bootstrap:\n  ttl_ms: 3000\n  loop_wait_ms: 500\n  retry_timeout_ms: 900\n  lease_margin_ms: 300\n  maximum_lag_on_failover: 1\n"
+            "{BASE}bootstrap:\n  ttl_ms: 3500\n  loop_wait_ms: 500\n  retry_timeout_ms: 900\n  lease_margin_ms: 300\n  maximum_lag_on_failover: 1\n"
         );
         let plan = plan_for(&edited);
         assert_eq!(

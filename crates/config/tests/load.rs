@@ -58,7 +58,7 @@ members:
     name: node3
     raft_addr: '[::1]:7103'
 bootstrap:
-  ttl_ms: 3000
+  ttl_ms: 4500
   loop_wait_ms: 500
   retry_timeout_ms: 800
   lease_margin_ms: 600
@@ -202,7 +202,7 @@ fn full_file_loads_every_value() {
                 },
             ],
             bootstrap: BootstrapSettings {
-                ttl: Duration::from_millis(3000),
+                ttl: Duration::from_millis(4500),
                 loop_wait: Duration::from_millis(500),
                 retry_timeout: Duration::from_millis(800),
                 lease_margin: Duration::from_millis(600),
@@ -235,10 +235,12 @@ fn minimal_file_gets_documented_defaults() {
             rpc_timeout: Duration::from_millis(1000),
         }
     );
+    // Inside the default renewal budget, 3000 - 400 - 250 = 2350 ms.
+    assert_eq!(config.raft.worst_election(), Duration::from_millis(2000));
     assert_eq!(
         config.bootstrap,
         BootstrapSettings {
-            ttl: Duration::from_millis(2500),
+            ttl: Duration::from_millis(3000),
             loop_wait: Duration::from_millis(250),
             retry_timeout: Duration::from_millis(1000),
             lease_margin: Duration::from_millis(400),
@@ -276,7 +278,7 @@ fn empty_optional_sections_get_defaults() {
         "{MINIMAL}tags: {{}}\nbootstrap: {{}}\nrestapi: {{}}\n"
     ));
     assert_eq!(config.tags.failover_priority, 1);
-    assert_eq!(config.bootstrap.ttl, Duration::from_millis(2500));
+    assert_eq!(config.bootstrap.ttl, Duration::from_millis(3000));
     assert_eq!(config.restapi, load_yaml(MINIMAL).restapi);
 }
 
@@ -848,12 +850,12 @@ fn each_validation_rule_names_its_key() {
         ),
         (
             "ttl 0",
-            edit(FULL, "ttl_ms: 3000", "ttl_ms: 0"),
+            edit(FULL, "ttl_ms: 4500", "ttl_ms: 0"),
             "bootstrap.ttl_ms",
         ),
         (
             "margin not below ttl",
-            edit(FULL, "lease_margin_ms: 600", "lease_margin_ms: 3000"),
+            edit(FULL, "lease_margin_ms: 600", "lease_margin_ms: 4500"),
             "bootstrap.lease_margin_ms",
         ),
         (
@@ -863,7 +865,7 @@ fn each_validation_rule_names_its_key() {
         ),
         (
             "no renewal before the deadline",
-            edit(FULL, "loop_wait_ms: 500", "loop_wait_ms: 2400"),
+            edit(FULL, "loop_wait_ms: 500", "loop_wait_ms: 3900"),
             "bootstrap.loop_wait_ms",
         ),
         (
@@ -880,13 +882,13 @@ fn each_validation_rule_names_its_key() {
             edit(
                 FULL,
                 "election_timeout_max_ms: 800",
-                "election_timeout_max_ms: 900",
+                "election_timeout_max_ms: 1000",
             ),
             "raft.election_timeout_max_ms",
         ),
         (
             "a ttl too short for the Raft election",
-            edit(FULL, "ttl_ms: 3000", "ttl_ms: 2800"),
+            edit(FULL, "ttl_ms: 4500", "ttl_ms: 3900"),
             "raft.election_timeout_max_ms",
         ),
         (
