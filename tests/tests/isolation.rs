@@ -249,7 +249,6 @@ impl Writer<'_> {
     }
 }
 
-/// The error with what caused it: the server's message, or the I/O error.
 /// Three members, each with its agent, Postgres and pgbouncer in a network
 /// namespace of its own, joined by a bridge. Fields drop in declaration
 /// order: the agents stop first, then the network goes, then the directory,
@@ -302,6 +301,7 @@ impl NetnsLab {
     }
 }
 
+/// The error with what caused it: the server's message, or the I/O error.
 fn why(e: &tokio_postgres::Error) -> String {
     match (e.as_db_error(), std::error::Error::source(e)) {
         (Some(db), _) => format!("{}: {}", db.severity(), db.message()),

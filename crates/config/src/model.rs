@@ -51,9 +51,9 @@ pub struct RaftSettings {
     pub heartbeat_interval: Duration,
     /// Default 250 ms; shorter than `election_timeout_max`.
     pub election_timeout_min: Duration,
-    /// Default 500 ms. Twice this plus `heartbeat_interval` must stay below
-    /// the primary's renewal budget (`ttl - lease_margin - loop_wait`), or
-    /// losing the Raft leader would fail the primary over.
+    /// Default 500 ms. The worst election it allows (`worst_election`) must
+    /// stay below the primary's renewal budget (`ttl - lease_margin -
+    /// loop_wait`), or losing the Raft leader would fail the primary over.
     pub election_timeout_max: Duration,
     /// Default 1000, at least 10: build a snapshot after this many logs since
     /// the last one.
