@@ -35,8 +35,9 @@ pub struct LeaseLoop {
     /// The local Postgres as the Postgres loop last saw it.
     pub pg: watch::Receiver<PgView>,
     pub restart_grace: Duration,
-    /// Fed every deadline this member is granted; `None` for a witness.
-    pub watchdog: Option<crate::pg_loop::SharedWatchdog>,
+    /// Armed with every deadline this member is granted; `None` for a
+    /// witness. A deadline the keeper did not take is not believed.
+    pub keeper: Option<raftgres_keeper::KeeperClient>,
     /// Beats while the loop goes round, for the systemd watchdog.
     pub progress: crate::systemd::Progress,
 }
@@ -103,7 +104,7 @@ impl LeaseLoop {
         true
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if !self.register(&mut shutdown).await {
             return;
         }
@@ -224,12 +225,11 @@ impl LeaseLoop {
                         }
                         Ok(_) => {}
                     }
-                    self.record(intent, sent, result);
+                    self.record(intent, sent, result).await;
                 }
                 _ = shutdown.changed() => break,
             }
         }
-        self.release().await;
     }
 
     /// A renewal carries the primary's WAL position, which candidates'
@@ -273,7 +273,12 @@ impl LeaseLoop {
         });
     }
 
-    fn record(&self, intent: Intent, sent: MonoInstant, result: Result<Response, ConsensusError>) {
+    async fn record(
+        &mut self,
+        intent: Intent,
+        sent: MonoInstant,
+        result: Result<Response, ConsensusError>,
+    ) {
         let me = self.me().to_owned();
         match result {
             Ok(Ok(Applied::Lease { lease })) if lease.is_held_by(&me) => {
@@ -281,14 +286,27 @@ impl LeaseLoop {
                 let ttl = Duration::from_millis(lease.ttl_ms);
                 let margin = margin(&state);
                 let deadline = HolderLease::deadline_for(sent, ttl, margin);
-                if let Some(watchdog) = &self.watchdog {
-                    // Fed before the belief changes, so the fence never lags it.
-                    let mut dog = watchdog.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(keeper) = self.keeper.as_mut() {
+                    // Armed before the belief changes, so the fence never
+                    // lags it; a lease without a live fence is not held.
                     let current = belief::read(&self.belief)
                         .holding
+                        .filter(|h| h.epoch == lease.epoch)
                         .map_or(deadline, |h| h.deadline.max(deadline));
-                    if let Err(e) = dog.arm(current) {
-                        tracing::error!(member = %me, error = %e, "cannot feed the watchdog");
+                    let arming = raftgres_keeper::Arming {
+                        epoch: lease.epoch.0,
+                        deadline_ns: crate::clock::nanos(current),
+                    };
+                    if let Err(e) = keeper
+                        .call(
+                            &raftgres_keeper::Request::Arm(arming),
+                            raftgres_keeper::client::QUICK,
+                        )
+                        .await
+                    {
+                        tracing::error!(member = %me, epoch = %lease.epoch, error = %e, "the keeper did not arm the fence; not acting as lease holder");
+                        belief::update(&self.belief, |b| b.holding = None);
+                        return;
                     }
                 }
                 belief::update(&self.belief, |b| match (intent, b.holding) {
@@ -320,35 +338,6 @@ impl LeaseLoop {
             }
             Err(e) => {
                 tracing::warn!(member = %me, ?intent, error = %e, "lease command not committed")
-            }
-        }
-    }
-
-    /// On shutdown a valid holder releases the lease, so a replica takes over
-    /// without waiting for the ttl.
-    async fn release(&self) {
-        let now = mono_now();
-        let state = self.consensus.local().state;
-        let belief = belief::read(&self.belief);
-        let Some(h) = belief
-            .holding
-            .filter(|_| belief.holds_valid(&state.lease, self.me(), now))
-        else {
-            return;
-        };
-        let command = Command::ReleaseLease {
-            member: self.me().to_owned(),
-            epoch: h.epoch,
-            lsn: None,
-        };
-        belief::update(&self.belief, |b| b.holding = None);
-        match self.consensus.propose(command).await {
-            Ok(Ok(_)) => tracing::info!(member = self.me(), epoch = %h.epoch, "released the lease"),
-            Ok(Err(rejection)) => {
-                tracing::warn!(member = self.me(), %rejection, "lease release refused")
-            }
-            Err(e) => {
-                tracing::warn!(member = self.me(), error = %e, "lease release not committed; others take over after the ttl")
             }
         }
     }

@@ -4,6 +4,7 @@
 mod belief;
 mod clock;
 mod health;
+mod keeper_link;
 mod lease_loop;
 mod ops;
 mod pg_loop;
@@ -11,7 +12,6 @@ mod pooler_loop;
 mod reload;
 mod status;
 mod systemd;
-mod watchdog;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -46,16 +46,34 @@ struct Args {
 
 #[derive(clap::Subcommand)]
 enum Mode {
-    /// The fencing watchdog the agent starts for itself (reads commands on stdin).
+    /// The keeper: owns this member's postmaster and enforces the lease
+    /// deadline; outlives the agent (docs/fencing.md).
+    Keeper(keeper_link::KeeperArgs),
+    /// The keeper's guard, started by the keeper (reads commands on stdin).
     #[command(hide = true)]
-    Watchdog(watchdog::WatchdogArgs),
+    KeeperGuard(keeper_link::GuardArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Mode::Watchdog(w)) = &args.mode {
-        init_logging();
-        return watchdog::run(&w.data_dir, &w.exe);
+    match &args.mode {
+        Some(Mode::KeeperGuard(g)) => {
+            init_logging();
+            return raftgres_keeper::guard::run(&g.data_dir, &g.exe);
+        }
+        Some(Mode::Keeper(k)) => {
+            return match refuse_root().and_then(|()| {
+                init_logging();
+                keeper_link::run_keeper(&k.config)
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("raftgres-agent keeper: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,7 +85,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(args: Args) -> anyhow::Result<()> {
+fn refuse_root() -> anyhow::Result<()> {
     if nix::unistd::geteuid().is_root() {
         bail!(
             "raftgres-agent refuses to run as root: PostgreSQL will not run as root, and the agent \
@@ -75,28 +93,23 @@ fn start(args: Args) -> anyhow::Result<()> {
              `su postgres -s /bin/sh -c 'raftgres-agent --config FILE'`"
         );
     }
+    Ok(())
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
+    refuse_root()?;
     let Some(config_path) = args.config else {
         bail!("--config FILE is required: the agent's YAML settings file");
     };
-    // SAFETY: no thread has been started yet: the runtime and the fencing
-    // watchdog come later.
+    // SAFETY: no thread has been started yet: the runtime comes later.
     let notifier = unsafe { systemd::SdNotifier::take_from_env() };
     init_logging();
     let config = raftgres_config::load(&config_path)?;
-    // Started here, on the main thread, which lives as long as the process:
-    // its parent-death signal follows the thread that forks it.
-    let watchdog = match &config.postgresql {
-        Some(pg) => Some(
-            watchdog::Watchdog::start(&pg.data_dir, &pg.bin_dir.join("postgres"))
-                .context("cannot start the fencing watchdog")?,
-        ),
-        None => None,
-    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(config, config_path, watchdog, Arc::new(notifier)))
+        .block_on(run(config, config_path, Arc::new(notifier)))
 }
 
 fn init_logging() {
@@ -142,7 +155,7 @@ fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
     }
 }
 
-fn pg_settings(
+pub(crate) fn pg_settings(
     config: &AgentConfig,
     pg: &raftgres_config::PostgresSettings,
 ) -> anyhow::Result<raftgres_postgres::PgSettings> {
@@ -224,14 +237,75 @@ fn member_record(config: &AgentConfig) -> Member {
     }
 }
 
+/// A restarted agent takes over the lease its predecessor held: the keeper
+/// still enforces that lease's deadline, and the replicated state still
+/// names this member at that epoch. The deadline was granted by a renewal
+/// that committed, so believing it until then is as safe as it was for the
+/// agent that sent it; the lease loop renews it as usual.
+async fn adopt_lease(
+    consensus: &Consensus,
+    me: &str,
+    status: &raftgres_keeper::KeeperStatus,
+    belief: &belief::SharedBelief,
+) {
+    let Some(armed) = status.armed else { return };
+    let deadline = raftgres_ha::MonoInstant(std::time::Duration::from_nanos(armed.deadline_ns));
+    let now = clock::mono_now();
+    if deadline <= now {
+        return;
+    }
+    let epoch = raftgres_state::Epoch(armed.epoch);
+    // The local copy may lag the log this member had acknowledged; wait for
+    // it, but never past the deadline.
+    let mut states = consensus.subscribe();
+    let _ = tokio::time::timeout(
+        deadline - now,
+        states.wait_for(|v| v.state.lease.epoch >= epoch),
+    )
+    .await;
+    let state = consensus.local().state;
+    let now = clock::mono_now();
+    if !(state.lease.is_held_by(me) && state.lease.epoch == epoch && now < deadline) {
+        tracing::info!(member = me, %epoch, "the keeper's armed lease is no longer ours");
+        return;
+    }
+    let granted = std::time::Duration::from_millis(state.lease.ttl_ms).saturating_sub(
+        std::time::Duration::from_millis(
+            state
+                .config
+                .as_ref()
+                .map_or(0, |c| c.values.lease_margin_ms),
+        ),
+    );
+    let sent = raftgres_ha::MonoInstant(deadline.0.saturating_sub(granted));
+    belief::update(belief, |b| {
+        b.set_holding(raftgres_ha::HolderLease {
+            epoch,
+            deadline,
+            acquire_sent: sent,
+            last_renew_sent: sent,
+        })
+    });
+    tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
+}
+
 async fn run(
     config: AgentConfig,
     config_path: PathBuf,
-    watchdog: Option<watchdog::Watchdog>,
     notifier: Arc<systemd::SdNotifier>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // The keeper first: it may be running a primary whose lease this agent
+    // must renew before the keeper's deadline.
+    let keeper = match &config.postgresql {
+        Some(_) => {
+            let socket = keeper_link::socket(&config);
+            let status = keeper_link::attach(&config_path, &socket).await?;
+            Some((socket, status))
+        }
+        None => None,
+    };
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
     let network = GrpcNetwork::new(config.raft.rpc_timeout, config.bootstrap.retry_timeout);
     let consensus = Consensus::start(
@@ -301,7 +375,9 @@ async fn run(
     }
     tracing::info!(member = %config.name, node_id = config.node_id, listen = %config.raft.listen, "agent started");
 
-    let watchdog = watchdog.map(|w| Arc::new(std::sync::Mutex::new(w)));
+    if let Some((_, status)) = &keeper {
+        adopt_lease(&consensus, &config.name, status, &belief).await;
+    }
     let (pg_view_tx, pg_view) = watch::channel(if config.witness {
         PgView::Absent
     } else {
@@ -331,8 +407,8 @@ async fn run(
         }
         None => None,
     };
-    let pg_loop = match (&config.postgresql, &watchdog) {
-        (Some(pg), Some(dog)) => {
+    let pg_loop = match (&config.postgresql, &keeper) {
+        (Some(pg), Some((socket, _))) => {
             let settings = pg_settings(&config, pg)?;
             Some(tokio::spawn(
                 pg_loop::PgLoop {
@@ -341,7 +417,8 @@ async fn run(
                     settings,
                     belief: belief.clone(),
                     view: pg_view_tx,
-                    watchdog: dog.clone(),
+                    keeper: raftgres_keeper::KeeperClient::new(socket).into(),
+                    config_path: config_path.clone(),
                     restart_grace: pg.restart_grace,
                     operations: operations_rx,
                     pooler: pooler.as_ref().map(|(_, status)| status.clone()),
@@ -408,7 +485,9 @@ async fn run(
                 .postgresql
                 .as_ref()
                 .map_or(std::time::Duration::ZERO, |pg| pg.restart_grace),
-            watchdog,
+            keeper: keeper
+                .as_ref()
+                .map(|(socket, _)| raftgres_keeper::KeeperClient::new(socket)),
             progress: lease_progress.clone(),
         }
         .run(shutdown_rx),
@@ -469,17 +548,20 @@ async fn run(
     }
     notifier.send(&[
         sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping: Postgres first, then the lease"),
+        sd_notify::NotifyState::Status(
+            "stopping the agent; the keeper keeps Postgres and its lease deadline",
+        ),
     ]);
     sd_watchdog.abort();
     reloader.abort();
-    // Postgres stops first, so that no write lands after the lease is released.
+    // Postgres and the lease stay as they are: the keeper runs Postgres and
+    // fences it at the deadline unless the next agent attaches and renews
+    // first. Stopping the keeper stops Postgres.
     let _ = pg_stop_tx.send(true);
     if let Some(pg_loop) = pg_loop {
         let _ = pg_loop.await;
     }
     let _ = shutdown_tx.send(true);
-    // The lease loop releases a held lease; it needs Raft and the server up to do so.
     let _ = lease_loop.await;
     if let Some((pooler, _)) = pooler {
         let _ = pooler.await;

@@ -5,29 +5,31 @@ use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
 use crate::reload::LiveSettings;
 use crate::systemd::Progress;
-use crate::watchdog::Watchdog;
+use anyhow::{Context, bail};
 use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
     DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, decide_postgres,
     due_switchover,
 };
+use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Postmaster, Role, StopMode, Upstream, basebackup, controldata,
-    initdb, is_initialized, kill_strays, rewind, slot_name_for, write_managed_conf,
+    Control, PgError, PgSettings, Role, Upstream, basebackup, controldata, initdb, is_initialized,
+    rewind, slot_name_for, write_managed_conf,
 };
 use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PgState};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A start (crash recovery included) or a clone may take this long.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const PROMOTE_WAIT: Duration = Duration::from_secs(20);
-
-pub type SharedWatchdog = Arc<Mutex<Watchdog>>;
+/// A fence kills with SIGKILL; only a process stuck in the kernel lasts.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The keeper only spawns the postmaster; readiness is waited for here.
+const START_REQUEST: Duration = Duration::from_secs(10);
 
 /// What an operator asks of this member's Postgres through the REST API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,10 @@ pub struct PgLoop {
     pub settings: PgSettings,
     pub belief: SharedBelief,
     pub view: watch::Sender<PgView>,
-    pub watchdog: SharedWatchdog,
+    /// The keeper that runs this member's postmaster and holds its fence.
+    pub keeper: tokio::sync::Mutex<KeeperClient>,
+    /// The settings file, to start a new keeper with if this one is gone.
+    pub config_path: std::path::PathBuf,
     pub restart_grace: Duration,
     pub operations: mpsc::Receiver<OperationRequest>,
     /// The local pgbouncer's state, published in the member record.
@@ -66,7 +71,10 @@ pub struct PgLoop {
 /// What the loop remembers between rounds.
 #[derive(Default)]
 struct Local {
-    postmaster: Option<Postmaster>,
+    /// The keeper runs a postmaster that this agent started or found.
+    running: bool,
+    /// The keeper's fence is armed.
+    armed: bool,
     /// The member whose Postgres ours was last configured to stream from.
     upstream: Option<String>,
     /// Set when Postgres died or failed to start; cleared once it runs.
@@ -83,10 +91,6 @@ struct Local {
     /// When Postgres was stopped for the pending switchover.
     switchover_stopped_at: Option<MonoInstant>,
     peers: PeerObserver,
-}
-
-fn lock(watchdog: &SharedWatchdog) -> std::sync::MutexGuard<'_, Watchdog> {
-    watchdog.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `host:port` (or `[v6]:port`) of a member's Postgres.
@@ -113,21 +117,17 @@ impl PgLoop {
         })
     }
 
+    /// One request to the keeper; a refusal or a lost keeper is an error
+    /// that names what to do.
+    async fn keeper(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<KeeperStatus, KeeperError> {
+        self.keeper.lock().await.call(&request, timeout).await
+    }
+
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        // A server a previous agent left behind can be neither fenced nor reaped by us.
-        match kill_strays(&self.settings, STOP_TIMEOUT).await {
-            Ok(killed) if !killed.is_empty() => {
-                tracing::warn!(
-                    member = self.me(),
-                    ?killed,
-                    "killed a Postgres server left by a previous agent"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(member = self.me(), error = %e, "cannot check for a leftover Postgres server")
-            }
-        }
         let mut local = Local::default();
         let mut states = self.consensus.subscribe();
         // A paused pooler must reach the record at once: the holder waits for it.
@@ -163,12 +163,20 @@ impl PgLoop {
                 peers: &local.peers,
                 switchover_stopped_at: local.switchover_stopped_at,
             });
-            if !holds_lease
+            if local.armed
+                && !holds_lease
                 && !view.is_writable_primary()
                 && action != PgAction::Fence
-                && let Err(e) = lock(&self.watchdog).disarm()
             {
-                tracing::error!(member = self.me(), error = %e, "cannot disarm the watchdog");
+                // The keeper refuses while any process of the server lives:
+                // then its deadline kills them, and the next round disarms.
+                match self
+                    .keeper(Request::Disarm, raftgres_keeper::client::QUICK)
+                    .await
+                {
+                    Ok(status) => local.armed = status.armed.is_some(),
+                    Err(e) => tracing::info!(member = self.me(), error = %e, "fence stays armed"),
+                }
             }
             if holds_lease && view.is_writable_primary() {
                 self.ensure_slots(&mut local, &state).await;
@@ -223,7 +231,7 @@ impl PgLoop {
                 _ = shutdown.changed() => break,
             }
         }
-        self.stop(&mut local).await;
+        // Postgres keeps running under the keeper; the next agent attaches.
     }
 
     /// Takes what a reload changed: the next managed conf carries the new
@@ -238,51 +246,76 @@ impl PgLoop {
     }
 
     async fn observe(&self, local: &mut Local, now: MonoInstant) -> PgView {
-        if let Some(pm) = local.postmaster.as_mut() {
-            if let Some(status) = pm.try_exited() {
-                tracing::warn!(member = self.me(), ?status, "Postgres exited unexpectedly");
-                local.postmaster = None;
-                local.down_since.get_or_insert(now);
-            } else {
-                match Control::new(&self.settings).status().await {
-                    Ok(st) => {
-                        local.unanswered_since = None;
-                        local.down_since = None;
-                        return PgView::Running {
-                            data: DataInfo {
-                                system_id: st.system_id,
-                                timeline: st.timeline,
-                                was_primary: !st.in_recovery,
-                                // A replica is judged by what it has applied:
-                                // received but unreplayed WAL (replay paused,
-                                // or slow) counts as lag.
-                                lsn: Lsn(if st.in_recovery {
-                                    st.replay_lsn.unwrap_or(st.wal_lsn).0
-                                } else {
-                                    st.wal_lsn.0
-                                }),
-                            },
-                            in_recovery: st.in_recovery,
-                            streaming: st
-                                .wal_receiver
-                                .as_ref()
-                                .is_some_and(|w| w.status == "streaming"),
-                            upstream: if st.in_recovery {
-                                local.upstream.clone()
+        let keeper = match self
+            .keeper(Request::Status, raftgres_keeper::client::QUICK)
+            .await
+        {
+            Ok(status) => status,
+            Err(e) => {
+                // A dead keeper's guard has killed the server; a new keeper
+                // starts clean. A hung one refuses the new keeper's socket,
+                // and its server may still run: nothing to do but wait.
+                tracing::error!(member = self.me(), error = %e, "the keeper does not answer");
+                if matches!(e, KeeperError::Unreachable { .. }) {
+                    let socket = self.keeper.lock().await.socket().to_owned();
+                    if let Err(e) = crate::keeper_link::attach(&self.config_path, &socket).await {
+                        tracing::error!(member = self.me(), error = %e, "cannot start a new keeper");
+                    }
+                }
+                return PgView::Busy {
+                    action: "waiting for the keeper",
+                };
+            }
+        };
+        local.armed = keeper.armed.is_some();
+        if keeper.postmaster_pid.is_some() && !local.running {
+            tracing::info!(member = self.me(), pid = ?keeper.postmaster_pid, "found Postgres running under the keeper");
+            local.running = true;
+        }
+        if local.running && keeper.postmaster_pid.is_none() {
+            tracing::warn!(member = self.me(), status = ?keeper.last_exit, "Postgres exited unexpectedly");
+            local.running = false;
+            local.down_since.get_or_insert(now);
+        }
+        if local.running {
+            match Control::new(&self.settings).status().await {
+                Ok(st) => {
+                    local.unanswered_since = None;
+                    local.down_since = None;
+                    return PgView::Running {
+                        data: DataInfo {
+                            system_id: st.system_id,
+                            timeline: st.timeline,
+                            was_primary: !st.in_recovery,
+                            // A replica is judged by what it has applied:
+                            // received but unreplayed WAL (replay paused,
+                            // or slow) counts as lag.
+                            lsn: Lsn(if st.in_recovery {
+                                st.replay_lsn.unwrap_or(st.wal_lsn).0
                             } else {
-                                None
-                            },
-                        };
+                                st.wal_lsn.0
+                            }),
+                        },
+                        in_recovery: st.in_recovery,
+                        streaming: st
+                            .wal_receiver
+                            .as_ref()
+                            .is_some_and(|w| w.status == "streaming"),
+                        upstream: if st.in_recovery {
+                            local.upstream.clone()
+                        } else {
+                            None
+                        },
+                    };
+                }
+                Err(e) => {
+                    let since = *local.unanswered_since.get_or_insert(now);
+                    tracing::warn!(member = self.me(), error = %e, "Postgres does not answer");
+                    if now - since < self.restart_grace {
+                        // Slow is not dead: keep the last view for a while.
+                        return self.view.borrow().clone();
                     }
-                    Err(e) => {
-                        let since = *local.unanswered_since.get_or_insert(now);
-                        tracing::warn!(member = self.me(), error = %e, "Postgres does not answer");
-                        if now - since < self.restart_grace {
-                            // Slow is not dead: keep the last view for a while.
-                            return self.view.borrow().clone();
-                        }
-                        local.down_since.get_or_insert(since);
-                    }
+                    local.down_since.get_or_insert(since);
                 }
             }
         }
@@ -306,12 +339,22 @@ impl PgLoop {
                         lsn: Lsn(0),
                     },
                     since: local.down_since.unwrap_or(now),
+                    alive: keeper.server_alive,
                 };
             }
         };
-        match (local.postmaster.is_some(), local.down_since) {
-            (true, Some(since)) | (false, Some(since)) => PgView::Down { data, since },
-            _ => PgView::Stopped { data },
+        match local.down_since {
+            Some(since) => PgView::Down {
+                data,
+                since,
+                alive: keeper.server_alive,
+            },
+            None if keeper.server_alive => PgView::Down {
+                data,
+                since: now,
+                alive: true,
+            },
+            None => PgView::Stopped { data },
         }
     }
 
@@ -385,21 +428,88 @@ impl PgLoop {
         }));
     }
 
+    /// Fails unless this member holds a valid lease at this very moment:
+    /// the judgement that chose a start or a promotion may be older than
+    /// the action it led to.
+    fn require_lease(&self) -> anyhow::Result<()> {
+        let state = self.consensus.local().state;
+        if belief::read(&self.belief).holds_valid(&state.lease, self.me(), mono_now()) {
+            Ok(())
+        } else {
+            bail!("the lease is no longer held here; not acting as primary")
+        }
+    }
+
+    /// Stops the postmaster cleanly (the keeper fences it if it does not
+    /// stop in time).
+    async fn stop_postgres(&self, local: &mut Local) -> anyhow::Result<()> {
+        if !local.running {
+            return Ok(());
+        }
+        self.keeper(
+            Request::Stop {
+                mode: StopMode::Fast,
+                timeout_ms: STOP_TIMEOUT.as_millis() as u64,
+            },
+            STOP_TIMEOUT + FENCE_TIMEOUT,
+        )
+        .await
+        .context("cannot stop Postgres")?;
+        local.running = false;
+        Ok(())
+    }
+
     async fn start(
         &self,
         local: &mut Local,
         role: Role,
         upstream: Option<String>,
-    ) -> Result<(), PgError> {
-        if let Some(mut pm) = local.postmaster.take() {
-            pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+    ) -> anyhow::Result<()> {
+        self.stop_postgres(local).await?;
+        let primary = matches!(role, Role::Primary);
+        if primary {
+            self.require_lease()?;
         }
         write_managed_conf(&self.settings, &role)?;
         local.upstream = upstream;
-        let mut pm = Postmaster::start(&self.settings).await?;
-        let ready = pm.wait_ready(START_TIMEOUT).await;
-        local.postmaster = Some(pm);
-        ready
+        self.keeper(Request::Start { primary }, START_REQUEST)
+            .await
+            .context("cannot start Postgres")?;
+        local.running = true;
+        self.wait_ready(START_TIMEOUT).await
+    }
+
+    /// Waits until the server answers a query (a standby: accepts read-only
+    /// connections), the postmaster exits, or `timeout` passes.
+    async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let log = self.settings.log_path();
+        loop {
+            let keeper = self
+                .keeper(Request::Status, raftgres_keeper::client::QUICK)
+                .await?;
+            let Some(pid) = keeper.postmaster_pid else {
+                bail!(
+                    "Postgres exited while starting ({}); see {}",
+                    keeper.last_exit.as_deref().unwrap_or("no status"),
+                    log.display()
+                );
+            };
+            let last = match Control::new(&self.settings).status().await {
+                Ok(_) => {
+                    tracing::info!(member = self.me(), pid, "Postgres accepts connections");
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "Postgres (pid {pid}) did not accept connections within {timeout:?}: {last}; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn execute(
@@ -407,7 +517,7 @@ impl PgLoop {
         local: &mut Local,
         state: &ClusterState,
         action: &PgAction,
-    ) -> Result<(), PgError> {
+    ) -> anyhow::Result<()> {
         let result = self.execute_inner(local, state, action).await;
         if result.is_err()
             && matches!(
@@ -425,18 +535,19 @@ impl PgLoop {
         local: &mut Local,
         state: &ClusterState,
         action: &PgAction,
-    ) -> Result<(), PgError> {
+    ) -> anyhow::Result<()> {
         match action {
             PgAction::None => Ok(()),
             PgAction::Fence => {
-                if let Some(pm) = local.postmaster.as_mut() {
-                    pm.fence().await?;
-                }
-                local.postmaster = None;
-                local.down_since = None;
+                // When the server went unanswering, `down_since` stays: the
+                // holder then releases the lease as for any dead server.
+                self.keeper(Request::Fence, FENCE_TIMEOUT)
+                    .await
+                    .context("cannot fence Postgres")?;
+                local.running = false;
                 tracing::warn!(
                     member = self.me(),
-                    "fenced Postgres: writable without a valid lease"
+                    "fenced Postgres: every process of the server is gone"
                 );
                 Ok(())
             }
@@ -477,6 +588,14 @@ impl PgLoop {
                 self.start(local, role, upstream.clone()).await
             }
             PgAction::Promote => {
+                self.require_lease()?;
+                let keeper = self
+                    .keeper(Request::Status, raftgres_keeper::client::QUICK)
+                    .await?;
+                let now = crate::clock::nanos(mono_now());
+                if keeper.armed.is_none_or(|a| a.deadline_ns <= now) {
+                    bail!("the keeper's fence is not armed with a live deadline; not promoting");
+                }
                 let control = Control::new(&self.settings);
                 if control.promote(PROMOTE_WAIT).await? {
                     // A checkpoint makes the new timeline visible to pg_rewind at once.
@@ -499,18 +618,17 @@ impl PgLoop {
                     },
                 )?;
                 local.upstream = Some(upstream.clone());
-                match local.postmaster.as_mut() {
-                    Some(pm) => pm.reload(),
-                    None => Ok(()),
+                if local.running {
+                    self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+                        .await?;
                 }
+                Ok(())
             }
             PgAction::Rewind { source } => {
                 let Some(up) = upstream_of(state, source) else {
                     return Ok(());
                 };
-                if let Some(mut pm) = local.postmaster.take() {
-                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-                }
+                self.stop_postgres(local).await?;
                 let slot = slot_name_for(self.me());
                 // A source that cannot be reached (just restarting, say) is
                 // retried on the next round: the data is intact and a clone
@@ -521,7 +639,7 @@ impl PgLoop {
                     Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
                     Err(e @ (PgError::Connect { .. } | PgError::Timeout { .. })) => {
                         tracing::warn!(member = self.me(), %source, error = %e, "rewind source not reachable; retrying the rewind");
-                        return Err(e);
+                        return Err(e.into());
                     }
                     Err(e) => {
                         tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
@@ -541,9 +659,7 @@ impl PgLoop {
                 if let Err(e) = Control::new(&self.settings).checkpoint(PROMOTE_WAIT).await {
                     tracing::warn!(member = self.me(), error = %e, "checkpoint before the switchover failed; stopping anyway");
                 }
-                if let Some(mut pm) = local.postmaster.take() {
-                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-                }
+                self.stop_postgres(local).await?;
                 local.down_since = None;
                 local.switchover_stopped_at = Some(mono_now());
                 tracing::info!(member = self.me(), epoch = %state.lease.epoch, candidate = ?state.switchover.as_ref().and_then(|s| s.to.clone()), "switchover: stopped Postgres; waiting for the candidate to replay the shutdown checkpoint");
@@ -568,9 +684,7 @@ impl PgLoop {
                 let Some(up) = upstream_of(state, source) else {
                     return Ok(());
                 };
-                if let Some(mut pm) = local.postmaster.take() {
-                    pm.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-                }
+                self.stop_postgres(local).await?;
                 let slot = slot_name_for(self.me());
                 basebackup(&self.settings, &up, Some(&slot)).await?;
                 local.down_since = None;
@@ -610,10 +724,11 @@ impl PgLoop {
         holds_lease: bool,
         operation: Operation,
     ) -> Result<String, OpError> {
-        let failed = |what: &str, e: PgError| OpError::Unavailable(format!("{what} failed: {e}"));
+        let failed =
+            |what: &str, e: anyhow::Error| OpError::Unavailable(format!("{what} failed: {e:#}"));
         match operation {
             Operation::Restart => {
-                if local.postmaster.is_none() {
+                if !local.running {
                     return Err(OpError::Unavailable(
                         "Postgres is not running here; the agent starts it by itself when it should run"
                             .into(),
@@ -628,9 +743,12 @@ impl PgLoop {
             }
             Operation::Reload => {
                 let role = self.current_role(local, state, view);
-                write_managed_conf(&self.settings, &role).map_err(|e| failed("reload", e))?;
-                if let Some(pm) = local.postmaster.as_mut() {
-                    pm.reload().map_err(|e| failed("reload", e))?;
+                write_managed_conf(&self.settings, &role)
+                    .map_err(|e| failed("reload", e.into()))?;
+                if local.running {
+                    self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+                        .await
+                        .map_err(|e| failed("reload", e.into()))?;
                 }
                 Ok("rewrote the managed configuration and reloaded Postgres".into())
             }
@@ -687,21 +805,6 @@ impl PgLoop {
             }
         }
         local.slots_for = wanted;
-    }
-
-    /// On shutdown: stop Postgres cleanly before the lease loop releases the
-    /// lease, so no write lands after the release.
-    async fn stop(&self, local: &mut Local) {
-        if let Some(mut pm) = local.postmaster.take() {
-            match pm.stop(StopMode::Fast, STOP_TIMEOUT).await {
-                Ok(_) => tracing::info!(member = self.me(), "stopped Postgres"),
-                Err(e) => {
-                    tracing::warn!(member = self.me(), error = %e, "Postgres did not stop in time; fencing");
-                    let _ = pm.fence().await;
-                }
-            }
-        }
-        let _ = lock(&self.watchdog).disarm();
     }
 }
 

@@ -303,6 +303,14 @@ pub enum LabCmd {
         #[arg(long, default_value = "/tmp/raftgres-lab")]
         dir: PathBuf,
     },
+    /// Restart one member's agent (SIGTERM, then the same binary and
+    /// config); its keeper keeps Postgres running and the new agent attaches.
+    RestartAgent {
+        #[arg(long, default_value = "/tmp/raftgres-lab")]
+        dir: PathBuf,
+        /// The member, as named in lab.json.
+        name: String,
+    },
 }
 
 #[cfg(test)]

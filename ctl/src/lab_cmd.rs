@@ -65,6 +65,13 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        LabCmd::RestartAgent { dir, name } => {
+            let mut lab = Lab::open(&dir)?;
+            let pid = lab.restart_agent(&name, Duration::from_secs(30))?;
+            lab.detach();
+            println!("restarted {name}'s agent in {}: pid {pid}", dir.display());
+            Ok(())
+        }
         LabCmd::Status { dir } => {
             let description = read_description(&dir)?;
             println!(

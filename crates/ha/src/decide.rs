@@ -194,6 +194,8 @@ impl<'a> Observation<'a> {
             PgView::Busy { .. } => false,
             PgView::Absent | PgView::Uninitialized => true,
             _ if !self.data_is_ours() => true,
+            // Never while any process of the server lives: it is fenced first.
+            PgView::Down { alive: true, .. } => false,
             PgView::Down { since, .. } => self.now - *since >= self.restart_grace,
             _ => false,
         }

@@ -40,6 +40,10 @@ pub enum PgView {
     Down {
         data: DataInfo,
         since: MonoInstant,
+        /// Some process of the server still lives (an unanswering
+        /// postmaster, or backends that outlived it): it may still commit,
+        /// so it must be fenced before anything else.
+        alive: bool,
     },
 }
 

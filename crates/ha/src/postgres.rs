@@ -122,6 +122,12 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     if pg.is_writable_primary() && !o.holds_lease {
         return PgAction::Fence;
     }
+    // An unanswering server, or backends that outlived their postmaster,
+    // may still commit: kill them before any other step, so that a holder
+    // releases its lease only once nothing of its server lives.
+    if matches!(pg, PgView::Down { alive: true, .. }) {
+        return PgAction::Fence;
+    }
     let identity = o.state.identity.as_ref().map(|i| i.system_id.as_str());
     let foreign = matches!((identity, pg.data()), (Some(id), Some(d)) if d.system_id != id);
     if o.state.config.as_ref().is_some_and(|c| c.values.pause) {

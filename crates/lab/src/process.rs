@@ -58,6 +58,8 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
 pub struct Lab {
     pub description: LabDescription,
     children: BTreeMap<String, Child>,
+    /// Cleared by [`Lab::detach`]: the keepers then outlive this handle too.
+    owns_keepers: bool,
     haproxy: Option<Child>,
     /// Each database member's pgbouncer, by member name.
     pgbouncers: BTreeMap<String, Child>,
@@ -436,6 +438,7 @@ impl Lab {
                 haproxy: None,
             },
             children: BTreeMap::new(),
+            owns_keepers: true,
             haproxy: None,
             pgbouncers: BTreeMap::new(),
             run_as,
@@ -624,7 +627,76 @@ impl Lab {
         None
     }
 
-    /// Stops every agent this handle started: SIGTERM, then SIGKILL after `grace`.
+    /// A handle on the lab already running in `dir` (one `lab up` left),
+    /// which owns none of its processes: dropping it stops nothing.
+    pub fn open(dir: &Path) -> Result<Lab, LabError> {
+        Ok(Lab {
+            description: read_description(dir)?,
+            children: BTreeMap::new(),
+            owns_keepers: false,
+            haproxy: None,
+            pgbouncers: BTreeMap::new(),
+            run_as: run_as()?,
+        })
+    }
+
+    /// Restarts one member's agent as `systemctl restart` would: SIGTERM,
+    /// wait for it to exit, then the same binary with the same config. Its
+    /// keeper, and so Postgres, keeps running; the new agent attaches.
+    pub fn restart_agent(&mut self, name: &str, grace: Duration) -> Result<u32, LabError> {
+        let pid = self.member(name)?.agent_pid;
+        if is_our_agent(pid, &self.description.agent_bin) {
+            self.signal(name, Signal::SIGTERM)?;
+            let deadline = Instant::now() + grace;
+            while is_our_agent(pid, &self.description.agent_bin) && Instant::now() < deadline {
+                if let Some(child) = self.children.get_mut(name)
+                    && let Ok(Some(_)) = child.try_wait()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if is_our_agent(pid, &self.description.agent_bin) {
+                return Err(LabError::Setup(format!(
+                    "{name}'s agent (pid {pid}) did not exit within {grace:?} of SIGTERM"
+                )));
+            }
+            if let Some(mut child) = self.children.remove(name) {
+                let _ = child.wait();
+            }
+        }
+        self.start(name)
+    }
+
+    /// The member's keeper (the process that owns its postmaster), if it runs.
+    pub fn keeper_pid(&self, name: &str) -> Result<Option<u32>, LabError> {
+        Ok(keeper_of(self.member(name)?, &self.description.agent_bin))
+    }
+
+    /// The loss of a member's host: SIGKILL to its agent, its keeper, the
+    /// keeper's guard and every process of its Postgres, all at once.
+    pub fn kill_host(&mut self, name: &str) -> Result<(), LabError> {
+        let member = self.member(name)?.clone();
+        let mut pids = vec![member.agent_pid];
+        pids.extend(keeper_of(&member, &self.description.agent_bin));
+        pids.extend(processes_in_lab_member(
+            &member,
+            &self.description.agent_bin,
+        ));
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
+        }
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        if let Some(mut child) = self.children.remove(name) {
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Stops every agent this handle started: SIGTERM, then SIGKILL after
+    /// `grace`; then their keepers, which stop Postgres.
     pub fn stop_all(&mut self, grace: Duration) {
         for child in self.children.values() {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
@@ -641,12 +713,23 @@ impl Lab {
             let _ = child.wait();
         }
         self.children.clear();
+        if !self.owns_keepers {
+            return;
+        }
+        let keepers: Vec<u32> = self
+            .description
+            .members
+            .iter()
+            .filter_map(|m| keeper_of(m, &self.description.agent_bin))
+            .collect();
+        stop_keepers(&keepers, &self.description.agent_bin, KEEPER_GRACE);
     }
 
     /// Gives up ownership: the agents, pgbouncers and HAProxy keep running
     /// after this process exits.
     pub fn detach(mut self) -> LabDescription {
         self.children.clear();
+        self.owns_keepers = false;
         self.haproxy = None;
         self.pgbouncers.clear();
         self.description.clone()
@@ -815,6 +898,80 @@ pub fn running_members(dir: &Path) -> Vec<String> {
     }
 }
 
+/// A keeper stops Postgres with a fast shutdown, which may take a while
+/// under load; after this, SIGKILL (its guard then kills Postgres).
+const KEEPER_GRACE: Duration = Duration::from_secs(30);
+
+/// The keeper recorded in the member's data directory, if that PID still
+/// runs the lab's agent binary as `keeper`.
+fn keeper_of(member: &LabMember, agent_bin: &Path) -> Option<u32> {
+    let text = fs::read_to_string(member.data_dir.join("keeper.pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    is_our_keeper(pid, agent_bin).then_some(pid)
+}
+
+fn is_our_keeper(pid: u32, agent_bin: &Path) -> bool {
+    is_our_agent(pid, agent_bin)
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"keeper".as_slice()))
+}
+
+/// The guard and Postgres processes of a member: every process running
+/// the lab's agent binary as `keeper-guard` for its data directory, and
+/// every process whose working directory is inside the member's data
+/// directory (Postgres chdirs into its data directory).
+fn processes_in_lab_member(member: &LabMember, agent_bin: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let Ok(dir) = fs::canonicalize(&member.data_dir) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let in_member =
+            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&dir));
+        let guard = is_our_agent(pid, agent_bin)
+            && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.get(1) == Some(&b"keeper-guard".as_slice())
+                    && args.windows(2).any(|w| {
+                        w[0] == b"--data-dir"
+                            && Path::new(std::str::from_utf8(w[1]).unwrap_or(""))
+                                .starts_with(&member.data_dir)
+                    })
+            });
+        if (in_member || guard) && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGTERM to each keeper (a fast shutdown of its Postgres), SIGKILL to
+/// those still running after `grace`.
+fn stop_keepers(pids: &[u32], agent_bin: &Path, grace: Duration) {
+    for pid in pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && pids.iter().any(|p| is_our_keeper(*p, agent_bin)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in pids {
+        if is_our_keeper(*pid, agent_bin) {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
 /// What `lab down` stops, by what its PID must still name.
 enum Started<'a> {
     /// The lab's copy of the agent binary.
@@ -879,5 +1036,15 @@ pub fn down(dir: &Path, grace: Duration) -> Result<Vec<String>, LabError> {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
     }
-    Ok(running.into_iter().map(|(name, _, _)| name).collect())
+    // Keepers after their agents, so that no agent restarts what they stop.
+    let mut stopped: Vec<String> = running.into_iter().map(|(name, _, _)| name).collect();
+    let mut keepers = Vec::new();
+    for m in &description.members {
+        if let Some(pid) = keeper_of(m, &description.agent_bin) {
+            keepers.push(pid);
+            stopped.push(format!("{}-keeper", m.name));
+        }
+    }
+    stop_keepers(&keepers, &description.agent_bin, grace.max(KEEPER_GRACE));
+    Ok(stopped)
 }

@@ -45,5 +45,5 @@ pub use control::{
 pub use controldata::{ControlData, DbState, controldata, parse as parse_controldata};
 pub use error::{PgError, Result};
 pub use lsn::Lsn;
-pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays};
+pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
 pub use settings::{PgSettings, Role, RunAs, Upstream};

@@ -455,14 +455,29 @@ pub async fn kill_strays(settings: &PgSettings, timeout: Duration) -> Result<Vec
     }
 }
 
-/// SIGKILLs, once, every live process running `exe` from `data_dir`, with
-/// their process groups: the fence for a process that does not own the
-/// postmaster (the agent's watchdog). Returns the processes signalled; call
-/// again until none is left.
-pub fn kill_server_processes(data_dir: &Path, exe: &Path) -> Vec<u32> {
-    let (Ok(dir), Ok(exe)) = (std::fs::canonicalize(data_dir), std::fs::canonicalize(exe)) else {
+/// Every live process running `exe` (by name, so a replaced binary counts)
+/// from `data_dir`: the server's processes, whoever their parent is now.
+pub fn server_processes(data_dir: &Path, exe: &Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::canonicalize(data_dir) else {
         return Vec::new();
     };
+    // Processes are matched by the binary's name, so one whose binary was
+    // removed by an upgrade is still found.
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_owned());
+    procfs::processes_running_in(&dir, &exe)
+}
+
+/// SIGKILLs, once, every live process running `exe` from `data_dir`, with
+/// their process groups: the fence for a process that does not own the
+/// postmaster (the keeper's guard). Returns the processes signalled; call
+/// again until none is left.
+pub fn kill_server_processes(data_dir: &Path, exe: &Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::canonicalize(data_dir) else {
+        return Vec::new();
+    };
+    // Processes are matched by the binary's name, so one whose binary was
+    // removed by an upgrade is still found.
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_owned());
     let pids = procfs::processes_running_in(&dir, &exe);
     sigkill_with_groups(&pids);
     pids

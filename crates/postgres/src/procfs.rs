@@ -5,7 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-/// Live processes running `exe` with their working directory in
+/// Live processes running `exe` (or a binary of the same name, see
+/// [`same_program`]) with their working directory in
 /// `data_dir`: every process a postmaster forks starts there (it chdirs to
 /// the data directory first), and each backend calls `setsid()`, so neither
 /// the postmaster's process group nor its list of children (emptied when it
@@ -30,11 +31,26 @@ pub(crate) fn processes_running_in(data_dir: &Path, exe: &Path) -> Vec<u32> {
             continue;
         }
         let in_dir = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == data_dir);
-        if in_dir && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe) {
+        if in_dir && fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| same_program(&e, exe))
+        {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// Whether a process whose `/proc/PID/exe` reads `running` runs the server
+/// binary `exe`. By file name, not by path: a package upgrade replaces the
+/// binary under a running server, whose processes then show `PATH (deleted)`,
+/// and a major upgrade moves it to another directory. Only a server's own
+/// processes work in its data directory, so the name is enough there.
+fn same_program(running: &Path, exe: &Path) -> bool {
+    let name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.trim_end_matches(" (deleted)").to_owned())
+    };
+    running == exe || (name(running).is_some() && name(running) == name(exe))
 }
 
 /// Whether `pid` exists and has not finished dying: not a zombie (`Z`) or
@@ -92,5 +108,24 @@ mod tests {
         assert_eq!(found, vec![child.id()]);
         assert!(other.is_empty());
         assert!(processes_running_in(&dir_path, &sleep).is_empty());
+    }
+
+    #[test]
+    fn a_replaced_or_moved_binary_is_still_the_server() {
+        let exe = Path::new("/usr/lib/postgresql/15/bin/postgres");
+        for running in [
+            "/usr/lib/postgresql/15/bin/postgres",
+            "/usr/lib/postgresql/15/bin/postgres (deleted)",
+            "/opt/pg/bin/postgres",
+        ] {
+            assert!(same_program(Path::new(running), exe), "{running}");
+        }
+        for other in [
+            "/usr/bin/sleep",
+            "/usr/lib/postgresql/15/bin/postgres_fdw",
+            "/",
+        ] {
+            assert!(!same_program(Path::new(other), exe), "{other}");
+        }
     }
 }

@@ -65,6 +65,11 @@ impl PgSettings {
         }
     }
 
+    /// The server binary, whose processes are the server.
+    pub fn server_binary(&self) -> PathBuf {
+        self.binary(crate::version::bin::POSTGRES)
+    }
+
     /// The path of one of the PostgreSQL binaries.
     pub(crate) fn binary(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)

@@ -167,6 +167,7 @@ fn candidate_table() {
             PgView::Down {
                 data: data("sys", 4800, false),
                 since: at(0),
+                alive: false,
             },
             stale_peers.clone(),
             wait.clone(),
@@ -246,7 +247,8 @@ fn holder_release_table() {
         renew_or_wait(
             PgView::Down {
                 data: data("sys", 1, true),
-                since: at(0)
+                since: at(0),
+                alive: false,
             },
             1999
         ),
@@ -257,12 +259,25 @@ fn holder_release_table() {
         renew_or_wait(
             PgView::Down {
                 data: data("sys", 1, true),
-                since: at(0)
+                since: at(0),
+                alive: false,
             },
             2000
         ),
         release,
         "grace over: release"
+    );
+    assert_eq!(
+        renew_or_wait(
+            PgView::Down {
+                data: data("sys", 1, true),
+                since: at(0),
+                alive: true,
+            },
+            60_000
+        ),
+        LeaseAction::Renew { epoch: Epoch(1) },
+        "grace over but the server still lives: fence first, never release"
     );
     assert_eq!(
         renew_or_wait(PgView::Uninitialized, 500),

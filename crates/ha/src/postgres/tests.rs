@@ -138,6 +138,30 @@ fn decision_table() {
             PgAction::StartPrimary,
         ),
         (
+            "holder, server unanswering but alive: fence before anything",
+            "a",
+            cluster(Some("a")),
+            true,
+            PgView::Down {
+                data: data("sys", 5000, true),
+                since: at(0),
+                alive: true,
+            },
+            PgAction::Fence,
+        ),
+        (
+            "replica, backends outlived the postmaster: fence them",
+            "b",
+            cluster(Some("a")),
+            false,
+            PgView::Down {
+                data: data("sys", 5000, false),
+                since: at(0),
+                alive: true,
+            },
+            PgAction::Fence,
+        ),
+        (
             "holder, primary down: restart as primary",
             "a",
             cluster(Some("a")),
@@ -145,6 +169,7 @@ fn decision_table() {
             PgView::Down {
                 data: data("sys", 5000, true),
                 since: at(0),
+                alive: false,
             },
             PgAction::StartPrimary,
         ),
@@ -202,6 +227,7 @@ fn decision_table() {
             PgView::Down {
                 data: data("sys", 6000, true),
                 since: at(0),
+                alive: false,
             },
             PgAction::Rewind { source: source() },
         ),
@@ -225,6 +251,7 @@ fn decision_table() {
             PgView::Down {
                 data: data("sys", 4000, false),
                 since: at(0),
+                alive: false,
             },
             PgAction::StartReplica {
                 upstream: Some(source()),

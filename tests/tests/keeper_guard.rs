@@ -1,6 +1,7 @@
-//! The fencing watchdog as a real process: it kills the server's processes
-//! once the deadline passes unfed, or when the agent's end of the pipe
-//! closes, and never kills anything after a disarm or outside its directory.
+//! The keeper's guard as a real process: it kills the server's processes
+//! once the deadline passes unrenewed (and any that appear while it stays
+//! armed past it), or when the keeper's end of the pipe closes, armed or
+//! not; it never kills anything outside its directory, nor after a disarm.
 //! A `sleep` started from a directory stands in for a Postgres server there.
 
 use raftgres_tests::agent_bin;
@@ -28,7 +29,7 @@ fn victim(dir: &Path) -> Child {
 
 fn watchdog(dir: &Path) -> Child {
     Command::new(agent_bin())
-        .arg("watchdog")
+        .arg("keeper-guard")
         .arg("--data-dir")
         .arg(dir)
         .arg("--exe")
@@ -36,7 +37,7 @@ fn watchdog(dir: &Path) -> Child {
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("raftgres-agent watchdog")
+        .expect("raftgres-agent keeper-guard")
 }
 
 fn feed(dog: &mut Child, line: &str) {
@@ -112,16 +113,68 @@ fn feeding_a_later_deadline_postpones_and_disarm_cancels() {
 }
 
 #[test]
-fn the_agent_dying_while_armed_kills_the_server() {
+fn the_keeper_dying_kills_the_server_even_disarmed() {
     let dir = tempfile::tempdir().expect("dir");
     let mut v = victim(dir.path());
     let mut dog = watchdog(dir.path());
-    feed(&mut dog, &format!("arm {}", mono_ns() + 60_000_000_000));
+    feed(&mut dog, "disarm");
     drop(dog.stdin.take());
     assert!(
         dies_within(&mut v, Duration::from_secs(5)),
-        "EOF while armed did not fence"
+        "the keeper's end closed and the server lived on"
     );
-    assert!(dog.wait().expect("watchdog exit").success());
+    assert!(dog.wait().expect("guard exit").success());
+    cleanup(vec![v], dog);
+}
+
+#[test]
+fn past_the_deadline_it_stays_armed_and_kills_what_appears() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut first = victim(dir.path());
+    let mut dog = watchdog(dir.path());
+    feed(&mut dog, &format!("arm {}", mono_ns() + 200_000_000));
+    assert!(
+        dies_within(&mut first, Duration::from_secs(5)),
+        "not killed after its deadline"
+    );
+    // A server started again without a new lease must not live either.
+    let mut second = victim(dir.path());
+    assert!(
+        dies_within(&mut second, Duration::from_secs(5)),
+        "the guard disarmed itself after firing"
+    );
+    cleanup(vec![first, second], dog);
+}
+
+#[test]
+fn a_replaced_binary_is_still_found() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bin = tempfile::tempdir().expect("bin dir");
+    let exe = bin.path().join("postgres");
+    std::fs::copy(sleep_exe(), &exe).expect("copy sleep");
+    let mut v = Command::new(&exe)
+        .arg("60")
+        .current_dir(dir.path())
+        .spawn()
+        .expect("the copied binary");
+    // A package upgrade: the binary under the running server is replaced,
+    // so /proc shows the old one as "(deleted)".
+    std::fs::remove_file(&exe).expect("remove the binary");
+    std::fs::copy(sleep_exe(), &exe).expect("install the new binary");
+    let mut dog = Command::new(agent_bin())
+        .arg("keeper-guard")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--exe")
+        .arg(&exe)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("raftgres-agent keeper-guard");
+    feed(&mut dog, &format!("arm {}", mono_ns() + 100_000_000));
+    assert!(
+        dies_within(&mut v, Duration::from_secs(5)),
+        "a server whose binary was replaced survived the fence"
+    );
     cleanup(vec![v], dog);
 }
