@@ -1,6 +1,7 @@
 //! Shared helpers for the real-process tests: they start real agents through
 //! the same lab code as `raftgresctl lab`, and kill them with real signals.
 
+pub mod faults;
 pub mod http;
 pub mod steady;
 

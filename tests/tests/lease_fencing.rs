@@ -124,7 +124,7 @@ async fn a_witness_votes_but_never_holds_the_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_releases_the_lease_and_exits_cleanly() {
+async fn sigterm_exits_cleanly_and_the_keeper_fences_when_no_agent_returns() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, old) = start_lab(&dir, 3, false).await;
@@ -138,17 +138,22 @@ async fn sigterm_releases_the_lease_and_exits_cleanly() {
         .wait_exit(&old, Duration::from_secs(15))
         .expect("the agent exits after SIGTERM");
     assert!(exit.success(), "the agent exited with {exit:?}");
-    let log = std::fs::read_to_string(&lab.member(&old).expect("member").log).expect("agent log");
-    assert!(
-        log.contains("released the lease"),
-        "no release in the log:\n{log}"
-    );
+    let keeper_log = lab
+        .member(&old)
+        .expect("member")
+        .data_dir
+        .join("keeper.log");
     let new = eventually(
         Duration::from_secs(15),
-        "a survivor takes the released lease",
+        "a survivor takes the lease once it expires",
         || async { holders(&lab, &others).await.into_iter().next() },
     )
     .await;
     assert!(status(&lab, &new).await.expect("new holder").lease_epoch > old_epoch);
+    let log = std::fs::read_to_string(&keeper_log).expect("keeper log");
+    assert!(
+        log.contains("lease deadline passed unrenewed"),
+        "the keeper did not fence at the deadline:\n{log}"
+    );
     monitor.assert_never_two().await;
 }
