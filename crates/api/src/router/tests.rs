@@ -237,6 +237,7 @@ fn cluster_state() -> ClusterState {
             ttl_ms: 3000,
             last_lsn: Some(Lsn(0x3000_0000)),
             timeline: Some(2),
+            timeline_owner: Some("m1".into()),
         },
         members: [m1, m2, m3, w]
             .into_iter()
