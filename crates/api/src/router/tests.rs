@@ -877,7 +877,7 @@ async fn cluster_document_has_patronis_shape() {
             ],
             "pause": false,
             "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "to": "m2"},
-            "lease": {"holder": "m1", "epoch": 3},
+            "lease": {"holder": "m1", "epoch": 3, "timeline": 2},
         })
     );
 }
