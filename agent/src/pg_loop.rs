@@ -325,7 +325,9 @@ impl PgLoop {
         let data = match controldata(&self.settings).await {
             Ok(c) => DataInfo {
                 system_id: c.system_id,
-                timeline: c.timeline,
+                // A stopped replica that replayed a timeline switch but no
+                // checkpoint on the new timeline yet is already on it.
+                timeline: c.timeline.max(c.min_recovery_end_timeline),
                 was_primary: c.state.was_primary(),
                 lsn: Lsn(c.checkpoint_lsn.0.max(c.min_recovery_end_lsn.0)),
             },

@@ -61,6 +61,9 @@ struct ScheduledSwitchover<'a> {
 struct LeaseDocument<'a> {
     holder: Option<&'a str>,
     epoch: u64,
+    /// The cluster's current timeline (rule 10): only data on it may lead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<u32>,
 }
 
 /// The `/cluster` document of `state`, for the cluster named `scope`.
@@ -84,6 +87,7 @@ pub(crate) fn cluster_document<'a>(state: &'a ClusterState, scope: &'a str) -> C
         lease: LeaseDocument {
             holder: state.lease.holder.as_deref(),
             epoch: state.lease.epoch.0,
+            timeline: state.lease.timeline,
         },
     }
 }

@@ -4,6 +4,7 @@ use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
 use crate::local::PgView;
 use crate::peers::PeerObserver;
 use crate::switchover::{due_switchover, failover_candidate, handover_target};
+use crate::timeline::{data_on_current_timeline, on_current_timeline};
 use raftgres_state::{ClusterState, Epoch, LeaseVersion, Lsn, Member, MemberRole, PgState};
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -113,7 +114,8 @@ impl<'a> Observation<'a> {
                     in_recovery: true,
                     ..
                 }
-        ) {
+        ) || !self.data_on_current_timeline()
+        {
             return false;
         }
         let behind = self
@@ -134,6 +136,9 @@ impl<'a> Observation<'a> {
                 && m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
                 && self.peers.is_fresh(&m.name, self.now, self.ttl())
+                // A peer off the timeline never competes: deferring to it
+                // would leave the lease to nobody.
+                && on_current_timeline(self.state, &m.name, m.timeline, false).is_ok()
                 && (
                     member_lsn(m),
                     m.tags.failover_priority,
@@ -148,6 +153,7 @@ impl<'a> Observation<'a> {
         self.eligible()
             && self.state.identity.is_some()
             && self.data_is_ours()
+            && self.data_on_current_timeline()
             && matches!(
                 self.pg,
                 PgView::Stopped { .. }
@@ -160,13 +166,24 @@ impl<'a> Observation<'a> {
 
     /// Judged over two ttls: a failover often follows the loss of the node
     /// that also led Raft, and no heartbeat commits until a new Raft leader
-    /// is elected, so a live candidate can look silent for about a ttl.
+    /// is elected, so a live candidate can look silent for about a ttl. A
+    /// candidate off the timeline will never take the lease, so nobody
+    /// waits for it.
     fn is_live_replica(&self, name: &str) -> bool {
         self.state.members.get(name).is_some_and(|m| {
             m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
                 && self.peers.is_fresh(name, self.now, self.ttl() * 2)
+                && on_current_timeline(self.state, name, m.timeline, false).is_ok()
         })
+    }
+
+    /// Rule 10, for this member's own data (no data counts as on it: the
+    /// other rules judge that case).
+    fn data_on_current_timeline(&self) -> bool {
+        self.pg
+            .data()
+            .is_none_or(|d| data_on_current_timeline(self.state, self.me, d).is_ok())
     }
 
     /// During a due switchover, once this holder's Postgres has stopped
@@ -185,7 +202,9 @@ impl<'a> Observation<'a> {
     }
 
     /// A holder gives the lease up when its Postgres cannot serve: no data,
-    /// foreign data, or down for longer than the restart grace.
+    /// foreign data, data off the cluster's timeline that is not already a
+    /// running primary (it must not start or be promoted, and it rewinds
+    /// once another member leads), or down for longer than the restart grace.
     fn must_release(&self) -> bool {
         if self.state.identity.is_none() {
             return false;
@@ -196,6 +215,7 @@ impl<'a> Observation<'a> {
             _ if !self.data_is_ours() => true,
             // Never while any process of the server lives: it is fenced first.
             PgView::Down { alive: true, .. } => false,
+            _ if !self.pg.is_writable_primary() && !self.data_on_current_timeline() => true,
             PgView::Down { since, .. } => self.now - *since >= self.restart_grace,
             _ => false,
         }
@@ -328,6 +348,7 @@ mod tests {
                 ttl_ms: 2000,
                 last_lsn: None,
                 timeline: None,
+                timeline_owner: None,
             },
             ..Default::default()
         };

@@ -126,6 +126,7 @@ mod tests {
             ttl_ms: 2000,
             last_lsn: None,
             timeline: None,
+            timeline_owner: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod postgres;
 mod switchover;
 #[cfg(test)]
 mod testing;
+mod timeline;
 
 pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
@@ -25,3 +26,4 @@ pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
     unfit_candidate,
 };
+pub use timeline::{OffTimeline, data_on_current_timeline, on_current_timeline};

@@ -6,6 +6,7 @@ use crate::local::PgView;
 use crate::peers::PeerObserver;
 use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
+use crate::timeline::data_on_current_timeline;
 use raftgres_state::{ClusterState, Member, MemberRole, PgState};
 use std::time::Duration;
 
@@ -137,8 +138,15 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
         if let Some(action) = switchover_step(o) {
             return action;
         }
+        // Rule 10: data off the cluster's timeline is neither started as
+        // primary nor promoted; the lease loop releases the lease, and the
+        // data rewinds once another member leads.
+        let off_timeline = !pg.is_writable_primary()
+            && pg
+                .data()
+                .is_some_and(|d| data_on_current_timeline(o.state, o.me, d).is_err());
         return match pg {
-            _ if foreign => PgAction::None,
+            _ if foreign || off_timeline => PgAction::None,
             PgView::Uninitialized if identity.is_none() => PgAction::InitDb,
             PgView::Uninitialized => PgAction::None,
             PgView::Running {

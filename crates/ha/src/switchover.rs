@@ -10,6 +10,7 @@
 //! holder died before it could hand over.
 
 use crate::decide::tagged_in;
+use crate::timeline::on_current_timeline;
 use raftgres_state::{ClusterState, Member, MemberRole, PgState, Switchover};
 use std::cmp::Reverse;
 use std::time::Duration;
@@ -41,7 +42,8 @@ pub fn due_switchover<'a>(
 
 /// Why `m` cannot take over from the holder now, or `None` when it can: a
 /// streaming replica of this cluster, fresh, tagged in, within
-/// `maximum_lag_on_failover` of the holder's last position.
+/// `maximum_lag_on_failover` of the holder's last position, and on the
+/// cluster's timeline.
 pub fn unfit_candidate(
     state: &ClusterState,
     m: &Member,
@@ -86,7 +88,9 @@ pub fn unfit_candidate(
             "{name} lags {lag} bytes behind the primary, more than maximum_lag_on_failover ({max_lag})"
         ));
     }
-    None
+    on_current_timeline(state, name, m.timeline, false)
+        .err()
+        .map(|off| off.to_string())
 }
 
 /// The member a switchover hands the lease to: `to` if it is fit, else the
@@ -143,6 +147,7 @@ pub fn handover_target<'a>(
                 && m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
                 && fresh(m)
+                && on_current_timeline(state, &m.name, m.timeline, false).is_ok()
         })
         .max_by_key(|m| {
             (
@@ -218,6 +223,16 @@ mod tests {
                 Box::new(|s| s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(1000))),
                 "maximum_lag_on_failover",
             ),
+            (
+                "on an older timeline",
+                Box::new(|s| s.lease.timeline = Some(2)),
+                "behind the cluster's timeline 2",
+            ),
+            (
+                "timeline unknown",
+                Box::new(|s| s.members.get_mut("b").unwrap().timeline = None),
+                "has not reported its timeline",
+            ),
         ];
         for (case, change, want) in cases {
             let mut s = base.clone();
@@ -237,6 +252,23 @@ mod tests {
             m.streaming = false;
         }
         assert!(switchover_candidate(&none, None, &|_| true).is_err());
+    }
+
+    #[test]
+    fn the_lease_is_never_handed_to_a_replica_off_the_timeline() {
+        let mut s = streaming(cluster(Some("a")));
+        s.lease.timeline = Some(2);
+        s.members.get_mut("c").unwrap().timeline = Some(2);
+        assert_eq!(
+            switchover_candidate(&s, None, &|_| true),
+            Ok("c".into()),
+            "b has more WAL but is on timeline 1"
+        );
+        assert_eq!(
+            handover_target(&s, None, &|_| true).map(|m| m.name.as_str()),
+            Some("c")
+        );
+        assert!(handover_target(&s, Some("b"), &|_| true).is_none());
     }
 
     #[test]

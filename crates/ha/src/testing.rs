@@ -69,6 +69,7 @@ pub fn cluster(holder: Option<&str>) -> ClusterState {
             ttl_ms: 2000,
             last_lsn: Some(Lsn(5000)),
             timeline: Some(1),
+            timeline_owner: holder.map(Into::into),
         },
         ..Default::default()
     };

@@ -320,6 +320,7 @@ impl ClusterState {
             return Err(Rejection::LeaseVersionChanged { expected, current });
         }
         let previous_holder = self.lease.holder.replace(member.to_owned());
+        self.lease.disown_timeline(member);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
         self.lease.ttl_ms = ttl_ms;
@@ -350,8 +351,8 @@ impl ClusterState {
         if lsn.is_some() {
             self.lease.last_lsn = lsn;
         }
-        if timeline.is_some() {
-            self.lease.timeline = timeline;
+        if let Some(timeline) = timeline {
+            self.lease.primary_on(member, timeline);
         }
         Ok(Applied::Lease {
             lease: self.lease.clone(),
@@ -386,6 +387,7 @@ impl ClusterState {
             });
         }
         let previous_holder = self.lease.holder.replace(to.to_owned());
+        self.lease.disown_timeline(to);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
         self.switchover = None;

@@ -45,7 +45,16 @@ pub struct Lease {
     pub ttl_ms: u64,
     /// Last WAL position the holder reported, to judge candidates' lag.
     pub last_lsn: Option<crate::Lsn>,
+    /// The cluster's current timeline: the highest one a holder has renewed
+    /// with while running as primary. It never goes down.
     pub timeline: Option<u32>,
+    /// The member whose primary last renewed on `timeline`, while no other
+    /// member has held the lease since: its stopped data is the only
+    /// ex-primary data that may start as primary again. Cleared when the
+    /// lease passes to another member, which promotes and so forks a new
+    /// timeline that no renewal may have reported yet.
+    #[serde(default)]
+    pub timeline_owner: Option<String>,
 }
 
 impl Lease {
@@ -58,5 +67,26 @@ impl Lease {
 
     pub fn is_held_by(&self, member: &str) -> bool {
         self.holder.as_deref() == Some(member)
+    }
+
+    /// A renewal from `member`'s running primary on `timeline`. Timelines
+    /// only grow along one history, so a lower one is a branch the cluster
+    /// has left, and recording it would make the branch current again.
+    pub(crate) fn primary_on(&mut self, member: &str, timeline: u32) {
+        if self.timeline.is_some_and(|current| timeline < current) {
+            return;
+        }
+        self.timeline = Some(timeline);
+        self.timeline_owner = Some(member.to_owned());
+    }
+
+    /// The lease passes to `new_holder`. Any member but the timeline's owner
+    /// promotes once it holds the lease, forking a new timeline before its
+    /// first renewal can report it; from then on the owner's data is a
+    /// branch, whatever the recorded timeline still says.
+    pub(crate) fn disown_timeline(&mut self, new_holder: &str) {
+        if self.timeline_owner.as_deref() != Some(new_holder) {
+            self.timeline_owner = None;
+        }
     }
 }

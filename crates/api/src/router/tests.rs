@@ -237,6 +237,7 @@ fn cluster_state() -> ClusterState {
             ttl_ms: 3000,
             last_lsn: Some(Lsn(0x3000_0000)),
             timeline: Some(2),
+            timeline_owner: Some("m1".into()),
         },
         members: [m1, m2, m3, w]
             .into_iter()
@@ -876,7 +877,7 @@ async fn cluster_document_has_patronis_shape() {
             ],
             "pause": false,
             "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "to": "m2"},
-            "lease": {"holder": "m1", "epoch": 3},
+            "lease": {"holder": "m1", "epoch": 3, "timeline": 2},
         })
     );
 }

@@ -1,7 +1,7 @@
 //! Who may take an expired lease, and when a holder must give it up.
 
 use super::*;
-use crate::local::PgView;
+use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
 use crate::testing::{at, cluster, data};
 
@@ -357,4 +357,266 @@ fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
         now_unix_ms: 0,
     });
     assert_eq!(renew, LeaseAction::Renew { epoch: Epoch(1) });
+}
+
+fn on(timeline: u32, lsn: u64, was_primary: bool) -> DataInfo {
+    DataInfo {
+        timeline,
+        ..data("sys", lsn, was_primary)
+    }
+}
+
+fn replica_on(timeline: u32, lsn: u64) -> PgView {
+    PgView::Running {
+        data: on(timeline, lsn, false),
+        in_recovery: true,
+        upstream: Some("b".into()),
+        streaming: false,
+    }
+}
+
+/// a was primary on timeline 1 and was fenced; b took the lease over and
+/// died. `reported`: b's promoted primary renewed on timeline 2 before it
+/// died; otherwise the lease still says timeline 1, with no owner.
+fn after_b(reported: bool) -> ClusterState {
+    let mut s = cluster(Some("b"));
+    s.lease.timeline = Some(if reported { 2 } else { 1 });
+    s.lease.timeline_owner = reported.then(|| "b".into());
+    for (name, timeline) in [("a", 1), ("b", 2)] {
+        let m = s.members.get_mut(name).unwrap();
+        m.pg_state = PgState::Stopped;
+        m.role = MemberRole::Unknown;
+        m.timeline = Some(timeline);
+    }
+    s.members.get_mut("c").unwrap().timeline = Some(2);
+    s
+}
+
+fn released(mut s: ClusterState) -> ClusterState {
+    s.lease.holder = None;
+    s
+}
+
+#[test]
+fn candidacy_follows_the_timeline() {
+    let acquire = |s: &ClusterState| LeaseAction::Acquire {
+        expected: s.lease.version(),
+    };
+    let wait = LeaseAction::Wait { until: None };
+    // a restarted as a replica of nobody on its old timeline, with more WAL
+    // than anyone: fresh, running, but it must not hold c back.
+    let mut a_fresh_off_timeline = after_b(true);
+    {
+        let a = a_fresh_off_timeline.members.get_mut("a").unwrap();
+        a.pg_state = PgState::Running;
+        a.role = MemberRole::Replica;
+        a.replay_lsn = Some(Lsn(9000));
+    }
+    // The operator named a, which cannot lead.
+    let mut failover_to_a = a_fresh_off_timeline.clone();
+    failover_to_a.switchover = Some(raftgres_state::Switchover {
+        from: None,
+        to: Some("a".into()),
+        at_unix_ms: None,
+    });
+    // a released the lease itself (its Postgres would not restart), and
+    // nobody has held it since.
+    let mut a_released = cluster(None);
+    a_released.lease.timeline_owner = Some("a".into());
+    a_released.members.get_mut("a").unwrap().pg_state = PgState::Stopped;
+
+    let rows: Vec<(&str, &str, ClusterState, PgView, LeaseAction)> = vec![
+        (
+            "fenced ex-primary on the old timeline, more WAL than anyone: never",
+            "a",
+            after_b(true),
+            PgView::Stopped {
+                data: on(1, 9000, true),
+            },
+            wait.clone(),
+        ),
+        (
+            "fenced ex-primary on the recorded timeline after another member took the lease: never",
+            "a",
+            after_b(false),
+            PgView::Stopped {
+                data: on(1, 9000, true),
+            },
+            wait.clone(),
+        ),
+        (
+            "replica on the current timeline competes",
+            "c",
+            after_b(true),
+            replica_on(2, 4900),
+            acquire(&after_b(true)),
+        ),
+        (
+            "replica on the new timeline no renewal reported competes",
+            "c",
+            after_b(false),
+            replica_on(2, 4900),
+            acquire(&after_b(false)),
+        ),
+        (
+            "replica on the recorded timeline when no renewal reported a new one competes",
+            "c",
+            after_b(false),
+            replica_on(1, 4900),
+            acquire(&after_b(false)),
+        ),
+        (
+            "replica on an older timeline: never",
+            "c",
+            after_b(true),
+            replica_on(1, 4900),
+            wait.clone(),
+        ),
+        (
+            "stopped replica data on an older timeline: never",
+            "c",
+            after_b(true),
+            PgView::Stopped {
+                data: on(1, 4900, false),
+            },
+            wait.clone(),
+        ),
+        (
+            "ex-primary of a promotion no renewal reported, lease free: never",
+            "b",
+            released(after_b(false)),
+            PgView::Stopped {
+                data: on(2, 9500, true),
+            },
+            wait.clone(),
+        ),
+        (
+            "restarted holder, ex-primary of a promotion no renewal reported: releases",
+            "b",
+            after_b(false),
+            PgView::Stopped {
+                data: on(2, 9500, true),
+            },
+            LeaseAction::Release { epoch: Epoch(1) },
+        ),
+        (
+            "the owner's own stopped primary, lease free: competes",
+            "b",
+            released(after_b(true)),
+            PgView::Stopped {
+                data: on(2, 5000, true),
+            },
+            acquire(&released(after_b(true))),
+        ),
+        (
+            "restarted holder that owns the timeline: renews, to start its primary again",
+            "b",
+            after_b(true),
+            PgView::Stopped {
+                data: on(2, 5000, true),
+            },
+            LeaseAction::Renew { epoch: Epoch(1) },
+        ),
+        (
+            "an ex-primary that released the lease itself competes while nobody held it since",
+            "a",
+            a_released.clone(),
+            PgView::Stopped {
+                data: on(1, 5000, true),
+            },
+            acquire(&a_released),
+        ),
+        (
+            "a fresher peer off the timeline does not count as better",
+            "c",
+            a_fresh_off_timeline.clone(),
+            replica_on(2, 4900),
+            acquire(&a_fresh_off_timeline),
+        ),
+        (
+            "a named candidate off the timeline: never",
+            "a",
+            failover_to_a.clone(),
+            replica_on(1, 9000),
+            wait.clone(),
+        ),
+        (
+            "a named candidate off the timeline: the others do not wait for it",
+            "c",
+            failover_to_a.clone(),
+            replica_on(2, 4900),
+            acquire(&failover_to_a),
+        ),
+    ];
+    for (name, me, state, pg, want) in rows {
+        let peers = all_fresh(&state);
+        assert_eq!(expired_decision(me, &state, &pg, &peers), want, "{name}");
+    }
+}
+
+#[test]
+fn a_holder_off_the_timeline_releases() {
+    let mut s = cluster(Some("a"));
+    s.lease.timeline = Some(2);
+    s.lease.timeline_owner = None;
+    let h = HolderLease::acquired(
+        Epoch(1),
+        at(0),
+        Duration::from_millis(2000),
+        Duration::from_millis(400),
+    );
+    let rows: Vec<(&str, PgView, LeaseAction)> = vec![
+        (
+            "stopped ex-primary on an older timeline",
+            PgView::Stopped {
+                data: on(1, 9000, true),
+            },
+            LeaseAction::Release { epoch: Epoch(1) },
+        ),
+        (
+            "crashed ex-primary on an older timeline, within the restart grace",
+            PgView::Down {
+                data: on(1, 9000, true),
+                since: at(400),
+                alive: false,
+            },
+            LeaseAction::Release { epoch: Epoch(1) },
+        ),
+        (
+            "replica on an older timeline",
+            replica_on(1, 5000),
+            LeaseAction::Release { epoch: Epoch(1) },
+        ),
+        (
+            "replica on the current timeline: keeps it and promotes",
+            replica_on(2, 5000),
+            LeaseAction::Renew { epoch: Epoch(1) },
+        ),
+        (
+            "a running primary keeps renewing: its writes are the ones to keep",
+            PgView::Running {
+                data: on(2, 5000, true),
+                in_recovery: false,
+                upstream: None,
+                streaming: false,
+            },
+            LeaseAction::Renew { epoch: Epoch(1) },
+        ),
+    ];
+    for (name, pg, want) in rows {
+        let observer = LeaseObserver::default();
+        let action = decide(&Observation {
+            now: at(500),
+            me: "a",
+            state: &s,
+            holding: Some(&h),
+            observer: &observer,
+            in_flight: false,
+            pg: &pg,
+            peers: &PeerObserver::default(),
+            restart_grace: Duration::from_secs(2),
+            now_unix_ms: 0,
+        });
+        assert_eq!(action, want, "{name}");
+    }
 }

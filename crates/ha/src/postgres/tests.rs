@@ -1,5 +1,5 @@
 use super::*;
-use crate::local::PgView;
+use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
 use crate::testing::{at, cluster, data};
 
@@ -25,6 +25,24 @@ fn decision_table() {
         s
     };
     let source = || "a".to_owned();
+    // b led after a and promoted to timeline 2, then a took the lease back:
+    // a's data on timeline 1 is a branch the cluster has left.
+    let a_after_b = || {
+        let mut s = cluster(Some("a"));
+        s.lease.timeline = Some(2);
+        s.lease.timeline_owner = None;
+        s
+    };
+    // b acquired after a and may have promoted, but no renewal reported it.
+    let b_took_over = || {
+        let mut s = cluster(Some("a"));
+        s.lease.timeline_owner = None;
+        s
+    };
+    let on = |timeline, lsn, was_primary| DataInfo {
+        timeline,
+        ..data("sys", lsn, was_primary)
+    };
     // (name, me, state, holds_lease, pg, want)
     let rows: Vec<(&str, &str, ClusterState, bool, PgView, PgAction)> = vec![
         (
@@ -174,6 +192,77 @@ fn decision_table() {
             PgAction::StartPrimary,
         ),
         (
+            "holder, ex-primary data on an older timeline: never start it as primary",
+            "a",
+            a_after_b(),
+            true,
+            PgView::Stopped {
+                data: on(1, 9000, true),
+            },
+            PgAction::None,
+        ),
+        (
+            "holder, ex-primary data down on an older timeline: never restart it as primary",
+            "a",
+            a_after_b(),
+            true,
+            PgView::Down {
+                data: on(1, 9000, true),
+                since: at(0),
+                alive: false,
+            },
+            PgAction::None,
+        ),
+        (
+            "holder, ex-primary data whose timeline another holder may have forked: never start it",
+            "a",
+            b_took_over(),
+            true,
+            PgView::Stopped {
+                data: on(1, 9000, true),
+            },
+            PgAction::None,
+        ),
+        (
+            "holder, replica running on an older timeline: never promote it",
+            "a",
+            a_after_b(),
+            true,
+            PgView::Running {
+                data: on(1, 5000, false),
+                in_recovery: true,
+                upstream: Some("b".into()),
+                streaming: false,
+            },
+            PgAction::None,
+        ),
+        (
+            "holder, replica running on the current timeline: promote",
+            "a",
+            a_after_b(),
+            true,
+            PgView::Running {
+                data: on(2, 5000, false),
+                in_recovery: true,
+                upstream: Some("b".into()),
+                streaming: true,
+            },
+            PgAction::Promote,
+        ),
+        (
+            "holder, primary already running on an older timeline: nothing (its renewals cannot lower the timeline)",
+            "a",
+            a_after_b(),
+            true,
+            PgView::Running {
+                data: on(1, 5000, true),
+                in_recovery: false,
+                upstream: None,
+                streaming: false,
+            },
+            PgAction::None,
+        ),
+        (
             "holder, replica data stopped: start in recovery, then promote",
             "a",
             cluster(Some("a")),
@@ -216,6 +305,20 @@ fn decision_table() {
             false,
             PgView::Stopped {
                 data: data("sys", 6000, true),
+            },
+            PgAction::Rewind { source: source() },
+        ),
+        (
+            "fenced ex-primary on an older timeline, another member leads: rewind to it",
+            "b",
+            {
+                let mut s = cluster(Some("a"));
+                s.lease.timeline = Some(2);
+                s
+            },
+            false,
+            PgView::Stopped {
+                data: on(1, 9000, true),
             },
             PgAction::Rewind { source: source() },
         ),

@@ -654,3 +654,117 @@ fn renewal_never_shrinks_the_ttl_within_an_epoch() {
     s.apply(&shorter).unwrap();
     assert_eq!(s.lease.ttl_ms, 1500, "a new epoch starts with its own ttl");
 }
+
+#[test]
+fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
+    let mut s = cluster();
+    let on = |member: &str, epoch: u64, timeline: Option<u32>| Command::RenewLease {
+        member: member.into(),
+        epoch: Epoch(epoch),
+        ttl_ms: 2000,
+        lsn: None,
+        timeline,
+    };
+    let release = |member: &str, epoch: u64| Command::ReleaseLease {
+        member: member.into(),
+        epoch: Epoch(epoch),
+        lsn: None,
+    };
+    let transfer = |from: &str, epoch: u64, to: &str| Command::TransferLease {
+        from: from.into(),
+        epoch: Epoch(epoch),
+        to: to.into(),
+        reason: "switchover".into(),
+        at_unix_ms: 1,
+    };
+    let acquire_now = |s: &ClusterState, member: &str| acquire(member, s.lease.version());
+    // (step, command, timeline, owner)
+    type Step = (
+        &'static str,
+        Box<dyn Fn(&ClusterState) -> Command>,
+        Option<u32>,
+        Option<&'static str>,
+    );
+    let steps: Vec<Step> = vec![
+        (
+            "a acquires a new cluster",
+            Box::new(move |s| acquire_now(s, "a")),
+            None,
+            None,
+        ),
+        (
+            "a renews while its Postgres is not a primary yet",
+            Box::new(move |_| on("a", 1, None)),
+            None,
+            None,
+        ),
+        (
+            "a's primary renews on timeline 1",
+            Box::new(move |_| on("a", 1, Some(1))),
+            Some(1),
+            Some("a"),
+        ),
+        (
+            "a releases: it stays the owner",
+            Box::new(move |_| release("a", 1)),
+            Some(1),
+            Some("a"),
+        ),
+        (
+            "a takes it back: still the owner",
+            Box::new(move |s| acquire_now(s, "a")),
+            Some(1),
+            Some("a"),
+        ),
+        (
+            "a releases again",
+            Box::new(move |_| release("a", 2)),
+            Some(1),
+            Some("a"),
+        ),
+        (
+            "b acquires: it will promote, a's data is a branch",
+            Box::new(move |s| acquire_now(s, "b")),
+            Some(1),
+            None,
+        ),
+        (
+            "b's promoted primary renews on timeline 2",
+            Box::new(move |_| on("b", 3, Some(2))),
+            Some(2),
+            Some("b"),
+        ),
+        (
+            "a renewal on a lower timeline is not recorded",
+            Box::new(move |_| on("b", 3, Some(1))),
+            Some(2),
+            Some("b"),
+        ),
+        (
+            "a switchover to a disowns b",
+            Box::new(move |_| transfer("b", 3, "a")),
+            Some(2),
+            None,
+        ),
+        (
+            "a's promoted primary renews on timeline 3",
+            Box::new(move |_| on("a", 4, Some(3))),
+            Some(3),
+            Some("a"),
+        ),
+    ];
+    for (step, command, timeline, owner) in steps {
+        let command = command(&s);
+        s.apply(&command).unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(s.lease.timeline, timeline, "{step}");
+        assert_eq!(s.lease.timeline_owner.as_deref(), owner, "{step}");
+    }
+}
+
+#[test]
+fn a_lease_recorded_before_timeline_owners_existed_still_reads() {
+    let old = r#"{"holder":"a","epoch":4,"revision":9,"ttl_ms":3000,"last_lsn":100,"timeline":2}"#;
+    let lease: Lease = serde_json::from_str(old).unwrap();
+    assert_eq!(lease.timeline, Some(2));
+    assert_eq!(lease.timeline_owner, None);
+}
