@@ -83,7 +83,7 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
     )
     .await;
 
-    // The new primary stops cleanly and releases the lease before the old
+    // The new primary's agent stops and its lease runs out before the old
     // one was rewound; then the old one's agent comes back. (The frozen
     // agent goes first: a frozen peer holds up an agent's exit on SIGTERM.)
     lab.kill(&old).expect("SIGKILL the frozen agent");
@@ -98,6 +98,13 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
             )
         });
     assert!(exit.success(), "{new}'s agent exited with {exit:?}");
+    // Its keeper runs Postgres on until the lease deadline, then fences it.
+    eventually(
+        Duration::from_secs(15),
+        "the keeper fences the primary whose agent left",
+        || async { writable(&lab).await.is_empty().then_some(()) },
+    )
+    .await;
     lab.start(&old).expect("restart the old primary's agent");
     eventually(
         Duration::from_secs(20),
