@@ -6,6 +6,13 @@ use raftgres_state::ClusterState;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// How often a member republishes its record with a new heartbeat: a third
+/// of a ttl, so that one lost or slow commit does not make a live member
+/// look silent for a ttl.
+pub fn heartbeat_interval(ttl: Duration) -> Duration {
+    ttl / 3
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerObserver {
     seen: BTreeMap<String, Sighting>,
