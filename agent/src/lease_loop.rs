@@ -6,7 +6,7 @@ use crate::clock::mono_now;
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::{
     HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView,
-    decide, failover_candidate,
+    decide, failover_candidate, heartbeat_interval,
 };
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, Epoch, LeaseVersion, Member, Rejection, Response,
@@ -107,6 +107,13 @@ impl LeaseLoop {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if !self.register(&mut shutdown).await {
             return;
+        }
+        if self.member.witness {
+            tokio::spawn(witness_heartbeat(
+                self.consensus.clone(),
+                self.me().to_owned(),
+                shutdown.clone(),
+            ));
         }
         let mut states = self.consensus.subscribe();
         let mut observer = LeaseObserver::default();
@@ -339,6 +346,41 @@ impl LeaseLoop {
             Err(e) => {
                 tracing::warn!(member = %me, ?intent, error = %e, "lease command not committed")
             }
+        }
+    }
+}
+
+/// A witness has no Postgres loop, which is what republishes a database
+/// member's record; without this its record would never change after it
+/// registered, and every other member would call it stale a ttl later. It
+/// republishes the record as applied (never re-adding a removed member)
+/// with a new heartbeat.
+async fn witness_heartbeat(consensus: Consensus, me: String, mut shutdown: watch::Receiver<bool>) {
+    let mut heartbeat = 0;
+    loop {
+        let state = consensus.local().state;
+        let every = state.config.as_ref().map_or(REGISTER_RETRY, |c| {
+            heartbeat_interval(Duration::from_millis(c.values.ttl_ms))
+        });
+        if let Some(mut record) = state.members.get(&me).cloned() {
+            heartbeat = heartbeat.max(record.heartbeat) + 1;
+            record.heartbeat = heartbeat;
+            match consensus
+                .propose(Command::PublishMember { member: record })
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(rejection)) => {
+                    tracing::error!(member = %me, %rejection, "witness heartbeat refused")
+                }
+                Err(e) => {
+                    tracing::debug!(member = %me, error = %e, "witness heartbeat not committed")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

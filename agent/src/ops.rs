@@ -7,7 +7,9 @@ use crate::clock::mono_now;
 use crate::lease_loop::unix_ms;
 use crate::pg_loop::{Operation, OperationRequest};
 use crate::reload::ReloadReply;
-use raftgres_api::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
+use raftgres_api::{
+    MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest,
+};
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::PeerObserver;
 use raftgres_ha::switchover_candidate;
@@ -15,6 +17,7 @@ use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, DynamicConfig, MemberRole, PgState, Rejection,
     Switchover,
 };
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -417,6 +420,34 @@ impl AgentOps {
 impl Operations for AgentOps {
     fn state(&self) -> ClusterState {
         (*self.consensus.local().state).clone()
+    }
+
+    /// Stale is the same judgement a switchover makes of a candidate: no
+    /// new heartbeat first seen within a ttl. Before the cluster has a
+    /// dynamic config there is no ttl, and nobody is called stale.
+    fn member_reports(&self) -> BTreeMap<String, MemberReport> {
+        let state = self.consensus.local().state;
+        let ttl = state
+            .config
+            .as_ref()
+            .map(|c| Duration::from_millis(c.values.ttl_ms));
+        let now = mono_now();
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .members
+            .keys()
+            .filter_map(|name| {
+                let report = peers.report_age(name, now)?;
+                Some((
+                    name.clone(),
+                    MemberReport {
+                        age: report.age,
+                        age_is_lower_bound: report.lower_bound,
+                        stale: ttl.is_some_and(|ttl| !peers.is_fresh(name, now, ttl)),
+                    },
+                ))
+            })
+            .collect()
     }
 
     fn set_config(

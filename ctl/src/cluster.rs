@@ -43,6 +43,15 @@ pub struct MemberView {
     /// Bytes behind the leader, or a word such as `"unknown"`.
     #[serde(default)]
     pub lag: Option<Value>,
+    /// Since the answering agent first saw this member's current record.
+    #[serde(default, deserialize_with = "lenient")]
+    pub report_age_ms: Option<u64>,
+    /// The answering agent has watched for less time than the record is old.
+    #[serde(default, deserialize_with = "lenient")]
+    pub report_age_is_lower_bound: Option<bool>,
+    /// Silent for a ttl or longer, as the answering agent judges it.
+    #[serde(default, deserialize_with = "lenient")]
+    pub stale: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,6 +80,10 @@ fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Optio
 impl MemberView {
     pub fn is_leader(&self) -> bool {
         self.role.as_deref() == Some("leader")
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale == Some(true)
     }
 
     pub fn api_base(&self) -> Option<Url> {

@@ -158,13 +158,30 @@ fn host_port(member: &MemberView) -> String {
     }
 }
 
-const MEMBER_COLUMNS: [(&str, Align); 6] = [
+/// When the answering agent last heard from a member: tenths of a second,
+/// `>=` when that agent watched for less time than the record is old, and
+/// `(stale)` when it has been silent for a ttl or longer.
+pub fn last_report(member: &MemberView) -> String {
+    let Some(ms) = member.report_age_ms else {
+        return String::new();
+    };
+    let at_least = if member.report_age_is_lower_bound == Some(true) {
+        ">= "
+    } else {
+        ""
+    };
+    let stale = if member.is_stale() { " (stale)" } else { "" };
+    format!("{at_least}{}.{} s ago{stale}", ms / 1000, ms % 1000 / 100)
+}
+
+const MEMBER_COLUMNS: [(&str, Align); 7] = [
     ("Member", Align::Left),
     ("Host", Align::Left),
     ("Role", Align::Left),
     ("State", Align::Left),
     ("TL", Align::Right),
     ("Lag in MB", Align::Right),
+    ("Last report", Align::Left),
 ];
 
 fn member_row(member: &MemberView, indent: &str) -> Vec<String> {
@@ -179,6 +196,7 @@ fn member_row(member: &MemberView, indent: &str) -> Vec<String> {
         } else {
             lag_mb(member.lag.as_ref())
         },
+        last_report(member),
     ]
 }
 
@@ -316,12 +334,15 @@ mod tests {
             "scope": "lab",
             "members": [
                 {"name": "m2", "role": "replica", "state": "streaming", "host": "127.0.0.1",
-                 "port": 5433, "timeline": 2, "lag": 3_670_016},
+                 "port": 5433, "timeline": 2, "lag": 3_670_016,
+                 "report_age_ms": 1_234, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "w", "role": "witness", "state": "running"},
                 {"name": "m1", "role": "leader", "state": "running", "host": "127.0.0.1",
-                 "port": 5432, "timeline": 2},
-                {"name": "m3", "role": "sync_standby", "state": "streaming", "host": "::1",
-                 "port": 5434, "timeline": 2, "lag": "unknown"}
+                 "port": 5432, "timeline": 2,
+                 "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
+                {"name": "m3", "role": "sync_standby", "state": "unknown", "host": "::1",
+                 "port": 5434, "timeline": 2, "lag": null,
+                 "report_age_ms": 12_345, "report_age_is_lower_bound": false, "stale": true}
             ],
             "pause": true,
             "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "from": "m1", "to": "m2"},
@@ -332,14 +353,14 @@ mod tests {
     #[test]
     fn list_renders_like_patronictl() {
         let want = "\
-+ Cluster: lab (epoch 3) -+--------------+-----------+----+-----------+
-| Member | Host           | Role         | State     | TL | Lag in MB |
-+--------+----------------+--------------+-----------+----+-----------+
-| m1     | 127.0.0.1:5432 | Leader       | running   |  2 |           |
-| m2     | 127.0.0.1:5433 | Replica      | streaming |  2 |         4 |
-| m3     | [::1]:5434     | Sync Standby | streaming |  2 |   unknown |
-| w      |                | Witness      | running   |    |           |
-+--------+----------------+--------------+-----------+----+-----------+
++ Cluster: lab (epoch 3) -+--------------+-----------+----+-----------+--------------------+
+| Member | Host           | Role         | State     | TL | Lag in MB | Last report        |
++--------+----------------+--------------+-----------+----+-----------+--------------------+
+| m1     | 127.0.0.1:5432 | Leader       | running   |  2 |           | 0.4 s ago          |
+| m2     | 127.0.0.1:5433 | Replica      | streaming |  2 |         4 | 1.2 s ago          |
+| m3     | [::1]:5434     | Sync Standby | unknown   |  2 |           | 12.3 s ago (stale) |
+| w      |                | Witness      | running   |    |           |                    |
++--------+----------------+--------------+-----------+----+-----------+--------------------+
  Maintenance mode: on
  Switchover scheduled at: 2026-11-22T10:00:00Z
                     from: m1
@@ -395,6 +416,32 @@ mod tests {
             assert_eq!(lag_mb(Some(&lag)), want, "{lag}");
         }
         assert_eq!(lag_mb(None), "");
+    }
+
+    #[test]
+    fn last_report_shows_the_age_and_what_it_means() {
+        let report = |age: Value, lower: Value, stale: Value| {
+            let doc = json!({"name": "m", "report_age_ms": age,
+                             "report_age_is_lower_bound": lower, "stale": stale});
+            last_report(&MemberView::deserialize(&doc).expect("a member"))
+        };
+        let cases = [
+            (json!(0), json!(false), json!(false), "0.0 s ago"),
+            (json!(999), json!(false), json!(false), "0.9 s ago"),
+            (json!(3_050), json!(false), json!(true), "3.0 s ago (stale)"),
+            (json!(1_500), json!(true), json!(false), ">= 1.5 s ago"),
+            (
+                json!(61_000),
+                json!(true),
+                json!(true),
+                ">= 61.0 s ago (stale)",
+            ),
+            (Value::Null, json!(false), json!(true), ""),
+            (json!("soon"), json!(false), json!(false), ""),
+        ];
+        for (age, lower, stale, want) in cases {
+            assert_eq!(report(age.clone(), lower, stale), want, "{age}");
+        }
     }
 
     #[test]

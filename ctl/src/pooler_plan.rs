@@ -30,8 +30,11 @@ fn target_of(member: &MemberView) -> Option<Target> {
     })
 }
 
-/// The member with role `leader` and state `running` and a Postgres
-/// address; otherwise why there is none, for the log.
+/// The member with role `leader` and state `running` (or a stale record,
+/// which says nothing either way) and a Postgres address; otherwise why
+/// there is none, for the log. Staleness is the answering member's
+/// judgement, wrong on a member cut off from the majority, so a stale
+/// leader is left to its own `GET /primary` to confirm or refuse.
 pub fn leader(view: &ClusterView) -> Result<Leader, String> {
     let Some(member) = view.leader() else {
         return Err(
@@ -42,7 +45,7 @@ pub fn leader(view: &ClusterView) -> Result<Leader, String> {
         );
     };
     let state = member.state.as_deref().unwrap_or("unknown");
-    if state != "running" {
+    if state != "running" && !member.is_stale() {
         return Err(format!("leader {} is {state}, not running", member.name));
     }
     let Some(target) = target_of(member) else {
@@ -236,6 +239,16 @@ mod tests {
             Some("http://127.0.0.1:6432/")
         );
         assert_eq!(replicas(&cluster), vec![target(5433), target(5434)]);
+    }
+
+    #[test]
+    fn a_stale_leader_is_left_to_its_own_confirmation() {
+        let mut stale = member("m1", "leader", "unknown", 5432);
+        stale["stale"] = json!(true);
+        let found = leader(&view(json!([stale]))).expect("a leader to confirm");
+        assert_eq!(found.target, target(5432));
+        let not_stale = view(json!([member("m1", "leader", "unknown", 5432)]));
+        assert!(leader(&not_stale).is_err(), "its Postgres state is unknown");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! `GET /cluster` and `GET /history`: Patroni's documents, built from this
-//! member's applied copy of the cluster state. Pure.
+//! member's applied copy of the cluster state and its judgement of how
+//! recently each member reported. Pure.
 
 use raftgres_state::{ClusterState, HistoryEntry, Member, MemberRole, PgState};
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
+use std::collections::BTreeMap;
+
+use crate::ops::MemberReport;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct ClusterDocument<'a> {
@@ -31,14 +35,21 @@ struct MemberDocument<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     lag: Option<Lag>,
     tags: TagsDocument,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_age_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_age_is_lower_bound: Option<bool>,
+    stale: bool,
 }
 
-/// Bytes behind the leader, or Patroni's `"unknown"`.
+/// Bytes behind the leader, Patroni's `"unknown"`, or `null` for a stale
+/// member: its last replay position says nothing about it now.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 enum Lag {
     Bytes(u64),
     Unknown(&'static str),
+    Stale,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -66,14 +77,19 @@ struct LeaseDocument<'a> {
     timeline: Option<u32>,
 }
 
-/// The `/cluster` document of `state`, for the cluster named `scope`.
-pub(crate) fn cluster_document<'a>(state: &'a ClusterState, scope: &'a str) -> ClusterDocument<'a> {
+/// The `/cluster` document of `state`, for the cluster named `scope`, with
+/// each member's report age as this agent judged it.
+pub(crate) fn cluster_document<'a>(
+    state: &'a ClusterState,
+    scope: &'a str,
+    reports: &BTreeMap<String, MemberReport>,
+) -> ClusterDocument<'a> {
     ClusterDocument {
         scope,
         members: state
             .members
             .values()
-            .map(|member| member_document(state, member))
+            .map(|member| member_document(state, member, reports.get(&member.name)))
             .collect(),
         pause: state.config.as_ref().is_some_and(|c| c.values.pause),
         scheduled_switchover: state
@@ -97,7 +113,15 @@ pub(crate) fn is_witness(member: &Member) -> bool {
     member.witness || member.role == MemberRole::Witness
 }
 
-fn member_document<'a>(state: &ClusterState, member: &'a Member) -> MemberDocument<'a> {
+/// A stale member keeps its last role and address, but its state is
+/// `unknown` and it has no lag: an operator must see a dead member as dead,
+/// not as "running, lag 0".
+fn member_document<'a>(
+    state: &ClusterState,
+    member: &'a Member,
+    report: Option<&MemberReport>,
+) -> MemberDocument<'a> {
+    let stale = report.is_some_and(|r| r.stale);
     let witness = is_witness(member);
     let leader = state.lease.is_held_by(&member.name);
     let role = if leader {
@@ -114,13 +138,18 @@ fn member_document<'a>(state: &ClusterState, member: &'a Member) -> MemberDocume
         .as_deref()
         .map_or((None, None), split_address);
     let lag = (!leader && !witness).then(|| match (state.lease.last_lsn, member.replay_lsn) {
+        _ if stale => Lag::Stale,
         (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.0.saturating_sub(replayed.0)),
         _ => Lag::Unknown("unknown"),
     });
     MemberDocument {
         name: &member.name,
         role,
-        state: member_state(member),
+        state: if stale {
+            "unknown"
+        } else {
+            member_state(member)
+        },
         api_url: member
             .api_url
             .as_deref()
@@ -133,6 +162,9 @@ fn member_document<'a>(state: &ClusterState, member: &'a Member) -> MemberDocume
             nofailover: member.tags.nofailover,
             failover_priority: member.tags.failover_priority,
         },
+        report_age_ms: report.map(|r| u64::try_from(r.age.as_millis()).unwrap_or(u64::MAX)),
+        report_age_is_lower_bound: report.map(|r| r.age_is_lower_bound),
+        stale,
     }
 }
 

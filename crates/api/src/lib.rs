@@ -36,7 +36,7 @@ mod write;
 
 pub use auth::Credentials;
 pub use health::{HealthSource, NodeHealth, Role};
-pub use ops::{OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
+pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};
 pub use router::{ApiContext, router, serve};
 pub use status::{Endpoint, ROUTES, status};

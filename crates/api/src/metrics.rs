@@ -8,10 +8,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use raftgres_state::ClusterState;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use crate::cluster::is_witness;
 use crate::health::NodeHealth;
+use crate::ops::MemberReport;
 use crate::status::is_writable_primary;
 
 /// What Prometheus expects for the OpenMetrics text format, which the
@@ -35,8 +37,12 @@ fn failovers(state: &ClusterState) -> u64 {
 }
 
 /// Values this member does not know (no Postgres observation yet, a
-/// witness) are left out rather than reported as 0.
-pub(crate) fn render(state: &ClusterState, health: &NodeHealth) -> Result<String, std::fmt::Error> {
+/// witness, a member not observed yet) are left out rather than reported as 0.
+pub(crate) fn render(
+    state: &ClusterState,
+    health: &NodeHealth,
+    reports: &BTreeMap<String, MemberReport>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register(
         "raftgres_primary",
@@ -59,6 +65,7 @@ pub(crate) fn render(state: &ClusterState, health: &NodeHealth) -> Result<String
         "1 for the member holding the lease, 0 for the others",
         holders,
     );
+    register_reports(&mut registry, state, reports);
     registry.register(
         "raftgres_lease_epoch",
         "The lease's epoch, which grows with every new holder",
@@ -103,7 +110,36 @@ pub(crate) fn render(state: &ClusterState, health: &NodeHealth) -> Result<String
         "1 if this member's Postgres runs",
         ConstGauge::new(u64::from(health.postgres_running)),
     );
-    let mut text = String::with_capacity(2048);
+    let mut text = String::with_capacity(4096);
     encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// One series per member of the state that this agent has observed,
+/// witnesses included: a dead member's age keeps growing, so an alert can
+/// fire on the age or on the stale flag.
+fn register_reports(
+    registry: &mut Registry,
+    state: &ClusterState,
+    reports: &BTreeMap<String, MemberReport>,
+) {
+    let ages = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
+    let stale = Family::<Vec<(&'static str, String)>, Gauge<u64, AtomicU64>>::default();
+    for name in state.members.keys() {
+        if let Some(report) = reports.get(name) {
+            let labels = vec![("member", name.clone())];
+            ages.get_or_create(&labels).set(report.age.as_secs_f64());
+            stale.get_or_create(&labels).set(u64::from(report.stale));
+        }
+    }
+    registry.register(
+        "raftgres_member_report_age_seconds",
+        "Time since this agent first saw the member's current record (a lower bound right after this agent started)",
+        ages,
+    );
+    registry.register(
+        "raftgres_member_stale",
+        "1 if the member has not reported for a ttl or longer, as this agent judges it",
+        stale,
+    );
 }

@@ -3,8 +3,10 @@
 //! agent implements [`Operations`]; this crate turns HTTP into these calls
 //! and their results into Patroni-shaped answers.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
 
@@ -53,10 +55,27 @@ pub enum SwitchoverOutcome {
     Scheduled { at_unix_ms: u64 },
 }
 
+/// How recently a member's record changed, judged by the answering agent
+/// on its own monotonic clock (never a wall clock: records carry none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberReport {
+    /// Since this agent first saw the member's current heartbeat.
+    pub age: Duration,
+    /// This agent has seen no change of the record since it started
+    /// watching: the record may be older than `age`.
+    pub age_is_lower_bound: bool,
+    /// Silent for a ttl or longer: the record no longer tells what the
+    /// member does now.
+    pub stale: bool,
+}
+
 pub trait Operations: Send + Sync + 'static {
     /// This member's applied copy of the replicated state: no Raft round
     /// trip, so it answers on a member cut off from the majority too.
     fn state(&self) -> ClusterState;
+    /// Each member's [`MemberReport`] at the moment of the call, from local
+    /// memory only. A member this agent has not observed yet is missing.
+    fn member_reports(&self) -> BTreeMap<String, MemberReport>;
     /// Replaces the dynamic config if its version is still
     /// `expected_version` (else [`OpError::Conflict`]).
     fn set_config(

@@ -1,6 +1,7 @@
 //! The status documents beyond health: `/cluster`, `/history`, `/config`
-//! and `/metrics`. Each reads this member's applied state once: no Raft
-//! round trip, so they answer on a member cut off from the majority too.
+//! and `/metrics`. Each reads this member's applied state once (and, for
+//! `/cluster` and `/metrics`, its member reports): no Raft round trip, so
+//! they answer on a member cut off from the majority too.
 
 use axum::http::header::ETAG;
 use axum::http::{HeaderValue, StatusCode};
@@ -15,8 +16,9 @@ use crate::router::ApiContext;
 
 pub(crate) fn cluster(ctx: &ApiContext) -> Response {
     let state = ctx.ops.state();
+    let reports = ctx.ops.member_reports();
     let scope = ctx.health.health().scope;
-    reply::json(StatusCode::OK, &cluster_document(&state, &scope))
+    reply::json(StatusCode::OK, &cluster_document(&state, &scope, &reports))
 }
 
 pub(crate) fn history(ctx: &ApiContext) -> Response {
@@ -33,8 +35,9 @@ pub(crate) fn config(ctx: &ApiContext) -> Response {
 
 pub(crate) fn metrics(ctx: &ApiContext) -> Response {
     let state = ctx.ops.state();
+    let reports = ctx.ops.member_reports();
     let health = ctx.health.health();
-    match metrics::render(&state, &health) {
+    match metrics::render(&state, &health, &reports) {
         Ok(text) => reply::with_body(
             StatusCode::OK,
             HeaderValue::from_static(metrics::CONTENT_TYPE),

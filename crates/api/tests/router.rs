@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use raftgres_api::{
-    ApiContext, HealthSource, NodeHealth, OpFuture, Operations, ROUTES, Role, SwitchoverOutcome,
-    SwitchoverRequest, router,
+    ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, Operations, ROUTES, Role,
+    SwitchoverOutcome, SwitchoverRequest, router,
 };
 use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
 use tower::ServiceExt;
@@ -19,6 +19,9 @@ const TOUCHED: &str = "a health endpoint called Operations";
 
 impl Operations for Untouchable {
     fn state(&self) -> ClusterState {
+        panic!("{TOUCHED}")
+    }
+    fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         panic!("{TOUCHED}")
     }
     fn set_config(&self, _: u64, _: ConfigValues) -> OpFuture<'_, DynamicConfig> {

@@ -19,7 +19,7 @@ mod timeline;
 pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
-pub use peers::PeerObserver;
+pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres};
 pub use switchover::{

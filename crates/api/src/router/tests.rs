@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum::body::to_bytes;
 use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH, WWW_AUTHENTICATE};
@@ -18,7 +19,7 @@ use tower::ServiceExt as _;
 
 use super::*;
 use crate::health::{NodeHealth, Role};
-use crate::ops::{OpError, OpFuture, SwitchoverOutcome, SwitchoverRequest};
+use crate::ops::{MemberReport, OpError, OpFuture, SwitchoverOutcome, SwitchoverRequest};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -33,17 +34,34 @@ enum Call {
     RemoveMember(String),
 }
 
-/// Answers from `state`; `refuse` makes every mutating call fail with it.
+/// Answers from `state` and `reports`; `refuse` makes every mutating call
+/// fail with it.
 struct FakeOps {
     state: Mutex<ClusterState>,
+    reports: BTreeMap<String, MemberReport>,
     calls: Mutex<Vec<Call>>,
     refuse: Option<OpError>,
     switchover: SwitchoverOutcome,
 }
 
+/// A member heard from `age_ms` ago, by an agent that saw it change.
+fn heard(age_ms: u64) -> MemberReport {
+    MemberReport {
+        age: Duration::from_millis(age_ms),
+        age_is_lower_bound: false,
+        stale: false,
+    }
+}
+
 impl FakeOps {
+    /// Every member of `state` reported 400 ms ago.
     fn new(state: ClusterState) -> Self {
         FakeOps {
+            reports: state
+                .members
+                .keys()
+                .map(|name| (name.clone(), heard(400)))
+                .collect(),
             state: Mutex::new(state),
             calls: Mutex::new(Vec::new()),
             refuse: None,
@@ -83,6 +101,10 @@ impl Operations for FakeOps {
     fn state(&self) -> ClusterState {
         self.record(Call::State);
         self.state.lock().expect("state lock").clone()
+    }
+
+    fn member_reports(&self) -> BTreeMap<String, MemberReport> {
+        self.reports.clone()
     }
 
     fn set_config(
@@ -864,21 +886,87 @@ async fn cluster_document_has_patronis_shape() {
             "members": [
                 {"name": "m1", "role": "leader", "state": "running",
                  "api_url": "http://127.0.0.1:8432/patroni", "host": "127.0.0.1", "port": 5432,
-                 "timeline": 2, "tags": tags},
+                 "timeline": 2, "tags": tags,
+                 "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "m2", "role": "replica", "state": "streaming",
                  "api_url": "http://127.0.0.1:8433/patroni", "host": "127.0.0.1", "port": 5433,
-                 "timeline": 2, "lag": 4096, "tags": tags},
+                 "timeline": 2, "lag": 4096, "tags": tags,
+                 "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "m3", "role": "sync_standby", "state": "starting",
                  "api_url": "http://127.0.0.1:8434/patroni", "host": "::1", "port": 5434,
                  "timeline": 2, "lag": "unknown",
-                 "tags": {"nofailover": true, "failover_priority": 0}},
+                 "tags": {"nofailover": true, "failover_priority": 0},
+                 "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "w", "role": "witness", "state": "running",
-                 "api_url": "http://127.0.0.1:8435/patroni", "tags": tags},
+                 "api_url": "http://127.0.0.1:8435/patroni", "tags": tags,
+                 "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
             ],
             "pause": false,
             "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "to": "m2"},
             "lease": {"holder": "m1", "epoch": 3, "timeline": 2},
         })
+    );
+}
+
+/// The members of `/cluster` by name.
+fn members_by_name(doc: &Value) -> BTreeMap<String, Value> {
+    doc["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["name"].as_str().expect("name").to_owned(), m.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_member_shows_unknown_with_its_age_and_no_lag() {
+    let silent = |age_ms, age_is_lower_bound| MemberReport {
+        age: Duration::from_millis(age_ms),
+        age_is_lower_bound,
+        stale: true,
+    };
+    let mut ops = FakeOps::new(cluster_state());
+    ops.reports = BTreeMap::from([
+        ("m1".to_owned(), silent(9_500, false)),
+        ("m2".to_owned(), silent(12_345, false)),
+        ("w".to_owned(), silent(3_100, true)),
+    ]);
+    let api = api_with(ops, primary_health(), Some(admin()));
+    let members = members_by_name(&api.get("/cluster").await.json());
+
+    let m1 = &members["m1"];
+    assert_eq!(
+        (&m1["role"], &m1["state"], m1.get("lag")),
+        (&json!("leader"), &json!("unknown"), None),
+        "a silent leader keeps its role and still has no lag: {m1}"
+    );
+    let m2 = &members["m2"];
+    assert_eq!(
+        (&m2["role"], &m2["state"], m2.get("lag")),
+        (&json!("replica"), &json!("unknown"), Some(&Value::Null)),
+        "a silent replica's last lag is not news: {m2}"
+    );
+    assert_eq!(
+        (&m2["report_age_ms"], &m2["stale"], &m2["timeline"]),
+        (&json!(12_345), &json!(true), &json!(2)),
+        "{m2}"
+    );
+    let w = &members["w"];
+    assert_eq!(
+        (&w["role"], &w["state"], &w["report_age_is_lower_bound"]),
+        (&json!("witness"), &json!("unknown"), &json!(true)),
+        "{w}"
+    );
+    let m3 = &members["m3"];
+    assert_eq!(
+        (
+            &m3["state"],
+            &m3["lag"],
+            &m3["stale"],
+            m3.get("report_age_ms")
+        ),
+        (&json!("starting"), &json!("unknown"), &json!(false), None),
+        "a member not observed yet is shown as its record says: {m3}"
     );
 }
 
@@ -927,13 +1015,51 @@ async fn metrics_report_the_snapshot() {
         "raftgres_failovers_total 2",
         "raftgres_pause 1",
         "raftgres_postgres_running 1",
+        "raftgres_member_report_age_seconds{member=\"m1\"} 0.4",
+        "raftgres_member_report_age_seconds{member=\"w\"} 0.4",
+        "raftgres_member_stale{member=\"m2\"} 0",
+        "raftgres_member_stale{member=\"w\"} 0",
     ] {
         assert!(samples.contains(&sample), "no `{sample}` in:\n{text}");
     }
-    assert!(!text.contains("member=\"w\""), "{text}");
+    assert!(
+        !text.contains("raftgres_lease_holder{member=\"w\"}"),
+        "{text}"
+    );
     // The leader has no lag to report.
     assert!(!text.contains("raftgres_replication_lag_bytes "), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_mark_a_silent_member_stale() {
+    let mut ops = FakeOps::new(cluster_state());
+    ops.reports.insert(
+        "m2".into(),
+        MemberReport {
+            age: Duration::from_millis(12_500),
+            age_is_lower_bound: false,
+            stale: true,
+        },
+    );
+    ops.reports.remove("m3");
+    let api = api_with(ops, primary_health(), Some(admin()));
+    let text = api.get("/metrics").await.text();
+    for sample in [
+        "raftgres_member_report_age_seconds{member=\"m2\"} 12.5",
+        "raftgres_member_stale{member=\"m2\"} 1",
+        "raftgres_member_stale{member=\"m1\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == sample),
+            "no `{sample}` in:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("raftgres_member_report_age_seconds{member=\"m3\"}")
+            && !text.contains("raftgres_member_stale{member=\"m3\"}"),
+        "a member not observed yet has no series: {text}"
+    );
 }
 
 #[tokio::test]
