@@ -405,7 +405,9 @@ impl PgLoop {
             m.streaming = *in_recovery && *streaming;
         }
         let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
-        let heartbeat_due = local.last_publish.is_none_or(|at| now - at >= ttl / 3);
+        let heartbeat_due = local
+            .last_publish
+            .is_none_or(|at| now - at >= raftgres_ha::heartbeat_interval(ttl));
         m.heartbeat = local.heartbeat;
         if !heartbeat_due && local.published.as_ref() == Some(&m) {
             return;
