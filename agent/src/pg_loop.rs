@@ -75,6 +75,11 @@ struct Local {
     running: bool,
     /// The keeper's fence is armed.
     armed: bool,
+    /// The newest timeline seen on the running postmaster (by PID): a
+    /// standby never goes back, but once its WAL receiver disconnects (its
+    /// upstream stopped for a switchover) Postgres 15 shows only the
+    /// timeline of its last restartpoint.
+    timeline_seen: Option<(u32, u32)>,
     /// The member whose Postgres ours was last configured to stream from.
     upstream: Option<String>,
     /// Set when Postgres died or failed to start; cleared once it runs.
@@ -282,10 +287,16 @@ impl PgLoop {
                 Ok(st) => {
                     local.unanswered_since = None;
                     local.down_since = None;
+                    let pid = keeper.postmaster_pid.unwrap_or(0);
+                    let timeline = match local.timeline_seen {
+                        Some((seen_pid, seen)) if seen_pid == pid => seen.max(st.timeline),
+                        _ => st.timeline,
+                    };
+                    local.timeline_seen = Some((pid, timeline));
                     return PgView::Running {
                         data: DataInfo {
                             system_id: st.system_id,
-                            timeline: st.timeline,
+                            timeline,
                             was_primary: !st.in_recovery,
                             // A replica is judged by what it has applied:
                             // received but unreplayed WAL (replay paused,

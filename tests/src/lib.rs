@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod http;
+pub mod matrix;
 pub mod steady;
 
 use raftgres_lab::{Lab, LabSpec, agent_status};
@@ -243,6 +244,12 @@ impl PrimaryMonitor {
             worst
         });
         PrimaryMonitor { stop, task }
+    }
+
+    /// Stops polling; whether two primaries were ever writable together.
+    pub async fn two_seen(self) -> bool {
+        let _ = self.stop.send(true);
+        self.task.await.expect("monitor task").0 > 1
     }
 
     /// Stops polling and fails the test if two primaries were ever writable together.

@@ -1,0 +1,50 @@
+//! The full fault matrix: every fault `FAULT_RUNS` times (default 20) on
+//! one lab per fault, printing each run and writing `target/bench/faults.json`
+//! and `target/bench/faults.md` (per fault: runs, time to writes again,
+//! split-brain writes, lost acknowledged writes). Figures, never a timed
+//! assertion; a safety violation is reported, not hidden.
+
+use raftgres_tests::matrix::{Fault, RunReport, markdown, run_once};
+use raftgres_tests::{agent_bin, lab_dir, report_bench, start_lab};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let runs: u32 = std::env::var("FAULT_RUNS")
+        .ok()
+        .map(|v| v.parse().expect("FAULT_RUNS must be a whole number"))
+        .unwrap_or(20);
+    let only = std::env::var("FAULTS").ok();
+    let mut reports: Vec<RunReport> = Vec::new();
+    for fault in Fault::ALL {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|f| fault.name().contains(f.trim())))
+        {
+            continue;
+        }
+        let dir = lab_dir();
+        let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+        for run in 0..runs {
+            let report = run_once(&mut lab, &primary, fault, run).await;
+            println!("{}", report.json());
+            primary = report.new_primary.clone();
+            reports.push(report);
+        }
+    }
+    let table = markdown(&reports);
+    println!("{table}");
+    let out = agent_bin()
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target directory")
+        .join("bench");
+    std::fs::create_dir_all(&out).expect("target/bench");
+    std::fs::write(out.join("faults.md"), &table).expect("faults.md");
+    report_bench(
+        "faults",
+        &serde_json::json!({
+            "runs_per_fault": runs,
+            "runs": reports.iter().map(RunReport::json).collect::<Vec<_>>(),
+        }),
+    );
+}

@@ -1,0 +1,581 @@
+//! The fault matrix: one fault at a time on a healthy lab, under a workload
+//! that does what real clients do across a fault, then the checker.
+//!
+//! Workload, all writing unique ids with the server's timeline:
+//! - a client whose connection to the old primary was opened before the
+//!   fault, inserting every 50 ms until its connection fails;
+//! - short autocommit inserts through HAProxy's write port (a new
+//!   connection after any failure), each telling which server took it;
+//! - a statement running across the fault on the old primary: CPU-bound for
+//!   several seconds, writing at its end.
+//!
+//! Checker, once the fault healed and the cluster is healthy again: no
+//! write acknowledged by a member after another member's first
+//! acknowledged write; never two writable primaries at once (polled
+//! throughout); acknowledged writes missing on the final primary, counted
+//! (replication is asynchronous); no panic in any agent or keeper log.
+
+use crate::{PrimaryMonitor, dsn, execute, writable};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use raftgres_lab::Lab;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const TABLE: &str = "CREATE TABLE IF NOT EXISTS matrix_writes \
+                     (id bigint PRIMARY KEY, member text, timeline int)";
+/// The timeline the server writes on now.
+const TIMELINE: &str = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+const EVERY: Duration = Duration::from_millis(50);
+/// How long writes may take to come back before the run counts as failed.
+pub const RECOVERY_BOUND: Duration = Duration::from_secs(30);
+const HEAL_BOUND: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of the primary's postmaster; its agent lives.
+    KillPostgres,
+    /// SIGKILL of the primary's agent; its keeper fences at the deadline.
+    KillAgent,
+    /// SIGSTOP of the primary's agent for 8 s.
+    StopAgent,
+    /// SIGSTOP of the primary's postmaster only; backends still run.
+    StopPostmaster,
+    /// The primary's host lost: agent, keeper, guard and Postgres at once.
+    KillHost,
+    /// The primary's agent restarted: no failover expected.
+    RestartAgent,
+    /// A replica's agent SIGKILLed and restarted: no failover expected.
+    KillReplicaAgent,
+    /// A switchover, with the primary's agent restarted while it runs.
+    RestartDuringSwitchover,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 8] = [
+        Fault::KillPostgres,
+        Fault::KillAgent,
+        Fault::StopAgent,
+        Fault::StopPostmaster,
+        Fault::KillHost,
+        Fault::RestartAgent,
+        Fault::KillReplicaAgent,
+        Fault::RestartDuringSwitchover,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillPostgres => "SIGKILL primary postmaster",
+            Fault::KillAgent => "SIGKILL primary agent",
+            Fault::StopAgent => "SIGSTOP primary agent 8 s",
+            Fault::StopPostmaster => "SIGSTOP primary postmaster",
+            Fault::KillHost => "primary host lost",
+            Fault::RestartAgent => "restart primary agent",
+            Fault::KillReplicaAgent => "SIGKILL + restart replica agent",
+            Fault::RestartDuringSwitchover => "restart primary agent during switchover",
+        }
+    }
+}
+
+/// One acknowledged write.
+#[derive(Debug, Clone)]
+struct Ack {
+    member: String,
+    id: i64,
+    timeline: i32,
+    at: Instant,
+}
+
+type Acks = Arc<Mutex<Vec<Ack>>>;
+
+fn push(acks: &Acks, ack: Ack) {
+    acks.lock().unwrap_or_else(|e| e.into_inner()).push(ack);
+}
+
+/// Ids are unique across writers and runs: a writer's number in the top bits.
+fn ids(writer: i64, run: u32) -> impl Iterator<Item = i64> {
+    let base = (writer << 40) | (i64::from(run) << 24);
+    base..base + (1 << 24)
+}
+
+async fn connect(dsn: &str) -> Option<tokio_postgres::Client> {
+    let connecting = tokio_postgres::connect(dsn, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(2), connecting)
+        .await
+        .ok()?
+        .ok()?;
+    tokio::spawn(connection);
+    Some(client)
+}
+
+/// One insert; which member took it, by the server's port.
+async fn insert(
+    client: &tokio_postgres::Client,
+    id: i64,
+    ports: &BTreeMap<i32, String>,
+) -> Result<Ack, String> {
+    let sql = format!(
+        "INSERT INTO matrix_writes VALUES ($1, (SELECT setting FROM pg_settings WHERE name = 'cluster_name'), {TIMELINE}) \
+         RETURNING inet_server_port(), timeline"
+    );
+    let row = tokio::time::timeout(Duration::from_secs(5), client.query_one(&sql, &[&id]))
+        .await
+        .map_err(|_| "no answer within 5s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let port: i32 = row.try_get(0).map_err(|e| e.to_string())?;
+    let timeline: i32 = row.try_get(1).map_err(|e| e.to_string())?;
+    Ok(Ack {
+        member: ports
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| format!("port {port}")),
+        id,
+        timeline,
+        at: Instant::now(),
+    })
+}
+
+struct Workload {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    acks: Acks,
+}
+
+impl Workload {
+    async fn start(lab: &Lab, primary: &str, run: u32) -> Workload {
+        let ports: BTreeMap<i32, String> = lab
+            .description
+            .members
+            .iter()
+            .filter_map(|m| Some((i32::from(m.pg_port?), m.name.clone())))
+            .collect();
+        let (stop, stopped) = watch::channel(false);
+        let acks: Acks = Arc::default();
+        let mut tasks = Vec::new();
+        // The client connected before the fault, never reconnecting.
+        let old = connect(&dsn(lab, primary))
+            .await
+            .expect("a connection to the primary before the fault");
+        {
+            let (acks, ports, mut stopped) = (acks.clone(), ports.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                for id in ids(1, run) {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    match insert(&old, id, &ports).await {
+                        Ok(ack) => push(&acks, ack),
+                        Err(_) => return,
+                    }
+                    tokio::select! { _ = tokio::time::sleep(EVERY) => {}, _ = stopped.changed() => {} }
+                }
+            }));
+        }
+        // Autocommit inserts through HAProxy, reconnecting after failures.
+        if let Some(entry) = lab.haproxy_dsn(true) {
+            let (acks, ports, mut stopped) = (acks.clone(), ports.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut client = None;
+                for id in ids(2, run) {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    if client.is_none() {
+                        client = connect(&entry).await;
+                    }
+                    if let Some(c) = &client {
+                        match insert(c, id, &ports).await {
+                            Ok(ack) => push(&acks, ack),
+                            Err(_) => client = None,
+                        }
+                    }
+                    tokio::select! { _ = tokio::time::sleep(EVERY) => {}, _ = stopped.changed() => {} }
+                }
+            }));
+        }
+        // A CPU-bound statement across the fault, writing at its end.
+        let long = connect(&dsn(lab, primary))
+            .await
+            .expect("a second connection to the primary");
+        {
+            let acks = acks.clone();
+            let member = primary.to_owned();
+            let id = ids(3, run).next().expect("an id");
+            tasks.push(tokio::spawn(async move {
+                let sql = format!(
+                    "DO $$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN \
+                     WHILE clock_timestamp() < t0 + interval '6 seconds' LOOP END LOOP; \
+                     INSERT INTO matrix_writes VALUES ({id}, 'long', {TIMELINE}); END $$"
+                );
+                if long.batch_execute(&sql).await.is_ok() {
+                    push(
+                        &acks,
+                        Ack {
+                            member,
+                            id,
+                            timeline: 0,
+                            at: Instant::now(),
+                        },
+                    );
+                }
+            }));
+        }
+        Workload { stop, tasks, acks }
+    }
+
+    fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn finish(self) -> Vec<Ack> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.acks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What one run of one fault showed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub fault: Fault,
+    pub run: u32,
+    pub old_primary: String,
+    pub new_primary: String,
+    /// From the fault to the first write acknowledged after it through
+    /// HAProxy (or straight to a primary when HAProxy is not installed).
+    pub writes_again: Option<Duration>,
+    /// Writes a member acknowledged after another member's first.
+    pub split_brain_writes: usize,
+    /// Acknowledged writes missing on the final primary.
+    pub lost_acknowledged: usize,
+    pub acknowledged: usize,
+    pub two_writable: bool,
+    pub timeline_before: i32,
+    pub timeline_after: i32,
+    /// The timelines acknowledged writes were made on.
+    pub timelines_written: BTreeSet<i32>,
+    pub panics: Vec<String>,
+}
+
+impl RunReport {
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "fault": self.fault.name(),
+            "run": self.run,
+            "old_primary": self.old_primary,
+            "new_primary": self.new_primary,
+            "writes_again_ms": self.writes_again.map(|d| d.as_millis() as u64),
+            "split_brain_writes": self.split_brain_writes,
+            "lost_acknowledged_writes": self.lost_acknowledged,
+            "acknowledged_writes": self.acknowledged,
+            "two_writable_at_once": self.two_writable,
+            "timeline_before": self.timeline_before,
+            "timeline_after": self.timeline_after,
+            "timelines_written": self.timelines_written,
+            "panics": self.panics,
+        })
+    }
+
+    /// The safety verdict: what must hold in every run.
+    pub fn assert_safe(&self) {
+        assert_eq!(
+            self.split_brain_writes,
+            0,
+            "{} run {}: writes acknowledged by an old primary after the new one's first: {self:?}",
+            self.fault.name(),
+            self.run
+        );
+        assert!(
+            !self.two_writable,
+            "{} run {}: two writable primaries at once",
+            self.fault.name(),
+            self.run
+        );
+        assert!(
+            self.panics.is_empty(),
+            "{} run {}: panics {:?}",
+            self.fault.name(),
+            self.run,
+            self.panics
+        );
+        assert!(
+            self.writes_again.is_some(),
+            "{} run {}: no write succeeded within {RECOVERY_BOUND:?} of the fault",
+            self.fault.name(),
+            self.run
+        );
+    }
+}
+
+/// Acks a member gave after a later member's first ack.
+fn split_brain(acks: &[Ack]) -> usize {
+    let mut first: BTreeMap<&str, Instant> = BTreeMap::new();
+    for a in acks.iter().filter(|a| a.member != "long") {
+        let at = first.entry(a.member.as_str()).or_insert(a.at);
+        *at = (*at).min(a.at);
+    }
+    acks.iter()
+        .filter(|a| {
+            let mine = first.get(a.member.as_str()).copied().unwrap_or(a.at);
+            first
+                .iter()
+                .any(|(m, at)| *m != a.member && *at > mine && a.at > *at)
+        })
+        .count()
+}
+
+fn postmaster_pid(lab: &Lab, name: &str) -> Option<i32> {
+    let pid_file = lab
+        .member(name)
+        .ok()?
+        .data_dir
+        .join("pgdata/postmaster.pid");
+    std::fs::read_to_string(pid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn panics_in_logs(lab: &Lab) -> Vec<String> {
+    let mut found = Vec::new();
+    for m in &lab.description.members {
+        for log in [m.log.clone(), m.data_dir.join("keeper.log")] {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            for line in text.lines().filter(|l| l.contains("panicked")) {
+                found.push(format!("{}: {line}", log.display()));
+            }
+        }
+    }
+    found
+}
+
+async fn timeline_of(dsn: &str) -> i32 {
+    match connect(dsn).await {
+        Some(c) => c
+            .query_one(&format!("SELECT {TIMELINE}"), &[])
+            .await
+            .ok()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Runs `fault` once on a healthy lab whose primary is `primary`, heals it,
+/// and returns the report. The lab is healthy again on return.
+pub async fn run_once(lab: &mut Lab, primary: &str, fault: Fault, run: u32) -> RunReport {
+    execute(&dsn(lab, primary), TABLE)
+        .await
+        .expect("the writes table");
+    let timeline_before = timeline_of(&dsn(lab, primary)).await;
+    let monitor = PrimaryMonitor::start(lab);
+    let workload = Workload::start(lab, primary, run).await;
+    // Let the workload reach a steady pace before the fault.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let replica = lab
+        .names()
+        .into_iter()
+        .find(|n| n != primary && lab.member(n).is_ok_and(|m| m.dsn.is_some()))
+        .expect("a replica");
+    let injected = Instant::now();
+    let mut stopped: Vec<i32> = Vec::new();
+    let mut restart = Vec::new();
+    match fault {
+        Fault::KillPostgres => {
+            if let Some(pid) = postmaster_pid(lab, primary) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        Fault::KillAgent => {
+            lab.kill(primary).expect("SIGKILL the agent");
+            restart.push(primary.to_owned());
+        }
+        Fault::StopAgent => {
+            let pid = lab.member(primary).expect("member").agent_pid as i32;
+            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+            stopped.push(pid);
+        }
+        Fault::StopPostmaster => {
+            if let Some(pid) = postmaster_pid(lab, primary) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+                stopped.push(pid);
+            }
+        }
+        Fault::KillHost => {
+            lab.kill_host(primary).expect("kill the host");
+            restart.push(primary.to_owned());
+        }
+        Fault::RestartAgent => {
+            lab.restart_agent(primary, Duration::from_secs(30))
+                .expect("restart the agent");
+        }
+        Fault::KillReplicaAgent => {
+            lab.kill(&replica).expect("SIGKILL the replica's agent");
+            restart.push(replica.clone());
+        }
+        Fault::RestartDuringSwitchover => {
+            let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
+                &lab.description.dir,
+            ));
+            let url = lab.member(primary).expect("member").api_url.clone();
+            let body = json!({ "leader": primary, "candidate": replica });
+            let request =
+                tokio::spawn(async move { api.send("POST", &url, "/switchover", &body).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            lab.restart_agent(primary, Duration::from_secs(30))
+                .expect("restart the agent");
+            let _ = tokio::time::timeout(Duration::from_secs(30), request).await;
+        }
+    }
+    // Writes again: the first ack after the fault (by HAProxy's writer, or
+    // any writer without HAProxy).
+    let mut writes_again = None;
+    let recovery_deadline = injected + RECOVERY_BOUND;
+    while Instant::now() < recovery_deadline {
+        if Fault::StopAgent == fault && injected.elapsed() >= Duration::from_secs(8) {
+            for pid in stopped.drain(..) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+        }
+        let after: Option<Instant> = workload
+            .acks()
+            .iter()
+            .filter(|a| a.at > injected && a.id >> 40 == 2)
+            .map(|a| a.at)
+            .min();
+        if let Some(at) = after {
+            writes_again = Some(at - injected);
+            break;
+        }
+        if lab.haproxy_dsn(true).is_none() {
+            if let [one] = writable(lab).await.as_slice() {
+                if execute(&dsn(lab, one), "SELECT 1").await.is_ok() {
+                    writes_again = Some(injected.elapsed());
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Heal: resume what was stopped, start what was killed.
+    for pid in stopped.drain(..) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+    }
+    // A frozen agent may still hold its old view for a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for name in &restart {
+        lab.start(name).expect("restart the agent");
+    }
+    let new_primary = lab.wait_healthy(HEAL_BOUND).await.unwrap_or_else(|e| {
+        panic!(
+            "{} run {run}: not healthy after the fault: {e}",
+            fault.name()
+        )
+    });
+    let acks = workload.finish().await;
+    let two_writable = monitor.two_seen().await;
+    let final_ids: BTreeSet<i64> = match connect(&dsn(lab, &new_primary)).await {
+        Some(c) => c
+            .query("SELECT id FROM matrix_writes", &[])
+            .await
+            .map(|rows| rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
+            .unwrap_or_default(),
+        None => BTreeSet::new(),
+    };
+    let lost = acks.iter().filter(|a| !final_ids.contains(&a.id)).count();
+    RunReport {
+        fault,
+        run,
+        old_primary: primary.to_owned(),
+        new_primary: new_primary.clone(),
+        writes_again,
+        split_brain_writes: split_brain(&acks),
+        lost_acknowledged: lost,
+        acknowledged: acks.len(),
+        two_writable,
+        timeline_before,
+        timeline_after: timeline_of(&dsn(lab, &new_primary)).await,
+        timelines_written: acks.iter().map(|a| a.timeline).filter(|t| *t > 0).collect(),
+        panics: panics_in_logs(lab),
+    }
+}
+
+/// The Markdown table of a set of runs: per fault, runs, time to writes
+/// again (min / median / max), split-brain writes, lost acknowledged writes.
+pub fn markdown(reports: &[RunReport]) -> String {
+    let mut out = String::from(
+        "| fault | runs | writes again min / median / max (s) | split-brain writes | lost acknowledged writes (async) | two writable | panics |\n|---|---|---|---|---|---|---|\n",
+    );
+    for fault in Fault::ALL {
+        let runs: Vec<&RunReport> = reports.iter().filter(|r| r.fault == fault).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let mut times: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.writes_again.map(|d| d.as_secs_f64()))
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let spread = match times.as_slice() {
+            [] => "none".to_owned(),
+            t => format!(
+                "{:.2} / {:.2} / {:.2}",
+                t[0],
+                t[t.len() / 2],
+                t[t.len() - 1]
+            ),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            fault.name(),
+            runs.len(),
+            spread,
+            runs.iter().map(|r| r.split_brain_writes).sum::<usize>(),
+            runs.iter().map(|r| r.lost_acknowledged).sum::<usize>(),
+            runs.iter().filter(|r| r.two_writable).count(),
+            runs.iter().map(|r| r.panics.len()).sum::<usize>(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(member: &str, ms: u64, base: Instant) -> Ack {
+        Ack {
+            member: member.into(),
+            id: 0,
+            timeline: 1,
+            at: base + Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn split_brain_counts_only_old_writes_after_the_new_first() {
+        let t = Instant::now();
+        assert_eq!(
+            split_brain(&[ack("a", 0, t), ack("a", 10, t), ack("b", 20, t)]),
+            0
+        );
+        assert_eq!(
+            split_brain(&[
+                ack("a", 0, t),
+                ack("b", 20, t),
+                ack("a", 30, t),
+                ack("b", 40, t)
+            ]),
+            1
+        );
+        assert_eq!(split_brain(&[ack("a", 0, t), ack("a", 50, t)]), 0);
+    }
+}

@@ -1,0 +1,60 @@
+//! The fault matrix in CI: every fault of `tests/src/matrix.rs`, twice, each
+//! on a lab of its own, with the workload and the checker there. The full
+//! matrix with more runs and a report is `cargo bench --bench faults`.
+
+use raftgres_tests::matrix::{Fault, run_once};
+use raftgres_tests::{lab_dir, serial, start_lab};
+
+const RUNS: u32 = 2;
+
+async fn twice(fault: Fault) {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+    for run in 0..RUNS {
+        let report = run_once(&mut lab, &primary, fault, run).await;
+        println!("{}", report.json());
+        report.assert_safe();
+        primary = report.new_primary;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_primary_postmaster() {
+    twice(Fault::KillPostgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_primary_agent() {
+    twice(Fault::KillAgent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_primary_agent() {
+    twice(Fault::StopAgent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_primary_postmaster() {
+    twice(Fault::StopPostmaster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lose_primary_host() {
+    twice(Fault::KillHost).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_primary_agent() {
+    twice(Fault::RestartAgent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_replica_agent() {
+    twice(Fault::KillReplicaAgent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_primary_agent_during_switchover() {
+    twice(Fault::RestartDuringSwitchover).await;
+}
