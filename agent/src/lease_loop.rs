@@ -161,25 +161,25 @@ impl LeaseLoop {
                     });
                     in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch, &pg)));
                 }
-                LeaseAction::Release { epoch } => {
-                    tracing::warn!(member = self.me(), %epoch, ?pg, "Postgres cannot serve as primary; releasing the lease");
+                LeaseAction::Release { expected } => {
+                    tracing::warn!(member = self.me(), lease = %expected, ?pg, "Postgres cannot serve as primary; releasing the lease");
                     belief::update(&self.belief, |b| b.holding = None);
                     let command = Command::ReleaseLease {
                         member: self.me().to_owned(),
-                        epoch,
+                        expected,
                         lsn: None,
                     };
                     in_flight = Some(self.send(Intent::Release, now, command));
                 }
-                LeaseAction::Transfer { epoch, to } => {
-                    tracing::info!(member = self.me(), %epoch, candidate = %to, "switchover: the candidate replayed the shutdown checkpoint; handing the lease over");
+                LeaseAction::Transfer { expected, to } => {
+                    tracing::info!(member = self.me(), lease = %expected, candidate = %to, "switchover: the candidate replayed the shutdown checkpoint; handing the lease over");
                     // Like a release: once sent, this member no longer acts as
                     // holder; if it does not commit, the state still names us
                     // and the next round renews.
                     belief::update(&self.belief, |b| b.holding = None);
                     let command = Command::TransferLease {
                         from: self.me().to_owned(),
-                        epoch,
+                        expected,
                         to,
                         reason: "switchover".into(),
                         at_unix_ms: unix_ms(),
@@ -229,7 +229,7 @@ impl LeaseLoop {
                 _ = shutdown.changed() => break,
             }
         }
-        self.release().await;
+        self.release(lease_at_least).await;
     }
 
     /// A renewal carries the primary's WAL position, which candidates'
@@ -325,8 +325,9 @@ impl LeaseLoop {
     }
 
     /// On shutdown a valid holder releases the lease, so a replica takes over
-    /// without waiting for the ttl.
-    async fn release(&self) {
+    /// without waiting for the ttl. `lease_at_least` is the newest version a
+    /// reply told: the local copy may not have applied our last renewal yet.
+    async fn release(&self, lease_at_least: LeaseVersion) {
         let now = mono_now();
         let state = self.consensus.local().state;
         let belief = belief::read(&self.belief);
@@ -338,7 +339,7 @@ impl LeaseLoop {
         };
         let command = Command::ReleaseLease {
             member: self.me().to_owned(),
-            epoch: h.epoch,
+            expected: state.lease.version().max(lease_at_least),
             lsn: None,
         };
         belief::update(&self.belief, |b| b.holding = None);

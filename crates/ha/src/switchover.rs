@@ -410,7 +410,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&s, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: s.lease.version(),
                     to: "b".into()
                 }
             );
@@ -429,7 +429,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&s, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: s.lease.version(),
                     to: "b".into()
                 }
             );
@@ -439,7 +439,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&any, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: any.lease.version(),
                     to: "b".into()
                 }
             );

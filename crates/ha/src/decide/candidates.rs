@@ -241,7 +241,9 @@ fn holder_release_table() {
             now_unix_ms: 0,
         })
     };
-    let release = LeaseAction::Release { epoch: Epoch(1) };
+    let release = LeaseAction::Release {
+        expected: s.lease.version(),
+    };
     assert_eq!(
         renew_or_wait(
             PgView::Down {
