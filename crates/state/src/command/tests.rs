@@ -742,3 +742,42 @@ fn an_epoch_only_release_or_transfer_is_refused_at_decode() {
         assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), command);
     }
 }
+
+/// The margin's floor (docs/lease.md, "The margin's floor"): `ttl_ms / 500`
+/// rounded up, for two clocks each up to 1000 ppm off, plus 100 ms for the
+/// holder's timer lateness and the fence's kill.
+#[test]
+fn lease_margin_below_its_floor_is_refused() {
+    for (ttl_ms, floor) in [(2000, 104), (3000, 106), (3001, 107), (60_000, 220)] {
+        let mut v = values();
+        v.ttl_ms = ttl_ms;
+        v.lease_margin_ms = floor - 1;
+        let err = v.validate().unwrap_err();
+        for named in [
+            "lease_margin_ms",
+            &format!("at least {floor}"),
+            "docs/lease.md",
+        ] {
+            assert!(
+                err.contains(named),
+                "ttl {ttl_ms}: {named} missing from {err}"
+            );
+        }
+        v.lease_margin_ms = floor;
+        assert_eq!(v.validate(), Ok(()), "ttl {ttl_ms}");
+    }
+    let mut zero = values();
+    zero.lease_margin_ms = 0;
+    assert!(zero.validate().unwrap_err().contains("lease_margin_ms"));
+    // A PATCH /config that lowers the margin below the floor is refused
+    // and changes nothing.
+    let mut s = cluster();
+    assert!(matches!(
+        s.apply(&Command::SetConfig {
+            expected_version: 1,
+            values: zero
+        }),
+        Err(Rejection::Invalid { .. })
+    ));
+    assert_eq!(s.config.as_ref().unwrap().values, values());
+}
