@@ -2,6 +2,7 @@
 //! the same lab code as `raftgresctl lab`, and kill them with real signals.
 
 pub mod http;
+pub mod settle;
 pub mod steady;
 
 use raftgres_lab::{Lab, LabSpec, agent_status};
