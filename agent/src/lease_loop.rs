@@ -169,25 +169,25 @@ impl LeaseLoop {
                     });
                     in_flight = Some(self.send(Intent::Renew, now, self.renew(state, epoch, &pg)));
                 }
-                LeaseAction::Release { epoch } => {
-                    tracing::warn!(member = self.me(), %epoch, ?pg, "Postgres cannot serve as primary; releasing the lease");
+                LeaseAction::Release { expected } => {
+                    tracing::warn!(member = self.me(), lease = %expected, ?pg, "Postgres cannot serve as primary; releasing the lease");
                     belief::update(&self.belief, |b| b.holding = None);
                     let command = Command::ReleaseLease {
                         member: self.me().to_owned(),
-                        epoch,
+                        expected,
                         lsn: None,
                     };
                     in_flight = Some(self.send(Intent::Release, now, command));
                 }
-                LeaseAction::Transfer { epoch, to } => {
-                    tracing::info!(member = self.me(), %epoch, candidate = %to, "switchover: the candidate replayed the shutdown checkpoint; handing the lease over");
+                LeaseAction::Transfer { expected, to } => {
+                    tracing::info!(member = self.me(), lease = %expected, candidate = %to, "switchover: the candidate replayed the shutdown checkpoint; handing the lease over");
                     // Like a release: once sent, this member no longer acts as
                     // holder; if it does not commit, the state still names us
                     // and the next round renews.
                     belief::update(&self.belief, |b| b.holding = None);
                     let command = Command::TransferLease {
                         from: self.me().to_owned(),
-                        epoch,
+                        expected,
                         to,
                         reason: "switchover".into(),
                         at_unix_ms: unix_ms(),

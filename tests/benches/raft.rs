@@ -5,7 +5,7 @@
 
 use raftgres_lab::Lab;
 use raftgres_proto::v1::{ProposeRequest, cluster_client::ClusterClient};
-use raftgres_state::{Command, Epoch, Response};
+use raftgres_state::{Command, Epoch, LeaseVersion, Response};
 use raftgres_tests::{lab_dir, report_bench, start_lab, status};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ async fn main() {
         // A rejected command is still a committed one: it went through the log.
         let probe = Command::ReleaseLease {
             member: "nobody".into(),
-            epoch: Epoch(0),
+            expected: LeaseVersion::default(),
             lsn: None,
         };
         let killed = Instant::now();

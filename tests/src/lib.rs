@@ -4,6 +4,7 @@
 pub mod faults;
 pub mod http;
 pub mod matrix;
+pub mod settle;
 pub mod steady;
 
 use raftgres_lab::{Lab, LabSpec, agent_status};

@@ -455,13 +455,12 @@ pub async fn run_once(lab: &mut Lab, primary: &str, fault: Fault, run: u32) -> R
             writes_again = Some(at - injected);
             break;
         }
-        if lab.haproxy_dsn(true).is_none() {
-            if let [one] = writable(lab).await.as_slice() {
-                if execute(&dsn(lab, one), "SELECT 1").await.is_ok() {
-                    writes_again = Some(injected.elapsed());
-                    break;
-                }
-            }
+        if lab.haproxy_dsn(true).is_none()
+            && let [one] = writable(lab).await.as_slice()
+            && execute(&dsn(lab, one), "SELECT 1").await.is_ok()
+        {
+            writes_again = Some(injected.elapsed());
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

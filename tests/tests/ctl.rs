@@ -5,6 +5,7 @@
 //! 2 refused by an agent, 3 no agent reachable).
 
 use raftgres_lab::Lab;
+use raftgres_tests::settle::{SETTLE_WITHIN, roles_settled, until, until_eq};
 use raftgres_tests::{
     PrimaryMonitor, ctl_bin, eventually, lab_dir, serial, start_lab, streaming, writable,
 };
@@ -202,13 +203,15 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
     }
     assert!(table.contains("Leader"), "{table}");
     assert!(!table.contains("Maintenance mode"), "{table}");
-    let tree = ctl.expect(0, &["topology"]).await.stdout;
-    for replica in names.iter().filter(|n| **n != first) {
-        assert!(
-            tree.contains(&format!("+ {replica}")),
-            "{replica} not under the leader:\n{tree}"
-        );
-    }
+    // Each replica shows under the leader once it published itself a replica.
+    let replicas: Vec<&String> = names.iter().filter(|n| **n != first).collect();
+    until(
+        SETTLE_WITHIN,
+        "every replica under the leader in `topology`",
+        || async { ctl.expect(0, &["topology"]).await.stdout },
+        |tree| replicas.iter().all(|r| tree.contains(&format!("+ {r}"))),
+    )
+    .await;
 
     // Switchover to a named replica.
     let target = names
@@ -216,7 +219,8 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
         .find(|n| **n != first)
         .expect("a replica")
         .clone();
-    wait_streaming(&lab, &target).await;
+    // The switchover is judged on the candidate's published state.
+    roles_settled(&lab, &first).await;
     let run = ctl
         .expect(0, &["switchover", "--candidate", &target, "--force"])
         .await;
@@ -243,7 +247,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
         .find(|n| **n != first && **n != target)
         .expect("a third member")
         .clone();
-    wait_streaming(&lab, &third).await;
+    roles_settled(&lab, &target).await;
     let run = ctl
         .expect(0, &["failover", "--candidate", &third, "--force"])
         .await;
@@ -269,7 +273,9 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
         .into_iter()
         .find(|n| *n != primary)
         .expect("a replica");
-    wait_streaming(&lab, &replica).await;
+    // Until the leader is shown healthy, a switchover is refused for that
+    // reason instead of the unknown candidate this asserts.
+    roles_settled(&lab, &primary).await;
 
     // Refused by the agent: 2, with the agent's reason.
     let run = ctl
@@ -303,8 +309,15 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
 
     // Maintenance mode on, shown by show-config and list; pausing again is fine.
+    // `show-config` may ask a member that applies the change a moment later.
     ctl.expect(0, &["pause"]).await;
-    assert_eq!(ctl.config().await["pause"], true);
+    until_eq(
+        SETTLE_WITHIN,
+        "show-config says paused",
+        &Value::Bool(true),
+        || async { ctl.config().await["pause"].clone() },
+    )
+    .await;
     eventually(
         Duration::from_secs(10),
         "`list` shows maintenance mode",
@@ -318,7 +331,13 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     assert!(run.stdout.contains("already paused"), "{}", run.stdout);
 
     ctl.expect(0, &["resume"]).await;
-    assert_eq!(ctl.config().await["pause"], false);
+    until_eq(
+        SETTLE_WITHIN,
+        "show-config says resumed",
+        &Value::Bool(false),
+        || async { ctl.config().await["pause"].clone() },
+    )
+    .await;
     eventually(
         Duration::from_secs(10),
         "`list` no longer shows maintenance mode",

@@ -4,6 +4,7 @@
 //! surviving member's pgbouncer reach the new primary.
 
 use raftgres_tests::http::Api;
+use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
     PrimaryMonitor, dsn, eventually, lab_dir, query_i64, serial, start_lab, streaming, writable,
 };
@@ -65,6 +66,8 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
         })
         .await;
     }
+    // The switchover is judged on the replicas' published state.
+    roles_settled(&lab, &old).await;
     let candidate = replicas[0].clone();
     let through_replica = replicas[1].clone();
     // Each pgbouncer reaches the primary before the writers start.

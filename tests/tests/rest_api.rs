@@ -8,6 +8,7 @@
 use nix::sys::signal::Signal;
 use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
+use raftgres_tests::settle::until;
 use raftgres_tests::{
     PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
     writable,
@@ -350,44 +351,49 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
     let base = url(&lab, &primary);
     let replica_url = url(&lab, &replica);
 
-    // /metrics: OpenMetrics text from each member's own view.
-    let text = metrics(&api, &base).await;
-    assert!(
-        text.header("content-type")
-            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
-        "{:?}",
-        text.headers
-    );
-    for line in [
+    // /metrics: OpenMetrics text from each member's own view, which follows
+    // its agent's first probes after `lab up`.
+    let on_primary = [
         "raftgres_primary 1".to_owned(),
         format!("raftgres_lease_holder{{member=\"{primary}\"}} 1"),
         format!("raftgres_lease_holder{{member=\"{replica}\"}} 0"),
         "raftgres_pause 0".to_owned(),
         "raftgres_postgres_running 1".to_owned(),
         "# EOF".to_owned(),
-    ] {
-        assert!(
-            has_line(&text.text, &line),
-            "{line} on the primary:\n{}",
-            text.text
-        );
-    }
+    ];
+    let text = until(
+        SETTLE_WITHIN,
+        &format!("the primary's /metrics to show {on_primary:?}"),
+        || metrics(&api, &base),
+        |text| on_primary.iter().all(|line| has_line(&text.text, line)),
+    )
+    .await;
+    assert!(
+        text.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        text.headers
+    );
+    let on_replica = [
+        "raftgres_primary 0".to_owned(),
+        format!("raftgres_lease_holder{{member=\"{primary}\"}} 1"),
+        "raftgres_postgres_running 1".to_owned(),
+    ];
     for r in &replicas {
-        let text = metrics(&api, &url(&lab, r)).await;
-        for line in [
-            "raftgres_primary 0".to_owned(),
-            format!("raftgres_lease_holder{{member=\"{primary}\"}} 1"),
-            "raftgres_postgres_running 1".to_owned(),
-        ] {
-            assert!(has_line(&text.text, &line), "{line} on {r}:\n{}", text.text);
-        }
-        assert!(
-            text.text
-                .lines()
-                .any(|l| l.starts_with("raftgres_replication_lag_bytes ")),
-            "no lag on {r}:\n{}",
-            text.text
-        );
+        let at = url(&lab, r);
+        until(
+            SETTLE_WITHIN,
+            &format!("{r}'s /metrics to show {on_replica:?} and a replication lag"),
+            || metrics(&api, &at),
+            |text| {
+                on_replica.iter().all(|line| has_line(&text.text, line))
+                    && text
+                        .text
+                        .lines()
+                        .any(|l| l.starts_with("raftgres_replication_lag_bytes "))
+            },
+        )
+        .await;
     }
 
     // Unauthenticated or wrongly authenticated changes are refused, and

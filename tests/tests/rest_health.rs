@@ -1,8 +1,11 @@
 //! The agents' REST health endpoints on a real lab: `/primary` answers 200
 //! on exactly the member whose Postgres takes writes, `/replica` on the
 //! streaming replicas, for GET, HEAD and OPTIONS (HAProxy's httpchk), and
-//! the answer moves with a failover.
+//! the answer moves with a failover. Each agent serves what its last probe
+//! of its own Postgres saw, so every check waits (bounded) for the answer it
+//! asserts rather than taking one snapshot right after `lab up`.
 
+use raftgres_tests::settle::{SETTLE_WITHIN, until_eq};
 use raftgres_tests::{PrimaryMonitor, eventually, lab_dir, serial, start_lab, writable};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,36 +73,29 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
     let monitor = PrimaryMonitor::start(&lab);
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
     let replica_refs: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    assert_eq!(statuses(&lab, "/primary").await, expect(&lab, &[&primary]));
-    assert_eq!(
-        statuses(&lab, "/replica").await,
-        expect(&lab, &replica_refs)
-    );
-    for alias in ["/", "/leader", "/read-write", "/master"] {
-        assert_eq!(
-            statuses(&lab, alias).await,
-            expect(&lab, &[&primary]),
-            "{alias}"
-        );
+    until_eq(
+        SETTLE_WITHIN,
+        "/replica on the streaming replicas only",
+        &expect(&lab, &replica_refs),
+        || statuses(&lab, "/replica"),
+    )
+    .await;
+    for path in ["/primary", "/", "/leader", "/read-write", "/master"] {
+        until_eq(
+            SETTLE_WITHIN,
+            &format!("{path} on the primary only"),
+            &expect(&lab, &[&primary]),
+            || statuses(&lab, path),
+        )
+        .await;
     }
-    assert_eq!(
-        http_status(
-            &lab.member(&primary).unwrap().api_url,
-            "GET",
-            "/replica?lag=abc"
-        )
-        .await,
-        Ok(400)
-    );
-    assert_eq!(
-        http_status(
-            &lab.member(&primary).unwrap().api_url,
-            "GET",
-            "/no-such-check"
-        )
-        .await,
-        Ok(404)
-    );
+    let primary_url = lab.member(&primary).unwrap().api_url.clone();
+    for (path, code) in [("/replica?lag=abc", 400), ("/no-such-check", 404)] {
+        until_eq(SETTLE_WITHIN, path, &Ok(code), || {
+            http_status(&primary_url, "GET", path)
+        })
+        .await;
+    }
 
     lab.kill(&primary).expect("SIGKILL the primary's agent");
     let new = eventually(Duration::from_secs(30), "a new primary", || async {
@@ -109,22 +105,21 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
         }
     })
     .await;
-    let survivors = replica_refs.clone();
-    eventually(
-        Duration::from_secs(10),
+    let among_survivors = |table: Vec<(String, u16)>| -> Vec<(String, u16)> {
+        table
+            .into_iter()
+            .filter(|(who, _)| {
+                replica_refs
+                    .iter()
+                    .any(|s| who.starts_with(&format!("{s} ")))
+            })
+            .collect()
+    };
+    until_eq(
+        SETTLE_WITHIN,
         "/primary moves to the new primary",
-        || async {
-            let now: Vec<(String, u16)> = statuses(&lab, "/primary")
-                .await
-                .into_iter()
-                .filter(|(who, _)| survivors.iter().any(|s| who.starts_with(&format!("{s} "))))
-                .collect();
-            let want: Vec<(String, u16)> = expect(&lab, &[&new])
-                .into_iter()
-                .filter(|(who, _)| survivors.iter().any(|s| who.starts_with(&format!("{s} "))))
-                .collect();
-            (now == want).then_some(())
-        },
+        &among_survivors(expect(&lab, &[&new])),
+        || async { among_survivors(statuses(&lab, "/primary").await) },
     )
     .await;
     monitor.assert_never_two().await;

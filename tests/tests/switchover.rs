@@ -5,6 +5,7 @@
 //! requests are refused with 412. Never two primaries meanwhile.
 
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
+use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
     PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
     writable,
@@ -47,11 +48,8 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
         .into_iter()
         .find(|n| *n != old)
         .expect("a replica");
-    // The candidate must be streaming for the switchover to be accepted.
-    eventually(Duration::from_secs(20), "the candidate streams", || async {
-        streaming(&lab, &candidate).await.then_some(())
-    })
-    .await;
+    // The candidate must be shown streaming for the switchover to be accepted.
+    roles_settled(&lab, &old).await;
     let other = lab
         .names()
         .into_iter()
@@ -100,6 +98,8 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
     let (lab, old) = start_lab(&dir, 3, false).await;
     let api = api(&dir);
     let base = url(&lab, &old);
+    // A request needs a healthy leader, as this member's copy shows it.
+    roles_settled(&lab, &old).await;
     let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
     let reply = api
         .send(
@@ -173,6 +173,9 @@ async fn unfit_requests_are_refused_with_412() {
     let (lab, primary) = start_lab(&dir, 3, false).await;
     let api = api(&dir);
     let base = url(&lab, &primary);
+    // Until the leader is shown healthy, every request is refused for that
+    // reason instead of the one each row asserts.
+    roles_settled(&lab, &primary).await;
     let replica = lab
         .names()
         .into_iter()

@@ -743,6 +743,17 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
             ),
         ));
     }
+    let floor = raftgres_state::margin_floor_ms(ttl_ms);
+    if lease_margin_ms < floor {
+        return Err(ctx.invalid(
+            &lease_margin_key,
+            format!(
+                "must be at least {floor} with {ttl_key} {ttl_ms} ({ttl_key} / 500 + 100), \
+                 got {lease_margin_ms}: it covers clock-rate drift between members and \
+                 the holder's fencing delay; see docs/lease.md, \"The margin's floor\""
+            ),
+        ));
+    }
     ctx.check(&loop_wait_key, positive(loop_wait_ms))?;
     if loop_wait_ms
         .checked_add(lease_margin_ms)

@@ -906,6 +906,37 @@ fn each_validation_rule_names_its_key() {
     }
 }
 
+/// The margin's floor is `ttl_ms / 500` (rounded up) plus 100 ms
+/// (docs/lease.md, "The margin's floor"): with FULL's ttl of 4500 ms, 109 ms.
+#[test]
+fn lease_margin_below_its_floor_is_refused() {
+    for margin in ["0", "1", "108"] {
+        let message = error(&edit(
+            FULL,
+            "lease_margin_ms: 600",
+            &format!("lease_margin_ms: {margin}"),
+        ));
+        for named in [
+            "key `bootstrap.lease_margin_ms`",
+            "at least 109",
+            "bootstrap.ttl_ms",
+            "docs/lease.md",
+        ] {
+            assert!(
+                message.contains(named),
+                "{margin}: {named} missing from {message:?}"
+            );
+        }
+    }
+    let at_floor = load_yaml(&edit(FULL, "lease_margin_ms: 600", "lease_margin_ms: 109"));
+    assert_eq!(at_floor.bootstrap.lease_margin, Duration::from_millis(109));
+    // The shipped defaults (ttl 3000, margin 400) sit well above it.
+    assert_eq!(
+        load_yaml(MINIMAL).bootstrap.lease_margin,
+        Duration::from_millis(400)
+    );
+}
+
 /// MINIMAL with `lines` (each indented as a key of `postgresql`) added to its
 /// `postgresql` section.
 fn with_postgresql(lines: &str) -> String {

@@ -44,14 +44,16 @@ pub enum LeaseAction {
     Acquire {
         expected: LeaseVersion,
     },
-    /// The holder cannot serve as primary: hand the lease back at once.
+    /// The holder cannot serve as primary: hand the lease back at once,
+    /// compare-and-set on the exact version it decided on.
     Release {
-        epoch: Epoch,
+        expected: LeaseVersion,
     },
     /// Switchover: the holder's Postgres stopped cleanly and `to` has
-    /// replayed its shutdown checkpoint; hand the lease over.
+    /// replayed its shutdown checkpoint; hand the lease over,
+    /// compare-and-set on the exact version it decided on.
     Transfer {
-        epoch: Epoch,
+        expected: LeaseVersion,
         to: String,
     },
 }
@@ -247,11 +249,13 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
     }
     if lease.is_held_by(o.me) {
         if o.must_release() {
-            return LeaseAction::Release { epoch: lease.epoch };
+            return LeaseAction::Release {
+                expected: lease.version(),
+            };
         }
         if let Some(to) = o.transfer_to() {
             return LeaseAction::Transfer {
-                epoch: lease.epoch,
+                expected: lease.version(),
                 to,
             };
         }

@@ -442,7 +442,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&s, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: s.lease.version(),
                     to: "b".into()
                 }
             );
@@ -461,7 +461,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&s, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: s.lease.version(),
                     to: "b".into()
                 }
             );
@@ -471,7 +471,7 @@ mod tests {
             assert_eq!(
                 lease_decision(&any, &stopped, 2_000),
                 LeaseAction::Transfer {
-                    epoch: Epoch(1),
+                    expected: any.lease.version(),
                     to: "b".into()
                 }
             );

@@ -45,14 +45,19 @@ pub enum Command {
         lsn: Option<Lsn>,
         timeline: Option<u32>,
     },
+    /// Hand the lease back, expecting exactly the version the holder decided
+    /// on: a release that commits late, after a renewal the holder went on to
+    /// believe in, must not free a lease the holder still acts on.
     ReleaseLease {
         member: String,
-        epoch: Epoch,
+        expected: LeaseVersion,
         lsn: Option<Lsn>,
     },
+    /// Hand the lease to `to`, expecting exactly the version the holder
+    /// decided on, for the same reason as a release.
     TransferLease {
         from: String,
-        epoch: Epoch,
+        expected: LeaseVersion,
         to: String,
         reason: String,
         at_unix_ms: u64,
@@ -76,6 +81,8 @@ pub enum Applied {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Rejection {
+    /// An acquire, release or transfer named a version that is no longer the
+    /// current one: something committed since the proposer decided.
     #[error(
         "rejected: lease changed (expected {expected}, now {current}); re-read the lease and decide again"
     )]
@@ -164,16 +171,18 @@ impl ClusterState {
                 lsn,
                 timeline,
             } => self.renew_lease(member, *epoch, *ttl_ms, *lsn, *timeline),
-            Command::ReleaseLease { member, epoch, lsn } => {
-                self.release_lease(member, *epoch, *lsn)
-            }
+            Command::ReleaseLease {
+                member,
+                expected,
+                lsn,
+            } => self.release_lease(member, *expected, *lsn),
             Command::TransferLease {
                 from,
-                epoch,
+                expected,
                 to,
                 reason,
                 at_unix_ms,
-            } => self.transfer_lease(from, *epoch, to, reason, *at_unix_ms),
+            } => self.transfer_lease(from, *expected, to, reason, *at_unix_ms),
             Command::RequestSwitchover { switchover } => self.request_switchover(switchover),
             Command::CancelSwitchover => {
                 self.switchover = None;
@@ -302,6 +311,18 @@ impl ClusterState {
         }
     }
 
+    /// The holder's own compare-and-set on the exact version: a different
+    /// holder or epoch means the lease is gone, a different revision means a
+    /// lease command of its own committed since it decided.
+    fn check_holder_version(&self, member: &str, expected: LeaseVersion) -> Result<(), Rejection> {
+        self.check_holder(member, expected.epoch)?;
+        let current = self.lease.version();
+        if current != expected {
+            return Err(Rejection::LeaseVersionChanged { expected, current });
+        }
+        Ok(())
+    }
+
     fn acquire_lease(
         &mut self,
         member: &str,
@@ -359,8 +380,13 @@ impl ClusterState {
         })
     }
 
-    fn release_lease(&mut self, member: &str, epoch: Epoch, lsn: Option<Lsn>) -> Response {
-        self.check_holder(member, epoch)?;
+    fn release_lease(
+        &mut self,
+        member: &str,
+        expected: LeaseVersion,
+        lsn: Option<Lsn>,
+    ) -> Response {
+        self.check_holder_version(member, expected)?;
         self.lease.holder = None;
         self.lease.revision += 1;
         if lsn.is_some() {
@@ -374,12 +400,12 @@ impl ClusterState {
     fn transfer_lease(
         &mut self,
         from: &str,
-        epoch: Epoch,
+        expected: LeaseVersion,
         to: &str,
         reason: &str,
         at_unix_ms: u64,
     ) -> Response {
-        self.check_holder(from, epoch)?;
+        self.check_holder_version(from, expected)?;
         self.check_can_lead(to)?;
         if from == to {
             return Err(Rejection::Invalid {

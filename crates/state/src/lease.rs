@@ -90,3 +90,19 @@ impl Lease {
         }
     }
 }
+
+/// Clock-rate bound: each member's `CLOCK_MONOTONIC` runs within 1000 ppm
+/// of real time (NTP slews at most 500 ppm, crystals drift about 100 ppm),
+/// so the holder's and an observer's clocks disagree by up to `ttl / 500`.
+const MARGIN_RATE_DIVISOR: u64 = 500;
+/// Reaction bound: the holder's timers waking late on a loaded host, plus
+/// the fence finding and SIGKILLing every server process.
+const MARGIN_REACTION_MS: u64 = 100;
+
+/// The smallest `lease_margin_ms` the lease rules are safe with for a lease
+/// of `ttl_ms` (docs/lease.md, "The margin's floor").
+pub fn margin_floor_ms(ttl_ms: u64) -> u64 {
+    ttl_ms
+        .div_ceil(MARGIN_RATE_DIVISOR)
+        .saturating_add(MARGIN_REACTION_MS)
+}

@@ -11,7 +11,7 @@ mod lease;
 mod model;
 
 pub use command::{Applied, Command, Rejection, Response};
-pub use lease::{Epoch, Lease, LeaseVersion};
+pub use lease::{Epoch, Lease, LeaseVersion, margin_floor_ms};
 pub use model::{
     ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, HistoryEntry, Lsn, Member,
     MemberRole, PgState, Switchover, Tags,

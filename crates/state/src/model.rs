@@ -81,6 +81,15 @@ impl ConfigValues {
                 self.lease_margin_ms, self.ttl_ms
             ));
         }
+        let floor = crate::margin_floor_ms(self.ttl_ms);
+        if self.lease_margin_ms < floor {
+            return Err(format!(
+                "lease_margin_ms ({}) must be at least {floor} with ttl_ms {} (ttl_ms / 500 + 100): \
+                 it covers clock-rate drift between members and the holder's fencing delay; \
+                 see docs/lease.md, \"The margin's floor\"",
+                self.lease_margin_ms, self.ttl_ms
+            ));
+        }
         if self.loop_wait_ms == 0
             || self.loop_wait_ms.saturating_add(self.lease_margin_ms) >= self.ttl_ms
         {

@@ -704,6 +704,10 @@ async fn patch_config_refuses_bad_keys_and_values() {
             r#"{"lease_margin_ms": 3000}"#,
             "lease_margin_ms (3000) must be smaller than ttl_ms",
         ),
+        (
+            r#"{"lease_margin_ms": 0}"#,
+            "lease_margin_ms (0) must be at least 106",
+        ),
         (r#"[]"#, "JSON object"),
     ] {
         let answer = api.admin(Method::PATCH, "/config", body).await;

@@ -242,7 +242,9 @@ fn holder_release_table() {
             now_unix_ms: 0,
         })
     };
-    let release = LeaseAction::Release { epoch: Epoch(1) };
+    let release = LeaseAction::Release {
+        expected: s.lease.version(),
+    };
     assert_eq!(
         renew_or_wait(
             PgView::Down {
@@ -497,7 +499,9 @@ fn candidacy_follows_the_timeline() {
             PgView::Stopped {
                 data: on(2, 9500, true),
             },
-            LeaseAction::Release { epoch: Epoch(1) },
+            LeaseAction::Release {
+                expected: after_b(false).lease.version(),
+            },
         ),
         (
             "the owner's own stopped primary, lease free: competes",
@@ -571,7 +575,9 @@ fn a_holder_off_the_timeline_releases() {
             PgView::Stopped {
                 data: on(1, 9000, true),
             },
-            LeaseAction::Release { epoch: Epoch(1) },
+            LeaseAction::Release {
+                expected: s.lease.version(),
+            },
         ),
         (
             "crashed ex-primary on an older timeline, within the restart grace",
@@ -580,12 +586,16 @@ fn a_holder_off_the_timeline_releases() {
                 since: at(400),
                 alive: false,
             },
-            LeaseAction::Release { epoch: Epoch(1) },
+            LeaseAction::Release {
+                expected: s.lease.version(),
+            },
         ),
         (
             "replica on an older timeline",
             replica_on(1, 5000),
-            LeaseAction::Release { epoch: Epoch(1) },
+            LeaseAction::Release {
+                expected: s.lease.version(),
+            },
         ),
         (
             "replica on the current timeline: keeps it and promotes",

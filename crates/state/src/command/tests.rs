@@ -80,6 +80,31 @@ fn renew(member: &str, epoch: u64) -> Command {
     }
 }
 
+fn version(epoch: u64, revision: u64) -> LeaseVersion {
+    LeaseVersion {
+        epoch: Epoch(epoch),
+        revision,
+    }
+}
+
+fn release(member: &str, expected: LeaseVersion) -> Command {
+    Command::ReleaseLease {
+        member: member.into(),
+        expected,
+        lsn: Some(Lsn(7)),
+    }
+}
+
+fn transfer(from: &str, expected: LeaseVersion, to: &str) -> Command {
+    Command::TransferLease {
+        from: from.into(),
+        expected,
+        to: to.into(),
+        reason: "switchover".into(),
+        at_unix_ms: 1,
+    }
+}
+
 #[test]
 fn initialize_is_set_once() {
     let mut s = ClusterState::default();
@@ -392,25 +417,20 @@ fn a_deposed_holder_cannot_renew() {
 fn release_clears_holder_and_keeps_epoch() {
     let mut s = cluster();
     s.apply(&acquire("a", LeaseVersion::default())).unwrap();
-    let release = |m: &str, e: u64| Command::ReleaseLease {
-        member: m.into(),
-        epoch: Epoch(e),
-        lsn: Some(Lsn(7)),
-    };
     assert!(matches!(
-        s.apply(&release("b", 1)),
+        s.apply(&release("b", version(1, 1))),
         Err(Rejection::NotHolder { .. })
     ));
     assert!(matches!(
-        s.apply(&release("a", 2)),
+        s.apply(&release("a", version(2, 1))),
         Err(Rejection::NotHolder { .. })
     ));
-    s.apply(&release("a", 1)).unwrap();
+    s.apply(&release("a", version(1, 1))).unwrap();
     assert_eq!(s.lease.holder, None);
     assert_eq!(s.lease.epoch, Epoch(1));
     assert_eq!(s.lease.last_lsn, Some(Lsn(7)));
     assert!(matches!(
-        s.apply(&release("a", 1)),
+        s.apply(&release("a", version(1, 2))),
         Err(Rejection::NotHolder { .. })
     ));
     // The next holder gets a new epoch.
@@ -422,31 +442,25 @@ fn release_clears_holder_and_keeps_epoch() {
 fn transfer_moves_the_lease_and_clears_the_switchover() {
     let mut s = cluster();
     s.apply(&acquire("a", LeaseVersion::default())).unwrap();
-    let transfer = |from: &str, epoch: u64, to: &str| Command::TransferLease {
-        from: from.into(),
-        epoch: Epoch(epoch),
-        to: to.into(),
-        reason: "switchover".into(),
-        at_unix_ms: 1,
-    };
+    let v = version(1, 1);
     assert!(matches!(
-        s.apply(&transfer("b", 1, "a")),
+        s.apply(&transfer("b", v, "a")),
         Err(Rejection::NotHolder { .. })
     ));
     assert!(matches!(
-        s.apply(&transfer("a", 0, "b")),
+        s.apply(&transfer("a", version(0, 1), "b")),
         Err(Rejection::NotHolder { .. })
     ));
     assert_eq!(
-        s.apply(&transfer("a", 1, "w")),
+        s.apply(&transfer("a", v, "w")),
         Err(Rejection::WitnessCannotLead { name: "w".into() })
     );
     assert_eq!(
-        s.apply(&transfer("a", 1, "zz")),
+        s.apply(&transfer("a", v, "zz")),
         Err(Rejection::UnknownMember { name: "zz".into() })
     );
     assert!(matches!(
-        s.apply(&transfer("a", 1, "a")),
+        s.apply(&transfer("a", v, "a")),
         Err(Rejection::Invalid { .. })
     ));
     s.apply(&Command::RequestSwitchover {
@@ -457,7 +471,7 @@ fn transfer_moves_the_lease_and_clears_the_switchover() {
         },
     })
     .unwrap();
-    s.apply(&transfer("a", 1, "b")).unwrap();
+    s.apply(&transfer("a", v, "b")).unwrap();
     assert!(s.lease.is_held_by("b"));
     assert_eq!(s.lease.epoch, Epoch(2));
     assert_eq!(s.switchover, None);
@@ -563,23 +577,11 @@ fn epoch_never_goes_backwards_over_any_sequence() {
                 revision: 3,
             },
         ),
-        Command::ReleaseLease {
-            member: "a".into(),
-            epoch: Epoch(1),
-            lsn: None,
-        },
-        Command::ReleaseLease {
-            member: "b".into(),
-            epoch: Epoch(2),
-            lsn: None,
-        },
-        Command::TransferLease {
-            from: "a".into(),
-            epoch: Epoch(1),
-            to: "b".into(),
-            reason: "t".into(),
-            at_unix_ms: 0,
-        },
+        release("a", v),
+        release("a", version(1, 2)),
+        release("b", version(2, 3)),
+        transfer("a", v, "b"),
+        transfer("a", version(1, 2), "b"),
     ];
     let n = commands.len();
     for i in 0..n.pow(4) {
@@ -665,14 +667,14 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
         lsn: None,
         timeline,
     };
-    let release = |member: &str, epoch: u64| Command::ReleaseLease {
+    let release = |s: &ClusterState, member: &str| Command::ReleaseLease {
         member: member.into(),
-        epoch: Epoch(epoch),
+        expected: s.lease.version(),
         lsn: None,
     };
-    let transfer = |from: &str, epoch: u64, to: &str| Command::TransferLease {
+    let transfer = |s: &ClusterState, from: &str, to: &str| Command::TransferLease {
         from: from.into(),
-        epoch: Epoch(epoch),
+        expected: s.lease.version(),
         to: to.into(),
         reason: "switchover".into(),
         at_unix_ms: 1,
@@ -706,7 +708,7 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
         ),
         (
             "a releases: it stays the owner",
-            Box::new(move |_| release("a", 1)),
+            Box::new(move |s| release(s, "a")),
             Some(1),
             Some("a"),
         ),
@@ -718,7 +720,7 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
         ),
         (
             "a releases again",
-            Box::new(move |_| release("a", 2)),
+            Box::new(move |s| release(s, "a")),
             Some(1),
             Some("a"),
         ),
@@ -742,7 +744,7 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
         ),
         (
             "a switchover to a disowns b",
-            Box::new(move |_| transfer("b", 3, "a")),
+            Box::new(move |s| transfer(s, "b", "a")),
             Some(2),
             None,
         ),
@@ -761,10 +763,135 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
     }
 }
 
+/// Hole 8: a release or transfer decided at one revision must not commit
+/// after a later renewal of the same epoch. The holder dropped its belief to
+/// send it, then (the command not committed in time) renewed and believed
+/// again; a late commit of the old command would free or hand over a lease
+/// its holder still acts on.
+#[test]
+fn a_release_or_transfer_decided_before_a_renewal_is_refused() {
+    type Hand = fn(LeaseVersion) -> Command;
+    let cases: [(&str, Hand); 2] = [
+        ("release", |v| release("a", v)),
+        ("transfer", |v| transfer("a", v, "b")),
+    ];
+    for (what, hand) in cases {
+        let mut s = cluster();
+        s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+        let decided = s.lease.version();
+        s.apply(&renew("a", 1)).unwrap();
+        let before = s.clone();
+        let current = s.lease.version();
+        assert_eq!(decided.epoch, current.epoch, "{what}: same epoch");
+        let refusal = s.apply(&hand(decided)).unwrap_err();
+        assert_eq!(
+            refusal,
+            Rejection::LeaseVersionChanged {
+                expected: decided,
+                current
+            },
+            "{what}"
+        );
+        assert!(
+            refusal
+                .to_string()
+                .contains("re-read the lease and decide again"),
+            "{what}: {refusal}"
+        );
+        assert_eq!(s, before, "{what}: a refused command changed the state");
+        // With the version it holds now, the holder's command goes through.
+        s.apply(&hand(current)).unwrap();
+        assert!(!s.lease.is_held_by("a"), "{what}");
+    }
+}
+
 #[test]
 fn a_lease_recorded_before_timeline_owners_existed_still_reads() {
     let old = r#"{"holder":"a","epoch":4,"revision":9,"ttl_ms":3000,"last_lsn":100,"timeline":2}"#;
     let lease: Lease = serde_json::from_str(old).unwrap();
     assert_eq!(lease.timeline, Some(2));
     assert_eq!(lease.timeline_owner, None);
+}
+
+#[test]
+fn a_newer_version_than_the_current_one_is_refused_too() {
+    let mut s = cluster();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    for command in [
+        release("a", version(1, 5)),
+        transfer("a", version(1, 5), "b"),
+    ] {
+        assert_eq!(
+            s.apply(&command),
+            Err(Rejection::LeaseVersionChanged {
+                expected: version(1, 5),
+                current: version(1, 1)
+            })
+        );
+    }
+    assert!(s.lease.is_held_by("a"));
+}
+
+/// Raft log entries are JSON. A release or transfer written before it named
+/// the exact version carried a bare `epoch`; decoding one must fail and say
+/// which field is missing rather than guess a revision.
+#[test]
+fn an_epoch_only_release_or_transfer_is_refused_at_decode() {
+    let old = [
+        r#"{"type":"release_lease","member":"a","epoch":1,"lsn":null}"#,
+        r#"{"type":"transfer_lease","from":"a","epoch":1,"to":"b","reason":"switchover","at_unix_ms":1}"#,
+    ];
+    for text in old {
+        let err = serde_json::from_str::<Command>(text).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `expected`"),
+            "{text}: {err}"
+        );
+    }
+    for command in [
+        release("a", version(1, 2)),
+        transfer("a", version(1, 2), "b"),
+    ] {
+        let text = serde_json::to_string(&command).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), command);
+    }
+}
+
+/// The margin's floor (docs/lease.md, "The margin's floor"): `ttl_ms / 500`
+/// rounded up, for two clocks each up to 1000 ppm off, plus 100 ms for the
+/// holder's timer lateness and the fence's kill.
+#[test]
+fn lease_margin_below_its_floor_is_refused() {
+    for (ttl_ms, floor) in [(2000, 104), (3000, 106), (3001, 107), (60_000, 220)] {
+        let mut v = values();
+        v.ttl_ms = ttl_ms;
+        v.lease_margin_ms = floor - 1;
+        let err = v.validate().unwrap_err();
+        for named in [
+            "lease_margin_ms",
+            &format!("at least {floor}"),
+            "docs/lease.md",
+        ] {
+            assert!(
+                err.contains(named),
+                "ttl {ttl_ms}: {named} missing from {err}"
+            );
+        }
+        v.lease_margin_ms = floor;
+        assert_eq!(v.validate(), Ok(()), "ttl {ttl_ms}");
+    }
+    let mut zero = values();
+    zero.lease_margin_ms = 0;
+    assert!(zero.validate().unwrap_err().contains("lease_margin_ms"));
+    // A PATCH /config that lowers the margin below the floor is refused
+    // and changes nothing.
+    let mut s = cluster();
+    assert!(matches!(
+        s.apply(&Command::SetConfig {
+            expected_version: 1,
+            values: zero
+        }),
+        Err(Rejection::Invalid { .. })
+    ));
+    assert_eq!(s.config.as_ref().unwrap().values, values());
 }
