@@ -1,7 +1,8 @@
 //! A member whose Raft store is wiped (a replaced disk, a rebuilt host) has
 //! lost its vote and its log. Restarted under its old node id it must be
 //! refused with an error that says how to re-add it, never take its old
-//! place as a voter; and once removed, it comes back as a new member.
+//! place as a voter, and never form a group of its own on its old data;
+//! once removed, it comes back as a new member.
 
 use raftgres_tests::http::Api;
 use raftgres_tests::{
@@ -110,6 +111,45 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
         "{}",
         file_tail(&log)
     );
-    assert_eq!(writable(&lab).await, [primary.clone()]);
+    assert_eq!(writable(&lab).await, [primary]);
     monitor.assert_never_two().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_whose_peers_are_down_forms_no_new_group() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let wiped = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != primary)
+        .expect("a replica");
+    for name in lab.names() {
+        if name != wiped {
+            lab.kill(&name).expect("SIGKILL a peer's agent");
+        }
+    }
+    // Its peers cannot answer: a member that may form would form a new
+    // group here, over the data of the cluster it belonged to.
+    wipe_and_restart(&mut lab, &wiped);
+    let log = lab.member(&wiped).expect("member").log.clone();
+    let Some(exit) = lab.wait_exit(&wiped, Duration::from_secs(60)) else {
+        panic!(
+            "the agent of {wiped} kept running on an empty Raft store beside old data\n{}",
+            file_tail(&log)
+        );
+    };
+    assert!(!exit.success(), "{exit:?}\n{}", file_tail(&log));
+    let text = std::fs::read_to_string(&log).expect("agent log");
+    assert!(
+        text.contains("may not form a new one") && text.contains("belongs to an existing cluster"),
+        "the error must say why it may not form a group\n{}",
+        file_tail(&log)
+    );
+    assert!(
+        !text.contains("formed a new Raft group"),
+        "{}",
+        file_tail(&log)
+    );
 }

@@ -39,7 +39,6 @@ pub struct RaftService {
 
 impl RaftService {
     /// The message, if it is addressed to this store's incarnation.
-    #[allow(clippy::result_large_err)]
     fn admitted(&self, request: Request<RaftPayload>) -> Result<RaftPayload, Status> {
         let payload = request.into_inner();
         self.consensus
