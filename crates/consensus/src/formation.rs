@@ -78,8 +78,10 @@ pub fn decide_join(
     let nobody_in_a_group = answers
         .iter()
         .all(|a| matches!(a, PeerAnswer::Unreachable | PeerAnswer::Pristine));
+    if !nobody_in_a_group || !voters.contains_key(&me) {
+        return JoinDecision::Retry;
+    }
     match new_group {
-        _ if !nobody_in_a_group || !voters.contains_key(&me) => JoinDecision::Retry,
         NewGroup::Allowed => JoinDecision::Initialize,
         NewGroup::Forbidden { reason } => JoinDecision::MayNotForm {
             reason: reason.clone(),
