@@ -16,6 +16,7 @@ mod systemd;
 use anyhow::{Context, bail};
 use clap::Parser;
 use raftgres_config::AgentConfig;
+use raftgres_consensus::formation::NewGroup;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
 use raftgres_consensus::{Consensus, Formation, Settings, store};
 use raftgres_ha::PgView;
@@ -361,10 +362,26 @@ async fn run(
     }
     // A new member joins the running group rather than forming its own;
     // the retry is the forwarding timeout, how long one attempt may take.
+    // Data of an existing cluster beside an empty Raft store means a lost
+    // store: a new group here would start a second cluster on that data.
+    let new_group = match &config.postgresql {
+        Some(pg) if raftgres_postgres::is_initialized(&pg.data_dir) => NewGroup::Forbidden {
+            reason: format!(
+                "the Postgres data directory {} belongs to an existing cluster; to start a new cluster on purpose, move it away first",
+                pg.data_dir.display()
+            ),
+        },
+        _ => NewGroup::Allowed,
+    };
     match consensus
-        .form_or_join(&voters, config.bootstrap.retry_timeout)
-        .await?
-    {
+        .form_or_join(&voters, config.bootstrap.retry_timeout, &new_group)
+        .await
+        .with_context(|| {
+            format!(
+                "member {} (node id {}) cannot enter the Raft group",
+                config.name, config.node_id
+            )
+        })? {
         Formation::Restarted => {}
         Formation::Formed => {
             tracing::info!(member = %config.name, node_id = config.node_id, voters = ?voters.keys(), "formed a new Raft group");

@@ -412,7 +412,7 @@ impl AgentOps {
         self.commit(Command::RemoveMember { name: name.clone() })
             .await?;
         Ok(format!(
-            "removed {name} (node {node_id}); stop its agent and do not start it again with the same data"
+            "removed {name} (node {node_id}); stop its agent. To bring it back, start it on an empty Raft store (delete raft.redb in its data_dir): it joins as a new member"
         ))
     }
 }

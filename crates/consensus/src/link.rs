@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::store::StateView;
-use crate::types::{Node, NodeId};
+use crate::types::{Incarnation, Node, NodeId};
 use raftgres_state::{Command, Response};
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +12,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
-    /// Add (or re-address) a member; `voter: false` makes it a learner.
+    /// Add (or re-address) a member whose store is of `incarnation`;
+    /// `voter: false` makes it a learner. Refused when the group knows the
+    /// id under another incarnation.
     Add {
         voter: bool,
+        incarnation: Incarnation,
     },
     Remove,
 }
@@ -38,12 +41,14 @@ pub trait LeaderLink: Send + Sync + 'static {
         raft_addr: &'a str,
         change: MembershipChange,
     ) -> BoxFuture<'a, Result<MembershipView>>;
-    /// Asks `peer` (any member, which forwards) to take `node_id` in as a
-    /// voter. `Ok(None)`: the peer has never been in a group either.
+    /// Asks `peer` (any member, which forwards) to take `node_id`, whose
+    /// store is of `incarnation`, in as a voter. `Ok(None)`: the peer has
+    /// never been in a group either.
     fn join<'a>(
         &'a self,
         peer: &'a Node,
         node_id: NodeId,
         raft_addr: &'a str,
+        incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<Option<MembershipView>>>;
 }

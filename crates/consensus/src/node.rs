@@ -1,8 +1,10 @@
 use crate::error::{ConsensusError, Result};
-use crate::formation::{JoinDecision, PeerAnswer, decide_join};
+use crate::formation::{
+    Admission, JoinDecision, NewGroup, PeerAnswer, decide_admission, decide_join,
+};
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
-use crate::types::{Node, NodeId, Raft, TypeConfig};
+use crate::types::{Incarnation, Node, NodeId, Raft, TypeConfig, UNCLAIMED};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use raftgres_state::{Command, Response};
@@ -61,6 +63,7 @@ pub struct Consensus {
 
 struct Inner {
     id: NodeId,
+    incarnation: Incarnation,
     raft: Raft,
     view: watch::Receiver<StateView>,
     link: Arc<dyn LeaderLink>,
@@ -93,6 +96,7 @@ impl Consensus {
         .validate()
         .map_err(|e| ConsensusError::Storage(format!("invalid Raft timing: {e}")))?;
         let view = state_machine.subscribe();
+        let incarnation = log_store.incarnation();
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -109,6 +113,7 @@ impl Consensus {
         Ok(Self {
             inner: Arc::new(Inner {
                 id: settings.node_id,
+                incarnation,
                 raft,
                 view,
                 link,
@@ -125,6 +130,26 @@ impl Consensus {
         &self.inner.raft
     }
 
+    /// Which creation of this member's store runs here.
+    pub fn incarnation(&self) -> Incarnation {
+        self.inner.incarnation
+    }
+
+    /// Whether a Raft message (vote, append, snapshot) addressed to
+    /// incarnation `addressed` of this member may be handled. A store of
+    /// another incarnation lacks the vote and log its sender relies on. An
+    /// unclaimed place (a voter the group was formed with, before it told the
+    /// group its incarnation) is served by whoever holds the id: formation
+    /// needs that, and the member claims its place right after.
+    pub fn admit(&self, addressed: Incarnation) -> Result<()> {
+        let mine = self.inner.incarnation;
+        if addressed == mine || addressed == UNCLAIMED {
+            Ok(())
+        } else {
+            Err(ConsensusError::WrongIncarnation { addressed, mine })
+        }
+    }
+
     /// Whether this member has ever been part of a group (a vote or a log
     /// entry in its store).
     pub async fn is_initialized(&self) -> Result<bool> {
@@ -138,27 +163,62 @@ impl Consensus {
     /// Brings this member into its group at start. A store that was ever in
     /// a group is simply reopened. An empty one first asks every other
     /// configured voter to take it in (see [`crate::formation`]) and forms
-    /// a new group from `voters` only when no peer can be in one. Until then
-    /// it asks again every `retry`: a new member waits for its cluster.
-    /// Cancel it by dropping the future.
+    /// a new group from `voters` only when no peer can be in one and
+    /// `new_group` allows it. Until then it asks again every `retry`: a new
+    /// member waits for its cluster. A place not yet claimed is claimed for
+    /// this store's incarnation in the background. Fails when
+    /// the group knows the id under another incarnation (this store was
+    /// wiped or replaced), or when it may not form a group and nobody is in
+    /// one. Cancel it by dropping the future.
     pub async fn form_or_join(
         &self,
         voters: &BTreeMap<NodeId, String>,
         retry: Duration,
+        new_group: &NewGroup,
     ) -> Result<Formation> {
-        if self.is_initialized().await? {
-            return Ok(Formation::Restarted);
-        }
         let me = self.inner.id;
         let my_addr = voters.get(&me).cloned().unwrap_or_default();
+        let formation = if self.is_initialized().await? {
+            Formation::Restarted
+        } else {
+            self.ask_peers(voters, retry, new_group, &my_addr).await?
+        };
+        match self.recorded_incarnation(me) {
+            Some(UNCLAIMED) => {
+                tokio::spawn(self.clone().claim_place(my_addr, retry));
+            }
+            Some(recorded) => {
+                if let Admission::Refuse { .. } =
+                    decide_admission(Some(recorded), self.inner.incarnation)
+                {
+                    return Err(ConsensusError::Replaced { node_id: me });
+                }
+            }
+            // Removed from the group this store knows: it never claims a
+            // place back by itself.
+            None => {}
+        }
+        Ok(formation)
+    }
+
+    async fn ask_peers(
+        &self,
+        voters: &BTreeMap<NodeId, String>,
+        retry: Duration,
+        new_group: &NewGroup,
+        my_addr: &str,
+    ) -> Result<Formation> {
+        let me = self.inner.id;
+        let incarnation = self.inner.incarnation;
         loop {
             let mut answers = Vec::new();
             for (id, addr) in voters.iter().filter(|(id, _)| **id != me) {
-                let peer = Node { addr: addr.clone() };
-                let answer = match self.inner.link.join(&peer, me, &my_addr).await {
+                let peer = Node::new(addr.clone(), UNCLAIMED);
+                let answer = match self.inner.link.join(&peer, me, my_addr, incarnation).await {
                     Ok(Some(view)) => PeerAnswer::Member(view),
                     Ok(None) => PeerAnswer::Pristine,
                     Err(ConsensusError::Unreachable { .. }) => PeerAnswer::Unreachable,
+                    Err(ConsensusError::Replaced { .. }) => PeerAnswer::Refused,
                     Err(e) => PeerAnswer::Busy(e.to_string()),
                 };
                 tracing::debug!(
@@ -174,7 +234,7 @@ impl Consensus {
             if self.is_initialized().await? {
                 return Ok(Formation::Joined(self.status().membership));
             }
-            match decide_join(me, voters, &answers) {
+            match decide_join(me, voters, &answers, new_group) {
                 JoinDecision::Joined(view) => return Ok(Formation::Joined(view)),
                 JoinDecision::Initialize => {
                     return Ok(if self.initialize(voters).await? {
@@ -182,6 +242,10 @@ impl Consensus {
                     } else {
                         Formation::Joined(self.status().membership)
                     });
+                }
+                JoinDecision::Refused => return Err(ConsensusError::Replaced { node_id: me }),
+                JoinDecision::MayNotForm { reason } => {
+                    return Err(ConsensusError::MayNotForm { reason });
                 }
                 JoinDecision::Retry => {
                     tracing::info!(
@@ -195,33 +259,87 @@ impl Consensus {
         }
     }
 
+    /// Records this store's incarnation in the group for this member's id,
+    /// whose place is still unclaimed (the voters a group is formed with,
+    /// and stores from before incarnations existed), retrying until a
+    /// leader commits it. It runs beside the agent rather than before it:
+    /// a lone member that formed the group must start before any leader can
+    /// exist, and Raft itself runs either way.
+    async fn claim_place(self, my_addr: String, retry: Duration) {
+        let me = self.inner.id;
+        let incarnation = self.inner.incarnation;
+        loop {
+            let addr = match self.status_membership_node(me) {
+                _ if !my_addr.is_empty() => my_addr.clone(),
+                Some(node) => node.addr,
+                None => return,
+            };
+            match self.answer_join(me, &addr, incarnation).await {
+                Ok(_) => {
+                    tracing::info!(
+                        node_id = me,
+                        incarnation,
+                        "recorded this store's incarnation in the group"
+                    );
+                    return;
+                }
+                Err(e @ ConsensusError::Replaced { .. }) => {
+                    tracing::error!(node_id = me, incarnation, error = %e, "another store took this member's place; this one is refused every Raft message");
+                    return;
+                }
+                Err(ConsensusError::Stopped(_)) => return,
+                Err(e) => {
+                    tracing::info!(node_id = me, error = %e, "cannot record this store's incarnation yet; retrying");
+                    self.pause_before_retry(retry).await;
+                }
+            }
+        }
+    }
+
+    /// Right after a group forms no leader is known yet: waiting for one
+    /// (at most `retry`) starts the next attempt as soon as it can succeed.
+    async fn pause_before_retry(&self, retry: Duration) {
+        let mut metrics = self.inner.raft.metrics();
+        let leader_known = metrics.borrow().current_leader.is_some();
+        if leader_known {
+            tokio::time::sleep(retry).await;
+        } else {
+            let _ =
+                tokio::time::timeout(retry, metrics.wait_for(|m| m.current_leader.is_some())).await;
+        }
+    }
+
     /// The peer side of [`Consensus::form_or_join`]: `None` when this member
     /// has never been in a group; else the membership once `node_id` is a
-    /// voter at `raft_addr`, added through the leader if it was not.
+    /// voter at `raft_addr` with `incarnation`, added through the leader if
+    /// it was not. Refused ([`ConsensusError::Replaced`]) when the group
+    /// knows `node_id` under another incarnation.
     pub async fn answer_join(
         &self,
         node_id: NodeId,
         raft_addr: &str,
+        incarnation: Incarnation,
     ) -> Result<Option<MembershipView>> {
-        if node_id == 0 || raft_addr.is_empty() {
+        if node_id == 0 || raft_addr.is_empty() || incarnation == UNCLAIMED {
             return Err(ConsensusError::BadMessage(
-                "a join request needs a node_id > 0 and a raft_addr".into(),
+                "a join request needs a node_id > 0, a raft_addr and an incarnation > 0".into(),
             ));
         }
         if !self.is_initialized().await? {
             return Ok(None);
         }
         let status = self.status();
-        let known = self
-            .status_membership_node(node_id)
-            .is_some_and(|n| n.addr == raft_addr);
+        let known = self.status_membership_node(node_id) == Some(Node::new(raft_addr, incarnation));
         if known && status.membership.voters.contains(&node_id) {
             return Ok(Some(status.membership));
         }
         self.change_membership_forwarding(
             node_id,
             raft_addr,
-            MembershipChange::Add { voter: true },
+            MembershipChange::Add {
+                voter: true,
+                incarnation,
+            },
             true,
         )
         .await
@@ -232,9 +350,11 @@ impl Consensus {
     /// been part of one. Every initial voter may call it with the same set.
     /// Returns whether this call initialized the group.
     pub async fn initialize(&self, voters: &BTreeMap<NodeId, String>) -> Result<bool> {
+        // Every member that forms the group must write the same first entry,
+        // so no incarnation is in it: each member claims its place after.
         let nodes: BTreeMap<NodeId, Node> = voters
             .iter()
-            .map(|(id, addr)| (*id, Node { addr: addr.clone() }))
+            .map(|(id, addr)| (*id, Node::new(addr.clone(), UNCLAIMED)))
             .collect();
         match self.inner.raft.initialize(nodes).await {
             Ok(()) => Ok(true),
@@ -288,10 +408,16 @@ impl Consensus {
         &self,
         node_id: NodeId,
         raft_addr: &str,
+        incarnation: Incarnation,
         voter: bool,
     ) -> Result<MembershipView> {
-        self.change_membership_forwarding(node_id, raft_addr, MembershipChange::Add { voter }, true)
-            .await
+        self.change_membership_forwarding(
+            node_id,
+            raft_addr,
+            MembershipChange::Add { voter, incarnation },
+            true,
+        )
+        .await
     }
 
     pub async fn remove_member(&self, node_id: NodeId) -> Result<MembershipView> {
@@ -302,6 +428,20 @@ impl Consensus {
     fn status_membership_node(&self, node_id: NodeId) -> Option<Node> {
         let m = self.inner.raft.metrics().borrow().clone();
         m.membership_config.membership().get_node(&node_id).cloned()
+    }
+
+    /// The incarnation this member's membership records for `node_id`;
+    /// `None` when the id is not a member.
+    pub fn recorded_incarnation(&self, node_id: NodeId) -> Option<Incarnation> {
+        self.status_membership_node(node_id).map(|n| n.incarnation)
+    }
+
+    /// The leader this member knows of, with its record.
+    fn leader_node(&self) -> Option<(NodeId, Node)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node))
     }
 
     pub async fn shutdown(&self) {
@@ -423,15 +563,37 @@ impl Consensus {
         let work = async {
             let raft = &self.inner.raft;
             let result = match change {
-                MembershipChange::Add { voter } => {
-                    let node = Node {
-                        addr: raft_addr.to_owned(),
-                    };
-                    // add_learner never overwrites a known member's address, so
-                    // a member that moved is re-addressed first.
-                    let moved = self
-                        .status_membership_node(node_id)
-                        .is_some_and(|known| known.addr != node.addr);
+                MembershipChange::Add { voter, incarnation } => {
+                    let node = Node::new(raft_addr, incarnation);
+                    let recorded = self.status_membership_node(node_id);
+                    if let Admission::Refuse { recorded } =
+                        decide_admission(recorded.as_ref().map(|n| n.incarnation), incarnation)
+                    {
+                        // Only the leader's membership is the newest: a
+                        // follower's may still hold a member that was removed.
+                        return match self.leader_node() {
+                            Some((leader, _)) if leader == self.inner.id || !forward => {
+                                tracing::warn!(
+                                    node_id,
+                                    recorded,
+                                    asking = incarnation,
+                                    "refused a store of another incarnation for a known member id"
+                                );
+                                Err(ConsensusError::Replaced { node_id })
+                            }
+                            Some((_, node)) => {
+                                self.inner
+                                    .link
+                                    .change_membership(&node, node_id, raft_addr, change)
+                                    .await
+                            }
+                            None => Err(ConsensusError::NoLeader),
+                        };
+                    }
+                    // add_learner never overwrites a known member's record,
+                    // so a member that moved, or claims its unclaimed place,
+                    // is re-recorded first.
+                    let moved = recorded.is_some_and(|known| known != node);
                     let readdressed = if moved {
                         raft.change_membership(
                             ChangeMembers::SetNodes(BTreeMap::from([(node_id, node.clone())])),

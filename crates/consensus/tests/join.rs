@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use raftgres_consensus::formation::NewGroup;
 use raftgres_consensus::transport::memory::address;
 use raftgres_consensus::types::NodeId;
 use raftgres_consensus::{Consensus, Formation};
@@ -20,7 +21,7 @@ async fn form_or_join(member: &Consensus, ids: &[NodeId]) -> Formation {
     bounded(
         "form_or_join",
         SETTLE * 2,
-        member.form_or_join(&voters(ids), RETRY),
+        member.form_or_join(&voters(ids), RETRY, &NewGroup::Allowed),
     )
     .await
     .expect("form_or_join")
@@ -115,7 +116,7 @@ async fn a_group_without_a_leader_makes_a_new_member_wait_never_form() {
     // asking and never forms a group of its own.
     let waited = tokio::time::timeout(
         Duration::from_secs(3),
-        newcomer.form_or_join(&voters(&[1, 2, 3, 4]), RETRY),
+        newcomer.form_or_join(&voters(&[1, 2, 3, 4]), RETRY, &NewGroup::Allowed),
     )
     .await;
     assert!(waited.is_err(), "{waited:?}");

@@ -24,7 +24,7 @@ async fn joint_config_left_by_a_crashed_leader_is_completed() {
     let followers = cluster.others(leader);
 
     // Member 4 runs but is not initialized: it joins only through the change.
-    cluster.start_member(NEWCOMER).await;
+    let incarnation = cluster.start_member(NEWCOMER).await.incarnation();
 
     cluster
         .router
@@ -40,7 +40,11 @@ async fn joint_config_left_by_a_crashed_leader_is_completed() {
     // The leader's change cannot finish: its second step is never replicated.
     let stuck = tokio::spawn({
         let leader = cluster.get(leader).clone();
-        async move { leader.add_member(NEWCOMER, &address(NEWCOMER), true).await }
+        async move {
+            leader
+                .add_member(NEWCOMER, &address(NEWCOMER), incarnation, true)
+                .await
+        }
     });
 
     let mut watched = followers.clone();

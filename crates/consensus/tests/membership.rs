@@ -107,11 +107,14 @@ async fn learner_joins_is_promoted_and_a_voter_leaves_while_commits_go_on() {
 
     // 1. Member 4 starts empty and joins as a learner.
     let newcomer = cluster.start_member(4).await;
+    let incarnation = newcomer.incarnation();
     assert_eq!(*newcomer.local().state, Default::default());
     let joined = bounded(
         "add learner",
         SETTLE * 2,
-        cluster.get(asker).add_member(4, &address(4), false),
+        cluster
+            .get(asker)
+            .add_member(4, &address(4), incarnation, false),
     )
     .await
     .expect("adding a learner through a follower");
@@ -131,7 +134,9 @@ async fn learner_joins_is_promoted_and_a_voter_leaves_while_commits_go_on() {
     let promoted = bounded(
         "promote to voter",
         SETTLE * 2,
-        cluster.get(asker).add_member(4, &address(4), true),
+        cluster
+            .get(asker)
+            .add_member(4, &address(4), incarnation, true),
     )
     .await
     .expect("promoting the learner through a follower");
@@ -219,12 +224,14 @@ fn address_in_config(consensus: &Consensus, id: u64) -> Option<String> {
 async fn adding_a_member_twice_is_idempotent() {
     let mut cluster = Cluster::launch(3).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
-    cluster.start_member(4).await;
+    let incarnation = cluster.start_member(4).await.incarnation();
     for voter in [false, false, true, true] {
         let view = bounded(
             "add member",
             SETTLE * 2,
-            cluster.get(leader).add_member(4, &address(4), voter),
+            cluster
+                .get(leader)
+                .add_member(4, &address(4), incarnation, voter),
         )
         .await
         .unwrap_or_else(|e| panic!("add_member(4, voter: {voter}) failed: {e}"));
@@ -247,11 +254,13 @@ async fn a_learner_can_be_removed() {
     let mut cluster = Cluster::launch(3).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     let follower = cluster.others(leader)[0];
-    cluster.start_member(4).await;
+    let incarnation = cluster.start_member(4).await.incarnation();
     bounded(
         "add learner",
         SETTLE * 2,
-        cluster.get(follower).add_member(4, &address(4), false),
+        cluster
+            .get(follower)
+            .add_member(4, &address(4), incarnation, false),
     )
     .await
     .expect("add learner");
@@ -275,13 +284,15 @@ async fn a_learner_can_be_removed() {
 async fn add_member_re_addresses_an_existing_member() {
     let mut cluster = Cluster::launch(3).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
-    cluster.start_member(4).await;
+    let incarnation = cluster.start_member(4).await.incarnation();
     // First known under a stale address (the memory network routes Raft
     // traffic by id, so replication works regardless).
     bounded(
         "add learner",
         SETTLE * 2,
-        cluster.get(leader).add_member(4, "mem:99", false),
+        cluster
+            .get(leader)
+            .add_member(4, "mem:99", incarnation, false),
     )
     .await
     .expect("add learner");
@@ -292,7 +303,9 @@ async fn add_member_re_addresses_an_existing_member() {
     bounded(
         "re-address",
         SETTLE * 2,
-        cluster.get(leader).add_member(4, &address(4), false),
+        cluster
+            .get(leader)
+            .add_member(4, &address(4), incarnation, false),
     )
     .await
     .expect("re-address learner");

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use raftgres_consensus::transport::memory::{MemoryRouter, address};
-use raftgres_consensus::types::NodeId;
+use raftgres_consensus::types::{NodeId, UNCLAIMED};
 use raftgres_consensus::{Consensus, RaftStatus, StateView};
 use raftgres_state::Command;
 use std::collections::BTreeMap;
@@ -286,4 +286,17 @@ async fn the_whole_group_restarts_from_disk() {
     for command in committed.iter().chain([&after]) {
         assert!(has(&cluster.read(leader).await, command));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_keeps_its_incarnation_and_a_new_one_draws_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = store_path(dir.path(), ID);
+    let first = open_store(&path).await.0.incarnation();
+    assert_ne!(first, UNCLAIMED);
+    assert_eq!(open_store(&path).await.0.incarnation(), first);
+    std::fs::remove_file(&path).expect("delete the store");
+    let second = open_store(&path).await.0.incarnation();
+    assert_ne!(second, first);
+    assert_ne!(second, UNCLAIMED);
 }

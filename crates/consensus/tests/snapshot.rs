@@ -49,10 +49,13 @@ async fn log_stays_bounded_and_a_late_learner_gets_the_state_by_snapshot() {
     // A new member joins as a learner: the entries it would need are purged,
     // so it can only catch up by installing a snapshot.
     let newcomer = cluster.start_member(4).await;
+    let incarnation = newcomer.incarnation();
     bounded(
         "add learner",
         SETTLE * 2,
-        cluster.get(leader).add_member(4, &address(4), false),
+        cluster
+            .get(leader)
+            .add_member(4, &address(4), incarnation, false),
     )
     .await
     .expect("adding a learner");

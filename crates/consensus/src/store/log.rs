@@ -1,5 +1,5 @@
 use super::{LOG, META, StoreError, blocking};
-use crate::types::{LogId, NodeId, StorageError, TypeConfig};
+use crate::types::{Incarnation, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, OptionalSend, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -12,11 +12,17 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    incarnation: Incarnation,
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    pub(super) fn new(db: Arc<Database>, incarnation: Incarnation) -> Self {
+        Self { db, incarnation }
+    }
+
+    /// Which creation of this store it is (see [`Incarnation`]).
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(

@@ -9,12 +9,13 @@ mod state_machine;
 pub use log::LogStore;
 pub use state_machine::{StateMachine, StateView};
 
-use redb::{Database, TableDefinition};
+use crate::types::{Incarnation, UNCLAIMED};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Keys: `vote`, `last_purged`.
+/// Keys: `vote`, `last_purged`, `incarnation`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 /// Keys: `applied` (the live state machine), `snapshot` (the last snapshot).
 const MACHINE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
@@ -34,6 +35,8 @@ pub enum StoreError {
         "Raft store holds an undecodable record: {0}; the file is corrupt or from another version"
     )]
     Decode(#[from] serde_json::Error),
+    #[error("Raft store is corrupt: {0}; restore it from a backup or re-add this member")]
+    Corrupt(String),
     #[error("Raft store worker thread failed: {0}")]
     Worker(String),
 }
@@ -60,9 +63,10 @@ impl From<redb::CommitError> for StoreError {
 }
 
 /// Opens (or creates) the store and returns its two halves for openraft.
+/// A store gets its incarnation when it is created and keeps it for life.
 pub async fn open(path: &Path) -> Result<(LogStore, StateMachine), StoreError> {
     let path = path.to_owned();
-    let db = blocking(move || {
+    let (db, incarnation) = blocking(move || {
         let db = Database::create(&path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             source: Box::new(e.into()),
@@ -73,11 +77,49 @@ pub async fn open(path: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         txn.open_table(META)?;
         txn.open_table(MACHINE)?;
         txn.commit()?;
-        Ok(Arc::new(db))
+        let incarnation = match read_incarnation(&db)? {
+            Some(incarnation) => incarnation,
+            None => {
+                let incarnation = draw_incarnation();
+                let txn = db.begin_write()?;
+                txn.open_table(META)?
+                    .insert("incarnation", incarnation.to_be_bytes().as_slice())?;
+                txn.commit()?;
+                incarnation
+            }
+        };
+        Ok((Arc::new(db), incarnation))
     })
     .await?;
     let machine = StateMachine::load(db.clone()).await?;
-    Ok((LogStore::new(db), machine))
+    Ok((LogStore::new(db, incarnation), machine))
+}
+
+fn read_incarnation(db: &Database) -> Result<Option<Incarnation>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let Some(bytes) = table.get("incarnation")? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes.value().try_into().map_err(|_| {
+        StoreError::Corrupt("the incarnation record is not 8 bytes long".to_owned())
+    })?;
+    Ok(Some(Incarnation::from_be_bytes(bytes)))
+}
+
+/// 64 random bits, never [`UNCLAIMED`]. std's hasher keys are seeded from
+/// the operating system's random source, so two stores created anywhere
+/// draw independent values; a collision is a 2^-64 event.
+fn draw_incarnation() -> Incarnation {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let drawn = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        if drawn != UNCLAIMED {
+            return drawn;
+        }
+    }
 }
 
 /// Runs redb work on tokio's blocking pool.

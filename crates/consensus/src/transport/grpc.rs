@@ -5,7 +5,7 @@ use super::{decode, encode};
 use crate::error::{ConsensusError, Result};
 use crate::link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
 use crate::store::StateView;
-use crate::types::{Node, NodeId, TypeConfig};
+use crate::types::{Incarnation, Node, NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -69,9 +69,19 @@ impl GrpcNetwork {
             })
     }
 
-    fn status_error(&self, addr: &str, status: tonic::Status) -> ConsensusError {
+    /// `about`: the member a membership request was about, which a refusal
+    /// of its incarnation names.
+    fn status_error(
+        &self,
+        addr: &str,
+        status: tonic::Status,
+        about: Option<NodeId>,
+    ) -> ConsensusError {
         use tonic::Code;
         match status.code() {
+            Code::AlreadyExists if let Some(node_id) = about => {
+                ConsensusError::Replaced { node_id }
+            }
             Code::Unavailable | Code::Cancelled | Code::Unknown => ConsensusError::Unreachable {
                 addr: addr.to_owned(),
                 reason: status.message().to_owned(),
@@ -92,6 +102,7 @@ impl GrpcNetwork {
     async fn forward<T>(
         &self,
         addr: &str,
+        about: Option<NodeId>,
         call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.forward_timeout, call).await {
@@ -99,7 +110,7 @@ impl GrpcNetwork {
                 operation: "forwarded request",
                 after: self.forward_timeout,
             }),
-            Ok(Err(status)) => Err(self.status_error(addr, status)),
+            Ok(Err(status)) => Err(self.status_error(addr, status, about)),
             Ok(Ok(reply)) => Ok(reply.into_inner()),
         }
     }
@@ -117,7 +128,9 @@ impl LeaderLink for GrpcNetwork {
                 command_json: encode(&command),
                 hops: 1,
             };
-            let reply = self.forward(&leader.addr, client.propose(request)).await?;
+            let reply = self
+                .forward(&leader.addr, None, client.propose(request))
+                .await?;
             decode("the leader's propose reply", &reply.response_json)
                 .map_err(ConsensusError::BadMessage)
         })
@@ -129,6 +142,7 @@ impl LeaderLink for GrpcNetwork {
             let reply = self
                 .forward(
                     &leader.addr,
+                    None,
                     client.read_state(ReadStateRequest { hops: 1 }),
                 )
                 .await?;
@@ -151,19 +165,20 @@ impl LeaderLink for GrpcNetwork {
         Box::pin(async move {
             let mut client = self.cluster_client(leader)?;
             let reply = match change {
-                MembershipChange::Add { voter } => {
+                MembershipChange::Add { voter, incarnation } => {
                     let request = AddMemberRequest {
                         node_id,
                         raft_addr: raft_addr.to_owned(),
                         voter,
                         hops: 1,
+                        incarnation,
                     };
-                    self.forward(&leader.addr, client.add_member(request))
+                    self.forward(&leader.addr, Some(node_id), client.add_member(request))
                         .await?
                 }
                 MembershipChange::Remove => {
                     let request = RemoveMemberRequest { node_id, hops: 1 };
-                    self.forward(&leader.addr, client.remove_member(request))
+                    self.forward(&leader.addr, Some(node_id), client.remove_member(request))
                         .await?
                 }
             };
@@ -179,14 +194,18 @@ impl LeaderLink for GrpcNetwork {
         peer: &'a Node,
         node_id: NodeId,
         raft_addr: &'a str,
+        incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<Option<MembershipView>>> {
         Box::pin(async move {
             let mut client = self.cluster_client(peer)?;
             let request = JoinRequest {
                 node_id,
                 raft_addr: raft_addr.to_owned(),
+                incarnation,
             };
-            let reply = self.forward(&peer.addr, client.join(request)).await?;
+            let reply = self
+                .forward(&peer.addr, Some(node_id), client.join(request))
+                .await?;
             Ok(reply.initialized.then_some(MembershipView {
                 voters: reply.voters,
                 learners: reply.learners,
@@ -201,6 +220,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> GrpcPeer {
         GrpcPeer {
             target,
+            incarnation: node.incarnation,
             channel: self.channel(&node.addr),
         }
     }
@@ -208,6 +228,8 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 
 pub struct GrpcPeer {
     target: NodeId,
+    /// The incarnation of `target` that this member's membership records.
+    incarnation: Incarnation,
     channel: std::result::Result<Channel, String>,
 }
 
@@ -237,6 +259,7 @@ impl GrpcPeer {
         let mut client = RaftClient::new(channel);
         let payload = RaftPayload {
             json: encode(request),
+            to_incarnation: self.incarnation,
         };
         let call = async {
             match rpc {
@@ -253,11 +276,18 @@ impl GrpcPeer {
             }
             Ok(Err(status)) => {
                 let e = TransportError(format!("{}: {}", status.code(), status.message()));
-                return Err(if status.code() == tonic::Code::Unavailable {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                });
+                // A store of another incarnation is not the member we know:
+                // back off from it as from one that is down.
+                return Err(
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::FailedPrecondition
+                    ) {
+                        RPCError::Unreachable(Unreachable::new(&e))
+                    } else {
+                        RPCError::Network(NetworkError::new(&e))
+                    },
+                );
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };

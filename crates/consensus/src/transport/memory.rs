@@ -6,7 +6,7 @@ use crate::error::{ConsensusError, Result};
 use crate::link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
 use crate::node::Consensus;
 use crate::store::StateView;
-use crate::types::{Node, NodeId, TypeConfig};
+use crate::types::{Incarnation, Node, NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -132,11 +132,12 @@ pub struct MemoryNetwork {
 impl RaftNetworkFactory<TypeConfig> for MemoryNetwork {
     type Network = MemoryPeer;
 
-    async fn new_client(&mut self, target: NodeId, _node: &Node) -> MemoryPeer {
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> MemoryPeer {
         MemoryPeer {
             router: self.router.clone(),
             from: self.from,
             to: target,
+            incarnation: node.incarnation,
         }
     }
 }
@@ -145,15 +146,23 @@ pub struct MemoryPeer {
     router: Arc<MemoryRouter>,
     from: NodeId,
     to: NodeId,
+    /// The incarnation of `to` that the sender's membership records.
+    incarnation: Incarnation,
 }
 
 impl MemoryPeer {
+    /// The receiving member, once it admits a message for this incarnation.
     fn target<E: std::error::Error>(
         &self,
     ) -> std::result::Result<Consensus, RPCError<NodeId, Node, RaftError<NodeId, E>>> {
-        self.router
+        let target = self
+            .router
             .reachable(self.from, self.to)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Dropped(e))))
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Dropped(e))))?;
+        target
+            .admit(self.incarnation)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Dropped(e.to_string()))))?;
+        Ok(target)
     }
 
     fn finish<T, E: std::error::Error>(
@@ -272,10 +281,11 @@ impl LeaderLink for MemoryLink {
         peer: &'a Node,
         node_id: NodeId,
         raft_addr: &'a str,
+        incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<Option<MembershipView>>> {
         Box::pin(async move {
             self.leader(peer)?
-                .answer_join(node_id, raft_addr)
+                .answer_join(node_id, raft_addr, incarnation)
                 .await
                 .map_err(busy)
         })

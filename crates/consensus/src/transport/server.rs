@@ -37,24 +37,39 @@ pub struct RaftService {
     consensus: Consensus,
 }
 
+impl RaftService {
+    /// The message, if it is addressed to this store's incarnation.
+    fn admitted(&self, request: Request<RaftPayload>) -> Result<RaftPayload, Status> {
+        let payload = request.into_inner();
+        self.consensus
+            .admit(payload.to_incarnation)
+            .map_err(status_of)?;
+        Ok(payload)
+    }
+}
+
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
     async fn append_entries(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode("AppendEntries", &request.into_inner().json).map_err(bad_peer_message)?;
+        let payload = self.admitted(request)?;
+        let rpc = decode("AppendEntries", &payload.json).map_err(bad_peer_message)?;
         let result = self.consensus.raft().append_entries(rpc).await;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
+            ..Default::default()
         }))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode("Vote", &request.into_inner().json).map_err(bad_peer_message)?;
+        let payload = self.admitted(request)?;
+        let rpc = decode("Vote", &payload.json).map_err(bad_peer_message)?;
         let result = self.consensus.raft().vote(rpc).await;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
+            ..Default::default()
         }))
     }
 
@@ -62,11 +77,12 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc =
-            decode("InstallSnapshot", &request.into_inner().json).map_err(bad_peer_message)?;
+        let payload = self.admitted(request)?;
+        let rpc = decode("InstallSnapshot", &payload.json).map_err(bad_peer_message)?;
         let result = self.consensus.raft().install_snapshot(rpc).await;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
+            ..Default::default()
         }))
     }
 }
@@ -83,7 +99,10 @@ fn status_of(e: ConsensusError) -> Status {
         | ConsensusError::Unreachable { .. }
         | ConsensusError::Remote { .. } => Status::unavailable(message),
         ConsensusError::Timeout { .. } => Status::deadline_exceeded(message),
-        ConsensusError::Membership(_) => Status::failed_precondition(message),
+        ConsensusError::Membership(_)
+        | ConsensusError::MayNotForm { .. }
+        | ConsensusError::WrongIncarnation { .. } => Status::failed_precondition(message),
+        ConsensusError::Replaced { .. } => Status::already_exists(message),
         ConsensusError::BadMessage(_) => Status::invalid_argument(message),
         ConsensusError::Storage(_) | ConsensusError::Stopped(_) => Status::internal(message),
     }
@@ -136,9 +155,9 @@ impl cluster_server::Cluster for ClusterService {
         request: Request<AddMemberRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
         let r = request.into_inner();
-        if r.node_id == 0 || r.raft_addr.is_empty() {
+        if r.node_id == 0 || r.raft_addr.is_empty() || r.incarnation == 0 {
             return Err(Status::invalid_argument(
-                "add_member needs a node_id > 0 and a raft_addr",
+                "add_member needs a node_id > 0, a raft_addr and an incarnation > 0",
             ));
         }
         let view = self
@@ -146,7 +165,10 @@ impl cluster_server::Cluster for ClusterService {
             .change_membership_forwarding(
                 r.node_id,
                 &r.raft_addr,
-                MembershipChange::Add { voter: r.voter },
+                MembershipChange::Add {
+                    voter: r.voter,
+                    incarnation: r.incarnation,
+                },
                 r.hops == 0,
             )
             .await
@@ -157,10 +179,14 @@ impl cluster_server::Cluster for ClusterService {
     /// Any failure of a member that is in a group (no leader now, the
     /// leader unreachable from here, a timeout) is sent as ABORTED, never
     /// UNAVAILABLE: the asker must not mistake it for "nobody here" and
-    /// form a group of its own.
+    /// form a group of its own. A refused incarnation is ALREADY_EXISTS.
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let r = request.into_inner();
-        match self.consensus.answer_join(r.node_id, &r.raft_addr).await {
+        match self
+            .consensus
+            .answer_join(r.node_id, &r.raft_addr, r.incarnation)
+            .await
+        {
             Ok(None) => Ok(Response::new(JoinReply {
                 initialized: false,
                 voters: Vec::new(),
@@ -171,7 +197,9 @@ impl cluster_server::Cluster for ClusterService {
                 voters: view.voters,
                 learners: view.learners,
             })),
-            Err(e @ ConsensusError::BadMessage(_)) => Err(status_of(e)),
+            Err(e @ (ConsensusError::BadMessage(_) | ConsensusError::Replaced { .. })) => {
+                Err(status_of(e))
+            }
             Err(e) => Err(Status::aborted(e.to_string())),
         }
     }
