@@ -6,17 +6,44 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+#[cfg(feature = "fault-injection")]
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// The Raft log and vote. Cloned as the log reader: redb serializes writers
 /// and gives readers consistent snapshots, so clones need no extra locking.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    #[cfg(feature = "fault-injection")]
+    flush_delay: Arc<Mutex<Duration>>,
 }
 
 impl LogStore {
     pub(super) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self {
+            db,
+            #[cfg(feature = "fault-injection")]
+            flush_delay: Arc::default(),
+        }
+    }
+
+    /// Fault point: every later log append waits `delay` before its commit,
+    /// as if the disk's fsync took that long. Exists only in builds with the
+    /// test-only `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    pub fn delay_flushes(&self, delay: Duration) {
+        *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn injected_flush_delay(&self) -> Duration {
+        *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn injected_flush_delay(&self) -> Duration {
+        Duration::ZERO
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -136,6 +163,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StorageIOError::write_logs(&e))?;
         let db = self.db.clone();
+        let delay = self.injected_flush_delay();
         // The commit fsyncs, so the callback below only ever reports durable entries.
         let result = blocking(move || {
             let txn = db.begin_write()?;
@@ -144,6 +172,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 for (index, bytes) in &encoded {
                     table.insert(*index, bytes.as_slice())?;
                 }
+            }
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
             }
             txn.commit()?;
             Ok(())

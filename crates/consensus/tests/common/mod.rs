@@ -175,8 +175,11 @@ pub struct Cluster {
     pub router: Arc<MemoryRouter>,
     pub dir: TempDir,
     pub snapshot_every_logs: u64,
+    pub election_timeout_min: Duration,
     /// Running members (crashed ones are removed).
     pub members: BTreeMap<NodeId, Consensus>,
+    /// Each running member's log store, for its fault points.
+    pub logs: BTreeMap<NodeId, store::LogStore>,
     seq: AtomicU64,
 }
 
@@ -186,7 +189,9 @@ impl Cluster {
             router: MemoryRouter::new(),
             dir: tempfile::tempdir().expect("create a temporary directory"),
             snapshot_every_logs,
+            election_timeout_min: ELECTION_MIN,
             members: BTreeMap::new(),
+            logs: BTreeMap::new(),
             seq: AtomicU64::new(0),
         }
     }
@@ -198,19 +203,30 @@ impl Cluster {
     }
 
     pub async fn launch_with(n: u64, snapshot_every_logs: u64) -> Self {
-        let mut cluster = Self::new(snapshot_every_logs);
+        Self::new(snapshot_every_logs).form(n).await
+    }
+
+    /// Like [`Cluster::launch`], with every member's election timeout drawn
+    /// from `election_timeout_min..ELECTION_MAX`.
+    pub async fn launch_with_election_min(n: u64, election_timeout_min: Duration) -> Self {
+        let mut cluster = Self::new(NO_SNAPSHOTS);
+        cluster.election_timeout_min = election_timeout_min;
+        cluster.form(n).await
+    }
+
+    async fn form(mut self, n: u64) -> Self {
         let ids: Vec<NodeId> = (1..=n).collect();
         for id in &ids {
-            cluster.start_member(*id).await;
+            self.start_member(*id).await;
         }
         let voters: BTreeMap<NodeId, String> = ids.iter().map(|id| (*id, address(*id))).collect();
         for id in &ids {
-            bounded("initialize", SETTLE, cluster.get(*id).initialize(&voters))
+            bounded("initialize", SETTLE, self.get(*id).initialize(&voters))
                 .await
                 .expect("initialize");
         }
-        let leader = cluster.wait_leader(&ids).await;
-        let response = cluster
+        let leader = self.wait_leader(&ids).await;
+        let response = self
             .get(leader)
             .propose(Command::BootstrapConfig {
                 values: config_values(),
@@ -221,15 +237,20 @@ impl Cluster {
             matches!(response, Ok(Applied::Config { .. })),
             "bootstrap config applies: {response:?}"
         );
-        cluster
+        self
     }
 
     /// Starts (and registers) one member on its own redb file, without
     /// initializing it: it joins whatever group adds it.
     pub async fn start_member(&mut self, id: NodeId) -> Consensus {
         let (log, machine) = open_store(&store_path(self.dir.path(), id)).await;
+        self.logs.insert(id, log.clone());
+        let settings = Settings {
+            election_timeout_min: self.election_timeout_min,
+            ..settings(id, self.snapshot_every_logs)
+        };
         let consensus = Consensus::start(
-            &settings(id, self.snapshot_every_logs),
+            &settings,
             log,
             machine,
             self.router.network(id),
@@ -264,6 +285,8 @@ impl Cluster {
     /// Kills a member as a process death would: unreachable at once, then stopped.
     pub async fn crash(&mut self, id: NodeId) {
         self.router.unregister(id);
+        // Its store handle would keep the redb file open after the "process" died.
+        self.logs.remove(&id);
         if let Some(member) = self.members.remove(&id) {
             bounded("shutdown", SETTLE, member.shutdown()).await;
         }
