@@ -1,5 +1,6 @@
 use crate::error::{ConsensusError, Result};
 use crate::formation::{JoinDecision, PeerAnswer, decide_join};
+use crate::keepalive;
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
 use crate::types::{Node, NodeId, Raft, TypeConfig};
@@ -72,7 +73,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Consensus {
-    pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
+    pub async fn start<N: RaftNetworkFactory<TypeConfig> + Clone>(
         settings: &Settings,
         log_store: LogStore,
         state_machine: StateMachine,
@@ -93,15 +94,25 @@ impl Consensus {
         .validate()
         .map_err(|e| ConsensusError::Storage(format!("invalid Raft timing: {e}")))?;
         let view = state_machine.subscribe();
+        let flush = log_store.flush_progress();
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network,
+            network.clone(),
             log_store,
             state_machine,
         )
         .await
         .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
+        // Bridging a stall for one election_timeout_max keeps the election
+        // that a dead disk still causes within `worst_election` (docs/lease.md).
+        tokio::spawn(keepalive::bridge_flush_stalls(
+            raft.metrics(),
+            network,
+            flush,
+            settings.heartbeat_interval,
+            settings.election_timeout_max,
+        ));
         tokio::spawn(complete_joint_membership(
             raft.clone(),
             settings.heartbeat_interval,

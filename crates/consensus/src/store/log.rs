@@ -5,27 +5,62 @@ use openraft::{Entry, OptionalSend, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
-#[cfg(feature = "fault-injection")]
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// The Raft log and vote. Cloned as the log reader: redb serializes writers
 /// and gives readers consistent snapshots, so clones need no extra locking.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    flush: FlushProgress,
     #[cfg(feature = "fault-injection")]
     flush_delay: Arc<Mutex<Duration>>,
+}
+
+/// Since when the log append in progress has been waiting for its fsync.
+/// openraft 0.9 awaits that fsync inside its core task, so this is also how
+/// long the core has been unable to send heartbeats (see `crate::keepalive`).
+#[derive(Clone, Default)]
+pub(crate) struct FlushProgress(Arc<Mutex<Option<Instant>>>);
+
+/// Marks the flush finished when dropped, also when the append is cancelled.
+struct FlushPending(FlushProgress);
+
+impl FlushProgress {
+    fn slot(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin(&self) -> FlushPending {
+        *self.slot() = Some(Instant::now());
+        FlushPending(self.clone())
+    }
+
+    /// How long the append in progress has waited, if one is in progress.
+    pub(crate) fn pending_for(&self) -> Option<Duration> {
+        self.slot().map(|since| since.elapsed())
+    }
+}
+
+impl Drop for FlushPending {
+    fn drop(&mut self) {
+        *self.0.slot() = None;
+    }
 }
 
 impl LogStore {
     pub(super) fn new(db: Arc<Database>) -> Self {
         Self {
             db,
+            flush: FlushProgress::default(),
             #[cfg(feature = "fault-injection")]
             flush_delay: Arc::default(),
         }
+    }
+
+    pub(crate) fn flush_progress(&self) -> FlushProgress {
+        self.flush.clone()
     }
 
     /// Fault point: every later log append waits `delay` before its commit,
@@ -164,6 +199,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         let db = self.db.clone();
         let delay = self.injected_flush_delay();
+        let _pending = self.flush.begin();
         // The commit fsyncs, so the callback below only ever reports durable entries.
         let result = blocking(move || {
             let txn = db.begin_write()?;
