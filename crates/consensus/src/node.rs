@@ -27,6 +27,16 @@ pub struct Settings {
     pub operation_timeout: Duration,
 }
 
+impl Settings {
+    /// How long a leader's stalled log flush is hidden from its followers
+    /// (see `keepalive`): half an `election_timeout_max`. A disk that stays
+    /// stalled delays the election by that much, which the config crate's
+    /// `worst_election` counts against the lease's renewal budget.
+    pub fn flush_stall_bridged(&self) -> Duration {
+        self.election_timeout_max / 2
+    }
+}
+
 /// How [`Consensus::form_or_join`] brought this member into its group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Formation {
@@ -104,14 +114,12 @@ impl Consensus {
         )
         .await
         .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
-        // Bridging a stall for one election_timeout_max keeps the election
-        // that a dead disk still causes within `worst_election` (docs/lease.md).
         tokio::spawn(keepalive::bridge_flush_stalls(
             raft.metrics(),
             network,
             flush,
             settings.heartbeat_interval,
-            settings.election_timeout_max,
+            settings.flush_stall_bridged(),
         ));
         tokio::spawn(complete_joint_membership(
             raft.clone(),

@@ -8,18 +8,24 @@ use common::*;
 use raftgres_consensus::types::NodeId;
 use std::time::{Duration, Instant};
 
+/// Slow elections with little spread, so that a flush stall that always
+/// costs an unbridged leader its leadership is always bridged, with a margin
+/// of more than 150 ms on either side for a loaded machine.
+const TIMING: Timing = Timing {
+    heartbeat: Duration::from_millis(40),
+    election_min: Duration::from_millis(950),
+    election_max: Duration::from_millis(1000),
+};
 /// Followers that knew a leader campaign after a silence of the leader lease
-/// (`ELECTION_MAX`) plus their own election timeout (drawn from
-/// `ELECTION_MIN_HERE..ELECTION_MAX`), checked every 1.5 heartbeats: 900 to
-/// 1075 ms here. A leader silenced for this one flush is replaced; one whose
-/// flush is bridged for `ELECTION_MAX` leaves a silence of about 700 ms.
-const SLOW_FLUSH: Duration = Duration::from_millis(1200);
-/// Narrows the spread of election timeouts, so that both the test's failure
-/// without the bridge and its success with it hold with a margin.
-const ELECTION_MIN_HERE: Duration = Duration::from_millis(400);
-/// Far longer than any stall a leader may hide: the disk counts as dead.
-const DEAD_FLUSH: Duration = Duration::from_secs(4);
-const COMMITS: usize = 6;
+/// (`election_max`) plus their own election timeout (at least
+/// `election_min`), checked every 1.5 heartbeats: 1950 to 2060 ms here.
+/// Unbridged, this flush always silences the leader longer than that.
+/// Bridged for half an `election_max` (the last bridge heartbeat leaves
+/// 460 to 500 ms into the stall), it leaves at most 1770 ms of silence.
+const SLOW_FLUSH: Duration = Duration::from_millis(2230);
+/// Far longer than the bridge plus an election: the disk counts as dead.
+const DEAD_FLUSH: Duration = Duration::from_secs(6);
+const COMMITS: usize = 4;
 
 /// Proposes `COMMITS` fresh commands straight to `leader`'s Raft core (a
 /// proposal through [`Consensus::propose`] gives up after one operation
@@ -52,7 +58,7 @@ fn ms(d: Duration) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_disk_on_the_leader_delays_commits_but_keeps_the_leader() {
-    let cluster = Cluster::launch_with_election_min(3, ELECTION_MIN_HERE).await;
+    let cluster = Cluster::launch_timed(3, TIMING).await;
     let all = cluster.ids();
     let leader = cluster.wait_leader(&all).await;
     let term = cluster.status(leader).term;
@@ -90,7 +96,7 @@ async fn a_slow_disk_on_the_leader_delays_commits_but_keeps_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_stays_stalled_loses_the_leadership() {
-    let cluster = Cluster::launch_with_election_min(3, ELECTION_MIN_HERE).await;
+    let cluster = Cluster::launch_timed(3, TIMING).await;
     let all = cluster.ids();
     let leader = cluster.wait_leader(&all).await;
     let term = cluster.status(leader).term;

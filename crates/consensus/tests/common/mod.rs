@@ -171,11 +171,29 @@ pub fn is_unavailable(e: &ConsensusError) -> bool {
     )
 }
 
+/// Heartbeat and election timeouts of every member of a [`Cluster`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: HEARTBEAT,
+            election_min: ELECTION_MIN,
+            election_max: ELECTION_MAX,
+        }
+    }
+}
+
 pub struct Cluster {
     pub router: Arc<MemoryRouter>,
     pub dir: TempDir,
     pub snapshot_every_logs: u64,
-    pub election_timeout_min: Duration,
+    pub timing: Timing,
     /// Running members (crashed ones are removed).
     pub members: BTreeMap<NodeId, Consensus>,
     /// Each running member's log store, for its fault points.
@@ -189,7 +207,7 @@ impl Cluster {
             router: MemoryRouter::new(),
             dir: tempfile::tempdir().expect("create a temporary directory"),
             snapshot_every_logs,
-            election_timeout_min: ELECTION_MIN,
+            timing: Timing::default(),
             members: BTreeMap::new(),
             logs: BTreeMap::new(),
             seq: AtomicU64::new(0),
@@ -206,11 +224,10 @@ impl Cluster {
         Self::new(snapshot_every_logs).form(n).await
     }
 
-    /// Like [`Cluster::launch`], with every member's election timeout drawn
-    /// from `election_timeout_min..ELECTION_MAX`.
-    pub async fn launch_with_election_min(n: u64, election_timeout_min: Duration) -> Self {
+    /// Like [`Cluster::launch`], with other heartbeat and election timing.
+    pub async fn launch_timed(n: u64, timing: Timing) -> Self {
         let mut cluster = Self::new(NO_SNAPSHOTS);
-        cluster.election_timeout_min = election_timeout_min;
+        cluster.timing = timing;
         cluster.form(n).await
     }
 
@@ -246,7 +263,9 @@ impl Cluster {
         let (log, machine) = open_store(&store_path(self.dir.path(), id)).await;
         self.logs.insert(id, log.clone());
         let settings = Settings {
-            election_timeout_min: self.election_timeout_min,
+            heartbeat_interval: self.timing.heartbeat,
+            election_timeout_min: self.timing.election_min,
+            election_timeout_max: self.timing.election_max,
             ..settings(id, self.snapshot_every_logs)
         };
         let consensus = Consensus::start(
