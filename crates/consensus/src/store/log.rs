@@ -71,6 +71,13 @@ impl LogStore {
         *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
     }
 
+    /// Whether an append is waiting for its fsync now; for tests that act
+    /// in the middle of a delayed flush.
+    #[cfg(feature = "fault-injection")]
+    pub fn flush_in_progress(&self) -> bool {
+        self.flush.pending_for().is_some()
+    }
+
     #[cfg(feature = "fault-injection")]
     fn injected_flush_delay(&self) -> Duration {
         *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner())
