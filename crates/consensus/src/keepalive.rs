@@ -43,8 +43,9 @@ pub(crate) async fn bridge_flush_stalls<N: RaftNetworkFactory<TypeConfig>>(
         if pending < heartbeat || pending > tolerance {
             continue;
         }
-        // The core publishes its metrics before it blocks on the flush, so
-        // these are the vote and membership it still holds.
+        // The core cannot change its vote or membership while it waits, so
+        // its last published metrics still hold. A stall in the very append
+        // that made it leader (published after that step) is not bridged.
         let m = metrics.borrow().clone();
         if m.state != ServerState::Leader {
             continue;

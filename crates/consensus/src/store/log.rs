@@ -18,9 +18,10 @@ pub struct LogStore {
     flush_delay: Arc<Mutex<Duration>>,
 }
 
-/// Since when the log append in progress has been waiting for its fsync.
-/// openraft 0.9 awaits that fsync inside its core task, so this is also how
-/// long the core has been unable to send heartbeats (see `crate::keepalive`).
+/// Since when the log append in progress has been waiting for its commit
+/// (redb's write lock, then the fsync). openraft 0.9 awaits that inside its
+/// core task, so this is also how long the core has been unable to send
+/// heartbeats (see `crate::keepalive`).
 #[derive(Clone, Default)]
 pub(crate) struct FlushProgress(Arc<Mutex<Option<Instant>>>);
 
