@@ -196,9 +196,12 @@ impl RaftSettings {
     /// and if it has the higher node id it also refuses the other one in
     /// the same term (votes of one term are ordered by node id), whose next
     /// round comes one timeout and one tick later. One more heartbeat covers
-    /// the new leader's first commit.
+    /// the new leader's first commit. A leader whose disk stalls keeps its
+    /// followers from campaigning for half an `election_timeout_max` more
+    /// (the consensus crate's `Settings::flush_stall_bridged`), so a disk
+    /// that stays stalled elects that much later.
     pub fn worst_election(&self) -> Duration {
-        self.election_timeout_max * 3 + self.heartbeat_interval * 5
+        self.election_timeout_max * 7 / 2 + self.heartbeat_interval * 5
     }
 }
 

@@ -801,7 +801,7 @@ fn election_fits_lease(raft: &RaftSettings, bootstrap: &BootstrapSettings) -> Re
         return Ok(());
     }
     Err(format!(
-        "a Raft election can take up to {} ms (three times this value plus five times \
+        "a Raft election can take up to {} ms (three and a half times this value plus five times \
          raft.heartbeat_interval_ms), but the primary can go only {} ms without a \
          renewal (bootstrap.ttl_ms minus bootstrap.lease_margin_ms minus \
          bootstrap.loop_wait_ms): losing the Raft leader would fail the primary over. \

@@ -309,7 +309,7 @@ mod tests {
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  heartbeat_interval_ms: 120\n",
+                    "  listen: 127.0.0.1:7101\n  heartbeat_interval_ms: 110\n",
                 ),
                 &["raft.heartbeat_interval_ms"],
             ),
@@ -323,7 +323,7 @@ mod tests {
             (
                 BASE.replace(
                     "  listen: 127.0.0.1:7101\n",
-                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 600\n",
+                    "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 520\n",
                 ),
                 &["raft.election_timeout_max_ms"],
             ),

@@ -236,7 +236,7 @@ fn minimal_file_gets_documented_defaults() {
         }
     );
     // Inside the default renewal budget, 3000 - 400 - 250 = 2350 ms.
-    assert_eq!(config.raft.worst_election(), Duration::from_millis(2000));
+    assert_eq!(config.raft.worst_election(), Duration::from_millis(2250));
     assert_eq!(
         config.bootstrap,
         BootstrapSettings {

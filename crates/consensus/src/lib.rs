@@ -10,6 +10,7 @@
 
 mod error;
 pub mod formation;
+mod keepalive;
 mod link;
 mod node;
 pub mod store;

@@ -2,6 +2,7 @@ use crate::error::{ConsensusError, Result};
 use crate::formation::{
     Admission, JoinDecision, NewGroup, PeerAnswer, decide_admission, decide_join,
 };
+use crate::keepalive;
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
 use crate::types::{Incarnation, Node, NodeId, Raft, TypeConfig, UNCLAIMED};
@@ -26,6 +27,16 @@ pub struct Settings {
     pub snapshot_every_logs: u64,
     /// Bound on one propose, read or membership call, forwarding included.
     pub operation_timeout: Duration,
+}
+
+impl Settings {
+    /// How long a leader's stalled log flush is hidden from its followers
+    /// (see `keepalive`): half an `election_timeout_max`. A disk that stays
+    /// stalled delays the election by that much, which the config crate's
+    /// `worst_election` counts against the lease's renewal budget.
+    pub fn flush_stall_bridged(&self) -> Duration {
+        self.election_timeout_max / 2
+    }
 }
 
 /// How [`Consensus::form_or_join`] brought this member into its group.
@@ -75,7 +86,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Consensus {
-    pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
+    pub async fn start<N: RaftNetworkFactory<TypeConfig> + Clone>(
         settings: &Settings,
         log_store: LogStore,
         state_machine: StateMachine,
@@ -97,15 +108,23 @@ impl Consensus {
         .map_err(|e| ConsensusError::Storage(format!("invalid Raft timing: {e}")))?;
         let view = state_machine.subscribe();
         let incarnation = log_store.incarnation();
+        let flush = log_store.flush_progress();
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network,
+            network.clone(),
             log_store,
             state_machine,
         )
         .await
         .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
+        tokio::spawn(keepalive::bridge_flush_stalls(
+            raft.metrics(),
+            network,
+            flush,
+            settings.heartbeat_interval,
+            settings.flush_stall_bridged(),
+        ));
         tokio::spawn(complete_joint_membership(
             raft.clone(),
             settings.heartbeat_interval,

@@ -62,7 +62,7 @@ impl ConfigValues {
         Err(format!(
             "ttl_ms ({}) minus lease_margin_ms ({}) minus loop_wait_ms ({}) leaves the primary \
              {budget} ms without a renewal, but a Raft election can take up to \
-             {worst_election_ms} ms with this member's raft settings (three times \
+             {worst_election_ms} ms with this member's raft settings (three and a half times \
              raft.election_timeout_max_ms plus five times raft.heartbeat_interval_ms): losing the Raft \
              leader would fail the primary over. Raise ttl_ms, or lower loop_wait_ms or \
              lease_margin_ms",

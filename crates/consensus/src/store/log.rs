@@ -5,7 +5,8 @@ use openraft::{Entry, OptionalSend, StorageIOError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// The Raft log and vote. Cloned as the log reader: redb serializes writers
 /// and gives readers consistent snapshots, so clones need no extra locking.
@@ -13,16 +14,86 @@ use std::sync::Arc;
 pub struct LogStore {
     db: Arc<Database>,
     incarnation: Incarnation,
+    flush: FlushProgress,
+    #[cfg(feature = "fault-injection")]
+    flush_delay: Arc<Mutex<Duration>>,
+}
+
+/// Since when the log append in progress has been waiting for its commit
+/// (redb's write lock, then the fsync). openraft 0.9 awaits that inside its
+/// core task, so this is also how long the core has been unable to send
+/// heartbeats (see `crate::keepalive`).
+#[derive(Clone, Default)]
+pub(crate) struct FlushProgress(Arc<Mutex<Option<Instant>>>);
+
+/// Marks the flush finished when dropped, also when the append is cancelled.
+struct FlushPending(FlushProgress);
+
+impl FlushProgress {
+    fn slot(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin(&self) -> FlushPending {
+        *self.slot() = Some(Instant::now());
+        FlushPending(self.clone())
+    }
+
+    /// How long the append in progress has waited, if one is in progress.
+    pub(crate) fn pending_for(&self) -> Option<Duration> {
+        self.slot().map(|since| since.elapsed())
+    }
+}
+
+impl Drop for FlushPending {
+    fn drop(&mut self) {
+        *self.0.slot() = None;
+    }
 }
 
 impl LogStore {
     pub(super) fn new(db: Arc<Database>, incarnation: Incarnation) -> Self {
-        Self { db, incarnation }
+        Self {
+            db,
+            incarnation,
+            flush: FlushProgress::default(),
+            #[cfg(feature = "fault-injection")]
+            flush_delay: Arc::default(),
+        }
     }
 
     /// Which creation of this store it is (see [`Incarnation`]).
     pub fn incarnation(&self) -> Incarnation {
         self.incarnation
+    }
+
+    pub(crate) fn flush_progress(&self) -> FlushProgress {
+        self.flush.clone()
+    }
+
+    /// Fault point: every later log append waits `delay` before its commit,
+    /// as if the disk's fsync took that long. Exists only in builds with the
+    /// test-only `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    pub fn delay_flushes(&self, delay: Duration) {
+        *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
+    /// Whether an append is waiting for its fsync now; for tests that act
+    /// in the middle of a delayed flush.
+    #[cfg(feature = "fault-injection")]
+    pub fn flush_in_progress(&self) -> bool {
+        self.flush.pending_for().is_some()
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn injected_flush_delay(&self) -> Duration {
+        *self.flush_delay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn injected_flush_delay(&self) -> Duration {
+        Duration::ZERO
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned + Send + 'static>(
@@ -142,6 +213,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StorageIOError::write_logs(&e))?;
         let db = self.db.clone();
+        let delay = self.injected_flush_delay();
+        let _pending = self.flush.begin();
         // The commit fsyncs, so the callback below only ever reports durable entries.
         let result = blocking(move || {
             let txn = db.begin_write()?;
@@ -150,6 +223,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 for (index, bytes) in &encoded {
                     table.insert(*index, bytes.as_slice())?;
                 }
+            }
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
             }
             txn.commit()?;
             Ok(())

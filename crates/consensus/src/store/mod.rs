@@ -6,6 +6,7 @@
 mod log;
 mod state_machine;
 
+pub(crate) use log::FlushProgress;
 pub use log::LogStore;
 pub use state_machine::{StateMachine, StateView};
 

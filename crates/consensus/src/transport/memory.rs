@@ -124,6 +124,7 @@ impl MemoryRouter {
     }
 }
 
+#[derive(Clone)]
 pub struct MemoryNetwork {
     router: Arc<MemoryRouter>,
     from: NodeId,

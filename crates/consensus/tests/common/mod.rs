@@ -171,12 +171,33 @@ pub fn is_unavailable(e: &ConsensusError) -> bool {
     )
 }
 
+/// Heartbeat and election timeouts of every member of a [`Cluster`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: HEARTBEAT,
+            election_min: ELECTION_MIN,
+            election_max: ELECTION_MAX,
+        }
+    }
+}
+
 pub struct Cluster {
     pub router: Arc<MemoryRouter>,
     pub dir: TempDir,
     pub snapshot_every_logs: u64,
+    pub timing: Timing,
     /// Running members (crashed ones are removed).
     pub members: BTreeMap<NodeId, Consensus>,
+    /// Each running member's log store, for its fault points.
+    pub logs: BTreeMap<NodeId, store::LogStore>,
     seq: AtomicU64,
 }
 
@@ -186,7 +207,9 @@ impl Cluster {
             router: MemoryRouter::new(),
             dir: tempfile::tempdir().expect("create a temporary directory"),
             snapshot_every_logs,
+            timing: Timing::default(),
             members: BTreeMap::new(),
+            logs: BTreeMap::new(),
             seq: AtomicU64::new(0),
         }
     }
@@ -198,19 +221,29 @@ impl Cluster {
     }
 
     pub async fn launch_with(n: u64, snapshot_every_logs: u64) -> Self {
-        let mut cluster = Self::new(snapshot_every_logs);
+        Self::new(snapshot_every_logs).form(n).await
+    }
+
+    /// Like [`Cluster::launch`], with other heartbeat and election timing.
+    pub async fn launch_timed(n: u64, timing: Timing) -> Self {
+        let mut cluster = Self::new(NO_SNAPSHOTS);
+        cluster.timing = timing;
+        cluster.form(n).await
+    }
+
+    async fn form(mut self, n: u64) -> Self {
         let ids: Vec<NodeId> = (1..=n).collect();
         for id in &ids {
-            cluster.start_member(*id).await;
+            self.start_member(*id).await;
         }
         let voters: BTreeMap<NodeId, String> = ids.iter().map(|id| (*id, address(*id))).collect();
         for id in &ids {
-            bounded("initialize", SETTLE, cluster.get(*id).initialize(&voters))
+            bounded("initialize", SETTLE, self.get(*id).initialize(&voters))
                 .await
                 .expect("initialize");
         }
-        let leader = cluster.wait_leader(&ids).await;
-        let response = cluster
+        let leader = self.wait_leader(&ids).await;
+        let response = self
             .get(leader)
             .propose(Command::BootstrapConfig {
                 values: config_values(),
@@ -221,15 +254,22 @@ impl Cluster {
             matches!(response, Ok(Applied::Config { .. })),
             "bootstrap config applies: {response:?}"
         );
-        cluster
+        self
     }
 
     /// Starts (and registers) one member on its own redb file, without
     /// initializing it: it joins whatever group adds it.
     pub async fn start_member(&mut self, id: NodeId) -> Consensus {
         let (log, machine) = open_store(&store_path(self.dir.path(), id)).await;
+        self.logs.insert(id, log.clone());
+        let settings = Settings {
+            heartbeat_interval: self.timing.heartbeat,
+            election_timeout_min: self.timing.election_min,
+            election_timeout_max: self.timing.election_max,
+            ..settings(id, self.snapshot_every_logs)
+        };
         let consensus = Consensus::start(
-            &settings(id, self.snapshot_every_logs),
+            &settings,
             log,
             machine,
             self.router.network(id),
@@ -264,6 +304,8 @@ impl Cluster {
     /// Kills a member as a process death would: unreachable at once, then stopped.
     pub async fn crash(&mut self, id: NodeId) {
         self.router.unregister(id);
+        // Its store handle would keep the redb file open after the "process" died.
+        self.logs.remove(&id);
         if let Some(member) = self.members.remove(&id) {
             bounded("shutdown", SETTLE, member.shutdown()).await;
         }
