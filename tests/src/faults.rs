@@ -18,7 +18,8 @@ pub struct Ack {
 /// fails (it never reconnects: a reconnect would reach another server).
 pub struct Writer {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<(Vec<Ack>, Option<String>)>,
+    acks: std::sync::Arc<std::sync::Mutex<Vec<Ack>>>,
+    task: tokio::task::JoinHandle<Option<String>>,
 }
 
 impl Writer {
@@ -31,8 +32,9 @@ impl Writer {
         tokio::spawn(connection);
         let (stop, mut stopped) = watch::channel(false);
         let member = member.to_owned();
+        let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = acks.clone();
         let task = tokio::spawn(async move {
-            let mut acks = Vec::new();
             let mut id = first_id;
             while !*stopped.borrow() {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&id, &member];
@@ -41,13 +43,13 @@ impl Writer {
                     &params,
                 );
                 match tokio::time::timeout(Duration::from_secs(10), insert).await {
-                    Ok(Ok(_)) => acks.push(Ack {
+                    Ok(Ok(_)) => record.lock().unwrap_or_else(|e| e.into_inner()).push(Ack {
                         member: member.clone(),
                         id,
                         at: Instant::now(),
                     }),
-                    Ok(Err(e)) => return (acks, Some(e.to_string())),
-                    Err(_) => return (acks, Some("no answer within 10s".into())),
+                    Ok(Err(e)) => return Some(e.to_string()),
+                    Err(_) => return Some("no answer within 10s".into()),
                 }
                 id += 1;
                 tokio::select! {
@@ -55,9 +57,14 @@ impl Writer {
                     _ = stopped.changed() => {}
                 }
             }
-            (acks, None)
+            None
         });
-        Writer { stop, task }
+        Writer { stop, acks, task }
+    }
+
+    /// The writes acknowledged so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether the writer has stopped on its own: its connection failed.
@@ -69,7 +76,10 @@ impl Writer {
     /// the writer, if one did.
     pub async fn finish(self) -> (Vec<Ack>, Option<String>) {
         let _ = self.stop.send(true);
-        self.task.await.expect("writer task")
+        let acks = self.acks.clone();
+        let ended = self.task.await.expect("writer task");
+        let acks = acks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (acks, ended)
     }
 }
 

@@ -72,8 +72,12 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
         .find(|n| *n != primary)
         .expect("a replica");
     wipe_and_restart(&mut lab, &wiped);
-    lab.wait_exit(&wiped, Duration::from_secs(60))
-        .expect("the wiped member is refused");
+    if lab.wait_exit(&wiped, Duration::from_secs(60)).is_none() {
+        panic!(
+            "the wiped member was not refused\n{}",
+            file_tail(&lab.member(&wiped).expect("member").log)
+        );
+    }
 
     // What the refusal says to do: remove it, then start it again.
     let primary_url = lab.member(&primary).expect("member").api_url.clone();
