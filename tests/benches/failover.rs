@@ -5,27 +5,12 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_tests::{dsn, execute, lab_dir, report_bench, start_lab};
+use raftgres_tests::{dsn, execute, lab_dir, postmaster_pid, report_bench, start_lab};
 use std::time::{Duration, Instant};
 
 const HOST_LOSS_TRIALS: usize = 5;
 const POSTMASTER_TRIALS: usize = 3;
 const AGENT_RESTARTS: usize = 10;
-
-fn postmaster_pid(lab: &raftgres_lab::Lab, name: &str) -> i32 {
-    let file = lab
-        .member(name)
-        .expect("member")
-        .data_dir
-        .join("pgdata/postmaster.pid");
-    let text = std::fs::read_to_string(file).expect("postmaster.pid");
-    text.lines()
-        .next()
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid")
-}
 
 /// Until a write succeeds on any database member; the elapsed time.
 async fn until_writable(lab: &raftgres_lab::Lab, since: Instant) -> Duration {
@@ -136,7 +121,7 @@ async fn main() {
         }
         let crashed = Instant::now();
         let _ = kill(
-            Pid::from_raw(postmaster_pid(&lab, &primary)),
+            Pid::from_raw(postmaster_pid(&lab, &primary).expect("postmaster.pid")),
             Signal::SIGKILL,
         );
         postmaster_crash.push(until_writable(&lab, crashed).await);
@@ -166,7 +151,7 @@ async fn agent_restarts() -> serde_json::Value {
     execute(&dsn(&lab, &primary), "CREATE TABLE bench (id int)")
         .await
         .expect("table");
-    let postmaster = postmaster_pid(&lab, &primary);
+    let postmaster = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     let epoch = raftgres_tests::status(&lab, &primary)
         .await
         .expect("status")
@@ -207,7 +192,7 @@ async fn agent_restarts() -> serde_json::Value {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if postmaster_pid(&lab, &primary) == postmaster {
+        if postmaster_pid(&lab, &primary).expect("postmaster.pid") == postmaster {
             kept_postgres += 1;
         }
         if raftgres_tests::status(&lab, &primary)

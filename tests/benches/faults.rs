@@ -5,7 +5,7 @@
 //! assertion; a safety violation is reported, not hidden.
 
 use raftgres_tests::matrix::{Fault, RunReport, markdown, run_once};
-use raftgres_tests::{agent_bin, lab_dir, report_bench, start_lab};
+use raftgres_tests::{bench_dir, lab_dir, report_bench, start_lab};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -33,13 +33,7 @@ async fn main() {
     }
     let table = markdown(&reports);
     println!("{table}");
-    let out = agent_bin()
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target directory")
-        .join("bench");
-    std::fs::create_dir_all(&out).expect("target/bench");
-    std::fs::write(out.join("faults.md"), &table).expect("faults.md");
+    std::fs::write(bench_dir().join("faults.md"), &table).expect("faults.md");
     report_bench(
         "faults",
         &serde_json::json!({

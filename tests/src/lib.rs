@@ -50,18 +50,54 @@ pub fn ctl_bin() -> PathBuf {
     bin
 }
 
-/// Prints a benchmark's figures and writes them to
-/// `target/bench/<name>.json` beside the binaries they measured.
-pub fn report_bench(name: &str, report: &serde_json::Value) {
-    let text = serde_json::to_string_pretty(report).expect("figures as JSON");
-    println!("{text}");
+/// The PID in the member's `postmaster.pid`, if Postgres left one there.
+pub fn postmaster_pid(lab: &Lab, name: &str) -> Option<i32> {
+    let pid_file = lab
+        .member(name)
+        .expect("member")
+        .data_dir
+        .join("pgdata/postmaster.pid");
+    std::fs::read_to_string(pid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The one writable member other than `old`, once there is one.
+pub async fn new_primary(lab: &Lab, old: &str, within: Duration) -> String {
+    eventually(
+        within,
+        "another member's Postgres becomes writable",
+        || async {
+            match writable(lab).await.as_slice() {
+                [one] if one != old => Some(one.clone()),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+/// `target/bench`, where benchmarks write their figures.
+pub fn bench_dir() -> PathBuf {
     let out = agent_bin()
         .parent()
         .and_then(|p| p.parent())
         .expect("target directory")
         .join("bench");
     std::fs::create_dir_all(&out).expect("target/bench");
-    let file = out.join(format!("{name}.json"));
+    out
+}
+
+/// Prints a benchmark's figures and writes them to
+/// `target/bench/<name>.json` beside the binaries they measured.
+pub fn report_bench(name: &str, report: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(report).expect("figures as JSON");
+    println!("{text}");
+    let file = bench_dir().join(format!("{name}.json"));
     std::fs::write(&file, &text).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
     println!("written to {}", file.display());
 }

@@ -15,7 +15,7 @@
 //! throughout); acknowledged writes missing on the final primary, counted
 //! (replication is asynchronous); no panic in any agent or keeper log.
 
-use crate::{PrimaryMonitor, dsn, execute, writable};
+use crate::{PrimaryMonitor, dsn, execute, postmaster_pid, writable};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftgres_lab::Lab;
@@ -327,21 +327,6 @@ fn split_brain(acks: &[Ack]) -> usize {
                 .any(|(m, at)| *m != a.member && *at > mine && a.at > *at)
         })
         .count()
-}
-
-fn postmaster_pid(lab: &Lab, name: &str) -> Option<i32> {
-    let pid_file = lab
-        .member(name)
-        .ok()?
-        .data_dir
-        .join("pgdata/postmaster.pid");
-    std::fs::read_to_string(pid_file)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn panics_in_logs(lab: &Lab) -> Vec<String> {

@@ -4,45 +4,15 @@
 
 use nix::sys::signal::Signal;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, status,
-    streaming, writable,
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, postmaster_pid, query_i64,
+    serial, start_lab, status, streaming, writable,
 };
 use std::time::Duration;
 
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 
-/// The one writable member other than `old`, once there is one.
-async fn new_primary(lab: &raftgres_lab::Lab, old: &str) -> String {
-    eventually(
-        FAILOVER_WITHIN,
-        "another member's Postgres becomes writable",
-        || async {
-            match writable(lab).await.as_slice() {
-                [one] if one != old => Some(one.clone()),
-                _ => None,
-            }
-        },
-    )
-    .await
-}
-
 async fn rows(dsn: &str) -> Option<i64> {
     query_i64(dsn, "SELECT count(*) FROM t").await.ok()
-}
-
-fn postmaster_pid(lab: &raftgres_lab::Lab, name: &str) -> i32 {
-    let pid_file = lab
-        .member(name)
-        .expect("member")
-        .data_dir
-        .join("pgdata/postmaster.pid");
-    let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
-    text.lines()
-        .next()
-        .expect("pid line")
-        .trim()
-        .parse()
-        .expect("pid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +95,7 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
         },
     )
     .await;
-    let new = new_primary(&lab, &old).await;
+    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
     execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
         .await
         .expect("write on the new primary");
@@ -175,7 +145,7 @@ async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
         },
     )
     .await;
-    let new = new_primary(&lab, &old).await;
+    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
     execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
         .await
         .expect("write on the new primary");
@@ -206,7 +176,7 @@ async fn a_killed_postmaster_comes_back_or_fails_over() {
     execute(&dsn(&lab, &primary), "CREATE TABLE t (id int)")
         .await
         .expect("write");
-    let pid = postmaster_pid(&lab, &primary);
+    let pid = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
         .expect("SIGKILL the postmaster");
     let names = lab.names();
@@ -260,7 +230,7 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     lab.kill(&old).expect("SIGKILL the primary's agent");
     assert_eq!(
-        new_primary(&lab, &old).await,
+        new_primary(&lab, &old, FAILOVER_WITHIN).await,
         *healthy,
         "the lagging replica was promoted"
     );
@@ -284,7 +254,7 @@ async fn a_nofailover_member_is_never_promoted() {
     lab.wait_healthy(FAILOVER_WITHIN).await.expect("healthy");
 
     lab.kill(&first).expect("SIGKILL the primary's agent");
-    let second = new_primary(&lab, &first).await;
+    let second = new_primary(&lab, &first, FAILOVER_WITHIN).await;
     assert_ne!(second, tagged, "the nofailover member was promoted");
     // Bring the first primary back as a replica: now the nofailover member
     // and it are the candidates, and only it may be promoted.
@@ -297,7 +267,7 @@ async fn a_nofailover_member_is_never_promoted() {
     lab.kill(&second)
         .expect("SIGKILL the second primary's agent");
     assert_eq!(
-        new_primary(&lab, &second).await,
+        new_primary(&lab, &second, FAILOVER_WITHIN).await,
         first,
         "the nofailover member was promoted"
     );
@@ -318,7 +288,7 @@ async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
     .await
     .expect("write");
     lab.kill(&old).expect("SIGKILL the primary's agent");
-    let new = new_primary(&lab, &old).await;
+    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
     execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
         .await
         .expect("write on the new primary");

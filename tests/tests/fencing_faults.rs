@@ -7,39 +7,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, serial, start_lab, status, writable,
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, postmaster_pid, serial,
+    start_lab, status, writable,
 };
 use std::time::Duration;
 
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
-
-async fn new_primary(lab: &raftgres_lab::Lab, old: &str) -> String {
-    eventually(
-        FAILOVER_WITHIN,
-        "another member's Postgres becomes writable",
-        || async {
-            match writable(lab).await.as_slice() {
-                [one] if one != old => Some(one.clone()),
-                _ => None,
-            }
-        },
-    )
-    .await
-}
-
-fn postmaster_pid(lab: &raftgres_lab::Lab, name: &str) -> i32 {
-    let pid_file = lab
-        .member(name)
-        .expect("member")
-        .data_dir
-        .join("pgdata/postmaster.pid");
-    std::fs::read_to_string(&pid_file)
-        .expect("postmaster.pid")
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("a pid in postmaster.pid")
-}
 
 const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member text)";
 
@@ -68,7 +41,7 @@ async fn a_statement_running_across_an_agent_kill_never_commits() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     lab.kill(&old).expect("SIGKILL the primary's agent");
-    let new = new_primary(&lab, &old).await;
+    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
     let outcome = long.await.expect("statement task");
     assert!(
         outcome.is_err(),
@@ -90,7 +63,7 @@ async fn an_unanswering_postmaster_is_fenced_before_the_lease_moves() {
     let monitor = PrimaryMonitor::start(&lab);
     execute(&dsn(&lab, &old), TABLE).await.expect("table");
     let writer = Writer::start(&old, &dsn(&lab, &old), 1, Duration::from_millis(50)).await;
-    let postmaster = postmaster_pid(&lab, &old);
+    let postmaster = postmaster_pid(&lab, &old).expect("postmaster.pid");
     kill(Pid::from_raw(postmaster), Signal::SIGSTOP).expect("SIGSTOP the postmaster");
     eventually(
         FAILOVER_WITHIN,
@@ -126,7 +99,7 @@ async fn restarting_the_primarys_agent_keeps_postgres_and_the_lease() {
     let (mut lab, primary) = start_lab(&dir, 3, false).await;
     let monitor = PrimaryMonitor::start(&lab);
     execute(&dsn(&lab, &primary), TABLE).await.expect("table");
-    let postmaster = postmaster_pid(&lab, &primary);
+    let postmaster = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     let epoch = status(&lab, &primary).await.expect("status").lease_epoch;
     let writer = Writer::start(&primary, &dsn(&lab, &primary), 1, Duration::from_millis(50)).await;
     for round in 0..3 {
@@ -144,7 +117,7 @@ async fn restarting_the_primarys_agent_keeps_postgres_and_the_lease() {
             "round {round}: the lease changed hands"
         );
         assert_eq!(
-            postmaster_pid(&lab, &primary),
+            postmaster_pid(&lab, &primary).expect("postmaster.pid"),
             postmaster,
             "round {round}: Postgres was restarted"
         );

@@ -10,8 +10,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
 use raftgres_tests::settle::until;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
-    writable,
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, postmaster_pid, query_i64, serial,
+    start_lab, streaming, writable,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -130,21 +130,6 @@ async fn patroni(api: &Api, base: &str) -> Value {
     let reply = api.get(base, "/patroni").await.expect("GET /patroni");
     assert_eq!(reply.status, 200, "{reply:?}");
     reply.body
-}
-
-fn postmaster_pid(lab: &Lab, name: &str) -> Option<i32> {
-    let pid_file = lab
-        .member(name)
-        .expect("member")
-        .data_dir
-        .join("pgdata/postmaster.pid");
-    std::fs::read_to_string(pid_file)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 async fn metrics(api: &Api, base: &str) -> Exchange {
