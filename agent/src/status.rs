@@ -36,6 +36,7 @@ impl agent_server::Agent for AgentStatus {
             raft_leader: raft.leader.unwrap_or(0),
             raft_term: raft.term,
             applied_index: view.applied_index,
+            place_recorded: self.consensus.place_recorded(),
         }))
     }
 }

@@ -202,7 +202,13 @@ impl Consensus {
         } else {
             self.ask_peers(voters, retry, new_group, &my_addr).await?
         };
+        let fresh = !matches!(formation, Formation::Restarted);
         match self.recorded_incarnation(me) {
+            // Right after forming or joining, this member's own copy of the
+            // membership may not show it yet: a fresh store claims anyway.
+            None | Some(UNCLAIMED) if fresh => {
+                tokio::spawn(self.clone().claim_place(my_addr, retry));
+            }
             Some(UNCLAIMED) => {
                 tokio::spawn(self.clone().claim_place(my_addr, retry));
             }
@@ -451,6 +457,12 @@ impl Consensus {
 
     /// The incarnation this member's membership records for `node_id`;
     /// `None` when the id is not a member.
+    /// The group records this member's id under this store's incarnation:
+    /// from then on a wiped store cannot take this member's place.
+    pub fn place_recorded(&self) -> bool {
+        self.recorded_incarnation(self.inner.id) == Some(self.inner.incarnation)
+    }
+
     pub fn recorded_incarnation(&self, node_id: NodeId) -> Option<Incarnation> {
         self.status_membership_node(node_id).map(|n| n.incarnation)
     }
