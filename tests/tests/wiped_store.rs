@@ -10,8 +10,19 @@ use raftgres_tests::{
 };
 use std::time::Duration;
 
-/// SIGKILLs `name`'s agent, deletes its Raft store and starts it again.
-fn wipe_and_restart(lab: &mut raftgres_lab::Lab, name: &str) {
+/// Once the group records `name`'s place (a new cluster's members claim
+/// theirs just after the start), SIGKILLs its agent, deletes its Raft store
+/// and starts it again.
+async fn wipe_and_restart(lab: &mut raftgres_lab::Lab, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !status(lab, name).await.is_ok_and(|s| s.place_recorded) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}'s Raft place was not recorded within 30s\n{}",
+            file_tail(&lab.member(name).expect("member").log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     lab.kill(name).expect("SIGKILL the agent");
     let store = lab.member(name).expect("member").data_dir.join("raft.redb");
     std::fs::remove_file(&store).unwrap_or_else(|e| panic!("delete {}: {e}", store.display()));
@@ -30,7 +41,7 @@ async fn a_wiped_member_is_refused_and_the_primary_stays() {
         .find(|n| *n != primary)
         .expect("a replica");
 
-    wipe_and_restart(&mut lab, &wiped);
+    wipe_and_restart(&mut lab, &wiped).await;
     let log = lab.member(&wiped).expect("member").log.clone();
     let exit = lab.wait_exit(&wiped, Duration::from_secs(60));
     let Some(exit) = exit else {
@@ -71,7 +82,7 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
         .into_iter()
         .find(|n| *n != primary)
         .expect("a replica");
-    wipe_and_restart(&mut lab, &wiped);
+    wipe_and_restart(&mut lab, &wiped).await;
     if lab.wait_exit(&wiped, Duration::from_secs(60)).is_none() {
         panic!(
             "the wiped member was not refused\n{}",
@@ -140,7 +151,7 @@ async fn a_wiped_member_whose_peers_are_down_forms_no_new_group() {
     // The log file spans every run of this member; only the restarted run
     // is judged (the first may well have formed the group at lab up).
     let before = std::fs::read_to_string(&log).expect("agent log").len();
-    wipe_and_restart(&mut lab, &wiped);
+    wipe_and_restart(&mut lab, &wiped).await;
     let Some(exit) = lab.wait_exit(&wiped, Duration::from_secs(60)) else {
         panic!(
             "the agent of {wiped} kept running on an empty Raft store beside old data\n{}",

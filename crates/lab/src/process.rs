@@ -751,15 +751,11 @@ impl Lab {
         while Instant::now() < deadline {
             let mut holders = Vec::new();
             let mut seen = Vec::new();
-            let mut unrecorded = Vec::new();
             for m in &self.description.members {
                 match agent_status(&m.raft_addr).await {
                     Ok(s) => {
                         if s.holds_lease {
                             holders.push(m.name.clone());
-                        }
-                        if !s.place_recorded {
-                            unrecorded.push(m.name.clone());
                         }
                         seen.push(s.lease_holder_seen);
                     }
@@ -768,11 +764,7 @@ impl Lab {
             }
             let lease_ok =
                 matches!(holders.as_slice(), [holder] if seen.iter().all(|s| s == holder));
-            if lease_ok && !unrecorded.is_empty() {
-                // Until its place is recorded, a member's wiped store could
-                // still take it: the cluster is not fully formed yet.
-                detail = format!("Raft places not yet recorded for {unrecorded:?}");
-            } else if lease_ok {
+            if lease_ok {
                 let holder = holders[0].clone();
                 match self.postgres_problem(&holder).await {
                     None => return Ok(holder),
