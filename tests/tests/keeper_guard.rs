@@ -152,11 +152,7 @@ fn a_replaced_binary_is_still_found() {
     let bin = tempfile::tempdir().expect("bin dir");
     let exe = bin.path().join("postgres");
     std::fs::copy(sleep_exe(), &exe).expect("copy sleep");
-    let mut v = Command::new(&exe)
-        .arg("60")
-        .current_dir(dir.path())
-        .spawn()
-        .expect("the copied binary");
+    let mut v = spawn_fresh_copy(&exe, dir.path());
     // A package upgrade: the binary under the running server is replaced,
     // so /proc shows the old one as "(deleted)".
     std::fs::remove_file(&exe).expect("remove the binary");
@@ -177,4 +173,23 @@ fn a_replaced_binary_is_still_found() {
         "a server whose binary was replaced survived the fence"
     );
     cleanup(vec![v], dog);
+}
+
+/// Runs a binary just written. Another test thread forking while the copy's
+/// file was open for writing holds it open in its child for a moment, and
+/// exec then fails with "Text file busy": retried, bounded.
+fn spawn_fresh_copy(exe: &Path, dir: &Path) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Command::new(exe).arg("60").current_dir(dir).spawn() {
+            Ok(child) => return child,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the copied binary: {e}"),
+        }
+    }
 }
