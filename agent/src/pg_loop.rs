@@ -185,6 +185,11 @@ impl PgLoop {
             }
             if holds_lease && view.is_writable_primary() {
                 self.ensure_slots(&mut local, &state).await;
+            } else {
+                // A demoted member's slots go with its data (pg_rewind and
+                // pg_basebackup copy none): when it is primary again, it
+                // must make them afresh.
+                local.slots_for.clear();
             }
             if action != PgAction::None {
                 tracing::info!(member = self.me(), ?action, epoch = %state.lease.epoch, "Postgres action");
