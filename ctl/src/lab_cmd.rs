@@ -30,13 +30,7 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            let spec = LabSpec {
-                dir,
-                members: members.into(),
-                witness,
-                ports: None,
-                agent_bin,
-            };
+            let spec = LabSpec::new(dir, members.into(), witness, agent_bin);
             let lab = Lab::up(&spec)?;
             let holder = runtime.block_on(lab.wait_healthy(Duration::from_secs(60)));
             let description = lab.detach();

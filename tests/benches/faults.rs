@@ -4,8 +4,8 @@
 //! split-brain writes, lost acknowledged writes). Figures, never a timed
 //! assertion; a safety violation is reported, not hidden.
 
-use raftgres_tests::matrix::{Fault, RunReport, markdown, run_once};
-use raftgres_tests::{bench_dir, lab_dir, report_bench, start_lab};
+use raftgres_tests::matrix::{Fault, MatrixLab, RunReport, markdown, run_once};
+use raftgres_tests::{bench_dir, report_bench};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -22,8 +22,7 @@ async fn main() {
         {
             continue;
         }
-        let dir = lab_dir();
-        let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+        let (mut lab, mut primary) = MatrixLab::start(fault).await;
         for run in 0..runs {
             let report = run_once(&mut lab, &primary, fault, run).await;
             println!("{}", report.json());

@@ -129,13 +129,7 @@ pub fn lab_dir() -> tempfile::TempDir {
 }
 
 pub async fn start_lab(dir: &tempfile::TempDir, members: usize, witness: bool) -> (Lab, String) {
-    let spec = LabSpec {
-        dir: dir.path().to_owned(),
-        members,
-        witness,
-        ports: None,
-        agent_bin: agent_bin(),
-    };
+    let spec = LabSpec::new(dir.path().to_owned(), members, witness, agent_bin());
     let lab = Lab::up(&spec).expect("lab up");
     let holder = lab
         .wait_healthy(Duration::from_secs(30))
@@ -146,6 +140,48 @@ pub async fn start_lab(dir: &tempfile::TempDir, members: usize, witness: bool) -
 
 pub async fn status(lab: &Lab, name: &str) -> Result<AgentStatusReply, String> {
     agent_status(&lab.member(name).expect("member").raft_addr).await
+}
+
+/// Waits (up to 30 s) until the group records `name`'s place: a new
+/// cluster's members claim theirs just after the start.
+pub async fn wait_place_recorded(lab: &Lab, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status(lab, name).await.is_ok_and(|s| s.place_recorded) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s Raft place was not recorded within 30s\n{}",
+            file_tail(&lab.member(name).expect("member").log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A replaced disk under a member's Raft store: SIGKILLs its agent, deletes
+/// the store and starts the agent again under its old id.
+pub fn wipe_raft_store_and_restart(lab: &mut Lab, name: &str) {
+    lab.kill(name).expect("SIGKILL the agent");
+    let store = lab.member(name).expect("member").data_dir.join("raft.redb");
+    std::fs::remove_file(&store).unwrap_or_else(|e| panic!("delete {}: {e}", store.display()));
+    lab.start(name).expect("start the agent on an empty store");
+}
+
+/// What the refusal of a wiped member says to do: once its agent exited,
+/// remove it through `via`'s API, then start it again as a new member.
+pub async fn readd_refused_member(lab: &mut Lab, wiped: &str, via: &str) {
+    let log = lab.member(wiped).expect("member").log.clone();
+    assert!(
+        lab.wait_exit(wiped, Duration::from_secs(60)).is_some(),
+        "the agent of {wiped} kept running on an empty Raft store under its old id\n{}",
+        file_tail(&log)
+    );
+    let api = http::Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir));
+    let url = lab.member(via).expect("member").api_url.clone();
+    let reply = api
+        .call("DELETE", &url, &format!("/members/{wiped}"), None, true)
+        .await
+        .expect("DELETE /members");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    lab.start(wiped).expect("start the wiped member again");
 }
 
 /// Polls `check` until it returns Some, or panics after `within`.

@@ -9,16 +9,20 @@
 //! - a statement running across the fault on the old primary: CPU-bound for
 //!   several seconds, writing at its end.
 //!
+//! On a lab in network namespaces the first and the last run inside the old
+//! primary's namespace, as its local clients would: cut off from the rest,
+//! they still reach it, which is what an isolated primary's fence must stop.
+//!
 //! Checker, once the fault healed and the cluster is healthy again: no
 //! write acknowledged by a member after another member's first
 //! acknowledged write; never two writable primaries at once (polled
 //! throughout); acknowledged writes missing on the final primary, counted
 //! (replication is asynchronous); no panic in any agent or keeper log.
 
-use crate::{PrimaryMonitor, dsn, execute, postmaster_pid, writable};
+use crate::{PrimaryMonitor, agent_bin, dsn, execute, lab_dir, postmaster_pid, writable};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_lab::Lab;
+use raftgres_lab::{Lab, LabNetwork, LabSpec};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -52,10 +56,39 @@ pub enum Fault {
     KillReplicaAgent,
     /// A switchover, with the primary's agent restarted while it runs.
     RestartDuringSwitchover,
+    /// The primary cut off from every other member and from the clients
+    /// outside its host (network namespaces).
+    IsolatePrimary,
+    /// A one-way partition: nothing reaches the primary, what it sends
+    /// still arrives.
+    CutToPrimary,
+    /// The other way: nothing the primary sends arrives.
+    CutFromPrimary,
+    /// The filesystem under the primary's data directory full for 8 s.
+    FillPrimaryDisk,
+    /// The `postgres` binary replaced (a package upgrade) under the running
+    /// primary, then its agent SIGKILLed: the fence must still find the
+    /// server's processes.
+    ReplaceBinaryKillAgent,
+    /// A replica's Raft store wiped and its agent restarted under its old
+    /// id: refused; then removed and re-added as the refusal says.
+    WipeReplicaStore,
+}
+
+/// The lab a fault needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    Loopback,
+    /// Every member in a network namespace of its own (root only).
+    Netns,
+    /// Postgres' data directories on small filesystems (root only).
+    SmallDisks,
+    /// Postgres run from the lab's own copy of its binaries.
+    CopiedBinaries,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillPostgres,
         Fault::KillAgent,
         Fault::StopAgent,
@@ -64,7 +97,33 @@ impl Fault {
         Fault::RestartAgent,
         Fault::KillReplicaAgent,
         Fault::RestartDuringSwitchover,
+        Fault::IsolatePrimary,
+        Fault::CutToPrimary,
+        Fault::CutFromPrimary,
+        Fault::FillPrimaryDisk,
+        Fault::ReplaceBinaryKillAgent,
+        Fault::WipeReplicaStore,
     ];
+
+    /// How long the fault lasts at least before it is healed.
+    pub fn hold(self) -> Duration {
+        match self {
+            Fault::StopAgent | Fault::FillPrimaryDisk => Duration::from_secs(8),
+            Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => {
+                Duration::from_secs(10)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub fn setup(self) -> Setup {
+        match self {
+            Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => Setup::Netns,
+            Fault::FillPrimaryDisk => Setup::SmallDisks,
+            Fault::ReplaceBinaryKillAgent => Setup::CopiedBinaries,
+            _ => Setup::Loopback,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -76,7 +135,75 @@ impl Fault {
             Fault::RestartAgent => "restart primary agent",
             Fault::KillReplicaAgent => "SIGKILL + restart replica agent",
             Fault::RestartDuringSwitchover => "restart primary agent during switchover",
+            Fault::IsolatePrimary => "primary isolated 10 s (netns)",
+            Fault::CutToPrimary => "one-way 10 s: nothing reaches the primary",
+            Fault::CutFromPrimary => "one-way 10 s: nothing leaves the primary",
+            Fault::FillPrimaryDisk => "primary data disk full 8 s",
+            Fault::ReplaceBinaryKillAgent => "postgres binary replaced + SIGKILL primary agent",
+            Fault::WipeReplicaStore => "replica Raft store wiped",
         }
+    }
+}
+
+/// Size of each member's data disk for [`Setup::SmallDisks`]: room for a
+/// fresh cluster, its WAL and a clone, little enough to fill at once.
+const SMALL_DISK_MIB: u64 = 384;
+
+/// A lab set up for one fault. Fields drop in order: the processes stop
+/// before their namespaces and directory go.
+pub struct MatrixLab {
+    pub lab: Lab,
+    pub net: Option<LabNetwork>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for MatrixLab {
+    /// A failed run keeps its directory (logs, data) for the post-mortem.
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("lab kept for inspection: {}", dir.keep().display());
+        }
+    }
+}
+
+impl MatrixLab {
+    /// A healthy three-member lab as `fault` needs it, and its primary.
+    pub async fn start(fault: Fault) -> (MatrixLab, String) {
+        let dir = lab_dir();
+        let mut spec = LabSpec::new(dir.path().to_owned(), 3, false, agent_bin());
+        let mut net = None;
+        let lab = match fault.setup() {
+            Setup::Netns => {
+                let network = LabNetwork::create(3).expect("create the lab network");
+                let lab =
+                    Lab::up_in_netns(&spec, &network.members()).expect("lab up in namespaces");
+                net = Some(network);
+                lab
+            }
+            Setup::SmallDisks => {
+                spec.data_disk_mib = Some(SMALL_DISK_MIB);
+                Lab::up(&spec).expect("lab up on small disks")
+            }
+            Setup::CopiedBinaries => {
+                spec.copy_pg_binaries = true;
+                Lab::up(&spec).expect("lab up on copied binaries")
+            }
+            Setup::Loopback => Lab::up(&spec).expect("lab up"),
+        };
+        let primary = lab
+            .wait_healthy(Duration::from_secs(60))
+            .await
+            .expect("lab healthy");
+        (
+            MatrixLab {
+                lab,
+                net,
+                dir: Some(dir),
+            },
+            primary,
+        )
     }
 }
 
@@ -86,6 +213,8 @@ struct Ack {
     member: String,
     id: i64,
     timeline: i32,
+    /// When the statement was sent.
+    sent: Instant,
     at: Instant,
 }
 
@@ -121,6 +250,7 @@ async fn insert(
         "INSERT INTO matrix_writes VALUES ($1, (SELECT setting FROM pg_settings WHERE name = 'cluster_name'), {TIMELINE}) \
          RETURNING inet_server_port(), timeline"
     );
+    let sent = Instant::now();
     let row = tokio::time::timeout(Duration::from_secs(5), client.query_one(&sql, &[&id]))
         .await
         .map_err(|_| "no answer within 5s".to_owned())?
@@ -134,11 +264,42 @@ async fn insert(
             .unwrap_or_else(|| format!("port {port}")),
         id,
         timeline,
+        sent,
         at: Instant::now(),
     })
 }
 
+/// The writer through the cluster's entry point (HAProxy or pgbouncer),
+/// whose first ack after a fault says when writes came back.
+const ENTRY_WRITER: i64 = 2;
+
+/// Runs `work` in the network namespace `netns` when given (on a thread of
+/// its own, so that only its sockets are there), else on this runtime.
+fn beside(
+    netns: Option<String>,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let Some(ns) = netns else {
+        return tokio::spawn(work);
+    };
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        raftgres_lab::enter_netns(&ns).expect("enter the primary's namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime in the namespace");
+        runtime.block_on(work);
+        let _ = done.send(());
+    });
+    tokio::spawn(async move {
+        let _ = finished.await;
+    })
+}
+
 struct Workload {
+    /// Whether an entry-point writer runs (HAProxy or pgbouncer installed).
+    has_entry: bool,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     acks: Acks,
@@ -155,13 +316,16 @@ impl Workload {
         let (stop, stopped) = watch::channel(false);
         let acks: Acks = Arc::default();
         let mut tasks = Vec::new();
+        let primary_dsn = dsn(lab, primary);
+        let netns = lab.member(primary).expect("member").netns.clone();
         // The client connected before the fault, never reconnecting.
-        let old = connect(&dsn(lab, primary))
-            .await
-            .expect("a connection to the primary before the fault");
         {
             let (acks, ports, mut stopped) = (acks.clone(), ports.clone(), stopped.clone());
-            tasks.push(tokio::spawn(async move {
+            let primary_dsn = primary_dsn.clone();
+            tasks.push(beside(netns.clone(), async move {
+                let old = connect(&primary_dsn)
+                    .await
+                    .expect("a connection to the primary before the fault");
                 for id in ids(1, run) {
                     if *stopped.borrow() {
                         return;
@@ -174,12 +338,22 @@ impl Workload {
                 }
             }));
         }
-        // Autocommit inserts through HAProxy, reconnecting after failures.
-        if let Some(entry) = lab.haproxy_dsn(true) {
+        // Autocommit inserts through HAProxy (or, without it, through a
+        // replica's pgbouncer, which its agent points at the primary),
+        // reconnecting after failures.
+        let entry = lab.haproxy_dsn(true).or_else(|| {
+            lab.description
+                .members
+                .iter()
+                .find(|m| m.name != primary && m.dsn.is_some())
+                .and_then(|m| m.pgbouncer_dsn.clone())
+        });
+        let has_entry = entry.is_some();
+        if let Some(entry) = entry {
             let (acks, ports, mut stopped) = (acks.clone(), ports.clone(), stopped.clone());
             tasks.push(tokio::spawn(async move {
                 let mut client = None;
-                for id in ids(2, run) {
+                for id in ids(ENTRY_WRITER, run) {
                     if *stopped.borrow() {
                         return;
                     }
@@ -197,19 +371,20 @@ impl Workload {
             }));
         }
         // A CPU-bound statement across the fault, writing at its end.
-        let long = connect(&dsn(lab, primary))
-            .await
-            .expect("a second connection to the primary");
         {
             let acks = acks.clone();
             let member = primary.to_owned();
             let id = ids(3, run).next().expect("an id");
-            tasks.push(tokio::spawn(async move {
+            tasks.push(beside(netns, async move {
+                let long = connect(&primary_dsn)
+                    .await
+                    .expect("a second connection to the primary");
                 let sql = format!(
                     "DO $$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN \
                      WHILE clock_timestamp() < t0 + interval '6 seconds' LOOP END LOOP; \
                      INSERT INTO matrix_writes VALUES ({id}, 'long', {TIMELINE}); END $$"
                 );
+                let sent = Instant::now();
                 if long.batch_execute(&sql).await.is_ok() {
                     push(
                         &acks,
@@ -217,13 +392,19 @@ impl Workload {
                             member,
                             id,
                             timeline: 0,
+                            sent,
                             at: Instant::now(),
                         },
                     );
                 }
             }));
         }
-        Workload { stop, tasks, acks }
+        Workload {
+            has_entry,
+            stop,
+            tasks,
+            acks,
+        }
     }
 
     fn acks(&self) -> Vec<Ack> {
@@ -356,7 +537,9 @@ async fn timeline_of(dsn: &str) -> i32 {
 
 /// Runs `fault` once on a healthy lab whose primary is `primary`, heals it,
 /// and returns the report. The lab is healthy again on return.
-pub async fn run_once(lab: &mut Lab, primary: &str, fault: Fault, run: u32) -> RunReport {
+pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) -> RunReport {
+    let MatrixLab { lab, net, .. } = m;
+    let net = net.as_ref();
     execute(&dsn(lab, primary), TABLE)
         .await
         .expect("the writes table");
@@ -370,9 +553,23 @@ pub async fn run_once(lab: &mut Lab, primary: &str, fault: Fault, run: u32) -> R
         .into_iter()
         .find(|n| n != primary && lab.member(n).is_ok_and(|m| m.dsn.is_some()))
         .expect("a replica");
+    if fault == Fault::WipeReplicaStore {
+        crate::wait_place_recorded(lab, &replica).await;
+    }
+    let has_entry = workload.has_entry;
+    let primary_ns = lab.member(primary).expect("member").netns.clone();
+    let cut = |what: fn(&LabNetwork, &str) -> Result<(), raftgres_lab::LabError>| {
+        let (net, ns) = (
+            net.expect("a lab in network namespaces"),
+            primary_ns.as_deref().expect("the primary's namespace"),
+        );
+        what(net, ns).expect("cut the primary's network");
+    };
+    let disk = lab.member(primary).expect("member").pg_disk.clone();
     let injected = Instant::now();
     let mut stopped: Vec<i32> = Vec::new();
     let mut restart = Vec::new();
+    let mut refused = None;
     match fault {
         Fault::KillPostgres => {
             if let Some(pid) = postmaster_pid(lab, primary) {
@@ -419,39 +616,74 @@ pub async fn run_once(lab: &mut Lab, primary: &str, fault: Fault, run: u32) -> R
                 .expect("restart the agent");
             let _ = tokio::time::timeout(Duration::from_secs(30), request).await;
         }
+        Fault::IsolatePrimary => cut(LabNetwork::isolate),
+        Fault::CutToPrimary => cut(LabNetwork::cut_inbound),
+        Fault::CutFromPrimary => cut(LabNetwork::cut_outbound),
+        Fault::FillPrimaryDisk => {
+            let disk = disk.as_deref().expect("a lab on small disks");
+            raftgres_lab::fill_disk(disk).expect("fill the primary's disk");
+        }
+        Fault::ReplaceBinaryKillAgent => {
+            let bin_dir = lab
+                .description
+                .pg_bin_dir
+                .clone()
+                .expect("a lab on copied binaries");
+            raftgres_lab::replace_postgres(&bin_dir).expect("replace the postgres binary");
+            lab.kill(primary).expect("SIGKILL the agent");
+            restart.push(primary.to_owned());
+        }
+        Fault::WipeReplicaStore => {
+            crate::wipe_raft_store_and_restart(lab, &replica);
+            refused = Some(replica.clone());
+        }
     }
-    // Writes again: the first ack after the fault (by HAProxy's writer, or
-    // any writer without HAProxy).
+    // Writes again: the first ack of a write sent after the fault (by the
+    // entry-point writer, or any writer without one). The fault lasts at
+    // least its hold time, whenever writes come back.
     let mut writes_again = None;
     let recovery_deadline = injected + RECOVERY_BOUND;
-    while Instant::now() < recovery_deadline {
-        if Fault::StopAgent == fault && injected.elapsed() >= Duration::from_secs(8) {
+    let hold = fault.hold();
+    while Instant::now() < recovery_deadline
+        && (writes_again.is_none() || injected.elapsed() < hold)
+    {
+        if injected.elapsed() >= hold {
             for pid in stopped.drain(..) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
             }
+            if let (Fault::FillPrimaryDisk, Some(disk)) = (fault, &disk) {
+                raftgres_lab::free_disk(disk).expect("free the primary's disk");
+            }
         }
-        let after: Option<Instant> = workload
-            .acks()
-            .iter()
-            .filter(|a| a.at > injected && a.id >> 40 == 2)
-            .map(|a| a.at)
-            .min();
-        if let Some(at) = after {
-            writes_again = Some(at - injected);
-            break;
+        if writes_again.is_none() {
+            writes_again = workload
+                .acks()
+                .iter()
+                .filter(|a| a.sent > injected && a.id >> 40 == ENTRY_WRITER)
+                .map(|a| a.at - injected)
+                .min();
         }
-        if lab.haproxy_dsn(true).is_none()
+        if writes_again.is_none()
+            && !has_entry
             && let [one] = writable(lab).await.as_slice()
             && execute(&dsn(lab, one), "SELECT 1").await.is_ok()
         {
             writes_again = Some(injected.elapsed());
-            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Heal: resume what was stopped, start what was killed.
     for pid in stopped.drain(..) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+    }
+    if let (Some(net), Some(ns)) = (net, &primary_ns) {
+        net.heal(ns).expect("heal the primary's network");
+    }
+    if let Some(disk) = &disk {
+        raftgres_lab::free_disk(disk).expect("free the primary's disk");
+    }
+    if let Some(wiped) = &refused {
+        crate::readd_refused_member(lab, wiped, primary).await;
     }
     // A frozen agent may still hold its old view for a moment.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -540,6 +772,7 @@ mod tests {
             member: member.into(),
             id: 0,
             timeline: 1,
+            sent: base + Duration::from_millis(ms),
             at: base + Duration::from_millis(ms),
         }
     }

@@ -2,15 +2,19 @@
 //! on a lab of its own, with the workload and the checker there. The full
 //! matrix with more runs and a report is `cargo bench --bench faults`.
 
-use raftgres_tests::matrix::{Fault, run_once};
-use raftgres_tests::{lab_dir, serial, start_lab};
+use raftgres_tests::matrix::{Fault, MatrixLab, Setup, run_once};
+use raftgres_tests::serial;
 
 const RUNS: u32 = 2;
 
 async fn twice(fault: Fault) {
     let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
+    assert!(
+        fault.setup() == Setup::Loopback || nix::unistd::geteuid().is_root(),
+        "{} needs root (network namespaces or mounts); run the tests as root, as scripts/test-all does",
+        fault.name()
+    );
+    let (mut lab, mut primary) = MatrixLab::start(fault).await;
     for run in 0..RUNS {
         let report = run_once(&mut lab, &primary, fault, run).await;
         println!("{}", report.json());
@@ -57,4 +61,34 @@ async fn kill_replica_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_primary_agent_during_switchover() {
     twice(Fault::RestartDuringSwitchover).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolate_primary() {
+    twice(Fault::IsolatePrimary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_reaches_the_primary() {
+    twice(Fault::CutToPrimary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_leaves_the_primary() {
+    twice(Fault::CutFromPrimary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_primary_disk() {
+    twice(Fault::FillPrimaryDisk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_binary_and_kill_primary_agent() {
+    twice(Fault::ReplaceBinaryKillAgent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_replica_raft_store() {
+    twice(Fault::WipeReplicaStore).await;
 }

@@ -276,13 +276,7 @@ impl NetnsLab {
         let began = Instant::now();
         let dir = lab_dir();
         let net = LabNetwork::create(3).expect("create the lab network");
-        let spec = LabSpec {
-            dir: dir.path().to_owned(),
-            members: 3,
-            witness: false,
-            ports: None,
-            agent_bin: agent_bin(),
-        };
+        let spec = LabSpec::new(dir.path().to_owned(), 3, false, agent_bin());
         let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
         let primary = lab
             .wait_healthy(Duration::from_secs(60))

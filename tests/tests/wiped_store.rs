@@ -4,29 +4,16 @@
 //! place as a voter, and never form a group of its own on its old data;
 //! once removed, it comes back as a new member.
 
-use raftgres_tests::http::Api;
 use raftgres_tests::{
-    PrimaryMonitor, eventually, file_tail, lab_dir, serial, start_lab, status, streaming, writable,
+    PrimaryMonitor, eventually, file_tail, lab_dir, readd_refused_member, serial, start_lab,
+    status, streaming, wait_place_recorded, wipe_raft_store_and_restart, writable,
 };
 use std::time::Duration;
 
-/// Once the group records `name`'s place (a new cluster's members claim
-/// theirs just after the start), SIGKILLs its agent, deletes its Raft store
-/// and starts it again.
+/// Once the group records `name`'s place, wipes its Raft store.
 async fn wipe_and_restart(lab: &mut raftgres_lab::Lab, name: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !status(lab, name).await.is_ok_and(|s| s.place_recorded) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}'s Raft place was not recorded within 30s\n{}",
-            file_tail(&lab.member(name).expect("member").log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    lab.kill(name).expect("SIGKILL the agent");
-    let store = lab.member(name).expect("member").data_dir.join("raft.redb");
-    std::fs::remove_file(&store).unwrap_or_else(|e| panic!("delete {}: {e}", store.display()));
-    lab.start(name).expect("start the agent on an empty store");
+    wait_place_recorded(lab, name).await;
+    wipe_raft_store_and_restart(lab, name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +62,6 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
     let _serial = serial().await;
     let dir = lab_dir();
     let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
     let monitor = PrimaryMonitor::start(&lab);
     let wiped = lab
         .names()
@@ -83,27 +69,8 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
         .find(|n| *n != primary)
         .expect("a replica");
     wipe_and_restart(&mut lab, &wiped).await;
-    if lab.wait_exit(&wiped, Duration::from_secs(60)).is_none() {
-        panic!(
-            "the wiped member was not refused\n{}",
-            file_tail(&lab.member(&wiped).expect("member").log)
-        );
-    }
-
     // What the refusal says to do: remove it, then start it again.
-    let primary_url = lab.member(&primary).expect("member").api_url.clone();
-    let reply = api
-        .call(
-            "DELETE",
-            &primary_url,
-            &format!("/members/{wiped}"),
-            None,
-            true,
-        )
-        .await
-        .expect("DELETE /members");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    lab.start(&wiped).expect("start the wiped member again");
+    readd_refused_member(&mut lab, &wiped, &primary).await;
 
     let log = lab.member(&wiped).expect("member").log.clone();
     let caught_up = eventually(

@@ -176,6 +176,8 @@ mod tests {
             pgbouncer_databases_file: None,
             pgbouncer_log: None,
             pgbouncer_pid: None,
+            pg_disk: None,
+            pg_data_dir: None,
         }
     }
 

@@ -7,12 +7,14 @@
 //! Architecture invariant: lab-only. Production paths never depend on it.
 
 mod daemon;
+mod disk;
 mod haproxy;
 mod netns;
 mod pgbouncer;
 mod process;
 mod spec;
 
+pub use disk::{fill as fill_disk, free as free_disk, replace_postgres};
 pub use haproxy::binary as haproxy_binary;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
 pub use pgbouncer::StandalonePgbouncer;

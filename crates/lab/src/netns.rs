@@ -40,7 +40,10 @@ pub struct NetnsMember {
 #[derive(Debug)]
 struct Link {
     ns: String,
+    /// The end on the bridge, in the root namespace.
     veth: String,
+    /// The end inside the namespace, which holds the address.
+    peer: String,
     addr: Ipv4Addr,
 }
 
@@ -61,18 +64,27 @@ fn setup(message: String) -> LabError {
     LabError::Setup(message)
 }
 
-fn ip_binary() -> PathBuf {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+fn tool_binary(name: &str) -> PathBuf {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
-        .map(PathBuf::from)
+        .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("ip"))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Runs `ip ARGS` to completion within [`IP_TIMEOUT`]; its stdout on success.
 fn ip(args: &[&str]) -> Result<String, LabError> {
-    let shown = format!("ip {}", args.join(" "));
-    let mut child = Command::new(ip_binary())
+    run_tool("ip", args)
+}
+
+/// Runs `tc ARGS` (iproute2's traffic control) like [`ip`].
+fn tc(args: &[&str]) -> Result<String, LabError> {
+    run_tool("tc", args)
+}
+
+fn run_tool(name: &str, args: &[&str]) -> Result<String, LabError> {
+    let shown = format!("{name} {}", args.join(" "));
+    let mut child = Command::new(tool_binary(name))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -247,6 +259,7 @@ impl LabNetwork {
             self.links.push(Link {
                 ns: ns.clone(),
                 veth: veth.clone(),
+                peer: peer.clone(),
                 addr,
             });
             ip(&["link", "set", &veth, "master", &bridge])?;
@@ -254,6 +267,70 @@ impl LabNetwork {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", &peer])?;
             ip(&["-n", ns, "link", "set", &peer, "up"])?;
+        }
+        self.pin_neighbours()
+    }
+
+    /// Fixes every link-layer address on the network. A one-way cut drops
+    /// ARP too, so without this a member would lose the way to its peers
+    /// (their replies never arrive) and a one-way partition would become a
+    /// two-way one as soon as a neighbour entry aged.
+    fn pin_neighbours(&self) -> Result<(), LabError> {
+        let bridge_mac = mac(&ip(&["-o", "link", "show", "dev", &self.bridge])?)?;
+        // A bridge otherwise takes a port's address, which can change.
+        ip(&["link", "set", "dev", &self.bridge, "address", &bridge_mac])?;
+        let mut macs = Vec::new();
+        for link in &self.links {
+            macs.push(mac(&ip(&[
+                "-n", &link.ns, "-o", "link", "show", "dev", &link.peer,
+            ])?)?);
+        }
+        let bridge_addr = self.bridge_addr.to_string();
+        for (link, link_mac) in self.links.iter().zip(&macs) {
+            let addr = link.addr.to_string();
+            ip(&[
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                link_mac,
+                "dev",
+                &self.bridge,
+                "nud",
+                "permanent",
+            ])?;
+            ip(&[
+                "-n",
+                &link.ns,
+                "neigh",
+                "replace",
+                &bridge_addr,
+                "lladdr",
+                &bridge_mac,
+                "dev",
+                &link.peer,
+                "nud",
+                "permanent",
+            ])?;
+            for (other, other_mac) in self.links.iter().zip(&macs) {
+                if other.ns == link.ns {
+                    continue;
+                }
+                let other_addr = other.addr.to_string();
+                ip(&[
+                    "-n",
+                    &link.ns,
+                    "neigh",
+                    "replace",
+                    &other_addr,
+                    "lladdr",
+                    other_mac,
+                    "dev",
+                    &link.peer,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
         }
         Ok(())
     }
@@ -290,10 +367,30 @@ impl LabNetwork {
         ip(&["link", "set", veth, "down"]).map(drop)
     }
 
-    /// Undoes [`LabNetwork::isolate`].
-    pub fn heal(&self, ns: &str) -> Result<(), LabError> {
+    /// A one-way partition: every packet sent to the member is dropped,
+    /// while what it sends still arrives. A token bucket whose bucket is
+    /// smaller than any packet drops them all (this kernel's choice of
+    /// queueing disciplines need not include netem).
+    pub fn cut_inbound(&self, ns: &str) -> Result<(), LabError> {
         let veth = &self.link(ns)?.veth;
-        ip(&["link", "set", veth, "up"]).map(drop)
+        tc(&drop_all_args(veth, None)).map(drop)
+    }
+
+    /// The other one-way partition: every packet the member sends is
+    /// dropped, while what is sent to it still arrives.
+    pub fn cut_outbound(&self, ns: &str) -> Result<(), LabError> {
+        let link = self.link(ns)?;
+        tc(&drop_all_args(&link.peer, Some(&link.ns))).map(drop)
+    }
+
+    /// Undoes [`LabNetwork::isolate`], [`LabNetwork::cut_inbound`] and
+    /// [`LabNetwork::cut_outbound`].
+    pub fn heal(&self, ns: &str) -> Result<(), LabError> {
+        let link = self.link(ns)?;
+        // Absent disciplines are no error here: heal what was cut.
+        let _ = tc(&["qdisc", "del", "dev", &link.veth, "root"]);
+        let _ = tc(&["-n", &link.ns, "qdisc", "del", "dev", &link.peer, "root"]);
+        ip(&["link", "set", &link.veth, "up"]).map(drop)
     }
 
     /// Removes the veths, the bridge and the namespaces this network made.
@@ -318,6 +415,29 @@ impl Drop for LabNetwork {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// `tc` arguments that drop every packet leaving `dev` (in namespace `ns`).
+fn drop_all_args<'a>(dev: &'a str, ns: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = Vec::new();
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    args.extend([
+        "qdisc", "replace", "dev", dev, "root", "tbf", "rate", "8bit", "burst", "10b", "limit",
+        "1b",
+    ]);
+    args
+}
+
+/// The `link/ether` address in `ip -o link show` output.
+fn mac(line: &str) -> Result<String, LabError> {
+    let mut words = line.split_whitespace();
+    words
+        .find(|w| *w == "link/ether")
+        .and_then(|_| words.next())
+        .map(str::to_owned)
+        .ok_or_else(|| setup(format!("no link-layer address in `{}`", line.trim())))
 }
 
 fn open_netns(ns: &str) -> Result<File, LabError> {

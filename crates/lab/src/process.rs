@@ -64,6 +64,21 @@ pub struct Lab {
     /// Each database member's pgbouncer, by member name.
     pgbouncers: BTreeMap<String, Child>,
     run_as: Option<User>,
+    /// Dropped after the processes stop (it is the last field), which
+    /// unmounts the members' small disks.
+    mounts: Mounts,
+}
+
+/// Filesystems this lab mounted, unmounted when dropped.
+#[derive(Default)]
+struct Mounts(Vec<PathBuf>);
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for at in self.0.drain(..) {
+            crate::disk::unmount(&at);
+        }
+    }
 }
 
 /// The user name every lab member's `restapi.authentication` accepts.
@@ -402,13 +417,30 @@ impl Lab {
                     pgbouncer_databases_file: pgbouncer_files.as_ref().map(|f| f.databases.clone()),
                     pgbouncer_log: pgbouncer_files.map(|f| f.log),
                     pgbouncer_pid: None,
+                    pg_disk: (!witness && spec.data_disk_mib.is_some())
+                        .then(|| dir.join(&name).join("disk")),
+                    pg_data_dir: (!witness && spec.data_disk_mib.is_some())
+                        .then(|| dir.join(&name).join("disk").join("pgdata")),
                     name,
                 }
             })
             .collect();
+        let pg_bin_dir = spec.copy_pg_binaries.then(|| dir.join("pgbin"));
+        if let Some(to) = &pg_bin_dir {
+            crate::disk::copy_pg_binaries(to)?;
+        }
+        let mut mounts = Mounts::default();
         for m in &members {
             fs::create_dir_all(&m.data_dir).map_err(io(&m.data_dir))?;
-            write_private(&m.config, &agent_config(m, "lab", &members, &api_auth))?;
+            if let (Some(disk), Some(mib)) = (&m.pg_disk, spec.data_disk_mib) {
+                let owner = run_as.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+                crate::disk::mount_small(disk, mib, owner)?;
+                mounts.0.push(disk.clone());
+            }
+            write_private(
+                &m.config,
+                &agent_config(m, "lab", &members, &api_auth, pg_bin_dir.as_deref()),
+            )?;
         }
         for m in &members {
             let Some(listen) = m.pgbouncer_listen() else {
@@ -436,12 +468,14 @@ impl Lab {
                 members,
                 api_auth: Some(api_auth),
                 haproxy: None,
+                pg_bin_dir,
             },
             children: BTreeMap::new(),
             owns_keepers: true,
             haproxy: None,
             pgbouncers: BTreeMap::new(),
             run_as,
+            mounts,
         };
         for name in lab.names() {
             lab.start(&name)?;
@@ -637,6 +671,7 @@ impl Lab {
             haproxy: None,
             pgbouncers: BTreeMap::new(),
             run_as: run_as()?,
+            mounts: Mounts::default(),
         })
     }
 
@@ -732,6 +767,7 @@ impl Lab {
         self.owns_keepers = false;
         self.haproxy = None;
         self.pgbouncers.clear();
+        self.mounts.0.clear();
         self.description.clone()
     }
 

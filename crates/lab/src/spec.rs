@@ -14,6 +14,29 @@ pub struct LabSpec {
     pub ports: Option<Vec<u16>>,
     /// The `raftgres-agent` binary to copy into the lab.
     pub agent_bin: PathBuf,
+    /// Puts each database member's Postgres data directory on a filesystem
+    /// of this many MiB that the lab mounts (root only), so that a test can
+    /// fill the disk under a server.
+    pub data_disk_mib: Option<u64>,
+    /// Runs Postgres from a copy of its binaries in the lab's directory, so
+    /// that a test can replace them as a package upgrade does.
+    pub copy_pg_binaries: bool,
+}
+
+impl LabSpec {
+    /// `members` database members (and a witness if asked) in `dir`, on
+    /// loopback, with the system's Postgres binaries on the system's disk.
+    pub fn new(dir: PathBuf, members: usize, witness: bool, agent_bin: PathBuf) -> LabSpec {
+        LabSpec {
+            dir,
+            members,
+            witness,
+            ports: None,
+            agent_bin,
+            data_disk_mib: None,
+            copy_pg_binaries: false,
+        }
+    }
 }
 
 /// `DIR/lab.json`: what the lab started, for scripts, tests and `lab down`.
@@ -30,6 +53,9 @@ pub struct LabDescription {
     /// namespaces.
     #[serde(default)]
     pub haproxy: Option<LabHaproxy>,
+    /// The lab's own copy of the Postgres binaries, when it runs from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// HTTP basic auth credentials, as in every member's
@@ -112,6 +138,13 @@ pub struct LabMember {
     /// The pgbouncer process itself, run in the foreground.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbouncer_pid: Option<u32>,
+    /// The small filesystem the lab mounted for this member's Postgres data
+    /// directory, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_disk: Option<PathBuf>,
+    /// Postgres' data directory when it is not the agent's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_data_dir: Option<PathBuf>,
 }
 
 impl LabMember {
@@ -145,6 +178,7 @@ pub(crate) fn agent_config(
     scope: &str,
     all: &[LabMember],
     auth: &ApiAuth,
+    pg_bin_dir: Option<&Path>,
 ) -> String {
     let mut text = format!(
         "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\n",
@@ -161,6 +195,12 @@ pub(crate) fn agent_config(
             host.clone()
         };
         text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
+        if let Some(data_dir) = &member.pg_data_dir {
+            text.push_str(&format!("  data_dir: {}\n", data_dir.display()));
+        }
+        if let Some(bin_dir) = pg_bin_dir {
+            text.push_str(&format!("  bin_dir: {}\n", bin_dir.display()));
+        }
     }
     if let Some(listen) = member.api_url.strip_prefix("http://") {
         // Quoted: a hex password of digits alone would read as a number.

@@ -1,0 +1,117 @@
+//! Storage faults for the lab: a small filesystem under each member's
+//! Postgres data directory that a test can fill up, and a private copy of
+//! the Postgres binaries that a test can replace as a package upgrade does.
+//!
+//! The small filesystem is a tmpfs the lab mounts (root only): its size is
+//! a hard limit like a real disk's, and nothing outside the lab's directory
+//! is touched. The lab unmounts it when it stops.
+
+use crate::process::{LabError, io};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where the official Debian packages put PostgreSQL 15's binaries.
+pub const SYSTEM_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The file [`fill`] writes; [`free`] removes it.
+const FILLER: &str = "filler";
+
+fn setup(message: String) -> LabError {
+    LabError::Setup(message)
+}
+
+/// Mounts a tmpfs of `mib` MiB at `at` (created if missing), owned by
+/// `owner` with mode 0700 so a data directory can live under it.
+pub(crate) fn mount_small(at: &Path, mib: u64, owner: Option<(u32, u32)>) -> Result<(), LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(setup(format!(
+            "a small data disk at {} needs root to mount a tmpfs",
+            at.display()
+        )));
+    }
+    if mib == 0 {
+        return Err(setup("a small data disk needs at least 1 MiB".into()));
+    }
+    fs::create_dir_all(at).map_err(io(at))?;
+    let mut options = format!("size={mib}m,mode=0700");
+    if let Some((uid, gid)) = owner {
+        options.push_str(&format!(",uid={uid},gid={gid}"));
+    }
+    mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| setup(format!("cannot mount a tmpfs at {}: {e}", at.display())))
+}
+
+/// Detaches the mount at `at`; processes still using it keep it alive
+/// unnamed until they exit, so stop them first.
+pub(crate) fn unmount(at: &Path) {
+    let _ = umount2(at, MntFlags::MNT_DETACH);
+}
+
+/// Fills the filesystem at `disk` to the last byte, as root, with one file.
+/// Returns how many bytes it wrote.
+pub fn fill(disk: &Path) -> Result<u64, LabError> {
+    let path = disk.join(FILLER);
+    let mut file = fs::File::create(&path).map_err(io(&path))?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    // A full disk ends the loop; then single bytes take what a page left.
+    for size in [chunk.len(), 4096, 1] {
+        loop {
+            match file.write(&chunk[..size]) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(source) => return Err(LabError::Io { path, source }),
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Removes what [`fill`] wrote.
+pub fn free(disk: &Path) -> Result<(), LabError> {
+    let path = disk.join(FILLER);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LabError::Io { path, source }),
+    }
+}
+
+/// Copies the system's Postgres binaries (and only the files, which is all
+/// that directory holds) into `to`.
+pub(crate) fn copy_pg_binaries(to: &Path) -> Result<(), LabError> {
+    let from = Path::new(SYSTEM_PG_BIN);
+    fs::create_dir_all(to).map_err(io(to))?;
+    for entry in fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let source = entry.path();
+        if !source.is_file() {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        fs::copy(&source, &target).map_err(io(&target))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(io(&target))?;
+    }
+    Ok(())
+}
+
+/// Replaces `bin_dir/postgres` as a package upgrade does: a new file is
+/// written beside it and renamed over it, so running servers keep the old
+/// (now deleted) image and `/proc/PID/exe` says `postgres (deleted)`.
+pub fn replace_postgres(bin_dir: &Path) -> Result<PathBuf, LabError> {
+    let binary = bin_dir.join("postgres");
+    let fresh = bin_dir.join(".postgres.new");
+    fs::copy(&binary, &fresh).map_err(io(&fresh))?;
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755)).map_err(io(&fresh))?;
+    fs::rename(&fresh, &binary).map_err(io(&binary))?;
+    Ok(binary)
+}
