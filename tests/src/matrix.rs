@@ -108,7 +108,12 @@ impl Fault {
     /// How long the fault lasts at least before it is healed.
     pub fn hold(self) -> Duration {
         match self {
-            Fault::StopAgent | Fault::FillPrimaryDisk => Duration::from_secs(8),
+            // A killed agent stays down long enough for its keeper's
+            // deadline to pass, so the fence (not a restarted agent) acts.
+            Fault::KillAgent
+            | Fault::ReplaceBinaryKillAgent
+            | Fault::StopAgent
+            | Fault::FillPrimaryDisk => Duration::from_secs(8),
             Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => {
                 Duration::from_secs(10)
             }
@@ -128,7 +133,7 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::KillPostgres => "SIGKILL primary postmaster",
-            Fault::KillAgent => "SIGKILL primary agent",
+            Fault::KillAgent => "SIGKILL primary agent, down 8 s",
             Fault::StopAgent => "SIGSTOP primary agent 8 s",
             Fault::StopPostmaster => "SIGSTOP primary postmaster",
             Fault::KillHost => "primary host lost",
@@ -139,7 +144,9 @@ impl Fault {
             Fault::CutToPrimary => "one-way 10 s: nothing reaches the primary",
             Fault::CutFromPrimary => "one-way 10 s: nothing leaves the primary",
             Fault::FillPrimaryDisk => "primary data disk full 8 s",
-            Fault::ReplaceBinaryKillAgent => "postgres binary replaced + SIGKILL primary agent",
+            Fault::ReplaceBinaryKillAgent => {
+                "postgres binary replaced + SIGKILL primary agent, down 8 s"
+            }
             Fault::WipeReplicaStore => "replica Raft store wiped",
         }
     }
@@ -427,9 +434,13 @@ pub struct RunReport {
     pub run: u32,
     pub old_primary: String,
     pub new_primary: String,
-    /// From the fault to the first write acknowledged after it through
-    /// HAProxy (or straight to a primary when HAProxy is not installed).
+    /// From the fault to the first write, sent after it through the entry
+    /// point (HAProxy, else pgbouncer), that the final primary acknowledged;
+    /// without an entry point, until one primary answered.
     pub writes_again: Option<Duration>,
+    /// The longest time, from the fault on, without an acknowledged write
+    /// through the entry point.
+    pub longest_write_gap: Option<Duration>,
     /// Writes a member acknowledged after another member's first.
     pub split_brain_writes: usize,
     /// Acknowledged writes missing on the final primary.
@@ -451,6 +462,7 @@ impl RunReport {
             "old_primary": self.old_primary,
             "new_primary": self.new_primary,
             "writes_again_ms": self.writes_again.map(|d| d.as_millis() as u64),
+            "longest_write_gap_ms": self.longest_write_gap.map(|d| d.as_millis() as u64),
             "split_brain_writes": self.split_brain_writes,
             "lost_acknowledged_writes": self.lost_acknowledged,
             "acknowledged_writes": self.acknowledged,
@@ -491,6 +503,19 @@ impl RunReport {
             self.run
         );
     }
+}
+
+/// The longest time from `from` on without one of `acks`, up to the last.
+fn longest_gap(acks: &[&Ack], from: Instant) -> Option<Duration> {
+    let mut times: Vec<Instant> = acks.iter().map(|a| a.at).collect();
+    times.sort();
+    let mut previous = from;
+    let mut longest = None;
+    for at in times {
+        longest = longest.max(Some(at - previous));
+        previous = at;
+    }
+    longest
 }
 
 /// Acks a member gave after a later member's first ack.
@@ -622,6 +647,8 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
         Fault::FillPrimaryDisk => {
             let disk = disk.as_deref().expect("a lab on small disks");
             raftgres_lab::fill_disk(disk).expect("fill the primary's disk");
+            // As a busier workload would: the next WAL segment needs room.
+            let _ = execute(&dsn(lab, primary), "SELECT pg_switch_wal()").await;
         }
         Fault::ReplaceBinaryKillAgent => {
             let bin_dir = lab
@@ -638,9 +665,8 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
             refused = Some(replica.clone());
         }
     }
-    // Writes again: the first ack of a write sent after the fault (by the
-    // entry-point writer, or any writer without one). The fault lasts at
-    // least its hold time, whenever writes come back.
+    // Until writes are acknowledged again (by the entry-point writer, or
+    // any primary without one); the fault lasts at least its hold time.
     let mut writes_again = None;
     let recovery_deadline = injected + RECOVERY_BOUND;
     let hold = fault.hold();
@@ -707,12 +733,29 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
         None => BTreeSet::new(),
     };
     let lost = acks.iter().filter(|a| !final_ids.contains(&a.id)).count();
+    let entry: Vec<&Ack> = acks
+        .iter()
+        .filter(|a| a.id >> 40 == ENTRY_WRITER && a.sent > injected)
+        .collect();
+    let (writes_again, longest_write_gap) = if has_entry {
+        (
+            entry
+                .iter()
+                .filter(|a| a.member == new_primary)
+                .map(|a| a.at - injected)
+                .min(),
+            longest_gap(&entry, injected),
+        )
+    } else {
+        (writes_again, None)
+    };
     RunReport {
         fault,
         run,
         old_primary: primary.to_owned(),
         new_primary: new_primary.clone(),
         writes_again,
+        longest_write_gap,
         split_brain_writes: split_brain(&acks),
         lost_acknowledged: lost,
         acknowledged: acks.len(),
@@ -728,7 +771,7 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
 /// again (min / median / max), split-brain writes, lost acknowledged writes.
 pub fn markdown(reports: &[RunReport]) -> String {
     let mut out = String::from(
-        "| fault | runs | writes again min / median / max (s) | split-brain writes | lost acknowledged writes (async) | two writable | panics |\n|---|---|---|---|---|---|---|\n",
+        "| fault | runs | writes again min / median / max (s) | longest write gap median / max (s) | split-brain writes | lost acknowledged writes (async) | two writable | panics |\n|---|---|---|---|---|---|---|---|\n",
     );
     for fault in Fault::ALL {
         let runs: Vec<&RunReport> = reports.iter().filter(|r| r.fault == fault).collect();
@@ -749,11 +792,21 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 t[t.len() - 1]
             ),
         };
+        let mut gaps: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.longest_write_gap.map(|d| d.as_secs_f64()))
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let gap = match gaps.as_slice() {
+            [] => "none".to_owned(),
+            g => format!("{:.2} / {:.2}", g[g.len() / 2], g[g.len() - 1]),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             fault.name(),
             runs.len(),
             spread,
+            gap,
             runs.iter().map(|r| r.split_brain_writes).sum::<usize>(),
             runs.iter().map(|r| r.lost_acknowledged).sum::<usize>(),
             runs.iter().filter(|r| r.two_writable).count(),
@@ -775,6 +828,21 @@ mod tests {
             sent: base + Duration::from_millis(ms),
             at: base + Duration::from_millis(ms),
         }
+    }
+
+    #[test]
+    fn the_longest_gap_starts_at_the_fault() {
+        let t = Instant::now();
+        let (a, b, c) = (ack("a", 100, t), ack("a", 150, t), ack("b", 3150, t));
+        assert_eq!(
+            longest_gap(&[&c, &a, &b], t),
+            Some(Duration::from_millis(3000))
+        );
+        assert_eq!(
+            longest_gap(&[&a], t + Duration::from_millis(10)),
+            Some(Duration::from_millis(90))
+        );
+        assert_eq!(longest_gap(&[], t), None);
     }
 
     #[test]
