@@ -73,6 +73,9 @@ pub enum Fault {
     /// A replica's Raft store wiped and its agent restarted under its old
     /// id: refused; then removed and re-added as the refusal says.
     WipeReplicaStore,
+    /// Every fsync of the Raft leader's agent takes 400 ms for 10 s (a
+    /// library preloaded into the agents sleeps before the real call).
+    SlowFsyncLeader,
 }
 
 /// The lab a fault needs.
@@ -85,10 +88,12 @@ pub enum Setup {
     SmallDisks,
     /// Postgres run from the lab's own copy of its binaries.
     CopiedBinaries,
+    /// Agents with `tests/src/slow_fsync.c` preloaded.
+    SlowFsync,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::KillPostgres,
         Fault::KillAgent,
         Fault::StopAgent,
@@ -103,6 +108,7 @@ impl Fault {
         Fault::FillPrimaryDisk,
         Fault::ReplaceBinaryKillAgent,
         Fault::WipeReplicaStore,
+        Fault::SlowFsyncLeader,
     ];
 
     /// How long the fault lasts at least before it is healed.
@@ -114,9 +120,10 @@ impl Fault {
             | Fault::ReplaceBinaryKillAgent
             | Fault::StopAgent
             | Fault::FillPrimaryDisk => Duration::from_secs(8),
-            Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => {
-                Duration::from_secs(10)
-            }
+            Fault::IsolatePrimary
+            | Fault::CutToPrimary
+            | Fault::CutFromPrimary
+            | Fault::SlowFsyncLeader => Duration::from_secs(10),
             _ => Duration::ZERO,
         }
     }
@@ -126,6 +133,7 @@ impl Fault {
             Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => Setup::Netns,
             Fault::FillPrimaryDisk => Setup::SmallDisks,
             Fault::ReplaceBinaryKillAgent => Setup::CopiedBinaries,
+            Fault::SlowFsyncLeader => Setup::SlowFsync,
             _ => Setup::Loopback,
         }
     }
@@ -148,6 +156,7 @@ impl Fault {
                 "postgres binary replaced + SIGKILL primary agent, down 8 s"
             }
             Fault::WipeReplicaStore => "replica Raft store wiped",
+            Fault::SlowFsyncLeader => "Raft leader's fsync 400 ms for 10 s",
         }
     }
 }
@@ -197,12 +206,20 @@ impl MatrixLab {
                 spec.copy_pg_binaries = true;
                 Lab::up(&spec).expect("lab up on copied binaries")
             }
+            Setup::SlowFsync => {
+                spec.agent_preload = Some(build_slow_fsync(dir.path()));
+                Lab::up(&spec).expect("lab up with the slow-fsync library")
+            }
             Setup::Loopback => Lab::up(&spec).expect("lab up"),
         };
-        let primary = lab
-            .wait_healthy(Duration::from_secs(60))
-            .await
-            .expect("lab healthy");
+        let primary = match lab.wait_healthy(Duration::from_secs(60)).await {
+            Ok(primary) => primary,
+            Err(e) => panic!(
+                "{}: lab not healthy: {e}; kept in {}",
+                fault.name(),
+                dir.keep().display()
+            ),
+        };
         (
             MatrixLab {
                 lab,
@@ -212,6 +229,30 @@ impl MatrixLab {
             primary,
         )
     }
+}
+
+/// The file whose number of milliseconds [`Setup::SlowFsync`]'s library
+/// sleeps before each fsync, in a member's directory.
+const SLOW_FSYNC_FILE: &str = "slow-fsync-ms";
+const SLOW_FSYNC_MS: &str = "400";
+
+/// Compiles `tests/src/slow_fsync.c` into `dir` with the system's C compiler.
+fn build_slow_fsync(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = dir.join("slow_fsync.c");
+    let library = dir.join("slow_fsync.so");
+    std::fs::write(&source, include_str!("slow_fsync.c")).expect("write slow_fsync.c");
+    let output = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .output()
+        .expect("run cc (install gcc) to build the slow-fsync library");
+    assert!(
+        output.status.success(),
+        "cc failed to build the slow-fsync library: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    library
 }
 
 /// One acknowledged write.
@@ -505,6 +546,21 @@ impl RunReport {
     }
 }
 
+/// The data directory of the member `primary` sees as Raft leader.
+async fn raft_leader_dir(lab: &Lab, primary: &str) -> std::path::PathBuf {
+    let leader = crate::status(lab, primary)
+        .await
+        .expect("the primary's status")
+        .raft_leader;
+    lab.description
+        .members
+        .iter()
+        .find(|m| m.node_id == leader)
+        .unwrap_or_else(|| panic!("no member has the Raft leader's id {leader}"))
+        .data_dir
+        .clone()
+}
+
 /// The longest time from `from` on without one of `acks`, up to the last.
 fn longest_gap(acks: &[&Ack], from: Instant) -> Option<Duration> {
     let mut times: Vec<Instant> = acks.iter().map(|a| a.at).collect();
@@ -591,6 +647,10 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
         what(net, ns).expect("cut the primary's network");
     };
     let disk = lab.member(primary).expect("member").pg_disk.clone();
+    let slow_leader = match fault {
+        Fault::SlowFsyncLeader => Some(raft_leader_dir(lab, primary).await.join(SLOW_FSYNC_FILE)),
+        _ => None,
+    };
     let injected = Instant::now();
     let mut stopped: Vec<i32> = Vec::new();
     let mut restart = Vec::new();
@@ -664,6 +724,12 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
             crate::wipe_raft_store_and_restart(lab, &replica);
             refused = Some(replica.clone());
         }
+        Fault::SlowFsyncLeader => {
+            let leader = slow_leader
+                .as_ref()
+                .expect("the Raft leader's slow-fsync file");
+            std::fs::write(leader, SLOW_FSYNC_MS).expect("slow the leader's fsync");
+        }
     }
     // Until writes are acknowledged again (by the entry-point writer, or
     // any primary without one); the fault lasts at least its hold time.
@@ -707,6 +773,9 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
     }
     if let Some(disk) = &disk {
         raftgres_lab::free_disk(disk).expect("free the primary's disk");
+    }
+    if let Some(file) = &slow_leader {
+        std::fs::write(file, "0").expect("give the leader its fast fsync back");
     }
     if let Some(wiped) = &refused {
         crate::readd_refused_member(lab, wiped, primary).await;

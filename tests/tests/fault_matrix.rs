@@ -92,3 +92,8 @@ async fn replace_binary_and_kill_primary_agent() {
 async fn wipe_replica_raft_store() {
     twice(Fault::WipeReplicaStore).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_fsync_on_the_raft_leader() {
+    twice(Fault::SlowFsyncLeader).await;
+}

@@ -425,6 +425,15 @@ impl Lab {
                 }
             })
             .collect();
+        let agent_preload = match &spec.agent_preload {
+            Some(library) => {
+                let copy = bin_dir.join("agent-preload.so");
+                fs::copy(library, &copy).map_err(io(&copy))?;
+                fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).map_err(io(&copy))?;
+                Some(copy)
+            }
+            None => None,
+        };
         let pg_bin_dir = spec.copy_pg_binaries.then(|| dir.join("pgbin"));
         if let Some(to) = &pg_bin_dir {
             crate::disk::copy_pg_binaries(to)?;
@@ -469,6 +478,7 @@ impl Lab {
                 api_auth: Some(api_auth),
                 haproxy: None,
                 pg_bin_dir,
+                agent_preload,
             },
             children: BTreeMap::new(),
             owns_keepers: true,
@@ -614,6 +624,11 @@ impl Lab {
             .process_group(0);
         if let Some(user) = &self.run_as {
             command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        if let Some(library) = &self.description.agent_preload {
+            command
+                .env("LD_PRELOAD", library)
+                .env("LAB_FAULT_DIR", &member.data_dir);
         }
         let child = match &member.netns {
             None => command.spawn().map_err(io(&self.description.agent_bin))?,

@@ -21,6 +21,11 @@ pub struct LabSpec {
     /// Runs Postgres from a copy of its binaries in the lab's directory, so
     /// that a test can replace them as a package upgrade does.
     pub copy_pg_binaries: bool,
+    /// A shared library preloaded into every agent (`LD_PRELOAD`), for
+    /// faults injected below the agent, such as a slow fsync. The lab
+    /// copies it into `DIR/bin` and tells it the member's directory in
+    /// `LAB_FAULT_DIR` (not `RAFTGRES_*`: the agent reads those as settings).
+    pub agent_preload: Option<PathBuf>,
 }
 
 impl LabSpec {
@@ -35,6 +40,7 @@ impl LabSpec {
             agent_bin,
             data_disk_mib: None,
             copy_pg_binaries: false,
+            agent_preload: None,
         }
     }
 }
@@ -56,6 +62,9 @@ pub struct LabDescription {
     /// The lab's own copy of the Postgres binaries, when it runs from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_bin_dir: Option<PathBuf>,
+    /// The library preloaded into every agent, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_preload: Option<PathBuf>,
 }
 
 /// HTTP basic auth credentials, as in every member's
