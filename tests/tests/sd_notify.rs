@@ -14,14 +14,38 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills the agent (and so, by its parent-death signal, its postmaster) if
-/// the test fails half-way.
-struct Agent(Child);
+/// Kills the agent if the test fails half-way, and in any case stops the
+/// keeper it started (which outlives the agent by design, and takes
+/// Postgres down with it).
+struct Agent(Child, std::path::PathBuf);
 
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let pid_file = self.1.join("keeper.pid");
+        let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        // Only the keeper of this data directory: a stale pid file's PID
+        // may belong to anything by now.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&cmdline).contains("keeper")
+            && String::from_utf8_lossy(&cmdline)
+                .contains(&*self.1.parent().unwrap_or(&self.1).to_string_lossy());
+        if !ours {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && nix::sys::signal::kill(pid, None).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -130,7 +154,7 @@ async fn agent_notifies_systemd_and_pings_its_watchdog() {
     if let Some(user) = &user {
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
-    let mut agent = Agent(command.spawn().expect("start the agent"));
+    let mut agent = Agent(command.spawn().expect("start the agent"), data_dir.clone());
     let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
