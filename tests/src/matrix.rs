@@ -163,7 +163,7 @@ impl Fault {
 
 /// Size of each member's data disk for [`Setup::SmallDisks`]: room for a
 /// fresh cluster, its WAL and a clone, little enough to fill at once.
-const SMALL_DISK_MIB: u64 = 384;
+const SMALL_DISK_MIB: u64 = 768;
 
 /// A lab set up for one fault. Fields drop in order: the processes stop
 /// before their namespaces and directory go.
@@ -791,6 +791,19 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
             fault.name()
         )
     });
+    // The entry point may route to the new primary only after a health
+    // check or two: give the writer the time to reach it.
+    if has_entry {
+        let deadline = Instant::now() + RECOVERY_BOUND;
+        while Instant::now() < deadline
+            && !workload
+                .acks()
+                .iter()
+                .any(|a| a.id >> 40 == ENTRY_WRITER && a.sent > injected && a.member == new_primary)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let acks = workload.finish().await;
     let two_writable = monitor.two_seen().await;
     let final_ids: BTreeSet<i64> = match connect(&dsn(lab, &new_primary)).await {
