@@ -176,6 +176,15 @@ impl PgLoop {
             let now_unix_ms = crate::lease_loop::unix_ms();
             if due_switchover(&state, self.me(), now_unix_ms).is_none() {
                 local.switchover_stopped_at = None;
+            } else if local.switchover_stopped_at.is_none()
+                && holds_lease
+                && matches!(&view, PgView::Stopped { data } if data.was_primary)
+            {
+                // An agent restarted in the middle of a switchover finds its
+                // primary stopped for it: carry on with the handover. Starting
+                // it again would need a second shutdown checkpoint, which the
+                // candidate, not streaming yet, would not replay in time.
+                local.switchover_stopped_at = Some(now);
             }
             let action = decide_postgres(&PgObservation {
                 me: self.me(),

@@ -2,13 +2,14 @@
 //! lab: a switchover hands over without losing a committed row and the old
 //! primary rejoins; a scheduled one waits for its time and can be cancelled;
 //! a failover to a named candidate works with the primary gone; unfit
-//! requests are refused with 412. Never two primaries meanwhile.
+//! requests are refused with 412; an agent restarted in the middle of a
+//! switchover completes it. Never two primaries meanwhile.
 
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab, streaming,
-    writable,
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, postmaster_pid, query_i64, serial,
+    start_lab, streaming, writable,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -253,5 +254,69 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
         }
         reason => panic!("unexpected reason {reason}: {history:?}"),
     }
+    monitor.assert_never_two().await;
+}
+
+/// An agent restarted while its primary is stopped for a switchover carries
+/// on with the handover. The candidate's replay is held (its startup
+/// process SIGSTOPped) so that the restart surely comes before the handover;
+/// without the fix the new agent started the primary again, the candidate
+/// never saw the second shutdown checkpoint, and the switchover was
+/// abandoned after a 10 s write outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    roles_settled(&lab, &old).await;
+    let candidate = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old)
+        .expect("a replica");
+    let startup = query_i64(
+        &dsn(&lab, &candidate),
+        "SELECT pid::bigint FROM pg_stat_activity WHERE backend_type = 'startup'",
+    )
+    .await
+    .expect("the candidate's startup process");
+    let startup = Pid::from_raw(startup as i32);
+    kill(startup, Signal::SIGSTOP).expect("hold the candidate's replay");
+    let other = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != old && *n != candidate)
+        .expect("third");
+    // Sent to the third member: the old primary's agent goes away meanwhile.
+    let request = {
+        let (api, url) = (api(&dir), url(&lab, &other));
+        let body = json!({"leader": old, "candidate": candidate});
+        tokio::spawn(async move { api.send("POST", &url, "/switchover", &body).await })
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the primary's Postgres to stop for the switchover",
+        || async { postmaster_pid(&lab, &old).is_none().then_some(()) },
+    )
+    .await;
+    let restarted = lab.restart_agent(&old, Duration::from_secs(30));
+    kill(startup, Signal::SIGCONT).expect("let the candidate replay");
+    restarted.expect("restart the old primary's agent");
+    let reply = request
+        .await
+        .expect("the request task")
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["leader"], json!(candidate));
+    assert_eq!(writable(&lab).await, vec![candidate.clone()]);
+    eventually(
+        Duration::from_secs(60),
+        "the old primary streams from the new one",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
     monitor.assert_never_two().await;
 }
