@@ -849,6 +849,16 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
     }
 }
 
+/// One figure of each run that has it, in seconds, in ascending order.
+fn sorted_secs(runs: &[&RunReport], figure: impl Fn(&RunReport) -> Option<Duration>) -> Vec<f64> {
+    let mut secs: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| figure(r).map(|d| d.as_secs_f64()))
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    secs
+}
+
 /// The Markdown table of a set of runs: per fault, runs, time to writes
 /// again (min / median / max), split-brain writes, lost acknowledged writes.
 pub fn markdown(reports: &[RunReport]) -> String {
@@ -860,11 +870,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
         if runs.is_empty() {
             continue;
         }
-        let mut times: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.writes_again.map(|d| d.as_secs_f64()))
-            .collect();
-        times.sort_by(f64::total_cmp);
+        let times = sorted_secs(&runs, |r| r.writes_again);
         let spread = match times.as_slice() {
             [] => "none".to_owned(),
             t => format!(
@@ -874,11 +880,7 @@ pub fn markdown(reports: &[RunReport]) -> String {
                 t[t.len() - 1]
             ),
         };
-        let mut gaps: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.longest_write_gap.map(|d| d.as_secs_f64()))
-            .collect();
-        gaps.sort_by(f64::total_cmp);
+        let gaps = sorted_secs(&runs, |r| r.longest_write_gap);
         let gap = match gaps.as_slice() {
             [] => "none".to_owned(),
             g => format!("{:.2} / {:.2}", g[g.len() / 2], g[g.len() - 1]),
