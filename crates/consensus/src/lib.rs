@@ -10,6 +10,7 @@
 
 mod error;
 pub mod formation;
+mod group_commit;
 mod keepalive;
 mod link;
 mod node;

@@ -2,6 +2,7 @@ use crate::error::{ConsensusError, Result};
 use crate::formation::{
     Admission, JoinDecision, NewGroup, PeerAnswer, decide_admission, decide_join,
 };
+use crate::group_commit::GroupCommit;
 use crate::keepalive;
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
@@ -78,6 +79,7 @@ struct Inner {
     raft: Raft,
     view: watch::Receiver<StateView>,
     link: Arc<dyn LeaderLink>,
+    writes: GroupCommit,
     operation_timeout: Duration,
 }
 
@@ -118,6 +120,7 @@ impl Consensus {
         )
         .await
         .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
+        let writes = GroupCommit::start(raft.clone(), flush.clone(), settings.operation_timeout);
         tokio::spawn(keepalive::bridge_flush_stalls(
             raft.metrics(),
             network,
@@ -136,6 +139,7 @@ impl Consensus {
                 raft,
                 view,
                 link,
+                writes,
                 operation_timeout: settings.operation_timeout,
             }),
         })
@@ -532,8 +536,8 @@ impl Consensus {
     ) -> Result<Response> {
         self.bounded("propose", async {
             loop {
-                return match self.inner.raft.client_write(command.clone()).await {
-                    Ok(reply) => Ok(reply.data),
+                return match self.inner.writes.write(command.clone()).await {
+                    Ok(response) => Ok(response),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
                         match (to.leader_id, to.leader_node) {
                             (Some(id), Some(leader)) if forward => {

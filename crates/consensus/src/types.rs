@@ -6,12 +6,33 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
 openraft::declare_raft_types!(
-    /// Raft log entries are [`Command`]s; applying one yields a [`Response`].
+    /// A Raft log entry is a [`Proposal`] of commands; applying it yields one
+    /// [`Response`] per command, in order.
     pub TypeConfig:
-        D = Command,
-        R = Response,
+        D = Proposal,
+        R = Vec<Response>,
         Node = Node,
 );
+
+/// What one log entry holds: the commands group commit gathered into it
+/// (`crate::group_commit`), applied one after the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proposal {
+    Batch(Vec<Command>),
+    /// Stores written before group commit hold one command per entry; they
+    /// are read, and replicated as they are, but never written anew.
+    Single(Command),
+}
+
+impl Proposal {
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Proposal::Batch(commands) => commands,
+            Proposal::Single(command) => std::slice::from_ref(command),
+        }
+    }
+}
 
 pub type NodeId = u64;
 

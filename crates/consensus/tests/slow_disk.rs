@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use raftgres_consensus::types::NodeId;
+use raftgres_consensus::types::{NodeId, Proposal};
 use std::time::{Duration, Instant};
 
 /// Slow elections with little spread, so that a flush stall that always
@@ -39,14 +39,17 @@ async fn timed_commits(cluster: &Cluster, leader: NodeId) -> Vec<Duration> {
         let written = bounded(
             "a write on the slow leader",
             SETTLE,
-            cluster.get(leader).raft().client_write(command),
+            cluster
+                .get(leader)
+                .raft()
+                .client_write(Proposal::Batch(vec![command])),
         )
         .await;
         took.push(start.elapsed());
         let reply = written.unwrap_or_else(|e| {
             panic!("leader {leader} lost the leadership while its disk was slow: {e}")
         });
-        assert!(reply.data.is_ok(), "{:?}", reply.data);
+        assert!(matches!(reply.data.as_slice(), [Ok(_)]), "{:?}", reply.data);
     }
     took.sort();
     took
@@ -125,4 +128,47 @@ async fn a_leader_whose_disk_stays_stalled_loses_the_leadership() {
     let leader_now = cluster.wait_leader(&all).await;
     assert_ne!(leader_now, leader, "{successor} or another follower leads");
     cluster.wait_converged(leader_now, &all).await;
+}
+
+/// openraft 0.9 appends and fsyncs each client write on its own: commands
+/// proposed while the leader's append waits for its slow fsync must share
+/// the next entry, or a slow disk caps the group at one command per fsync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_proposed_during_a_slow_flush_share_one_entry() {
+    const PROPOSED: usize = 6;
+    let cluster = Cluster::launch_timed(3, TIMING).await;
+    let all = cluster.ids();
+    let leader = cluster.wait_leader(&all).await;
+    cluster.commit(leader).await;
+    let log_before = cluster.status(leader).last_log;
+
+    // Short enough that two flushes fit well inside one operation timeout.
+    cluster.logs[&leader].delay_flushes(Duration::from_millis(200));
+    let proposals: Vec<_> = (0..PROPOSED)
+        .map(|_| {
+            let member = cluster.get(leader).clone();
+            let command = cluster.next_command();
+            tokio::spawn(async move { (member.propose(command.clone()).await, command) })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for proposal in proposals {
+        let (answer, command) = proposal.await.expect("proposal task");
+        let response = answer.expect("committed while the disk was slow");
+        assert!(response.is_ok(), "{response:?}");
+        committed.push(command);
+    }
+    cluster.logs[&leader].delay_flushes(Duration::ZERO);
+
+    let entries = cluster.status(leader).last_log - log_before;
+    eprintln!("{PROPOSED} commands proposed during slow flushes took {entries} log entries");
+    // The first may start an append alone; the rest arrive while it flushes.
+    assert!(
+        entries <= 2,
+        "{PROPOSED} commands took {entries} entries: each was appended on its own"
+    );
+    let view = cluster.get(leader).read().await.expect("read");
+    for command in &committed {
+        assert!(has(&view, command), "{command:?} applied");
+    }
 }

@@ -2,11 +2,14 @@ use super::{LOG, META, StoreError, blocking};
 use crate::types::{Incarnation, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, OptionalSend, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+#[cfg(feature = "fault-injection")]
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The Raft log and vote. Cloned as the log reader: redb serializes writers
 /// and gives readers consistent snapshots, so clones need no extra locking.
@@ -20,34 +23,47 @@ pub struct LogStore {
 }
 
 /// Since when the log append in progress has been waiting for its commit
-/// (redb's write lock, then the fsync). openraft 0.9 awaits that inside its
-/// core task, so this is also how long the core has been unable to send
-/// heartbeats (see `crate::keepalive`).
-#[derive(Clone, Default)]
-pub(crate) struct FlushProgress(Arc<Mutex<Option<Instant>>>);
+/// (redb's write lock, then the fsync).
+/// openraft 0.9 awaits that inside its core task, so this is also how long
+/// the core has been unable to send heartbeats (see `crate::keepalive`) or
+/// take the next write (see `crate::group_commit`).
+#[derive(Clone)]
+pub(crate) struct FlushProgress(Arc<watch::Sender<Flush>>);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flush {
+    pub(crate) pending_since: Option<Instant>,
+}
 
 /// Marks the flush finished when dropped, also when the append is cancelled.
 struct FlushPending(FlushProgress);
 
-impl FlushProgress {
-    fn slot(&self) -> MutexGuard<'_, Option<Instant>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+impl Default for FlushProgress {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(Flush::default())))
     }
+}
 
+impl FlushProgress {
     fn begin(&self) -> FlushPending {
-        *self.slot() = Some(Instant::now());
+        self.0
+            .send_modify(|f| f.pending_since = Some(Instant::now()));
         FlushPending(self.clone())
     }
 
     /// How long the append in progress has waited, if one is in progress.
     pub(crate) fn pending_for(&self) -> Option<Duration> {
-        self.slot().map(|since| since.elapsed())
+        self.0.borrow().pending_since.map(|since| since.elapsed())
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Flush> {
+        self.0.subscribe()
     }
 }
 
 impl Drop for FlushPending {
     fn drop(&mut self) {
-        *self.0.slot() = None;
+        self.0.0.send_modify(|f| f.pending_since = None);
     }
 }
 
@@ -196,6 +212,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta("vote")
             .await
             .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    /// Without fsync, as the state machine's applies: the commit index is
+    /// only where openraft starts applying again after a crash, and the next
+    /// log append makes both durable together.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        blocking(move || {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            txn.open_table(META)?
+                .insert("committed", bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.read_meta::<Option<LogId>>("committed")
+            .await
+            .map(Option::flatten)
+            .map_err(|e| StorageIOError::read(&e).into())
     }
 
     async fn append<I>(

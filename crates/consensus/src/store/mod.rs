@@ -1,7 +1,9 @@
 //! Durable Raft storage in one redb file: the log, the vote, and the state
-//! machine with its snapshot. Every write commits with fsync before openraft
-//! is told it happened, and all of redb's blocking work runs off the async
-//! threads.
+//! machine's snapshot. Log appends, the vote, purges and snapshots commit
+//! with fsync before openraft is told they happened; the commit index does
+//! not (the next append's fsync carries it). The state machine itself lives
+//! in memory and is rebuilt at start from its snapshot and the log. All of
+//! redb's blocking work runs off the async threads.
 
 mod log;
 mod state_machine;
@@ -16,9 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Keys: `vote`, `last_purged`, `incarnation`.
+/// Keys: `vote`, `last_purged`, `committed`, `incarnation`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-/// Keys: `applied` (the live state machine), `snapshot` (the last snapshot).
+/// Key: `snapshot` (the last snapshot). Stores written before the machine
+/// moved to memory also hold `applied`, which nothing reads.
 const MACHINE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,11 @@ impl From<redb::TableError> for StoreError {
 }
 impl From<redb::StorageError> for StoreError {
     fn from(e: redb::StorageError) -> Self {
+        Self::Db(e.into())
+    }
+}
+impl From<redb::SetDurabilityError> for StoreError {
+    fn from(e: redb::SetDurabilityError) -> Self {
         Self::Db(e.into())
     }
 }

@@ -2,7 +2,7 @@ use super::{MACHINE, StoreError, blocking};
 use crate::types::{LogId, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{Entry, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use raftgres_state::{Applied, ClusterState, Response};
+use raftgres_state::{ClusterState, Response};
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -17,8 +17,8 @@ pub struct StateView {
     pub applied_index: u64,
 }
 
-/// Everything the machine persists, as one record, so a crash never leaves
-/// the state and its applied log id out of step.
+/// The state with the log id it was applied to, and the membership: what a
+/// snapshot holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Machine {
     last_applied: Option<LogId>,
@@ -32,6 +32,14 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// The machine lives in memory and is written only as a snapshot. Each apply
+/// used to commit to redb, and on a slow disk that commit queued behind the
+/// log append holding redb's single writer: every renewal, answered once
+/// applied, then waited for two fsyncs, and missed its deadline. On start
+/// the machine is its last snapshot, and openraft applies the log from
+/// there up to the saved commit index (`LogStore::save_committed`) before
+/// the member does anything, so it never skips an entry; openraft purges
+/// the log only up to a snapshot written with fsync.
 pub struct StateMachine {
     db: Arc<Database>,
     machine: Machine,
@@ -45,8 +53,11 @@ impl StateMachine {
         let machine: Machine = blocking(move || {
             let txn = reader.begin_read()?;
             let table = txn.open_table(MACHINE)?;
-            match table.get("applied")? {
-                Some(bytes) => Ok(serde_json::from_slice(bytes.value())?),
+            match table.get("snapshot")? {
+                Some(bytes) => {
+                    let stored: StoredSnapshot = serde_json::from_slice(bytes.value())?;
+                    Ok(serde_json::from_slice(&stored.data)?)
+                }
                 None => Ok(Machine::default()),
             }
         })
@@ -65,25 +76,6 @@ impl StateMachine {
         self.view.subscribe()
     }
 
-    async fn persist(&self, snapshot: Option<StoredSnapshot>) -> Result<(), StoreError> {
-        let machine = serde_json::to_vec(&self.machine)?;
-        let snapshot = snapshot.map(|s| serde_json::to_vec(&s)).transpose()?;
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(MACHINE)?;
-                table.insert("applied", machine.as_slice())?;
-                if let Some(snapshot) = &snapshot {
-                    table.insert("snapshot", snapshot.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
     fn publish(&self) {
         self.view.send_replace(view_of(&self.machine));
     }
@@ -94,6 +86,19 @@ fn view_of(machine: &Machine) -> StateView {
         state: Arc::new(machine.state.clone()),
         applied_index: machine.last_applied.map_or(0, |id| id.index),
     }
+}
+
+/// Writes `snapshot` with fsync, replacing the last one.
+async fn write_snapshot(db: Arc<Database>, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(&snapshot)?;
+    blocking(move || {
+        let txn = db.begin_write()?;
+        txn.open_table(MACHINE)?
+            .insert("snapshot", bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    })
+    .await
 }
 
 /// Builds snapshots from a copy taken when openraft asks, so the live
@@ -113,19 +118,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.machine.membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let stored = serde_json::to_vec(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        })
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            txn.open_table(MACHINE)?
-                .insert("snapshot", stored.as_slice())?;
-            txn.commit()?;
-            Ok(())
-        })
+        write_snapshot(
+            self.db.clone(),
+            StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         Ok(Snapshot {
@@ -142,7 +141,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.machine.last_applied, self.machine.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -151,17 +150,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.machine.last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
-                EntryPayload::Blank => Ok(Applied::Done),
-                EntryPayload::Normal(command) => self.machine.state.apply(&command),
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(proposal) => proposal
+                    .commands()
+                    .iter()
+                    .map(|command| self.machine.state.apply(command))
+                    .collect(),
                 EntryPayload::Membership(membership) => {
                     self.machine.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Ok(Applied::Done)
+                    Vec::new()
                 }
             });
         }
-        self.persist(None)
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.publish();
         Ok(responses)
     }
@@ -193,13 +193,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let machine: Machine = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.machine = machine;
-        self.persist(Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        }))
+        write_snapshot(
+            self.db.clone(),
+            StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.machine = machine;
         self.publish();
         Ok(())
     }
