@@ -1,8 +1,10 @@
 //! The full fault matrix: every fault `FAULT_RUNS` times (default 20) on
 //! one lab per fault, printing each run and writing `target/bench/faults.json`
-//! and `target/bench/faults.md` (per fault: runs, time to writes again,
-//! split-brain writes, lost acknowledged writes). Figures, never a timed
-//! assertion; a safety violation is reported, not hidden.
+//! and `target/bench/faults.md` (per fault: runs, time to writes again, the
+//! longest write gap, runs that kept the primary, split-brain writes, lost
+//! acknowledged writes). Figures, never a timed assertion; a safety
+//! violation is reported, not hidden. `FAULTS=a,b` runs only the faults
+//! whose names contain one of those words.
 
 use raftgres_tests::matrix::{Fault, MatrixLab, RunReport, markdown, run_once};
 use raftgres_tests::{bench_dir, report_bench};
