@@ -230,6 +230,25 @@ impl Consensus {
         Ok(formation)
     }
 
+    /// The membership this member's log holds, once it holds one: a
+    /// leader's first message sets the vote (and so makes the member
+    /// initialized) before the entries that carry the membership arrive.
+    async fn learned_membership(&self) -> MembershipView {
+        let mut metrics = self.inner.raft.metrics();
+        let _ = tokio::time::timeout(
+            self.inner.operation_timeout,
+            metrics.wait_for(|m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some()
+            }),
+        )
+        .await;
+        self.status().membership
+    }
+
     async fn ask_peers(
         &self,
         voters: &BTreeMap<NodeId, String>,
@@ -258,18 +277,22 @@ impl Consensus {
                 );
                 answers.push(answer);
             }
+            let decision = decide_join(me, voters, &answers, new_group);
+            if let JoinDecision::Joined(view) = decision {
+                return Ok(Formation::Joined(view));
+            }
             // A leader's replication or vote request may have reached this
             // member meanwhile: then it is in that group already.
             if self.is_initialized().await? {
-                return Ok(Formation::Joined(self.status().membership));
+                return Ok(Formation::Joined(self.learned_membership().await));
             }
-            match decide_join(me, voters, &answers, new_group) {
+            match decision {
                 JoinDecision::Joined(view) => return Ok(Formation::Joined(view)),
                 JoinDecision::Initialize => {
                     return Ok(if self.initialize(voters).await? {
                         Formation::Formed
                     } else {
-                        Formation::Joined(self.status().membership)
+                        Formation::Joined(self.learned_membership().await)
                     });
                 }
                 JoinDecision::Refused => return Err(ConsensusError::Replaced { node_id: me }),
