@@ -66,7 +66,7 @@ async fn run(
     while let Some(first) = queue.recv().await {
         // What arrives while an append is flushed joins this entry. An
         // error means the log store is gone; the write below then fails.
-        let _ = flushes.wait_for(|f| f.pending_since.is_none()).await;
+        let _ = flushes.wait_for(Option::is_none).await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {

@@ -278,12 +278,10 @@ impl Consensus {
                 answers.push(answer);
             }
             let decision = decide_join(me, voters, &answers, new_group);
-            if let JoinDecision::Joined(view) = decision {
-                return Ok(Formation::Joined(view));
-            }
             // A leader's replication or vote request may have reached this
-            // member meanwhile: then it is in that group already.
-            if self.is_initialized().await? {
+            // member meanwhile: then it is in that group already (a peer's
+            // answer that took it in says so with the group's own view).
+            if !matches!(decision, JoinDecision::Joined(_)) && self.is_initialized().await? {
                 return Ok(Formation::Joined(self.learned_membership().await));
             }
             match decision {

@@ -28,42 +28,37 @@ pub struct LogStore {
 /// the core has been unable to send heartbeats (see `crate::keepalive`) or
 /// take the next write (see `crate::group_commit`).
 #[derive(Clone)]
-pub(crate) struct FlushProgress(Arc<watch::Sender<Flush>>);
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Flush {
-    pub(crate) pending_since: Option<Instant>,
-}
+pub(crate) struct FlushProgress(Arc<watch::Sender<Option<Instant>>>);
 
 /// Marks the flush finished when dropped, also when the append is cancelled.
 struct FlushPending(FlushProgress);
 
 impl Default for FlushProgress {
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(Flush::default())))
+        Self(Arc::new(watch::Sender::new(None)))
     }
 }
 
 impl FlushProgress {
     fn begin(&self) -> FlushPending {
-        self.0
-            .send_modify(|f| f.pending_since = Some(Instant::now()));
+        self.0.send_replace(Some(Instant::now()));
         FlushPending(self.clone())
     }
 
     /// How long the append in progress has waited, if one is in progress.
     pub(crate) fn pending_for(&self) -> Option<Duration> {
-        self.0.borrow().pending_since.map(|since| since.elapsed())
+        self.0.borrow().map(|since| since.elapsed())
     }
 
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Flush> {
+    /// Since when the append in progress has waited, as it changes.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
         self.0.subscribe()
     }
 }
 
 impl Drop for FlushPending {
     fn drop(&mut self) {
-        self.0.0.send_modify(|f| f.pending_since = None);
+        self.0.0.send_replace(None);
     }
 }
 
@@ -214,9 +209,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    /// Without fsync, as the state machine's applies: the commit index is
-    /// only where openraft starts applying again after a crash, and the next
-    /// log append makes both durable together.
+    /// Without fsync: the commit index is only how far openraft applies the
+    /// log again at start, and the next log append makes it durable.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let db = self.db.clone();
         let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
