@@ -687,7 +687,7 @@ impl PgLoop {
                 // retried on the next round: the data is intact and a clone
                 // would need the same source. Any other failure (pg_rewind's
                 // own, or the crash recovery it needs first) falls back to a
-                // fresh clone; the old data is moved aside, never deleted.
+                // fresh clone, which keeps the old data until the copy is complete.
                 match rewind(&self.settings, &up, Some(&slot)).await {
                     Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
                     Err(e @ (PgError::Connect { .. } | PgError::Timeout { .. })) => {

@@ -317,10 +317,17 @@ async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
         log.contains("rewind failed; cloning afresh"),
         "no fallback to a clone in the log"
     );
-    let aside = std::fs::read_dir(lab.member(&old).expect("member").data_dir.clone())
+    assert!(
+        log.contains("replaced the data directory with the new clone"),
+        "the clone was not swapped in"
+    );
+    // Disk use stays bounded: no staging copy, no replaced data left.
+    let left: Vec<String> = std::fs::read_dir(lab.member(&old).expect("member").data_dir.clone())
         .expect("data dir")
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("pgdata.old-"));
-    assert!(aside, "the unusable data was not kept aside");
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("pgdata."))
+        .collect();
+    assert!(left.is_empty(), "the clone left {left:?} beside pgdata");
     monitor.assert_never_two().await;
 }

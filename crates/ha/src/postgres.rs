@@ -50,7 +50,8 @@ pub enum PgAction {
     Rewind {
         source: String,
     },
-    /// A fresh copy from `source` (any existing data is moved aside, not deleted).
+    /// A fresh copy from `source`; existing data is replaced once the copy
+    /// is complete.
     Clone {
         source: String,
     },

@@ -99,9 +99,9 @@ pub async fn initdb(settings: &PgSettings) -> Result<ClusterInfo> {
 /// Clones `upstream` into `settings.data_dir` with `pg_basebackup` and
 /// configures the copy as its standby (streaming through `slot` if given).
 ///
-/// Whatever the data directory held is moved aside to
-/// `<data_dir>.old-<unix seconds>`, never deleted. Refuses while a server
-/// runs from it.
+/// A data directory that holds data keeps it until the new copy is
+/// complete (the clone is written beside it, then swapped in); the old
+/// data is then removed. Refuses while a server runs from it.
 pub async fn basebackup(
     settings: &PgSettings,
     upstream: &Upstream,
@@ -114,24 +114,39 @@ pub async fn basebackup(
     }
     let tool = Tool::new(settings, bin::PG_BASEBACKUP)?;
     refuse_if_running(settings)?;
-    files::empty_data_dir_moving_aside(&settings.data_dir, settings.run_as)?;
-    tracing::info!(%upstream, data_dir = %settings.data_dir.display(), "cloning with pg_basebackup");
-    // On failure pg_basebackup empties the directory it wrote into itself.
-    tool.arg("-D")
-        .arg(&settings.data_dir)
-        .arg("-h")
-        .arg(&upstream.host)
-        .arg("-p")
-        .arg(upstream.port.to_string())
-        .arg("-U")
-        .arg(&settings.replication_user)
-        .arg("--no-password")
-        .arg("--wal-method=stream")
-        .arg("--checkpoint=fast")
-        .run()
-        .await?;
-    // The copy carries the upstream's own files (its port, its address).
-    write_configuration(settings, &standby(upstream, slot))?;
+    let target = files::clone_target(&settings.data_dir, settings.run_as)?;
+    tracing::info!(%upstream, data_dir = %settings.data_dir.display(), target = %target.display(), "cloning with pg_basebackup");
+    let cloned = async {
+        tool.arg("-D")
+            .arg(&target)
+            .arg("-h")
+            .arg(&upstream.host)
+            .arg("-p")
+            .arg(upstream.port.to_string())
+            .arg("-U")
+            .arg(&settings.replication_user)
+            .arg("--no-password")
+            .arg("--wal-method=stream")
+            .arg("--checkpoint=fast")
+            .run()
+            .await?;
+        // The copy carries the upstream's own files (its port, its address).
+        let staged = PgSettings {
+            data_dir: target.clone(),
+            ..settings.clone()
+        };
+        write_configuration(&staged, &standby(upstream, slot))
+    }
+    .await;
+    if let Err(e) = cloned {
+        // pg_basebackup empties what it wrote on failure, but not when it
+        // is killed, nor what the configuration step wrote.
+        if let Err(cleanup) = files::discard_clone(&settings.data_dir, &target) {
+            tracing::warn!(error = %cleanup, "could not remove the failed clone");
+        }
+        return Err(e);
+    }
+    files::swap_in_clone(&settings.data_dir, &target)?;
     tracing::info!(%upstream, "clone complete");
     Ok(())
 }

@@ -8,7 +8,6 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Replaces `path` with `contents` so a crash leaves either the old or the
 /// new file, never a torn one that would stop the server from starting.
@@ -100,37 +99,72 @@ pub(crate) fn empty_data_dir_for_initdb(path: &Path, owner: Option<RunAs>) -> Re
     create_data_dir(path, owner)
 }
 
-/// For a clone: an empty data directory. Existing contents are moved aside
-/// to `<data_dir>.old-<unix seconds>`, never deleted: they may hold the only
-/// copy of writes a failover did not carry over. Returns where they went.
-pub(crate) fn empty_data_dir_moving_aside(
-    path: &Path,
-    owner: Option<RunAs>,
-) -> Result<Option<PathBuf>> {
-    let mut moved = None;
-    if path.exists() && !is_empty_dir(path)? {
-        // Wall-clock time only names the directory for the operator.
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let base = format!("{}.old-{stamp}", path.display());
-        let mut aside = PathBuf::from(&base);
-        let mut n = 1;
-        while aside.exists() {
-            aside = PathBuf::from(format!("{base}-{n}"));
-            n += 1;
-        }
-        fs::rename(path, &aside).map_err(io_err("move aside", path))?;
-        if let Some(parent) = path.parent() {
-            sync_dir(parent)?;
-        }
-        tracing::warn!(data_dir = %path.display(), moved_to = %aside.display(),
-            "moved the old data directory aside before cloning");
-        moved = Some(aside);
+/// Where a clone is written: the data directory itself when it holds
+/// nothing (a first clone, or a mount point prepared for it), otherwise a
+/// sibling staging directory, so the member keeps its data until the new
+/// copy is complete. A staging directory left by an interrupted clone never
+/// served, so it is removed first.
+pub(crate) fn clone_target(data_dir: &Path, owner: Option<RunAs>) -> Result<PathBuf> {
+    if !data_dir.exists() || is_empty_dir(data_dir)? {
+        create_data_dir(data_dir, owner)?;
+        return Ok(data_dir.to_path_buf());
     }
-    create_data_dir(path, owner)?;
-    Ok(moved)
+    let staging = sibling(data_dir, "clone");
+    remove_tree(&staging)?;
+    create_data_dir(&staging, owner)?;
+    Ok(staging)
+}
+
+/// Puts a complete clone in `staging` in place of `data_dir` and removes
+/// the replaced data. The replaced data is removed, not kept: a member
+/// re-cloned again and again would otherwise fill its disk with copies
+/// (each as large as the database), and a full disk is what stops the
+/// next clone. Its writes that no replica had are lost either way once
+/// the member follows another timeline; the clone is logged so an
+/// operator can tell when.
+pub(crate) fn swap_in_clone(data_dir: &Path, staging: &Path) -> Result<()> {
+    if staging == data_dir {
+        return Ok(());
+    }
+    let replaced = sibling(data_dir, "replaced");
+    remove_tree(&replaced)?;
+    if data_dir.exists() {
+        fs::rename(data_dir, &replaced).map_err(io_err("move aside", data_dir))?;
+    }
+    fs::rename(staging, data_dir).map_err(io_err("move the new clone into", data_dir))?;
+    if let Some(parent) = data_dir.parent() {
+        sync_dir(parent)?;
+    }
+    remove_tree(&replaced)?;
+    tracing::warn!(data_dir = %data_dir.display(),
+        "replaced the data directory with the new clone and removed the old data");
+    Ok(())
+}
+
+/// Removes a staging directory a failed clone wrote into; the data
+/// directory itself is never removed here.
+pub(crate) fn discard_clone(data_dir: &Path, staging: &Path) -> Result<()> {
+    if staging == data_dir {
+        return Ok(());
+    }
+    remove_tree(staging)
+}
+
+/// `<data_dir>.<suffix>`, beside the data directory so that a rename
+/// stays on its file system.
+fn sibling(data_dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
 }
 
 /// Creates a directory the server writes into (the socket directory) when
@@ -176,21 +210,36 @@ mod tests {
     }
 
     #[test]
-    fn moving_aside_keeps_old_contents() {
+    fn a_clone_is_staged_beside_data_and_swapped_in() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        fs::create_dir(&data).unwrap();
-        fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-        let aside = empty_data_dir_moving_aside(&data, None).unwrap().unwrap();
-        assert_eq!(
-            fs::read_to_string(aside.join("PG_VERSION")).unwrap(),
-            "15\n"
-        );
-        assert!(is_empty_dir(&data).unwrap());
+        // Empty: cloned in place, nothing to keep.
+        assert_eq!(clone_target(&data, None).unwrap(), data);
         let mode = fs::metadata(&data).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        // An empty directory is reused as it is.
-        assert_eq!(empty_data_dir_moving_aside(&data, None).unwrap(), None);
+
+        fs::write(data.join("PG_VERSION"), "old").unwrap();
+        let leftover = dir.path().join("data.clone");
+        fs::create_dir(&leftover).unwrap();
+        fs::write(leftover.join("half"), "x").unwrap();
+        let staging = clone_target(&data, None).unwrap();
+        assert_eq!(staging, leftover);
+        assert!(is_empty_dir(&staging).unwrap(), "the leftover is removed");
+
+        discard_clone(&data, &staging).unwrap();
+        assert!(!staging.exists());
+        assert_eq!(fs::read_to_string(data.join("PG_VERSION")).unwrap(), "old");
+
+        let staging = clone_target(&data, None).unwrap();
+        fs::write(staging.join("PG_VERSION"), "new").unwrap();
+        swap_in_clone(&data, &staging).unwrap();
+        assert_eq!(fs::read_to_string(data.join("PG_VERSION")).unwrap(), "new");
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![std::ffi::OsString::from("data")]);
     }
 
     #[test]

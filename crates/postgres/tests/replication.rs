@@ -198,3 +198,71 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
     b.stop_fast().await;
     a.stop_fast().await;
 }
+
+/// The entries next to `data_dir` that a clone may leave behind (staging
+/// copies, replaced data directories), by name.
+fn leftovers_beside(data_dir: &std::path::Path) -> Vec<String> {
+    let name = data_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let mut found: Vec<String> = std::fs::read_dir(data_dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.")))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A re-clone must not double disk use for good: a failed one leaves the
+/// member's data where it was, a successful one leaves only the new copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
+    let Some(run_as) = common::run_as() else {
+        return;
+    };
+    let scratch = Scratch::new(run_as);
+    let mut primary = Node::new(scratch.settings("alpha"));
+    let mut standby = Node::new(scratch.settings("beta"));
+    initdb(&primary.settings).await.unwrap();
+    primary.start().await;
+    primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
+    basebackup(&standby.settings, &primary.upstream(), None)
+        .await
+        .unwrap();
+    let marker = standby.settings.data_dir.join("marker-of-the-old-copy");
+    std::fs::write(&marker, "old").unwrap();
+
+    // Nothing listens there: the clone fails before copying a byte.
+    let nobody = raftgres_postgres::Upstream {
+        host: "127.0.0.1".to_owned(),
+        port: common::free_port(),
+    };
+    basebackup(&standby.settings, &nobody, None)
+        .await
+        .expect_err("a clone from a closed port fails");
+    assert!(
+        marker.exists() && standby.settings.data_dir.join("PG_VERSION").exists(),
+        "a failed clone must leave the old data in place"
+    );
+    assert_eq!(
+        leftovers_beside(&standby.settings.data_dir),
+        Vec::<String>::new()
+    );
+
+    primary.execute("INSERT INTO t VALUES (1)").await;
+    basebackup(&standby.settings, &primary.upstream(), None)
+        .await
+        .unwrap();
+    assert!(!marker.exists(), "the data directory holds the new copy");
+    assert!(standby.settings.data_dir.join("standby.signal").exists());
+    assert_eq!(
+        leftovers_beside(&standby.settings.data_dir),
+        Vec::<String>::new(),
+        "the replaced data must be gone once the new copy is in place"
+    );
+    standby.start().await;
+    wait_streaming(&primary, &standby).await;
+    wait_row(&standby, 1).await;
+    standby.stop_fast().await;
+    primary.stop_fast().await;
+}
