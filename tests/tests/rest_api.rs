@@ -473,6 +473,14 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
             json!({"ttl_ms": 1500}),
             "a Raft election can take up to",
         ),
+        // Stored and ignored would mislead: refused until it is built.
+        (
+            "PATCH",
+            base.as_str(),
+            "/config",
+            json!({"synchronous_mode": true}),
+            "synchronous_mode is not built yet",
+        ),
     ] {
         let reply = api
             .send(method, at, path, &body)

@@ -362,7 +362,7 @@ pub(crate) async fn patch_config(
     let values =
         apply_patch(&current.values, &patch).map_err(|err| bad_request(err.to_string()))?;
     values
-        .validate()
+        .validate_edit()
         .map_err(|message| bad_request(format!("invalid config: {message}")))?;
     if values == current.values {
         // Nothing changes: no Raft write, no new version.

@@ -57,19 +57,6 @@ const POSTGRESQL_KEYS: &[&str] = &[
     "restart_grace_ms",
     "parameters",
 ];
-/// PostgreSQL parameters the agent sets itself from this file or from the
-/// member's role; a value under `postgresql.parameters` would fight it.
-const MANAGED_PARAMETERS: &[&str] = &[
-    "port",
-    "listen_addresses",
-    "unix_socket_directories",
-    "hot_standby",
-    "wal_level",
-    "primary_conninfo",
-    "primary_slot_name",
-    "data_directory",
-    "hba_file",
-];
 const RESTAPI_KEYS: &[&str] = &["listen", "connect_address", "authentication"];
 const AUTHENTICATION_KEYS: &[&str] = &["username", "password"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
@@ -734,6 +721,16 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
     let loop_wait_key = section.key("loop_wait_ms");
     let lease_margin_key = section.key("lease_margin_ms");
     ctx.check(&ttl_key, positive(ttl_ms))?;
+    if ttl_ms > raftgres_state::MAX_TTL_MS {
+        return Err(ctx.invalid(
+            &ttl_key,
+            format!(
+                "must be at most {} (10 minutes), got {ttl_ms}: it is in milliseconds, and \
+                 a longer lease leaves a dead primary unreplaced that long",
+                raftgres_state::MAX_TTL_MS
+            ),
+        ));
+    }
     if lease_margin_ms >= ttl_ms {
         return Err(ctx.invalid(
             &lease_margin_key,
@@ -768,7 +765,17 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
             ),
         ));
     }
-    ctx.check(&section.key("retry_timeout_ms"), positive(retry_timeout_ms))?;
+    let retry_key = section.key("retry_timeout_ms");
+    ctx.check(&retry_key, positive(retry_timeout_ms))?;
+    if retry_timeout_ms > ttl_ms {
+        return Err(ctx.invalid(
+            &retry_key,
+            format!(
+                "must be at most {ttl_key} ({ttl_ms}), got {retry_timeout_ms}: a Raft \
+                 operation that may wait longer than the lease lasts cannot keep it"
+            ),
+        ));
+    }
 
     Ok(BootstrapSettings {
         ttl: Duration::from_millis(ttl_ms),
@@ -890,7 +897,7 @@ fn parameter_name(name: &str) -> Result<(), String> {
              got {name:?}"
         ));
     }
-    if MANAGED_PARAMETERS.contains(&name) {
+    if raftgres_state::AGENT_MANAGED_PARAMETERS.contains(&name) {
         return Err(format!(
             "the agent owns the parameter {name:?} and sets it itself; remove it from \
              postgresql.parameters"
@@ -1066,7 +1073,7 @@ mod tests {
         for bad in ["", "Work_mem", "2x", ".x", "work-mem", "work mem"] {
             assert!(parameter_name(bad).is_err(), "{bad:?} was accepted");
         }
-        for managed in MANAGED_PARAMETERS {
+        for managed in raftgres_state::AGENT_MANAGED_PARAMETERS {
             let message = parameter_name(managed).unwrap_err();
             assert!(message.contains("the agent owns"), "{message}");
         }

@@ -896,6 +896,16 @@ fn each_validation_rule_names_its_key() {
             edit(FULL, "retry_timeout_ms: 800", "retry_timeout_ms: 0"),
             "bootstrap.retry_timeout_ms",
         ),
+        (
+            "a retry timeout longer than the lease",
+            edit(FULL, "retry_timeout_ms: 800", "retry_timeout_ms: 4501"),
+            "bootstrap.retry_timeout_ms",
+        ),
+        (
+            "a ttl in seconds times a thousand",
+            edit(FULL, "ttl_ms: 4500", "ttl_ms: 4500000"),
+            "bootstrap.ttl_ms",
+        ),
     ];
     for (what, yaml, key) in cases {
         let message = error(&yaml);

@@ -13,6 +13,6 @@ mod model;
 pub use command::{Applied, Command, Rejection, Response};
 pub use lease::{Epoch, Lease, LeaseVersion, margin_floor_ms};
 pub use model::{
-    ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, HistoryEntry, Lsn, Member,
-    MemberRole, PgState, Switchover, Tags,
+    AGENT_MANAGED_PARAMETERS, ClusterIdentity, ClusterState, ConfigValues, DynamicConfig,
+    HistoryEntry, Lsn, MAX_TTL_MS, Member, MemberRole, PgState, Switchover, Tags,
 };

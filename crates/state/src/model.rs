@@ -24,6 +24,37 @@ pub struct ClusterIdentity {
     pub system_id: String,
 }
 
+/// PostgreSQL parameters the agent sets itself, from a member's own config
+/// or its role (and, for `synchronous_standby_names`, from the synchronous
+/// set it will commit in Raft first); a value in any config would fight it.
+/// Recovery targets would stop a standby short of its primary's WAL.
+pub const AGENT_MANAGED_PARAMETERS: &[&str] = &[
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "hot_standby",
+    "wal_level",
+    "primary_conninfo",
+    "primary_slot_name",
+    "data_directory",
+    "hba_file",
+    "config_file",
+    "synchronous_standby_names",
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "recovery_target_inclusive",
+];
+
+/// The longest `ttl_ms` accepted (10 minutes). A longer lease is almost
+/// always seconds typed as milliseconds times a thousand, and would leave a
+/// dead primary unreplaced for that long.
+pub const MAX_TTL_MS: u64 = 600_000;
+
 /// The settings every member must agree on, changed only by compare-and-set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigValues {
@@ -104,6 +135,53 @@ impl ConfigValues {
         }
         if self.synchronous_mode && self.synchronous_node_count == 0 {
             return Err("synchronous_node_count must be at least 1 in synchronous_mode".into());
+        }
+        Ok(())
+    }
+}
+
+impl ConfigValues {
+    /// What an edit (`PATCH /config`) must pass on top of [`Self::validate`]:
+    /// upper bounds, and no value the agents would store and then ignore
+    /// (a feature not built yet is refused, not accepted). Kept apart from
+    /// `validate`, which the state machine applies to committed entries:
+    /// tightening that would make members of two versions apply the same
+    /// entry differently.
+    pub fn validate_edit(&self) -> Result<(), String> {
+        // First: a ttl in the wrong unit fails every other rule too, and
+        // this message names the mistake.
+        if self.ttl_ms > MAX_TTL_MS {
+            return Err(format!(
+                "ttl_ms ({}) must be at most {MAX_TTL_MS} (10 minutes): ttl_ms is in milliseconds, \
+                 and a longer lease leaves a dead primary unreplaced that long",
+                self.ttl_ms
+            ));
+        }
+        self.validate()?;
+        if self.retry_timeout_ms > self.ttl_ms {
+            return Err(format!(
+                "retry_timeout_ms ({}) must be at most ttl_ms ({}): a Raft operation that may \
+                 wait longer than the lease lasts cannot keep it",
+                self.retry_timeout_ms, self.ttl_ms
+            ));
+        }
+        if self.synchronous_mode {
+            return Err(
+                "synchronous_mode is not built yet: replication is asynchronous only, \
+                 so a failover may lose the last acknowledged commits; leave \
+                 synchronous_mode false (see docs/replication.md)"
+                    .into(),
+            );
+        }
+        if let Some(name) = self
+            .postgresql_parameters
+            .keys()
+            .find(|name| AGENT_MANAGED_PARAMETERS.contains(&name.as_str()))
+        {
+            return Err(format!(
+                "postgresql.parameters.{name} is set by the agent itself and cannot be \
+                 changed in the config; remove it"
+            ));
         }
         Ok(())
     }

@@ -709,6 +709,26 @@ async fn patch_config_refuses_bad_keys_and_values() {
             "lease_margin_ms (0) must be at least 106",
         ),
         (r#"[]"#, "JSON object"),
+        (
+            r#"{"synchronous_mode": true}"#,
+            "synchronous_mode is not built yet",
+        ),
+        (
+            r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#,
+            "postgresql.parameters.primary_conninfo is set by the agent",
+        ),
+        (
+            r#"{"postgresql": {"parameters": {"synchronous_standby_names": "*"}}}"#,
+            "postgresql.parameters.synchronous_standby_names is set by the agent",
+        ),
+        (
+            r#"{"ttl_ms": 3000000}"#,
+            "ttl_ms (3000000) must be at most 600000",
+        ),
+        (
+            r#"{"retry_timeout_ms": 60000}"#,
+            "retry_timeout_ms (60000) must be at most ttl_ms",
+        ),
     ] {
         let answer = api.admin(Method::PATCH, "/config", body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");

@@ -895,3 +895,50 @@ fn lease_margin_below_its_floor_is_refused() {
     ));
     assert_eq!(s.config.as_ref().unwrap().values, values());
 }
+
+/// An edit is checked more strictly than a committed entry: what the state
+/// machine accepted before stays accepted on replay, so members of two
+/// versions apply the same log alike.
+#[test]
+fn an_edit_refuses_what_would_be_stored_and_ignored() {
+    assert_eq!(values().validate_edit(), Ok(()));
+    type Change = fn(&mut ConfigValues);
+    let cases: [(&str, Change); 5] = [
+        ("synchronous_mode is not built yet", |v| {
+            v.synchronous_mode = true
+        }),
+        (
+            "postgresql.parameters.primary_slot_name is set by the agent",
+            |v| {
+                v.postgresql_parameters
+                    .insert("primary_slot_name".into(), "x".into());
+            },
+        ),
+        (
+            "postgresql.parameters.synchronous_standby_names is set by the agent",
+            |v| {
+                v.postgresql_parameters
+                    .insert("synchronous_standby_names".into(), "*".into());
+            },
+        ),
+        ("ttl_ms (600001) must be at most 600000", |v| {
+            v.ttl_ms = crate::MAX_TTL_MS + 1;
+            v.lease_margin_ms = 2000;
+        }),
+        (
+            "retry_timeout_ms (2001) must be at most ttl_ms (2000)",
+            |v| v.retry_timeout_ms = 2001,
+        ),
+    ];
+    for (needle, change) in cases {
+        let mut v = values();
+        change(&mut v);
+        assert_eq!(
+            v.validate(),
+            Ok(()),
+            "{needle}: replay must still accept it"
+        );
+        let err = v.validate_edit().unwrap_err();
+        assert!(err.contains(needle), "{err} lacks {needle:?}");
+    }
+}
