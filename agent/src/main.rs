@@ -18,7 +18,7 @@ use clap::Parser;
 use raftgres_config::AgentConfig;
 use raftgres_consensus::formation::NewGroup;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
-use raftgres_consensus::{Consensus, Formation, Settings, store};
+use raftgres_consensus::{Consensus, Formation, OperationTimeout, Settings, store};
 use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
 use raftgres_state::{ConfigValues, Member, MemberRole, PgState, Tags};
@@ -124,7 +124,7 @@ fn init_logging() {
         .init();
 }
 
-fn settings(config: &AgentConfig) -> Settings {
+fn settings(config: &AgentConfig, operation_timeout: &OperationTimeout) -> Settings {
     Settings {
         node_id: config.node_id,
         cluster_name: config.scope.clone(),
@@ -132,7 +132,7 @@ fn settings(config: &AgentConfig) -> Settings {
         election_timeout_min: config.raft.election_timeout_min,
         election_timeout_max: config.raft.election_timeout_max,
         snapshot_every_logs: config.raft.snapshot_every_logs,
-        operation_timeout: config.bootstrap.retry_timeout,
+        operation_timeout: operation_timeout.clone(),
     }
 }
 
@@ -308,9 +308,11 @@ async fn run(
         None => None,
     };
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
-    let network = GrpcNetwork::new(config.raft.rpc_timeout, config.bootstrap.retry_timeout);
+    // The file's retry_timeout_ms until the cluster's config is applied.
+    let operation_timeout = OperationTimeout::new(config.bootstrap.retry_timeout);
+    let network = GrpcNetwork::new(config.raft.rpc_timeout, operation_timeout.clone());
     let consensus = Consensus::start(
-        &settings(&config),
+        &settings(&config, &operation_timeout),
         log_store,
         state_machine,
         network.clone(),

@@ -12,10 +12,10 @@
 //! own) at any rate of proposals.
 
 use crate::store::FlushProgress;
+use crate::timeout::OperationTimeout;
 use crate::types::{Node, NodeId, Proposal, Raft};
 use openraft::error::{ClientWriteError, Fatal, RaftError};
 use raftgres_state::{Command, Response};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most commands one entry carries: a backlog drains in a few entries
@@ -37,7 +37,7 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// `answer_bound`: how long a proposer waits for its command.
-    pub(crate) fn start(raft: Raft, flush: FlushProgress, answer_bound: Duration) -> Self {
+    pub(crate) fn start(raft: Raft, flush: FlushProgress, answer_bound: OperationTimeout) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, flush, answer_bound, pending));
         Self { queue }
@@ -59,7 +59,7 @@ impl GroupCommit {
 async fn run(
     raft: Raft,
     flush: FlushProgress,
-    answer_bound: Duration,
+    answer_bound: OperationTimeout,
     mut queue: mpsc::UnboundedReceiver<Pending>,
 ) {
     let mut flushes = flush.subscribe();
@@ -130,6 +130,6 @@ async fn run(
         // counted, adding a whole flush to this entry's commit. Bounded, so
         // an entry that cannot commit (no majority) holds back the ones after
         // it no longer than a proposer waits for it.
-        let _ = tokio::time::timeout(answer_bound, answered_rx).await;
+        let _ = tokio::time::timeout(answer_bound.get(), answered_rx).await;
     }
 }

@@ -15,10 +15,12 @@ mod keepalive;
 mod link;
 mod node;
 pub mod store;
+mod timeout;
 pub mod types;
 
 pub use error::{ConsensusError, Result};
 pub use link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
 pub use node::{Consensus, Formation, RaftStatus, Settings};
 pub use store::StateView;
+pub use timeout::OperationTimeout;
 pub mod transport;

@@ -6,6 +6,7 @@ use crate::group_commit::GroupCommit;
 use crate::keepalive;
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
+use crate::timeout::OperationTimeout;
 use crate::types::{Incarnation, Node, NodeId, Raft, TypeConfig, UNCLAIMED};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
@@ -26,8 +27,9 @@ pub struct Settings {
     pub election_timeout_max: Duration,
     /// Build a snapshot (and purge the log behind it) after this many entries.
     pub snapshot_every_logs: u64,
-    /// Bound on one propose, read or membership call, forwarding included.
-    pub operation_timeout: Duration,
+    /// Bound on one propose, read or membership call, forwarding included;
+    /// follows the committed config's `retry_timeout_ms` once there is one.
+    pub operation_timeout: OperationTimeout,
 }
 
 impl Settings {
@@ -80,7 +82,7 @@ struct Inner {
     view: watch::Receiver<StateView>,
     link: Arc<dyn LeaderLink>,
     writes: GroupCommit,
-    operation_timeout: Duration,
+    operation_timeout: OperationTimeout,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -120,7 +122,15 @@ impl Consensus {
         )
         .await
         .map_err(|e| ConsensusError::Stopped(e.to_string()))?;
-        let writes = GroupCommit::start(raft.clone(), flush.clone(), settings.operation_timeout);
+        let writes = GroupCommit::start(
+            raft.clone(),
+            flush.clone(),
+            settings.operation_timeout.clone(),
+        );
+        tokio::spawn(crate::timeout::follow_config(
+            view.clone(),
+            settings.operation_timeout.clone(),
+        ));
         tokio::spawn(keepalive::bridge_flush_stalls(
             raft.metrics(),
             network,
@@ -140,7 +150,7 @@ impl Consensus {
                 view,
                 link,
                 writes,
-                operation_timeout: settings.operation_timeout,
+                operation_timeout: settings.operation_timeout.clone(),
             }),
         })
     }
@@ -236,7 +246,7 @@ impl Consensus {
     async fn learned_membership(&self) -> MembershipView {
         let mut metrics = self.inner.raft.metrics();
         let _ = tokio::time::timeout(
-            self.inner.operation_timeout,
+            self.inner.operation_timeout.get(),
             metrics.wait_for(|m| {
                 m.membership_config
                     .membership()
@@ -511,7 +521,7 @@ impl Consensus {
         operation: &'static str,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let after = self.inner.operation_timeout;
+        let after = self.inner.operation_timeout.get();
         tokio::time::timeout(after, work)
             .await
             .map_err(|_| ConsensusError::Timeout { operation, after })?
@@ -615,7 +625,7 @@ impl Consensus {
         forward: bool,
     ) -> Result<MembershipView> {
         // Adding a learner waits for it to catch up, so allow more than one operation's time.
-        let after = self.inner.operation_timeout * 10;
+        let after = self.inner.operation_timeout.get() * 10;
         let work = async {
             let raft = &self.inner.raft;
             let result = match change {

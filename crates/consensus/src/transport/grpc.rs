@@ -5,6 +5,7 @@ use super::{decode, encode};
 use crate::error::{ConsensusError, Result};
 use crate::link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
 use crate::store::StateView;
+use crate::timeout::OperationTimeout;
 use crate::types::{Incarnation, Node, NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -30,7 +31,7 @@ use tonic::transport::{Channel, Endpoint};
 pub struct GrpcNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
-    forward_timeout: Duration,
+    forward_timeout: OperationTimeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,9 @@ pub struct GrpcNetwork {
 struct TransportError(String);
 
 impl GrpcNetwork {
-    pub fn new(connect_timeout: Duration, forward_timeout: Duration) -> Self {
+    /// `forward_timeout`: the member's operation timeout, shared with its
+    /// [`crate::Consensus`] so that it follows the committed config.
+    pub fn new(connect_timeout: Duration, forward_timeout: OperationTimeout) -> Self {
         Self {
             channels: Arc::default(),
             connect_timeout,
@@ -88,7 +91,7 @@ impl GrpcNetwork {
             },
             Code::DeadlineExceeded => ConsensusError::Timeout {
                 operation: "forwarded request",
-                after: self.forward_timeout,
+                after: self.forward_timeout.get(),
             },
             Code::InvalidArgument => ConsensusError::BadMessage(status.message().to_owned()),
             Code::FailedPrecondition => ConsensusError::Membership(status.message().to_owned()),
@@ -105,10 +108,11 @@ impl GrpcNetwork {
         about: Option<NodeId>,
         call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.forward_timeout, call).await {
+        let after = self.forward_timeout.get();
+        match tokio::time::timeout(after, call).await {
             Err(_) => Err(ConsensusError::Timeout {
                 operation: "forwarded request",
-                after: self.forward_timeout,
+                after,
             }),
             Ok(Err(status)) => Err(self.status_error(addr, status, about)),
             Ok(Ok(reply)) => Ok(reply.into_inner()),

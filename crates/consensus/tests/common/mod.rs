@@ -8,7 +8,9 @@
 use raftgres_consensus::store;
 use raftgres_consensus::transport::memory::{MemoryRouter, address};
 use raftgres_consensus::types::NodeId;
-use raftgres_consensus::{Consensus, ConsensusError, RaftStatus, Settings, StateView};
+use raftgres_consensus::{
+    Consensus, ConsensusError, OperationTimeout, RaftStatus, Settings, StateView,
+};
 use raftgres_state::{Applied, Command, ConfigValues, Member, MemberRole, PgState, Tags};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -38,7 +40,7 @@ pub fn settings(node_id: NodeId, snapshot_every_logs: u64) -> Settings {
         election_timeout_min: ELECTION_MIN,
         election_timeout_max: ELECTION_MAX,
         snapshot_every_logs,
-        operation_timeout: OPERATION_TIMEOUT,
+        operation_timeout: OperationTimeout::new(OPERATION_TIMEOUT),
     }
 }
 
