@@ -432,17 +432,7 @@ fn postgresql_parameter_values_are_rendered_as_text() {
 
 #[test]
 fn parameters_the_agent_manages_are_rejected() {
-    for name in [
-        "port",
-        "listen_addresses",
-        "unix_socket_directories",
-        "hot_standby",
-        "wal_level",
-        "primary_conninfo",
-        "primary_slot_name",
-        "data_directory",
-        "hba_file",
-    ] {
+    for name in raftgres_state::AGENT_MANAGED_PARAMETERS {
         let yaml = edit(
             MINIMAL,
             MINIMAL_POSTGRESQL,
