@@ -229,6 +229,7 @@ fn member_record(config: &AgentConfig) -> Member {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,

@@ -322,6 +322,7 @@ mod tests {
             streaming: false,
             pooler: false,
             pooler_paused_epoch: None,
+            pending_restart: Vec::new(),
             tags,
             witness,
             heartbeat: 0,

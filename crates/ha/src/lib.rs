@@ -8,6 +8,7 @@
 mod decide;
 mod lease;
 mod local;
+mod parameters;
 mod peers;
 mod pooler;
 mod postgres;
@@ -19,6 +20,7 @@ mod timeline;
 pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
+pub use parameters::postgres_parameters;
 pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres};

@@ -99,6 +99,7 @@ mod tests {
                 streaming: false,
                 pooler: false,
                 pooler_paused_epoch: None,
+                pending_restart: Vec::new(),
                 tags: Tags::default(),
                 witness: false,
                 heartbeat,

@@ -2,10 +2,12 @@
 //! `postgresql.conf`), `pg_hba.conf`, and the standby signal. Operators'
 //! own settings stay in `postgresql.conf`; ours are rewritten whole.
 
-use crate::error::Result;
+use crate::error::{PgError, Result};
 use crate::files;
 use crate::settings::{PgSettings, Role, Upstream};
-use crate::version::{file, guc};
+use crate::tools::{Tool, stderr_text};
+use crate::version::{bin, file, guc};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Appended once to `postgresql.conf`. `include_if_exists`, so a data
@@ -93,6 +95,44 @@ pub(crate) fn render_managed_conf(settings: &PgSettings, role: &Role) -> String 
         set(name, &quote(value));
     }
     out
+}
+
+/// Asks this member's own `postgres` binary whether it takes `parameters`
+/// on top of the data directory's configuration files. `postgres -C`
+/// parses every setting and starts nothing, so it runs beside a live
+/// server. A value it refuses must never reach the managed file: every
+/// reload would ignore the whole file, and the next start would fail.
+pub async fn check_parameters(
+    settings: &PgSettings,
+    parameters: &BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(first) = parameters.keys().next() else {
+        return Ok(());
+    };
+    PgSettings {
+        parameters: parameters.clone(),
+        ..settings.clone()
+    }
+    .validate()?;
+    crate::bootstrap::require_initialized(&settings.data_dir)?;
+    let mut tool = Tool::new(settings, bin::POSTGRES)?
+        .arg("-D")
+        .arg(&settings.data_dir);
+    for (name, value) in parameters {
+        tool = tool.arg("-c").arg(format!("{name}={value}"));
+    }
+    let output = tool.arg("-C").arg(first).output().await?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = stderr_text(&output);
+    // Postgres prefixes a timestamp and pid; the reason follows FATAL.
+    let reason = text
+        .split_once("FATAL:")
+        .map_or(text.as_str(), |(_, reason)| reason)
+        .trim()
+        .to_owned();
+    Err(PgError::ParametersRefused { reason })
 }
 
 /// The libpq connection string a standby streams with.

@@ -32,6 +32,19 @@ pub struct PgStatus {
     /// Standby only: a replay pause was requested (replay stops before the
     /// next record, so `replay_lsn` no longer moves).
     pub wal_replay_paused: bool,
+    /// Settings changed in the configuration files that only a restart
+    /// applies.
+    pub pending_restart: Vec<PendingSetting>,
+}
+
+/// A setting whose configured value waits for a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSetting {
+    pub name: String,
+    /// The value the server runs with, as `SHOW` prints it.
+    pub running: String,
+    /// The value in the configuration files, as written there.
+    pub configured: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +155,27 @@ impl Control {
             .iter()
             .map(replication_peer)
             .collect::<Result<Vec<_>>>()?;
+        // The files are parsed only for a setting that waits for a restart,
+        // so a server with none pays for one catalog scan.
+        let pending_restart = session
+            .query(
+                "reading pg_settings",
+                "SELECT s.name, current_setting(s.name),
+                        (SELECT f.setting FROM pg_file_settings f
+                         WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1)
+                 FROM pg_settings s WHERE s.pending_restart ORDER BY s.name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(PendingSetting {
+                    name: get(row, 0, OP)?,
+                    running: get(row, 1, OP)?,
+                    configured: get(row, 2, OP)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let wal_receiver = session
             .query(
                 "reading pg_stat_wal_receiver",
@@ -186,6 +220,7 @@ impl Control {
             replication,
             wal_receiver,
             wal_replay_paused: pause_state.is_some_and(|s| s != sql::NOT_PAUSED),
+            pending_restart,
         })
     }
 

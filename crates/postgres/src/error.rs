@@ -51,6 +51,8 @@ pub enum PgError {
         status: String,
         stderr: String,
     },
+    #[error("PostgreSQL refuses the server settings: {reason}; correct or remove that parameter")]
+    ParametersRefused { reason: String },
     #[error(
         "pg_rewind from {upstream} failed ({status}): {stderr}; clone the data directory afresh with pg_basebackup instead"
     )]

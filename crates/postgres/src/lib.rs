@@ -38,9 +38,9 @@ mod tools;
 pub mod version;
 
 pub use bootstrap::{ClusterInfo, basebackup, initdb, is_initialized, rewind};
-pub use conf::{write_hba, write_managed_conf};
+pub use conf::{check_parameters, write_hba, write_managed_conf};
 pub use control::{
-    Control, PgStatus, ReplicationPeer, ReplicationSlot, WalReceiver, slot_name_for,
+    Control, PendingSetting, PgStatus, ReplicationPeer, ReplicationSlot, WalReceiver, slot_name_for,
 };
 pub use controldata::{ControlData, DbState, controldata, parse as parse_controldata};
 pub use error::{PgError, Result};

@@ -4,9 +4,10 @@ mod common;
 
 use common::{Node, STOP, Scratch, eventually, is_alive, live_in_group, live_server_processes};
 use raftgres_postgres::{
-    Control, DbState, Lsn, PgError, Postmaster, StopMode, controldata, initdb, is_initialized,
-    kill_strays,
+    Control, DbState, Lsn, PendingSetting, PgError, Postmaster, Role, StopMode, check_parameters,
+    controldata, initdb, is_initialized, kill_strays, write_managed_conf,
 };
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -316,5 +317,80 @@ async fn strays_of_a_lost_handle_are_killed_before_a_new_start() {
     );
 
     node.start().await;
+    node.stop_fast().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_checked_by_postgres_and_a_restart_only_one_is_reported_pending() {
+    let Some(run_as) = common::run_as() else {
+        return;
+    };
+    let scratch = Scratch::new(run_as);
+    let mut node = Node::new(scratch.settings("n1"));
+    initdb(&node.settings).await.unwrap();
+    node.start().await;
+    let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    // Beside the running server, as the agent checks a config change.
+    check_parameters(
+        &node.settings,
+        &params(&[("work_mem", "8MB"), ("max_connections", "150")]),
+    )
+    .await
+    .expect("valid settings are accepted");
+    for (bad, named) in [
+        (params(&[("work_mem", "banana")]), "work_mem"),
+        (params(&[("no_such_setting", "1")]), "no_such_setting"),
+        (
+            params(&[("work_mem", "8MB"), ("shared_buffers", "lots")]),
+            "shared_buffers",
+        ),
+    ] {
+        let err = check_parameters(&node.settings, &bad)
+            .await
+            .expect_err("Postgres refuses it");
+        assert!(
+            matches!(&err, PgError::ParametersRefused { reason } if reason.contains(named)),
+            "the refusal names {named}: {err}"
+        );
+    }
+    assert!(node.status().await.pending_restart.is_empty());
+
+    // A reload takes work_mem at once and leaves max_connections waiting.
+    let mut changed = node.settings.clone();
+    changed
+        .parameters
+        .extend(params(&[("work_mem", "8MB"), ("max_connections", "150")]));
+    write_managed_conf(&changed, &Role::Primary).unwrap();
+    node.pm().reload().unwrap();
+    let pending = eventually(
+        "max_connections waits for a restart",
+        Duration::from_secs(10),
+        || async {
+            let status = node.control.status().await.ok()?;
+            (!status.pending_restart.is_empty()).then_some(status.pending_restart)
+        },
+    )
+    .await;
+    assert_eq!(
+        pending,
+        vec![PendingSetting {
+            name: "max_connections".into(),
+            running: "20".into(),
+            configured: Some("150".into()),
+        }]
+    );
+    let client = node.client().await;
+    let work_mem: String = client.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+    assert_eq!(work_mem, "8MB", "a reloadable setting applies on reload");
+
+    node.stop_fast().await;
+    node.start().await;
+    assert!(node.status().await.pending_restart.is_empty());
     node.stop_fast().await;
 }

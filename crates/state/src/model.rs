@@ -254,6 +254,10 @@ pub struct Member {
     /// record that merely stayed the same.
     #[serde(default)]
     pub heartbeat: u64,
+    /// Server settings whose new value only a restart of this member's
+    /// Postgres applies (`pg_settings.pending_restart`), by name.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -196,6 +196,7 @@ fn member(name: &str, port: u16) -> Member {
         streaming: true,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         tags: Tags {
             nofailover: false,
             failover_priority: 1,
@@ -213,6 +214,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         replay_lsn: None,
         ..member("m1", 5432)
     };
@@ -226,6 +228,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         pg_state: PgState::Starting,
         tags: Tags {
             nofailover: true,
@@ -244,6 +247,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         ..member("w", 5435)
     };
     ClusterState {

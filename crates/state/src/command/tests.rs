@@ -39,6 +39,7 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
+        pending_restart: Vec::new(),
         tags: Tags::default(),
         witness,
         heartbeat: 0,
