@@ -69,6 +69,11 @@ impl HealthSource for AgentHealth {
             },
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,
+            pending_restart: state
+                .members
+                .get(&self.member)
+                .map(|m| m.pending_restart.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -229,7 +229,7 @@ fn member_record(config: &AgentConfig) -> Member {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,
@@ -434,6 +434,7 @@ async fn run(
                 pg_loop::PgLoop {
                     consensus: consensus.clone(),
                     member: member_record(&config),
+                    file_parameters: settings.parameters.clone(),
                     settings,
                     belief: belief.clone(),
                     view: pg_view_tx,
@@ -476,6 +477,11 @@ async fn run(
         operations_tx.clone(),
         reloads_tx.clone(),
         config.raft.worst_election(),
+        config
+            .postgresql
+            .as_ref()
+            .map(|pg| pg_settings(&config, pg))
+            .transpose()?,
     );
     let (auth_tx, auth) = watch::channel(reload::credentials(&config));
     if auth.borrow().is_none() {

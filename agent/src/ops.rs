@@ -13,6 +13,7 @@ use raftgres_api::{
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::PeerObserver;
 use raftgres_ha::switchover_candidate;
+use raftgres_postgres::{PgError, PgSettings, check_parameters};
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, DynamicConfig, MemberRole, PgState, Rejection,
     Switchover,
@@ -42,6 +43,9 @@ pub struct AgentOps {
     /// The longest this member's Raft settings let an election take; a
     /// config change must leave the primary a longer renewal budget.
     worst_raft_election_ms: u64,
+    /// This member's Postgres, to have it judge a config's server settings
+    /// before they are committed; `None` on a witness.
+    postgres: Option<PgSettings>,
 }
 
 /// Hands `operation` to the Postgres loop and waits for its outcome.
@@ -112,6 +116,7 @@ impl AgentOps {
         operations: mpsc::Sender<OperationRequest>,
         reloads: mpsc::Sender<ReloadReply>,
         worst_raft_election: Duration,
+        postgres: Option<PgSettings>,
     ) -> AgentOps {
         let peers = Arc::new(Mutex::new(PeerObserver::default()));
         let mut states = consensus.subscribe();
@@ -137,6 +142,7 @@ impl AgentOps {
             peers,
             worst_raft_election_ms: u64::try_from(worst_raft_election.as_millis())
                 .unwrap_or(u64::MAX),
+            postgres,
         }
     }
 
@@ -456,15 +462,33 @@ impl Operations for AgentOps {
         values: ConfigValues,
     ) -> OpFuture<'_, DynamicConfig> {
         Box::pin(async move {
-            // Only a change of the timing is judged, so that an edit of
-            // anything else still works on a cluster whose members differ.
-            let budget_before = self
+            let before = self
                 .consensus
                 .local()
                 .state
                 .config
-                .as_ref()
-                .map(|c| c.values.renewal_budget_ms());
+                .clone()
+                .map(|c| c.values);
+            // Only a change is judged, so that an edit of anything else
+            // still works on a cluster whose members differ.
+            let parameters_before = before.as_ref().map(|v| &v.postgresql_parameters);
+            if parameters_before != Some(&values.postgresql_parameters)
+                && let Some(postgres) = &self.postgres
+            {
+                match check_parameters(postgres, &values.postgresql_parameters).await {
+                    Ok(()) => {}
+                    Err(PgError::ParametersRefused { reason }) => {
+                        return Err(OpError::Invalid(format!(
+                            "postgresql.parameters: PostgreSQL refuses them ({reason}); \
+                             nothing was changed"
+                        )));
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = %self.member, error = %e, "cannot have Postgres check postgresql.parameters; each member checks them before it applies them")
+                    }
+                }
+            }
+            let budget_before = before.as_ref().map(|v| v.renewal_budget_ms());
             if budget_before != Some(values.renewal_budget_ms()) {
                 values
                     .rides_out_election(self.worst_raft_election_ms)
@@ -502,8 +526,24 @@ impl Operations for AgentOps {
         Box::pin(self.do_failover(candidate))
     }
 
-    fn restart(&self) -> OpFuture<'_, String> {
-        Box::pin(self.local(Operation::Restart))
+    fn restart(&self, pending_only: bool) -> OpFuture<'_, String> {
+        Box::pin(async move {
+            if pending_only
+                && self
+                    .consensus
+                    .local()
+                    .state
+                    .members
+                    .get(&self.member)
+                    .is_none_or(|m| m.pending_restart.is_empty())
+            {
+                return Err(OpError::Unavailable(
+                    "restart conditions are not satisfied: no setting waits for a restart here"
+                        .into(),
+                ));
+            }
+            self.local(Operation::Restart).await
+        })
     }
 
     /// As Patroni's: re-reads this agent's settings file (as SIGHUP does),

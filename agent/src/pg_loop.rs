@@ -14,11 +14,11 @@ use raftgres_ha::{
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Role, Upstream, basebackup, controldata, initdb, is_initialized,
-    rewind, slot_name_for, write_managed_conf,
+    Control, PgError, PgSettings, Role, Upstream, basebackup, check_parameters, controldata,
+    initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
 };
-use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PgState};
-use std::collections::BTreeSet;
+use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PendingRestart, PgState};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -51,7 +51,11 @@ pub struct PgLoop {
     pub consensus: Consensus,
     /// This member's record as configured; the loop fills in the live fields.
     pub member: Member,
+    /// `parameters` holds what the managed conf gets: the cluster's and this
+    /// member's `postgresql.parameters` that Postgres accepts.
     pub settings: PgSettings,
+    /// This member's own `postgresql.parameters`, from its settings file.
+    pub file_parameters: BTreeMap<String, String>,
     pub belief: SharedBelief,
     pub view: watch::Sender<PgView>,
     /// The keeper that runs this member's postmaster and holds its fence.
@@ -98,6 +102,12 @@ struct Local {
     peers: PeerObserver,
     /// Failed actions in a row, for the backoff of the costly ones.
     failures: u32,
+    /// The merged parameters last judged by Postgres (`check_parameters`).
+    parameters_checked: Option<BTreeMap<String, String>>,
+    /// The parameters in the managed conf the running server last read.
+    parameters_written: Option<BTreeMap<String, String>>,
+    /// What the running server waits for a restart to apply.
+    pending_restart: BTreeMap<String, PendingRestart>,
 }
 
 /// The longest wait between two tries of a clone or a rewind.
@@ -171,6 +181,7 @@ impl PgLoop {
                 changed
             });
             let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
+            self.apply_parameters(&mut local, &state, &view).await;
             self.publish(&mut local, &state, &view, now);
             local.peers.observe(&state, now);
             let now_unix_ms = crate::lease_loop::unix_ms();
@@ -264,6 +275,7 @@ impl PgLoop {
                         action: operation_name(request.operation),
                     });
                     self.take_live();
+                    self.apply_parameters(&mut local, &state, &view).await;
                     let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
                     match &outcome {
                         Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
@@ -284,8 +296,96 @@ impl PgLoop {
             return;
         }
         let live = self.live.borrow_and_update().clone();
-        self.settings.parameters = live.parameters;
+        self.file_parameters = live.parameters;
         self.member.tags = live.tags;
+    }
+
+    /// Brings the managed conf to the cluster's `postgresql.parameters`
+    /// under this member's own, and has a running server reload it: a
+    /// setting Postgres can change while running takes effect at once, the
+    /// others show as pending restart. A value this member's Postgres
+    /// refuses is left out and logged, so that one bad edit cannot stop
+    /// every member's next start.
+    async fn apply_parameters(&mut self, local: &mut Local, state: &ClusterState, view: &PgView) {
+        let wanted = raftgres_ha::postgres_parameters(state, &self.file_parameters);
+        if local.parameters_checked.as_ref() != Some(&wanted) {
+            self.settings.parameters = self.accepted_parameters(&wanted).await;
+            local.parameters_checked = Some(wanted);
+        }
+        let running = local.running && matches!(view, PgView::Running { .. });
+        if !running || local.parameters_written.as_ref() == Some(&self.settings.parameters) {
+            return;
+        }
+        let role = self.current_role(local, state, view);
+        if let Err(e) = self.write_conf(local, &role) {
+            tracing::warn!(member = self.me(), error = %e, "cannot write the server settings; will retry");
+            local.parameters_written = None;
+            return;
+        }
+        match self
+            .keeper(Request::Reload, raftgres_keeper::client::QUICK)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                member = self.me(),
+                parameters = ?self.settings.parameters,
+                "server settings changed; Postgres reloaded them"
+            ),
+            Err(e) => {
+                tracing::warn!(member = self.me(), error = %e, "cannot reload Postgres; will retry");
+                local.parameters_written = None;
+            }
+        }
+    }
+
+    /// The part of `wanted` that Postgres takes: all of it, or, when it
+    /// refuses something, this member's own parameters and each of the
+    /// cluster's it takes alongside them.
+    async fn accepted_parameters(
+        &self,
+        wanted: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let refusal = match check_parameters(&self.settings, wanted).await {
+            Ok(()) => return wanted.clone(),
+            Err(PgError::ParametersRefused { reason }) => reason,
+            Err(e) => {
+                tracing::warn!(member = self.me(), error = %e, "cannot have Postgres check the server settings; using them unchecked");
+                return wanted.clone();
+            }
+        };
+        if let Err(e) = check_parameters(&self.settings, &self.file_parameters).await {
+            // Nothing to leave out: the member's own file is at fault.
+            tracing::error!(member = self.me(), error = %e, "postgresql.parameters in this member's settings file hold a value Postgres refuses; correct the file and reload the agent");
+            return wanted.clone();
+        }
+        let mut accepted = self.file_parameters.clone();
+        for (name, value) in wanted {
+            if accepted.contains_key(name) {
+                continue;
+            }
+            let mut trial = accepted.clone();
+            trial.insert(name.clone(), value.clone());
+            match check_parameters(&self.settings, &trial).await {
+                Ok(()) => accepted = trial,
+                Err(e) => tracing::error!(
+                    member = self.me(),
+                    parameter = %name,
+                    %value,
+                    error = %e,
+                    "the cluster's postgresql.parameters hold a value this member's Postgres refuses; \
+                     leaving it out. Correct it with `raftgresctl edit-config`"
+                ),
+            }
+        }
+        tracing::debug!(member = self.me(), %refusal, "left refused settings out");
+        accepted
+    }
+
+    /// Writes the managed conf for `role` with the current parameters.
+    fn write_conf(&self, local: &mut Local, role: &Role) -> Result<(), PgError> {
+        write_managed_conf(&self.settings, role)?;
+        local.parameters_written = Some(self.settings.parameters.clone());
+        Ok(())
     }
 
     async fn observe(&self, local: &mut Local, now: MonoInstant) -> PgView {
@@ -331,6 +431,19 @@ impl PgLoop {
                         _ => st.timeline,
                     };
                     local.timeline_seen = Some((pid, timeline));
+                    local.pending_restart = st
+                        .pending_restart
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p.name,
+                                PendingRestart {
+                                    old_value: p.running,
+                                    new_value: p.configured,
+                                },
+                            )
+                        })
+                        .collect();
                     return PgView::Running {
                         data: DataInfo {
                             system_id: st.system_id,
@@ -452,6 +565,7 @@ impl PgLoop {
             m.timeline = Some(data.timeline);
             m.replay_lsn = Some(data.lsn);
             m.streaming = *in_recovery && *streaming;
+            m.pending_restart = local.pending_restart.clone();
         }
         let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
         let heartbeat_due = local
@@ -523,7 +637,7 @@ impl PgLoop {
         if primary {
             self.require_lease()?;
         }
-        write_managed_conf(&self.settings, &role)?;
+        self.write_conf(local, &role)?;
         local.upstream = upstream;
         self.keeper(Request::Start { primary }, START_REQUEST)
             .await
@@ -653,7 +767,7 @@ impl PgLoop {
                 if control.promote(PROMOTE_WAIT).await? {
                     // A checkpoint makes the new timeline visible to pg_rewind at once.
                     control.checkpoint(PROMOTE_WAIT).await?;
-                    write_managed_conf(&self.settings, &Role::Primary)?;
+                    self.write_conf(local, &Role::Primary)?;
                     local.upstream = None;
                     tracing::info!(member = self.me(), epoch = %state.lease.epoch, "promoted");
                 }
@@ -663,8 +777,8 @@ impl PgLoop {
                 let Some(up) = upstream_of(state, upstream) else {
                     return Ok(());
                 };
-                write_managed_conf(
-                    &self.settings,
+                self.write_conf(
+                    local,
                     &Role::Standby {
                         upstream: up,
                         slot: Some(slot_name_for(self.me())),
@@ -796,7 +910,7 @@ impl PgLoop {
             }
             Operation::Reload => {
                 let role = self.current_role(local, state, view);
-                write_managed_conf(&self.settings, &role)
+                self.write_conf(local, &role)
                     .map_err(|e| failed("reload", e.into()))?;
                 if local.running {
                     self.keeper(Request::Reload, raftgres_keeper::client::QUICK)

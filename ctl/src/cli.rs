@@ -130,9 +130,14 @@ pub enum ClusterCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Restart one member's Postgres.
+    /// Restart members' Postgres: the named ones, or every member that
+    /// runs Postgres (replicas first, the leader last).
     Restart {
-        member: String,
+        members: Vec<String>,
+        /// Only the members where a changed setting waits for a restart
+        /// (`Pending restart` in `list`).
+        #[arg(long)]
+        pending: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,

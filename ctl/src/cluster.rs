@@ -52,6 +52,9 @@ pub struct MemberView {
     /// Silent for a ttl or longer, as the answering agent judges it.
     #[serde(default, deserialize_with = "lenient")]
     pub stale: Option<bool>,
+    /// A setting waits for a restart of the member's Postgres.
+    #[serde(default, deserialize_with = "lenient")]
+    pub pending_restart: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

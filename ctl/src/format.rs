@@ -184,8 +184,20 @@ const MEMBER_COLUMNS: [(&str, Align); 7] = [
     ("Last report", Align::Left),
 ];
 
-fn member_row(member: &MemberView, indent: &str) -> Vec<String> {
-    vec![
+/// As patronictl: the column shows only when some member needs it.
+const PENDING_RESTART_COLUMN: (&str, Align) = ("Pending restart", Align::Left);
+
+fn member_table_for(members: &[&MemberView]) -> (Table, bool) {
+    let pending = members.iter().any(|m| m.pending_restart == Some(true));
+    let mut columns = MEMBER_COLUMNS.to_vec();
+    if pending {
+        columns.push(PENDING_RESTART_COLUMN);
+    }
+    (Table::new(&columns), pending)
+}
+
+fn member_row(member: &MemberView, indent: &str, pending_column: bool) -> Vec<String> {
+    let mut row = vec![
         format!("{indent}{}", member.name),
         host_port(member),
         role_title(member.role.as_deref()),
@@ -197,7 +209,15 @@ fn member_row(member: &MemberView, indent: &str) -> Vec<String> {
             lag_mb(member.lag.as_ref())
         },
         last_report(member),
-    ]
+    ];
+    if pending_column {
+        row.push(if member.pending_restart == Some(true) {
+            "*".into()
+        } else {
+            String::new()
+        });
+    }
+    row
 }
 
 fn cluster_title(view: &ClusterView) -> String {
@@ -230,9 +250,9 @@ fn cluster_notes(view: &ClusterView) -> String {
 pub fn member_table(view: &ClusterView) -> String {
     let mut members: Vec<&MemberView> = view.members.iter().collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut table = Table::new(&MEMBER_COLUMNS);
+    let (mut table, pending) = member_table_for(&members);
     for member in members {
-        table.push(member_row(member, ""));
+        table.push(member_row(member, "", pending));
     }
     table.render(Some(&cluster_title(view))) + &cluster_notes(view)
 }
@@ -243,20 +263,20 @@ pub fn member_table(view: &ClusterView) -> String {
 pub fn topology_table(view: &ClusterView) -> String {
     let mut members: Vec<&MemberView> = view.members.iter().collect();
     members.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut table = Table::new(&MEMBER_COLUMNS);
+    let (mut table, pending) = member_table_for(&members);
     let leader = members.iter().find(|m| m.is_leader()).copied();
     let replicates = |m: &MemberView| !m.is_leader() && m.role.as_deref() != Some("witness");
     if let Some(leader) = leader {
-        table.push(member_row(leader, ""));
+        table.push(member_row(leader, "", pending));
         for member in members.iter().filter(|m| replicates(m)) {
-            table.push(member_row(member, "+ "));
+            table.push(member_row(member, "+ ", pending));
         }
     }
     for member in members
         .iter()
         .filter(|m| leader.is_none() || !(m.is_leader() || replicates(m)))
     {
-        table.push(member_row(member, ""));
+        table.push(member_row(member, "", pending));
     }
     table.render(Some(&cluster_title(view))) + &cluster_notes(view)
 }
@@ -367,6 +387,25 @@ mod tests {
                       to: m2
 ";
         assert_eq!(member_table(&lab()), want);
+    }
+
+    #[test]
+    fn a_pending_restart_adds_patronictl_s_column() {
+        let mut view = lab();
+        view.members[0].pending_restart = Some(true);
+        let text = member_table(&view);
+        let header = text.lines().nth(1).expect("a header");
+        assert!(header.ends_with("| Pending restart |"), "{header}");
+        let m2 = text
+            .lines()
+            .find(|l| l.starts_with("| m2 "))
+            .expect("m2's row");
+        assert!(m2.ends_with("| *               |"), "{m2}");
+        let m1 = text
+            .lines()
+            .find(|l| l.starts_with("| m1 "))
+            .expect("m1's row");
+        assert!(m1.ends_with("|                 |"), "{m1}");
     }
 
     #[test]

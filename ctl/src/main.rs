@@ -25,7 +25,6 @@ use cli::{Cli, ClusterCmd, Cmd};
 use cluster::Finder;
 use commands::View;
 use error::{CtlError, EXIT_FAILURE};
-use operate::MemberAction;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -82,12 +81,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ClusterCmd::Failover { candidate, force } => {
                 operate::failover(finder, candidate, force).await
             }
-            ClusterCmd::Restart { member, force } => {
-                operate::on_member(finder, MemberAction::Restart, member, force).await
-            }
-            ClusterCmd::Reinit { member, force } => {
-                operate::on_member(finder, MemberAction::Reinitialize, member, force).await
-            }
+            ClusterCmd::Restart {
+                members,
+                pending,
+                force,
+            } => operate::restart(finder, members, pending, force).await,
+            ClusterCmd::Reinit { member, force } => operate::reinit(finder, member, force).await,
             ClusterCmd::Pause => operate::set_pause(finder, true).await,
             ClusterCmd::Resume => operate::set_pause(finder, false).await,
             ClusterCmd::History { format } => commands::history(finder, format).await,

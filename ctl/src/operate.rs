@@ -4,7 +4,7 @@
 use crate::client::{
     CHANGE_TIMEOUT, COMMIT_TIMEOUT, Call, MEMBERSHIP_TIMEOUT, POSTGRES_TIMEOUT, endpoint,
 };
-use crate::cluster::Finder;
+use crate::cluster::{ClusterView, Finder, MemberView};
 use crate::prompt::confirm;
 use anyhow::anyhow;
 use jiff::Timestamp;
@@ -117,48 +117,24 @@ pub async fn failover(finder: &mut Finder, candidate: String, force: bool) -> an
     Ok(())
 }
 
-/// What `restart` and `reinit` ask of one member's own agent.
-#[derive(Clone, Copy)]
-pub enum MemberAction {
-    Restart,
-    Reinitialize,
-}
-
-impl MemberAction {
-    fn path(self) -> &'static str {
-        match self {
-            MemberAction::Restart => "restart",
-            MemberAction::Reinitialize => "reinitialize",
-        }
-    }
-
-    fn question(self, member: &str) -> String {
-        match self {
-            MemberAction::Restart => {
-                format!("Are you sure you want to restart member {member}?")
-            }
-            MemberAction::Reinitialize => format!(
-                "Are you sure you want to reinitialize member {member}? Its data directory is replaced by a fresh copy of the leader's."
-            ),
-        }
-    }
-}
-
-pub async fn on_member(
-    finder: &mut Finder,
-    action: MemberAction,
-    member: String,
-    force: bool,
-) -> anyhow::Result<()> {
+/// `reinit`: asks the member's own agent to clone its data afresh.
+pub async fn reinit(finder: &mut Finder, member: String, force: bool) -> anyhow::Result<()> {
     let cluster = finder.cluster().await?;
     let base = cluster.member_api(&member)?;
-    confirm(action.question(&member), action.path(), force).await?;
+    confirm(
+        format!(
+            "Are you sure you want to reinitialize member {member}? Its data directory is replaced by a fresh copy of the leader's."
+        ),
+        "reinitialize",
+        force,
+    )
+    .await?;
     let body = json!({});
     let reply = finder
         .api
         .call(Call {
             method: Method::POST,
-            url: endpoint(&base, &[action.path()]),
+            url: endpoint(&base, &["reinitialize"]),
             body: Some(&body),
             if_match: None,
             timeout: POSTGRES_TIMEOUT,
@@ -166,6 +142,98 @@ pub async fn on_member(
         .await?;
     println!("{member}: {}", reply.message());
     Ok(())
+}
+
+/// The members `restart` acts on, in the order it restarts them: the named
+/// ones (all that run Postgres when none is named), with `pending` only
+/// those a setting waits on, replicas before the leader so that the
+/// cluster keeps its primary for as long as it can.
+pub fn restart_order(
+    view: &ClusterView,
+    named: &[String],
+    pending: bool,
+) -> anyhow::Result<Vec<String>> {
+    for name in named {
+        if view.member(name).is_none() {
+            anyhow::bail!(
+                "{name} is not a member of cluster {} (members: {}); see `raftgresctl list`",
+                view.scope(),
+                view.member_names()
+            );
+        }
+    }
+    let mut chosen: Vec<&MemberView> = view
+        .members
+        .iter()
+        .filter(|m| {
+            if named.is_empty() {
+                m.role.as_deref() != Some("witness")
+            } else {
+                named.contains(&m.name)
+            }
+        })
+        .filter(|m| !pending || m.pending_restart == Some(true))
+        .collect();
+    chosen.sort_by_key(|m| (m.is_leader(), m.name.clone()));
+    Ok(chosen.into_iter().map(|m| m.name.clone()).collect())
+}
+
+pub async fn restart(
+    finder: &mut Finder,
+    named: Vec<String>,
+    pending: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let cluster = finder.cluster().await?;
+    let members = restart_order(&cluster.view, &named, pending)?;
+    if members.is_empty() {
+        println!(
+            "no member of cluster {} {}; nothing to restart",
+            cluster.view.scope(),
+            if pending {
+                "waits for a restart"
+            } else {
+                "runs Postgres"
+            }
+        );
+        return Ok(());
+    }
+    confirm(
+        format!(
+            "Are you sure you want to restart members {}?",
+            members.join(", ")
+        ),
+        "restart",
+        force,
+    )
+    .await?;
+    let body = json!({"restart_pending": pending});
+    let mut failed = Vec::new();
+    for member in &members {
+        let base = cluster.member_api(member)?;
+        let outcome = finder
+            .api
+            .call(Call {
+                method: Method::POST,
+                url: endpoint(&base, &["restart"]),
+                body: Some(&body),
+                if_match: None,
+                timeout: POSTGRES_TIMEOUT,
+            })
+            .await;
+        match outcome {
+            Ok(reply) => println!("{member}: {}", reply.message()),
+            Err(e) => {
+                println!("{member}: failed: {e:#}");
+                failed.push(member.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("the restart of {} failed", failed.join(", ")))
+    }
 }
 
 /// `pause` and `resume`. Asking for the state the cluster is already in
@@ -222,6 +290,37 @@ pub async fn remove(finder: &mut Finder, member: String, force: bool) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_takes_replicas_first_and_pending_ones_only_when_asked() {
+        let view: ClusterView = serde_json::from_value(json!({
+            "scope": "lab",
+            "members": [
+                {"name": "m1", "role": "leader", "pending_restart": true},
+                {"name": "m3", "role": "replica"},
+                {"name": "m2", "role": "sync_standby", "pending_restart": true},
+                {"name": "w", "role": "witness"}
+            ],
+            "lease": {"holder": "m1", "epoch": 3}
+        }))
+        .expect("a /cluster document");
+        let order = |named: &[&str], pending| {
+            let named: Vec<String> = named.iter().map(|n| (*n).to_owned()).collect();
+            restart_order(&view, &named, pending).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            order(&[], false),
+            Ok(vec!["m2".into(), "m3".into(), "m1".into()])
+        );
+        assert_eq!(order(&[], true), Ok(vec!["m2".into(), "m1".into()]));
+        assert_eq!(
+            order(&["m1", "m3"], false),
+            Ok(vec!["m3".into(), "m1".into()])
+        );
+        assert_eq!(order(&["m3"], true), Ok(vec![]));
+        let err = order(&["m9"], false).expect_err("not a member");
+        assert!(err.contains("m9 is not a member of cluster lab"), "{err}");
+    }
 
     #[test]
     fn scheduled_is_now_or_a_future_rfc_3339_time() {

@@ -349,3 +349,146 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     .await;
     assert_eq!(writable(&lab).await, vec![primary]);
 }
+
+/// `SHOW name` on every member, by name.
+async fn setting_everywhere(lab: &Lab, name: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    for member in lab.names() {
+        let dsn = raftgres_tests::dsn(lab, &member);
+        let value = raftgres_tests::query_i64(
+            &dsn,
+            &format!("SELECT pg_size_bytes(current_setting('{name}'))::bigint"),
+        )
+        .await
+        .map_or_else(|e| format!("({e})"), |v| v.to_string());
+        values.push(value);
+    }
+    values
+}
+
+fn pending_members(members: &[Value]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m["pending_restart"] == true)
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The cluster's `postgresql.parameters` reach every member: a reloadable
+/// one at once, a restart-only one shown as pending restart until
+/// `restart --pending` applies it; a value Postgres refuses is refused by
+/// the edit and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let ctl = Ctl::for_lab(&lab);
+    roles_settled(&lab, &primary).await;
+    let mut all = lab.names();
+    all.sort();
+
+    ctl.expect(
+        0,
+        &[
+            "edit-config",
+            "--pg",
+            "work_mem=7MB",
+            "--pg",
+            "max_connections=120",
+            "--force",
+        ],
+    )
+    .await;
+    let seven_mb = (7 * 1024 * 1024).to_string();
+    until_eq(
+        SETTLE_WITHIN,
+        "work_mem on every member after a reload",
+        &vec![seven_mb.clone(); 3],
+        || setting_everywhere(&lab, "work_mem"),
+    )
+    .await;
+    until_eq(
+        SETTLE_WITHIN,
+        "every member waits for a restart for max_connections",
+        &all.clone(),
+        || async { pending_members(&ctl.members().await) },
+    )
+    .await;
+    let listed = ctl.expect(0, &["list"]).await;
+    assert!(
+        listed.stdout.contains("Pending restart"),
+        "{}",
+        listed.stdout
+    );
+    let status = reqwest::get(format!(
+        "{}/patroni",
+        lab.member(&primary).expect("member").api_url
+    ))
+    .await
+    .expect("GET /patroni")
+    .json::<Value>()
+    .await
+    .expect("JSON");
+    assert_eq!(
+        status["pending_restart_reason"]["max_connections"],
+        serde_json::json!({"old_value": "100", "new_value": "120"}),
+        "{status}"
+    );
+
+    // Refused by Postgres itself: named, and the config stays as it was.
+    let run = ctl
+        .expect(2, &["edit-config", "--pg", "work_mem=banana", "--force"])
+        .await;
+    assert!(
+        run.stderr
+            .contains("invalid value for parameter \"work_mem\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        ctl.config().await["postgresql"]["parameters"]["work_mem"],
+        "7MB"
+    );
+
+    let monitor = PrimaryMonitor::start(&lab);
+    let run = ctl.expect(0, &["restart", "--pending", "--force"]).await;
+    let leader_line = run
+        .stdout
+        .lines()
+        .position(|l| l.starts_with(&format!("{primary}:")))
+        .expect("the leader was restarted");
+    assert_eq!(leader_line, 2, "the leader comes last:\n{}", run.stdout);
+    until_eq(
+        SETTLE_WITHIN,
+        "max_connections on every member after the restarts",
+        &vec![Some(120); 3],
+        || async {
+            let mut values = Vec::new();
+            for member in lab.names() {
+                let dsn = raftgres_tests::dsn(&lab, &member);
+                values.push(
+                    raftgres_tests::query_i64(
+                        &dsn,
+                        "SELECT current_setting('max_connections')::bigint",
+                    )
+                    .await
+                    .ok(),
+                );
+            }
+            values
+        },
+    )
+    .await;
+    until_eq(
+        SETTLE_WITHIN,
+        "no member waits for a restart",
+        &Vec::<String>::new(),
+        || async { pending_members(&ctl.members().await) },
+    )
+    .await;
+    let run = ctl.expect(0, &["restart", "--pending", "--force"]).await;
+    assert!(run.stdout.contains("nothing to restart"), "{}", run.stdout);
+    monitor.assert_never_two().await;
+    assert_eq!(writable(&lab).await, vec![primary]);
+}

@@ -20,6 +20,11 @@ struct Document<'a> {
     timeline: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replication_state: Option<&'static str>,
+    /// Present, and true, only while a setting waits for a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_restart: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
     pause: bool,
     tags: Tags<'a>,
     patroni: Patroni<'a>,
@@ -91,6 +96,9 @@ pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
         timeline: health.timeline,
         replication_state: (health.postgres_running && health.in_recovery && health.streaming)
             .then_some("streaming"),
+        pending_restart: (!health.pending_restart.is_empty()).then_some(true),
+        pending_restart_reason: (!health.pending_restart.is_empty())
+            .then_some(&health.pending_restart),
         pause: health.paused,
         tags: Tags(&health.tags),
         patroni: Patroni {

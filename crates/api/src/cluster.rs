@@ -35,6 +35,12 @@ struct MemberDocument<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     lag: Option<Lag>,
     tags: TagsDocument,
+    /// As Patroni's: present, and true, only while a setting waits for a
+    /// restart of the member's Postgres.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_restart: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     report_age_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +168,9 @@ fn member_document<'a>(
             nofailover: member.tags.nofailover,
             failover_priority: member.tags.failover_priority,
         },
+        pending_restart: (!stale && !member.pending_restart.is_empty()).then_some(true),
+        pending_restart_reason: (!stale && !member.pending_restart.is_empty())
+            .then_some(&member.pending_restart),
         report_age_ms: report.map(|r| u64::try_from(r.age.as_millis()).unwrap_or(u64::MAX)),
         report_age_is_lower_bound: report.map(|r| r.age_is_lower_bound),
         stale,

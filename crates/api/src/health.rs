@@ -56,6 +56,8 @@ pub struct NodeHealth {
     pub xlog_location: Option<u64>,
     /// `server_version_num`, e.g. `150004`.
     pub server_version: Option<u32>,
+    /// Settings the running server waits for a restart to apply.
+    pub pending_restart: BTreeMap<String, raftgres_state::PendingRestart>,
 }
 
 impl NodeHealth {

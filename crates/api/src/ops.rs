@@ -89,8 +89,10 @@ pub trait Operations: Send + Sync + 'static {
     /// Makes `candidate` the primary, also when there is no healthy one;
     /// returns once it is. With a healthy leader it is a switchover.
     fn failover(&self, candidate: String) -> OpFuture<'_, String>;
-    /// Restarts this member's Postgres in its current role.
-    fn restart(&self) -> OpFuture<'_, String>;
+    /// Restarts this member's Postgres in its current role; with
+    /// `pending_only`, only when a setting waits for a restart (refused
+    /// with `Unavailable` otherwise, as Patroni's `restart_pending`).
+    fn restart(&self, pending_only: bool) -> OpFuture<'_, String>;
     /// Re-reads the agent's settings file (as SIGHUP does), then rewrites
     /// this member's managed Postgres config and reloads Postgres.
     fn reload(&self) -> OpFuture<'_, String>;

@@ -159,6 +159,14 @@ struct FailoverBody {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RestartBody {
+    /// Patroni's: restart only if a setting waits for a restart.
+    #[serde(default)]
+    restart_pending: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReinitializeBody {
     #[serde(default)]
     force: bool,
@@ -262,8 +270,11 @@ pub(crate) async fn failover(Authorized { ops }: Authorized, body: Body) -> Answ
 }
 
 pub(crate) async fn restart(Authorized { ops }: Authorized, body: Body) -> Answer {
-    let NoFields {} = optional(body)?;
-    answer(detached(async move { ops.restart().await }).await, message)
+    let RestartBody { restart_pending } = optional(body)?;
+    answer(
+        detached(async move { ops.restart(restart_pending).await }).await,
+        message,
+    )
 }
 
 pub(crate) async fn reload(Authorized { ops }: Authorized, body: Body) -> Answer {

@@ -36,7 +36,7 @@ impl Operations for Untouchable {
     fn failover(&self, _: String) -> OpFuture<'_, String> {
         panic!("{TOUCHED}")
     }
-    fn restart(&self) -> OpFuture<'_, String> {
+    fn restart(&self, _: bool) -> OpFuture<'_, String> {
         panic!("{TOUCHED}")
     }
     fn reload(&self) -> OpFuture<'_, String> {
@@ -77,6 +77,7 @@ fn primary() -> NodeHealth {
         ]),
         xlog_location: Some(50_331_744),
         server_version: Some(150_004),
+        pending_restart: BTreeMap::new(),
     }
 }
 
@@ -258,6 +259,23 @@ async fn patroni_document() {
 
     let streaming = call(replica(), Method::GET, "/replica").await.json();
     assert_eq!(streaming["replication_state"], "streaming");
+
+    let waiting = NodeHealth {
+        pending_restart: BTreeMap::from([(
+            "max_connections".to_owned(),
+            raftgres_state::PendingRestart {
+                old_value: "100".into(),
+                new_value: Some("150".into()),
+            },
+        )]),
+        ..replica()
+    };
+    let doc = call(waiting, Method::GET, "/patroni").await.json();
+    assert_eq!(doc["pending_restart"], true);
+    assert_eq!(
+        doc["pending_restart_reason"],
+        serde_json::json!({"max_connections": {"old_value": "100", "new_value": "150"}})
+    );
 }
 
 #[tokio::test]

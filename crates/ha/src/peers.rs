@@ -99,7 +99,7 @@ mod tests {
                 streaming: false,
                 pooler: false,
                 pooler_paused_epoch: None,
-                pending_restart: Vec::new(),
+                pending_restart: Default::default(),
                 tags: Tags::default(),
                 witness: false,
                 heartbeat,

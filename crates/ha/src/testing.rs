@@ -42,7 +42,7 @@ pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         tags: Tags {
             nofailover: false,
             failover_priority: priority,

@@ -97,11 +97,11 @@ pub(crate) fn render_managed_conf(settings: &PgSettings, role: &Role) -> String 
     out
 }
 
-/// Asks this member's own `postgres` binary whether it takes `parameters`
-/// on top of the data directory's configuration files. `postgres -C`
-/// parses every setting and starts nothing, so it runs beside a live
-/// server. A value it refuses must never reach the managed file: every
-/// reload would ignore the whole file, and the next start would fail.
+/// Asks this member's own `postgres` binary whether it takes `parameters`.
+/// `postgres -C` parses every setting and starts nothing, so it runs beside
+/// a live server and before a data directory exists. A value it refuses
+/// must never reach the managed file: every reload would ignore the whole
+/// file, and the next start would fail.
 pub async fn check_parameters(
     settings: &PgSettings,
     parameters: &BTreeMap<String, String>,
@@ -114,10 +114,13 @@ pub async fn check_parameters(
         ..settings.clone()
     }
     .validate()?;
-    crate::bootstrap::require_initialized(&settings.data_dir)?;
+    // No configuration file and no data directory: each value is judged on
+    // its own, so a bad line already in a file cannot fail every check.
     let mut tool = Tool::new(settings, bin::POSTGRES)?
         .arg("-D")
-        .arg(&settings.data_dir);
+        .arg("/")
+        .arg("-c")
+        .arg("config_file=/dev/null");
     for (name, value) in parameters {
         tool = tool.arg("-c").arg(format!("{name}={value}"));
     }

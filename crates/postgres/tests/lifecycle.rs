@@ -327,14 +327,23 @@ async fn settings_are_checked_by_postgres_and_a_restart_only_one_is_reported_pen
     };
     let scratch = Scratch::new(run_as);
     let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
-    node.start().await;
     let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     };
+    // Before a data directory exists, as for a member about to be cloned.
+    let err = check_parameters(&node.settings, &params(&[("work_mem", "banana")]))
+        .await
+        .expect_err("an invalid value is refused");
+    assert!(
+        err.to_string()
+            .contains(r#"invalid value for parameter "work_mem": "banana""#),
+        "{err}"
+    );
+    initdb(&node.settings).await.unwrap();
+    node.start().await;
 
     // Beside the running server, as the agent checks a config change.
     check_parameters(

@@ -183,6 +183,23 @@ impl ConfigValues {
                  changed in the config; remove it"
             ));
         }
+        for (name, value) in &self.postgresql_parameters {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(format!(
+                    "postgresql.parameters: {name:?} is not a server setting name \
+                     (letters, digits, '_' and '.')"
+                ));
+            }
+            if value.contains(['\n', '\r', '\0']) {
+                return Err(format!(
+                    "postgresql.parameters.{name} must not contain line breaks or NUL"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -257,7 +274,17 @@ pub struct Member {
     /// Server settings whose new value only a restart of this member's
     /// Postgres applies (`pg_settings.pending_restart`), by name.
     #[serde(default)]
-    pub pending_restart: Vec<String>,
+    pub pending_restart: BTreeMap<String, PendingRestart>,
+}
+
+/// A setting that waits for a restart, in Patroni's `pending_restart_reason`
+/// shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRestart {
+    /// What the server runs with, as `SHOW` prints it.
+    pub old_value: String,
+    /// What the configuration files say, as written there.
+    pub new_value: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ enum Call {
     Switchover(SwitchoverRequest),
     CancelSwitchover,
     Failover(String),
-    Restart,
+    Restart(bool),
     Reload,
     Reinitialize(bool),
     RemoveMember(String),
@@ -145,8 +145,8 @@ impl Operations for FakeOps {
         self.outcome(Call::Failover(candidate.clone()), candidate)
     }
 
-    fn restart(&self) -> OpFuture<'_, String> {
-        self.outcome(Call::Restart, "restarted successfully".into())
+    fn restart(&self, pending_only: bool) -> OpFuture<'_, String> {
+        self.outcome(Call::Restart(pending_only), "restarted successfully".into())
     }
 
     fn reload(&self) -> OpFuture<'_, String> {
@@ -196,7 +196,7 @@ fn member(name: &str, port: u16) -> Member {
         streaming: true,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         tags: Tags {
             nofailover: false,
             failover_priority: 1,
@@ -214,7 +214,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         replay_lsn: None,
         ..member("m1", 5432)
     };
@@ -228,7 +228,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         pg_state: PgState::Starting,
         tags: Tags {
             nofailover: true,
@@ -247,7 +247,7 @@ fn cluster_state() -> ClusterState {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         ..member("w", 5435)
     };
     ClusterState {
@@ -318,6 +318,7 @@ fn primary_health() -> NodeHealth {
         tags: BTreeMap::new(),
         xlog_location: Some(0x3000_0000),
         server_version: Some(150_004),
+        pending_restart: Default::default(),
     }
 }
 
@@ -530,7 +531,7 @@ async fn every_mutating_call_passes_with_credentials() {
             }),
             Call::CancelSwitchover,
             Call::Failover("m2".into()),
-            Call::Restart,
+            Call::Restart(false),
             Call::Reload,
             Call::Reinitialize(true),
             Call::RemoveMember("m2".into()),
@@ -881,6 +882,10 @@ async fn local_operations_answer_their_message() {
     let api = api();
     let answer = api.admin(Method::POST, "/restart", "").await;
     assert_eq!(answer.json(), json!({"message": "restarted successfully"}));
+    let answer = api
+        .admin(Method::POST, "/restart", r#"{"restart_pending": true}"#)
+        .await;
+    assert_eq!(answer.json(), json!({"message": "restarted successfully"}));
     let answer = api.admin(Method::POST, "/reinitialize", "{}").await;
     assert_eq!(answer.json(), json!({"message": "reinitialized"}));
     let answer = api.admin(Method::DELETE, "/members/m%203", "").await;
@@ -888,7 +893,8 @@ async fn local_operations_answer_their_message() {
     assert_eq!(
         api.ops.changes(),
         [
-            Call::Restart,
+            Call::Restart(false),
+            Call::Restart(true),
             Call::Reinitialize(false),
             Call::RemoveMember("m 3".into())
         ]

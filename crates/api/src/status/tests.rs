@@ -28,6 +28,7 @@ fn primary() -> NodeHealth {
         tags: tags(&[("nofailover", "false"), ("failover_priority", "1")]),
         xlog_location: Some(0x3000_0060),
         server_version: Some(150_004),
+        pending_restart: Default::default(),
     }
 }
 

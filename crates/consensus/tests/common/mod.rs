@@ -77,7 +77,7 @@ pub fn member_command(seq: u64) -> Command {
             streaming: false,
             pooler: false,
             pooler_paused_epoch: None,
-            pending_restart: Vec::new(),
+            pending_restart: Default::default(),
             tags: Tags::default(),
             witness: false,
             heartbeat: 0,

@@ -39,7 +39,7 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         streaming: false,
         pooler: false,
         pooler_paused_epoch: None,
-        pending_restart: Vec::new(),
+        pending_restart: Default::default(),
         tags: Tags::default(),
         witness,
         heartbeat: 0,
@@ -904,7 +904,18 @@ fn lease_margin_below_its_floor_is_refused() {
 fn an_edit_refuses_what_would_be_stored_and_ignored() {
     assert_eq!(values().validate_edit(), Ok(()));
     type Change = fn(&mut ConfigValues);
-    let cases: [(&str, Change); 5] = [
+    let cases: [(&str, Change); 7] = [
+        ("\"work mem\" is not a server setting name", |v| {
+            v.postgresql_parameters
+                .insert("work mem".into(), "4MB".into());
+        }),
+        (
+            "postgresql.parameters.search_path must not contain line breaks",
+            |v| {
+                v.postgresql_parameters
+                    .insert("search_path".into(), "a\nfsync = off".into());
+            },
+        ),
         ("synchronous_mode is not built yet", |v| {
             v.synchronous_mode = true
         }),
