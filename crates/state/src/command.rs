@@ -4,6 +4,7 @@ use crate::model::{
     Switchover,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Every change to the replicated state. Lease commands are compare-and-set:
 /// they name the exact version or epoch they expect, and are rejected when
@@ -66,6 +67,18 @@ pub enum Command {
         switchover: Switchover,
     },
     CancelSwitchover,
+    /// The holder's synchronous standbys: the members that have every
+    /// commit it acknowledged, and so the only ones that may take its
+    /// lease in synchronous mode. Compare-and-set on the holder's epoch.
+    /// The holder commits a narrower set before its Postgres stops waiting
+    /// for a member, and a wider one only once Postgres waits for it.
+    SetSyncSet {
+        member: String,
+        epoch: Epoch,
+        members: BTreeSet<String>,
+        /// Whether the holder's commits wait for them (synchronous mode on).
+        synchronous: bool,
+    },
 }
 
 /// What an applied command changed, for the proposer.
@@ -117,6 +130,15 @@ pub enum Rejection {
     MemberHoldsLease { name: String },
     #[error("rejected: invalid command: {reason}")]
     Invalid { reason: String },
+    #[error(
+        "rejected: {name} is not a synchronous standby, and in synchronous mode only those may \
+         take the lease (they alone have every acknowledged commit); choose one of {sync_set:?}, \
+         or fail over to {name} explicitly (`raftgresctl failover`) accepting the loss"
+    )]
+    NotSynchronous {
+        name: String,
+        sync_set: BTreeSet<String>,
+    },
 }
 
 pub type Response = Result<Applied, Rejection>;
@@ -188,7 +210,75 @@ impl ClusterState {
                 self.switchover = None;
                 Ok(Applied::Done)
             }
+            Command::SetSyncSet {
+                member,
+                epoch,
+                members,
+                synchronous,
+            } => self.set_sync_set(member, *epoch, members, *synchronous),
         }
+    }
+
+    fn set_sync_set(
+        &mut self,
+        member: &str,
+        epoch: Epoch,
+        members: &BTreeSet<String>,
+        synchronous: bool,
+    ) -> Response {
+        self.check_holder(member, epoch)?;
+        if !synchronous && !members.is_empty() {
+            return Err(Rejection::Invalid {
+                reason: "asynchronous replication has no synchronous standbys".into(),
+            });
+        }
+        for name in members {
+            if name == member {
+                return Err(Rejection::Invalid {
+                    reason: format!("the holder {member} cannot be its own synchronous standby"),
+                });
+            }
+            match self.members.get(name) {
+                None => {
+                    return Err(Rejection::UnknownMember { name: name.clone() });
+                }
+                Some(m) if m.witness => {
+                    return Err(Rejection::Invalid {
+                        reason: format!("{name} is a witness and cannot be a synchronous standby"),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        self.sync_set = members.clone();
+        self.synchronous = synchronous;
+        Ok(Applied::Done)
+    }
+
+    /// The member that held the lease last: its holder, or, once released,
+    /// the one that held it before.
+    pub fn last_holder(&self) -> Option<&str> {
+        self.lease
+            .holder
+            .as_deref()
+            .or_else(|| self.history.last().map(|h| h.new_holder.as_str()))
+    }
+
+    /// In synchronous mode only the members known to have every
+    /// acknowledged commit may take the lease: the synchronous standbys and
+    /// the last holder itself.
+    pub fn may_take_lease(&self, name: &str) -> bool {
+        self.check_synchronous(name).is_ok()
+    }
+
+    fn check_synchronous(&self, name: &str) -> Result<(), Rejection> {
+        if !self.synchronous || self.sync_set.contains(name) || self.last_holder() == Some(name) {
+            return Ok(());
+        }
+        Err(Rejection::NotSynchronous {
+            name: name.to_owned(),
+            sync_set: self.sync_set.clone(),
+        })
     }
 
     fn initialize(&mut self, system_id: &str) -> Response {
@@ -340,7 +430,20 @@ impl ClusterState {
         if current != expected {
             return Err(Rejection::LeaseVersionChanged { expected, current });
         }
+        // An operator's failover to a named member is the one way past the
+        // synchronous rule: they chose that member, and its loss.
+        let requested = self
+            .switchover
+            .as_ref()
+            .is_some_and(|s| s.from.is_none() && s.to.as_deref() == Some(member));
+        if !requested {
+            self.check_synchronous(member)?;
+        }
         let previous_holder = self.lease.holder.replace(member.to_owned());
+        // The new holder's standbys are the old set without it: they have
+        // every commit the old holder acknowledged, and the new holder's
+        // commits wait for them from its first one.
+        self.sync_set.remove(member);
         self.lease.disown_timeline(member);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
@@ -412,7 +515,9 @@ impl ClusterState {
                 reason: format!("cannot transfer the lease from {from} to itself"),
             });
         }
+        self.check_synchronous(to)?;
         let previous_holder = self.lease.holder.replace(to.to_owned());
+        self.sync_set.remove(to);
         self.lease.disown_timeline(to);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;

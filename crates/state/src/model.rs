@@ -316,7 +316,15 @@ pub struct ClusterState {
     pub config: Option<DynamicConfig>,
     pub lease: Lease,
     pub members: BTreeMap<String, Member>,
+    /// The holder's synchronous standbys (see `Command::SetSyncSet`).
     pub sync_set: BTreeSet<String>,
+    /// The holder declared that its commits wait for `sync_set`: from then
+    /// on only those members (and the last holder) may take the lease. Set
+    /// by the holder, not by the config, so that turning synchronous mode
+    /// on restricts failover only once Postgres acts on it, and so that
+    /// logs written before this rule existed replay as they did.
+    #[serde(default)]
+    pub synchronous: bool,
     pub switchover: Option<Switchover>,
     pub history: Vec<HistoryEntry>,
 }

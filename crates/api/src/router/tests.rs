@@ -270,6 +270,7 @@ fn cluster_state() -> ClusterState {
             .map(|m| (m.name.clone(), m))
             .collect(),
         sync_set: ["m3".to_owned()].into(),
+        synchronous: true,
         switchover: None,
         history: vec![
             HistoryEntry {

@@ -954,3 +954,119 @@ fn an_edit_refuses_what_would_be_stored_and_ignored() {
         assert!(err.contains(needle), "{err} lacks {needle:?}");
     }
 }
+
+fn sync_set(member: &str, epoch: u64, members: &[&str], synchronous: bool) -> Command {
+    Command::SetSyncSet {
+        member: member.into(),
+        epoch: Epoch(epoch),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        synchronous,
+    }
+}
+
+/// A cluster with a third database member c, its database initialized,
+/// and a holding the lease at epoch 1.
+fn held_by_a() -> ClusterState {
+    let mut s = cluster();
+    s.apply(&Command::PublishMember {
+        member: member("c", 4, false),
+    })
+    .unwrap();
+    s.apply(&Command::Initialize {
+        system_id: "sys".into(),
+    })
+    .unwrap();
+    s.apply(&acquire("a", s.lease.version())).unwrap();
+    s
+}
+
+#[test]
+fn only_the_holder_sets_its_synchronous_standbys_and_only_real_ones() {
+    let mut s = held_by_a();
+    let rows: [(Command, &str); 6] = [
+        (sync_set("b", 1, &["c"], true), "does not hold the lease"),
+        (sync_set("a", 2, &["c"], true), "does not hold the lease"),
+        (
+            sync_set("a", 1, &["a"], true),
+            "its own synchronous standby",
+        ),
+        (sync_set("a", 1, &["w"], true), "witness"),
+        (sync_set("a", 1, &["zz"], true), "unknown member zz"),
+        (sync_set("a", 1, &["b"], false), "no synchronous standbys"),
+    ];
+    for (command, needle) in rows {
+        let err = s.apply(&command).expect_err(needle).to_string();
+        assert!(err.contains(needle), "{command:?}: {err}");
+    }
+    assert!(s.sync_set.is_empty() && !s.synchronous);
+    s.apply(&sync_set("a", 1, &["b", "c"], true)).unwrap();
+    assert_eq!(s.sync_set, ["b".to_owned(), "c".to_owned()].into());
+    assert!(s.synchronous);
+    s.apply(&sync_set("a", 1, &[], false)).unwrap();
+    assert!(s.sync_set.is_empty() && !s.synchronous);
+}
+
+/// In synchronous mode a member outside the set never takes the lease,
+/// however it asks: by acquiring an expired or released lease, or by a
+/// switchover. The last holder may take it back, and an operator's
+/// failover to a named member is the one way past the rule.
+#[test]
+fn in_synchronous_mode_only_the_sync_set_and_the_last_holder_take_the_lease() {
+    let mut s = held_by_a();
+    s.apply(&sync_set("a", 1, &["b"], true)).unwrap();
+    let err = s.apply(&transfer("a", s.lease.version(), "c")).unwrap_err();
+    assert!(
+        matches!(&err, Rejection::NotSynchronous { name, .. } if name == "c"),
+        "{err}"
+    );
+    s.apply(&release("a", s.lease.version())).unwrap();
+    let err = s.apply(&acquire("c", s.lease.version())).unwrap_err();
+    assert!(
+        err.to_string().contains("c is not a synchronous standby"),
+        "{err}"
+    );
+    assert_eq!(s.lease.holder, None, "nothing changed");
+
+    // The last holder takes its lease back; the set stays.
+    s.apply(&acquire("a", s.lease.version())).unwrap();
+    assert_eq!(s.sync_set, ["b".to_owned()].into());
+
+    // A synchronous standby takes over: it leaves the set, which the new
+    // holder then widens with the members that follow it.
+    s.apply(&release("a", s.lease.version())).unwrap();
+    s.apply(&acquire("b", s.lease.version())).unwrap();
+    assert_eq!(s.lease.holder.as_deref(), Some("b"));
+    assert!(s.sync_set.is_empty() && s.synchronous);
+
+    // Nobody else is synchronous now, so only an operator's failover
+    // passes the rule.
+    let epoch = s.lease.epoch;
+    s.apply(&release("b", s.lease.version())).unwrap();
+    assert!(s.apply(&acquire("c", s.lease.version())).is_err());
+    s.apply(&Command::RequestSwitchover {
+        switchover: Switchover {
+            from: None,
+            to: Some("c".into()),
+            at_unix_ms: None,
+        },
+    })
+    .unwrap();
+    s.apply(&acquire("c", s.lease.version())).unwrap();
+    assert_eq!(s.lease.holder.as_deref(), Some("c"));
+    assert!(s.lease.epoch > epoch);
+
+    // Asynchronous again: anyone may.
+    s.apply(&sync_set("c", s.lease.epoch.0, &[], false))
+        .unwrap();
+    s.apply(&transfer("c", s.lease.version(), "a")).unwrap();
+    assert_eq!(s.lease.holder.as_deref(), Some("a"));
+}
+
+#[test]
+fn removing_a_member_takes_it_out_of_the_sync_set() {
+    let mut s = held_by_a();
+    s.apply(&sync_set("a", 1, &["b", "c"], true)).unwrap();
+    s.apply(&Command::RemoveMember { name: "c".into() })
+        .unwrap();
+    assert_eq!(s.sync_set, ["b".to_owned()].into());
+}
