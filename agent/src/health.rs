@@ -59,13 +59,18 @@ impl HealthSource for AgentHealth {
             paused: state.config.as_ref().is_some_and(|c| c.values.pause),
             tags: {
                 let tags = &self.live.borrow().tags;
-                BTreeMap::from([
+                let mut map = BTreeMap::from([
                     ("nofailover".to_owned(), tags.nofailover.to_string()),
                     (
                         "failover_priority".to_owned(),
                         tags.failover_priority.to_string(),
                     ),
-                ])
+                ]);
+                // As Patroni: a tag that is off by default shows only when set.
+                if tags.nosync {
+                    map.insert("nosync".to_owned(), "true".to_owned());
+                }
+                map
             },
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,

@@ -233,6 +233,7 @@ fn member_record(config: &AgentConfig) -> Member {
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,
+            nosync: config.tags.nosync,
         },
         witness: config.witness,
         heartbeat: 0,

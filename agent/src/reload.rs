@@ -31,6 +31,7 @@ impl LiveSettings {
             tags: raftgres_state::Tags {
                 nofailover: config.tags.nofailover,
                 failover_priority: config.tags.failover_priority,
+                nosync: config.tags.nosync,
             },
             pooler_admin: config
                 .pgbouncer

@@ -62,6 +62,8 @@ enum Lag {
 struct TagsDocument {
     nofailover: bool,
     failover_priority: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    nosync: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -167,6 +169,7 @@ fn member_document<'a>(
         tags: TagsDocument {
             nofailover: member.tags.nofailover,
             failover_priority: member.tags.failover_priority,
+            nosync: member.tags.nosync,
         },
         pending_restart: (!stale && !member.pending_restart.is_empty()).then_some(true),
         pending_restart_reason: (!stale && !member.pending_restart.is_empty())

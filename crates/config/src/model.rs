@@ -39,6 +39,8 @@ pub struct Tags {
     /// Default 1. Higher wins among equally advanced candidates; 0 never
     /// promotes.
     pub failover_priority: u32,
+    /// Default false. Never chosen as a synchronous standby.
+    pub nosync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,7 +36,7 @@ const PGBOUNCER_KEYS: &[&str] = &[
     "write_db",
     "read_db",
 ];
-const TAGS_KEYS: &[&str] = &["nofailover", "failover_priority"];
+const TAGS_KEYS: &[&str] = &["nofailover", "failover_priority", "nosync"];
 const RAFT_KEYS: &[&str] = &[
     "listen",
     "advertise",
@@ -283,9 +283,11 @@ fn tags(ctx: &Ctx, mut section: Section<'_>) -> Result<Tags, ConfigError> {
             format!("must be at most {}, got {priority}", u32::MAX),
         )
     })?;
+    let nosync = section.bool_or("nosync", false)?;
     Ok(Tags {
         nofailover,
         failover_priority,
+        nosync,
     })
 }
 

@@ -44,6 +44,7 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         "tags.failover_priority",
         old.tags.failover_priority != new.tags.failover_priority,
     );
+    applied("tags.nosync", old.tags.nosync != new.tags.nosync);
     applied(
         "restapi.authentication",
         old.restapi.authentication != new.restapi.authentication,

@@ -148,6 +148,7 @@ fn full_file_loads_every_value() {
             tags: Tags {
                 nofailover: true,
                 failover_priority: 7,
+                nosync: false,
             },
             raft: RaftSettings {
                 listen: "0.0.0.0:7101".parse::<SocketAddr>().unwrap(),
@@ -221,6 +222,7 @@ fn minimal_file_gets_documented_defaults() {
         Tags {
             nofailover: false,
             failover_priority: 1,
+            nosync: false,
         }
     );
     assert_eq!(

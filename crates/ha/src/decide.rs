@@ -93,7 +93,8 @@ impl<'a> Observation<'a> {
     /// Whether this member's Postgres could become primary now: our data,
     /// not too far behind the last primary position, and no fresh peer better.
     fn can_lead(&self) -> bool {
-        if !self.eligible() || !self.data_is_ours() {
+        // In synchronous mode only a member with every acknowledged commit.
+        if !self.eligible() || !self.data_is_ours() || !self.state.may_take_lease(self.me) {
             return false;
         }
         let Some(config) = &self.state.config else {
@@ -138,9 +139,11 @@ impl<'a> Observation<'a> {
                 && m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
                 && self.peers.is_fresh(&m.name, self.now, self.ttl())
-                // A peer off the timeline never competes: deferring to it
-                // would leave the lease to nobody.
+                // A peer that may not take the lease (off the timeline, or
+                // not synchronous) never competes: deferring to it would
+                // leave the lease to nobody.
                 && on_current_timeline(self.state, &m.name, m.timeline, false).is_ok()
+                && self.state.may_take_lease(&m.name)
                 && (
                     member_lsn(m),
                     m.tags.failover_priority,
@@ -360,6 +363,7 @@ mod tests {
         let normal = Tags {
             nofailover: false,
             failover_priority: 1,
+            nosync: false,
         };
         s.members
             .insert("a".into(), member("a", false, normal.clone()));
@@ -372,6 +376,7 @@ mod tests {
                 Tags {
                     nofailover: false,
                     failover_priority: 1,
+                    nosync: false,
                 },
             ),
         );
@@ -383,6 +388,7 @@ mod tests {
                 Tags {
                     nofailover: true,
                     failover_priority: 1,
+                    nosync: false,
                 },
             ),
         );
@@ -394,6 +400,7 @@ mod tests {
                 Tags {
                     nofailover: false,
                     failover_priority: 0,
+                    nosync: false,
                 },
             ),
         );

@@ -13,6 +13,7 @@ mod peers;
 mod pooler;
 mod postgres;
 mod switchover;
+mod sync;
 #[cfg(test)]
 mod testing;
 mod timeline;
@@ -28,4 +29,5 @@ pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
     unfit_candidate,
 };
+pub use sync::{StandbyView, SyncStep, WaitFor, plan_sync, wait_for};
 pub use timeline::{OffTimeline, data_on_current_timeline, on_current_timeline};

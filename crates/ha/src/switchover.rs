@@ -61,6 +61,12 @@ pub fn unfit_candidate(
     if state.lease.is_held_by(name) {
         return Some(format!("{name} already holds the lease"));
     }
+    if !state.may_take_lease(name) {
+        return Some(format!(
+            "{name} is not a synchronous standby; in synchronous mode only {:?} may take over",
+            state.sync_set
+        ));
+    }
     if m.pg_state != PgState::Running || m.role != MemberRole::Replica {
         return Some(format!(
             "{name} is not a running replica (role {:?}, state {:?})",
@@ -144,6 +150,7 @@ pub fn handover_target<'a>(
         .filter(|m| {
             tagged_in(m)
                 && !state.lease.is_held_by(&m.name)
+                && state.may_take_lease(&m.name)
                 && m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
                 && fresh(m)
@@ -222,6 +229,14 @@ mod tests {
                 "lagging",
                 Box::new(|s| s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(1000))),
                 "maximum_lag_on_failover",
+            ),
+            (
+                "not synchronous, in synchronous mode",
+                Box::new(|s| {
+                    s.synchronous = true;
+                    s.sync_set = ["c".to_owned()].into();
+                }),
+                "b is not a synchronous standby",
             ),
             (
                 "on an older timeline",

@@ -46,6 +46,7 @@ pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
         tags: Tags {
             nofailover: false,
             failover_priority: priority,
+            nosync: false,
         },
         witness: false,
         heartbeat: 1,

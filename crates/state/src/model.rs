@@ -216,6 +216,9 @@ pub struct Tags {
     pub nofailover: bool,
     /// Higher wins among equally advanced candidates; 0 never competes.
     pub failover_priority: u32,
+    /// Never one of the primary's synchronous standbys (Patroni's tag).
+    #[serde(default)]
+    pub nosync: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -200,6 +200,7 @@ fn member(name: &str, port: u16) -> Member {
         tags: Tags {
             nofailover: false,
             failover_priority: 1,
+            nosync: false,
         },
         witness: false,
         heartbeat: 9,
@@ -233,6 +234,7 @@ fn cluster_state() -> ClusterState {
         tags: Tags {
             nofailover: true,
             failover_priority: 0,
+            nosync: false,
         },
         ..member("m3", 5434)
     };

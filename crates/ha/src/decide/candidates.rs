@@ -68,6 +68,13 @@ fn candidate_table() {
     let mut tie = a_gone.clone();
     tie.members.get_mut("c").unwrap().receive_lsn = Some(Lsn(4800));
     tie.members.get_mut("c").unwrap().replay_lsn = Some(Lsn(4800));
+    // Synchronous mode with c the only synchronous standby: b has the most
+    // WAL, yet may lack commits a acknowledged once c had them.
+    let mut sync_c = a_gone.clone();
+    sync_c.synchronous = true;
+    sync_c.sync_set = ["c".to_owned()].into();
+    let mut sync_none = a_gone.clone();
+    sync_none.synchronous = true;
 
     let rows: Vec<(&str, &str, &ClusterState, PgView, PeerObserver, LeaseAction)> = vec![
         (
@@ -188,6 +195,30 @@ fn candidate_table() {
             &a_gone,
             PgView::Busy { action: "clone" },
             stale_peers.clone(),
+            wait.clone(),
+        ),
+        (
+            "synchronous mode: outside the set never, even with the most WAL",
+            "b",
+            &sync_c,
+            replica(4800),
+            all_fresh(&sync_c),
+            wait.clone(),
+        ),
+        (
+            "synchronous mode: the synchronous standby does not defer to a better peer outside the set",
+            "c",
+            &sync_c,
+            replica(4500),
+            all_fresh(&sync_c),
+            acquire(&sync_c),
+        ),
+        (
+            "synchronous mode with no synchronous standby: nobody but the last holder",
+            "b",
+            &sync_none,
+            replica(4800),
+            all_fresh(&sync_none),
             wait.clone(),
         ),
     ];
