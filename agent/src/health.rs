@@ -74,6 +74,7 @@ impl HealthSource for AgentHealth {
             },
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,
+            sync_standby: state.synchronous && state.sync_set.contains(&self.member),
             pending_restart: state
                 .members
                 .get(&self.member)

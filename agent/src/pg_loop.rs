@@ -9,13 +9,13 @@ use anyhow::{Context, bail};
 use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
-    DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, decide_postgres,
-    due_switchover,
+    DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, StandbyView, SyncStep,
+    WaitFor, decide_postgres, due_switchover, plan_sync, wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Role, Upstream, basebackup, check_parameters, controldata,
-    initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
+    Control, PgError, PgSettings, Role, SyncStandbys, Upstream, basebackup, check_parameters,
+    controldata, initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
 };
 use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PendingRestart, PgState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,7 +108,26 @@ struct Local {
     parameters_written: Option<BTreeMap<String, String>>,
     /// What the running server waits for a restart to apply.
     pending_restart: BTreeMap<String, PendingRestart>,
+    /// The standbys streaming from this server while it is a primary.
+    standbys: Vec<StandbyView>,
+    /// What the running primary's commits were last configured to wait
+    /// for; `None` when not known (after a start, a promotion, an agent
+    /// restart), so it is configured again before anything widens.
+    sync_configured: Option<WaitFor>,
 }
+
+/// ha's `WaitFor` in Postgres's terms.
+fn sync_standbys(wait: &WaitFor) -> SyncStandbys {
+    match wait {
+        WaitFor::Nobody => SyncStandbys::Nobody,
+        WaitFor::AnyOne => SyncStandbys::AnyOne,
+        WaitFor::All(names) => SyncStandbys::All(names.clone()),
+    }
+}
+
+/// How long a promotion waits for Postgres to read the synchronous
+/// standbys it must wait for from its first commit.
+const SYNC_CONFIG_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest wait between two tries of a clone or a rewind.
 const COPY_BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -182,6 +201,8 @@ impl PgLoop {
             });
             let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
             self.apply_parameters(&mut local, &state, &view).await;
+            self.manage_sync(&mut local, &state, &view, holds_lease)
+                .await;
             self.publish(&mut local, &state, &view, now);
             local.peers.observe(&state, now);
             let now_unix_ms = crate::lease_loop::unix_ms();
@@ -287,6 +308,91 @@ impl PgLoop {
             }
         }
         // Postgres keeps running under the keeper; the next agent attaches.
+    }
+
+    /// Synchronous replication, run by the holder (`plan_sync` decides).
+    /// A server that may still take writes without a valid lease is never
+    /// touched: letting it stop waiting would acknowledge commits that a
+    /// promoted standby does not have.
+    async fn manage_sync(
+        &mut self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        holds_lease: bool,
+    ) {
+        if !holds_lease {
+            if !view.is_writable_primary() {
+                local.sync_configured = None;
+            }
+            return;
+        }
+        if !view.is_writable_primary() {
+            // Starting or promoting: from its first commit the server waits
+            // for the standbys the Raft state names.
+            self.settings.synchronous_standbys = sync_standbys(&wait_for(state, None));
+            local.sync_configured = None;
+            return;
+        }
+        match plan_sync(
+            state,
+            self.me(),
+            &local.standbys,
+            local.sync_configured.as_ref(),
+        ) {
+            SyncStep::None => {}
+            SyncStep::Commit {
+                members,
+                synchronous,
+            } => {
+                let command = Command::SetSyncSet {
+                    member: self.me().to_owned(),
+                    epoch: state.lease.epoch,
+                    members: members.clone(),
+                    synchronous,
+                };
+                match self.consensus.propose(command).await {
+                    Ok(Ok(_)) => tracing::info!(
+                        member = self.me(),
+                        epoch = %state.lease.epoch,
+                        sync_set = ?members,
+                        synchronous,
+                        "committed the synchronous standbys"
+                    ),
+                    Ok(Err(rejection)) => {
+                        tracing::warn!(member = self.me(), %rejection, "synchronous standbys refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "synchronous standbys not committed; retrying")
+                    }
+                }
+            }
+            SyncStep::Configure(wait) => {
+                self.settings.synchronous_standbys = sync_standbys(&wait);
+                let applied = match self.write_conf(local, &Role::Primary) {
+                    Ok(()) => self
+                        .keeper(Request::Reload, raftgres_keeper::client::QUICK)
+                        .await
+                        .map(drop)
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(e.into()),
+                };
+                match applied {
+                    Ok(()) => {
+                        tracing::info!(
+                            member = self.me(),
+                            synchronous_standby_names = %self.settings.synchronous_standbys.setting(),
+                            "Postgres waits for these standbys now"
+                        );
+                        local.sync_configured = Some(wait);
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "cannot set the synchronous standbys; retrying");
+                        local.sync_configured = None;
+                    }
+                }
+            }
+        }
     }
 
     /// Takes what a reload changed: the next managed conf carries the new
@@ -431,6 +537,18 @@ impl PgLoop {
                         _ => st.timeline,
                     };
                     local.timeline_seen = Some((pid, timeline));
+                    local.standbys = if st.in_recovery {
+                        Vec::new()
+                    } else {
+                        st.replication
+                            .iter()
+                            .map(|r| StandbyView {
+                                name: r.application_name.clone(),
+                                streaming: r.state == "streaming",
+                                synchronous: r.sync_state == "sync",
+                            })
+                            .collect()
+                    };
                     local.pending_restart = st
                         .pending_restart
                         .into_iter()
@@ -763,6 +881,7 @@ impl PgLoop {
                 if keeper.armed.is_none_or(|a| a.deadline_ns <= now) {
                     bail!("the keeper's fence is not armed with a live deadline; not promoting");
                 }
+                self.configure_before_promotion(local, state).await?;
                 let control = Control::new(&self.settings);
                 if control.promote(PROMOTE_WAIT).await? {
                     // A checkpoint makes the new timeline visible to pg_rewind at once.
@@ -862,6 +981,46 @@ impl PgLoop {
                 };
                 self.start(local, role, Some(source.clone())).await
             }
+        }
+    }
+
+    /// Has the standby read which standbys its commits will wait for before
+    /// it becomes a primary, so that it acknowledges none without them.
+    async fn configure_before_promotion(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+    ) -> anyhow::Result<()> {
+        let wanted = self.settings.synchronous_standbys.setting();
+        let control = Control::new(&self.settings);
+        if control.setting("synchronous_standby_names").await? == wanted {
+            return Ok(());
+        }
+        let role = match local
+            .upstream
+            .as_deref()
+            .and_then(|u| upstream_of(state, u))
+        {
+            Some(up) => Role::Standby {
+                upstream: up,
+                slot: Some(slot_name_for(self.me())),
+            },
+            None => Role::DetachedStandby,
+        };
+        self.write_conf(local, &role)?;
+        self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+            .await?;
+        let deadline = Instant::now() + SYNC_CONFIG_WAIT;
+        loop {
+            if control.setting("synchronous_standby_names").await? == wanted {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "Postgres did not take synchronous_standby_names = {wanted:?} within {SYNC_CONFIG_WAIT:?}; not promoting"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

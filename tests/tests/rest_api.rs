@@ -478,8 +478,8 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
             "PATCH",
             base.as_str(),
             "/config",
-            json!({"synchronous_mode": true}),
-            "synchronous_mode is not built yet",
+            json!({"synchronous_mode": "quorum"}),
+            "synchronous_mode \"quorum\" is not built yet",
         ),
     ] {
         let reply = api

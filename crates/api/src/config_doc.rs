@@ -24,6 +24,11 @@ pub(crate) enum ConfigDocError {
     WrongType { key: String, expected: &'static str },
     #[error("config key `{key}` is missing")]
     Missing { key: String },
+    #[error(
+        "synchronous_mode \"quorum\" is not built yet: use true (every synchronous standby \
+         confirms each commit) or false; see docs/replication.md"
+    )]
+    QuorumNotBuilt,
 }
 
 const TTL_MS: &str = "ttl_ms";
@@ -138,7 +143,7 @@ pub(crate) fn from_document(doc: &Value) -> Result<ConfigValues, ConfigDocError>
             MAXIMUM_LAG_ON_FAILOVER,
             field(MAXIMUM_LAG_ON_FAILOVER)?,
         )?,
-        synchronous_mode: boolean(SYNCHRONOUS_MODE, field(SYNCHRONOUS_MODE)?)?,
+        synchronous_mode: synchronous_mode(field(SYNCHRONOUS_MODE)?)?,
         synchronous_mode_strict: boolean(SYNCHRONOUS_MODE_STRICT, field(SYNCHRONOUS_MODE_STRICT)?)?,
         synchronous_node_count: {
             let count = unsigned(SYNCHRONOUS_NODE_COUNT, field(SYNCHRONOUS_NODE_COUNT)?)?;
@@ -232,6 +237,17 @@ fn boolean(key: &str, value: &Value) -> Result<bool, ConfigDocError> {
     value
         .as_bool()
         .ok_or_else(|| wrong_type(key, "true or false"))
+}
+
+/// Patroni's values: true, false, or "quorum" (refused until it is built,
+/// so that an existing config does not silently get a weaker guarantee).
+fn synchronous_mode(value: &Value) -> Result<bool, ConfigDocError> {
+    match value {
+        Value::String(text) if text.eq_ignore_ascii_case("quorum") => {
+            Err(ConfigDocError::QuorumNotBuilt)
+        }
+        other => boolean(SYNCHRONOUS_MODE, other),
+    }
 }
 
 fn parameter(name: &str, value: &Value) -> Result<String, ConfigDocError> {
@@ -372,6 +388,7 @@ mod tests {
             (json!({"ttl_ms": -1}), "ttl_ms"),
             (json!({"ttl_ms": 1.5}), "ttl_ms"),
             (json!({"pause": "yes"}), "pause"),
+            (json!({"synchronous_mode": "on"}), "synchronous_mode"),
             (
                 json!({"synchronous_node_count": 5_000_000_000_u64}),
                 "synchronous_node_count",
@@ -391,6 +408,13 @@ mod tests {
                 other => panic!("{patch}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn quorum_mode_is_refused_until_it_is_built() {
+        let err = apply_patch(&values(), &json!({"synchronous_mode": "quorum"})).unwrap_err();
+        assert_eq!(err, ConfigDocError::QuorumNotBuilt);
+        assert!(err.to_string().contains("not built yet"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct NodeHealth {
     pub xlog_location: Option<u64>,
     /// `server_version_num`, e.g. `150004`.
     pub server_version: Option<u32>,
+    /// The Raft state names this member a synchronous standby of the
+    /// holder (synchronous mode).
+    pub sync_standby: bool,
     /// Settings the running server waits for a restart to apply.
     pub pending_restart: BTreeMap<String, raftgres_state::PendingRestart>,
 }

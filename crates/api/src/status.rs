@@ -17,10 +17,17 @@ pub enum Endpoint {
     ReadOnly,
     /// `/standby-leader`, `/standby_leader`: no standby clusters yet.
     StandbyLeader,
-    /// `/sync`, `/synchronous`: no synchronous mode yet.
+    /// `/sync`, `/synchronous`: a running synchronous standby.
     Sync,
-    /// `/async`, `/asynchronous`: every replica is asynchronous today.
+    /// `/async`, `/asynchronous`: a running replica that is not one.
     Async,
+    /// `/read-only-sync`: the primary or a synchronous standby.
+    ReadOnlySync,
+    /// `/quorum`: a quorum standby. Quorum mode is not built (PATCH
+    /// /config refuses it), so no member is one.
+    Quorum,
+    /// `/read-only-quorum`: the primary or a quorum standby.
+    ReadOnlyQuorum,
     /// `/health`: Postgres is running.
     Health,
     /// `/liveness`: the agent answers.
@@ -46,6 +53,9 @@ pub const ROUTES: &[(&str, Endpoint)] = &[
     ("/synchronous", Endpoint::Sync),
     ("/async", Endpoint::Async),
     ("/asynchronous", Endpoint::Async),
+    ("/read-only-sync", Endpoint::ReadOnlySync),
+    ("/quorum", Endpoint::Quorum),
+    ("/read-only-quorum", Endpoint::ReadOnlyQuorum),
     ("/health", Endpoint::Health),
     ("/liveness", Endpoint::Liveness),
     ("/readiness", Endpoint::Readiness),
@@ -54,13 +64,16 @@ pub const ROUTES: &[(&str, Endpoint)] = &[
 
 impl Endpoint {
     /// Every endpoint, once.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Primary,
         Endpoint::Replica,
         Endpoint::ReadOnly,
         Endpoint::StandbyLeader,
         Endpoint::Sync,
         Endpoint::Async,
+        Endpoint::ReadOnlySync,
+        Endpoint::Quorum,
+        Endpoint::ReadOnlyQuorum,
         Endpoint::Health,
         Endpoint::Liveness,
         Endpoint::Readiness,
@@ -76,6 +89,9 @@ impl Endpoint {
                 | Endpoint::ReadOnly
                 | Endpoint::Sync
                 | Endpoint::Async
+                | Endpoint::ReadOnlySync
+                | Endpoint::Quorum
+                | Endpoint::ReadOnlyQuorum
                 | Endpoint::Health
         )
     }
@@ -85,9 +101,13 @@ impl Endpoint {
 pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) -> StatusCode {
     let up = match endpoint {
         Endpoint::Primary => is_writable_primary(health),
-        Endpoint::Replica | Endpoint::Async => is_balanced_replica(health, query),
+        Endpoint::Replica => is_balanced_replica(health, query),
+        Endpoint::Async => is_balanced_replica(health, query) && !health.sync_standby,
         Endpoint::ReadOnly => is_writable_primary(health) || is_balanced_replica(health, query),
-        Endpoint::StandbyLeader | Endpoint::Sync => false,
+        Endpoint::Sync => is_sync_standby(health, query),
+        Endpoint::ReadOnlySync => is_writable_primary(health) || is_sync_standby(health, query),
+        Endpoint::StandbyLeader | Endpoint::Quorum => false,
+        Endpoint::ReadOnlyQuorum => is_writable_primary(health),
         Endpoint::Health => health.postgres_running,
         Endpoint::Liveness | Endpoint::Patroni => true,
         Endpoint::Readiness => {
@@ -120,6 +140,11 @@ fn is_balanced_replica(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
         && !h.tag_is_true("noloadbalance")
         && lag_within(h, q.max_lag)
         && (!q.require_streaming || h.streaming)
+}
+
+/// A running replica the Raft state names synchronous, within `?lag=`.
+fn is_sync_standby(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
+    is_running_replica(h) && h.sync_standby && lag_within(h, q.max_lag)
 }
 
 /// No limit passes; with a limit, an unknown lag fails.

@@ -91,6 +91,10 @@ pub(crate) fn render_managed_conf(settings: &PgSettings, role: &Role) -> String 
             set(guc::PRIMARY_SLOT_NAME, &quote(slot));
         }
     }
+    set(
+        "synchronous_standby_names",
+        &quote(&settings.synchronous_standbys.setting()),
+    );
     for (name, value) in &settings.parameters {
         set(name, &quote(value));
     }
@@ -267,6 +271,28 @@ mod tests {
         let text = render_managed_conf(&s, &Role::Primary);
         let tail: Vec<_> = text.lines().rev().take(2).collect();
         assert_eq!(tail, ["work_mem = '4MB'", "search_path = 'it''s'"]);
+    }
+
+    #[test]
+    fn synchronous_standbys_are_named_in_full() {
+        let mut s = settings();
+        let line = |s: &PgSettings| {
+            render_managed_conf(s, &Role::Primary)
+                .lines()
+                .find(|l| l.starts_with("synchronous_standby_names"))
+                .map(str::to_owned)
+        };
+        assert_eq!(line(&s).as_deref(), Some("synchronous_standby_names = ''"));
+        s.synchronous_standbys = crate::SyncStandbys::AnyOne;
+        assert_eq!(line(&s).as_deref(), Some("synchronous_standby_names = '*'"));
+        s.synchronous_standbys =
+            crate::SyncStandbys::All(["node-2".to_owned(), "node3".to_owned()].into());
+        assert_eq!(
+            line(&s).as_deref(),
+            Some(r#"synchronous_standby_names = 'FIRST 2 ("node-2", "node3")'"#)
+        );
+        s.synchronous_standbys = crate::SyncStandbys::All(["a\"b".to_owned()].into());
+        assert!(s.validate().is_err(), "a quote would break the list");
     }
 
     #[test]

@@ -257,6 +257,17 @@ impl Control {
         Ok(promoted)
     }
 
+    /// A server setting as a new session sees it: once it shows a reloaded
+    /// value, the postmaster has read the new configuration.
+    pub async fn setting(&self, name: &str) -> Result<String> {
+        const OP: &str = "reading a server setting";
+        let session = self.session().await?;
+        let row = session
+            .query_one(OP, "SELECT current_setting($1)", &[&name])
+            .await?;
+        get(&row, 0, OP)
+    }
+
     /// Runs `CHECKPOINT`, which may take as long as writing every dirty
     /// buffer; hence its own bound.
     pub async fn checkpoint(&self, timeout: Duration) -> Result<()> {

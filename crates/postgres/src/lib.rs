@@ -46,4 +46,4 @@ pub use controldata::{ControlData, DbState, controldata, parse as parse_controld
 pub use error::{PgError, Result};
 pub use lsn::Lsn;
 pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
-pub use settings::{PgSettings, Role, RunAs, Upstream};
+pub use settings::{PgSettings, Role, RunAs, SyncStandbys, Upstream};

@@ -1,6 +1,6 @@
 use crate::error::{PgError, Result};
 use crate::version;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub struct PgSettings {
     pub application_name: String,
     /// Extra server settings, written after ours so they win.
     pub parameters: BTreeMap<String, String>,
+    /// What a primary's commits wait for (`synchronous_standby_names`).
+    pub synchronous_standbys: SyncStandbys,
     /// Only for a caller running as root (the lab, tests): run every
     /// PostgreSQL binary as this user, since PostgreSQL refuses root. The
     /// agent itself runs as `postgres` and leaves this `None`.
@@ -58,6 +60,7 @@ impl PgSettings {
             replication_user: "replicator".to_owned(),
             application_name: application_name.into(),
             parameters: BTreeMap::new(),
+            synchronous_standbys: SyncStandbys::Nobody,
             run_as: None,
             log_file: None,
             connect_timeout: Duration::from_secs(2),
@@ -136,6 +139,19 @@ impl PgSettings {
                 reason: "must name this member so the primary can tell its standbys apart",
             });
         }
+        if let SyncStandbys::All(names) = &self.synchronous_standbys {
+            for name in names {
+                check_conf_text("synchronous standby name", name)?;
+                if name.is_empty() || name.contains(['"', '\'']) {
+                    return Err(PgError::InvalidInput {
+                        what: "synchronous standby name",
+                        value: name.clone(),
+                        reason: "an application_name in synchronous_standby_names is quoted, \
+                                 so it cannot be empty or hold quotes",
+                    });
+                }
+            }
+        }
         for (name, value) in &self.parameters {
             if name.is_empty()
                 || !name
@@ -151,6 +167,37 @@ impl PgSettings {
             check_conf_text("parameter value", value)?;
         }
         Ok(())
+    }
+}
+
+/// What a primary's commits wait for before they are acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SyncStandbys {
+    /// Nothing: asynchronous replication.
+    #[default]
+    Nobody,
+    /// Any one connected standby.
+    AnyOne,
+    /// Every one of these standbys (by `application_name`).
+    All(BTreeSet<String>),
+}
+
+impl SyncStandbys {
+    /// The value of `synchronous_standby_names`, unquoted.
+    pub fn setting(&self) -> String {
+        match self {
+            SyncStandbys::Nobody => String::new(),
+            SyncStandbys::AnyOne => "*".to_owned(),
+            SyncStandbys::All(names) => format!(
+                "FIRST {} ({})",
+                names.len(),
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     }
 }
 

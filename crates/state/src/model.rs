@@ -24,6 +24,10 @@ pub struct ClusterIdentity {
     pub system_id: String,
 }
 
+/// More synchronous standbys than this is a misconfiguration: each one
+/// adds its round trip to every commit.
+pub const MAX_SYNCHRONOUS_NODE_COUNT: u32 = 16;
+
 /// PostgreSQL parameters the agent sets itself, from a member's own config
 /// or its role (and, for `synchronous_standby_names`, from the synchronous
 /// set it will commit in Raft first); a value in any config would fight it.
@@ -165,13 +169,14 @@ impl ConfigValues {
                 self.retry_timeout_ms, self.ttl_ms
             ));
         }
-        if self.synchronous_mode {
-            return Err(
-                "synchronous_mode is not built yet: replication is asynchronous only, \
-                 so a failover may lose the last acknowledged commits; leave \
-                 synchronous_mode false (see docs/replication.md)"
-                    .into(),
-            );
+        if self.synchronous_node_count > MAX_SYNCHRONOUS_NODE_COUNT {
+            return Err(format!(
+                "synchronous_node_count ({}) must be at most {MAX_SYNCHRONOUS_NODE_COUNT}",
+                self.synchronous_node_count
+            ));
+        }
+        if self.synchronous_node_count == 0 {
+            return Err("synchronous_node_count must be at least 1".into());
         }
         if let Some(name) = self
             .postgresql_parameters

@@ -321,6 +321,7 @@ fn primary_health() -> NodeHealth {
         tags: BTreeMap::new(),
         xlog_location: Some(0x3000_0000),
         server_version: Some(150_004),
+        sync_standby: false,
         pending_restart: Default::default(),
     }
 }
@@ -718,8 +719,12 @@ async fn patch_config_refuses_bad_keys_and_values() {
         ),
         (r#"[]"#, "JSON object"),
         (
-            r#"{"synchronous_mode": true}"#,
-            "synchronous_mode is not built yet",
+            r#"{"synchronous_mode": "quorum"}"#,
+            "synchronous_mode \"quorum\" is not built yet",
+        ),
+        (
+            r#"{"synchronous_node_count": 0}"#,
+            "synchronous_node_count must be at least 1",
         ),
         (
             r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#,

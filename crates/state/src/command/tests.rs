@@ -916,8 +916,8 @@ fn an_edit_refuses_what_would_be_stored_and_ignored() {
                     .insert("search_path".into(), "a\nfsync = off".into());
             },
         ),
-        ("synchronous_mode is not built yet", |v| {
-            v.synchronous_mode = true
+        ("synchronous_node_count (17) must be at most 16", |v| {
+            v.synchronous_node_count = 17
         }),
         (
             "postgresql.parameters.primary_slot_name is set by the agent",

@@ -1,0 +1,220 @@
+//! Synchronous replication against a real lab: the holder names a
+//! synchronous standby in the Raft state and in Postgres, only that standby
+//! may take over, no acknowledged write is lost across the loss of the
+//! primary's host, and strict mode makes commits wait with no standby left.
+
+use raftgres_lab::Lab;
+use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
+use raftgres_tests::http::Api;
+use raftgres_tests::{
+    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, query_i64, serial, start_lab,
+    streaming,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(30);
+const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member text)";
+
+fn api(lab: &Lab) -> Api {
+    Api::for_lab(&lab.description.dir.join("lab.json"))
+}
+
+fn url(lab: &Lab, name: &str) -> String {
+    lab.member(name).expect("member").api_url.clone()
+}
+
+async fn patch_config(lab: &Lab, via: &str, patch: Value) {
+    let reply = api(lab)
+        .send("PATCH", &url(lab, via), "/config", &patch)
+        .await
+        .expect("PATCH /config");
+    assert_eq!(reply.status, 200, "PATCH /config {patch}: {reply:?}");
+}
+
+/// The members `/cluster` shows as synchronous standbys.
+async fn sync_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
+    let cluster = api(lab).get(&url(lab, via), "/cluster").await.ok()?;
+    Some(
+        cluster.body["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "sync_standby")
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+async fn get_status(lab: &Lab, name: &str, path: &str) -> u16 {
+    api(lab)
+        .get(&url(lab, name), path)
+        .await
+        .map_or(0, |r| r.status)
+}
+
+/// Tags `name` nosync through its settings file and a reload.
+async fn tag_nosync(lab: &Lab, name: &str) {
+    let path = &lab.member(name).expect("member").config;
+    let text = std::fs::read_to_string(path).expect("settings");
+    std::fs::write(path, format!("tags: {{nosync: true}}\n{text}")).expect("write settings");
+    let reply = api(lab)
+        .send("POST", &url(lab, name), "/reload", &json!({}))
+        .await
+        .expect("POST /reload");
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// The one synchronous standby is the one the rules allow (here not the
+/// member tagged nosync, which sorts first and so would win a tie among
+/// equally advanced replicas), Postgres waits for it, the health endpoints
+/// say so, and when the primary's host is lost it, and only it, takes
+/// over, with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_synchronous_standby_takes_over_and_no_acknowledged_write_is_lost() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    replicas.sort();
+    let (nosync, sync) = (replicas[0].clone(), replicas[1].clone());
+    tag_nosync(&lab, &nosync).await;
+    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    patch_config(&lab, &old, json!({"synchronous_mode": true})).await;
+
+    eventually(
+        WITHIN,
+        "one synchronous standby, not the nosync one",
+        || async { (sync_standbys(&lab, &old).await? == [sync.clone()]).then_some(()) },
+    )
+    .await;
+    let names = query_i64(
+        &dsn(&lab, &old),
+        &format!(
+            "SELECT (current_setting('synchronous_standby_names') = 'FIRST 1 (\"{sync}\")')::int::bigint"
+        ),
+    )
+    .await;
+    assert_eq!(names, Ok(1), "the primary waits for {sync}");
+    eventually(
+        WITHIN,
+        "Postgres reports the standby synchronous",
+        || async {
+            let n = query_i64(
+                &dsn(&lab, &old),
+                &format!(
+                    "SELECT count(*) FROM pg_stat_replication \
+                 WHERE application_name = '{sync}' AND sync_state = 'sync'"
+                ),
+            )
+            .await
+            .ok()?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    for (name, path, want) in [
+        (&sync, "/sync", 200),
+        (&sync, "/async", 503),
+        (&sync, "/read-only-sync", 200),
+        (&nosync, "/sync", 503),
+        (&nosync, "/async", 200),
+        (&nosync, "/read-only-sync", 503),
+        (&old, "/read-only-sync", 200),
+        (&old, "/quorum", 503),
+    ] {
+        assert_eq!(get_status(&lab, name, path).await, want, "{path} on {name}");
+    }
+
+    // Both replicas stream, so the nosync one is as advanced; in
+    // asynchronous mode its name would win the tie.
+    assert!(streaming(&lab, &nosync).await && streaming(&lab, &sync).await);
+    let monitor = PrimaryMonitor::start(&lab);
+    let writer = Writer::start(&old, &dsn(&lab, &old), 1, Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.kill_host(&old).expect("lose the primary's host");
+    let (acks, _) = writer.finish().await;
+    assert!(!acks.is_empty(), "the writer never wrote before the fault");
+    let new = new_primary(&lab, &old, WITHIN).await;
+    assert_eq!(
+        new, sync,
+        "a member outside the synchronous set was promoted"
+    );
+    let first = first_write_on(&dsn(&lab, &new), &new, 1_000_000, WITHIN).await;
+    assert_no_write_after_takeover(&acks, &first);
+    let last = acks.last().expect("acks").id;
+    let kept = query_i64(
+        &dsn(&lab, &new),
+        &format!("SELECT count(*) FROM fault_writes WHERE id <= {last}"),
+    )
+    .await
+    .expect("count on the new primary");
+    assert_eq!(
+        kept,
+        acks.len() as i64,
+        "acknowledged writes were lost (last acknowledged id {last})"
+    );
+    monitor.assert_never_two().await;
+}
+
+/// Strict mode never falls back to asynchronous: with every standby gone,
+/// a commit waits, and it completes once a standby returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    // A witness keeps the Raft majority while the only standby is gone.
+    let (mut lab, primary) = start_lab(&dir, 2, true).await;
+    let replica = lab
+        .description
+        .members
+        .iter()
+        .find(|m| m.name != primary && !m.witness)
+        .map(|m| m.name.clone())
+        .expect("a replica");
+    execute(&dsn(&lab, &primary), TABLE).await.expect("table");
+    patch_config(
+        &lab,
+        &primary,
+        json!({"synchronous_mode": true, "synchronous_mode_strict": true}),
+    )
+    .await;
+    eventually(WITHIN, "the replica is the synchronous standby", || async {
+        (sync_standbys(&lab, &primary).await? == [replica.clone()]).then_some(())
+    })
+    .await;
+
+    lab.kill_host(&replica).expect("lose the only standby");
+    let (client, connection) = tokio_postgres::connect(&dsn(&lab, &primary), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the primary");
+    tokio::spawn(connection);
+    let insert = tokio::spawn(async move {
+        client
+            .execute("INSERT INTO fault_writes VALUES (1, 'strict')", &[])
+            .await
+    });
+    // Once the holder has narrowed the set and reconfigured Postgres (in
+    // non-strict mode it would now stop waiting), the commit still waits.
+    eventually(WITHIN, "the primary waits for any standby", || async {
+        let any = query_i64(
+            &dsn(&lab, &primary),
+            "SELECT (current_setting('synchronous_standby_names') = '*')::int::bigint",
+        )
+        .await
+        .ok()?;
+        (any == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !insert.is_finished(),
+        "the commit completed with no standby: {:?}",
+        insert.await
+    );
+    lab.start(&replica).expect("the standby returns");
+    let done = tokio::time::timeout(WITHIN, insert)
+        .await
+        .expect("the commit completes once a standby returns")
+        .expect("insert task");
+    assert_eq!(done.expect("the insert commits"), 1);
+}
