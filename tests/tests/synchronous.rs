@@ -218,3 +218,39 @@ async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
         .expect("insert task");
     assert_eq!(done.expect("the insert commits"), 1);
 }
+
+/// A crashed primary in synchronous mode is not started again in place:
+/// crash recovery would make visible the commits that still waited for the
+/// standby. Its synchronous standby takes over, and the old primary
+/// rejoins as a replica of it (its unconfirmed tail rewound away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (lab, old) = start_lab(&dir, 3, false).await;
+    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    patch_config(&lab, &old, json!({"synchronous_mode": true})).await;
+    let sync = eventually(WITHIN, "a synchronous standby", || async {
+        match sync_standbys(&lab, &old).await?.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    })
+    .await;
+    let monitor = PrimaryMonitor::start(&lab);
+    let postmaster = raftgres_tests::postmaster_pid(&lab, &old).expect("postmaster.pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(postmaster),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL the primary's postmaster");
+    let new = new_primary(&lab, &old, WITHIN).await;
+    assert_eq!(new, sync, "the synchronous standby takes over");
+    eventually(
+        WITHIN,
+        "the old primary streams from the new one",
+        || async { streaming(&lab, &old).await.then_some(()) },
+    )
+    .await;
+    monitor.assert_never_two().await;
+}

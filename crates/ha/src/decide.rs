@@ -175,12 +175,7 @@ impl<'a> Observation<'a> {
     /// candidate off the timeline will never take the lease, so nobody
     /// waits for it.
     fn is_live_replica(&self, name: &str) -> bool {
-        self.state.members.get(name).is_some_and(|m| {
-            m.pg_state == PgState::Running
-                && m.role == MemberRole::Replica
-                && self.peers.is_fresh(name, self.now, self.ttl() * 2)
-                && on_current_timeline(self.state, name, m.timeline, false).is_ok()
-        })
+        is_live_replica(self.state, self.peers, self.now, name)
     }
 
     /// Rule 10, for this member's own data (no data counts as on it: the
@@ -206,6 +201,13 @@ impl<'a> Observation<'a> {
         (to.replay_lsn? > data.lsn).then(|| to.name.clone())
     }
 
+    /// In synchronous mode a crashed primary's lease goes to a live
+    /// synchronous standby (`hands_over_after_crash`).
+    fn hands_over(&self) -> bool {
+        let live = |name: &str| self.is_live_replica(name);
+        crate::sync::hands_over_after_crash(self.state, self.me, &live)
+    }
+
     /// A holder gives the lease up when its Postgres cannot serve: no data,
     /// foreign data, data off the cluster's timeline that is not already a
     /// running primary (it must not start or be promoted, and it rewinds
@@ -221,10 +223,28 @@ impl<'a> Observation<'a> {
             // Never while any process of the server lives: it is fenced first.
             PgView::Down { alive: true, .. } => false,
             _ if !self.pg.is_writable_primary() && !self.data_on_current_timeline() => true,
+            PgView::Down { data, .. } if data.was_primary && self.hands_over() => true,
             PgView::Down { since, .. } => self.now - *since >= self.restart_grace,
             _ => false,
         }
     }
+}
+
+/// A running replica on the cluster's timeline that reported within two
+/// ttls (see `Observation::is_live_replica` for why two).
+pub(crate) fn is_live_replica(
+    state: &ClusterState,
+    peers: &PeerObserver,
+    now: MonoInstant,
+    name: &str,
+) -> bool {
+    let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+    state.members.get(name).is_some_and(|m| {
+        m.pg_state == PgState::Running
+            && m.role == MemberRole::Replica
+            && peers.is_fresh(name, now, ttl * 2)
+            && on_current_timeline(state, name, m.timeline, false).is_ok()
+    })
 }
 
 pub(crate) fn tagged_in(m: &Member) -> bool {

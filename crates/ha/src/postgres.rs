@@ -115,6 +115,12 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
     }
 }
 
+/// As the lease decision judges it (`Observation::hands_over`).
+fn hands_over(o: &PgObservation<'_>) -> bool {
+    let live = |name: &str| crate::decide::is_live_replica(o.state, o.peers, o.now, name);
+    crate::sync::hands_over_after_crash(o.state, o.me, &live)
+}
+
 pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     let pg = o.pg;
     if matches!(pg, PgView::Absent | PgView::Busy { .. }) {
@@ -157,6 +163,9 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
                 system_id: data.system_id.clone(),
             },
             PgView::Running { .. } => PgAction::None,
+            // The lease loop hands the lease over; the data rewinds once
+            // the synchronous standby leads.
+            PgView::Down { data, .. } if data.was_primary && hands_over(o) => PgAction::None,
             PgView::Stopped { data } | PgView::Down { data, .. } if data.was_primary => {
                 PgAction::StartPrimary
             }

@@ -13,6 +13,16 @@ use crate::decide::tagged_in;
 use raftgres_state::ClusterState;
 use std::collections::BTreeSet;
 
+/// Whether the holder, whose primary crashed, hands the lease to a
+/// synchronous standby instead of starting again in place: crash recovery
+/// would make visible the commits that were still waiting for a standby,
+/// acknowledged to nobody and held by no standby. `live` says whether a
+/// member runs and reports. With no live synchronous standby the holder
+/// starts in place, since nobody else may take over.
+pub fn hands_over_after_crash(state: &ClusterState, me: &str, live: &dyn Fn(&str) -> bool) -> bool {
+    state.synchronous && state.sync_set.iter().any(|m| m != me && live(m))
+}
+
 /// A standby as the primary sees it (`pg_stat_replication`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandbyView {

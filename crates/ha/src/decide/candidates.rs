@@ -353,6 +353,75 @@ fn holder_release_table() {
     );
 }
 
+/// In synchronous mode a crashed primary's lease goes at once to a live
+/// synchronous standby: starting again in place would make visible the
+/// commits that were still waiting for it. Without one it restarts in place.
+#[test]
+fn a_crashed_synchronous_primary_hands_over_to_a_live_synchronous_standby() {
+    let mut s = cluster(Some("a"));
+    s.synchronous = true;
+    s.sync_set = ["b".to_owned()].into();
+    for m in s.members.values_mut() {
+        m.streaming = m.role == MemberRole::Replica;
+    }
+    let h = HolderLease::acquired(
+        Epoch(1),
+        at(0),
+        Duration::from_millis(2000),
+        Duration::from_millis(400),
+    );
+    let crashed = PgView::Down {
+        data: data("sys", 5000, true),
+        since: at(100),
+        alive: false,
+    };
+    let decide_at = |state: &ClusterState, peers: &PeerObserver, pg: &PgView| {
+        decide(&Observation {
+            now: at(200),
+            me: "a",
+            state,
+            holding: Some(&h),
+            observer: &LeaseObserver::default(),
+            in_flight: false,
+            pg,
+            peers,
+            restart_grace: Duration::from_secs(2),
+            now_unix_ms: 0,
+        })
+    };
+    let release = LeaseAction::Release {
+        expected: s.lease.version(),
+    };
+    assert_eq!(
+        decide_at(&s, &all_fresh(&s), &crashed),
+        release,
+        "b lives: hand over"
+    );
+    assert_ne!(
+        decide_at(&s, &PeerObserver::default(), &crashed),
+        release,
+        "b silent: restart in place within the grace"
+    );
+    let alive = PgView::Down {
+        data: data("sys", 5000, true),
+        since: at(100),
+        alive: true,
+    };
+    assert_ne!(
+        decide_at(&s, &all_fresh(&s), &alive),
+        release,
+        "a process of the server lives: fence first, never release"
+    );
+    let mut asynchronous = s.clone();
+    asynchronous.synchronous = false;
+    asynchronous.sync_set.clear();
+    assert_ne!(
+        decide_at(&asynchronous, &all_fresh(&asynchronous), &crashed),
+        release,
+        "asynchronous: restart in place"
+    );
+}
+
 #[test]
 fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
     let mut s = cluster(Some("a"));

@@ -490,3 +490,38 @@ fn a_holder_without_a_postgres_address_is_not_a_source() {
     };
     assert_eq!(decide_postgres(&o), PgAction::None);
 }
+
+/// In synchronous mode a crashed primary is not started again in place
+/// while a synchronous standby can take over: crash recovery would make
+/// visible the commits that still waited for it.
+#[test]
+fn a_crashed_synchronous_primary_waits_for_the_handover_instead_of_restarting() {
+    let mut s = cluster(Some("a"));
+    s.synchronous = true;
+    s.sync_set = ["b".to_owned()].into();
+    let mut fresh = PeerObserver::default();
+    fresh.observe(&s, at(0));
+    let crashed = PgView::Down {
+        data: data("sys", 5000, true),
+        since: at(0),
+        alive: false,
+    };
+    let decide_with = |peers: &PeerObserver| {
+        decide_postgres(&PgObservation {
+            me: "a",
+            state: &s,
+            holds_lease: true,
+            pg: &crashed,
+            now: at(100),
+            now_unix_ms: 0,
+            peers,
+            switchover_stopped_at: None,
+        })
+    };
+    assert_eq!(decide_with(&fresh), PgAction::None);
+    assert_eq!(
+        decide_with(&PeerObserver::default()),
+        PgAction::StartPrimary,
+        "no live synchronous standby: restart in place"
+    );
+}
