@@ -4,9 +4,10 @@
 //! longest write gap, runs that kept the primary, split-brain writes, lost
 //! acknowledged writes). Figures, never a timed assertion; a safety
 //! violation is reported, not hidden. `FAULTS=a,b` runs only the faults
-//! whose names contain one of those words.
+//! whose names contain one of those words; `FAULT_MODES=async,sync` (the
+//! default: both) chooses the replication modes.
 
-use raftgres_tests::matrix::{Fault, MatrixLab, RunReport, markdown, run_once};
+use raftgres_tests::matrix::{Fault, MatrixLab, Replication, RunReport, markdown, run_once};
 use raftgres_tests::{bench_dir, report_bench};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -16,15 +17,30 @@ async fn main() {
         .map(|v| v.parse().expect("FAULT_RUNS must be a whole number"))
         .unwrap_or(20);
     let only = std::env::var("FAULTS").ok();
+    let modes: Vec<Replication> = match std::env::var("FAULT_MODES") {
+        Ok(list) => list
+            .split(',')
+            .map(|m| {
+                Replication::ALL
+                    .into_iter()
+                    .find(|r| r.name() == m.trim())
+                    .unwrap_or_else(|| panic!("FAULT_MODES: {m:?} is neither async nor sync"))
+            })
+            .collect(),
+        Err(_) => Replication::ALL.to_vec(),
+    };
     let mut reports: Vec<RunReport> = Vec::new();
-    for fault in Fault::ALL {
+    for (fault, replication) in Fault::ALL
+        .into_iter()
+        .flat_map(|f| modes.iter().map(move |r| (f, *r)))
+    {
         if only
             .as_deref()
             .is_some_and(|o| !o.split(',').any(|f| fault.name().contains(f.trim())))
         {
             continue;
         }
-        let (mut lab, mut primary) = MatrixLab::start(fault).await;
+        let (mut lab, mut primary) = MatrixLab::start_in(fault, replication).await;
         for run in 0..runs {
             let report = run_once(&mut lab, &primary, fault, run).await;
             println!("{}", report.json());

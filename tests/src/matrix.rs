@@ -17,7 +17,8 @@
 //! write acknowledged by a member after another member's first
 //! acknowledged write; never two writable primaries at once (polled
 //! throughout); acknowledged writes missing on the final primary, counted
-//! (replication is asynchronous); no panic in any agent or keeper log.
+//! in asynchronous replication and none allowed in synchronous; no panic in
+//! any agent or keeper log.
 
 use crate::{PrimaryMonitor, agent_bin, dsn, execute, lab_dir, postmaster_pid, writable};
 use nix::sys::signal::{Signal, kill};
@@ -179,11 +180,31 @@ impl Fault {
 /// fresh cluster, its WAL and a clone, little enough to fill at once.
 const SMALL_DISK_MIB: u64 = 768;
 
+/// The replication mode a matrix lab runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    Asynchronous,
+    /// `synchronous_mode: true`: no acknowledged write may be lost.
+    Synchronous,
+}
+
+impl Replication {
+    pub const ALL: [Replication; 2] = [Replication::Asynchronous, Replication::Synchronous];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Replication::Asynchronous => "async",
+            Replication::Synchronous => "sync",
+        }
+    }
+}
+
 /// A lab set up for one fault. Fields drop in order: the processes stop
 /// before their namespaces and directory go.
 pub struct MatrixLab {
     pub lab: Lab,
     pub net: Option<LabNetwork>,
+    pub replication: Replication,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -201,6 +222,12 @@ impl Drop for MatrixLab {
 impl MatrixLab {
     /// A healthy three-member lab as `fault` needs it, and its primary.
     pub async fn start(fault: Fault) -> (MatrixLab, String) {
+        Self::start_in(fault, Replication::Asynchronous).await
+    }
+
+    /// Like [`MatrixLab::start`], in `replication` mode (synchronous: once
+    /// the primary has a synchronous standby).
+    pub async fn start_in(fault: Fault, replication: Replication) -> (MatrixLab, String) {
         let dir = lab_dir();
         let mut spec = LabSpec::new(dir.path().to_owned(), 3, false, agent_bin());
         let mut net = None;
@@ -234,15 +261,50 @@ impl MatrixLab {
                 dir.keep().display()
             ),
         };
+        if replication == Replication::Synchronous {
+            let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
+                &lab.description.dir,
+            ));
+            let url = lab.member(&primary).expect("member").api_url.clone();
+            let reply = api
+                .send("PATCH", &url, "/config", &json!({"synchronous_mode": true}))
+                .await
+                .expect("PATCH /config");
+            assert_eq!(reply.status, 200, "synchronous mode: {reply:?}");
+        }
         (
             MatrixLab {
                 lab,
                 net,
+                replication,
                 dir: Some(dir),
             },
             primary,
         )
     }
+}
+
+/// Waits until `primary` has a synchronous standby, both in the Raft state
+/// (as `/cluster` shows) and in Postgres (`pg_stat_replication`).
+async fn wait_synchronous(lab: &Lab, primary: &str) {
+    let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir));
+    let url = lab.member(primary).expect("member").api_url.clone();
+    crate::eventually(HEAL_BOUND, "a synchronous standby", || async {
+        let cluster = api.get(&url, "/cluster").await.ok()?;
+        let named = cluster.body["members"]
+            .as_array()?
+            .iter()
+            .any(|m| m["role"] == "sync_standby");
+        let confirmed = crate::query_i64(
+            &dsn(lab, primary),
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+        .await
+        .ok()?
+            > 0;
+        (named && confirmed).then_some(())
+    })
+    .await;
 }
 
 /// The file whose number of milliseconds [`Setup::SlowFsync`]'s library
@@ -486,6 +548,7 @@ impl Workload {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub fault: Fault,
+    pub replication: Replication,
     pub run: u32,
     pub old_primary: String,
     pub new_primary: String,
@@ -516,6 +579,7 @@ impl RunReport {
     pub fn json(&self) -> serde_json::Value {
         json!({
             "fault": self.fault.name(),
+            "replication": self.replication.name(),
             "run": self.run,
             "old_primary": self.old_primary,
             "new_primary": self.new_primary,
@@ -548,6 +612,13 @@ impl RunReport {
             "{} run {}: two writable primaries at once",
             self.fault.name(),
             self.run
+        );
+        assert!(
+            self.replication == Replication::Asynchronous || self.lost_acknowledged == 0,
+            "{} run {} in synchronous mode: {} acknowledged writes lost",
+            self.fault.name(),
+            self.run,
+            self.lost_acknowledged
         );
         assert!(
             self.panics.is_empty(),
@@ -646,8 +717,17 @@ async fn timeline_of(dsn: &str) -> i32 {
 /// Runs `fault` once on a healthy lab whose primary is `primary`, heals it,
 /// and returns the report. The lab is healthy again on return.
 pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) -> RunReport {
-    let MatrixLab { lab, net, .. } = m;
+    let MatrixLab {
+        lab,
+        net,
+        replication,
+        ..
+    } = m;
+    let replication = *replication;
     let net = net.as_ref();
+    if replication == Replication::Synchronous {
+        wait_synchronous(lab, primary).await;
+    }
     execute(&dsn(lab, primary), TABLE)
         .await
         .expect("the writes table");
@@ -862,6 +942,7 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
     let primary_kept = new_primary == primary && postmaster_pid(lab, primary) == postmaster_before;
     RunReport {
         fault,
+        replication,
         run,
         old_primary: primary.to_owned(),
         new_primary: new_primary.clone(),
@@ -894,10 +975,16 @@ fn sorted_secs(runs: &[&RunReport], figure: impl Fn(&RunReport) -> Option<Durati
 /// primary, split-brain writes, lost acknowledged writes.
 pub fn markdown(reports: &[RunReport]) -> String {
     let mut out = String::from(
-        "| fault | runs | writes again min / median / max (s) | longest write gap median / max (s) | primary kept | split-brain writes | lost acknowledged writes (async) | two writable | panics |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| fault | mode | runs | writes again min / median / max (s) | longest write gap median / max (s) | primary kept | split-brain writes | lost acknowledged writes | two writable | panics |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for fault in Fault::ALL {
-        let runs: Vec<&RunReport> = reports.iter().filter(|r| r.fault == fault).collect();
+    for (fault, replication) in Fault::ALL
+        .into_iter()
+        .flat_map(|f| Replication::ALL.map(|r| (f, r)))
+    {
+        let runs: Vec<&RunReport> = reports
+            .iter()
+            .filter(|r| r.fault == fault && r.replication == replication)
+            .collect();
         if runs.is_empty() {
             continue;
         }
@@ -917,8 +1004,9 @@ pub fn markdown(reports: &[RunReport]) -> String {
             g => format!("{:.2} / {:.2}", g[g.len() / 2], g[g.len() - 1]),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             fault.name(),
+            replication.name(),
             runs.len(),
             spread,
             gap,

@@ -110,6 +110,21 @@ pub(crate) fn render(
         "1 if this member's Postgres runs",
         ConstGauge::new(u64::from(health.postgres_running)),
     );
+    registry.register(
+        "raftgres_synchronous_mode",
+        "1 if the primary's commits wait for its synchronous standbys (declared in the Raft state)",
+        ConstGauge::new(u64::from(state.synchronous)),
+    );
+    registry.register(
+        "raftgres_synchronous_standbys",
+        "How many members the Raft state names synchronous standbys",
+        ConstGauge::new(u64::try_from(state.sync_set.len()).unwrap_or(u64::MAX)),
+    );
+    registry.register(
+        "raftgres_sync_standby",
+        "1 if this member is a synchronous standby (as Patroni's patroni_sync_standby)",
+        ConstGauge::new(u64::from(health.sync_standby)),
+    );
     let mut text = String::with_capacity(4096);
     encode(&mut text, &registry)?;
     Ok(text)

@@ -1,0 +1,155 @@
+//! What each replication mode costs: pgbench's TPC-B-like load through a
+//! member's pgbouncer on a real three-member lab, in asynchronous and then
+//! in synchronous mode (quorum mode is not built). Prints transactions per
+//! second and latency percentiles, and writes
+//! `target/bench/replication.json`; asserts nothing about time.
+//!
+//! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench replication`
+//! (`PGBENCH_SECONDS`, default 20; `PGBENCH_CLIENTS`, default 4).
+
+use raftgres_tests::http::Api;
+use raftgres_tests::{eventually, execute, lab_dir, query_i64, report_bench, start_lab};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a whole number"))
+        })
+        .unwrap_or(default)
+}
+
+/// Runs pgbench against `dsn`, logging every transaction under `log_dir`;
+/// returns (tps, latencies in ms, sorted).
+fn pgbench(dsn: &str, clients: u64, seconds: u64, log_dir: &Path) -> (f64, Vec<f64>) {
+    std::fs::create_dir_all(log_dir).expect("pgbench log directory");
+    let output = Command::new(PGBENCH)
+        .current_dir(log_dir)
+        .args([
+            "--client",
+            &clients.to_string(),
+            "--jobs",
+            "2",
+            "--time",
+            &seconds.to_string(),
+            "--log",
+            "--no-vacuum",
+            dsn,
+        ])
+        .output()
+        .expect("run pgbench (postgresql-15's client binaries)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tps = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{stdout}"));
+    // Each log line: client_id transaction_no time_us script_no epoch us.
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(log_dir).expect("pgbench logs") {
+        let path = entry.expect("log entry").path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        latencies.extend(text.lines().filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|us| us.parse::<f64>().ok())
+                .map(|us| us / 1000.0)
+        }));
+        let _ = std::fs::remove_file(&path);
+    }
+    latencies.sort_by(f64::total_cmp);
+    (tps, latencies)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = env_or("PGBENCH_SECONDS", 20);
+    let clients = env_or("PGBENCH_CLIENTS", 4);
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let url = lab.member(&primary).expect("member").api_url.clone();
+    let via = lab
+        .member(&primary)
+        .expect("member")
+        .pgbouncer_dsn
+        .clone()
+        .expect("a pgbouncer per member: install pgbouncer");
+    let direct = raftgres_tests::dsn(&lab, &primary);
+    eventually(
+        Duration::from_secs(30),
+        "pgbouncer reaches the primary",
+        || async { execute(&via, "SELECT 1").await.ok() },
+    )
+    .await;
+    let init = Command::new(PGBENCH)
+        .args(["--initialize", "--scale", "10", "--quiet", &direct])
+        .output()
+        .expect("pgbench --initialize");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut modes = Vec::new();
+    for (mode, patch) in [
+        ("async", json!({"synchronous_mode": false})),
+        ("sync", json!({"synchronous_mode": true})),
+    ] {
+        let reply = api
+            .send("PATCH", &url, "/config", &patch)
+            .await
+            .expect("PATCH /config");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let want = i64::from(mode == "sync");
+        eventually(Duration::from_secs(30), "the mode in force", || async {
+            let n = query_i64(
+                &direct,
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            )
+            .await
+            .ok()?;
+            (n == want).then_some(())
+        })
+        .await;
+        let (tps, latencies) = pgbench(&via, clients, seconds, &dir.path().join("pgbench"));
+        let figures = json!({
+            "mode": mode,
+            "clients": clients,
+            "seconds": seconds,
+            "tps": tps,
+            "transactions": latencies.len(),
+            "latency_ms": {
+                "p50": percentile(&latencies, 0.50),
+                "p95": percentile(&latencies, 0.95),
+                "p99": percentile(&latencies, 0.99),
+                "max": latencies.last().copied().unwrap_or(f64::NAN),
+            },
+        });
+        println!("{mode}: {figures}");
+        modes.push(figures);
+    }
+    report_bench("replication", &json!({ "modes": modes }));
+}
