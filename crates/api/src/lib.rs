@@ -31,6 +31,7 @@ mod query;
 mod read;
 mod reply;
 mod router;
+mod server;
 mod status;
 mod write;
 
@@ -38,5 +39,5 @@ pub use auth::Credentials;
 pub use health::{HealthSource, NodeHealth, Role};
 pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};
-pub use router::{ApiContext, router, serve};
+pub use router::{ApiContext, ServeLimits, router, serve, serve_with_limits};
 pub use status::{Endpoint, ROUTES, status};

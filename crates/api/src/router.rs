@@ -13,7 +13,6 @@ use axum::http::header::{ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, delete, on, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::auth::Credentials;
@@ -21,6 +20,7 @@ use crate::body;
 use crate::health::HealthSource;
 use crate::ops::Operations;
 use crate::query::parse_query;
+pub use crate::server::ServeLimits;
 use crate::status::{Endpoint, ROUTES, status};
 use crate::{read, reply, write};
 
@@ -98,20 +98,23 @@ fn document(allow: HeaderValue, make: fn(&ApiContext) -> Response) -> MethodRout
 }
 
 /// Serves [`router`] on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// requests in flight finish, with the default [`ServeLimits`].
 pub async fn serve(
     listener: TcpListener,
     ctx: ApiContext,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "cannot set TCP_NODELAY on a REST connection");
-        }
-    });
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, ctx, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with other [`ServeLimits`].
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    ctx: ApiContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> io::Result<()> {
+    crate::server::serve_with(listener, router(ctx), shutdown, limits).await
 }
 
 fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> Response {

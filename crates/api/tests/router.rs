@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
@@ -303,6 +304,86 @@ async fn serve_answers_over_tcp_and_shuts_down() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
 
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A GET of `/primary` over a socket bound to `from`, within two seconds.
+async fn probe_from(from: &str, to: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(format!("{from}:0").parse().ok()?).ok()?;
+        let mut stream = socket.connect(to).await.ok()?;
+        stream
+            .write_all(b"GET /primary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response)
+    };
+    tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Idle sockets are closed after the header-read timeout, and one address
+/// holding all it may does not keep another's health checks out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_does_not_stop_health_checks() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = raftgres_api::ServeLimits {
+        header_read_timeout: Duration::from_millis(500),
+        max_connections: 200,
+        max_connections_per_address: 50,
+        shutdown_grace: Duration::from_secs(2),
+    };
+    let server = tokio::spawn(raftgres_api::serve_with_limits(
+        listener,
+        context(primary),
+        async move {
+            let _ = stopped.await;
+        },
+        limits,
+    ));
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(to).await.unwrap());
+    }
+    let answer = probe_from("127.0.0.2", to)
+        .await
+        .expect("a health check from another address is answered");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    // The server closes an idle socket it took once the timeout passes.
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection stayed open: {read:?}"
+    );
+    drop(idle);
+    // With the flood gone, the flooded address is served again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(answer) = probe_from("127.0.0.1", to).await
+            && answer.starts_with("HTTP/1.1 200 OK\r\n")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flooded address stayed refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
