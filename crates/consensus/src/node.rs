@@ -7,8 +7,15 @@ use crate::keepalive;
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
 use crate::store::{LogStore, StateMachine, StateView};
 use crate::timeout::OperationTimeout;
+use crate::transport::bounds::WithinBounds;
 use crate::types::{Incarnation, Node, NodeId, Raft, TypeConfig, UNCLAIMED};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InitializeError, InstallSnapshotError, RaftError,
+};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use raftgres_state::{Command, Response};
 use std::collections::{BTreeMap, BTreeSet};
@@ -181,6 +188,40 @@ impl Consensus {
         } else {
             Err(ConsensusError::WrongIncarnation { addressed, mine })
         }
+    }
+
+    /// A peer's vote request, handed to Raft only within the bounds an
+    /// honest member keeps (`transport::bounds`). Every transport delivers
+    /// peers' messages through these three.
+    pub async fn receive_vote(
+        &self,
+        rpc: VoteRequest<NodeId>,
+    ) -> Result<std::result::Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+        rpc.within_bounds().map_err(ConsensusError::BadMessage)?;
+        Ok(self.inner.raft.vote(rpc).await)
+    }
+
+    /// A peer's append, as [`Consensus::receive_vote`].
+    pub async fn receive_append(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<std::result::Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+        rpc.within_bounds().map_err(ConsensusError::BadMessage)?;
+        Ok(self.inner.raft.append_entries(rpc).await)
+    }
+
+    /// A peer's snapshot chunk, as [`Consensus::receive_vote`].
+    pub async fn receive_snapshot(
+        &self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<
+        std::result::Result<
+            InstallSnapshotResponse<NodeId>,
+            RaftError<NodeId, InstallSnapshotError>,
+        >,
+    > {
+        rpc.within_bounds().map_err(ConsensusError::BadMessage)?;
+        Ok(self.inner.raft.install_snapshot(rpc).await)
     }
 
     /// Whether this member has ever been part of a group (a vote or a log

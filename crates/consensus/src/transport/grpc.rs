@@ -1,6 +1,7 @@
 //! gRPC client side: openraft's network factory and the leader link, sharing
 //! one lazily connected channel per peer address.
 
+use super::bounds::WithinBounds;
 use super::{decode, encode};
 use crate::error::{ConsensusError, Result};
 use crate::link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
@@ -253,7 +254,7 @@ impl GrpcPeer {
     ) -> std::result::Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + WithinBounds,
         E: std::error::Error + DeserializeOwned,
     {
         let channel = self
@@ -298,6 +299,10 @@ impl GrpcPeer {
         let result: std::result::Result<Resp, RaftError<NodeId, E>> =
             decode("a peer's Raft reply", &reply.json)
                 .map_err(|e| RPCError::Network(NetworkError::new(&TransportError(e))))?;
+        if let Ok(resp) = &result {
+            resp.within_bounds()
+                .map_err(|e| RPCError::Network(NetworkError::new(&TransportError(e))))?;
+        }
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

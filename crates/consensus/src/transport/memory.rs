@@ -180,6 +180,13 @@ impl MemoryPeer {
     }
 }
 
+/// A message the receiver refused before Raft saw it.
+fn refused<E: std::error::Error>(
+    e: ConsensusError,
+) -> RPCError<NodeId, Node, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(&Dropped(e.to_string())))
+}
+
 impl RaftNetwork<TypeConfig> for MemoryPeer {
     async fn append_entries(
         &mut self,
@@ -195,7 +202,7 @@ impl RaftNetwork<TypeConfig> for MemoryPeer {
                 "filtered".into(),
             ))));
         }
-        let result = target.raft().append_entries(rpc).await;
+        let result = target.receive_append(rpc).await.map_err(refused)?;
         self.finish(result)
     }
 
@@ -208,7 +215,7 @@ impl RaftNetwork<TypeConfig> for MemoryPeer {
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
         let target = self.target()?;
-        let result = target.raft().install_snapshot(rpc).await;
+        let result = target.receive_snapshot(rpc).await.map_err(refused)?;
         self.finish(result)
     }
 
@@ -218,7 +225,7 @@ impl RaftNetwork<TypeConfig> for MemoryPeer {
         _option: RPCOption,
     ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let target = self.target()?;
-        let result = target.raft().vote(rpc).await;
+        let result = target.receive_vote(rpc).await.map_err(refused)?;
         self.finish(result)
     }
 }

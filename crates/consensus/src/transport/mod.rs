@@ -1,6 +1,7 @@
 //! How Raft messages and forwarded requests travel: gRPC between agents, or
 //! an in-memory router with injectable partitions for tests.
 
+pub mod bounds;
 pub mod grpc;
 pub mod memory;
 pub mod server;

@@ -56,7 +56,11 @@ impl raft_server::Raft for RaftService {
     ) -> Result<Response<RaftPayload>, Status> {
         let payload = self.admitted(request)?;
         let rpc = decode("AppendEntries", &payload.json).map_err(bad_peer_message)?;
-        let result = self.consensus.raft().append_entries(rpc).await;
+        let result = self
+            .consensus
+            .receive_append(rpc)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
             ..Default::default()
@@ -66,7 +70,7 @@ impl raft_server::Raft for RaftService {
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let payload = self.admitted(request)?;
         let rpc = decode("Vote", &payload.json).map_err(bad_peer_message)?;
-        let result = self.consensus.raft().vote(rpc).await;
+        let result = self.consensus.receive_vote(rpc).await.map_err(status_of)?;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
             ..Default::default()
@@ -79,7 +83,11 @@ impl raft_server::Raft for RaftService {
     ) -> Result<Response<RaftPayload>, Status> {
         let payload = self.admitted(request)?;
         let rpc = decode("InstallSnapshot", &payload.json).map_err(bad_peer_message)?;
-        let result = self.consensus.raft().install_snapshot(rpc).await;
+        let result = self
+            .consensus
+            .receive_snapshot(rpc)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
             ..Default::default()
