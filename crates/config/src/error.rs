@@ -31,6 +31,19 @@ pub enum ConfigError {
         env_var: Option<String>,
     },
 
+    /// The file holds a secret and others than its owner may read it.
+    #[error(
+        "settings file {} holds a secret (`{key}`) but is readable by group or others \
+         (mode {mode:04o}); make it private (chmod 600, owned by the agent's user), or \
+         pass the secret in the environment instead",
+        path.display()
+    )]
+    Exposed {
+        path: PathBuf,
+        key: String,
+        mode: u32,
+    },
+
     /// A key that is missing, of the wrong type, or out of range.
     #[error(
         "invalid settings in {}: key `{key}`{}: {reason}",

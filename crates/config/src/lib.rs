@@ -73,6 +73,55 @@ pub fn load_with_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<AgentConfig, ConfigError> {
     let merged = source::merge(path, env)?;
+    let from_env: Vec<String> = merged.env_vars.keys().cloned().collect();
     let ctx = tree::Ctx::new(path.to_path_buf(), merged.env_vars);
-    parse::agent_config(&ctx, merged.root)
+    let config = parse::agent_config(&ctx, merged.root)?;
+    refuse_exposed_secrets(path, &config, &from_env)?;
+    Ok(config)
+}
+
+/// A secret read from the file is only as private as the file: refuse one
+/// that group or others may read. One given in the environment instead
+/// does not count.
+fn refuse_exposed_secrets(
+    path: &Path,
+    config: &AgentConfig,
+    from_env: &[String],
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = [
+        (
+            "restapi.authentication.password",
+            config.restapi.authentication.is_some(),
+        ),
+        (
+            "pgbouncer.admin_password",
+            config
+                .pgbouncer
+                .as_ref()
+                .is_some_and(|p| p.admin_password.is_some()),
+        ),
+    ];
+    let Some(key) = secrets
+        .iter()
+        .find(|(key, present)| *present && !from_env.iter().any(|k| k == key))
+        .map(|(key, _)| *key)
+    else {
+        return Ok(());
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(|cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Exposed {
+            path: path.to_path_buf(),
+            key: key.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
 }

@@ -193,6 +193,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.yml");
         std::fs::write(&path, text).expect("write");
+        // It holds the API password: only a private file is read.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         crate::load_with_env(&path, [])
     }
 

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ fn write_bytes(contents: &[u8]) -> SettingsFile {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("raftgres.yml");
     std::fs::write(&path, contents).expect("write settings");
+    // Private, as a file holding a secret must be.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
     SettingsFile { _dir: dir, path }
 }
 
@@ -2161,4 +2164,39 @@ fn bad_pgbouncer_settings_name_the_key() {
             "{key}/{why}: {message}"
         );
     }
+}
+
+/// A secret in a file others may read is refused, naming the file, the key
+/// and the mode; the same secret from the environment is not the file's.
+#[test]
+fn a_secret_in_a_file_others_may_read_is_refused() {
+    let yaml =
+        format!("{MINIMAL}restapi:\n  authentication: {{username: admin, password: s3cret}}\n");
+    let file = write_bytes(yaml.as_bytes());
+    assert!(
+        load_with_env(&file.path, []).is_ok(),
+        "a private file is read"
+    );
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = load_with_env(&file.path, []).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ConfigError::Exposed { mode: 0o640, .. })
+            && text.contains("restapi.authentication.password")
+            && text.contains(&file.path.display().to_string())
+            && text.contains("0640")
+            && !text.contains("s3cret"),
+        "{text}"
+    );
+    let from_env = format!("{MINIMAL}restapi:\n  authentication: {{username: admin}}\n");
+    let file = write_bytes(from_env.as_bytes());
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let env = [(
+        "RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD".to_owned(),
+        "s3cret".to_owned(),
+    )];
+    assert!(
+        load_with_env(&file.path, env).is_ok(),
+        "the secret is not in the file"
+    );
 }
