@@ -47,15 +47,12 @@ pub struct TargetOpts {
     /// the user from --lab or --config and keeps their password.
     #[arg(long, global = true, env = "RAFTGRESCTL_USERNAME")]
     pub username: Option<String>,
-    /// Password for the mutating endpoints; alone, it replaces the password
-    /// from --lab or --config and keeps their user.
-    #[arg(
-        long,
-        global = true,
-        env = "RAFTGRESCTL_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
+    /// A file holding the password for the mutating endpoints (its first
+    /// line; it must be private, mode 600). Or set RAFTGRESCTL_PASSWORD. Not
+    /// an option's value, which any user sees in `ps`. Alone, it replaces the
+    /// password from --lab or --config and keeps their user.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

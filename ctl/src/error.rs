@@ -53,7 +53,7 @@ impl fmt::Display for CtlError {
                 match status {
                     401 => write!(
                         f,
-                        "; the credentials are missing or wrong: pass --username and --password (or set RAFTGRESCTL_USERNAME and RAFTGRESCTL_PASSWORD)"
+                        "; the credentials are missing or wrong: pass --username and --password-file (or set RAFTGRESCTL_USERNAME and RAFTGRESCTL_PASSWORD)"
                     ),
                     403 => write!(
                         f,

@@ -89,12 +89,12 @@ impl TargetOpts {
             bail!("no cluster address given: --url and RAFTGRESCTL_URL are empty");
         }
         // An option replaces its half of the file's credentials, so
-        // `--lab DIR --password X` tries another password for the lab's user.
-        let credentials = match (
-            self.username.clone(),
-            self.password.clone(),
-            file_credentials,
-        ) {
+        // `--lab DIR --password-file F` tries another password for the lab's user.
+        let password = match &self.password_file {
+            Some(path) => Some(read_password_file(path)?),
+            None => std::env::var(PASSWORD_VAR).ok().filter(|p| !p.is_empty()),
+        };
+        let credentials = match (self.username.clone(), password, file_credentials) {
             (Some(username), Some(password), _) => Some(Credentials { username, password }),
             (None, None, file) => file,
             (Some(username), None, Some(file)) => Some(Credentials {
@@ -106,10 +106,10 @@ impl TargetOpts {
                 password,
             }),
             (Some(_), None, None) => {
-                bail!("--username needs --password (or RAFTGRESCTL_PASSWORD)")
+                bail!("--username needs a password: --password-file FILE or {PASSWORD_VAR}")
             }
             (None, Some(_), None) => {
-                bail!("--password needs --username (or RAFTGRESCTL_USERNAME)")
+                bail!("a password needs --username (or RAFTGRESCTL_USERNAME)")
             }
         };
         Ok(Target {
@@ -118,6 +118,32 @@ impl TargetOpts {
             given,
         })
     }
+}
+
+/// Where the password may come from besides `--password-file`.
+const PASSWORD_VAR: &str = "RAFTGRESCTL_PASSWORD";
+
+/// The first line of a private file.
+fn read_password_file(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the password file {} is readable by group or others (mode {:04o}); chmod 600 it",
+            path.display(),
+            mode & 0o7777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    if password.is_empty() {
+        bail!("the password file {} is empty", path.display());
+    }
+    Ok(password)
 }
 
 fn parse_lab(text: &str) -> anyhow::Result<(Vec<String>, Option<Credentials>)> {
@@ -209,8 +235,17 @@ mod tests {
             lab: None,
             config: None,
             username: None,
-            password: None,
+            password_file: None,
         }
+    }
+
+    /// A password file with `text`, of `mode`.
+    fn password_file(dir: &Path, text: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("password-{mode:o}"));
+        std::fs::write(&path, text).expect("password file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
     }
 
     #[test]
@@ -285,11 +320,34 @@ mod tests {
 
     #[test]
     fn credentials_come_in_pairs() {
+        let dir = tempfile::tempdir().expect("temporary directory");
         let mut half = args(&["h:1"]);
         half.username = Some("admin".into());
         assert!(half.resolve().is_err());
-        half.password = Some("pw".into());
-        assert!(half.resolve().expect("pair").credentials.is_some());
+        half.password_file = Some(password_file(dir.path(), "pw\n", 0o600));
+        assert_eq!(
+            half.resolve().expect("pair").credentials,
+            Some(Credentials {
+                username: "admin".into(),
+                password: "pw".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_password_file_must_be_private_and_not_empty() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut opts = args(&["h:1"]);
+        opts.username = Some("admin".into());
+        opts.password_file = Some(password_file(dir.path(), "pw\n", 0o644));
+        let err = opts.resolve().expect_err("readable by others").to_string();
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        opts.password_file = Some(password_file(dir.path(), "\n", 0o600));
+        let err = opts.resolve().expect_err("empty").to_string();
+        assert!(err.contains("is empty"), "{err}");
     }
 
     #[test]
@@ -303,7 +361,7 @@ mod tests {
         .expect("lab.json");
         let mut opts = args(&[]);
         opts.lab = Some(dir.path().to_owned());
-        opts.password = Some("wrong".into());
+        opts.password_file = Some(password_file(dir.path(), "wrong", 0o600));
         assert_eq!(
             opts.resolve().expect("completed by lab.json").credentials,
             Some(Credentials {
@@ -311,7 +369,7 @@ mod tests {
                 password: "wrong".into()
             })
         );
-        opts.password = None;
+        opts.password_file = None;
         opts.username = Some("other".into());
         assert_eq!(
             opts.resolve().expect("completed by lab.json").credentials,

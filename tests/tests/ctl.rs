@@ -299,7 +299,12 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.stderr);
 
     // Wrong password: 2, and the cluster stays unpaused.
-    let run = ctl.expect(2, &["pause", "--password", "wrong"]).await;
+    let wrong = dir.path().join("wrong-password");
+    std::fs::write(&wrong, "wrong\n").expect("password file");
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
+    let wrong = wrong.to_str().expect("a UTF-8 path");
+    let run = ctl.expect(2, &["pause", "--password-file", wrong]).await;
     assert!(
         run.stderr.contains("401") && run.stderr.contains("credentials"),
         "{}",
