@@ -95,11 +95,21 @@ impl<'a> Tool<'a> {
     }
 }
 
-/// The caller's environment minus every `PG*` variable.
+/// The caller's environment minus every `PG*` variable (a stray one would
+/// point a tool at another server) and every `RAFTGRES*` one (the agent's
+/// settings, which may carry its secrets, mean nothing to Postgres).
 pub(crate) fn safe_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-    std::env::vars_os()
-        .filter(|(k, _)| !k.to_string_lossy().starts_with("PG"))
-        .collect()
+    without_ours(std::env::vars_os())
+}
+
+fn without_ours(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    vars.filter(|(k, _)| {
+        let k = k.to_string_lossy();
+        !k.starts_with("PG") && !k.to_ascii_uppercase().starts_with("RAFTGRES")
+    })
+    .collect()
 }
 
 /// The end of stderr (or stdout when stderr is empty), where tools put the
@@ -115,5 +125,28 @@ pub(crate) fn stderr_text(output: &Output) -> String {
     match text.char_indices().rev().nth(MAX_STDERR) {
         Some((cut, _)) => format!("...{}", &text[cut..]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neither_libpq_settings_nor_the_agent_s_secrets_reach_a_tool() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("PGHOST", "elsewhere"),
+            ("RAFTGRES_RESTAPI__AUTHENTICATION__PASSWORD", "s3cret"),
+            ("raftgres_pgbouncer__admin_password", "s3cret"),
+            ("RAFTGRESCTL_PASSWORD", "s3cret"),
+            ("LANG", "C.UTF-8"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let kept: Vec<String> = without_ours(vars.into_iter())
+            .into_iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kept, ["PATH", "LANG"]);
     }
 }
