@@ -495,6 +495,7 @@ async fn run(
             health: health.clone(),
             ops: Arc::new(ops),
             auth,
+            logins: Default::default(),
         },
         async move {
             let _ = api_stop.wait_for(|stop| *stop).await;

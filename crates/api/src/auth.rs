@@ -2,10 +2,13 @@
 //! handler gets at [`Operations`] for a change is the [`Authorized`]
 //! extractor, so no mutating call can reach the agent unauthenticated.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -31,6 +34,50 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
+    }
+}
+
+/// Failed logins allowed from one address within [`FAILURE_WINDOW`]; one
+/// more is refused with 429 until the window has passed.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; past it, finished windows are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
+/// Failed logins per client address, so that a password cannot be guessed
+/// at the speed of the network.
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl LoginGuard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long `client` must still wait, if it failed too often.
+    fn blocked(&self, client: IpAddr, now: Instant) -> Option<Duration> {
+        let failures = self.lock();
+        let (count, since) = failures.get(&client)?;
+        let over = *since + FAILURE_WINDOW;
+        (*count >= MAX_FAILURES && now < over).then(|| over - now)
+    }
+
+    fn failed(&self, client: IpAddr, now: Instant) {
+        let mut failures = self.lock();
+        if failures.len() >= MAX_TRACKED {
+            failures.retain(|_, (_, since)| now < *since + FAILURE_WINDOW);
+        }
+        let entry = failures.entry(client).or_insert((0, now));
+        if now >= entry.1 + FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    fn succeeded(&self, client: IpAddr) {
+        self.lock().remove(&client);
     }
 }
 
@@ -118,16 +165,46 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
         parts: &mut Parts,
         ctx: &Arc<ApiContext>,
     ) -> Result<Self, Response> {
+        // Known when served by `serve`; a router driven directly (tests)
+        // has no client address, and no limit.
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical());
+        let now = Instant::now();
+        if let Some(client) = client
+            && let Some(wait) = ctx.logins.blocked(client, now)
+        {
+            tracing::warn!(%client, method = %parts.method, path = parts.uri.path(), "refused a mutating REST call: too many failed logins");
+            return Err(reply::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many failed logins from {client}; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         let outcome = check(ctx.auth.borrow().as_ref(), parts.headers.get(AUTHORIZATION));
+        let shown = client.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
         match outcome {
             Ok(()) => {
-                tracing::info!(method = %parts.method, path = parts.uri.path(), "authorized a mutating REST call");
+                if let Some(client) = client {
+                    ctx.logins.succeeded(client);
+                }
+                tracing::info!(client = %shown, method = %parts.method, path = parts.uri.path(), "authorized a mutating REST call");
                 Ok(Authorized {
                     ops: Arc::clone(&ctx.ops),
                 })
             }
+            Err(err @ (AuthError::Wrong | AuthError::Malformed)) => {
+                if let Some(client) = client {
+                    ctx.logins.failed(client, now);
+                }
+                tracing::warn!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "failed login on the REST API");
+                Err(err.into_response())
+            }
             Err(err) => {
-                tracing::info!(method = %parts.method, path = parts.uri.path(), %err, "refused a mutating REST call");
+                tracing::info!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "refused a mutating REST call");
                 Err(err.into_response())
             }
         }
@@ -184,6 +261,36 @@ mod tests {
                 "{header}"
             );
         }
+    }
+
+    #[test]
+    fn an_address_that_fails_too_often_waits_out_the_window() {
+        let guard = LoginGuard::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for n in 0..MAX_FAILURES {
+            assert_eq!(guard.blocked(a, t0), None, "after {n} failures");
+            guard.failed(a, t0);
+        }
+        assert_eq!(guard.blocked(a, t0), Some(FAILURE_WINDOW));
+        assert_eq!(
+            guard.blocked(b, t0),
+            None,
+            "another address is not held back"
+        );
+        assert_eq!(
+            guard.blocked(a, t0 + FAILURE_WINDOW),
+            None,
+            "the window passed"
+        );
+        guard.failed(a, t0 + FAILURE_WINDOW);
+        assert_eq!(
+            guard.blocked(a, t0 + FAILURE_WINDOW),
+            None,
+            "a new window counts afresh"
+        );
+        guard.succeeded(a);
+        assert!(guard.lock().is_empty());
     }
 
     #[test]

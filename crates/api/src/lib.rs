@@ -35,7 +35,7 @@ mod server;
 mod status;
 mod write;
 
-pub use auth::Credentials;
+pub use auth::{Credentials, LoginGuard};
 pub use health::{HealthSource, NodeHealth, Role};
 pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};

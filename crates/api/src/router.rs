@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, delete, on, post};
 use tokio::net::TcpListener;
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, LoginGuard};
 use crate::body;
 use crate::health::HealthSource;
 use crate::ops::Operations;
@@ -40,6 +40,8 @@ pub struct ApiContext {
     /// `None`: every mutating call answers 403. A watch, so that the agent
     /// can swap the credentials when it reloads its settings file.
     pub auth: tokio::sync::watch::Receiver<Option<Credentials>>,
+    /// Failed logins per client address.
+    pub logins: Arc<LoginGuard>,
 }
 
 type Context = Arc<ApiContext>;

@@ -56,6 +56,7 @@ fn context(health: impl HealthSource) -> ApiContext {
         health: Arc::new(health),
         ops: Arc::new(Untouchable),
         auth: tokio::sync::watch::channel(None).1,
+        logins: Default::default(),
     }
 }
 
@@ -384,6 +385,67 @@ async fn a_flood_of_idle_connections_does_not_stop_health_checks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A POST of `/reload` with `user:password` over a socket bound to `from`:
+/// the status code.
+async fn login_from(from: &str, to: std::net::SocketAddr, user_password: &str) -> u16 {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(to).await.unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(user_password);
+    stream
+        .write_all(
+            format!(
+                "POST /reload HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Password guessing is slowed per address: after five failures an
+/// address is answered 429 even with the right password, while another
+/// address is still judged on its credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_rate_limited_per_address() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = ApiContext {
+        auth: tokio::sync::watch::channel(Some(raftgres_api::Credentials {
+            username: "admin".into(),
+            password: "s3cret".into(),
+        }))
+        .1,
+        ..context(primary)
+    };
+    let server = tokio::spawn(raftgres_api::serve(listener, ctx, async move {
+        let _ = stopped.await;
+    }));
+    for attempt in 0..5 {
+        assert_eq!(
+            login_from("127.0.0.1", to, "admin:guess").await,
+            401,
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(login_from("127.0.0.1", to, "admin:s3cret").await, 429);
+    assert_eq!(login_from("127.0.0.2", to, "admin:guess").await, 401);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -344,6 +344,7 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
         health: Arc::new(move || health.clone()),
         ops: Arc::clone(&ops) as Arc<dyn Operations>,
         auth: tokio::sync::watch::channel(auth).1,
+        logins: Default::default(),
     });
     Api { router, ops }
 }
