@@ -261,26 +261,35 @@ impl MatrixLab {
                 dir.keep().display()
             ),
         };
-        if replication == Replication::Synchronous {
-            let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
-                &lab.description.dir,
-            ));
-            let url = lab.member(&primary).expect("member").api_url.clone();
-            let reply = api
-                .send("PATCH", &url, "/config", &json!({"synchronous_mode": true}))
-                .await
-                .expect("PATCH /config");
-            assert_eq!(reply.status, 200, "synchronous mode: {reply:?}");
-        }
-        (
-            MatrixLab {
-                lab,
-                net,
-                replication,
-                dir: Some(dir),
-            },
-            primary,
-        )
+        let mut m = MatrixLab {
+            lab,
+            net,
+            replication: Replication::Asynchronous,
+            dir: Some(dir),
+        };
+        m.switch_to(replication, &primary).await;
+        (m, primary)
+    }
+
+    /// Puts the healthy lab, whose primary is `primary`, in `replication`
+    /// mode; the next run waits for a synchronous standby if it needs one.
+    pub async fn switch_to(&mut self, replication: Replication, primary: &str) {
+        let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
+            &self.lab.description.dir,
+        ));
+        let url = self.lab.member(primary).expect("member").api_url.clone();
+        let synchronous = replication == Replication::Synchronous;
+        let reply = api
+            .send(
+                "PATCH",
+                &url,
+                "/config",
+                &json!({ "synchronous_mode": synchronous }),
+            )
+            .await
+            .expect("PATCH /config");
+        assert_eq!(reply.status, 200, "{} mode: {reply:?}", replication.name());
+        self.replication = replication;
     }
 }
 

@@ -1,8 +1,8 @@
-//! The fault matrix in CI: every fault of `tests/src/matrix.rs`, twice, in
-//! asynchronous and in synchronous replication, each on a lab of its own,
-//! with the workload and the checker there (in synchronous mode it also
-//! fails a run that lost one acknowledged write). The full matrix with more
-//! runs and a report is `cargo bench --bench faults`.
+//! The fault matrix in CI: every fault of `tests/src/matrix.rs`, twice in
+//! asynchronous and then twice in synchronous replication, on a lab of its
+//! own per fault, with the workload and the checker there (in synchronous
+//! mode it also fails a run that lost one acknowledged write). The full
+//! matrix with more runs and a report is `cargo bench --bench faults`.
 
 use raftgres_tests::matrix::{Fault, MatrixLab, Replication, Setup, run_once};
 use raftgres_tests::serial;
@@ -10,22 +10,21 @@ use raftgres_tests::serial;
 const RUNS: u32 = 2;
 
 async fn twice(fault: Fault) {
-    twice_in(fault, Replication::Asynchronous).await;
-}
-
-async fn twice_in(fault: Fault, replication: Replication) {
     let _serial = serial().await;
     assert!(
         fault.setup() == Setup::Loopback || nix::unistd::geteuid().is_root(),
         "{} needs root (network namespaces or mounts); run the tests as root, as scripts/test-all does",
         fault.name()
     );
-    let (mut lab, mut primary) = MatrixLab::start_in(fault, replication).await;
-    for run in 0..RUNS {
-        let report = run_once(&mut lab, &primary, fault, run).await;
-        println!("{}", report.json());
-        report.assert_safe();
-        primary = report.new_primary;
+    let (mut lab, mut primary) = MatrixLab::start(fault).await;
+    for replication in Replication::ALL {
+        lab.switch_to(replication, &primary).await;
+        for run in 0..RUNS {
+            let report = run_once(&mut lab, &primary, fault, run).await;
+            println!("{}", report.json());
+            report.assert_safe();
+            primary = report.new_primary;
+        }
     }
 }
 
@@ -102,84 +101,4 @@ async fn wipe_replica_raft_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_fsync_on_the_raft_leader() {
     twice(Fault::SlowFsyncLeader).await;
-}
-
-/// The same faults in synchronous replication: no acknowledged write lost.
-mod synchronous {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kill_primary_postmaster() {
-        twice_in(Fault::KillPostgres, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kill_primary_agent() {
-        twice_in(Fault::KillAgent, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stop_primary_agent() {
-        twice_in(Fault::StopAgent, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stop_primary_postmaster() {
-        twice_in(Fault::StopPostmaster, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn lose_primary_host() {
-        twice_in(Fault::KillHost, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn restart_primary_agent() {
-        twice_in(Fault::RestartAgent, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn kill_replica_agent() {
-        twice_in(Fault::KillReplicaAgent, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn restart_primary_agent_during_switchover() {
-        twice_in(Fault::RestartDuringSwitchover, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn isolate_primary() {
-        twice_in(Fault::IsolatePrimary, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn nothing_reaches_the_primary() {
-        twice_in(Fault::CutToPrimary, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn nothing_leaves_the_primary() {
-        twice_in(Fault::CutFromPrimary, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fill_primary_disk() {
-        twice_in(Fault::FillPrimaryDisk, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn replace_binary_and_kill_primary_agent() {
-        twice_in(Fault::ReplaceBinaryKillAgent, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn wipe_replica_raft_store() {
-        twice_in(Fault::WipeReplicaStore, Replication::Synchronous).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn slow_fsync_on_the_raft_leader() {
-        twice_in(Fault::SlowFsyncLeader, Replication::Synchronous).await;
-    }
 }
