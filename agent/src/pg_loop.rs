@@ -996,17 +996,7 @@ impl PgLoop {
         if control.setting("synchronous_standby_names").await? == wanted {
             return Ok(());
         }
-        let role = match local
-            .upstream
-            .as_deref()
-            .and_then(|u| upstream_of(state, u))
-        {
-            Some(up) => Role::Standby {
-                upstream: up,
-                slot: Some(slot_name_for(self.me())),
-            },
-            None => Role::DetachedStandby,
-        };
+        let role = self.standby_role(local, state);
         self.write_conf(local, &role)?;
         self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
             .await?;
@@ -1029,6 +1019,12 @@ impl PgLoop {
         if view.is_writable_primary() {
             return Role::Primary;
         }
+        self.standby_role(local, state)
+    }
+
+    /// A standby streaming from the upstream it was last pointed at, or
+    /// replaying what it has when that member is unknown.
+    fn standby_role(&self, local: &Local, state: &ClusterState) -> Role {
         match local
             .upstream
             .as_deref()
