@@ -267,13 +267,12 @@ impl Consensus {
             Some(UNCLAIMED) => {
                 tokio::spawn(self.clone().claim_place(my_addr, retry));
             }
-            Some(recorded) => {
-                if let Admission::Refuse { .. } =
-                    decide_admission(Some(recorded), self.inner.incarnation)
-                {
-                    return Err(ConsensusError::Replaced { node_id: me });
-                }
-            }
+            Some(recorded) if recorded == self.inner.incarnation => {}
+            // Another incarnation in this store's own copy is either the
+            // group refusing this store, or the copy lagging: a store re-added
+            // right after its predecessor's removal copies a snapshot or log
+            // that still records the predecessor. Only the leader knows which.
+            Some(_) => self.confirm_place(&my_addr, retry).await?,
             // Removed from the group this store knows: it never claims a
             // place back by itself.
             None => {}
@@ -369,11 +368,25 @@ impl Consensus {
     async fn claim_place(self, my_addr: String, retry: Duration) {
         let me = self.inner.id;
         let incarnation = self.inner.incarnation;
+        // The other way it ends is the member stopping.
+        if let Err(e @ ConsensusError::Replaced { .. }) = self.confirm_place(&my_addr, retry).await
+        {
+            tracing::error!(node_id = me, incarnation, error = %e, "another store took this member's place; this one is refused every Raft message");
+        }
+    }
+
+    /// Has the group's leader record this store's incarnation for this
+    /// member (keeping its place if it is this store's), retrying until a
+    /// leader answers. [`ConsensusError::Replaced`] when the group records
+    /// another store for this member id.
+    async fn confirm_place(&self, my_addr: &str, retry: Duration) -> Result<()> {
+        let me = self.inner.id;
+        let incarnation = self.inner.incarnation;
         loop {
             let addr = match self.status_membership_node(me) {
-                _ if !my_addr.is_empty() => my_addr.clone(),
+                _ if !my_addr.is_empty() => my_addr.to_owned(),
                 Some(node) => node.addr,
-                None => return,
+                None => return Ok(()),
             };
             match self.answer_join(me, &addr, incarnation).await {
                 Ok(_) => {
@@ -382,13 +395,11 @@ impl Consensus {
                         incarnation,
                         "recorded this store's incarnation in the group"
                     );
-                    return;
+                    return Ok(());
                 }
-                Err(e @ ConsensusError::Replaced { .. }) => {
-                    tracing::error!(node_id = me, incarnation, error = %e, "another store took this member's place; this one is refused every Raft message");
-                    return;
+                Err(e @ (ConsensusError::Replaced { .. } | ConsensusError::Stopped(_))) => {
+                    return Err(e);
                 }
-                Err(ConsensusError::Stopped(_)) => return,
                 Err(e) => {
                     tracing::info!(node_id = me, error = %e, "cannot record this store's incarnation yet; retrying");
                     self.pause_before_retry(retry).await;

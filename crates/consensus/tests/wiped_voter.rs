@@ -167,3 +167,82 @@ async fn a_wiped_voter_is_refused_then_comes_back_once_removed() {
         Ok(Formation::Restarted)
     );
 }
+
+/// Re-added at once after its removal, a wiped member copies the group's
+/// state from a snapshot taken while its old store still held the place. For
+/// a while its own copy of the membership shows the old incarnation: that is
+/// its copy lagging, not the group refusing it, and it must not refuse itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_added_store_does_not_refuse_itself_from_a_lagging_copy() {
+    const EVERY: u64 = 20;
+    const ANSWER_DELAY: Duration = Duration::from_secs(3);
+    let mut cluster = Cluster::launch_with(3, EVERY).await;
+    for id in [1, 2, 3] {
+        form_or_join(cluster.get(id), &[1, 2, 3])
+            .await
+            .expect("claim the place");
+    }
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    let wiped = cluster.others(leader)[0];
+    let old = cluster.get(wiped).incarnation();
+    eventually("the group to record the place", SETTLE, || {
+        (cluster.get(leader).recorded_incarnation(wiped) == Some(old)).then_some(())
+    })
+    .await;
+    for _ in 0..3 * EVERY {
+        cluster.commit(leader).await;
+    }
+    eventually(
+        "the leader to purge its log behind a snapshot",
+        SETTLE,
+        || cluster.status(leader).purged_index.is_some().then_some(()),
+    )
+    .await;
+    let member = wipe(&mut cluster, wiped).await;
+    bounded(
+        "remove the wiped member",
+        SETTLE * 2,
+        cluster.get(leader).remove_member(wiped),
+    )
+    .await
+    .expect("remove");
+
+    // The new store gets the snapshot, which still records the old store,
+    // and none of the entries after it (entries it cannot accept yet pass, so
+    // the leader learns it must send the snapshot); the group's "taken in"
+    // reaches it only once it holds that copy.
+    let snapshot = cluster.status(leader).snapshot_index.expect("a snapshot");
+    cluster
+        .router
+        .drop_append_entries_when(Box::new(move |_from, to, request| {
+            to == wiped
+                && !request.entries.is_empty()
+                && request.prev_log_id.is_some_and(|p| p.index >= snapshot)
+        }));
+    cluster.router.delay_join_answers(ANSWER_DELAY);
+    let joining = tokio::spawn({
+        let member = member.clone();
+        async move { form_or_join(&member, &[1, 2, 3]).await }
+    });
+    eventually(
+        "the new store to hold the snapshot, which records the old store",
+        ANSWER_DELAY / 2,
+        || (member.recorded_incarnation(wiped) == Some(old)).then_some(()),
+    )
+    .await;
+    cluster.router.delay_join_answers(Duration::ZERO);
+
+    match bounded("the re-added member's join", SETTLE * 2, joining)
+        .await
+        .expect("join task")
+    {
+        Ok(Formation::Joined(view)) => assert!(view.voters.contains(&wiped), "{view:?}"),
+        other => panic!("expected to join as a new member, got {other:?}"),
+    }
+    cluster.router.clear_filters();
+    cluster.wait_membership(&[1, 2, 3], &[1, 2, 3], &[]).await;
+    eventually("its copy to record the new store", SETTLE, || {
+        member.place_recorded().then_some(())
+    })
+    .await;
+}

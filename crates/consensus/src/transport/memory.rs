@@ -37,6 +37,8 @@ pub struct MemoryRouter {
     /// Directed links that drop traffic: (from, to).
     cut: Mutex<BTreeSet<(NodeId, NodeId)>>,
     append_filter: Mutex<Option<AppendFilter>>,
+    /// How long a peer's answer to "take me in" takes to come back.
+    join_answer_delay: Mutex<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,12 @@ impl MemoryRouter {
 
     pub fn clear_filters(&self) {
         *lock(&self.append_filter) = None;
+    }
+
+    /// Holds back every answer to a join request: the group has acted on it
+    /// (and replicates to the new member) before the asker hears back.
+    pub fn delay_join_answers(&self, by: std::time::Duration) {
+        *lock(&self.join_answer_delay) = by;
     }
 
     fn reachable(&self, from: NodeId, to: NodeId) -> std::result::Result<Consensus, String> {
@@ -292,10 +300,14 @@ impl LeaderLink for MemoryLink {
         incarnation: Incarnation,
     ) -> BoxFuture<'a, Result<Option<MembershipView>>> {
         Box::pin(async move {
-            self.leader(peer)?
+            let answer = self
+                .leader(peer)?
                 .answer_join(node_id, raft_addr, incarnation)
                 .await
-                .map_err(busy)
+                .map_err(busy);
+            let delay = *lock(&self.router.join_answer_delay);
+            tokio::time::sleep(delay).await;
+            answer
         })
     }
 }
