@@ -74,7 +74,12 @@ impl HealthSource for AgentHealth {
             },
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,
-            sync_standby: state.synchronous && state.sync_set.contains(&self.member),
+            sync_standby: state.synchronous
+                && state.sync_quorum.is_none()
+                && state.sync_set.contains(&self.member),
+            quorum_standby: state.synchronous
+                && state.sync_quorum.is_some()
+                && state.sync_set.contains(&self.member),
             pending_restart: state
                 .members
                 .get(&self.member)

@@ -22,6 +22,7 @@ enum Intent {
     Renew,
     Release,
     Transfer,
+    Report,
 }
 
 type InFlight =
@@ -40,6 +41,9 @@ pub struct LeaseLoop {
     pub keeper: Option<raftgres_keeper::KeeperClient>,
     /// Beats while the loop goes round, for the systemd watchdog.
     pub progress: crate::systemd::Progress,
+    /// The local Postgres, to measure its WAL position when the lease has
+    /// ended (quorum mode); `None` for a witness.
+    pub control: Option<raftgres_postgres::Control>,
 }
 
 /// When nothing else wakes the loop, look again after this long.
@@ -194,6 +198,23 @@ impl LeaseLoop {
                     };
                     in_flight = Some(self.send(Intent::Transfer, now, command));
                 }
+                LeaseAction::ReportPosition { expected } => match self.position().await {
+                    // Measured now, after the lease ended: after the old
+                    // primary's fence.
+                    Ok(lsn) => {
+                        tracing::info!(member = self.me(), lease = %expected, %lsn, "the lease ended; reporting this standby's WAL position");
+                        let command = Command::ReportPosition {
+                            member: self.me().to_owned(),
+                            lease: expected,
+                            lsn,
+                        };
+                        in_flight = Some(self.send(Intent::Report, now, command));
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "cannot read this standby's WAL position to report it; retrying");
+                        retry_after = mono_now() + COMMAND_BACKOFF;
+                    }
+                },
                 LeaseAction::Acquire { expected } => {
                     let requested = failover_candidate(state) == Some(self.me());
                     tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, requested, "lease expired or free; trying to acquire");
@@ -257,6 +278,15 @@ impl LeaseLoop {
             lsn: primary.map(|d| d.lsn),
             timeline: primary.map(|d| d.timeline),
         }
+    }
+
+    /// What this standby could offer if promoted: WAL received and
+    /// flushed, or replayed if more.
+    async fn position(&self) -> anyhow::Result<raftgres_state::Lsn> {
+        let Some(control) = &self.control else {
+            anyhow::bail!("a witness has no Postgres whose position it could report");
+        };
+        Ok(raftgres_state::Lsn(control.status().await?.wal_lsn.0))
     }
 
     fn send(&self, intent: Intent, sent: MonoInstant, command: Command) -> InFlight {

@@ -148,7 +148,7 @@ fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
         retry_timeout_ms: ms(b.retry_timeout),
         lease_margin_ms: ms(b.lease_margin),
         maximum_lag_on_failover: b.maximum_lag_on_failover,
-        synchronous_mode: false,
+        synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,
         synchronous_node_count: 1,
         postgresql_parameters: BTreeMap::new(),
@@ -517,6 +517,12 @@ async fn run(
                 .as_ref()
                 .map(|(socket, _)| raftgres_keeper::KeeperClient::new(socket)),
             progress: lease_progress.clone(),
+            control: config
+                .postgresql
+                .as_ref()
+                .map(|pg| pg_settings(&config, pg))
+                .transpose()?
+                .map(|settings| raftgres_postgres::Control::new(&settings)),
         }
         .run(shutdown_rx),
     );

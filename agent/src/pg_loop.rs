@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
-    DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, StandbyView, SyncStep,
-    WaitFor, decide_postgres, due_switchover, plan_sync, wait_for,
+    Configured, DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, StandbyView,
+    SyncStep, WaitFor, decide_postgres, due_switchover, plan_sync, wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
@@ -113,7 +113,7 @@ struct Local {
     /// What the running primary's commits were last configured to wait
     /// for; `None` when not known (after a start, a promotion, an agent
     /// restart), so it is configured again before anything widens.
-    sync_configured: Option<WaitFor>,
+    sync_configured: Option<Configured>,
 }
 
 /// ha's `WaitFor` in Postgres's terms.
@@ -122,6 +122,10 @@ fn sync_standbys(wait: &WaitFor) -> SyncStandbys {
         WaitFor::Nobody => SyncStandbys::Nobody,
         WaitFor::AnyOne => SyncStandbys::AnyOne,
         WaitFor::All(names) => SyncStandbys::All(names.clone()),
+        WaitFor::Any { n, names } => SyncStandbys::Any {
+            n: *n,
+            names: names.clone(),
+        },
     }
 }
 
@@ -344,12 +348,14 @@ impl PgLoop {
             SyncStep::Commit {
                 members,
                 synchronous,
+                quorum,
             } => {
                 let command = Command::SetSyncSet {
                     member: self.me().to_owned(),
                     epoch: state.lease.epoch,
                     members: members.clone(),
                     synchronous,
+                    quorum,
                 };
                 match self.consensus.propose(command).await {
                     Ok(Ok(_)) => tracing::info!(
@@ -357,6 +363,7 @@ impl PgLoop {
                         epoch = %state.lease.epoch,
                         sync_set = ?members,
                         synchronous,
+                        ?quorum,
                         "committed the synchronous standbys"
                     ),
                     Ok(Err(rejection)) => {
@@ -369,22 +376,18 @@ impl PgLoop {
             }
             SyncStep::Configure(wait) => {
                 self.settings.synchronous_standbys = sync_standbys(&wait);
-                let applied = match self.write_conf(local, &Role::Primary) {
-                    Ok(()) => self
-                        .keeper(Request::Reload, raftgres_keeper::client::QUICK)
-                        .await
-                        .map(drop)
-                        .map_err(anyhow::Error::from),
-                    Err(e) => Err(e.into()),
-                };
-                match applied {
-                    Ok(()) => {
+                match self.configure_sync(local).await {
+                    Ok(at) => {
                         tracing::info!(
                             member = self.me(),
                             synchronous_standby_names = %self.settings.synchronous_standbys.setting(),
+                            lsn = %at,
                             "Postgres waits for these standbys now"
                         );
-                        local.sync_configured = Some(wait);
+                        local.sync_configured = Some(Configured {
+                            wait,
+                            at: Some(Lsn(at.0)),
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(member = self.me(), error = %e, "cannot set the synchronous standbys; retrying");
@@ -393,6 +396,17 @@ impl PgLoop {
                 }
             }
         }
+    }
+
+    /// Writes and reloads the standbys the primary waits for, and returns
+    /// its WAL position once a new session sees them: the commits it
+    /// acknowledged under the old setting are at or below it.
+    async fn configure_sync(&self, local: &mut Local) -> anyhow::Result<raftgres_postgres::Lsn> {
+        self.write_conf(local, &Role::Primary)?;
+        self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+            .await?;
+        self.await_sync_setting().await?;
+        Ok(Control::new(&self.settings).status().await?.wal_lsn)
     }
 
     /// Takes what a reload changed: the next managed conf carries the new
@@ -546,6 +560,7 @@ impl PgLoop {
                                 name: r.application_name.clone(),
                                 streaming: r.state == "streaming",
                                 synchronous: r.sync_state == "sync",
+                                flushed: r.flush_lsn.map(|l| Lsn(l.0)),
                             })
                             .collect()
                     };
@@ -1000,6 +1015,14 @@ impl PgLoop {
         self.write_conf(local, &role)?;
         self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
             .await?;
+        self.await_sync_setting().await
+    }
+
+    /// Waits until a new session sees the `synchronous_standby_names` of
+    /// the settings: the postmaster has read it.
+    async fn await_sync_setting(&self) -> anyhow::Result<()> {
+        let wanted = self.settings.synchronous_standbys.setting();
+        let control = Control::new(&self.settings);
         let deadline = Instant::now() + SYNC_CONFIG_WAIT;
         loop {
             if control.setting("synchronous_standby_names").await? == wanted {
@@ -1007,7 +1030,7 @@ impl PgLoop {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "Postgres did not take synchronous_standby_names = {wanted:?} within {SYNC_CONFIG_WAIT:?}; not promoting"
+                    "Postgres did not take synchronous_standby_names = {wanted:?} within {SYNC_CONFIG_WAIT:?}"
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

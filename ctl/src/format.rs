@@ -95,6 +95,7 @@ pub fn role_title(role: Option<&str>) -> String {
         Some("leader") => "Leader".into(),
         Some("replica") => "Replica".into(),
         Some("sync_standby") => "Sync Standby".into(),
+        Some("quorum_standby") => "Quorum Standby".into(),
         Some("witness") => "Witness".into(),
         Some(other) => other.into(),
         None => String::new(),

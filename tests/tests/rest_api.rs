@@ -473,13 +473,12 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
             json!({"ttl_ms": 1500}),
             "a Raft election can take up to",
         ),
-        // Stored and ignored would mislead: refused until it is built.
         (
             "PATCH",
             base.as_str(),
             "/config",
-            json!({"synchronous_mode": "quorum"}),
-            "synchronous_mode \"quorum\" is not built yet",
+            json!({"synchronous_mode": "sometimes"}),
+            "synchronous_mode` must be true, false or \"quorum\"",
         ),
     ] {
         let reply = api

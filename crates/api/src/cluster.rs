@@ -136,8 +136,12 @@ fn member_document<'a>(
         "leader"
     } else if witness {
         "witness"
-    } else if state.sync_set.contains(&member.name) {
-        "sync_standby"
+    } else if state.synchronous && state.sync_set.contains(&member.name) {
+        if state.sync_quorum.is_some() {
+            "quorum_standby"
+        } else {
+            "sync_standby"
+        }
     } else {
         "replica"
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use raftgres_state::ConfigValues;
+use raftgres_state::{ConfigValues, SyncMode};
 use serde_json::{Map, Value};
 
 /// A patch or document that does not fit the config's shape. Answered
@@ -24,11 +24,6 @@ pub(crate) enum ConfigDocError {
     WrongType { key: String, expected: &'static str },
     #[error("config key `{key}` is missing")]
     Missing { key: String },
-    #[error(
-        "synchronous_mode \"quorum\" is not built yet: use true (every synchronous standby \
-         confirms each commit) or false; see docs/replication.md"
-    )]
-    QuorumNotBuilt,
 }
 
 const TTL_MS: &str = "ttl_ms";
@@ -90,7 +85,10 @@ pub(crate) fn to_document(values: &ConfigValues) -> Value {
         MAXIMUM_LAG_ON_FAILOVER.into(),
         values.maximum_lag_on_failover.into(),
     );
-    doc.insert(SYNCHRONOUS_MODE.into(), values.synchronous_mode.into());
+    doc.insert(
+        SYNCHRONOUS_MODE.into(),
+        serde_json::to_value(values.synchronous_mode).unwrap_or(Value::Null),
+    );
     doc.insert(
         SYNCHRONOUS_MODE_STRICT.into(),
         values.synchronous_mode_strict.into(),
@@ -239,14 +237,13 @@ fn boolean(key: &str, value: &Value) -> Result<bool, ConfigDocError> {
         .ok_or_else(|| wrong_type(key, "true or false"))
 }
 
-/// Patroni's values: true, false, or "quorum" (refused until it is built,
-/// so that an existing config does not silently get a weaker guarantee).
-fn synchronous_mode(value: &Value) -> Result<bool, ConfigDocError> {
+/// Patroni's values: true, false, or "quorum".
+fn synchronous_mode(value: &Value) -> Result<SyncMode, ConfigDocError> {
     match value {
-        Value::String(text) if text.eq_ignore_ascii_case("quorum") => {
-            Err(ConfigDocError::QuorumNotBuilt)
-        }
-        other => boolean(SYNCHRONOUS_MODE, other),
+        Value::Bool(false) => Ok(SyncMode::Off),
+        Value::Bool(true) => Ok(SyncMode::On),
+        Value::String(text) if text.eq_ignore_ascii_case("quorum") => Ok(SyncMode::Quorum),
+        _ => Err(wrong_type(SYNCHRONOUS_MODE, "true, false or \"quorum\"")),
     }
 }
 
@@ -275,7 +272,7 @@ mod tests {
             retry_timeout_ms: 1000,
             lease_margin_ms: 500,
             maximum_lag_on_failover: 1_048_576,
-            synchronous_mode: false,
+            synchronous_mode: raftgres_state::SyncMode::Off,
             synchronous_mode_strict: false,
             synchronous_node_count: 1,
             postgresql_parameters: [("work_mem".to_owned(), "4MB".to_owned())].into(),
@@ -411,10 +408,12 @@ mod tests {
     }
 
     #[test]
-    fn quorum_mode_is_refused_until_it_is_built() {
-        let err = apply_patch(&values(), &json!({"synchronous_mode": "quorum"})).unwrap_err();
-        assert_eq!(err, ConfigDocError::QuorumNotBuilt);
-        assert!(err.to_string().contains("not built yet"), "{err}");
+    fn quorum_mode_reads_and_shows_as_patroni_writes_it() {
+        let patched = apply_patch(&values(), &json!({"synchronous_mode": "quorum"})).unwrap();
+        assert_eq!(patched.synchronous_mode, SyncMode::Quorum);
+        assert_eq!(to_document(&patched)["synchronous_mode"], json!("quorum"));
+        let patched = apply_patch(&patched, &json!({"synchronous_mode": true})).unwrap();
+        assert_eq!(to_document(&patched)["synchronous_mode"], json!(true));
     }
 
     #[test]

@@ -57,8 +57,11 @@ pub struct NodeHealth {
     /// `server_version_num`, e.g. `150004`.
     pub server_version: Option<u32>,
     /// The Raft state names this member a synchronous standby of the
-    /// holder (synchronous mode).
+    /// holder (synchronous mode on).
     pub sync_standby: bool,
+    /// The Raft state names this member a quorum standby of the holder
+    /// (quorum mode).
+    pub quorum_standby: bool,
     /// Settings the running server waits for a restart to apply.
     pub pending_restart: BTreeMap<String, raftgres_state::PendingRestart>,
 }

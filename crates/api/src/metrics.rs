@@ -125,6 +125,16 @@ pub(crate) fn render(
         "1 if this member is a synchronous standby (as Patroni's patroni_sync_standby)",
         ConstGauge::new(u64::from(health.sync_standby)),
     );
+    registry.register(
+        "raftgres_quorum_standby",
+        "1 if this member is a quorum standby (as Patroni's patroni_quorum_standby)",
+        ConstGauge::new(u64::from(health.quorum_standby)),
+    );
+    registry.register(
+        "raftgres_synchronous_quorum",
+        "Quorum mode: how many of the quorum standbys have each acknowledged commit, at least",
+        ConstGauge::new(state.sync_quorum.map_or(0, u64::from)),
+    );
     let mut text = String::with_capacity(4096);
     encode(&mut text, &registry)?;
     Ok(text)

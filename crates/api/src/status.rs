@@ -23,8 +23,7 @@ pub enum Endpoint {
     Async,
     /// `/read-only-sync`: the primary or a synchronous standby.
     ReadOnlySync,
-    /// `/quorum`: a quorum standby. Quorum mode is not built (PATCH
-    /// /config refuses it), so no member is one.
+    /// `/quorum`: a running quorum standby.
     Quorum,
     /// `/read-only-quorum`: the primary or a quorum standby.
     ReadOnlyQuorum,
@@ -102,12 +101,15 @@ pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) 
     let up = match endpoint {
         Endpoint::Primary => is_writable_primary(health),
         Endpoint::Replica => is_balanced_replica(health, query),
-        Endpoint::Async => is_balanced_replica(health, query) && !health.sync_standby,
+        Endpoint::Async => {
+            is_balanced_replica(health, query) && !health.sync_standby && !health.quorum_standby
+        }
         Endpoint::ReadOnly => is_writable_primary(health) || is_balanced_replica(health, query),
         Endpoint::Sync => is_sync_standby(health, query),
         Endpoint::ReadOnlySync => is_writable_primary(health) || is_sync_standby(health, query),
-        Endpoint::StandbyLeader | Endpoint::Quorum => false,
-        Endpoint::ReadOnlyQuorum => is_writable_primary(health),
+        Endpoint::StandbyLeader => false,
+        Endpoint::Quorum => is_quorum_standby(health, query),
+        Endpoint::ReadOnlyQuorum => is_writable_primary(health) || is_quorum_standby(health, query),
         Endpoint::Health => health.postgres_running,
         Endpoint::Liveness | Endpoint::Patroni => true,
         Endpoint::Readiness => {
@@ -143,6 +145,10 @@ fn is_balanced_replica(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
 }
 
 /// A running replica the Raft state names synchronous, within `?lag=`.
+fn is_quorum_standby(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
+    is_running_replica(h) && h.quorum_standby && lag_within(h, q.max_lag)
+}
+
 fn is_sync_standby(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
     is_running_replica(h) && h.sync_standby && lag_within(h, q.max_lag)
 }

@@ -80,6 +80,7 @@ fn primary() -> NodeHealth {
         xlog_location: Some(50_331_744),
         server_version: Some(150_004),
         sync_standby: false,
+        quorum_standby: false,
         pending_restart: BTreeMap::new(),
     }
 }

@@ -49,6 +49,12 @@ pub enum LeaseAction {
     Release {
         expected: LeaseVersion,
     },
+    /// Quorum mode: the lease ended, so the old primary is fenced; measure
+    /// this standby's WAL position now and report it for `lease`, as
+    /// evidence for whichever quorum standby takes over.
+    ReportPosition {
+        expected: LeaseVersion,
+    },
     /// Switchover: the holder's Postgres stopped cleanly and `to` has
     /// replayed its shutdown checkpoint; hand the lease over,
     /// compare-and-set on the exact version it decided on.
@@ -150,6 +156,29 @@ impl<'a> Observation<'a> {
                     Reverse(m.name.as_str()),
                 ) > mine
         })
+    }
+
+    /// Quorum mode, the lease over: a quorum standby running on this
+    /// cluster's data that has not reported its position for this version.
+    fn owes_position(&self) -> bool {
+        let lease = &self.state.lease;
+        self.state.synchronous
+            && self.state.sync_quorum.is_some()
+            && self.state.sync_set.contains(self.me)
+            && !lease.is_held_by(self.me)
+            && self
+                .state
+                .positions
+                .get(self.me)
+                .is_none_or(|p| p.lease != lease.version())
+            && matches!(
+                self.pg,
+                PgView::Running {
+                    in_recovery: true,
+                    ..
+                }
+            )
+            && self.data_is_ours()
     }
 
     /// A failover named this member: it takes over with any data of this
@@ -300,6 +329,11 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         return LeaseAction::Wait { until: None };
     }
     if o.observer.expired(lease, o.now) {
+        if failover_candidate(o.state).is_none() && o.owes_position() {
+            return LeaseAction::ReportPosition {
+                expected: lease.version(),
+            };
+        }
         let may = match failover_candidate(o.state) {
             Some(to) if to == o.me => o.can_lead_on_request(),
             // The operator named another member: defer to it while it lives.
@@ -362,7 +396,7 @@ mod tests {
                     retry_timeout_ms: 1000,
                     lease_margin_ms: 400,
                     maximum_lag_on_failover: 0,
-                    synchronous_mode: false,
+                    synchronous_mode: raftgres_state::SyncMode::Off,
                     synchronous_mode_strict: false,
                     synchronous_node_count: 1,
                     postgresql_parameters: Default::default(),

@@ -29,5 +29,7 @@ pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
     unfit_candidate,
 };
-pub use sync::{StandbyView, SyncStep, WaitFor, hands_over_after_crash, plan_sync, wait_for};
+pub use sync::{
+    Configured, StandbyView, SyncStep, WaitFor, hands_over_after_crash, plan_sync, wait_for,
+};
 pub use timeline::{OffTimeline, data_on_current_timeline, on_current_timeline};

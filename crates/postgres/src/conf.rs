@@ -291,6 +291,14 @@ mod tests {
             line(&s).as_deref(),
             Some(r#"synchronous_standby_names = 'FIRST 2 ("node-2", "node3")'"#)
         );
+        s.synchronous_standbys = crate::SyncStandbys::Any {
+            n: 1,
+            names: ["node-2".to_owned(), "node3".to_owned()].into(),
+        };
+        assert_eq!(
+            line(&s).as_deref(),
+            Some(r#"synchronous_standby_names = 'ANY 1 ("node-2", "node3")'"#)
+        );
         s.synchronous_standbys = crate::SyncStandbys::All(["a\"b".to_owned()].into());
         assert!(s.validate().is_err(), "a quote would break the list");
     }

@@ -139,7 +139,9 @@ impl PgSettings {
                 reason: "must name this member so the primary can tell its standbys apart",
             });
         }
-        if let SyncStandbys::All(names) = &self.synchronous_standbys {
+        if let SyncStandbys::All(names) | SyncStandbys::Any { names, .. } =
+            &self.synchronous_standbys
+        {
             for name in names {
                 check_conf_text("synchronous standby name", name)?;
                 if name.is_empty() || name.contains(['"', '\'']) {
@@ -180,6 +182,8 @@ pub enum SyncStandbys {
     AnyOne,
     /// Every one of these standbys (by `application_name`).
     All(BTreeSet<String>),
+    /// Any `n` of these standbys: quorum commit.
+    Any { n: u32, names: BTreeSet<String> },
 }
 
 impl SyncStandbys {
@@ -188,17 +192,18 @@ impl SyncStandbys {
         match self {
             SyncStandbys::Nobody => String::new(),
             SyncStandbys::AnyOne => "*".to_owned(),
-            SyncStandbys::All(names) => format!(
-                "FIRST {} ({})",
-                names.len(),
-                names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            SyncStandbys::All(names) => format!("FIRST {} ({})", names.len(), quoted(names)),
+            SyncStandbys::Any { n, names } => format!("ANY {n} ({})", quoted(names)),
         }
     }
+}
+
+fn quoted(names: &BTreeSet<String>) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Role names go unquoted into `pg_hba.conf`, command lines and SQL, so they

@@ -1,7 +1,7 @@
 use crate::lease::{Epoch, Lease, LeaseVersion};
 use crate::model::{
     ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, HistoryEntry, Lsn, Member,
-    Switchover,
+    ReportedPosition, Switchover,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -78,6 +78,17 @@ pub enum Command {
         members: BTreeSet<String>,
         /// Whether the holder's commits wait for them (synchronous mode on).
         synchronous: bool,
+        /// Quorum mode: how many of `members` have each acknowledged
+        /// commit (see `ClusterState::sync_quorum`). `None`: all of them.
+        #[serde(default)]
+        quorum: Option<u32>,
+    },
+    /// A member's WAL position, measured after it saw lease version
+    /// `lease` expire or released: evidence for a candidate in quorum mode.
+    ReportPosition {
+        member: String,
+        lease: LeaseVersion,
+        lsn: Lsn,
     },
 }
 
@@ -138,6 +149,19 @@ pub enum Rejection {
     NotSynchronous {
         name: String,
         sync_set: BTreeSet<String>,
+    },
+    #[error(
+        "rejected: in quorum mode {name} must show that it has every acknowledged commit: \
+         {needed} of the quorum standbys {sync_set:?} (itself included) must have reported \
+         positions no further than its own since the lease ended, and {confirmed} have; \
+         wait for the others to report, or fail over to {name} explicitly \
+         (`raftgresctl failover`) accepting the loss"
+    )]
+    QuorumNotShown {
+        name: String,
+        sync_set: BTreeSet<String>,
+        needed: usize,
+        confirmed: usize,
     },
 }
 
@@ -215,8 +239,31 @@ impl ClusterState {
                 epoch,
                 members,
                 synchronous,
-            } => self.set_sync_set(member, *epoch, members, *synchronous),
+                quorum,
+            } => self.set_sync_set(member, *epoch, members, *synchronous, *quorum),
+            Command::ReportPosition { member, lease, lsn } => {
+                self.report_position(member, *lease, *lsn)
+            }
         }
+    }
+
+    fn report_position(&mut self, member: &str, lease: LeaseVersion, lsn: Lsn) -> Response {
+        self.check_can_lead(member)?;
+        let current = self.lease.version();
+        if lease != current {
+            return Err(Rejection::LeaseVersionChanged {
+                expected: lease,
+                current,
+            });
+        }
+        if self.lease.is_held_by(member) {
+            return Err(Rejection::MemberHoldsLease {
+                name: member.to_owned(),
+            });
+        }
+        self.positions
+            .insert(member.to_owned(), ReportedPosition { lease, lsn });
+        Ok(Applied::Done)
     }
 
     fn set_sync_set(
@@ -225,11 +272,22 @@ impl ClusterState {
         epoch: Epoch,
         members: &BTreeSet<String>,
         synchronous: bool,
+        quorum: Option<u32>,
     ) -> Response {
         self.check_holder(member, epoch)?;
-        if !synchronous && !members.is_empty() {
+        if !synchronous && (!members.is_empty() || quorum.is_some()) {
             return Err(Rejection::Invalid {
                 reason: "asynchronous replication has no synchronous standbys".into(),
+            });
+        }
+        if let Some(k) = quorum
+            && usize::try_from(k).map_or(true, |k| k > members.len())
+        {
+            return Err(Rejection::Invalid {
+                reason: format!(
+                    "a quorum of {k} among {} standbys: no more can have a commit than there are",
+                    members.len()
+                ),
             });
         }
         for name in members {
@@ -252,6 +310,7 @@ impl ClusterState {
         }
         self.sync_set = members.clone();
         self.synchronous = synchronous;
+        self.sync_quorum = quorum;
         Ok(Applied::Done)
     }
 
@@ -266,12 +325,64 @@ impl ClusterState {
 
     /// In synchronous mode only the members known to have every
     /// acknowledged commit may take the lease: the synchronous standbys and
-    /// the last holder itself.
+    /// the last holder itself. In quorum mode a quorum standby must also
+    /// show it: each commit is on at least `k` of the `n` standbys, so any
+    /// `n - k + 1` of them include one that has it, and a candidate whose
+    /// position is no behind theirs, all measured after the lease ended
+    /// (after the old primary was fenced), has it too.
     pub fn may_take_lease(&self, name: &str) -> bool {
         self.check_synchronous(name).is_ok()
     }
 
+    /// The standbys' positions that back `name` in quorum mode, itself
+    /// included, and how many are needed: `None` outside quorum mode.
+    pub fn quorum_evidence(&self, name: &str) -> Option<(usize, usize)> {
+        let k = self.sync_quorum?;
+        let needed = self
+            .sync_set
+            .len()
+            .saturating_sub(usize::try_from(k).unwrap_or(usize::MAX))
+            .saturating_add(1);
+        let current = self.lease.version();
+        let at = |m: &str| {
+            self.positions
+                .get(m)
+                .filter(|p| p.lease == current)
+                .map(|p| p.lsn)
+        };
+        let confirmed = match at(name) {
+            Some(mine) => self
+                .sync_set
+                .iter()
+                .filter(|m| at(m).is_some_and(|theirs| theirs <= mine))
+                .count(),
+            None => 0,
+        };
+        Some((needed, confirmed))
+    }
+
     fn check_synchronous(&self, name: &str) -> Result<(), Rejection> {
+        self.check_in_sync_set(name)?;
+        if self.synchronous && self.last_holder() != Some(name) {
+            match self.quorum_evidence(name) {
+                Some((needed, confirmed)) if confirmed < needed => {
+                    return Err(Rejection::QuorumNotShown {
+                        name: name.to_owned(),
+                        sync_set: self.sync_set.clone(),
+                        needed,
+                        confirmed,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule a switchover's candidate passes: it has replayed the old
+    /// primary's shutdown checkpoint, so every commit, and it is a
+    /// synchronous or quorum standby.
+    fn check_in_sync_set(&self, name: &str) -> Result<(), Rejection> {
         if !self.synchronous || self.sync_set.contains(name) || self.last_holder() == Some(name) {
             return Ok(());
         }
@@ -279,6 +390,19 @@ impl ClusterState {
             name: name.to_owned(),
             sync_set: self.sync_set.clone(),
         })
+    }
+
+    /// The lease passes to `holder`: the standbys are the old set without
+    /// it. In quorum mode one of the members that had a commit may be the
+    /// new holder, so the others are known to hold one fewer. The new
+    /// holder's commits wait for them from its first one.
+    fn hand_sync_set_to(&mut self, holder: &str) {
+        if self.sync_set.remove(holder)
+            && let Some(k) = &mut self.sync_quorum
+        {
+            *k = k.saturating_sub(1);
+        }
+        self.positions.clear();
     }
 
     fn initialize(&mut self, system_id: &str) -> Response {
@@ -371,7 +495,14 @@ impl ClusterState {
                 name: name.to_owned(),
             });
         }
-        self.sync_set.remove(name);
+        // Quorum mode: the claim "k of the set have each commit" may have
+        // counted this member. Lowering k keeps it true.
+        if self.sync_set.remove(name)
+            && let Some(k) = &mut self.sync_quorum
+        {
+            *k = k.saturating_sub(1);
+        }
+        self.positions.remove(name);
         Ok(Applied::Done)
     }
 
@@ -440,10 +571,7 @@ impl ClusterState {
             self.check_synchronous(member)?;
         }
         let previous_holder = self.lease.holder.replace(member.to_owned());
-        // The new holder's standbys are the old set without it: they have
-        // every commit the old holder acknowledged, and the new holder's
-        // commits wait for them from its first one.
-        self.sync_set.remove(member);
+        self.hand_sync_set_to(member);
         self.lease.disown_timeline(member);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
@@ -515,9 +643,9 @@ impl ClusterState {
                 reason: format!("cannot transfer the lease from {from} to itself"),
             });
         }
-        self.check_synchronous(to)?;
+        self.check_in_sync_set(to)?;
         let previous_holder = self.lease.holder.replace(to.to_owned());
-        self.sync_set.remove(to);
+        self.hand_sync_set_to(to);
         self.lease.disown_timeline(to);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;

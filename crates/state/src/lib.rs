@@ -14,5 +14,6 @@ pub use command::{Applied, Command, Rejection, Response};
 pub use lease::{Epoch, Lease, LeaseVersion, margin_floor_ms};
 pub use model::{
     AGENT_MANAGED_PARAMETERS, ClusterIdentity, ClusterState, ConfigValues, DynamicConfig,
-    HistoryEntry, Lsn, MAX_TTL_MS, Member, MemberRole, PendingRestart, PgState, Switchover, Tags,
+    HistoryEntry, Lsn, MAX_TTL_MS, Member, MemberRole, PendingRestart, PgState, ReportedPosition,
+    Switchover, SyncMode, Tags,
 };

@@ -24,6 +24,68 @@ pub struct ClusterIdentity {
     pub system_id: String,
 }
 
+/// Patroni's `synchronous_mode`: off, on (commits wait for every
+/// synchronous standby), or quorum (commits wait for any
+/// `synchronous_node_count` of the quorum standbys). Written as Patroni
+/// writes it, `false`, `true` or `"quorum"`, so configs carry over and log
+/// entries from before quorum mode read as they were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    #[default]
+    Off,
+    On,
+    Quorum,
+}
+
+impl SyncMode {
+    pub fn is_on(self) -> bool {
+        self != SyncMode::Off
+    }
+}
+
+impl Serialize for SyncMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SyncMode::Off => serializer.serialize_bool(false),
+            SyncMode::On => serializer.serialize_bool(true),
+            SyncMode::Quorum => serializer.serialize_str("quorum"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Word(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Flag(false) => Ok(SyncMode::Off),
+            Written::Flag(true) => Ok(SyncMode::On),
+            Written::Word(word) => match word.to_ascii_lowercase().as_str() {
+                "off" | "false" => Ok(SyncMode::Off),
+                "on" | "true" => Ok(SyncMode::On),
+                "quorum" => Ok(SyncMode::Quorum),
+                _ => Err(serde::de::Error::custom(format!(
+                    "synchronous_mode {word:?} is none of false, true, \"quorum\""
+                ))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncMode::Off => "off",
+            SyncMode::On => "on",
+            SyncMode::Quorum => "quorum",
+        })
+    }
+}
+
 /// More synchronous standbys than this is a misconfiguration: each one
 /// adds its round trip to every commit.
 pub const MAX_SYNCHRONOUS_NODE_COUNT: u32 = 16;
@@ -67,7 +129,7 @@ pub struct ConfigValues {
     pub retry_timeout_ms: u64,
     pub lease_margin_ms: u64,
     pub maximum_lag_on_failover: u64,
-    pub synchronous_mode: bool,
+    pub synchronous_mode: SyncMode,
     pub synchronous_mode_strict: bool,
     pub synchronous_node_count: u32,
     pub postgresql_parameters: BTreeMap<String, String>,
@@ -137,7 +199,7 @@ impl ConfigValues {
         if self.retry_timeout_ms == 0 {
             return Err("retry_timeout_ms must be greater than 0".into());
         }
-        if self.synchronous_mode && self.synchronous_node_count == 0 {
+        if self.synchronous_mode.is_on() && self.synchronous_node_count == 0 {
             return Err("synchronous_node_count must be at least 1 in synchronous_mode".into());
         }
         Ok(())
@@ -318,6 +380,14 @@ pub struct HistoryEntry {
     pub at_unix_ms: u64,
 }
 
+/// One member's WAL position, measured once `lease` was over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPosition {
+    pub lease: crate::LeaseVersion,
+    /// What it has received and flushed (or replayed, if more).
+    pub lsn: Lsn,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClusterState {
     pub identity: Option<ClusterIdentity>,
@@ -333,6 +403,19 @@ pub struct ClusterState {
     /// logs written before this rule existed replay as they did.
     #[serde(default)]
     pub synchronous: bool,
+    /// In quorum mode, how many members of `sync_set` have each commit the
+    /// holder acknowledged (at least): Postgres waits for `ANY n` of them
+    /// with `n` never below it. `None`: every member of the set has every
+    /// commit (synchronous mode on).
+    #[serde(default)]
+    pub sync_quorum: Option<u32>,
+    /// WAL positions members measured after the lease version they name
+    /// expired or was released, so after the last holder's server was
+    /// fenced: the evidence a quorum-mode candidate shows (see
+    /// [`ClusterState::may_take_lease`]). Only reports for the current
+    /// version count.
+    #[serde(default)]
+    pub positions: BTreeMap<String, ReportedPosition>,
     pub switchover: Option<Switchover>,
     pub history: Vec<HistoryEntry>,
 }

@@ -169,7 +169,7 @@ fn config_values() -> ConfigValues {
         retry_timeout_ms: 1000,
         lease_margin_ms: 500,
         maximum_lag_on_failover: 1_048_576,
-        synchronous_mode: false,
+        synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,
         synchronous_node_count: 1,
         postgresql_parameters: [
@@ -273,6 +273,8 @@ fn cluster_state() -> ClusterState {
             .collect(),
         sync_set: ["m3".to_owned()].into(),
         synchronous: true,
+        sync_quorum: None,
+        positions: Default::default(),
         switchover: None,
         history: vec![
             HistoryEntry {
@@ -322,6 +324,7 @@ fn primary_health() -> NodeHealth {
         xlog_location: Some(0x3000_0000),
         server_version: Some(150_004),
         sync_standby: false,
+        quorum_standby: false,
         pending_restart: Default::default(),
     }
 }
@@ -720,8 +723,8 @@ async fn patch_config_refuses_bad_keys_and_values() {
         ),
         (r#"[]"#, "JSON object"),
         (
-            r#"{"synchronous_mode": "quorum"}"#,
-            "synchronous_mode \"quorum\" is not built yet",
+            r#"{"synchronous_mode": "sometimes"}"#,
+            "synchronous_mode` must be true, false or \"quorum\"",
         ),
         (
             r#"{"synchronous_node_count": 0}"#,

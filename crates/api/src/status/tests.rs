@@ -29,6 +29,7 @@ fn primary() -> NodeHealth {
         xlog_location: Some(0x3000_0060),
         server_version: Some(150_004),
         sync_standby: false,
+        quorum_standby: false,
         pending_restart: Default::default(),
     }
 }
@@ -140,6 +141,10 @@ fn status_table() {
         ("synchronous standby, Postgres stopped",
             with(replica(), |h| { h.sync_standby = true; h.postgres_running = false; }), "",
                                                                      [NO, NO, NO, NO, NO, NO, NO, NO, NO, NO, OK, NO, OK]),
+        ("quorum standby",
+            with(replica(), |h| h.quorum_standby = true), "",        [NO, OK, OK, NO, NO, NO, NO, OK, OK, OK, OK, OK, OK]),
+        ("quorum standby, limit below its lag",
+            with(replica(), |h| h.quorum_standby = true), "lag=1kB", [NO, NO, NO, NO, NO, NO, NO, NO, NO, OK, OK, NO, OK]),
     ];
 
     let mut failures = Vec::new();

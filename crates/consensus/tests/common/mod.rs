@@ -52,7 +52,7 @@ pub fn config_values() -> ConfigValues {
         retry_timeout_ms: 1000,
         lease_margin_ms: 400,
         maximum_lag_on_failover: 1 << 20,
-        synchronous_mode: false,
+        synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,
         synchronous_node_count: 1,
         postgresql_parameters: Default::default(),

@@ -4,6 +4,7 @@ use super::*;
 use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
 use crate::testing::{at, cluster, data};
+use raftgres_state::ReportedPosition;
 
 fn replica(lsn: u64) -> PgView {
     PgView::Running {
@@ -75,6 +76,28 @@ fn candidate_table() {
     sync_c.sync_set = ["c".to_owned()].into();
     let mut sync_none = a_gone.clone();
     sync_none.synchronous = true;
+    // Quorum mode: b and c are quorum standbys, each commit on at least one
+    // of them, so a candidate needs both to have reported.
+    let mut quorum_b_c = a_gone.clone();
+    quorum_b_c.synchronous = true;
+    quorum_b_c.sync_set = ["b".to_owned(), "c".to_owned()].into();
+    quorum_b_c.sync_quorum = Some(1);
+    let ended = quorum_b_c.lease.version();
+    let position = |lsn| ReportedPosition {
+        lease: ended,
+        lsn: Lsn(lsn),
+    };
+    let mut quorum_b_reported = quorum_b_c.clone();
+    quorum_b_reported
+        .positions
+        .insert("b".into(), position(4800));
+    let mut quorum_both_reported = quorum_b_reported.clone();
+    quorum_both_reported
+        .positions
+        .insert("c".into(), position(4500));
+    let report = |s: &ClusterState| LeaseAction::ReportPosition {
+        expected: s.lease.version(),
+    };
 
     let rows: Vec<(&str, &str, &ClusterState, PgView, PeerObserver, LeaseAction)> = vec![
         (
@@ -212,6 +235,56 @@ fn candidate_table() {
             replica(4500),
             all_fresh(&sync_c),
             acquire(&sync_c),
+        ),
+        (
+            "quorum mode: a quorum standby reports its position first",
+            "b",
+            &quorum_b_c,
+            replica(4800),
+            all_fresh(&quorum_b_c),
+            report(&quorum_b_c),
+        ),
+        (
+            "quorum mode: once reported, it waits for the others' reports",
+            "b",
+            &quorum_b_reported,
+            replica(4800),
+            all_fresh(&quorum_b_reported),
+            wait.clone(),
+        ),
+        (
+            "quorum mode: the other reports too",
+            "c",
+            &quorum_b_reported,
+            replica(4500),
+            all_fresh(&quorum_b_reported),
+            report(&quorum_b_reported),
+        ),
+        (
+            "quorum mode: with every report, the furthest takes over",
+            "b",
+            &quorum_both_reported,
+            replica(4800),
+            all_fresh(&quorum_both_reported),
+            acquire(&quorum_both_reported),
+        ),
+        (
+            "quorum mode: and the one behind does not",
+            "c",
+            &quorum_both_reported,
+            replica(4500),
+            stale_peers.clone(),
+            wait.clone(),
+        ),
+        (
+            "quorum mode: a stopped standby cannot measure, and does not report",
+            "b",
+            &quorum_b_c,
+            PgView::Stopped {
+                data: data("sys", 4800, false),
+            },
+            stale_peers.clone(),
+            wait.clone(),
         ),
         (
             "synchronous mode with no synchronous standby: nobody but the last holder",

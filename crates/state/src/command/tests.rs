@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{MemberRole, PgState, Tags};
+use crate::model::{MemberRole, PgState, SyncMode, Tags};
 
 fn values() -> ConfigValues {
     ConfigValues {
@@ -8,7 +8,7 @@ fn values() -> ConfigValues {
         retry_timeout_ms: 1000,
         lease_margin_ms: 400,
         maximum_lag_on_failover: 1 << 20,
-        synchronous_mode: false,
+        synchronous_mode: SyncMode::Off,
         synchronous_mode_strict: false,
         synchronous_node_count: 1,
         postgresql_parameters: Default::default(),
@@ -209,7 +209,7 @@ fn config_validation_names_each_rule() {
         ("loop_wait_ms", |v| v.loop_wait_ms = 0),
         ("retry_timeout_ms", |v| v.retry_timeout_ms = 0),
         ("synchronous_node_count", |v| {
-            v.synchronous_mode = true;
+            v.synchronous_mode = SyncMode::On;
             v.synchronous_node_count = 0
         }),
     ];
@@ -961,6 +961,25 @@ fn sync_set(member: &str, epoch: u64, members: &[&str], synchronous: bool) -> Co
         epoch: Epoch(epoch),
         members: members.iter().map(|m| (*m).to_owned()).collect(),
         synchronous,
+        quorum: None,
+    }
+}
+
+fn quorum_set(member: &str, epoch: u64, members: &[&str], k: u32) -> Command {
+    Command::SetSyncSet {
+        member: member.into(),
+        epoch: Epoch(epoch),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        synchronous: true,
+        quorum: Some(k),
+    }
+}
+
+fn report(member: &str, lease: LeaseVersion, lsn: u64) -> Command {
+    Command::ReportPosition {
+        member: member.into(),
+        lease,
+        lsn: Lsn(lsn),
     }
 }
 
@@ -1069,4 +1088,187 @@ fn removing_a_member_takes_it_out_of_the_sync_set() {
     s.apply(&Command::RemoveMember { name: "c".into() })
         .unwrap();
     assert_eq!(s.sync_set, ["b".to_owned()].into());
+}
+
+/// a holds the lease at epoch 1 with quorum standbys b, c and d (each
+/// commit on at least `k` of them), then releases it.
+fn quorum_released(k: u32) -> ClusterState {
+    let mut s = held_by_a();
+    s.apply(&Command::PublishMember {
+        member: member("d", 5, false),
+    })
+    .unwrap();
+    s.apply(&quorum_set("a", 1, &["b", "c", "d"], k)).unwrap();
+    s.apply(&release("a", s.lease.version())).unwrap();
+    s
+}
+
+/// The quorum rule, row by row: each commit is on at least k of the n
+/// quorum standbys, so a candidate needs n - k + 1 of them (itself
+/// included) to have reported, after the lease ended, positions no
+/// further than its own.
+#[test]
+fn in_quorum_mode_a_candidate_shows_it_has_every_acknowledged_commit() {
+    type Reports = &'static [(&'static str, u64)];
+    let rows: [(u32, Reports, &str, Result<(), &str>); 11] = [
+        // k = 1: any commit may be on one standby only; all three must report.
+        (1, &[("b", 10), ("c", 10), ("d", 9)], "b", Ok(())),
+        (
+            1,
+            &[("b", 10), ("c", 11), ("d", 9)],
+            "b",
+            Err("3 of the quorum"),
+        ),
+        (1, &[("b", 10), ("c", 10)], "b", Err("and 2 have")),
+        (1, &[("b", 10), ("c", 11), ("d", 9)], "c", Ok(())),
+        // k = 2: two of the three suffice, if the candidate is the furthest.
+        (2, &[("b", 10), ("c", 11)], "b", Err("and 1 have")),
+        (2, &[("b", 10), ("c", 11)], "c", Ok(())),
+        (2, &[("c", 11), ("d", 12)], "c", Err("and 1 have")),
+        // k = n: every standby has every commit; its own report is enough.
+        (3, &[("d", 1)], "d", Ok(())),
+        (3, &[], "d", Err("and 0 have")),
+        // k = 0: no standby is known to have them all.
+        (
+            0,
+            &[("b", 10), ("c", 10), ("d", 10)],
+            "b",
+            Err("4 of the quorum"),
+        ),
+        // Outside the set, even with the most WAL.
+        (2, &[("b", 1), ("c", 1), ("d", 1)], "w", Err("is a witness")),
+    ];
+    for (k, reports, candidate, expected) in rows {
+        let mut s = quorum_released(k);
+        let ended = s.lease.version();
+        for (member, lsn) in reports {
+            s.apply(&report(member, ended, *lsn)).unwrap();
+        }
+        let outcome = s.apply(&acquire(candidate, ended));
+        match expected {
+            Ok(()) => {
+                assert!(
+                    outcome.is_ok(),
+                    "k={k} {reports:?} {candidate}: {outcome:?}"
+                );
+                assert!(s.may_take_lease(candidate) || s.lease.is_held_by(candidate));
+            }
+            Err(needle) => {
+                let err = outcome.expect_err(needle).to_string();
+                assert!(err.contains(needle), "k={k} {reports:?} {candidate}: {err}");
+                assert!(
+                    !s.may_take_lease(candidate),
+                    "k={k} {reports:?} {candidate}"
+                );
+                assert_eq!(s.lease.holder, None, "nothing changed");
+            }
+        }
+    }
+}
+
+/// Positions measured under an earlier version of the lease may predate
+/// the old primary's last commits: they count for nothing.
+#[test]
+fn only_positions_measured_after_the_lease_ended_count() {
+    let mut s = held_by_a();
+    s.apply(&Command::PublishMember {
+        member: member("d", 5, false),
+    })
+    .unwrap();
+    s.apply(&quorum_set("a", 1, &["b", "c", "d"], 2)).unwrap();
+    // A holder that crashed never releases: positions are reported under
+    // the version it held. A renewal after them makes them worthless.
+    let held = s.lease.version();
+    s.apply(&report("b", held, 10)).unwrap();
+    s.apply(&report("c", held, 10)).unwrap();
+    s.apply(&renew("a", 1)).unwrap();
+    assert!(!s.may_take_lease("b"));
+    s.apply(&release("a", s.lease.version())).unwrap();
+    let ended = s.lease.version();
+    let err = s.apply(&report("b", held, 10)).unwrap_err();
+    assert!(
+        matches!(err, Rejection::LeaseVersionChanged { .. }),
+        "{err}"
+    );
+    s.apply(&report("b", ended, 10)).unwrap();
+    s.apply(&report("c", ended, 9)).unwrap();
+    // The holder retakes its lease, and lets it go again: the reports were
+    // for the lease before.
+    s.apply(&acquire("a", ended)).unwrap();
+    s.apply(&release("a", s.lease.version())).unwrap();
+    let err = s.apply(&acquire("b", s.lease.version())).unwrap_err();
+    assert!(err.to_string().contains("and 0 have"), "{err}");
+}
+
+#[test]
+fn positions_come_from_database_members_that_do_not_hold_the_lease() {
+    let mut s = quorum_released(2);
+    let ended = s.lease.version();
+    for (who, needle) in [("w", "witness"), ("zz", "unknown member zz")] {
+        let err = s.apply(&report(who, ended, 1)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{who}: {err}");
+    }
+    s.apply(&acquire("a", ended)).unwrap();
+    let err = s.apply(&report("a", s.lease.version(), 1)).unwrap_err();
+    assert!(err.to_string().contains("a holds the lease"), "{err}");
+}
+
+#[test]
+fn a_quorum_is_never_larger_than_its_standbys() {
+    let mut s = held_by_a();
+    let err = s.apply(&quorum_set("a", 1, &["b", "c"], 3)).unwrap_err();
+    assert!(err.to_string().contains("a quorum of 3 among 2"), "{err}");
+    let mut asynchronous = quorum_set("a", 1, &[], 0);
+    if let Command::SetSyncSet { synchronous, .. } = &mut asynchronous {
+        *synchronous = false;
+    }
+    assert!(s.apply(&asynchronous).is_err());
+    s.apply(&quorum_set("a", 1, &["b", "c"], 2)).unwrap();
+    assert_eq!((s.sync_quorum, s.synchronous), (Some(2), true));
+}
+
+/// When the lease passes to a quorum standby, or one is removed, it may
+/// have been one of the k with a commit: the others are known to hold one
+/// fewer, and the claim stays true.
+#[test]
+fn the_quorum_shrinks_with_the_members_that_leave_the_set() {
+    let mut s = quorum_released(2);
+    let ended = s.lease.version();
+    s.apply(&report("c", ended, 10)).unwrap();
+    s.apply(&report("d", ended, 10)).unwrap();
+    s.apply(&acquire("c", ended)).unwrap();
+    assert_eq!(s.sync_set, ["b".to_owned(), "d".to_owned()].into());
+    assert_eq!(s.sync_quorum, Some(1));
+    assert!(s.positions.is_empty());
+    s.apply(&Command::RemoveMember { name: "d".into() })
+        .unwrap();
+    assert_eq!(s.sync_set, ["b".to_owned()].into());
+    assert_eq!(s.sync_quorum, Some(0));
+    // A switchover needs no reports: the candidate replayed the old
+    // primary's shutdown checkpoint.
+    s.apply(&quorum_set("c", s.lease.epoch.0, &["a", "b"], 2))
+        .unwrap();
+    s.apply(&transfer("c", s.lease.version(), "a")).unwrap();
+    assert_eq!((s.sync_set.len(), s.sync_quorum), (1, Some(1)));
+}
+
+#[test]
+fn synchronous_mode_reads_as_patroni_writes_it() {
+    for (written, mode) in [
+        ("false", SyncMode::Off),
+        ("true", SyncMode::On),
+        ("\"quorum\"", SyncMode::Quorum),
+        ("\"on\"", SyncMode::On),
+        ("\"off\"", SyncMode::Off),
+    ] {
+        let read: SyncMode = serde_json::from_str(written).expect(written);
+        assert_eq!(read, mode, "{written}");
+    }
+    for mode in [SyncMode::Off, SyncMode::On, SyncMode::Quorum] {
+        let text = serde_json::to_string(&mode).unwrap();
+        assert_eq!(serde_json::from_str::<SyncMode>(&text).unwrap(), mode);
+    }
+    assert_eq!(serde_json::to_string(&SyncMode::On).unwrap(), "true");
+    let err = serde_json::from_str::<SyncMode>("\"maybe\"").unwrap_err();
+    assert!(err.to_string().contains("\"maybe\" is none of"), "{err}");
 }
