@@ -4,8 +4,8 @@
 //! longest write gap, runs that kept the primary, split-brain writes, lost
 //! acknowledged writes). Figures, never a timed assertion; a safety
 //! violation is reported, not hidden. `FAULTS=a,b` runs only the faults
-//! whose names contain one of those words; `FAULT_MODES=async,sync` (the
-//! default: both) chooses the replication modes.
+//! whose names contain one of those words; `FAULT_MODES=async,sync,quorum`
+//! (the default: all three) chooses the replication modes.
 
 use raftgres_tests::matrix::{Fault, MatrixLab, Replication, RunReport, markdown, run_once};
 use raftgres_tests::{bench_dir, report_bench};
@@ -24,7 +24,7 @@ async fn main() {
                 Replication::ALL
                     .into_iter()
                     .find(|r| r.name() == m.trim())
-                    .unwrap_or_else(|| panic!("FAULT_MODES: {m:?} is neither async nor sync"))
+                    .unwrap_or_else(|| panic!("FAULT_MODES: {m:?} is none of async, sync, quorum"))
             })
             .collect(),
         Err(_) => Replication::ALL.to_vec(),

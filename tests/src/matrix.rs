@@ -186,15 +186,31 @@ pub enum Replication {
     Asynchronous,
     /// `synchronous_mode: true`: no acknowledged write may be lost.
     Synchronous,
+    /// `synchronous_mode: quorum`: no acknowledged write may be lost.
+    Quorum,
 }
 
 impl Replication {
-    pub const ALL: [Replication; 2] = [Replication::Asynchronous, Replication::Synchronous];
+    pub const ALL: [Replication; 3] = [
+        Replication::Asynchronous,
+        Replication::Synchronous,
+        Replication::Quorum,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Replication::Asynchronous => "async",
             Replication::Synchronous => "sync",
+            Replication::Quorum => "quorum",
+        }
+    }
+
+    /// What `PATCH /config` sets `synchronous_mode` to.
+    fn setting(self) -> serde_json::Value {
+        match self {
+            Replication::Asynchronous => json!(false),
+            Replication::Synchronous => json!(true),
+            Replication::Quorum => json!("quorum"),
         }
     }
 }
@@ -278,13 +294,12 @@ impl MatrixLab {
             &self.lab.description.dir,
         ));
         let url = self.lab.member(primary).expect("member").api_url.clone();
-        let synchronous = replication == Replication::Synchronous;
         let reply = api
             .send(
                 "PATCH",
                 &url,
                 "/config",
-                &json!({ "synchronous_mode": synchronous }),
+                &json!({ "synchronous_mode": replication.setting() }),
             )
             .await
             .expect("PATCH /config");
@@ -295,7 +310,9 @@ impl MatrixLab {
 
 /// Waits until `primary` has a synchronous standby, both in the Raft state
 /// (as `/cluster` shows) and in Postgres (`pg_stat_replication`).
-async fn wait_synchronous(lab: &Lab, primary: &str) {
+/// Waits until the primary's commits wait for a standby the Raft state
+/// names (`role` in `/cluster`, `state` in `pg_stat_replication`).
+async fn wait_synchronous(lab: &Lab, primary: &str, role: &str, state: &str) {
     let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir));
     let url = lab.member(primary).expect("member").api_url.clone();
     crate::eventually(HEAL_BOUND, "a synchronous standby", || async {
@@ -303,10 +320,10 @@ async fn wait_synchronous(lab: &Lab, primary: &str) {
         let named = cluster.body["members"]
             .as_array()?
             .iter()
-            .any(|m| m["role"] == "sync_standby");
+            .any(|m| m["role"] == role);
         let confirmed = crate::query_i64(
             &dsn(lab, primary),
-            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            &format!("SELECT count(*) FROM pg_stat_replication WHERE sync_state = '{state}'"),
         )
         .await
         .ok()?
@@ -734,8 +751,10 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
     } = m;
     let replication = *replication;
     let net = net.as_ref();
-    if replication == Replication::Synchronous {
-        wait_synchronous(lab, primary).await;
+    match replication {
+        Replication::Asynchronous => {}
+        Replication::Synchronous => wait_synchronous(lab, primary, "sync_standby", "sync").await,
+        Replication::Quorum => wait_synchronous(lab, primary, "quorum_standby", "quorum").await,
     }
     execute(&dsn(lab, primary), TABLE)
         .await

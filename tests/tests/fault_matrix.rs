@@ -17,7 +17,9 @@ async fn twice(fault: Fault) {
         fault.name()
     );
     let (mut lab, mut primary) = MatrixLab::start(fault).await;
-    for replication in Replication::ALL {
+    // Quorum mode runs in the benchmark (`cargo bench --bench faults`):
+    // all three modes would take CI past its time budget.
+    for replication in [Replication::Asynchronous, Replication::Synchronous] {
         lab.switch_to(replication, &primary).await;
         for run in 0..RUNS {
             let report = run_once(&mut lab, &primary, fault, run).await;

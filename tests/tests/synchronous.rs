@@ -2,6 +2,8 @@
 //! synchronous standby in the Raft state and in Postgres, only that standby
 //! may take over, no acknowledged write is lost across the loss of the
 //! primary's host, and strict mode makes commits wait with no standby left.
+//! In quorum mode, no standby takes over before enough of the quorum
+//! standbys have shown it holds every acknowledged commit.
 
 use raftgres_lab::Lab;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
@@ -252,5 +254,119 @@ async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
         || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
+    monitor.assert_never_two().await;
+}
+
+/// The members `/cluster` shows as quorum standbys.
+async fn quorum_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
+    let cluster = api(lab).get(&url(lab, via), "/cluster").await.ok()?;
+    let mut names: Vec<String> = cluster.body["members"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["role"] == "quorum_standby")
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// A gauge of `via`'s `/metrics`.
+async fn gauge(lab: &Lab, via: &str, name: &str) -> Option<u64> {
+    let reply = reqwest::get(format!("{}/metrics", url(lab, via)))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    reply.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Quorum mode with synchronous_node_count 1: the primary waits for any one
+/// of four quorum standbys, so a commit may be on one of them only, and a
+/// candidate needs all four to have reported their positions. With the
+/// primary's host and one standby's host lost, the three left hold a Raft
+/// majority and are healthy, and still none takes over (it could lack a
+/// commit only the lost standby had). Once that standby is back and
+/// reports, the furthest takes over with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_quorum_mode_nobody_takes_over_without_showing_every_commit() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, old) = start_lab(&dir, 5, false).await;
+    let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    replicas.sort();
+    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    patch_config(&lab, &old, json!({"synchronous_mode": "quorum"})).await;
+    eventually(
+        WITHIN,
+        "every replica a quorum standby, each commit on at least one",
+        || async {
+            let all = quorum_standbys(&lab, &old).await? == replicas;
+            let k = gauge(&lab, &old, "raftgres_synchronous_quorum").await?;
+            (all && k == 1).then_some(())
+        },
+    )
+    .await;
+    let quoted: Vec<String> = replicas.iter().map(|r| format!("\"{r}\"")).collect();
+    let wanted = format!("ANY 1 ({})", quoted.join(", "));
+    let setting = query_i64(
+        &dsn(&lab, &old),
+        &format!("SELECT (current_setting('synchronous_standby_names') = '{wanted}')::int::bigint"),
+    )
+    .await;
+    assert_eq!(setting, Ok(1), "the primary waits for {wanted}");
+    let (quorum, other) = (&replicas[0], &replicas[1]);
+    for (name, path, want) in [
+        (quorum, "/quorum", 200),
+        (quorum, "/read-only-quorum", 200),
+        (quorum, "/sync", 503),
+        (quorum, "/async", 503),
+        (&old, "/quorum", 503),
+        (&old, "/read-only-quorum", 200),
+    ] {
+        assert_eq!(get_status(&lab, name, path).await, want, "{path} on {name}");
+    }
+
+    let monitor = PrimaryMonitor::start(&lab);
+    let writer = Writer::start(&old, &dsn(&lab, &old), 1, Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.kill_host(&old).expect("lose the primary's host");
+    lab.kill_host(other).expect("lose a quorum standby's host");
+    let (acks, _) = writer.finish().await;
+    assert!(!acks.is_empty(), "the writer never wrote before the fault");
+
+    // Three healthy quorum standbys and a Raft majority, but one report
+    // missing: for three lease lifetimes and more, nobody takes over.
+    let hold = Duration::from_secs(10);
+    let until = tokio::time::Instant::now() + hold;
+    while tokio::time::Instant::now() < until {
+        let now = raftgres_tests::writable(&lab).await;
+        assert!(now.is_empty(), "{now:?} took over without every report");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    lab.start(other).expect("the lost standby returns");
+    let new = new_primary(&lab, &old, WITHIN * 2).await;
+    assert!(replicas.contains(&new), "{new}");
+    let first = first_write_on(&dsn(&lab, &new), &new, 1_000_000, WITHIN).await;
+    assert_no_write_after_takeover(&acks, &first);
+    let last = acks.last().expect("acks").id;
+    let kept = query_i64(
+        &dsn(&lab, &new),
+        &format!("SELECT count(*) FROM fault_writes WHERE id <= {last}"),
+    )
+    .await
+    .expect("count on the new primary");
+    assert_eq!(
+        kept,
+        acks.len() as i64,
+        "acknowledged writes were lost (last acknowledged id {last})"
+    );
     monitor.assert_never_two().await;
 }
