@@ -1,6 +1,6 @@
 //! What each replication mode costs: pgbench's TPC-B-like load through a
-//! member's pgbouncer on a real three-member lab, in asynchronous and then
-//! in synchronous mode (quorum mode is not built). Prints transactions per
+//! member's pgbouncer on a real three-member lab, in asynchronous, then
+//! synchronous (one standby), then quorum mode (any one of two). Prints transactions per
 //! second and latency percentiles, and writes
 //! `target/bench/replication.json`; asserts nothing about time.
 //!
@@ -117,21 +117,36 @@ async fn main() {
     for (mode, patch) in [
         ("async", json!({"synchronous_mode": false})),
         ("sync", json!({"synchronous_mode": true})),
+        ("quorum", json!({"synchronous_mode": "quorum"})),
     ] {
         let reply = api
             .send("PATCH", &url, "/config", &patch)
             .await
             .expect("PATCH /config");
         assert_eq!(reply.status, 200, "{reply:?}");
-        let want = i64::from(mode == "sync");
+        // How many standbys Postgres reports in each state, once the mode
+        // is in force.
+        let (want_sync, want_quorum) = match mode {
+            "sync" => (1, 0),
+            "quorum" => (0, 2),
+            _ => (0, 0),
+        };
         eventually(Duration::from_secs(30), "the mode in force", || async {
-            let n = query_i64(
-                &direct,
-                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
-            )
-            .await
-            .ok()?;
-            (n == want).then_some(())
+            let count = |state: &'static str| {
+                let direct = direct.clone();
+                async move {
+                    query_i64(
+                        &direct,
+                        &format!(
+                            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = '{state}'"
+                        ),
+                    )
+                    .await
+                    .ok()
+                }
+            };
+            (count("sync").await? == want_sync && count("quorum").await? == want_quorum)
+                .then_some(())
         })
         .await;
         let (tps, latencies) = pgbench(&via, clients, seconds, &dir.path().join("pgbench"));
