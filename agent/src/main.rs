@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use raftgres_config::AgentConfig;
 use raftgres_consensus::formation::NewGroup;
+use raftgres_consensus::transport::tls::PeerTls;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
 use raftgres_consensus::{Consensus, Formation, OperationTimeout, Settings, store};
 use raftgres_ha::PgView;
@@ -292,6 +293,31 @@ async fn adopt_lease(
     tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
 }
 
+/// The member's mutual-TLS files, when `raft.tls_*` names them. The key
+/// must be readable by the agent's user only.
+fn peer_tls(config: &AgentConfig) -> anyhow::Result<Option<PeerTls>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(tls) = &config.raft.tls else {
+        return Ok(None);
+    };
+    let mode = std::fs::metadata(&tls.key_file)
+        .with_context(|| format!("cannot read raft.tls_key_file {}", tls.key_file.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "raft.tls_key_file {} may be read by others (mode {:o}): run `chmod 600` on it",
+            tls.key_file.display(),
+            mode & 0o777
+        );
+    }
+    Ok(Some(PeerTls::from_files(
+        &tls.ca_file,
+        &tls.cert_file,
+        &tls.key_file,
+    )?))
+}
+
 async fn run(
     config: AgentConfig,
     config_path: PathBuf,
@@ -312,7 +338,13 @@ async fn run(
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
     // The file's retry_timeout_ms until the cluster's config is applied.
     let operation_timeout = OperationTimeout::new(config.bootstrap.retry_timeout);
-    let network = GrpcNetwork::new(config.raft.rpc_timeout, operation_timeout.clone());
+    let peer_tls = peer_tls(&config)?;
+    let mut network = GrpcNetwork::new(config.raft.rpc_timeout, operation_timeout.clone());
+    if let Some(tls) = &peer_tls {
+        network = network.with_tls(tls);
+    } else {
+        tracing::warn!(member = %config.name, listen = %config.raft.listen, "raft.tls_ca_file, tls_cert_file and tls_key_file are not set: anyone who reaches the Raft port can vote, append and propose; see docs/security.md");
+    }
     let consensus = Consensus::start(
         &settings(&config, &operation_timeout),
         log_store,
@@ -332,7 +364,18 @@ async fn run(
         })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let belief = belief::SharedBelief::default();
-    let (raft_service, cluster_service) = server::services(&consensus);
+    let callers = if peer_tls.is_some() {
+        server::Callers::Authenticated
+    } else {
+        server::Callers::Anyone
+    };
+    let (raft_service, cluster_service) = server::services(&consensus, callers);
+    let mut server_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &peer_tls {
+        server_builder = server_builder
+            .tls_config(tls.server_config())
+            .context("cannot set up mutual TLS on the Raft port; check raft.tls_cert_file and raft.tls_key_file")?;
+    }
     let agent_service = AgentServer::new(status::AgentStatus {
         member: config.name.clone(),
         witness: config.witness,
@@ -345,7 +388,7 @@ async fn run(
     // them, fails.
     let (server_stop_tx, mut server_stop) = watch::channel(false);
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        server_builder
             .add_service(raft_service)
             .add_service(cluster_service)
             .add_service(agent_service)

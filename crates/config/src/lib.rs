@@ -37,7 +37,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RestApiSettings, Tags,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, Tags,
 };
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 

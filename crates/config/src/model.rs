@@ -62,6 +62,21 @@ pub struct RaftSettings {
     pub snapshot_every_logs: u64,
     /// Default 1000 ms.
     pub rpc_timeout: Duration,
+    /// Mutual TLS with the other members; `None`: plain TCP, open to anyone
+    /// who reaches the port (the agent warns).
+    pub tls: Option<RaftTls>,
+}
+
+/// The files of mutual TLS between members (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTls {
+    /// The cluster's CA: a peer's certificate must be signed by it.
+    pub ca_file: PathBuf,
+    /// This member's certificate, naming `raftgres-member` and
+    /// `raftgres-node-<node_id>`.
+    pub cert_file: PathBuf,
+    /// Its private key, readable by the agent's user only.
+    pub key_file: PathBuf,
 }
 
 /// The PostgreSQL instance this agent runs.

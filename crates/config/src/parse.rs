@@ -10,7 +10,7 @@ use config::Value;
 use crate::tree::{Ctx, Section};
 use crate::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RestApiSettings, Tags,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, Tags,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -45,6 +45,9 @@ const RAFT_KEYS: &[&str] = &[
     "election_timeout_max_ms",
     "snapshot_every_logs",
     "rpc_timeout_ms",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
 ];
 const POSTGRESQL_KEYS: &[&str] = &[
     "listen",
@@ -357,6 +360,7 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
         ));
     }
     ctx.check(&section.key("rpc_timeout_ms"), positive(rpc_timeout_ms))?;
+    let tls = raft_tls(ctx, &mut section)?;
 
     Ok(RaftSettings {
         listen,
@@ -366,7 +370,46 @@ fn raft(ctx: &Ctx, mut section: Section<'_>) -> Result<RaftSettings, ConfigError
         election_timeout_max: Duration::from_millis(election_max_ms),
         snapshot_every_logs,
         rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+        tls,
     })
+}
+
+/// Mutual TLS between members: the three files together, or none.
+fn raft_tls(ctx: &Ctx, section: &mut Section<'_>) -> Result<Option<RaftTls>, ConfigError> {
+    let mut files = Vec::new();
+    for name in ["tls_ca_file", "tls_cert_file", "tls_key_file"] {
+        let key = section.key(name);
+        let path = section.string_opt(name)?.map(PathBuf::from);
+        if let Some(path) = &path
+            && !path.is_absolute()
+        {
+            return Err(ctx.invalid(
+                &key,
+                format!("must be an absolute path, got {}", path.display()),
+            ));
+        }
+        files.push((key, path));
+    }
+    match files.as_slice() {
+        [(_, Some(ca)), (_, Some(cert)), (_, Some(key))] => Ok(Some(RaftTls {
+            ca_file: ca.clone(),
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+        })),
+        [(_, None), (_, None), (_, None)] => Ok(None),
+        _ => {
+            let (missing, _) = files
+                .iter()
+                .find(|(_, path)| path.is_none())
+                .expect("one is missing");
+            Err(ctx.invalid(
+                missing,
+                "is required with the other raft.tls_* files: mutual TLS needs the \
+                 cluster's CA, this member's certificate and its key"
+                    .to_owned(),
+            ))
+        }
+    }
 }
 
 fn postgresql(

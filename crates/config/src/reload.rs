@@ -90,6 +90,7 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         o.snapshot_every_logs != n.snapshot_every_logs,
     );
     restart("raft.rpc_timeout_ms", o.rpc_timeout != n.rpc_timeout);
+    restart("raft.tls_*_file", o.tls != n.tls);
     let (o, n) = (&old.restapi, &new.restapi);
     restart("restapi.listen", o.listen != n.listen);
     restart(

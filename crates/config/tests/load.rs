@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use raftgres_config::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
-    RaftSettings, RestApiSettings, Tags, load, load_with_env,
+    RaftSettings, RaftTls, RestApiSettings, Tags, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -27,6 +27,9 @@ raft:
   election_timeout_max_ms: 800
   snapshot_every_logs: 10
   rpc_timeout_ms: 300
+  tls_ca_file: /etc/raftgres/ca.pem
+  tls_cert_file: /etc/raftgres/node1.pem
+  tls_key_file: /etc/raftgres/node1.key
 postgresql:
   listen: 0.0.0.0:5433
   connect_address: node1.example:5433
@@ -161,6 +164,11 @@ fn full_file_loads_every_value() {
                 election_timeout_max: Duration::from_millis(800),
                 snapshot_every_logs: 10,
                 rpc_timeout: Duration::from_millis(300),
+                tls: Some(RaftTls {
+                    ca_file: PathBuf::from("/etc/raftgres/ca.pem"),
+                    cert_file: PathBuf::from("/etc/raftgres/node1.pem"),
+                    key_file: PathBuf::from("/etc/raftgres/node1.key"),
+                }),
             },
             postgresql: Some(PostgresSettings {
                 listen: "0.0.0.0:5433".parse::<SocketAddr>().unwrap(),
@@ -238,6 +246,7 @@ fn minimal_file_gets_documented_defaults() {
             election_timeout_max: Duration::from_millis(500),
             snapshot_every_logs: 1000,
             rpc_timeout: Duration::from_millis(1000),
+            tls: None,
         }
     );
     // Inside the default renewal budget, 3000 - 400 - 250 = 2350 ms.
@@ -766,6 +775,20 @@ fn each_validation_rule_names_its_key() {
             "rpc timeout 0",
             edit(FULL, "rpc_timeout_ms: 300", "rpc_timeout_ms: 0"),
             "raft.rpc_timeout_ms",
+        ),
+        (
+            "a TLS key without its certificate",
+            edit(FULL, "  tls_cert_file: /etc/raftgres/node1.pem\n", ""),
+            "raft.tls_cert_file",
+        ),
+        (
+            "a relative TLS file",
+            edit(
+                FULL,
+                "tls_ca_file: /etc/raftgres/ca.pem",
+                "tls_ca_file: ca.pem",
+            ),
+            "raft.tls_ca_file",
         ),
         (
             "priority beyond u32",

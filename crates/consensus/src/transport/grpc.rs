@@ -2,6 +2,7 @@
 //! one lazily connected channel per peer address.
 
 use super::bounds::WithinBounds;
+use super::tls::PeerTls;
 use super::{decode, encode};
 use crate::error::{ConsensusError, Result};
 use crate::link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
@@ -26,13 +27,15 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Clone)]
 pub struct GrpcNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
     forward_timeout: OperationTimeout,
+    /// Mutual TLS with the other members; `None`: plain TCP.
+    tls: Option<ClientTlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +50,14 @@ impl GrpcNetwork {
             channels: Arc::default(),
             connect_timeout,
             forward_timeout,
+            tls: None,
         }
+    }
+
+    /// Speaks to the other members over mutual TLS only.
+    pub fn with_tls(mut self, tls: &PeerTls) -> Self {
+        self.tls = Some(tls.client_config());
+        self
     }
 
     fn channel(&self, addr: &str) -> std::result::Result<Channel, String> {
@@ -55,11 +65,17 @@ impl GrpcNetwork {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
             .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS for peer {addr}: {e}"))?;
+        }
+        let channel = endpoint.connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -5,6 +5,7 @@ pub mod bounds;
 pub mod grpc;
 pub mod memory;
 pub mod server;
+pub mod tls;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -1,20 +1,35 @@
 //! gRPC server side: delivers peers' Raft messages to openraft and serves
 //! requests that other members forward to this one.
 
+use super::tls::check_speaks_as;
 use super::{decode, encode};
 use crate::error::ConsensusError;
 use crate::link::{MembershipChange, MembershipView};
 use crate::node::Consensus;
+use crate::types::{NodeId, TypeConfig};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use raftgres_proto::v1::{
     AddMemberRequest, JoinReply, JoinRequest, MembershipReply, ProposeReply, ProposeRequest,
     RaftPayload, ReadStateReply, ReadStateRequest, RemoveMemberRequest, cluster_server,
     raft_server,
 };
+use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
+
+/// Whether callers proved who they are with a certificate (mutual TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// Every caller passed mutual TLS: a vote, an append, a snapshot or a
+    /// join is accepted only from the member it speaks for.
+    Authenticated,
+    /// Plain TCP: anyone who reaches the port.
+    Anyone,
+}
 
 /// Both services of a member, ready to add to a tonic server.
 pub fn services(
     consensus: &Consensus,
+    callers: Callers,
 ) -> (
     raft_server::RaftServer<RaftService>,
     cluster_server::ClusterServer<ClusterService>,
@@ -22,11 +37,25 @@ pub fn services(
     (
         raft_server::RaftServer::new(RaftService {
             consensus: consensus.clone(),
+            callers,
         }),
         cluster_server::ClusterServer::new(ClusterService {
             consensus: consensus.clone(),
+            callers,
         }),
     )
+}
+
+/// Refuses a request whose caller's certificate does not name `claimed`.
+fn check_caller<T>(callers: Callers, request: &Request<T>, claimed: NodeId) -> Result<(), Status> {
+    if callers == Callers::Anyone {
+        return Ok(());
+    }
+    let certs = request.peer_certs();
+    check_speaks_as(certs.as_deref().map(Vec::as_slice), claimed).map_err(|reason| {
+        tracing::warn!(claimed, %reason, remote = ?request.remote_addr(), "refused a message from a caller that does not speak as itself");
+        Status::permission_denied(reason)
+    })
 }
 
 fn bad_peer_message(e: String) -> Status {
@@ -35,16 +64,26 @@ fn bad_peer_message(e: String) -> Status {
 
 pub struct RaftService {
     consensus: Consensus,
+    callers: Callers,
 }
 
 impl RaftService {
-    /// The message, if it is addressed to this store's incarnation.
-    fn admitted(&self, request: Request<RaftPayload>) -> Result<RaftPayload, Status> {
-        let payload = request.into_inner();
+    /// The message, if it is addressed to this store's incarnation and
+    /// comes from the member whose vote it carries.
+    fn admitted<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        request: Request<RaftPayload>,
+        sender: impl Fn(&T) -> Option<NodeId>,
+    ) -> Result<T, Status> {
         self.consensus
-            .admit(payload.to_incarnation)
+            .admit(request.get_ref().to_incarnation)
             .map_err(status_of)?;
-        Ok(payload)
+        let rpc: T = decode(what, &request.get_ref().json).map_err(bad_peer_message)?;
+        let claimed = sender(&rpc)
+            .ok_or_else(|| Status::invalid_argument(format!("{what} names no sending member")))?;
+        check_caller(self.callers, &request, claimed)?;
+        Ok(rpc)
     }
 }
 
@@ -54,8 +93,11 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let payload = self.admitted(request)?;
-        let rpc = decode("AppendEntries", &payload.json).map_err(bad_peer_message)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = self.admitted(
+            "AppendEntries",
+            request,
+            |r: &AppendEntriesRequest<TypeConfig>| r.vote.leader_id().voted_for(),
+        )?;
         let result = self
             .consensus
             .receive_append(rpc)
@@ -68,8 +110,10 @@ impl raft_server::Raft for RaftService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let payload = self.admitted(request)?;
-        let rpc = decode("Vote", &payload.json).map_err(bad_peer_message)?;
+        let rpc: VoteRequest<NodeId> =
+            self.admitted("Vote", request, |r: &VoteRequest<NodeId>| {
+                r.vote.leader_id().voted_for()
+            })?;
         let result = self.consensus.receive_vote(rpc).await.map_err(status_of)?;
         Ok(Response::new(RaftPayload {
             json: encode(&result),
@@ -81,8 +125,11 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let payload = self.admitted(request)?;
-        let rpc = decode("InstallSnapshot", &payload.json).map_err(bad_peer_message)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = self.admitted(
+            "InstallSnapshot",
+            request,
+            |r: &InstallSnapshotRequest<TypeConfig>| r.vote.leader_id().voted_for(),
+        )?;
         let result = self
             .consensus
             .receive_snapshot(rpc)
@@ -97,6 +144,7 @@ impl raft_server::Raft for RaftService {
 
 pub struct ClusterService {
     consensus: Consensus,
+    callers: Callers,
 }
 
 fn status_of(e: ConsensusError) -> Status {
@@ -189,6 +237,7 @@ impl cluster_server::Cluster for ClusterService {
     /// UNAVAILABLE: the asker must not mistake it for "nobody here" and
     /// form a group of its own. A refused incarnation is ALREADY_EXISTS.
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+        check_caller(self.callers, &request, request.get_ref().node_id)?;
         let r = request.into_inner();
         match self
             .consensus

@@ -1,0 +1,130 @@
+//! Mutual TLS between members: only a holder of a certificate from the
+//! cluster's CA reaches a member's Raft port at all, and a Raft message or
+//! a join is accepted only from the member it speaks for.
+//!
+//! Each member's certificate carries two DNS names: [`MEMBER_NAME`], which
+//! every member has (callers verify they reach *a* member of the cluster;
+//! forwarded requests go to whichever member leads), and
+//! [`node_name`]`(id)`, which only member `id` has (servers check that a
+//! vote, an append, a snapshot or a join comes from the id it names).
+
+use crate::types::NodeId;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::path::{Path, PathBuf};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// The DNS name every member's certificate carries.
+pub const MEMBER_NAME: &str = "raftgres-member";
+
+/// The DNS name only member `id`'s certificate carries.
+pub fn node_name(id: NodeId) -> String {
+    format!("raftgres-node-{id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {reason}; check raft.tls_{what}_file")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{what} {path} holds no PEM {expected}; check raft.tls_{what}_file")]
+    NotPem {
+        what: &'static str,
+        path: PathBuf,
+        expected: &'static str,
+    },
+}
+
+/// A member's CA, certificate and key, in PEM.
+#[derive(Clone)]
+pub struct PeerTls {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key never reaches a log.
+        f.write_str("PeerTls { .. }")
+    }
+}
+
+fn read(what: &'static str, path: &Path, expected: &'static str) -> Result<Vec<u8>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let marker = format!("-----BEGIN {expected}");
+    let text = String::from_utf8_lossy(&bytes);
+    let found = if expected == "PRIVATE KEY" {
+        text.lines()
+            .any(|l| l.starts_with("-----BEGIN") && l.contains("PRIVATE KEY"))
+    } else {
+        text.contains(&marker)
+    };
+    if !found {
+        return Err(TlsError::NotPem {
+            what,
+            path: path.to_owned(),
+            expected,
+        });
+    }
+    Ok(bytes)
+}
+
+impl PeerTls {
+    pub fn from_pem(ca: Vec<u8>, cert: Vec<u8>, key: Vec<u8>) -> Self {
+        Self { ca, cert, key }
+    }
+
+    /// Reads the three files, checking each holds what it should.
+    pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            ca: read("ca", ca, "CERTIFICATE")?,
+            cert: read("cert", cert, "CERTIFICATE")?,
+            key: read("key", key, "PRIVATE KEY")?,
+        })
+    }
+
+    /// Requires a client certificate from the cluster's CA.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
+    }
+
+    /// Presents this member's certificate and accepts only a server whose
+    /// certificate is a member's, from the cluster's CA.
+    pub fn client_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .domain_name(MEMBER_NAME)
+    }
+}
+
+/// Checks that the caller's certificate (already verified against the CA
+/// by the handshake) names member `claimed`.
+pub fn check_speaks_as(
+    certs: Option<&[CertificateDer<'static>]>,
+    claimed: NodeId,
+) -> Result<(), String> {
+    let Some(leaf) = certs.and_then(|c| c.first()) else {
+        return Err(format!(
+            "no client certificate: only member {claimed} may send this"
+        ));
+    };
+    let cert = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("unreadable client certificate: {e:?}"))?;
+    let name =
+        ServerName::try_from(node_name(claimed)).map_err(|e| format!("node id {claimed}: {e}"))?;
+    cert.verify_is_valid_for_subject_name(&name).map_err(|_| {
+        format!(
+            "the caller's certificate does not name member {claimed}, for whom this message speaks"
+        )
+    })
+}

@@ -1,0 +1,244 @@
+//! Three members over real gRPC with mutual TLS: they form a group and
+//! commit, while a caller without a certificate, or with one from another
+//! CA, is refused before any RPC runs, and a member that sends a vote or a
+//! join in another member's name is refused.
+
+mod common;
+
+use common::*;
+use openraft::Vote;
+use openraft::raft::VoteRequest;
+use raftgres_consensus::transport::grpc::GrpcNetwork;
+use raftgres_consensus::transport::server::{Callers, services};
+use raftgres_consensus::transport::tls::{MEMBER_NAME, PeerTls, node_name};
+use raftgres_consensus::types::NodeId;
+use raftgres_consensus::{Consensus, OperationTimeout};
+use raftgres_proto::v1::cluster_client::ClusterClient;
+use raftgres_proto::v1::raft_client::RaftClient;
+use raftgres_proto::v1::{JoinRequest, RaftPayload};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Server};
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A member certificate for node `id`, as the deployment issues them.
+    fn member(&self, id: NodeId) -> PeerTls {
+        let key = KeyPair::generate().expect("member key");
+        let mut params =
+            CertificateParams::new(vec![MEMBER_NAME.to_owned(), node_name(id)]).expect("params");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        PeerTls::from_pem(
+            self.pem.clone().into_bytes(),
+            cert.pem().into_bytes(),
+            key.serialize_pem().into_bytes(),
+        )
+    }
+}
+
+/// Starts member `id` with its certificate on a loopback port.
+async fn start(
+    dir: &std::path::Path,
+    id: NodeId,
+    tls: &PeerTls,
+    listener: tokio::net::TcpListener,
+) -> Consensus {
+    let (log, machine) = open_store(&store_path(dir, id)).await;
+    let network = GrpcNetwork::new(
+        Duration::from_millis(500),
+        OperationTimeout::new(OPERATION_TIMEOUT),
+    )
+    .with_tls(tls);
+    let consensus = Consensus::start(
+        &settings(id, NO_SNAPSHOTS),
+        log,
+        machine,
+        network.clone(),
+        Arc::new(network),
+    )
+    .await
+    .expect("start the member");
+    let (raft, cluster) = services(&consensus, Callers::Authenticated);
+    let server = Server::builder()
+        .tls_config(tls.server_config())
+        .expect("server TLS")
+        .add_service(raft)
+        .add_service(cluster)
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    consensus
+}
+
+/// A client channel to `addr` presenting `identity` (or none).
+async fn channel(
+    addr: &str,
+    ca: &Ca,
+    identity: Option<&PeerTls>,
+) -> Result<tonic::transport::Channel, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca.pem))
+        .domain_name(MEMBER_NAME);
+    if let Some(peer) = identity {
+        tls = peer.client_config();
+    }
+    Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn vote_from(candidate: NodeId, to_incarnation: u64) -> RaftPayload {
+    let request: VoteRequest<NodeId> = VoteRequest {
+        vote: Vote::new(1, candidate),
+        last_log_id: None,
+    };
+    RaftPayload {
+        json: serde_json::to_vec(&request).expect("encode"),
+        to_incarnation,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_speak_raft_and_each_only_as_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("raftgres test cluster");
+    let mut members = BTreeMap::new();
+    let mut voters = BTreeMap::new();
+    let mut certs = BTreeMap::new();
+    let mut listeners = Vec::new();
+    for id in [1, 2, 3] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        voters.insert(id, listener.local_addr().expect("addr").to_string());
+        listeners.push((id, listener));
+    }
+    for (id, listener) in listeners {
+        let tls = ca.member(id);
+        members.insert(id, start(dir.path(), id, &tls, listener).await);
+        certs.insert(id, tls);
+    }
+    for member in members.values() {
+        bounded("initialize", SETTLE, member.initialize(&voters))
+            .await
+            .expect("initialize");
+    }
+    // The group forms and commits over mutual TLS.
+    let leader = eventually("a leader", SETTLE, || {
+        members.values().find_map(|m| {
+            let s = m.status();
+            s.is_leader.then_some(s.node_id)
+        })
+    })
+    .await;
+    bounded(
+        "a commit over TLS",
+        SETTLE,
+        members[&leader].propose(member_command(1)),
+    )
+    .await
+    .expect("propose")
+    .expect("applied");
+
+    let target = if leader == 1 { 2 } else { 1 };
+    let addr = &voters[&target];
+    let incarnation = members[&target].incarnation();
+
+    // No certificate, or one from another CA: no connection at all.
+    let without = match channel(addr, &ca, None).await {
+        Ok(channel) => RaftClient::new(channel)
+            .vote(vote_from(3, incarnation))
+            .await
+            .map(drop)
+            .map_err(|s| s.to_string()),
+        Err(e) => Err(e),
+    };
+    assert!(without.is_err(), "a caller without a certificate got in");
+    let stranger = Ca::new("another cluster").member(3);
+    let foreign = match channel(addr, &ca, Some(&stranger)).await {
+        Ok(channel) => RaftClient::new(channel)
+            .vote(vote_from(3, incarnation))
+            .await
+            .map(drop)
+            .map_err(|s| s.to_string()),
+        Err(e) => Err(e),
+    };
+    assert!(
+        foreign.is_err(),
+        "a certificate from another CA got in: {foreign:?}"
+    );
+
+    // A member's certificate, speaking for another member: refused.
+    let impostor = if target == 3 { 2 } else { 3 };
+    let other = *[1, 2, 3]
+        .iter()
+        .find(|id| **id != target && **id != impostor)
+        .expect("a third member");
+    let channel = channel(addr, &ca, Some(&certs[&impostor]))
+        .await
+        .expect("a member connects");
+    let status = RaftClient::new(channel.clone())
+        .vote(vote_from(other, incarnation))
+        .await
+        .expect_err("a vote in another member's name");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("does not name member {other}")),
+        "{status}"
+    );
+    let status = ClusterClient::new(channel.clone())
+        .join(JoinRequest {
+            node_id: 9,
+            raft_addr: "127.0.0.1:9".into(),
+            incarnation: 77,
+        })
+        .await
+        .expect_err("a join in another id's name");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    // As itself, its vote reaches Raft (and is answered, not refused).
+    let own = RaftClient::new(channel)
+        .vote(vote_from(impostor, incarnation))
+        .await;
+    assert!(own.is_ok(), "a member's vote as itself: {own:?}");
+
+    // The group still commits.
+    bounded(
+        "a commit after the attempts",
+        SETTLE,
+        members[&leader].propose(member_command(2)),
+    )
+    .await
+    .expect("propose")
+    .expect("applied");
+}
