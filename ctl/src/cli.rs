@@ -79,6 +79,43 @@ pub enum Cmd {
         #[command(subcommand)]
         action: LabCmd,
     },
+    /// Certificates for mutual TLS between members (raft.tls_*).
+    Tls {
+        #[command(subcommand)]
+        action: TlsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TlsCmd {
+    /// Issue the cluster's CA (DIR/ca.pem, ca.key) and certificates
+    /// (DIR/NAME.pem, NAME.key), keeping every file that exists: run it again
+    /// for a new member. Keys are written mode 600; keep ca.key off the members.
+    Issue {
+        /// Where the CA and the certificates live.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A member's certificate, as NAME:NODE_ID (its `name` and `node_id`); repeatable.
+        #[arg(long = "member", value_name = "NAME:NODE_ID", value_parser = parse_member)]
+        members: Vec<(String, u64)>,
+        /// A certificate for the operator's tools, which reaches any member
+        /// but speaks for none; repeatable.
+        #[arg(long = "tools", value_name = "NAME")]
+        tools: Vec<String>,
+    },
+}
+
+fn parse_member(text: &str) -> Result<(String, u64), String> {
+    let (name, id) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected NAME:NODE_ID, e.g. node1:1"))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| format!("{text:?}: the node id {id:?} is not a whole number"))?;
+    if id == 0 {
+        return Err(format!("{text:?}: node ids start at 1"));
+    }
+    Ok((name.to_owned(), id))
 }
 
 /// The commands that talk to a running cluster.
@@ -323,6 +360,52 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tls_issue_takes_members_as_name_and_node_id() {
+        let cli = Cli::try_parse_from([
+            "raftgresctl",
+            "tls",
+            "issue",
+            "--dir",
+            "/tmp/pki",
+            "--member",
+            "db1:1",
+            "--member",
+            "db2:2",
+            "--tools",
+            "admin",
+        ])
+        .expect("parses");
+        match cli.command {
+            Cmd::Tls {
+                action: TlsCmd::Issue { members, tools, .. },
+            } => {
+                assert_eq!(members, [("db1".to_owned(), 1), ("db2".to_owned(), 2)]);
+                assert_eq!(tools, ["admin"]);
+            }
+            _ => panic!("not tls issue"),
+        }
+        for (bad, needle) in [
+            ("db1", "expected NAME:NODE_ID"),
+            ("db1:x", "is not a whole number"),
+            ("db1:0", "node ids start at 1"),
+        ] {
+            let err = Cli::try_parse_from([
+                "raftgresctl",
+                "tls",
+                "issue",
+                "--dir",
+                "/tmp/pki",
+                "--member",
+                bad,
+            ])
+            .err()
+            .expect(bad)
+            .to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -73,10 +73,22 @@ impl Call<'_> {
 pub struct Api {
     http: reqwest::Client,
     credentials: Option<Credentials>,
+    /// The origins (scheme, host, port) the user named: the only ones that
+    /// get the credentials. An address read from the cluster's state could
+    /// be anyone's.
+    trusted: Vec<reqwest::Url>,
+}
+
+/// The scheme, host and port of `url`, which decide where a request goes.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 impl Api {
-    pub fn new(credentials: Option<Credentials>) -> anyhow::Result<Api> {
+    /// `trusted`: the addresses the user gave (`--url`, `--lab`, `--config`).
+    pub fn new(credentials: Option<Credentials>, trusted: &[Url]) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // Agents are reached directly; a proxy from the environment
@@ -84,13 +96,30 @@ impl Api {
             .no_proxy()
             .user_agent(concat!("raftgresctl/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Api { http, credentials })
+        Ok(Api {
+            http,
+            credentials,
+            trusted: trusted.to_vec(),
+        })
+    }
+
+    /// Whether a call to `url` needing credentials may carry them.
+    pub fn may_send_credentials(&self, url: &Url) -> bool {
+        self.trusted.iter().any(|t| same_origin(t, url))
+    }
+
+    /// A call that carries the credentials: any but GET, once there are some.
+    pub fn needs_credentials(&self, method: &Method) -> bool {
+        *method != Method::GET && self.credentials.is_some()
     }
 
     pub async fn call(&self, call: Call<'_>) -> Result<Reply, CtlError> {
         let what = format!("{} {}", call.method, call.url);
         let url_text = call.url.to_string();
         let mutating = call.method != Method::GET;
+        if self.needs_credentials(&call.method) && !self.may_send_credentials(&call.url) {
+            return Err(CtlError::Untrusted { call: what });
+        }
         let mut request = self
             .http
             .request(call.method, call.url)
@@ -250,6 +279,78 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server: answers 200 `{}` and returns the request it read.
+    async fn one_request(listener: tokio::net::TcpListener) -> String {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.expect("read");
+            request.extend_from_slice(&buf[..n]);
+            if n == 0 || request.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let _ = socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .await;
+        String::from_utf8_lossy(&request).to_lowercase()
+    }
+
+    /// The credentials go only to an address the user named; one read from
+    /// the cluster's state (here: any other) is never even connected to.
+    #[tokio::test]
+    async fn credentials_go_only_to_the_agents_the_user_named() {
+        let named = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = |l: &tokio::net::TcpListener| {
+            base_url(&l.local_addr().unwrap().to_string()).expect("url")
+        };
+        let (named_url, other_url) = (url(&named), url(&other));
+        let api = Api::new(
+            Some(Credentials {
+                username: "admin".into(),
+                password: "s3cret".into(),
+            }),
+            std::slice::from_ref(&named_url),
+        )
+        .unwrap();
+        let body = Value::Null;
+        let post = |url: Url| Call {
+            method: Method::POST,
+            url,
+            body: Some(&body),
+            if_match: None,
+            timeout: Duration::from_secs(5),
+        };
+
+        let err = api
+            .call(post(endpoint(&other_url, &["switchover"])))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CtlError::Untrusted { .. }), "{err}");
+        assert!(err.to_string().contains("name it with --url"), "{err}");
+        let connected = tokio::time::timeout(Duration::from_millis(300), other.accept()).await;
+        assert!(
+            connected.is_err(),
+            "raftgresctl connected to an address it was not given"
+        );
+        // A GET carries no credentials, so any member may answer it.
+        let server = tokio::spawn(one_request(other));
+        api.call(Call::get(endpoint(&other_url, &["cluster"])))
+            .await
+            .expect("a GET to any member");
+        assert!(!server.await.unwrap().contains("authorization:"));
+
+        let server = tokio::spawn(one_request(named));
+        api.call(post(endpoint(&named_url, &["switchover"])))
+            .await
+            .expect("a POST to a named agent");
+        let request = server.await.unwrap();
+        assert!(request.contains("authorization: basic"), "{request}");
+    }
 
     #[test]
     fn base_url_adds_the_scheme_and_cuts_the_patroni_suffix() {

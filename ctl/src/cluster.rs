@@ -225,7 +225,19 @@ impl Finder {
         make: impl Fn(Url) -> Call<'body>,
     ) -> Result<Reply, CtlError> {
         let mut failures = Vec::new();
-        for base in cluster.api_bases() {
+        let mut bases = cluster.api_bases();
+        let method = bases.first().map(|b| make(endpoint(b, path)).method);
+        if method.is_some_and(|m| self.api.needs_credentials(&m)) {
+            // Only the agents the user named get the credentials, in the
+            // order the cluster gives, then the others the user named.
+            bases.retain(|b| self.api.may_send_credentials(b));
+            for seed in &self.seeds {
+                if !bases.contains(seed) {
+                    bases.push(seed.clone());
+                }
+            }
+        }
+        for base in bases {
             match self.api.call(make(endpoint(&base, path))).await {
                 Err(CtlError::Unreachable { url, cause }) => {
                     failures.push(format!("{url}: {cause}"));

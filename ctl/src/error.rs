@@ -25,6 +25,9 @@ pub enum CtlError {
     /// The agent may have got the request but gave no usable answer: a
     /// timeout, a 5xx, or a body raftgresctl cannot read.
     Unavailable(String),
+    /// A call that needs the credentials, to an address the user did not
+    /// name: it was not sent.
+    Untrusted { call: String },
 }
 
 impl CtlError {
@@ -32,6 +35,7 @@ impl CtlError {
         match self {
             CtlError::Refused { .. } => EXIT_REFUSED,
             CtlError::Unreachable { .. } | CtlError::Unavailable(_) => EXIT_UNAVAILABLE,
+            CtlError::Untrusted { .. } => EXIT_FAILURE,
         }
     }
 }
@@ -64,6 +68,12 @@ impl fmt::Display for CtlError {
             }
             CtlError::Unreachable { url, cause } => write!(f, "cannot reach {url}: {cause}"),
             CtlError::Unavailable(message) => f.write_str(message),
+            CtlError::Untrusted { call } => write!(
+                f,
+                "{call} was not sent: raftgresctl sends the credentials only to the agents you \
+                 named (--url, --lab, --config), and this address came from the cluster's \
+                 state; if it is one of yours, name it with --url"
+            ),
         }
     }
 }

@@ -92,7 +92,7 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
                         },
                     };
                     let port = m.pg_port.map_or("-".to_owned(), |p| p.to_string());
-                    match agent_status(&m.raft_addr).await {
+                    match agent_status(&m.raft_addr, description.tls.as_ref()).await {
                         Ok(s) => println!(
                             "{:<10} {:>4} {:<21} {:>8} {:<6} {:<10} {:>6} {:>6} {:<8} {:>5}",
                             m.name,

@@ -21,7 +21,7 @@ mod yaml;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, ClusterCmd, Cmd};
+use cli::{Cli, ClusterCmd, Cmd, TlsCmd};
 use cluster::Finder;
 use commands::View;
 use error::{CtlError, EXIT_FAILURE};
@@ -53,14 +53,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `raftgresctl tls issue`: prints one line per file pair, `created` or
+/// `kept`, so that a playbook can tell whether anything changed.
+fn issue_certificates(
+    dir: &std::path::Path,
+    members: &[(String, u64)],
+    tools: &[String],
+) -> anyhow::Result<()> {
+    let ca = raftgres_certs::Authority::open_or_create(dir)?;
+    let report = |what: &str, pair: &raftgres_certs::Pair| {
+        let verb = if pair.created { "created" } else { "kept" };
+        println!(
+            "{verb} {what} {} {}",
+            pair.cert.display(),
+            pair.key.display()
+        );
+    };
+    report("ca", &ca.ca);
+    for (name, id) in members {
+        report(
+            &format!("member {name} (node {id})"),
+            &ca.member(name, *id)?,
+        );
+    }
+    for name in tools {
+        report(&format!("tools {name}"), &ca.tools(name)?);
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let command = match cli.command {
         Cmd::Lab { action } => return lab_cmd::run(&runtime, action),
+        Cmd::Tls {
+            action:
+                TlsCmd::Issue {
+                    dir,
+                    members,
+                    tools,
+                },
+        } => return issue_certificates(&dir, &members, &tools),
         Cmd::Cluster(command) => command,
     };
     let target = cli.target.resolve()?;
-    let api = client::Api::new(target.credentials).context("cannot set up the HTTP client")?;
+    let api = client::Api::new(target.credentials, &target.seeds)
+        .context("cannot set up the HTTP client")?;
     let mut finder = Finder::new(api, target.seeds);
     let finder = &mut finder;
     runtime.block_on(async move {

@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench raft`
 
-use raftgres_lab::Lab;
+use raftgres_lab::{Lab, member_channel};
 use raftgres_proto::v1::{ProposeRequest, cluster_client::ClusterClient};
 use raftgres_state::{Command, Epoch, LeaseVersion, Response};
 use raftgres_tests::{lab_dir, report_bench, start_lab, status};
@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 const RENEWALS: usize = 300;
 const KILL_TRIALS: usize = 5;
 
-async fn propose(addr: &str, command: &Command) -> Result<Response, String> {
-    let mut client = ClusterClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn propose(lab: &Lab, addr: &str, command: &Command) -> Result<Response, String> {
+    let mut client = ClusterClient::new(member_channel(addr, lab.description.tls.as_ref()).await?);
     let request = ProposeRequest {
         command_json: serde_json::to_vec(command).map_err(|e| e.to_string())?,
         hops: 0,
@@ -52,7 +50,7 @@ async fn renewal_latencies(lab: &Lab, holder: &str, via: &str) -> Vec<Duration> 
             timeline: None,
         };
         let start = Instant::now();
-        if propose(&addr, &command).await.is_ok() {
+        if propose(lab, &addr, &command).await.is_ok() {
             out.push(start.elapsed());
         }
     }
@@ -108,7 +106,7 @@ async fn main() {
         let killed = Instant::now();
         lab.kill(&leader).expect("SIGKILL leader");
         loop {
-            if propose(&addr, &probe).await.is_ok() {
+            if propose(&lab, &addr, &probe).await.is_ok() {
                 break;
             }
             assert!(

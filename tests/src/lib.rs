@@ -139,7 +139,11 @@ pub async fn start_lab(dir: &tempfile::TempDir, members: usize, witness: bool) -
 }
 
 pub async fn status(lab: &Lab, name: &str) -> Result<AgentStatusReply, String> {
-    agent_status(&lab.member(name).expect("member").raft_addr).await
+    agent_status(
+        &lab.member(name).expect("member").raft_addr,
+        lab.description.tls.as_ref(),
+    )
+    .await
 }
 
 /// Waits (up to 30 s) until the group records `name`'s place: a new

@@ -6,12 +6,13 @@
 mod common;
 
 use common::*;
-use openraft::Vote;
-use openraft::raft::VoteRequest;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{SnapshotMeta, StoredMembership, Vote};
 use raftgres_consensus::transport::grpc::GrpcNetwork;
 use raftgres_consensus::transport::server::{Callers, services};
 use raftgres_consensus::transport::tls::{MEMBER_NAME, PeerTls, node_name};
 use raftgres_consensus::types::NodeId;
+use raftgres_consensus::types::TypeConfig;
 use raftgres_consensus::{Consensus, OperationTimeout};
 use raftgres_proto::v1::cluster_client::ClusterClient;
 use raftgres_proto::v1::raft_client::RaftClient;
@@ -217,6 +218,39 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
             .contains(&format!("does not name member {other}")),
         "{status}"
     );
+    let append: AppendEntriesRequest<TypeConfig> = AppendEntriesRequest {
+        vote: Vote::new_committed(1, other),
+        prev_log_id: None,
+        entries: vec![],
+        leader_commit: None,
+    };
+    let status = RaftClient::new(channel.clone())
+        .append_entries(RaftPayload {
+            json: serde_json::to_vec(&append).expect("encode"),
+            to_incarnation: incarnation,
+        })
+        .await
+        .expect_err("an append in another member's name");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    let chunk: InstallSnapshotRequest<TypeConfig> = InstallSnapshotRequest {
+        vote: Vote::new_committed(1, other),
+        meta: SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+            snapshot_id: "forged".into(),
+        },
+        offset: 0,
+        data: vec![],
+        done: false,
+    };
+    let status = RaftClient::new(channel.clone())
+        .install_snapshot(RaftPayload {
+            json: serde_json::to_vec(&chunk).expect("encode"),
+            to_incarnation: incarnation,
+        })
+        .await
+        .expect_err("a snapshot in another member's name");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
     let status = ClusterClient::new(channel.clone())
         .join(JoinRequest {
             node_id: 9,

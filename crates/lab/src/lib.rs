@@ -13,6 +13,7 @@ mod netns;
 mod pgbouncer;
 mod process;
 mod spec;
+mod tls;
 
 pub use disk::{fill as fill_disk, free as free_disk, replace_postgres};
 pub use haproxy::binary as haproxy_binary;
@@ -20,6 +21,8 @@ pub use netns::{LabNetwork, NetnsMember, enter_netns};
 pub use pgbouncer::StandalonePgbouncer;
 pub use pgbouncer::binary as pgbouncer_binary;
 pub use process::{
-    Lab, LabError, agent_status, down, pg_query_bool, read_description, running_members,
+    Lab, LabError, agent_status, down, member_channel, pg_query_bool, read_description,
+    running_members,
 };
 pub use spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec};
+pub use tls::LabTls;

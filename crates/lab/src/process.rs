@@ -438,8 +438,15 @@ impl Lab {
         if let Some(to) = &pg_bin_dir {
             crate::disk::copy_pg_binaries(to)?;
         }
+        let (lab_tls, member_tls) = crate::tls::issue(
+            &dir,
+            &members
+                .iter()
+                .map(|m| (m.name.clone(), m.node_id))
+                .collect::<Vec<_>>(),
+        )?;
         let mut mounts = Mounts::default();
-        for m in &members {
+        for (m, tls) in members.iter().zip(&member_tls) {
             fs::create_dir_all(&m.data_dir).map_err(io(&m.data_dir))?;
             if let (Some(disk), Some(mib)) = (&m.pg_disk, spec.data_disk_mib) {
                 let owner = run_as.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw()));
@@ -448,7 +455,14 @@ impl Lab {
             }
             write_private(
                 &m.config,
-                &agent_config(m, "lab", &members, &api_auth, pg_bin_dir.as_deref()),
+                &agent_config(
+                    m,
+                    "lab",
+                    &members,
+                    &api_auth,
+                    pg_bin_dir.as_deref(),
+                    Some((&lab_tls.ca_file, tls)),
+                ),
             )?;
         }
         for m in &members {
@@ -479,6 +493,7 @@ impl Lab {
                 haproxy: None,
                 pg_bin_dir,
                 agent_preload,
+                tls: Some(lab_tls),
             },
             children: BTreeMap::new(),
             owns_keepers: true,
@@ -803,7 +818,7 @@ impl Lab {
             let mut holders = Vec::new();
             let mut seen = Vec::new();
             for m in &self.description.members {
-                match agent_status(&m.raft_addr).await {
+                match agent_status(&m.raft_addr, self.description.tls.as_ref()).await {
                     Ok(s) => {
                         if s.holds_lease {
                             holders.push(m.name.clone());
@@ -887,12 +902,31 @@ impl Drop for Lab {
     }
 }
 
-/// One agent's own view, over its gRPC status service, within one second.
-pub async fn agent_status(raft_addr: &str) -> Result<AgentStatusReply, String> {
+/// A connection to a member's Raft port, over mutual TLS with the tools'
+/// certificate when the lab has it (`tls`).
+pub async fn member_channel(
+    raft_addr: &str,
+    tls: Option<&crate::tls::LabTls>,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = match tls {
+        Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{raft_addr}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls.client_config()?)
+            .map_err(|e| e.to_string())?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{raft_addr}"))
+            .map_err(|e| e.to_string())?,
+    };
+    endpoint.connect().await.map_err(|e| format!("{e:?}"))
+}
+
+/// One agent's own view, over its gRPC status service, within one second;
+/// over mutual TLS when the lab has it (`tls`).
+pub async fn agent_status(
+    raft_addr: &str,
+    tls: Option<&crate::tls::LabTls>,
+) -> Result<AgentStatusReply, String> {
     let call = async {
-        let mut client = AgentClient::connect(format!("http://{raft_addr}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = AgentClient::new(member_channel(raft_addr, tls).await?);
         client
             .status(AgentStatusRequest {})
             .await

@@ -65,6 +65,10 @@ pub struct LabDescription {
     /// The library preloaded into every agent, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_preload: Option<PathBuf>,
+    /// The lab's CA and the tools' certificate: the agents speak Raft over
+    /// mutual TLS. Absent only in a lab.json written before the lab did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::LabTls>,
 }
 
 /// HTTP basic auth credentials, as in every member's
@@ -188,6 +192,7 @@ pub(crate) fn agent_config(
     all: &[LabMember],
     auth: &ApiAuth,
     pg_bin_dir: Option<&Path>,
+    tls: Option<(&Path, &crate::tls::MemberTls)>,
 ) -> String {
     let mut text = format!(
         "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\n",
@@ -197,6 +202,14 @@ pub(crate) fn agent_config(
         member.witness,
         member.raft_addr,
     );
+    if let Some((ca, files)) = tls {
+        text.push_str(&format!(
+            "  tls_ca_file: {}\n  tls_cert_file: {}\n  tls_key_file: {}\n",
+            ca.display(),
+            files.cert_file.display(),
+            files.key_file.display()
+        ));
+    }
     if let (Some(host), Some(port)) = (&member.pg_host, member.pg_port) {
         let host = if host.contains(':') {
             format!("[{host}]")

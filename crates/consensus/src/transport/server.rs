@@ -76,13 +76,15 @@ impl RaftService {
         request: Request<RaftPayload>,
         sender: impl Fn(&T) -> Option<NodeId>,
     ) -> Result<T, Status> {
-        self.consensus
-            .admit(request.get_ref().to_incarnation)
-            .map_err(status_of)?;
+        // Who speaks first: a caller in another member's name learns nothing,
+        // not even whether the incarnation it addressed is this store's.
         let rpc: T = decode(what, &request.get_ref().json).map_err(bad_peer_message)?;
         let claimed = sender(&rpc)
             .ok_or_else(|| Status::invalid_argument(format!("{what} names no sending member")))?;
         check_caller(self.callers, &request, claimed)?;
+        self.consensus
+            .admit(request.get_ref().to_incarnation)
+            .map_err(status_of)?;
         Ok(rpc)
     }
 }

@@ -1,0 +1,79 @@
+//! The lab's own certificate authority, so that its agents speak Raft over
+//! mutual TLS as a deployment's do: a CA, one certificate per member naming
+//! `raftgres-member` and `raftgres-node-<id>`, and one for the lab's tools
+//! (`lab status`, tests), which names `raftgres-member` only, so that it
+//! can call a member but never vote, append or join as one.
+
+use crate::process::LabError;
+use raftgres_certs::Authority;
+use raftgres_consensus::transport::tls::MEMBER_NAME;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+/// What `lab.json` says about the lab's TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabTls {
+    /// The CA every member's and the tools' certificates are signed by.
+    pub ca_file: PathBuf,
+    /// The tools' certificate and key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// One member's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+fn setup(e: raftgres_certs::CertError) -> LabError {
+    LabError::Setup(format!("lab TLS: {e}"))
+}
+
+/// Issues (or keeps, from an earlier lab in `dir`) the CA in `DIR/tls` and
+/// certificates for the members named by `(name, node_id)`, and for the
+/// tools.
+pub(crate) fn issue(
+    dir: &Path,
+    members: &[(String, u64)],
+) -> Result<(LabTls, Vec<MemberTls>), LabError> {
+    let tls_dir = std::path::absolute(dir.join("tls"))
+        .map_err(|e| LabError::Setup(format!("lab TLS directory: {e}")))?;
+    let ca = Authority::open_or_create(&tls_dir).map_err(setup)?;
+    let mut files = Vec::new();
+    for (name, id) in members {
+        let pair = ca.member(name, *id).map_err(setup)?;
+        files.push(MemberTls {
+            cert_file: pair.cert,
+            key_file: pair.key,
+        });
+    }
+    let tools = ca.tools("tools").map_err(setup)?;
+    Ok((
+        LabTls {
+            ca_file: ca.ca.cert.clone(),
+            client_cert: tools.cert,
+            client_key: tools.key,
+        },
+        files,
+    ))
+}
+
+impl LabTls {
+    /// The tools' side of mutual TLS with a member.
+    pub fn client_config(&self) -> Result<ClientTlsConfig, String> {
+        let read = |path: &Path| {
+            fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca_file)?))
+            .identity(Identity::from_pem(
+                read(&self.client_cert)?,
+                read(&self.client_key)?,
+            ))
+            .domain_name(MEMBER_NAME))
+    }
+}
