@@ -293,24 +293,59 @@ async fn adopt_lease(
     tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
 }
 
-/// The member's mutual-TLS files, when `raft.tls_*` names them. The key
-/// must be readable by the agent's user only.
-fn peer_tls(config: &AgentConfig) -> anyhow::Result<Option<PeerTls>> {
+/// Refuses a private key that group or others may read; `key` names the setting.
+fn check_private(key: &str, path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let Some(tls) = &config.raft.tls else {
-        return Ok(None);
-    };
-    let mode = std::fs::metadata(&tls.key_file)
-        .with_context(|| format!("cannot read raft.tls_key_file {}", tls.key_file.display()))?
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {key} {}", path.display()))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
         anyhow::bail!(
-            "raft.tls_key_file {} may be read by others (mode {:o}): run `chmod 600` on it",
-            tls.key_file.display(),
+            "{key} {} may be read by others (mode {:o}): run `chmod 600` on it",
+            path.display(),
             mode & 0o777
         );
     }
+    Ok(())
+}
+
+/// The REST API's TLS, when `restapi.certfile` is set.
+fn api_tls(config: &AgentConfig) -> anyhow::Result<Option<raftgres_api::ServerTls>> {
+    let Some(tls) = &config.restapi.tls else {
+        return Ok(None);
+    };
+    check_private("restapi.keyfile", &tls.keyfile)?;
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {key} {}", path.display()))
+    };
+    let cert = read("restapi.certfile", &tls.certfile)?;
+    let key = read("restapi.keyfile", &tls.keyfile)?;
+    let ca = tls
+        .cafile
+        .as_deref()
+        .map(|path| read("restapi.cafile", path))
+        .transpose()?;
+    let verify = match tls.verify_client {
+        raftgres_config::VerifyClient::None => raftgres_api::VerifyClient::None,
+        raftgres_config::VerifyClient::Optional => raftgres_api::VerifyClient::Optional,
+        raftgres_config::VerifyClient::Required => raftgres_api::VerifyClient::Required,
+    };
+    Ok(Some(raftgres_api::ServerTls::from_pem(
+        &cert,
+        &key,
+        ca.as_deref(),
+        verify,
+    )?))
+}
+
+/// The member's mutual-TLS files, when `raft.tls_*` names them. The key
+/// must be readable by the agent's user only.
+fn peer_tls(config: &AgentConfig) -> anyhow::Result<Option<PeerTls>> {
+    let Some(tls) = &config.raft.tls else {
+        return Ok(None);
+    };
+    check_private("raft.tls_key_file", &tls.key_file)?;
     Ok(Some(PeerTls::from_files(
         &tls.ca_file,
         &tls.cert_file,
@@ -532,18 +567,25 @@ async fn run(
         tracing::warn!(member = %config.name, "restapi.authentication is not set: the mutating REST endpoints (switchover, failover, restart, config changes) are disabled");
     }
     let health = Arc::new(health);
-    let api = tokio::spawn(raftgres_api::serve(
-        api_listener,
-        raftgres_api::ApiContext {
-            health: health.clone(),
-            ops: Arc::new(ops),
-            auth,
-            logins: Default::default(),
-        },
-        async move {
-            let _ = api_stop.wait_for(|stop| *stop).await;
-        },
-    ));
+    let api_context = raftgres_api::ApiContext {
+        health: health.clone(),
+        ops: Arc::new(ops),
+        auth,
+        logins: Default::default(),
+    };
+    let api_stopped = async move {
+        let _ = api_stop.wait_for(|stop| *stop).await;
+    };
+    let api = match api_tls(&config)? {
+        Some(tls) => tokio::spawn(raftgres_api::serve_tls(
+            api_listener,
+            api_context,
+            api_stopped,
+            raftgres_api::ServeLimits::default(),
+            tls,
+        )),
+        None => tokio::spawn(raftgres_api::serve(api_listener, api_context, api_stopped)),
+    };
     tracing::info!(member = %config.name, url = %config.restapi.url(), "REST API listening");
     let lease_loop = tokio::spawn(
         lease_loop::LeaseLoop {

@@ -53,6 +53,27 @@ pub struct TargetOpts {
     /// password from --lab or --config and keeps their user.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// The CA (PEM) that signs the agents' REST certificates (restapi.certfile), for https URLs.
+    #[arg(long, global = true, env = "RAFTGRESCTL_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate (PEM) for agents with restapi.verify_client; with --key.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTGRESCTL_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key (PEM, mode 600).
+    #[arg(
+        long,
+        global = true,
+        env = "RAFTGRESCTL_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

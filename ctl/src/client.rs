@@ -88,14 +88,31 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 impl Api {
     /// `trusted`: the addresses the user gave (`--url`, `--lab`, `--config`).
-    pub fn new(credentials: Option<Credentials>, trusted: &[Url]) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        credentials: Option<Credentials>,
+        trusted: &[Url],
+        tls: &crate::target::ClientTls,
+    ) -> anyhow::Result<Api> {
+        let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // Agents are reached directly; a proxy from the environment
             // would answer for them and hide which member is down.
             .no_proxy()
-            .user_agent(concat!("raftgresctl/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("raftgresctl/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &tls.ca {
+            for cert in reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|e| anyhow::anyhow!("--cacert holds no PEM certificate: {e}"))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = &tls.identity {
+            http = http.identity(
+                reqwest::Identity::from_pem(pem)
+                    .map_err(|e| anyhow::anyhow!("--cert and --key: {e}"))?,
+            );
+        }
+        let http = http.build()?;
         Ok(Api {
             http,
             credentials,
@@ -315,6 +332,7 @@ mod tests {
                 password: "s3cret".into(),
             }),
             std::slice::from_ref(&named_url),
+            &Default::default(),
         )
         .unwrap();
         let body = Value::Null;

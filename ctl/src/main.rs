@@ -97,7 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Cluster(command) => command,
     };
     let target = cli.target.resolve()?;
-    let api = client::Api::new(target.credentials, &target.seeds)
+    let api = client::Api::new(target.credentials, &target.seeds, &target.tls)
         .context("cannot set up the HTTP client")?;
     let mut finder = Finder::new(api, target.seeds);
     let finder = &mut finder;

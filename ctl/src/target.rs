@@ -17,6 +17,7 @@ pub struct Target {
     /// Addresses to try in order until one answers `/cluster`.
     pub seeds: Vec<Url>,
     pub credentials: Option<Credentials>,
+    pub tls: ClientTls,
     /// False when only [`DEFAULT_URL`] is known.
     pub given: bool,
 }
@@ -115,9 +116,58 @@ impl TargetOpts {
         Ok(Target {
             seeds,
             credentials,
+            tls: self.client_tls()?,
             given,
         })
     }
+
+    /// `--cacert`, `--cert` and `--key`, read.
+    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+        };
+        let ca = self
+            .cacert
+            .as_deref()
+            .map(|p| read("--cacert", p))
+            .transpose()?;
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                check_private("--key", key)?;
+                let mut pem = read("--cert", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("--key", key)?);
+                Some(pem)
+            }
+            _ => None,
+        };
+        Ok(ClientTls { ca, identity })
+    }
+}
+
+/// What raftgresctl shows agents that serve HTTPS.
+#[derive(Debug, Default, Clone)]
+pub struct ClientTls {
+    /// The CA that signs the agents' certificates (PEM).
+    pub ca: Option<Vec<u8>>,
+    /// A client certificate and its key (PEM, concatenated).
+    pub identity: Option<Vec<u8>>,
+}
+
+fn check_private(what: &str, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {} may be read by others (mode {:o}): run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 /// Where the password may come from besides `--password-file`.
@@ -236,6 +286,9 @@ mod tests {
             config: None,
             username: None,
             password_file: None,
+            cacert: None,
+            cert: None,
+            key: None,
         }
     }
 

@@ -33,11 +33,13 @@ mod reply;
 mod router;
 mod server;
 mod status;
+mod tls;
 mod write;
 
 pub use auth::{Credentials, LoginGuard};
 pub use health::{HealthSource, NodeHealth, Role};
 pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
 pub use query::{HealthQuery, QueryError, parse_query};
-pub use router::{ApiContext, ServeLimits, router, serve, serve_with_limits};
+pub use router::{ApiContext, ServeLimits, router, serve, serve_tls, serve_with_limits};
 pub use status::{Endpoint, ROUTES, status};
+pub use tls::{ApiTlsError, ServerTls, VerifyClient};

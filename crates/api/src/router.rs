@@ -1,6 +1,7 @@
 //! The axum router and server. A health request: parse the query, take one
 //! snapshot, decide the status code, and only then, for `GET`, build a body.
 
+use crate::tls::ServerTls;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -116,7 +117,18 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServeLimits,
 ) -> io::Result<()> {
-    crate::server::serve_with(listener, router(ctx), shutdown, limits).await
+    crate::server::serve_with(listener, router(ctx), shutdown, limits, None).await
+}
+
+/// [`serve_with_limits`] over TLS (`restapi.certfile`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    ctx: ApiContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+    tls: ServerTls,
+) -> io::Result<()> {
+    crate::server::serve_with(listener, router(ctx), shutdown, limits, Some(tls)).await
 }
 
 fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> Response {

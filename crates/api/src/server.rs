@@ -14,9 +14,11 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+
+use crate::tls::ServerTls;
 
 /// Bounds on what clients may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,7 @@ pub(crate) async fn serve_with(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServeLimits,
+    tls: Option<ServerTls>,
 ) -> io::Result<()> {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let graceful = GracefulShutdown::new();
@@ -118,14 +121,29 @@ pub(crate) async fn serve_with(
         }
         // The client's address, for the login guard and the logs.
         let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, %err, "REST connection ended");
+            match tls {
+                None => serve_connection(stream, app, watcher, &limits, peer).await,
+                // The handshake counts against the header-read bound: a
+                // client that opens a socket and says nothing is closed.
+                Some(tls) => {
+                    match tokio::time::timeout(
+                        limits.header_read_timeout,
+                        tls.acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, app, watcher, &limits, peer).await;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, %err, "REST TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "REST TLS handshake timed out"),
+                    }
+                }
             }
             drop(slot);
         });
@@ -138,6 +156,24 @@ pub(crate) async fn serve_with(
         tracing::warn!(grace = ?limits.shutdown_grace, "REST requests still running at shutdown were cut off");
     }
     Ok(())
+}
+
+async fn serve_connection<S>(
+    io: S,
+    app: Router,
+    watcher: Watcher,
+    limits: &ServeLimits,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(%peer, %err, "REST connection ended");
+    }
 }
 
 #[cfg(test)]

@@ -450,3 +450,151 @@ async fn failed_logins_are_rate_limited_per_address() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+mod tls {
+    use super::*;
+    use raftgres_api::{ServeLimits, ServerTls, VerifyClient};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+
+    struct Ca {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    /// A certificate and its key, in PEM.
+    struct Leaf {
+        cert: String,
+        key: String,
+    }
+
+    impl Ca {
+        fn new() -> Ca {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "test CA");
+            let pem = params.self_signed(&key).unwrap().pem();
+            Ca {
+                pem,
+                issuer: Issuer::new(params, key),
+            }
+        }
+
+        fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &self.issuer).unwrap().pem();
+            Leaf {
+                cert,
+                key: key.serialize_pem(),
+            }
+        }
+    }
+
+    /// Serves over TLS on a loopback port; returns the `https://localhost:PORT` base.
+    async fn serve(ca: &Ca, verify: VerifyClient) -> String {
+        let server = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        let tls = ServerTls::from_pem(
+            server.cert.as_bytes(),
+            server.key.as_bytes(),
+            Some(ca.pem.as_bytes()),
+            verify,
+        )
+        .expect("server TLS");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(raftgres_api::serve_tls(
+            listener,
+            context(primary),
+            std::future::pending(),
+            ServeLimits::default(),
+            tls,
+        ));
+        format!("localhost:{port}")
+    }
+
+    fn client(ca: &Ca, identity: Option<&Leaf>) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap());
+        if let Some(leaf) = identity {
+            let pem = format!("{}{}", leaf.cert, leaf.key);
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        builder.build().unwrap()
+    }
+
+    async fn get(client: &reqwest::Client, url: String) -> Result<u16, String> {
+        client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[tokio::test]
+    async fn required_client_certificates_keep_out_everyone_else() {
+        let ca = Ca::new();
+        let addr = serve(&ca, VerifyClient::Required).await;
+        let member = ca.leaf("admin", ExtendedKeyUsagePurpose::ClientAuth);
+        let url = format!("https://{addr}/primary");
+        assert_eq!(get(&client(&ca, Some(&member)), url.clone()).await, Ok(200));
+        assert!(
+            get(&client(&ca, None), url.clone()).await.is_err(),
+            "no certificate"
+        );
+        let stranger = Ca::new().leaf("admin", ExtendedKeyUsagePurpose::ClientAuth);
+        assert!(
+            get(&client(&ca, Some(&stranger)), url).await.is_err(),
+            "a certificate from another CA"
+        );
+        // Plain HTTP to the TLS port: no answer.
+        assert!(
+            get(&client(&ca, None), format!("http://{addr}/primary"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn optional_client_certificates_admit_anonymous_clients_only() {
+        let ca = Ca::new();
+        let addr = serve(&ca, VerifyClient::Optional).await;
+        let url = format!("https://{addr}/primary");
+        assert_eq!(get(&client(&ca, None), url.clone()).await, Ok(200));
+        let stranger = Ca::new().leaf("admin", ExtendedKeyUsagePurpose::ClientAuth);
+        assert!(get(&client(&ca, Some(&stranger)), url).await.is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_key() {
+        let ca = Ca::new();
+        let server = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        let err = ServerTls::from_pem(
+            server.cert.as_bytes(),
+            server.key.as_bytes(),
+            None,
+            VerifyClient::Required,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("set restapi.cafile"), "{err}");
+        let err = ServerTls::from_pem(
+            server.cert.as_bytes(),
+            b"not a key",
+            None,
+            VerifyClient::None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("restapi.keyfile"), "{err}");
+        let err =
+            ServerTls::from_pem(b"", server.key.as_bytes(), None, VerifyClient::None).unwrap_err();
+        assert!(err.to_string().contains("restapi.certfile"), "{err}");
+    }
+}

@@ -138,6 +138,18 @@ impl Authority {
         self.leaf(name, vec![MEMBER_NAME.to_owned()])
     }
 
+    /// A REST API server certificate for `hosts` (names or IP addresses
+    /// clients connect to: `restapi.connect_address`'s host).
+    pub fn rest_server(&self, name: &str, hosts: &[String]) -> Result<Pair, CertError> {
+        if hosts.is_empty() {
+            return Err(CertError::Crypto {
+                what: "issue a REST certificate",
+                reason: "it needs at least one host name or address".into(),
+            });
+        }
+        self.leaf(name, hosts.to_vec())
+    }
+
     fn leaf(&self, name: &str, names: Vec<String>) -> Result<Pair, CertError> {
         check_name(name)?;
         if name == "ca" {
@@ -241,6 +253,29 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let stranger = Authority::open_or_create(other.path()).unwrap();
         assert!(!signed_by(&m2.cert, &stranger.ca.cert));
+    }
+
+    #[test]
+    fn a_rest_certificate_names_the_addresses_clients_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::open_or_create(dir.path()).unwrap();
+        let rest = ca
+            .rest_server("api", &["127.0.0.1".into(), "db1.example".into()])
+            .unwrap();
+        let der = CertificateDer::from_pem_file(&rest.cert).unwrap();
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        for name in ["127.0.0.1", "db1.example"] {
+            assert!(
+                cert.verify_is_valid_for_subject_name(&ServerName::try_from(name).unwrap())
+                    .is_ok(),
+                "{name}"
+            );
+        }
+        assert!(
+            cert.verify_is_valid_for_subject_name(&ServerName::try_from("10.0.0.9").unwrap())
+                .is_err()
+        );
+        assert!(ca.rest_server("api2", &[]).is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, Tags,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
 };
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 

@@ -122,6 +122,39 @@ pub struct RestApiSettings {
     pub connect_address: String,
     /// HTTP basic auth for the mutating endpoints; `None` disables them.
     pub authentication: Option<ApiCredentials>,
+    /// HTTPS instead of HTTP; `None`: plain HTTP.
+    pub tls: Option<RestApiTls>,
+}
+
+/// The REST API's TLS, as Patroni's `restapi` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestApiTls {
+    /// The server's certificate (chain), PEM.
+    pub certfile: PathBuf,
+    /// Its private key, PEM, readable by the agent's user only.
+    pub keyfile: PathBuf,
+    /// The CA that signs client certificates; required unless
+    /// `verify_client` is `None`.
+    pub cafile: Option<PathBuf>,
+    pub verify_client: VerifyClient,
+}
+
+/// Patroni's `restapi.verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    None,
+    Optional,
+    Required,
+}
+
+impl VerifyClient {
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyClient::None => "none",
+            VerifyClient::Optional => "optional",
+            VerifyClient::Required => "required",
+        }
+    }
 }
 
 /// What a client sends with HTTP basic auth to call a mutating endpoint.
@@ -148,7 +181,8 @@ impl RestApiSettings {
     /// The base URL others reach the API at: `http://<connect_address>`,
     /// without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.connect_address)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.connect_address)
     }
 }
 

@@ -10,7 +10,7 @@ use config::Value;
 use crate::tree::{Ctx, Section};
 use crate::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, Tags,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -60,7 +60,15 @@ const POSTGRESQL_KEYS: &[&str] = &[
     "restart_grace_ms",
     "parameters",
 ];
-const RESTAPI_KEYS: &[&str] = &["listen", "connect_address", "authentication"];
+const RESTAPI_KEYS: &[&str] = &[
+    "listen",
+    "connect_address",
+    "authentication",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "verify_client",
+];
 const AUTHENTICATION_KEYS: &[&str] = &["username", "password"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
 const BOOTSTRAP_KEYS: &[&str] = &[
@@ -593,11 +601,85 @@ fn restapi(
         .map(|auth| api_credentials(ctx, auth))
         .transpose()?;
 
+    let tls = restapi_tls(ctx, &mut section)?;
+
     Ok(RestApiSettings {
         listen,
         connect_address,
         authentication,
+        tls,
     })
+}
+
+/// Patroni's `certfile`, `keyfile`, `cafile` and `verify_client`.
+fn restapi_tls(ctx: &Ctx, section: &mut Section<'_>) -> Result<Option<RestApiTls>, ConfigError> {
+    let mut file = |name: &str| -> Result<Option<PathBuf>, ConfigError> {
+        let key = section.key(name);
+        let path = section.string_opt(name)?.map(PathBuf::from);
+        match path {
+            Some(path) if !path.is_absolute() => Err(ctx.invalid(
+                &key,
+                format!("must be an absolute path, got {}", path.display()),
+            )),
+            other => Ok(other),
+        }
+    };
+    let certfile = file("certfile")?;
+    let keyfile = file("keyfile")?;
+    let cafile = file("cafile")?;
+    let verify_key = section.key("verify_client");
+    let verify_client = match section.string_opt("verify_client")?.as_deref() {
+        None | Some("none") => VerifyClient::None,
+        Some("optional") => VerifyClient::Optional,
+        Some("required") => VerifyClient::Required,
+        Some(other) => {
+            return Err(ctx.invalid(
+                &verify_key,
+                format!("must be none, optional or required, got {other:?}"),
+            ));
+        }
+    };
+    let Some(certfile) = certfile else {
+        if let Some((key, _)) = [("keyfile", keyfile.is_some()), ("cafile", cafile.is_some())]
+            .into_iter()
+            .find(|(_, set)| *set)
+        {
+            return Err(ctx.invalid(
+                &section.key(key),
+                "is set without restapi.certfile: TLS needs the server's certificate".to_owned(),
+            ));
+        }
+        if verify_client != VerifyClient::None {
+            return Err(ctx.invalid(
+                &verify_key,
+                "asks for client certificates, which need TLS: set restapi.certfile, \
+                 keyfile and cafile"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(keyfile) = keyfile else {
+        return Err(ctx.invalid(
+            &section.key("keyfile"),
+            "is required with restapi.certfile: the server's private key".to_owned(),
+        ));
+    };
+    if verify_client != VerifyClient::None && cafile.is_none() {
+        return Err(ctx.invalid(
+            &section.key("cafile"),
+            format!(
+                "is required with verify_client {}: the CA that signs client certificates",
+                verify_client.name()
+            ),
+        ));
+    }
+    Ok(Some(RestApiTls {
+        certfile,
+        keyfile,
+        cafile,
+        verify_client,
+    }))
 }
 
 fn api_credentials(ctx: &Ctx, mut section: Section<'_>) -> Result<ApiCredentials, ConfigError> {

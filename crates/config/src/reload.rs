@@ -97,6 +97,10 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         "restapi.connect_address",
         o.connect_address != n.connect_address,
     );
+    restart(
+        "restapi TLS (certfile, keyfile, cafile, verify_client)",
+        o.tls != n.tls,
+    );
     match (&old.postgresql, &new.postgresql) {
         (Some(o), Some(n)) => {
             restart("postgresql.listen", o.listen != n.listen);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use raftgres_config::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
-    RaftSettings, RaftTls, RestApiSettings, Tags, load, load_with_env,
+    RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -51,6 +51,10 @@ restapi:
   authentication:
     username: admin
     password: 'pass: word'
+  certfile: /etc/raftgres/api.pem
+  keyfile: /etc/raftgres/api.key
+  cafile: /etc/raftgres/clients-ca.pem
+  verify_client: required
 members:
   - id: 1
     name: node1
@@ -194,6 +198,12 @@ fn full_file_loads_every_value() {
                     username: "admin".into(),
                     password: "pass: word".into(),
                 }),
+                tls: Some(RestApiTls {
+                    certfile: PathBuf::from("/etc/raftgres/api.pem"),
+                    keyfile: PathBuf::from("/etc/raftgres/api.key"),
+                    cafile: Some(PathBuf::from("/etc/raftgres/clients-ca.pem")),
+                    verify_client: VerifyClient::Required,
+                }),
             },
             pgbouncer: None,
             members: vec![
@@ -281,6 +291,7 @@ fn minimal_file_gets_documented_defaults() {
             listen: "127.0.0.1:8008".parse::<SocketAddr>().unwrap(),
             connect_address: "127.0.0.1:8008".into(),
             authentication: None,
+            tls: None,
         }
     );
     assert_eq!(config.restapi.url(), "http://127.0.0.1:8008");
@@ -782,6 +793,30 @@ fn each_validation_rule_names_its_key() {
             "raft.tls_cert_file",
         ),
         (
+            "REST TLS without a key",
+            edit(FULL, "  keyfile: /etc/raftgres/api.key\n", ""),
+            "restapi.keyfile",
+        ),
+        (
+            "client certificates without their CA",
+            edit(FULL, "  cafile: /etc/raftgres/clients-ca.pem\n", ""),
+            "restapi.cafile",
+        ),
+        (
+            "an unknown verify_client",
+            edit(FULL, "verify_client: required", "verify_client: always"),
+            "restapi.verify_client",
+        ),
+        (
+            "client certificates without TLS",
+            edit(
+                FULL,
+                "  certfile: /etc/raftgres/api.pem\n  keyfile: /etc/raftgres/api.key\n  cafile: /etc/raftgres/clients-ca.pem\n",
+                "",
+            ),
+            "restapi.verify_client",
+        ),
+        (
             "a relative TLS file",
             edit(
                 FULL,
@@ -1184,6 +1219,7 @@ fn restapi_section_is_read() {
             listen: "10.0.0.1:9008".parse::<SocketAddr>().unwrap(),
             connect_address: "node1.example:9008".into(),
             authentication: None,
+            tls: None,
         }
     );
     assert_eq!(config.restapi.url(), "http://node1.example:9008");
@@ -1228,6 +1264,7 @@ fn witness_serves_the_restapi_too() {
             listen: "127.0.0.1:5432".parse::<SocketAddr>().unwrap(),
             connect_address: "witness.example:5432".into(),
             authentication: None,
+            tls: None,
         }
     );
 }
@@ -1248,6 +1285,7 @@ fn environment_overrides_restapi_keys() {
             listen: "0.0.0.0:9008".parse::<SocketAddr>().unwrap(),
             connect_address: "node1.example:9008".into(),
             authentication: None,
+            tls: None,
         }
     );
 

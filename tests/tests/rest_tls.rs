@@ -1,0 +1,148 @@
+//! The REST API over TLS on a real agent (`restapi.certfile`, `keyfile`,
+//! `cafile`, `verify_client: required`): plain HTTP gets nothing, a client
+//! without a certificate from the CA is refused, and raftgresctl with
+//! `--cacert`, `--cert` and `--key` operates the cluster through it.
+
+use raftgres_certs::Authority;
+use raftgres_tests::settle::SETTLE_WITHIN;
+use raftgres_tests::{ctl_bin, eventually, lab_dir, serial, start_lab};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+/// Gives `path` to the agents' user, as the lab's own files are.
+fn give_to_postgres(path: &Path) {
+    let user = nix::unistd::User::from_name("postgres")
+        .expect("look up postgres")
+        .expect("a postgres user");
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .expect("chown to postgres");
+}
+
+async fn ctl(args: &[&str]) -> Output {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(ctl_bin())
+            .args(args)
+            .env_remove("RAFTGRESCTL_URL")
+            .env_remove("RAFTGRESCTL_USERNAME")
+            .env_remove("RAFTGRESCTL_PASSWORD")
+            .env_remove("RAFTGRESCTL_CACERT")
+            .env_remove("RAFTGRESCTL_CERT")
+            .env_remove("RAFTGRESCTL_KEY")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("raftgresctl finishes")
+    .expect("raftgresctl runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_over_tls_with_client_certificates() {
+    let _serial = serial().await;
+    let dir = lab_dir();
+    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let member = lab
+        .names()
+        .into_iter()
+        .find(|n| *n != primary)
+        .expect("a replica");
+    let pki = lab.description.dir.join("rest-pki");
+    let ca = Authority::open_or_create(&pki).expect("a CA");
+    let server = ca
+        .rest_server("api", &["127.0.0.1".to_owned()])
+        .expect("a server certificate");
+    let client = ca.tools("admin").expect("a client certificate");
+    for path in [&ca.ca.cert, &server.cert, &server.key] {
+        give_to_postgres(path);
+    }
+    give_to_postgres(&pki);
+
+    // The member's agent, restarted with HTTPS that requires a client certificate.
+    let config = lab.member(&member).expect("member").config.clone();
+    let text = std::fs::read_to_string(&config).expect("settings");
+    let text = text.replacen(
+        "restapi:\n",
+        &format!(
+            "restapi:\n  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: required\n",
+            server.cert.display(),
+            server.key.display(),
+            ca.ca.cert.display()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).expect("write settings");
+    lab.restart_agent(&member, Duration::from_secs(30))
+        .expect("restart the agent");
+    let base = lab
+        .member(&member)
+        .expect("member")
+        .api_url
+        .replacen("http://", "https://", 1);
+    let plain = lab.member(&member).expect("member").api_url.clone();
+    let (ca_file, cert, key) = (
+        ca.ca.cert.display().to_string(),
+        client.cert.display().to_string(),
+        client.key.display().to_string(),
+    );
+    let with_certificate = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "--url".to_owned(),
+            base.clone(),
+            "--cacert".to_owned(),
+            ca_file.clone(),
+            "--cert".to_owned(),
+            cert.clone(),
+            "--key".to_owned(),
+            key.clone(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+
+    // raftgresctl through HTTPS with its certificate: the whole cluster,
+    // and the member publishes its https address.
+    let (members, url) = eventually(
+        SETTLE_WITHIN,
+        "list over HTTPS, with the member's https address",
+        || async {
+            let args = with_certificate(&["list", "--format", "json"]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = ctl(&args).await;
+            if !out.status.success() {
+                return None;
+            }
+            let members: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let url = members
+                .as_array()?
+                .iter()
+                .find(|m| m["name"] == member.as_str())?["api_url"]
+                .as_str()?
+                .to_owned();
+            url.starts_with("https://").then_some((members, url))
+        },
+    )
+    .await;
+    assert_eq!(members.as_array().map(Vec::len), Some(3), "{members}");
+    assert!(url.starts_with(&base), "{url} is not {base}");
+
+    // Without its certificate, and over plain HTTP: refused.
+    let out = ctl(&["--url", &base, "--cacert", &ca_file, "list"]).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = ctl(&["--url", &plain, "list"]).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca.ca.cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap()
+        .get(format!("{base}/primary"))
+        .send()
+        .await;
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate: {anonymous:?}"
+    );
+}
