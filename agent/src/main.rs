@@ -310,6 +310,25 @@ fn check_private(key: &str, path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `restapi.allowlist` and `allowlist_include_members`.
+fn api_allowlist(config: &AgentConfig) -> anyhow::Result<raftgres_api::Allowlist> {
+    let nets = config
+        .restapi
+        .allowlist
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            entry
+                .parse::<raftgres_api::IpNet>()
+                .map_err(|reason| anyhow::anyhow!("restapi.allowlist[{i}]: {reason}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(raftgres_api::Allowlist {
+        nets,
+        include_members: config.restapi.allowlist_include_members,
+    })
+}
+
 /// The REST API's TLS, when `restapi.certfile` is set.
 fn api_tls(config: &AgentConfig) -> anyhow::Result<Option<raftgres_api::ServerTls>> {
     let Some(tls) = &config.restapi.tls else {
@@ -358,6 +377,10 @@ async fn run(
     config_path: PathBuf,
     notifier: Arc<systemd::SdNotifier>,
 ) -> anyhow::Result<()> {
+    // Settings the file's parser cannot judge alone, before anything starts.
+    let allowlist = api_allowlist(&config)?;
+    let rest_tls = api_tls(&config)?;
+    let peer_tls = peer_tls(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     // The keeper first: it may be running a primary whose lease this agent
@@ -373,7 +396,6 @@ async fn run(
     let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
     // The file's retry_timeout_ms until the cluster's config is applied.
     let operation_timeout = OperationTimeout::new(config.bootstrap.retry_timeout);
-    let peer_tls = peer_tls(&config)?;
     let mut network = GrpcNetwork::new(config.raft.rpc_timeout, operation_timeout.clone());
     if let Some(tls) = &peer_tls {
         network = network.with_tls(tls);
@@ -572,11 +594,12 @@ async fn run(
         ops: Arc::new(ops),
         auth,
         logins: Default::default(),
+        allowlist,
     };
     let api_stopped = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
     };
-    let api = match api_tls(&config)? {
+    let api = match rest_tls {
         Some(tls) => tokio::spawn(raftgres_api::serve_tls(
             api_listener,
             api_context,

@@ -69,6 +69,11 @@ fn bad_config_files_are_rejected_with_the_key_named() {
             "members",
         ),
         (
+            "a host name in the REST allowlist",
+            format!("{GOOD}restapi:\n  allowlist: [10.0.0.0/24, db1.example]\n"),
+            "restapi.allowlist[1]",
+        ),
+        (
             "bad address",
             GOOD.replace("listen: 127.0.0.1:1", "listen: nowhere"),
             "raft.listen",

@@ -171,6 +171,18 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_canonical());
+        if !ctx.allowlist.is_open() {
+            let admitted = client.is_some_and(|c| ctx.allowlist.admits(c, || ctx.ops.state()));
+            if !admitted {
+                let shown =
+                    client.map_or_else(|| "an unknown address".to_owned(), |c| c.to_string());
+                tracing::warn!(client = %shown, method = %parts.method, path = parts.uri.path(), "refused a mutating REST call from outside restapi.allowlist");
+                return Err(reply::error(
+                    StatusCode::FORBIDDEN,
+                    &format!("{shown} is not in restapi.allowlist of this member"),
+                ));
+            }
+        }
         let now = Instant::now();
         if let Some(client) = client
             && let Some(wait) = ctx.logins.blocked(client, now)

@@ -20,6 +20,7 @@
 //! Architecture invariant: this crate knows HTTP and Patroni's semantics,
 //! nothing of Raft or Postgres internals.
 
+mod allowlist;
 mod auth;
 mod body;
 mod cluster;
@@ -36,6 +37,7 @@ mod status;
 mod tls;
 mod write;
 
+pub use allowlist::{Allowlist, IpNet};
 pub use auth::{Credentials, LoginGuard};
 pub use health::{HealthSource, NodeHealth, Role};
 pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};

@@ -43,6 +43,8 @@ pub struct ApiContext {
     pub auth: tokio::sync::watch::Receiver<Option<Credentials>>,
     /// Failed logins per client address.
     pub logins: Arc<LoginGuard>,
+    /// Who may call the mutating endpoints (`restapi.allowlist`).
+    pub allowlist: crate::allowlist::Allowlist,
 }
 
 type Context = Arc<ApiContext>;

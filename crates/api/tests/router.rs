@@ -57,6 +57,7 @@ fn context(health: impl HealthSource) -> ApiContext {
         ops: Arc::new(Untouchable),
         auth: tokio::sync::watch::channel(None).1,
         logins: Default::default(),
+        allowlist: Default::default(),
     }
 }
 
@@ -447,6 +448,39 @@ async fn failed_logins_are_rate_limited_per_address() {
     }
     assert_eq!(login_from("127.0.0.1", to, "admin:s3cret").await, 429);
     assert_eq!(login_from("127.0.0.2", to, "admin:guess").await, 401);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// With `restapi.allowlist`, a mutating call from another address is
+/// refused before its credentials are looked at (so it counts for no
+/// failed login either); one from inside goes on to the credentials.
+#[tokio::test]
+async fn the_allowlist_keeps_other_addresses_from_the_mutating_endpoints() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctx = ApiContext {
+        auth: tokio::sync::watch::channel(Some(raftgres_api::Credentials {
+            username: "admin".into(),
+            password: "s3cret".into(),
+        }))
+        .1,
+        allowlist: raftgres_api::Allowlist {
+            nets: vec!["127.0.0.2/32".parse().unwrap()],
+            include_members: false,
+        },
+        ..context(primary)
+    };
+    let server = tokio::spawn(raftgres_api::serve(listener, ctx, async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(login_from("127.0.0.3", to, "admin:s3cret").await, 403);
+    assert_eq!(login_from("127.0.0.2", to, "admin:guess").await, 401);
+    // Reads stay open to health checks from anywhere.
+    let answer = probe_from("127.0.0.3", to).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -124,6 +124,12 @@ pub struct RestApiSettings {
     pub authentication: Option<ApiCredentials>,
     /// HTTPS instead of HTTP; `None`: plain HTTP.
     pub tls: Option<RestApiTls>,
+    /// Addresses and CIDR networks that may call the mutating endpoints
+    /// (Patroni's `allowlist`); empty, with `allowlist_include_members`
+    /// false: any. The agent parses them, naming a bad entry.
+    pub allowlist: Vec<String>,
+    /// The members' own API addresses may call them too.
+    pub allowlist_include_members: bool,
 }
 
 /// The REST API's TLS, as Patroni's `restapi` keys.

@@ -68,6 +68,8 @@ const RESTAPI_KEYS: &[&str] = &[
     "keyfile",
     "cafile",
     "verify_client",
+    "allowlist",
+    "allowlist_include_members",
 ];
 const AUTHENTICATION_KEYS: &[&str] = &["username", "password"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
@@ -602,12 +604,33 @@ fn restapi(
         .transpose()?;
 
     let tls = restapi_tls(ctx, &mut section)?;
+    let allowlist_key = section.key("allowlist");
+    let allowlist = match section.take("allowlist") {
+        None => Vec::new(),
+        Some(value) => ctx
+            .list(&allowlist_key, value)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let key = format!("{allowlist_key}[{i}]");
+                item.into_string()
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| {
+                        ctx.invalid(&key, "must be an IP address or a network in CIDR notation")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let allowlist_include_members = section.bool_or("allowlist_include_members", false)?;
 
     Ok(RestApiSettings {
         listen,
         connect_address,
         authentication,
         tls,
+        allowlist,
+        allowlist_include_members,
     })
 }
 

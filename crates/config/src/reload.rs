@@ -101,6 +101,10 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         "restapi TLS (certfile, keyfile, cafile, verify_client)",
         o.tls != n.tls,
     );
+    restart(
+        "restapi.allowlist",
+        o.allowlist != n.allowlist || o.allowlist_include_members != n.allowlist_include_members,
+    );
     match (&old.postgresql, &new.postgresql) {
         (Some(o), Some(n)) => {
             restart("postgresql.listen", o.listen != n.listen);

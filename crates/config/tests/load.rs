@@ -55,6 +55,8 @@ restapi:
   keyfile: /etc/raftgres/api.key
   cafile: /etc/raftgres/clients-ca.pem
   verify_client: required
+  allowlist: [10.0.0.0/24, 192.0.2.7]
+  allowlist_include_members: true
 members:
   - id: 1
     name: node1
@@ -204,6 +206,8 @@ fn full_file_loads_every_value() {
                     cafile: Some(PathBuf::from("/etc/raftgres/clients-ca.pem")),
                     verify_client: VerifyClient::Required,
                 }),
+                allowlist: vec!["10.0.0.0/24".into(), "192.0.2.7".into()],
+                allowlist_include_members: true,
             },
             pgbouncer: None,
             members: vec![
@@ -292,6 +296,8 @@ fn minimal_file_gets_documented_defaults() {
             connect_address: "127.0.0.1:8008".into(),
             authentication: None,
             tls: None,
+            allowlist: Vec::new(),
+            allowlist_include_members: false,
         }
     );
     assert_eq!(config.restapi.url(), "http://127.0.0.1:8008");
@@ -1220,6 +1226,8 @@ fn restapi_section_is_read() {
             connect_address: "node1.example:9008".into(),
             authentication: None,
             tls: None,
+            allowlist: Vec::new(),
+            allowlist_include_members: false,
         }
     );
     assert_eq!(config.restapi.url(), "http://node1.example:9008");
@@ -1265,6 +1273,8 @@ fn witness_serves_the_restapi_too() {
             connect_address: "witness.example:5432".into(),
             authentication: None,
             tls: None,
+            allowlist: Vec::new(),
+            allowlist_include_members: false,
         }
     );
 }
@@ -1286,6 +1296,8 @@ fn environment_overrides_restapi_keys() {
             connect_address: "node1.example:9008".into(),
             authentication: None,
             tls: None,
+            allowlist: Vec::new(),
+            allowlist_include_members: false,
         }
     );
 

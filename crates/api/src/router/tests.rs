@@ -348,6 +348,7 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
         ops: Arc::clone(&ops) as Arc<dyn Operations>,
         auth: tokio::sync::watch::channel(auth).1,
         logins: Default::default(),
+        allowlist: Default::default(),
     });
     Api { router, ops }
 }
