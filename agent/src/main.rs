@@ -595,6 +595,7 @@ async fn run(
         auth,
         logins: Default::default(),
         allowlist,
+        authenticate_reads: config.restapi.authenticate_reads,
     };
     let api_stopped = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;

@@ -134,7 +134,8 @@ impl Api {
         let what = format!("{} {}", call.method, call.url);
         let url_text = call.url.to_string();
         let mutating = call.method != Method::GET;
-        if self.needs_credentials(&call.method) && !self.may_send_credentials(&call.url) {
+        let trusted = self.may_send_credentials(&call.url);
+        if self.needs_credentials(&call.method) && !trusted {
             return Err(CtlError::Untrusted { call: what });
         }
         let mut request = self
@@ -147,7 +148,11 @@ impl Api {
         if let Some(version) = call.if_match {
             request = request.header(IF_MATCH, version);
         }
-        if mutating && let Some(c) = &self.credentials {
+        // Reads carry them too where they may go: an agent with
+        // restapi.authenticate_reads asks for them on every call.
+        if let Some(c) = &self.credentials
+            && trusted
+        {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
         let response = request.send().await.map_err(|e| {

@@ -165,12 +165,7 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
         parts: &mut Parts,
         ctx: &Arc<ApiContext>,
     ) -> Result<Self, Response> {
-        // Known when served by `serve`; a router driven directly (tests)
-        // has no client address, and no limit.
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical());
+        let client = client_of(parts);
         if !ctx.allowlist.is_open() {
             let admitted = client.is_some_and(|c| ctx.allowlist.admits(c, || ctx.ops.state()));
             if !admitted {
@@ -183,44 +178,95 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
                 ));
             }
         }
-        let now = Instant::now();
-        if let Some(client) = client
-            && let Some(wait) = ctx.logins.blocked(client, now)
+        if let Some(refused) =
+            refuse_without_credentials(ctx, parts, client, "a mutating REST call")
         {
-            tracing::warn!(%client, method = %parts.method, path = parts.uri.path(), "refused a mutating REST call: too many failed logins");
-            return Err(reply::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!(
-                    "too many failed logins from {client}; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
+            return Err(refused);
         }
-        let outcome = check(ctx.auth.borrow().as_ref(), parts.headers.get(AUTHORIZATION));
-        let shown = client.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
-        match outcome {
-            Ok(()) => {
-                if let Some(client) = client {
-                    ctx.logins.succeeded(client);
-                }
-                tracing::info!(client = %shown, method = %parts.method, path = parts.uri.path(), "authorized a mutating REST call");
-                Ok(Authorized {
-                    ops: Arc::clone(&ctx.ops),
-                })
+        Ok(Authorized {
+            ops: Arc::clone(&ctx.ops),
+        })
+    }
+}
+
+/// The client's address, when served by `serve` (a router driven directly,
+/// in tests, has none, and no limit).
+fn client_of(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical())
+}
+
+/// The basic-auth check with the failed-login guard, for a mutating call
+/// or, with `restapi.authenticate_reads`, a read (`what` says which): the
+/// refusal, if any.
+fn refuse_without_credentials(
+    ctx: &ApiContext,
+    parts: &Parts,
+    client: Option<IpAddr>,
+    what: &str,
+) -> Option<Response> {
+    let now = Instant::now();
+    if let Some(client) = client
+        && let Some(wait) = ctx.logins.blocked(client, now)
+    {
+        tracing::warn!(%client, method = %parts.method, path = parts.uri.path(), "refused {what}: too many failed logins");
+        return Some(reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "too many failed logins from {client}; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let outcome = check(ctx.auth.borrow().as_ref(), parts.headers.get(AUTHORIZATION));
+    let shown = client.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+    match outcome {
+        Ok(()) => {
+            if let Some(client) = client {
+                ctx.logins.succeeded(client);
             }
-            Err(err @ (AuthError::Wrong | AuthError::Malformed)) => {
-                if let Some(client) = client {
-                    ctx.logins.failed(client, now);
-                }
-                tracing::warn!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "failed login on the REST API");
-                Err(err.into_response())
+            tracing::debug!(client = %shown, method = %parts.method, path = parts.uri.path(), "authorized {what}");
+            None
+        }
+        Err(err @ (AuthError::Wrong | AuthError::Malformed)) => {
+            if let Some(client) = client {
+                ctx.logins.failed(client, now);
             }
-            Err(err) => {
-                tracing::info!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "refused a mutating REST call");
-                Err(err.into_response())
-            }
+            tracing::warn!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "failed login on the REST API");
+            Some(err.into_response())
+        }
+        Err(err) => {
+            tracing::info!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "refused {what}");
+            Some(err.into_response())
         }
     }
+}
+
+/// With `restapi.authenticate_reads`, every read (health checks included)
+/// needs the credentials too; mutating calls are checked by [`Authorized`].
+pub(crate) async fn guard_reads(
+    axum::extract::State(ctx): axum::extract::State<Arc<ApiContext>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if !ctx.authenticate_reads
+        || !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        )
+    {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let client = client_of(&parts);
+    if let Some(refused) = refuse_without_credentials(&ctx, &parts, client, "a REST read") {
+        return refused;
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 #[cfg(test)]

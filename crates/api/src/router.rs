@@ -45,6 +45,8 @@ pub struct ApiContext {
     pub logins: Arc<LoginGuard>,
     /// Who may call the mutating endpoints (`restapi.allowlist`).
     pub allowlist: crate::allowlist::Allowlist,
+    /// Reads need the credentials too (`restapi.authenticate_reads`).
+    pub authenticate_reads: bool,
 }
 
 type Context = Arc<ApiContext>;
@@ -70,7 +72,7 @@ pub fn router(ctx: ApiContext) -> Router {
             ),
         );
     }
-    router
+    let router = router
         .route("/cluster", document(ALLOWED, read::cluster))
         .route("/history", document(ALLOWED, read::history))
         .route("/metrics", document(ALLOWED, read::metrics))
@@ -88,8 +90,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/reinitialize", post(write::reinitialize))
         .route("/members/{name}", delete(write::remove_member))
         .layer(DefaultBodyLimit::max(write::BODY_LIMIT_BYTES))
-        .fallback(not_found)
-        .with_state(Arc::new(ctx))
+        .fallback(not_found);
+    let ctx = Arc::new(ctx);
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            crate::auth::guard_reads,
+        ))
+        .with_state(ctx)
 }
 
 /// A read endpoint for `GET`, `HEAD` and `OPTIONS`.

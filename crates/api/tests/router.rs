@@ -58,6 +58,7 @@ fn context(health: impl HealthSource) -> ApiContext {
         auth: tokio::sync::watch::channel(None).1,
         logins: Default::default(),
         allowlist: Default::default(),
+        authenticate_reads: false,
     }
 }
 
@@ -483,6 +484,69 @@ async fn the_allowlist_keeps_other_addresses_from_the_mutating_endpoints() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+/// With `authenticate_reads`, a health check or a document without the
+/// credentials gets 401, as a mutating call does; with them, its answer.
+#[tokio::test]
+async fn reads_can_require_the_credentials_too() {
+    let credentials = Some(raftgres_api::Credentials {
+        username: "admin".into(),
+        password: "s3cret".into(),
+    });
+    let guarded = |authenticate_reads| ApiContext {
+        auth: tokio::sync::watch::channel(credentials.clone()).1,
+        authenticate_reads,
+        ..context(primary)
+    };
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:s3cret")
+    );
+    for (path, method) in [("/primary", Method::GET), ("/primary", Method::OPTIONS)] {
+        let open = raftgres_api::router(guarded(false))
+            .oneshot(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(open.status(), StatusCode::OK, "{method} {path} open");
+        let refused = raftgres_api::router(guarded(true))
+            .oneshot(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+        let allowed = raftgres_api::router(guarded(true))
+            .oneshot(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .header(header::AUTHORIZATION, &basic)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            allowed.status(),
+            StatusCode::OK,
+            "{method} {path} with credentials"
+        );
+    }
 }
 
 mod tls {

@@ -130,6 +130,8 @@ pub struct RestApiSettings {
     pub allowlist: Vec<String>,
     /// The members' own API addresses may call them too.
     pub allowlist_include_members: bool,
+    /// Every read (health checks included) needs the credentials too.
+    pub authenticate_reads: bool,
 }
 
 /// The REST API's TLS, as Patroni's `restapi` keys.

@@ -70,6 +70,7 @@ const RESTAPI_KEYS: &[&str] = &[
     "verify_client",
     "allowlist",
     "allowlist_include_members",
+    "authenticate_reads",
 ];
 const AUTHENTICATION_KEYS: &[&str] = &["username", "password"];
 const MEMBER_KEYS: &[&str] = &["id", "name", "raft_addr"];
@@ -623,6 +624,13 @@ fn restapi(
             .collect::<Result<Vec<_>, _>>()?,
     };
     let allowlist_include_members = section.bool_or("allowlist_include_members", false)?;
+    let authenticate_reads = section.bool_or("authenticate_reads", false)?;
+    if authenticate_reads && authentication.is_none() {
+        return Err(ctx.invalid(
+            &section.key("authenticate_reads"),
+            "needs restapi.authentication: reads would ask for credentials nobody has",
+        ));
+    }
 
     Ok(RestApiSettings {
         listen,
@@ -631,6 +639,7 @@ fn restapi(
         tls,
         allowlist,
         allowlist_include_members,
+        authenticate_reads,
     })
 }
 

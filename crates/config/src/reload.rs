@@ -102,6 +102,10 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
         o.tls != n.tls,
     );
     restart(
+        "restapi.authenticate_reads",
+        o.authenticate_reads != n.authenticate_reads,
+    );
+    restart(
         "restapi.allowlist",
         o.allowlist != n.allowlist || o.allowlist_include_members != n.allowlist_include_members,
     );

@@ -57,6 +57,7 @@ restapi:
   verify_client: required
   allowlist: [10.0.0.0/24, 192.0.2.7]
   allowlist_include_members: true
+  authenticate_reads: true
 members:
   - id: 1
     name: node1
@@ -208,6 +209,7 @@ fn full_file_loads_every_value() {
                 }),
                 allowlist: vec!["10.0.0.0/24".into(), "192.0.2.7".into()],
                 allowlist_include_members: true,
+                authenticate_reads: true,
             },
             pgbouncer: None,
             members: vec![
@@ -298,6 +300,7 @@ fn minimal_file_gets_documented_defaults() {
             tls: None,
             allowlist: Vec::new(),
             allowlist_include_members: false,
+            authenticate_reads: false,
         }
     );
     assert_eq!(config.restapi.url(), "http://127.0.0.1:8008");
@@ -799,6 +802,15 @@ fn each_validation_rule_names_its_key() {
             "raft.tls_cert_file",
         ),
         (
+            "authenticated reads without credentials",
+            edit(
+                FULL,
+                "  authentication:\n    username: admin\n    password: 'pass: word'\n",
+                "",
+            ),
+            "restapi.authenticate_reads",
+        ),
+        (
             "REST TLS without a key",
             edit(FULL, "  keyfile: /etc/raftgres/api.key\n", ""),
             "restapi.keyfile",
@@ -1228,6 +1240,7 @@ fn restapi_section_is_read() {
             tls: None,
             allowlist: Vec::new(),
             allowlist_include_members: false,
+            authenticate_reads: false,
         }
     );
     assert_eq!(config.restapi.url(), "http://node1.example:9008");
@@ -1275,6 +1288,7 @@ fn witness_serves_the_restapi_too() {
             tls: None,
             allowlist: Vec::new(),
             allowlist_include_members: false,
+            authenticate_reads: false,
         }
     );
 }
@@ -1298,6 +1312,7 @@ fn environment_overrides_restapi_keys() {
             tls: None,
             allowlist: Vec::new(),
             allowlist_include_members: false,
+            authenticate_reads: false,
         }
     );
 

@@ -349,6 +349,7 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
         auth: tokio::sync::watch::channel(auth).1,
         logins: Default::default(),
         allowlist: Default::default(),
+        authenticate_reads: false,
     });
     Api { router, ops }
 }
