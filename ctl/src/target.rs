@@ -175,18 +175,7 @@ const PASSWORD_VAR: &str = "RAFTGRESCTL_PASSWORD";
 
 /// The first line of a private file.
 fn read_password_file(path: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the password file {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "the password file {} is readable by group or others (mode {:04o}); chmod 600 it",
-            path.display(),
-            mode & 0o7777
-        );
-    }
+    check_private("the password file", path)?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the password file {}", path.display()))?;
     let password = text.lines().next().unwrap_or_default().to_owned();
