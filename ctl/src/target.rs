@@ -384,7 +384,7 @@ mod tests {
         opts.password_file = Some(password_file(dir.path(), "pw\n", 0o644));
         let err = opts.resolve().expect_err("readable by others").to_string();
         assert!(
-            err.contains("mode 0644") && err.contains("chmod 600"),
+            err.contains("mode 644") && err.contains("chmod 600"),
             "{err}"
         );
         opts.password_file = Some(password_file(dir.path(), "\n", 0o600));
