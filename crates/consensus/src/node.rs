@@ -49,6 +49,18 @@ impl Settings {
     }
 }
 
+/// What [`Consensus::confirm_place`] asks the group's leader for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place<'a> {
+    /// This store's incarnation recorded, as a voter or a learner: enough
+    /// to know the group does not refuse it, without waiting for it to
+    /// catch up. When this store knows no leader yet, the configured
+    /// voters are asked, as a joining store asks them.
+    Any(&'a BTreeMap<NodeId, String>),
+    /// Recorded as a voter: it waits until the member caught up.
+    Voter,
+}
+
 /// How [`Consensus::form_or_join`] brought this member into its group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Formation {
@@ -272,7 +284,11 @@ impl Consensus {
             // group refusing this store, or the copy lagging: a store re-added
             // right after its predecessor's removal copies a snapshot or log
             // that still records the predecessor. Only the leader knows which.
-            Some(_) => self.confirm_place(&my_addr, retry).await?,
+            Some(_) => {
+                self.confirm_place(&my_addr, retry, Place::Any(voters))
+                    .await?;
+                tokio::spawn(self.clone().claim_place(my_addr, retry));
+            }
             // Removed from the group this store knows: it never claims a
             // place back by itself.
             None => {}
@@ -369,7 +385,8 @@ impl Consensus {
         let me = self.inner.id;
         let incarnation = self.inner.incarnation;
         // The other way it ends is the member stopping.
-        if let Err(e @ ConsensusError::Replaced { .. }) = self.confirm_place(&my_addr, retry).await
+        if let Err(e @ ConsensusError::Replaced { .. }) =
+            self.confirm_place(&my_addr, retry, Place::Voter).await
         {
             tracing::error!(node_id = me, incarnation, error = %e, "another store took this member's place; this one is refused every Raft message");
         }
@@ -379,7 +396,7 @@ impl Consensus {
     /// member (keeping its place if it is this store's), retrying until a
     /// leader answers. [`ConsensusError::Replaced`] when the group records
     /// another store for this member id.
-    async fn confirm_place(&self, my_addr: &str, retry: Duration) -> Result<()> {
+    async fn confirm_place(&self, my_addr: &str, retry: Duration, place: Place<'_>) -> Result<()> {
         let me = self.inner.id;
         let incarnation = self.inner.incarnation;
         loop {
@@ -388,8 +405,26 @@ impl Consensus {
                 Some(node) => node.addr,
                 None => return Ok(()),
             };
-            match self.answer_join(me, &addr, incarnation).await {
-                Ok(_) => {
+            let asked = match place {
+                Place::Voter => self.answer_join(me, &addr, incarnation).await.map(drop),
+                Place::Any(voters) => match self
+                    .change_membership_forwarding(
+                        me,
+                        &addr,
+                        MembershipChange::Add {
+                            voter: false,
+                            incarnation,
+                        },
+                        true,
+                    )
+                    .await
+                {
+                    Err(ConsensusError::NoLeader) => self.ask_peers_for_place(voters, &addr).await,
+                    other => other.map(drop),
+                },
+            };
+            match asked {
+                Ok(()) => {
                     tracing::info!(
                         node_id = me,
                         incarnation,
@@ -406,6 +441,32 @@ impl Consensus {
                 }
             }
         }
+    }
+
+    /// Asks the configured voters, which forward to their leader, whether
+    /// the group records this store: `Ok` once one says it does.
+    async fn ask_peers_for_place(
+        &self,
+        voters: &BTreeMap<NodeId, String>,
+        my_addr: &str,
+    ) -> Result<()> {
+        let me = self.inner.id;
+        for addr in voters.iter().filter(|(id, _)| **id != me).map(|(_, a)| a) {
+            let peer = Node::new(addr.clone(), UNCLAIMED);
+            match self
+                .inner
+                .link
+                .join(&peer, me, my_addr, self.inner.incarnation)
+                .await
+            {
+                Ok(Some(view)) if view.voters.contains(&me) || view.learners.contains(&me) => {
+                    return Ok(());
+                }
+                Err(e @ ConsensusError::Replaced { .. }) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(ConsensusError::NoLeader)
     }
 
     /// Right after a group forms no leader is known yet: waiting for one
@@ -707,6 +768,20 @@ impl Consensus {
                             }
                             None => Err(ConsensusError::NoLeader),
                         };
+                    }
+                    // The leader already records this store in the place
+                    // asked for: nothing to change, and nothing to wait for
+                    // (add_learner would wait until the member caught up).
+                    let leading = self
+                        .leader_node()
+                        .is_some_and(|(leader, _)| leader == self.inner.id);
+                    if leading && recorded.as_ref() == Some(&node) {
+                        let membership = self.status().membership;
+                        let placed = membership.voters.contains(&node_id)
+                            || (!voter && membership.learners.contains(&node_id));
+                        if placed {
+                            return Ok(membership);
+                        }
                     }
                     // add_learner never overwrites a known member's record,
                     // so a member that moved, or claims its unclaimed place,
