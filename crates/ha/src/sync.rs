@@ -189,8 +189,8 @@ pub fn plan_sync(
             }
             configure(WaitFor::Nobody, configured)
         }
-        SyncMode::On => plan_on(state, me, standbys, configured),
-        SyncMode::Quorum => plan_quorum(state, me, standbys, configured),
+        SyncMode::On => plan_on(state, values, me, standbys, configured),
+        SyncMode::Quorum => plan_quorum(state, values, me, standbys, configured),
     }
 }
 
@@ -204,14 +204,11 @@ fn asynchronous() -> SyncStep {
 
 fn plan_on(
     state: &ClusterState,
+    values: &ConfigValues,
     me: &str,
     standbys: &[StandbyView],
     configured: Option<&Configured>,
 ) -> SyncStep {
-    let Some(config) = &state.config else {
-        return SyncStep::None;
-    };
-    let values = &config.values;
     let set = &state.sync_set;
     if let Some(k) = state.sync_quorum {
         // Left over from quorum mode: "k of the set" is "all of it" only
@@ -278,14 +275,11 @@ fn plan_on(
 
 fn plan_quorum(
     state: &ClusterState,
+    values: &ConfigValues,
     me: &str,
     standbys: &[StandbyView],
     configured: Option<&Configured>,
 ) -> SyncStep {
-    let Some(config) = &state.config else {
-        return SyncStep::None;
-    };
-    let values = &config.values;
     let set = &state.sync_set;
     // Every member that may be one: a quorum is as wide as the standbys.
     let targets: BTreeSet<String> = standbys
