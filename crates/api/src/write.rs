@@ -7,7 +7,7 @@ use std::future::Future;
 
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -290,10 +290,23 @@ pub(crate) async fn reinitialize(Authorized { ops }: Authorized, body: Body) -> 
     )
 }
 
+/// The name arrives percent-encoded; one that does not decode to UTF-8 is
+/// refused here, because axum's own rejection would answer in plain text
+/// rather than with the `{"error": ...}` document every error carries.
 pub(crate) async fn remove_member(
     Authorized { ops }: Authorized,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Answer {
+    let Path(name) = name.map_err(|rejection| {
+        Refusal::new(
+            rejection.status(),
+            format!(
+                "the member name in the path is not valid: {}; send the name as \
+                 GET /cluster lists it, percent-encoded UTF-8",
+                rejection.body_text()
+            ),
+        )
+    })?;
     answer(
         detached(async move { ops.remove_member(name).await }).await,
         message,

@@ -915,6 +915,17 @@ async fn local_operations_answer_their_message() {
     );
 }
 
+/// Found by the `api_bodies` fuzz target: a member name that does not
+/// percent-decode to UTF-8 was refused by axum in plain text.
+#[tokio::test]
+async fn a_member_name_that_is_not_utf8_is_refused_with_an_error_document() {
+    let api = api();
+    let answer = api.admin(Method::DELETE, "/members/%31%E4", "").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.error().contains("member name"), "{}", answer.text());
+    assert!(api.ops.changes().is_empty(), "nothing reached the agent");
+}
+
 #[tokio::test]
 async fn cluster_document_has_patronis_shape() {
     let mut state = cluster_state();

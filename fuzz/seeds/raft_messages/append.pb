@@ -1,0 +1,2 @@
+
+”{"vote":{"leader_id":{"term":7,"node_id":1},"committed":true},"prev_log_id":{"leader_id":{"term":6,"node_id":1},"index":120},"entries":[{"log_id":{"leader_id":{"term":7,"node_id":1},"index":121},"payload":{"Normal":[{"type":"initialize","system_id":"7301"}]}},{"log_id":{"leader_id":{"term":7,"node_id":1},"index":122},"payload":"Blank"}],"leader_commit":{"leader_id":{"term":6,"node_id":1},"index":119}}*
