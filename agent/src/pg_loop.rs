@@ -296,9 +296,13 @@ impl PgLoop {
                     }
                 }
                 Some(request) = self.operations.recv() => {
-                    self.view.send_replace(PgView::Busy {
-                        action: operation_name(request.operation),
-                    });
+                    // A reload leaves Postgres serving: health checks must
+                    // not drop the member for it.
+                    if !matches!(request.operation, Operation::Reload) {
+                        self.view.send_replace(PgView::Busy {
+                            action: operation_name(request.operation),
+                        });
+                    }
                     self.take_live();
                     self.apply_parameters(&mut local, &state, &view).await;
                     let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
