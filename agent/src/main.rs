@@ -171,8 +171,14 @@ pub(crate) fn pg_settings(
     s.bin_dir = pg.bin_dir.clone();
     s.host = pg.listen.ip().to_string();
     s.socket_dir = pg.socket_dir.clone();
-    s.superuser = pg.superuser.clone();
-    s.replication_user = pg.replication_user.clone();
+    let login = |l: &raftgres_config::PgLogin| {
+        raftgres_postgres::Login::new(l.username.clone(), l.password.clone())
+    };
+    s.superuser = login(&pg.authentication.superuser);
+    s.replication = login(&pg.authentication.replication);
+    s.rewind = pg.authentication.rewind.as_ref().map(login);
+    s.passfile = pg.pgpass.clone();
+    s.hba = pg.pg_hba.clone();
     s.parameters = pg.parameters.clone();
     s.log_file = Some(config.data_dir.join("postgres.log"));
     s.validate().context("invalid postgresql settings")?;

@@ -36,8 +36,9 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
+    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgAuthentication,
+    PgBouncerSettings, PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
+    RestApiTls, Tags, VerifyClient,
 };
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 
@@ -89,10 +90,24 @@ fn refuse_exposed_secrets(
     from_env: &[String],
 ) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
+    let inline = |login: Option<&PgLogin>| login.is_some_and(|l| l.password_file.is_none());
+    let auth = config.postgresql.as_ref().map(|pg| &pg.authentication);
     let secrets = [
         (
             "restapi.authentication.password",
             config.restapi.authentication.is_some(),
+        ),
+        (
+            "postgresql.authentication.superuser.password",
+            inline(auth.map(|a| &a.superuser)),
+        ),
+        (
+            "postgresql.authentication.replication.password",
+            inline(auth.map(|a| &a.replication)),
+        ),
+        (
+            "postgresql.authentication.rewind.password",
+            inline(auth.and_then(|a| a.rewind.as_ref())),
         ),
         (
             "pgbouncer.admin_password",

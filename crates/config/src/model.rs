@@ -96,11 +96,15 @@ pub struct PostgresSettings {
     pub data_dir: PathBuf,
     /// Absolute directory for the Unix socket; default `<data_dir>/run`.
     pub socket_dir: PathBuf,
-    /// Role the agent connects as; default `postgres`. 1 to 63 characters
-    /// from `a-z`, `0-9`, `_`, not starting with a digit.
-    pub superuser: String,
-    /// Role replicas stream as; defaults to `superuser`, same rule.
-    pub replication_user: String,
+    /// The roles the agent and the members log in as, with their
+    /// passwords (Patroni's `authentication` section).
+    pub authentication: PgAuthentication,
+    /// `pg_hba.conf` lines for clients, after the members' own; empty:
+    /// `host all all all scram-sha-256`. Never `trust` on a `host` line.
+    pub pg_hba: Vec<String>,
+    /// The password file the agent writes for PostgreSQL's tools and the
+    /// walreceiver; default `<data_dir>/pgpass`.
+    pub pgpass: PathBuf,
     /// Default 2000 ms: how long a primary whose PostgreSQL died may restart
     /// it in place before releasing the lease.
     pub restart_grace: Duration,
@@ -108,6 +112,38 @@ pub struct PostgresSettings {
     /// (`on`/`off` for booleans). Names are lowercase; none of them is a
     /// parameter the agent sets itself.
     pub parameters: BTreeMap<String, String>,
+}
+
+/// Patroni's `postgresql.authentication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgAuthentication {
+    /// The role the agent connects as; default user name `postgres`.
+    pub superuser: PgLogin,
+    /// The role replicas stream as; default user name `replicator`.
+    pub replication: PgLogin,
+    /// A role that may only rewind; `None`: the superuser rewinds.
+    pub rewind: Option<PgLogin>,
+}
+
+/// One role: a plain identifier (1 to 63 characters from `a-z`, `0-9`,
+/// `_`, not starting with a digit) and its password, given in the file, in
+/// the environment, or in a private file of its own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgLogin {
+    pub username: String,
+    pub password: String,
+    /// Where the password was read from, when from `password_file`.
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for PgLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgLogin")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 /// The agent's HTTP API (health and status), under Patroni's name for it.
@@ -204,8 +240,8 @@ pub struct PgBouncerSettings {
     pub databases_file: PathBuf,
     /// Where pgbouncer listens; the agent reaches its admin console there.
     pub listen: SocketAddr,
-    /// A user in pgbouncer's `admin_users`; default `postgresql.superuser`
-    /// (or `postgres`).
+    /// A user in pgbouncer's `admin_users`; default `pgbouncer_admin`, never
+    /// the Postgres superuser.
     pub admin_user: String,
     pub admin_password: Option<String>,
     /// The real database clients use; default `postgres`.

@@ -9,8 +9,9 @@ use config::Value;
 
 use crate::tree::{Ctx, Section};
 use crate::{
-    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgBouncerSettings,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
+    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgAuthentication,
+    PgBouncerSettings, PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
+    RestApiTls, Tags, VerifyClient,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -55,11 +56,14 @@ const POSTGRESQL_KEYS: &[&str] = &[
     "bin_dir",
     "data_dir",
     "socket_dir",
-    "superuser",
-    "replication_user",
+    "authentication",
+    "pg_hba",
+    "pgpass",
     "restart_grace_ms",
     "parameters",
 ];
+const PG_AUTHENTICATION_KEYS: &[&str] = &["superuser", "replication", "rewind"];
+const PG_LOGIN_KEYS: &[&str] = &["username", "password", "password_file"];
 const RESTAPI_KEYS: &[&str] = &[
     "listen",
     "connect_address",
@@ -92,6 +96,9 @@ const DEFAULT_RESTAPI_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, RESTAPI_PORT_EXAMPLE));
 const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const DEFAULT_POSTGRES_ROLE: &str = "postgres";
+const DEFAULT_REPLICATION_ROLE: &str = "replicator";
+const DEFAULT_REWIND_ROLE: &str = "rewind";
+const DEFAULT_PGBOUNCER_ADMIN: &str = "pgbouncer_admin";
 
 pub(crate) fn agent_config(
     ctx: &Ctx,
@@ -230,11 +237,21 @@ fn pgbouncer(
             format!("{listen} uses the port of {other_key} ({other}); give pgbouncer its own port"),
         ));
     }
-    let default_admin = postgresql.map_or(DEFAULT_POSTGRES_ROLE, |pg| pg.superuser.as_str());
     let admin_user = section
         .string_opt("admin_user")?
-        .unwrap_or_else(|| default_admin.to_owned());
+        .unwrap_or_else(|| DEFAULT_PGBOUNCER_ADMIN.to_owned());
     ctx.check(&section.key("admin_user"), pg_name(&admin_user))?;
+    if let Some(pg) = postgresql
+        && pg.authentication.superuser.username == admin_user
+    {
+        return Err(ctx.invalid(
+            &section.key("admin_user"),
+            format!(
+                "is the Postgres superuser `{admin_user}`; give pgbouncer's console a user of its \
+                 own (default `{DEFAULT_PGBOUNCER_ADMIN}`), so its password opens nothing else"
+            ),
+        ));
+    }
     let admin_password = section.secret_opt("admin_password")?;
     let dbname = section
         .string_opt("dbname")?
@@ -495,17 +512,21 @@ fn postgresql(
         agent_data_dir.join("run")
     })?;
 
-    let superuser = section
-        .string_opt("superuser")?
-        .unwrap_or_else(|| DEFAULT_POSTGRES_ROLE.to_owned());
-    ctx.check(&section.key("superuser"), role_name(&superuser))?;
-    let replication_user = match section.string_opt("replication_user")? {
-        Some(user) => {
-            ctx.check(&section.key("replication_user"), role_name(&user))?;
-            user
-        }
-        None => superuser.clone(),
-    };
+    let authentication = pg_authentication(
+        ctx,
+        section.section(
+            "authentication",
+            PG_AUTHENTICATION_KEYS,
+            "give the superuser and replication logins, e.g. `authentication: {superuser: \
+             {username: postgres, password_file: /etc/raftgres/superuser.pw}, replication: \
+             {username: replicator, password_file: /etc/raftgres/replication.pw}}`; \
+             PostgreSQL takes no login over TCP without a password",
+        )?,
+    )?;
+    let pg_hba = pg_hba(ctx, &mut section)?;
+    let pgpass = absolute_dir_or(ctx, &mut section, "pgpass", || {
+        agent_data_dir.join("pgpass")
+    })?;
 
     let restart_grace_ms = section.u64_or("restart_grace_ms", 2000)?;
     ctx.check(&section.key("restart_grace_ms"), positive(restart_grace_ms))?;
@@ -528,11 +549,179 @@ fn postgresql(
         bin_dir,
         data_dir,
         socket_dir,
-        superuser,
-        replication_user,
+        authentication,
+        pg_hba,
+        pgpass,
         restart_grace: Duration::from_millis(restart_grace_ms),
         parameters,
     })
+}
+
+fn pg_authentication(ctx: &Ctx, mut section: Section<'_>) -> Result<PgAuthentication, ConfigError> {
+    let superuser = pg_login(
+        ctx,
+        section.section_or_empty("superuser", PG_LOGIN_KEYS)?,
+        DEFAULT_POSTGRES_ROLE,
+    )?;
+    let replication = pg_login(
+        ctx,
+        section.section_or_empty("replication", PG_LOGIN_KEYS)?,
+        DEFAULT_REPLICATION_ROLE,
+    )?;
+    let rewind = section
+        .section_opt("rewind", PG_LOGIN_KEYS)?
+        .map(|rewind| pg_login(ctx, rewind, DEFAULT_REWIND_ROLE))
+        .transpose()?;
+    let logins = [Some(&superuser), Some(&replication), rewind.as_ref()];
+    let named: Vec<(&str, &PgLogin)> = ["superuser", "replication", "rewind"]
+        .into_iter()
+        .zip(logins)
+        .filter_map(|(what, login)| login.map(|l| (what, l)))
+        .collect();
+    for (i, (what, login)) in named.iter().enumerate() {
+        if let Some((other, _)) = named[..i]
+            .iter()
+            .find(|(_, o)| o.username == login.username && o.password != login.password)
+        {
+            return Err(ctx.invalid(
+                &format!("{}.password", section.key(what)),
+                format!(
+                    "differs from {other}'s, but both log in as `{}`: a role has one password",
+                    login.username
+                ),
+            ));
+        }
+    }
+    Ok(PgAuthentication {
+        superuser,
+        replication,
+        rewind,
+    })
+}
+
+fn pg_login(
+    ctx: &Ctx,
+    mut section: Section<'_>,
+    default_user: &str,
+) -> Result<PgLogin, ConfigError> {
+    let username = section
+        .string_opt("username")?
+        .unwrap_or_else(|| default_user.to_owned());
+    ctx.check(&section.key("username"), role_name(&username))?;
+    let password_key = section.key("password");
+    let file_key = section.key("password_file");
+    let env_name = format!(
+        "RAFTGRES_{}",
+        password_key.to_ascii_uppercase().replace('.', "__")
+    );
+    let password = section.secret_opt("password")?;
+    let file = section.string_opt("password_file")?;
+    let (password, password_file) = match (password, file) {
+        (Some(_), Some(_)) => {
+            return Err(ctx.invalid(
+                &file_key,
+                format!("and {password_key} are both given; keep one"),
+            ));
+        }
+        (Some(password), None) => (password, None),
+        (None, Some(file)) => {
+            let path = PathBuf::from(file);
+            (read_password_file(ctx, &file_key, &path)?, Some(path))
+        }
+        (None, None) => {
+            return Err(ctx.invalid(
+                &password_key,
+                format!(
+                    "is missing: give it here, in {env_name}, or as {file_key} (a file only \
+                     the agent's user may read); PostgreSQL takes no login over TCP without one"
+                ),
+            ));
+        }
+    };
+    let key = if password_file.is_some() {
+        &file_key
+    } else {
+        &password_key
+    };
+    ctx.check(key, pg_password(&password))?;
+    Ok(PgLogin {
+        username,
+        password,
+        password_file,
+    })
+}
+
+/// The first line of a file only the agent's user may read.
+fn read_password_file(ctx: &Ctx, key: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if !path.is_absolute() {
+        return Err(ctx.invalid(
+            key,
+            format!("must be an absolute path, got {:?}", path.display()),
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|cause| ctx.invalid(key, format!("cannot read {}: {cause}", path.display())))?;
+    let mode = std::fs::metadata(path)
+        .map_err(|cause| ctx.invalid(key, format!("cannot read {}: {cause}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(ctx.invalid(
+            key,
+            format!(
+                "{} has mode {:o}, so others may read the password; chmod 600 it",
+                path.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Never echoes the value: messages end up in logs.
+fn pg_password(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err("is empty: PostgreSQL takes no login over TCP without a password".into())
+    } else if value.contains(['\n', '\r', '\0']) {
+        Err("holds a line break or NUL, which a libpq password file cannot carry".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Operators' `pg_hba.conf` lines. A `trust` line over TCP would let anyone
+/// who reaches the port (HAProxy, pgbouncer and the members included) in
+/// as any role it names.
+fn pg_hba(ctx: &Ctx, section: &mut Section<'_>) -> Result<Vec<String>, ConfigError> {
+    let key = section.key("pg_hba");
+    let Some(value) = section.take("pg_hba") else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for (i, item) in ctx.list(&key, value)?.into_iter().enumerate() {
+        let item_key = format!("{key}[{i}]");
+        let line = item
+            .into_string()
+            .map_err(|_| ctx.invalid(&item_key, "must be one pg_hba.conf line, as text"))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reason = match words.first() {
+            None => Some("is empty: give a pg_hba.conf line or delete the entry".to_owned()),
+            Some(_) if line.contains(['\n', '\r', '\0']) => {
+                Some("must be one line: no line breaks or NUL".to_owned())
+            }
+            Some(kind) if kind.starts_with("host") && words.contains(&"trust") => Some(format!(
+                "{line:?} trusts logins over TCP; use scram-sha-256 (or cert), or `local ... \
+                 peer` for the Unix socket"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            return Err(ctx.invalid(&item_key, reason));
+        }
+        lines.push(line);
+    }
+    Ok(lines)
 }
 
 fn restapi(

@@ -119,11 +119,15 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
             restart("postgresql.bin_dir", o.bin_dir != n.bin_dir);
             restart("postgresql.data_dir", o.data_dir != n.data_dir);
             restart("postgresql.socket_dir", o.socket_dir != n.socket_dir);
-            restart("postgresql.superuser", o.superuser != n.superuser);
+            // An agent restart rewrites pg_hba.conf and the password file
+            // and reloads Postgres. A changed password must be set in
+            // Postgres first (ALTER ROLE on the primary): docs/security.md.
             restart(
-                "postgresql.replication_user",
-                o.replication_user != n.replication_user,
+                "postgresql.authentication",
+                o.authentication != n.authentication,
             );
+            restart("postgresql.pg_hba", o.pg_hba != n.pg_hba);
+            restart("postgresql.pgpass", o.pgpass != n.pgpass);
             restart(
                 "postgresql.restart_grace_ms",
                 o.restart_grace != n.restart_grace,
@@ -197,7 +201,7 @@ mod tests {
 
     const BASE: &str = "scope: demo\nname: node1\nnode_id: 1\ndata_dir: /var/lib/raftgres/node1\n\
         raft:\n  listen: 127.0.0.1:7101\n\
-        postgresql:\n  listen: 127.0.0.1:5432\n  parameters:\n    work_mem: 4MB\n\
+        postgresql:\n  listen: 127.0.0.1:5432\n  authentication:\n    superuser: {password: su}\n    replication: {password: repl}\n  parameters:\n    work_mem: 4MB\n\
         restapi:\n  listen: 127.0.0.1:8008\n  authentication:\n    username: admin\n    password: old\n\
         pgbouncer:\n  databases_file: /etc/pgbouncer/db.ini\n  listen: 127.0.0.1:6432\n  admin_password: old\n\
         members:\n  - {id: 1, name: node1, raft_addr: \"127.0.0.1:7101\"}\n";
@@ -313,7 +317,12 @@ mod tests {
             (
                 BASE.replace("data_dir: /var/lib/raftgres/node1", "data_dir: /srv/node1"),
                 // The Postgres directories default to inside it.
-                &["data_dir", "postgresql.data_dir", "postgresql.socket_dir"],
+                &[
+                    "data_dir",
+                    "postgresql.data_dir",
+                    "postgresql.pgpass",
+                    "postgresql.socket_dir",
+                ],
             ),
             (witness.to_owned(), &["witness", "postgresql"]),
             (
@@ -376,9 +385,26 @@ mod tests {
                 &["postgresql.bin_dir"],
             ),
             (
-                BASE.replace("  parameters:", "  superuser: admin\n  parameters:"),
-                // The replication user and pgbouncer's admin default to it.
-                &["postgresql.superuser", "postgresql.replication_user"],
+                BASE.replace("{password: su}", "{username: admin, password: su}"),
+                &["postgresql.authentication"],
+            ),
+            (
+                BASE.replace("{password: repl}", "{password: other}"),
+                &["postgresql.authentication"],
+            ),
+            (
+                BASE.replace(
+                    "  parameters:",
+                    "  pg_hba: [\"host all all 10.0.0.0/8 scram-sha-256\"]\n  parameters:",
+                ),
+                &["postgresql.pg_hba"],
+            ),
+            (
+                BASE.replace(
+                    "  parameters:",
+                    "  pgpass: /run/raftgres/pgpass\n  parameters:",
+                ),
+                &["postgresql.pgpass"],
             ),
             (
                 BASE.replace("  parameters:", "  restart_grace_ms: 5000\n  parameters:"),

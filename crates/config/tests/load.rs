@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftgres_config::{
-    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PostgresSettings,
-    RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient, load, load_with_env,
+    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgAuthentication,
+    PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags,
+    VerifyClient, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -36,8 +37,19 @@ postgresql:
   bin_dir: /usr/lib/postgresql/16/bin
   data_dir: /srv/pgdata/node1
   socket_dir: /tmp/raftgres-node1
-  superuser: admin
-  replication_user: replicator
+  authentication:
+    superuser:
+      username: admin
+      password: 'su: secret'
+    replication:
+      username: replicator
+      password: repl-secret
+    rewind:
+      username: rewinder
+      password: rewind-secret
+  pg_hba:
+    - hostssl all app 10.0.0.0/8 scram-sha-256
+  pgpass: /run/raftgres/node1.pgpass
   restart_grace_ms: 5000
   parameters:
     shared_buffers: 128MB
@@ -85,6 +97,7 @@ raft:
   listen: 127.0.0.1:7101
 postgresql:
   listen: 127.0.0.1:5432
+  authentication: {superuser: {password: su-secret}, replication: {password: repl-secret}}
 members:
   - id: 1
     name: node1
@@ -95,7 +108,7 @@ members:
 ";
 
 /// The `postgresql` section of MINIMAL.
-const MINIMAL_POSTGRESQL: &str = "postgresql:\n  listen: 127.0.0.1:5432\n";
+const MINIMAL_POSTGRESQL: &str = "postgresql:\n  listen: 127.0.0.1:5432\n  authentication: {superuser: {password: su-secret}, replication: {password: repl-secret}}\n";
 
 /// MINIMAL without its `postgresql` section, as a witness must be.
 fn minimal_witness() -> String {
@@ -183,8 +196,13 @@ fn full_file_loads_every_value() {
                 bin_dir: PathBuf::from("/usr/lib/postgresql/16/bin"),
                 data_dir: PathBuf::from("/srv/pgdata/node1"),
                 socket_dir: PathBuf::from("/tmp/raftgres-node1"),
-                superuser: "admin".into(),
-                replication_user: "replicator".into(),
+                authentication: PgAuthentication {
+                    superuser: login("admin", "su: secret"),
+                    replication: login("replicator", "repl-secret"),
+                    rewind: Some(login("rewinder", "rewind-secret")),
+                },
+                pg_hba: vec!["hostssl all app 10.0.0.0/8 scram-sha-256".into()],
+                pgpass: PathBuf::from("/run/raftgres/node1.pgpass"),
                 restart_grace: Duration::from_millis(5000),
                 parameters: BTreeMap::from([
                     ("auto_explain.log_min_duration".into(), "250".into()),
@@ -285,8 +303,13 @@ fn minimal_file_gets_documented_defaults() {
             bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
             data_dir: PathBuf::from("/var/lib/raftgres/node1/pgdata"),
             socket_dir: PathBuf::from("/var/lib/raftgres/node1/run"),
-            superuser: "postgres".into(),
-            replication_user: "postgres".into(),
+            authentication: PgAuthentication {
+                superuser: login("postgres", "su-secret"),
+                replication: login("replicator", "repl-secret"),
+                rewind: None,
+            },
+            pg_hba: Vec::new(),
+            pgpass: PathBuf::from("/var/lib/raftgres/node1/pgpass"),
             restart_grace: Duration::from_millis(2000),
             parameters: BTreeMap::new(),
         })
@@ -391,13 +414,125 @@ fn member_without_a_postgresql_section_is_told_to_add_one() {
     );
 }
 
+fn login(username: &str, password: &str) -> PgLogin {
+    PgLogin {
+        username: username.into(),
+        password: password.into(),
+        password_file: None,
+    }
+}
+
 #[test]
-fn postgresql_roles_default_to_the_superuser() {
-    let yaml = format!("{MINIMAL_POSTGRESQL}  superuser: admin\n");
-    let config = load_yaml(&edit(MINIMAL, MINIMAL_POSTGRESQL, &yaml));
-    let postgresql = config.postgresql.unwrap();
-    assert_eq!(postgresql.superuser, "admin");
-    assert_eq!(postgresql.replication_user, "admin");
+fn a_password_comes_from_the_file_the_environment_or_a_private_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("superuser.pw");
+    std::fs::write(&pw, "from a file\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let yaml = edit(
+        MINIMAL,
+        "superuser: {password: su-secret}",
+        &format!("superuser: {{password_file: {}}}", pw.display()),
+    );
+    let auth = load_yaml(&yaml).postgresql.unwrap().authentication;
+    assert_eq!(auth.superuser.password, "from a file");
+    assert_eq!(auth.superuser.password_file.as_deref(), Some(pw.as_path()));
+    assert!(!format!("{auth:?}").contains("from a file"));
+
+    // Others may read it: refused, naming the file and its mode.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let message = error(&yaml);
+    assert!(
+        message.contains("postgresql.authentication.superuser.password_file")
+            && message.contains(&pw.display().to_string())
+            && message.contains("644")
+            && !message.contains("from a file"),
+        "{message}"
+    );
+
+    let (_file, result) = load_env(
+        MINIMAL,
+        &[(
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__REPLICATION__PASSWORD",
+            "from the environment",
+        )],
+    );
+    let auth = result.unwrap().postgresql.unwrap().authentication;
+    assert_eq!(auth.replication.password, "from the environment");
+}
+
+#[test]
+fn every_login_needs_a_password_and_one_role_has_one() {
+    let cases = [
+        (
+            edit(MINIMAL, "superuser: {password: su-secret}", "superuser: {}"),
+            "postgresql.authentication.superuser.password",
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__SUPERUSER__PASSWORD",
+        ),
+        (
+            edit(MINIMAL, "{password: repl-secret}", "{password: ''}"),
+            "postgresql.authentication.replication.password",
+            "is empty",
+        ),
+        (
+            edit(
+                MINIMAL,
+                "{password: repl-secret}",
+                "{password: x, password_file: /etc/x}",
+            ),
+            "postgresql.authentication.replication.password_file",
+            "keep one",
+        ),
+        (
+            edit(
+                MINIMAL,
+                "{password: repl-secret}",
+                "{username: postgres, password: other}",
+            ),
+            "postgresql.authentication.replication.password",
+            "a role has one password",
+        ),
+        (
+            edit(
+                MINIMAL,
+                MINIMAL_POSTGRESQL,
+                "postgresql:\n  listen: 127.0.0.1:5432\n",
+            ),
+            "postgresql.authentication",
+            "no login over TCP without a password",
+        ),
+        (
+            edit(
+                MINIMAL,
+                "superuser: {password",
+                "superuser: {username: Admin, password",
+            ),
+            "postgresql.authentication.superuser.username",
+            "",
+        ),
+    ];
+    for (yaml, key, hint) in cases {
+        let message = error(&yaml);
+        assert!(
+            message.contains(key) && message.contains(hint) && !message.contains("su-secret"),
+            "{key}: {message}"
+        );
+    }
+}
+
+#[test]
+fn pg_hba_never_trusts_over_tcp() {
+    let message = error(&with_postgresql(
+        "  pg_hba:\n    - local all all peer\n    - host all all 0.0.0.0/0 trust\n",
+    ));
+    assert!(
+        message.contains("postgresql.pg_hba[1]") && message.contains("trusts logins over TCP"),
+        "{message}"
+    );
+    let config = load_yaml(&with_postgresql("  pg_hba:\n    - local all all trust\n"));
+    assert_eq!(
+        config.postgresql.unwrap().pg_hba,
+        vec!["local all all trust"]
+    );
 }
 
 #[test]
@@ -487,7 +622,10 @@ fn environment_overrides_postgresql_keys() {
         MINIMAL,
         &[
             ("RAFTGRES_POSTGRESQL__LISTEN", "10.0.0.5:6543"),
-            ("RAFTGRES_POSTGRESQL__SUPERUSER", "admin"),
+            (
+                "RAFTGRES_POSTGRESQL__AUTHENTICATION__SUPERUSER__USERNAME",
+                "admin",
+            ),
             ("RAFTGRES_POSTGRESQL__RESTART_GRACE_MS", "750"),
             ("RAFTGRES_POSTGRESQL__SOCKET_DIR", "/run/pg"),
         ],
@@ -498,15 +636,24 @@ fn environment_overrides_postgresql_keys() {
         "10.0.0.5:6543".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(postgresql.connect_address, "10.0.0.5:6543");
-    assert_eq!(postgresql.superuser, "admin");
-    assert_eq!(postgresql.replication_user, "admin");
+    assert_eq!(postgresql.authentication.superuser.username, "admin");
     assert_eq!(postgresql.restart_grace, Duration::from_millis(750));
     assert_eq!(postgresql.socket_dir, PathBuf::from("/run/pg"));
 
     // The variable alone can supply the section.
     let (_file, result) = load_env(
         &edit(MINIMAL, MINIMAL_POSTGRESQL, ""),
-        &[("RAFTGRES_POSTGRESQL__LISTEN", "127.0.0.1:5433")],
+        &[
+            ("RAFTGRES_POSTGRESQL__LISTEN", "127.0.0.1:5433"),
+            (
+                "RAFTGRES_POSTGRESQL__AUTHENTICATION__SUPERUSER__PASSWORD",
+                "su",
+            ),
+            (
+                "RAFTGRES_POSTGRESQL__AUTHENTICATION__REPLICATION__PASSWORD",
+                "repl",
+            ),
+        ],
     );
     let postgresql = result.unwrap_or_else(|e| panic!("{e}")).postgresql.unwrap();
     assert_eq!(postgresql.connect_address, "127.0.0.1:5433");
@@ -1144,41 +1291,53 @@ fn each_postgresql_rule_names_its_key() {
         ),
         (
             "uppercase superuser",
-            edit(FULL, "superuser: admin", "superuser: Admin"),
-            "postgresql.superuser",
+            edit(
+                FULL,
+                "username: admin\n      password: 'su",
+                "username: Admin\n      password: 'su",
+            ),
+            "postgresql.authentication.superuser.username",
         ),
         (
             "superuser starting with a digit",
-            edit(FULL, "superuser: admin", "superuser: 1admin"),
-            "postgresql.superuser",
+            edit(
+                FULL,
+                "username: admin\n      password: 'su",
+                "username: 1admin\n      password: 'su",
+            ),
+            "postgresql.authentication.superuser.username",
         ),
         (
             "superuser with a dash",
-            edit(FULL, "superuser: admin", "superuser: pg-admin"),
-            "postgresql.superuser",
+            edit(
+                FULL,
+                "username: admin\n      password: 'su",
+                "username: pg-admin\n      password: 'su",
+            ),
+            "postgresql.authentication.superuser.username",
         ),
         (
             "long superuser",
             edit(
                 FULL,
-                "superuser: admin",
-                &format!("superuser: {}", "a".repeat(64)),
+                "username: admin\n      password: 'su",
+                &format!("username: {}\n      password: 'su", "a".repeat(64)),
             ),
-            "postgresql.superuser",
+            "postgresql.authentication.superuser.username",
         ),
         (
             "empty superuser",
-            edit(FULL, "superuser: admin", "superuser: ''"),
-            "postgresql.superuser",
-        ),
-        (
-            "invalid replication_user",
             edit(
                 FULL,
-                "replication_user: replicator",
-                "replication_user: Replicator",
+                "username: admin\n      password: 'su",
+                "username: ''\n      password: 'su",
             ),
-            "postgresql.replication_user",
+            "postgresql.authentication.superuser.username",
+        ),
+        (
+            "invalid replication user",
+            edit(FULL, "username: replicator", "username: Replicator"),
+            "postgresql.authentication.replication.username",
         ),
         (
             "restart grace 0",
@@ -1579,7 +1738,7 @@ fn missing_required_keys_are_named() {
             edit(
                 MINIMAL,
                 "  listen: 127.0.0.1:5432\n",
-                "  superuser: admin\n",
+                "  restart_grace_ms: 100\n",
             ),
             "postgresql.listen",
         ),
@@ -1654,8 +1813,8 @@ fn unknown_keys_are_named_with_the_known_ones() {
         (
             with_postgresql("  restart_grace: 5\n"),
             "postgresql.restart_grace",
-            "`listen`, `connect_address`, `bin_dir`, `data_dir`, `socket_dir`, `superuser`, \
-             `replication_user`, `restart_grace_ms`, `parameters`",
+            "`listen`, `connect_address`, `bin_dir`, `data_dir`, `socket_dir`, \
+             `authentication`, `pg_hba`, `pgpass`, `restart_grace_ms`, `parameters`",
         ),
         (
             format!("{MINIMAL}rest_api: {{}}\n"),
@@ -1806,8 +1965,8 @@ fn wrong_types_are_named_and_never_coerced() {
             "quotes",
         ),
         (
-            with_postgresql("  superuser: 123\n"),
-            "postgresql.superuser",
+            with_postgresql("  pgpass: 123\n"),
+            "postgresql.pgpass",
             "quotes",
         ),
         (
@@ -2188,7 +2347,7 @@ fn pgbouncer_section_loads_with_defaults() {
         PathBuf::from("/etc/pgbouncer/raftgres.ini")
     );
     assert_eq!(pgb.listen.port(), 6432);
-    assert_eq!(pgb.admin_user, "postgres");
+    assert_eq!(pgb.admin_user, "pgbouncer_admin");
     assert_eq!(pgb.admin_password, None);
     assert_eq!(pgb.dbname, "postgres");
     assert_eq!(pgb.write_db, "postgres");
@@ -2258,8 +2417,10 @@ fn bad_pgbouncer_settings_name_the_key() {
 /// and the mode; the same secret from the environment is not the file's.
 #[test]
 fn a_secret_in_a_file_others_may_read_is_refused() {
-    let yaml =
-        format!("{MINIMAL}restapi:\n  authentication: {{username: admin, password: s3cret}}\n");
+    let yaml = format!(
+        "{}restapi:\n  authentication: {{username: admin, password: s3cret}}\n",
+        minimal_witness()
+    );
     let file = write_bytes(yaml.as_bytes());
     assert!(
         load_with_env(&file.path, []).is_ok(),
@@ -2276,7 +2437,10 @@ fn a_secret_in_a_file_others_may_read_is_refused() {
             && !text.contains("s3cret"),
         "{text}"
     );
-    let from_env = format!("{MINIMAL}restapi:\n  authentication: {{username: admin}}\n");
+    let from_env = format!(
+        "{}restapi:\n  authentication: {{username: admin}}\n",
+        minimal_witness()
+    );
     let file = write_bytes(from_env.as_bytes());
     std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let env = [(

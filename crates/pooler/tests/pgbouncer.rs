@@ -90,6 +90,7 @@ async fn pause_holds_queries_until_resume() {
                 .host("127.0.0.1")
                 .port(port)
                 .user("postgres")
+                .password(common::CLIENT_PASSWORD)
                 .dbname(WRITE_DB);
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)

@@ -55,12 +55,12 @@ fn refuse_if_running(settings: &PgSettings) -> Result<()> {
 }
 
 /// Creates a new cluster in an empty (or absent) `data_dir`, configured as
-/// a primary, with the replication role created.
+/// a primary, with the superuser's password set and the replication (and
+/// rewind) roles created.
 ///
 /// Checksums are on so that `pg_rewind` works (`wal_log_hints` is also set
-/// in the managed configuration). Authentication is `trust` for the Unix
-/// socket and loopback: lab-grade; production authentication comes with the
-/// config issue.
+/// in the managed configuration). The roles get SCRAM verifiers, never the
+/// clear text; `pg_hba.conf` is the managed one (no `trust`).
 pub async fn initdb(settings: &PgSettings) -> Result<ClusterInfo> {
     settings.validate()?;
     settings.require_binary(bin::POSTGRES)?;
@@ -70,30 +70,68 @@ pub async fn initdb(settings: &PgSettings) -> Result<ClusterInfo> {
         .arg(&settings.data_dir)
         .arg("--data-checksums")
         .arg("-U")
-        .arg(&settings.superuser)
-        .arg("--auth-local=trust")
-        .arg("--auth-host=trust")
+        .arg(&settings.superuser.user)
+        // Nobody logs in before the managed pg_hba.conf replaces these, and
+        // a password method here would need the password in a file.
+        .arg("--auth-local=peer")
+        .arg("--auth-host=reject")
         // The C locale sorts the same on every machine, so a clone on
         // another host never sees indexes in an order it disagrees with.
         .arg("--encoding=UTF8")
         .arg("--locale=C")
         .run()
         .await?;
-    write_configuration(settings, &Role::Primary)?;
-    if settings.replication_user != settings.superuser {
-        // Names are checked identifiers (see PgSettings::validate).
-        let sql = format!(
-            "CREATE ROLE {} WITH LOGIN REPLICATION;\n",
-            settings.replication_user
-        );
-        single_user(settings, &sql).await?;
-    }
+    conf::write_managed_conf(settings, &Role::Primary)?;
+    single_user(settings, &roles_sql(settings)).await?;
     let control = controldata(settings).await?;
     tracing::info!(data_dir = %settings.data_dir.display(), system_id = %control.system_id, "initialized a new cluster");
     Ok(ClusterInfo {
         system_id: control.system_id,
         timeline: control.timeline,
     })
+}
+
+/// One statement per line, as single-user mode reads them. Names are
+/// checked identifiers (see `PgSettings::validate`); passwords go in as
+/// SCRAM verifiers.
+fn roles_sql(settings: &PgSettings) -> String {
+    let su = &settings.superuser;
+    let mut sql = format!(
+        "ALTER ROLE {} WITH PASSWORD '{}';\n",
+        su.user,
+        su.password.scram_verifier()
+    );
+    let repl = &settings.replication;
+    if repl.user != su.user {
+        sql.push_str(&format!(
+            "CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD '{}';\n",
+            repl.user,
+            repl.password.scram_verifier()
+        ));
+    }
+    if let Some(rewind) = settings.rewind.as_ref().filter(|r| r.user != su.user) {
+        let user = &rewind.user;
+        if rewind.user != repl.user {
+            sql.push_str(&format!(
+                "CREATE ROLE {user} WITH LOGIN PASSWORD '{}';\n",
+                rewind.password.scram_verifier()
+            ));
+        }
+        // What pg_rewind reads from its source (its documentation's list),
+        // and the CHECKPOINT the agent runs there first.
+        for function in [
+            "pg_ls_dir(text, boolean, boolean)",
+            "pg_stat_file(text, boolean)",
+            "pg_read_binary_file(text)",
+            "pg_read_binary_file(text, bigint, bigint, boolean)",
+        ] {
+            sql.push_str(&format!(
+                "GRANT EXECUTE ON FUNCTION pg_catalog.{function} TO {user};\n"
+            ));
+        }
+        sql.push_str(&format!("GRANT pg_checkpoint TO {user};\n"));
+    }
+    sql
 }
 
 /// Clones `upstream` into `settings.data_dir` with `pg_basebackup` and
@@ -114,6 +152,7 @@ pub async fn basebackup(
     }
     let tool = Tool::new(settings, bin::PG_BASEBACKUP)?;
     refuse_if_running(settings)?;
+    files::write_passfile(settings)?;
     let target = files::clone_target(&settings.data_dir, settings.run_as)?;
     tracing::info!(%upstream, data_dir = %settings.data_dir.display(), target = %target.display(), "cloning with pg_basebackup");
     let cloned = async {
@@ -124,7 +163,8 @@ pub async fn basebackup(
             .arg("-p")
             .arg(upstream.port.to_string())
             .arg("-U")
-            .arg(&settings.replication_user)
+            .arg(&settings.replication.user)
+            // The password comes from the password file (PGPASSFILE).
             .arg("--no-password")
             .arg("--wal-method=stream")
             .arg("--checkpoint=fast")
@@ -135,7 +175,7 @@ pub async fn basebackup(
             data_dir: target.clone(),
             ..settings.clone()
         };
-        write_configuration(&staged, &standby(upstream, slot))
+        conf::write_managed_conf(&staged, &standby(upstream, slot))
     }
     .await;
     if let Err(e) = cloned {
@@ -158,8 +198,8 @@ pub async fn basebackup(
 ///
 /// pg_rewind accepts only a cleanly shut down target; a crashed or fenced
 /// one is first brought to a clean state by crash recovery in single-user
-/// mode (no connections possible). `upstream` must run and allow the
-/// superuser in; it gets a `CHECKPOINT` first, because after a promotion
+/// mode (no connections possible). `upstream` must run and let the rewind
+/// login (or the superuser) in; it gets a `CHECKPOINT` first, because after a promotion
 /// its control file shows the old timeline until a checkpoint completes, and
 /// pg_rewind would wrongly conclude "no rewind required".
 ///
@@ -199,10 +239,11 @@ pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&st
     }
 
     checkpoint_source(settings, upstream).await?;
+    files::write_passfile(settings)?;
     let source = conf::conninfo(&[
         ("host", &upstream.host),
         ("port", &upstream.port.to_string()),
-        ("user", &settings.superuser),
+        ("user", &settings.rewinder().user),
         ("dbname", "postgres"),
         ("connect_timeout", "10"),
         (
@@ -228,13 +269,13 @@ pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&st
     }
     tracing::info!(%upstream, output = %report, "pg_rewind done");
     // pg_rewind copied the upstream's configuration files over ours.
-    write_configuration(settings, &standby(upstream, slot))
+    conf::write_managed_conf(settings, &standby(upstream, slot))
 }
 
 async fn checkpoint_source(settings: &PgSettings, upstream: &Upstream) -> Result<()> {
     const OP: &str = "CHECKPOINT on the rewind source";
     let client =
-        crate::control::connect(settings, &upstream.host, upstream.port, &settings.superuser)
+        crate::control::connect(settings, &upstream.host, upstream.port, settings.rewinder())
             .await?;
     tokio::time::timeout(
         SOURCE_CHECKPOINT_TIMEOUT,
@@ -258,11 +299,6 @@ fn standby(upstream: &Upstream, slot: Option<&str>) -> Role {
     }
 }
 
-fn write_configuration(settings: &PgSettings, role: &Role) -> Result<()> {
-    conf::write_hba(settings)?;
-    conf::write_managed_conf(settings, role)
-}
-
 /// Runs `input` through single-user `postgres` (no postmaster, no network);
 /// with no input it only finishes crash recovery and shuts down cleanly.
 async fn single_user(settings: &PgSettings, input: &str) -> Result<()> {
@@ -276,6 +312,10 @@ async fn single_user(settings: &PgSettings, input: &str) -> Result<()> {
         // status is still 0.
         .arg("-c")
         .arg("exit_on_error=on")
+        // A failing statement is not echoed into the error: it may hold a
+        // password verifier.
+        .arg("-c")
+        .arg("log_min_error_statement=panic")
         .arg("postgres")
         .stdin(input.as_bytes())
         .run()

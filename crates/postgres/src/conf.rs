@@ -23,9 +23,10 @@ pub(crate) fn ensure_include(settings: &PgSettings) -> Result<()> {
 }
 
 /// Writes `raftgres.conf` for `role` (atomically), makes sure
-/// `postgresql.conf` includes it (appending one line, once), and creates or
-/// removes `standby.signal` to match. Takes effect at the next start; a
-/// standby's upstream and slot also on reload.
+/// `postgresql.conf` includes it (appending one line, once), creates or
+/// removes `standby.signal` to match, and rewrites `pg_hba.conf` and the
+/// password file. Takes effect at the next start; a standby's upstream and
+/// slot, and the logins, also on reload.
 pub fn write_managed_conf(settings: &PgSettings, role: &Role) -> Result<()> {
     settings.validate()?;
     if let Role::Standby {
@@ -35,6 +36,8 @@ pub fn write_managed_conf(settings: &PgSettings, role: &Role) -> Result<()> {
         crate::control::check_slot_name(slot)?;
     }
     ensure_include(settings)?;
+    write_hba(settings)?;
+    files::write_passfile(settings)?;
     let text = render_managed_conf(settings, role);
     let dir = &settings.data_dir;
     files::write_atomic(
@@ -147,7 +150,10 @@ pub(crate) fn primary_conninfo(settings: &PgSettings, upstream: &Upstream) -> St
     conninfo(&[
         ("host", &upstream.host),
         ("port", &upstream.port.to_string()),
-        ("user", &settings.replication_user),
+        ("user", &settings.replication.user),
+        // The walreceiver reads the password there: none in this setting,
+        // which any superuser can read with SHOW.
+        ("passfile", &settings.passfile.display().to_string()),
         ("application_name", &settings.application_name),
         // Without it a dead upstream host stalls the walreceiver for the
         // kernel's TCP timeout before it retries.
@@ -172,42 +178,53 @@ pub(crate) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Writes `pg_hba.conf`.
-///
-/// Lab-grade: everything is `trust` (from the Unix socket, loopback, and for
-/// the replication and super users from the server's own subnets, so peers
-/// can stream and `pg_rewind`). Production authentication (scram, TLS,
-/// passwords from the agent's config) comes with the config issue.
-pub fn write_hba(settings: &PgSettings) -> Result<()> {
-    settings.validate()?;
+/// Writes `pg_hba.conf`: the members' own logins first, then the
+/// operator's lines. Nothing over TCP is `trust`: every login there needs a
+/// password (SCRAM), and the Unix socket lets in only the OS user of the
+/// same name (`peer`), so a local `psql` as `postgres` still works.
+fn write_hba(settings: &PgSettings) -> Result<()> {
     let path = settings.data_dir.join(file::PG_HBA_CONF);
     files::write_atomic(&path, render_hba(settings).as_bytes(), settings.run_as)
 }
 
 pub(crate) fn render_hba(settings: &PgSettings) -> String {
-    let repl = &settings.replication_user;
-    let superuser = &settings.superuser;
+    const SCRAM: &str = "scram-sha-256";
+    let repl = settings.replication.user.as_str();
+    let rewinder = settings.rewinder().user.as_str();
     let mut out = String::from(
-        "# Written by raftgres (lab-grade trust; production auth comes with the config issue).\n\
-         # TYPE  DATABASE     USER  ADDRESS  METHOD\n",
+        "# Written by raftgres at every start and role change; edits here are lost.\n\
+         # Add lines with the agent's postgresql.pg_hba setting.\n\
+         # TYPE  DATABASE     USER         ADDRESS         METHOD\n",
     );
-    let rules: [(&str, &str, &str, &str); 8] = [
-        ("local", "all", "all", ""),
-        ("host", "all", "all", "127.0.0.1/32"),
-        ("host", "all", "all", "::1/128"),
-        ("local", "replication", "all", ""),
-        ("host", "replication", repl, "127.0.0.1/32"),
-        ("host", "replication", repl, "::1/128"),
-        // `samenet`: any address in a subnet this server is directly on.
-        ("host", "replication", repl, "samenet"),
-        // pg_rewind (and control queries from peers) use a normal connection.
-        ("host", "all", superuser, "samenet"),
+    let rules: [(&str, &str, &str, &str, &str); 8] = [
+        ("local", "all", "all", "", "peer"),
+        ("local", "replication", "all", "", "peer"),
+        // The agent's own control connections, and clients on this host.
+        ("host", "all", "all", "127.0.0.1/32", SCRAM),
+        ("host", "all", "all", "::1/128", SCRAM),
+        ("host", "replication", repl, "127.0.0.1/32", SCRAM),
+        ("host", "replication", repl, "::1/128", SCRAM),
+        // The other members: `samenet` is any address in a subnet this
+        // server is directly on. pg_rewind uses a normal connection.
+        ("host", "replication", repl, "samenet", SCRAM),
+        ("host", "all", rewinder, "samenet", SCRAM),
     ];
-    for (kind, database, user, address) in rules {
+    for (kind, database, user, address, method) in rules {
         let _ = writeln!(
             out,
-            "{kind:<7} {database:<12} {user:<12} {address:<15} trust"
+            "{kind:<7} {database:<12} {user:<12} {address:<15} {method}"
         );
+    }
+    if settings.hba.is_empty() {
+        let _ = writeln!(
+            out,
+            "host    all          all          all             {SCRAM}"
+        );
+    } else {
+        out.push_str("# postgresql.pg_hba\n");
+        for line in &settings.hba {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
 }
@@ -248,7 +265,8 @@ mod tests {
         assert!(
             text.contains(
                 "primary_conninfo = 'host=''10.0.0.1'' port=''5432'' user=''replicator'' \
-             application_name=''node1'' connect_timeout=''2'''\n"
+             passfile=''/srv/pg/node1-pgpass'' application_name=''node1'' \
+             connect_timeout=''2'''\n"
             ),
             "{text}"
         );
@@ -312,29 +330,60 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hba_trusts_loopback_and_replication_from_the_subnet() {
-        let text = render_hba(&settings());
-        let rules: Vec<Vec<&str>> = text
-            .lines()
+    fn rules(text: &str) -> Vec<Vec<&str>> {
+        text.lines()
             .filter(|l| !l.starts_with('#'))
             .map(|l| l.split_whitespace().collect())
-            .collect();
-        assert!(rules.contains(&vec![
-            "host",
-            "replication",
-            "replicator",
-            "127.0.0.1/32",
-            "trust"
-        ]));
+            .collect()
+    }
+
+    #[test]
+    fn hba_never_trusts_and_asks_a_password_over_tcp() {
+        let text = render_hba(&settings());
+        let rules = rules(&text);
+        assert!(!text.contains("trust"), "{text}");
+        for rule in &rules {
+            let method = rule.last().unwrap();
+            match rule[0] {
+                "local" => assert_eq!(*method, "peer", "{text}"),
+                _ => assert_eq!(*method, "scram-sha-256", "{text}"),
+            }
+        }
         assert!(rules.contains(&vec![
             "host",
             "replication",
             "replicator",
             "samenet",
-            "trust"
+            "scram-sha-256"
         ]));
-        assert!(rules.contains(&vec!["host", "all", "postgres", "samenet", "trust"]));
-        assert!(rules.contains(&vec!["local", "all", "all", "trust"]));
+        // Without a rewind user, the superuser rewinds from the peers.
+        assert!(rules.contains(&vec!["host", "all", "postgres", "samenet", "scram-sha-256"]));
+        assert_eq!(
+            rules.last().unwrap(),
+            &vec!["host", "all", "all", "all", "scram-sha-256"]
+        );
+    }
+
+    #[test]
+    fn hba_takes_the_operators_lines_after_the_members_own() {
+        let mut s = settings();
+        s.rewind = Some(crate::settings::Login::new("rewinder", "x"));
+        s.hba = vec![
+            "hostssl all app 10.1.0.0/16 scram-sha-256".into(),
+            "host all all 0.0.0.0/0 reject".into(),
+        ];
+        let text = render_hba(&s);
+        let rules = rules(&text);
+        assert!(rules.contains(&vec!["host", "all", "rewinder", "samenet", "scram-sha-256"]));
+        assert!(!rules.contains(&vec!["host", "all", "all", "all", "scram-sha-256"]));
+        let n = rules.len();
+        assert_eq!(
+            rules[n - 2],
+            vec!["hostssl", "all", "app", "10.1.0.0/16", "scram-sha-256"]
+        );
+        assert_eq!(
+            rules[n - 1],
+            vec!["host", "all", "all", "0.0.0.0/0", "reject"]
+        );
     }
 }

@@ -461,7 +461,7 @@ pub(crate) async fn connect(
     settings: &PgSettings,
     host: &str,
     port: u16,
-    user: &str,
+    login: &crate::settings::Login,
 ) -> Result<Client> {
     let addr = crate::Upstream {
         host: host.to_owned(),
@@ -472,7 +472,8 @@ pub(crate) async fn connect(
     config
         .host(host)
         .port(port)
-        .user(user)
+        .user(&login.user)
+        .password(login.password.expose())
         .dbname("postgres")
         .application_name("raftgres-control")
         .connect_timeout(settings.connect_timeout);

@@ -3,7 +3,7 @@
 //! root-owned `0600` file, and `pg_rewind` must be able to overwrite it.
 
 use crate::error::{PgError, Result, io_err};
-use crate::settings::RunAs;
+use crate::settings::{PgSettings, RunAs};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -192,6 +192,29 @@ pub(crate) fn tail(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
+/// Writes the libpq password file for the tools and the walreceiver: the
+/// replication and rewind logins, for any host (every member shares them,
+/// since a clone copies the roles). Mode 0600 and owned by the server's
+/// user, or libpq ignores it.
+pub(crate) fn write_passfile(settings: &PgSettings) -> Result<()> {
+    let mut text = String::new();
+    let mut logins = vec![&settings.replication, settings.rewinder()];
+    logins.dedup_by(|a, b| a.user == b.user);
+    for login in logins {
+        text.push_str(&format!(
+            "*:*:*:{}:{}\n",
+            passfile_field(&login.user),
+            passfile_field(login.password.expose())
+        ));
+    }
+    write_atomic(&settings.passfile, text.as_bytes(), settings.run_as)
+}
+
+/// In a password file `:` separates fields and `\` escapes.
+fn passfile_field(text: &str) -> String {
+    text.replace('\\', "\\\\").replace(':', "\\:")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +275,10 @@ mod tests {
             "{err}"
         );
         assert!(dir.path().join("keep").exists());
+    }
+
+    #[test]
+    fn passfile_fields_escape_separators() {
+        assert_eq!(passfile_field(r"a:b\c"), r"a\:b\\c");
     }
 }

@@ -38,7 +38,7 @@ mod tools;
 pub mod version;
 
 pub use bootstrap::{ClusterInfo, basebackup, initdb, is_initialized, rewind};
-pub use conf::{check_parameters, write_hba, write_managed_conf};
+pub use conf::{check_parameters, write_managed_conf};
 pub use control::{
     Control, PendingSetting, PgStatus, ReplicationPeer, ReplicationSlot, WalReceiver, slot_name_for,
 };
@@ -46,4 +46,4 @@ pub use controldata::{ControlData, DbState, controldata, parse as parse_controld
 pub use error::{PgError, Result};
 pub use lsn::Lsn;
 pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
-pub use settings::{PgSettings, Role, RunAs, SyncStandbys, Upstream};
+pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};

@@ -17,10 +17,22 @@ pub struct PgSettings {
     pub port: u16,
     /// Where the server puts its Unix socket (`unix_socket_directories`).
     pub socket_dir: PathBuf,
-    /// The role control queries and `pg_rewind` use (created by initdb).
-    pub superuser: String,
+    /// The role control queries use (created by initdb), and `pg_rewind`
+    /// unless `rewind` is set.
+    pub superuser: Login,
     /// The role standbys stream with (created by [`crate::initdb`]).
-    pub replication_user: String,
+    pub replication: Login,
+    /// A role that may only run `pg_rewind` and `CHECKPOINT` (created by
+    /// [`crate::initdb`]); `None`: the superuser rewinds.
+    pub rewind: Option<Login>,
+    /// The libpq password file the tools and the walreceiver log in with
+    /// (mode 0600, owned by the server's user), so no password is ever an
+    /// argument or in a configuration file.
+    pub passfile: PathBuf,
+    /// Lines of `pg_hba.conf` for everyone but the members themselves, after
+    /// the agent's own (Patroni's `postgresql.pg_hba`); empty: every login
+    /// over TCP needs a password (`host all all all scram-sha-256`).
+    pub hba: Vec<String>,
     /// This member's name: `application_name` upstream and `cluster_name`.
     pub application_name: String,
     /// Extra server settings, written after ours so they win.
@@ -44,21 +56,32 @@ pub struct PgSettings {
 impl PgSettings {
     /// Settings with the defaults of a lab member: PostgreSQL 15 from
     /// Debian's package, listening on loopback, roles `postgres` and
-    /// `replicator`, 2 s bounds on control connections and queries.
+    /// `replicator`, 2 s bounds on control connections and queries. The
+    /// passwords are empty, which [`PgSettings::validate`] refuses: the
+    /// caller gives them.
     pub fn new(
         data_dir: impl Into<PathBuf>,
         port: u16,
         application_name: impl Into<String>,
     ) -> Self {
+        let data_dir: PathBuf = data_dir.into();
+        let application_name: String = application_name.into();
+        let passfile = data_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(format!("{application_name}-pgpass"));
         PgSettings {
             bin_dir: PathBuf::from(version::DEFAULT_BIN_DIR),
-            data_dir: data_dir.into(),
+            data_dir,
             host: "127.0.0.1".to_owned(),
             port,
             socket_dir: PathBuf::from("/var/run/postgresql"),
-            superuser: "postgres".to_owned(),
-            replication_user: "replicator".to_owned(),
-            application_name: application_name.into(),
+            superuser: Login::new("postgres", ""),
+            replication: Login::new("replicator", ""),
+            rewind: None,
+            passfile,
+            hba: Vec::new(),
+            application_name,
             parameters: BTreeMap::new(),
             synchronous_standbys: SyncStandbys::Nobody,
             run_as: None,
@@ -128,8 +151,36 @@ impl PgSettings {
                 reason: "must be a fixed port so peers and clients can find the server",
             });
         }
-        check_role_name("superuser", &self.superuser)?;
-        check_role_name("replication_user", &self.replication_user)?;
+        self.superuser.check("superuser")?;
+        self.replication.check("replication user")?;
+        if let Some(rewind) = &self.rewind {
+            rewind.check("rewind user")?;
+        }
+        // One role has one password.
+        let logins = [&self.superuser, &self.replication, self.rewinder()];
+        for (i, a) in logins.iter().enumerate() {
+            if logins[..i]
+                .iter()
+                .any(|b| b.user == a.user && b.password != a.password)
+            {
+                return Err(PgError::InvalidInput {
+                    what: "logins",
+                    value: a.user.clone(),
+                    reason: "is given twice (superuser, replication or rewind) with two passwords; \
+                             a role has one",
+                });
+            }
+        }
+        if !self.passfile.is_absolute() {
+            return Err(PgError::InvalidInput {
+                what: "passfile",
+                value: self.passfile.display().to_string(),
+                reason: "must be an absolute path (the tools run from another working directory)",
+            });
+        }
+        for line in &self.hba {
+            check_conf_text("pg_hba line", line)?;
+        }
         check_conf_text("host", &self.host)?;
         check_conf_text("application_name", &self.application_name)?;
         if self.application_name.is_empty() {
@@ -169,6 +220,78 @@ impl PgSettings {
             check_conf_text("parameter value", value)?;
         }
         Ok(())
+    }
+}
+
+/// The role `pg_rewind` and the rewind source's `CHECKPOINT` log in as.
+impl PgSettings {
+    pub fn rewinder(&self) -> &Login {
+        self.rewind.as_ref().unwrap_or(&self.superuser)
+    }
+}
+
+/// A role and the password it logs in with over TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// A plain identifier (see `check_role_name`).
+    pub user: String,
+    pub password: Password,
+}
+
+impl Login {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Login {
+        Login {
+            user: user.into(),
+            password: Password::new(password),
+        }
+    }
+
+    fn check(&self, what: &'static str) -> Result<()> {
+        check_role_name(what, &self.user)?;
+        let password = self.password.expose();
+        if password.is_empty() {
+            return Err(PgError::InvalidInput {
+                what,
+                value: self.user.clone(),
+                reason: "has no password: every login over TCP needs one",
+            });
+        }
+        // A password file line cannot carry a line break.
+        if password.contains(['\n', '\r', '\0']) {
+            return Err(PgError::InvalidInput {
+                what,
+                value: self.user.clone(),
+                reason: "has a password with a line break or NUL, which a password file cannot hold",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A password: never printed, not even by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The clear text, for the one place that must send or store it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SCRAM-SHA-256 verifier Postgres stores, so the clear text never
+    /// reaches SQL or a server log.
+    pub(crate) fn scram_verifier(&self) -> String {
+        postgres_protocol::password::scram_sha_256(self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -288,7 +411,7 @@ impl std::fmt::Display for Upstream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Primary,
-    /// Streams from `upstream` as `PgSettings::replication_user`, through
+    /// Streams from `upstream` as `PgSettings::replication`, through
     /// the physical slot `slot` when given (the primary must have created it).
     Standby {
         upstream: Upstream,
@@ -304,12 +427,63 @@ mod tests {
     use super::*;
 
     fn settings() -> PgSettings {
-        PgSettings::new("/var/lib/postgresql/15/main", 5432, "node1")
+        let mut s = PgSettings::new("/var/lib/postgresql/15/main", 5432, "node1");
+        s.superuser.password = Password::new("su-secret");
+        s.replication.password = Password::new("repl-secret");
+        s
     }
 
     #[test]
-    fn defaults_are_valid() {
+    fn defaults_with_passwords_are_valid() {
         settings().validate().unwrap();
+    }
+
+    #[test]
+    fn every_login_needs_a_password() {
+        let empty = PgSettings::new("/var/lib/postgresql/15/main", 5432, "node1");
+        let err = empty.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("superuser") && err.contains("no password"),
+            "{err}"
+        );
+
+        let mut s = settings();
+        s.rewind = Some(Login::new("rewinder", ""));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("rewind user") && err.contains("no password"),
+            "{err}"
+        );
+
+        let mut s = settings();
+        s.replication.password = Password::new("two\nlines");
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("line break"), "{err}");
+        assert!(!err.contains("two"), "the password is not echoed: {err}");
+    }
+
+    #[test]
+    fn a_password_never_prints() {
+        let s = settings();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("su-secret") && !shown.contains("repl-secret"),
+            "{shown}"
+        );
+        assert!(
+            s.superuser
+                .password
+                .scram_verifier()
+                .starts_with("SCRAM-SHA-256$4096:")
+        );
+    }
+
+    #[test]
+    fn the_passfile_sits_beside_the_data_directory() {
+        assert_eq!(
+            settings().passfile,
+            PathBuf::from("/var/lib/postgresql/15/node1-pgpass")
+        );
     }
 
     #[test]
@@ -319,12 +493,12 @@ mod tests {
         assert!(s.validate().unwrap_err().to_string().contains("data_dir"));
 
         let mut s = settings();
-        s.replication_user = "repl user".into();
+        s.replication.user = "repl user".into();
         assert!(
             s.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("replication_user")
+                .contains("replication user")
         );
 
         let mut s = settings();

@@ -31,6 +31,9 @@ impl<'a> Tool<'a> {
             .envs(safe_env())
             // Parsed output (pg_controldata) and messages stay in English.
             .env("LC_ALL", "C")
+            // pg_basebackup and pg_rewind log in with it, never with a
+            // password on their command line.
+            .env("PGPASSFILE", &settings.passfile)
             // The caller's working directory (often /root) may be closed to
             // the `postgres` user, and the tools call getcwd().
             .current_dir("/")

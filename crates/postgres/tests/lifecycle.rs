@@ -11,6 +11,77 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+/// Tries one login over TCP; the server's message when refused.
+async fn login(
+    s: &raftgres_postgres::PgSettings,
+    user: &str,
+    password: Option<&str>,
+) -> Result<(), String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(s.port)
+        .user(user)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(password) = password {
+        config.password(password);
+    }
+    match config.connect(tokio_postgres::NoTls).await {
+        Ok(_) => Ok(()),
+        // The cause (such as "password missing") is only in the debug form.
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_login_over_tcp_needs_its_password() {
+    let Some(run_as) = common::run_as() else {
+        return;
+    };
+    let scratch = Scratch::new(run_as);
+    let mut node = Node::new(scratch.settings("n1"));
+    let s = node.settings.clone();
+    initdb(&s).await.unwrap();
+    node.start().await;
+
+    let rewinder = s.rewind.clone().unwrap();
+    for login_as in [&s.superuser, &s.replication, &rewinder] {
+        let user = login_as.user.as_str();
+        let err = login(&s, user, None).await.unwrap_err();
+        assert!(err.contains("password"), "{user} without a password: {err}");
+        let err = login(&s, user, Some("guess")).await.unwrap_err();
+        assert!(
+            err.contains("password authentication failed"),
+            "{user}: {err}"
+        );
+    }
+    login(&s, &s.superuser.user, Some(s.superuser.password.expose()))
+        .await
+        .unwrap();
+    login(&s, &rewinder.user, Some(rewinder.password.expose()))
+        .await
+        .unwrap();
+    login(
+        &s,
+        &s.replication.user,
+        Some(s.replication.password.expose()),
+    )
+    .await
+    .unwrap();
+
+    let hba = std::fs::read_to_string(s.data_dir.join("pg_hba.conf")).unwrap();
+    assert!(!hba.contains("trust"), "{hba}");
+    // The password file the tools and walreceiver use is private.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&s.passfile).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    if let Some(owner) = s.run_as {
+        assert_eq!(meta.uid(), owner.uid);
+    }
+    node.stop_fast().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_starts_reports_status_stops_and_restarts() {
     let Some(run_as) = common::run_as() else {

@@ -42,6 +42,7 @@ async fn helper_starts_a_postmaster_and_waits() {
     let mut s = PgSettings::new(data_dir, port.parse().unwrap(), "orphan");
     s.socket_dir = socket_dir.into();
     s.log_file = Some(log.into());
+    common::set_test_logins(&mut s);
     if nix::unistd::geteuid().is_root() {
         s.run_as = Some(RunAs::user("postgres").unwrap());
     }

@@ -87,6 +87,8 @@ impl Scratch {
         let mut s = PgSettings::new(self.path().join(name), free_port(), name);
         s.socket_dir = self.path().join(format!("{name}-sock"));
         s.run_as = self.run_as;
+        s.superuser.password = raftgres_postgres::Password::new(CLIENT_PASSWORD);
+        s.replication.password = raftgres_postgres::Password::new("replication secret");
         // Servers share two cores and the test machine's memory.
         s.parameters.insert("shared_buffers".into(), "16MB".into());
         s.parameters.insert("max_connections".into(), "20".into());
@@ -102,15 +104,23 @@ impl Scratch {
         }
     }
 
-    /// Starts pgbouncer (transaction pool mode, trust, `postgres` as admin)
-    /// with the databases file rendered from `routes`.
+    /// Starts pgbouncer (transaction pool mode, SCRAM, `pgbouncer_admin` as
+    /// admin) with the databases file rendered from `routes`.
     pub fn pgbouncer(&self, routes: &Routes) -> Bouncer {
         let dir = self.own_dir("pgbouncer");
         let port = free_port();
         let databases_file = dir.join("databases.ini");
         write_databases_file(&databases_file, routes).expect("write databases file");
         let users = dir.join("users.txt");
-        fs::write(&users, "\"postgres\" \"\"\n").expect("write auth file");
+        fs::write(
+            &users,
+            format!("\"postgres\" \"{CLIENT_PASSWORD}\"\n\"{ADMIN_USER}\" \"{ADMIN_PASSWORD}\"\n"),
+        )
+        .expect("write auth file");
+        fs::set_permissions(&users, fs::Permissions::from_mode(0o600)).expect("chmod auth file");
+        if let Some(user) = self.run_as {
+            chown(&users, Some(user.uid), Some(user.gid)).expect("chown auth file");
+        }
         let config = dir.join("pgbouncer.ini");
         let log = dir.join("pgbouncer.log");
         fs::write(
@@ -121,9 +131,9 @@ impl Scratch {
                  listen_addr = 127.0.0.1\n\
                  listen_port = {port}\n\
                  unix_socket_dir = {dir}\n\
-                 auth_type = trust\n\
+                 auth_type = scram-sha-256\n\
                  auth_file = {users}\n\
-                 admin_users = postgres\n\
+                 admin_users = {ADMIN_USER}\n\
                  pool_mode = transaction\n\
                  pidfile = {dir}/pgbouncer.pid\n\
                  logfile = {log}\n",
@@ -156,6 +166,12 @@ impl Scratch {
         bouncer
     }
 }
+
+/// The Postgres superuser's password, which clients send through pgbouncer.
+pub const CLIENT_PASSWORD: &str = "pooler test secret";
+/// pgbouncer's console user, no Postgres role, and its password.
+pub const ADMIN_USER: &str = "pgbouncer_admin";
+pub const ADMIN_PASSWORD: &str = "console secret";
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -202,7 +218,9 @@ impl Bouncer {
     }
 
     pub fn admin(&self) -> Admin {
-        Admin::new(AdminTarget::new("127.0.0.1", self.port, "postgres"))
+        let mut target = AdminTarget::new("127.0.0.1", self.port, ADMIN_USER);
+        target.password = Some(ADMIN_PASSWORD.to_owned());
+        Admin::new(target)
     }
 
     /// A client of `db` through this pgbouncer, or why it got none within
@@ -217,6 +235,7 @@ impl Bouncer {
             .host("127.0.0.1")
             .port(self.port)
             .user("postgres")
+            .password(CLIENT_PASSWORD)
             .dbname(db)
             .connect_timeout(within);
         match tokio::time::timeout(within, config.connect(tokio_postgres::NoTls)).await {

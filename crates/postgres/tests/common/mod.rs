@@ -75,6 +75,7 @@ impl Scratch {
         let mut s = PgSettings::new(self.path().join(name), free_port(), name);
         s.socket_dir = self.path().join(format!("{name}-sock"));
         s.run_as = self.run_as;
+        set_test_logins(&mut s);
         // Several servers share two cores and the test machine's memory.
         s.parameters.insert("shared_buffers".into(), "16MB".into());
         s.parameters.insert("max_connections".into(), "20".into());
@@ -82,6 +83,17 @@ impl Scratch {
         s.query_timeout = Duration::from_secs(5);
         s
     }
+}
+
+/// The tests' passwords (with the characters a password file escapes).
+pub fn set_test_logins(s: &mut PgSettings) {
+    s.superuser.password = raftgres_postgres::Password::new("test superuser's secret");
+    s.replication.password = raftgres_postgres::Password::new("test:replication\\secret");
+    // A rewind role of its own, so every rewind here proves its grants.
+    s.rewind = Some(raftgres_postgres::Login::new(
+        "rewinder",
+        "test rewind secret",
+    ));
 }
 
 pub fn free_port() -> u16 {
@@ -165,7 +177,8 @@ pub async fn connect(settings: &PgSettings) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::Config::new()
         .host("127.0.0.1")
         .port(settings.port)
-        .user("postgres")
+        .user(&settings.superuser.user)
+        .password(settings.superuser.password.expose())
         .dbname("postgres")
         .connect_timeout(Duration::from_secs(5))
         .connect(tokio_postgres::NoTls)
