@@ -22,7 +22,7 @@ pub struct Target {
     pub given: bool,
 }
 
-/// The two parts of `lab.json` raftgresctl needs; the rest belongs to
+/// The parts of `lab.json` raftgresctl needs; the rest belongs to
 /// `raftgres-lab`, so it is ignored here.
 #[derive(Debug, Deserialize)]
 struct LabFile {
@@ -30,6 +30,21 @@ struct LabFile {
     members: Vec<LabFileMember>,
     #[serde(default)]
     api_auth: Option<LabAuth>,
+    /// The lab's CA, which signed its agents' HTTPS certificates.
+    #[serde(default)]
+    tls: Option<LabFileTls>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabFileTls {
+    ca_file: std::path::PathBuf,
+}
+
+/// What `lab.json` tells: the agents' URLs, the credentials, the CA file.
+struct LabTarget {
+    urls: Vec<String>,
+    credentials: Option<Credentials>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +71,7 @@ impl TargetOpts {
     pub fn resolve(&self) -> anyhow::Result<Target> {
         let mut addresses: Vec<String> = self.urls.clone();
         let mut file_credentials = None;
+        let mut lab_ca = None;
         if let Some(dir) = &self.lab {
             let path = dir.join("lab.json");
             let text = std::fs::read_to_string(&path).with_context(|| {
@@ -65,10 +81,11 @@ impl TargetOpts {
                     dir.display()
                 )
             })?;
-            let (urls, credentials) = parse_lab(&text)
+            let lab = parse_lab(&text)
                 .with_context(|| format!("{} is not a lab.json", path.display()))?;
-            addresses.extend(urls);
-            file_credentials = credentials;
+            addresses.extend(lab.urls);
+            file_credentials = lab.credentials;
+            lab_ca = lab.ca_file;
         }
         if let Some(path) = &self.config {
             let config = read_config(path)?;
@@ -116,21 +133,21 @@ impl TargetOpts {
         Ok(Target {
             seeds,
             credentials,
-            tls: self.client_tls()?,
+            tls: self.client_tls(lab_ca.as_deref())?,
             given,
         })
     }
 
-    /// `--cacert`, `--cert` and `--key`, read.
-    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+    /// `--cacert` (else the lab's CA), `--cert` and `--key`, read.
+    fn client_tls(&self, lab_ca: Option<&Path>) -> anyhow::Result<ClientTls> {
         let read = |what: &str, path: &Path| {
             std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
         };
-        let ca = self
-            .cacert
-            .as_deref()
-            .map(|p| read("--cacert", p))
-            .transpose()?;
+        let ca = match (self.cacert.as_deref(), lab_ca) {
+            (Some(path), _) => Some(read("--cacert", path)?),
+            (None, Some(path)) => Some(read("the lab's CA", path)?),
+            (None, None) => None,
+        };
         let identity = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => {
                 check_private("--key", key)?;
@@ -185,17 +202,19 @@ fn read_password_file(path: &Path) -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn parse_lab(text: &str) -> anyhow::Result<(Vec<String>, Option<Credentials>)> {
+fn parse_lab(text: &str) -> anyhow::Result<LabTarget> {
     let lab: LabFile = serde_json::from_str(text)?;
     if lab.members.is_empty() {
         bail!("it lists no members");
     }
-    let urls = lab.members.into_iter().map(|m| m.api_url).collect();
-    let credentials = lab.api_auth.map(|a| Credentials {
-        username: a.username,
-        password: a.password,
-    });
-    Ok((urls, credentials))
+    Ok(LabTarget {
+        urls: lab.members.into_iter().map(|m| m.api_url).collect(),
+        credentials: lab.api_auth.map(|a| Credentials {
+            username: a.username,
+            password: a.password,
+        }),
+        ca_file: lab.tls.map(|t| t.ca_file),
+    })
 }
 
 fn read_config(path: &Path) -> anyhow::Result<CtlConfig> {
@@ -291,23 +310,27 @@ mod tests {
     }
 
     #[test]
-    fn lab_json_gives_urls_and_optional_credentials() {
+    fn lab_json_gives_urls_optional_credentials_and_the_ca() {
         let text = r#"{"dir": "/tmp/l", "agent_bin": "/x", "members": [
-            {"name": "m1", "node_id": 1, "api_url": "http://127.0.0.1:8008"},
-            {"name": "m2", "node_id": 2, "api_url": "http://127.0.0.1:8009"}],
-            "api_auth": {"username": "admin", "password": "secret"}}"#;
-        let (urls, credentials) = parse_lab(text).expect("valid");
-        assert_eq!(urls, ["http://127.0.0.1:8008", "http://127.0.0.1:8009"]);
+            {"name": "m1", "node_id": 1, "api_url": "https://127.0.0.1:8008"},
+            {"name": "m2", "node_id": 2, "api_url": "https://127.0.0.1:8009"}],
+            "api_auth": {"username": "admin", "password": "secret"},
+            "tls": {"ca_file": "/tmp/l/tls/ca.pem", "client_cert": "/c", "client_key": "/k"}}"#;
+        let lab = parse_lab(text).expect("valid");
         assert_eq!(
-            credentials,
+            lab.urls,
+            ["https://127.0.0.1:8008", "https://127.0.0.1:8009"]
+        );
+        assert_eq!(lab.ca_file.as_deref(), Some(Path::new("/tmp/l/tls/ca.pem")));
+        assert_eq!(
+            lab.credentials,
             Some(Credentials {
                 username: "admin".into(),
                 password: "secret".into()
             })
         );
-        let (_, none) =
-            parse_lab(r#"{"members": [{"api_url": "http://h:1"}]}"#).expect("no api_auth");
-        assert_eq!(none, None);
+        let bare = parse_lab(r#"{"members": [{"api_url": "http://h:1"}]}"#).expect("no api_auth");
+        assert_eq!((bare.credentials, bare.ca_file), (None, None));
         assert!(parse_lab(r#"{"members": []}"#).is_err());
         assert!(parse_lab("not json").is_err());
     }

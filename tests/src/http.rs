@@ -18,6 +18,27 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// A client whose every request is bounded by `timeout`, trusting the
+/// lab's CA, which signed its agents' HTTPS certificates (`ca_file` in
+/// lab.json's `tls`).
+pub fn https_client(ca_file: Option<&std::path::Path>, timeout: Duration) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(ca_file) = ca_file {
+        let pem = std::fs::read(ca_file).expect("the lab's CA certificate");
+        builder = builder
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")]);
+    }
+    builder.build().expect("HTTP client")
+}
+
+/// [`https_client`] for `lab`.
+pub fn lab_client(lab: &Lab, timeout: Duration) -> reqwest::Client {
+    https_client(
+        lab.description.tls.as_ref().map(|t| t.ca_file.as_path()),
+        timeout,
+    )
+}
+
 impl Api {
     /// Uses the credentials the lab wrote to `lab.json` (`api_auth`).
     pub fn for_lab(lab_json: &std::path::Path) -> Api {
@@ -29,11 +50,12 @@ impl Api {
                 a.get("password")?.as_str()?.to_owned(),
             ))
         });
+        let ca_file = doc
+            .pointer("/tls/ca_file")
+            .and_then(Value::as_str)
+            .map(std::path::PathBuf::from);
         Api {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .build()
-                .expect("HTTP client"),
+            client: https_client(ca_file.as_deref(), Duration::from_secs(90)),
             auth,
         }
     }
@@ -112,10 +134,7 @@ impl ApiPrimaryMonitor {
             .iter()
             .map(|m| (m.name.clone(), m.api_url.clone()))
             .collect();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("HTTP client");
+        let client = lab_client(lab, Duration::from_secs(2));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut worst = (0, Vec::new());

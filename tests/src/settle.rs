@@ -57,12 +57,9 @@ where
     .await;
 }
 
-/// A client whose every request is bounded, for polling.
-pub fn poll_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("HTTP client")
+/// A client of `lab`'s agents whose every request is bounded, for polling.
+pub fn poll_client(lab: &Lab) -> reqwest::Client {
+    crate::http::lab_client(lab, Duration::from_secs(2))
 }
 
 /// The status code of `GET base + path`; 0 when there is no answer.
@@ -80,7 +77,7 @@ pub async fn get_code(client: &reqwest::Client, base: &str, path: &str) -> u16 {
 /// state, which switchover requests are judged against) shows `primary` as
 /// the running leader and the others streaming.
 pub async fn roles_settled(lab: &Lab, primary: &str) {
-    let client = poll_client();
+    let client = poll_client(lab);
     until_eq(
         SETTLE_WITHIN,
         "every agent agrees on the roles",

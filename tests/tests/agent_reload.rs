@@ -50,10 +50,7 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let base = lab.member(&primary).expect("member").api_url.clone();
     let original = settings(&lab, &primary);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("HTTP client");
+    let client = raftgres_tests::http::lab_client(&lab, Duration::from_secs(5));
 
     // Reloadable keys: Postgres takes the new parameter, and the member's
     // record in the cluster the new tag.
@@ -97,7 +94,12 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
         .send()
         .await
         .map_or(0, |r| r.status().as_u16());
-    assert_eq!(health, 200, "the agent stopped serving /health");
+    assert_eq!(
+        health,
+        200,
+        "the agent stopped serving /health:\n{}",
+        log(&lab, &primary)
+    );
     assert!(work_mem_is(&dsn(&lab, &primary), "7MB").await);
     // POST /reload says the same, and fails.
     let reply = api

@@ -426,15 +426,17 @@ async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them(
         "{}",
         listed.stdout
     );
-    let status = reqwest::get(format!(
-        "{}/patroni",
-        lab.member(&primary).expect("member").api_url
-    ))
-    .await
-    .expect("GET /patroni")
-    .json::<Value>()
-    .await
-    .expect("JSON");
+    let status = raftgres_tests::http::lab_client(&lab, Duration::from_secs(10))
+        .get(format!(
+            "{}/patroni",
+            lab.member(&primary).expect("member").api_url
+        ))
+        .send()
+        .await
+        .expect("GET /patroni")
+        .json::<Value>()
+        .await
+        .expect("JSON");
     assert_eq!(
         status["pending_restart_reason"]["max_connections"],
         serde_json::json!({"old_value": "100", "new_value": "120"}),

@@ -72,7 +72,8 @@ async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api(
     let dir = lab_dir();
     let (mut lab, old) = start_lab(&dir, 3, false).await;
     let app_dir = lab_dir();
-    let mut pgbouncer = StandalonePgbouncer::start(app_dir.path(), "app", None)
+    let auth = lab.pg_auth().expect("the lab's passwords").clone();
+    let mut pgbouncer = StandalonePgbouncer::start(app_dir.path(), "app", None, &auth)
         .expect("start the application host's pgbouncer (is pgbouncer installed?)");
     let through = pgbouncer.dsn(APP_WRITE_DB);
 

@@ -53,11 +53,8 @@ fn url(lab: &Lab, name: &str) -> String {
     lab.member(name).expect("member").api_url.clone()
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("HTTP client")
+fn client(lab: &Lab) -> reqwest::Client {
+    raftgres_tests::http::lab_client(lab, Duration::from_secs(2))
 }
 
 /// "METHOD /check" and its status code (0: no answer), for every check.
@@ -151,7 +148,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     let dir = lab_dir();
     let (lab, primary) = start_lab(&dir, 3, false).await;
     let api = api(&dir);
-    let client = client();
+    let client = client(&lab);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();

@@ -272,7 +272,9 @@ async fn quorum_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
 
 /// A gauge of `via`'s `/metrics`.
 async fn gauge(lab: &Lab, via: &str, name: &str) -> Option<u64> {
-    let reply = reqwest::get(format!("{}/metrics", url(lab, via)))
+    let reply = raftgres_tests::http::lab_client(lab, Duration::from_secs(5))
+        .get(format!("{}/metrics", url(lab, via)))
+        .send()
         .await
         .ok()?
         .text()

@@ -34,11 +34,13 @@ struct Server<'a> {
 }
 
 /// The template rendered for the database members: Postgres as the server
-/// address, the agent's REST API port for the checks.
+/// address, the agent's REST API port for the checks, over HTTPS verified
+/// against `check_ca_file` when given.
 pub(crate) fn render(
     members: &[LabMember],
     write_port: u16,
     read_port: u16,
+    check_ca_file: Option<&Path>,
 ) -> Result<String, LabError> {
     let mut servers = Vec::new();
     for m in members {
@@ -70,6 +72,7 @@ pub(crate) fn render(
                 write_port,
                 read_port,
                 servers,
+                check_ca_file => check_ca_file.map(|p| p.display().to_string()),
             })
         })
         .map_err(|e| {
@@ -187,7 +190,17 @@ mod tests {
             member("node2", Some(5433), 8009),
             member("witness", None, 8010),
         ];
-        render(&members, 5000, 5001).expect("render")
+        render(&members, 5000, 5001, None).expect("render")
+    }
+
+    #[test]
+    fn checks_go_over_verified_tls_with_a_ca() {
+        let members = [member("node1", Some(5432), 8008)];
+        let text =
+            render(&members, 5000, 5001, Some(Path::new("/lab/tls/ca.pem"))).expect("render");
+        let line = "    server node1 127.0.0.1:5432 check port 8008 check-ssl verify required \
+                    ca-file /lab/tls/ca.pem\n";
+        assert_eq!(text.matches(line).count(), 2, "{text}");
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub use process::{
     Lab, LabError, agent_status, down, member_channel, pg_query_bool, read_description,
     running_members,
 };
-pub use spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec};
+pub use spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec, PgAuth};
 pub use tls::LabTls;

@@ -5,6 +5,7 @@
 
 use crate::daemon::{self, Launch};
 use crate::process::{LabError, io};
+use crate::spec::PgAuth;
 use nix::unistd::User;
 use raftgres_pooler::{Routes, write_databases_file};
 use std::fs;
@@ -15,9 +16,15 @@ use std::time::Duration;
 
 const TEMPLATE: &str = include_str!("../../../deploy/pgbouncer/pgbouncer.ini.j2");
 pub(crate) const LISTEN_ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
-/// The client user, pgbouncer's admin and the database: as in each member's
-/// `dsn`, so `pgbouncer_dsn` may create tables too.
+/// The OS user pgbouncer runs as (when the lab runs as root), and the
+/// client user and database, as in each member's `dsn`, so `pgbouncer_dsn`
+/// may create tables too.
 pub(crate) const USER: &str = "postgres";
+/// pgbouncer's console user: no Postgres role, so its password opens
+/// nothing but the console.
+pub(crate) const ADMIN_USER: &str = "pgbouncer_admin";
+/// The console's database name.
+pub(crate) const ADMIN_DB: &str = "pgbouncer";
 pub(crate) const WRITE_DB: &str = "postgres";
 pub(crate) const READ_DB: &str = "postgres_ro";
 
@@ -53,7 +60,8 @@ pub(crate) fn listen_host(netns_addr: Option<IpAddr>) -> IpAddr {
     netns_addr.unwrap_or(IpAddr::V4(LISTEN_ADDRESS))
 }
 
-/// The shared auth file: pgbouncer's `trust` still wants the user listed.
+/// The shared auth file: the clients' and the console's passwords, which
+/// pgbouncer checks by SCRAM and sends on to Postgres.
 pub(crate) fn auth_file(dir: &Path) -> PathBuf {
     dir.join("pgbouncer-users.txt")
 }
@@ -69,8 +77,8 @@ pub(crate) fn initial_routes() -> Routes {
     }
 }
 
-/// The template rendered for one member: loopback, trust, `postgres` as
-/// admin, Unix socket in DIR, logging to stderr (the log file).
+/// The template rendered for one member: loopback, SCRAM, `pgbouncer_admin`
+/// as admin, Unix socket in DIR, logging to stderr (the log file).
 pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, LabError> {
     render_on(dir, files, LISTEN_ADDRESS.into(), port)
 }
@@ -96,9 +104,9 @@ pub(crate) fn render_on(
                 listen_port => port,
                 unix_socket_dir => dir.display().to_string(),
                 pidfile => files.pidfile.display().to_string(),
-                auth_type => "trust",
+                auth_type => "scram-sha-256",
                 auth_file => auth_file(dir).display().to_string(),
-                admin_users => USER,
+                admin_users => ADMIN_USER,
             })
         })
         .map_err(|e| {
@@ -109,8 +117,13 @@ pub(crate) fn render_on(
 }
 
 /// Writes one member's config, and its databases file with no server.
-pub(crate) fn write_files(dir: &Path, files: &Files, port: u16) -> Result<(), LabError> {
-    write_files_with(dir, files, &render(dir, files, port)?)
+pub(crate) fn write_files(
+    dir: &Path,
+    files: &Files,
+    port: u16,
+    auth: &PgAuth,
+) -> Result<(), LabError> {
+    write_files_with(dir, files, &render(dir, files, port)?, auth)
 }
 
 /// As [`write_files`], for a pgbouncer listening on `listen`.
@@ -119,13 +132,28 @@ pub(crate) fn write_files_on(
     files: &Files,
     listen: IpAddr,
     port: u16,
+    auth: &PgAuth,
 ) -> Result<(), LabError> {
-    write_files_with(dir, files, &render_on(dir, files, listen, port)?)
+    write_files_with(dir, files, &render_on(dir, files, listen, port)?, auth)
 }
 
-fn write_files_with(dir: &Path, files: &Files, config: &str) -> Result<(), LabError> {
-    let auth = auth_file(dir);
-    fs::write(&auth, format!("\"{USER}\" \"\"\n")).map_err(io(&auth))?;
+fn write_files_with(
+    dir: &Path,
+    files: &Files,
+    config: &str,
+    auth: &PgAuth,
+) -> Result<(), LabError> {
+    let path = auth_file(dir);
+    // Random hex passwords: nothing in them needs quoting.
+    crate::process::write_private(
+        &path,
+        &format!(
+            "\"{}\" \"{}\"\n\"{ADMIN_USER}\" \"{}\"\n",
+            crate::process::PG_SUPERUSER,
+            auth.superuser,
+            auth.pgbouncer_admin
+        ),
+    )?;
     fs::write(&files.config, config).map_err(io(&files.config))?;
     write_databases_file(&files.databases, &initial_routes())
         .map_err(|e| LabError::Setup(e.to_string()))?;
@@ -172,6 +200,7 @@ pub(crate) fn start_on(
 pub struct StandalonePgbouncer {
     /// `None` once stopped and reaped: its PID may then be another's.
     child: Option<Child>,
+    auth: PgAuth,
     pub port: u16,
     pub config: PathBuf,
     /// The file `config` includes; whoever follows the cluster rewrites it.
@@ -182,11 +211,18 @@ pub struct StandalonePgbouncer {
 impl StandalonePgbouncer {
     /// Renders `deploy/pgbouncer/pgbouncer.ini.j2` into `dir` for a
     /// pgbouncer named `name` on loopback `port` (a free one when `None`),
-    /// with `postgres` as client, admin and database user (trust), and
+    /// with `postgres` (password `auth.superuser`, as the lab's Postgres
+    /// has it) as client and database user, `pgbouncer_admin` (password
+    /// `auth.pgbouncer_admin`) as admin, and
     /// starts it as the lab starts a member's: as `postgres` when run by
     /// root, in which case `dir` is handed to `postgres` (pgbouncer reads
     /// its files and puts its Unix socket there).
-    pub fn start(dir: &Path, name: &str, port: Option<u16>) -> Result<Self, LabError> {
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        port: Option<u16>,
+        auth: &PgAuth,
+    ) -> Result<Self, LabError> {
         let binary = binary().ok_or_else(|| {
             LabError::Setup("pgbouncer is not installed (no /usr/sbin/pgbouncer and none on PATH); install it, e.g. `apt-get install pgbouncer`".to_owned())
         })?;
@@ -203,7 +239,7 @@ impl StandalonePgbouncer {
             None
         };
         let files = Files::of(dir, name);
-        write_files(dir, &files, port)?;
+        write_files(dir, &files, port, auth)?;
         if let Some(user) = &run_as {
             for path in [dir, &files.config, &files.databases, &auth_file(dir)] {
                 std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
@@ -215,6 +251,7 @@ impl StandalonePgbouncer {
         let child = start(&binary, &files, run_as.as_ref(), port)?;
         Ok(StandalonePgbouncer {
             child: Some(child),
+            auth: auth.clone(),
             port,
             config: files.config,
             databases_file: files.databases,
@@ -230,8 +267,13 @@ impl StandalonePgbouncer {
     /// A libpq connection string for `dbname` through this pgbouncer
     /// (`pgbouncer` is its admin console).
     pub fn dsn(&self, dbname: &str) -> String {
+        let (user, password) = if dbname == ADMIN_DB {
+            (ADMIN_USER, &self.auth.pgbouncer_admin)
+        } else {
+            (crate::process::PG_SUPERUSER, &self.auth.superuser)
+        };
         format!(
-            "host={LISTEN_ADDRESS} port={} user={USER} dbname={dbname}",
+            "host={LISTEN_ADDRESS} port={} user={user} password={password} dbname={dbname}",
             self.port
         )
     }
@@ -275,9 +317,9 @@ mod tests {
             "listen_port = 6432",
             "unix_socket_dir = /lab",
             "pidfile = /lab/node1-pgbouncer.pid",
-            "auth_type = trust",
+            "auth_type = scram-sha-256",
             "auth_file = /lab/pgbouncer-users.txt",
-            "admin_users = postgres",
+            "admin_users = pgbouncer_admin",
             "pool_mode = transaction",
             "ignore_startup_parameters = extra_float_digits",
         ] {
@@ -321,20 +363,32 @@ mod tests {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
         let files = Files::of(dir, "node1");
         let port = crate::process::free_port().expect("port");
-        write_files(dir, &files, port).expect("write files");
+        let auth = PgAuth {
+            superuser: "su".into(),
+            replication: "repl".into(),
+            pgbouncer_admin: "console".into(),
+        };
+        write_files(dir, &files, port, &auth).expect("write files");
         if let Some(user) = &run_as {
-            std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                .expect("chown");
+            for path in [dir, &auth_file(dir)] {
+                std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                    .expect("chown");
+            }
         }
         let mut child = start(&bin, &files, run_as.as_ref(), port).expect("start pgbouncer");
-        let admin = raftgres_pooler::Admin::new(raftgres_pooler::AdminTarget::new(
-            LISTEN_ADDRESS.to_string(),
-            port,
-            USER,
-        ));
+        let mut target =
+            raftgres_pooler::AdminTarget::new(LISTEN_ADDRESS.to_string(), port, ADMIN_USER);
+        // Without the password the console is closed.
+        let refused = raftgres_pooler::Admin::new(target.clone()).version().await;
+        target.password = Some(auth.pgbouncer_admin.clone());
+        let admin = raftgres_pooler::Admin::new(target);
         let version = admin.version().await;
         let databases = admin.show_databases().await;
         daemon::stop(&mut child, Duration::from_secs(5));
+        assert!(
+            refused.is_err(),
+            "the console let a client in without a password"
+        );
         assert!(
             version.expect("SHOW VERSION").starts_with("PgBouncer "),
             "see {}",

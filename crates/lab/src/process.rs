@@ -2,7 +2,7 @@ use crate::daemon;
 use crate::haproxy;
 use crate::netns::{NetnsMember, spawn_in_netns};
 use crate::pgbouncer;
-use crate::spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec, agent_config};
+use crate::spec::{ApiAuth, LabDescription, LabHaproxy, LabMember, LabSpec, PgAuth, agent_config};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User};
 use raftgres_proto::v1::{AgentStatusReply, AgentStatusRequest, agent_client::AgentClient};
@@ -83,9 +83,14 @@ impl Drop for Mounts {
 
 /// The user name every lab member's `restapi.authentication` accepts.
 const API_USERNAME: &str = "raftgres";
+/// The lab's Postgres roles: the superuser its clients log in as, and the
+/// one standbys stream as.
+pub(crate) const PG_SUPERUSER: &str = "postgres";
+pub(crate) const PG_REPLICATION_USER: &str = "replicator";
 
-/// 16 random bytes as hex: unguessable, and safe unquoted in a URL or shell.
-fn random_password() -> Result<String, LabError> {
+/// 16 random bytes as hex: unguessable, and safe unquoted in a URL, a
+/// libpq connection string or shell.
+pub(crate) fn random_password() -> Result<String, LabError> {
     let source = Path::new("/dev/urandom");
     let mut bytes = [0u8; 16];
     fs::File::open(source)
@@ -94,8 +99,8 @@ fn random_password() -> Result<String, LabError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes a file only its owner may read: it holds the API password.
-fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
+/// Writes a file only its owner may read: it holds a password.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), LabError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -316,6 +321,14 @@ impl Lab {
                 password: random_password()?,
             },
         };
+        let pg_auth = match previous.as_ref().and_then(|p| p.pg_auth.clone()) {
+            Some(auth) => auth,
+            None => PgAuth {
+                superuser: random_password()?,
+                replication: random_password()?,
+                pgbouncer_admin: random_password()?,
+            },
+        };
         let previous_haproxy = previous.as_ref().and_then(|p| p.haproxy.as_ref());
         if let Some(old) = previous_haproxy
             && haproxy::is_ours(old.pid, &old.config)
@@ -383,9 +396,14 @@ impl Lab {
                 let pgbouncer_host = pgbouncer::listen_host(ns.map(|n| n.addr));
                 let pgbouncer_dsn = |db: &str| {
                     pgbouncer_port.map(|port| {
+                        let (user, password) = if db == pgbouncer::ADMIN_DB {
+                            (pgbouncer::ADMIN_USER, &pg_auth.pgbouncer_admin)
+                        } else {
+                            (PG_SUPERUSER, &pg_auth.superuser)
+                        };
                         format!(
-                            "host={pgbouncer_host} port={port} user={} dbname={db}",
-                            pgbouncer::USER
+                            "host={pgbouncer_host} port={port} user={user} password={password} \
+                             dbname={db}"
                         )
                     })
                 };
@@ -400,19 +418,25 @@ impl Lab {
                     data_dir: dir.join(&name),
                     log: dir.join(format!("{name}.log")),
                     agent_pid: 0,
+                    // HTTPS, with a certificate from the lab's CA, as a
+                    // deployment's REST API should be.
                     api_url: match ns {
-                        None => format!("http://127.0.0.1:{}", api_ports[i]),
-                        Some(n) => format!("http://{}", SocketAddr::new(n.addr, api_ports[i])),
+                        None => format!("https://127.0.0.1:{}", api_ports[i]),
+                        Some(n) => format!("https://{}", SocketAddr::new(n.addr, api_ports[i])),
                     },
                     pg_host: (!witness).then(|| host.clone()),
                     pg_port: pg_ports.get(i).copied(),
                     dsn: pg_ports.get(i).map(|port| {
-                        format!("host={host} port={port} user=postgres dbname=postgres")
+                        format!(
+                            "host={host} port={port} user={PG_SUPERUSER} password={} \
+                             dbname=postgres",
+                            pg_auth.superuser
+                        )
                     }),
                     netns: ns.map(|n| n.ns.clone()),
                     pgbouncer_port,
                     pgbouncer_dsn: pgbouncer_dsn(pgbouncer::WRITE_DB),
-                    pgbouncer_admin_dsn: pgbouncer_dsn("pgbouncer"),
+                    pgbouncer_admin_dsn: pgbouncer_dsn(pgbouncer::ADMIN_DB),
                     pgbouncer_config: pgbouncer_files.as_ref().map(|f| f.config.clone()),
                     pgbouncer_databases_file: pgbouncer_files.as_ref().map(|f| f.databases.clone()),
                     pgbouncer_log: pgbouncer_files.map(|f| f.log),
@@ -442,7 +466,13 @@ impl Lab {
             &dir,
             &members
                 .iter()
-                .map(|m| (m.name.clone(), m.node_id))
+                .map(|m| {
+                    let host = m
+                        .api_listen()
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or_default();
+                    (m.name.clone(), m.node_id, host)
+                })
                 .collect::<Vec<_>>(),
         )?;
         let mut mounts = Mounts::default();
@@ -460,6 +490,7 @@ impl Lab {
                     "lab",
                     &members,
                     &api_auth,
+                    &pg_auth,
                     pg_bin_dir.as_deref(),
                     Some((&lab_tls.ca_file, tls)),
                 ),
@@ -471,13 +502,19 @@ impl Lab {
             };
             let files = pgbouncer::Files::of(&dir, &m.name);
             match &m.netns {
-                None => pgbouncer::write_files(&dir, &files, listen.port())?,
-                Some(_) => pgbouncer::write_files_on(&dir, &files, listen.ip(), listen.port())?,
+                None => pgbouncer::write_files(&dir, &files, listen.port(), &pg_auth)?,
+                Some(_) => {
+                    pgbouncer::write_files_on(&dir, &files, listen.ip(), listen.port(), &pg_auth)?
+                }
             }
         }
         let haproxy_config = dir.join("haproxy.cfg");
         if let (Some(bin), Some([write_port, read_port])) = (&haproxy_bin, haproxy_ports) {
-            let text = haproxy::render(&members, write_port, read_port)?;
+            let check_ca = members
+                .iter()
+                .any(|m| m.api_url.starts_with("https://"))
+                .then_some(lab_tls.ca_file.as_path());
+            let text = haproxy::render(&members, write_port, read_port, check_ca)?;
             fs::write(&haproxy_config, text).map_err(io(&haproxy_config))?;
             haproxy::check(bin, &haproxy_config)?;
         }
@@ -494,6 +531,7 @@ impl Lab {
                 pg_bin_dir,
                 agent_preload,
                 tls: Some(lab_tls),
+                pg_auth: Some(pg_auth),
             },
             children: BTreeMap::new(),
             owns_keepers: true,
@@ -566,6 +604,11 @@ impl Lab {
         Ok(())
     }
 
+    /// The lab's Postgres and pgbouncer passwords.
+    pub fn pg_auth(&self) -> Option<&PgAuth> {
+        self.description.pg_auth.as_ref()
+    }
+
     /// The member's credentials for the agents' mutating REST endpoints.
     pub fn api_auth(&self) -> Option<&ApiAuth> {
         self.description.api_auth.as_ref()
@@ -581,8 +624,9 @@ impl Lab {
         } else {
             haproxy.read_port
         };
+        let password = &self.description.pg_auth.as_ref()?.superuser;
         Some(format!(
-            "host={} port={port} user=postgres dbname=postgres",
+            "host={} port={port} user={PG_SUPERUSER} password={password} dbname=postgres",
             haproxy::LISTEN_ADDRESS
         ))
     }

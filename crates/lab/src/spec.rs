@@ -69,6 +69,29 @@ pub struct LabDescription {
     /// mutual TLS. Absent only in a lab.json written before the lab did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::LabTls>,
+    /// The lab's Postgres and pgbouncer passwords (each member's `dsn`
+    /// carries the superuser's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_auth: Option<PgAuth>,
+}
+
+/// The passwords of one lab: random per lab, kept in lab.json (0600) and
+/// in the agents' private settings files.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgAuth {
+    /// Of `postgres`, the superuser clients of the lab log in as.
+    pub superuser: String,
+    /// Of `replicator`, which standbys stream as.
+    pub replication: String,
+    /// Of pgbouncer's console user (`pgbouncer_admin`), which is no
+    /// Postgres role at all.
+    pub pgbouncer_admin: String,
+}
+
+impl std::fmt::Debug for PgAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgAuth { <redacted> }")
+    }
 }
 
 /// HTTP basic auth credentials, as in every member's
@@ -161,6 +184,15 @@ pub struct LabMember {
 }
 
 impl LabMember {
+    /// Where this member's REST API listens: the address in `api_url`.
+    pub fn api_listen(&self) -> Option<SocketAddr> {
+        let rest = self
+            .api_url
+            .strip_prefix("https://")
+            .or_else(|| self.api_url.strip_prefix("http://"))?;
+        rest.parse().ok()
+    }
+
     /// Where this member's pgbouncer listens; `None` without one.
     pub(crate) fn pgbouncer_listen(&self) -> Option<SocketAddr> {
         let port = self.pgbouncer_port?;
@@ -191,6 +223,7 @@ pub(crate) fn agent_config(
     scope: &str,
     all: &[LabMember],
     auth: &ApiAuth,
+    pg_auth: &PgAuth,
     pg_bin_dir: Option<&Path>,
     tls: Option<(&Path, &crate::tls::MemberTls)>,
 ) -> String {
@@ -216,7 +249,15 @@ pub(crate) fn agent_config(
         } else {
             host.clone()
         };
-        text.push_str(&format!("postgresql:\n  listen: {host}:{port}\n"));
+        text.push_str(&format!(
+            "postgresql:\n  listen: {host}:{port}\n  authentication:\n    \
+             superuser: {{username: {}, password: \"{}\"}}\n    \
+             replication: {{username: {}, password: \"{}\"}}\n",
+            crate::process::PG_SUPERUSER,
+            pg_auth.superuser,
+            crate::process::PG_REPLICATION_USER,
+            pg_auth.replication,
+        ));
         if let Some(data_dir) = &member.pg_data_dir {
             text.push_str(&format!("  data_dir: {}\n", data_dir.display()));
         }
@@ -224,21 +265,31 @@ pub(crate) fn agent_config(
             text.push_str(&format!("  bin_dir: {}\n", bin_dir.display()));
         }
     }
-    if let Some(listen) = member.api_url.strip_prefix("http://") {
+    if let Some(listen) = member.api_listen() {
         // Quoted: a hex password of digits alone would read as a number.
         text.push_str(&format!(
             "restapi:\n  listen: {listen}\n  authentication:\n    username: \"{}\"\n    password: \"{}\"\n",
             auth.username, auth.password
         ));
+        if let Some((_, files)) = tls
+            && member.api_url.starts_with("https://")
+        {
+            text.push_str(&format!(
+                "  certfile: {}\n  keyfile: {}\n",
+                files.api_cert_file.display(),
+                files.api_key_file.display()
+            ));
+        }
     }
     if let (Some(listen), Some(file)) =
         (member.pgbouncer_listen(), &member.pgbouncer_databases_file)
     {
         text.push_str(&format!(
             "pgbouncer:\n  databases_file: {}\n  listen: {listen}\n  admin_user: {}\n  \
-             write_db: {}\n  read_db: {}\n  dbname: {}\n",
+             admin_password: \"{}\"\n  write_db: {}\n  read_db: {}\n  dbname: {}\n",
             file.display(),
-            crate::pgbouncer::USER,
+            crate::pgbouncer::ADMIN_USER,
+            pg_auth.pgbouncer_admin,
             crate::pgbouncer::WRITE_DB,
             crate::pgbouncer::READ_DB,
             crate::pgbouncer::WRITE_DB,

@@ -2,7 +2,9 @@
 //! mutual TLS as a deployment's do: a CA, one certificate per member naming
 //! `raftgres-member` and `raftgres-node-<id>`, and one for the lab's tools
 //! (`lab status`, tests), which names `raftgres-member` only, so that it
-//! can call a member but never vote, append or join as one.
+//! can call a member but never vote, append or join as one. Each member's
+//! REST API serves HTTPS with a certificate from the same CA, naming the
+//! address clients reach it at.
 
 use crate::process::LabError;
 use raftgres_certs::Authority;
@@ -27,6 +29,9 @@ pub struct LabTls {
 pub struct MemberTls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// The REST API's server certificate and key.
+    pub api_cert_file: PathBuf,
+    pub api_key_file: PathBuf,
 }
 
 fn setup(e: raftgres_certs::CertError) -> LabError {
@@ -34,21 +39,26 @@ fn setup(e: raftgres_certs::CertError) -> LabError {
 }
 
 /// Issues (or keeps, from an earlier lab in `dir`) the CA in `DIR/tls` and
-/// certificates for the members named by `(name, node_id)`, and for the
-/// tools.
+/// certificates for the members named by `(name, node_id, api_host)`, and
+/// for the tools.
 pub(crate) fn issue(
     dir: &Path,
-    members: &[(String, u64)],
+    members: &[(String, u64, String)],
 ) -> Result<(LabTls, Vec<MemberTls>), LabError> {
     let tls_dir = std::path::absolute(dir.join("tls"))
         .map_err(|e| LabError::Setup(format!("lab TLS directory: {e}")))?;
     let ca = Authority::open_or_create(&tls_dir).map_err(setup)?;
     let mut files = Vec::new();
-    for (name, id) in members {
+    for (name, id, api_host) in members {
         let pair = ca.member(name, *id).map_err(setup)?;
+        let api = ca
+            .rest_server(&format!("{name}-api"), std::slice::from_ref(api_host))
+            .map_err(setup)?;
         files.push(MemberTls {
             cert_file: pair.cert,
             key_file: pair.key,
+            api_cert_file: api.cert,
+            api_key_file: api.key,
         });
     }
     let tools = ca.tools("tools").map_err(setup)?;
