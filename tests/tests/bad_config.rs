@@ -22,7 +22,17 @@ fn run_agent(config: &str) -> (i32, String) {
     command
         .arg("--config")
         .arg(&path)
-        .env_remove("RUST_BACKTRACE");
+        .env_remove("RUST_BACKTRACE")
+        // The Postgres passwords, so that the checks reach each case's
+        // fault (a password in this world-readable file is refused).
+        .env(
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__SUPERUSER__PASSWORD",
+            "bad-config-superuser",
+        )
+        .env(
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__REPLICATION__PASSWORD",
+            "bad-config-replication",
+        );
     if nix::unistd::geteuid().is_root() {
         let user = nix::unistd::User::from_name("postgres")
             .ok()
