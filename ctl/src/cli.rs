@@ -123,7 +123,28 @@ pub enum TlsCmd {
         /// but speaks for none; repeatable.
         #[arg(long = "tools", value_name = "NAME")]
         tools: Vec<String>,
+        /// A REST API server certificate (DIR/NAME-api.pem, NAME-api.key)
+        /// for the host names and addresses clients connect to, as
+        /// NAME=HOST[,HOST...]; repeatable.
+        #[arg(long = "api", value_name = "NAME=HOST[,HOST...]", value_parser = parse_api)]
+        api: Vec<(String, Vec<String>)>,
     },
+}
+
+fn parse_api(text: &str) -> Result<(String, Vec<String>), String> {
+    let (name, hosts) = text.split_once('=').ok_or_else(|| {
+        format!("{text:?}: expected NAME=HOST[,HOST...], e.g. db1=10.0.0.11,db1.example.com")
+    })?;
+    if name.is_empty() {
+        return Err(format!("{text:?}: the certificate needs a name before `=`"));
+    }
+    let hosts: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+    if hosts.iter().any(String::is_empty) {
+        return Err(format!(
+            "{text:?}: a host name or address is empty; separate them with single commas"
+        ));
+    }
+    Ok((name.to_owned(), hosts))
 }
 
 fn parse_member(text: &str) -> Result<(String, u64), String> {
@@ -397,16 +418,51 @@ mod tests {
             "db2:2",
             "--tools",
             "admin",
+            "--api",
+            "db1=10.0.0.11,db1.example.com",
         ])
         .expect("parses");
         match cli.command {
             Cmd::Tls {
-                action: TlsCmd::Issue { members, tools, .. },
+                action:
+                    TlsCmd::Issue {
+                        members,
+                        tools,
+                        api,
+                        ..
+                    },
             } => {
                 assert_eq!(members, [("db1".to_owned(), 1), ("db2".to_owned(), 2)]);
                 assert_eq!(tools, ["admin"]);
+                assert_eq!(
+                    api,
+                    [(
+                        "db1".to_owned(),
+                        vec!["10.0.0.11".to_owned(), "db1.example.com".to_owned()]
+                    )]
+                );
             }
             _ => panic!("not tls issue"),
+        }
+        for (bad, needle) in [
+            ("db1", "expected NAME=HOST"),
+            ("=10.0.0.1", "needs a name"),
+            ("db1=10.0.0.1,,x", "is empty"),
+            ("db1=", "is empty"),
+        ] {
+            let err = Cli::try_parse_from([
+                "raftgresctl",
+                "tls",
+                "issue",
+                "--dir",
+                "/tmp/pki",
+                "--api",
+                bad,
+            ])
+            .err()
+            .expect(bad)
+            .to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
         }
         for (bad, needle) in [
             ("db1", "expected NAME:NODE_ID"),

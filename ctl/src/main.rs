@@ -59,6 +59,7 @@ fn issue_certificates(
     dir: &std::path::Path,
     members: &[(String, u64)],
     tools: &[String],
+    api: &[(String, Vec<String>)],
 ) -> anyhow::Result<()> {
     let ca = raftgres_certs::Authority::open_or_create(dir)?;
     let report = |what: &str, pair: &raftgres_certs::Pair| {
@@ -79,6 +80,12 @@ fn issue_certificates(
     for name in tools {
         report(&format!("tools {name}"), &ca.tools(name)?);
     }
+    for (name, hosts) in api {
+        report(
+            &format!("REST API {name} ({})", hosts.join(", ")),
+            &ca.rest_server(&format!("{name}-api"), hosts)?,
+        );
+    }
     Ok(())
 }
 
@@ -92,8 +99,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     members,
                     tools,
+                    api,
                 },
-        } => return issue_certificates(&dir, &members, &tools),
+        } => return issue_certificates(&dir, &members, &tools, &api),
         Cmd::Cluster(command) => command,
     };
     let target = cli.target.resolve()?;

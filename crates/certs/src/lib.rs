@@ -8,7 +8,7 @@
 //! a file that exists is kept, so a run for a new member leaves the CA and
 //! the other members' certificates as they are.
 
-use raftgres_consensus::transport::tls::{MEMBER_NAME, node_name};
+use raftgres_consensus::transport::tls::{MEMBER_NAME, NODE_NAME_PREFIX, node_name};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -147,6 +147,20 @@ impl Authority {
                 reason: "it needs at least one host name or address".into(),
             });
         }
+        // The Raft port admits any certificate from this CA that names a
+        // member identity: a REST key, readable by more than the agent
+        // (HAProxy's host, backups), must not be one.
+        if let Some(host) = hosts
+            .iter()
+            .find(|h| h.as_str() == MEMBER_NAME || h.starts_with(NODE_NAME_PREFIX))
+        {
+            return Err(CertError::Crypto {
+                what: "issue a REST certificate",
+                reason: format!(
+                    "{host:?} names a Raft member identity; use the host names and addresses clients connect to"
+                ),
+            });
+        }
         self.leaf(name, hosts.to_vec())
     }
 
@@ -276,6 +290,10 @@ mod tests {
                 .is_err()
         );
         assert!(ca.rest_server("api2", &[]).is_err());
+        for identity in [MEMBER_NAME.to_owned(), node_name(1)] {
+            let err = ca.rest_server("api3", std::slice::from_ref(&identity)).unwrap_err();
+            assert!(err.to_string().contains("Raft member identity"), "{err}");
+        }
     }
 
     #[test]

@@ -16,9 +16,12 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 /// The DNS name every member's certificate carries.
 pub const MEMBER_NAME: &str = "raftgres-member";
 
+/// What every member's own DNS name starts with ([`node_name`]).
+pub const NODE_NAME_PREFIX: &str = "raftgres-node-";
+
 /// The DNS name only member `id`'s certificate carries.
 pub fn node_name(id: NodeId) -> String {
-    format!("raftgres-node-{id}")
+    format!("{NODE_NAME_PREFIX}{id}")
 }
 
 #[derive(Debug, thiserror::Error)]
