@@ -291,7 +291,9 @@ mod tests {
         );
         assert!(ca.rest_server("api2", &[]).is_err());
         for identity in [MEMBER_NAME.to_owned(), node_name(1)] {
-            let err = ca.rest_server("api3", std::slice::from_ref(&identity)).unwrap_err();
+            let err = ca
+                .rest_server("api3", std::slice::from_ref(&identity))
+                .unwrap_err();
             assert!(err.to_string().contains("Raft member identity"), "{err}");
         }
     }
