@@ -30,6 +30,12 @@ fn pooler_args(command: &mut Command, pgbouncer: &StandalonePgbouncer, once: boo
         .arg(&pgbouncer.databases_file)
         .arg("--admin")
         .arg(format!("127.0.0.1:{}", pgbouncer.port))
+        .arg("--admin-user")
+        .arg(raftgres_lab::PGBOUNCER_ADMIN_USER)
+        .env(
+            "RAFTGRESCTL_PGBOUNCER_PASSWORD",
+            pgbouncer.auth.pgbouncer_admin.as_str(),
+        )
         .arg("--read-db")
         .arg(APP_READ_DB)
         .arg("--interval-ms")

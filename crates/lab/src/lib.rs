@@ -18,8 +18,8 @@ mod tls;
 pub use disk::{fill as fill_disk, free as free_disk, replace_postgres};
 pub use haproxy::binary as haproxy_binary;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
-pub use pgbouncer::StandalonePgbouncer;
 pub use pgbouncer::binary as pgbouncer_binary;
+pub use pgbouncer::{ADMIN_USER as PGBOUNCER_ADMIN_USER, StandalonePgbouncer};
 pub use process::{
     Lab, LabError, agent_status, down, member_channel, pg_query_bool, read_description,
     running_members,

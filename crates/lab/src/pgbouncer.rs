@@ -22,7 +22,7 @@ pub(crate) const LISTEN_ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
 pub(crate) const USER: &str = "postgres";
 /// pgbouncer's console user: no Postgres role, so its password opens
 /// nothing but the console.
-pub(crate) const ADMIN_USER: &str = "pgbouncer_admin";
+pub const ADMIN_USER: &str = "pgbouncer_admin";
 /// The console's database name.
 pub(crate) const ADMIN_DB: &str = "pgbouncer";
 pub(crate) const WRITE_DB: &str = "postgres";
@@ -200,7 +200,7 @@ pub(crate) fn start_on(
 pub struct StandalonePgbouncer {
     /// `None` once stopped and reaped: its PID may then be another's.
     child: Option<Child>,
-    auth: PgAuth,
+    pub auth: PgAuth,
     pub port: u16,
     pub config: PathBuf,
     /// The file `config` includes; whoever follows the cluster rewrites it.
