@@ -444,11 +444,14 @@ mod tests {
             }
             _ => panic!("not tls issue"),
         }
-        for (bad, needle) in [
-            ("db1", "expected NAME=HOST"),
-            ("=10.0.0.1", "needs a name"),
-            ("db1=10.0.0.1,,x", "is empty"),
-            ("db1=", "is empty"),
+        for (flag, bad, needle) in [
+            ("--api", "db1", "expected NAME=HOST"),
+            ("--api", "=10.0.0.1", "needs a name"),
+            ("--api", "db1=10.0.0.1,,x", "is empty"),
+            ("--api", "db1=", "is empty"),
+            ("--member", "db1", "expected NAME:NODE_ID"),
+            ("--member", "db1:x", "is not a whole number"),
+            ("--member", "db1:0", "node ids start at 1"),
         ] {
             let err = Cli::try_parse_from([
                 "raftgresctl",
@@ -456,32 +459,13 @@ mod tests {
                 "issue",
                 "--dir",
                 "/tmp/pki",
-                "--api",
+                flag,
                 bad,
             ])
             .err()
             .expect(bad)
             .to_string();
-            assert!(err.contains(needle), "{bad}: {err}");
-        }
-        for (bad, needle) in [
-            ("db1", "expected NAME:NODE_ID"),
-            ("db1:x", "is not a whole number"),
-            ("db1:0", "node ids start at 1"),
-        ] {
-            let err = Cli::try_parse_from([
-                "raftgresctl",
-                "tls",
-                "issue",
-                "--dir",
-                "/tmp/pki",
-                "--member",
-                bad,
-            ])
-            .err()
-            .expect(bad)
-            .to_string();
-            assert!(err.contains(needle), "{bad}: {err}");
+            assert!(err.contains(needle), "{flag} {bad}: {err}");
         }
     }
 
