@@ -5,45 +5,27 @@
 //! of its own Postgres saw, so every check waits (bounded) for the answer it
 //! asserts rather than taking one snapshot right after `lab up`.
 
+use raftgres_tests::http::lab_client;
 use raftgres_tests::settle::{SETTLE_WITHIN, until_eq};
 use raftgres_tests::{PrimaryMonitor, eventually, lab_dir, serial, start_lab, writable};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The status code of one HTTP/1.1 request, on a fresh connection.
-async fn http_status(api_url: &str, method: &str, path: &str) -> Result<u16, String> {
-    let addr = api_url.strip_prefix("http://").ok_or("not an http URL")?;
-    let work = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut reply = Vec::new();
-        stream
-            .read_to_end(&mut reply)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&reply);
-        text.split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or(format!("bad reply {text:?}"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), work)
-        .await
-        .map_err(|_| "no answer".to_owned())?
-}
-
+/// The status code of one request to every member, over the lab's
+/// verified HTTPS, for each method HAProxy's `httpchk` may use.
 async fn statuses(lab: &raftgres_lab::Lab, path: &str) -> Vec<(String, u16)> {
+    let client = lab_client(lab, Duration::from_secs(2));
     let mut out = Vec::new();
     for m in &lab.description.members {
         for method in ["GET", "HEAD", "OPTIONS"] {
-            let code = http_status(&m.api_url, method, path).await.unwrap_or(0);
+            let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+            let code = match client
+                .request(verb, format!("{}{path}", m.api_url))
+                .send()
+                .await
+            {
+                Ok(reply) => reply.status().as_u16(),
+                Err(_) => 0,
+            };
             out.push((format!("{} {method}", m.name), code));
         }
     }
@@ -91,8 +73,12 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
     }
     let primary_url = lab.member(&primary).unwrap().api_url.clone();
     for (path, code) in [("/replica?lag=abc", 400), ("/no-such-check", 404)] {
-        until_eq(SETTLE_WITHIN, path, &Ok(code), || {
-            http_status(&primary_url, "GET", path)
+        until_eq(SETTLE_WITHIN, path, &Ok(code), || async {
+            let client = lab_client(&lab, Duration::from_secs(2));
+            match client.get(format!("{primary_url}{path}")).send().await {
+                Ok(reply) => Ok(reply.status().as_u16()),
+                Err(e) => Err(e.to_string()),
+            }
         })
         .await;
     }

@@ -1,23 +1,14 @@
-//! The REST API over TLS on a real agent (`restapi.certfile`, `keyfile`,
-//! `cafile`, `verify_client: required`): plain HTTP gets nothing, a client
-//! without a certificate from the CA is refused, and raftgresctl with
-//! `--cacert`, `--cert` and `--key` operates the cluster through it.
+//! The REST API over TLS on a real agent (the lab's `restapi.certfile` and
+//! `keyfile`, plus `cafile` and `verify_client: required`): plain HTTP gets
+//! nothing, a client without a certificate from the CA is refused, and
+//! raftgresctl with `--cacert`, `--cert` and `--key` operates the cluster
+//! through it.
 
 use raftgres_certs::Authority;
 use raftgres_tests::settle::SETTLE_WITHIN;
 use raftgres_tests::{ctl_bin, eventually, lab_dir, serial, start_lab};
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-
-/// Gives `path` to the agents' user, as the lab's own files are.
-fn give_to_postgres(path: &Path) {
-    let user = nix::unistd::User::from_name("postgres")
-        .expect("look up postgres")
-        .expect("a postgres user");
-    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-        .expect("chown to postgres");
-}
 
 async fn ctl(args: &[&str]) -> Output {
     tokio::time::timeout(
@@ -48,26 +39,22 @@ async fn the_rest_api_over_tls_with_client_certificates() {
         .into_iter()
         .find(|n| *n != primary)
         .expect("a replica");
-    let pki = lab.description.dir.join("rest-pki");
-    let ca = Authority::open_or_create(&pki).expect("a CA");
-    let server = ca
-        .rest_server("api", &["127.0.0.1".to_owned()])
-        .expect("a server certificate");
+    // The lab's agents already serve HTTPS with certificates from the lab's
+    // CA; the same CA signs the client certificate the member will require.
+    let ca = Authority::open_or_create(&lab.description.dir.join("tls")).expect("the lab's CA");
     let client = ca.tools("admin").expect("a client certificate");
-    for path in [&ca.ca.cert, &server.cert, &server.key] {
-        give_to_postgres(path);
-    }
-    give_to_postgres(&pki);
 
-    // The member's agent, restarted with HTTPS that requires a client certificate.
+    // The member's agent, restarted to require a client certificate.
     let config = lab.member(&member).expect("member").config.clone();
     let text = std::fs::read_to_string(&config).expect("settings");
+    assert!(
+        text.contains("  certfile: "),
+        "the lab serves HTTPS: {text}"
+    );
     let text = text.replacen(
         "restapi:\n",
         &format!(
-            "restapi:\n  certfile: {}\n  keyfile: {}\n  cafile: {}\n  verify_client: required\n",
-            server.cert.display(),
-            server.key.display(),
+            "restapi:\n  cafile: {}\n  verify_client: required\n",
             ca.ca.cert.display()
         ),
         1,
@@ -75,12 +62,9 @@ async fn the_rest_api_over_tls_with_client_certificates() {
     std::fs::write(&config, text).expect("write settings");
     lab.restart_agent(&member, Duration::from_secs(30))
         .expect("restart the agent");
-    let base = lab
-        .member(&member)
-        .expect("member")
-        .api_url
-        .replacen("http://", "https://", 1);
-    let plain = lab.member(&member).expect("member").api_url.clone();
+    let base = lab.member(&member).expect("member").api_url.clone();
+    assert!(base.starts_with("https://"), "{base}");
+    let plain = base.replacen("https://", "http://", 1);
     let (ca_file, cert, key) = (
         ca.ca.cert.display().to_string(),
         client.cert.display().to_string(),
