@@ -75,9 +75,11 @@ fn chown_tree(path: &Path, user: &nix::unistd::User) {
     }
 }
 
-/// The notifications received until `done` says so, or `within` passes.
+/// The notifications received until `done` says so, or `within` passes,
+/// or the agent exits (its log in the failure).
 fn receive_until(
     socket: &UnixDatagram,
+    agent: &mut Agent,
     seen: &mut Vec<String>,
     within: Duration,
     what: &str,
@@ -86,10 +88,18 @@ fn receive_until(
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 4096];
     while !done(seen) {
+        let log = || std::fs::read_to_string(agent.1.with_extension("log")).unwrap_or_default();
         assert!(
             Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}; received {seen:?}"
+            "timed out after {within:?} waiting for {what}; received {seen:?}\n{}",
+            log()
         );
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!(
+                "the agent exited ({status}) while waiting for {what}; received {seen:?}\n{}",
+                log()
+            );
+        }
         if let Ok(n) = socket.recv(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]);
             seen.extend(text.lines().map(str::to_owned));
@@ -147,6 +157,14 @@ async fn agent_notifies_systemd_and_pings_its_watchdog() {
         .env("NOTIFY_SOCKET", &socket_path)
         // 2 s: pings every second.
         .env("WATCHDOG_USEC", "2000000")
+        .env(
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__SUPERUSER__PASSWORD",
+            "sd-notify-superuser",
+        )
+        .env(
+            "RAFTGRES_POSTGRESQL__AUTHENTICATION__REPLICATION__PASSWORD",
+            "sd-notify-replication",
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -161,6 +179,7 @@ async fn agent_notifies_systemd_and_pings_its_watchdog() {
     let mut seen = Vec::new();
     receive_until(
         &socket,
+        &mut agent,
         &mut seen,
         Duration::from_secs(60),
         "READY=1",
@@ -171,6 +190,7 @@ async fn agent_notifies_systemd_and_pings_its_watchdog() {
     // between: pings must go on through it.
     receive_until(
         &socket,
+        &mut agent,
         &mut seen,
         Duration::from_secs(30),
         "five WATCHDOG=1 after READY=1",
@@ -184,6 +204,7 @@ async fn agent_notifies_systemd_and_pings_its_watchdog() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     receive_until(
         &socket,
+        &mut agent,
         &mut seen,
         Duration::from_secs(30),
         "RELOADING=1 then READY=1",
