@@ -316,8 +316,9 @@ pub struct PoolerArgs {
     /// pgbouncer's admin console: HOST:PORT, [IPV6]:PORT, or UNIX_SOCKET_DIR:PORT.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_admin)]
     pub admin: (String, u16),
-    /// A user in pgbouncer's admin_users.
-    #[arg(long, default_value = "postgres")]
+    /// A user in pgbouncer's admin_users (its password from
+    /// RAFTGRESCTL_PGBOUNCER_PASSWORD), as the agent's pgbouncer.admin_user.
+    #[arg(long, default_value = "pgbouncer_admin")]
     pub admin_user: String,
     /// The client-facing database that reaches the primary.
     #[arg(long, default_value = "postgres")]
