@@ -504,7 +504,7 @@ mod tests {
                 args.write_db.as_str(),
                 args.dbname.as_str()
             ),
-            ("postgres", "postgres", "postgres")
+            ("pgbouncer_admin", "postgres", "postgres")
         );
         assert_eq!(
             (args.read_db, args.interval_ms, args.once),
