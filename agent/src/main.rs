@@ -161,6 +161,8 @@ pub(crate) fn pg_settings(
     config: &AgentConfig,
     pg: &raftgres_config::PostgresSettings,
 ) -> anyhow::Result<raftgres_postgres::PgSettings> {
+    use raftgres_config::PgSslMode;
+    use raftgres_postgres::SslMode;
     std::fs::create_dir_all(&pg.socket_dir).with_context(|| {
         format!(
             "cannot create postgresql.socket_dir {}",
@@ -179,6 +181,16 @@ pub(crate) fn pg_settings(
     s.rewind = pg.authentication.rewind.as_ref().map(login);
     s.passfile = pg.pgpass.clone();
     s.hba = pg.pg_hba.clone();
+    s.tls = raftgres_postgres::ClientTls {
+        mode: match pg.tls.sslmode {
+            PgSslMode::Disable => SslMode::Disable,
+            PgSslMode::Prefer => SslMode::Prefer,
+            PgSslMode::Require => SslMode::Require,
+            PgSslMode::VerifyCa => SslMode::VerifyCa,
+            PgSslMode::VerifyFull => SslMode::VerifyFull,
+        },
+        root_cert: pg.tls.sslrootcert.clone(),
+    };
     s.parameters = pg.parameters.clone();
     s.log_file = Some(config.data_dir.join("postgres.log"));
     s.validate().context("invalid postgresql settings")?;

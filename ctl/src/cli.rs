@@ -126,12 +126,19 @@ pub enum TlsCmd {
         /// A REST API server certificate (DIR/NAME-api.pem, NAME-api.key)
         /// for the host names and addresses clients connect to, as
         /// NAME=HOST[,HOST...]; repeatable.
-        #[arg(long = "api", value_name = "NAME=HOST[,HOST...]", value_parser = parse_api)]
+        #[arg(long = "api", value_name = "NAME=HOST[,HOST...]", value_parser = parse_hosts)]
         api: Vec<(String, Vec<String>)>,
+        /// A Postgres server certificate (DIR/NAME-pg.pem, NAME-pg.key,
+        /// for ssl_cert_file and ssl_key_file) for the host names and
+        /// addresses members connect to (postgresql.connect_address's host,
+        /// and 127.0.0.1 when Postgres listens on a wildcard address), as
+        /// NAME=HOST[,HOST...]; repeatable.
+        #[arg(long = "postgres", value_name = "NAME=HOST[,HOST...]", value_parser = parse_hosts)]
+        postgres: Vec<(String, Vec<String>)>,
     },
 }
 
-fn parse_api(text: &str) -> Result<(String, Vec<String>), String> {
+fn parse_hosts(text: &str) -> Result<(String, Vec<String>), String> {
     let (name, hosts) = text.split_once('=').ok_or_else(|| {
         format!("{text:?}: expected NAME=HOST[,HOST...], e.g. db1=10.0.0.11,db1.example.com")
     })?;
@@ -421,6 +428,8 @@ mod tests {
             "admin",
             "--api",
             "db1=10.0.0.11,db1.example.com",
+            "--postgres",
+            "db1=10.0.0.11,127.0.0.1",
         ])
         .expect("parses");
         match cli.command {
@@ -430,6 +439,7 @@ mod tests {
                         members,
                         tools,
                         api,
+                        postgres,
                         ..
                     },
             } => {
@@ -442,6 +452,13 @@ mod tests {
                         vec!["10.0.0.11".to_owned(), "db1.example.com".to_owned()]
                     )]
                 );
+                assert_eq!(
+                    postgres,
+                    [(
+                        "db1".to_owned(),
+                        vec!["10.0.0.11".to_owned(), "127.0.0.1".to_owned()]
+                    )]
+                );
             }
             _ => panic!("not tls issue"),
         }
@@ -450,6 +467,8 @@ mod tests {
             ("--api", "=10.0.0.1", "needs a name"),
             ("--api", "db1=10.0.0.1,,x", "is empty"),
             ("--api", "db1=", "is empty"),
+            ("--postgres", "db1", "expected NAME=HOST"),
+            ("--postgres", "db1=10.0.0.1,", "is empty"),
             ("--member", "db1", "expected NAME:NODE_ID"),
             ("--member", "db1:x", "is not a whole number"),
             ("--member", "db1:0", "node ids start at 1"),

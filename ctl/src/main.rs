@@ -60,6 +60,7 @@ fn issue_certificates(
     members: &[(String, u64)],
     tools: &[String],
     api: &[(String, Vec<String>)],
+    postgres: &[(String, Vec<String>)],
 ) -> anyhow::Result<()> {
     let ca = raftgres_certs::Authority::open_or_create(dir)?;
     let report = |what: &str, pair: &raftgres_certs::Pair| {
@@ -83,7 +84,13 @@ fn issue_certificates(
     for (name, hosts) in api {
         report(
             &format!("REST API {name} ({})", hosts.join(", ")),
-            &ca.rest_server(&format!("{name}-api"), hosts)?,
+            &ca.server(&format!("{name}-api"), hosts)?,
+        );
+    }
+    for (name, hosts) in postgres {
+        report(
+            &format!("Postgres {name} ({})", hosts.join(", ")),
+            &ca.server(&format!("{name}-pg"), hosts)?,
         );
     }
     Ok(())
@@ -100,8 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     members,
                     tools,
                     api,
+                    postgres,
                 },
-        } => return issue_certificates(&dir, &members, &tools, &api),
+        } => return issue_certificates(&dir, &members, &tools, &api, &postgres),
         Cmd::Cluster(command) => command,
     };
     let target = cli.target.resolve()?;

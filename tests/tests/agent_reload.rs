@@ -56,11 +56,8 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
     // record in the cluster the new tag.
     let with_work_mem = format!(
         "tags: {{failover_priority: 3}}\n{}",
-        add_to_section(
-            &original,
-            "postgresql",
-            "  parameters:\n    work_mem: 7MB\n",
-        )
+        // The lab's own parameters turn its Postgres's TLS on.
+        add_to_section(&original, "  parameters", "    work_mem: 7MB\n")
     );
     write_settings(&lab, &primary, &with_work_mem);
     lab.signal(&primary, Signal::SIGHUP).expect("SIGHUP");

@@ -79,8 +79,10 @@ async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api(
     let (mut lab, old) = start_lab(&dir, 3, false).await;
     let app_dir = lab_dir();
     let auth = lab.pg_auth().expect("the lab's passwords").clone();
-    let mut pgbouncer = StandalonePgbouncer::start(app_dir.path(), "app", None, &auth)
-        .expect("start the application host's pgbouncer (is pgbouncer installed?)");
+    let ca = lab.description.tls.as_ref().map(|t| t.ca_file.clone());
+    let mut pgbouncer =
+        StandalonePgbouncer::start(app_dir.path(), "app", None, &auth, ca.as_deref())
+            .expect("start the application host's pgbouncer (is pgbouncer installed?)");
     let through = pgbouncer.dsn(APP_WRITE_DB);
 
     // --once: one round; the lab's holder may take a moment to be reported

@@ -138,24 +138,25 @@ impl Authority {
         self.leaf(name, vec![MEMBER_NAME.to_owned()])
     }
 
-    /// A REST API server certificate for `hosts` (names or IP addresses
-    /// clients connect to: `restapi.connect_address`'s host).
-    pub fn rest_server(&self, name: &str, hosts: &[String]) -> Result<Pair, CertError> {
+    /// A server certificate for `hosts` (names or IP addresses clients
+    /// connect to): the REST API's (`restapi.connect_address`'s host) or
+    /// Postgres's (`postgresql.connect_address`'s host).
+    pub fn server(&self, name: &str, hosts: &[String]) -> Result<Pair, CertError> {
         if hosts.is_empty() {
             return Err(CertError::Crypto {
-                what: "issue a REST certificate",
+                what: "issue a server certificate",
                 reason: "it needs at least one host name or address".into(),
             });
         }
         // The Raft port admits any certificate from this CA that names a
-        // member identity: a REST key, readable by more than the agent
+        // member identity: a server key, readable by more than the agent
         // (HAProxy's host, backups), must not be one.
         if let Some(host) = hosts
             .iter()
             .find(|h| h.as_str() == MEMBER_NAME || h.starts_with(NODE_NAME_PREFIX))
         {
             return Err(CertError::Crypto {
-                what: "issue a REST certificate",
+                what: "issue a server certificate",
                 reason: format!(
                     "{host:?} names a Raft member identity; use the host names and addresses clients connect to"
                 ),
@@ -274,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = Authority::open_or_create(dir.path()).unwrap();
         let rest = ca
-            .rest_server("api", &["127.0.0.1".into(), "db1.example".into()])
+            .server("api", &["127.0.0.1".into(), "db1.example".into()])
             .unwrap();
         let der = CertificateDer::from_pem_file(&rest.cert).unwrap();
         let cert = webpki::EndEntityCert::try_from(&der).unwrap();
@@ -289,10 +290,10 @@ mod tests {
             cert.verify_is_valid_for_subject_name(&ServerName::try_from("10.0.0.9").unwrap())
                 .is_err()
         );
-        assert!(ca.rest_server("api2", &[]).is_err());
+        assert!(ca.server("api2", &[]).is_err());
         for identity in [MEMBER_NAME.to_owned(), node_name(1)] {
             let err = ca
-                .rest_server("api3", std::slice::from_ref(&identity))
+                .server("api3", std::slice::from_ref(&identity))
                 .unwrap_err();
             assert!(err.to_string().contains("Raft member identity"), "{err}");
         }

@@ -37,8 +37,8 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgAuthentication,
-    PgBouncerSettings, PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
-    RestApiTls, Tags, VerifyClient,
+    PgBouncerSettings, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
+    RestApiSettings, RestApiTls, Tags, VerifyClient,
 };
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 

@@ -112,6 +112,61 @@ pub struct PostgresSettings {
     /// (`on`/`off` for booleans). Names are lowercase; none of them is a
     /// parameter the agent sets itself.
     pub parameters: BTreeMap<String, String>,
+    /// TLS on every connection to a member's Postgres over TCP.
+    pub tls: PgTls,
+}
+
+/// `postgresql.tls`: libpq's `sslmode` and `sslrootcert`, for the agent's
+/// own connections, the walreceiver, `pg_basebackup` and `pg_rewind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTls {
+    /// Default `prefer`, libpq's.
+    pub sslmode: PgSslMode,
+    /// The CA file the verifying modes check servers' certificates against.
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// libpq's `sslmode`, without `allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgSslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl PgSslMode {
+    pub const ALL: [PgSslMode; 5] = [
+        PgSslMode::Disable,
+        PgSslMode::Prefer,
+        PgSslMode::Require,
+        PgSslMode::VerifyCa,
+        PgSslMode::VerifyFull,
+    ];
+
+    pub fn as_libpq(self) -> &'static str {
+        match self {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// No connection without TLS.
+    pub fn requires_tls(self) -> bool {
+        matches!(
+            self,
+            PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+        )
+    }
+
+    /// The server's certificate must chain to `sslrootcert`.
+    pub fn verifies(self) -> bool {
+        matches!(self, PgSslMode::VerifyCa | PgSslMode::VerifyFull)
+    }
 }
 
 /// Patroni's `postgresql.authentication`.

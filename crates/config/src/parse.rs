@@ -10,8 +10,8 @@ use config::Value;
 use crate::tree::{Ctx, Section};
 use crate::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgAuthentication,
-    PgBouncerSettings, PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
-    RestApiTls, Tags, VerifyClient,
+    PgBouncerSettings, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
+    RestApiSettings, RestApiTls, Tags, VerifyClient,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -61,7 +61,9 @@ const POSTGRESQL_KEYS: &[&str] = &[
     "pgpass",
     "restart_grace_ms",
     "parameters",
+    "tls",
 ];
+const PG_TLS_KEYS: &[&str] = &["sslmode", "sslrootcert"];
 const PG_AUTHENTICATION_KEYS: &[&str] = &["superuser", "replication", "rewind"];
 const PG_LOGIN_KEYS: &[&str] = &["username", "password", "password_file"];
 const RESTAPI_KEYS: &[&str] = &[
@@ -542,6 +544,11 @@ fn postgresql(
         let text = ctx.setting_text(&key, value)?;
         parameters.insert(name, text);
     }
+    let tls = pg_tls(
+        ctx,
+        section.section_or_empty("tls", PG_TLS_KEYS)?,
+        &parameters,
+    )?;
 
     Ok(PostgresSettings {
         listen,
@@ -554,6 +561,84 @@ fn postgresql(
         pgpass,
         restart_grace: Duration::from_millis(restart_grace_ms),
         parameters,
+        tls,
+    })
+}
+
+/// libpq's `sslmode` and `sslrootcert` for every connection to a member's
+/// Postgres. A mode that requires TLS also makes this server refuse the
+/// members' logins in clear, so it needs the server's own TLS.
+fn pg_tls(
+    ctx: &Ctx,
+    mut section: Section<'_>,
+    parameters: &BTreeMap<String, String>,
+) -> Result<PgTls, ConfigError> {
+    let mode_key = section.key("sslmode");
+    let root_key = section.key("sslrootcert");
+    let sslmode = match section.string_opt("sslmode")? {
+        None => PgSslMode::Prefer,
+        Some(text) => PgSslMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_libpq() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PgSslMode::ALL.iter().map(|m| m.as_libpq()).collect();
+                let allow = if text == "allow" {
+                    " (`allow` tries plain first and protects nothing `prefer` does not)"
+                } else {
+                    ""
+                };
+                ctx.invalid(
+                    &mode_key,
+                    format!("is {text:?}; expected one of {}{allow}", names.join(", ")),
+                )
+            })?,
+    };
+    let sslrootcert = section.string_opt("sslrootcert")?.map(PathBuf::from);
+    match &sslrootcert {
+        Some(path) if !path.is_absolute() => {
+            return Err(ctx.invalid(
+                &root_key,
+                format!("must be an absolute path, got {:?}", path.display()),
+            ));
+        }
+        Some(path) if !path.is_file() => {
+            return Err(ctx.invalid(
+                &root_key,
+                format!(
+                    "{} is not a readable file; give the CA certificate (PEM)",
+                    path.display()
+                ),
+            ));
+        }
+        None if sslmode.verifies() => {
+            return Err(ctx.invalid(
+                &root_key,
+                format!(
+                    "is missing: sslmode {} checks the server's certificate against this CA \
+                     file",
+                    sslmode.as_libpq()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let ssl_on = parameters
+        .get("ssl")
+        .is_some_and(|v| ["on", "true", "yes", "1"].contains(&v.to_ascii_lowercase().as_str()));
+    if sslmode.requires_tls() && !ssl_on {
+        return Err(ctx.invalid(
+            &mode_key,
+            format!(
+                "is {}, which refuses the members' logins in clear, but this server has no TLS; \
+                 set postgresql.parameters.ssl: on with ssl_cert_file and ssl_key_file, or \
+                 use sslmode prefer",
+                sslmode.as_libpq()
+            ),
+        ));
+    }
+    Ok(PgTls {
+        sslmode,
+        sslrootcert,
     })
 }
 

@@ -128,6 +128,9 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
             );
             restart("postgresql.pg_hba", o.pg_hba != n.pg_hba);
             restart("postgresql.pgpass", o.pgpass != n.pgpass);
+            // The walreceiver's primary_conninfo and pg_hba.conf's members'
+            // lines are written at start.
+            restart("postgresql.tls", o.tls != n.tls);
             restart(
                 "postgresql.restart_grace_ms",
                 o.restart_grace != n.restart_grace,
@@ -405,6 +408,10 @@ mod tests {
                     "  pgpass: /run/raftgres/pgpass\n  parameters:",
                 ),
                 &["postgresql.pgpass"],
+            ),
+            (
+                BASE.replace("  parameters:", "  tls: {sslmode: disable}\n  parameters:"),
+                &["postgresql.tls"],
             ),
             (
                 BASE.replace("  parameters:", "  restart_grace_ms: 5000\n  parameters:"),

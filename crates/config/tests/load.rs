@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use raftgres_config::{
     AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgAuthentication,
-    PgLogin, PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags,
-    VerifyClient, load, load_with_env,
+    PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
+    RestApiTls, Tags, VerifyClient, load, load_with_env,
 };
 use tempfile::TempDir;
 
@@ -211,6 +211,10 @@ fn full_file_loads_every_value() {
                     ("max_connections".into(), "200".into()),
                     ("shared_buffers".into(), "128MB".into()),
                 ]),
+                tls: PgTls {
+                    sslmode: PgSslMode::Prefer,
+                    sslrootcert: None,
+                },
             }),
             restapi: RestApiSettings {
                 listen: "0.0.0.0:8009".parse::<SocketAddr>().unwrap(),
@@ -312,6 +316,10 @@ fn minimal_file_gets_documented_defaults() {
             pgpass: PathBuf::from("/var/lib/raftgres/node1/pgpass"),
             restart_grace: Duration::from_millis(2000),
             parameters: BTreeMap::new(),
+            tls: PgTls {
+                sslmode: PgSslMode::Prefer,
+                sslrootcert: None,
+            },
         })
     );
     assert_eq!(
@@ -533,6 +541,77 @@ fn pg_hba_never_trusts_over_tcp() {
         config.postgresql.unwrap().pg_hba,
         vec!["local all all trust"]
     );
+}
+
+#[test]
+fn postgres_tls_takes_libpq_modes_and_needs_the_servers_tls_to_require_it() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "").unwrap();
+    let ssl = "  parameters: {ssl: on, ssl_cert_file: /etc/pg.pem, ssl_key_file: /etc/pg.key}\n";
+    let yaml = with_postgresql(&format!(
+        "{ssl}  tls: {{sslmode: verify-full, sslrootcert: {}}}\n",
+        ca.display()
+    ));
+    assert_eq!(
+        load_yaml(&yaml).postgresql.unwrap().tls,
+        PgTls {
+            sslmode: PgSslMode::VerifyFull,
+            sslrootcert: Some(ca.clone()),
+        }
+    );
+    let yaml = with_postgresql("  tls: {sslmode: disable}\n");
+    assert_eq!(
+        load_yaml(&yaml).postgresql.unwrap().tls.sslmode,
+        PgSslMode::Disable
+    );
+    let missing = dir.path().join("missing.pem");
+    for (lines, key, hint) in [
+        (
+            "  tls: {sslmode: allow}\n".to_owned(),
+            "postgresql.tls.sslmode",
+            "protects nothing",
+        ),
+        (
+            "  tls: {sslmode: Require}\n".to_owned(),
+            "postgresql.tls.sslmode",
+            "verify-full",
+        ),
+        (
+            "  tls: {sslmode: require}\n".to_owned(),
+            "postgresql.tls.sslmode",
+            "ssl: on",
+        ),
+        (
+            format!("{ssl}  tls: {{sslmode: verify-ca}}\n"),
+            "postgresql.tls.sslrootcert",
+            "is missing",
+        ),
+        (
+            format!("{ssl}  tls: {{sslmode: verify-ca, sslrootcert: ca.pem}}\n"),
+            "postgresql.tls.sslrootcert",
+            "absolute",
+        ),
+        (
+            format!(
+                "{ssl}  tls: {{sslmode: verify-ca, sslrootcert: {}}}\n",
+                missing.display()
+            ),
+            "postgresql.tls.sslrootcert",
+            "not a readable file",
+        ),
+        (
+            "  tls: {sslmode: prefer, sslcert: /x}\n".to_owned(),
+            "sslcert",
+            "",
+        ),
+    ] {
+        let message = error(&with_postgresql(&lines));
+        assert!(
+            message.contains(key) && message.contains(hint),
+            "{lines}: {message}"
+        );
+    }
 }
 
 #[test]

@@ -78,9 +78,15 @@ pub(crate) fn initial_routes() -> Routes {
 }
 
 /// The template rendered for one member: loopback, SCRAM, `pgbouncer_admin`
-/// as admin, Unix socket in DIR, logging to stderr (the log file).
-pub(crate) fn render(dir: &Path, files: &Files, port: u16) -> Result<String, LabError> {
-    render_on(dir, files, LISTEN_ADDRESS.into(), port)
+/// as admin, Unix socket in DIR, logging to stderr (the log file), and TLS
+/// to Postgres checked against `server_ca` (verify-full) when given.
+pub(crate) fn render(
+    dir: &Path,
+    files: &Files,
+    port: u16,
+    server_ca: Option<&Path>,
+) -> Result<String, LabError> {
+    render_on(dir, files, LISTEN_ADDRESS.into(), port, server_ca)
 }
 
 /// As [`render`], listening on `listen` instead of loopback: a member in a
@@ -90,6 +96,7 @@ pub(crate) fn render_on(
     files: &Files,
     listen: IpAddr,
     port: u16,
+    server_ca: Option<&Path>,
 ) -> Result<String, LabError> {
     let mut env = minijinja::Environment::new();
     // As Ansible's template module does, so both render the same file.
@@ -107,6 +114,8 @@ pub(crate) fn render_on(
                 auth_type => "scram-sha-256",
                 auth_file => auth_file(dir).display().to_string(),
                 admin_users => ADMIN_USER,
+                server_tls_sslmode => server_ca.map(|_| "verify-full"),
+                server_tls_ca_file => server_ca.map(|ca| ca.display().to_string()),
             })
         })
         .map_err(|e| {
@@ -122,8 +131,9 @@ pub(crate) fn write_files(
     files: &Files,
     port: u16,
     auth: &PgAuth,
+    server_ca: Option<&Path>,
 ) -> Result<(), LabError> {
-    write_files_with(dir, files, &render(dir, files, port)?, auth)
+    write_files_with(dir, files, &render(dir, files, port, server_ca)?, auth)
 }
 
 /// As [`write_files`], for a pgbouncer listening on `listen`.
@@ -133,8 +143,14 @@ pub(crate) fn write_files_on(
     listen: IpAddr,
     port: u16,
     auth: &PgAuth,
+    server_ca: Option<&Path>,
 ) -> Result<(), LabError> {
-    write_files_with(dir, files, &render_on(dir, files, listen, port)?, auth)
+    write_files_with(
+        dir,
+        files,
+        &render_on(dir, files, listen, port, server_ca)?,
+        auth,
+    )
 }
 
 fn write_files_with(
@@ -222,6 +238,7 @@ impl StandalonePgbouncer {
         name: &str,
         port: Option<u16>,
         auth: &PgAuth,
+        server_ca: Option<&Path>,
     ) -> Result<Self, LabError> {
         let binary = binary().ok_or_else(|| {
             LabError::Setup("pgbouncer is not installed (no /usr/sbin/pgbouncer and none on PATH); install it, e.g. `apt-get install pgbouncer`".to_owned())
@@ -239,7 +256,7 @@ impl StandalonePgbouncer {
             None
         };
         let files = Files::of(dir, name);
-        write_files(dir, &files, port, auth)?;
+        write_files(dir, &files, port, auth, server_ca)?;
         if let Some(user) = &run_as {
             for path in [dir, &files.config, &files.databases, &auth_file(dir)] {
                 std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
@@ -306,9 +323,25 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn tls_to_postgres_is_checked_against_the_ca_when_given() {
+        let dir = Path::new("/lab");
+        let files = Files::of(dir, "node1");
+        let ca = Path::new("/lab/tls/ca.pem");
+        let text = render(dir, &files, 6432, Some(ca)).expect("render");
+        for line in [
+            "server_tls_sslmode = verify-full",
+            "server_tls_ca_file = /lab/tls/ca.pem",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in {text}");
+        }
+        let text = render(dir, &files, 6432, None).expect("render");
+        assert!(!text.lines().any(|l| l.starts_with("server_tls")), "{text}");
+    }
+
+    #[test]
     fn template_includes_the_agents_file_and_pools_per_transaction() {
         let dir = Path::new("/lab");
-        let text = render(dir, &Files::of(dir, "node1"), 6432).expect("render");
+        let text = render(dir, &Files::of(dir, "node1"), 6432, None).expect("render");
         assert!(text.starts_with("; managed by raftgres\n"), "{text}");
         assert!(text.ends_with('\n'));
         for line in [
@@ -368,7 +401,7 @@ mod tests {
             replication: "repl".into(),
             pgbouncer_admin: "console".into(),
         };
-        write_files(dir, &files, port, &auth).expect("write files");
+        write_files(dir, &files, port, &auth, None).expect("write files");
         if let Some(user) = &run_as {
             for path in [dir, &auth_file(dir)] {
                 std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))

@@ -466,12 +466,14 @@ impl Lab {
             &dir,
             &members
                 .iter()
-                .map(|m| {
-                    let host = m
+                .map(|m| crate::tls::Subject {
+                    name: m.name.clone(),
+                    node_id: m.node_id,
+                    api_host: m
                         .api_listen()
                         .map(|a| a.ip().to_string())
-                        .unwrap_or_default();
-                    (m.name.clone(), m.node_id, host)
+                        .unwrap_or_default(),
+                    pg_host: m.pg_host.clone(),
                 })
                 .collect::<Vec<_>>(),
         )?;
@@ -502,10 +504,22 @@ impl Lab {
             };
             let files = pgbouncer::Files::of(&dir, &m.name);
             match &m.netns {
-                None => pgbouncer::write_files(&dir, &files, listen.port(), &pg_auth)?,
-                Some(_) => {
-                    pgbouncer::write_files_on(&dir, &files, listen.ip(), listen.port(), &pg_auth)?
-                }
+                // As the members' own connections: TLS, the server checked.
+                None => pgbouncer::write_files(
+                    &dir,
+                    &files,
+                    listen.port(),
+                    &pg_auth,
+                    Some(&lab_tls.ca_file),
+                )?,
+                Some(_) => pgbouncer::write_files_on(
+                    &dir,
+                    &files,
+                    listen.ip(),
+                    listen.port(),
+                    &pg_auth,
+                    Some(&lab_tls.ca_file),
+                )?,
             }
         }
         let haproxy_config = dir.join("haproxy.cfg");

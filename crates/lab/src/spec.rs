@@ -1,3 +1,4 @@
+use crate::tls::MemberTls;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -225,7 +226,7 @@ pub(crate) fn agent_config(
     auth: &ApiAuth,
     pg_auth: &PgAuth,
     pg_bin_dir: Option<&Path>,
-    tls: Option<(&Path, &crate::tls::MemberTls)>,
+    tls: Option<(&Path, &MemberTls)>,
 ) -> String {
     let mut text = format!(
         "scope: {scope}\nname: {}\nnode_id: {}\ndata_dir: {}\nwitness: {}\nraft:\n  listen: {}\n",
@@ -260,6 +261,24 @@ pub(crate) fn agent_config(
         ));
         if let Some(data_dir) = &member.pg_data_dir {
             text.push_str(&format!("  data_dir: {}\n", data_dir.display()));
+        }
+        // Members reach each other's Postgres over TLS only, and check the
+        // certificate names the address they dialled.
+        if let Some((
+            ca,
+            MemberTls {
+                pg: Some((cert, key)),
+                ..
+            },
+        )) = tls
+        {
+            text.push_str(&format!(
+                "  parameters:\n    ssl: on\n    ssl_cert_file: {}\n    ssl_key_file: {}\n  \
+                 tls:\n    sslmode: verify-full\n    sslrootcert: {}\n",
+                cert.display(),
+                key.display(),
+                ca.display()
+            ));
         }
         if let Some(bin_dir) = pg_bin_dir {
             text.push_str(&format!("  bin_dir: {}\n", bin_dir.display()));

@@ -3,8 +3,9 @@
 //! `raftgres-member` and `raftgres-node-<id>`, and one for the lab's tools
 //! (`lab status`, tests), which names `raftgres-member` only, so that it
 //! can call a member but never vote, append or join as one. Each member's
-//! REST API serves HTTPS with a certificate from the same CA, naming the
-//! address clients reach it at.
+//! REST API serves HTTPS, and each member's Postgres TLS, with a certificate
+//! from the same CA naming the address clients reach it at; members verify
+//! each other's Postgres certificate (`sslmode verify-full`).
 
 use crate::process::LabError;
 use raftgres_certs::Authority;
@@ -32,33 +33,54 @@ pub struct MemberTls {
     /// The REST API's server certificate and key.
     pub api_cert_file: PathBuf,
     pub api_key_file: PathBuf,
+    /// Postgres's server certificate and key, for a database member.
+    pub pg: Option<(PathBuf, PathBuf)>,
 }
 
 fn setup(e: raftgres_certs::CertError) -> LabError {
     LabError::Setup(format!("lab TLS: {e}"))
 }
 
+/// One member, as [`issue`] needs it.
+pub(crate) struct Subject {
+    pub name: String,
+    pub node_id: u64,
+    /// The REST API's address.
+    pub api_host: String,
+    /// Postgres's address, for a database member.
+    pub pg_host: Option<String>,
+}
+
 /// Issues (or keeps, from an earlier lab in `dir`) the CA in `DIR/tls` and
-/// certificates for the members named by `(name, node_id, api_host)`, and
-/// for the tools.
-pub(crate) fn issue(
-    dir: &Path,
-    members: &[(String, u64, String)],
-) -> Result<(LabTls, Vec<MemberTls>), LabError> {
+/// certificates for the members, and for the tools.
+pub(crate) fn issue(dir: &Path, members: &[Subject]) -> Result<(LabTls, Vec<MemberTls>), LabError> {
     let tls_dir = std::path::absolute(dir.join("tls"))
         .map_err(|e| LabError::Setup(format!("lab TLS directory: {e}")))?;
     let ca = Authority::open_or_create(&tls_dir).map_err(setup)?;
     let mut files = Vec::new();
-    for (name, id, api_host) in members {
-        let pair = ca.member(name, *id).map_err(setup)?;
+    for m in members {
+        let pair = ca.member(&m.name, m.node_id).map_err(setup)?;
         let api = ca
-            .rest_server(&format!("{name}-api"), std::slice::from_ref(api_host))
+            .server(
+                &format!("{}-api", m.name),
+                std::slice::from_ref(&m.api_host),
+            )
             .map_err(setup)?;
+        let pg = match &m.pg_host {
+            Some(host) => {
+                let pg = ca
+                    .server(&format!("{}-pg", m.name), std::slice::from_ref(host))
+                    .map_err(setup)?;
+                Some((pg.cert, pg.key))
+            }
+            None => None,
+        };
         files.push(MemberTls {
             cert_file: pair.cert,
             key_file: pair.key,
             api_cert_file: api.cert,
             api_key_file: api.key,
+            pg,
         });
     }
     let tools = ca.tools("tools").map_err(setup)?;

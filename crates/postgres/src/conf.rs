@@ -147,18 +147,23 @@ pub async fn check_parameters(
 
 /// The libpq connection string a standby streams with.
 pub(crate) fn primary_conninfo(settings: &PgSettings, upstream: &Upstream) -> String {
-    conninfo(&[
-        ("host", &upstream.host),
-        ("port", &upstream.port.to_string()),
+    let port = upstream.port.to_string();
+    let passfile = settings.passfile.display().to_string();
+    let mut pairs = vec![
+        ("host", upstream.host.as_str()),
+        ("port", &port),
         ("user", &settings.replication.user),
         // The walreceiver reads the password there: none in this setting,
         // which any superuser can read with SHOW.
-        ("passfile", &settings.passfile.display().to_string()),
+        ("passfile", &passfile),
         ("application_name", &settings.application_name),
         // Without it a dead upstream host stalls the walreceiver for the
         // kernel's TCP timeout before it retries.
         ("connect_timeout", "2"),
-    ])
+    ];
+    let tls = settings.tls.conninfo_pairs();
+    pairs.extend(tls.iter().map(|(key, value)| (*key, value.as_str())));
+    conninfo(&pairs)
 }
 
 /// Builds a libpq `key=value` string, quoting every value.
@@ -189,6 +194,12 @@ fn write_hba(settings: &PgSettings) -> Result<()> {
 
 pub(crate) fn render_hba(settings: &PgSettings) -> String {
     const SCRAM: &str = "scram-sha-256";
+    // Members' own logins in clear are refused when they must use TLS.
+    let member = if settings.tls.mode.requires_tls() {
+        "hostssl"
+    } else {
+        "host"
+    };
     let repl = settings.replication.user.as_str();
     let rewinder = settings.rewinder().user.as_str();
     let mut out = String::from(
@@ -202,12 +213,12 @@ pub(crate) fn render_hba(settings: &PgSettings) -> String {
         // The agent's own control connections, and clients on this host.
         ("host", "all", "all", "127.0.0.1/32", SCRAM),
         ("host", "all", "all", "::1/128", SCRAM),
-        ("host", "replication", repl, "127.0.0.1/32", SCRAM),
-        ("host", "replication", repl, "::1/128", SCRAM),
+        (member, "replication", repl, "127.0.0.1/32", SCRAM),
+        (member, "replication", repl, "::1/128", SCRAM),
         // The other members: `samenet` is any address in a subnet this
         // server is directly on. pg_rewind uses a normal connection.
-        ("host", "replication", repl, "samenet", SCRAM),
-        ("host", "all", rewinder, "samenet", SCRAM),
+        (member, "replication", repl, "samenet", SCRAM),
+        (member, "all", rewinder, "samenet", SCRAM),
     ];
     for (kind, database, user, address, method) in rules {
         let _ = writeln!(
@@ -266,11 +277,35 @@ mod tests {
             text.contains(
                 "primary_conninfo = 'host=''10.0.0.1'' port=''5432'' user=''replicator'' \
              passfile=''/srv/pg/node1-pgpass'' application_name=''node1'' \
-             connect_timeout=''2'''\n"
+             connect_timeout=''2'' sslmode=''prefer'''\n"
             ),
             "{text}"
         );
         assert!(text.contains("primary_slot_name = 'node1'\n"));
+    }
+
+    #[test]
+    fn a_standby_streams_with_the_members_sslmode_and_root_certificate() {
+        let mut s = settings();
+        s.tls = crate::tls::ClientTls {
+            mode: crate::tls::SslMode::VerifyFull,
+            root_cert: Some("/etc/raftgres/ca.pem".into()),
+        };
+        let role = Role::Standby {
+            upstream: Upstream {
+                host: "db1.example".into(),
+                port: 5432,
+            },
+            slot: None,
+        };
+        let text = render_managed_conf(&s, &role);
+        assert!(
+            text.contains(
+                "connect_timeout=''2'' sslmode=''verify-full'' \
+                 sslrootcert=''/etc/raftgres/ca.pem'''\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -362,6 +397,31 @@ mod tests {
             rules.last().unwrap(),
             &vec!["host", "all", "all", "all", "scram-sha-256"]
         );
+    }
+
+    #[test]
+    fn members_must_use_tls_when_their_sslmode_requires_it() {
+        for (mode, kind) in [
+            (crate::tls::SslMode::Disable, "host"),
+            (crate::tls::SslMode::Prefer, "host"),
+            (crate::tls::SslMode::Require, "hostssl"),
+            (crate::tls::SslMode::VerifyCa, "hostssl"),
+            (crate::tls::SslMode::VerifyFull, "hostssl"),
+        ] {
+            let mut s = settings();
+            s.tls.mode = mode;
+            let text = render_hba(&s);
+            let rules = rules(&text);
+            let members: Vec<_> = rules
+                .iter()
+                .filter(|r| r[0] != "local")
+                .filter(|r| r[1] == "replication" || r[2] == "postgres" && r[3] == "samenet")
+                .collect();
+            assert_eq!(members.len(), 4, "{mode:?}: {rules:?}");
+            for rule in members {
+                assert_eq!(rule[0], kind, "{mode:?}: {rule:?}");
+            }
+        }
     }
 
     #[test]

@@ -476,17 +476,46 @@ pub(crate) async fn connect(
         .password(login.password.expose())
         .dbname("postgres")
         .application_name("raftgres-control")
-        .connect_timeout(settings.connect_timeout);
-    let connected = tokio::time::timeout(settings.connect_timeout, config.connect(NoTls))
+        .connect_timeout(settings.connect_timeout)
+        .ssl_mode(settings.tls.tokio_mode());
+    let connector = settings.tls.connector()?;
+    // The two kinds of connection differ in type only.
+    type Driver = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send,
+        >,
+    >;
+    let connecting = async {
+        match connector {
+            Some(tls) => config
+                .connect(tls)
+                .await
+                .map(|(client, connection)| (client, Box::pin(connection) as Driver)),
+            None => config
+                .connect(NoTls)
+                .await
+                .map(|(client, connection)| (client, Box::pin(connection) as Driver)),
+        }
+    };
+    let connected = tokio::time::timeout(settings.connect_timeout, connecting)
         .await
         .map_err(|_| PgError::Connect {
             addr: addr.clone(),
             reason: format!("no answer within {:?}", settings.connect_timeout),
         })?;
-    let (client, connection) = connected.map_err(|e| PgError::Connect {
-        addr: addr.clone(),
-        reason: describe(&e),
-    })?;
+    let (client, connection) =
+        connected.map_err(|e| match crate::tls::refused_certificate(&e) {
+            Some(reason) => PgError::Tls {
+                reason: format!(
+                    "{addr}'s certificate is refused under sslmode {}: {reason}",
+                    settings.tls.mode.as_libpq()
+                ),
+            },
+            None => PgError::Connect {
+                addr: addr.clone(),
+                reason: describe(&e),
+            },
+        })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(addr, error = %describe(&e), "control connection ended");

@@ -51,6 +51,8 @@ pub enum PgError {
         status: String,
         stderr: String,
     },
+    #[error("TLS to PostgreSQL: {reason}; fix sslmode or sslrootcert")]
+    Tls { reason: String },
     #[error("PostgreSQL refuses the server settings: {reason}; correct or remove that parameter")]
     ParametersRefused { reason: String },
     #[error(

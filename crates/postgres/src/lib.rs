@@ -34,6 +34,7 @@ mod postmaster;
 mod procfs;
 mod settings;
 mod spawner;
+mod tls;
 mod tools;
 pub mod version;
 
@@ -47,3 +48,4 @@ pub use error::{PgError, Result};
 pub use lsn::Lsn;
 pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
 pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};
+pub use tls::{ClientTls, SslMode};

@@ -33,6 +33,11 @@ pub struct PgSettings {
     /// the agent's own (Patroni's `postgresql.pg_hba`); empty: every login
     /// over TCP needs a password (`host all all all scram-sha-256`).
     pub hba: Vec<String>,
+    /// TLS on every connection to a server over TCP: the agent's, the
+    /// walreceiver's and the tools'. With a mode that requires TLS the
+    /// members' replication and rewind lines in `pg_hba.conf` are
+    /// `hostssl`, so the server refuses them in clear too.
+    pub tls: crate::tls::ClientTls,
     /// This member's name: `application_name` upstream and `cluster_name`.
     pub application_name: String,
     /// Extra server settings, written after ours so they win.
@@ -81,6 +86,7 @@ impl PgSettings {
             rewind: None,
             passfile,
             hba: Vec::new(),
+            tls: crate::tls::ClientTls::default(),
             application_name,
             parameters: BTreeMap::new(),
             synchronous_standbys: SyncStandbys::Nobody,
@@ -180,6 +186,10 @@ impl PgSettings {
         }
         for line in &self.hba {
             check_conf_text("pg_hba line", line)?;
+        }
+        self.tls.validate()?;
+        if let Some(root) = &self.tls.root_cert {
+            check_conf_text("sslrootcert", &root.display().to_string())?;
         }
         check_conf_text("host", &self.host)?;
         check_conf_text("application_name", &self.application_name)?;

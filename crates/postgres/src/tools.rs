@@ -34,6 +34,7 @@ impl<'a> Tool<'a> {
             // pg_basebackup and pg_rewind log in with it, never with a
             // password on their command line.
             .env("PGPASSFILE", &settings.passfile)
+            .envs(settings.tls.env())
             // The caller's working directory (often /root) may be closed to
             // the `postgres` user, and the tools call getcwd().
             .current_dir("/")
