@@ -18,7 +18,7 @@ use clap::Parser;
 use raftgres_config::AgentConfig;
 use raftgres_consensus::formation::NewGroup;
 use raftgres_consensus::transport::tls::PeerTls;
-use raftgres_consensus::transport::{grpc::GrpcNetwork, server};
+use raftgres_consensus::transport::{grpc::GrpcNetwork, incoming, server};
 use raftgres_consensus::{Consensus, Formation, OperationTimeout, Settings, store};
 use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
@@ -30,7 +30,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Parser)]
 #[command(
@@ -445,12 +444,7 @@ async fn run(
         server::Callers::Anyone
     };
     let (raft_service, cluster_service) = server::services(&consensus, callers);
-    let mut server_builder = tonic::transport::Server::builder();
-    if let Some(tls) = &peer_tls {
-        server_builder = server_builder
-            .tls_config(tls.server_config())
-            .context("cannot set up mutual TLS on the Raft port; check raft.tls_cert_file and raft.tls_key_file")?;
-    }
+    let acceptor = peer_tls.as_ref().map(PeerTls::acceptor).transpose()?;
     let agent_service = AgentServer::new(status::AgentStatus {
         member: config.name.clone(),
         witness: config.witness,
@@ -462,15 +456,26 @@ async fn run(
     // while every request forwarded to it, the primary's renewals among
     // them, fails.
     let (server_stop_tx, mut server_stop) = watch::channel(false);
-    let server = tokio::spawn(
-        server_builder
-            .add_service(raft_service)
-            .add_service(cluster_service)
-            .add_service(agent_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            }),
-    );
+    let router = tonic::transport::Server::builder()
+        // A peer that vanished without closing (a host lost) is dropped
+        // instead of holding its connection's slot for good.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(raft_service)
+        .add_service(cluster_service)
+        .add_service(agent_service);
+    let stopped = async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    };
+    let limits = incoming::Limits::default();
+    let server = match acceptor {
+        Some(acceptor) => tokio::spawn(
+            router.serve_with_incoming_shutdown(incoming::tls(listener, acceptor, limits), stopped),
+        ),
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(incoming::plain(listener, limits), stopped),
+        ),
+    };
 
     let voters: BTreeMap<u64, String> = config
         .members

@@ -3,11 +3,9 @@
 //! taking the agent's file descriptors and, with them, its health checks
 //! (which HAProxy and the other members depend on).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +14,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use raftgres_admission::Admission;
 use tokio::net::TcpListener;
 
 use crate::tls::ServerTls;
@@ -47,47 +46,6 @@ impl Default for ServeLimits {
     }
 }
 
-/// Counts connections in total and per address.
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
-}
-
-/// A counted connection; dropping it frees its slot.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    address: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.by_address.get_mut(&self.address) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.by_address.remove(&self.address);
-            }
-        }
-    }
-}
-
-fn admit(counts: &Arc<Mutex<Counts>>, limits: &ServeLimits, peer: SocketAddr) -> Option<Slot> {
-    let address = peer.ip().to_canonical();
-    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = c.by_address.get(&address).copied().unwrap_or(0);
-    if c.total >= limits.max_connections || mine >= limits.max_connections_per_address {
-        return None;
-    }
-    c.total += 1;
-    *c.by_address.entry(address).or_insert(0) += 1;
-    Some(Slot {
-        counts: counts.clone(),
-        address,
-    })
-}
-
 pub(crate) async fn serve_with(
     listener: TcpListener,
     app: Router,
@@ -95,7 +53,7 @@ pub(crate) async fn serve_with(
     limits: ServeLimits,
     tls: Option<ServerTls>,
 ) -> io::Result<()> {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -112,7 +70,7 @@ pub(crate) async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = admit(&counts, &limits, peer) else {
+        let Some(slot) = admission.admit(peer) else {
             tracing::debug!(%peer, "REST connection refused: too many connections");
             continue;
         };
@@ -173,32 +131,5 @@ async fn serve_connection<S>(
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     if let Err(err) = watcher.watch(connection).await {
         tracing::debug!(%peer, %err, "REST connection ended");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_counted_per_address_and_freed_on_drop() {
-        let counts = Arc::new(Mutex::new(Counts::default()));
-        let limits = ServeLimits {
-            max_connections: 3,
-            max_connections_per_address: 2,
-            ..ServeLimits::default()
-        };
-        let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let b: SocketAddr = "10.0.0.2:5000".parse().unwrap();
-        let a1 = admit(&counts, &limits, a).expect("first from a");
-        let _a2 = admit(&counts, &limits, a).expect("second from a");
-        assert!(admit(&counts, &limits, a).is_none(), "a's share is used");
-        let _b1 = admit(&counts, &limits, b).expect("b has its own share");
-        assert!(admit(&counts, &limits, b).is_none(), "the total is used");
-        drop(a1);
-        assert!(admit(&counts, &limits, b).is_some(), "a freed a slot");
-        // An IPv4 client seen through an IPv6 socket is the same address.
-        let mapped: SocketAddr = "[::ffff:10.0.0.1]:1".parse().unwrap();
-        assert_eq!(mapped.ip().to_canonical(), a.ip());
     }
 }

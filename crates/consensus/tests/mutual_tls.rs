@@ -9,6 +9,7 @@ use common::*;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{SnapshotMeta, StoredMembership, Vote};
 use raftgres_consensus::transport::grpc::GrpcNetwork;
+use raftgres_consensus::transport::incoming;
 use raftgres_consensus::transport::server::{Callers, services};
 use raftgres_consensus::transport::tls::{MEMBER_NAME, PeerTls, node_name};
 use raftgres_consensus::types::NodeId;
@@ -23,7 +24,6 @@ use rcgen::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Server};
 
 struct Ca {
@@ -62,12 +62,14 @@ impl Ca {
     }
 }
 
-/// Starts member `id` with its certificate on a loopback port.
+/// Starts member `id` with its certificate on a loopback port, its Raft
+/// port taking connections within `limits`.
 async fn start(
     dir: &std::path::Path,
     id: NodeId,
     tls: &PeerTls,
     listener: tokio::net::TcpListener,
+    limits: incoming::Limits,
 ) -> Consensus {
     let (log, machine) = open_store(&store_path(dir, id)).await;
     let network = GrpcNetwork::new(
@@ -86,11 +88,13 @@ async fn start(
     .expect("start the member");
     let (raft, cluster) = services(&consensus, Callers::Authenticated);
     let server = Server::builder()
-        .tls_config(tls.server_config())
-        .expect("server TLS")
         .add_service(raft)
         .add_service(cluster)
-        .serve_with_incoming(TcpListenerStream::new(listener));
+        .serve_with_incoming(incoming::tls(
+            listener,
+            tls.acceptor().expect("server TLS"),
+            limits,
+        ));
     tokio::spawn(server);
     consensus
 }
@@ -145,7 +149,10 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
     }
     for (id, listener) in listeners {
         let tls = ca.member(id);
-        members.insert(id, start(dir.path(), id, &tls, listener).await);
+        members.insert(
+            id,
+            start(dir.path(), id, &tls, listener, incoming::Limits::default()).await,
+        );
         certs.insert(id, tls);
     }
     for member in members.values() {
@@ -275,4 +282,81 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
     .await
     .expect("propose")
     .expect("applied");
+}
+
+/// Whether the server closed `socket`, within `within`.
+async fn closed(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, socket.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_take_the_raft_port_from_the_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("raftgres test cluster");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let tls = ca.member(1);
+    let limits = incoming::Limits {
+        handshake_timeout: Duration::from_secs(1),
+        max_connections: 64,
+        max_connections_per_address: 16,
+    };
+    let member = start(dir.path(), 1, &tls, listener, limits).await;
+    bounded(
+        "initialize",
+        SETTLE,
+        member.initialize(&BTreeMap::from([(1, addr.clone())])),
+    )
+    .await
+    .expect("initialize");
+
+    // 100 sockets from one address that never start a handshake.
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The member, from another address, still gets through.
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls.client_config())
+        .expect("client TLS")
+        .local_address(Some("127.0.0.2".parse().expect("address")))
+        .connect_timeout(Duration::from_secs(2));
+    let vote = async {
+        let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+        RaftClient::new(channel)
+            .vote(vote_from(1, member.incarnation()))
+            .await
+            .map(drop)
+            .map_err(|s| s.to_string())
+    };
+    let vote = bounded("a member's call during the flood", SETTLE, vote).await;
+    assert!(vote.is_ok(), "a member's call during the flood: {vote:?}");
+
+    // Beyond its share the flood is closed at once, and the rest once the
+    // handshake time is up: none holds a descriptor of the member for long.
+    let mut open = 0;
+    for socket in &mut flood {
+        if !closed(socket, Duration::from_millis(50)).await {
+            open += 1;
+        }
+    }
+    assert!(open <= 16, "{open} idle sockets from one address are held");
+    for (i, socket) in flood.iter_mut().enumerate() {
+        assert!(
+            closed(socket, Duration::from_secs(5)).await,
+            "idle socket {i} is still open after the handshake time"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod grpc;
+pub mod incoming;
 pub mod memory;
 pub mod server;
 pub mod tls;

@@ -9,9 +9,14 @@
 //! vote, an append, a snapshot or a join comes from the id it names).
 
 use crate::types::NodeId;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// The DNS name every member's certificate carries.
 pub const MEMBER_NAME: &str = "raftgres-member";
@@ -38,6 +43,10 @@ pub enum TlsError {
         path: PathBuf,
         expected: &'static str,
     },
+    #[error(
+        "cannot set up TLS on the Raft port: {reason}; check raft.tls_ca_file, tls_cert_file and tls_key_file"
+    )]
+    Setup { reason: String },
 }
 
 /// A member's CA, certificate and key, in PEM.
@@ -93,11 +102,35 @@ impl PeerTls {
         })
     }
 
-    /// Requires a client certificate from the cluster's CA.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert, &self.key))
-            .client_ca_root(Certificate::from_pem(&self.ca))
+    /// The Raft port's side of the handshake: requires a client
+    /// certificate from the cluster's CA, and speaks HTTP/2 (gRPC).
+    pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        let setup = |reason: String| TlsError::Setup { reason };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca) {
+            let cert = cert.map_err(|e| setup(format!("the CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| setup(format!("the CA certificate: {e}")))?;
+        }
+        let clients =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| setup(format!("the client certificate check: {e}")))?;
+        let chain = CertificateDer::pem_slice_iter(&self.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| setup(format!("the certificate file: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key)
+            .map_err(|e| setup(format!("the key file: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| setup(e.to_string()))?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .map_err(|e| setup(format!("the certificate and key: {e}")))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
     }
 
     /// Presents this member's certificate and accepts only a server whose
