@@ -1,12 +1,15 @@
 //! Postgres over TLS between members, on a real lab whose members run
 //! `postgresql.tls.sslmode: verify-full` with the lab's CA and serve
 //! Postgres with certificates from it: the replicas' walreceivers and every
-//! agent's control connections are encrypted (`pg_stat_ssl`), and a
+//! agent's control connections are encrypted (`pg_stat_ssl`, and the
+//! server's connection log for the agents' short probes), and a
 //! replication login in clear is refused even with the right password,
 //! which the same login over verified TLS proves.
 
+use raftgres_tests::http::Api;
 use raftgres_tests::settle::SETTLE_WITHIN;
 use raftgres_tests::{dsn, eventually, lab_dir, query_i64, serial, start_lab};
+use serde_json::json;
 use std::time::Duration;
 
 /// The server's error for a replication login from psql with `tls`
@@ -73,29 +76,49 @@ async fn members_reach_each_others_postgres_over_verified_tls_only() {
     .await;
     assert_eq!(clear, Ok(0), "a walreceiver streams in clear");
 
+    // The agents' control connections last one probe each: Postgres logs
+    // every connection, and whether it is encrypted, once asked to.
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let base = lab.member(&primary).expect("member").api_url.clone();
+    let reply = api
+        .send(
+            "PATCH",
+            &base,
+            "/config",
+            &json!({"postgresql": {"parameters": {"log_connections": "on"}}}),
+        )
+        .await
+        .expect("PATCH /config");
+    assert_eq!(reply.status, 200, "{reply:?}");
     for name in lab.names() {
-        let member_dsn = dsn(&lab, &name);
-        eventually(
+        let log = lab
+            .member(&name)
+            .expect("member")
+            .data_dir
+            .join("postgres.log");
+        let probes = eventually(
             SETTLE_WITHIN,
-            &format!("{name}'s agent probes its Postgres over TLS"),
+            &format!("{name}'s Postgres logs its agent's probes"),
             || async {
-                let sql = "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-                           WHERE a.application_name = 'raftgres-control' AND s.ssl";
-                (query_i64(&member_dsn, sql).await.unwrap_or(0) >= 1).then_some(())
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let probes: Vec<String> = text
+                    .lines()
+                    .filter(|l| {
+                        l.contains("connection authorized")
+                            && l.contains("application_name=raftgres-control")
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                (probes.len() >= 3).then_some(probes)
             },
         )
         .await;
-        let clear = query_i64(
-            &member_dsn,
-            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-             WHERE a.application_name = 'raftgres-control' AND NOT s.ssl",
-        )
-        .await;
-        assert_eq!(
-            clear,
-            Ok(0),
-            "{name}'s agent has a control connection in clear"
-        );
+        for probe in probes {
+            assert!(
+                probe.contains("SSL enabled"),
+                "{name}'s agent probes in clear: {probe}"
+            );
+        }
     }
 
     let ca = &lab.description.tls.as_ref().expect("the lab's CA").ca_file;

@@ -696,7 +696,13 @@ impl Lab {
             // Its own process group: a terminal's Ctrl-C reaches `lab up`, not the agents.
             .process_group(0);
         if let Some(user) = &self.run_as {
-            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+            // With the user's home, as systemd gives it: libpq in the tools
+            // and the walreceiver looks there for a client certificate, and
+            // fails on a home it may not read.
+            command
+                .uid(user.uid.as_raw())
+                .gid(user.gid.as_raw())
+                .env("HOME", &user.dir);
         }
         if let Some(library) = &self.description.agent_preload {
             command
