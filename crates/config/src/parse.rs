@@ -610,6 +610,17 @@ fn pg_tls(
                 ),
             ));
         }
+        Some(_) if !sslmode.verifies() => {
+            return Err(ctx.invalid(
+                &root_key,
+                format!(
+                    "is given with sslmode {}, which does not check the server's certificate \
+                     (libpq would under require, and not under prefer); use verify-ca or \
+                     verify-full, or drop it",
+                    sslmode.as_libpq()
+                ),
+            ));
+        }
         None if sslmode.verifies() => {
             return Err(ctx.invalid(
                 &root_key,

@@ -601,6 +601,14 @@ fn postgres_tls_takes_libpq_modes_and_needs_the_servers_tls_to_require_it() {
             "not a readable file",
         ),
         (
+            format!(
+                "{ssl}  tls: {{sslmode: require, sslrootcert: {}}}\n",
+                ca.display()
+            ),
+            "postgresql.tls.sslrootcert",
+            "does not check",
+        ),
+        (
             "  tls: {sslmode: prefer, sslcert: /x}\n".to_owned(),
             "sslcert",
             "",

@@ -81,7 +81,20 @@ impl Default for ClientTls {
 impl ClientTls {
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.mode.verifies() {
-            return Ok(());
+            // libpq would check the chain under `require` when given a root
+            // certificate, and ignore it under `prefer`: neither is what the
+            // setting says, so it goes with the verifying modes only.
+            return match &self.root_cert {
+                Some(path) => Err(PgError::Tls {
+                    reason: format!(
+                        "sslrootcert {} is given with sslmode {}, which does not check the \
+                         server's certificate; use verify-ca or verify-full, or drop it",
+                        path.display(),
+                        self.mode.as_libpq()
+                    ),
+                }),
+                None => Ok(()),
+            };
         }
         match &self.root_cert {
             None => Err(PgError::Tls {
@@ -93,7 +106,9 @@ impl ClientTls {
             Some(path) if !path.is_absolute() => Err(PgError::Tls {
                 reason: format!("sslrootcert {} must be an absolute path", path.display()),
             }),
-            Some(_) => Ok(()),
+            // Read now, so that an unreadable or empty CA file stops the
+            // start with its name rather than failing every probe later.
+            Some(_) => self.roots().map(drop),
         }
     }
 
@@ -314,6 +329,12 @@ mod tests {
             assert!(tls.validate().unwrap_err().to_string().contains("absolute"));
         }
         for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
+            let tls = ClientTls {
+                mode,
+                root_cert: Some("/etc/raftgres/ca.pem".into()),
+            };
+            let err = tls.validate().unwrap_err().to_string();
+            assert!(err.contains("does not check"), "{mode:?}: {err}");
             assert!(
                 ClientTls {
                     mode,
@@ -363,8 +384,10 @@ mod tests {
                 mode: SslMode::VerifyFull,
                 root_cert: Some(path.clone()),
             };
-            let err = tls.connector().err().expect("refused").to_string();
-            assert!(err.contains(&path.display().to_string()), "{err}");
+            for err in [tls.validate().err(), tls.connector().err()] {
+                let err = err.expect("refused").to_string();
+                assert!(err.contains(&path.display().to_string()), "{err}");
+            }
         }
     }
 }
