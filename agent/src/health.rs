@@ -43,7 +43,7 @@ impl HealthSource for AgentHealth {
             _ => Role::Unknown,
         };
         let lag_bytes = match (&data, state.lease.last_lsn) {
-            (Some(d), Some(primary)) if in_recovery => Some(primary.0.saturating_sub(d.lsn.0)),
+            (Some(d), Some(primary)) if in_recovery => Some(primary.bytes_since(d.lsn)),
             _ => None,
         };
         NodeHealth {

@@ -151,7 +151,7 @@ fn member_document<'a>(
         .map_or((None, None), split_address);
     let lag = (!leader && !witness).then(|| match (state.lease.last_lsn, member.replay_lsn) {
         _ if stale => Lag::Stale,
-        (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.0.saturating_sub(replayed.0)),
+        (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.bytes_since(replayed)),
         _ => Lag::Unknown("unknown"),
     });
     MemberDocument {

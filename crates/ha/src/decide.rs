@@ -132,8 +132,7 @@ impl<'a> Observation<'a> {
             .lease
             .last_lsn
             .unwrap_or_default()
-            .0
-            .saturating_sub(data.lsn.0);
+            .bytes_since(data.lsn);
         if behind > config.values.maximum_lag_on_failover {
             return false;
         }

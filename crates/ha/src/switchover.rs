@@ -87,8 +87,7 @@ pub fn unfit_candidate(
         .lease
         .last_lsn
         .unwrap_or_default()
-        .0
-        .saturating_sub(m.replay_lsn.unwrap_or_default().0);
+        .bytes_since(m.replay_lsn.unwrap_or_default());
     if lag > max_lag {
         return Some(format!(
             "{name} lags {lag} bytes behind the primary, more than maximum_lag_on_failover ({max_lag})"

@@ -10,6 +10,14 @@ use std::fmt;
 #[serde(transparent)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Bytes of WAL from `older` to `self`, zero if `older` is ahead: how
+    /// far a replica at `older` lags a primary at `self`.
+    pub fn bytes_since(self, older: Lsn) -> u64 {
+        self.0.saturating_sub(older.0)
+    }
+}
+
 impl fmt::Display for Lsn {
     /// Postgres' own `X/Y` notation, so logs can be compared with `pg_*` output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
