@@ -17,7 +17,9 @@ use raftgres_postgres::{
     Control, PgError, PgSettings, Role, SyncStandbys, Upstream, basebackup, check_parameters,
     controldata, initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
 };
-use raftgres_state::{ClusterState, Command, Lsn, Member, MemberRole, PendingRestart, PgState};
+use raftgres_state::{
+    ClusterState, Command, HostPort, Lsn, Member, MemberRole, PendingRestart, PgState,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -152,13 +154,8 @@ fn retry_delay(action: &PgAction, failures: u32, loop_wait: Duration) -> Duratio
 
 /// `host:port` (or `[v6]:port`) of a member's Postgres.
 fn upstream_of(state: &ClusterState, name: &str) -> Option<Upstream> {
-    let address = state.members.get(name)?.pg_address.as_deref()?;
-    let (host, port) = address.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some(Upstream {
-        host: host.to_owned(),
-        port: port.parse().ok()?,
-    })
+    let HostPort { host, port } = state.members.get(name)?.pg_host_port()?;
+    Some(Upstream { host, port })
 }
 
 impl PgLoop {

@@ -14,7 +14,7 @@ use crate::lease_loop::unix_ms;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{MonoInstant, pooler_plan};
 use raftgres_pooler::{Admin, PoolerError, PoolerSettings, Routes, Target, write_databases_file};
-use raftgres_state::{ClusterState, Epoch};
+use raftgres_state::{ClusterState, Epoch, HostPort};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -54,15 +54,8 @@ struct Applied {
 }
 
 fn target_of(state: &ClusterState, name: &str) -> Option<Target> {
-    let address = state.members.get(name)?.pg_address.as_deref()?;
-    let (host, port) = address.rsplit_once(':')?;
-    Some(Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port: port.parse().ok()?,
-    })
+    let HostPort { host, port } = state.members.get(name)?.pg_host_port()?;
+    Some(Target { host, port })
 }
 
 impl PoolerLoop {

@@ -2,7 +2,7 @@
 //! member's applied copy of the cluster state and its judgement of how
 //! recently each member reported. Pure.
 
-use raftgres_state::{ClusterState, HistoryEntry, Member, MemberRole, PgState};
+use raftgres_state::{ClusterState, HistoryEntry, HostPort, Member, MemberRole, PgState};
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ struct MemberDocument<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     api_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
+    host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,10 +145,11 @@ fn member_document<'a>(
     } else {
         "replica"
     };
-    let (host, port) = member
-        .pg_address
-        .as_deref()
-        .map_or((None, None), split_address);
+    // An address that is not host:port is shown whole, as the host.
+    let (host, port) = match (member.pg_host_port(), &member.pg_address) {
+        (Some(HostPort { host, port }), _) => (Some(host), Some(port)),
+        (None, address) => (address.clone(), None),
+    };
     let lag = (!leader && !witness).then(|| match (state.lease.last_lsn, member.replay_lsn) {
         _ if stale => Lag::Stale,
         (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.bytes_since(replayed)),
@@ -198,24 +199,6 @@ fn member_state(member: &Member) -> &'static str {
     }
 }
 
-/// `host:port` or `[v6]:port` into its parts; a bare host gives no port.
-fn split_address(address: &str) -> (Option<&str>, Option<u16>) {
-    if let Some(bracketed) = address.strip_prefix('[') {
-        return match bracketed.split_once(']') {
-            Some((host, rest)) => (
-                Some(host),
-                rest.strip_prefix(':').and_then(|port| port.parse().ok()),
-            ),
-            None => (Some(address), None),
-        };
-    }
-    match address.split_once(':') {
-        Some((host, port)) if !port.contains(':') => (Some(host), port.parse().ok()),
-        // An unbracketed IPv6 address: no port can be told apart.
-        _ => (Some(address), None),
-    }
-}
-
 /// Unix milliseconds as RFC 3339 UTC; `None` outside the years jiff knows
 /// (-9999 to 9999), which only a corrupt record could hold.
 pub(crate) fn rfc3339(unix_ms: u64) -> Option<String> {
@@ -251,23 +234,6 @@ pub(crate) fn history_document(state: &ClusterState) -> Vec<HistoryRow<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_split_into_host_and_port() {
-        assert_eq!(
-            split_address("127.0.0.1:5432"),
-            (Some("127.0.0.1"), Some(5432))
-        );
-        assert_eq!(
-            split_address("db.example:5433"),
-            (Some("db.example"), Some(5433))
-        );
-        assert_eq!(split_address("[::1]:5434"), (Some("::1"), Some(5434)));
-        assert_eq!(split_address("[::1]"), (Some("::1"), None));
-        assert_eq!(split_address("::1"), (Some("::1"), None));
-        assert_eq!(split_address("db"), (Some("db"), None));
-        assert_eq!(split_address("db:x"), (Some("db"), None));
-    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

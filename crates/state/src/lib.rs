@@ -6,10 +6,12 @@
 //! state. Anything time-related (lease expiry, deadlines) is judged outside,
 //! by the members, on their own monotonic clocks.
 
+mod address;
 mod command;
 mod lease;
 mod model;
 
+pub use address::HostPort;
 pub use command::{Applied, Command, Rejection, Response};
 pub use lease::{Epoch, Lease, LeaseVersion, margin_floor_ms};
 pub use model::{
