@@ -274,9 +274,14 @@ pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&st
 
 async fn checkpoint_source(settings: &PgSettings, upstream: &Upstream) -> Result<()> {
     const OP: &str = "CHECKPOINT on the rewind source";
-    let client =
-        crate::control::connect(settings, &upstream.host, upstream.port, settings.rewinder())
-            .await?;
+    let client = crate::control::connect(
+        settings,
+        settings.tls.connector()?,
+        &upstream.host,
+        upstream.port,
+        settings.rewinder(),
+    )
+    .await?;
     tokio::time::timeout(
         SOURCE_CHECKPOINT_TIMEOUT,
         client.batch_execute("CHECKPOINT"),

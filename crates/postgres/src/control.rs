@@ -7,6 +7,7 @@ use crate::version::sql;
 use std::time::Duration;
 use tokio_postgres::types::{PgLsn, ToSql};
 use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A server's own view, read in a few queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +105,16 @@ pub struct ReplicationSlot {
 /// shutdown waits for forever, and would need repair after every restart.
 pub struct Control {
     settings: PgSettings,
+    /// Built at the first connection and kept: building it reads the CA
+    /// file and sets up rustls, which every probe would otherwise repeat.
+    tls: tokio::sync::OnceCell<Option<MakeRustlsConnect>>,
 }
 
 impl Control {
     pub fn new(settings: &PgSettings) -> Control {
         Control {
             settings: settings.clone(),
+            tls: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -383,8 +388,12 @@ impl Control {
     /// One connection for the queries of one call.
     async fn session(&self) -> Result<Session> {
         let s = &self.settings;
+        let tls = self
+            .tls
+            .get_or_try_init(|| async { s.tls.connector() })
+            .await?;
         Ok(Session {
-            client: connect(s, s.control_host(), s.port, &s.superuser).await?,
+            client: connect(s, tls.clone(), s.control_host(), s.port, &s.superuser).await?,
             query_timeout: s.query_timeout,
         })
     }
@@ -457,8 +466,11 @@ impl Session {
 
 /// Opens a connection to database `postgres`, bounded by
 /// `settings.connect_timeout`.
+/// `tls` is `settings.tls.connector()`, which callers that connect often
+/// build once.
 pub(crate) async fn connect(
     settings: &PgSettings,
+    tls: Option<MakeRustlsConnect>,
     host: &str,
     port: u16,
     login: &crate::settings::Login,
@@ -478,7 +490,6 @@ pub(crate) async fn connect(
         .application_name("raftgres-control")
         .connect_timeout(settings.connect_timeout)
         .ssl_mode(settings.tls.tokio_mode());
-    let connector = settings.tls.connector()?;
     // The two kinds of connection differ in type only.
     type Driver = std::pin::Pin<
         Box<
@@ -486,7 +497,7 @@ pub(crate) async fn connect(
         >,
     >;
     let connecting = async {
-        match connector {
+        match tls {
             Some(tls) => config
                 .connect(tls)
                 .await

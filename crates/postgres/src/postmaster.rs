@@ -22,6 +22,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long a fence may take before it is reported as incomplete: SIGKILL
 /// cannot be blocked, so only a process stuck in the kernel lasts this long.
@@ -179,6 +180,7 @@ impl Postmaster {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = "no answer yet".to_owned();
+        let tls = self.settings.tls.connector()?;
         loop {
             self.fail_if_exited()?;
             let now = Instant::now();
@@ -192,7 +194,7 @@ impl Postmaster {
             }
             let mut probe = self.settings.clone();
             probe.connect_timeout = probe.connect_timeout.min(deadline - now);
-            match self.probe(&probe).await {
+            match self.probe(&probe, tls.clone()).await {
                 Ok(found) if canonical(Path::new(&found)).is_ok_and(|f| f == self.data_dir) => {
                     tracing::info!(pid = self.pid, "postmaster accepts connections");
                     return Ok(());
@@ -211,9 +213,10 @@ impl Postmaster {
         }
     }
 
-    async fn probe(&self, settings: &PgSettings) -> Result<String> {
+    async fn probe(&self, settings: &PgSettings, tls: Option<MakeRustlsConnect>) -> Result<String> {
         let client = crate::control::connect(
             settings,
+            tls,
             settings.control_host(),
             settings.port,
             &settings.superuser,
