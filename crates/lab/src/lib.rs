@@ -9,6 +9,7 @@
 mod daemon;
 mod disk;
 mod haproxy;
+mod impair;
 mod netns;
 mod pgbouncer;
 mod process;
@@ -17,6 +18,7 @@ mod tls;
 
 pub use disk::{fill as fill_disk, free as free_disk, replace_postgres};
 pub use haproxy::binary as haproxy_binary;
+pub use impair::Impairment;
 pub use netns::{LabNetwork, NetnsMember, enter_netns};
 pub use pgbouncer::binary as pgbouncer_binary;
 pub use pgbouncer::{ADMIN_USER as PGBOUNCER_ADMIN_USER, StandalonePgbouncer};

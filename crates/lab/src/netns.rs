@@ -12,12 +12,14 @@
 //! never clash. [`LabNetwork`] removes exactly what it created when dropped.
 //! Needs root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`) and iproute2's `ip`.
 
+use crate::impair::{Forwarder, Impairment, without_offloads};
 use crate::process::LabError;
 use nix::sched::{CloneFlags, setns};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,19 @@ pub struct LabNetwork {
     bridge_made: bool,
     namespaces_made: Vec<String>,
     links: Vec<Link>,
+    /// Links that carry their frames through a [`Forwarder`] now.
+    impaired: Mutex<Vec<Impaired>>,
+}
+
+/// One member's link taken off the bridge by [`LabNetwork::impair`].
+#[derive(Debug)]
+struct Impaired {
+    ns: String,
+    /// The veth pair in its place: one end on the bridge, the other the
+    /// forwarder's.
+    stand_in: String,
+    /// Dropped (so stopped) before the interfaces change back.
+    forwarder: Forwarder,
 }
 
 fn setup(message: String) -> LabError {
@@ -92,7 +107,12 @@ fn run_tool(name: &str, args: &[&str]) -> Result<String, LabError> {
         .spawn()
         .map_err(|e| {
             setup(format!(
-                "cannot run `{shown}`: {e}; install iproute2 to use network namespaces"
+                "cannot run `{shown}`: {e}; install {} to use network namespaces",
+                if name == "ethtool" {
+                    "ethtool"
+                } else {
+                    "iproute2"
+                }
             ))
         })?;
     let deadline = Instant::now() + IP_TIMEOUT;
@@ -197,6 +217,7 @@ impl LabNetwork {
             bridge_made: false,
             namespaces_made: Vec::new(),
             links: Vec::new(),
+            impaired: Mutex::new(Vec::new()),
         };
         // On error `net` is dropped here, which removes what was made so far.
         net.build(&names, subnet)?;
@@ -227,6 +248,8 @@ impl LabNetwork {
             for i in 1..=members {
                 interfaces.push(format!("rg{tag}v{i}"));
                 interfaces.push(format!("rg{tag}p{i}"));
+                interfaces.push(format!("rg{tag}x{i}"));
+                interfaces.push(format!("rg{tag}y{i}"));
             }
             if !namespaces.iter().any(|ns| exists(ns, &interfaces)) {
                 return Ok((tag, namespaces));
@@ -383,10 +406,80 @@ impl LabNetwork {
         tc(&drop_all_args(&link.peer, Some(&link.ns))).map(drop)
     }
 
-    /// Undoes [`LabNetwork::isolate`], [`LabNetwork::cut_inbound`] and
-    /// [`LabNetwork::cut_outbound`].
+    /// Delays and drops frames on one member's link, both ways, as
+    /// `impairment` says (see [`crate::impair`]). Offloads stay off on the
+    /// whole network afterwards, which changes nothing but speed.
+    pub fn impair(&self, ns: &str, impairment: Impairment) -> Result<(), LabError> {
+        let link = self.link(ns)?;
+        let mut impaired = self.impaired.lock().unwrap_or_else(|e| e.into_inner());
+        if impaired.iter().any(|i| i.ns == ns) {
+            return Err(setup(format!(
+                "{ns}'s link is impaired already; heal it first"
+            )));
+        }
+        run_tool("ethtool", &without_offloads(&self.bridge))?;
+        let ethtool = tool_binary("ethtool");
+        let ethtool = ethtool.to_string_lossy();
+        for other in &self.links {
+            let exec = ["netns", "exec", &other.ns, &ethtool];
+            ip(&[&exec[..], &without_offloads(&other.peer)].concat())?;
+        }
+        let index = &link.veth[link.veth.len() - 1..];
+        let stand_in = format!("rg{}x{index}", self.tag);
+        let bridge_end = format!("rg{}y{index}", self.tag);
+        ip(&[
+            "link",
+            "add",
+            &stand_in,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &bridge_end,
+        ])?;
+        let started = (|| {
+            ip(&["link", "set", &bridge_end, "master", &self.bridge])?;
+            ip(&["link", "set", &bridge_end, "up"])?;
+            ip(&["link", "set", &stand_in, "up"])?;
+            ip(&["link", "set", &stand_in, "promisc", "on"])?;
+            ip(&["link", "set", &link.veth, "promisc", "on"])?;
+            ip(&["link", "set", &link.veth, "nomaster"])?;
+            Forwarder::start(&link.veth, &stand_in, impairment)
+        })();
+        match started {
+            Ok(forwarder) => {
+                impaired.push(Impaired {
+                    ns: ns.to_owned(),
+                    stand_in,
+                    forwarder,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = ip(&["link", "del", &stand_in]);
+                let _ = ip(&["link", "set", &link.veth, "master", &self.bridge]);
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes [`LabNetwork::isolate`], [`LabNetwork::cut_inbound`],
+    /// [`LabNetwork::cut_outbound`] and [`LabNetwork::impair`].
     pub fn heal(&self, ns: &str) -> Result<(), LabError> {
         let link = self.link(ns)?;
+        let mut impaired = self.impaired.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = impaired.iter().position(|i| i.ns == ns) {
+            let Impaired {
+                stand_in,
+                forwarder,
+                ..
+            } = impaired.remove(at);
+            drop(forwarder);
+            ip(&["link", "set", &link.veth, "master", &self.bridge])?;
+            // Deleting one end of a veth pair deletes both.
+            ip(&["link", "del", &stand_in])?;
+        }
+        drop(impaired);
         // Absent disciplines are no error here: heal what was cut.
         let _ = tc(&["qdisc", "del", "dev", &link.veth, "root"]);
         let _ = tc(&["-n", &link.ns, "qdisc", "del", "dev", &link.peer, "root"]);
@@ -398,6 +491,15 @@ impl LabNetwork {
     /// exit, so stop them first. Idempotent; errors are ignored (something
     /// may already be gone).
     pub fn teardown(&mut self) {
+        for impaired in self
+            .impaired
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            drop(impaired.forwarder);
+            let _ = ip(&["link", "del", &impaired.stand_in]);
+        }
         for link in self.links.drain(..) {
             // Deleting one end of a veth pair deletes both.
             let _ = ip(&["link", "del", &link.veth]);
