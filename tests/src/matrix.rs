@@ -23,7 +23,7 @@
 use crate::{PrimaryMonitor, agent_bin, dsn, execute, lab_dir, postmaster_pid, writable};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_lab::{Lab, LabNetwork, LabSpec};
+use raftgres_lab::{Impairment, Lab, LabNetwork, LabSpec};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -65,6 +65,11 @@ pub enum Fault {
     CutToPrimary,
     /// The other way: nothing the primary sends arrives.
     CutFromPrimary,
+    /// Every frame to and from the primary 200 ms late for 10 s: a
+    /// round trip of 400 ms, a slow intercontinental link.
+    SlowPrimaryLink,
+    /// A fifth of the frames to and from the primary lost for 10 s.
+    LossyPrimaryLink,
     /// The filesystem under the primary's data directory full for 8 s.
     FillPrimaryDisk,
     /// The `postgres` binary replaced (a package upgrade) under the running
@@ -94,7 +99,7 @@ pub enum Setup {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 17] = [
         Fault::KillPostgres,
         Fault::KillAgent,
         Fault::StopAgent,
@@ -106,6 +111,8 @@ impl Fault {
         Fault::IsolatePrimary,
         Fault::CutToPrimary,
         Fault::CutFromPrimary,
+        Fault::SlowPrimaryLink,
+        Fault::LossyPrimaryLink,
         Fault::FillPrimaryDisk,
         Fault::ReplaceBinaryKillAgent,
         Fault::WipeReplicaStore,
@@ -124,6 +131,8 @@ impl Fault {
             Fault::IsolatePrimary
             | Fault::CutToPrimary
             | Fault::CutFromPrimary
+            | Fault::SlowPrimaryLink
+            | Fault::LossyPrimaryLink
             | Fault::SlowFsyncLeader => Duration::from_secs(10),
             _ => Duration::ZERO,
         }
@@ -145,7 +154,11 @@ impl Fault {
 
     pub fn setup(self) -> Setup {
         match self {
-            Fault::IsolatePrimary | Fault::CutToPrimary | Fault::CutFromPrimary => Setup::Netns,
+            Fault::IsolatePrimary
+            | Fault::CutToPrimary
+            | Fault::CutFromPrimary
+            | Fault::SlowPrimaryLink
+            | Fault::LossyPrimaryLink => Setup::Netns,
             Fault::FillPrimaryDisk => Setup::SmallDisks,
             Fault::ReplaceBinaryKillAgent => Setup::CopiedBinaries,
             Fault::SlowFsyncLeader => Setup::SlowFsync,
@@ -166,6 +179,8 @@ impl Fault {
             Fault::IsolatePrimary => "primary isolated 10 s (netns)",
             Fault::CutToPrimary => "one-way 10 s: nothing reaches the primary",
             Fault::CutFromPrimary => "one-way 10 s: nothing leaves the primary",
+            Fault::SlowPrimaryLink => "primary link +200 ms each way 10 s",
+            Fault::LossyPrimaryLink => "primary link 20% loss each way 10 s",
             Fault::FillPrimaryDisk => "primary data disk full 8 s",
             Fault::ReplaceBinaryKillAgent => {
                 "postgres binary replaced + SIGKILL primary agent, down 8 s"
@@ -175,6 +190,15 @@ impl Fault {
         }
     }
 }
+
+const SLOW_LINK: Impairment = Impairment {
+    delay: Duration::from_millis(200),
+    loss: 0.0,
+};
+const LOSSY_LINK: Impairment = Impairment {
+    delay: Duration::ZERO,
+    loss: 0.2,
+};
 
 /// Size of each member's data disk for [`Setup::SmallDisks`]: room for a
 /// fresh cluster, its WAL and a clone, little enough to fill at once.
@@ -774,7 +798,7 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
     }
     let has_entry = workload.has_entry;
     let primary_ns = lab.member(primary).expect("member").netns.clone();
-    let cut = |what: fn(&LabNetwork, &str) -> Result<(), raftgres_lab::LabError>| {
+    let cut = |what: &dyn Fn(&LabNetwork, &str) -> Result<(), raftgres_lab::LabError>| {
         let (net, ns) = (
             net.expect("a lab in network namespaces"),
             primary_ns.as_deref().expect("the primary's namespace"),
@@ -837,9 +861,11 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
                 .expect("restart the agent");
             let _ = tokio::time::timeout(Duration::from_secs(30), request).await;
         }
-        Fault::IsolatePrimary => cut(LabNetwork::isolate),
-        Fault::CutToPrimary => cut(LabNetwork::cut_inbound),
-        Fault::CutFromPrimary => cut(LabNetwork::cut_outbound),
+        Fault::IsolatePrimary => cut(&LabNetwork::isolate),
+        Fault::CutToPrimary => cut(&LabNetwork::cut_inbound),
+        Fault::CutFromPrimary => cut(&LabNetwork::cut_outbound),
+        Fault::SlowPrimaryLink => cut(&|net, ns| net.impair(ns, SLOW_LINK)),
+        Fault::LossyPrimaryLink => cut(&|net, ns| net.impair(ns, LOSSY_LINK)),
         Fault::FillPrimaryDisk => {
             let disk = disk.as_deref().expect("a lab on small disks");
             raftgres_lab::fill_disk(disk).expect("fill the primary's disk");

@@ -86,6 +86,16 @@ async fn nothing_leaves_the_primary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_primary_link() {
+    twice(Fault::SlowPrimaryLink).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_primary_link() {
+    twice(Fault::LossyPrimaryLink).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_primary_disk() {
     twice(Fault::FillPrimaryDisk).await;
 }
