@@ -60,12 +60,7 @@ pub fn unix_ms() -> u64 {
 }
 
 fn margin(state: &ClusterState) -> Duration {
-    Duration::from_millis(
-        state
-            .config
-            .as_ref()
-            .map_or(0, |c| c.values.lease_margin_ms),
-    )
+    state.timing().map_or(Duration::ZERO, |t| t.margin)
 }
 
 impl LeaseLoop {
@@ -218,7 +213,7 @@ impl LeaseLoop {
                 LeaseAction::Acquire { expected } => {
                     let requested = failover_candidate(state) == Some(self.me());
                     tracing::info!(member = self.me(), epoch = %expected.epoch, holder = ?state.lease.holder, requested, "lease expired or free; trying to acquire");
-                    let ttl_ms = state.config.as_ref().map_or(0, |c| c.values.ttl_ms);
+                    let ttl_ms = state.timing().map_or(0, |t| t.ttl_ms());
                     let command = Command::AcquireLease {
                         member: self.me().to_owned(),
                         expected,
@@ -274,7 +269,7 @@ impl LeaseLoop {
         Command::RenewLease {
             member: self.me().to_owned(),
             epoch,
-            ttl_ms: state.config.as_ref().map_or(0, |c| c.values.ttl_ms),
+            ttl_ms: state.timing().map_or(0, |t| t.ttl_ms()),
             lsn: primary.map(|d| d.lsn),
             timeline: primary.map(|d| d.timeline),
         }
@@ -320,7 +315,7 @@ impl LeaseLoop {
         match result {
             Ok(Ok(Applied::Lease { lease })) if lease.is_held_by(&me) => {
                 let state = self.consensus.local().state;
-                let ttl = Duration::from_millis(lease.ttl_ms);
+                let ttl = lease.ttl();
                 let margin = margin(&state);
                 let deadline = HolderLease::deadline_for(sent, ttl, margin);
                 if let Some(keeper) = self.keeper.as_mut() {
@@ -389,9 +384,9 @@ async fn witness_heartbeat(consensus: Consensus, me: String, mut shutdown: watch
     let mut heartbeat = 0;
     loop {
         let state = consensus.local().state;
-        let every = state.config.as_ref().map_or(REGISTER_RETRY, |c| {
-            heartbeat_interval(Duration::from_millis(c.values.ttl_ms))
-        });
+        let every = state
+            .timing()
+            .map_or(REGISTER_RETRY, |t| heartbeat_interval(t.ttl));
         if let Some(mut record) = state.members.get(&me).cloned() {
             heartbeat = heartbeat.max(record.heartbeat) + 1;
             record.heartbeat = heartbeat;

@@ -143,10 +143,8 @@ fn ms(d: std::time::Duration) -> u64 {
 fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
     let b = &config.bootstrap;
     ConfigValues {
-        ttl_ms: ms(b.ttl),
-        loop_wait_ms: ms(b.loop_wait),
+        timing: b.timing,
         retry_timeout_ms: ms(b.retry_timeout),
-        lease_margin_ms: ms(b.lease_margin),
         maximum_lag_on_failover: b.maximum_lag_on_failover,
         synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,
@@ -290,13 +288,10 @@ async fn adopt_lease(
         tracing::info!(member = me, %epoch, "the keeper's armed lease is no longer ours");
         return;
     }
-    let granted = std::time::Duration::from_millis(state.lease.ttl_ms).saturating_sub(
-        std::time::Duration::from_millis(
-            state
-                .config
-                .as_ref()
-                .map_or(0, |c| c.values.lease_margin_ms),
-        ),
+    let granted = state.lease.ttl().saturating_sub(
+        state
+            .timing()
+            .map_or(std::time::Duration::ZERO, |t| t.margin),
     );
     let sent = raftgres_ha::MonoInstant(deadline.0.saturating_sub(granted));
     belief::update(belief, |b| {

@@ -42,7 +42,7 @@ pub struct AgentOps {
     peers: Arc<Mutex<PeerObserver>>,
     /// The longest this member's Raft settings let an election take; a
     /// config change must leave the primary a longer renewal budget.
-    worst_raft_election_ms: u64,
+    worst_raft_election: Duration,
     /// This member's Postgres, to have it judge a config's server settings
     /// before they are committed; `None` on a witness.
     postgres: Option<PgSettings>,
@@ -140,15 +140,14 @@ impl AgentOps {
             operations,
             reloads,
             peers,
-            worst_raft_election_ms: u64::try_from(worst_raft_election.as_millis())
-                .unwrap_or(u64::MAX),
+            worst_raft_election,
             postgres,
         }
     }
 
     /// Heard from within a ttl, on this member's clock.
     fn fresh(&self, state: &ClusterState) -> impl Fn(&str) -> bool + use<> {
-        let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+        let ttl = state.report_ttl();
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let now = mono_now();
         move |name: &str| peers.is_fresh(name, now, ttl)
@@ -433,10 +432,7 @@ impl Operations for AgentOps {
     /// dynamic config there is no ttl, and nobody is called stale.
     fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         let state = self.consensus.local().state;
-        let ttl = state
-            .config
-            .as_ref()
-            .map(|c| Duration::from_millis(c.values.ttl_ms));
+        let ttl = state.timing().map(|t| t.ttl);
         let now = mono_now();
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         state
@@ -488,11 +484,12 @@ impl Operations for AgentOps {
                     }
                 }
             }
-            let budget_before = before.as_ref().map(|v| v.renewal_budget_ms());
-            if budget_before != Some(values.renewal_budget_ms()) {
+            let budget_before = before.as_ref().map(|v| v.timing.renewal_budget());
+            if budget_before != Some(values.timing.renewal_budget()) {
                 values
-                    .rides_out_election(self.worst_raft_election_ms)
-                    .map_err(OpError::Invalid)?;
+                    .timing
+                    .rides_out(self.worst_raft_election)
+                    .map_err(|e| OpError::Invalid(e.to_string()))?;
             }
             match self
                 .commit(Command::SetConfig {

@@ -166,9 +166,9 @@ impl PgLoop {
     /// The cluster's `loop_wait`; before its config is known (first start),
     /// the default one.
     fn loop_wait(state: &ClusterState) -> Duration {
-        state.config.as_ref().map_or(LOOP_WAIT_BEFORE_CONFIG, |c| {
-            Duration::from_millis(c.values.loop_wait_ms)
-        })
+        state
+            .timing()
+            .map_or(LOOP_WAIT_BEFORE_CONFIG, |t| t.loop_wait)
     }
 
     /// One request to the keeper; a refusal or a lost keeper is an error
@@ -701,7 +701,7 @@ impl PgLoop {
             m.streaming = *in_recovery && *streaming;
             m.pending_restart = local.pending_restart.clone();
         }
-        let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+        let ttl = state.report_ttl();
         let heartbeat_due = local
             .last_publish
             .is_none_or(|at| now - at >= raftgres_ha::heartbeat_interval(ttl));

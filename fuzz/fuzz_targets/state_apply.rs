@@ -243,10 +243,8 @@ fn holder_or_name(u: &mut Unstructured, state: &ClusterState) -> Result<String> 
 fn config_values(u: &mut Unstructured) -> Result<ConfigValues> {
     // Mostly a valid config (ttl 30 s), bent in one or two fields.
     let mut values = ConfigValues {
-        ttl_ms: 30_000,
-        loop_wait_ms: 1_000,
+        timing: raftgres_state::LeaseTiming::from_millis(30_000, 1_000, 2_000),
         retry_timeout_ms: 10_000,
-        lease_margin_ms: 2_000,
         maximum_lag_on_failover: 1 << 20,
         synchronous_mode: *u.choose(&[SyncMode::Off, SyncMode::On, SyncMode::Quorum])?,
         synchronous_mode_strict: u.arbitrary()?,
@@ -255,13 +253,13 @@ fn config_values(u: &mut Unstructured) -> Result<ConfigValues> {
         pause: u.arbitrary()?,
     };
     if u.ratio(1, 4)? {
-        values.ttl_ms = small(u)?;
+        values.timing.ttl = std::time::Duration::from_millis(small(u)?);
     }
     if u.ratio(1, 4)? {
-        values.lease_margin_ms = small(u)?;
+        values.timing.margin = std::time::Duration::from_millis(small(u)?);
     }
     if u.ratio(1, 4)? {
-        values.loop_wait_ms = small(u)?;
+        values.timing.loop_wait = std::time::Duration::from_millis(small(u)?);
     }
     if u.ratio(1, 8)? {
         values.retry_timeout_ms = small(u)?;

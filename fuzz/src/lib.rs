@@ -62,10 +62,8 @@ pub fn call(router: &Router, request: Request<Body>) -> Reply {
 /// A valid config, as a bootstrap would write it.
 pub fn config_values() -> ConfigValues {
     ConfigValues {
-        ttl_ms: 30_000,
-        loop_wait_ms: 10_000,
+        timing: raftgres_state::LeaseTiming::from_millis(30_000, 10_000, 2_000),
         retry_timeout_ms: 10_000,
-        lease_margin_ms: 2_000,
         maximum_lag_on_failover: 1 << 20,
         synchronous_mode: SyncMode::Off,
         synchronous_mode_strict: false,

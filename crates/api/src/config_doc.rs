@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use raftgres_state::{ConfigValues, SyncMode};
+use raftgres_state::{ConfigValues, LeaseTiming, SyncMode};
 use serde_json::{Map, Value};
 
 /// A patch or document that does not fit the config's shape. Answered
@@ -77,10 +77,10 @@ pub(crate) fn to_document(values: &ConfigValues) -> Value {
     let mut postgresql = Map::new();
     postgresql.insert(PARAMETERS.into(), Value::Object(parameters));
     let mut doc = Map::new();
-    doc.insert(TTL_MS.into(), values.ttl_ms.into());
-    doc.insert(LOOP_WAIT_MS.into(), values.loop_wait_ms.into());
+    doc.insert(TTL_MS.into(), values.timing.ttl_ms().into());
+    doc.insert(LOOP_WAIT_MS.into(), values.timing.loop_wait_ms().into());
     doc.insert(RETRY_TIMEOUT_MS.into(), values.retry_timeout_ms.into());
-    doc.insert(LEASE_MARGIN_MS.into(), values.lease_margin_ms.into());
+    doc.insert(LEASE_MARGIN_MS.into(), values.timing.margin_ms().into());
     doc.insert(
         MAXIMUM_LAG_ON_FAILOVER.into(),
         values.maximum_lag_on_failover.into(),
@@ -133,10 +133,12 @@ pub(crate) fn from_document(doc: &Value) -> Result<ConfigValues, ConfigDocError>
         .as_object()
         .ok_or_else(|| wrong_type(&format!("{POSTGRESQL}.{PARAMETERS}"), "an object"))?;
     Ok(ConfigValues {
-        ttl_ms: unsigned(TTL_MS, field(TTL_MS)?)?,
-        loop_wait_ms: unsigned(LOOP_WAIT_MS, field(LOOP_WAIT_MS)?)?,
+        timing: LeaseTiming::from_millis(
+            unsigned(TTL_MS, field(TTL_MS)?)?,
+            unsigned(LOOP_WAIT_MS, field(LOOP_WAIT_MS)?)?,
+            unsigned(LEASE_MARGIN_MS, field(LEASE_MARGIN_MS)?)?,
+        ),
         retry_timeout_ms: unsigned(RETRY_TIMEOUT_MS, field(RETRY_TIMEOUT_MS)?)?,
-        lease_margin_ms: unsigned(LEASE_MARGIN_MS, field(LEASE_MARGIN_MS)?)?,
         maximum_lag_on_failover: unsigned(
             MAXIMUM_LAG_ON_FAILOVER,
             field(MAXIMUM_LAG_ON_FAILOVER)?,
@@ -267,10 +269,8 @@ mod tests {
 
     fn values() -> ConfigValues {
         ConfigValues {
-            ttl_ms: 3000,
-            loop_wait_ms: 500,
+            timing: LeaseTiming::from_millis(3000, 500, 500),
             retry_timeout_ms: 1000,
-            lease_margin_ms: 500,
             maximum_lag_on_failover: 1_048_576,
             synchronous_mode: raftgres_state::SyncMode::Off,
             synchronous_mode_strict: false,
@@ -305,7 +305,7 @@ mod tests {
                     "postgresql": {"parameters": {"max_connections": 200, "jit": false}}}),
         );
         let mut want = values();
-        want.ttl_ms = 5000;
+        want.timing.ttl = std::time::Duration::from_millis(5000);
         want.pause = true;
         want.postgresql_parameters
             .insert("max_connections".into(), "200".into());

@@ -1,3 +1,4 @@
+use raftgres_state::LeaseTiming;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -359,17 +360,13 @@ impl RaftSettings {
 /// is first formed; later changes go through the cluster, not this file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapSettings {
-    /// Default 3000 ms: lease time-to-live.
-    pub ttl: Duration,
-    /// Default 250 ms: renew interval and loop period.
-    pub loop_wait: Duration,
+    /// Defaults: ttl 3000 ms (the lease's time to live), loop_wait 250 ms
+    /// (renew interval and loop period), margin 400 ms (the holder's
+    /// deadline is sent + ttl - margin).
+    pub timing: LeaseTiming,
     /// Default 1000 ms: how long a single Raft operation may take before the
     /// holder stops trying.
     pub retry_timeout: Duration,
-    /// Default 400 ms: the holder's deadline is sent + ttl - margin.
-    /// `loop_wait + lease_margin < ttl`, so the holder renews before its
-    /// deadline.
-    pub lease_margin: Duration,
     /// Default 1 MiB: bytes a replica may lag and still be promoted.
     pub maximum_lag_on_failover: u64,
 }

@@ -1,5 +1,6 @@
 //! The schema: which keys exist, their defaults, and the rules between them.
 
+use raftgres_state::LeaseTiming;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -1161,54 +1162,11 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
     let lease_margin_ms = section.u64_or("lease_margin_ms", 400)?;
     let maximum_lag_on_failover = section.u64_or("maximum_lag_on_failover", 1024 * 1024)?;
 
+    let timing = LeaseTiming::from_millis(ttl_ms, loop_wait_ms, lease_margin_ms);
+    timing
+        .validate_new()
+        .map_err(|e| ctx.invalid(&section.key(e.key()), e.message_in("bootstrap")))?;
     let ttl_key = section.key("ttl_ms");
-    let loop_wait_key = section.key("loop_wait_ms");
-    let lease_margin_key = section.key("lease_margin_ms");
-    ctx.check(&ttl_key, positive(ttl_ms))?;
-    if ttl_ms > raftgres_state::MAX_TTL_MS {
-        return Err(ctx.invalid(
-            &ttl_key,
-            format!(
-                "must be at most {} (10 minutes), got {ttl_ms}: it is in milliseconds, and \
-                 a longer lease leaves a dead primary unreplaced that long",
-                raftgres_state::MAX_TTL_MS
-            ),
-        ));
-    }
-    if lease_margin_ms >= ttl_ms {
-        return Err(ctx.invalid(
-            &lease_margin_key,
-            format!(
-                "must be less than {ttl_key} ({ttl_ms}), got {lease_margin_ms}: \
-                 the holder's deadline is ttl minus this margin"
-            ),
-        ));
-    }
-    let floor = raftgres_state::margin_floor_ms(ttl_ms);
-    if lease_margin_ms < floor {
-        return Err(ctx.invalid(
-            &lease_margin_key,
-            format!(
-                "must be at least {floor} with {ttl_key} {ttl_ms} ({ttl_key} / 500 + 100), \
-                 got {lease_margin_ms}: it covers clock-rate drift between members and \
-                 the holder's fencing delay; see docs/lease.md, \"The margin's floor\""
-            ),
-        ));
-    }
-    ctx.check(&loop_wait_key, positive(loop_wait_ms))?;
-    if loop_wait_ms
-        .checked_add(lease_margin_ms)
-        .is_none_or(|sum| sum >= ttl_ms)
-    {
-        return Err(ctx.invalid(
-            &loop_wait_key,
-            format!(
-                "plus {lease_margin_key} ({lease_margin_ms}) must be less than {ttl_key} \
-                 ({ttl_ms}), got {loop_wait_ms}: the holder must renew at least once \
-                 before its deadline"
-            ),
-        ));
-    }
     let retry_key = section.key("retry_timeout_ms");
     ctx.check(&retry_key, positive(retry_timeout_ms))?;
     if retry_timeout_ms > ttl_ms {
@@ -1222,22 +1180,10 @@ fn bootstrap(ctx: &Ctx, mut section: Section<'_>) -> Result<BootstrapSettings, C
     }
 
     Ok(BootstrapSettings {
-        ttl: Duration::from_millis(ttl_ms),
-        loop_wait: Duration::from_millis(loop_wait_ms),
+        timing,
         retry_timeout: Duration::from_millis(retry_timeout_ms),
-        lease_margin: Duration::from_millis(lease_margin_ms),
         maximum_lag_on_failover,
     })
-}
-
-/// How long the primary can go without a committed renewal and still renew
-/// in time: its deadline is `ttl - margin` after the last renewal that
-/// committed, and the next renewal may leave up to `loop_wait` after it.
-fn renewal_budget(bootstrap: &BootstrapSettings) -> Duration {
-    bootstrap
-        .ttl
-        .saturating_sub(bootstrap.lease_margin)
-        .saturating_sub(bootstrap.loop_wait)
 }
 
 /// Losing the Raft leader stops every commit until a new one is elected. If
@@ -1246,20 +1192,10 @@ fn renewal_budget(bootstrap: &BootstrapSettings) -> Duration {
 /// fails over. Safety does not depend on this; freedom from false failovers
 /// does.
 fn election_fits_lease(raft: &RaftSettings, bootstrap: &BootstrapSettings) -> Result<(), String> {
-    let election = raft.worst_election();
-    let budget = renewal_budget(bootstrap);
-    if election < budget {
-        return Ok(());
-    }
-    Err(format!(
-        "a Raft election can take up to {} ms (three and a half times this value plus five times \
-         raft.heartbeat_interval_ms), but the primary can go only {} ms without a \
-         renewal (bootstrap.ttl_ms minus bootstrap.lease_margin_ms minus \
-         bootstrap.loop_wait_ms): losing the Raft leader would fail the primary over. \
-         Lower the Raft election timeouts or raise bootstrap.ttl_ms",
-        election.as_millis(),
-        budget.as_millis()
-    ))
+    bootstrap
+        .timing
+        .rides_out(raft.worst_election())
+        .map_err(|e| e.message_in("bootstrap"))
 }
 
 fn check_self_in_members(

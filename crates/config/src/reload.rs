@@ -164,16 +164,14 @@ pub fn reload_plan(old: &AgentConfig, new: &AgentConfig) -> ReloadPlan {
             plan.cluster_wide.push(key);
         }
     };
-    cluster("bootstrap.ttl_ms", o.ttl != n.ttl);
-    cluster("bootstrap.loop_wait_ms", o.loop_wait != n.loop_wait);
+    let (ot, nt) = (&o.timing, &n.timing);
+    cluster("bootstrap.ttl_ms", ot.ttl != nt.ttl);
+    cluster("bootstrap.loop_wait_ms", ot.loop_wait != nt.loop_wait);
     cluster(
         "bootstrap.retry_timeout_ms",
         o.retry_timeout != n.retry_timeout,
     );
-    cluster(
-        "bootstrap.lease_margin_ms",
-        o.lease_margin != n.lease_margin,
-    );
+    cluster("bootstrap.lease_margin_ms", ot.margin != nt.margin);
     cluster(
         "bootstrap.maximum_lag_on_failover",
         o.maximum_lag_on_failover != n.maximum_lag_on_failover,

@@ -9,6 +9,7 @@ use raftgres_config::{
     PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
     RestApiTls, Tags, VerifyClient, load, load_with_env,
 };
+use raftgres_state::LeaseTiming;
 use tempfile::TempDir;
 
 const FULL: &str = "\
@@ -252,10 +253,8 @@ fn full_file_loads_every_value() {
                 },
             ],
             bootstrap: BootstrapSettings {
-                ttl: Duration::from_millis(4500),
-                loop_wait: Duration::from_millis(500),
+                timing: LeaseTiming::from_millis(4500, 500, 600),
                 retry_timeout: Duration::from_millis(800),
-                lease_margin: Duration::from_millis(600),
                 maximum_lag_on_failover: 42,
             },
         }
@@ -292,10 +291,8 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(
         config.bootstrap,
         BootstrapSettings {
-            ttl: Duration::from_millis(3000),
-            loop_wait: Duration::from_millis(250),
+            timing: LeaseTiming::from_millis(3000, 250, 400),
             retry_timeout: Duration::from_millis(1000),
-            lease_margin: Duration::from_millis(400),
             maximum_lag_on_failover: 1024 * 1024,
         }
     );
@@ -343,7 +340,7 @@ fn empty_optional_sections_get_defaults() {
         "{MINIMAL}tags: {{}}\nbootstrap: {{}}\nrestapi: {{}}\n"
     ));
     assert_eq!(config.tags.failover_priority, 1);
-    assert_eq!(config.bootstrap.ttl, Duration::from_millis(3000));
+    assert_eq!(config.bootstrap.timing.ttl, Duration::from_millis(3000));
     assert_eq!(config.restapi, load_yaml(MINIMAL).restapi);
 }
 
@@ -1244,10 +1241,10 @@ fn lease_margin_below_its_floor_is_refused() {
         }
     }
     let at_floor = load_yaml(&edit(FULL, "lease_margin_ms: 600", "lease_margin_ms: 109"));
-    assert_eq!(at_floor.bootstrap.lease_margin, Duration::from_millis(109));
+    assert_eq!(at_floor.bootstrap.timing.margin, Duration::from_millis(109));
     // The shipped defaults (ttl 3000, margin 400) sit well above it.
     assert_eq!(
-        load_yaml(MINIMAL).bootstrap.lease_margin,
+        load_yaml(MINIMAL).bootstrap.timing.margin,
         Duration::from_millis(400)
     );
 }

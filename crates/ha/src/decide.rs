@@ -83,10 +83,6 @@ impl<'a> Observation<'a> {
         self.me_member().is_some_and(tagged_in)
     }
 
-    fn ttl(&self) -> Duration {
-        Duration::from_millis(self.state.config.as_ref().map_or(0, |c| c.values.ttl_ms))
-    }
-
     /// Data that belongs to this cluster (or any data while it has none yet).
     fn data_is_ours(&self) -> bool {
         match (&self.state.identity, self.pg.data()) {
@@ -143,7 +139,7 @@ impl<'a> Observation<'a> {
                 && tagged_in(m)
                 && m.pg_state == PgState::Running
                 && m.role == MemberRole::Replica
-                && self.peers.is_fresh(&m.name, self.now, self.ttl())
+                && self.peers.is_fresh(&m.name, self.now, self.state.report_ttl())
                 // A peer that may not take the lease (off the timeline, or
                 // not synchronous) never competes: deferring to it would
                 // leave the lease to nobody.
@@ -224,7 +220,10 @@ impl<'a> Observation<'a> {
         if !data.was_primary || !self.data_is_ours() {
             return None;
         }
-        let fresh = |m: &Member| self.peers.is_fresh(&m.name, self.now, self.ttl());
+        let fresh = |m: &Member| {
+            self.peers
+                .is_fresh(&m.name, self.now, self.state.report_ttl())
+        };
         let to = handover_target(self.state, switchover.to.as_deref(), &fresh)?;
         (to.replay_lsn? > data.lsn).then(|| to.name.clone())
     }
@@ -266,7 +265,7 @@ pub(crate) fn is_live_replica(
     now: MonoInstant,
     name: &str,
 ) -> bool {
-    let ttl = Duration::from_millis(state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+    let ttl = state.report_ttl();
     state.members.get(name).is_some_and(|m| {
         m.pg_state == PgState::Running
             && m.role == MemberRole::Replica
@@ -311,7 +310,7 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
             };
         }
         let renew_at = match holding {
-            Some(h) => h.last_renew_sent + Duration::from_millis(config.values.loop_wait_ms),
+            Some(h) => h.last_renew_sent + config.values.timing.loop_wait,
             // The state names us but we know no deadline (restart, or a reply
             // lost): only a committed renewal can tell us one.
             None => o.now,
@@ -390,10 +389,8 @@ mod tests {
             config: Some(DynamicConfig {
                 version: 1,
                 values: ConfigValues {
-                    ttl_ms: 2000,
-                    loop_wait_ms: 400,
+                    timing: raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
                     retry_timeout_ms: 1000,
-                    lease_margin_ms: 400,
                     maximum_lag_on_failover: 0,
                     synchronous_mode: raftgres_state::SyncMode::Off,
                     synchronous_mode_strict: false,

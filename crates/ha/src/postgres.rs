@@ -8,7 +8,6 @@ use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use crate::timeline::data_on_current_timeline;
 use raftgres_state::{ClusterState, Member, MemberRole, PgState};
-use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -87,7 +86,7 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
         PgView::Running {
             in_recovery: false, ..
         } => {
-            let ttl = Duration::from_millis(o.state.config.as_ref().map_or(0, |c| c.values.ttl_ms));
+            let ttl = o.state.report_ttl();
             let fresh = |m: &Member| o.peers.is_fresh(&m.name, o.now, ttl);
             Some(
                 match switchover_candidate(o.state, switchover.to.as_deref(), &fresh) {

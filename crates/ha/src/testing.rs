@@ -14,10 +14,8 @@ pub fn at(ms: u64) -> MonoInstant {
 
 pub fn values() -> ConfigValues {
     ConfigValues {
-        ttl_ms: 2000,
-        loop_wait_ms: 400,
+        timing: raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
         retry_timeout_ms: 1000,
-        lease_margin_ms: 400,
         maximum_lag_on_failover: 1000,
         synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,

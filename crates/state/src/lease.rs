@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// The fencing token: it grows every time the lease gets a new holder, so a
 /// command or a write stamped with an older epoch can be told apart.
@@ -65,6 +66,12 @@ impl Lease {
         }
     }
 
+    /// The ttl this version was acquired or renewed with: it, not the
+    /// config's, says when the lease expires and the holder's deadline.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+
     pub fn is_held_by(&self, member: &str) -> bool {
         self.holder.as_deref() == Some(member)
     }
@@ -89,20 +96,4 @@ impl Lease {
             self.timeline_owner = None;
         }
     }
-}
-
-/// Clock-rate bound: each member's `CLOCK_MONOTONIC` runs within 1000 ppm
-/// of real time (NTP slews at most 500 ppm, crystals drift about 100 ppm),
-/// so the holder's and an observer's clocks disagree by up to `ttl / 500`.
-const MARGIN_RATE_DIVISOR: u64 = 500;
-/// Reaction bound: the holder's timers waking late on a loaded host, plus
-/// the fence finding and SIGKILLing every server process.
-const MARGIN_REACTION_MS: u64 = 100;
-
-/// The smallest `lease_margin_ms` the lease rules are safe with for a lease
-/// of `ttl_ms` (docs/lease.md, "The margin's floor").
-pub fn margin_floor_ms(ttl_ms: u64) -> u64 {
-    ttl_ms
-        .div_ceil(MARGIN_RATE_DIVISOR)
-        .saturating_add(MARGIN_REACTION_MS)
 }

@@ -10,12 +10,14 @@ mod address;
 mod command;
 mod lease;
 mod model;
+mod timing;
 
 pub use address::HostPort;
 pub use command::{Applied, Command, Rejection, Response};
-pub use lease::{Epoch, Lease, LeaseVersion, margin_floor_ms};
+pub use lease::{Epoch, Lease, LeaseVersion};
 pub use model::{
     AGENT_MANAGED_PARAMETERS, ClusterIdentity, ClusterState, ConfigValues, DynamicConfig,
-    HistoryEntry, Lsn, MAX_TTL_MS, Member, MemberRole, PendingRestart, PgState, ReportedPosition,
-    Switchover, SyncMode, Tags,
+    HistoryEntry, Lsn, Member, MemberRole, PendingRestart, PgState, ReportedPosition, Switchover,
+    SyncMode, Tags,
 };
+pub use timing::{LeaseTiming, MAX_TTL_MS, TimingError, margin_floor_ms};

@@ -1,7 +1,9 @@
 use crate::lease::{Epoch, Lease};
+use crate::timing::LeaseTiming;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 /// A PostgreSQL WAL position in bytes.
 #[derive(
@@ -124,18 +126,13 @@ pub const AGENT_MANAGED_PARAMETERS: &[&str] = &[
     "recovery_target_inclusive",
 ];
 
-/// The longest `ttl_ms` accepted (10 minutes). A longer lease is almost
-/// always seconds typed as milliseconds times a thousand, and would leave a
-/// dead primary unreplaced for that long.
-pub const MAX_TTL_MS: u64 = 600_000;
-
 /// The settings every member must agree on, changed only by compare-and-set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigValues {
-    pub ttl_ms: u64,
-    pub loop_wait_ms: u64,
+    /// `ttl_ms`, `loop_wait_ms` and `lease_margin_ms`.
+    #[serde(flatten)]
+    pub timing: LeaseTiming,
     pub retry_timeout_ms: u64,
-    pub lease_margin_ms: u64,
     pub maximum_lag_on_failover: u64,
     pub synchronous_mode: SyncMode,
     pub synchronous_mode_strict: bool,
@@ -145,65 +142,11 @@ pub struct ConfigValues {
 }
 
 impl ConfigValues {
-    /// How long the primary can go without a committed renewal and still
-    /// renew in time: its deadline is `ttl - margin` after the last renewal
-    /// that committed, and the next may leave up to `loop_wait` after it.
-    pub fn renewal_budget_ms(&self) -> u64 {
-        self.ttl_ms
-            .saturating_sub(self.lease_margin_ms)
-            .saturating_sub(self.loop_wait_ms)
-    }
-
-    /// Whether the primary rides out a Raft election that takes up to
-    /// `worst_election_ms`: every loss of the Raft leader stops all commits,
-    /// renewals included, until a new one is elected. Not a safety rule; a
-    /// config that fails it turns each loss of the Raft leader into a
-    /// failover. The message names the keys to change.
-    pub fn rides_out_election(&self, worst_election_ms: u64) -> Result<(), String> {
-        let budget = self.renewal_budget_ms();
-        if budget > worst_election_ms {
-            return Ok(());
-        }
-        Err(format!(
-            "ttl_ms ({}) minus lease_margin_ms ({}) minus loop_wait_ms ({}) leaves the primary \
-             {budget} ms without a renewal, but a Raft election can take up to \
-             {worst_election_ms} ms with this member's raft settings (three and a half times \
-             raft.election_timeout_max_ms plus five times raft.heartbeat_interval_ms): losing the Raft \
-             leader would fail the primary over. Raise ttl_ms, or lower loop_wait_ms or \
-             lease_margin_ms",
-            self.ttl_ms, self.lease_margin_ms, self.loop_wait_ms
-        ))
-    }
-
     /// Checks the relations the lease rules depend on; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.ttl_ms == 0 {
-            return Err("ttl_ms must be greater than 0".into());
-        }
-        if self.lease_margin_ms >= self.ttl_ms {
-            return Err(format!(
-                "lease_margin_ms ({}) must be smaller than ttl_ms ({})",
-                self.lease_margin_ms, self.ttl_ms
-            ));
-        }
-        let floor = crate::margin_floor_ms(self.ttl_ms);
-        if self.lease_margin_ms < floor {
-            return Err(format!(
-                "lease_margin_ms ({}) must be at least {floor} with ttl_ms {} (ttl_ms / 500 + 100): \
-                 it covers clock-rate drift between members and the holder's fencing delay; \
-                 see docs/lease.md, \"The margin's floor\"",
-                self.lease_margin_ms, self.ttl_ms
-            ));
-        }
-        if self.loop_wait_ms == 0
-            || self.loop_wait_ms.saturating_add(self.lease_margin_ms) >= self.ttl_ms
-        {
-            return Err(format!(
-                "loop_wait_ms ({}) must be > 0 and loop_wait_ms + lease_margin_ms ({}) smaller than ttl_ms ({}), \
-                 so the holder renews before its deadline",
-                self.loop_wait_ms, self.lease_margin_ms, self.ttl_ms
-            ));
-        }
+        self.timing
+            .validate()
+            .map_err(|e| format!("{} {e}", e.key()))?;
         if self.retry_timeout_ms == 0 {
             return Err("retry_timeout_ms must be greater than 0".into());
         }
@@ -222,21 +165,16 @@ impl ConfigValues {
     /// tightening that would make members of two versions apply the same
     /// entry differently.
     pub fn validate_edit(&self) -> Result<(), String> {
-        // First: a ttl in the wrong unit fails every other rule too, and
-        // this message names the mistake.
-        if self.ttl_ms > MAX_TTL_MS {
-            return Err(format!(
-                "ttl_ms ({}) must be at most {MAX_TTL_MS} (10 minutes): ttl_ms is in milliseconds, \
-                 and a longer lease leaves a dead primary unreplaced that long",
-                self.ttl_ms
-            ));
-        }
+        self.timing
+            .validate_new()
+            .map_err(|e| format!("{} {e}", e.key()))?;
         self.validate()?;
-        if self.retry_timeout_ms > self.ttl_ms {
+        if Duration::from_millis(self.retry_timeout_ms) > self.timing.ttl {
             return Err(format!(
                 "retry_timeout_ms ({}) must be at most ttl_ms ({}): a Raft operation that may \
                  wait longer than the lease lasts cannot keep it",
-                self.retry_timeout_ms, self.ttl_ms
+                self.retry_timeout_ms,
+                self.timing.ttl_ms()
             ));
         }
         if self.synchronous_node_count > MAX_SYNCHRONOUS_NODE_COUNT {
@@ -426,4 +364,19 @@ pub struct ClusterState {
     pub positions: BTreeMap<String, ReportedPosition>,
     pub switchover: Option<Switchover>,
     pub history: Vec<HistoryEntry>,
+}
+
+impl ClusterState {
+    /// The dynamic config's lease timing; `None` before the cluster has a
+    /// config. Expiry and deadlines use the lease's own ttl instead
+    /// ([`Lease::ttl`]), see `timing.rs`.
+    pub fn timing(&self) -> Option<LeaseTiming> {
+        self.config.as_ref().map(|c| c.values.timing)
+    }
+
+    /// How long a member's report stays fresh: the config's ttl, and zero
+    /// (nothing is fresh) before the cluster has a config.
+    pub fn report_ttl(&self) -> Duration {
+        self.timing().map_or(Duration::ZERO, |t| t.ttl)
+    }
 }

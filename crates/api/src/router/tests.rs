@@ -164,10 +164,8 @@ impl Operations for FakeOps {
 
 fn config_values() -> ConfigValues {
     ConfigValues {
-        ttl_ms: 3000,
-        loop_wait_ms: 500,
+        timing: raftgres_state::LeaseTiming::from_millis(3000, 500, 500),
         retry_timeout_ms: 1000,
-        lease_margin_ms: 500,
         maximum_lag_on_failover: 1_048_576,
         synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,
@@ -656,7 +654,7 @@ async fn patch_config_merges_and_deletes_a_parameter() {
         json!({"parameters": {"jit": "off", "max_connections": "100"}})
     );
     let mut want = config_values();
-    want.ttl_ms = 4000;
+    want.timing.ttl = std::time::Duration::from_millis(4000);
     want.postgresql_parameters.remove("work_mem");
     want.postgresql_parameters
         .insert("jit".into(), "off".into());
@@ -717,11 +715,11 @@ async fn patch_config_refuses_bad_keys_and_values() {
         (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
         (
             r#"{"lease_margin_ms": 3000}"#,
-            "lease_margin_ms (3000) must be smaller than ttl_ms",
+            "lease_margin_ms must be less than ttl_ms (3000), got 3000",
         ),
         (
             r#"{"lease_margin_ms": 0}"#,
-            "lease_margin_ms (0) must be at least 106",
+            "lease_margin_ms must be at least 106 with ttl_ms 3000",
         ),
         (r#"[]"#, "JSON object"),
         (
@@ -742,7 +740,7 @@ async fn patch_config_refuses_bad_keys_and_values() {
         ),
         (
             r#"{"ttl_ms": 3000000}"#,
-            "ttl_ms (3000000) must be at most 600000",
+            "ttl_ms must be at most 600000 (10 minutes), got 3000000",
         ),
         (
             r#"{"retry_timeout_ms": 60000}"#,

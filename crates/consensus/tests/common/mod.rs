@@ -47,10 +47,8 @@ pub fn settings(node_id: NodeId, snapshot_every_logs: u64) -> Settings {
 /// Valid dynamic config values (the same as the state crate's unit tests use).
 pub fn config_values() -> ConfigValues {
     ConfigValues {
-        ttl_ms: 2000,
-        loop_wait_ms: 400,
+        timing: raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
         retry_timeout_ms: 1000,
-        lease_margin_ms: 400,
         maximum_lag_on_failover: 1 << 20,
         synchronous_mode: raftgres_state::SyncMode::Off,
         synchronous_mode_strict: false,

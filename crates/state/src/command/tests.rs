@@ -1,12 +1,12 @@
 use super::*;
+use crate::LeaseTiming;
 use crate::model::{MemberRole, PgState, SyncMode, Tags};
+use std::time::Duration;
 
 fn values() -> ConfigValues {
     ConfigValues {
-        ttl_ms: 2000,
-        loop_wait_ms: 400,
+        timing: LeaseTiming::from_millis(2000, 400, 400),
         retry_timeout_ms: 1000,
-        lease_margin_ms: 400,
         maximum_lag_on_failover: 1 << 20,
         synchronous_mode: SyncMode::Off,
         synchronous_mode_strict: false,
@@ -132,7 +132,7 @@ fn initialize_is_set_once() {
 fn bootstrap_config_first_wins_and_validates() {
     let mut s = ClusterState::default();
     let mut bad = values();
-    bad.lease_margin_ms = 2000;
+    bad.timing.margin = Duration::from_millis(2000);
     assert!(matches!(
         s.apply(&Command::BootstrapConfig { values: bad }),
         Err(Rejection::Invalid { .. })
@@ -141,7 +141,7 @@ fn bootstrap_config_first_wins_and_validates() {
     s.apply(&Command::BootstrapConfig { values: values() })
         .unwrap();
     let mut other = values();
-    other.ttl_ms = 9000;
+    other.timing.ttl = Duration::from_millis(9000);
     let out = s
         .apply(&Command::BootstrapConfig { values: other })
         .unwrap();
@@ -181,7 +181,7 @@ fn set_config_is_compare_and_set() {
         })
     );
     let mut bad = values();
-    bad.loop_wait_ms = 1700;
+    bad.timing.loop_wait = Duration::from_millis(1700);
     assert!(matches!(
         s.apply(&Command::SetConfig {
             expected_version: 1,
@@ -204,9 +204,11 @@ fn set_config_is_compare_and_set() {
 fn config_validation_names_each_rule() {
     type Spoil = fn(&mut ConfigValues);
     let cases: [(&str, Spoil); 5] = [
-        ("ttl_ms", |v| v.ttl_ms = 0),
-        ("lease_margin_ms", |v| v.lease_margin_ms = v.ttl_ms),
-        ("loop_wait_ms", |v| v.loop_wait_ms = 0),
+        ("ttl_ms", |v| v.timing.ttl = Duration::from_millis(0)),
+        ("lease_margin_ms", |v| v.timing.margin = v.timing.ttl),
+        ("loop_wait_ms", |v| {
+            v.timing.loop_wait = Duration::from_millis(0)
+        }),
         ("retry_timeout_ms", |v| v.retry_timeout_ms = 0),
         ("synchronous_node_count", |v| {
             v.synchronous_mode = SyncMode::On;
@@ -220,29 +222,6 @@ fn config_validation_names_each_rule() {
         assert!(err.contains(key), "{key}: {err}");
     }
     assert_eq!(values().validate(), Ok(()));
-}
-
-#[test]
-fn the_renewal_budget_must_outlast_the_worst_raft_election() {
-    // ttl 2000 - margin 400 - loop_wait 400.
-    assert_eq!(values().renewal_budget_ms(), 1200);
-    assert_eq!(values().rides_out_election(1199), Ok(()));
-    for worst in [1200, 3150] {
-        let err = values().rides_out_election(worst).unwrap_err();
-        for named in [
-            "ttl_ms",
-            "lease_margin_ms",
-            "loop_wait_ms",
-            "1200 ms",
-            &format!("{worst} ms"),
-        ] {
-            assert!(err.contains(named), "{named} missing from {err}");
-        }
-    }
-    let mut tiny = values();
-    tiny.lease_margin_ms = 3000;
-    assert_eq!(tiny.renewal_budget_ms(), 0, "saturates instead of wrapping");
-    assert!(tiny.rides_out_election(0).is_err());
 }
 
 #[test]
@@ -865,8 +844,8 @@ fn an_epoch_only_release_or_transfer_is_refused_at_decode() {
 fn lease_margin_below_its_floor_is_refused() {
     for (ttl_ms, floor) in [(2000, 104), (3000, 106), (3001, 107), (60_000, 220)] {
         let mut v = values();
-        v.ttl_ms = ttl_ms;
-        v.lease_margin_ms = floor - 1;
+        v.timing.ttl = Duration::from_millis(ttl_ms);
+        v.timing.margin = Duration::from_millis(floor - 1);
         let err = v.validate().unwrap_err();
         for named in [
             "lease_margin_ms",
@@ -878,11 +857,11 @@ fn lease_margin_below_its_floor_is_refused() {
                 "ttl {ttl_ms}: {named} missing from {err}"
             );
         }
-        v.lease_margin_ms = floor;
+        v.timing.margin = Duration::from_millis(floor);
         assert_eq!(v.validate(), Ok(()), "ttl {ttl_ms}");
     }
     let mut zero = values();
-    zero.lease_margin_ms = 0;
+    zero.timing.margin = Duration::from_millis(0);
     assert!(zero.validate().unwrap_err().contains("lease_margin_ms"));
     // A PATCH /config that lowers the margin below the floor is refused
     // and changes nothing.
@@ -933,10 +912,13 @@ fn an_edit_refuses_what_would_be_stored_and_ignored() {
                     .insert("synchronous_standby_names".into(), "*".into());
             },
         ),
-        ("ttl_ms (600001) must be at most 600000", |v| {
-            v.ttl_ms = crate::MAX_TTL_MS + 1;
-            v.lease_margin_ms = 2000;
-        }),
+        (
+            "ttl_ms must be at most 600000 (10 minutes), got 600001",
+            |v| {
+                v.timing.ttl = Duration::from_millis(crate::MAX_TTL_MS + 1);
+                v.timing.margin = Duration::from_millis(2000);
+            },
+        ),
         (
             "retry_timeout_ms (2001) must be at most ttl_ms (2000)",
             |v| v.retry_timeout_ms = 2001,
