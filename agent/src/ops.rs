@@ -12,11 +12,10 @@ use raftgres_api::{
 };
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::PeerObserver;
-use raftgres_ha::switchover_candidate;
+use raftgres_ha::{holder_running_primary, switchover_candidate};
 use raftgres_postgres::{PgError, PgSettings, check_parameters};
 use raftgres_state::{
-    Applied, ClusterState, Command, ConfigValues, DynamicConfig, MemberRole, PgState, Rejection,
-    Switchover,
+    Applied, ClusterState, Command, ConfigValues, DynamicConfig, PgState, Rejection, Switchover,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -98,14 +97,9 @@ fn refused(rejection: Rejection) -> OpError {
 
 /// The holder, when its record says it runs the primary and it still reports.
 fn healthy_leader<'a>(state: &'a ClusterState, fresh: &dyn Fn(&str) -> bool) -> Option<&'a str> {
-    let holder = state.lease.holder.as_deref()?;
-    state
-        .members
-        .get(holder)
-        .filter(|m| {
-            m.role == MemberRole::Primary && m.pg_state == PgState::Running && fresh(holder)
-        })
-        .map(|_| holder)
+    holder_running_primary(state)
+        .filter(|m| fresh(&m.name))
+        .map(|m| m.name.as_str())
 }
 
 impl AgentOps {

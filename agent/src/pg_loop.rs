@@ -10,7 +10,8 @@ use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
     Configured, DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, StandbyView,
-    SyncStep, WaitFor, decide_postgres, due_switchover, plan_sync, wait_for,
+    SyncStep, WaitFor, decide_postgres, due_switchover, holder_running_primary, plan_sync,
+    wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
@@ -1104,14 +1105,7 @@ impl PgLoop {
                         "I am the leader, can not reinitialize".into(),
                     ));
                 }
-                let Some(source) = state
-                    .lease
-                    .holder
-                    .as_deref()
-                    .and_then(|h| state.members.get(h))
-                    .filter(|m| m.role == MemberRole::Primary && m.pg_state == PgState::Running)
-                    .map(|m| m.name.clone())
-                else {
+                let Some(source) = holder_running_primary(state).map(|m| m.name.clone()) else {
                     return Err(OpError::Unavailable(
                         "no running primary to clone from; try again once the cluster has one"
                             .into(),

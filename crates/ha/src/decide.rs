@@ -1,12 +1,12 @@
 //! What to do about the lease, one row of the decision table per situation.
 
+use crate::candidacy::{live_rival, may_compete, rank, recorded_rank, tagged_in, within_lag};
 use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
 use crate::local::PgView;
 use crate::peers::PeerObserver;
 use crate::switchover::{due_switchover, failover_candidate, handover_target};
 use crate::timeline::{data_on_current_timeline, on_current_timeline};
-use raftgres_state::{ClusterState, Epoch, LeaseVersion, Lsn, Member, MemberRole, PgState};
-use std::cmp::Reverse;
+use raftgres_state::{ClusterState, Epoch, LeaseVersion, Member, MemberRole, PgState};
 use std::time::Duration;
 
 /// Everything one decision looks at.
@@ -64,14 +64,6 @@ pub enum LeaseAction {
     },
 }
 
-/// Candidates are ordered by WAL, then priority, then name (lower wins).
-type Rank<'a> = (Lsn, u32, Reverse<&'a str>);
-
-/// Candidates are judged by applied WAL, as this member judges itself.
-fn member_lsn(m: &Member) -> Lsn {
-    m.replay_lsn.unwrap_or_default()
-}
-
 impl<'a> Observation<'a> {
     fn me_member(&self) -> Option<&'a Member> {
         self.state.members.get(self.me)
@@ -96,12 +88,15 @@ impl<'a> Observation<'a> {
     /// not too far behind the last primary position, and no fresh peer better.
     fn can_lead(&self) -> bool {
         // In synchronous mode only a member with every acknowledged commit.
-        if !self.eligible() || !self.data_is_ours() || !self.state.may_take_lease(self.me) {
-            return false;
-        }
-        let Some(config) = &self.state.config else {
+        let Some(me) = self.me_member() else {
             return false;
         };
+        if may_compete(self.state, me).is_err()
+            || !self.data_is_ours()
+            || self.state.config.is_none()
+        {
+            return false;
+        }
         if self.state.identity.is_none() {
             // The first holder creates the database.
             return matches!(
@@ -123,33 +118,18 @@ impl<'a> Observation<'a> {
         {
             return false;
         }
-        let behind = self
-            .state
-            .lease
-            .last_lsn
-            .unwrap_or_default()
-            .bytes_since(data.lsn);
-        if behind > config.values.maximum_lag_on_failover {
+        if within_lag(self.state, self.me, data.lsn).is_err() {
             return false;
         }
-        let priority = self.me_member().map_or(0, |m| m.tags.failover_priority);
-        let mine: Rank<'_> = (data.lsn, priority, Reverse(self.me));
+        let mine = rank(me, data.lsn);
+        let fresh = |m: &Member| {
+            self.peers
+                .is_fresh(&m.name, self.now, self.state.report_ttl())
+        };
         !self.state.members.values().any(|m| {
             m.name != self.me
-                && tagged_in(m)
-                && m.pg_state == PgState::Running
-                && m.role == MemberRole::Replica
-                && self.peers.is_fresh(&m.name, self.now, self.state.report_ttl())
-                // A peer that may not take the lease (off the timeline, or
-                // not synchronous) never competes: deferring to it would
-                // leave the lease to nobody.
-                && on_current_timeline(self.state, &m.name, m.timeline, false).is_ok()
-                && self.state.may_take_lease(&m.name)
-                && (
-                    member_lsn(m),
-                    m.tags.failover_priority,
-                    Reverse(m.name.as_str()),
-                ) > mine
+                && live_rival(self.state, m, &fresh).is_ok()
+                && recorded_rank(m) > mine
         })
     }
 
@@ -272,10 +252,6 @@ pub(crate) fn is_live_replica(
             && peers.is_fresh(name, now, ttl * 2)
             && on_current_timeline(state, name, m.timeline, false).is_ok()
     })
-}
-
-pub(crate) fn tagged_in(m: &Member) -> bool {
-    !m.witness && !m.tags.nofailover && m.tags.failover_priority > 0
 }
 
 fn earliest(a: Option<MonoInstant>, b: Option<MonoInstant>) -> Option<MonoInstant> {

@@ -5,6 +5,7 @@
 //! Architecture invariant: pure. No I/O, no clock, no Raft types; it reads
 //! the replicated model from `raftgres-state` and returns actions.
 
+mod candidacy;
 mod decide;
 mod lease;
 mod local;
@@ -18,6 +19,10 @@ mod sync;
 mod testing;
 mod timeline;
 
+pub use candidacy::{
+    Rank, Unfit, holder_running_primary, live_rival, may_compete, rank, recorded_rank, tagged_in,
+    within_lag,
+};
 pub use decide::{LeaseAction, Observation, decide};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};

@@ -7,6 +7,7 @@
 //! every pooler before the old primary stops, so clients wait instead of
 //! failing.
 
+use crate::candidacy::holder_running_primary;
 use crate::switchover::due_switchover;
 use raftgres_state::{ClusterState, Epoch, Member, MemberRole, PgState};
 
@@ -22,10 +23,6 @@ pub struct PoolerPlan {
     pub pause_for: Option<Epoch>,
 }
 
-fn runs_primary(m: &Member) -> bool {
-    m.role == MemberRole::Primary && m.pg_state == PgState::Running && m.pg_address.is_some()
-}
-
 /// `holds_valid_lease`: this member's own judgement of its lease, now.
 pub fn pooler_plan(
     state: &ClusterState,
@@ -33,12 +30,8 @@ pub fn pooler_plan(
     holds_valid_lease: bool,
     now_unix_ms: u64,
 ) -> PoolerPlan {
-    let write = state
-        .lease
-        .holder
-        .as_deref()
-        .and_then(|h| state.members.get(h))
-        .filter(|m| runs_primary(m) && (m.name != me || holds_valid_lease))
+    let write = holder_running_primary(state)
+        .filter(|m| m.name != me || holds_valid_lease)
         .map(|m| m.name.clone());
     let mut read: Vec<String> = state
         .members

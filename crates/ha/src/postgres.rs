@@ -1,13 +1,14 @@
 //! What to do with the local Postgres, one row of the table per situation.
 //! The lease itself is decided in `decide`; this reads whether we hold it.
 
+use crate::candidacy::holder_running_primary;
 use crate::lease::MonoInstant;
 use crate::local::PgView;
 use crate::peers::PeerObserver;
 use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use crate::timeline::data_on_current_timeline;
-use raftgres_state::{ClusterState, Member, MemberRole, PgState};
+use raftgres_state::{ClusterState, Member};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -62,21 +63,6 @@ pub enum PgAction {
     AbandonSwitchover {
         reason: String,
     },
-}
-
-/// The holder, once it reports a running primary: cloning, rewinding or
-/// following it any earlier (while it still starts or promotes) would copy
-/// the old timeline, and pg_rewind would find "no rewind required".
-fn usable_source<'a>(state: &'a ClusterState, holder: &'a str) -> Option<&'a str> {
-    state
-        .members
-        .get(holder)
-        .filter(|m| {
-            m.pg_address.is_some()
-                && m.role == MemberRole::Primary
-                && m.pg_state == PgState::Running
-        })
-        .map(|m| m.name.as_str())
 }
 
 /// The holder's part of a due switchover, if it has one to play now.
@@ -176,8 +162,8 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
             PgView::Absent | PgView::Busy { .. } => PgAction::None,
         };
     }
-    let holder = o.state.lease.holder.as_deref().filter(|h| *h != o.me);
-    let Some(holder) = holder else {
+    let another_leads = o.state.lease.holder.as_deref().is_some_and(|h| h != o.me);
+    if !another_leads {
         // Nobody leads: keep replica data running so it can be a candidate.
         return match pg {
             PgView::Stopped { data } | PgView::Down { data, .. }
@@ -187,15 +173,14 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
             }
             _ => PgAction::None,
         };
-    };
+    }
     if identity.is_none() {
         // The holder is still creating the database.
         return PgAction::None;
     }
-    let Some(source) = usable_source(o.state, holder) else {
+    let Some(source) = holder_running_primary(o.state).map(|m| m.name.clone()) else {
         return PgAction::None;
     };
-    let source = source.to_owned();
     match pg {
         PgView::Uninitialized => PgAction::Clone { source },
         _ if foreign => PgAction::Clone { source },

@@ -9,10 +9,8 @@
 //! the lease expires: a failover (`from: None`), or a switchover whose
 //! holder died before it could hand over.
 
-use crate::decide::tagged_in;
-use crate::timeline::on_current_timeline;
+use crate::candidacy::{Unfit, live_rival, may_compete, recorded_rank, within_lag};
 use raftgres_state::{ClusterState, Member, MemberRole, PgState, Switchover};
-use std::cmp::Reverse;
 use std::time::Duration;
 
 /// How long a holder that stopped for a switchover waits for the candidate
@@ -48,54 +46,24 @@ pub fn unfit_candidate(
     state: &ClusterState,
     m: &Member,
     fresh: &dyn Fn(&Member) -> bool,
-) -> Option<String> {
-    let name = &m.name;
-    if m.witness {
-        return Some(format!("{name} is a witness and runs no Postgres"));
+) -> Option<Unfit> {
+    fit_candidate(state, m, fresh).err()
+}
+
+fn fit_candidate(
+    state: &ClusterState,
+    m: &Member,
+    fresh: &dyn Fn(&Member) -> bool,
+) -> Result<(), Unfit> {
+    if state.lease.is_held_by(&m.name) {
+        return Err(Unfit::HoldsLease(m.name.clone()));
     }
-    if !tagged_in(m) {
-        return Some(format!(
-            "{name} is tagged nofailover (or failover_priority 0) and may not become primary"
-        ));
+    may_compete(state, m)?;
+    if m.pg_state == PgState::Running && m.role == MemberRole::Replica && !m.streaming {
+        return Err(Unfit::NotStreaming(m.name.clone()));
     }
-    if state.lease.is_held_by(name) {
-        return Some(format!("{name} already holds the lease"));
-    }
-    if !state.may_take_lease(name) {
-        return Some(format!(
-            "{name} is not a synchronous standby; in synchronous mode only {:?} may take over",
-            state.sync_set
-        ));
-    }
-    if m.pg_state != PgState::Running || m.role != MemberRole::Replica {
-        return Some(format!(
-            "{name} is not a running replica (role {:?}, state {:?})",
-            m.role, m.pg_state
-        ));
-    }
-    if !m.streaming {
-        return Some(format!("{name} is not streaming from the primary"));
-    }
-    if !fresh(m) {
-        return Some(format!("{name} has not reported its status recently"));
-    }
-    let max_lag = state
-        .config
-        .as_ref()
-        .map_or(0, |c| c.values.maximum_lag_on_failover);
-    let lag = state
-        .lease
-        .last_lsn
-        .unwrap_or_default()
-        .bytes_since(m.replay_lsn.unwrap_or_default());
-    if lag > max_lag {
-        return Some(format!(
-            "{name} lags {lag} bytes behind the primary, more than maximum_lag_on_failover ({max_lag})"
-        ));
-    }
-    on_current_timeline(state, name, m.timeline, false)
-        .err()
-        .map(|off| off.to_string())
+    live_rival(state, m, fresh)?;
+    within_lag(state, &m.name, m.replay_lsn.unwrap_or_default())
 }
 
 /// The member a switchover hands the lease to: `to` if it is fit, else the
@@ -111,7 +79,7 @@ pub fn switchover_candidate(
             return Err(format!("candidate {to} is not a member of this cluster"));
         };
         return match unfit_candidate(state, m, fresh) {
-            Some(reason) => Err(reason),
+            Some(reason) => Err(reason.to_string()),
             None => Ok(to.to_owned()),
         };
     }
@@ -119,13 +87,7 @@ pub fn switchover_candidate(
         .members
         .values()
         .filter(|m| unfit_candidate(state, m, fresh).is_none())
-        .max_by_key(|m| {
-            (
-                m.replay_lsn.unwrap_or_default(),
-                m.tags.failover_priority,
-                Reverse(m.name.as_str()),
-            )
-        })
+        .max_by_key(|m| recorded_rank(m))
         .map(|m| m.name.clone())
         .ok_or_else(|| {
             "no replica can take over: none is a fresh, streaming replica within maximum_lag_on_failover"
@@ -146,22 +108,8 @@ pub fn handover_target<'a>(
         .members
         .values()
         .filter(|m| to.is_none_or(|to| m.name == to))
-        .filter(|m| {
-            tagged_in(m)
-                && !state.lease.is_held_by(&m.name)
-                && state.may_take_lease(&m.name)
-                && m.pg_state == PgState::Running
-                && m.role == MemberRole::Replica
-                && fresh(m)
-                && on_current_timeline(state, &m.name, m.timeline, false).is_ok()
-        })
-        .max_by_key(|m| {
-            (
-                m.replay_lsn.unwrap_or_default(),
-                m.tags.failover_priority,
-                Reverse(m.name.as_str()),
-            )
-        })
+        .filter(|m| !state.lease.is_held_by(&m.name) && live_rival(state, m, fresh).is_ok())
+        .max_by_key(|m| recorded_rank(m))
 }
 
 /// The candidate a pending request names: once the lease expires, it

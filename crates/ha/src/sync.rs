@@ -20,7 +20,7 @@
 //! One step per round, each taken only once the previous one is visible
 //! (committed or reloaded).
 
-use crate::decide::tagged_in;
+use crate::candidacy::tagged_in;
 use raftgres_state::{ClusterState, ConfigValues, Lsn, SyncMode};
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@ use super::*;
 use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
 use crate::testing::{at, cluster, data};
-use raftgres_state::ReportedPosition;
+use raftgres_state::{Lsn, ReportedPosition};
 
 fn replica(lsn: u64) -> PgView {
     PgView::Running {
