@@ -7,7 +7,9 @@
 //!
 //! Architecture invariant: this crate knows pgbouncer and nothing of Raft,
 //! leases or HA policy. The caller decides where clients go; this crate
-//! makes pgbouncer do it.
+//! makes pgbouncer do it: [`Applied::plan`] orders the steps, [`converge`]
+//! runs them. The agent and `raftgresctl pooler` both go through these, so
+//! the orders below are written once.
 //!
 //! # What pgbouncer 1.18 does, and what follows from it
 //!
@@ -56,12 +58,16 @@
 
 mod admin;
 mod error;
+mod execute;
 mod file;
 mod routes;
 mod settings;
+mod transition;
 
 pub use admin::{Admin, AdminTarget, DatabaseStatus, PoolStatus};
 pub use error::{PoolerError, Result};
+pub use execute::{Executed, converge, fence_at_start};
 pub use file::write_databases_file;
 pub use routes::{NO_SERVER_HOST, Routes, Target, render_databases};
 pub use settings::PoolerSettings;
+pub use transition::{Action, Applied, Desired};
