@@ -14,7 +14,7 @@ mod lab_cmd;
 mod operate;
 mod patch;
 mod pooler;
-mod pooler_plan;
+mod pooler_routes;
 mod prompt;
 mod target;
 mod yaml;

@@ -1,16 +1,19 @@
 //! `raftgresctl pooler`: keeps a pgbouncer on a host without Postgres
 //! pointed at the primary, following the cluster through any member's REST
-//! API. The decisions are in `pooler_plan`; this is the I/O around them.
+//! API. Where clients go is read in `pooler_routes`; the steps that take
+//! pgbouncer there are `raftgres_pooler`'s, as on a member.
 
 use crate::cli::PoolerArgs;
 use crate::client::{Call, endpoint};
 use crate::cluster::Finder;
 use crate::error::CtlError;
-use crate::pooler_plan::{self, Action, Applied};
+use crate::pooler_routes;
 use anyhow::Context;
 use raftgres_pooler::{
-    Admin, AdminTarget, PoolerError, PoolerSettings, Routes, Target, write_databases_file,
+    Admin, AdminTarget, Desired, PoolerError, PoolerSettings, Routes, Target, converge,
+    fence_at_start,
 };
+use std::convert::Infallible;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -23,6 +26,10 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// `PoolerSettings` wants one; this command never PAUSEs, as it takes no
 /// part in a switchover's handshake.
 const UNUSED_PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What pgbouncer does, as far as this command knows. It takes no part in
+/// a switchover's handshake, so it has no switchover to pause for.
+type Applied = raftgres_pooler::Applied<Infallible>;
 
 /// The options as `raftgres_pooler`'s settings, checked, with an error that
 /// names the flag.
@@ -123,12 +130,9 @@ pub async fn run(finder: &mut Finder, args: PoolerArgs) -> anyhow::Result<()> {
     let mut stop = Stop::listen()?;
     let interval = Duration::from_millis(args.interval_ms);
     let db = settings.write_db.as_str();
-    // Fenced first, whatever pgbouncer did before: its entry may name a
-    // stale primary, or no server, where one client's login would shut
-    // the pool for server_login_retry.
-    loop {
-        match admin.fence(db).await {
-            Ok(()) => break,
+    let mut applied: Applied = loop {
+        match fence_at_start(&admin, &settings).await {
+            Ok(applied) => break applied,
             Err(e) => log.failure(format!("cannot fence database {db:?} at start: {e}")),
         }
         tokio::select! {
@@ -138,12 +142,11 @@ pub async fn run(finder: &mut Finder, args: PoolerArgs) -> anyhow::Result<()> {
             }
             () = tokio::time::sleep(interval) => {}
         }
-    }
+    };
     log.recovered();
     log.line(&format!(
         "database {db:?} fenced at start; following the cluster"
     ));
-    let mut applied = Applied::fenced();
     loop {
         // A round is bounded by its calls' timeouts; a signal does not wait
         // for it, and the next start fences again anyway.
@@ -177,7 +180,7 @@ async fn once(
     let mut applied = match databases.iter().find(|d| d.name == db) {
         Some(row) => Applied::observed(row.host.as_deref(), row.port, row.disabled),
         // An entry pgbouncer does not know yet: the RELOAD adds it.
-        None => Applied::observed(None, 0, false),
+        None => Applied::unknown(),
     };
     let wanted = wanted(finder, settings).await;
     apply(settings, admin, &mut applied, &wanted, log).await?;
@@ -212,14 +215,14 @@ async fn wanted(finder: &mut Finder, settings: &PoolerSettings) -> Wanted {
         Ok(cluster) => cluster,
         Err(e) => {
             return Wanted {
-                routes: pooler_plan::routes(settings, None, Vec::new()),
+                routes: pooler_routes::routes(settings, None, Vec::new()),
                 leader: None,
                 why_none: Some(e.to_string()),
             };
         }
     };
-    let replicas = pooler_plan::replicas(&cluster.view);
-    let (write, leader, why_none) = match pooler_plan::leader(&cluster.view) {
+    let replicas = pooler_routes::replicas(&cluster.view);
+    let (write, leader, why_none) = match pooler_routes::leader(&cluster.view) {
         Ok(leader) => match confirm(finder, &leader).await {
             Ok(()) => (Some(leader.target), Some(leader.name), None),
             Err(why) => (None, None, Some(why)),
@@ -231,7 +234,7 @@ async fn wanted(finder: &mut Finder, settings: &PoolerSettings) -> Wanted {
         ),
     };
     Wanted {
-        routes: pooler_plan::routes(settings, write, replicas),
+        routes: pooler_routes::routes(settings, write, replicas),
         leader,
         why_none,
     }
@@ -239,7 +242,7 @@ async fn wanted(finder: &mut Finder, settings: &PoolerSettings) -> Wanted {
 
 /// The leader's own word that it holds a valid lease and runs a writable
 /// primary: `GET /primary` answers 200.
-async fn confirm(finder: &Finder, leader: &pooler_plan::Leader) -> Result<(), String> {
+async fn confirm(finder: &Finder, leader: &pooler_routes::Leader) -> Result<(), String> {
     let Some(api) = &leader.api else {
         return Err(format!(
             "leader {} has no api_url in /cluster to confirm it with",
@@ -256,8 +259,7 @@ async fn confirm(finder: &Finder, leader: &pooler_plan::Leader) -> Result<(), St
         .map_err(|e| format!("leader {} is not confirmed as primary: {e}", leader.name))
 }
 
-/// Runs the planned console commands in order, recording each that
-/// succeeded, and logs the change.
+/// Takes pgbouncer where `wanted` says and logs the change.
 async fn apply(
     settings: &PoolerSettings,
     admin: &Admin,
@@ -265,45 +267,13 @@ async fn apply(
     wanted: &Wanted,
     log: &mut Log,
 ) -> Result<(), PoolerError> {
-    let desired = &wanted.routes;
-    let actions = applied.plan(desired);
-    if actions.is_empty() {
-        return Ok(());
-    }
     let before = applied.clone();
-    let db = settings.write_db.as_str();
-    for &action in &actions {
-        match action {
-            Action::Fence => admin.fence(db).await?,
-            Action::Rewrite => rewrite(settings, admin, desired).await?,
-            Action::Enable => admin.enable(db).await?,
-            Action::KillResume => {
-                admin.kill(db).await?;
-                admin.resume(Some(db)).await?;
-            }
-        }
-        applied.record(action, desired);
-    }
-    log.recovered();
-    log.line(&describe(settings, &before, applied, wanted));
-    Ok(())
-}
-
-async fn rewrite(
-    settings: &PoolerSettings,
-    admin: &Admin,
-    routes: &Routes,
-) -> Result<(), PoolerError> {
-    write_databases_file(&settings.databases_file, routes)?;
-    // Always RELOAD: the file may have been written by an earlier run
-    // whose RELOAD never happened.
-    admin.reload().await?;
-    if let Some(read_db) = &routes.read_db {
-        if routes.read.is_empty() {
-            admin.disable(read_db).await?;
-        } else {
-            admin.enable(read_db).await?;
-        }
+    let desired = Desired::without_switchover(wanted.routes.clone());
+    // Never `PauseUnfinished`: nothing here asks for a pause.
+    converge(admin, settings, applied, &desired).await?;
+    if *applied != before {
+        log.recovered();
+        log.line(&describe(settings, &before, applied, wanted));
     }
     Ok(())
 }
