@@ -1,19 +1,19 @@
 //! The imperative shell around `raftgres_ha::pooler_plan`: keeps the local
-//! pgbouncer's databases file pointed where the plan says, and drives its
-//! admin console. The order of console commands follows what pgbouncer 1.18
-//! does (see `raftgres_pooler`'s documentation):
-//! - no primary, or this member lost its lease: fence the write database
-//!   first (clients refused and dropped), then point it at no server;
-//! - a due switchover: PAUSE, publish that it is paused, and keep the old
-//!   entry until the new primary runs; then rewrite, RELOAD, RESUME;
-//! - a new primary after a fence: rewrite, RELOAD, ENABLE.
+//! pgbouncer where the plan says, through `raftgres_pooler`'s one planner of
+//! console commands (its module `transition` gives the order). What is the
+//! agent's own: the lease deadline as a wake-up, how long a switchover's
+//! pause may wait for a new primary, and reporting the pause in the member
+//! record, which the holder waits for before it stops Postgres.
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
 use crate::lease_loop::unix_ms;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{MonoInstant, pooler_plan};
-use raftgres_pooler::{Admin, PoolerError, PoolerSettings, Routes, Target, write_databases_file};
+use raftgres_pooler::{
+    Admin, Applied, Desired, Executed, PoolerError, PoolerSettings, Target, converge,
+    fence_at_start,
+};
 use raftgres_state::{ClusterState, Epoch, HostPort};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -42,14 +42,10 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// primary runs; a switchover takes about a second.
 const PAUSE_HOLD: Duration = Duration::from_secs(15);
 
-/// What the loop believes the pgbouncer is doing.
-#[derive(Default)]
-struct Applied {
-    /// The routes last written and reloaded.
-    routes: Option<Routes>,
-    /// The write database is DISABLEd (no primary to send clients to).
-    fenced: bool,
-    paused_for: Option<Epoch>,
+/// What the loop believes pgbouncer does, and since when a switchover's
+/// pause holds its clients.
+struct Tracked {
+    applied: Applied<Epoch>,
     paused_since: Option<MonoInstant>,
 }
 
@@ -64,15 +60,21 @@ impl PoolerLoop {
         // Fenced first, whatever the file says: a client reaching an entry
         // with no server (or a stale one) would lock the pool for
         // `server_login_retry` once a primary is known.
-        let mut applied = Applied::default();
-        loop {
+        let mut tracked = loop {
             if self.live.has_changed().unwrap_or(false) {
                 admin = self.admin();
             }
-            match self.fence_at_start(&admin).await {
-                Ok(()) => {
-                    applied.fenced = true;
-                    break;
+            match fence_at_start(&admin, &self.settings).await {
+                Ok(applied) => {
+                    // The start writes the file only for an entry pgbouncer
+                    // did not know.
+                    if applied.routes.is_some() {
+                        tracing::info!(member = %self.member, database = %self.settings.write_db, file = %self.settings.databases_file.display(), "pgbouncer did not know the write database; added it with no server");
+                    }
+                    break Tracked {
+                        applied,
+                        paused_since: None,
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(member = %self.member, error = %e, "cannot fence pgbouncer at start; retrying");
@@ -82,7 +84,7 @@ impl PoolerLoop {
                     }
                 }
             }
-        }
+        };
         let mut states = self.consensus.subscribe();
         loop {
             if self.live.has_changed().unwrap_or(false) {
@@ -93,7 +95,7 @@ impl PoolerLoop {
             let now = mono_now();
             let belief = belief::read(&self.belief);
             let holds = belief.holds_valid(&state.lease, &self.member, now);
-            let wake = match self.step(&admin, &state, holds, &mut applied).await {
+            let wake = match self.step(&admin, &state, holds, &mut tracked).await {
                 Ok(()) => {
                     let mut wake = IDLE_WAKE;
                     // The write database must be fenced the moment this
@@ -116,21 +118,6 @@ impl PoolerLoop {
         }
     }
 
-    /// DISABLE needs an entry to act on. A databases file that does not
-    /// name the write database yet (a provisioning tool creates it empty,
-    /// since pgbouncer refuses to start without its `%include`) first gets
-    /// one that points at no server, so the window before DISABLE can reach
-    /// no Postgres at all.
-    async fn fence_at_start(&self, admin: &Admin) -> Result<(), PoolerError> {
-        let db = self.settings.write_db.as_str();
-        if !admin.show_databases().await?.iter().any(|d| d.name == db) {
-            tracing::info!(member = %self.member, database = db, file = %self.settings.databases_file.display(), "pgbouncer does not know the write database yet; adding it with no server");
-            self.rewrite(admin, &self.settings.routes(None, Vec::new()))
-                .await?;
-        }
-        admin.fence(db).await
-    }
-
     /// The console client with the admin credentials last loaded.
     fn admin(&mut self) -> Admin {
         if let Some((user, password)) = self.live.borrow_and_update().pooler_admin.clone() {
@@ -140,14 +127,6 @@ impl PoolerLoop {
         Admin::new(self.settings.admin.clone())
     }
 
-    fn publish(&self, applied: &Applied) {
-        self.status.send_if_modified(|s| {
-            let changed = s.paused_for != applied.paused_for;
-            s.paused_for = applied.paused_for;
-            changed
-        });
-    }
-
     /// One round: at most a few console commands, in the order that keeps
     /// clients waiting or refused, never writing to a non-primary.
     async fn step(
@@ -155,7 +134,7 @@ impl PoolerLoop {
         admin: &Admin,
         state: &ClusterState,
         holds_valid_lease: bool,
-        applied: &mut Applied,
+        tracked: &mut Tracked,
     ) -> Result<(), PoolerError> {
         let plan = pooler_plan(state, &self.member, holds_valid_lease, unix_ms());
         let write = plan.write.as_deref().and_then(|n| target_of(state, n));
@@ -164,110 +143,64 @@ impl PoolerLoop {
             .iter()
             .filter_map(|n| target_of(state, n))
             .collect();
-        let routes = self.settings.routes(write, read);
-        let db = self.settings.write_db.as_str();
-        let current_write = applied.routes.as_ref().and_then(|r| r.write.clone());
-
-        if let Some(epoch) = plan.pause_for
-            && applied.paused_for != Some(epoch)
-        {
-            // A fenced pool sends nothing anywhere: nothing to pause. The
-            // holder waits for every live pooler's report, so one is always
-            // made: a PAUSE that times out (long transactions) or fails
-            // (console unreachable) is reported too, and the switchover
-            // goes on rather than waiting for ever.
-            if current_write.is_some() && !applied.fenced {
-                match admin.pause(Some(db), self.settings.pause_timeout).await {
-                    Ok(()) => {
-                        tracing::info!(member = %self.member, %epoch, database = db, "switchover: pgbouncer paused");
-                    }
-                    Err(e) => {
-                        tracing::warn!(member = %self.member, %epoch, error = %e, "switchover: PAUSE did not finish; going on");
-                    }
-                }
-            }
-            applied.paused_for = Some(epoch);
-            applied.paused_since = Some(mono_now());
-            self.publish(applied);
-            return Ok(());
-        }
-
-        if applied.routes.as_ref() != Some(&routes) {
-            match (&routes.write, applied.paused_for) {
-                // Mid-switchover (also after the transfer, until the new
-                // primary runs) the old entry stays: a paused pool sends
-                // nothing anywhere, and its clients wait without pgbouncer
-                // dialing. Past PAUSE_HOLD it is fenced like any failover.
-                (None, Some(_))
-                    if applied
-                        .paused_since
-                        .is_some_and(|since| mono_now() - since < PAUSE_HOLD) =>
-                {
-                    return Ok(());
-                }
-                (None, _) => {
-                    if !applied.fenced {
-                        admin.fence(db).await?;
-                        applied.fenced = true;
-                        tracing::warn!(member = %self.member, database = db, "no primary to send clients to: pgbouncer fenced");
-                    }
-                    self.rewrite(admin, &routes).await?;
-                    if applied.paused_for.take().is_some() {
-                        admin.resume(Some(db)).await?;
-                        self.publish(applied);
-                    }
-                }
-                // Paused and the primary has not moved yet: a RELOAD now
-                // (say for the read entry) could make pgbouncer dial, and a
-                // RESUME would let clients at the stopping primary.
-                (Some(target), Some(_)) if current_write.as_ref() == Some(target) => {
-                    return Ok(());
-                }
-                (Some(target), _) => {
-                    let moved = current_write.as_ref() != Some(target);
-                    self.rewrite(admin, &routes).await?;
-                    if applied.fenced {
-                        admin.enable(db).await?;
-                        applied.fenced = false;
-                    } else if moved && applied.paused_for.is_none() {
-                        // Unplanned: sessions on the old primary must go.
-                        admin.kill(db).await?;
-                        admin.resume(Some(db)).await?;
-                    }
-                    if applied.paused_for.take().is_some() {
-                        admin.resume(Some(db)).await?;
-                        self.publish(applied);
-                    }
-                    if moved {
-                        tracing::info!(member = %self.member, database = db, primary = %target, "pgbouncer points at the primary");
-                    }
-                }
-            }
-            applied.routes = Some(routes);
-            return Ok(());
-        }
-
-        // A switchover that was abandoned or cancelled: let clients go on.
-        if applied.paused_for.is_some() && plan.pause_for.is_none() {
-            admin.resume(Some(db)).await?;
-            applied.paused_for = None;
-            self.publish(applied);
-        }
-        Ok(())
+        let desired = Desired {
+            routes: self.settings.routes(write, read),
+            pause_for: plan.pause_for,
+            pause_expired: tracked
+                .paused_since
+                .is_none_or(|since| mono_now() - since >= PAUSE_HOLD),
+        };
+        let before = tracked.applied.clone();
+        let executed = converge(admin, &self.settings, &mut tracked.applied, &desired).await;
+        let pause_error = match &executed {
+            Ok(Executed::PauseUnfinished(e)) => Some(e),
+            _ => None,
+        };
+        self.report(&before, tracked, pause_error);
+        executed.map(drop)
     }
 
-    async fn rewrite(&self, admin: &Admin, routes: &Routes) -> Result<(), PoolerError> {
-        write_databases_file(&self.settings.databases_file, routes)?;
-        // Always RELOAD: the file may have been written by an earlier agent
-        // whose RELOAD never happened.
-        admin.reload().await?;
-        if let Some(read_db) = &routes.read_db {
-            if routes.read.is_empty() {
-                admin.disable(read_db).await?;
-            } else {
-                admin.enable(read_db).await?;
-            }
+    /// Logs and publishes what changed, also when a later step failed, and
+    /// starts the clock of a new pause.
+    fn report(
+        &self,
+        before: &Applied<Epoch>,
+        tracked: &mut Tracked,
+        pause_error: Option<&PoolerError>,
+    ) {
+        let after = &tracked.applied;
+        let db = self.settings.write_db.as_str();
+        if after.fenced && !before.fenced {
+            tracing::warn!(member = %self.member, database = db, "no primary to send clients to: pgbouncer fenced");
         }
-        Ok(())
+        if let Some(primary) = after
+            .serving
+            .as_ref()
+            .filter(|t| before.serving.as_ref() != Some(*t))
+        {
+            tracing::info!(member = %self.member, database = db, %primary, "pgbouncer points at the primary");
+        }
+        let paused_for = after.paused_for;
+        if paused_for == before.paused_for {
+            return;
+        }
+        if let Some(epoch) = paused_for {
+            match pause_error {
+                Some(e) => {
+                    tracing::warn!(member = %self.member, %epoch, error = %e, "switchover: PAUSE did not finish; going on");
+                }
+                None if before.serves() => {
+                    tracing::info!(member = %self.member, %epoch, database = db, "switchover: pgbouncer paused");
+                }
+                // A fenced pool sends nothing anywhere: it was not PAUSEd.
+                None => {}
+            }
+            tracked.paused_since = Some(mono_now());
+        }
+        self.status.send_if_modified(|s| {
+            let changed = s.paused_for != paused_for;
+            s.paused_for = paused_for;
+            changed
+        });
     }
 }
