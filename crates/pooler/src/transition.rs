@@ -144,13 +144,12 @@ impl<S: Copy + PartialEq> Applied<S> {
                 }
             }
             Some(primary) => {
-                // Paused and the primary has not moved yet: a RELOAD (say
-                // for the read entry) could make pgbouncer dial, and a
-                // RESUME would let clients at the stopping primary.
-                if paused
-                    && self.serving.as_ref() == Some(primary)
-                    && (rewrite || desired.pause_for.is_some())
-                {
+                // Paused for a switchover still due, and the primary has
+                // not moved yet: a RELOAD (say for the read entry) could
+                // make pgbouncer dial, and a RESUME would let clients at
+                // the stopping primary. Once it is no longer due, that
+                // primary stays: rewrite and RESUME.
+                if paused && self.serving.as_ref() == Some(primary) && desired.pause_for.is_some() {
                     return actions;
                 }
                 if rewrite {

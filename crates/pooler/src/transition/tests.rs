@@ -142,20 +142,21 @@ fn the_steps_for_each_failover_situation() {
 fn the_steps_for_each_switchover_situation() {
     #[rustfmt::skip]
     let rows: Vec<(&str, Applied<Switchover>, Desired<Switchover>, Plan)> = vec![
-        ("due while serving",                 serving(A),                  due(to(A), 1),                 vec![Pause(1)]),
-        ("due while fenced",                  fenced_nowhere(),            due(nowhere(), 1),             vec![PauseFenced(1)]),
-        ("due: the pause goes first, alone",  serving(A),                  due(to(B), 1),                 vec![Pause(1)]),
-        ("paused for it already",             paused(serving(A), 1),       due(to(A), 1),                 vec![]),
-        ("a later switchover pauses again",   paused(serving(A), 1),       due(to(A), 2),                 vec![Pause(2)]),
-        ("paused, reads changed: no RELOAD",  paused(serving(A), 1),       due(routes(Some(A), &[C]), 1), vec![]),
-        ("paused, old primary stopped",       paused(serving(A), 1),       due(nowhere(), 1),             vec![]),
-        ("paused, lease moved, not promoted", paused(serving(A), 1),       want(nowhere()),               vec![]),
-        ("paused, no primary for too long",   paused(serving(A), 1),       expired(nowhere()),            vec![Fence, Rewrite, Resume]),
-        ("paused, the new primary runs",      paused(serving(A), 1),       want(to(B)),                   vec![Rewrite, Resume]),
-        ("paused while fenced, a primary",    paused(fenced_nowhere(), 1), want(to(B)),                   vec![Rewrite, Enable, Resume]),
-        ("paused while fenced, still none",   paused(fenced_nowhere(), 1), due(nowhere(), 1),             vec![]),
-        ("cancelled",                         paused(serving(A), 1),       want(to(A)),                   vec![Resume]),
-        ("cancelled while fenced",            paused(fenced_nowhere(), 1), want(nowhere()),               vec![Resume]),
+        ("due while serving",                  serving(A),                  due(to(A), 1),                 vec![Pause(1)]),
+        ("due while fenced",                   fenced_nowhere(),            due(nowhere(), 1),             vec![PauseFenced(1)]),
+        ("due: the pause goes first, alone",   serving(A),                  due(to(B), 1),                 vec![Pause(1)]),
+        ("paused for it already",              paused(serving(A), 1),       due(to(A), 1),                 vec![]),
+        ("a later switchover pauses again",    paused(serving(A), 1),       due(to(A), 2),                 vec![Pause(2)]),
+        ("paused, reads changed: no RELOAD",   paused(serving(A), 1),       due(routes(Some(A), &[C]), 1), vec![]),
+        ("paused, old primary stopped",        paused(serving(A), 1),       due(nowhere(), 1),             vec![]),
+        ("paused, lease moved, not promoted",  paused(serving(A), 1),       want(nowhere()),               vec![]),
+        ("paused, no primary for too long",    paused(serving(A), 1),       expired(nowhere()),            vec![Fence, Rewrite, Resume]),
+        ("paused, the new primary runs",       paused(serving(A), 1),       want(to(B)),                   vec![Rewrite, Resume]),
+        ("paused while fenced, a primary",     paused(fenced_nowhere(), 1), want(to(B)),                   vec![Rewrite, Enable, Resume]),
+        ("paused while fenced, still none",    paused(fenced_nowhere(), 1), due(nowhere(), 1),             vec![]),
+        ("cancelled",                          paused(serving(A), 1),       want(to(A)),                   vec![Resume]),
+        ("cancelled while fenced",             paused(fenced_nowhere(), 1), want(nowhere()),               vec![Resume]),
+        ("cancelled, reads changed meanwhile", paused(serving(A), 1),       want(routes(Some(A), &[C])),   vec![Rewrite, Resume]),
     ];
     for (situation, applied, desired, steps) in rows {
         assert_eq!(applied.plan(&desired), steps, "{situation}");
