@@ -274,7 +274,7 @@ pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&st
 
 async fn checkpoint_source(settings: &PgSettings, upstream: &Upstream) -> Result<()> {
     const OP: &str = "CHECKPOINT on the rewind source";
-    let client = crate::control::connect(
+    let client = crate::session::connect(
         settings,
         settings.tls.connector()?,
         &upstream.host,

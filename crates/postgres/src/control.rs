@@ -1,12 +1,13 @@
 //! Control queries over a superuser connection to the local server.
 
-use crate::error::{PgError, Result, describe};
+use crate::error::{PgError, Result};
 use crate::lsn::Lsn;
+use crate::session::{Session, connect, query_error};
 use crate::settings::PgSettings;
 use crate::version::sql;
 use std::time::Duration;
-use tokio_postgres::types::{PgLsn, ToSql};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres::types::PgLsn;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A server's own view, read in a few queries.
@@ -396,149 +397,6 @@ impl Control {
             client: connect(s, tls.clone(), s.control_host(), s.port, &s.superuser).await?,
             query_timeout: s.query_timeout,
         })
-    }
-}
-
-/// A connection with every query bounded. Dropping it (also on timeout)
-/// closes the connection, which makes the server cancel a running query at
-/// its next check.
-struct Session {
-    client: Client,
-    query_timeout: Duration,
-}
-
-impl Session {
-    async fn query_one(
-        &self,
-        operation: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row> {
-        self.query(operation, sql, params)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| PgError::Query {
-                operation,
-                reason: "the query returned no row".to_owned(),
-            })
-    }
-
-    async fn query(
-        &self,
-        operation: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
-        self.query_bounded(operation, self.query_timeout, sql, params)
-            .await
-    }
-
-    async fn query_bounded(
-        &self,
-        operation: &'static str,
-        bound: Duration,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
-        self.try_query(operation, bound, sql, params)
-            .await?
-            .map_err(|e| query_error(operation, &e))
-    }
-
-    /// The outer error is about getting an answer in time; the inner one is
-    /// the server's answer, left to the caller to interpret.
-    async fn try_query(
-        &self,
-        operation: &'static str,
-        bound: Duration,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Result<Vec<Row>, tokio_postgres::Error>> {
-        tokio::time::timeout(bound, self.client.query(sql, params))
-            .await
-            .map_err(|_| PgError::Timeout {
-                operation,
-                after: bound,
-            })
-    }
-}
-
-/// Opens a connection to database `postgres`, bounded by
-/// `settings.connect_timeout`.
-/// `tls` is `settings.tls.connector()`, which callers that connect often
-/// build once.
-pub(crate) async fn connect(
-    settings: &PgSettings,
-    tls: Option<MakeRustlsConnect>,
-    host: &str,
-    port: u16,
-    login: &crate::settings::Login,
-) -> Result<Client> {
-    let addr = crate::Upstream {
-        host: host.to_owned(),
-        port,
-    }
-    .to_string();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port)
-        .user(&login.user)
-        .password(login.password.expose())
-        .dbname("postgres")
-        .application_name("raftgres-control")
-        .connect_timeout(settings.connect_timeout)
-        .ssl_mode(settings.tls.tokio_mode());
-    // The two kinds of connection differ in type only.
-    type Driver = std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send,
-        >,
-    >;
-    let connecting = async {
-        match tls {
-            Some(tls) => config
-                .connect(tls)
-                .await
-                .map(|(client, connection)| (client, Box::pin(connection) as Driver)),
-            None => config
-                .connect(NoTls)
-                .await
-                .map(|(client, connection)| (client, Box::pin(connection) as Driver)),
-        }
-    };
-    let connected = tokio::time::timeout(settings.connect_timeout, connecting)
-        .await
-        .map_err(|_| PgError::Connect {
-            addr: addr.clone(),
-            reason: format!("no answer within {:?}", settings.connect_timeout),
-        })?;
-    let (client, connection) =
-        connected.map_err(|e| match crate::tls::refused_certificate(&e) {
-            Some(reason) => PgError::Tls {
-                reason: format!(
-                    "{addr}'s certificate is refused under sslmode {}: {reason}",
-                    settings.tls.mode.as_libpq()
-                ),
-            },
-            None => PgError::Connect {
-                addr: addr.clone(),
-                reason: describe(&e),
-            },
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(addr, error = %describe(&e), "control connection ended");
-        }
-    });
-    Ok(client)
-}
-
-fn query_error(operation: &'static str, e: &tokio_postgres::Error) -> PgError {
-    PgError::Query {
-        operation,
-        reason: describe(e),
     }
 }
 

@@ -32,6 +32,7 @@ mod files;
 mod lsn;
 mod postmaster;
 mod procfs;
+mod session;
 mod settings;
 mod spawner;
 mod tls;

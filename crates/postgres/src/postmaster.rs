@@ -214,7 +214,7 @@ impl Postmaster {
     }
 
     async fn probe(&self, settings: &PgSettings, tls: Option<MakeRustlsConnect>) -> Result<String> {
-        let client = crate::control::connect(
+        let client = crate::session::connect(
             settings,
             tls,
             settings.control_host(),
