@@ -65,8 +65,9 @@ pub enum Fault {
     CutToPrimary,
     /// The other way: nothing the primary sends arrives.
     CutFromPrimary,
-    /// Every frame to and from the primary 200 ms late for 10 s: a
-    /// round trip of 400 ms, a slow intercontinental link.
+    /// Every frame to and from the primary 100 ms late for 10 s: a round
+    /// trip of 200 ms, across a continent, still inside the default Raft
+    /// timing (elections after 250 to 500 ms of silence).
     SlowPrimaryLink,
     /// A fifth of the frames to and from the primary lost for 10 s.
     LossyPrimaryLink,
@@ -179,7 +180,7 @@ impl Fault {
             Fault::IsolatePrimary => "primary isolated 10 s (netns)",
             Fault::CutToPrimary => "one-way 10 s: nothing reaches the primary",
             Fault::CutFromPrimary => "one-way 10 s: nothing leaves the primary",
-            Fault::SlowPrimaryLink => "primary link +200 ms each way 10 s",
+            Fault::SlowPrimaryLink => "primary link +100 ms each way 10 s",
             Fault::LossyPrimaryLink => "primary link 20% loss each way 10 s",
             Fault::FillPrimaryDisk => "primary data disk full 8 s",
             Fault::ReplaceBinaryKillAgent => {
@@ -192,7 +193,7 @@ impl Fault {
 }
 
 const SLOW_LINK: Impairment = Impairment {
-    delay: Duration::from_millis(200),
+    delay: Duration::from_millis(100),
     loss: 0.0,
 };
 const LOSSY_LINK: Impairment = Impairment {
