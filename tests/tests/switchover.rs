@@ -143,6 +143,8 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
         streaming(&lab, &candidate).await.then_some(())
     })
     .await;
+    // Requests are judged on the published state, which trails Postgres.
+    roles_settled(&lab, &old).await;
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
     let reply = api
         .send(
@@ -220,6 +222,8 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
         })
         .await;
     }
+    // The failover is judged on the published state, which trails Postgres.
+    roles_settled(&lab, &old).await;
     // The last by name: automatic failover prefers the first on a tie, so
     // only the request makes this one win.
     let candidate = replicas.last().expect("replica").clone();
