@@ -8,7 +8,7 @@ use crate::lease_loop::unix_ms;
 use crate::pg_loop::{Operation, OperationRequest};
 use crate::reload::ReloadReply;
 use raftgres_api::{
-    MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest,
+    MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::PeerObserver;
@@ -416,7 +416,7 @@ impl AgentOps {
     }
 }
 
-impl Operations for AgentOps {
+impl ReadOps for AgentOps {
     fn state(&self) -> ClusterState {
         (*self.consensus.local().state).clone()
     }
@@ -445,7 +445,9 @@ impl Operations for AgentOps {
             })
             .collect()
     }
+}
 
+impl WriteOps for AgentOps {
     fn set_config(
         &self,
         expected_version: u64,

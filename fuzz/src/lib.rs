@@ -8,8 +8,8 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
 use raftgres_api::{
-    ApiContext, Credentials, MemberReport, NodeHealth, OpError, OpFuture, Operations, Role,
-    SwitchoverOutcome, SwitchoverRequest, router,
+    ApiContext, Credentials, MemberReport, NodeHealth, OpError, OpFuture, ReadOps, Role,
+    SwitchoverOutcome, SwitchoverRequest, WriteOps, router,
 };
 use raftgres_state::{
     ClusterState, Command, ConfigValues, DynamicConfig, Epoch, Lease, Member, MemberRole, PgState,
@@ -147,7 +147,7 @@ fn named(what: &str, name: &str) {
     assert!(!name.is_empty(), "the API passed an empty {what}");
 }
 
-impl Operations for InMemoryOps {
+impl ReadOps for InMemoryOps {
     fn state(&self) -> ClusterState {
         self.state.lock().unwrap().clone()
     }
@@ -155,7 +155,9 @@ impl Operations for InMemoryOps {
     fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         BTreeMap::new()
     }
+}
 
+impl WriteOps for InMemoryOps {
     fn set_config(
         &self,
         expected_version: u64,

@@ -1,6 +1,8 @@
-//! HTTP basic authentication for the mutating endpoints. The only way a
-//! handler gets at [`Operations`] for a change is the [`Authorized`]
-//! extractor, so no mutating call can reach the agent unauthenticated.
+//! HTTP basic authentication for the mutating endpoints. [`WriteOps`] lives
+//! in a private field of [`Gate`], and the [`Authorized`] extractor is the
+//! only code that takes it out, after the checks: the compiler, not a
+//! convention, keeps a handler without authentication from changing
+//! anything.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,9 +18,10 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::ops::Operations;
+use crate::allowlist::Allowlist;
+use crate::ops::WriteOps;
 use crate::reply;
-use crate::router::ApiContext;
+use crate::router::Shared;
 
 /// `restapi.authentication` from the agent's config.
 #[derive(Clone, PartialEq, Eq)]
@@ -152,22 +155,50 @@ fn same_bytes(given: &[u8], wanted: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
-/// Proof that the request passed [`check`]: the handle to the agent's
-/// operations that the mutating handlers use.
-pub(crate) struct Authorized {
-    pub(crate) ops: Arc<dyn Operations>,
+/// Who may call what: the credentials, the failed-login guard, the
+/// allowlist, and the write interface they guard.
+pub(crate) struct Gate {
+    /// Private to this module: [`Authorized`] is the only way out.
+    writes: Arc<dyn WriteOps>,
+    /// `None`: every mutating call answers 403.
+    auth: tokio::sync::watch::Receiver<Option<Credentials>>,
+    logins: Arc<LoginGuard>,
+    allowlist: Allowlist,
+    authenticate_reads: bool,
 }
 
-impl FromRequestParts<Arc<ApiContext>> for Authorized {
+impl Gate {
+    pub(crate) fn new(
+        writes: Arc<dyn WriteOps>,
+        auth: tokio::sync::watch::Receiver<Option<Credentials>>,
+        logins: Arc<LoginGuard>,
+        allowlist: Allowlist,
+        authenticate_reads: bool,
+    ) -> Self {
+        Gate {
+            writes,
+            auth,
+            logins,
+            allowlist,
+            authenticate_reads,
+        }
+    }
+}
+
+/// Proof that the request passed the allowlist and [`check`]: the handle to
+/// the agent's operations that the mutating handlers use.
+pub(crate) struct Authorized {
+    pub(crate) ops: Arc<dyn WriteOps>,
+}
+
+impl FromRequestParts<Arc<Shared>> for Authorized {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        ctx: &Arc<ApiContext>,
-    ) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Shared>) -> Result<Self, Response> {
+        let gate = &ctx.gate;
         let client = client_of(parts);
-        if !ctx.allowlist.is_open() {
-            let admitted = client.is_some_and(|c| ctx.allowlist.admits(c, || ctx.ops.state()));
+        if !gate.allowlist.is_open() {
+            let admitted = client.is_some_and(|c| gate.allowlist.admits(c, || ctx.reads.state()));
             if !admitted {
                 let shown =
                     client.map_or_else(|| "an unknown address".to_owned(), |c| c.to_string());
@@ -179,12 +210,12 @@ impl FromRequestParts<Arc<ApiContext>> for Authorized {
             }
         }
         if let Some(refused) =
-            refuse_without_credentials(ctx, parts, client, "a mutating REST call")
+            refuse_without_credentials(gate, parts, client, "a mutating REST call")
         {
             return Err(refused);
         }
         Ok(Authorized {
-            ops: Arc::clone(&ctx.ops),
+            ops: Arc::clone(&gate.writes),
         })
     }
 }
@@ -202,14 +233,14 @@ fn client_of(parts: &Parts) -> Option<IpAddr> {
 /// or, with `restapi.authenticate_reads`, a read (`what` says which): the
 /// refusal, if any.
 fn refuse_without_credentials(
-    ctx: &ApiContext,
+    gate: &Gate,
     parts: &Parts,
     client: Option<IpAddr>,
     what: &str,
 ) -> Option<Response> {
     let now = Instant::now();
     if let Some(client) = client
-        && let Some(wait) = ctx.logins.blocked(client, now)
+        && let Some(wait) = gate.logins.blocked(client, now)
     {
         tracing::warn!(%client, method = %parts.method, path = parts.uri.path(), "refused {what}: too many failed logins");
         return Some(reply::error(
@@ -220,19 +251,22 @@ fn refuse_without_credentials(
             ),
         ));
     }
-    let outcome = check(ctx.auth.borrow().as_ref(), parts.headers.get(AUTHORIZATION));
+    let outcome = check(
+        gate.auth.borrow().as_ref(),
+        parts.headers.get(AUTHORIZATION),
+    );
     let shown = client.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
     match outcome {
         Ok(()) => {
             if let Some(client) = client {
-                ctx.logins.succeeded(client);
+                gate.logins.succeeded(client);
             }
             tracing::debug!(client = %shown, method = %parts.method, path = parts.uri.path(), "authorized {what}");
             None
         }
         Err(err @ (AuthError::Wrong | AuthError::Malformed)) => {
             if let Some(client) = client {
-                ctx.logins.failed(client, now);
+                gate.logins.failed(client, now);
             }
             tracing::warn!(client = %shown, method = %parts.method, path = parts.uri.path(), %err, "failed login on the REST API");
             Some(err.into_response())
@@ -247,12 +281,13 @@ fn refuse_without_credentials(
 /// With `restapi.authenticate_reads`, every read (health checks included)
 /// needs the credentials too; mutating calls are checked by [`Authorized`].
 pub(crate) async fn guard_reads(
-    axum::extract::State(ctx): axum::extract::State<Arc<ApiContext>>,
+    axum::extract::State(ctx): axum::extract::State<Arc<Shared>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     use axum::http::Method;
-    if !ctx.authenticate_reads
+    let gate = &ctx.gate;
+    if !gate.authenticate_reads
         || !matches!(
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS
@@ -262,7 +297,7 @@ pub(crate) async fn guard_reads(
     }
     let (parts, body) = request.into_parts();
     let client = client_of(&parts);
-    if let Some(refused) = refuse_without_credentials(&ctx, &parts, client, "a REST read") {
+    if let Some(refused) = refuse_without_credentials(gate, &parts, client, "a REST read") {
         return refused;
     }
     next.run(axum::extract::Request::from_parts(parts, body))

@@ -9,10 +9,12 @@
 //!   `/reinitialize` and `DELETE /members/{name}`.
 //!
 //! The agent hands [`router`] or [`serve`] an [`ApiContext`]: a
-//! [`HealthSource`] for this member's health, [`Operations`] for the
-//! replicated state and the changes, and the [`Credentials`] the mutating
-//! calls need. A health answer is a pure function of one [`NodeHealth`]
-//! snapshot (see [`status`]) and never touches [`Operations`], so `/primary`
+//! [`HealthSource`] for this member's health, [`WriteOps`] (with its
+//! supertrait [`ReadOps`]) for the replicated state and the changes, and the
+//! [`Credentials`] the mutating calls need. Every handler may read; only
+//! one that passed authentication gets [`WriteOps`] (see `auth.rs`). A
+//! health answer is a pure function of one [`NodeHealth`] snapshot (see
+//! [`status`]) and never touches the operations, so `/primary`
 //! costs one snapshot and, for `GET`, one small JSON document. The status
 //! documents read the member's applied copy of the state: no Raft round trip
 //! either. Only the mutating calls wait, on the agent's operations.
@@ -40,7 +42,9 @@ mod write;
 pub use allowlist::{Allowlist, IpNet};
 pub use auth::{Credentials, LoginGuard};
 pub use health::{HealthSource, NodeHealth, Role};
-pub use ops::{MemberReport, OpError, OpFuture, Operations, SwitchoverOutcome, SwitchoverRequest};
+pub use ops::{
+    MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
+};
 pub use query::{HealthQuery, QueryError, parse_query};
 pub use router::{ApiContext, ServeLimits, router, serve, serve_tls, serve_with_limits};
 pub use status::{Endpoint, ROUTES, status};

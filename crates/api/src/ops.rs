@@ -1,7 +1,7 @@
-//! What the REST API asks of the agent beyond health: the replicated state
-//! to report from, and the operations behind the mutating endpoints. The
-//! agent implements [`Operations`]; this crate turns HTTP into these calls
-//! and their results into Patroni-shaped answers.
+//! What the REST API asks of the agent beyond health: [`ReadOps`], the
+//! replicated state to report from, and [`WriteOps`], the operations behind
+//! the mutating endpoints. The agent implements both; this crate turns HTTP
+//! into these calls and their results into Patroni-shaped answers.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
 
-/// A boxed future, so the trait stays object safe.
+/// A boxed future, so the traits stay object safe.
 pub type OpFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, OpError>> + Send + 'a>>;
 
 /// Why an operation did nothing. Each maps to one HTTP status, and its
@@ -69,13 +69,21 @@ pub struct MemberReport {
     pub stale: bool,
 }
 
-pub trait Operations: Send + Sync + 'static {
+/// What any handler may ask, authenticated or not: reads of local memory.
+pub trait ReadOps: Send + Sync + 'static {
     /// This member's applied copy of the replicated state: no Raft round
     /// trip, so it answers on a member cut off from the majority too.
     fn state(&self) -> ClusterState;
     /// Each member's [`MemberReport`] at the moment of the call, from local
     /// memory only. A member this agent has not observed yet is missing.
     fn member_reports(&self) -> BTreeMap<String, MemberReport>;
+}
+
+/// The changes behind the mutating endpoints. The router keeps it where
+/// only the authenticated extractor can reach it, so a handler without that
+/// proof has no way to call these. A supertrait of [`ReadOps`] so that one
+/// handle serves an authenticated handler that must read before it changes.
+pub trait WriteOps: ReadOps {
     /// Replaces the dynamic config if its version is still
     /// `expected_version` (else [`OpError::Conflict`]).
     fn set_config(

@@ -12,30 +12,30 @@ use crate::cluster::{cluster_document, history_document};
 use crate::config_doc::to_document;
 use crate::metrics;
 use crate::reply;
-use crate::router::ApiContext;
+use crate::router::Shared;
 
-pub(crate) fn cluster(ctx: &ApiContext) -> Response {
-    let state = ctx.ops.state();
-    let reports = ctx.ops.member_reports();
+pub(crate) fn cluster(ctx: &Shared) -> Response {
+    let state = ctx.reads.state();
+    let reports = ctx.reads.member_reports();
     let scope = ctx.health.health().scope;
     reply::json(StatusCode::OK, &cluster_document(&state, &scope, &reports))
 }
 
-pub(crate) fn history(ctx: &ApiContext) -> Response {
-    let state = ctx.ops.state();
+pub(crate) fn history(ctx: &Shared) -> Response {
+    let state = ctx.reads.state();
     reply::json(StatusCode::OK, &history_document(&state))
 }
 
-pub(crate) fn config(ctx: &ApiContext) -> Response {
-    match ctx.ops.state().config {
+pub(crate) fn config(ctx: &Shared) -> Response {
+    match ctx.reads.state().config {
         Some(config) => config_response(StatusCode::OK, &config),
         None => reply::error(StatusCode::SERVICE_UNAVAILABLE, NO_CONFIG_YET),
     }
 }
 
-pub(crate) fn metrics(ctx: &ApiContext) -> Response {
-    let state = ctx.ops.state();
-    let reports = ctx.ops.member_reports();
+pub(crate) fn metrics(ctx: &Shared) -> Response {
+    let state = ctx.reads.state();
+    let reports = ctx.reads.member_reports();
     let health = ctx.health.health();
     match metrics::render(&state, &health, &reports) {
         Ok(text) => reply::with_body(

@@ -16,10 +16,10 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, delete, on, post};
 use tokio::net::TcpListener;
 
-use crate::auth::{Credentials, LoginGuard};
+use crate::auth::{Credentials, Gate, LoginGuard};
 use crate::body;
 use crate::health::HealthSource;
-use crate::ops::Operations;
+use crate::ops::{ReadOps, WriteOps};
 use crate::query::parse_query;
 pub use crate::server::ServeLimits;
 use crate::status::{Endpoint, ROUTES, status};
@@ -37,7 +37,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 #[derive(Clone)]
 pub struct ApiContext {
     pub health: Arc<dyn HealthSource>,
-    pub ops: Arc<dyn Operations>,
+    pub ops: Arc<dyn WriteOps>,
     /// `None`: every mutating call answers 403. A watch, so that the agent
     /// can swap the credentials when it reloads its settings file.
     pub auth: tokio::sync::watch::Receiver<Option<Credentials>>,
@@ -49,7 +49,32 @@ pub struct ApiContext {
     pub authenticate_reads: bool,
 }
 
-type Context = Arc<ApiContext>;
+/// The router's state, what every handler may extract: health and reads.
+/// The write interface sits inside [`Gate`], out of the handlers' reach
+/// except through the authenticated extractor.
+pub(crate) struct Shared {
+    pub(crate) health: Arc<dyn HealthSource>,
+    pub(crate) reads: Arc<dyn ReadOps>,
+    pub(crate) gate: Gate,
+}
+
+impl From<ApiContext> for Shared {
+    fn from(ctx: ApiContext) -> Self {
+        Shared {
+            health: ctx.health,
+            reads: ctx.ops.clone(),
+            gate: Gate::new(
+                ctx.ops,
+                ctx.auth,
+                ctx.logins,
+                ctx.allowlist,
+                ctx.authenticate_reads,
+            ),
+        }
+    }
+}
+
+type Context = Arc<Shared>;
 
 /// Every endpoint of `docs/rest-api.md`. The health endpoints of [`ROUTES`]
 /// answer `GET`, `HEAD` and `OPTIONS` from one [`HealthSource`] snapshot:
@@ -91,7 +116,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/members/{name}", delete(write::remove_member))
         .layer(DefaultBodyLimit::max(write::BODY_LIMIT_BYTES))
         .fallback(not_found);
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(Shared::from(ctx));
     router
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -101,7 +126,7 @@ pub fn router(ctx: ApiContext) -> Router {
 }
 
 /// A read endpoint for `GET`, `HEAD` and `OPTIONS`.
-fn document(allow: HeaderValue, make: fn(&ApiContext) -> Response) -> MethodRouter<Context> {
+fn document(allow: HeaderValue, make: fn(&Shared) -> Response) -> MethodRouter<Context> {
     on(
         HEALTH_METHODS,
         move |State(ctx): State<Context>, method: Method| async move {

@@ -1,5 +1,5 @@
 //! The mutating endpoints: read and check the body, call
-//! [`Operations`](crate::Operations), answer as Patroni does. Every handler
+//! [`WriteOps`](crate::WriteOps), answer as Patroni does. Every handler
 //! takes [`Authorized`] first, which runs before the body is read and is its
 //! only way to the operations.
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use raftgres_api::{
-    ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, Operations, ROUTES, Role,
-    SwitchoverOutcome, SwitchoverRequest, router,
+    ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, ROUTES, ReadOps, Role,
+    SwitchoverOutcome, SwitchoverRequest, WriteOps, router,
 };
 use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
 use tower::ServiceExt;
@@ -16,15 +16,18 @@ use tower::ServiceExt;
 /// The health endpoints must answer from the health snapshot alone.
 struct Untouchable;
 
-const TOUCHED: &str = "a health endpoint called Operations";
+const TOUCHED: &str = "a health endpoint called the operations";
 
-impl Operations for Untouchable {
+impl ReadOps for Untouchable {
     fn state(&self) -> ClusterState {
         panic!("{TOUCHED}")
     }
     fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         panic!("{TOUCHED}")
     }
+}
+
+impl WriteOps for Untouchable {
     fn set_config(&self, _: u64, _: ConfigValues) -> OpFuture<'_, DynamicConfig> {
         panic!("{TOUCHED}")
     }

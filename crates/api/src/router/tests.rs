@@ -1,4 +1,4 @@
-//! The router end to end, with a fake agent behind [`Operations`] that
+//! The router end to end, with a fake agent behind [`ReadOps`] and [`WriteOps`] that
 //! records every call.
 
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ impl FakeOps {
     }
 }
 
-impl Operations for FakeOps {
+impl ReadOps for FakeOps {
     fn state(&self) -> ClusterState {
         self.record(Call::State);
         self.state.lock().expect("state lock").clone()
@@ -106,7 +106,9 @@ impl Operations for FakeOps {
     fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         self.reports.clone()
     }
+}
 
+impl WriteOps for FakeOps {
     fn set_config(
         &self,
         expected_version: u64,
@@ -343,7 +345,7 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
     let ops = Arc::new(ops);
     let router = router(ApiContext {
         health: Arc::new(move || health.clone()),
-        ops: Arc::clone(&ops) as Arc<dyn Operations>,
+        ops: Arc::clone(&ops) as Arc<dyn WriteOps>,
         auth: tokio::sync::watch::channel(auth).1,
         logins: Default::default(),
         allowlist: Default::default(),
