@@ -45,7 +45,9 @@ pub async fn edit_config(
         edit_in_editor(&current).await?
     } else {
         let changes = patch::settings_patch(&settings).map_err(|e| anyhow!(e))?;
-        patch::apply(&current, &changes)
+        let mut wanted = current.clone();
+        json_patch::merge(&mut wanted, &changes);
+        wanted
     };
     let Some(change) = patch::diff(&current, &wanted) else {
         println!("no changes; nothing was sent");
