@@ -68,12 +68,23 @@ fn acquire(epoch: u64, revision: u64) -> LeaseAction {
     }
 }
 
+/// (situation, me, state, my belief, lease version first seen at (ms),
+/// now (ms), a command in flight, the decision)
+type Row = (
+    &'static str,
+    &'static str,
+    ClusterState,
+    Option<HolderLease>,
+    Option<u64>,
+    u64,
+    bool,
+    LeaseAction,
+);
+
 #[test]
 fn decision_table() {
-    // (situation, me, state, my belief, lease version first seen at (ms),
-    //  now (ms), a command in flight, the decision)
     #[rustfmt::skip]
-    let rows: Vec<(&str, &str, ClusterState, Option<HolderLease>, Option<u64>, u64, bool, LeaseAction)> = vec![
+    let rows: Vec<Row> = vec![
         ("no config yet: wait", "a", ClusterState::default(), None, None, 0, false, wait(None)),
         ("fresh cluster, no holder: acquire", "a", state(None, 0, 0), None, None, 0, false, acquire(0, 0)),
         ("released lease: acquire at once", "b", state(None, 3, 7), None, Some(0), 1, false, acquire(3, 7)),
