@@ -221,9 +221,6 @@ const PAUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn member_record(config: &AgentConfig) -> Member {
     Member {
-        name: config.name.clone(),
-        node_id: config.node_id,
-        raft_addr: config.raft.advertise.clone(),
         api_url: Some(config.restapi.url()),
         pg_address: config
             .postgresql
@@ -239,20 +236,17 @@ fn member_record(config: &AgentConfig) -> Member {
         } else {
             PgState::Unknown
         },
-        timeline: None,
-        receive_lsn: None,
-        replay_lsn: None,
-        streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         tags: Tags {
             nofailover: config.tags.nofailover,
             failover_priority: config.tags.failover_priority,
             nosync: config.tags.nosync,
         },
         witness: config.witness,
-        heartbeat: 0,
+        ..Member::new(
+            config.name.clone(),
+            config.node_id,
+            config.raft.advertise.clone(),
+        )
     }
 }
 

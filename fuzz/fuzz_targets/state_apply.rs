@@ -289,11 +289,6 @@ fn member(u: &mut Unstructured) -> Result<Member> {
         BTreeMap::new()
     };
     Ok(Member {
-        name,
-        node_id,
-        raft_addr: "127.0.0.1:7101".into(),
-        api_url: None,
-        pg_address: None,
         role: *u.choose(&[
             MemberRole::Unknown,
             MemberRole::Primary,
@@ -315,6 +310,7 @@ fn member(u: &mut Unstructured) -> Result<Member> {
         witness,
         heartbeat: u.arbitrary()?,
         pending_restart: pending,
+        ..Member::new(name, node_id, "127.0.0.1:7101")
     })
 }
 

@@ -13,7 +13,7 @@ use raftgres_api::{
 };
 use raftgres_state::{
     ClusterState, Command, ConfigValues, DynamicConfig, Epoch, Lease, Member, MemberRole, PgState,
-    SyncMode, Tags,
+    SyncMode,
 };
 use tower::ServiceExt;
 
@@ -75,23 +75,14 @@ pub fn config_values() -> ConfigValues {
 
 fn member(name: &str, node_id: u64) -> Member {
     Member {
-        name: name.into(),
-        node_id,
-        raft_addr: format!("127.0.0.1:{}", 7100 + node_id),
         api_url: Some(format!("http://127.0.0.1:{}", 8000 + node_id)),
         pg_address: Some(format!("127.0.0.1:{}", 5431 + node_id)),
         role: MemberRole::Replica,
         pg_state: PgState::Running,
         timeline: Some(1),
-        receive_lsn: None,
-        replay_lsn: None,
         streaming: true,
-        pooler: false,
-        pooler_paused_epoch: None,
-        tags: Tags::default(),
-        witness: false,
         heartbeat: 1,
-        pending_restart: BTreeMap::new(),
+        ..Member::new(name, node_id, format!("127.0.0.1:{}", 7100 + node_id))
     }
 }
 

@@ -110,7 +110,7 @@ fn host_of(url: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftgres_state::{Member, MemberRole, PgState, Tags};
+    use raftgres_state::{Member, MemberRole, PgState};
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -145,23 +145,10 @@ mod tests {
         state.members.insert(
             "m1".into(),
             Member {
-                name: "m1".into(),
-                node_id: 1,
-                raft_addr: "10.0.0.1:7000".into(),
                 api_url: Some("https://10.0.0.1:8008/patroni".into()),
-                pg_address: None,
                 role: MemberRole::Replica,
                 pg_state: PgState::Running,
-                timeline: None,
-                receive_lsn: None,
-                replay_lsn: None,
-                streaming: false,
-                pooler: false,
-                pooler_paused_epoch: None,
-                pending_restart: Default::default(),
-                tags: Tags::default(),
-                witness: false,
-                heartbeat: 0,
+                ..Member::new("m1", 1, "10.0.0.1:7000")
             },
         );
         let state = || state.clone();

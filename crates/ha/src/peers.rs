@@ -75,7 +75,7 @@ impl PeerObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftgres_state::{Member, MemberRole, PgState, Tags};
+    use raftgres_state::{Member, MemberRole, PgState};
 
     fn at(ms: u64) -> MonoInstant {
         MonoInstant(Duration::from_millis(ms))
@@ -86,23 +86,10 @@ mod tests {
         s.members.insert(
             "a".into(),
             Member {
-                name: "a".into(),
-                node_id: 1,
-                raft_addr: "x:1".into(),
-                api_url: None,
-                pg_address: None,
                 role: MemberRole::Replica,
                 pg_state: PgState::Running,
-                timeline: None,
-                receive_lsn: None,
-                replay_lsn: None,
-                streaming: false,
-                pooler: false,
-                pooler_paused_epoch: None,
-                pending_restart: Default::default(),
-                tags: Tags::default(),
-                witness: false,
                 heartbeat,
+                ..Member::new("a", 1, "x:1")
             },
         );
         s

@@ -27,27 +27,19 @@ pub fn values() -> ConfigValues {
 
 pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
     Member {
-        name: name.into(),
-        node_id: 1,
-        raft_addr: "x:1".into(),
-        api_url: None,
         pg_address: Some(format!("{name}:5432")),
         role: MemberRole::Replica,
         pg_state: PgState::Running,
         timeline: Some(1),
         receive_lsn: Some(Lsn(lsn)),
         replay_lsn: Some(Lsn(lsn)),
-        streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         tags: Tags {
             nofailover: false,
             failover_priority: priority,
             nosync: false,
         },
-        witness: false,
         heartbeat: 1,
+        ..Member::new(name, 1, "x:1")
     }
 }
 

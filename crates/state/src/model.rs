@@ -293,6 +293,32 @@ pub struct Member {
     pub pending_restart: BTreeMap<String, PendingRestart>,
 }
 
+impl Member {
+    /// A member as it registers: nothing known yet of its Postgres, no
+    /// tags (so it does not compete until it says it may), not a witness.
+    pub fn new(name: impl Into<String>, node_id: u64, raft_addr: impl Into<String>) -> Member {
+        Member {
+            name: name.into(),
+            node_id,
+            raft_addr: raft_addr.into(),
+            api_url: None,
+            pg_address: None,
+            role: MemberRole::Unknown,
+            pg_state: PgState::Unknown,
+            timeline: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            streaming: false,
+            pooler: false,
+            pooler_paused_epoch: None,
+            tags: Tags::default(),
+            witness: false,
+            heartbeat: 0,
+            pending_restart: BTreeMap::new(),
+        }
+    }
+}
+
 /// A setting that waits for a restart, in Patroni's `pending_restart_reason`
 /// shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

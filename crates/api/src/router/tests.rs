@@ -183,9 +183,6 @@ fn config_values() -> ConfigValues {
 
 fn member(name: &str, port: u16) -> Member {
     Member {
-        name: name.into(),
-        node_id: u64::from(port),
-        raft_addr: format!("127.0.0.1:{}", port + 1000),
         api_url: Some(format!("http://127.0.0.1:{}", port + 3000)),
         pg_address: Some(format!("127.0.0.1:{port}")),
         role: MemberRole::Replica,
@@ -194,16 +191,13 @@ fn member(name: &str, port: u16) -> Member {
         receive_lsn: Some(Lsn(0x3000_0000)),
         replay_lsn: Some(Lsn(0x3000_0000)),
         streaming: true,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         tags: Tags {
             nofailover: false,
             failover_priority: 1,
             nosync: false,
         },
-        witness: false,
         heartbeat: 9,
+        ..Member::new(name, u64::from(port), format!("127.0.0.1:{}", port + 1000))
     }
 }
 

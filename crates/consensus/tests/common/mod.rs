@@ -11,7 +11,7 @@ use raftgres_consensus::types::NodeId;
 use raftgres_consensus::{
     Consensus, ConsensusError, OperationTimeout, RaftStatus, Settings, StateView,
 };
-use raftgres_state::{Applied, Command, ConfigValues, Member, MemberRole, PgState, Tags};
+use raftgres_state::{Applied, Command, ConfigValues, Member, MemberRole, PgState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -62,23 +62,10 @@ pub fn config_values() -> ConfigValues {
 pub fn member_command(seq: u64) -> Command {
     Command::PublishMember {
         member: Member {
-            name: member_name(seq),
-            node_id: 1000 + seq,
-            raft_addr: format!("mem:{}", 1000 + seq),
-            api_url: None,
-            pg_address: None,
             role: MemberRole::Replica,
             pg_state: PgState::Running,
             timeline: Some(1),
-            receive_lsn: None,
-            replay_lsn: None,
-            streaming: false,
-            pooler: false,
-            pooler_paused_epoch: None,
-            pending_restart: Default::default(),
-            tags: Tags::default(),
-            witness: false,
-            heartbeat: 0,
+            ..Member::new(member_name(seq), 1000 + seq, format!("mem:{}", 1000 + seq))
         },
     }
 }

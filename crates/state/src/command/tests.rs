@@ -1,6 +1,6 @@
 use super::*;
 use crate::LeaseTiming;
-use crate::model::{MemberRole, PgState, SyncMode, Tags};
+use crate::model::{MemberRole, PgState, SyncMode};
 use std::time::Duration;
 
 fn values() -> ConfigValues {
@@ -18,11 +18,6 @@ fn values() -> ConfigValues {
 
 fn member(name: &str, node_id: u64, witness: bool) -> Member {
     Member {
-        name: name.into(),
-        node_id,
-        raft_addr: format!("127.0.0.1:{}", 7100 + node_id),
-        api_url: None,
-        pg_address: None,
         role: if witness {
             MemberRole::Witness
         } else {
@@ -33,16 +28,8 @@ fn member(name: &str, node_id: u64, witness: bool) -> Member {
         } else {
             PgState::Unknown
         },
-        timeline: None,
-        receive_lsn: None,
-        replay_lsn: None,
-        streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
-        tags: Tags::default(),
         witness,
-        heartbeat: 0,
+        ..Member::new(name, node_id, format!("127.0.0.1:{}", 7100 + node_id))
     }
 }
 
