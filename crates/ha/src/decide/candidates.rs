@@ -99,201 +99,31 @@ fn candidate_table() {
         expected: s.lease.version(),
     };
 
+    #[rustfmt::skip]
     let rows: Vec<(&str, &str, &ClusterState, PgView, PeerObserver, LeaseAction)> = vec![
-        (
-            "the most advanced fresh replica acquires",
-            "b",
-            &a_gone,
-            replica(4800),
-            all_fresh(&a_gone),
-            acquire(&a_gone),
-        ),
-        (
-            "a less advanced replica defers to a fresh better one",
-            "c",
-            &a_gone,
-            replica(4500),
-            all_fresh(&a_gone),
-            wait.clone(),
-        ),
-        (
-            "a better peer that is not fresh does not count",
-            "c",
-            &a_gone,
-            replica(4500),
-            stale_peers.clone(),
-            acquire(&a_gone),
-        ),
-        (
-            "lag beyond maximum_lag_on_failover: never",
-            "c",
-            &a_gone,
-            replica(3999),
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "lag exactly at the limit: may",
-            "c",
-            &a_gone,
-            replica(4000),
-            stale_peers.clone(),
-            acquire(&a_gone),
-        ),
-        (
-            "nofailover peer does not count as better",
-            "c",
-            &nofailover_b,
-            replica(4500),
-            all_fresh(&nofailover_b),
-            acquire(&nofailover_b),
-        ),
-        (
-            "equal WAL: higher priority wins",
-            "b",
-            &c_preferred,
-            replica(4800),
-            all_fresh(&c_preferred),
-            wait.clone(),
-        ),
-        (
-            "equal WAL and priority: lower name wins (b over c)",
-            "c",
-            &tie,
-            replica(4800),
-            all_fresh(&tie),
-            wait.clone(),
-        ),
-        (
-            "equal WAL and priority: b goes",
-            "b",
-            &tie,
-            replica(4800),
-            all_fresh(&tie),
-            acquire(&tie),
-        ),
-        (
-            "foreign data: never",
-            "b",
-            &a_gone,
-            PgView::Stopped {
-                data: data("other", 9999, false),
-            },
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "no data: never",
-            "b",
-            &a_gone,
-            PgView::Uninitialized,
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "postgres down: never",
-            "b",
-            &a_gone,
-            PgView::Down {
-                data: data("sys", 4800, false),
-                since: at(0),
-                alive: false,
-            },
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "stopped replica data within lag: may",
-            "b",
-            &a_gone,
-            PgView::Stopped {
-                data: data("sys", 4800, false),
-            },
-            stale_peers.clone(),
-            acquire(&a_gone),
-        ),
-        (
-            "busy: never",
-            "b",
-            &a_gone,
-            PgView::Busy { action: "clone" },
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "synchronous mode: outside the set never, even with the most WAL",
-            "b",
-            &sync_c,
-            replica(4800),
-            all_fresh(&sync_c),
-            wait.clone(),
-        ),
-        (
-            "synchronous mode: the synchronous standby does not defer to a better peer outside the set",
-            "c",
-            &sync_c,
-            replica(4500),
-            all_fresh(&sync_c),
-            acquire(&sync_c),
-        ),
-        (
-            "quorum mode: a quorum standby reports its position first",
-            "b",
-            &quorum_b_c,
-            replica(4800),
-            all_fresh(&quorum_b_c),
-            report(&quorum_b_c),
-        ),
-        (
-            "quorum mode: once reported, it waits for the others' reports",
-            "b",
-            &quorum_b_reported,
-            replica(4800),
-            all_fresh(&quorum_b_reported),
-            wait.clone(),
-        ),
-        (
-            "quorum mode: the other reports too",
-            "c",
-            &quorum_b_reported,
-            replica(4500),
-            all_fresh(&quorum_b_reported),
-            report(&quorum_b_reported),
-        ),
-        (
-            "quorum mode: with every report, the furthest takes over",
-            "b",
-            &quorum_both_reported,
-            replica(4800),
-            all_fresh(&quorum_both_reported),
-            acquire(&quorum_both_reported),
-        ),
-        (
-            "quorum mode: and the one behind does not",
-            "c",
-            &quorum_both_reported,
-            replica(4500),
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "quorum mode: a stopped standby cannot measure, and does not report",
-            "b",
-            &quorum_b_c,
-            PgView::Stopped {
-                data: data("sys", 4800, false),
-            },
-            stale_peers.clone(),
-            wait.clone(),
-        ),
-        (
-            "synchronous mode with no synchronous standby: nobody but the last holder",
-            "b",
-            &sync_none,
-            replica(4800),
-            all_fresh(&sync_none),
-            wait.clone(),
-        ),
+        ("the most advanced fresh replica acquires", "b", &a_gone, replica(4800), all_fresh(&a_gone), acquire(&a_gone)),
+        ("a less advanced replica defers to a fresh better one", "c", &a_gone, replica(4500), all_fresh(&a_gone), wait.clone()),
+        ("a better peer that is not fresh does not count", "c", &a_gone, replica(4500), stale_peers.clone(), acquire(&a_gone)),
+        ("lag beyond maximum_lag_on_failover: never", "c", &a_gone, replica(3999), stale_peers.clone(), wait.clone()),
+        ("lag exactly at the limit: may", "c", &a_gone, replica(4000), stale_peers.clone(), acquire(&a_gone)),
+        ("nofailover peer does not count as better", "c", &nofailover_b, replica(4500), all_fresh(&nofailover_b), acquire(&nofailover_b)),
+        ("equal WAL: higher priority wins", "b", &c_preferred, replica(4800), all_fresh(&c_preferred), wait.clone()),
+        ("equal WAL and priority: lower name wins (b over c)", "c", &tie, replica(4800), all_fresh(&tie), wait.clone()),
+        ("equal WAL and priority: b goes", "b", &tie, replica(4800), all_fresh(&tie), acquire(&tie)),
+        ("foreign data: never", "b", &a_gone, PgView::Stopped { data: data("other", 9999, false) }, stale_peers.clone(), wait.clone()),
+        ("no data: never", "b", &a_gone, PgView::Uninitialized, stale_peers.clone(), wait.clone()),
+        ("postgres down: never", "b", &a_gone, PgView::Down { data: data("sys", 4800, false), since: at(0), alive: false }, stale_peers.clone(), wait.clone()),
+        ("stopped replica data within lag: may", "b", &a_gone, PgView::Stopped { data: data("sys", 4800, false) }, stale_peers.clone(), acquire(&a_gone)),
+        ("busy: never", "b", &a_gone, PgView::Busy { action: "clone" }, stale_peers.clone(), wait.clone()),
+        ("synchronous mode: outside the set never, even with the most WAL", "b", &sync_c, replica(4800), all_fresh(&sync_c), wait.clone()),
+        ("synchronous mode: the synchronous standby does not defer to a better peer outside the set", "c", &sync_c, replica(4500), all_fresh(&sync_c), acquire(&sync_c)),
+        ("quorum mode: a quorum standby reports its position first", "b", &quorum_b_c, replica(4800), all_fresh(&quorum_b_c), report(&quorum_b_c)),
+        ("quorum mode: once reported, it waits for the others' reports", "b", &quorum_b_reported, replica(4800), all_fresh(&quorum_b_reported), wait.clone()),
+        ("quorum mode: the other reports too", "c", &quorum_b_reported, replica(4500), all_fresh(&quorum_b_reported), report(&quorum_b_reported)),
+        ("quorum mode: with every report, the furthest takes over", "b", &quorum_both_reported, replica(4800), all_fresh(&quorum_both_reported), acquire(&quorum_both_reported)),
+        ("quorum mode: and the one behind does not", "c", &quorum_both_reported, replica(4500), stale_peers.clone(), wait.clone()),
+        ("quorum mode: a stopped standby cannot measure, and does not report", "b", &quorum_b_c, PgView::Stopped { data: data("sys", 4800, false) }, stale_peers.clone(), wait.clone()),
+        ("synchronous mode with no synchronous standby: nobody but the last holder", "b", &sync_none, replica(4800), all_fresh(&sync_none), wait.clone()),
     ];
     for (name, me, state, pg, peers, want) in rows {
         assert_eq!(expired_decision(me, state, &pg, &peers), want, "{name}");
@@ -600,130 +430,23 @@ fn candidacy_follows_the_timeline() {
     a_released.lease.timeline_owner = Some("a".into());
     a_released.members.get_mut("a").unwrap().pg_state = PgState::Stopped;
 
+    #[rustfmt::skip]
     let rows: Vec<(&str, &str, ClusterState, PgView, LeaseAction)> = vec![
-        (
-            "fenced ex-primary on the old timeline, more WAL than anyone: never",
-            "a",
-            after_b(true),
-            PgView::Stopped {
-                data: on(1, 9000, true),
-            },
-            wait.clone(),
-        ),
-        (
-            "fenced ex-primary on the recorded timeline after another member took the lease: never",
-            "a",
-            after_b(false),
-            PgView::Stopped {
-                data: on(1, 9000, true),
-            },
-            wait.clone(),
-        ),
-        (
-            "replica on the current timeline competes",
-            "c",
-            after_b(true),
-            replica_on(2, 4900),
-            acquire(&after_b(true)),
-        ),
-        (
-            "replica on the new timeline no renewal reported competes",
-            "c",
-            after_b(false),
-            replica_on(2, 4900),
-            acquire(&after_b(false)),
-        ),
-        (
-            "replica on the recorded timeline when no renewal reported a new one competes",
-            "c",
-            after_b(false),
-            replica_on(1, 4900),
-            acquire(&after_b(false)),
-        ),
-        (
-            "replica on an older timeline: never",
-            "c",
-            after_b(true),
-            replica_on(1, 4900),
-            wait.clone(),
-        ),
-        (
-            "stopped replica data on an older timeline: never",
-            "c",
-            after_b(true),
-            PgView::Stopped {
-                data: on(1, 4900, false),
-            },
-            wait.clone(),
-        ),
-        (
-            "ex-primary of a promotion no renewal reported, lease free: never",
-            "b",
-            released(after_b(false)),
-            PgView::Stopped {
-                data: on(2, 9500, true),
-            },
-            wait.clone(),
-        ),
-        (
-            "restarted holder, ex-primary of a promotion no renewal reported: releases",
-            "b",
-            after_b(false),
-            PgView::Stopped {
-                data: on(2, 9500, true),
-            },
-            LeaseAction::Release {
-                expected: after_b(false).lease.version(),
-            },
-        ),
-        (
-            "the owner's own stopped primary, lease free: competes",
-            "b",
-            released(after_b(true)),
-            PgView::Stopped {
-                data: on(2, 5000, true),
-            },
-            acquire(&released(after_b(true))),
-        ),
-        (
-            "restarted holder that owns the timeline: renews, to start its primary again",
-            "b",
-            after_b(true),
-            PgView::Stopped {
-                data: on(2, 5000, true),
-            },
-            LeaseAction::Renew { epoch: Epoch(1) },
-        ),
-        (
-            "an ex-primary that released the lease itself competes while nobody held it since",
-            "a",
-            a_released.clone(),
-            PgView::Stopped {
-                data: on(1, 5000, true),
-            },
-            acquire(&a_released),
-        ),
-        (
-            "a fresher peer off the timeline does not count as better",
-            "c",
-            a_fresh_off_timeline.clone(),
-            replica_on(2, 4900),
-            acquire(&a_fresh_off_timeline),
-        ),
-        (
-            "a named candidate off the timeline: never",
-            "a",
-            failover_to_a.clone(),
-            replica_on(1, 9000),
-            wait.clone(),
-        ),
-        (
-            "a named candidate off the timeline: the others do not wait for it",
-            "c",
-            failover_to_a.clone(),
-            replica_on(2, 4900),
-            acquire(&failover_to_a),
-        ),
+        ("fenced ex-primary on the old timeline, more WAL than anyone: never", "a", after_b(true), PgView::Stopped { data: on(1, 9000, true) }, wait.clone()),
+        ("fenced ex-primary on the recorded timeline after another member took the lease: never", "a", after_b(false), PgView::Stopped { data: on(1, 9000, true) }, wait.clone()),
+        ("replica on the current timeline competes", "c", after_b(true), replica_on(2, 4900), acquire(&after_b(true))),
+        ("replica on the new timeline no renewal reported competes", "c", after_b(false), replica_on(2, 4900), acquire(&after_b(false))),
+        ("replica on the recorded timeline when no renewal reported a new one competes", "c", after_b(false), replica_on(1, 4900), acquire(&after_b(false))),
+        ("replica on an older timeline: never", "c", after_b(true), replica_on(1, 4900), wait.clone()),
+        ("stopped replica data on an older timeline: never", "c", after_b(true), PgView::Stopped { data: on(1, 4900, false) }, wait.clone()),
+        ("ex-primary of a promotion no renewal reported, lease free: never", "b", released(after_b(false)), PgView::Stopped { data: on(2, 9500, true) }, wait.clone()),
+        ("restarted holder, ex-primary of a promotion no renewal reported: releases", "b", after_b(false), PgView::Stopped { data: on(2, 9500, true) }, LeaseAction::Release { expected: after_b(false).lease.version() }),
+        ("the owner's own stopped primary, lease free: competes", "b", released(after_b(true)), PgView::Stopped { data: on(2, 5000, true) }, acquire(&released(after_b(true)))),
+        ("restarted holder that owns the timeline: renews, to start its primary again", "b", after_b(true), PgView::Stopped { data: on(2, 5000, true) }, LeaseAction::Renew { epoch: Epoch(1) }),
+        ("an ex-primary that released the lease itself competes while nobody held it since", "a", a_released.clone(), PgView::Stopped { data: on(1, 5000, true) }, acquire(&a_released)),
+        ("a fresher peer off the timeline does not count as better", "c", a_fresh_off_timeline.clone(), replica_on(2, 4900), acquire(&a_fresh_off_timeline)),
+        ("a named candidate off the timeline: never", "a", failover_to_a.clone(), replica_on(1, 9000), wait.clone()),
+        ("a named candidate off the timeline: the others do not wait for it", "c", failover_to_a.clone(), replica_on(2, 4900), acquire(&failover_to_a)),
     ];
     for (name, me, state, pg, want) in rows {
         let peers = all_fresh(&state);
@@ -742,49 +465,13 @@ fn a_holder_off_the_timeline_releases() {
         Duration::from_millis(2000),
         Duration::from_millis(400),
     );
+    #[rustfmt::skip]
     let rows: Vec<(&str, PgView, LeaseAction)> = vec![
-        (
-            "stopped ex-primary on an older timeline",
-            PgView::Stopped {
-                data: on(1, 9000, true),
-            },
-            LeaseAction::Release {
-                expected: s.lease.version(),
-            },
-        ),
-        (
-            "crashed ex-primary on an older timeline, within the restart grace",
-            PgView::Down {
-                data: on(1, 9000, true),
-                since: at(400),
-                alive: false,
-            },
-            LeaseAction::Release {
-                expected: s.lease.version(),
-            },
-        ),
-        (
-            "replica on an older timeline",
-            replica_on(1, 5000),
-            LeaseAction::Release {
-                expected: s.lease.version(),
-            },
-        ),
-        (
-            "replica on the current timeline: keeps it and promotes",
-            replica_on(2, 5000),
-            LeaseAction::Renew { epoch: Epoch(1) },
-        ),
-        (
-            "a running primary keeps renewing: its writes are the ones to keep",
-            PgView::Running {
-                data: on(2, 5000, true),
-                in_recovery: false,
-                upstream: None,
-                streaming: false,
-            },
-            LeaseAction::Renew { epoch: Epoch(1) },
-        ),
+        ("stopped ex-primary on an older timeline", PgView::Stopped { data: on(1, 9000, true) }, LeaseAction::Release { expected: s.lease.version() }),
+        ("crashed ex-primary on an older timeline, within the restart grace", PgView::Down { data: on(1, 9000, true), since: at(400), alive: false }, LeaseAction::Release { expected: s.lease.version() }),
+        ("replica on an older timeline", replica_on(1, 5000), LeaseAction::Release { expected: s.lease.version() }),
+        ("replica on the current timeline: keeps it and promotes", replica_on(2, 5000), LeaseAction::Renew { epoch: Epoch(1) }),
+        ("a running primary keeps renewing: its writes are the ones to keep", PgView::Running { data: on(2, 5000, true), in_recovery: false, upstream: None, streaming: false }, LeaseAction::Renew { epoch: Epoch(1) }),
     ];
     for (name, pg, want) in rows {
         let observer = LeaseObserver::default();
