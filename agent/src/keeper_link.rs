@@ -103,7 +103,7 @@ pub fn run_keeper(config_path: &Path) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let pg_settings = crate::pg_settings(&config, pg)?;
+    let pg_settings = crate::from_config::pg_settings(&config, pg)?;
     let exe = std::env::current_exe().context("cannot find this agent's binary")?;
     let settings = KeeperSettings {
         guard: raftgres_keeper::GuardCommand {

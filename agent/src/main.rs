@@ -3,6 +3,7 @@
 
 mod belief;
 mod clock;
+mod from_config;
 mod health;
 mod keeper_link;
 mod lease_loop;
@@ -15,14 +16,17 @@ mod systemd;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use from_config::{
+    api_allowlist, api_tls, bootstrap_values, member_record, peer_tls, pg_settings,
+    pooler_settings, settings,
+};
 use raftgres_config::AgentConfig;
 use raftgres_consensus::formation::NewGroup;
 use raftgres_consensus::transport::tls::PeerTls;
 use raftgres_consensus::transport::{grpc::GrpcNetwork, incoming, server};
-use raftgres_consensus::{Consensus, Formation, OperationTimeout, Settings, store};
+use raftgres_consensus::{Consensus, Formation, OperationTimeout, store};
 use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
-use raftgres_state::{ConfigValues, Member, MemberRole, PgState, Tags};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -124,132 +128,6 @@ fn init_logging() {
         .init();
 }
 
-fn settings(config: &AgentConfig, operation_timeout: &OperationTimeout) -> Settings {
-    Settings {
-        node_id: config.node_id,
-        cluster_name: config.scope.clone(),
-        heartbeat_interval: config.raft.heartbeat_interval,
-        election_timeout_min: config.raft.election_timeout_min,
-        election_timeout_max: config.raft.election_timeout_max,
-        snapshot_every_logs: config.raft.snapshot_every_logs,
-        operation_timeout: operation_timeout.clone(),
-    }
-}
-
-fn ms(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
-    let b = &config.bootstrap;
-    ConfigValues {
-        timing: b.timing,
-        retry_timeout_ms: ms(b.retry_timeout),
-        maximum_lag_on_failover: b.maximum_lag_on_failover,
-        synchronous_mode: raftgres_state::SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
-        postgresql_parameters: BTreeMap::new(),
-        pause: false,
-    }
-}
-
-pub(crate) fn pg_settings(
-    config: &AgentConfig,
-    pg: &raftgres_config::PostgresSettings,
-) -> anyhow::Result<raftgres_postgres::PgSettings> {
-    use raftgres_config::PgSslMode;
-    use raftgres_postgres::SslMode;
-    std::fs::create_dir_all(&pg.socket_dir).with_context(|| {
-        format!(
-            "cannot create postgresql.socket_dir {}",
-            pg.socket_dir.display()
-        )
-    })?;
-    let mut s = raftgres_postgres::PgSettings::new(&pg.data_dir, pg.listen.port(), &config.name);
-    s.bin_dir = pg.bin_dir.clone();
-    s.host = pg.listen.ip().to_string();
-    s.socket_dir = pg.socket_dir.clone();
-    let login = |l: &raftgres_config::PgLogin| {
-        raftgres_postgres::Login::new(l.username.clone(), l.password.clone())
-    };
-    s.superuser = login(&pg.authentication.superuser);
-    s.replication = login(&pg.authentication.replication);
-    s.rewind = pg.authentication.rewind.as_ref().map(login);
-    s.passfile = pg.pgpass.clone();
-    s.hba = pg.pg_hba.clone();
-    s.tls = raftgres_postgres::ClientTls {
-        mode: match pg.tls.sslmode {
-            PgSslMode::Disable => SslMode::Disable,
-            PgSslMode::Prefer => SslMode::Prefer,
-            PgSslMode::Require => SslMode::Require,
-            PgSslMode::VerifyCa => SslMode::VerifyCa,
-            PgSslMode::VerifyFull => SslMode::VerifyFull,
-        },
-        root_cert: pg.tls.sslrootcert.clone(),
-    };
-    s.parameters = pg.parameters.clone();
-    s.log_file = Some(config.data_dir.join("postgres.log"));
-    s.validate().context("invalid postgresql settings")?;
-    Ok(s)
-}
-
-fn pooler_settings(
-    pgb: &raftgres_config::PgBouncerSettings,
-) -> anyhow::Result<raftgres_pooler::PoolerSettings> {
-    let mut admin = raftgres_pooler::AdminTarget::new(
-        pgb.listen.ip().to_string(),
-        pgb.listen.port(),
-        pgb.admin_user.clone(),
-    );
-    admin.password = pgb.admin_password.clone();
-    let settings = raftgres_pooler::PoolerSettings {
-        databases_file: pgb.databases_file.clone(),
-        admin,
-        write_db: pgb.write_db.clone(),
-        read_db: pgb.read_db.clone(),
-        dbname: pgb.dbname.clone(),
-        pause_timeout: PAUSE_TIMEOUT,
-    };
-    settings.validate().context("invalid pgbouncer settings")?;
-    Ok(settings)
-}
-
-/// How long a switchover waits for running transactions before it stops
-/// the old primary anyway.
-const PAUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn member_record(config: &AgentConfig) -> Member {
-    Member {
-        api_url: Some(config.restapi.url()),
-        pg_address: config
-            .postgresql
-            .as_ref()
-            .map(|pg| pg.connect_address.clone()),
-        role: if config.witness {
-            MemberRole::Witness
-        } else {
-            MemberRole::Unknown
-        },
-        pg_state: if config.witness {
-            PgState::Absent
-        } else {
-            PgState::Unknown
-        },
-        tags: Tags {
-            nofailover: config.tags.nofailover,
-            failover_priority: config.tags.failover_priority,
-            nosync: config.tags.nosync,
-        },
-        witness: config.witness,
-        ..Member::new(
-            config.name.clone(),
-            config.node_id,
-            config.raft.advertise.clone(),
-        )
-    }
-}
-
 /// A restarted agent takes over the lease its predecessor held: the keeper
 /// still enforces that lease's deadline, and the replicated state still
 /// names this member at that epoch. The deadline was granted by a renewal
@@ -297,85 +175,6 @@ async fn adopt_lease(
         })
     });
     tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
-}
-
-/// Refuses a private key that group or others may read; `key` names the setting.
-fn check_private(key: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {key} {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        anyhow::bail!(
-            "{key} {} may be read by others (mode {:o}): run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        );
-    }
-    Ok(())
-}
-
-/// `restapi.allowlist` and `allowlist_include_members`.
-fn api_allowlist(config: &AgentConfig) -> anyhow::Result<raftgres_api::Allowlist> {
-    let nets = config
-        .restapi
-        .allowlist
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            entry
-                .parse::<raftgres_api::IpNet>()
-                .map_err(|reason| anyhow::anyhow!("restapi.allowlist[{i}]: {reason}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(raftgres_api::Allowlist {
-        nets,
-        include_members: config.restapi.allowlist_include_members,
-    })
-}
-
-/// The REST API's TLS, when `restapi.certfile` is set.
-fn api_tls(config: &AgentConfig) -> anyhow::Result<Option<raftgres_api::ServerTls>> {
-    let Some(tls) = &config.restapi.tls else {
-        return Ok(None);
-    };
-    check_private("restapi.keyfile", &tls.keyfile)?;
-    let read = |key: &str, path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {key} {}", path.display()))
-    };
-    let cert = read("restapi.certfile", &tls.certfile)?;
-    let key = read("restapi.keyfile", &tls.keyfile)?;
-    let ca = tls
-        .cafile
-        .as_deref()
-        .map(|path| read("restapi.cafile", path))
-        .transpose()?;
-    let verify = match tls.verify_client {
-        raftgres_config::VerifyClient::None => raftgres_api::VerifyClient::None,
-        raftgres_config::VerifyClient::Optional => raftgres_api::VerifyClient::Optional,
-        raftgres_config::VerifyClient::Required => raftgres_api::VerifyClient::Required,
-    };
-    Ok(Some(raftgres_api::ServerTls::from_pem(
-        &cert,
-        &key,
-        ca.as_deref(),
-        verify,
-    )?))
-}
-
-/// The member's mutual-TLS files, when `raft.tls_*` names them. The key
-/// must be readable by the agent's user only.
-fn peer_tls(config: &AgentConfig) -> anyhow::Result<Option<PeerTls>> {
-    let Some(tls) = &config.raft.tls else {
-        return Ok(None);
-    };
-    check_private("raft.tls_key_file", &tls.key_file)?;
-    Ok(Some(PeerTls::from_files(
-        &tls.ca_file,
-        &tls.cert_file,
-        &tls.key_file,
-    )?))
 }
 
 async fn run(
