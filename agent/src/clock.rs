@@ -24,3 +24,11 @@ pub fn mono_now() -> MonoInstant {
 pub fn nanos(at: MonoInstant) -> u64 {
     u64::try_from(at.0.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Wall-clock milliseconds since the epoch, for what is scheduled or
+/// recorded in wall time (switchovers, history); never for the lease.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -15,7 +15,7 @@ pub struct AgentHealth {
     pub scope: String,
     pub witness: bool,
     /// `tags` as a reload last set them.
-    pub live: watch::Receiver<crate::reload::LiveSettings>,
+    pub live: watch::Receiver<crate::requests::LiveSettings>,
     pub consensus: Consensus,
     pub belief: SharedBelief,
     pub pg: watch::Receiver<PgView>,

@@ -2,7 +2,7 @@
 //! at most one lease command at a time, and record what committed.
 
 use crate::belief::{self, SharedBelief};
-use crate::clock::mono_now;
+use crate::clock::{mono_now, unix_ms};
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::{
     HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView,
@@ -13,7 +13,7 @@ use raftgres_state::{
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy)]
@@ -52,12 +52,6 @@ const REGISTER_RETRY: Duration = Duration::from_millis(200);
 /// After a lease command fails to commit, wait this long before the next one,
 /// so an unreachable leader is not hammered while an election runs.
 const COMMAND_BACKOFF: Duration = Duration::from_millis(100);
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn margin(state: &ClusterState) -> Duration {
     state.timing().map_or(Duration::ZERO, |t| t.margin)

@@ -11,6 +11,7 @@ mod ops;
 mod pg_loop;
 mod pooler_loop;
 mod reload;
+mod requests;
 mod status;
 mod systemd;
 
@@ -317,7 +318,7 @@ async fn run(
     });
     let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
-    let (live_tx, live) = watch::channel(reload::LiveSettings::of(&config));
+    let (live_tx, live) = watch::channel(requests::LiveSettings::of(&config));
     let lease_progress = systemd::Progress::new();
     let pg_progress = systemd::Progress::new();
     let pooler = match &config.pgbouncer {

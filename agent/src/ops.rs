@@ -4,9 +4,8 @@
 //! of a switchover is watched in the applied state.
 
 use crate::clock::mono_now;
-use crate::lease_loop::unix_ms;
-use crate::pg_loop::{Operation, OperationRequest};
-use crate::reload::ReloadReply;
+use crate::clock::unix_ms;
+use crate::requests::{Operation, OperationRequest, ReloadReply};
 use raftgres_api::{
     MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };

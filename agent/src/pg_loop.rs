@@ -3,7 +3,7 @@
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
-use crate::reload::LiveSettings;
+use crate::requests::{LiveSettings, Operation, OperationRequest};
 use crate::systemd::Progress;
 use anyhow::{Context, bail};
 use raftgres_api::OpError;
@@ -23,7 +23,7 @@ use raftgres_state::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// A start (crash recovery included) or a clone may take this long.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,20 +33,6 @@ const PROMOTE_WAIT: Duration = Duration::from_secs(20);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The keeper only spawns the postmaster; readiness is waited for here.
 const START_REQUEST: Duration = Duration::from_secs(10);
-
-/// What an operator asks of this member's Postgres through the REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Restart,
-    Reload,
-    Reinitialize,
-}
-
-/// An [`Operation`] and where its outcome goes.
-pub struct OperationRequest {
-    pub operation: Operation,
-    pub reply: oneshot::Sender<Result<String, OpError>>,
-}
 
 const LOOP_WAIT_BEFORE_CONFIG: Duration = Duration::from_millis(250);
 
@@ -207,7 +193,7 @@ impl PgLoop {
                 .await;
             self.publish(&mut local, &state, &view, now);
             local.peers.observe(&state, now);
-            let now_unix_ms = crate::lease_loop::unix_ms();
+            let now_unix_ms = crate::clock::unix_ms();
             if due_switchover(&state, self.me(), now_unix_ms).is_none() {
                 local.switchover_stopped_at = None;
             } else if local.switchover_stopped_at.is_none()

@@ -7,7 +7,7 @@
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
-use crate::lease_loop::unix_ms;
+use crate::clock::unix_ms;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{MonoInstant, pooler_plan};
 use raftgres_pooler::{
@@ -32,7 +32,7 @@ pub struct PoolerLoop {
     pub belief: SharedBelief,
     pub status: watch::Sender<PoolerStatus>,
     /// `pgbouncer.admin_user` and `admin_password`, swapped by a reload.
-    pub live: watch::Receiver<crate::reload::LiveSettings>,
+    pub live: watch::Receiver<crate::requests::LiveSettings>,
 }
 
 /// After a console command failed, try again this soon.

@@ -1,45 +1,12 @@
 //! SIGHUP and `POST /reload`: re-read the settings file, apply what can
 //! change while running, name what cannot. One reload at a time, in order.
 
-use crate::pg_loop::{Operation, OperationRequest};
+use crate::requests::{LiveSettings, Operation, OperationRequest, ReloadReply};
 use raftgres_api::{Credentials, OpError};
 use raftgres_config::{AgentConfig, reload_plan, reloaded};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
-
-/// The settings the loops read afresh after a reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveSettings {
-    /// `postgresql.parameters`, written into the managed conf.
-    pub parameters: BTreeMap<String, String>,
-    /// `tags`, published in this member's record.
-    pub tags: raftgres_state::Tags,
-    /// `pgbouncer.admin_user` and `admin_password`.
-    pub pooler_admin: Option<(String, Option<String>)>,
-}
-
-impl LiveSettings {
-    pub fn of(config: &AgentConfig) -> LiveSettings {
-        LiveSettings {
-            parameters: config
-                .postgresql
-                .as_ref()
-                .map(|pg| pg.parameters.clone())
-                .unwrap_or_default(),
-            tags: raftgres_state::Tags {
-                nofailover: config.tags.nofailover,
-                failover_priority: config.tags.failover_priority,
-                nosync: config.tags.nosync,
-            },
-            pooler_admin: config
-                .pgbouncer
-                .as_ref()
-                .map(|p| (p.admin_user.clone(), p.admin_password.clone())),
-        }
-    }
-}
+use tokio::sync::{mpsc, watch};
 
 pub fn credentials(config: &AgentConfig) -> Option<Credentials> {
     config.restapi.authentication.as_ref().map(|a| Credentials {
@@ -47,9 +14,6 @@ pub fn credentials(config: &AgentConfig) -> Option<Credentials> {
         password: a.password.clone(),
     })
 }
-
-/// Who asked: `POST /reload` waits for the outcome, SIGHUP only logs it.
-pub type ReloadReply = Option<oneshot::Sender<Result<String, OpError>>>;
 
 pub struct Reloader {
     pub path: PathBuf,

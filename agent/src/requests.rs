@@ -1,0 +1,57 @@
+//! What the agent's parts send each other: an operator's request for the
+//! local Postgres, a reload request, and the settings a reload changes. A
+//! leaf, so the parts depend on it and not on each other.
+
+use raftgres_api::OpError;
+use raftgres_config::AgentConfig;
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// What an operator asks of this member's Postgres through the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Restart,
+    Reload,
+    Reinitialize,
+}
+
+/// An [`Operation`] and where its outcome goes.
+pub struct OperationRequest {
+    pub operation: Operation,
+    pub reply: oneshot::Sender<Result<String, OpError>>,
+}
+
+/// Who asked: `POST /reload` waits for the outcome, SIGHUP only logs it.
+pub type ReloadReply = Option<oneshot::Sender<Result<String, OpError>>>;
+
+/// The settings the loops read afresh after a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// `postgresql.parameters`, written into the managed conf.
+    pub parameters: BTreeMap<String, String>,
+    /// `tags`, published in this member's record.
+    pub tags: raftgres_state::Tags,
+    /// `pgbouncer.admin_user` and `admin_password`.
+    pub pooler_admin: Option<(String, Option<String>)>,
+}
+
+impl LiveSettings {
+    pub fn of(config: &AgentConfig) -> LiveSettings {
+        LiveSettings {
+            parameters: config
+                .postgresql
+                .as_ref()
+                .map(|pg| pg.parameters.clone())
+                .unwrap_or_default(),
+            tags: raftgres_state::Tags {
+                nofailover: config.tags.nofailover,
+                failover_priority: config.tags.failover_priority,
+                nosync: config.tags.nosync,
+            },
+            pooler_admin: config
+                .pgbouncer
+                .as_ref()
+                .map(|p| (p.admin_user.clone(), p.admin_password.clone())),
+        }
+    }
+}
