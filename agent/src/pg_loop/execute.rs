@@ -1,0 +1,386 @@
+//! Executing one decided action through the keeper, re-checking the lease
+//! right before Postgres starts as primary or is promoted, and the
+//! operator's requests (restart, reload, reinitialize).
+
+use super::*;
+
+impl PgLoop {
+    /// Fails unless this member holds a valid lease at this very moment:
+    /// the judgement that chose a start or a promotion may be older than
+    /// the action it led to.
+    pub(super) fn require_lease(&self) -> anyhow::Result<()> {
+        let state = self.consensus.local().state;
+        if belief::read(&self.belief).holds_valid(&state.lease, self.me(), mono_now()) {
+            Ok(())
+        } else {
+            bail!("the lease is no longer held here; not acting as primary")
+        }
+    }
+
+    /// Stops the postmaster cleanly (the keeper fences it if it does not
+    /// stop in time).
+    pub(super) async fn stop_postgres(&self, local: &mut Local) -> anyhow::Result<()> {
+        if !local.running {
+            return Ok(());
+        }
+        self.keeper(
+            Request::Stop {
+                mode: StopMode::Fast,
+                timeout_ms: STOP_TIMEOUT.as_millis() as u64,
+            },
+            STOP_TIMEOUT + FENCE_TIMEOUT,
+        )
+        .await
+        .context("cannot stop Postgres")?;
+        local.running = false;
+        Ok(())
+    }
+
+    pub(super) async fn start(
+        &self,
+        local: &mut Local,
+        role: Role,
+        upstream: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.stop_postgres(local).await?;
+        let primary = matches!(role, Role::Primary);
+        if primary {
+            self.require_lease()?;
+        }
+        self.write_conf(local, &role)?;
+        local.upstream = upstream;
+        self.keeper(Request::Start { primary }, START_REQUEST)
+            .await
+            .context("cannot start Postgres")?;
+        local.running = true;
+        self.wait_ready(START_TIMEOUT).await
+    }
+
+    /// Waits until the server answers a query (a standby: accepts read-only
+    /// connections), the postmaster exits, or `timeout` passes.
+    pub(super) async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let log = self.settings.log_path();
+        loop {
+            let keeper = self
+                .keeper(Request::Status, raftgres_keeper::client::QUICK)
+                .await?;
+            let Some(pid) = keeper.postmaster_pid else {
+                bail!(
+                    "Postgres exited while starting ({}); see {}",
+                    keeper.last_exit.as_deref().unwrap_or("no status"),
+                    log.display()
+                );
+            };
+            let last = match Control::new(&self.settings).status().await {
+                Ok(_) => {
+                    tracing::info!(member = self.me(), pid, "Postgres accepts connections");
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "Postgres (pid {pid}) did not accept connections within {timeout:?}: {last}; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(super) async fn execute(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        action: &PgAction,
+    ) -> anyhow::Result<()> {
+        let result = self.execute_inner(local, state, action).await;
+        if result.is_err()
+            && matches!(
+                action,
+                PgAction::StartPrimary | PgAction::StartReplica { .. }
+            )
+        {
+            local.down_since.get_or_insert(mono_now());
+        }
+        result
+    }
+
+    pub(super) async fn execute_inner(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        action: &PgAction,
+    ) -> anyhow::Result<()> {
+        match action {
+            PgAction::None => Ok(()),
+            PgAction::Fence => {
+                // When the server went unanswering, `down_since` stays: the
+                // holder then releases the lease as for any dead server.
+                self.keeper(Request::Fence, FENCE_TIMEOUT)
+                    .await
+                    .context("cannot fence Postgres")?;
+                local.running = false;
+                tracing::warn!(
+                    member = self.me(),
+                    "fenced Postgres: every process of the server is gone"
+                );
+                Ok(())
+            }
+            PgAction::InitDb => {
+                let info = initdb(&self.settings).await?;
+                tracing::info!(member = self.me(), system_id = %info.system_id, "created the database");
+                self.start(local, Role::Primary, None).await
+            }
+            PgAction::RecordIdentity { system_id } => {
+                match self
+                    .consensus
+                    .propose(Command::Initialize {
+                        system_id: system_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(Ok(_)) => {
+                        tracing::info!(member = self.me(), %system_id, "recorded the cluster's identity")
+                    }
+                    Ok(Err(rejection)) => {
+                        tracing::error!(member = self.me(), %rejection, "identity refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "identity not committed; retrying")
+                    }
+                }
+                Ok(())
+            }
+            PgAction::StartPrimary => self.start(local, Role::Primary, None).await,
+            PgAction::StartReplica { upstream } => {
+                let role = match upstream.as_deref().and_then(|u| upstream_of(state, u)) {
+                    Some(up) => Role::Standby {
+                        upstream: up,
+                        slot: Some(slot_name_for(self.me())),
+                    },
+                    None => Role::DetachedStandby,
+                };
+                self.start(local, role, upstream.clone()).await
+            }
+            PgAction::Promote => {
+                self.require_lease()?;
+                let keeper = self
+                    .keeper(Request::Status, raftgres_keeper::client::QUICK)
+                    .await?;
+                let now = crate::clock::nanos(mono_now());
+                if keeper.armed.is_none_or(|a| a.deadline_ns <= now) {
+                    bail!("the keeper's fence is not armed with a live deadline; not promoting");
+                }
+                self.configure_before_promotion(local, state).await?;
+                let control = Control::new(&self.settings);
+                if control.promote(PROMOTE_WAIT).await? {
+                    // A checkpoint makes the new timeline visible to pg_rewind at once.
+                    control.checkpoint(PROMOTE_WAIT).await?;
+                    self.write_conf(local, &Role::Primary)?;
+                    local.upstream = None;
+                    tracing::info!(member = self.me(), epoch = %state.lease.epoch, "promoted");
+                }
+                Ok(())
+            }
+            PgAction::Follow { upstream } => {
+                let Some(up) = upstream_of(state, upstream) else {
+                    return Ok(());
+                };
+                self.write_conf(
+                    local,
+                    &Role::Standby {
+                        upstream: up,
+                        slot: Some(slot_name_for(self.me())),
+                    },
+                )?;
+                local.upstream = Some(upstream.clone());
+                if local.running {
+                    self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+                        .await?;
+                }
+                Ok(())
+            }
+            PgAction::Rewind { source } => {
+                let Some(up) = upstream_of(state, source) else {
+                    return Ok(());
+                };
+                self.stop_postgres(local).await?;
+                let slot = slot_name_for(self.me());
+                // A source that cannot be reached (just restarting, say) is
+                // retried on the next round: the data is intact and a clone
+                // would need the same source. Any other failure (pg_rewind's
+                // own, or the crash recovery it needs first) falls back to a
+                // fresh clone, which keeps the old data until the copy is complete.
+                match rewind(&self.settings, &up, Some(&slot)).await {
+                    Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
+                    Err(e @ (PgError::Connect { .. } | PgError::Timeout { .. })) => {
+                        tracing::warn!(member = self.me(), %source, error = %e, "rewind source not reachable; retrying the rewind");
+                        return Err(e.into());
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
+                        basebackup(&self.settings, &up, Some(&slot)).await?;
+                    }
+                }
+                local.down_since = None;
+                let role = Role::Standby {
+                    upstream: up,
+                    slot: Some(slot),
+                };
+                self.start(local, role, Some(source.clone())).await
+            }
+            PgAction::StopForSwitchover => {
+                // A checkpoint first keeps the shutdown checkpoint, and so
+                // the time without a writable primary, short.
+                if let Err(e) = Control::new(&self.settings).checkpoint(PROMOTE_WAIT).await {
+                    tracing::warn!(member = self.me(), error = %e, "checkpoint before the switchover failed; stopping anyway");
+                }
+                self.stop_postgres(local).await?;
+                local.down_since = None;
+                local.switchover_stopped_at = Some(mono_now());
+                tracing::info!(member = self.me(), epoch = %state.lease.epoch, candidate = ?state.switchover.as_ref().and_then(|s| s.to.clone()), "switchover: stopped Postgres; waiting for the candidate to replay the shutdown checkpoint");
+                Ok(())
+            }
+            PgAction::AbandonSwitchover { reason } => {
+                tracing::warn!(member = self.me(), %reason, "abandoning the switchover");
+                local.switchover_stopped_at = None;
+                match self.consensus.propose(Command::CancelSwitchover).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(rejection)) => {
+                        tracing::error!(member = self.me(), %rejection, "switchover cancel refused");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(member = self.me(), error = %e, "switchover cancel not committed; retrying");
+                        Ok(())
+                    }
+                }
+            }
+            PgAction::Clone { source } => {
+                let Some(up) = upstream_of(state, source) else {
+                    return Ok(());
+                };
+                self.stop_postgres(local).await?;
+                let slot = slot_name_for(self.me());
+                basebackup(&self.settings, &up, Some(&slot)).await?;
+                local.down_since = None;
+                tracing::info!(member = self.me(), %source, "cloned from the primary");
+                let role = Role::Standby {
+                    upstream: up,
+                    slot: Some(slot),
+                };
+                self.start(local, role, Some(source.clone())).await
+            }
+        }
+    }
+
+    /// The role Postgres runs in now, to restart or reload it as it is.
+    pub(super) fn current_role(&self, local: &Local, state: &ClusterState, view: &PgView) -> Role {
+        if view.is_writable_primary() {
+            return Role::Primary;
+        }
+        self.standby_role(local, state)
+    }
+
+    /// A standby streaming from the upstream it was last pointed at, or
+    /// replaying what it has when that member is unknown.
+    pub(super) fn standby_role(&self, local: &Local, state: &ClusterState) -> Role {
+        match local
+            .upstream
+            .as_deref()
+            .and_then(|u| upstream_of(state, u))
+        {
+            Some(up) => Role::Standby {
+                upstream: up,
+                slot: Some(slot_name_for(self.me())),
+            },
+            None => Role::DetachedStandby,
+        }
+    }
+
+    pub(super) async fn operate(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        holds_lease: bool,
+        operation: Operation,
+    ) -> Result<String, OpError> {
+        let failed =
+            |what: &str, e: anyhow::Error| OpError::Unavailable(format!("{what} failed: {e:#}"));
+        match operation {
+            Operation::Restart => {
+                if !local.running {
+                    return Err(OpError::Unavailable(
+                        "Postgres is not running here; the agent starts it by itself when it should run"
+                            .into(),
+                    ));
+                }
+                let role = self.current_role(local, state, view);
+                let upstream = local.upstream.clone();
+                self.start(local, role, upstream)
+                    .await
+                    .map_err(|e| failed("restart", e))?;
+                Ok("restarted Postgres".into())
+            }
+            Operation::Reload => {
+                let role = self.current_role(local, state, view);
+                self.write_conf(local, &role)
+                    .map_err(|e| failed("reload", e.into()))?;
+                if local.running {
+                    self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
+                        .await
+                        .map_err(|e| failed("reload", e.into()))?;
+                }
+                Ok("rewrote the managed configuration and reloaded Postgres".into())
+            }
+            Operation::Reinitialize => {
+                if holds_lease || state.lease.is_held_by(self.me()) {
+                    return Err(OpError::Unavailable(
+                        "I am the leader, can not reinitialize".into(),
+                    ));
+                }
+                let Some(source) = holder_running_primary(state).map(|m| m.name.clone()) else {
+                    return Err(OpError::Unavailable(
+                        "no running primary to clone from; try again once the cluster has one"
+                            .into(),
+                    ));
+                };
+                self.execute(
+                    local,
+                    state,
+                    &PgAction::Clone {
+                        source: source.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| failed("reinitialize", e))?;
+                Ok(format!("reinitialized from {source}"))
+            }
+        }
+    }
+
+    /// The primary keeps a physical slot for every other database member,
+    /// so a replica's WAL is kept until it has it.
+    pub(super) async fn ensure_slots(&self, local: &mut Local, state: &ClusterState) {
+        let wanted: BTreeSet<String> = state
+            .members
+            .values()
+            .filter(|m| !m.witness && m.name != self.me())
+            .map(|m| m.name.clone())
+            .collect();
+        if wanted == local.slots_for {
+            return;
+        }
+        let control = Control::new(&self.settings);
+        for name in &wanted {
+            if let Err(e) = control.create_physical_slot(&slot_name_for(name)).await {
+                tracing::warn!(member = self.me(), slot_for = %name, error = %e, "cannot create a replication slot");
+                return;
+            }
+        }
+        local.slots_for = wanted;
+    }
+}

@@ -1,0 +1,232 @@
+//! Observing the local server (through the keeper, then SQL) and
+//! publishing the member's record with its heartbeat.
+
+use super::*;
+
+impl PgLoop {
+    pub(super) async fn observe(&self, local: &mut Local, now: MonoInstant) -> PgView {
+        let keeper = match self
+            .keeper(Request::Status, raftgres_keeper::client::QUICK)
+            .await
+        {
+            Ok(status) => status,
+            Err(e) => {
+                // A dead keeper's guard has killed the server; a new keeper
+                // starts clean. A hung one refuses the new keeper's socket,
+                // and its server may still run: nothing to do but wait.
+                tracing::error!(member = self.me(), error = %e, "the keeper does not answer");
+                if matches!(e, KeeperError::Unreachable { .. }) {
+                    let socket = self.keeper.lock().await.socket().to_owned();
+                    if let Err(e) = crate::keeper_link::attach(&self.config_path, &socket).await {
+                        tracing::error!(member = self.me(), error = %e, "cannot start a new keeper");
+                    }
+                }
+                return PgView::Busy {
+                    action: "waiting for the keeper",
+                };
+            }
+        };
+        local.armed = keeper.armed.is_some();
+        if keeper.postmaster_pid.is_some() && !local.running {
+            tracing::info!(member = self.me(), pid = ?keeper.postmaster_pid, "found Postgres running under the keeper");
+            local.running = true;
+        }
+        if local.running && keeper.postmaster_pid.is_none() {
+            tracing::warn!(member = self.me(), status = ?keeper.last_exit, "Postgres exited unexpectedly");
+            local.running = false;
+            local.down_since.get_or_insert(now);
+        }
+        if local.running {
+            match Control::new(&self.settings).status().await {
+                Ok(st) => {
+                    local.unanswered_since = None;
+                    local.down_since = None;
+                    let pid = keeper.postmaster_pid.unwrap_or(0);
+                    let timeline = match local.timeline_seen {
+                        Some((seen_pid, seen)) if seen_pid == pid => seen.max(st.timeline),
+                        _ => st.timeline,
+                    };
+                    local.timeline_seen = Some((pid, timeline));
+                    local.standbys = if st.in_recovery {
+                        Vec::new()
+                    } else {
+                        st.replication
+                            .iter()
+                            .map(|r| StandbyView {
+                                name: r.application_name.clone(),
+                                streaming: r.state == "streaming",
+                                synchronous: r.sync_state == "sync",
+                                flushed: r.flush_lsn.map(|l| Lsn(l.0)),
+                            })
+                            .collect()
+                    };
+                    local.pending_restart = st
+                        .pending_restart
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p.name,
+                                PendingRestart {
+                                    old_value: p.running,
+                                    new_value: p.configured,
+                                },
+                            )
+                        })
+                        .collect();
+                    return PgView::Running {
+                        data: DataInfo {
+                            system_id: st.system_id,
+                            timeline,
+                            was_primary: !st.in_recovery,
+                            // A replica is judged by what it has applied:
+                            // received but unreplayed WAL (replay paused,
+                            // or slow) counts as lag.
+                            lsn: Lsn(if st.in_recovery {
+                                st.replay_lsn.unwrap_or(st.wal_lsn).0
+                            } else {
+                                st.wal_lsn.0
+                            }),
+                        },
+                        in_recovery: st.in_recovery,
+                        streaming: st
+                            .wal_receiver
+                            .as_ref()
+                            .is_some_and(|w| w.status == "streaming"),
+                        upstream: if st.in_recovery {
+                            local.upstream.clone()
+                        } else {
+                            None
+                        },
+                    };
+                }
+                Err(e) => {
+                    let since = *local.unanswered_since.get_or_insert(now);
+                    tracing::warn!(member = self.me(), error = %e, "Postgres does not answer");
+                    if now - since < self.restart_grace {
+                        // Slow is not dead: keep the last view for a while.
+                        return self.view.borrow().clone();
+                    }
+                    local.down_since.get_or_insert(since);
+                }
+            }
+        }
+        if !is_initialized(&self.settings.data_dir) {
+            return PgView::Uninitialized;
+        }
+        let data = match controldata(&self.settings).await {
+            Ok(c) => DataInfo {
+                system_id: c.system_id,
+                // A stopped replica that replayed a timeline switch but no
+                // checkpoint on the new timeline yet is already on it.
+                timeline: c.timeline.max(c.min_recovery_end_timeline),
+                was_primary: c.state.was_primary(),
+                lsn: Lsn(c.checkpoint_lsn.0.max(c.min_recovery_end_lsn.0)),
+            },
+            Err(e) => {
+                tracing::error!(member = self.me(), error = %e, "cannot read the control file");
+                return PgView::Down {
+                    data: DataInfo {
+                        system_id: String::new(),
+                        timeline: 0,
+                        was_primary: true,
+                        lsn: Lsn(0),
+                    },
+                    since: local.down_since.unwrap_or(now),
+                    alive: keeper.server_alive,
+                };
+            }
+        };
+        match local.down_since {
+            Some(since) => PgView::Down {
+                data,
+                since,
+                alive: keeper.server_alive,
+            },
+            None if keeper.server_alive => PgView::Down {
+                data,
+                since: now,
+                alive: true,
+            },
+            None => PgView::Stopped { data },
+        }
+    }
+
+    /// Publishes this member's live record when it changed, and at least
+    /// every third of a ttl as a heartbeat for the others' freshness
+    /// judgement. The commit runs in its own task: a member cut off from the
+    /// majority must still reach its lease deadline on time.
+    pub(super) fn publish(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        now: MonoInstant,
+    ) {
+        if local
+            .publishing
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
+        let mut m = self.member.clone();
+        if let Some(pooler) = &self.pooler {
+            m.pooler = true;
+            m.pooler_paused_epoch = pooler.borrow().paused_for;
+        }
+        let lease_held = state.lease.is_held_by(self.me());
+        (m.role, m.pg_state) = match view {
+            PgView::Absent => (MemberRole::Witness, PgState::Absent),
+            PgView::Running {
+                in_recovery: false, ..
+            } if lease_held => (MemberRole::Primary, PgState::Running),
+            PgView::Running {
+                in_recovery: true, ..
+            } => (MemberRole::Replica, PgState::Running),
+            PgView::Running { .. } => (MemberRole::Unknown, PgState::Running),
+            PgView::Busy { .. } => (MemberRole::Unknown, PgState::Starting),
+            PgView::Stopped { .. } | PgView::Uninitialized => {
+                (MemberRole::Unknown, PgState::Stopped)
+            }
+            PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
+        };
+        if let PgView::Running {
+            data,
+            in_recovery,
+            streaming,
+            ..
+        } = view
+        {
+            m.timeline = Some(data.timeline);
+            m.replay_lsn = Some(data.lsn);
+            m.streaming = *in_recovery && *streaming;
+            m.pending_restart = local.pending_restart.clone();
+        }
+        let ttl = state.report_ttl();
+        let heartbeat_due = local
+            .last_publish
+            .is_none_or(|at| now - at >= raftgres_ha::heartbeat_interval(ttl));
+        m.heartbeat = local.heartbeat;
+        if !heartbeat_due && local.published.as_ref() == Some(&m) {
+            return;
+        }
+        local.heartbeat += 1;
+        m.heartbeat = local.heartbeat;
+        local.last_publish = Some(now);
+        local.published = Some(m.clone());
+        let consensus = self.consensus.clone();
+        let me = self.me().to_owned();
+        local.publishing = Some(tokio::spawn(async move {
+            match consensus
+                .propose(Command::PublishMember { member: m })
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(rejection)) => {
+                    tracing::error!(member = %me, %rejection, "member status refused")
+                }
+                Err(e) => tracing::debug!(member = %me, error = %e, "member status not committed"),
+            }
+        }));
+    }
+}
