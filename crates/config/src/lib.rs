@@ -1,6 +1,11 @@
 //! Loads the agent's settings: one YAML file plus `RAFTGRES_*` environment
 //! overrides, validated into a typed [`AgentConfig`].
 //!
+//! The file's keys, types and defaults are [`schema`], derived by serde; the
+//! rules serde cannot say (a value's form, the rules between keys) turn it
+//! into [`AgentConfig`]. Whoever writes a settings file (the lab does)
+//! builds a [`schema::Agent`] and serialises it.
+//!
 //! Architecture invariant: this crate knows nothing of Raft, Postgres or the
 //! network; it only reads the file and the environment. It never panics and
 //! never replaces a bad value with a default; every error names the file or
@@ -25,12 +30,15 @@
 //! at any depth). Any other `RAFTGRES_*` variable is rejected as an unknown
 //! key.
 
+mod de;
 mod error;
 mod model;
-mod parse;
+mod read;
 mod reload;
+mod rules;
+pub mod schema;
 mod source;
-mod tree;
+pub mod yaml;
 
 use std::path::Path;
 
@@ -75,8 +83,9 @@ pub fn load_with_env(
 ) -> Result<AgentConfig, ConfigError> {
     let merged = source::merge(path, env)?;
     let from_env: Vec<String> = merged.env_vars.keys().cloned().collect();
-    let ctx = tree::Ctx::new(path.to_path_buf(), merged.env_vars);
-    let config = parse::agent_config(&ctx, merged.root)?;
+    let ctx = read::Ctx::new(path.to_path_buf(), merged.env_vars);
+    let file = read::agent(&ctx, merged.root)?;
+    let config = rules::agent_config(&ctx, file)?;
     refuse_exposed_secrets(path, &config, &from_env)?;
     Ok(config)
 }

@@ -1,4 +1,6 @@
 use raftgres_state::LeaseTiming;
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -127,10 +129,11 @@ pub struct PgTls {
     pub sslrootcert: Option<PathBuf>,
 }
 
-/// libpq's `sslmode`, without `allow`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// libpq's `sslmode`, without `allow`; written as libpq spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PgSslMode {
     Disable,
+    #[default]
     Prefer,
     Require,
     VerifyCa,
@@ -167,6 +170,33 @@ impl PgSslMode {
     /// The server's certificate must chain to `sslrootcert`.
     pub fn verifies(self) -> bool {
         matches!(self, PgSslMode::VerifyCa | PgSslMode::VerifyFull)
+    }
+}
+
+impl Serialize for PgSslMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_libpq())
+    }
+}
+
+impl<'de> Deserialize<'de> for PgSslMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PgSslMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_libpq() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PgSslMode::ALL.iter().map(|m| m.as_libpq()).collect();
+                let allow = if text == "allow" {
+                    " (`allow` tries plain first and protects nothing `prefer` does not)"
+                } else {
+                    ""
+                };
+                de::Error::custom(format!(
+                    "is {text:?}; expected one of {}{allow}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -240,21 +270,13 @@ pub struct RestApiTls {
 }
 
 /// Patroni's `restapi.verify_client`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VerifyClient {
+    #[default]
     None,
     Optional,
     Required,
-}
-
-impl VerifyClient {
-    pub fn name(self) -> &'static str {
-        match self {
-            VerifyClient::None => "none",
-            VerifyClient::Optional => "optional",
-            VerifyClient::Required => "required",
-        }
-    }
 }
 
 /// What a client sends with HTTP basic auth to call a mutating endpoint.

@@ -1840,16 +1840,16 @@ fn missing_required_keys_are_named() {
 #[test]
 fn missing_or_empty_member_list_is_explained() {
     let without = MINIMAL.split("members:").next().unwrap().to_owned();
-    for yaml in [
-        without.clone(),
-        format!("{without}members: []\n"),
-        format!("{without}members:\n"),
+    for (yaml, what) in [
+        (without.clone(), "is missing or empty"),
+        (format!("{without}members: []\n"), "is missing or empty"),
+        (format!("{without}members:\n"), "is empty"),
     ] {
         let message = error(&yaml);
         assert!(
-            message.contains(
-                "key `members`: is missing or empty: list every initial voter with id, name and raft_addr"
-            ),
+            message.contains(&format!(
+                "key `members`: {what}: list every initial voter with id, name and raft_addr"
+            )),
             "{message:?}"
         );
     }
