@@ -1,43 +1,8 @@
 //! JSON documents from the API shown and edited as YAML, and read back.
 
+pub use raftgres_config::yaml::emit;
 use serde_json::{Map, Number, Value};
-use yaml_rust2::yaml::Hash;
-use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
-
-pub fn to_yaml(value: &Value) -> Yaml {
-    match value {
-        Value::Null => Yaml::Null,
-        Value::Bool(b) => Yaml::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Yaml::Integer(i),
-            // A float, or an integer above i64::MAX: YAML keeps its text,
-            // and from_yaml reads that text back as the same number.
-            None => Yaml::Real(n.to_string()),
-        },
-        Value::String(s) => Yaml::String(s.clone()),
-        Value::Array(items) => Yaml::Array(items.iter().map(to_yaml).collect()),
-        Value::Object(map) => {
-            let mut hash = Hash::new();
-            for (key, item) in map {
-                hash.insert(Yaml::String(key.clone()), to_yaml(item));
-            }
-            Yaml::Hash(hash)
-        }
-    }
-}
-
-/// YAML text without the `---` document marker, ending in a newline.
-pub fn emit(value: &Value) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail; an empty output would still be
-    // visible rather than a crash.
-    let _ = YamlEmitter::new(&mut out).dump(&to_yaml(value));
-    let body = out
-        .strip_prefix("---\n")
-        .or_else(|| out.strip_prefix("--- "))
-        .unwrap_or(&out);
-    format!("{body}\n")
-}
+use yaml_rust2::{Yaml, YamlLoader};
 
 /// One YAML document as JSON; `path` names where a bad value sits.
 pub fn from_yaml(yaml: &Yaml, path: &str) -> Result<Value, String> {
