@@ -265,7 +265,7 @@ async fn lab_json_has_the_credentials_and_down_stops_haproxy() {
     for m in &description.members {
         let config = std::fs::read_to_string(&m.config).expect("member config");
         assert!(
-            config.contains(&format!("password: \"{}\"", auth.password)),
+            config.contains(&auth.password),
             "{} has not the lab's API password",
             m.name
         );

@@ -13,6 +13,7 @@ mod impair;
 mod netns;
 mod pgbouncer;
 mod process;
+mod settings;
 mod spec;
 mod tls;
 

@@ -8,7 +8,8 @@ use super::{
 use crate::haproxy;
 use crate::netns::NetnsMember;
 use crate::pgbouncer;
-use crate::spec::{ApiAuth, LabDescription, LabMember, LabSpec, PgAuth, agent_config};
+use crate::settings::agent_settings;
+use crate::spec::{ApiAuth, LabDescription, LabMember, LabSpec, PgAuth};
 use nix::unistd::User;
 use std::collections::BTreeMap;
 use std::fs;
@@ -336,18 +337,18 @@ impl Lab {
                 crate::disk::mount_small(disk, mib, owner)?;
                 mounts.0.push(disk.clone());
             }
-            write_private(
-                &m.config,
-                &agent_config(
-                    m,
-                    "lab",
-                    &members,
-                    &api_auth,
-                    &pg_auth,
-                    pg_bin_dir.as_deref(),
-                    Some((&lab_tls.ca_file, tls)),
-                ),
-            )?;
+            let settings = agent_settings(
+                m,
+                &members,
+                &api_auth,
+                &pg_auth,
+                pg_bin_dir.as_deref(),
+                (&lab_tls.ca_file, tls),
+            );
+            let text = settings.to_yaml().map_err(|e| {
+                LabError::Setup(format!("cannot write {}: {e}", m.config.display()))
+            })?;
+            write_private(&m.config, &text)?;
         }
         for m in &members {
             let Some(listen) = m.pgbouncer_listen() else {
