@@ -58,7 +58,24 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// A change: `body` sent with `method`, waiting up to `timeout`, with
+    /// no version condition.
+    pub fn change(
+        method: Method,
+        url: Url,
+        body: Option<&'a Value>,
+        timeout: Duration,
+    ) -> Call<'a> {
+        Call {
+            method,
+            url,
+            body,
+            if_match: None,
+            timeout,
+        }
+    }
+
     pub fn get(url: Url) -> Call<'static> {
         Call {
             method: Method::GET,

@@ -67,12 +67,8 @@ pub async fn switchover(
         body["scheduled_at"] = at.to_string().into();
     }
     let reply = finder
-        .call_any(&cluster, &["switchover"], |url| Call {
-            method: Method::POST,
-            url,
-            body: Some(&body),
-            if_match: None,
-            timeout: CHANGE_TIMEOUT,
+        .call_any(&cluster, &["switchover"], |url| {
+            Call::change(Method::POST, url, Some(&body), CHANGE_TIMEOUT)
         })
         .await?;
     println!("{}", reply.message());
@@ -105,12 +101,8 @@ pub async fn failover(finder: &mut Finder, candidate: String, force: bool) -> an
     .await?;
     let body = json!({"candidate": candidate});
     let reply = finder
-        .call_any(&cluster, &["failover"], |url| Call {
-            method: Method::POST,
-            url,
-            body: Some(&body),
-            if_match: None,
-            timeout: CHANGE_TIMEOUT,
+        .call_any(&cluster, &["failover"], |url| {
+            Call::change(Method::POST, url, Some(&body), CHANGE_TIMEOUT)
         })
         .await?;
     println!("{}", reply.message());
@@ -132,13 +124,12 @@ pub async fn reinit(finder: &mut Finder, member: String, force: bool) -> anyhow:
     let body = json!({});
     let reply = finder
         .api
-        .call(Call {
-            method: Method::POST,
-            url: endpoint(&base, &["reinitialize"]),
-            body: Some(&body),
-            if_match: None,
-            timeout: POSTGRES_TIMEOUT,
-        })
+        .call(Call::change(
+            Method::POST,
+            endpoint(&base, &["reinitialize"]),
+            Some(&body),
+            POSTGRES_TIMEOUT,
+        ))
         .await?;
     println!("{member}: {}", reply.message());
     Ok(())
@@ -213,13 +204,12 @@ pub async fn restart(
         let base = cluster.member_api(member)?;
         let outcome = finder
             .api
-            .call(Call {
-                method: Method::POST,
-                url: endpoint(&base, &["restart"]),
-                body: Some(&body),
-                if_match: None,
-                timeout: POSTGRES_TIMEOUT,
-            })
+            .call(Call::change(
+                Method::POST,
+                endpoint(&base, &["restart"]),
+                Some(&body),
+                POSTGRES_TIMEOUT,
+            ))
             .await;
         match outcome {
             Ok(reply) => println!("{member}: {}", reply.message()),
@@ -251,12 +241,8 @@ pub async fn set_pause(finder: &mut Finder, pause: bool) -> anyhow::Result<()> {
     }
     let body = json!({"pause": pause});
     finder
-        .call_any(&cluster, &["config"], |url| Call {
-            method: Method::PATCH,
-            url,
-            body: Some(&body),
-            if_match: None,
-            timeout: COMMIT_TIMEOUT,
+        .call_any(&cluster, &["config"], |url| {
+            Call::change(Method::PATCH, url, Some(&body), COMMIT_TIMEOUT)
         })
         .await?;
     println!("Success: cluster management is {word}");
@@ -275,12 +261,8 @@ pub async fn remove(finder: &mut Finder, member: String, force: bool) -> anyhow:
     )
     .await?;
     let reply = finder
-        .call_any(&cluster, &["members", &member], |url| Call {
-            method: Method::DELETE,
-            url,
-            body: None,
-            if_match: None,
-            timeout: MEMBERSHIP_TIMEOUT,
+        .call_any(&cluster, &["members", &member], |url| {
+            Call::change(Method::DELETE, url, None, MEMBERSHIP_TIMEOUT)
         })
         .await?;
     println!("{}", reply.message());

@@ -72,15 +72,8 @@ pub fn poolers_paused(state: &ClusterState, fresh: &dyn Fn(&Member) -> bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::cluster;
+    use crate::testing::{cluster, streaming};
     use raftgres_state::Switchover;
-
-    fn streaming(mut s: ClusterState) -> ClusterState {
-        for m in s.members.values_mut() {
-            m.streaming = m.role == MemberRole::Replica;
-        }
-        s
-    }
 
     #[test]
     fn the_write_database_follows_a_running_primary_with_a_valid_lease() {

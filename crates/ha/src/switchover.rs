@@ -123,15 +123,8 @@ pub fn failover_candidate(state: &ClusterState) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::cluster;
+    use crate::testing::{cluster, streaming};
     use raftgres_state::Lsn;
-
-    fn streaming(mut s: ClusterState) -> ClusterState {
-        for m in s.members.values_mut() {
-            m.streaming = m.role == MemberRole::Replica;
-        }
-        s
-    }
 
     #[test]
     fn the_best_fit_replica_is_chosen() {

@@ -83,3 +83,11 @@ pub fn data(system_id: &str, lsn: u64, was_primary: bool) -> DataInfo {
         lsn: Lsn(lsn),
     }
 }
+
+/// `s` with every replica streaming from the primary.
+pub fn streaming(mut s: ClusterState) -> ClusterState {
+    for m in s.members.values_mut() {
+        m.streaming = m.role == MemberRole::Replica;
+    }
+    s
+}

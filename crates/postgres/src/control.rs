@@ -7,6 +7,7 @@ use crate::settings::PgSettings;
 use crate::version::sql;
 use std::time::Duration;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::PgLsn;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -288,53 +289,41 @@ impl Control {
     /// standby connects. Succeeds if the slot exists already.
     pub async fn create_physical_slot(&self, name: &str) -> Result<()> {
         const OP: &str = "creating a replication slot";
-        check_slot_name(name)?;
-        let session = self.session().await?;
-        match session
-            .try_query(
-                OP,
-                session.query_timeout,
-                "SELECT pg_create_physical_replication_slot($1, true)",
-                &[&name],
-            )
-            .await?
-        {
-            Ok(_) => {
-                tracing::info!(slot = name, "created replication slot");
-                Ok(())
-            }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => {
-                Ok(())
-            }
-            Err(e) => Err(query_error(OP, &e)),
+        let sql = "SELECT pg_create_physical_replication_slot($1, true)";
+        match self.slot_call(OP, sql, name, "created").await? {
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(()),
+            answer => answer.map_err(|e| query_error(OP, &e)),
         }
     }
 
     /// Drops a slot; succeeds if it does not exist.
     pub async fn drop_slot(&self, name: &str) -> Result<()> {
         const OP: &str = "dropping a replication slot";
-        check_slot_name(name)?;
-        let session = self.session().await?;
-        use tokio_postgres::error::SqlState;
-        match session
-            .try_query(
-                OP,
-                session.query_timeout,
-                "SELECT pg_drop_replication_slot($1)",
-                &[&name],
-            )
-            .await?
-        {
-            Ok(_) => {
-                tracing::info!(slot = name, "dropped replication slot");
-                Ok(())
-            }
+        let sql = "SELECT pg_drop_replication_slot($1)";
+        match self.slot_call(OP, sql, name, "dropped").await? {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => Err(PgError::SlotActive {
                 name: name.to_owned(),
             }),
-            Err(e) => Err(query_error(OP, &e)),
+            answer => answer.map_err(|e| query_error(OP, &e)),
         }
+    }
+
+    /// Runs a slot function on `name`. The server's refusal is left to the
+    /// caller, which knows which refusals mean "already so".
+    async fn slot_call(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        name: &str,
+        done: &str,
+    ) -> Result<std::result::Result<(), tokio_postgres::Error>> {
+        check_slot_name(name)?;
+        let session = self.session().await?;
+        let answer = session
+            .try_query(operation, session.query_timeout, sql, &[&name])
+            .await?;
+        Ok(answer.map(|_| tracing::info!(slot = name, "{done} replication slot")))
     }
 
     pub async fn list_slots(&self) -> Result<Vec<ReplicationSlot>> {
@@ -372,7 +361,6 @@ impl Control {
     }
 
     async fn in_recovery_call(&self, operation: &'static str, sql: &str) -> Result<()> {
-        use tokio_postgres::error::SqlState;
         let session = self.session().await?;
         match session
             .try_query(operation, self.settings.query_timeout, sql, &[])
