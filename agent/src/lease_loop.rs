@@ -15,6 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy)]
 enum Intent {
@@ -63,7 +64,7 @@ impl LeaseLoop {
     }
 
     /// Publishes this member and the bootstrap config until both are committed.
-    async fn register(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn register(&self, stop: &CancellationToken) -> bool {
         let commands = [
             Command::BootstrapConfig {
                 values: self.bootstrap.clone(),
@@ -75,7 +76,7 @@ impl LeaseLoop {
         for command in commands {
             loop {
                 self.progress.beat();
-                if *shutdown.borrow() {
+                if stop.is_cancelled() {
                     return false;
                 }
                 match self.consensus.propose(command.clone()).await {
@@ -89,7 +90,7 @@ impl LeaseLoop {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(REGISTER_RETRY) => {}
-                    _ = shutdown.changed() => {}
+                    _ = stop.cancelled() => {}
                 }
             }
         }
@@ -97,15 +98,15 @@ impl LeaseLoop {
         true
     }
 
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        if !self.register(&mut shutdown).await {
+    pub async fn run(mut self, stop: CancellationToken) {
+        if !self.register(&stop).await {
             return;
         }
         if self.member.witness {
             tokio::spawn(witness_heartbeat(
                 self.consensus.clone(),
                 self.me().to_owned(),
-                shutdown.clone(),
+                stop.clone(),
             ));
         }
         let mut states = self.consensus.subscribe();
@@ -244,7 +245,7 @@ impl LeaseLoop {
                     }
                     self.record(intent, sent, result).await;
                 }
-                _ = shutdown.changed() => break,
+                _ = stop.cancelled() => break,
             }
         }
     }
@@ -374,7 +375,7 @@ impl LeaseLoop {
 /// registered, and every other member would call it stale a ttl later. It
 /// republishes the record as applied (never re-adding a removed member)
 /// with a new heartbeat.
-async fn witness_heartbeat(consensus: Consensus, me: String, mut shutdown: watch::Receiver<bool>) {
+async fn witness_heartbeat(consensus: Consensus, me: String, stop: CancellationToken) {
     let mut heartbeat = 0;
     loop {
         let state = consensus.local().state;
@@ -399,7 +400,7 @@ async fn witness_heartbeat(consensus: Consensus, me: String, mut shutdown: watch
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

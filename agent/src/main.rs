@@ -35,6 +35,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -178,6 +179,21 @@ async fn adopt_lease(
     tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
 }
 
+/// How the agent stops, one stage after the other:
+/// 1. the Postgres loop, so that no action starts while the rest stops;
+/// 2. the lease loop, the pooler loop and the REST API;
+/// 3. Raft;
+/// 4. the gRPC server, only after Raft: a Raft leader whose server is gone
+///    still sends heartbeats, so the others would not elect a new leader
+///    while every request forwarded to it, the primary's renewals among
+///    them, fails.
+#[derive(Default)]
+struct Stop {
+    postgres: CancellationToken,
+    loops: CancellationToken,
+    grpc_server: CancellationToken,
+}
+
 async fn run(
     config: AgentConfig,
     config_path: PathBuf,
@@ -225,7 +241,7 @@ async fn run(
                 config.raft.listen
             )
         })?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stop = Stop::default();
     let belief = belief::SharedBelief::default();
     let callers = if peer_tls.is_some() {
         server::Callers::Authenticated
@@ -240,11 +256,6 @@ async fn run(
         consensus: consensus.clone(),
         belief: belief.clone(),
     });
-    // The gRPC server stops only after Raft: a Raft leader whose server is
-    // gone still sends heartbeats, so the others do not elect a new leader
-    // while every request forwarded to it, the primary's renewals among
-    // them, fails.
-    let (server_stop_tx, mut server_stop) = watch::channel(false);
     let router = tonic::transport::Server::builder()
         // A peer that vanished without closing (a host lost) is dropped
         // instead of holding its connection's slot for good.
@@ -253,9 +264,7 @@ async fn run(
         .add_service(raft_service)
         .add_service(cluster_service)
         .add_service(agent_service);
-    let stopped = async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
-    };
+    let stopped = stop.grpc_server.clone().cancelled_owned();
     let limits = incoming::Limits::default();
     let server = match acceptor {
         Some(acceptor) => tokio::spawn(
@@ -316,7 +325,6 @@ async fn run(
     } else {
         PgView::Busy { action: "starting" }
     });
-    let (pg_stop_tx, pg_stop_rx) = watch::channel(false);
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
     let (live_tx, live) = watch::channel(requests::LiveSettings::of(&config));
     let lease_progress = systemd::Progress::new();
@@ -334,7 +342,7 @@ async fn run(
                     status: status_tx,
                     live: live.clone(),
                 }
-                .run(shutdown_rx.clone()),
+                .run(stop.loops.clone()),
             );
             Some((task, status_rx))
         }
@@ -359,7 +367,7 @@ async fn run(
                     live: live.clone(),
                     progress: pg_progress.clone(),
                 }
-                .run(pg_stop_rx),
+                .run(stop.postgres.clone()),
             ))
         }
         _ => None,
@@ -381,7 +389,6 @@ async fn run(
         belief: belief.clone(),
         pg: pg_view.clone(),
     };
-    let mut api_stop = shutdown_rx.clone();
     let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
     let ops = ops::AgentOps::new(
         config.name.clone(),
@@ -409,9 +416,7 @@ async fn run(
         allowlist,
         authenticate_reads: config.restapi.authenticate_reads,
     };
-    let api_stopped = async move {
-        let _ = api_stop.wait_for(|stop| *stop).await;
-    };
+    let api_stopped = stop.loops.clone().cancelled_owned();
     let api = match rest_tls {
         Some(tls) => tokio::spawn(raftgres_api::serve_tls(
             api_listener,
@@ -445,7 +450,7 @@ async fn run(
                 .transpose()?
                 .map(|settings| raftgres_postgres::Control::new(&settings)),
         }
-        .run(shutdown_rx),
+        .run(stop.loops.clone()),
     );
     let reloader = tokio::spawn(
         reload::Reloader {
@@ -509,21 +514,20 @@ async fn run(
     ]);
     sd_watchdog.abort();
     reloader.abort();
-    // Postgres and the lease stay as they are: the keeper runs Postgres and
-    // fences it at the deadline unless the next agent attaches and renews
-    // first. Stopping the keeper stops Postgres.
-    let _ = pg_stop_tx.send(true);
+    // In `Stop`'s order. Postgres and the lease stay as they are: the
+    // keeper runs Postgres and fences it at the deadline unless the next
+    // agent attaches and renews first. Stopping the keeper stops Postgres.
+    stop.postgres.cancel();
     if let Some(pg_loop) = pg_loop {
         let _ = pg_loop.await;
     }
-    let _ = shutdown_tx.send(true);
+    stop.loops.cancel();
     let _ = lease_loop.await;
     if let Some((pooler, _)) = pooler {
         let _ = pooler.await;
     }
-    let _ = shutdown_tx.send(true);
     consensus.shutdown().await;
-    let _ = server_stop_tx.send(true);
+    stop.grpc_server.cancel();
     match api.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "REST API stopped with an error"),

@@ -24,6 +24,7 @@ use raftgres_state::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 /// A start (crash recovery included) or a clone may take this long.
 mod configure;
@@ -172,7 +173,7 @@ impl PgLoop {
         self.keeper.lock().await.call(&request, timeout).await
     }
 
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut local = Local::default();
         let mut states = self.consensus.subscribe();
         // A paused pooler must reach the record at once: the holder waits for it.
@@ -262,7 +263,7 @@ impl PgLoop {
                         tracing::warn!(member = self.me(), ?action, error = %e, failures = local.failures, retry_in = ?delay, "Postgres action failed; will retry");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = shutdown.changed() => break,
+                            _ = stop.cancelled() => break,
                         }
                     }
                 }
@@ -300,7 +301,7 @@ impl PgLoop {
                     }
                     let _ = request.reply.send(outcome);
                 }
-                _ = shutdown.changed() => break,
+                _ = stop.cancelled() => break,
             }
         }
         // Postgres keeps running under the keeper; the next agent attaches.

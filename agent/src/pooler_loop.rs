@@ -17,6 +17,7 @@ use raftgres_pooler::{
 use raftgres_state::{ClusterState, Epoch, HostPort};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// What this member's pooler reports in its member record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,7 +56,7 @@ fn target_of(state: &ClusterState, name: &str) -> Option<Target> {
 }
 
 impl PoolerLoop {
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut admin = self.admin();
         // Fenced first, whatever the file says: a client reaching an entry
         // with no server (or a stale one) would lock the pool for
@@ -80,7 +81,7 @@ impl PoolerLoop {
                     tracing::warn!(member = %self.member, error = %e, "cannot fence pgbouncer at start; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY) => {}
-                        _ = shutdown.changed() => return,
+                        _ = stop.cancelled() => return,
                     }
                 }
             }
@@ -113,7 +114,7 @@ impl PoolerLoop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(wake) => {}
-                _ = shutdown.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
     }
