@@ -5,8 +5,8 @@ use crate::belief::{self, SharedBelief};
 use crate::clock::{mono_now, unix_ms};
 use raftgres_consensus::{Consensus, ConsensusError};
 use raftgres_ha::{
-    HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PeerObserver, PgView,
-    decide, failover_candidate, heartbeat_interval,
+    HolderLease, LeaseAction, LeaseObserver, MonoInstant, Observation, PgView, decide,
+    failover_candidate, heartbeat_interval,
 };
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, Epoch, LeaseVersion, Member, Rejection, Response,
@@ -34,6 +34,8 @@ pub struct LeaseLoop {
     pub member: Member,
     pub bootstrap: ConfigValues,
     pub belief: SharedBelief,
+    /// Which members still report (one observer for the whole agent).
+    pub peers: crate::peers::SharedPeers,
     /// The local Postgres as the Postgres loop last saw it.
     pub pg: watch::Receiver<PgView>,
     pub restart_grace: Duration,
@@ -111,7 +113,6 @@ impl LeaseLoop {
         }
         let mut states = self.consensus.subscribe();
         let mut observer = LeaseObserver::default();
-        let mut peers = PeerObserver::default();
         let mut in_flight: Option<InFlight> = None;
         // Set after a failed or refused command: not before this instant, and
         // not before the local state has caught up with what the refusal told.
@@ -128,10 +129,10 @@ impl LeaseLoop {
             // State first, clock second: a sighting must never be stamped
             // earlier than the moment the state was really seen.
             let view = states.borrow_and_update().clone();
+            let peers = self.peers.snapshot();
             let now = mono_now();
             let state = &view.state;
             observer.observe(&state.lease, now);
-            peers.observe(state, now);
             let pg = self.pg.borrow().clone();
             // A local copy older than a reply we already have says nothing new.
             let stale = state.lease.version() < lease_at_least;

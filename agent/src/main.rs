@@ -8,6 +8,7 @@ mod health;
 mod keeper_link;
 mod lease_loop;
 mod ops;
+mod peers;
 mod pg_loop;
 mod pooler_loop;
 mod reload;
@@ -243,6 +244,7 @@ async fn run(
         })?;
     let stop = Stop::default();
     let belief = belief::SharedBelief::default();
+    let peers = peers::SharedPeers::watch(&consensus);
     let callers = if peer_tls.is_some() {
         server::Callers::Authenticated
     } else {
@@ -357,6 +359,7 @@ async fn run(
                     member: member_record(&config),
                     file_parameters: settings.parameters.clone(),
                     settings,
+                    peers: peers.clone(),
                     belief: belief.clone(),
                     view: pg_view_tx,
                     keeper: raftgres_keeper::KeeperClient::new(socket).into(),
@@ -390,19 +393,20 @@ async fn run(
         pg: pg_view.clone(),
     };
     let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
-    let ops = ops::AgentOps::new(
-        config.name.clone(),
-        config.witness,
-        consensus.clone(),
-        operations_tx.clone(),
-        reloads_tx.clone(),
-        config.raft.worst_election(),
-        config
+    let ops = ops::AgentOps {
+        member: config.name.clone(),
+        witness: config.witness,
+        consensus: consensus.clone(),
+        operations: operations_tx.clone(),
+        reloads: reloads_tx.clone(),
+        peers: peers.clone(),
+        worst_raft_election: config.raft.worst_election(),
+        postgres: config
             .postgresql
             .as_ref()
             .map(|pg| pg_settings(&config, pg))
             .transpose()?,
-    );
+    };
     let (auth_tx, auth) = watch::channel(reload::credentials(&config));
     if auth.borrow().is_none() {
         tracing::warn!(member = %config.name, "restapi.authentication is not set: the mutating REST endpoints (switchover, failover, restart, config changes) are disabled");
@@ -434,6 +438,7 @@ async fn run(
             member: member_record(&config),
             bootstrap: bootstrap_values(&config),
             belief,
+            peers,
             pg: pg_view,
             restart_grace: config
                 .postgresql

@@ -5,19 +5,18 @@
 
 use crate::clock::mono_now;
 use crate::clock::unix_ms;
+use crate::peers::SharedPeers;
 use crate::requests::{Operation, OperationRequest, ReloadReply};
 use raftgres_api::{
     MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };
 use raftgres_consensus::{Consensus, ConsensusError};
-use raftgres_ha::PeerObserver;
 use raftgres_ha::{holder_running_primary, switchover_candidate};
 use raftgres_postgres::{PgError, PgSettings, check_parameters};
 use raftgres_state::{
     Applied, ClusterState, Command, ConfigValues, DynamicConfig, PgState, Rejection, Switchover,
 };
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,21 +28,21 @@ const ELECTION_WAIT: Duration = Duration::from_secs(15);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct AgentOps {
-    member: String,
-    witness: bool,
-    consensus: Consensus,
-    operations: mpsc::Sender<OperationRequest>,
+    pub member: String,
+    pub witness: bool,
+    pub consensus: Consensus,
+    pub operations: mpsc::Sender<OperationRequest>,
     /// The reloader, which re-reads the settings file and then reloads Postgres.
-    reloads: mpsc::Sender<ReloadReply>,
+    pub reloads: mpsc::Sender<ReloadReply>,
     /// Which members still report, so a dead leader's last record is not
     /// taken for a healthy one.
-    peers: Arc<Mutex<PeerObserver>>,
+    pub peers: SharedPeers,
     /// The longest this member's Raft settings let an election take; a
     /// config change must leave the primary a longer renewal budget.
-    worst_raft_election: Duration,
+    pub worst_raft_election: Duration,
     /// This member's Postgres, to have it judge a config's server settings
     /// before they are committed; `None` on a witness.
-    postgres: Option<PgSettings>,
+    pub postgres: Option<PgSettings>,
 }
 
 /// Hands `operation` to the Postgres loop and waits for its outcome.
@@ -102,46 +101,10 @@ fn healthy_leader<'a>(state: &'a ClusterState, fresh: &dyn Fn(&str) -> bool) -> 
 }
 
 impl AgentOps {
-    pub fn new(
-        member: String,
-        witness: bool,
-        consensus: Consensus,
-        operations: mpsc::Sender<OperationRequest>,
-        reloads: mpsc::Sender<ReloadReply>,
-        worst_raft_election: Duration,
-        postgres: Option<PgSettings>,
-    ) -> AgentOps {
-        let peers = Arc::new(Mutex::new(PeerObserver::default()));
-        let mut states = consensus.subscribe();
-        let observed = peers.clone();
-        tokio::spawn(async move {
-            loop {
-                let state = states.borrow_and_update().state.clone();
-                observed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .observe(&state, mono_now());
-                if states.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
-        AgentOps {
-            member,
-            witness,
-            consensus,
-            operations,
-            reloads,
-            peers,
-            worst_raft_election,
-            postgres,
-        }
-    }
-
     /// Heard from within a ttl, on this member's clock.
     fn fresh(&self, state: &ClusterState) -> impl Fn(&str) -> bool + use<> {
         let ttl = state.report_ttl();
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let peers = self.peers.snapshot();
         let now = mono_now();
         move |name: &str| peers.is_fresh(name, now, ttl)
     }
@@ -426,8 +389,8 @@ impl ReadOps for AgentOps {
     fn member_reports(&self) -> BTreeMap<String, MemberReport> {
         let state = self.consensus.local().state;
         let ttl = state.timing().map(|t| t.ttl);
+        let peers = self.peers.snapshot();
         let now = mono_now();
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         state
             .members
             .keys()

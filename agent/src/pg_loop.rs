@@ -9,9 +9,8 @@ use anyhow::{Context, bail};
 use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
-    Configured, DataInfo, MonoInstant, PeerObserver, PgAction, PgObservation, PgView, StandbyView,
-    SyncStep, WaitFor, decide_postgres, due_switchover, holder_running_primary, plan_sync,
-    wait_for,
+    Configured, DataInfo, MonoInstant, PgAction, PgObservation, PgView, StandbyView, SyncStep,
+    WaitFor, decide_postgres, due_switchover, holder_running_primary, plan_sync, wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
@@ -48,6 +47,8 @@ pub struct PgLoop {
     /// `parameters` holds what the managed conf gets: the cluster's and this
     /// member's `postgresql.parameters` that Postgres accepts.
     pub settings: PgSettings,
+    /// Which members still report (one observer for the whole agent).
+    pub peers: crate::peers::SharedPeers,
     /// This member's own `postgresql.parameters`, from its settings file.
     pub file_parameters: BTreeMap<String, String>,
     pub belief: SharedBelief,
@@ -93,7 +94,6 @@ struct Local {
     slots_for: BTreeSet<String>,
     /// When Postgres was stopped for the pending switchover.
     switchover_stopped_at: Option<MonoInstant>,
-    peers: PeerObserver,
     /// Failed actions in a row, for the backoff of the costly ones.
     failures: u32,
     /// The merged parameters last judged by Postgres (`check_parameters`).
@@ -197,7 +197,6 @@ impl PgLoop {
             self.manage_sync(&mut local, &state, &view, holds_lease)
                 .await;
             self.publish(&mut local, &state, &view, now);
-            local.peers.observe(&state, now);
             let now_unix_ms = crate::clock::unix_ms();
             if due_switchover(&state, self.me(), now_unix_ms).is_none() {
                 local.switchover_stopped_at = None;
@@ -218,7 +217,7 @@ impl PgLoop {
                 pg: &view,
                 now,
                 now_unix_ms,
-                peers: &local.peers,
+                peers: &self.peers.snapshot(),
                 switchover_stopped_at: local.switchover_stopped_at,
             });
             if local.armed
