@@ -17,9 +17,7 @@ use raftgres_postgres::{
     Control, PgError, PgSettings, Role, SyncStandbys, Upstream, basebackup, check_parameters,
     controldata, initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
 };
-use raftgres_state::{
-    ClusterState, Command, HostPort, Lsn, Member, MemberRole, PendingRestart, PgState,
-};
+use raftgres_state::{ClusterState, Command, HostPort, Lsn, Member, PendingRestart};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};

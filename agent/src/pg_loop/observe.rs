@@ -174,22 +174,7 @@ impl PgLoop {
             m.pooler = true;
             m.pooler_paused_epoch = pooler.borrow().paused_for;
         }
-        let lease_held = state.lease.is_held_by(self.me());
-        (m.role, m.pg_state) = match view {
-            PgView::Absent => (MemberRole::Witness, PgState::Absent),
-            PgView::Running {
-                in_recovery: false, ..
-            } if lease_held => (MemberRole::Primary, PgState::Running),
-            PgView::Running {
-                in_recovery: true, ..
-            } => (MemberRole::Replica, PgState::Running),
-            PgView::Running { .. } => (MemberRole::Unknown, PgState::Running),
-            PgView::Busy { .. } => (MemberRole::Unknown, PgState::Starting),
-            PgView::Stopped { .. } | PgView::Uninitialized => {
-                (MemberRole::Unknown, PgState::Stopped)
-            }
-            PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
-        };
+        (m.role, m.pg_state) = view.published(state.lease.is_held_by(self.me()));
         if let PgView::Running {
             data,
             in_recovery,

@@ -1,7 +1,7 @@
 //! What a member knows about its own Postgres, as the agent last observed it.
 
 use crate::lease::MonoInstant;
-use raftgres_state::Lsn;
+use raftgres_state::{Lsn, MemberRole, PgState};
 
 /// Facts about the data directory that survive a stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,5 +65,65 @@ impl PgView {
                 ..
             }
         )
+    }
+
+    /// The role and state a member publishes for this view. Primary only
+    /// while the lease names the member: a writable server without the
+    /// lease is about to be fenced, and is shown as neither primary nor
+    /// replica, so nobody follows it and no pooler sends it writes.
+    pub fn published(&self, lease_names_me: bool) -> (MemberRole, PgState) {
+        match self {
+            PgView::Absent => (MemberRole::Witness, PgState::Absent),
+            PgView::Running {
+                in_recovery: false, ..
+            } if lease_names_me => (MemberRole::Primary, PgState::Running),
+            PgView::Running {
+                in_recovery: true, ..
+            } => (MemberRole::Replica, PgState::Running),
+            PgView::Running { .. } => (MemberRole::Unknown, PgState::Running),
+            PgView::Busy { .. } => (MemberRole::Unknown, PgState::Starting),
+            PgView::Stopped { .. } | PgView::Uninitialized => {
+                (MemberRole::Unknown, PgState::Stopped)
+            }
+            PgView::Down { .. } => (MemberRole::Unknown, PgState::Crashed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{at, data};
+
+    #[test]
+    fn the_published_role_follows_the_view_and_the_lease() {
+        let d = || data("sys", 1, false);
+        let running = |in_recovery| PgView::Running {
+            data: d(),
+            in_recovery,
+            upstream: None,
+            streaming: false,
+        };
+        let down = PgView::Down {
+            data: d(),
+            since: at(0),
+            alive: false,
+        };
+        use MemberRole::*;
+        #[rustfmt::skip]
+        let rows: Vec<(&str, PgView, bool, (MemberRole, PgState))> = vec![
+            ("witness", PgView::Absent, false, (Witness, PgState::Absent)),
+            ("writable with the lease: primary", running(false), true, (Primary, PgState::Running)),
+            ("writable without the lease: neither", running(false), false, (Unknown, PgState::Running)),
+            ("in recovery: replica, lease or not", running(true), true, (Replica, PgState::Running)),
+            ("in recovery without the lease", running(true), false, (Replica, PgState::Running)),
+            ("busy: starting", PgView::Busy { action: "clone" }, false, (Unknown, PgState::Starting)),
+            ("stopped", PgView::Stopped { data: d() }, true, (Unknown, PgState::Stopped)),
+            ("no data yet", PgView::Uninitialized, false, (Unknown, PgState::Stopped)),
+            ("down: crashed", down, true, (Unknown, PgState::Crashed)),
+        ];
+        for (name, view, lease_names_me, want) in rows {
+            assert_eq!(view.published(lease_names_me), want, "{name}");
+        }
     }
 }
