@@ -10,7 +10,8 @@ use raftgres_api::OpError;
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
     Configured, DataInfo, MonoInstant, PgAction, PgObservation, PgView, StandbyView, SyncStep,
-    WaitFor, decide_postgres, due_switchover, holder_running_primary, plan_sync, wait_for,
+    WaitFor, decide_postgres, due_switchover, holder_running_primary, may_disarm, plan_sync,
+    wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
@@ -208,23 +209,19 @@ impl PgLoop {
                 // candidate, not streaming yet, would not replay in time.
                 local.switchover_stopped_at = Some(now);
             }
-            let action = decide_postgres(&PgObservation {
+            let peers = self.peers.snapshot();
+            let observation = PgObservation {
                 me: self.me(),
                 state: &state,
                 holds_lease,
                 pg: &view,
                 now,
                 now_unix_ms,
-                peers: &self.peers.snapshot(),
+                peers: &peers,
                 switchover_stopped_at: local.switchover_stopped_at,
-            });
-            if local.armed
-                && !holds_lease
-                && !view.is_writable_primary()
-                && action != PgAction::Fence
-            {
-                // The keeper refuses while any process of the server lives:
-                // then its deadline kills them, and the next round disarms.
+            };
+            let action = decide_postgres(&observation);
+            if local.armed && may_disarm(&observation, &action) {
                 match self
                     .keeper(Request::Disarm, raftgres_keeper::client::QUICK)
                     .await

@@ -106,6 +106,14 @@ fn hands_over(o: &PgObservation<'_>) -> bool {
     crate::sync::hands_over_after_crash(o.state, o.me, &live)
 }
 
+/// Whether an armed fence may be disarmed this round: the member holds no
+/// lease, its server takes no writes, and the round does not fence it.
+/// The keeper refuses anyway while any process of the server lives; then
+/// its deadline kills them, and a later round disarms.
+pub fn may_disarm(o: &PgObservation<'_>, action: &PgAction) -> bool {
+    !o.holds_lease && !o.pg.is_writable_primary() && *action != PgAction::Fence
+}
+
 pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     let pg = o.pg;
     if matches!(pg, PgView::Absent | PgView::Busy { .. }) {

@@ -196,3 +196,35 @@ fn a_crashed_synchronous_primary_waits_for_the_handover_instead_of_restarting() 
         "no live synchronous standby: restart in place"
     );
 }
+
+#[test]
+fn the_fence_is_disarmed_only_without_lease_writes_or_a_fence_this_round() {
+    let state = cluster(Some("a"));
+    let peers = PeerObserver::default();
+    let stopped = PgView::Stopped {
+        data: data("sys", 5000, true),
+    };
+    let writable = running(5000, false, None);
+    let replica = running(4000, true, Some("a"));
+    #[rustfmt::skip]
+    let rows: Vec<(&str, bool, &PgView, PgAction, bool)> = vec![
+        ("no lease, stopped: disarm", false, &stopped, PgAction::None, true),
+        ("no lease, replica: disarm", false, &replica, PgAction::None, true),
+        ("holding the lease: keep armed", true, &stopped, PgAction::None, false),
+        ("writable without the lease: keep armed", false, &writable, PgAction::None, false),
+        ("fencing this round: keep armed", false, &stopped, PgAction::Fence, false),
+    ];
+    for (name, holds_lease, pg, action, want) in rows {
+        let o = PgObservation {
+            me: "b",
+            state: &state,
+            holds_lease,
+            pg,
+            now: at(0),
+            now_unix_ms: 0,
+            peers: &peers,
+            switchover_stopped_at: None,
+        };
+        assert_eq!(may_disarm(&o, &action), want, "{name}");
+    }
+}
