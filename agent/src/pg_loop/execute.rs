@@ -365,12 +365,7 @@ impl PgLoop {
     /// The primary keeps a physical slot for every other database member,
     /// so a replica's WAL is kept until it has it.
     pub(super) async fn ensure_slots(&self, local: &mut Local, state: &ClusterState) {
-        let wanted: BTreeSet<String> = state
-            .members
-            .values()
-            .filter(|m| !m.witness && m.name != self.me())
-            .map(|m| m.name.clone())
-            .collect();
+        let wanted = raftgres_ha::slot_holders(state, self.me());
         if wanted == local.slots_for {
             return;
         }

@@ -29,7 +29,7 @@ pub use local::{DataInfo, PgView};
 pub use parameters::postgres_parameters;
 pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
-pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm};
+pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm, slot_holders};
 pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
     unfit_candidate,

@@ -9,6 +9,7 @@ use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use crate::timeline::data_on_current_timeline;
 use raftgres_state::{ClusterState, Member};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -104,6 +105,18 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
 fn hands_over(o: &PgObservation<'_>) -> bool {
     let live = |name: &str| crate::decide::is_live_replica(o.state, o.peers, o.now, name);
     crate::sync::hands_over_after_crash(o.state, o.me, &live)
+}
+
+/// The members a primary keeps a replication slot for, so that the WAL
+/// each needs stays until it streams again: every member that runs
+/// Postgres but this one.
+pub fn slot_holders(state: &ClusterState, me: &str) -> BTreeSet<String> {
+    state
+        .members
+        .values()
+        .filter(|m| !m.witness && m.name != me)
+        .map(|m| m.name.clone())
+        .collect()
 }
 
 /// Whether an armed fence may be disarmed this round: the member holds no

@@ -228,3 +228,13 @@ fn the_fence_is_disarmed_only_without_lease_writes_or_a_fence_this_round() {
         assert_eq!(may_disarm(&o, &action), want, "{name}");
     }
 }
+
+#[test]
+fn a_primary_keeps_a_slot_for_every_other_member_that_runs_postgres() {
+    let mut state = cluster(Some("a"));
+    state.members.get_mut("c").unwrap().witness = true;
+    let holders: Vec<String> = slot_holders(&state, "a").into_iter().collect();
+    assert_eq!(holders, ["b"]);
+    let holders: Vec<String> = slot_holders(&state, "b").into_iter().collect();
+    assert_eq!(holders, ["a"]);
+}
