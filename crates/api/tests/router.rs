@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
+use headers::authorization::Credentials as _;
 use raftgres_api::{
     ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, ROUTES, ReadOps, Role,
     SwitchoverOutcome, SwitchoverRequest, WriteOps, router,
@@ -398,16 +399,17 @@ async fn a_flood_of_idle_connections_does_not_stop_health_checks() {
 /// A POST of `/reload` with `user:password` over a socket bound to `from`:
 /// the status code.
 async fn login_from(from: &str, to: std::net::SocketAddr, user_password: &str) -> u16 {
-    use base64::Engine as _;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(to).await.unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(user_password);
+    let (username, password) = user_password.split_once(':').unwrap();
+    let auth = headers::Authorization::basic(username, password).0.encode();
+    let auth = auth.to_str().unwrap();
     stream
         .write_all(
             format!(
-                "POST /reload HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+                "POST /reload HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
                  Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
             .as_bytes(),
@@ -502,10 +504,7 @@ async fn reads_can_require_the_credentials_too() {
         authenticate_reads,
         ..context(primary)
     };
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:s3cret")
-    );
+    let basic = headers::Authorization::basic("admin", "s3cret").0.encode();
     for (path, method) in [("/primary", Method::GET), ("/primary", Method::OPTIONS)] {
         let open = raftgres_api::router(guarded(false))
             .oneshot(

@@ -8,8 +8,7 @@ use std::time::Duration;
 use axum::body::to_bytes;
 use axum::http::header::{AUTHORIZATION, ETAG, IF_MATCH, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, Request as HttpRequest};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use headers::authorization::{Authorization, Credentials as _};
 use raftgres_state::{
     ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Lsn, Member, MemberRole,
     PgState, Switchover, Tags,
@@ -397,9 +396,10 @@ impl Api {
     ) -> Answer {
         let mut request = HttpRequest::builder().method(method).uri(path);
         if let Some(user_password) = user_password {
+            let (username, password) = user_password.split_once(':').expect("user:password");
             request = request.header(
                 AUTHORIZATION,
-                format!("Basic {}", STANDARD.encode(user_password)),
+                Authorization::basic(username, password).0.encode(),
             );
         }
         for (name, value) in headers {
