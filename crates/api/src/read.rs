@@ -3,9 +3,9 @@
 //! `/cluster` and `/metrics`, its member reports): no Raft round trip, so
 //! they answer on a member cut off from the majority too.
 
-use axum::http::header::ETAG;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use headers::{ETag, HeaderMapExt as _};
 use raftgres_state::DynamicConfig;
 
 use crate::cluster::{cluster_document, history_document};
@@ -56,10 +56,18 @@ pub(crate) fn metrics(ctx: &Shared) -> Response {
 /// The config document with its version as the `ETag`, for `If-Match`.
 pub(crate) fn config_response(code: StatusCode, config: &DynamicConfig) -> Response {
     let mut response = reply::json(code, &to_document(&config.values));
-    if let Ok(etag) = HeaderValue::try_from(format!("\"{}\"", config.version)) {
-        response.headers_mut().insert(ETAG, etag);
-    }
     response
+        .headers_mut()
+        .typed_insert(config_etag(config.version));
+    response
+}
+
+/// The entity tag of the config at `version`: the one `GET /config` sends
+/// and `If-Match` is compared with.
+pub(crate) fn config_etag(version: u64) -> ETag {
+    format!("\"{version}\"")
+        .parse()
+        .expect("a quoted number is an entity tag")
 }
 
 pub(crate) const NO_CONFIG_YET: &str =

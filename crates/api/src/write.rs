@@ -9,8 +9,9 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::header::IF_MATCH;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use headers::{ETag, HeaderMapExt as _, IfMatch};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,7 +20,7 @@ use crate::auth::Authorized;
 use crate::cluster::rfc3339;
 use crate::config_doc::apply_patch;
 use crate::ops::{OpError, SwitchoverOutcome, SwitchoverRequest};
-use crate::read::{NO_CONFIG_YET, config_response};
+use crate::read::{NO_CONFIG_YET, config_etag, config_response};
 use crate::reply;
 
 /// The largest request body read; every valid body is far smaller.
@@ -313,46 +314,35 @@ pub(crate) async fn remove_member(
     )
 }
 
-/// `If-Match`: `*`, or a list of entity tags of which one must be the
-/// config's version. Weak tags never match, as RFC 9110 wants for it.
-#[derive(Debug, PartialEq, Eq)]
-enum IfMatch {
-    Any,
-    Versions(Vec<Option<u64>>),
-}
-
-impl IfMatch {
-    fn allows(&self, version: u64) -> bool {
-        match self {
-            IfMatch::Any => true,
-            IfMatch::Versions(versions) => versions.contains(&Some(version)),
-        }
-    }
-}
-
 const IF_MATCH_HELP: &str =
     "If-Match must be the quoted config version from GET /config's ETag, such as \"7\"";
 
-fn parse_if_match(header: &HeaderValue) -> Result<IfMatch, &'static str> {
-    let text = header.to_str().map_err(|_| IF_MATCH_HELP)?.trim();
-    if text == "*" {
-        return Ok(IfMatch::Any);
+/// `If-Match`, read by the `headers` crate, which compares strongly (a weak
+/// tag never matches, as RFC 9110 wants) and lets `*` match anything. The
+/// crate skips a list entry that is not an entity tag; such an entry is
+/// refused here instead, because an unquoted `7` is a client that forgot
+/// the quotes, and a 412 would send it to fetch a version it already has.
+/// Splitting at every comma also refuses a quoted tag with a comma in it,
+/// which no config version has.
+fn parse_if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, &'static str> {
+    let Some(if_match) = headers
+        .typed_try_get::<IfMatch>()
+        .map_err(|_| IF_MATCH_HELP)?
+    else {
+        return Ok(None);
+    };
+    if !if_match.is_any() {
+        for value in headers.get_all(IF_MATCH) {
+            let tags = value.to_str().map_err(|_| IF_MATCH_HELP)?;
+            if tags
+                .split(',')
+                .any(|tag| tag.trim().parse::<ETag>().is_err())
+            {
+                return Err(IF_MATCH_HELP);
+            }
+        }
     }
-    text.split(',')
-        .map(|tag| {
-            let tag = tag.trim();
-            let (weak, tag) = match tag.strip_prefix("W/") {
-                Some(strong_part) => (true, strong_part),
-                None => (false, tag),
-            };
-            let opaque = tag
-                .strip_prefix('"')
-                .and_then(|tag| tag.strip_suffix('"'))
-                .ok_or(IF_MATCH_HELP)?;
-            Ok((!weak).then(|| opaque.parse().ok()).flatten())
-        })
-        .collect::<Result<_, _>>()
-        .map(IfMatch::Versions)
+    Ok(Some(if_match))
 }
 
 pub(crate) async fn patch_config(
@@ -364,15 +354,13 @@ pub(crate) async fn patch_config(
         body,
         r#"{"postgresql": {"parameters": {"work_mem": "8MB"}}}"#,
     )?;
-    let if_match = headers
-        .get(IF_MATCH)
-        .map(parse_if_match)
-        .transpose()
-        .map_err(bad_request)?;
+    let if_match = parse_if_match(&headers).map_err(bad_request)?;
     let Some(current) = ops.state().config else {
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, NO_CONFIG_YET));
     };
-    if let Some(if_match) = if_match.filter(|if_match| !if_match.allows(current.version)) {
+    if let Some(if_match) =
+        if_match.filter(|if_match| !if_match.precondition_passes(&config_etag(current.version)))
+    {
         tracing::debug!(?if_match, version = current.version, "If-Match failed");
         return Err(Refusal::new(
             StatusCode::PRECONDITION_FAILED,
@@ -401,18 +389,40 @@ pub(crate) async fn patch_config(
 mod tests {
     use super::*;
 
+    fn if_match(values: &[&'static str]) -> Result<Option<IfMatch>, &'static str> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(IF_MATCH, axum::http::HeaderValue::from_static(value));
+        }
+        parse_if_match(&headers)
+    }
+
+    fn allows(values: &[&'static str], version: u64) -> bool {
+        let if_match = if_match(values)
+            .expect("a valid If-Match")
+            .expect("If-Match");
+        if_match.precondition_passes(&config_etag(version))
+    }
+
     #[test]
     fn if_match_forms() {
-        let parse = |text: &'static str| parse_if_match(&HeaderValue::from_static(text));
-        assert_eq!(parse("*"), Ok(IfMatch::Any));
-        assert_eq!(parse("\"7\""), Ok(IfMatch::Versions(vec![Some(7)])));
-        assert_eq!(
-            parse("\"6\", W/\"7\", \"x\""),
-            Ok(IfMatch::Versions(vec![Some(6), None, None]))
-        );
-        assert_eq!(parse("7"), Err(IF_MATCH_HELP));
-        assert!(parse("\"6\", \"7\"").is_ok_and(|m| m.allows(7) && !m.allows(8)));
-        assert!(parse("W/\"7\"").is_ok_and(|m| !m.allows(7)));
+        assert_eq!(if_match(&[]), Ok(None));
+        assert!(allows(&["*"], 7));
+        assert!(allows(&["\"7\""], 7));
+        assert!(!allows(&["\"7\""], 8));
+        assert!(allows(&["\"6\", \"7\""], 7));
+        assert!(allows(&["\"6\"", "\"7\""], 7));
+        assert!(!allows(&["\"6\", W/\"7\", \"x\""], 7));
+        assert!(!allows(&["W/\"7\""], 7));
+        assert!(!allows(&["\"07\""], 7), "entity tags compare as bytes");
+    }
+
+    #[test]
+    fn if_match_without_quotes_is_refused() {
+        for bad in ["7", "\"6\", 7", "", "*, \"7\""] {
+            assert_eq!(if_match(&[bad]), Err(IF_MATCH_HELP), "{bad}");
+        }
+        assert_eq!(if_match(&["\"6\"", "7"]), Err(IF_MATCH_HELP));
     }
 
     #[test]
