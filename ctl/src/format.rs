@@ -1,91 +1,59 @@
 //! Tables in the style of `patronictl`, and the values shown in them.
 
 use crate::cluster::{ClusterView, MemberView};
+use comfy_table::{CellAlignment, ContentLineStyle, LineStyle, TableStyle};
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Clone, Copy)]
-pub enum Align {
-    Left,
-    Right,
-}
+/// `patronictl`'s box: `+---+` borders, `|` separators, the header ruled
+/// off with the same `+---+` line as the borders, and no lines between rows.
+const PATRONICTL: TableStyle = TableStyle::new()
+    .top_border(LineStyle::new('+', '-', '+', '+'))
+    .header_lines(ContentLineStyle::new('|', '|', '|'))
+    .header_separator(LineStyle::new('+', '-', '+', '+'))
+    .content_lines(ContentLineStyle::new('|', '|', '|'))
+    .bottom_border(LineStyle::new('+', '-', '+', '+'));
 
-/// A boxed text table: `+---+` borders and `|` separators.
-pub struct Table {
-    columns: Vec<(&'static str, Align)>,
-    rows: Vec<Vec<String>>,
-}
+/// A table in `patronictl`'s style, with the title in its top border.
+pub struct Table(comfy_table::Table);
 
 impl Table {
-    pub fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table {
-            columns: columns.to_vec(),
-            rows: Vec::new(),
+    pub fn new(columns: &[(&'static str, CellAlignment)]) -> Table {
+        let mut table = comfy_table::Table::new();
+        table
+            .load_style(PATRONICTL)
+            .set_header(columns.iter().map(|(name, _)| *name));
+        for (column, (_, align)) in table.column_iter_mut().zip(columns) {
+            column.set_cell_alignment(*align);
         }
+        Table(table)
     }
 
     pub fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.0.add_row(row);
     }
 
     /// With a title, the top border starts with it, as `patronictl list`
-    /// writes `+ Cluster: name ---+---`.
+    /// writes `+ Cluster: name ---+---`; comfy-table has no titles.
     pub fn render(&self, title: Option<&str>) -> String {
-        let widths: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| {
-                self.rows
-                    .iter()
-                    .filter_map(|row| row.get(i))
-                    .map(|cell| cell.chars().count())
-                    .chain([name.chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let border = {
-            let mut line = String::from("+");
-            for width in &widths {
-                line.push_str(&"-".repeat(width + 2));
-                line.push('+');
-            }
-            line
-        };
-        let line = |cells: Vec<&str>| {
-            let mut text = String::from("|");
-            for ((cell, width), (_, align)) in cells.iter().zip(&widths).zip(&self.columns) {
-                let pad = " ".repeat(width - cell.chars().count());
-                match align {
-                    Align::Left => text.push_str(&format!(" {cell}{pad} |")),
-                    Align::Right => text.push_str(&format!(" {pad}{cell} |")),
-                }
-            }
-            text
-        };
+        let mut lines = self.0.lines();
+        let border = lines.next().unwrap_or_default();
         let top = match title {
-            None => border.clone(),
+            None => border,
             Some(title) => {
                 let head = format!("+ {title} ");
-                let used = head.chars().count();
-                match border.get(used..) {
-                    Some(rest) if used < border.len() => format!("{head}{rest}"),
-                    _ => format!("{head}+"),
+                match border.get(head.chars().count()..) {
+                    Some(rest) if !rest.is_empty() => head + rest,
+                    _ => head + "+",
                 }
             }
         };
-        let mut out = vec![top];
-        out.push(line(self.columns.iter().map(|(name, _)| *name).collect()));
-        out.push(border.clone());
-        for row in &self.rows {
-            let cells = (0..self.columns.len())
-                .map(|i| row.get(i).map_or("", String::as_str))
-                .collect();
-            out.push(line(cells));
-        }
-        out.push(border);
-        out.join("\n") + "\n"
+        [top]
+            .into_iter()
+            .chain(lines)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
     }
 }
 
@@ -175,18 +143,18 @@ pub fn last_report(member: &MemberView) -> String {
     format!("{at_least}{}.{} s ago{stale}", ms / 1000, ms % 1000 / 100)
 }
 
-const MEMBER_COLUMNS: [(&str, Align); 7] = [
-    ("Member", Align::Left),
-    ("Host", Align::Left),
-    ("Role", Align::Left),
-    ("State", Align::Left),
-    ("TL", Align::Right),
-    ("Lag in MB", Align::Right),
-    ("Last report", Align::Left),
+const MEMBER_COLUMNS: [(&str, CellAlignment); 7] = [
+    ("Member", CellAlignment::Left),
+    ("Host", CellAlignment::Left),
+    ("Role", CellAlignment::Left),
+    ("State", CellAlignment::Left),
+    ("TL", CellAlignment::Right),
+    ("Lag in MB", CellAlignment::Right),
+    ("Last report", CellAlignment::Left),
 ];
 
 /// As patronictl: the column shows only when some member needs it.
-const PENDING_RESTART_COLUMN: (&str, Align) = ("Pending restart", Align::Left);
+const PENDING_RESTART_COLUMN: (&str, CellAlignment) = ("Pending restart", CellAlignment::Left);
 
 fn member_table_for(members: &[&MemberView]) -> (Table, bool) {
     let pending = members.iter().any(|m| m.pending_restart == Some(true));
@@ -322,11 +290,11 @@ pub fn history_rows(history: &Value) -> Result<Vec<HistoryRow>, String> {
 
 pub fn history_table(rows: &[HistoryRow]) -> String {
     let mut table = Table::new(&[
-        ("TL", Align::Right),
-        ("LSN", Align::Right),
-        ("Reason", Align::Left),
-        ("Timestamp", Align::Left),
-        ("New Leader", Align::Left),
+        ("TL", CellAlignment::Right),
+        ("LSN", CellAlignment::Right),
+        ("Reason", CellAlignment::Left),
+        ("Timestamp", CellAlignment::Left),
+        ("New Leader", CellAlignment::Left),
     ]);
     for row in rows {
         table.push(vec![
@@ -432,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_long_title_closes_the_border_itself() {
-        let mut table = Table::new(&[("A", Align::Left)]);
+        let mut table = Table::new(&[("A", CellAlignment::Left)]);
         table.push(vec!["x".into()]);
         assert_eq!(
             table.render(Some("Cluster: long-name")),
