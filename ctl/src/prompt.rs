@@ -1,7 +1,10 @@
 //! Confirmation before an operation that changes the cluster.
 
 use anyhow::{Context, bail};
-use std::io::{BufRead, IsTerminal, Write};
+use dialoguer::Confirm;
+use dialoguer::console::Term;
+use std::io::IsTerminal;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Asks `question` on the terminal unless `force`. Without a terminal
 /// there is nobody to ask, so a script has to say --force explicitly.
@@ -9,31 +12,61 @@ pub async fn confirm(question: String, operation: &str, force: bool) -> anyhow::
     if force {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "refusing to {operation} without confirmation: stdin is not a terminal; pass --force"
-        );
+    if let Some(refusal) = refusal(
+        operation,
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ) {
+        bail!(refusal);
     }
-    let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut stdout = std::io::stdout();
-        write!(stdout, "{question} [y/N] ")?;
-        stdout.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        Ok(answer)
+    // dialoguer reads keys in raw mode with the cursor hidden and answers
+    // Ctrl-C by raising SIGINT; with its default action we would die with
+    // the cursor still hidden, so SIGINT comes to us instead.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let answer = tokio::task::spawn_blocking(move || {
+        Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            // As before, only Enter answers, so a stray key press does
+            // not start an operation.
+            .wait_for_newline(true)
+            .interact()
     })
     .await
-    .context("the confirmation prompt failed")?
-    .context("cannot read the answer")?;
-    if is_yes(&answer) {
-        Ok(())
-    } else {
-        bail!("{operation} aborted: nothing was changed")
+    .context("the confirmation prompt failed")?;
+    match answer {
+        Ok(true) => {}
+        Ok(false) => bail!("{operation} aborted: nothing was changed"),
+        Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+            let term = Term::stderr();
+            // Best effort: the terminal is all that is left to tidy.
+            let _ = term.show_cursor();
+            let _ = term.write_line("");
+            bail!("{operation} aborted: nothing was changed")
+        }
+        Err(e) => return Err(e).context("cannot read the answer"),
     }
+    // SIGINT stays ours for the rest of the process; keep Ctrl-C ending
+    // the command as it did before it was caught, with the shell's code
+    // for death by SIGINT.
+    tokio::spawn(async move {
+        interrupt.recv().await;
+        std::process::exit(130);
+    });
+    Ok(())
 }
 
-fn is_yes(answer: &str) -> bool {
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+/// Why nobody can be asked: the answer is read from stdin and dialoguer
+/// asks on stderr, so both must be a terminal.
+fn refusal(operation: &str, stdin_is_terminal: bool, stderr_is_terminal: bool) -> Option<String> {
+    let missing = match (stdin_is_terminal, stderr_is_terminal) {
+        (false, _) => "stdin is not a terminal",
+        (true, false) => "stderr, where the question is asked, is not a terminal",
+        (true, true) => return None,
+    };
+    Some(format!(
+        "refusing to {operation} without confirmation: {missing}; pass --force"
+    ))
 }
 
 #[cfg(test)]
@@ -41,12 +74,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_yes_confirms() {
-        for yes in ["y\n", "Y", " yes ", "YES\n"] {
-            assert!(is_yes(yes), "{yes:?}");
-        }
-        for no in ["", "\n", "n", "no", "yess", "sure"] {
-            assert!(!is_yes(no), "{no:?}");
-        }
+    fn without_a_terminal_the_refusal_names_the_stream_and_force() {
+        let stdin = refusal("switchover", false, true).expect("a refusal");
+        assert_eq!(
+            stdin,
+            "refusing to switchover without confirmation: stdin is not a terminal; pass --force"
+        );
+        let stderr = refusal("switchover", true, false).expect("a refusal");
+        assert!(
+            stderr.contains("stderr") && stderr.ends_with("pass --force"),
+            "{stderr}"
+        );
+        assert_eq!(refusal("switchover", true, true), None);
     }
 }
