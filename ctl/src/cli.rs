@@ -246,7 +246,7 @@ pub enum ClusterCmd {
         #[arg(long, short = 'f', value_enum, default_value = "yaml")]
         format: DocFormat,
     },
-    /// Change the dynamic config: with -s/-p, or in $EDITOR when neither is given.
+    /// Change the dynamic config: with -s/-p, or in $VISUAL or $EDITOR when neither is given.
     ///
     /// The change is sent as a JSON merge patch with If-Match, so a change
     /// made by someone else meanwhile fails (exit 2) instead of being overwritten.

@@ -1,5 +1,5 @@
 //! `edit-config`: read the config and its version, build the new document
-//! from -s/-p or in $EDITOR, and send the difference with `If-Match`.
+//! from -s/-p or in $VISUAL or $EDITOR, and send the difference with `If-Match`.
 
 use crate::client::{COMMIT_TIMEOUT, Call};
 use crate::cluster::Finder;
@@ -100,35 +100,36 @@ pub async fn edit_config(
 async fn edit_in_editor(current: &Value) -> anyhow::Result<Value> {
     if !std::io::stdin().is_terminal() {
         bail!(
-            "edit-config without -s or -p opens $EDITOR, which needs a terminal; pass -s KEY=VALUE or -p PARAM=VALUE instead"
+            "edit-config without -s or -p opens $VISUAL or $EDITOR, which needs a terminal; pass -s KEY=VALUE or -p PARAM=VALUE instead"
         );
     }
-    let file = tempfile::Builder::new()
-        .prefix("raftgres-config-")
-        .suffix(".yaml")
-        .tempfile()
-        .context("cannot create a temporary file for the editor")?;
-    std::fs::write(file.path(), format!("{EDIT_HEADER}{}", yaml::emit(current)))
-        .with_context(|| format!("cannot write {}", file.path().display()))?;
-    let editor = std::env::var("EDITOR")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| "vi".to_owned());
-    // Through the shell, because $EDITOR may carry arguments
-    // ("code --wait"); the path goes in as "$1", never into the script.
-    let status = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("sh")
-        .arg(file.path())
-        .status()
-        .await
-        .with_context(|| format!("cannot run the editor {editor:?}; set EDITOR"))?;
-    if !status.success() {
-        bail!("the editor {editor:?} exited with {status}; nothing was changed");
-    }
-    let text = std::fs::read_to_string(file.path())
-        .with_context(|| format!("cannot read back {}", file.path().display()))?;
+    let Ok(editor) = edit::get_editor() else {
+        bail!(
+            "no editor found: set VISUAL or EDITOR to an installed one, or pass -s KEY=VALUE or -p PARAM=VALUE instead"
+        );
+    };
+    let document = format!("{EDIT_HEADER}{}", yaml::emit(current));
+    // The editor owns the terminal until it exits; blocking a worker for
+    // that long would stall the runtime.
+    let text = tokio::task::spawn_blocking(move || {
+        let mut file = edit::Builder::new();
+        file.prefix("raftgres-config-").suffix(".yaml");
+        edit::edit_with_builder(document, &file)
+    })
+    .await
+    .context("the editor could not be run")?
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => {
+            anyhow!("the edited config is not UTF-8; nothing was changed")
+        }
+        // The editor exited with an error; edit's message names the
+        // command and the status.
+        std::io::ErrorKind::Other => anyhow!("{e}; nothing was changed"),
+        _ => anyhow!(
+            "cannot edit the config with {}: {e}; nothing was changed",
+            editor.display()
+        ),
+    })?;
     match yaml::parse(&text) {
         Ok(Value::Null) => bail!("the edited config is empty; nothing was changed"),
         Ok(doc @ Value::Object(_)) => Ok(doc),
