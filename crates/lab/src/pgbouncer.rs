@@ -355,19 +355,18 @@ mod tests {
             "admin_users = pgbouncer_admin",
             "pool_mode = transaction",
             "ignore_startup_parameters = extra_float_digits",
+            "server_login_retry = 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "{line:?} not a line of {text}"
             );
         }
-        // The lab logs pgbouncer's stderr; server_login_retry keeps its default.
-        for setting in ["logfile", "server_login_retry"] {
-            assert!(
-                !text.lines().any(|l| l.starts_with(setting)),
-                "{setting} is set in {text}"
-            );
-        }
+        // The lab logs pgbouncer's stderr.
+        assert!(
+            !text.lines().any(|l| l.starts_with("logfile")),
+            "logfile is set in {text}"
+        );
     }
 
     /// The rendered file and the first databases file are accepted by the

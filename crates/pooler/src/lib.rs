@@ -16,8 +16,12 @@
 //! Measured against Debian's pgbouncer 1.18 (the integration tests hold the
 //! evidence):
 //! - After a failed server login a pool refuses or stalls new clients for
-//!   `server_login_retry` (15 s), and a RELOAD that points the entry at a
-//!   live server does not end that.
+//!   `server_login_retry` (15 s by default), and a RELOAD that points the
+//!   entry at a live server does not end that.
+//! - With TLS to Postgres configured, every RELOAD recycles the server
+//!   connections and drops a login in flight, which counts as a failed
+//!   login too. No order of commands avoids that, so the shipped template
+//!   sets `server_login_retry` to 1 s (`crates/lab/tests/pgbouncer_reload.rs`).
 //! - A client that logs in to a pool with no server parameters cached (just
 //!   started, or its entry changed by a RELOAD) makes pgbouncer dial the
 //!   server even while the database is PAUSEd or KILLed; the pause closes
@@ -33,7 +37,7 @@
 //!   or reloaded behind the agent's back then refuses rather than writes.
 //!   The caller keeps that database [`Admin::fence`]d (DISABLE, KILL,
 //!   RESUME): clients are refused, none dials the dead address, and the
-//!   pool is not shut for 15 s when the next primary appears.
+//!   pool is not shut for `server_login_retry` when the next primary appears.
 //!   [`Routes::without_server`] names the databases to keep fenced.
 //! - **Unplanned failover**: fence the write database at once; once the new
 //!   primary runs, [`write_databases_file`], [`Admin::reload`],

@@ -55,8 +55,8 @@ impl Routes {
     /// The database names whose entry points at no server
     /// ([`NO_SERVER_HOST`]). Keep them DISABLEd ([`crate::Admin::disable`]):
     /// a client that reaches one makes pgbouncer dial the dead address, and
-    /// that failed login shuts the pool for `server_login_retry` (15 s by
-    /// default), also after the entry is pointed at a live server again.
+    /// that failed login shuts the pool for `server_login_retry`, also after
+    /// the entry is pointed at a live server again.
     pub fn without_server(&self) -> Vec<&str> {
         let mut names = Vec::new();
         if self.write.is_none() {
