@@ -7,19 +7,13 @@
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench pgbouncer`
 
 use raftgres_tests::http::Api;
-use raftgres_tests::{eventually, execute, lab_dir, report_bench, start_lab, streaming, writable};
+use raftgres_tests::{
+    eventually, execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, streaming, writable,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const SWITCHOVER_TRIALS: usize = 5;
-
-fn pgbouncer_dsn(lab: &raftgres_lab::Lab, name: &str) -> String {
-    lab.member(name)
-        .expect("member")
-        .pgbouncer_dsn
-        .clone()
-        .expect("a pgbouncer per member: install pgbouncer")
-}
 
 /// One connection inserting until `stop`: (statements, failed, longest wait).
 async fn writer(dsn: String, stop: tokio::sync::watch::Receiver<bool>) -> (u64, u64, Duration) {

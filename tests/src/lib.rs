@@ -6,6 +6,7 @@ pub mod http;
 pub mod matrix;
 pub mod settle;
 pub mod steady;
+pub mod writer;
 
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
@@ -120,6 +121,15 @@ pub fn log_tail(lab: &Lab, name: &str) -> String {
     tails
 }
 
+/// [`log_tail`] of each of `names`, one after the other.
+pub fn log_tails<S: AsRef<str>>(lab: &Lab, names: &[S]) -> String {
+    names
+        .iter()
+        .map(|name| log_tail(lab, name.as_ref()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A lab directory under /tmp, which the postgres user can always reach.
 pub fn lab_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -188,8 +198,9 @@ pub async fn readd_refused_member(lab: &mut Lab, wiped: &str, via: &str) {
     lab.start(wiped).expect("start the wiped member again");
 }
 
-/// Polls `check` until it returns Some, or panics after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+/// Polls `check` every 50 ms until it returns Some; None once `within`
+/// has passed.
+async fn poll<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -197,14 +208,83 @@ where
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for: {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls `check` until it returns Some, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll(within, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting for: {what}"))
+}
+
+/// Polls `check` until it holds. After `within` it returns an error, not a
+/// panic, so that a scenario can record the failure and go on. The error
+/// says what was awaited and carries the log tails of the members in `logs`.
+pub async fn wait_until<F, Fut>(
+    lab: &Lab,
+    logs: &[&str],
+    within: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let holds = poll(within, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    });
+    holds.await.ok_or_else(|| {
+        format!(
+            "timed out after {within:?} waiting for: {what}\n{}",
+            log_tails(lab, logs)
+        )
+    })
+}
+
+/// Runs `scenario` to its end on a thread and runtime of its own; its
+/// panic comes back as an error. A file whose tests each judge one
+/// property of a costly scenario keeps the result in a `OnceLock` filled
+/// by this: a test's own runtime ends with that test, taking along
+/// whatever the scenario spawned on it, and a panicking initializer would
+/// leave the cell empty for the next test to run the scenario again.
+pub fn run_scenario<T, Fut>(scenario: impl FnOnce() -> Fut + Send + 'static) -> Result<T, String>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    std::thread::Builder::new()
+        .name("scenario".into())
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("scenario runtime")
+                .block_on(scenario())
+        })
+        .expect("scenario thread")
+        .join()
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned())
+        })
+        .and_then(|recorded| recorded)
 }
 
 /// The members (among `names`) that report holding a valid lease right now.
@@ -218,38 +298,52 @@ pub async fn holders(lab: &Lab, names: &[String]) -> Vec<String> {
     out
 }
 
-/// Runs one statement through a fresh connection, bounded to two seconds.
-pub async fn execute(dsn: &str, sql: &str) -> Result<(), String> {
-    let work = async {
+/// Runs `work` on a fresh connection to `dsn`, the whole bounded to two
+/// seconds.
+async fn on_fresh_connection<T>(
+    dsn: &str,
+    work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+) -> Result<T, String> {
+    let session = async {
         let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
             .await
             .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(connection);
-        let result = client.batch_execute(sql).await.map_err(|e| e.to_string());
+        let result = work(&client).await.map_err(|e| e.to_string());
         drop(client);
         let _ = driver.await;
         result
     };
-    tokio::time::timeout(Duration::from_secs(2), work)
+    tokio::time::timeout(Duration::from_secs(2), session)
         .await
         .map_err(|_| "no answer within 2s".to_owned())?
 }
 
+/// Runs one statement through a fresh connection, bounded to two seconds.
+pub async fn execute(dsn: &str, sql: &str) -> Result<(), String> {
+    on_fresh_connection(dsn, async |client| client.batch_execute(sql).await).await
+}
+
 /// One integer (or count) from a query, bounded to two seconds.
 pub async fn query_i64(dsn: &str, sql: &str) -> Result<i64, String> {
-    let work = async {
-        let (client, connection) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let driver = tokio::spawn(connection);
-        let row = client.query_one(sql, &[]).await.map_err(|e| e.to_string());
-        drop(client);
-        let _ = driver.await;
-        row?.try_get::<_, i64>(0).map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(2), work)
-        .await
-        .map_err(|_| "no answer within 2s".to_owned())?
+    on_fresh_connection(dsn, async |client| {
+        client.query_one(sql, &[]).await?.try_get::<_, i64>(0)
+    })
+    .await
+}
+
+/// The first column of every row of a query, as integers, bounded to two
+/// seconds.
+pub async fn query_i64s(dsn: &str, sql: &str) -> Result<Vec<i64>, String> {
+    on_fresh_connection(dsn, async |client| {
+        client
+            .query(sql, &[])
+            .await?
+            .iter()
+            .map(|row| row.try_get::<_, i64>(0))
+            .collect()
+    })
+    .await
 }
 
 pub fn dsn(lab: &Lab, name: &str) -> String {
@@ -258,6 +352,15 @@ pub fn dsn(lab: &Lab, name: &str) -> String {
         .dsn
         .clone()
         .expect("a database member")
+}
+
+/// The DSN of the write database through the member's own pgbouncer.
+pub fn pgbouncer_dsn(lab: &Lab, name: &str) -> String {
+    lab.member(name)
+        .expect("member")
+        .pgbouncer_dsn
+        .clone()
+        .expect("the lab runs a pgbouncer per database member (is pgbouncer installed?)")
 }
 
 /// The database members whose Postgres is a writable primary right now.

@@ -3,7 +3,7 @@
 //! check afterwards that the primary never stopped taking writes.
 
 use crate::http::Api;
-use crate::{dsn, eventually, execute, holders, log_tail, status, streaming, writable};
+use crate::{dsn, eventually, execute, holders, log_tails, status, streaming, writable};
 use raftgres_lab::Lab;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -145,10 +145,7 @@ impl SteadyPrimary {
         assert!(
             failed.is_empty(),
             "{what}: writes on the primary failed while Raft elected a leader ({ok} succeeded): {failed:?}\n{}",
-            live.iter()
-                .map(|name| log_tail(lab, name))
-                .collect::<Vec<_>>()
-                .join("\n")
+            log_tails(lab, live)
         );
         assert!(ok > 50, "{what}: only {ok} writes succeeded");
         assert_eq!(writable(lab).await, vec![primary.clone()], "{what}");

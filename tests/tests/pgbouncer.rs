@@ -6,18 +6,11 @@
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, lab_dir, query_i64, serial, start_lab, streaming, writable,
+    PrimaryMonitor, dsn, eventually, lab_dir, pgbouncer_dsn, query_i64, serial, start_lab,
+    streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn pgbouncer_dsn(lab: &raftgres_lab::Lab, name: &str) -> String {
-    lab.member(name)
-        .expect("member")
-        .pgbouncer_dsn
-        .clone()
-        .expect("the lab runs a pgbouncer per database member (is pgbouncer installed?)")
-}
 
 /// What one writer saw: acknowledged ids, failed statements, the longest wait.
 #[derive(Debug, Default)]
