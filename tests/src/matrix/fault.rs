@@ -29,9 +29,11 @@ pub enum Fault {
     CutToPrimary,
     /// The other way: nothing the primary sends arrives.
     CutFromPrimary,
-    /// Every frame to and from the primary 100 ms late for 10 s: a round
-    /// trip of 200 ms, across a continent, still inside the default Raft
-    /// timing (elections after 250 to 500 ms of silence).
+    /// Every frame to and from the primary 30 ms late for 10 s: a round
+    /// trip of 60 ms, as between two regions of one continent. The default
+    /// Raft timing takes round trips below `raft.heartbeat_interval_ms`
+    /// (100 ms), which openraft 0.9 uses as the time an AppendEntries may
+    /// take; `docs/fencing.md` says what happens beyond it.
     SlowPrimaryLink,
     /// A fifth of the frames to and from the primary lost for 10 s.
     LossyPrimaryLink,
@@ -144,7 +146,7 @@ impl Fault {
             Fault::IsolatePrimary => "primary isolated 10 s (netns)",
             Fault::CutToPrimary => "one-way 10 s: nothing reaches the primary",
             Fault::CutFromPrimary => "one-way 10 s: nothing leaves the primary",
-            Fault::SlowPrimaryLink => "primary link +100 ms each way 10 s",
+            Fault::SlowPrimaryLink => "primary link +30 ms each way 10 s",
             Fault::LossyPrimaryLink => "primary link 20% loss each way 10 s",
             Fault::FillPrimaryDisk => "primary data disk full 8 s",
             Fault::ReplaceBinaryKillAgent => {
@@ -157,7 +159,7 @@ impl Fault {
 }
 
 pub(super) const SLOW_LINK: Impairment = Impairment {
-    delay: Duration::from_millis(100),
+    delay: Duration::from_millis(30),
     loss: 0.0,
 };
 
