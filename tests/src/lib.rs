@@ -2,12 +2,14 @@
 //! the same lab code as `raftgresctl lab`, and kill them with real signals.
 
 pub mod faults;
+mod fixture;
 pub mod http;
 pub mod matrix;
 pub mod settle;
 pub mod steady;
 pub mod writer;
 
+pub use fixture::{LabDir, any_replica, members_except, monitored_lab, serial_lab};
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;

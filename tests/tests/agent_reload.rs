@@ -7,7 +7,7 @@
 use nix::sys::signal::Signal;
 use raftgres_lab::Lab;
 use raftgres_tests::http::Api;
-use raftgres_tests::{dsn, eventually, lab_dir, query_i64, serial, start_lab};
+use raftgres_tests::{dsn, eventually, query_i64, serial_lab};
 use serde_json::json;
 use std::time::Duration;
 
@@ -44,9 +44,7 @@ async fn work_mem_is(dsn: &str, value: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_post_reload_reread_the_settings_file() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 1, false).await;
+    let (dir, lab, primary) = serial_lab(1, false).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let base = lab.member(&primary).expect("member").api_url.clone();
     let original = settings(&lab, &primary);

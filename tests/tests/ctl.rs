@@ -6,9 +6,7 @@
 
 use raftgres_lab::Lab;
 use raftgres_tests::settle::{SETTLE_WITHIN, roles_settled, until, until_eq};
-use raftgres_tests::{
-    PrimaryMonitor, ctl_bin, eventually, lab_dir, serial, start_lab, streaming, writable,
-};
+use raftgres_tests::{PrimaryMonitor, ctl_bin, eventually, serial_lab, streaming, writable};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -181,9 +179,7 @@ async fn wait_listed_leader(ctl: &Ctl, leader: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_shows_the_cluster_and_moves_the_primary() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, first) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, first) = serial_lab(3, false).await;
     let ctl = Ctl::for_lab(&lab);
     let monitor = PrimaryMonitor::start(&lab);
     let mut names = lab.names();
@@ -264,9 +260,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_pauses_and_exits_by_what_went_wrong() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (dir, lab, primary) = serial_lab(3, false).await;
     let ctl = Ctl::for_lab(&lab);
     let replica = lab
         .names()
@@ -385,9 +379,7 @@ fn pending_members(members: &[Value]) -> Vec<String> {
 /// the edit and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, primary) = serial_lab(3, false).await;
     let ctl = Ctl::for_lab(&lab);
     roles_settled(&lab, &primary).await;
     let mut all = lab.names();

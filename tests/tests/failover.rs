@@ -4,8 +4,8 @@
 
 use nix::sys::signal::Signal;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, postmaster_pid, query_i64,
-    serial, start_lab, status, streaming, writable,
+    dsn, eventually, execute, monitored_lab, new_primary, postmaster_pid, query_i64, status,
+    streaming, writable,
 };
 use std::time::Duration;
 
@@ -17,10 +17,7 @@ async fn rows(dsn: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     execute(
@@ -72,10 +69,7 @@ async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_replica() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     let old_dsn = dsn(&lab, &old);
     execute(
         &old_dsn,
@@ -124,10 +118,7 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
     let old_dsn = dsn(&lab, &old);
     execute(&old_dsn, "CREATE TABLE t (id int)")
         .await
@@ -169,10 +160,7 @@ async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_postmaster_comes_back_or_fails_over() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, lab, primary, monitor) = monitored_lab(3, false).await;
     execute(&dsn(&lab, &primary), "CREATE TABLE t (id int)")
         .await
         .expect("write");
@@ -204,10 +192,7 @@ async fn a_killed_postmaster_comes_back_or_fails_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
     let (lagging, healthy) = (&replicas[0], &replicas[1]);
     execute(&dsn(&lab, lagging), "SELECT pg_wal_replay_pause()")
@@ -239,10 +224,7 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nofailover_member_is_never_promoted() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, first) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, first, monitor) = monitored_lab(3, false).await;
     let others: Vec<String> = lab.names().into_iter().filter(|n| *n != first).collect();
     let tagged = others[0].clone();
     let config = lab.member(&tagged).expect("member").config.clone();
@@ -277,10 +259,7 @@ async fn a_nofailover_member_is_never_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     execute(
         &dsn(&lab, &old),
         "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",

@@ -7,8 +7,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, postmaster_pid, serial,
-    start_lab, status, writable,
+    dsn, eventually, execute, monitored_lab, new_primary, postmaster_pid, status, writable,
 };
 use std::time::Duration;
 
@@ -21,10 +20,7 @@ const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member te
 /// notices nothing, so the keeper must kill it before the lease expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_running_across_an_agent_kill_never_commits() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     execute(&dsn(&lab, &old), TABLE).await.expect("table");
     let (client, connection) = tokio_postgres::connect(&dsn(&lab, &old), tokio_postgres::NoTls)
         .await
@@ -57,10 +53,7 @@ async fn a_statement_running_across_an_agent_kill_never_commits() {
 /// acknowledge another write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswering_postmaster_is_fenced_before_the_lease_moves() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
     execute(&dsn(&lab, &old), TABLE).await.expect("table");
     let writer = Writer::start(&old, &dsn(&lab, &old), 1, Duration::from_millis(50)).await;
     let postmaster = postmaster_pid(&lab, &old).expect("postmaster.pid");
@@ -94,10 +87,7 @@ async fn an_unanswering_postmaster_is_fenced_before_the_lease_moves() {
 /// to the keeper and renews the lease at the same epoch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_primarys_agent_keeps_postgres_and_the_lease() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     execute(&dsn(&lab, &primary), TABLE).await.expect("table");
     let postmaster = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     let epoch = status(&lab, &primary).await.expect("status").lease_epoch;

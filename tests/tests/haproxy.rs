@@ -7,9 +7,7 @@
 use raftgres_lab::{Lab, down, haproxy_binary, pg_query_bool, read_description};
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
-use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab,
-};
+use raftgres_tests::{PrimaryMonitor, dsn, eventually, execute, query_i64, serial_lab, start_lab};
 use serde_json::json;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -59,9 +57,7 @@ fn stopped(pid: u32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_port_reaches_the_primary_and_read_port_the_replicas() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, primary) = serial_lab(3, false).await;
     let (Some(write), Some(read)) = (haproxy_dsn(&lab, true), haproxy_dsn(&lab, false)) else {
         return;
     };
@@ -124,9 +120,7 @@ async fn write_port_reaches_the_primary_and_read_port_the_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_port_follows_a_failover() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, primary) = serial_lab(3, false).await;
     let Some(write) = haproxy_dsn(&lab, true) else {
         return;
     };
@@ -159,9 +153,7 @@ async fn write_port_follows_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_port_follows_a_switchover() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, lab, old) = serial_lab(3, false).await;
     let Some(write) = haproxy_dsn(&lab, true) else {
         return;
     };
@@ -251,9 +243,7 @@ async fn write_port_follows_a_switchover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_json_has_the_credentials_and_down_stops_haproxy() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, _) = start_lab(&dir, 3, false).await;
+    let (dir, lab, _) = serial_lab(3, false).await;
     let description = read_description(dir.path()).expect("lab.json");
     let auth = description.api_auth.clone().expect("api_auth in lab.json");
     assert_eq!(Some(&auth), lab.api_auth());

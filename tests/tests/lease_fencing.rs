@@ -2,17 +2,12 @@
 //! deadline, and never believes it holds it again; a witness never holds it.
 
 use nix::sys::signal::Signal;
-use raftgres_tests::{
-    PrimaryMonitor, eventually, holders, lab_dir, serial, start_lab, status, writable,
-};
+use raftgres_tests::{eventually, holders, monitored_lab, status, writable};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
     let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
     lab.signal(&old, Signal::SIGSTOP)
@@ -70,10 +65,7 @@ async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_votes_but_never_holds_the_lease() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, first) = start_lab(&dir, 2, true).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, first, monitor) = monitored_lab(2, true).await;
     let witness = lab
         .description
         .members
@@ -125,10 +117,7 @@ async fn a_witness_votes_but_never_holds_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly_and_the_keeper_fences_when_no_agent_returns() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
     let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
     let old_epoch = status(&lab, &old).await.expect("holder status").lease_epoch;

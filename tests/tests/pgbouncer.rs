@@ -6,8 +6,7 @@
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, lab_dir, pgbouncer_dsn, query_i64, serial, start_lab,
-    streaming, writable,
+    PrimaryMonitor, dsn, eventually, pgbouncer_dsn, query_i64, serial_lab, streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -48,9 +47,7 @@ async fn writer(dsn: String, base: i64, stop: tokio::sync::watch::Receiver<bool>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, lab, old) = serial_lab(3, false).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
     for r in &replicas {
@@ -152,9 +149,7 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_every_pgbouncer_reaches_the_new_primary() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, old) = serial_lab(3, false).await;
     let survivors: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
     for name in &survivors {
         let dsn = pgbouncer_dsn(&lab, name);

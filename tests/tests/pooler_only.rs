@@ -7,7 +7,7 @@
 
 use raftgres_lab::StandalonePgbouncer;
 use raftgres_tests::writable;
-use raftgres_tests::{ctl_bin, dsn, eventually, execute, lab_dir, query_i64, serial, start_lab};
+use raftgres_tests::{ctl_bin, dsn, eventually, execute, lab_dir, query_i64, serial_lab};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,9 +74,7 @@ async fn writes(through: &str, sql: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, mut lab, old) = serial_lab(3, false).await;
     let app_dir = lab_dir();
     let auth = lab.pg_auth().expect("the lab's passwords").clone();
     let ca = lab.description.tls.as_ref().map(|t| t.ca_file.clone());

@@ -8,7 +8,7 @@
 
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::SETTLE_WITHIN;
-use raftgres_tests::{dsn, eventually, lab_dir, query_i64, serial, start_lab};
+use raftgres_tests::{dsn, eventually, query_i64, serial_lab};
 use serde_json::json;
 use std::time::Duration;
 
@@ -58,9 +58,7 @@ async fn replication_login(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_reach_each_others_postgres_over_verified_tls_only() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (dir, lab, primary) = serial_lab(3, false).await;
     let primary_dsn = dsn(&lab, &primary);
 
     eventually(SETTLE_WITHIN, "both replicas stream over TLS", || async {

@@ -4,15 +4,12 @@
 use nix::sys::signal::Signal;
 use raftgres_tests::http::Api;
 use raftgres_tests::steady::{SteadyPrimary, raft_leader_on_a_replica};
-use raftgres_tests::{PrimaryMonitor, eventually, lab_dir, serial, start_lab, status};
+use raftgres_tests::{PrimaryMonitor, eventually, monitored_lab, serial_lab, status};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, _) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, _, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
     let first = status(&lab, &names[0]).await.expect("status");
     let leader_id = eventually(Duration::from_secs(10), "a Raft leader", || async {
@@ -101,9 +98,7 @@ async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
 /// (a crash, or a restart during a rolling upgrade) is not a failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_raft_leader_while_it_is_a_replica_is_no_failover() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, _) = start_lab(&dir, 3, false).await;
+    let (dir, mut lab, _) = serial_lab(3, false).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let monitor = PrimaryMonitor::start(&lab);
     let names = lab.names();

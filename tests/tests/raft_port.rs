@@ -9,15 +9,13 @@ use raftgres_lab::{agent_status, member_channel};
 use raftgres_proto::v1::cluster_client::ClusterClient;
 use raftgres_proto::v1::raft_client::RaftClient;
 use raftgres_proto::v1::{JoinRequest, RaftPayload};
-use raftgres_tests::{lab_dir, serial, start_lab, status};
+use raftgres_tests::{serial_lab, status};
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_members_reach_the_raft_port_and_only_as_themselves() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, primary) = serial_lab(3, false).await;
     let tls = lab
         .description
         .tls

@@ -10,8 +10,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
 use raftgres_tests::settle::until;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, postmaster_pid, query_i64, serial,
-    start_lab, streaming, writable,
+    PrimaryMonitor, dsn, eventually, execute, postmaster_pid, query_i64, serial_lab, streaming,
+    writable,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -144,9 +144,7 @@ fn has_line(text: &str, line: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (dir, lab, primary) = serial_lab(3, false).await;
     let api = api(&dir);
     let client = client(&lab);
     let monitor = PrimaryMonitor::start(&lab);
@@ -322,9 +320,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (dir, lab, primary) = serial_lab(3, false).await;
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);

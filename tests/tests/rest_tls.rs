@@ -6,7 +6,7 @@
 
 use raftgres_certs::Authority;
 use raftgres_tests::settle::SETTLE_WITHIN;
-use raftgres_tests::{ctl_bin, eventually, lab_dir, serial, start_lab};
+use raftgres_tests::{ctl_bin, eventually, serial_lab};
 use std::process::Output;
 use std::time::Duration;
 
@@ -31,9 +31,7 @@ async fn ctl(args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_api_over_tls_with_client_certificates() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, primary) = serial_lab(3, false).await;
     let member = lab
         .names()
         .into_iter()

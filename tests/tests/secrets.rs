@@ -3,7 +3,7 @@
 //! wrote, in any process's command line, in the environment of any
 //! Postgres process, or in any GET answer.
 
-use raftgres_tests::{lab_dir, new_primary, serial, start_lab};
+use raftgres_tests::{new_primary, serial_lab};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -48,9 +48,7 @@ fn leaks(haystack: &str, secrets: &[(String, String)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_a_log_a_command_line_an_environment_or_a_get() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, old) = serial_lab(3, false).await;
     let mut secrets: Vec<(String, String)> = vec![(
         "the REST password".into(),
         lab.api_auth().expect("api auth").password.clone(),
@@ -171,9 +169,7 @@ fn with_password(dsn: &str, password: Option<&str>) -> String {
 /// in asks for the password, and takes the right one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_into_postgres_asks_for_the_password() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, holder) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, holder) = serial_lab(3, false).await;
     lab.wait_healthy(Duration::from_secs(60))
         .await
         .expect("healthy");

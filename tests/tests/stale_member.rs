@@ -6,7 +6,7 @@
 
 use raftgres_lab::Lab;
 use raftgres_tests::http::Api;
-use raftgres_tests::{ctl_bin, eventually, lab_dir, log_tail, serial, start_lab};
+use raftgres_tests::{ctl_bin, eventually, log_tail, serial_lab};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -78,11 +78,9 @@ async fn ctl_list_json(lab: &Lab) -> Result<Value, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_agent_is_shown_stale_with_its_report_age() {
-    let _serial = serial().await;
-    let dir = lab_dir();
     // Two database members and a witness: the shape the brief supports,
     // and the witness, which runs no Postgres, must report as live too.
-    let (mut lab, holder) = start_lab(&dir, 2, true).await;
+    let (dir, mut lab, holder) = serial_lab(2, true).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let dead = lab
         .description

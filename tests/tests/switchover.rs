@@ -8,8 +8,8 @@
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, postmaster_pid, query_i64, serial,
-    start_lab, streaming, writable,
+    PrimaryMonitor, dsn, eventually, execute, monitored_lab, postmaster_pid, query_i64, serial_lab,
+    streaming, writable,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -32,9 +32,7 @@ async fn last_history_reason(api: &Api, base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, lab, old) = serial_lab(3, false).await;
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
@@ -94,9 +92,7 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, lab, old) = serial_lab(3, false).await;
     let api = api(&dir);
     let base = url(&lab, &old);
     // A request needs a healthy leader, as this member's copy shows it.
@@ -171,9 +167,7 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfit_requests_are_refused_with_412() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let (dir, lab, primary) = serial_lab(3, false).await;
     let api = api(&dir);
     let base = url(&lab, &primary);
     // Until the leader is shown healthy, every request is refused for that
@@ -210,9 +204,7 @@ async fn unfit_requests_are_refused_with_412() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_to_a_named_candidate_works_without_a_primary() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let (dir, mut lab, old) = serial_lab(3, false).await;
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
     let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
@@ -271,10 +263,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
 async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     roles_settled(&lab, &old).await;
     let candidate = lab
         .names()

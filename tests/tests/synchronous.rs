@@ -9,8 +9,7 @@ use raftgres_lab::Lab;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, new_primary, query_i64, serial, start_lab,
-    streaming,
+    PrimaryMonitor, dsn, eventually, execute, new_primary, query_i64, serial_lab, streaming,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -73,9 +72,7 @@ async fn tag_nosync(lab: &Lab, name: &str) {
 /// over, with every acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_synchronous_standby_takes_over_and_no_acknowledged_write_is_lost() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, old) = serial_lab(3, false).await;
     let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
     replicas.sort();
     let (nosync, sync) = (replicas[0].clone(), replicas[1].clone());
@@ -162,10 +159,8 @@ async fn only_the_synchronous_standby_takes_over_and_no_acknowledged_write_is_lo
 /// a commit waits, and it completes once a standby returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
-    let _serial = serial().await;
-    let dir = lab_dir();
     // A witness keeps the Raft majority while the only standby is gone.
-    let (mut lab, primary) = start_lab(&dir, 2, true).await;
+    let (_dir, mut lab, primary) = serial_lab(2, true).await;
     let replica = lab
         .description
         .members
@@ -227,9 +222,7 @@ async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
 /// rejoins as a replica of it (its unconfirmed tail rewound away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (lab, old) = start_lab(&dir, 3, false).await;
+    let (_dir, lab, old) = serial_lab(3, false).await;
     execute(&dsn(&lab, &old), TABLE).await.expect("table");
     patch_config(&lab, &old, json!({"synchronous_mode": true})).await;
     let sync = eventually(WITHIN, "a synchronous standby", || async {
@@ -298,9 +291,7 @@ async fn gauge(lab: &Lab, via: &str, name: &str) -> Option<u64> {
 /// reports, the furthest takes over with every acknowledged write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_quorum_mode_nobody_takes_over_without_showing_every_commit() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 5, false).await;
+    let (_dir, mut lab, old) = serial_lab(5, false).await;
     let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
     replicas.sort();
     execute(&dsn(&lab, &old), TABLE).await.expect("table");

@@ -5,8 +5,7 @@
 use nix::sys::signal::Signal;
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, lab_dir, log_tail, query_i64, serial, start_lab,
-    status, streaming, writable,
+    dsn, eventually, execute, log_tail, monitored_lab, query_i64, status, streaming, writable,
 };
 use std::time::{Duration, Instant};
 
@@ -20,10 +19,7 @@ async fn has_row(dsn: &str, id: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrewound_old_primary_never_takes_the_lease_back() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, old) = start_lab(&dir, 2, true).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (dir, mut lab, old, monitor) = monitored_lab(2, true).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let member = |witness: bool| {
         lab.description

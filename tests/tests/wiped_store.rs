@@ -5,8 +5,8 @@
 //! once removed, it comes back as a new member.
 
 use raftgres_tests::{
-    PrimaryMonitor, eventually, file_tail, lab_dir, readd_refused_member, serial, start_lab,
-    status, streaming, wait_place_recorded, wipe_raft_store_and_restart, writable,
+    eventually, file_tail, monitored_lab, readd_refused_member, serial_lab, status, streaming,
+    wait_place_recorded, wipe_raft_store_and_restart, writable,
 };
 use std::time::Duration;
 
@@ -18,10 +18,7 @@ async fn wipe_and_restart(lab: &mut raftgres_lab::Lab, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_is_refused_and_the_primary_stays() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     let wiped = lab
         .names()
         .into_iter()
@@ -59,10 +56,7 @@ async fn a_wiped_member_is_refused_and_the_primary_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_wiped_member_comes_back_as_a_new_member() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    let monitor = PrimaryMonitor::start(&lab);
+    let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     let wiped = lab
         .names()
         .into_iter()
@@ -99,9 +93,7 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_whose_peers_are_down_forms_no_new_group() {
-    let _serial = serial().await;
-    let dir = lab_dir();
-    let (mut lab, primary) = start_lab(&dir, 3, false).await;
+    let (_dir, mut lab, primary) = serial_lab(3, false).await;
     let wiped = lab
         .names()
         .into_iter()

@@ -1,0 +1,61 @@
+//! The opening every real-process test shares: the serial lock, a lab
+//! directory, a healthy lab and, for most, a primary monitor.
+
+use crate::{PrimaryMonitor, lab_dir, serial, start_lab};
+use raftgres_lab::Lab;
+use tokio::sync::MutexGuard;
+
+/// One test's lab directory, which also holds the serial lock: bound first
+/// in the test, it is dropped last, after the lab has stopped, so the next
+/// test starts only once this one's processes and files are gone.
+pub struct LabDir {
+    dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for LabDir {
+    type Target = tempfile::TempDir;
+
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.dir
+    }
+}
+
+/// Waits for the other tests' labs, then starts a healthy lab of `members`
+/// database members (and a witness with `witness`); the lab, and the member
+/// that holds the lease.
+pub async fn serial_lab(members: usize, witness: bool) -> (LabDir, Lab, String) {
+    let serial = serial().await;
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, members, witness).await;
+    let dir = LabDir {
+        dir,
+        _serial: serial,
+    };
+    (dir, lab, primary)
+}
+
+/// [`serial_lab`] with a [`PrimaryMonitor`] polling from the first moment.
+pub async fn monitored_lab(members: usize, witness: bool) -> (LabDir, Lab, String, PrimaryMonitor) {
+    let (dir, lab, primary) = serial_lab(members, witness).await;
+    let monitor = PrimaryMonitor::start(&lab);
+    (dir, lab, primary, monitor)
+}
+
+/// The database members other than those in `not`, in the lab's order.
+pub fn members_except(lab: &Lab, not: &[&str]) -> Vec<String> {
+    lab.description
+        .members
+        .iter()
+        .filter(|m| !m.witness && !not.contains(&m.name.as_str()))
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// The first database member that is not `primary`.
+pub fn any_replica(lab: &Lab, primary: &str) -> String {
+    members_except(lab, &[primary])
+        .into_iter()
+        .next()
+        .expect("a replica")
+}
