@@ -52,10 +52,15 @@ pub fn members_except(lab: &Lab, not: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The first database member that is not `primary`.
-pub fn any_replica(lab: &Lab, primary: &str) -> String {
-    members_except(lab, &[primary])
+/// The first database member not in `not`.
+pub fn other_member(lab: &Lab, not: &[&str]) -> String {
+    members_except(lab, not)
         .into_iter()
         .next()
-        .expect("a replica")
+        .unwrap_or_else(|| panic!("no database member other than {not:?}"))
+}
+
+/// The first database member that is not `primary`.
+pub fn any_replica(lab: &Lab, primary: &str) -> String {
+    other_member(lab, &[primary])
 }

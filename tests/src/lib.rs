@@ -9,7 +9,7 @@ pub mod settle;
 pub mod steady;
 pub mod writer;
 
-pub use fixture::{LabDir, any_replica, members_except, monitored_lab, serial_lab};
+pub use fixture::{LabDir, any_replica, members_except, monitored_lab, other_member, serial_lab};
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;

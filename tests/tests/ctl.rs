@@ -6,7 +6,9 @@
 
 use raftgres_lab::Lab;
 use raftgres_tests::settle::{SETTLE_WITHIN, roles_settled, until, until_eq};
-use raftgres_tests::{PrimaryMonitor, ctl_bin, eventually, serial_lab, streaming, writable};
+use raftgres_tests::{
+    PrimaryMonitor, any_replica, ctl_bin, eventually, other_member, serial_lab, streaming, writable,
+};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -210,11 +212,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
     .await;
 
     // Switchover to a named replica.
-    let target = names
-        .iter()
-        .find(|n| **n != first)
-        .expect("a replica")
-        .clone();
+    let target = any_replica(&lab, &first);
     // The switchover is judged on the candidate's published state.
     roles_settled(&lab, &first).await;
     let run = ctl
@@ -238,11 +236,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
     );
 
     // A failover to a healthy replica while a leader exists hands over too.
-    let third = names
-        .iter()
-        .find(|n| **n != first && **n != target)
-        .expect("a third member")
-        .clone();
+    let third = other_member(&lab, &[&first, &target]);
     roles_settled(&lab, &target).await;
     let run = ctl
         .expect(0, &["failover", "--candidate", &third, "--force"])
@@ -262,11 +256,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
 async fn ctl_pauses_and_exits_by_what_went_wrong() {
     let (dir, lab, primary) = serial_lab(3, false).await;
     let ctl = Ctl::for_lab(&lab);
-    let replica = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let replica = any_replica(&lab, &primary);
     // Until the leader is shown healthy, a switchover is refused for that
     // reason instead of the unknown candidate this asserts.
     roles_settled(&lab, &primary).await;

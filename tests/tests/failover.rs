@@ -4,8 +4,8 @@
 
 use nix::sys::signal::Signal;
 use raftgres_tests::{
-    dsn, eventually, execute, monitored_lab, new_primary, postmaster_pid, query_i64, status,
-    streaming, writable,
+    dsn, eventually, execute, members_except, monitored_lab, new_primary, postmaster_pid,
+    query_i64, status, streaming, writable,
 };
 use std::time::Duration;
 
@@ -193,7 +193,7 @@ async fn a_killed_postmaster_comes_back_or_fails_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let replicas = members_except(&lab, &[&old]);
     let (lagging, healthy) = (&replicas[0], &replicas[1]);
     execute(&dsn(&lab, lagging), "SELECT pg_wal_replay_pause()")
         .await
@@ -225,7 +225,7 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nofailover_member_is_never_promoted() {
     let (_dir, mut lab, first, monitor) = monitored_lab(3, false).await;
-    let others: Vec<String> = lab.names().into_iter().filter(|n| *n != first).collect();
+    let others = members_except(&lab, &[&first]);
     let tagged = others[0].clone();
     let config = lab.member(&tagged).expect("member").config.clone();
     let mut text = std::fs::read_to_string(&config).expect("config");

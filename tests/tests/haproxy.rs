@@ -7,7 +7,9 @@
 use raftgres_lab::{Lab, down, haproxy_binary, pg_query_bool, read_description};
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
-use raftgres_tests::{PrimaryMonitor, dsn, eventually, execute, query_i64, serial_lab, start_lab};
+use raftgres_tests::{
+    PrimaryMonitor, any_replica, dsn, eventually, execute, query_i64, serial_lab, start_lab,
+};
 use serde_json::json;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -179,11 +181,7 @@ async fn write_port_follows_a_switchover() {
         "the write did not land on the primary"
     );
 
-    let candidate = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old)
-        .expect("a replica");
+    let candidate = any_replica(&lab, &old);
     // The switchover is judged on the candidate's published state.
     roles_settled(&lab, &old).await;
     let reply = api

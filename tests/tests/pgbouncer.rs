@@ -6,7 +6,8 @@
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, pgbouncer_dsn, query_i64, serial_lab, streaming, writable,
+    PrimaryMonitor, dsn, eventually, members_except, pgbouncer_dsn, query_i64, serial_lab,
+    streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ async fn writer(dsn: String, base: i64, stop: tokio::sync::watch::Receiver<bool>
 async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
     let (dir, lab, old) = serial_lab(3, false).await;
     let api = Api::for_lab(&dir.path().join("lab.json"));
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
         eventually(Duration::from_secs(20), "replicas stream", || async {
             streaming(&lab, r).await.then_some(())
@@ -150,7 +151,7 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_every_pgbouncer_reaches_the_new_primary() {
     let (_dir, mut lab, old) = serial_lab(3, false).await;
-    let survivors: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let survivors = members_except(&lab, &[&old]);
     for name in &survivors {
         let dsn = pgbouncer_dsn(&lab, name);
         eventually(

@@ -7,7 +7,9 @@
 
 use raftgres_lab::StandalonePgbouncer;
 use raftgres_tests::writable;
-use raftgres_tests::{ctl_bin, dsn, eventually, execute, lab_dir, query_i64, serial_lab};
+use raftgres_tests::{
+    ctl_bin, dsn, eventually, execute, lab_dir, members_except, query_i64, serial_lab,
+};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -150,7 +152,7 @@ async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api(
 
     lab.kill(&old).expect("SIGKILL the primary's agent");
     let killed = Instant::now();
-    let survivors: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let survivors = members_except(&lab, &[&old]);
     eventually(
         Duration::from_secs(40),
         "a new connection through the app pgbouncer writes on the new primary",

@@ -9,7 +9,7 @@ use raftgres_lab::{agent_status, member_channel};
 use raftgres_proto::v1::cluster_client::ClusterClient;
 use raftgres_proto::v1::raft_client::RaftClient;
 use raftgres_proto::v1::{JoinRequest, RaftPayload};
-use raftgres_tests::{serial_lab, status};
+use raftgres_tests::{any_replica, serial_lab, status};
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -21,11 +21,7 @@ async fn only_members_reach_the_raft_port_and_only_as_themselves() {
         .tls
         .clone()
         .expect("the lab runs mutual TLS");
-    let replica = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let replica = any_replica(&lab, &primary);
     let addr = lab.member(&replica).expect("member").raft_addr.clone();
 
     // Plain TCP, as before TLS: no answer.

@@ -10,8 +10,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
 use raftgres_tests::settle::until;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, postmaster_pid, query_i64, serial_lab, streaming,
-    writable,
+    PrimaryMonitor, dsn, eventually, execute, members_except, postmaster_pid, query_i64,
+    serial_lab, streaming, writable,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -149,7 +149,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     let client = client(&lab);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
+    let replicas = members_except(&lab, &[&primary]);
     let (lagging, other) = (replicas[0].clone(), replicas[1].clone());
 
     expect_table(&client, &lab, &primary, "primary", &PRIMARY, SETTLE_WITHIN).await;
@@ -324,7 +324,7 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
+    let replicas = members_except(&lab, &[&primary]);
     let replica = replicas[0].clone();
     let base = url(&lab, &primary);
     let replica_url = url(&lab, &replica);

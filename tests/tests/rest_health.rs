@@ -7,7 +7,7 @@
 
 use raftgres_tests::http::lab_client;
 use raftgres_tests::settle::{SETTLE_WITHIN, until_eq};
-use raftgres_tests::{eventually, monitored_lab, writable};
+use raftgres_tests::{eventually, members_except, monitored_lab, writable};
 use std::time::Duration;
 
 /// The status code of one request to every member, over the lab's
@@ -50,7 +50,7 @@ fn expect(lab: &raftgres_lab::Lab, ok: &[&str]) -> Vec<(String, u16)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_and_replica_checks_follow_the_writable_postgres() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
+    let replicas = members_except(&lab, &[&primary]);
     let replica_refs: Vec<&str> = replicas.iter().map(String::as_str).collect();
     until_eq(
         SETTLE_WITHIN,

@@ -6,7 +6,7 @@
 
 use raftgres_certs::Authority;
 use raftgres_tests::settle::SETTLE_WITHIN;
-use raftgres_tests::{ctl_bin, eventually, serial_lab};
+use raftgres_tests::{any_replica, ctl_bin, eventually, serial_lab};
 use std::process::Output;
 use std::time::Duration;
 
@@ -32,11 +32,7 @@ async fn ctl(args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_api_over_tls_with_client_certificates() {
     let (_dir, mut lab, primary) = serial_lab(3, false).await;
-    let member = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let member = any_replica(&lab, &primary);
     // The lab's agents already serve HTTPS with certificates from the lab's
     // CA; the same CA signs the client certificate the member will require.
     let ca = Authority::open_or_create(&lab.description.dir.join("tls")).expect("the lab's CA");

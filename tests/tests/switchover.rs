@@ -8,8 +8,8 @@
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, monitored_lab, postmaster_pid, query_i64, serial_lab,
-    streaming, writable,
+    PrimaryMonitor, any_replica, dsn, eventually, execute, members_except, monitored_lab,
+    other_member, postmaster_pid, query_i64, serial_lab, streaming, writable,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -42,18 +42,10 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     )
     .await
     .expect("write on the primary");
-    let candidate = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old)
-        .expect("a replica");
+    let candidate = any_replica(&lab, &old);
     // The candidate must be shown streaming for the switchover to be accepted.
     roles_settled(&lab, &old).await;
-    let other = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old && *n != candidate)
-        .expect("third");
+    let other = other_member(&lab, &[&old, &candidate]);
     // Sent to a replica that is not the candidate: any member forwards it.
     let reply = api
         .send(
@@ -130,11 +122,7 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
         .expect("DELETE /switchover again");
     assert_eq!(reply.status, 404, "{reply:?}");
 
-    let candidate = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old)
-        .expect("a replica");
+    let candidate = any_replica(&lab, &old);
     eventually(Duration::from_secs(20), "the candidate streams", || async {
         streaming(&lab, &candidate).await.then_some(())
     })
@@ -173,11 +161,7 @@ async fn unfit_requests_are_refused_with_412() {
     // Until the leader is shown healthy, every request is refused for that
     // reason instead of the one each row asserts.
     roles_settled(&lab, &primary).await;
-    let replica = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let replica = any_replica(&lab, &primary);
     for (body, why) in [
         (json!({"leader": replica, "candidate": primary}), "leader"),
         (json!({"leader": primary, "candidate": "nobody"}), "nobody"),
@@ -207,7 +191,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     let (dir, mut lab, old) = serial_lab(3, false).await;
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
-    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
         eventually(Duration::from_secs(20), "replicas stream", || async {
             streaming(&lab, r).await.then_some(())
@@ -265,11 +249,7 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     use nix::unistd::Pid;
     let (dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     roles_settled(&lab, &old).await;
-    let candidate = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old)
-        .expect("a replica");
+    let candidate = any_replica(&lab, &old);
     let startup = query_i64(
         &dsn(&lab, &candidate),
         "SELECT pid::bigint FROM pg_stat_activity WHERE backend_type = 'startup'",
@@ -278,11 +258,7 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     .expect("the candidate's startup process");
     let startup = Pid::from_raw(startup as i32);
     kill(startup, Signal::SIGSTOP).expect("hold the candidate's replay");
-    let other = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != old && *n != candidate)
-        .expect("third");
+    let other = other_member(&lab, &[&old, &candidate]);
     // Sent to the third member: the old primary's agent goes away meanwhile.
     let request = {
         let (api, url) = (api(&dir), url(&lab, &other));

@@ -9,7 +9,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, new_primary, query_i64, serial_lab, streaming,
+    PrimaryMonitor, dsn, eventually, execute, members_except, new_primary, query_i64, serial_lab,
+    streaming,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -73,7 +74,7 @@ async fn tag_nosync(lab: &Lab, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_synchronous_standby_takes_over_and_no_acknowledged_write_is_lost() {
     let (_dir, mut lab, old) = serial_lab(3, false).await;
-    let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let mut replicas = members_except(&lab, &[&old]);
     replicas.sort();
     let (nosync, sync) = (replicas[0].clone(), replicas[1].clone());
     tag_nosync(&lab, &nosync).await;
@@ -292,7 +293,7 @@ async fn gauge(lab: &Lab, via: &str, name: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_quorum_mode_nobody_takes_over_without_showing_every_commit() {
     let (_dir, mut lab, old) = serial_lab(5, false).await;
-    let mut replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != old).collect();
+    let mut replicas = members_except(&lab, &[&old]);
     replicas.sort();
     execute(&dsn(&lab, &old), TABLE).await.expect("table");
     patch_config(&lab, &old, json!({"synchronous_mode": "quorum"})).await;

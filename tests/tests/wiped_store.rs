@@ -5,8 +5,8 @@
 //! once removed, it comes back as a new member.
 
 use raftgres_tests::{
-    eventually, file_tail, monitored_lab, readd_refused_member, serial_lab, status, streaming,
-    wait_place_recorded, wipe_raft_store_and_restart, writable,
+    any_replica, eventually, file_tail, monitored_lab, readd_refused_member, serial_lab, status,
+    streaming, wait_place_recorded, wipe_raft_store_and_restart, writable,
 };
 use std::time::Duration;
 
@@ -19,11 +19,7 @@ async fn wipe_and_restart(lab: &mut raftgres_lab::Lab, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_is_refused_and_the_primary_stays() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
-    let wiped = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let wiped = any_replica(&lab, &primary);
 
     wipe_and_restart(&mut lab, &wiped).await;
     let log = lab.member(&wiped).expect("member").log.clone();
@@ -57,11 +53,7 @@ async fn a_wiped_member_is_refused_and_the_primary_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_wiped_member_comes_back_as_a_new_member() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
-    let wiped = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let wiped = any_replica(&lab, &primary);
     wipe_and_restart(&mut lab, &wiped).await;
     // What the refusal says to do: remove it, then start it again.
     readd_refused_member(&mut lab, &wiped, &primary).await;
@@ -94,11 +86,7 @@ async fn a_removed_wiped_member_comes_back_as_a_new_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_member_whose_peers_are_down_forms_no_new_group() {
     let (_dir, mut lab, primary) = serial_lab(3, false).await;
-    let wiped = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != primary)
-        .expect("a replica");
+    let wiped = any_replica(&lab, &primary);
     for name in lab.names() {
         if name != wiped {
             lab.kill(&name).expect("SIGKILL a peer's agent");
