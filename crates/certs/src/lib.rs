@@ -58,12 +58,7 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
 }
 
 fn check_name(name: &str) -> Result<(), CertError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if raftgres_state::is_valid_name(name) {
         Ok(())
     } else {
         Err(CertError::BadName(name.to_owned()))

@@ -168,12 +168,7 @@ pub enum Rejection {
 pub type Response = Result<Applied, Rejection>;
 
 fn check_name(what: &str, name: &str) -> Result<(), Rejection> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if crate::is_valid_name(name) {
         Ok(())
     } else {
         Err(Rejection::Invalid {

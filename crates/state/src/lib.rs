@@ -18,6 +18,6 @@ pub use lease::{Epoch, Lease, LeaseVersion};
 pub use model::{
     AGENT_MANAGED_PARAMETERS, ClusterIdentity, ClusterState, ConfigValues, DynamicConfig,
     HistoryEntry, Lsn, Member, MemberRole, PendingRestart, PgState, ReportedPosition, Switchover,
-    SyncMode, Tags,
+    SyncMode, Tags, is_valid_name,
 };
 pub use timing::{LeaseTiming, MAX_TTL_MS, TimingError, margin_floor_ms};

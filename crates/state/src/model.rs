@@ -406,3 +406,13 @@ impl ClusterState {
         self.timing().map_or(Duration::ZERO, |t| t.ttl)
     }
 }
+
+/// Whether `name` may name a member (or a certificate issued to one): 1-63
+/// characters of `[a-z0-9_-]`, so it is also a valid host label and file name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
