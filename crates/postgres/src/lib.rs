@@ -48,5 +48,6 @@ pub use controldata::{ControlData, DbState, controldata, parse as parse_controld
 pub use error::{PgError, Result};
 pub use lsn::Lsn;
 pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
+pub use procfs::all_pids;
 pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};
 pub use tls::{ClientTls, SslMode};

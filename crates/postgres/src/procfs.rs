@@ -14,19 +14,9 @@ use std::path::Path;
 /// so only live processes match. Processes of other users are unreadable to
 /// a non-root caller and are skipped; the server's own are not.
 pub(crate) fn processes_running_in(data_dir: &Path, exe: &Path) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let own = std::process::id();
     let mut pids = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if pid == own {
             continue;
         }
@@ -37,6 +27,17 @@ pub(crate) fn processes_running_in(data_dir: &Path, exe: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// The PIDs in `/proc` right now, dead or alive; none when it is unreadable.
+pub fn all_pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Whether a process whose `/proc/PID/exe` reads `running` runs the server

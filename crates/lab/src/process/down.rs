@@ -66,21 +66,11 @@ fn is_our_keeper(pid: u32, agent_bin: &Path) -> bool {
 /// every process whose working directory is inside the member's data
 /// directory (Postgres chdirs into its data directory).
 pub(super) fn processes_in_lab_member(member: &LabMember, agent_bin: &Path) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let Ok(dir) = fs::canonicalize(&member.data_dir) else {
         return Vec::new();
     };
     let mut pids = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in raftgres_postgres::all_pids() {
         let in_member =
             fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&dir));
         let guard = is_our_agent(pid, agent_bin)

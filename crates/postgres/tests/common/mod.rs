@@ -238,14 +238,7 @@ pub fn live_server_processes(data_dir: &Path) -> Vec<u32> {
     let exe =
         std::fs::canonicalize(PathBuf::from(version::DEFAULT_BIN_DIR).join("postgres")).unwrap();
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in raftgres_postgres::all_pids() {
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
         let bin = std::fs::read_link(format!("/proc/{pid}/exe"));
         if cwd.is_ok_and(|c| c == dir) && bin.is_ok_and(|b| b == exe) && is_alive(pid) {
@@ -257,14 +250,7 @@ pub fn live_server_processes(data_dir: &Path) -> Vec<u32> {
 
 fn live_processes(matches: impl Fn(&str) -> bool) -> Vec<u32> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in raftgres_postgres::all_pids() {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             && matches(&stat)
             && is_alive(pid)
