@@ -180,6 +180,13 @@ pub fn plan_sync(
     };
     let values = &config.values;
     let set = &state.sync_set;
+    let holder = Holder {
+        state,
+        values,
+        me,
+        standbys,
+        configured,
+    };
     match values.synchronous_mode {
         SyncMode::Off => {
             if state.synchronous || !set.is_empty() {
@@ -189,8 +196,8 @@ pub fn plan_sync(
             }
             configure(WaitFor::Nobody, configured)
         }
-        SyncMode::On => plan_on(state, values, me, standbys, configured),
-        SyncMode::Quorum => plan_quorum(state, values, me, standbys, configured),
+        SyncMode::On => plan_on(&holder),
+        SyncMode::Quorum => plan_quorum(&holder),
     }
 }
 
@@ -202,13 +209,23 @@ fn asynchronous() -> SyncStep {
     }
 }
 
-fn plan_on(
-    state: &ClusterState,
-    values: &ConfigValues,
-    me: &str,
-    standbys: &[StandbyView],
-    configured: Option<&Configured>,
-) -> SyncStep {
+/// What the holder plans from, in the sync modes that name standbys.
+struct Holder<'a> {
+    state: &'a ClusterState,
+    values: &'a ConfigValues,
+    me: &'a str,
+    standbys: &'a [StandbyView],
+    configured: Option<&'a Configured>,
+}
+
+fn plan_on(holder: &Holder) -> SyncStep {
+    let Holder {
+        state,
+        values,
+        me,
+        standbys,
+        configured,
+    } = *holder;
     let set = &state.sync_set;
     if let Some(k) = state.sync_quorum {
         // Left over from quorum mode: "k of the set" is "all of it" only
@@ -273,13 +290,14 @@ fn plan_on(
     }
 }
 
-fn plan_quorum(
-    state: &ClusterState,
-    values: &ConfigValues,
-    me: &str,
-    standbys: &[StandbyView],
-    configured: Option<&Configured>,
-) -> SyncStep {
+fn plan_quorum(holder: &Holder) -> SyncStep {
+    let Holder {
+        state,
+        values,
+        me,
+        standbys,
+        configured,
+    } = *holder;
     let set = &state.sync_set;
     // Every member that may be one: a quorum is as wide as the standbys.
     let targets: BTreeSet<String> = standbys
