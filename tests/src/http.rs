@@ -74,25 +74,18 @@ impl Api {
         body: Option<&str>,
         authenticated: bool,
     ) -> Result<Reply, String> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = self.client.request(method, format!("{base_url}{path}"));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        if authenticated && let Some((user, password)) = &self.auth {
-            request = request.basic_auth(user, Some(password));
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        let body = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        // Without credentials in lab.json, "authenticated" sends none.
+        let credentials = match &self.auth {
+            Some((user, password)) if authenticated => Credentials::Basic(user, password),
+            _ => Credentials::Anonymous,
         };
-        Ok(Reply { status, body })
+        let answer = self
+            .exchange(method, base_url, path, body, credentials, &[])
+            .await?;
+        Ok(Reply {
+            status: answer.status,
+            body: answer.body,
+        })
     }
 
     pub async fn get(&self, base_url: &str, path: &str) -> Result<Reply, String> {
@@ -116,6 +109,17 @@ impl Api {
     ) -> Result<Reply, String> {
         self.call(method, base_url, path, Some(&body.to_string()), true)
             .await
+    }
+
+    /// [`Api::send`], which must be answered 200: the reply, or a panic that
+    /// names the request and shows what came back.
+    pub async fn send_ok(&self, method: &str, base_url: &str, path: &str, body: &Value) -> Reply {
+        let reply = self
+            .send(method, base_url, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} {body}: {e}"));
+        assert_eq!(reply.status, 200, "{method} {path} {body}: {reply:?}");
+        reply
     }
 }
 

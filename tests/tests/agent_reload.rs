@@ -132,11 +132,7 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
         &primary,
         &restart_only.replace(&auth.password, &new_password),
     );
-    let reply = api
-        .send("POST", &base, "/reload", &json!({}))
-        .await
-        .expect("POST /reload");
-    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = api.send_ok("POST", &base, "/reload", &json!({})).await;
     let message = reply.body.to_string();
     assert!(
         message.contains("restapi.authentication") && message.contains("reloaded Postgres"),
