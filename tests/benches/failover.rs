@@ -5,7 +5,7 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_tests::{dsn, execute, lab_dir, postmaster_pid, report_bench, start_lab};
+use raftgres_tests::{dsn, execute, execute_on, lab_dir, postmaster_pid, report_bench, start_lab};
 use std::time::{Duration, Instant};
 
 const HOST_LOSS_TRIALS: usize = 5;
@@ -72,9 +72,7 @@ async fn main() {
     for _ in 0..HOST_LOSS_TRIALS {
         let dir = lab_dir();
         let (mut lab, primary) = start_lab(&dir, 3, false).await;
-        execute(&dsn(&lab, &primary), "CREATE TABLE bench (id int)")
-            .await
-            .expect("table");
+        execute_on(&lab, &primary, "CREATE TABLE bench (id int)").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         // The whole host at once: its agent, keeper, guard and Postgres.
         let lost = Instant::now();
@@ -88,9 +86,7 @@ async fn main() {
     for _ in 0..POSTMASTER_TRIALS {
         let dir = lab_dir();
         let (lab, primary) = start_lab(&dir, 3, false).await;
-        execute(&dsn(&lab, &primary), "CREATE TABLE bench (id int)")
-            .await
-            .expect("table");
+        execute_on(&lab, &primary, "CREATE TABLE bench (id int)").await;
         // Idle figures over ten quiet seconds of a healthy cluster.
         let mut agents: Vec<u32> = lab
             .description
@@ -148,9 +144,7 @@ async fn main() {
 async fn agent_restarts() -> serde_json::Value {
     let dir = lab_dir();
     let (mut lab, primary) = start_lab(&dir, 3, false).await;
-    execute(&dsn(&lab, &primary), "CREATE TABLE bench (id int)")
-        .await
-        .expect("table");
+    execute_on(&lab, &primary, "CREATE TABLE bench (id int)").await;
     let postmaster = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     let epoch = raftgres_tests::status(&lab, &primary)
         .await

@@ -8,7 +8,7 @@
 
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    eventually, execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, streaming, writable,
+    eventually, execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, until_streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -64,10 +64,7 @@ async fn main() {
     for trial in 0..SWITCHOVER_TRIALS {
         let replicas: Vec<String> = names.iter().filter(|n| **n != primary).cloned().collect();
         for r in &replicas {
-            eventually(Duration::from_secs(60), "replicas stream", || async {
-                streaming(&lab, r).await.then_some(())
-            })
-            .await;
+            until_streaming(&lab, &r, Duration::from_secs(60), "replicas stream").await;
         }
         let (candidate, via) = (replicas[0].clone(), replicas[1].clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);

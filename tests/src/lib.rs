@@ -326,6 +326,14 @@ pub async fn execute(dsn: &str, sql: &str) -> Result<(), String> {
     on_fresh_connection(dsn, async |client| client.batch_execute(sql).await).await
 }
 
+/// [`execute`] on `name`'s Postgres, which must succeed; a failure names
+/// the member and the statement.
+pub async fn execute_on(lab: &Lab, name: &str, sql: &str) {
+    execute(&dsn(lab, name), sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql} on {name}: {e}"));
+}
+
 /// One integer (or count) from a query, bounded to two seconds.
 pub async fn query_i64(dsn: &str, sql: &str) -> Result<i64, String> {
     on_fresh_connection(dsn, async |client| {
@@ -386,6 +394,24 @@ pub async fn streaming(lab: &Lab, name: &str) -> bool {
     )
     .await
         == Ok(true)
+}
+
+/// Waits until `name`'s Postgres streams from a primary; after `within`,
+/// panics saying `what` was awaited.
+pub async fn until_streaming(lab: &Lab, name: &str, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        streaming(lab, name).await.then_some(())
+    })
+    .await
+}
+
+/// Waits until `name` is the one writable member; after `within`, panics
+/// saying `what` was awaited.
+pub async fn until_sole_writable(lab: &Lab, name: &str, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        (writable(lab).await == [name]).then_some(())
+    })
+    .await
 }
 
 /// Polls every database member throughout a test and remembers the largest

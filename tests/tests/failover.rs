@@ -4,8 +4,8 @@
 
 use nix::sys::signal::Signal;
 use raftgres_tests::{
-    dsn, eventually, execute, members_except, monitored_lab, new_primary, postmaster_pid,
-    query_i64, status, streaming, writable,
+    dsn, eventually, execute, execute_on, members_except, monitored_lab, new_primary,
+    postmaster_pid, query_i64, status, streaming, until_streaming, writable,
 };
 use std::time::Duration;
 
@@ -20,12 +20,12 @@ async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
-    execute(
-        &dsn(&lab, &primary),
+    execute_on(
+        &lab,
+        &primary,
         "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
     )
-    .await
-    .expect("write");
+    .await;
     let system_id = query_i64(
         &dsn(&lab, &primary),
         "SELECT system_identifier FROM pg_control_system()",
@@ -61,9 +61,7 @@ async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
         })
         .await;
     }
-    execute(&dsn(&lab, &primary), "INSERT INTO t VALUES (2)")
-        .await
-        .expect("write after restart");
+    execute_on(&lab, &primary, "INSERT INTO t VALUES (2)").await;
     monitor.assert_never_two().await;
 }
 
@@ -90,15 +88,14 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
     )
     .await;
     let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
-    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
-        .await
-        .expect("write on the new primary");
+    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
 
     lab.start(&old).expect("restart the old primary's agent");
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         FAILOVER_WITHIN,
         "the old primary rejoins as a streaming replica",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     // Writes the old primary took before its deadline may have reached the
@@ -137,9 +134,7 @@ async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
     )
     .await;
     let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
-    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
-        .await
-        .expect("write on the new primary");
+    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
 
     lab.signal(&old, Signal::SIGCONT).expect("SIGCONT");
     let resumed = std::time::Instant::now();
@@ -149,10 +144,11 @@ async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         FAILOVER_WITHIN,
         "the old primary rejoins as a streaming replica",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;
@@ -161,9 +157,7 @@ async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_postmaster_comes_back_or_fails_over() {
     let (_dir, lab, primary, monitor) = monitored_lab(3, false).await;
-    execute(&dsn(&lab, &primary), "CREATE TABLE t (id int)")
-        .await
-        .expect("write");
+    execute_on(&lab, &primary, "CREATE TABLE t (id int)").await;
     let pid = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
         .expect("SIGKILL the postmaster");
@@ -195,16 +189,9 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     let replicas = members_except(&lab, &[&old]);
     let (lagging, healthy) = (&replicas[0], &replicas[1]);
-    execute(&dsn(&lab, lagging), "SELECT pg_wal_replay_pause()")
-        .await
-        .expect("pause replay");
+    execute_on(&lab, &lagging, "SELECT pg_wal_replay_pause()").await;
     // Well over the default maximum_lag_on_failover of 1 MiB.
-    execute(
-        &dsn(&lab, &old),
-        "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 40000) g",
-    )
-    .await
-    .expect("write");
+    execute_on(&lab, &old, "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 40000) g").await;
     eventually(
         Duration::from_secs(15),
         "the healthy replica has the data",
@@ -242,10 +229,7 @@ async fn a_nofailover_member_is_never_promoted() {
     // and it are the candidates, and only it may be promoted.
     lab.start(&first)
         .expect("restart the first primary's agent");
-    eventually(FAILOVER_WITHIN, "the first primary rejoins", || async {
-        streaming(&lab, &first).await.then_some(())
-    })
-    .await;
+    until_streaming(&lab, &first, FAILOVER_WITHIN, "the first primary rejoins").await;
     lab.kill(&second)
         .expect("SIGKILL the second primary's agent");
     assert_eq!(
@@ -260,17 +244,15 @@ async fn a_nofailover_member_is_never_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
-    execute(
-        &dsn(&lab, &old),
+    execute_on(
+        &lab,
+        &old,
         "CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
     )
-    .await
-    .expect("write");
+    .await;
     lab.kill(&old).expect("SIGKILL the primary's agent");
     let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
-    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
-        .await
-        .expect("write on the new primary");
+    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
     // Without its WAL the ex-primary can neither recover nor be rewound.
     let pg_wal = lab
         .member(&old)
@@ -284,10 +266,11 @@ async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
         }
     }
     lab.start(&old).expect("restart the old primary's agent");
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         Duration::from_secs(60),
         "the old primary rejoins through a fresh clone",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     assert_eq!(rows(&dsn(&lab, &old)).await, Some(2));

@@ -7,7 +7,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::{
-    dsn, eventually, execute, monitored_lab, new_primary, postmaster_pid, status, writable,
+    dsn, eventually, execute_on, monitored_lab, new_primary, postmaster_pid, status, writable,
 };
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member te
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_running_across_an_agent_kill_never_commits() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
-    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    execute_on(&lab, &old, TABLE).await;
     let (client, connection) = tokio_postgres::connect(&dsn(&lab, &old), tokio_postgres::NoTls)
         .await
         .expect("connect before the fault");
@@ -54,7 +54,7 @@ async fn a_statement_running_across_an_agent_kill_never_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswering_postmaster_is_fenced_before_the_lease_moves() {
     let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
-    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    execute_on(&lab, &old, TABLE).await;
     let writer = Writer::start(&old, &dsn(&lab, &old), 1, Duration::from_millis(50)).await;
     let postmaster = postmaster_pid(&lab, &old).expect("postmaster.pid");
     kill(Pid::from_raw(postmaster), Signal::SIGSTOP).expect("SIGSTOP the postmaster");
@@ -88,7 +88,7 @@ async fn an_unanswering_postmaster_is_fenced_before_the_lease_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_primarys_agent_keeps_postgres_and_the_lease() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
-    execute(&dsn(&lab, &primary), TABLE).await.expect("table");
+    execute_on(&lab, &primary, TABLE).await;
     let postmaster = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     let epoch = status(&lab, &primary).await.expect("status").lease_epoch;
     let writer = Writer::start(&primary, &dsn(&lab, &primary), 1, Duration::from_millis(50)).await;

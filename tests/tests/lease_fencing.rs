@@ -2,7 +2,7 @@
 //! deadline, and never believes it holds it again; a witness never holds it.
 
 use nix::sys::signal::Signal;
-use raftgres_tests::{eventually, holders, monitored_lab, status, writable};
+use raftgres_tests::{eventually, holders, monitored_lab, status, until_sole_writable};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,10 +106,11 @@ async fn a_witness_votes_but_never_holds_the_lease() {
         lab.member(&witness).expect("witness").dsn.is_none(),
         "a witness runs no Postgres"
     );
-    eventually(
+    until_sole_writable(
+        &lab,
+        &other,
         Duration::from_secs(20),
         "the remaining database member's Postgres takes writes",
-        || async { (writable(&lab).await == vec![other.clone()]).then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;

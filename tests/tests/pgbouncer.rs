@@ -7,7 +7,7 @@ use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
     PrimaryMonitor, dsn, eventually, members_except, pgbouncer_dsn, query_i64, serial_lab,
-    streaming, writable,
+    until_streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -52,10 +52,7 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
-        eventually(Duration::from_secs(20), "replicas stream", || async {
-            streaming(&lab, r).await.then_some(())
-        })
-        .await;
+        until_streaming(&lab, &r, Duration::from_secs(20), "replicas stream").await;
     }
     // The switchover is judged on the replicas' published state.
     roles_settled(&lab, &old).await;

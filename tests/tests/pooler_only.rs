@@ -6,9 +6,8 @@
 //! with no member reachable `--once` fences pgbouncer and exits 3.
 
 use raftgres_lab::StandalonePgbouncer;
-use raftgres_tests::writable;
 use raftgres_tests::{
-    ctl_bin, dsn, eventually, execute, lab_dir, members_except, query_i64, serial_lab,
+    ctl_bin, dsn, eventually, execute, lab_dir, members_except, query_i64, serial_lab, writable,
 };
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

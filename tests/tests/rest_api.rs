@@ -10,8 +10,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
 use raftgres_tests::settle::until;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, members_except, postmaster_pid, query_i64,
-    serial_lab, streaming, writable,
+    PrimaryMonitor, dsn, eventually, execute_on, members_except, postmaster_pid, query_i64,
+    serial_lab, until_streaming, writable,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -158,15 +158,13 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     }
 
     // A replica whose replay is paused keeps streaming but falls behind.
-    execute(&dsn(&lab, &lagging), "SELECT pg_wal_replay_pause()")
-        .await
-        .expect("pause replay");
-    execute(
-        &dsn(&lab, &primary),
+    execute_on(&lab, &lagging, "SELECT pg_wal_replay_pause()").await;
+    execute_on(
+        &lab,
+        &primary,
         "CREATE TABLE t AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 5000) g",
     )
-    .await
-    .expect("write a few MB on the primary");
+    .await;
     let lagging_url = url(&lab, &lagging);
     eventually(
         SETTLE_WITHIN,
@@ -192,9 +190,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     let doc = patroni(&api, &lagging_url).await;
     assert_eq!(doc["role"], json!("replica"), "{doc}");
     assert_eq!(doc["state"], json!("running"), "{doc}");
-    execute(&dsn(&lab, &lagging), "SELECT pg_wal_replay_resume()")
-        .await
-        .expect("resume replay");
+    execute_on(&lab, &lagging, "SELECT pg_wal_replay_resume()").await;
     expect_table(
         &client,
         &lab,
@@ -304,10 +300,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         Duration::from_secs(30),
     )
     .await;
-    eventually(Duration::from_secs(10), "it streams again", || async {
-        streaming(&lab, &other).await.then_some(())
-    })
-    .await;
+    until_streaming(&lab, &other, Duration::from_secs(10), "it streams again").await;
     assert_eq!(patroni(&api, &other_url).await["pause"], json!(false));
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     monitor.assert_never_two().await;
@@ -559,18 +552,19 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
         pid_after, pid_before,
         "POST /restart did not restart Postgres"
     );
-    eventually(
+    until_streaming(
+        &lab,
+        &replica,
         Duration::from_secs(30),
         "the restarted replica streams again",
-        || async { streaming(&lab, &replica).await.then_some(()) },
     )
     .await;
-    execute(
-        &dsn(&lab, &primary),
+    execute_on(
+        &lab,
+        &primary,
         "CREATE TABLE after_restart (id int); INSERT INTO after_restart VALUES (1)",
     )
-    .await
-    .expect("write on the primary");
+    .await;
     eventually(
         Duration::from_secs(10),
         "the restarted replica replays new writes",

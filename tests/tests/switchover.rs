@@ -8,8 +8,9 @@
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, any_replica, dsn, eventually, execute, members_except, monitored_lab,
-    other_member, postmaster_pid, query_i64, serial_lab, streaming, writable,
+    PrimaryMonitor, any_replica, dsn, eventually, execute_on, members_except, monitored_lab,
+    other_member, postmaster_pid, query_i64, serial_lab, until_sole_writable, until_streaming,
+    writable,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -36,12 +37,12 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     let api = api(&dir);
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
-    execute(
-        &dsn(&lab, &old),
+    execute_on(
+        &lab,
+        &old,
         "CREATE TABLE before_switchover (id int); INSERT INTO before_switchover VALUES (1)",
     )
-    .await
-    .expect("write on the primary");
+    .await;
     let candidate = any_replica(&lab, &old);
     // The candidate must be shown streaming for the switchover to be accepted.
     roles_settled(&lab, &old).await;
@@ -66,10 +67,11 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
         Ok(1),
         "the committed row must be on the new primary"
     );
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         Duration::from_secs(60),
         "the old primary streams from the new one",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     assert_eq!(
@@ -121,9 +123,12 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
     assert_eq!(reply.status, 404, "{reply:?}");
 
     let candidate = any_replica(&lab, &old);
-    eventually(Duration::from_secs(20), "the candidate streams", || async {
-        streaming(&lab, &candidate).await.then_some(())
-    })
+    until_streaming(
+        &lab,
+        &candidate,
+        Duration::from_secs(20),
+        "the candidate streams",
+    )
     .await;
     // Requests are judged on the published state, which trails Postgres.
     roles_settled(&lab, &old).await;
@@ -143,10 +148,11 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
         vec![old.clone()],
         "not before its time"
     );
-    eventually(
+    until_sole_writable(
+        &lab,
+        &candidate,
         Duration::from_secs(40),
         "the scheduled switchover",
-        || async { (writable(&lab).await == vec![candidate.clone()]).then_some(()) },
     )
     .await;
 }
@@ -191,10 +197,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     let monitor = PrimaryMonitor::start(&lab);
     let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
-        eventually(Duration::from_secs(20), "replicas stream", || async {
-            streaming(&lab, r).await.then_some(())
-        })
-        .await;
+        until_streaming(&lab, &r, Duration::from_secs(20), "replicas stream").await;
     }
     // The failover is judged on the published state, which trails Postgres.
     roles_settled(&lab, &old).await;
@@ -276,10 +279,11 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["leader"], json!(candidate));
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         Duration::from_secs(60),
         "the old primary streams from the new one",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;

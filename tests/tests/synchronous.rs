@@ -9,8 +9,8 @@ use raftgres_lab::Lab;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute, members_except, new_primary, query_i64, serial_lab,
-    streaming,
+    PrimaryMonitor, dsn, eventually, execute_on, members_except, new_primary, query_i64,
+    serial_lab, streaming, until_streaming,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -78,7 +78,7 @@ async fn only_the_synchronous_standby_takes_over_and_no_acknowledged_write_is_lo
     replicas.sort();
     let (nosync, sync) = (replicas[0].clone(), replicas[1].clone());
     tag_nosync(&lab, &nosync).await;
-    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    execute_on(&lab, &old, TABLE).await;
     patch_config(&lab, &old, json!({"synchronous_mode": true})).await;
 
     eventually(
@@ -169,7 +169,7 @@ async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
         .find(|m| m.name != primary && !m.witness)
         .map(|m| m.name.clone())
         .expect("a replica");
-    execute(&dsn(&lab, &primary), TABLE).await.expect("table");
+    execute_on(&lab, &primary, TABLE).await;
     patch_config(
         &lab,
         &primary,
@@ -224,7 +224,7 @@ async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
     let (_dir, lab, old) = serial_lab(3, false).await;
-    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    execute_on(&lab, &old, TABLE).await;
     patch_config(&lab, &old, json!({"synchronous_mode": true})).await;
     let sync = eventually(WITHIN, "a synchronous standby", || async {
         match sync_standbys(&lab, &old).await?.as_slice() {
@@ -242,10 +242,11 @@ async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
     .expect("SIGKILL the primary's postmaster");
     let new = new_primary(&lab, &old, WITHIN).await;
     assert_eq!(new, sync, "the synchronous standby takes over");
-    eventually(
+    until_streaming(
+        &lab,
+        &old,
         WITHIN,
         "the old primary streams from the new one",
-        || async { streaming(&lab, &old).await.then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;
@@ -295,7 +296,7 @@ async fn in_quorum_mode_nobody_takes_over_without_showing_every_commit() {
     let (_dir, mut lab, old) = serial_lab(5, false).await;
     let mut replicas = members_except(&lab, &[&old]);
     replicas.sort();
-    execute(&dsn(&lab, &old), TABLE).await.expect("table");
+    execute_on(&lab, &old, TABLE).await;
     patch_config(&lab, &old, json!({"synchronous_mode": "quorum"})).await;
     eventually(
         WITHIN,

@@ -5,7 +5,8 @@
 use nix::sys::signal::Signal;
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    dsn, eventually, execute, log_tail, monitored_lab, query_i64, status, streaming, writable,
+    dsn, eventually, execute_on, log_tail, monitored_lab, query_i64, status, streaming,
+    until_sole_writable, writable,
 };
 use std::time::{Duration, Instant};
 
@@ -40,12 +41,12 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
     )
     .await;
     // The checkpoint makes the old primary's stopped data show a recent LSN.
-    execute(
-        &dsn(&lab, &old),
+    execute_on(
+        &lab,
+        &old,
         "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); CHECKPOINT",
     )
-    .await
-    .expect("write on the first primary");
+    .await;
     eventually(
         Duration::from_secs(10),
         "the first row reaches the replica",
@@ -57,15 +58,14 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
     // replica takes over on timeline 2 and acknowledges a write.
     lab.signal(&old, Signal::SIGSTOP)
         .expect("SIGSTOP the primary's agent");
-    eventually(
+    until_sole_writable(
+        &lab,
+        &new,
         Duration::from_secs(30),
         "the replica takes over",
-        || async { (writable(&lab).await == vec![new.clone()]).then_some(()) },
     )
     .await;
-    execute(&dsn(&lab, &new), "INSERT INTO t VALUES (2)")
-        .await
-        .expect("acknowledged write on the new primary");
+    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
     eventually(
         Duration::from_secs(10),
         "the lease records timeline 2",
@@ -127,10 +127,11 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
     // The new primary comes back: it owns timeline 2, starts again as
     // primary, and the old one rewinds onto it.
     lab.start(&new).expect("restart the new primary's agent");
-    eventually(
+    until_sole_writable(
+        &lab,
+        &new,
         Duration::from_secs(30),
         "the new primary runs again",
-        || async { (writable(&lab).await == vec![new.clone()]).then_some(()) },
     )
     .await;
     assert!(
