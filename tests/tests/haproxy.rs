@@ -57,6 +57,16 @@ fn stopped(pid: u32) -> bool {
     })
 }
 
+/// Waits until the write port `write` reaches `primary`'s Postgres.
+async fn until_write_port_reaches(lab: &Lab, write: &str, primary: &str) {
+    eventually(
+        ROUTED_WITHIN,
+        "the write port reaches the primary",
+        || async { (served_by(write).await == Some(pg_port(lab, primary))).then_some(()) },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_port_reaches_the_primary_and_read_port_the_replicas() {
     let (_dir, lab, primary) = serial_lab(3, false).await;
@@ -65,12 +75,7 @@ async fn write_port_reaches_the_primary_and_read_port_the_replicas() {
     };
     let monitor = PrimaryMonitor::start(&lab);
 
-    eventually(
-        ROUTED_WITHIN,
-        "the write port reaches the primary",
-        || async { (served_by(&write).await == Some(pg_port(&lab, &primary))).then_some(()) },
-    )
-    .await;
+    until_write_port_reaches(&lab, &write, &primary).await;
     assert_eq!(
         pg_query_bool(&write, "SELECT pg_is_in_recovery()").await,
         Ok(false)
@@ -127,12 +132,7 @@ async fn write_port_follows_a_failover() {
         return;
     };
     let monitor = PrimaryMonitor::start(&lab);
-    eventually(
-        ROUTED_WITHIN,
-        "the write port reaches the primary",
-        || async { (served_by(&write).await == Some(pg_port(&lab, &primary))).then_some(()) },
-    )
-    .await;
+    until_write_port_reaches(&lab, &write, &primary).await;
 
     // The old primary is fenced (docs/fencing.md); until HAProxy's checks
     // mark it down, a write may still reach it, so wait for one that lands
@@ -163,12 +163,7 @@ async fn write_port_follows_a_switchover() {
     assert!(api.has_auth(), "the lab must enable API authentication");
     let monitor = PrimaryMonitor::start(&lab);
     let api_monitor = ApiPrimaryMonitor::start(&lab);
-    eventually(
-        ROUTED_WITHIN,
-        "the write port reaches the primary",
-        || async { (served_by(&write).await == Some(pg_port(&lab, &old))).then_some(()) },
-    )
-    .await;
+    until_write_port_reaches(&lab, &write, &old).await;
     execute(
         &write,
         "CREATE TABLE via_haproxy (id int); INSERT INTO via_haproxy VALUES (1)",
@@ -303,10 +298,5 @@ async fn lab_json_has_the_credentials_and_down_stops_haproxy() {
         (haproxy.write_port, haproxy.read_port)
     );
     let write = lab.haproxy_dsn(true).expect("a write DSN");
-    eventually(
-        ROUTED_WITHIN,
-        "the write port reaches the primary",
-        || async { (served_by(&write).await == Some(pg_port(&lab, &primary))).then_some(()) },
-    )
-    .await;
+    until_write_port_reaches(&lab, &write, &primary).await;
 }

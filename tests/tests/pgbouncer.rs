@@ -3,11 +3,12 @@
 //! switchover, and after an unplanned failover new connections through every
 //! surviving member's pgbouncer reach the new primary.
 
+use raftgres_lab::Lab;
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, members_except, pgbouncer_dsn, query_i64, serial_lab,
-    until_streaming, writable,
+    PrimaryMonitor, dsn, eventually, members_except, new_primary, pgbouncer_dsn, query_i64,
+    serial_lab, until_streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -60,18 +61,10 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
     let through_replica = replicas[1].clone();
     // Each pgbouncer reaches the primary before the writers start.
     for name in [&old, &through_replica] {
-        let dsn = pgbouncer_dsn(&lab, name);
-        eventually(
-            Duration::from_secs(20),
-            "pgbouncer reaches the primary",
-            || async {
-                raftgres_tests::execute(
-                    &dsn,
-                    "CREATE TABLE IF NOT EXISTS through_pgbouncer (id bigint PRIMARY KEY)",
-                )
-                .await
-                .ok()
-            },
+        until_pgbouncer_reaches_primary(
+            &lab,
+            name,
+            "CREATE TABLE IF NOT EXISTS through_pgbouncer (id bigint PRIMARY KEY)",
         )
         .await;
     }
@@ -147,29 +140,15 @@ async fn after_a_failover_every_pgbouncer_reaches_the_new_primary() {
     let (_dir, mut lab, old) = serial_lab(3, false).await;
     let survivors = members_except(&lab, &[&old]);
     for name in &survivors {
-        let dsn = pgbouncer_dsn(&lab, name);
-        eventually(
-            Duration::from_secs(20),
-            "pgbouncer reaches the primary",
-            || async {
-                raftgres_tests::execute(
-                    &dsn,
-                    "CREATE TABLE IF NOT EXISTS after_failover (who text)",
-                )
-                .await
-                .ok()
-            },
+        until_pgbouncer_reaches_primary(
+            &lab,
+            name,
+            "CREATE TABLE IF NOT EXISTS after_failover (who text)",
         )
         .await;
     }
     lab.kill(&old).expect("SIGKILL the primary's agent");
-    let new = eventually(Duration::from_secs(30), "a new primary", || async {
-        match writable(&lab).await.as_slice() {
-            [one] if *one != old => Some(one.clone()),
-            _ => None,
-        }
-    })
-    .await;
+    let new = new_primary(&lab, &old, Duration::from_secs(30)).await;
     let promoted = Instant::now();
     for name in &survivors {
         let through = pgbouncer_dsn(&lab, name);
@@ -197,4 +176,16 @@ async fn after_a_failover_every_pgbouncer_reaches_the_new_primary() {
         .expect("count on the new primary");
         assert!(rows >= 1, "{name}'s write is not on the new primary {new}");
     }
+}
+
+/// Waits until `sql` succeeds through `name`'s pgbouncer, which then
+/// reaches the primary.
+async fn until_pgbouncer_reaches_primary(lab: &Lab, name: &str, sql: &str) {
+    let dsn = pgbouncer_dsn(lab, name);
+    eventually(
+        Duration::from_secs(20),
+        "pgbouncer reaches the primary",
+        || async { raftgres_tests::execute(&dsn, sql).await.ok() },
+    )
+    .await;
 }

@@ -7,7 +7,7 @@
 
 use raftgres_tests::http::lab_client;
 use raftgres_tests::settle::{SETTLE_WITHIN, until_eq};
-use raftgres_tests::{eventually, members_except, monitored_lab, writable};
+use raftgres_tests::{members_except, monitored_lab, new_primary};
 use std::time::Duration;
 
 /// The status code of one request to every member, over the lab's
@@ -81,13 +81,7 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
     }
 
     lab.kill(&primary).expect("SIGKILL the primary's agent");
-    let new = eventually(Duration::from_secs(30), "a new primary", || async {
-        match writable(&lab).await.as_slice() {
-            [one] if *one != primary => Some(one.clone()),
-            _ => None,
-        }
-    })
-    .await;
+    let new = new_primary(&lab, &primary, Duration::from_secs(30)).await;
     let among_survivors = |table: Vec<(String, u16)>| -> Vec<(String, u16)> {
         table
             .into_iter()
