@@ -196,8 +196,8 @@ pub fn plan_sync(
             }
             configure(WaitFor::Nobody, configured)
         }
-        SyncMode::On => plan_on(&holder),
-        SyncMode::Quorum => plan_quorum(&holder),
+        SyncMode::On => holder.plan_on(),
+        SyncMode::Quorum => holder.plan_quorum(),
     }
 }
 
@@ -218,147 +218,149 @@ struct Holder<'a> {
     configured: Option<&'a Configured>,
 }
 
-fn plan_on(holder: &Holder) -> SyncStep {
-    let Holder {
-        state,
-        values,
-        me,
-        standbys,
-        configured,
-    } = *holder;
-    let set = &state.sync_set;
-    if let Some(k) = state.sync_quorum {
-        // Left over from quorum mode: "k of the set" is "all of it" only
-        // when k is its size; otherwise no member is known to have every
-        // commit, and the set is built up again from none.
-        let all = usize::try_from(k).is_ok_and(|k| k == set.len());
-        return SyncStep::Commit {
-            members: if all { set.clone() } else { BTreeSet::new() },
-            synchronous: true,
-            quorum: None,
-        };
-    }
-    let count = usize::try_from(values.synchronous_node_count).unwrap_or(usize::MAX);
-    let keep: BTreeSet<String> = set
-        .iter()
-        .filter(|name| name.as_str() != me && may_be_synchronous(state, name, standbys))
-        .take(count)
-        .cloned()
-        .collect();
-    if keep != *set || !state.synchronous {
-        return SyncStep::Commit {
-            members: keep,
-            synchronous: true,
-            quorum: None,
-        };
-    }
-    let adding = (set.len() < count)
-        .then(|| {
-            let mut candidates: Vec<_> = standbys
-                .iter()
-                .filter(|s| {
-                    s.name != me
-                        && !set.contains(&s.name)
-                        && may_be_synchronous(state, &s.name, standbys)
-                })
-                .filter_map(|s| state.members.get(&s.name))
-                .collect();
-            candidates.sort_by(|a, b| {
-                b.tags
-                    .failover_priority
-                    .cmp(&a.tags.failover_priority)
-                    .then_with(|| a.name.cmp(&b.name))
-            });
-            candidates.first().map(|m| m.name.clone())
-        })
-        .flatten();
-    let wanted = wait_for(state, adding.as_deref());
-    if configured.map(|c| &c.wait) != Some(&wanted) {
-        return SyncStep::Configure(wanted);
-    }
-    match adding {
-        Some(name) if standbys.iter().any(|s| s.name == name && s.synchronous) => {
-            let mut members = set.clone();
-            members.insert(name);
-            SyncStep::Commit {
-                members,
+impl Holder<'_> {
+    fn plan_on(&self) -> SyncStep {
+        let set = &self.state.sync_set;
+        if let Some(k) = self.state.sync_quorum {
+            // Left over from quorum mode: "k of the set" is "all of it" only
+            // when k is its size; otherwise no member is known to have every
+            // commit, and the set is built up again from none.
+            let all = usize::try_from(k).is_ok_and(|k| k == set.len());
+            return SyncStep::Commit {
+                members: if all { set.clone() } else { BTreeSet::new() },
                 synchronous: true,
                 quorum: None,
+            };
+        }
+        let count = usize::try_from(self.values.synchronous_node_count).unwrap_or(usize::MAX);
+        let keep: BTreeSet<String> = set
+            .iter()
+            .filter(|name| {
+                name.as_str() != self.me && may_be_synchronous(self.state, name, self.standbys)
+            })
+            .take(count)
+            .cloned()
+            .collect();
+        if keep != *set || !self.state.synchronous {
+            return SyncStep::Commit {
+                members: keep,
+                synchronous: true,
+                quorum: None,
+            };
+        }
+        let adding = (set.len() < count)
+            .then(|| {
+                let mut candidates: Vec<_> = self
+                    .standbys
+                    .iter()
+                    .filter(|s| {
+                        s.name != self.me
+                            && !set.contains(&s.name)
+                            && may_be_synchronous(self.state, &s.name, self.standbys)
+                    })
+                    .filter_map(|s| self.state.members.get(&s.name))
+                    .collect();
+                candidates.sort_by(|a, b| {
+                    b.tags
+                        .failover_priority
+                        .cmp(&a.tags.failover_priority)
+                        .then_with(|| a.name.cmp(&b.name))
+                });
+                candidates.first().map(|m| m.name.clone())
+            })
+            .flatten();
+        let wanted = wait_for(self.state, adding.as_deref());
+        if self.configured.map(|c| &c.wait) != Some(&wanted) {
+            return SyncStep::Configure(wanted);
+        }
+        match adding {
+            Some(name)
+                if self
+                    .standbys
+                    .iter()
+                    .any(|s| s.name == name && s.synchronous) =>
+            {
+                let mut members = set.clone();
+                members.insert(name);
+                SyncStep::Commit {
+                    members,
+                    synchronous: true,
+                    quorum: None,
+                }
             }
+            _ => SyncStep::None,
         }
-        _ => SyncStep::None,
     }
-}
 
-fn plan_quorum(holder: &Holder) -> SyncStep {
-    let Holder {
-        state,
-        values,
-        me,
-        standbys,
-        configured,
-    } = *holder;
-    let set = &state.sync_set;
-    // Every member that may be one: a quorum is as wide as the standbys.
-    let targets: BTreeSet<String> = standbys
-        .iter()
-        .filter(|s| s.name != me && may_be_synchronous(state, &s.name, standbys))
-        .map(|s| s.name.clone())
-        .collect();
-    if targets.is_empty() && !values.synchronous_mode_strict {
-        if state.synchronous || !set.is_empty() {
-            return asynchronous();
+    fn plan_quorum(&self) -> SyncStep {
+        let set = &self.state.sync_set;
+        // Every member that may be one: a quorum is as wide as the self.standbys.
+        let targets: BTreeSet<String> = self
+            .standbys
+            .iter()
+            .filter(|s| s.name != self.me && may_be_synchronous(self.state, &s.name, self.standbys))
+            .map(|s| s.name.clone())
+            .collect();
+        if targets.is_empty() && !self.values.synchronous_mode_strict {
+            if self.state.synchronous || !set.is_empty() {
+                return asynchronous();
+            }
+            return configure(WaitFor::Nobody, self.configured);
         }
-        return configure(WaitFor::Nobody, configured);
-    }
-    let count = usize::try_from(values.synchronous_node_count).unwrap_or(usize::MAX);
-    let k_target = u32::try_from(count.min(targets.len())).unwrap_or(u32::MAX);
-    let k_now = claimed_quorum(state);
+        let count = usize::try_from(self.values.synchronous_node_count).unwrap_or(usize::MAX);
+        let k_target = u32::try_from(count.min(targets.len())).unwrap_or(u32::MAX);
+        let k_now = claimed_quorum(self.state);
 
-    // Weaker first: more members or a lower k is implied by what held.
-    let widened: BTreeSet<String> = set.union(&targets).cloned().collect();
-    let lowered = k_now.min(k_target);
-    if !state.synchronous || state.sync_quorum.is_none() || widened != *set || lowered < k_now {
-        return SyncStep::Commit {
-            members: widened,
-            synchronous: true,
-            quorum: Some(lowered),
+        // Weaker first: more members or a lower k is implied by what held.
+        let widened: BTreeSet<String> = set.union(&targets).cloned().collect();
+        let lowered = k_now.min(k_target);
+        if !self.state.synchronous
+            || self.state.sync_quorum.is_none()
+            || widened != *set
+            || lowered < k_now
+        {
+            return SyncStep::Commit {
+                members: widened,
+                synchronous: true,
+                quorum: Some(lowered),
+            };
+        }
+
+        // Postgres next: the targets are within the set, and it waits for at
+        // least k of them.
+        let wanted = if targets.is_empty() {
+            WaitFor::AnyOne
+        } else {
+            WaitFor::Any {
+                n: quorum_wait(self.values, targets.len()),
+                names: targets.clone(),
+            }
         };
-    }
+        let Some(done) = self.configured.filter(|c| c.wait == wanted) else {
+            return SyncStep::Configure(wanted);
+        };
 
-    // Postgres next: the targets are within the set, and it waits for at
-    // least k of them.
-    let wanted = if targets.is_empty() {
-        WaitFor::AnyOne
-    } else {
-        WaitFor::Any {
-            n: quorum_wait(values, targets.len()),
-            names: targets.clone(),
+        // Stronger last, on evidence.
+        if *set == targets && k_now == k_target {
+            return SyncStep::None;
         }
-    };
-    let Some(done) = configured.filter(|c| c.wait == wanted) else {
-        return SyncStep::Configure(wanted);
-    };
-
-    // Stronger last, on evidence.
-    if *set == targets && k_now == k_target {
-        return SyncStep::None;
-    }
-    let Some(at) = done.at else {
-        return SyncStep::None;
-    };
-    let caught_up = standbys
-        .iter()
-        .filter(|s| targets.contains(&s.name) && s.flushed.is_some_and(|f| f >= at))
-        .count();
-    if caught_up >= count.min(targets.len()) {
-        SyncStep::Commit {
-            members: targets,
-            synchronous: true,
-            quorum: Some(k_target),
+        let Some(at) = done.at else {
+            return SyncStep::None;
+        };
+        let caught_up = self
+            .standbys
+            .iter()
+            .filter(|s| targets.contains(&s.name) && s.flushed.is_some_and(|f| f >= at))
+            .count();
+        if caught_up >= count.min(targets.len()) {
+            SyncStep::Commit {
+                members: targets,
+                synchronous: true,
+                quorum: Some(k_target),
+            }
+        } else {
+            SyncStep::None
         }
-    } else {
-        SyncStep::None
     }
 }
 
