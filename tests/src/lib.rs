@@ -23,27 +23,21 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 
 /// `target/<profile>/raftgres-agent`, built by `cargo build --workspace --bins`.
 pub fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("raftgres-agent"))
-        .expect("target directory");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test-all does)",
-        bin.display()
-    );
-    bin
+    built_bin("raftgres-agent")
 }
 
 /// `target/<profile>/raftgresctl`, built by `cargo build --workspace --bins`.
 pub fn ctl_bin() -> PathBuf {
+    built_bin("raftgresctl")
+}
+
+/// `target/<profile>/<name>`, which must have been built.
+fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("raftgresctl"))
+        .map(|profile| profile.join(name))
         .expect("target directory");
     assert!(
         bin.is_file(),

@@ -3,6 +3,7 @@
 //! members throughout and fails if two were ever writable at once.
 
 use nix::sys::signal::Signal;
+use raftgres_lab::Lab;
 use raftgres_tests::{
     dsn, eventually, execute, execute_on, members_except, monitored_lab, new_primary,
     postmaster_pid, query_i64, status, streaming, until_streaming, writable,
@@ -13,6 +14,28 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 
 async fn rows(dsn: &str) -> Option<i64> {
     query_i64(dsn, "SELECT count(*) FROM t").await.ok()
+}
+
+/// Waits until `old`'s Postgres refuses writes (`fenced`, within
+/// `fenced_within`), then until another member is the primary; that member,
+/// once it took a write.
+async fn fenced_and_replaced(
+    lab: &Lab,
+    old: &str,
+    fenced_within: Duration,
+    fenced: &str,
+) -> String {
+    let old_dsn = dsn(lab, old);
+    eventually(fenced_within, fenced, || async {
+        execute(&old_dsn, "INSERT INTO t VALUES (99)")
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let new = new_primary(lab, old, FAILOVER_WITHIN).await;
+    execute_on(lab, &new, "INSERT INTO t VALUES (2)").await;
+    new
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,19 +99,13 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
     .await
     .expect("write");
     lab.kill(&old).expect("SIGKILL the primary's agent");
-    eventually(
+    let new = fenced_and_replaced(
+        &lab,
+        &old,
         Duration::from_secs(5),
         "the old primary stops taking writes",
-        || async {
-            execute(&old_dsn, "INSERT INTO t VALUES (99)")
-                .await
-                .is_err()
-                .then_some(())
-        },
     )
     .await;
-    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
-    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
 
     lab.start(&old).expect("restart the old primary's agent");
     until_streaming(
@@ -116,25 +133,16 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
     let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
-    let old_dsn = dsn(&lab, &old);
-    execute(&old_dsn, "CREATE TABLE t (id int)")
-        .await
-        .expect("write");
+    execute_on(&lab, &old, "CREATE TABLE t (id int)").await;
     lab.signal(&old, Signal::SIGSTOP)
         .expect("SIGSTOP the primary's agent");
-    eventually(
+    fenced_and_replaced(
+        &lab,
+        &old,
         Duration::from_secs(10),
         "the stopped agent's Postgres stops taking writes",
-        || async {
-            execute(&old_dsn, "INSERT INTO t VALUES (99)")
-                .await
-                .is_err()
-                .then_some(())
-        },
     )
     .await;
-    let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
-    execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
 
     lab.signal(&old, Signal::SIGCONT).expect("SIGCONT");
     let resumed = std::time::Instant::now();

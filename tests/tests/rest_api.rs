@@ -129,6 +129,13 @@ async fn patroni(api: &Api, base: &str) -> Value {
     reply.body
 }
 
+/// Pauses (or resumes) the cluster through the member at `base`.
+async fn set_pause(api: &Api, base: &str, pause: bool) {
+    let body = json!({ "pause": pause });
+    let reply = api.send_ok("PATCH", base, "/config", &body).await;
+    assert_eq!(reply.body["pause"], json!(pause), "{reply:?}");
+}
+
 async fn metrics(api: &Api, base: &str) -> Exchange {
     let reply = api
         .exchange("GET", base, "/metrics", None, Credentials::Anonymous, &[])
@@ -202,15 +209,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     .await;
 
     // Maintenance mode: the checks answer as before, and every member says so.
-    let reply = api
-        .send_ok(
-            "PATCH",
-            &url(&lab, &primary),
-            "/config",
-            &json!({"pause": true}),
-        )
-        .await;
-    assert_eq!(reply.body["pause"], json!(true), "{reply:?}");
+    set_pause(&api, &url(&lab, &primary), true).await;
     for name in lab.names() {
         let base = url(&lab, &name);
         eventually(
@@ -282,15 +281,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     .await;
 
     // Resumed, the agent starts it again as a replica.
-    let reply = api
-        .send_ok(
-            "PATCH",
-            &url(&lab, &primary),
-            "/config",
-            &json!({"pause": false}),
-        )
-        .await;
-    assert_eq!(reply.body["pause"], json!(false), "{reply:?}");
+    set_pause(&api, &url(&lab, &primary), false).await;
     expect_table(
         &client,
         &lab,

@@ -31,6 +31,9 @@ async fn last_history_reason(api: &Api, base: &str) -> String {
     last[2].as_str().expect("reason").to_owned()
 }
 
+/// How long the old primary may take to stream from the new one.
+const REJOIN_WITHIN: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     let (dir, lab, old) = serial_lab(3, false).await;
@@ -70,7 +73,7 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     until_streaming(
         &lab,
         &old,
-        Duration::from_secs(60),
+        REJOIN_WITHIN,
         "the old primary streams from the new one",
     )
     .await;
@@ -282,7 +285,7 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     until_streaming(
         &lab,
         &old,
-        Duration::from_secs(60),
+        REJOIN_WITHIN,
         "the old primary streams from the new one",
     )
     .await;
