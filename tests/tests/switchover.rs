@@ -31,8 +31,11 @@ async fn last_history_reason(api: &Api, base: &str) -> String {
     last[2].as_str().expect("reason").to_owned()
 }
 
-/// How long the old primary may take to stream from the new one.
-const REJOIN_WITHIN: Duration = Duration::from_secs(60);
+/// Waits (up to 60 s) until the old primary streams from the new one.
+async fn until_old_primary_streams(lab: &Lab, old: &str) {
+    let what = "the old primary streams from the new one";
+    until_streaming(lab, old, Duration::from_secs(60), what).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
@@ -70,13 +73,7 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
         Ok(1),
         "the committed row must be on the new primary"
     );
-    until_streaming(
-        &lab,
-        &old,
-        REJOIN_WITHIN,
-        "the old primary streams from the new one",
-    )
-    .await;
+    until_old_primary_streams(&lab, &old).await;
     assert_eq!(
         last_history_reason(&api, &url(&lab, &old)).await,
         "switchover"
@@ -282,12 +279,6 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["leader"], json!(candidate));
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
-    until_streaming(
-        &lab,
-        &old,
-        REJOIN_WITHIN,
-        "the old primary streams from the new one",
-    )
-    .await;
+    until_old_primary_streams(&lab, &old).await;
     monitor.assert_never_two().await;
 }
