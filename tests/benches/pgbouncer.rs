@@ -64,7 +64,7 @@ async fn main() {
     for trial in 0..SWITCHOVER_TRIALS {
         let replicas: Vec<String> = names.iter().filter(|n| **n != primary).cloned().collect();
         for r in &replicas {
-            until_streaming(&lab, &r, Duration::from_secs(60), "replicas stream").await;
+            until_streaming(&lab, r, Duration::from_secs(60), "replicas stream").await;
         }
         let (candidate, via) = (replicas[0].clone(), replicas[1].clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);

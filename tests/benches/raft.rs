@@ -6,7 +6,7 @@
 use raftgres_lab::{Lab, member_channel};
 use raftgres_proto::v1::{ProposeRequest, cluster_client::ClusterClient};
 use raftgres_state::{Command, Epoch, LeaseVersion, Response};
-use raftgres_tests::{lab_dir, report_bench, start_lab, status};
+use raftgres_tests::{lab_dir, member_with_id, other_member, report_bench, start_lab, status};
 use std::time::{Duration, Instant};
 
 const RENEWALS: usize = 300;
@@ -62,19 +62,8 @@ async fn renewal_latencies(lab: &Lab, holder: &str, via: &str) -> Vec<Duration> 
 async fn main() {
     let (_dir, lab, holder) = healthy_lab().await;
     let s = status(&lab, &holder).await.expect("status");
-    let leader = lab
-        .description
-        .members
-        .iter()
-        .find(|m| m.node_id == s.raft_leader)
-        .expect("leader")
-        .name
-        .clone();
-    let follower = lab
-        .names()
-        .into_iter()
-        .find(|n| *n != leader)
-        .expect("follower");
+    let leader = member_with_id(&lab, s.raft_leader).expect("leader");
+    let follower = other_member(&lab, &[&leader]);
     let on_leader = renewal_latencies(&lab, &holder, &leader).await;
     let via_follower = renewal_latencies(&lab, &holder, &follower).await;
     drop(lab);
@@ -83,19 +72,8 @@ async fn main() {
     for trial in 0..KILL_TRIALS {
         let (_dir, mut lab, _) = healthy_lab().await;
         let s = status(&lab, &lab.names()[0]).await.expect("status");
-        let leader = lab
-            .description
-            .members
-            .iter()
-            .find(|m| m.node_id == s.raft_leader)
-            .expect("leader")
-            .name
-            .clone();
-        let survivor = lab
-            .names()
-            .into_iter()
-            .find(|n| *n != leader)
-            .expect("survivor");
+        let leader = member_with_id(&lab, s.raft_leader).expect("leader");
+        let survivor = other_member(&lab, &[&leader]);
         let addr = lab.member(&survivor).expect("member").raft_addr.clone();
         // A rejected command is still a committed one: it went through the log.
         let probe = Command::ReleaseLease {

@@ -64,3 +64,12 @@ pub fn other_member(lab: &Lab, not: &[&str]) -> String {
 pub fn any_replica(lab: &Lab, primary: &str) -> String {
     other_member(lab, &[primary])
 }
+
+/// The name of the member whose Raft node id is `node_id`.
+pub fn member_with_id(lab: &Lab, node_id: u64) -> Option<String> {
+    lab.description
+        .members
+        .iter()
+        .find(|m| m.node_id == node_id)
+        .map(|m| m.name.clone())
+}

@@ -9,7 +9,9 @@ pub mod settle;
 pub mod steady;
 pub mod writer;
 
-pub use fixture::{LabDir, any_replica, members_except, monitored_lab, other_member, serial_lab};
+pub use fixture::{
+    LabDir, any_replica, member_with_id, members_except, monitored_lab, other_member, serial_lab,
+};
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;

@@ -23,12 +23,7 @@ async fn raft_leader_now(lab: &Lab, live: &[String], newer_than: u64) -> Option<
         }
         seen = Some(s.raft_leader);
     }
-    let id = seen?;
-    lab.description
-        .members
-        .iter()
-        .find(|m| m.node_id == id)
-        .map(|m| m.name.clone())
+    crate::member_with_id(lab, seen?)
 }
 
 /// Waits until every member of `live` names the same Raft leader, in a

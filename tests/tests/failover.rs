@@ -197,7 +197,7 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     let replicas = members_except(&lab, &[&old]);
     let (lagging, healthy) = (&replicas[0], &replicas[1]);
-    execute_on(&lab, &lagging, "SELECT pg_wal_replay_pause()").await;
+    execute_on(&lab, lagging, "SELECT pg_wal_replay_pause()").await;
     // Well over the default maximum_lag_on_failover of 1 MiB.
     execute_on(&lab, &old, "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 40000) g").await;
     eventually(

@@ -53,7 +53,7 @@ async fn writers_through_pgbouncer_lose_nothing_across_a_switchover() {
     let api = Api::for_lab(&dir.path().join("lab.json"));
     let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
-        until_streaming(&lab, &r, Duration::from_secs(20), "replicas stream").await;
+        until_streaming(&lab, r, Duration::from_secs(20), "replicas stream").await;
     }
     // The switchover is judged on the replicas' published state.
     roles_settled(&lab, &old).await;

@@ -4,7 +4,9 @@
 use nix::sys::signal::Signal;
 use raftgres_tests::http::Api;
 use raftgres_tests::steady::{SteadyPrimary, raft_leader_on_a_replica};
-use raftgres_tests::{PrimaryMonitor, eventually, monitored_lab, serial_lab, status};
+use raftgres_tests::{
+    PrimaryMonitor, eventually, member_with_id, monitored_lab, serial_lab, status,
+};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,14 +22,7 @@ async fn killing_the_raft_leader_elects_another_and_commits_go_on() {
             .map(|s| s.raft_leader)
     })
     .await;
-    let leader = lab
-        .description
-        .members
-        .iter()
-        .find(|m| m.node_id == leader_id)
-        .expect("leader member")
-        .name
-        .clone();
+    let leader = member_with_id(&lab, leader_id).expect("leader member");
     let survivors: Vec<String> = names.iter().filter(|n| **n != leader).cloned().collect();
     let applied_before = status(&lab, &leader)
         .await

@@ -5,6 +5,7 @@
 //! requests are refused with 412; an agent restarted in the middle of a
 //! switchover completes it. Never two primaries meanwhile.
 
+use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
@@ -197,7 +198,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     let monitor = PrimaryMonitor::start(&lab);
     let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
-        until_streaming(&lab, &r, Duration::from_secs(20), "replicas stream").await;
+        until_streaming(&lab, r, Duration::from_secs(20), "replicas stream").await;
     }
     // The failover is judged on the published state, which trails Postgres.
     roles_settled(&lab, &old).await;
