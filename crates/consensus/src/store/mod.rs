@@ -45,31 +45,23 @@ pub enum StoreError {
     Worker(String),
 }
 
-impl From<redb::TransactionError> for StoreError {
-    fn from(e: redb::TransactionError) -> Self {
-        Self::Db(e.into())
-    }
+/// redb's narrower errors, each a `redb::Error` to the store's callers.
+macro_rules! from_redb {
+    ($($error:ident),*) => {$(
+        impl From<redb::$error> for StoreError {
+            fn from(e: redb::$error) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
 }
-impl From<redb::TableError> for StoreError {
-    fn from(e: redb::TableError) -> Self {
-        Self::Db(e.into())
-    }
-}
-impl From<redb::StorageError> for StoreError {
-    fn from(e: redb::StorageError) -> Self {
-        Self::Db(e.into())
-    }
-}
-impl From<redb::SetDurabilityError> for StoreError {
-    fn from(e: redb::SetDurabilityError) -> Self {
-        Self::Db(e.into())
-    }
-}
-impl From<redb::CommitError> for StoreError {
-    fn from(e: redb::CommitError) -> Self {
-        Self::Db(e.into())
-    }
-}
+from_redb!(
+    TransactionError,
+    TableError,
+    StorageError,
+    SetDurabilityError,
+    CommitError
+);
 
 /// Opens (or creates) the store and returns its two halves for openraft.
 /// A store gets its incarnation when it is created and keeps it for life.

@@ -89,6 +89,14 @@ impl RaftService {
     }
 }
 
+/// A peer's answer, as the JSON the Raft messages travel in.
+fn answer<T: serde::Serialize>(result: &T) -> Response<RaftPayload> {
+    Response::new(RaftPayload {
+        json: encode(result),
+        ..Default::default()
+    })
+}
+
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
     async fn append_entries(
@@ -105,10 +113,7 @@ impl raft_server::Raft for RaftService {
             .receive_append(rpc)
             .await
             .map_err(status_of)?;
-        Ok(Response::new(RaftPayload {
-            json: encode(&result),
-            ..Default::default()
-        }))
+        Ok(answer(&result))
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -117,10 +122,7 @@ impl raft_server::Raft for RaftService {
                 r.vote.leader_id().voted_for()
             })?;
         let result = self.consensus.receive_vote(rpc).await.map_err(status_of)?;
-        Ok(Response::new(RaftPayload {
-            json: encode(&result),
-            ..Default::default()
-        }))
+        Ok(answer(&result))
     }
 
     async fn install_snapshot(
@@ -137,10 +139,7 @@ impl raft_server::Raft for RaftService {
             .receive_snapshot(rpc)
             .await
             .map_err(status_of)?;
-        Ok(Response::new(RaftPayload {
-            json: encode(&result),
-            ..Default::default()
-        }))
+        Ok(answer(&result))
     }
 }
 
