@@ -43,13 +43,18 @@ struct FakeOps {
     switchover: SwitchoverOutcome,
 }
 
-/// A member heard from `age_ms` ago, by an agent that saw it change.
-fn heard(age_ms: u64) -> MemberReport {
+/// A member last heard from `age_ms` ago.
+fn report(age_ms: u64, age_is_lower_bound: bool, stale: bool) -> MemberReport {
     MemberReport {
         age: Duration::from_millis(age_ms),
-        age_is_lower_bound: false,
-        stale: false,
+        age_is_lower_bound,
+        stale,
     }
+}
+
+/// A member heard from `age_ms` ago, by an agent that saw it change.
+fn heard(age_ms: u64) -> MemberReport {
+    report(age_ms, false, false)
 }
 
 impl FakeOps {
@@ -67,6 +72,14 @@ impl FakeOps {
             switchover: SwitchoverOutcome::Done {
                 new_leader: "m2".into(),
             },
+        }
+    }
+
+    /// Every mutating call fails with `err`.
+    fn refusing(err: OpError) -> Self {
+        FakeOps {
+            refuse: Some(err),
+            ..FakeOps::new(cluster_state())
         }
     }
 
@@ -206,9 +219,6 @@ fn cluster_state() -> ClusterState {
     let m1 = Member {
         role: MemberRole::Primary,
         streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         replay_lsn: None,
         ..member("m1", 5432)
     };
@@ -220,9 +230,6 @@ fn cluster_state() -> ClusterState {
         pg_address: Some("[::1]:5434".into()),
         replay_lsn: None,
         streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         pg_state: PgState::Starting,
         tags: Tags {
             nofailover: true,
@@ -240,11 +247,29 @@ fn cluster_state() -> ClusterState {
         receive_lsn: None,
         replay_lsn: None,
         streaming: false,
-        pooler: false,
-        pooler_paused_epoch: None,
-        pending_restart: Default::default(),
         ..member("w", 5435)
     };
+    #[rustfmt::skip]
+    let history = [
+        // epoch, from, to, timeline, LSN, reason, at
+        (1, None, "m1", 1, None, "bootstrap", 1_795_341_600_000),
+        (2, Some("m1"), "m2", 1, Some(50_331_808), "switchover", 1_795_341_601_500),
+        (3, Some("m2"), "m1", 2, Some(67_108_864), "failover", 1_795_341_700_000),
+    ];
+    let history = history
+        .into_iter()
+        .map(
+            |(epoch, previous, new, timeline, lsn, reason, at)| HistoryEntry {
+                epoch: Epoch(epoch),
+                previous_holder: previous.map(Into::into),
+                new_holder: new.into(),
+                timeline: Some(timeline),
+                lsn: lsn.map(Lsn),
+                reason: reason.into(),
+                at_unix_ms: at,
+            },
+        )
+        .collect();
     ClusterState {
         identity: None,
         config: Some(DynamicConfig {
@@ -269,38 +294,11 @@ fn cluster_state() -> ClusterState {
         sync_quorum: None,
         positions: Default::default(),
         switchover: None,
-        history: vec![
-            HistoryEntry {
-                epoch: Epoch(1),
-                previous_holder: None,
-                new_holder: "m1".into(),
-                timeline: Some(1),
-                lsn: None,
-                reason: "bootstrap".into(),
-                at_unix_ms: 1_795_341_600_000,
-            },
-            HistoryEntry {
-                epoch: Epoch(2),
-                previous_holder: Some("m1".into()),
-                new_holder: "m2".into(),
-                timeline: Some(1),
-                lsn: Some(Lsn(50_331_808)),
-                reason: "switchover".into(),
-                at_unix_ms: 1_795_341_601_500,
-            },
-            HistoryEntry {
-                epoch: Epoch(3),
-                previous_holder: Some("m2".into()),
-                new_holder: "m1".into(),
-                timeline: Some(2),
-                lsn: Some(Lsn(67_108_864)),
-                reason: "failover".into(),
-                at_unix_ms: 1_795_341_700_000,
-            },
-        ],
+        history,
     }
 }
 
+/// m1 holding the lease, running, not paused, with no tags.
 fn primary_health() -> NodeHealth {
     NodeHealth {
         member: "m1".into(),
@@ -308,17 +306,10 @@ fn primary_health() -> NodeHealth {
         role: Role::Primary,
         holds_valid_lease: true,
         postgres_running: true,
-        in_recovery: false,
-        streaming: false,
-        lag_bytes: None,
         timeline: Some(2),
-        paused: false,
-        tags: BTreeMap::new(),
         xlog_location: Some(0x3000_0000),
         server_version: Some(150_004),
-        sync_standby: false,
-        quorum_standby: false,
-        pending_restart: Default::default(),
+        ..NodeHealth::default()
     }
 }
 
@@ -347,12 +338,26 @@ fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api 
     Api { router, ops }
 }
 
+/// The router over `ops`, on a primary, with the admin's credentials configured.
+fn api_over(ops: FakeOps) -> Api {
+    api_with(ops, primary_health(), Some(admin()))
+}
+
+/// The router over `state`, on a primary, with the admin's credentials configured.
+fn api_of(state: ClusterState) -> Api {
+    api_over(FakeOps::new(state))
+}
+
 fn api() -> Api {
-    api_with(
-        FakeOps::new(cluster_state()),
-        primary_health(),
-        Some(admin()),
-    )
+    api_of(cluster_state())
+}
+
+/// `cluster_state()` with a switchover scheduled.
+fn state_with_switchover(switchover: Switchover) -> ClusterState {
+    ClusterState {
+        switchover: Some(switchover),
+        ..cluster_state()
+    }
 }
 
 struct Answer {
@@ -380,6 +385,41 @@ impl Answer {
             },
             other => panic!("not an error document: {other}"),
         }
+    }
+
+    fn etag(&self) -> Option<&[u8]> {
+        self.headers.get(ETAG).map(|v| v.as_bytes())
+    }
+
+    /// The answer is `status` with an error message containing `needle`.
+    #[track_caller]
+    fn assert_error(&self, status: StatusCode, needle: &str) {
+        self.assert_error_for("", status, needle);
+    }
+
+    /// [`Answer::assert_error`] for the request described by `what`.
+    #[track_caller]
+    fn assert_error_for(&self, what: &str, status: StatusCode, needle: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.text());
+        assert!(self.error().contains(needle), "{what}: {}", self.error());
+    }
+
+    /// The answer is `status` with exactly the document `want`.
+    #[track_caller]
+    fn assert_json(&self, status: StatusCode, want: Value) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.json(), want);
+    }
+}
+
+/// Every line of `samples` is a whole line of `text`.
+#[track_caller]
+fn assert_lines(text: &str, samples: &[&str]) {
+    for sample in samples {
+        assert!(
+            text.lines().any(|l| l == *sample),
+            "no `{sample}` in:\n{text}"
+        );
     }
 }
 
@@ -434,7 +474,30 @@ impl Api {
     async fn admin(&self, method: Method, path: &str, body: &str) -> Answer {
         self.call(method, path, ADMIN, &[], body).await
     }
+
+    async fn post(&self, path: &str, body: &str) -> Answer {
+        self.admin(Method::POST, path, body).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.admin(Method::DELETE, path, "").await
+    }
+
+    async fn patch_config(&self, body: &str) -> Answer {
+        self.admin(Method::PATCH, "/config", body).await
+    }
+
+    /// PATCH /config with `If-Match: "<version>"`.
+    async fn patch_config_if(&self, version: u64, body: &str) -> Answer {
+        let etag = format!("\"{version}\"");
+        let headers = [(IF_MATCH.as_str(), etag.as_str())];
+        self.call(Method::PATCH, "/config", ADMIN, &headers, body)
+            .await
+    }
 }
+
+/// A switchover from m1 to m2, the body most tests send.
+const M1_TO_M2: &str = r#"{"leader": "m1", "candidate": "m2"}"#;
 
 /// Every mutating call, each with a body it would accept.
 const MUTATING: [(&str, &str, &str); 9] = [
@@ -446,11 +509,7 @@ const MUTATING: [(&str, &str, &str); 9] = [
     ("POST", "/reload", "{}"),
     ("POST", "/reinitialize", r#"{"force": true}"#),
     ("DELETE", "/members/m2", ""),
-    (
-        "POST",
-        "/switchover",
-        r#"{"leader": "m1", "candidate": "m2"}"#,
-    ),
+    ("POST", "/switchover", M1_TO_M2),
 ];
 
 fn method(name: &str) -> Method {
@@ -495,11 +554,10 @@ async fn mutating_calls_are_forbidden_without_configured_credentials() {
     let api = api_with(FakeOps::new(cluster_state()), primary_health(), None);
     for (name, path, body) in MUTATING {
         let answer = api.call(method(name), path, ADMIN, &[], body).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{name} {path}");
-        assert!(
-            answer.error().contains("restapi.authentication"),
-            "{}",
-            answer.error()
+        answer.assert_error_for(
+            &format!("{name} {path}"),
+            StatusCode::FORBIDDEN,
+            "restapi.authentication",
         );
     }
     assert_eq!(api.ops.calls(), []);
@@ -507,13 +565,11 @@ async fn mutating_calls_are_forbidden_without_configured_credentials() {
 
 #[tokio::test]
 async fn every_mutating_call_passes_with_credentials() {
-    let mut state = cluster_state();
-    state.switchover = Some(Switchover {
+    let api = api_of(state_with_switchover(Switchover {
         from: Some("m1".into()),
         to: None,
         at_unix_ms: None,
-    });
-    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
+    }));
     for (name, path, body) in MUTATING {
         let answer = api.admin(method(name), path, body).await;
         assert_eq!(
@@ -571,25 +627,18 @@ async fn malformed_json_is_a_400() {
 #[tokio::test]
 async fn unknown_fields_and_wrong_types_are_400_naming_the_field() {
     let api = api();
-    for (path, body, field) in [
-        (
-            "/switchover",
-            r#"{"leader": "m1", "master": "m1"}"#,
-            "master",
-        ),
+    #[rustfmt::skip]
+    let rows = [
+        ("/switchover", r#"{"leader": "m1", "master": "m1"}"#, "master"),
         ("/switchover", r#"{"candidate": "m2"}"#, "leader"),
         ("/switchover", r#"{"leader": 1}"#, "invalid type"),
-        (
-            "/failover",
-            r#"{"candidate": "m2", "force": true}"#,
-            "force",
-        ),
+        ("/failover", r#"{"candidate": "m2", "force": true}"#, "force"),
         ("/restart", r#"{"schedule": "now"}"#, "schedule"),
         ("/reinitialize", r#"{"force": "yes"}"#, "invalid type"),
-    ] {
-        let answer = api.admin(Method::POST, path, body).await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path} {body}");
-        assert!(answer.error().contains(field), "{}", answer.error());
+    ];
+    for (path, body, field) in rows {
+        let answer = api.post(path, body).await;
+        answer.assert_error_for(&format!("{path} {body}"), StatusCode::BAD_REQUEST, field);
     }
     assert_eq!(api.ops.changes(), []);
 }
@@ -597,9 +646,8 @@ async fn unknown_fields_and_wrong_types_are_400_naming_the_field() {
 #[tokio::test]
 async fn required_bodies_say_what_to_send() {
     let api = api();
-    let answer = api.admin(Method::POST, "/switchover", "").await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.error().contains("\"leader\""), "{}", answer.error());
+    let answer = api.post("/switchover", "").await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "\"leader\"");
     assert_eq!(api.ops.changes(), []);
 }
 
@@ -607,21 +655,16 @@ async fn required_bodies_say_what_to_send() {
 async fn bodies_over_64_kib_are_refused() {
     let api = api();
     let body = format!(r#"{{"leader": "{}"}}"#, "m".repeat(70 * 1024));
-    let answer = api.admin(Method::POST, "/switchover", &body).await;
-    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(answer.error().contains("64 KiB"), "{}", answer.error());
+    let answer = api.post("/switchover", &body).await;
+    answer.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "64 KiB");
     assert_eq!(api.ops.changes(), []);
 }
 
 #[tokio::test]
 async fn get_config_carries_the_version_as_etag() {
-    let api = api();
-    let answer = api.get("/config").await;
+    let answer = api().get("/config").await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(
-        answer.headers.get(ETAG).map(|v| v.as_bytes()),
-        Some(&b"\"7\""[..])
-    );
+    assert_eq!(answer.etag(), Some(&b"\"7\""[..]));
     assert_eq!(answer.json()["ttl_ms"], json!(3000));
     assert_eq!(
         answer.json()["postgresql"],
@@ -633,17 +676,12 @@ async fn get_config_carries_the_version_as_etag() {
 async fn patch_config_merges_and_deletes_a_parameter() {
     let api = api();
     let answer = api
-        .admin(
-            Method::PATCH,
-            "/config",
+        .patch_config(
             r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"work_mem": null, "jit": "off"}}}"#,
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(
-        answer.headers.get(ETAG).map(|v| v.as_bytes()),
-        Some(&b"\"8\""[..])
-    );
+    assert_eq!(answer.etag(), Some(&b"\"8\""[..]));
     assert_eq!(answer.json()["ttl_ms"], json!(4000));
     assert_eq!(
         answer.json()["postgresql"],
@@ -660,44 +698,21 @@ async fn patch_config_merges_and_deletes_a_parameter() {
 #[tokio::test]
 async fn patch_config_honours_if_match() {
     let api = api();
-    let stale = api
-        .call(
-            Method::PATCH,
-            "/config",
-            ADMIN,
-            &[(IF_MATCH.as_str(), "\"6\"")],
-            r#"{"pause": true}"#,
-        )
-        .await;
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
-    assert!(stale.error().contains("version 7"), "{}", stale.error());
+    let stale = api.patch_config_if(6, r#"{"pause": true}"#).await;
+    stale.assert_error(StatusCode::PRECONDITION_FAILED, "version 7");
     assert_eq!(api.ops.changes(), []);
 
-    let current = api
-        .call(
-            Method::PATCH,
-            "/config",
-            ADMIN,
-            &[(IF_MATCH.as_str(), "\"7\"")],
-            r#"{"pause": true}"#,
-        )
-        .await;
+    let current = api.patch_config_if(7, r#"{"pause": true}"#).await;
     assert_eq!(current.status, StatusCode::OK, "{}", current.text());
     assert_eq!(current.json()["pause"], json!(true));
 }
 
 #[tokio::test]
 async fn patch_config_conflict_is_a_409() {
-    let ops = FakeOps {
-        refuse: Some(OpError::Conflict(
-            "config version changed: re-read and retry".into(),
-        )),
-        ..FakeOps::new(cluster_state())
-    };
-    let api = api_with(ops, primary_health(), Some(admin()));
-    let answer = api
-        .admin(Method::PATCH, "/config", r#"{"pause": true}"#)
-        .await;
+    let api = api_over(FakeOps::refusing(OpError::Conflict(
+        "config version changed: re-read and retry".into(),
+    )));
+    let answer = api.patch_config(r#"{"pause": true}"#).await;
     assert_eq!(answer.status, StatusCode::CONFLICT);
     assert_eq!(answer.error(), "config version changed: re-read and retry");
 }
@@ -705,92 +720,48 @@ async fn patch_config_conflict_is_a_409() {
 #[tokio::test]
 async fn patch_config_refuses_bad_keys_and_values() {
     let api = api();
-    for (body, needle) in [
+    #[rustfmt::skip]
+    let rows = [
         (r#"{"ttl": 30}"#, "use ttl_ms"),
         (r#"{"ttl_ms": null}"#, "ttl_ms"),
         (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
-        (
-            r#"{"lease_margin_ms": 3000}"#,
-            "lease_margin_ms must be less than ttl_ms (3000), got 3000",
-        ),
-        (
-            r#"{"lease_margin_ms": 0}"#,
-            "lease_margin_ms must be at least 106 with ttl_ms 3000",
-        ),
+        (r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
+        (r#"{"lease_margin_ms": 0}"#, "lease_margin_ms must be at least 106 with ttl_ms 3000"),
         (r#"[]"#, "JSON object"),
-        (
-            r#"{"synchronous_mode": "sometimes"}"#,
-            "synchronous_mode` must be true, false or \"quorum\"",
-        ),
-        (
-            r#"{"synchronous_node_count": 0}"#,
-            "synchronous_node_count must be at least 1",
-        ),
-        (
-            r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#,
-            "postgresql.parameters.primary_conninfo is set by the agent",
-        ),
-        (
-            r#"{"postgresql": {"parameters": {"synchronous_standby_names": "*"}}}"#,
-            "postgresql.parameters.synchronous_standby_names is set by the agent",
-        ),
-        (
-            r#"{"ttl_ms": 3000000}"#,
-            "ttl_ms must be at most 600000 (10 minutes), got 3000000",
-        ),
-        (
-            r#"{"retry_timeout_ms": 60000}"#,
-            "retry_timeout_ms (60000) must be at most ttl_ms",
-        ),
-    ] {
-        let answer = api.admin(Method::PATCH, "/config", body).await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(
-            answer.error().contains(needle),
-            "{body}: {}",
-            answer.error()
-        );
+        (r#"{"synchronous_mode": "sometimes"}"#, "synchronous_mode` must be true, false or \"quorum\""),
+        (r#"{"synchronous_node_count": 0}"#, "synchronous_node_count must be at least 1"),
+        (r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#, "postgresql.parameters.primary_conninfo is set by the agent"),
+        (r#"{"postgresql": {"parameters": {"synchronous_standby_names": "*"}}}"#, "postgresql.parameters.synchronous_standby_names is set by the agent"),
+        (r#"{"ttl_ms": 3000000}"#, "ttl_ms must be at most 600000 (10 minutes), got 3000000"),
+        (r#"{"retry_timeout_ms": 60000}"#, "retry_timeout_ms (60000) must be at most ttl_ms"),
+    ];
+    for (body, needle) in rows {
+        let answer = api.patch_config(body).await;
+        answer.assert_error_for(body, StatusCode::BAD_REQUEST, needle);
     }
     assert_eq!(api.ops.changes(), []);
 }
 
 #[tokio::test]
 async fn switchover_done_is_200_with_the_new_leader() {
-    let api = api();
-    let answer = api
-        .admin(
-            Method::POST,
-            "/switchover",
-            r#"{"leader": "m1", "candidate": "m2"}"#,
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(
-        answer.json(),
-        json!({"message": "Successfully switched over to \"m2\"", "leader": "m2"})
+    api().post("/switchover", M1_TO_M2).await.assert_json(
+        StatusCode::OK,
+        json!({"message": "Successfully switched over to \"m2\"", "leader": "m2"}),
     );
 }
 
 #[tokio::test]
 async fn switchover_scheduled_is_202_with_the_time() {
-    let ops = FakeOps {
+    let api = api_over(FakeOps {
         switchover: SwitchoverOutcome::Scheduled {
             at_unix_ms: 1_795_341_600_000,
         },
         ..FakeOps::new(cluster_state())
-    };
-    let api = api_with(ops, primary_health(), Some(admin()));
-    let answer = api
-        .admin(
-            Method::POST,
-            "/switchover",
-            r#"{"leader": "m1", "scheduled_at": "2026-11-22T11:00:00+01:00"}"#,
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::ACCEPTED);
-    assert_eq!(
-        answer.json(),
-        json!({"message": "Switchover scheduled", "scheduled_at": "2026-11-22T10:00:00Z"})
+    });
+    let body = r#"{"leader": "m1", "scheduled_at": "2026-11-22T11:00:00+01:00"}"#;
+    api.post("/switchover", body).await.assert_json(
+        StatusCode::ACCEPTED,
+        json!({"message": "Switchover scheduled", "scheduled_at": "2026-11-22T10:00:00Z"}),
     );
     assert_eq!(
         api.ops.changes(),
@@ -805,45 +776,25 @@ async fn switchover_scheduled_is_202_with_the_time() {
 #[tokio::test]
 async fn switchover_bad_time_is_400() {
     let api = api();
-    let answer = api
-        .admin(
-            Method::POST,
-            "/switchover",
-            r#"{"leader": "m1", "scheduled_at": "at noon"}"#,
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.error().contains("at noon"), "{}", answer.error());
+    let body = r#"{"leader": "m1", "scheduled_at": "at noon"}"#;
+    let answer = api.post("/switchover", body).await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "at noon");
     assert_eq!(api.ops.changes(), []);
 }
 
 #[tokio::test]
 async fn operation_errors_map_to_their_status() {
-    for (err, status) in [
+    #[rustfmt::skip]
+    let rows = [
         (OpError::Invalid("bad".into()), StatusCode::BAD_REQUEST),
         (OpError::NotFound("who".into()), StatusCode::NOT_FOUND),
         (OpError::Conflict("raced".into()), StatusCode::CONFLICT),
-        (
-            OpError::Precondition("m2 lags".into()),
-            StatusCode::PRECONDITION_FAILED,
-        ),
-        (
-            OpError::Unavailable("no quorum".into()),
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
-    ] {
-        let ops = FakeOps {
-            refuse: Some(err.clone()),
-            ..FakeOps::new(cluster_state())
-        };
-        let api = api_with(ops, primary_health(), Some(admin()));
-        let answer = api
-            .admin(
-                Method::POST,
-                "/switchover",
-                r#"{"leader": "m1", "candidate": "m2"}"#,
-            )
-            .await;
+        (OpError::Precondition("m2 lags".into()), StatusCode::PRECONDITION_FAILED),
+        (OpError::Unavailable("no quorum".into()), StatusCode::SERVICE_UNAVAILABLE),
+    ];
+    for (err, status) in rows {
+        let api = api_over(FakeOps::refusing(err.clone()));
+        let answer = api.post("/switchover", M1_TO_M2).await;
         assert_eq!(answer.status, status, "{err:?}");
         assert_eq!(answer.json(), json!({"error": err.to_string()}));
     }
@@ -851,8 +802,7 @@ async fn operation_errors_map_to_their_status() {
 
 #[tokio::test]
 async fn cancelling_no_switchover_is_404() {
-    let api = api();
-    let answer = api.admin(Method::DELETE, "/switchover", "").await;
+    let answer = api().delete("/switchover").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.error(), "no switchover is scheduled");
 }
@@ -861,43 +811,32 @@ async fn cancelling_no_switchover_is_404() {
 async fn failover_naming_the_wrong_leader_is_412() {
     let api = api();
     let answer = api
-        .admin(
-            Method::POST,
-            "/failover",
-            r#"{"candidate": "m2", "leader": "m3"}"#,
-        )
+        .post("/failover", r#"{"candidate": "m2", "leader": "m3"}"#)
         .await;
-    assert_eq!(answer.status, StatusCode::PRECONDITION_FAILED);
-    assert!(answer.error().contains("m3"), "{}", answer.error());
+    answer.assert_error(StatusCode::PRECONDITION_FAILED, "m3");
     assert_eq!(api.ops.changes(), []);
 
     let answer = api
-        .admin(
-            Method::POST,
-            "/failover",
-            r#"{"candidate": "m2", "leader": "m1"}"#,
-        )
+        .post("/failover", r#"{"candidate": "m2", "leader": "m1"}"#)
         .await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(
-        answer.json(),
-        json!({"message": "Successfully failed over to \"m2\"", "leader": "m2"})
+    answer.assert_json(
+        StatusCode::OK,
+        json!({"message": "Successfully failed over to \"m2\"", "leader": "m2"}),
     );
 }
 
 #[tokio::test]
 async fn local_operations_answer_their_message() {
     let api = api();
-    let answer = api.admin(Method::POST, "/restart", "").await;
-    assert_eq!(answer.json(), json!({"message": "restarted successfully"}));
-    let answer = api
-        .admin(Method::POST, "/restart", r#"{"restart_pending": true}"#)
-        .await;
-    assert_eq!(answer.json(), json!({"message": "restarted successfully"}));
-    let answer = api.admin(Method::POST, "/reinitialize", "{}").await;
-    assert_eq!(answer.json(), json!({"message": "reinitialized"}));
-    let answer = api.admin(Method::DELETE, "/members/m%203", "").await;
-    assert_eq!(answer.json(), json!({"message": "removed m 3"}));
+    let message = |text: &str| json!({ "message": text });
+    let answer = api.post("/restart", "").await;
+    assert_eq!(answer.json(), message("restarted successfully"));
+    let answer = api.post("/restart", r#"{"restart_pending": true}"#).await;
+    assert_eq!(answer.json(), message("restarted successfully"));
+    let answer = api.post("/reinitialize", "{}").await;
+    assert_eq!(answer.json(), message("reinitialized"));
+    let answer = api.delete("/members/m%203").await;
+    assert_eq!(answer.json(), message("removed m 3"));
     assert_eq!(
         api.ops.changes(),
         [
@@ -914,26 +853,21 @@ async fn local_operations_answer_their_message() {
 #[tokio::test]
 async fn a_member_name_that_is_not_utf8_is_refused_with_an_error_document() {
     let api = api();
-    let answer = api.admin(Method::DELETE, "/members/%31%E4", "").await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.error().contains("member name"), "{}", answer.text());
+    let answer = api.delete("/members/%31%E4").await;
+    answer.assert_error(StatusCode::BAD_REQUEST, "member name");
     assert!(api.ops.changes().is_empty(), "nothing reached the agent");
 }
 
 #[tokio::test]
 async fn cluster_document_has_patronis_shape() {
-    let mut state = cluster_state();
-    state.switchover = Some(Switchover {
+    let api = api_of(state_with_switchover(Switchover {
         from: None,
         to: Some("m2".into()),
         at_unix_ms: Some(1_795_341_600_000),
-    });
-    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
-    let answer = api.get("/cluster").await;
-    assert_eq!(answer.status, StatusCode::OK);
+    }));
     let tags = json!({"nofailover": false, "failover_priority": 1});
-    assert_eq!(
-        answer.json(),
+    api.get("/cluster").await.assert_json(
+        StatusCode::OK,
         json!({
             "scope": "lab",
             "members": [
@@ -957,7 +891,7 @@ async fn cluster_document_has_patronis_shape() {
             "pause": false,
             "scheduled_switchover": {"at": "2026-11-22T10:00:00Z", "to": "m2"},
             "lease": {"holder": "m1", "epoch": 3, "timeline": 2},
-        })
+        }),
     );
 }
 
@@ -973,18 +907,13 @@ fn members_by_name(doc: &Value) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn a_silent_member_shows_unknown_with_its_age_and_no_lag() {
-    let silent = |age_ms, age_is_lower_bound| MemberReport {
-        age: Duration::from_millis(age_ms),
-        age_is_lower_bound,
-        stale: true,
-    };
     let mut ops = FakeOps::new(cluster_state());
     ops.reports = BTreeMap::from([
-        ("m1".to_owned(), silent(9_500, false)),
-        ("m2".to_owned(), silent(12_345, false)),
-        ("w".to_owned(), silent(3_100, true)),
+        ("m1".to_owned(), report(9_500, false, true)),
+        ("m2".to_owned(), report(12_345, false, true)),
+        ("w".to_owned(), report(3_100, true, true)),
     ]);
-    let api = api_with(ops, primary_health(), Some(admin()));
+    let api = api_over(ops);
     let members = members_by_name(&api.get("/cluster").await.json());
 
     let m1 = &members["m1"];
@@ -1025,16 +954,13 @@ async fn a_silent_member_shows_unknown_with_its_age_and_no_lag() {
 
 #[tokio::test]
 async fn history_has_patronis_arrays() {
-    let api = api();
-    let answer = api.get("/history").await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(
-        answer.json(),
+    api().get("/history").await.assert_json(
+        StatusCode::OK,
         json!([
             [1, null, "bootstrap", "2026-11-22T10:00:00Z", "m1"],
             [1, 50_331_808, "switchover", "2026-11-22T10:00:01.5Z", "m2"],
             [2, 67_108_864, "failover", "2026-11-22T10:01:40Z", "m1"],
-        ])
+        ]),
     );
 }
 
@@ -1044,8 +970,7 @@ async fn metrics_report_the_snapshot() {
     if let Some(config) = &mut state.config {
         config.values.pause = true;
     }
-    let api = api_with(FakeOps::new(state), primary_health(), Some(admin()));
-    let answer = api.get("/metrics").await;
+    let answer = api_of(state).get("/metrics").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(
         answer
@@ -1056,28 +981,28 @@ async fn metrics_report_the_snapshot() {
         answer.headers
     );
     let text = answer.text();
-    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-    for sample in [
-        "raftgres_primary 1",
-        "raftgres_lease_holder{member=\"m1\"} 1",
-        "raftgres_lease_holder{member=\"m2\"} 0",
-        "raftgres_lease_holder{member=\"m3\"} 0",
-        "raftgres_lease_epoch 3",
-        "raftgres_timeline 2",
-        "raftgres_wal_lsn_bytes 805306368",
-        "raftgres_failovers_total 2",
-        "raftgres_pause 1",
-        "raftgres_postgres_running 1",
-        "raftgres_synchronous_mode 1",
-        "raftgres_synchronous_standbys 1",
-        "raftgres_sync_standby 0",
-        "raftgres_member_report_age_seconds{member=\"m1\"} 0.4",
-        "raftgres_member_report_age_seconds{member=\"w\"} 0.4",
-        "raftgres_member_stale{member=\"m2\"} 0",
-        "raftgres_member_stale{member=\"w\"} 0",
-    ] {
-        assert!(samples.contains(&sample), "no `{sample}` in:\n{text}");
-    }
+    assert_lines(
+        &text,
+        &[
+            "raftgres_primary 1",
+            "raftgres_lease_holder{member=\"m1\"} 1",
+            "raftgres_lease_holder{member=\"m2\"} 0",
+            "raftgres_lease_holder{member=\"m3\"} 0",
+            "raftgres_lease_epoch 3",
+            "raftgres_timeline 2",
+            "raftgres_wal_lsn_bytes 805306368",
+            "raftgres_failovers_total 2",
+            "raftgres_pause 1",
+            "raftgres_postgres_running 1",
+            "raftgres_synchronous_mode 1",
+            "raftgres_synchronous_standbys 1",
+            "raftgres_sync_standby 0",
+            "raftgres_member_report_age_seconds{member=\"m1\"} 0.4",
+            "raftgres_member_report_age_seconds{member=\"w\"} 0.4",
+            "raftgres_member_stale{member=\"m2\"} 0",
+            "raftgres_member_stale{member=\"w\"} 0",
+        ],
+    );
     assert!(
         !text.contains("raftgres_lease_holder{member=\"w\"}"),
         "{text}"
@@ -1090,27 +1015,17 @@ async fn metrics_report_the_snapshot() {
 #[tokio::test]
 async fn metrics_mark_a_silent_member_stale() {
     let mut ops = FakeOps::new(cluster_state());
-    ops.reports.insert(
-        "m2".into(),
-        MemberReport {
-            age: Duration::from_millis(12_500),
-            age_is_lower_bound: false,
-            stale: true,
-        },
-    );
+    ops.reports.insert("m2".into(), report(12_500, false, true));
     ops.reports.remove("m3");
-    let api = api_with(ops, primary_health(), Some(admin()));
-    let text = api.get("/metrics").await.text();
-    for sample in [
-        "raftgres_member_report_age_seconds{member=\"m2\"} 12.5",
-        "raftgres_member_stale{member=\"m2\"} 1",
-        "raftgres_member_stale{member=\"m1\"} 0",
-    ] {
-        assert!(
-            text.lines().any(|l| l == sample),
-            "no `{sample}` in:\n{text}"
-        );
-    }
+    let text = api_over(ops).get("/metrics").await.text();
+    assert_lines(
+        &text,
+        &[
+            "raftgres_member_report_age_seconds{member=\"m2\"} 12.5",
+            "raftgres_member_stale{member=\"m2\"} 1",
+            "raftgres_member_stale{member=\"m1\"} 0",
+        ],
+    );
     assert!(
         !text.contains("raftgres_member_report_age_seconds{member=\"m3\"}")
             && !text.contains("raftgres_member_stale{member=\"m3\"}"),
@@ -1131,12 +1046,10 @@ async fn metrics_of_a_lagging_replica() {
     };
     let api = api_with(FakeOps::new(cluster_state()), health, Some(admin()));
     let text = api.get("/metrics").await.text();
-    for sample in ["raftgres_primary 0", "raftgres_replication_lag_bytes 4096"] {
-        assert!(
-            text.lines().any(|l| l == sample),
-            "no `{sample}` in:\n{text}"
-        );
-    }
+    assert_lines(
+        &text,
+        &["raftgres_primary 0", "raftgres_replication_lag_bytes 4096"],
+    );
 }
 
 #[tokio::test]
