@@ -73,11 +73,7 @@ fn primary() -> NodeHealth {
         role: Role::Primary,
         holds_valid_lease: true,
         postgres_running: true,
-        in_recovery: false,
-        streaming: false,
-        lag_bytes: None,
         timeline: Some(2),
-        paused: false,
         tags: BTreeMap::from([
             ("nofailover".to_owned(), "false".to_owned()),
             ("failover_priority".to_owned(), "1".to_owned()),
@@ -85,9 +81,7 @@ fn primary() -> NodeHealth {
         ]),
         xlog_location: Some(50_331_744),
         server_version: Some(150_004),
-        sync_standby: false,
-        quorum_standby: false,
-        pending_restart: BTreeMap::new(),
+        ..NodeHealth::default()
     }
 }
 
@@ -288,22 +282,56 @@ async fn patroni_document() {
     );
 }
 
+/// A server on a free port of `bind`, reached at `to` (127.0.0.1).
+struct Running {
+    to: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Serves `ctx` with `limits`, or by `serve`'s defaults when `None`.
+    async fn start(bind: &str, ctx: ApiContext, limits: Option<raftgres_api::ServeLimits>) -> Self {
+        let listener = tokio::net::TcpListener::bind(format!("{bind}:0"))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to = format!("127.0.0.1:{port}").parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let server = match limits {
+            None => tokio::spawn(raftgres_api::serve(listener, ctx, shutdown)),
+            Some(limits) => tokio::spawn(raftgres_api::serve_with_limits(
+                listener, ctx, shutdown, limits,
+            )),
+        };
+        Running { to, stop, server }
+    }
+
+    /// Asks the server to stop and waits until it has, without an error.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+/// The admin's credentials, the ones the tests configure.
+fn admin() -> Option<raftgres_api::Credentials> {
+    Some(raftgres_api::Credentials {
+        username: "admin".into(),
+        password: "s3cret".into(),
+    })
+}
+
 #[tokio::test]
 async fn serve_answers_over_tcp_and_shuts_down() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(raftgres_api::serve(
-        listener,
-        context(primary),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let running = Running::start("127.0.0.1", context(primary), None).await;
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(running.to).await.unwrap();
     stream
         .write_all(b"OPTIONS /primary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -312,8 +340,7 @@ async fn serve_answers_over_tcp_and_shuts_down() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// A GET of `/primary` over a socket bound to `from`, within two seconds.
@@ -342,24 +369,14 @@ async fn probe_from(from: &str, to: std::net::SocketAddr) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_idle_connections_does_not_stop_health_checks() {
     use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = raftgres_api::ServeLimits {
         header_read_timeout: Duration::from_millis(500),
         max_connections: 200,
         max_connections_per_address: 50,
         shutdown_grace: Duration::from_secs(2),
     };
-    let server = tokio::spawn(raftgres_api::serve_with_limits(
-        listener,
-        context(primary),
-        async move {
-            let _ = stopped.await;
-        },
-        limits,
-    ));
+    let running = Running::start("0.0.0.0", context(primary), Some(limits)).await;
+    let to = running.to;
     let mut idle = Vec::new();
     for _ in 0..1000 {
         idle.push(tokio::net::TcpStream::connect(to).await.unwrap());
@@ -392,8 +409,7 @@ async fn a_flood_of_idle_connections_does_not_stop_health_checks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// A POST of `/reload` with `user:password` over a socket bound to `from`:
@@ -430,21 +446,12 @@ async fn login_from(from: &str, to: std::net::SocketAddr, user_password: &str) -
 /// address is still judged on its credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_rate_limited_per_address() {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = ApiContext {
-        auth: tokio::sync::watch::channel(Some(raftgres_api::Credentials {
-            username: "admin".into(),
-            password: "s3cret".into(),
-        }))
-        .1,
+        auth: tokio::sync::watch::channel(admin()).1,
         ..context(primary)
     };
-    let server = tokio::spawn(raftgres_api::serve(listener, ctx, async move {
-        let _ = stopped.await;
-    }));
+    let running = Running::start("0.0.0.0", ctx, None).await;
+    let to = running.to;
     for attempt in 0..5 {
         assert_eq!(
             login_from("127.0.0.1", to, "admin:guess").await,
@@ -454,8 +461,7 @@ async fn failed_logins_are_rate_limited_per_address() {
     }
     assert_eq!(login_from("127.0.0.1", to, "admin:s3cret").await, 429);
     assert_eq!(login_from("127.0.0.2", to, "admin:guess").await, 401);
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// With `restapi.allowlist`, a mutating call from another address is
@@ -463,91 +469,50 @@ async fn failed_logins_are_rate_limited_per_address() {
 /// failed login either); one from inside goes on to the credentials.
 #[tokio::test]
 async fn the_allowlist_keeps_other_addresses_from_the_mutating_endpoints() {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = ApiContext {
-        auth: tokio::sync::watch::channel(Some(raftgres_api::Credentials {
-            username: "admin".into(),
-            password: "s3cret".into(),
-        }))
-        .1,
+        auth: tokio::sync::watch::channel(admin()).1,
         allowlist: raftgres_api::Allowlist {
             nets: vec!["127.0.0.2/32".parse().unwrap()],
             include_members: false,
         },
         ..context(primary)
     };
-    let server = tokio::spawn(raftgres_api::serve(listener, ctx, async move {
-        let _ = stopped.await;
-    }));
+    let running = Running::start("0.0.0.0", ctx, None).await;
+    let to = running.to;
     assert_eq!(login_from("127.0.0.3", to, "admin:s3cret").await, 403);
     assert_eq!(login_from("127.0.0.2", to, "admin:guess").await, 401);
     // Reads stay open to health checks from anywhere.
     let answer = probe_from("127.0.0.3", to).await.expect("an answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// With `authenticate_reads`, a health check or a document without the
 /// credentials gets 401, as a mutating call does; with them, its answer.
 #[tokio::test]
 async fn reads_can_require_the_credentials_too() {
-    let credentials = Some(raftgres_api::Credentials {
-        username: "admin".into(),
-        password: "s3cret".into(),
-    });
     let guarded = |authenticate_reads| ApiContext {
-        auth: tokio::sync::watch::channel(credentials.clone()).1,
+        auth: tokio::sync::watch::channel(admin()).1,
         authenticate_reads,
         ..context(primary)
     };
     let basic = headers::Authorization::basic("admin", "s3cret").0.encode();
     for (path, method) in [("/primary", Method::GET), ("/primary", Method::OPTIONS)] {
-        let open = raftgres_api::router(guarded(false))
-            .oneshot(
-                Request::builder()
-                    .method(method.clone())
-                    .uri(path)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(open.status(), StatusCode::OK, "{method} {path} open");
-        let refused = raftgres_api::router(guarded(true))
-            .oneshot(
-                Request::builder()
-                    .method(method.clone())
-                    .uri(path)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            refused.status(),
-            StatusCode::UNAUTHORIZED,
-            "{method} {path}"
-        );
-        let allowed = raftgres_api::router(guarded(true))
-            .oneshot(
-                Request::builder()
-                    .method(method.clone())
-                    .uri(path)
-                    .header(header::AUTHORIZATION, &basic)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            allowed.status(),
-            StatusCode::OK,
-            "{method} {path} with credentials"
-        );
+        let status = async |authenticate_reads, authorization: Option<&header::HeaderValue>| {
+            let mut request = Request::builder().method(method.clone()).uri(path);
+            if let Some(authorization) = authorization {
+                request = request.header(header::AUTHORIZATION, authorization);
+            }
+            let request = request.body(Body::empty()).unwrap();
+            let app = raftgres_api::router(guarded(authenticate_reads));
+            app.oneshot(request).await.unwrap().status()
+        };
+        let open = status(false, None).await;
+        assert_eq!(open, StatusCode::OK, "{method} {path} open");
+        let refused = status(true, None).await;
+        assert_eq!(refused, StatusCode::UNAUTHORIZED, "{method} {path}");
+        let allowed = status(true, Some(&basic)).await;
+        assert_eq!(allowed, StatusCode::OK, "{method} {path} with credentials");
     }
 }
 

@@ -13,52 +13,35 @@ fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A primary holding the lease: only what `status` reads is set.
 fn primary() -> NodeHealth {
     NodeHealth {
-        member: "pg1".into(),
-        scope: "demo".into(),
         role: Role::Primary,
         holds_valid_lease: true,
         postgres_running: true,
-        in_recovery: false,
-        streaming: false,
-        lag_bytes: None,
-        timeline: Some(3),
-        paused: false,
         tags: tags(&[("nofailover", "false"), ("failover_priority", "1")]),
-        xlog_location: Some(0x3000_0060),
-        server_version: Some(150_004),
-        sync_standby: false,
-        quorum_standby: false,
-        pending_restart: Default::default(),
+        ..NodeHealth::default()
     }
 }
 
+/// A replica streaming 4 KiB behind, in zone eu.
 fn replica() -> NodeHealth {
     NodeHealth {
-        member: "pg2".into(),
         role: Role::Replica,
-        holds_valid_lease: false,
+        postgres_running: true,
         in_recovery: true,
         streaming: true,
         lag_bytes: Some(4096),
         tags: tags(&[("nofailover", "false"), ("zone", "eu")]),
-        ..primary()
+        ..NodeHealth::default()
     }
 }
 
+/// A witness: no lease, no Postgres, no tags.
 fn witness() -> NodeHealth {
     NodeHealth {
-        member: "w1".into(),
         role: Role::Witness,
-        holds_valid_lease: false,
-        postgres_running: false,
-        in_recovery: false,
-        timeline: None,
-        tags: BTreeMap::new(),
-        xlog_location: None,
-        server_version: None,
-        ..primary()
+        ..NodeHealth::default()
     }
 }
 
