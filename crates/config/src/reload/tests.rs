@@ -37,48 +37,16 @@ fn an_unchanged_file_changes_nothing() {
 
 #[test]
 fn reloadable_keys_are_applied() {
+    #[rustfmt::skip]
     let cases = [
-        (
-            BASE.replace("work_mem: 4MB", "work_mem: 7MB"),
-            "postgresql.parameters",
-        ),
-        (
-            BASE.replace("    work_mem: 4MB\n", "    work_mem: 4MB\n    geqo: off\n"),
-            "postgresql.parameters",
-        ),
-        (
-            BASE.replace("name: node1\n", "name: node1\ntags: {nofailover: true}\n"),
-            "tags.nofailover",
-        ),
-        (
-            BASE.replace(
-                "name: node1\n",
-                "name: node1\ntags: {failover_priority: 5}\n",
-            ),
-            "tags.failover_priority",
-        ),
-        (
-            BASE.replace("    password: old\n", "    password: new\n"),
-            "restapi.authentication",
-        ),
-        (
-            BASE.replace(
-                "  authentication:\n    username: admin\n    password: old\n",
-                "",
-            ),
-            "restapi.authentication",
-        ),
-        (
-            BASE.replace("  admin_password: old\n", "  admin_password: new\n"),
-            "pgbouncer.admin_password",
-        ),
-        (
-            BASE.replace(
-                "  admin_password: old\n",
-                "  admin_user: pgb\n  admin_password: old\n",
-            ),
-            "pgbouncer.admin_user",
-        ),
+        (BASE.replace("work_mem: 4MB", "work_mem: 7MB"), "postgresql.parameters"),
+        (BASE.replace("    work_mem: 4MB\n", "    work_mem: 4MB\n    geqo: off\n"), "postgresql.parameters"),
+        (BASE.replace("name: node1\n", "name: node1\ntags: {nofailover: true}\n"), "tags.nofailover"),
+        (BASE.replace("name: node1\n", "name: node1\ntags: {failover_priority: 5}\n"), "tags.failover_priority"),
+        (BASE.replace("    password: old\n", "    password: new\n"), "restapi.authentication"),
+        (BASE.replace("  authentication:\n    username: admin\n    password: old\n", ""), "restapi.authentication"),
+        (BASE.replace("  admin_password: old\n", "  admin_password: new\n"), "pgbouncer.admin_password"),
+        (BASE.replace("  admin_password: old\n", "  admin_user: pgb\n  admin_password: old\n"), "pgbouncer.admin_user"),
     ];
     for (edited, key) in cases {
         let loaded = load(&edited).expect(key);
@@ -103,145 +71,50 @@ fn restart_only_keys_are_kept_and_named() {
         restapi:\n  listen: 127.0.0.1:8008\n  authentication:\n    username: admin\n    password: old\n\
         pgbouncer:\n  databases_file: /etc/pgbouncer/db.ini\n  listen: 127.0.0.1:6432\n  admin_password: old\n\
         members:\n  - {id: 1, name: node1, raft_addr: \"127.0.0.1:7101\"}\n";
+    // BASE with `line` added to the section.
+    let raft = |line: &str| {
+        BASE.replace(
+            "  listen: 127.0.0.1:7101\n",
+            &format!("  listen: 127.0.0.1:7101\n  {line}\n"),
+        )
+    };
+    let postgresql =
+        |line: &str| BASE.replace("  parameters:", &format!("  {line}\n  parameters:"));
+    let pgbouncer = |line: &str| {
+        BASE.replace(
+            "  admin_password: old\n",
+            &format!("  admin_password: old\n  {line}\n"),
+        )
+    };
+    #[rustfmt::skip]
     let cases: Vec<(String, &[&str])> = vec![
         (BASE.replace("scope: demo", "scope: other"), &["scope"]),
-        (
-            BASE.replace("name: node1", "name: node9")
-                .replace("name: node1,", "name: node9,"),
-            &["name"],
-        ),
-        (
-            BASE.replace("node_id: 1", "node_id: 2")
-                .replace("{id: 1,", "{id: 2,"),
-            &["node_id"],
-        ),
-        (
-            BASE.replace("data_dir: /var/lib/raftgres/node1", "data_dir: /srv/node1"),
-            // The Postgres directories default to inside it.
-            &[
-                "data_dir",
-                "postgresql.data_dir",
-                "postgresql.pgpass",
-                "postgresql.socket_dir",
-            ],
-        ),
+        (BASE.replace("name: node1", "name: node9").replace("name: node1,", "name: node9,"), &["name"]),
+        (BASE.replace("node_id: 1", "node_id: 2").replace("{id: 1,", "{id: 2,"), &["node_id"]),
+        // The Postgres directories default to inside it.
+        (BASE.replace("data_dir: /var/lib/raftgres/node1", "data_dir: /srv/node1"), &["data_dir", "postgresql.data_dir", "postgresql.pgpass", "postgresql.socket_dir"]),
         (witness.to_owned(), &["witness", "postgresql"]),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  advertise: node1:7101\n",
-            ),
-            &["raft.advertise"],
-        ),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  heartbeat_interval_ms: 110\n",
-            ),
-            &["raft.heartbeat_interval_ms"],
-        ),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  election_timeout_min_ms: 400\n",
-            ),
-            &["raft.election_timeout_min_ms"],
-        ),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  election_timeout_max_ms: 520\n",
-            ),
-            &["raft.election_timeout_max_ms"],
-        ),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  snapshot_every_logs: 50\n",
-            ),
-            &["raft.snapshot_every_logs"],
-        ),
-        (
-            BASE.replace(
-                "  listen: 127.0.0.1:7101\n",
-                "  listen: 127.0.0.1:7101\n  rpc_timeout_ms: 900\n",
-            ),
-            &["raft.rpc_timeout_ms"],
-        ),
-        (
-            BASE.replace("127.0.0.1:7101\npostgresql", "127.0.0.1:7109\npostgresql")
-                .replace("\"127.0.0.1:7101\"", "\"127.0.0.1:7109\""),
-            &["raft.listen", "raft.advertise"],
-        ),
-        (
-            BASE.replace("listen: 127.0.0.1:8008", "listen: 127.0.0.1:8009"),
-            &["restapi.listen", "restapi.connect_address"],
-        ),
-        (
-            BASE.replace("listen: 127.0.0.1:5432", "listen: 127.0.0.1:5433"),
-            &["postgresql.listen", "postgresql.connect_address"],
-        ),
-        (
-            BASE.replace("  parameters:", "  bin_dir: /opt/pg/bin\n  parameters:"),
-            &["postgresql.bin_dir"],
-        ),
-        (
-            BASE.replace("{password: su}", "{username: admin, password: su}"),
-            &["postgresql.authentication"],
-        ),
-        (
-            BASE.replace("{password: repl}", "{password: other}"),
-            &["postgresql.authentication"],
-        ),
-        (
-            BASE.replace(
-                "  parameters:",
-                "  pg_hba: [\"host all all 10.0.0.0/8 scram-sha-256\"]\n  parameters:",
-            ),
-            &["postgresql.pg_hba"],
-        ),
-        (
-            BASE.replace(
-                "  parameters:",
-                "  pgpass: /run/raftgres/pgpass\n  parameters:",
-            ),
-            &["postgresql.pgpass"],
-        ),
-        (
-            BASE.replace("  parameters:", "  tls: {sslmode: disable}\n  parameters:"),
-            &["postgresql.tls"],
-        ),
-        (
-            BASE.replace("  parameters:", "  restart_grace_ms: 5000\n  parameters:"),
-            &["postgresql.restart_grace_ms"],
-        ),
-        (
-            BASE.replace("/etc/pgbouncer/db.ini", "/etc/pgbouncer/other.ini"),
-            &["pgbouncer.databases_file"],
-        ),
-        (
-            BASE.replace("listen: 127.0.0.1:6432", "listen: 127.0.0.1:6433"),
-            &["pgbouncer.listen"],
-        ),
-        (
-            BASE.replace(
-                "  admin_password: old\n",
-                "  admin_password: old\n  read_db: app_ro\n",
-            ),
-            &["pgbouncer.read_db"],
-        ),
-        (
-            BASE.replace(
-                "  admin_password: old\n",
-                "  admin_password: old\n  dbname: app\n",
-            ),
-            &["pgbouncer.dbname", "pgbouncer.write_db"],
-        ),
-        (
-            BASE[..BASE.find("pgbouncer:").expect("pgbouncer")].to_owned()
-                + &BASE[BASE.find("members:").expect("members")..],
-            &["pgbouncer"],
-        ),
+        (raft("advertise: node1:7101"), &["raft.advertise"]),
+        (raft("heartbeat_interval_ms: 110"), &["raft.heartbeat_interval_ms"]),
+        (raft("election_timeout_min_ms: 400"), &["raft.election_timeout_min_ms"]),
+        (raft("election_timeout_max_ms: 520"), &["raft.election_timeout_max_ms"]),
+        (raft("snapshot_every_logs: 50"), &["raft.snapshot_every_logs"]),
+        (raft("rpc_timeout_ms: 900"), &["raft.rpc_timeout_ms"]),
+        (BASE.replace("127.0.0.1:7101\npostgresql", "127.0.0.1:7109\npostgresql").replace("\"127.0.0.1:7101\"", "\"127.0.0.1:7109\""), &["raft.listen", "raft.advertise"]),
+        (BASE.replace("listen: 127.0.0.1:8008", "listen: 127.0.0.1:8009"), &["restapi.listen", "restapi.connect_address"]),
+        (BASE.replace("listen: 127.0.0.1:5432", "listen: 127.0.0.1:5433"), &["postgresql.listen", "postgresql.connect_address"]),
+        (postgresql("bin_dir: /opt/pg/bin"), &["postgresql.bin_dir"]),
+        (BASE.replace("{password: su}", "{username: admin, password: su}"), &["postgresql.authentication"]),
+        (BASE.replace("{password: repl}", "{password: other}"), &["postgresql.authentication"]),
+        (postgresql("pg_hba: [\"host all all 10.0.0.0/8 scram-sha-256\"]"), &["postgresql.pg_hba"]),
+        (postgresql("pgpass: /run/raftgres/pgpass"), &["postgresql.pgpass"]),
+        (postgresql("tls: {sslmode: disable}"), &["postgresql.tls"]),
+        (postgresql("restart_grace_ms: 5000"), &["postgresql.restart_grace_ms"]),
+        (BASE.replace("/etc/pgbouncer/db.ini", "/etc/pgbouncer/other.ini"), &["pgbouncer.databases_file"]),
+        (BASE.replace("listen: 127.0.0.1:6432", "listen: 127.0.0.1:6433"), &["pgbouncer.listen"]),
+        (pgbouncer("read_db: app_ro"), &["pgbouncer.read_db"]),
+        (pgbouncer("dbname: app"), &["pgbouncer.dbname", "pgbouncer.write_db"]),
+        (BASE[..BASE.find("pgbouncer:").expect("pgbouncer")].to_owned() + &BASE[BASE.find("members:").expect("members")..], &["pgbouncer"]),
     ];
     for (edited, keys) in cases {
         let loaded = load(&edited).expect(keys[0]);
