@@ -48,6 +48,23 @@ fn cluster() -> ClusterState {
     s
 }
 
+/// Publishes a data member named `name`.
+fn publish(name: &str, node_id: u64) -> Command {
+    Command::PublishMember {
+        member: member(name, node_id, false),
+    }
+}
+
+fn request_switchover(from: Option<&str>, to: Option<&str>, at_unix_ms: Option<u64>) -> Command {
+    Command::RequestSwitchover {
+        switchover: Switchover {
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+            at_unix_ms,
+        },
+    }
+}
+
 fn acquire(member: &str, expected: LeaseVersion) -> Command {
     Command::AcquireLease {
         member: member.into(),
@@ -190,17 +207,13 @@ fn set_config_is_compare_and_set() {
 #[test]
 fn config_validation_names_each_rule() {
     type Spoil = fn(&mut ConfigValues);
+    #[rustfmt::skip]
     let cases: [(&str, Spoil); 5] = [
         ("ttl_ms", |v| v.timing.ttl = Duration::from_millis(0)),
         ("lease_margin_ms", |v| v.timing.margin = v.timing.ttl),
-        ("loop_wait_ms", |v| {
-            v.timing.loop_wait = Duration::from_millis(0)
-        }),
+        ("loop_wait_ms", |v| { v.timing.loop_wait = Duration::from_millis(0) }),
         ("retry_timeout_ms", |v| v.retry_timeout_ms = 0),
-        ("synchronous_node_count", |v| {
-            v.synchronous_mode = SyncMode::On;
-            v.synchronous_node_count = 0
-        }),
+        ("synchronous_node_count", |v| { v.synchronous_mode = SyncMode::On; v.synchronous_node_count = 0 }),
     ];
     for (key, spoil) in cases {
         let mut v = values();
@@ -430,14 +443,8 @@ fn transfer_moves_the_lease_and_clears_the_switchover() {
         s.apply(&transfer("a", v, "a")),
         Err(Rejection::Invalid { .. })
     ));
-    s.apply(&Command::RequestSwitchover {
-        switchover: Switchover {
-            from: Some("a".into()),
-            to: Some("b".into()),
-            at_unix_ms: None,
-        },
-    })
-    .unwrap();
+    s.apply(&request_switchover(Some("a"), Some("b"), None))
+        .unwrap();
     s.apply(&transfer("a", v, "b")).unwrap();
     assert!(s.lease.is_held_by("b"));
     assert_eq!(s.lease.epoch, Epoch(2));
@@ -448,13 +455,7 @@ fn transfer_moves_the_lease_and_clears_the_switchover() {
 #[test]
 fn switchover_requests_are_checked() {
     let mut s = cluster();
-    let request = |from: Option<&str>, to: Option<&str>| Command::RequestSwitchover {
-        switchover: Switchover {
-            from: from.map(Into::into),
-            to: to.map(Into::into),
-            at_unix_ms: Some(5),
-        },
-    };
+    let request = |from: Option<&str>, to: Option<&str>| request_switchover(from, to, Some(5));
     assert!(matches!(
         s.apply(&request(Some("a"), None)),
         Err(Rejection::NotHolder { .. })
@@ -482,21 +483,18 @@ fn switchover_requests_are_checked() {
     assert_eq!(s.switchover, None);
 }
 
+/// `cluster()` with a third data member c, a holding the lease.
+fn a_holds_with_c_to_spare() -> ClusterState {
+    let mut s = cluster();
+    s.apply(&publish("c", 4)).unwrap();
+    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
+    s
+}
+
 #[test]
 fn a_failover_request_ends_with_the_next_acquire() {
-    let mut s = cluster();
-    s.apply(&Command::PublishMember {
-        member: member("c", 4, false),
-    })
-    .unwrap();
-    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
-    let failover = |to: &str| Command::RequestSwitchover {
-        switchover: Switchover {
-            from: None,
-            to: Some(to.into()),
-            at_unix_ms: None,
-        },
-    };
+    let mut s = a_holds_with_c_to_spare();
+    let failover = |to: &str| request_switchover(None, Some(to), None);
     s.apply(&failover("b")).unwrap();
     s.apply(&acquire("b", s.lease.version())).unwrap();
     assert_eq!(s.switchover, None);
@@ -509,20 +507,9 @@ fn a_failover_request_ends_with_the_next_acquire() {
 
 #[test]
 fn a_switchover_request_ends_when_its_holder_loses_the_lease() {
-    let mut s = cluster();
-    s.apply(&Command::PublishMember {
-        member: member("c", 4, false),
-    })
-    .unwrap();
-    s.apply(&acquire("a", LeaseVersion::default())).unwrap();
-    s.apply(&Command::RequestSwitchover {
-        switchover: Switchover {
-            from: Some("a".into()),
-            to: Some("b".into()),
-            at_unix_ms: Some(5),
-        },
-    })
-    .unwrap();
+    let mut s = a_holds_with_c_to_spare();
+    s.apply(&request_switchover(Some("a"), Some("b"), Some(5)))
+        .unwrap();
     s.apply(&acquire("c", s.lease.version())).unwrap();
     assert_eq!(s.switchover, None);
 }
@@ -654,73 +641,19 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
         Option<u32>,
         Option<&'static str>,
     );
+    #[rustfmt::skip]
     let steps: Vec<Step> = vec![
-        (
-            "a acquires a new cluster",
-            Box::new(move |s| acquire_now(s, "a")),
-            None,
-            None,
-        ),
-        (
-            "a renews while its Postgres is not a primary yet",
-            Box::new(move |_| on("a", 1, None)),
-            None,
-            None,
-        ),
-        (
-            "a's primary renews on timeline 1",
-            Box::new(move |_| on("a", 1, Some(1))),
-            Some(1),
-            Some("a"),
-        ),
-        (
-            "a releases: it stays the owner",
-            Box::new(move |s| release(s, "a")),
-            Some(1),
-            Some("a"),
-        ),
-        (
-            "a takes it back: still the owner",
-            Box::new(move |s| acquire_now(s, "a")),
-            Some(1),
-            Some("a"),
-        ),
-        (
-            "a releases again",
-            Box::new(move |s| release(s, "a")),
-            Some(1),
-            Some("a"),
-        ),
-        (
-            "b acquires: it will promote, a's data is a branch",
-            Box::new(move |s| acquire_now(s, "b")),
-            Some(1),
-            None,
-        ),
-        (
-            "b's promoted primary renews on timeline 2",
-            Box::new(move |_| on("b", 3, Some(2))),
-            Some(2),
-            Some("b"),
-        ),
-        (
-            "a renewal on a lower timeline is not recorded",
-            Box::new(move |_| on("b", 3, Some(1))),
-            Some(2),
-            Some("b"),
-        ),
-        (
-            "a switchover to a disowns b",
-            Box::new(move |s| transfer(s, "b", "a")),
-            Some(2),
-            None,
-        ),
-        (
-            "a's promoted primary renews on timeline 3",
-            Box::new(move |_| on("a", 4, Some(3))),
-            Some(3),
-            Some("a"),
-        ),
+        ("a acquires a new cluster", Box::new(move |s| acquire_now(s, "a")), None, None),
+        ("a renews while its Postgres is not a primary yet", Box::new(move |_| on("a", 1, None)), None, None),
+        ("a's primary renews on timeline 1", Box::new(move |_| on("a", 1, Some(1))), Some(1), Some("a")),
+        ("a releases: it stays the owner", Box::new(move |s| release(s, "a")), Some(1), Some("a")),
+        ("a takes it back: still the owner", Box::new(move |s| acquire_now(s, "a")), Some(1), Some("a")),
+        ("a releases again", Box::new(move |s| release(s, "a")), Some(1), Some("a")),
+        ("b acquires: it will promote, a's data is a branch", Box::new(move |s| acquire_now(s, "b")), Some(1), None),
+        ("b's promoted primary renews on timeline 2", Box::new(move |_| on("b", 3, Some(2))), Some(2), Some("b")),
+        ("a renewal on a lower timeline is not recorded", Box::new(move |_| on("b", 3, Some(1))), Some(2), Some("b")),
+        ("a switchover to a disowns b", Box::new(move |s| transfer(s, "b", "a")), Some(2), None),
+        ("a's promoted primary renews on timeline 3", Box::new(move |_| on("a", 4, Some(3))), Some(3), Some("a")),
     ];
     for (step, command, timeline, owner) in steps {
         let command = command(&s);
@@ -738,6 +671,7 @@ fn the_timeline_has_an_owner_only_while_no_other_member_held_the_lease() {
 #[test]
 fn a_release_or_transfer_decided_before_a_renewal_is_refused() {
     type Hand = fn(LeaseVersion) -> Command;
+    #[rustfmt::skip]
     let cases: [(&str, Hand); 2] = [
         ("release", |v| release("a", v)),
         ("transfer", |v| transfer("a", v, "b")),
@@ -870,46 +804,15 @@ fn lease_margin_below_its_floor_is_refused() {
 fn an_edit_refuses_what_would_be_stored_and_ignored() {
     assert_eq!(values().validate_edit(), Ok(()));
     type Change = fn(&mut ConfigValues);
+    #[rustfmt::skip]
     let cases: [(&str, Change); 7] = [
-        ("\"work mem\" is not a server setting name", |v| {
-            v.postgresql_parameters
-                .insert("work mem".into(), "4MB".into());
-        }),
-        (
-            "postgresql.parameters.search_path must not contain line breaks",
-            |v| {
-                v.postgresql_parameters
-                    .insert("search_path".into(), "a\nfsync = off".into());
-            },
-        ),
-        ("synchronous_node_count (17) must be at most 16", |v| {
-            v.synchronous_node_count = 17
-        }),
-        (
-            "postgresql.parameters.primary_slot_name is set by the agent",
-            |v| {
-                v.postgresql_parameters
-                    .insert("primary_slot_name".into(), "x".into());
-            },
-        ),
-        (
-            "postgresql.parameters.synchronous_standby_names is set by the agent",
-            |v| {
-                v.postgresql_parameters
-                    .insert("synchronous_standby_names".into(), "*".into());
-            },
-        ),
-        (
-            "ttl_ms must be at most 600000 (10 minutes), got 600001",
-            |v| {
-                v.timing.ttl = Duration::from_millis(crate::MAX_TTL_MS + 1);
-                v.timing.margin = Duration::from_millis(2000);
-            },
-        ),
-        (
-            "retry_timeout_ms (2001) must be at most ttl_ms (2000)",
-            |v| v.retry_timeout_ms = 2001,
-        ),
+        ("\"work mem\" is not a server setting name", |v| { v.postgresql_parameters.insert("work mem".into(), "4MB".into()); }),
+        ("postgresql.parameters.search_path must not contain line breaks", |v| { v.postgresql_parameters.insert("search_path".into(), "a\nfsync = off".into()); }),
+        ("synchronous_node_count (17) must be at most 16", |v| { v.synchronous_node_count = 17 }),
+        ("postgresql.parameters.primary_slot_name is set by the agent", |v| { v.postgresql_parameters.insert("primary_slot_name".into(), "x".into()); }),
+        ("postgresql.parameters.synchronous_standby_names is set by the agent", |v| { v.postgresql_parameters.insert("synchronous_standby_names".into(), "*".into()); }),
+        ("ttl_ms must be at most 600000 (10 minutes), got 600001", |v| { v.timing.ttl = Duration::from_millis(crate::MAX_TTL_MS + 1); v.timing.margin = Duration::from_millis(2000); }),
+        ("retry_timeout_ms (2001) must be at most ttl_ms (2000)", |v| v.retry_timeout_ms = 2001),
     ];
     for (needle, change) in cases {
         let mut v = values();
@@ -956,10 +859,7 @@ fn report(member: &str, lease: LeaseVersion, lsn: u64) -> Command {
 /// and a holding the lease at epoch 1.
 fn held_by_a() -> ClusterState {
     let mut s = cluster();
-    s.apply(&Command::PublishMember {
-        member: member("c", 4, false),
-    })
-    .unwrap();
+    s.apply(&publish("c", 4)).unwrap();
     s.apply(&Command::Initialize {
         system_id: "sys".into(),
     })
@@ -971,13 +871,11 @@ fn held_by_a() -> ClusterState {
 #[test]
 fn only_the_holder_sets_its_synchronous_standbys_and_only_real_ones() {
     let mut s = held_by_a();
+    #[rustfmt::skip]
     let rows: [(Command, &str); 6] = [
         (sync_set("b", 1, &["c"], true), "does not hold the lease"),
         (sync_set("a", 2, &["c"], true), "does not hold the lease"),
-        (
-            sync_set("a", 1, &["a"], true),
-            "its own synchronous standby",
-        ),
+        (sync_set("a", 1, &["a"], true), "its own synchronous standby"),
         (sync_set("a", 1, &["w"], true), "witness"),
         (sync_set("a", 1, &["zz"], true), "unknown member zz"),
         (sync_set("a", 1, &["b"], false), "no synchronous standbys"),
@@ -1031,14 +929,7 @@ fn in_synchronous_mode_only_the_sync_set_and_the_last_holder_take_the_lease() {
     let epoch = s.lease.epoch;
     s.apply(&release("b", s.lease.version())).unwrap();
     assert!(s.apply(&acquire("c", s.lease.version())).is_err());
-    s.apply(&Command::RequestSwitchover {
-        switchover: Switchover {
-            from: None,
-            to: Some("c".into()),
-            at_unix_ms: None,
-        },
-    })
-    .unwrap();
+    s.apply(&request_switchover(None, Some("c"), None)).unwrap();
     s.apply(&acquire("c", s.lease.version())).unwrap();
     assert_eq!(s.lease.holder.as_deref(), Some("c"));
     assert!(s.lease.epoch > epoch);
@@ -1063,10 +954,7 @@ fn removing_a_member_takes_it_out_of_the_sync_set() {
 /// commit on at least `k` of them), then releases it.
 fn quorum_released(k: u32) -> ClusterState {
     let mut s = held_by_a();
-    s.apply(&Command::PublishMember {
-        member: member("d", 5, false),
-    })
-    .unwrap();
+    s.apply(&publish("d", 5)).unwrap();
     s.apply(&quorum_set("a", 1, &["b", "c", "d"], k)).unwrap();
     s.apply(&release("a", s.lease.version())).unwrap();
     s
@@ -1079,15 +967,11 @@ fn quorum_released(k: u32) -> ClusterState {
 #[test]
 fn in_quorum_mode_a_candidate_shows_it_has_every_acknowledged_commit() {
     type Reports = &'static [(&'static str, u64)];
+    #[rustfmt::skip]
     let rows: [(u32, Reports, &str, Result<(), &str>); 11] = [
         // k = 1: any commit may be on one standby only; all three must report.
         (1, &[("b", 10), ("c", 10), ("d", 9)], "b", Ok(())),
-        (
-            1,
-            &[("b", 10), ("c", 11), ("d", 9)],
-            "b",
-            Err("3 of the quorum"),
-        ),
+        (1, &[("b", 10), ("c", 11), ("d", 9)], "b", Err("3 of the quorum")),
         (1, &[("b", 10), ("c", 10)], "b", Err("and 2 have")),
         (1, &[("b", 10), ("c", 11), ("d", 9)], "c", Ok(())),
         // k = 2: two of the three suffice, if the candidate is the furthest.
@@ -1098,12 +982,7 @@ fn in_quorum_mode_a_candidate_shows_it_has_every_acknowledged_commit() {
         (3, &[("d", 1)], "d", Ok(())),
         (3, &[], "d", Err("and 0 have")),
         // k = 0: no standby is known to have them all.
-        (
-            0,
-            &[("b", 10), ("c", 10), ("d", 10)],
-            "b",
-            Err("4 of the quorum"),
-        ),
+        (0, &[("b", 10), ("c", 10), ("d", 10)], "b", Err("4 of the quorum")),
         // Outside the set, even with the most WAL.
         (2, &[("b", 1), ("c", 1), ("d", 1)], "w", Err("is a witness")),
     ];
@@ -1140,10 +1019,7 @@ fn in_quorum_mode_a_candidate_shows_it_has_every_acknowledged_commit() {
 #[test]
 fn only_positions_measured_after_the_lease_ended_count() {
     let mut s = held_by_a();
-    s.apply(&Command::PublishMember {
-        member: member("d", 5, false),
-    })
-    .unwrap();
+    s.apply(&publish("d", 5)).unwrap();
     s.apply(&quorum_set("a", 1, &["b", "c", "d"], 2)).unwrap();
     // A holder that crashed never releases: positions are reported under
     // the version it held. A renewal after them makes them worthless.
