@@ -116,17 +116,12 @@ async fn call(health: NodeHealth, method: Method, uri: &str) -> Reply {
         .uri(uri)
         .body(Body::empty())
         .unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap()
-        .to_vec();
+    let (parts, body) = app.oneshot(request).await.unwrap().into_parts();
+    let body = to_bytes(body, 1 << 20).await.unwrap();
     Reply {
-        status,
-        headers,
-        body,
+        status: parts.status,
+        headers: parts.headers,
+        body: body.to_vec(),
     }
 }
 

@@ -454,16 +454,12 @@ impl Api {
             .oneshot(request)
             .await
             .expect("the router is infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("a readable body")
-            .to_vec();
+        let (parts, body) = response.into_parts();
+        let body = to_bytes(body, usize::MAX).await.expect("a readable body");
         Answer {
-            status,
-            headers,
-            body,
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_vec(),
         }
     }
 
