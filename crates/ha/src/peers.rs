@@ -116,6 +116,13 @@ mod tests {
         );
     }
 
+    fn report_age(ms: u64, lower_bound: bool) -> Option<ReportAge> {
+        Some(ReportAge {
+            age: Duration::from_millis(ms),
+            lower_bound,
+        })
+    }
+
     #[test]
     fn report_age_counts_from_the_first_sighting_of_the_heartbeat() {
         let mut p = PeerObserver::default();
@@ -123,10 +130,7 @@ mod tests {
         p.observe(&state(7), at(1000));
         assert_eq!(
             p.report_age("a", at(1500)),
-            Some(ReportAge {
-                age: Duration::from_millis(500),
-                lower_bound: true,
-            }),
+            report_age(500, true),
             "no change seen yet: the record may be older than our watch"
         );
         p.observe(&state(7), at(3000));
@@ -136,13 +140,7 @@ mod tests {
             "an unchanged heartbeat keeps ageing"
         );
         p.observe(&state(8), at(3200));
-        assert_eq!(
-            p.report_age("a", at(3300)),
-            Some(ReportAge {
-                age: Duration::from_millis(100),
-                lower_bound: false,
-            })
-        );
+        assert_eq!(p.report_age("a", at(3300)), report_age(100, false));
         assert_eq!(
             p.report_age("a", at(3100)).map(|r| r.age),
             Some(Duration::ZERO),

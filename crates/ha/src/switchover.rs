@@ -254,13 +254,12 @@ mod tests {
         //! The switchover and named-failover rows of both decision tables.
 
         use crate::decide::{LeaseAction, Observation, decide};
-        use crate::lease::{HolderLease, LeaseObserver};
+        use crate::lease::LeaseObserver;
         use crate::local::PgView;
         use crate::peers::PeerObserver;
         use crate::postgres::{PgAction, PgObservation, decide_postgres};
-        use crate::testing::{at, cluster, data};
-        use raftgres_state::{ClusterState, Epoch, Lsn, MemberRole, Switchover};
-        use std::time::Duration;
+        use crate::testing::{at, cluster, data, holder_lease, observation};
+        use raftgres_state::{ClusterState, Lsn, MemberRole, Switchover};
 
         /// `a` holds the lease (epoch 1) and asked to hand it to `to` at 1000 (wall clock).
         fn switching(to: Option<&str>) -> ClusterState {
@@ -360,26 +359,22 @@ mod tests {
         }
 
         fn lease_decision(s: &ClusterState, pg: &PgView, now_unix_ms: u64) -> LeaseAction {
-            let holding = HolderLease::acquired(
-                Epoch(1),
-                at(800),
-                Duration::from_millis(2000),
-                Duration::from_millis(400),
-            );
             let mut observer = LeaseObserver::default();
             observer.observe(&s.lease, at(800));
             decide(&Observation {
                 now: at(1000),
-                me: "a",
-                state: s,
-                holding: Some(&holding),
-                observer: &observer,
-                in_flight: false,
-                pg,
-                peers: &fresh(s),
-                restart_grace: Duration::from_secs(2),
+                holding: Some(&holder_lease(1, 800)),
                 now_unix_ms,
+                ..observation("a", s, pg, &observer, &fresh(s))
             })
+        }
+
+        /// The holder hands the lease of `s` to b.
+        fn transfer_to_b(s: &ClusterState) -> LeaseAction {
+            LeaseAction::Transfer {
+                expected: s.lease.version(),
+                to: "b".into(),
+            }
         }
 
         #[test]
@@ -394,13 +389,7 @@ mod tests {
                 LeaseAction::Wait { .. }
             ));
             s.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5001));
-            assert_eq!(
-                lease_decision(&s, &stopped, 2_000),
-                LeaseAction::Transfer {
-                    expected: s.lease.version(),
-                    to: "b".into()
-                }
-            );
+            assert_eq!(lease_decision(&s, &stopped, 2_000), transfer_to_b(&s));
             // Not before its time, and never while Postgres still runs.
             assert!(matches!(
                 lease_decision(&s, &stopped, 999),
@@ -413,23 +402,11 @@ mod tests {
             // The stopped primary ended the candidate's stream; it still
             // gets the lease once it replayed the shutdown checkpoint.
             s.members.get_mut("b").unwrap().streaming = false;
-            assert_eq!(
-                lease_decision(&s, &stopped, 2_000),
-                LeaseAction::Transfer {
-                    expected: s.lease.version(),
-                    to: "b".into()
-                }
-            );
+            assert_eq!(lease_decision(&s, &stopped, 2_000), transfer_to_b(&s));
             // With no candidate named, the best fit one gets it.
             let mut any = switching(None);
             any.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5001));
-            assert_eq!(
-                lease_decision(&any, &stopped, 2_000),
-                LeaseAction::Transfer {
-                    expected: any.lease.version(),
-                    to: "b".into()
-                }
-            );
+            assert_eq!(lease_decision(&any, &stopped, 2_000), transfer_to_b(&any));
         }
 
         /// `me` decides on an expired lease of `a` while a failover names `to`.
@@ -453,15 +430,7 @@ mod tests {
             };
             decide(&Observation {
                 now: at(4500),
-                me,
-                state: &s,
-                holding: None,
-                observer: &observer,
-                in_flight: false,
-                pg: &pg,
-                peers: &peers,
-                restart_grace: Duration::from_secs(2),
-                now_unix_ms: 0,
+                ..observation(me, &s, &pg, &observer, &peers)
             })
         }
 

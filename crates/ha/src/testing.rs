@@ -1,7 +1,9 @@
 //! Builders shared by the decision tables' tests.
 
-use crate::lease::MonoInstant;
-use crate::local::DataInfo;
+use crate::decide::Observation;
+use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
+use crate::local::{DataInfo, PgView};
+use crate::peers::PeerObserver;
 use raftgres_state::{
     ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, Epoch, Lease, Lsn, Member,
     MemberRole, PgState, Tags,
@@ -90,4 +92,39 @@ pub fn streaming(mut s: ClusterState) -> ClusterState {
         m.streaming = m.role == MemberRole::Replica;
     }
     s
+}
+
+/// The lease a holder took at `epoch`, its command sent at `sent_ms`, with
+/// the ttl (2000 ms) and margin (400 ms) of [`values`].
+pub fn holder_lease(epoch: u64, sent_ms: u64) -> HolderLease {
+    HolderLease::acquired(
+        Epoch(epoch),
+        at(sent_ms),
+        Duration::from_millis(2000),
+        Duration::from_millis(400),
+    )
+}
+
+/// What `me` sees at 0 holding no lease, with no command in flight, a 2 s
+/// restart grace and the wall clock at 0; tests override the rest with
+/// `..observation(…)`.
+pub fn observation<'a>(
+    me: &'a str,
+    state: &'a ClusterState,
+    pg: &'a PgView,
+    observer: &'a LeaseObserver,
+    peers: &'a PeerObserver,
+) -> Observation<'a> {
+    Observation {
+        now: at(0),
+        me,
+        state,
+        holding: None,
+        observer,
+        in_flight: false,
+        pg,
+        peers,
+        restart_grace: Duration::from_secs(2),
+        now_unix_ms: 0,
+    }
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
-use crate::testing::{at, cluster, data};
+use crate::testing::{at, cluster, data, holder_lease, observation};
 use raftgres_state::{Lsn, ReportedPosition};
 
 fn replica(lsn: u64) -> PgView {
@@ -26,15 +26,7 @@ fn expired_decision(
     observer.observe(&state.lease, at(0));
     decide(&Observation {
         now: at(3000),
-        me,
-        state,
-        holding: None,
-        observer: &observer,
-        in_flight: false,
-        pg,
-        peers,
-        restart_grace: Duration::from_secs(2),
-        now_unix_ms: 0,
+        ..observation(me, state, pg, &observer, peers)
     })
 }
 
@@ -155,105 +147,37 @@ fn a_new_cluster_is_bootstrapped_by_whoever_acquires() {
 #[test]
 fn holder_release_table() {
     let s = cluster(Some("a"));
-    let h = HolderLease::acquired(
-        Epoch(1),
-        at(0),
-        Duration::from_millis(2000),
-        Duration::from_millis(400),
-    );
-    let renew_or_wait = |pg: PgView, now: u64| {
-        let observer = LeaseObserver::default();
-        decide(&Observation {
-            now: at(now),
-            me: "a",
-            state: &s,
-            holding: Some(&h),
-            observer: &observer,
-            in_flight: false,
-            pg: &pg,
-            peers: &PeerObserver::default(),
-            restart_grace: Duration::from_secs(2),
-            now_unix_ms: 0,
-        })
-    };
+    let mut fresh = s.clone();
+    fresh.identity = None;
+    let h = holder_lease(1, 0);
+    let renew = LeaseAction::Renew { epoch: Epoch(1) };
     let release = LeaseAction::Release {
         expected: s.lease.version(),
     };
-    assert_eq!(
-        renew_or_wait(
-            PgView::Down {
-                data: data("sys", 1, true),
-                since: at(0),
-                alive: false,
-            },
-            1999
-        ),
-        LeaseAction::Renew { epoch: Epoch(1) },
-        "within the restart grace: keep renewing"
-    );
-    assert_eq!(
-        renew_or_wait(
-            PgView::Down {
-                data: data("sys", 1, true),
-                since: at(0),
-                alive: false,
-            },
-            2000
-        ),
-        release,
-        "grace over: release"
-    );
-    assert_eq!(
-        renew_or_wait(
-            PgView::Down {
-                data: data("sys", 1, true),
-                since: at(0),
-                alive: true,
-            },
-            60_000
-        ),
-        LeaseAction::Renew { epoch: Epoch(1) },
-        "grace over but the server still lives: fence first, never release"
-    );
-    assert_eq!(
-        renew_or_wait(PgView::Uninitialized, 500),
-        release,
-        "no data in a formed cluster"
-    );
-    assert_eq!(
-        renew_or_wait(
-            PgView::Stopped {
-                data: data("other", 1, true)
-            },
-            500
-        ),
-        release,
-        "foreign data"
-    );
-    assert_eq!(
-        renew_or_wait(PgView::Busy { action: "start" }, 500),
-        LeaseAction::Renew { epoch: Epoch(1) }
-    );
-    let mut fresh = s.clone();
-    fresh.identity = None;
-    let observer = LeaseObserver::default();
-    let bootstrapping = decide(&Observation {
-        now: at(500),
-        me: "a",
-        state: &fresh,
-        holding: Some(&h),
-        observer: &observer,
-        in_flight: false,
-        pg: &PgView::Uninitialized,
-        peers: &PeerObserver::default(),
-        restart_grace: Duration::from_secs(2),
-        now_unix_ms: 0,
-    });
-    assert_eq!(
-        bootstrapping,
-        LeaseAction::Renew { epoch: Epoch(1) },
-        "a bootstrapping holder keeps its lease"
-    );
+    let down = |alive| PgView::Down {
+        data: data("sys", 1, true),
+        since: at(0),
+        alive,
+    };
+    #[rustfmt::skip]
+    let rows: Vec<(&str, &ClusterState, PgView, u64, &LeaseAction)> = vec![
+        ("within the restart grace: keep renewing", &s, down(false), 1999, &renew),
+        ("grace over: release", &s, down(false), 2000, &release),
+        ("grace over but the server still lives: fence first, never release", &s, down(true), 60_000, &renew),
+        ("no data in a formed cluster", &s, PgView::Uninitialized, 500, &release),
+        ("foreign data", &s, PgView::Stopped { data: data("other", 1, true) }, 500, &release),
+        ("busy with an action: keep renewing", &s, PgView::Busy { action: "start" }, 500, &renew),
+        ("a bootstrapping holder keeps its lease", &fresh, PgView::Uninitialized, 500, &renew),
+    ];
+    let (observer, peers) = (LeaseObserver::default(), PeerObserver::default());
+    for (name, state, pg, now, want) in rows {
+        let action = decide(&Observation {
+            now: at(now),
+            holding: Some(&h),
+            ..observation("a", state, &pg, &observer, &peers)
+        });
+        assert_eq!(&action, want, "{name}");
+    }
 }
 
 /// In synchronous mode a crashed primary's lease goes at once to a live
@@ -267,12 +191,7 @@ fn a_crashed_synchronous_primary_hands_over_to_a_live_synchronous_standby() {
     for m in s.members.values_mut() {
         m.streaming = m.role == MemberRole::Replica;
     }
-    let h = HolderLease::acquired(
-        Epoch(1),
-        at(0),
-        Duration::from_millis(2000),
-        Duration::from_millis(400),
-    );
+    let h = holder_lease(1, 0);
     let crashed = PgView::Down {
         data: data("sys", 5000, true),
         since: at(100),
@@ -281,15 +200,8 @@ fn a_crashed_synchronous_primary_hands_over_to_a_live_synchronous_standby() {
     let decide_at = |state: &ClusterState, peers: &PeerObserver, pg: &PgView| {
         decide(&Observation {
             now: at(200),
-            me: "a",
-            state,
             holding: Some(&h),
-            observer: &LeaseObserver::default(),
-            in_flight: false,
-            pg,
-            peers,
-            restart_grace: Duration::from_secs(2),
-            now_unix_ms: 0,
+            ..observation("a", state, pg, &LeaseObserver::default(), peers)
         })
     };
     let release = LeaseAction::Release {
@@ -342,24 +254,11 @@ fn paused_clusters_do_not_fail_over_but_the_holder_renews() {
     );
     let mut held = cluster(Some("a"));
     held.config.as_mut().unwrap().values.pause = true;
-    let observer = LeaseObserver::default();
-    let h = HolderLease::acquired(
-        Epoch(1),
-        at(0),
-        Duration::from_millis(2000),
-        Duration::from_millis(400),
-    );
+    let (observer, peers) = (LeaseObserver::default(), PeerObserver::default());
     let renew = decide(&Observation {
         now: at(500),
-        me: "a",
-        state: &held,
-        holding: Some(&h),
-        observer: &observer,
-        in_flight: false,
-        pg: &replica(5000),
-        peers: &PeerObserver::default(),
-        restart_grace: Duration::from_secs(2),
-        now_unix_ms: 0,
+        holding: Some(&holder_lease(1, 0)),
+        ..observation("a", &held, &replica(5000), &observer, &peers)
     });
     assert_eq!(renew, LeaseAction::Renew { epoch: Epoch(1) });
 }
@@ -459,12 +358,7 @@ fn a_holder_off_the_timeline_releases() {
     let mut s = cluster(Some("a"));
     s.lease.timeline = Some(2);
     s.lease.timeline_owner = None;
-    let h = HolderLease::acquired(
-        Epoch(1),
-        at(0),
-        Duration::from_millis(2000),
-        Duration::from_millis(400),
-    );
+    let h = holder_lease(1, 0);
     #[rustfmt::skip]
     let rows: Vec<(&str, PgView, LeaseAction)> = vec![
         ("stopped ex-primary on an older timeline", PgView::Stopped { data: on(1, 9000, true) }, LeaseAction::Release { expected: s.lease.version() }),
@@ -473,19 +367,12 @@ fn a_holder_off_the_timeline_releases() {
         ("replica on the current timeline: keeps it and promotes", replica_on(2, 5000), LeaseAction::Renew { epoch: Epoch(1) }),
         ("a running primary keeps renewing: its writes are the ones to keep", PgView::Running { data: on(2, 5000, true), in_recovery: false, upstream: None, streaming: false }, LeaseAction::Renew { epoch: Epoch(1) }),
     ];
+    let (observer, peers) = (LeaseObserver::default(), PeerObserver::default());
     for (name, pg, want) in rows {
-        let observer = LeaseObserver::default();
         let action = decide(&Observation {
             now: at(500),
-            me: "a",
-            state: &s,
             holding: Some(&h),
-            observer: &observer,
-            in_flight: false,
-            pg: &pg,
-            peers: &PeerObserver::default(),
-            restart_grace: Duration::from_secs(2),
-            now_unix_ms: 0,
+            ..observation("a", &s, &pg, &observer, &peers)
         });
         assert_eq!(action, want, "{name}");
     }

@@ -1,7 +1,7 @@
 //! The lease decision, one row per situation.
 
 use super::*;
-use crate::testing::{at, member, values};
+use crate::testing::{at, holder_lease, member, values};
 use raftgres_state::{ConfigValues, DynamicConfig, Lease};
 
 /// A cluster with no identity yet whose lease `holder` holds at `epoch`
@@ -35,12 +35,7 @@ fn state(holder: Option<&str>, epoch: u64, revision: u64) -> ClusterState {
 }
 
 fn held(epoch: u64, sent: u64) -> Option<HolderLease> {
-    Some(HolderLease::acquired(
-        Epoch(epoch),
-        at(sent),
-        Duration::from_millis(2000),
-        Duration::from_millis(400),
-    ))
+    Some(holder_lease(epoch, sent))
 }
 
 fn v(epoch: u64, revision: u64) -> LeaseVersion {
