@@ -1,11 +1,13 @@
 //! What this agent believes about its own lease, shared between the lease
-//! loop (which changes it) and the status service (which reports it).
+//! loop (which changes it) and its readers: the loops and the health
+//! snapshot, which re-renders when it changes.
 
 use raftgres_ha::{HolderLease, MonoInstant};
 use raftgres_state::Lease;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use tokio::sync::watch;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Belief {
     /// The lease as last known committed; `None` once lost or expired.
     pub holding: Option<HolderLease>,
@@ -27,12 +29,21 @@ impl Belief {
     }
 }
 
-pub type SharedBelief = Arc<Mutex<Belief>>;
+pub type SharedBelief = Arc<watch::Sender<Belief>>;
 
-pub fn read(belief: &SharedBelief) -> Belief {
-    *belief.lock().unwrap_or_else(|e| e.into_inner())
+pub fn new() -> SharedBelief {
+    Arc::new(watch::Sender::new(Belief::default()))
 }
 
+pub fn read(belief: &SharedBelief) -> Belief {
+    *belief.borrow()
+}
+
+/// Changes the belief; its subscribers wake only if it changed.
 pub fn update(belief: &SharedBelief, change: impl FnOnce(&mut Belief)) {
-    change(&mut belief.lock().unwrap_or_else(|e| e.into_inner()));
+    belief.send_if_modified(|b| {
+        let before = *b;
+        change(b);
+        *b != before
+    });
 }

@@ -1,16 +1,35 @@
-//! What the REST health endpoints read: this member's state judged at the
-//! moment of the request, from local memory only (no Raft round trip), so
-//! `/primary` stops answering 200 the instant the lease deadline passes.
+//! What the REST health endpoints read: this member's state rendered into a
+//! [`HealthSnapshot`] whenever the applied state, Postgres, the settings or
+//! the lease belief change, from local memory only (no Raft round trip).
+//! A request loads the latest snapshot and judges the lease deadline on the
+//! monotonic clock, so `/primary` stops answering 200 the instant the
+//! deadline passes, whenever the snapshot was rendered.
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
-use raftgres_api::{HealthSource, NodeHealth, Role};
+use arc_swap::ArcSwap;
+use raftgres_api::{HealthSnapshot, HealthSource, NodeHealth, Role};
 use raftgres_consensus::Consensus;
 use raftgres_ha::PgView;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
+/// The latest snapshot; the REST API's [`HealthSource`].
 pub struct AgentHealth {
+    current: ArcSwap<HealthSnapshot>,
+}
+
+impl HealthSource for AgentHealth {
+    fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration) {
+        (self.current.load_full(), mono_now().0)
+    }
+}
+
+/// What a snapshot is rendered from.
+pub struct HealthInputs {
     pub member: String,
     pub scope: String,
     pub witness: bool,
@@ -21,11 +40,40 @@ pub struct AgentHealth {
     pub pg: watch::Receiver<PgView>,
 }
 
-impl HealthSource for AgentHealth {
-    fn health(&self) -> NodeHealth {
-        let now = mono_now();
+impl HealthInputs {
+    /// The first snapshot, and the source that serves it.
+    pub fn start(&self) -> Arc<AgentHealth> {
+        Arc::new(AgentHealth {
+            current: ArcSwap::from_pointee(self.render()),
+        })
+    }
+
+    /// Re-renders into `health` on every change of an input, until `stop`.
+    pub async fn publish(mut self, health: Arc<AgentHealth>, stop: CancellationToken) {
+        let mut states = self.consensus.subscribe();
+        let mut beliefs = self.belief.subscribe();
+        let mut live = self.live.clone();
+        loop {
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { return },
+                changed = beliefs.changed() => if changed.is_err() { return },
+                changed = self.pg.changed() => if changed.is_err() { return },
+                changed = live.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+            health.current.store(Arc::new(self.render()));
+        }
+    }
+
+    fn render(&self) -> HealthSnapshot {
         let state = self.consensus.local().state;
-        let holds = belief::read(&self.belief).holds_valid(&state.lease, &self.member, now);
+        let belief = belief::read(&self.belief);
+        // The deadline of a lease the applied state still gives us; the
+        // request judges it against the clock.
+        let valid_until = belief
+            .holding
+            .filter(|h| h.matches(&state.lease, &self.member))
+            .map(|h| h.deadline.0);
         let pg = self.pg.borrow().clone();
         let (running, in_recovery, streaming, data) = match &pg {
             PgView::Running {
@@ -36,20 +84,34 @@ impl HealthSource for AgentHealth {
             } => (true, *in_recovery, *streaming, Some(data.clone())),
             _ => (false, false, false, pg.data().cloned()),
         };
-        let role = match () {
-            _ if self.witness => Role::Witness,
-            _ if running && !in_recovery && holds => Role::Primary,
-            _ if running && in_recovery => Role::Replica,
-            _ => Role::Unknown,
-        };
         let lag_bytes = match (&data, state.lease.last_lsn) {
             (Some(d), Some(primary)) if in_recovery => Some(primary.bytes_since(d.lsn)),
             _ => None,
         };
-        NodeHealth {
+        let tags = {
+            let tags = &self.live.borrow().tags;
+            let mut map = BTreeMap::from([
+                ("nofailover".to_owned(), tags.nofailover.to_string()),
+                (
+                    "failover_priority".to_owned(),
+                    tags.failover_priority.to_string(),
+                ),
+            ]);
+            // As Patroni: a tag that is off by default shows only when set.
+            if tags.nosync {
+                map.insert("nosync".to_owned(), "true".to_owned());
+            }
+            map
+        };
+        HealthSnapshot::new(valid_until, |holds| NodeHealth {
             member: self.member.clone(),
             scope: self.scope.clone(),
-            role,
+            role: match () {
+                _ if self.witness => Role::Witness,
+                _ if running && !in_recovery && holds => Role::Primary,
+                _ if running && in_recovery => Role::Replica,
+                _ => Role::Unknown,
+            },
             holds_valid_lease: holds,
             postgres_running: running,
             in_recovery,
@@ -57,21 +119,7 @@ impl HealthSource for AgentHealth {
             lag_bytes,
             timeline: data.as_ref().map(|d| d.timeline),
             paused: state.config.as_ref().is_some_and(|c| c.values.pause),
-            tags: {
-                let tags = &self.live.borrow().tags;
-                let mut map = BTreeMap::from([
-                    ("nofailover".to_owned(), tags.nofailover.to_string()),
-                    (
-                        "failover_priority".to_owned(),
-                        tags.failover_priority.to_string(),
-                    ),
-                ]);
-                // As Patroni: a tag that is off by default shows only when set.
-                if tags.nosync {
-                    map.insert("nosync".to_owned(), "true".to_owned());
-                }
-                map
-            },
+            tags: tags.clone(),
             xlog_location: data.as_ref().map(|d| d.lsn.0),
             server_version: None,
             sync_standby: state.synchronous
@@ -85,6 +133,6 @@ impl HealthSource for AgentHealth {
                 .get(&self.member)
                 .map(|m| m.pending_restart.clone())
                 .unwrap_or_default(),
-        }
+        })
     }
 }

@@ -243,7 +243,7 @@ async fn run(
             )
         })?;
     let stop = Stop::default();
-    let belief = belief::SharedBelief::default();
+    let belief = belief::new();
     let peers = peers::SharedPeers::watch(&consensus);
     let callers = if peer_tls.is_some() {
         server::Callers::Authenticated
@@ -383,7 +383,7 @@ async fn run(
                 config.restapi.listen
             )
         })?;
-    let health = health::AgentHealth {
+    let health_inputs = health::HealthInputs {
         member: config.name.clone(),
         scope: config.scope.clone(),
         witness: config.witness,
@@ -411,7 +411,8 @@ async fn run(
     if auth.borrow().is_none() {
         tracing::warn!(member = %config.name, "restapi.authentication is not set: the mutating REST endpoints (switchover, failover, restart, config changes) are disabled");
     }
-    let health = Arc::new(health);
+    let health = health_inputs.start();
+    let health_publisher = tokio::spawn(health_inputs.publish(health.clone(), stop.loops.clone()));
     let api_context = raftgres_api::ApiContext {
         health: health.clone(),
         ops: Arc::new(ops),
@@ -484,7 +485,8 @@ async fn run(
         progress,
         move || {
             use raftgres_api::HealthSource;
-            systemd::status_line(&health.health())
+            let (snapshot, now) = health.snapshot();
+            systemd::status_line(&snapshot.at(now).health)
         },
     ));
     if let Some(interval) = notifier.watchdog_interval() {
@@ -528,6 +530,7 @@ async fn run(
     }
     stop.loops.cancel();
     let _ = lease_loop.await;
+    let _ = health_publisher.await;
     if let Some((pooler, _)) = pooler {
         let _ = pooler.await;
     }

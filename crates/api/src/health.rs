@@ -1,6 +1,10 @@
 //! The snapshot the agent hands the API, and the trait it hands it through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
 
 /// What this member is, as the agent sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,7 +41,7 @@ pub struct NodeHealth {
     pub scope: String,
     pub role: Role,
     /// The member holds the lease and its deadline has not passed on the
-    /// agent's monotonic clock, judged when [`HealthSource::health`] is called.
+    /// agent's monotonic clock, judged against [`HealthSnapshot`]'s deadline per request.
     pub holds_valid_lease: bool,
     pub postgres_running: bool,
     /// `pg_is_in_recovery()`.
@@ -79,19 +83,118 @@ impl NodeHealth {
     }
 }
 
-/// Where the router gets its snapshot. Called once per request, so it must
-/// be cheap: no I/O, no Raft round trip. The agent judges lease validity on
-/// its monotonic clock inside this call.
-pub trait HealthSource: Send + Sync + 'static {
-    fn health(&self) -> NodeHealth;
+/// This member's health as of its last change, rendered once: what every
+/// health request answers from, so a request costs a clock read and a
+/// reference count, not a rebuild. The one thing that changes with time
+/// alone, the lease's validity, is judged per request against `valid_until`.
+#[derive(Debug)]
+pub struct HealthSnapshot {
+    /// The lease deadline on the source's monotonic clock, and the health
+    /// to answer until then.
+    holding: Option<(Duration, Rendered)>,
+    /// The health to answer without a valid lease.
+    lapsed: Rendered,
 }
 
-/// Any `Fn() -> NodeHealth` is a source.
+/// One judged [`NodeHealth`] and its `GET` body.
+#[derive(Debug)]
+pub struct Rendered {
+    pub health: NodeHealth,
+    pub(crate) body: Bytes,
+}
+
+impl Rendered {
+    fn new(health: NodeHealth) -> Self {
+        let body = Bytes::from(crate::body::document(&health));
+        Rendered { health, body }
+    }
+}
+
+impl HealthSnapshot {
+    /// `judge(holds)` is the member's health while it holds a valid lease
+    /// (`true`) and without one (`false`); `valid_until` is the deadline of
+    /// the lease it holds, on the clock [`HealthSource::snapshot`] reads,
+    /// or `None` when it holds none.
+    pub fn new(valid_until: Option<Duration>, judge: impl Fn(bool) -> NodeHealth) -> Self {
+        HealthSnapshot {
+            holding: valid_until.map(|until| (until, Rendered::new(judge(true)))),
+            lapsed: Rendered::new(judge(false)),
+        }
+    }
+
+    /// A health judged already, valid whatever the clock says.
+    pub fn fixed(health: NodeHealth) -> Self {
+        HealthSnapshot {
+            holding: None,
+            lapsed: Rendered::new(health),
+        }
+    }
+
+    /// The health at `now`: the holding one strictly before the deadline,
+    /// as `HolderLease::is_valid` judges it.
+    pub fn at(&self, now: Duration) -> &Rendered {
+        match &self.holding {
+            Some((until, rendered)) if now < *until => rendered,
+            _ => &self.lapsed,
+        }
+    }
+}
+
+/// Where the router gets its snapshot. Called once per request, so it must
+/// be cheap: no I/O, no Raft round trip, no rebuild. It returns the latest
+/// snapshot and the current instant on the clock of its deadline.
+pub trait HealthSource: Send + Sync + 'static {
+    fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration);
+}
+
+/// Any `Fn() -> NodeHealth` is a source that judges on every call.
 impl<F> HealthSource for F
 where
     F: Fn() -> NodeHealth + Send + Sync + 'static,
 {
-    fn health(&self) -> NodeHealth {
-        self()
+    fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration) {
+        (Arc::new(HealthSnapshot::fixed(self())), Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(holds: bool) -> NodeHealth {
+        NodeHealth {
+            role: if holds { Role::Primary } else { Role::Unknown },
+            holds_valid_lease: holds,
+            postgres_running: true,
+            ..NodeHealth::default()
+        }
+    }
+
+    #[test]
+    fn the_holding_health_is_answered_strictly_before_the_deadline() {
+        let deadline = Duration::from_secs(100);
+        let snapshot = HealthSnapshot::new(Some(deadline), judged);
+        let at = |now| snapshot.at(now).health.holds_valid_lease;
+        assert!(at(Duration::ZERO));
+        assert!(at(deadline - Duration::from_nanos(1)));
+        assert!(
+            !at(deadline),
+            "valid means now < deadline, as HolderLease::is_valid"
+        );
+        assert!(!at(deadline + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn without_a_lease_only_the_lapsed_health_exists() {
+        let snapshot = HealthSnapshot::new(None, judged);
+        assert!(!snapshot.at(Duration::ZERO).health.holds_valid_lease);
+    }
+
+    #[test]
+    fn each_health_carries_its_own_body() {
+        let snapshot = HealthSnapshot::new(Some(Duration::from_secs(1)), judged);
+        let body = |now| String::from_utf8(snapshot.at(now).body.to_vec()).expect("utf-8");
+        assert!(body(Duration::ZERO).contains(r#""role":"primary""#));
+        assert!(body(Duration::from_secs(2)).contains(r#""role":"unknown""#));
     }
 }

@@ -13,9 +13,10 @@
 //! supertrait [`ReadOps`]) for the replicated state and the changes, and the
 //! [`Credentials`] the mutating calls need. Every handler may read; only
 //! one that passed authentication gets [`WriteOps`] (see `auth.rs`). A
-//! health answer is a pure function of one [`NodeHealth`] snapshot (see
-//! [`status`]) and never touches the operations, so `/primary`
-//! costs one snapshot and, for `GET`, one small JSON document. The status
+//! health answer is a pure function of one [`NodeHealth`] (see [`status`])
+//! from a [`HealthSnapshot`] the agent renders when something changes, and
+//! never touches the operations, so `/primary` costs a clock read and a
+//! reference count; its `GET` body was serialized with the snapshot. The status
 //! documents read the member's applied copy of the state: no Raft round trip
 //! either. Only the mutating calls wait, on the agent's operations.
 //!
@@ -41,7 +42,7 @@ mod write;
 
 pub use allowlist::{Allowlist, IpNet};
 pub use auth::{Credentials, LoginGuard};
-pub use health::{HealthSource, NodeHealth, Role};
+pub use health::{HealthSnapshot, HealthSource, NodeHealth, Rendered, Role};
 pub use ops::{
     MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };

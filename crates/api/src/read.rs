@@ -17,8 +17,9 @@ use crate::router::Shared;
 pub(crate) fn cluster(ctx: &Shared) -> Response {
     let state = ctx.reads.state();
     let reports = ctx.reads.member_reports();
-    let scope = ctx.health.health().scope;
-    reply::json(StatusCode::OK, &cluster_document(&state, &scope, &reports))
+    let (snapshot, now) = ctx.health.snapshot();
+    let scope = &snapshot.at(now).health.scope;
+    reply::json(StatusCode::OK, &cluster_document(&state, scope, &reports))
 }
 
 pub(crate) fn history(ctx: &Shared) -> Response {
@@ -36,8 +37,8 @@ pub(crate) fn config(ctx: &Shared) -> Response {
 pub(crate) fn metrics(ctx: &Shared) -> Response {
     let state = ctx.reads.state();
     let reports = ctx.reads.member_reports();
-    let health = ctx.health.health();
-    match metrics::render(&state, &health, &reports) {
+    let (snapshot, now) = ctx.health.snapshot();
+    match metrics::render(&state, &snapshot.at(now).health, &reports) {
         Ok(text) => reply::with_body(
             StatusCode::OK,
             HeaderValue::from_static(metrics::CONTENT_TYPE),

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::header::{ALLOW, CONTENT_TYPE};
@@ -177,9 +177,10 @@ fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> 
             });
         }
     };
-    let health = source.health();
-    let code = status(endpoint, &health, &query);
-    reply(method, code, || body::document(&health))
+    let (snapshot, now) = source.snapshot();
+    let rendered = snapshot.at(now);
+    let code = status(endpoint, &rendered.health, &query);
+    reply_bytes(method, code, || rendered.body.clone())
 }
 
 async fn not_found(request: Request) -> Response {
@@ -190,6 +191,10 @@ async fn not_found(request: Request) -> Response {
 
 /// A JSON body for `GET` only; `make_body` is not called otherwise.
 fn reply(method: &Method, code: StatusCode, make_body: impl FnOnce() -> Vec<u8>) -> Response {
+    reply_bytes(method, code, || Bytes::from(make_body()))
+}
+
+fn reply_bytes(method: &Method, code: StatusCode, make_body: impl FnOnce() -> Bytes) -> Response {
     let mut response = if *method == Method::GET {
         let mut response = Response::new(Body::from(make_body()));
         response.headers_mut().insert(CONTENT_TYPE, JSON);
