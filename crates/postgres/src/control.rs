@@ -2,7 +2,7 @@
 
 use crate::error::{PgError, Result};
 use crate::lsn::Lsn;
-use crate::session::{Session, connect, query_error};
+use crate::session::{Session, connect_local, query_error};
 use crate::settings::PgSettings;
 use crate::version::sql;
 use std::time::Duration;
@@ -102,9 +102,12 @@ pub struct ReplicationSlot {
 
 /// Control queries to the local server at `host:port` as the superuser.
 ///
-/// Each call opens its own connection (a few milliseconds on loopback) and
-/// closes it when done. A kept-open connection would be a client that a smart
-/// shutdown waits for forever, and would need repair after every restart.
+/// Each call opens its own connection (over the Unix socket where it can,
+/// see `session::connect_local`) and closes it when done, so every probe
+/// also proves the postmaster still accepts connections: a kept-open one
+/// goes on answering from its backend while the postmaster hangs, would be
+/// a client that a smart shutdown waits for forever, and would need repair
+/// after every restart.
 pub struct Control {
     settings: PgSettings,
     /// Built at the first connection and kept: building it reads the CA
@@ -377,12 +380,14 @@ impl Control {
     /// One connection for the queries of one call.
     async fn session(&self) -> Result<Session> {
         let s = &self.settings;
-        let tls = self
-            .tls
-            .get_or_try_init(|| async { s.tls.connector() })
-            .await?;
+        let tls = async || {
+            self.tls
+                .get_or_try_init(|| async { s.tls.connector() })
+                .await
+                .cloned()
+        };
         Ok(Session {
-            client: connect(s, tls.clone(), s.control_host(), s.port, &s.superuser).await?,
+            client: connect_local(s, tls).await?,
             query_timeout: s.query_timeout,
         })
     }

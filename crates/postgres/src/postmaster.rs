@@ -214,14 +214,7 @@ impl Postmaster {
     }
 
     async fn probe(&self, settings: &PgSettings, tls: Option<MakeRustlsConnect>) -> Result<String> {
-        let client = crate::session::connect(
-            settings,
-            tls,
-            settings.control_host(),
-            settings.port,
-            &settings.superuser,
-        )
-        .await?;
+        let client = crate::session::connect_local(settings, async || Ok(tls)).await?;
         let query = client.query_one("SELECT current_setting('data_directory')", &[]);
         let row = tokio::time::timeout(settings.query_timeout, query)
             .await

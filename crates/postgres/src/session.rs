@@ -89,16 +89,65 @@ pub(crate) async fn connect(
         port,
     }
     .to_string();
-    let mut config = tokio_postgres::Config::new();
+    let mut config = config_for(settings, login);
     config
         .host(host)
         .port(port)
+        .ssl_mode(settings.tls.tokio_mode());
+    finish(settings, &config, tls, addr).await
+}
+
+/// Opens the superuser's connection to this member's own server: over its
+/// Unix socket by `peer` authentication where this process runs as the OS
+/// user the superuser is named after (pg_hba's `local all all peer`,
+/// `conf.rs`), else as [`connect`] does over TCP. The socket spares the
+/// SCRAM key derivation (4096 HMAC rounds) and the TLS handshake, which at
+/// one probe every `loop_wait` were most of an idle agent's CPU. `tls` is
+/// only built for TCP.
+pub(crate) async fn connect_local<F>(settings: &PgSettings, tls: F) -> Result<Client>
+where
+    F: AsyncFnOnce() -> Result<Option<MakeRustlsConnect>>,
+{
+    if !settings.superuser_is_peer() {
+        return connect(
+            settings,
+            tls().await?,
+            settings.control_host(),
+            settings.port,
+            &settings.superuser,
+        )
+        .await;
+    }
+    let mut config = config_for(settings, &settings.superuser);
+    config
+        .host_path(&settings.socket_dir)
+        .port(settings.port)
+        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let addr = format!(
+        "{}/.s.PGSQL.{}",
+        settings.socket_dir.display(),
+        settings.port
+    );
+    finish(settings, &config, None, addr).await
+}
+
+fn config_for(settings: &PgSettings, login: &crate::settings::Login) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
         .user(&login.user)
         .password(login.password.expose())
         .dbname("postgres")
         .application_name("raftgres-control")
-        .connect_timeout(settings.connect_timeout)
-        .ssl_mode(settings.tls.tokio_mode());
+        .connect_timeout(settings.connect_timeout);
+    config
+}
+
+async fn finish(
+    settings: &PgSettings,
+    config: &tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    addr: String,
+) -> Result<Client> {
     // The two kinds of connection differ in type only.
     type Driver = std::pin::Pin<
         Box<

@@ -125,6 +125,22 @@ impl PgSettings {
         parent.join(format!("{}-postgres.log", self.application_name))
     }
 
+    /// This process may log in as the superuser over the Unix socket by
+    /// `peer` authentication: it runs as the OS user of that name (the
+    /// agent runs as `postgres`; a test harness running as root does not).
+    pub(crate) fn superuser_is_peer(&self) -> bool {
+        static OS_USER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        OS_USER
+            .get_or_init(|| {
+                nix::unistd::User::from_uid(nix::unistd::geteuid())
+                    .ok()
+                    .flatten()
+                    .map(|user| user.name)
+            })
+            .as_deref()
+            == Some(self.superuser.user.as_str())
+    }
+
     /// The address control queries use: a wildcard listen address is not
     /// something a client can connect to, so those go to loopback.
     pub(crate) fn control_host(&self) -> &str {
