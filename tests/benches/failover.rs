@@ -5,66 +5,13 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_tests::{dsn, execute, execute_on, lab_dir, postmaster_pid, report_bench, start_lab};
+use raftgres_tests::bench::{member_dsns, rss_and_cpu, summary, until_writable};
+use raftgres_tests::{dsn, execute_on, lab_dir, postmaster_pid, report_bench, start_lab};
 use std::time::{Duration, Instant};
 
 const HOST_LOSS_TRIALS: usize = 5;
 const POSTMASTER_TRIALS: usize = 3;
 const AGENT_RESTARTS: usize = 10;
-
-/// Until a write succeeds on any database member; the elapsed time.
-async fn until_writable(lab: &raftgres_lab::Lab, since: Instant) -> Duration {
-    let dsns: Vec<String> = lab
-        .description
-        .members
-        .iter()
-        .filter_map(|m| m.dsn.clone())
-        .collect();
-    loop {
-        for d in &dsns {
-            if execute(d, "INSERT INTO bench VALUES (1)").await.is_ok() {
-                return since.elapsed();
-            }
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(60),
-            "no write within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn summary(mut samples: Vec<Duration>) -> serde_json::Value {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    serde_json::json!({
-        "trials": samples.len(),
-        "min_ms": ms(samples[0]),
-        "median_ms": ms(samples[samples.len() / 2]),
-        "max_ms": ms(samples[samples.len() - 1]),
-    })
-}
-
-/// Resident memory and CPU time of one process, from /proc.
-fn rss_and_cpu(pid: u32) -> (u64, Duration) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    (rss_kb, Duration::from_millis(ticks * 10))
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -77,7 +24,7 @@ async fn main() {
         // The whole host at once: its agent, keeper, guard and Postgres.
         let lost = Instant::now();
         lab.kill_host(&primary).expect("lose the primary's host");
-        host_loss.push(until_writable(&lab, lost).await);
+        host_loss.push(until_writable(&member_dsns(&lab), lost).await);
     }
 
     let mut postmaster_crash = Vec::new();
@@ -120,7 +67,7 @@ async fn main() {
             Pid::from_raw(postmaster_pid(&lab, &primary).expect("postmaster.pid")),
             Signal::SIGKILL,
         );
-        postmaster_crash.push(until_writable(&lab, crashed).await);
+        postmaster_crash.push(until_writable(&member_dsns(&lab), crashed).await);
     }
     let max_rss = idle.iter().map(|(r, _)| *r).max().unwrap_or(0);
     let max_cpu = idle.iter().map(|(_, c)| *c).fold(0.0, f64::max);

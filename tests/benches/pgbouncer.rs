@@ -6,6 +6,7 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench pgbouncer`
 
+use raftgres_tests::bench::insert_until;
 use raftgres_tests::http::Api;
 use raftgres_tests::{
     eventually, execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, until_streaming, writable,
@@ -14,32 +15,6 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 const SWITCHOVER_TRIALS: usize = 5;
-
-/// One connection inserting until `stop`: (statements, failed, longest wait).
-async fn writer(dsn: String, stop: tokio::sync::watch::Receiver<bool>) -> (u64, u64, Duration) {
-    let (client, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-        .await
-        .expect("connect through pgbouncer");
-    let driver = tokio::spawn(connection);
-    let (mut done, mut failed, mut longest) = (0, 0, Duration::ZERO);
-    while !*stop.borrow() {
-        let started = Instant::now();
-        let ok = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(20),
-                client.simple_query("INSERT INTO bench VALUES (1)")
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        longest = longest.max(started.elapsed());
-        done += 1;
-        failed += u64::from(!ok);
-    }
-    drop(client);
-    let _ = driver.await;
-    (done, failed, longest)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -68,7 +43,7 @@ async fn main() {
         }
         let (candidate, via) = (replicas[0].clone(), replicas[1].clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(writer(pgbouncer_dsn(&lab, &via), stopped));
+        let task = tokio::spawn(insert_until(pgbouncer_dsn(&lab, &via), stopped));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
         let reply = api

@@ -1,6 +1,7 @@
 //! Shared helpers for the real-process tests: they start real agents through
 //! the same lab code as `raftgresctl lab`, and kill them with real signals.
 
+pub mod bench;
 pub mod faults;
 mod fixture;
 pub mod http;

@@ -1,0 +1,257 @@
+//! The four measures of cost and speed in one run, each beside the figure
+//! measured before the work on them (issue 18's baseline, on this 2-core
+//! machine class with the same harness):
+//! 1. idle cost: each agent's CPU and memory over a quiet minute of a
+//!    3-member lab, and the Raft entries committed per second at rest with
+//!    3 and 5 members;
+//! 2. host loss (agent, keeper and every Postgres process SIGKILLed) to
+//!    the first write, on any member and through HAProxy's write port;
+//! 3. `GET /primary` on the primary: wrk, 2 threads, 4 connections, 5 s;
+//! 4. the longest write pause a writer through pgbouncer sees across a
+//!    switchover, and its failed statements.
+//!
+//! Prints a table and writes `target/bench/perf.json`; asserts nothing about
+//! time. `scripts/bench-perf` installs wrk and builds the release binaries
+//! first. `PERF_TRIALS` sets the host-loss and switchover trials (default 5).
+
+use std::time::{Duration, Instant};
+
+use raftgres_lab::Lab;
+use raftgres_tests::bench::{
+    insert_until, member_dsns, rss_and_cpu, run_wrk, summary, until_writable, wrk_binary,
+};
+use raftgres_tests::http::Api;
+use raftgres_tests::{
+    eventually, execute, execute_on, lab_dir, pgbouncer_dsn, report_bench, start_lab, status,
+    until_streaming,
+};
+use serde_json::{Value, json};
+
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The figures before, as the issue measured them: (measure, figure, aim).
+const BASELINE: [(&str, &str, &str); 8] = [
+    ("idle CPU per agent, % of a core", "2.1-2.9", "<= 0.3"),
+    ("idle agent RSS, MiB", "15", "<= 20"),
+    (
+        "host loss -> first write, s (min/median/max)",
+        "3.10/3.15/3.26",
+        "median <= 2.0, max <= 2.5",
+    ),
+    (
+        "  ... through HAProxy's write port, s",
+        "3.62/4.01/4.16",
+        "median <= 2.5",
+    ),
+    ("GET /primary, req/s", "30,000-35,000", ">= 50,000"),
+    ("GET /primary, p99 ms", "2.7-3.2", "< 1"),
+    (
+        "switchover write pause via pgbouncer, ms (median)",
+        "345",
+        "<= 250",
+    ),
+    ("switchover failed statements", "0", "0"),
+];
+
+fn trials() -> usize {
+    std::env::var("PERF_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Each agent's CPU (% of a core) and RSS over [`IDLE`], and the Raft
+/// entries applied per second on the first member.
+async fn idle(members: usize) -> Value {
+    let dir = lab_dir();
+    let (lab, _) = start_lab(&dir, members, false).await;
+    // Let the start-up traffic (clones, first publications) pass.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pids: Vec<u32> = lab
+        .description
+        .members
+        .iter()
+        .map(|m| m.agent_pid)
+        .collect();
+    let first = lab.names()[0].clone();
+    let applied = async || status(&lab, &first).await.expect("status").applied_index;
+    let before: Vec<_> = pids.iter().map(|p| rss_and_cpu(*p)).collect();
+    let applied_before = applied().await;
+    tokio::time::sleep(IDLE).await;
+    let applied_after = applied().await;
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    for (pid, (_, cpu_before)) in pids.iter().zip(before) {
+        let (rss_kib, cpu_after) = rss_and_cpu(*pid);
+        cpu.push((cpu_after - cpu_before).as_secs_f64() / IDLE.as_secs_f64() * 100.0);
+        rss.push(rss_kib);
+    }
+    json!({
+        "members": members,
+        "seconds": IDLE.as_secs(),
+        "agent_cpu_percent": cpu,
+        "agent_rss_kib": rss,
+        "raft_entries_per_sec": (applied_after - applied_before) as f64 / IDLE.as_secs_f64(),
+    })
+}
+
+/// Host loss to the first write on any member and through HAProxy, over
+/// fresh labs.
+async fn host_loss(trials: usize) -> Value {
+    let mut direct = Vec::new();
+    let mut haproxy = Vec::new();
+    for _ in 0..trials {
+        let dir = lab_dir();
+        let (mut lab, primary) = start_lab(&dir, 3, false).await;
+        execute_on(&lab, &primary, "CREATE TABLE bench (id int)").await;
+        let through = lab.haproxy_dsn(true);
+        if let Some(dsn) = &through {
+            until_writable(std::slice::from_ref(dsn), Instant::now()).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let lost = Instant::now();
+        lab.kill_host(&primary).expect("lose the primary's host");
+        let members = member_dsns(&lab);
+        let on_member = until_writable(&members, lost);
+        match through {
+            Some(dsn) => {
+                let (a, b) =
+                    tokio::join!(on_member, until_writable(std::slice::from_ref(&dsn), lost));
+                direct.push(a);
+                haproxy.push(b);
+            }
+            None => direct.push(on_member.await),
+        }
+    }
+    json!({ "direct": summary(direct), "haproxy": summary(haproxy) })
+}
+
+async fn primary_throughput() -> Value {
+    let Some(wrk) = wrk_binary() else {
+        return json!({ "skipped": "wrk is not installed (apt-get install wrk)" });
+    };
+    let dir = lab_dir();
+    let (lab, primary) = start_lab(&dir, 3, false).await;
+    let url = format!("{}/primary", lab.member(&primary).expect("member").api_url);
+    run_wrk(&wrk, &["-t2", "-c4", "-d5s"], &url).await
+}
+
+/// The longest pause of a writer through a third member's pgbouncer across
+/// each of `trials` switchovers.
+async fn switchover(trials: usize) -> Value {
+    let dir = lab_dir();
+    let (lab, mut primary) = start_lab(&dir, 3, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let names = lab.names();
+    eventually(
+        Duration::from_secs(20),
+        "pgbouncer reaches the primary",
+        || async {
+            execute(
+                &pgbouncer_dsn(&lab, &names[0]),
+                "CREATE TABLE IF NOT EXISTS bench (id int)",
+            )
+            .await
+            .ok()
+        },
+    )
+    .await;
+    let mut pauses = Vec::new();
+    let mut failed_total = 0;
+    for _ in 0..trials {
+        let (candidate, via) = replicas_streaming(&lab, &names, &primary).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let writer = tokio::spawn(insert_until(pgbouncer_dsn(&lab, &via), stopped));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let reply = api
+            .send(
+                "POST",
+                &lab.member(&via).expect("member").api_url,
+                "/switchover",
+                &json!({"leader": primary, "candidate": candidate}),
+            )
+            .await
+            .expect("POST /switchover");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.send(true).expect("stop the writer");
+        let (_, failed, longest) = writer.await.expect("writer");
+        assert_eq!(reply.status, 200, "switchover refused: {}", reply.body);
+        pauses.push(longest);
+        failed_total += failed;
+        primary = candidate;
+    }
+    json!({ "write_pause": summary(pauses), "failed_statements": failed_total })
+}
+
+/// A candidate and a third member, once both replicas stream.
+async fn replicas_streaming(lab: &Lab, names: &[String], primary: &str) -> (String, String) {
+    let replicas: Vec<String> = names.iter().filter(|n| *n != primary).cloned().collect();
+    for r in &replicas {
+        until_streaming(lab, r, Duration::from_secs(60), "replicas stream").await;
+    }
+    (replicas[0].clone(), replicas[1].clone())
+}
+
+fn seconds(summary: &Value) -> String {
+    let s = |key: &str| {
+        summary[key]
+            .as_f64()
+            .map_or("-".into(), |ms| format!("{:.2}", ms / 1000.0))
+    };
+    format!("{}/{}/{}", s("min_ms"), s("median_ms"), s("max_ms"))
+}
+
+fn range(values: &Value, scale: f64, digits: usize) -> String {
+    let numbers: Vec<f64> = values
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let min = numbers.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+    let max = numbers.iter().copied().fold(0.0, f64::max) * scale;
+    format!("{min:.digits$}-{max:.digits$}")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let trials = trials();
+    let idle3 = idle(3).await;
+    let idle5 = idle(5).await;
+    let loss = host_loss(trials).await;
+    let api = primary_throughput().await;
+    let switch = switchover(trials).await;
+
+    let now = [
+        range(&idle3["agent_cpu_percent"], 1.0, 2),
+        range(&idle3["agent_rss_kib"], 1.0 / 1024.0, 1),
+        seconds(&loss["direct"]),
+        seconds(&loss["haproxy"]),
+        api["requests_per_sec"]
+            .as_f64()
+            .map_or("-".into(), |r| format!("{r:.0}")),
+        api["latency_p99_ms"]
+            .as_f64()
+            .map_or("-".into(), |ms| format!("{ms:.2}")),
+        switch["write_pause"]["median_ms"]
+            .as_f64()
+            .map_or("-".into(), |ms| format!("{ms:.0}")),
+        switch["failed_statements"].to_string(),
+    ];
+    println!("\n{:<52} {:>16} {:>16}   aim", "measure", "before", "now");
+    for ((measure, before, aim), now) in BASELINE.iter().zip(&now) {
+        println!("{measure:<52} {before:>16} {now:>16}   {aim}");
+    }
+    println!(
+        "Raft entries per second at rest: {:.1} with 3 members, {:.1} with 5",
+        idle3["raft_entries_per_sec"].as_f64().unwrap_or(0.0),
+        idle5["raft_entries_per_sec"].as_f64().unwrap_or(0.0),
+    );
+    let report = json!({
+        "idle_3_members": idle3,
+        "idle_5_members": idle5,
+        "host_loss_to_first_write": loss,
+        "get_primary": api,
+        "switchover_via_pgbouncer": switch,
+        "baseline": BASELINE.iter().map(|(m, b, a)| json!({"measure": m, "before": b, "aim": a})).collect::<Vec<_>>(),
+    });
+    report_bench("perf", &report);
+}
