@@ -270,32 +270,50 @@ impl PgLoop {
             if let Some(deadline) = deadline.filter(|_| view.is_writable_primary()) {
                 wake = wake.min(deadline - now + Duration::from_millis(1));
             }
-            tokio::select! {
-                changed = states.changed() => if changed.is_err() { break },
-                _ = self.progress.during(tokio::time::sleep(wake)) => {}
-                changed = async { pooler_changes.as_mut().expect("guarded").changed().await }, if pooler_changes.is_some() => {
-                    if changed.is_err() {
-                        pooler_changes = None;
+            // A change of substance wakes this loop at once; the renewals
+            // and heartbeats that change the state several times a second
+            // at rest do not, or each would cost a Postgres probe.
+            let seen = state.without_keepalives();
+            let progress = self.progress.clone();
+            let sleep = progress.during(tokio::time::sleep(wake));
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    changed = states.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if states.borrow().state.without_keepalives() != seen {
+                            break;
+                        }
                     }
+                    _ = &mut sleep => break,
+                    changed = async { pooler_changes.as_mut().expect("guarded").changed().await }, if pooler_changes.is_some() => {
+                        if changed.is_err() {
+                            pooler_changes = None;
+                        }
+                        break;
+                    }
+                    Some(request) = self.operations.recv() => {
+                        // A reload leaves Postgres serving: health checks must
+                        // not drop the member for it.
+                        if !matches!(request.operation, Operation::Reload) {
+                            self.view.send_replace(PgView::Busy {
+                                action: operation_name(request.operation),
+                            });
+                        }
+                        self.take_live();
+                        self.apply_parameters(&mut local, &state, &view).await;
+                        let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
+                        match &outcome {
+                            Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
+                            Err(e) => tracing::warn!(member = self.me(), operation = ?request.operation, error = %e, "operator request failed"),
+                        }
+                        let _ = request.reply.send(outcome);
+                        break;
+                    }
+                    _ = stop.cancelled() => return,
                 }
-                Some(request) = self.operations.recv() => {
-                    // A reload leaves Postgres serving: health checks must
-                    // not drop the member for it.
-                    if !matches!(request.operation, Operation::Reload) {
-                        self.view.send_replace(PgView::Busy {
-                            action: operation_name(request.operation),
-                        });
-                    }
-                    self.take_live();
-                    self.apply_parameters(&mut local, &state, &view).await;
-                    let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
-                    match &outcome {
-                        Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
-                        Err(e) => tracing::warn!(member = self.me(), operation = ?request.operation, error = %e, "operator request failed"),
-                    }
-                    let _ = request.reply.send(outcome);
-                }
-                _ = stop.cancelled() => break,
             }
         }
         // Postgres keeps running under the keeper; the next agent attaches.

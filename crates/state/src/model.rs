@@ -400,6 +400,21 @@ impl ClusterState {
         self.config.as_ref().map(|c| c.values.timing)
     }
 
+    /// The state without its keep-alives: the renewals of one lease (its
+    /// revision and the position it reports) and the members' heartbeat
+    /// counters. At rest they are all that changes, several times a second;
+    /// two states equal in this form differ in nothing a member acts on
+    /// beyond freshness, which passes with time, not with a change.
+    pub fn without_keepalives(&self) -> ClusterState {
+        let mut state = self.clone();
+        state.lease.revision = 0;
+        state.lease.last_lsn = None;
+        for member in state.members.values_mut() {
+            member.heartbeat = 0;
+        }
+        state
+    }
+
     /// How long a member's report stays fresh: the config's ttl, and zero
     /// (nothing is fresh) before the cluster has a config.
     pub fn report_ttl(&self) -> Duration {
@@ -415,4 +430,62 @@ pub fn is_valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_rest() -> ClusterState {
+        let mut state = ClusterState::default();
+        state.lease.holder = Some("a".into());
+        state.lease.epoch = Epoch(3);
+        state.lease.revision = 10;
+        state.lease.last_lsn = Some(Lsn(100));
+        for (name, id) in [("a", 1), ("b", 2)] {
+            let mut member = Member::new(name, id, format!("{name}:5433"));
+            member.heartbeat = 7;
+            state.members.insert(name.into(), member);
+        }
+        state
+    }
+
+    #[test]
+    fn renewals_and_heartbeats_are_keepalives() {
+        let before = at_rest();
+        let mut after = before.clone();
+        after.lease.revision += 1;
+        after.lease.last_lsn = Some(Lsn(200));
+        after.members.get_mut("b").expect("b").heartbeat += 1;
+        assert_ne!(after, before);
+        assert_eq!(after.without_keepalives(), before.without_keepalives());
+    }
+
+    #[test]
+    fn every_other_change_is_one_of_substance() {
+        let before = at_rest();
+        let changes: [(&str, fn(&mut ClusterState)); 6] = [
+            ("a new holder", |s| s.lease.holder = Some("b".into())),
+            ("a new epoch", |s| s.lease.epoch = Epoch(4)),
+            ("a new timeline", |s| s.lease.timeline = Some(2)),
+            ("a member's position", |s| {
+                s.members.get_mut("b").expect("b").replay_lsn = Some(Lsn(5))
+            }),
+            ("the sync set", |s| {
+                s.sync_set.insert("b".into());
+            }),
+            ("a member gone", |s| {
+                s.members.remove("b");
+            }),
+        ];
+        for (what, change) in changes {
+            let mut after = before.clone();
+            change(&mut after);
+            assert_ne!(
+                after.without_keepalives(),
+                before.without_keepalives(),
+                "{what} must count as a change"
+            );
+        }
+    }
 }
