@@ -38,6 +38,9 @@ const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
 const START_REQUEST: Duration = Duration::from_secs(10);
 
 const LOOP_WAIT_BEFORE_CONFIG: Duration = Duration::from_millis(250);
+/// How often Postgres is looked at while a switchover is under way: the
+/// clients' write pause grows with every wait between its steps.
+const SWITCHOVER_POLL: Duration = Duration::from_millis(20);
 
 pub struct PgLoop {
     pub consensus: Consensus,
@@ -269,6 +272,9 @@ impl PgLoop {
             let mut wake = Self::loop_wait(&state);
             if let Some(deadline) = deadline.filter(|_| view.is_writable_primary()) {
                 wake = wake.min(deadline - now + Duration::from_millis(1));
+            }
+            if raftgres_ha::switchover_under_way(&state, now_unix_ms) {
+                wake = wake.min(SWITCHOVER_POLL);
             }
             // A change of substance wakes this loop at once; the renewals
             // and heartbeats that change the state several times a second

@@ -32,7 +32,7 @@ pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm, slot_holders};
 pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
-    unfit_candidate,
+    switchover_under_way, unfit_candidate,
 };
 pub use sync::{
     Configured, StandbyView, SyncStep, WaitFor, hands_over_after_crash, plan_sync, wait_for,

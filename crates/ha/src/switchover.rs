@@ -38,6 +38,17 @@ pub fn due_switchover<'a>(
     })
 }
 
+/// A switchover whose time has come is under way. Each of its steps waits
+/// for another member's observed progress (the holder's stop, the
+/// candidate's replay of the shutdown checkpoint, the transfer), so while
+/// it lasts the members look at Postgres far more often than `loop_wait`.
+pub fn switchover_under_way(state: &ClusterState, now_unix_ms: u64) -> bool {
+    state
+        .switchover
+        .as_ref()
+        .is_some_and(|s| s.at_unix_ms.is_none_or(|at| at <= now_unix_ms))
+}
+
 /// Why `m` cannot take over from the holder now, or `None` when it can: a
 /// streaming replica of this cluster, fresh, tagged in, within
 /// `maximum_lag_on_failover` of the holder's last position, and on the
@@ -224,6 +235,21 @@ mod tests {
             Some("c")
         );
         assert!(handover_target(&s, Some("b"), &|_| true).is_none());
+    }
+
+    #[test]
+    fn a_switchover_is_under_way_for_every_member_from_its_time() {
+        let mut s = cluster(Some("a"));
+        assert!(!switchover_under_way(&s, 5_000));
+        s.switchover = Some(Switchover {
+            from: Some("a".into()),
+            to: Some("b".into()),
+            at_unix_ms: Some(1_000),
+        });
+        assert!(!switchover_under_way(&s, 999));
+        assert!(switchover_under_way(&s, 1_000));
+        s.switchover.as_mut().expect("set").at_unix_ms = None;
+        assert!(switchover_under_way(&s, 0));
     }
 
     #[test]
