@@ -148,6 +148,36 @@ where
     }
 }
 
+/// Proposes `command` through each of `members` in turn until one gets it
+/// committed: a leader found a moment ago may have lost an election since,
+/// and then answers "no leader" until the next one is known. Returns the
+/// member that got it committed and what the state machine answered; a
+/// rejection by the state machine fails the test.
+pub async fn commit_through_any(
+    members: &BTreeMap<NodeId, Consensus>,
+    command: &Command,
+) -> (NodeId, Applied) {
+    let deadline = Instant::now() + SETTLE;
+    let mut errors = Vec::new();
+    loop {
+        for (id, member) in members {
+            match tokio::time::timeout(OPERATION_TIMEOUT * 3, member.propose(command.clone())).await
+            {
+                Ok(Ok(Ok(applied))) => return (*id, applied),
+                Ok(Ok(Err(rejection))) => panic!("{command:?} rejected: {rejection}"),
+                Ok(Err(e)) => errors.push(format!("{id}: {e}")),
+                Err(_) => errors.push(format!("{id}: propose hung")),
+            }
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{command:?} did not commit through any member within {SETTLE:?}; errors: {errors:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The errors a caller cut off from the majority may see: all say "retry".
 pub fn is_unavailable(e: &ConsensusError) -> bool {
     matches!(
@@ -230,17 +260,14 @@ impl Cluster {
                 .await
                 .expect("initialize");
         }
-        let leader = self.wait_leader(&ids).await;
-        let response = self
-            .get(leader)
-            .propose(Command::BootstrapConfig {
-                values: config_values(),
-            })
-            .await
-            .expect("bootstrap config commits");
+        self.wait_leader(&ids).await;
+        let bootstrap = Command::BootstrapConfig {
+            values: config_values(),
+        };
+        let (_, applied) = commit_through_any(&self.members, &bootstrap).await;
         assert!(
-            matches!(response, Ok(Applied::Config { .. })),
-            "bootstrap config applies: {response:?}"
+            matches!(applied, Applied::Config { .. }),
+            "bootstrap config applies: {applied:?}"
         );
         self
     }
@@ -349,29 +376,12 @@ impl Cluster {
     /// member that got it committed.
     pub async fn commit_somewhere(&self, among: &[NodeId]) -> (Command, NodeId) {
         let command = self.next_command();
-        let deadline = Instant::now() + SETTLE;
-        let mut errors = Vec::new();
-        loop {
-            for id in among {
-                let attempt = tokio::time::timeout(
-                    OPERATION_TIMEOUT * 3,
-                    self.get(*id).propose(command.clone()),
-                )
-                .await;
-                match attempt {
-                    Ok(Ok(Ok(_))) => return (command, *id),
-                    Ok(Ok(Err(rejection))) => panic!("{command:?} rejected: {rejection}"),
-                    Ok(Err(e)) => errors.push(format!("{id}: {e}")),
-                    Err(_) => errors.push(format!("{id}: propose hung")),
-                }
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{command:?} did not commit through any of {among:?} within {SETTLE:?}; errors: {errors:?}"
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let members = among
+            .iter()
+            .map(|id| (*id, self.get(*id).clone()))
+            .collect();
+        let (via, _) = commit_through_any(&members, &command).await;
+        (command, via)
     }
 
     /// A linearizable read through `via`, bounded.
