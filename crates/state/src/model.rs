@@ -461,10 +461,13 @@ mod tests {
         assert_eq!(after.without_keepalives(), before.without_keepalives());
     }
 
+    /// A named edit of a state, for tables of changes.
+    type Change = (&'static str, fn(&mut ClusterState));
+
     #[test]
     fn every_other_change_is_one_of_substance() {
         let before = at_rest();
-        let changes: [(&str, fn(&mut ClusterState)); 6] = [
+        let changes: [Change; 6] = [
             ("a new holder", |s| s.lease.holder = Some("b".into())),
             ("a new epoch", |s| s.lease.epoch = Epoch(4)),
             ("a new timeline", |s| s.lease.timeline = Some(2)),
