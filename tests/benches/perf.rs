@@ -12,7 +12,9 @@
 //!
 //! Prints a table and writes `target/bench/perf.json`; asserts nothing about
 //! time. `scripts/bench-perf` installs wrk and builds the release binaries
-//! first. `PERF_TRIALS` sets the host-loss and switchover trials (default 5).
+//! first. `PERF_TRIALS` sets the host-loss and switchover trials (default 5);
+//! `PERF_ONLY` a comma-separated subset of `idle`, `host_loss`, `primary`
+//! and `switchover` to run (default all), for work on one of them.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +54,20 @@ const BASELINE: [(&str, &str, &str); 8] = [
     ),
     ("switchover failed statements", "0", "0"),
 ];
+
+/// Whether `PERF_ONLY` (unset: everything) names `part`; a name that is no
+/// part stops the run rather than measure nothing.
+fn selected(part: &str) -> bool {
+    const PARTS: [&str; 4] = ["idle", "host_loss", "primary", "switchover"];
+    let Ok(only) = std::env::var("PERF_ONLY") else {
+        return true;
+    };
+    let names: Vec<&str> = only.split(',').map(str::trim).collect();
+    if let Some(unknown) = names.iter().find(|n| !PARTS.contains(n)) {
+        panic!("PERF_ONLY names {unknown:?}; the parts are {PARTS:?}");
+    }
+    names.contains(&part)
+}
 
 fn trials() -> usize {
     std::env::var("PERF_TRIALS")
@@ -206,6 +222,9 @@ fn range(values: &Value, scale: f64, digits: usize) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
         .unwrap_or_default();
+    if numbers.is_empty() {
+        return "-".into();
+    }
     let min = numbers.iter().copied().fold(f64::INFINITY, f64::min) * scale;
     let max = numbers.iter().copied().fold(0.0, f64::max) * scale;
     format!("{min:.digits$}-{max:.digits$}")
@@ -214,36 +233,52 @@ fn range(values: &Value, scale: f64, digits: usize) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let trials = trials();
-    let idle3 = idle(3).await;
-    let idle5 = idle(5).await;
-    let loss = host_loss(trials).await;
-    let api = primary_throughput().await;
-    let switch = switchover(trials).await;
+    let idle3 = if selected("idle") {
+        idle(3).await
+    } else {
+        Value::Null
+    };
+    let idle5 = if selected("idle") {
+        idle(5).await
+    } else {
+        Value::Null
+    };
+    let loss = if selected("host_loss") {
+        host_loss(trials).await
+    } else {
+        Value::Null
+    };
+    let api = if selected("primary") {
+        primary_throughput().await
+    } else {
+        Value::Null
+    };
+    let switch = if selected("switchover") {
+        switchover(trials).await
+    } else {
+        Value::Null
+    };
 
+    let number =
+        |v: &Value, digits: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"));
     let now = [
         range(&idle3["agent_cpu_percent"], 1.0, 2),
         range(&idle3["agent_rss_kib"], 1.0 / 1024.0, 1),
         seconds(&loss["direct"]),
         seconds(&loss["haproxy"]),
-        api["requests_per_sec"]
-            .as_f64()
-            .map_or("-".into(), |r| format!("{r:.0}")),
-        api["latency_p99_ms"]
-            .as_f64()
-            .map_or("-".into(), |ms| format!("{ms:.2}")),
-        switch["write_pause"]["median_ms"]
-            .as_f64()
-            .map_or("-".into(), |ms| format!("{ms:.0}")),
-        switch["failed_statements"].to_string(),
+        number(&api["requests_per_sec"], 0),
+        number(&api["latency_p99_ms"], 2),
+        number(&switch["write_pause"]["median_ms"], 0),
+        number(&switch["failed_statements"], 0),
     ];
     println!("\n{:<52} {:>16} {:>16}   aim", "measure", "before", "now");
     for ((measure, before, aim), now) in BASELINE.iter().zip(&now) {
         println!("{measure:<52} {before:>16} {now:>16}   {aim}");
     }
     println!(
-        "Raft entries per second at rest: {:.1} with 3 members, {:.1} with 5",
-        idle3["raft_entries_per_sec"].as_f64().unwrap_or(0.0),
-        idle5["raft_entries_per_sec"].as_f64().unwrap_or(0.0),
+        "Raft entries per second at rest: {} with 3 members, {} with 5",
+        number(&idle3["raft_entries_per_sec"], 1),
+        number(&idle5["raft_entries_per_sec"], 1),
     );
     let report = json!({
         "idle_3_members": idle3,
