@@ -176,8 +176,16 @@ impl PgLoop {
                 self.configure_before_promotion(local, state).await?;
                 let control = Control::new(&self.settings);
                 if control.promote(PROMOTE_WAIT).await? {
-                    // A checkpoint makes the new timeline visible to pg_rewind at once.
-                    control.checkpoint(PROMOTE_WAIT).await?;
+                    // The control file shows the new timeline only after a
+                    // checkpoint. The rewinder checkpoints its source itself,
+                    // so this one only spares it that wait, and it runs
+                    // beside the clients' way to the new primary, not on it.
+                    let member = self.me().to_owned();
+                    tokio::spawn(async move {
+                        if let Err(e) = control.checkpoint(PROMOTE_WAIT).await {
+                            tracing::warn!(member, error = %e, "checkpoint after the promotion failed");
+                        }
+                    });
                     self.write_conf(local, &Role::Primary)?;
                     local.upstream = None;
                     tracing::info!(member = self.me(), epoch = %state.lease.epoch, "promoted");

@@ -242,6 +242,8 @@ impl Control {
     /// next checkpoint completes; run [`Control::checkpoint`] before anyone
     /// `pg_rewind`s from this server ([`crate::rewind`] does it itself).
     pub async fn promote(&self, wait: Duration) -> Result<bool> {
+        /// How often a promotion in progress is looked at.
+        const PROMOTE_POLL: Duration = Duration::from_millis(5);
         const OP: &str = "promoting";
         let session = self.session().await?;
         let row = session
@@ -251,20 +253,31 @@ impl Control {
             tracing::info!("promote: the server is already a primary");
             return Ok(true);
         }
-        // pg_promote counts whole seconds; round up so it never waits less.
-        let seconds = i32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-            .unwrap_or(i32::MAX)
-            .max(1);
-        let bound = self.settings.query_timeout + Duration::from_secs(seconds as u64);
-        let rows = session
-            .query_bounded(OP, bound, "SELECT pg_promote(true, $1)", &[&seconds])
+        // pg_promote's own wait looks every 100 ms, which the clients of a
+        // switchover would wait out; so signal without waiting and look
+        // here more often.
+        let row = session
+            .query_one(OP, "SELECT pg_promote(false)", &[])
             .await?;
-        let promoted = match rows.first() {
-            Some(row) => get::<bool>(row, 0, OP)?,
-            None => false,
-        };
-        tracing::info!(promoted, "promote requested");
-        Ok(promoted)
+        if !get::<bool>(&row, 0, OP)? {
+            tracing::warn!("promote: the server refused the promotion signal");
+            return Ok(false);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let row = session
+                .query_one(OP, "SELECT pg_is_in_recovery()", &[])
+                .await?;
+            if !get::<bool>(&row, 0, OP)? {
+                tracing::info!("promoted");
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?wait, "promote: the server is still in recovery");
+                return Ok(false);
+            }
+            tokio::time::sleep(PROMOTE_POLL).await;
+        }
     }
 
     /// A server setting as a new session sees it: once it shows a reloaded
