@@ -223,7 +223,9 @@ mod tests {
             "option httpchk",
             "http-check send meth OPTIONS uri /primary",
             "http-check expect status 200",
-            "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions",
+            "default-server inter 1s fastinter 100ms downinter 200ms fall 2 rise 1 \
+             on-marked-down shutdown-sessions",
+            "option redispatch",
             servers,
         ] {
             assert!(write.contains(line), "{line:?} not in {write}");
