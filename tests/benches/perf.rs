@@ -69,6 +69,15 @@ fn selected(part: &str) -> bool {
     names.contains(&part)
 }
 
+/// What `part` measured, or null when `PERF_ONLY` leaves it out.
+async fn measure(part: &str, run: impl std::future::Future<Output = Value>) -> Value {
+    if selected(part) {
+        run.await
+    } else {
+        Value::Null
+    }
+}
+
 fn trials() -> usize {
     std::env::var("PERF_TRIALS")
         .ok()
@@ -233,31 +242,11 @@ fn range(values: &Value, scale: f64, digits: usize) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let trials = trials();
-    let idle3 = if selected("idle") {
-        idle(3).await
-    } else {
-        Value::Null
-    };
-    let idle5 = if selected("idle") {
-        idle(5).await
-    } else {
-        Value::Null
-    };
-    let loss = if selected("host_loss") {
-        host_loss(trials).await
-    } else {
-        Value::Null
-    };
-    let api = if selected("primary") {
-        primary_throughput().await
-    } else {
-        Value::Null
-    };
-    let switch = if selected("switchover") {
-        switchover(trials).await
-    } else {
-        Value::Null
-    };
+    let idle3 = measure("idle", idle(3)).await;
+    let idle5 = measure("idle", idle(5)).await;
+    let loss = measure("host_loss", host_loss(trials)).await;
+    let api = measure("primary", primary_throughput()).await;
+    let switch = measure("switchover", switchover(trials)).await;
 
     let number =
         |v: &Value, digits: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"));

@@ -246,10 +246,13 @@ impl Control {
         const PROMOTE_POLL: Duration = Duration::from_millis(5);
         const OP: &str = "promoting";
         let session = self.session().await?;
-        let row = session
-            .query_one(OP, "SELECT pg_is_in_recovery()", &[])
-            .await?;
-        if !get::<bool>(&row, 0, OP)? {
+        let in_recovery = async || {
+            let row = session
+                .query_one(OP, "SELECT pg_is_in_recovery()", &[])
+                .await?;
+            get::<bool>(&row, 0, OP)
+        };
+        if !in_recovery().await? {
             tracing::info!("promote: the server is already a primary");
             return Ok(true);
         }
@@ -265,10 +268,7 @@ impl Control {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let row = session
-                .query_one(OP, "SELECT pg_is_in_recovery()", &[])
-                .await?;
-            if !get::<bool>(&row, 0, OP)? {
+            if !in_recovery().await? {
                 tracing::info!("promoted");
                 return Ok(true);
             }
