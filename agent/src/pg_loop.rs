@@ -15,8 +15,9 @@ use raftgres_ha::{
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Role, SyncStandbys, Upstream, basebackup, check_parameters,
-    controldata, initdb, is_initialized, rewind, slot_name_for, write_managed_conf,
+    Control, PgError, PgSettings, Probe, Role, SyncStandbys, Upstream, basebackup,
+    check_parameters, controldata, initdb, is_initialized, rewind, slot_name_for,
+    write_managed_conf,
 };
 use raftgres_state::{ClusterState, Command, HostPort, Lsn, Member, PendingRestart};
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,6 +88,8 @@ struct Local {
     down_since: Option<MonoInstant>,
     /// First failed status query of a running postmaster.
     unanswered_since: Option<MonoInstant>,
+    /// The status look's kept session, made at the first look.
+    probe: Option<Probe>,
     heartbeat: u64,
     /// The record last sent, to send again only when it changed.
     published: Option<Member>,

@@ -16,17 +16,31 @@ pub fn rss_and_cpu(pid: u32) -> (u64, Duration) {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS");
+    (rss_kib, cpu_ticks(pid, 2))
+}
+
+/// CPU time of one process and of its children it has reaped: for a
+/// postmaster, the server's whole cost but for the backends still running.
+pub fn cpu_with_reaped_children(pid: u32) -> Duration {
+    cpu_ticks(pid, 4)
+}
+
+/// The sum of the first `fields` CPU fields of `/proc/PID/stat` (utime,
+/// stime, cutime, cstime).
+fn cpu_ticks(pid: u32, fields: usize) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
+    let after_name: Vec<&str> = stat
         .rsplit_once(')')
         .expect("stat")
         .1
         .split_whitespace()
         .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 = after_name[11..11 + fields]
+        .iter()
+        .map(|f| f.parse::<u64>().expect("a CPU time field"))
+        .sum();
     // USER_HZ is 100 on Linux.
-    (rss_kib, Duration::from_millis(ticks * 10))
+    Duration::from_millis(ticks * 10)
 }
 
 /// Min, median and max of some durations, in milliseconds.

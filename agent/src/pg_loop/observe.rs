@@ -37,7 +37,10 @@ impl PgLoop {
             local.down_since.get_or_insert(now);
         }
         if local.running {
-            match Control::new(&self.settings).status().await {
+            let probe = local
+                .probe
+                .get_or_insert_with(|| Probe::new(&self.settings));
+            match probe.status(keeper.postmaster_pid).await {
                 Ok(st) => {
                     local.unanswered_since = None;
                     local.down_since = None;

@@ -6,9 +6,9 @@ use crate::session::{Session, connect_local, query_error};
 use crate::settings::PgSettings;
 use crate::version::sql;
 use std::time::Duration;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::PgLsn;
+use tokio_postgres::{Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A server's own view, read in a few queries.
@@ -103,11 +103,11 @@ pub struct ReplicationSlot {
 /// Control queries to the local server at `host:port` as the superuser.
 ///
 /// Each call opens its own connection (over the Unix socket where it can,
-/// see `session::connect_local`) and closes it when done, so every probe
-/// also proves the postmaster still accepts connections: a kept-open one
-/// goes on answering from its backend while the postmaster hangs, would be
-/// a client that a smart shutdown waits for forever, and would need repair
-/// after every restart.
+/// see `session::connect_local`) and closes it when done: the calls are
+/// rare, and a kept-open connection would be a client that a smart
+/// shutdown waits for and would need repair after every restart. The
+/// repeated status look keeps one anyway, for its cost; [`crate::Probe`]
+/// says how it makes up for that.
 pub struct Control {
     settings: PgSettings,
     /// Built at the first connection and kept: building it reads the CA
@@ -123,115 +123,11 @@ impl Control {
         }
     }
 
-    /// Reads the server's role, position and replication peers.
+    /// Reads the server's role, position and replication peers over a
+    /// connection of its own (see [`crate::Probe`] for the repeated look).
     pub async fn status(&self) -> Result<PgStatus> {
-        const OP: &str = "reading the server status";
-        // One statement, so the role and the positions are read together.
-        let local_sql = format!(
-            "SELECT s.r,
-                    (SELECT system_identifier FROM pg_control_system())::text,
-                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END,
-                    CASE WHEN pg_is_in_recovery() THEN NULL
-                         ELSE pg_walfile_name(pg_current_wal_lsn()) END,
-                    pg_last_wal_receive_lsn(),
-                    pg_last_wal_replay_lsn(),
-                    CASE WHEN pg_is_in_recovery() THEN {pause_state} END,
-                    (SELECT timeline_id FROM pg_control_checkpoint()),
-                    (SELECT min_recovery_end_timeline FROM pg_control_recovery())
-             FROM (SELECT pg_is_in_recovery() AS r) s",
-            pause_state = sql::REPLAY_PAUSE_STATE
-        );
         let session = self.session().await?;
-        let local = session.query_one(OP, &local_sql, &[]).await?;
-        let in_recovery: bool = get(&local, 0, OP)?;
-        let system_id: String = get(&local, 1, OP)?;
-        let current: Option<PgLsn> = get(&local, 2, OP)?;
-        let walfile: Option<String> = get(&local, 3, OP)?;
-        let receive_lsn = get::<Option<PgLsn>>(&local, 4, OP)?.map(Lsn::from);
-        let replay_lsn = get::<Option<PgLsn>>(&local, 5, OP)?.map(Lsn::from);
-        let pause_state: Option<String> = get(&local, 6, OP)?;
-        let checkpoint_tli: Option<i32> = get(&local, 7, OP)?;
-        let min_recovery_tli: Option<i32> = get(&local, 8, OP)?;
-
-        let replication = session
-            .query(
-                "reading pg_stat_replication",
-                "SELECT application_name, client_addr::text, state, sync_state,
-                        sent_lsn, write_lsn, flush_lsn, replay_lsn
-                 FROM pg_stat_replication ORDER BY application_name",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(replication_peer)
-            .collect::<Result<Vec<_>>>()?;
-        // The files are parsed only for a setting that waits for a restart,
-        // so a server with none pays for one catalog scan.
-        let pending_restart = session
-            .query(
-                "reading pg_settings",
-                "SELECT s.name, current_setting(s.name),
-                        (SELECT f.setting FROM pg_file_settings f
-                         WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1)
-                 FROM pg_settings s WHERE s.pending_restart ORDER BY s.name",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(PendingSetting {
-                    name: get(row, 0, OP)?,
-                    running: get(row, 1, OP)?,
-                    configured: get(row, 2, OP)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let wal_receiver = session
-            .query(
-                "reading pg_stat_wal_receiver",
-                "SELECT status, sender_host, sender_port, received_tli, slot_name
-                 FROM pg_stat_wal_receiver",
-                &[],
-            )
-            .await?
-            .first()
-            .map(wal_receiver)
-            .transpose()?;
-
-        let (timeline, wal_lsn) = if in_recovery {
-            let timeline = [
-                wal_receiver.as_ref().map(|w| w.received_timeline),
-                checkpoint_tli.and_then(|t| u32::try_from(t).ok()),
-                min_recovery_tli.and_then(|t| u32::try_from(t).ok()),
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(0);
-            let wal_lsn = receive_lsn.max(replay_lsn).unwrap_or_default();
-            (timeline, wal_lsn)
-        } else {
-            let timeline = walfile
-                .as_deref()
-                .and_then(timeline_of_walfile)
-                .ok_or_else(|| PgError::Query {
-                    operation: OP,
-                    reason: format!("pg_walfile_name gave {walfile:?}, not a WAL file name"),
-                })?;
-            (timeline, current.map(Lsn::from).unwrap_or_default())
-        };
-        Ok(PgStatus {
-            in_recovery,
-            timeline,
-            wal_lsn,
-            receive_lsn: receive_lsn.filter(|_| in_recovery),
-            replay_lsn: replay_lsn.filter(|_| in_recovery),
-            system_id,
-            replication,
-            wal_receiver,
-            wal_replay_paused: pause_state.is_some_and(|s| s != sql::NOT_PAUSED),
-            pending_restart,
-        })
+        read_status(&session, &StatusQueries::prepare(&session).await?).await
     }
 
     /// Promotes a standby and waits up to `wait` for it to finish. Returns
@@ -391,7 +287,7 @@ impl Control {
     }
 
     /// One connection for the queries of one call.
-    async fn session(&self) -> Result<Session> {
+    pub(crate) async fn session(&self) -> Result<Session> {
         let s = &self.settings;
         let tls = async || {
             self.tls
@@ -404,6 +300,138 @@ impl Control {
             query_timeout: s.query_timeout,
         })
     }
+}
+
+/// The status queries, prepared once per session: a kept session (see
+/// [`crate::Probe`]) then runs them at every look without the server
+/// parsing and planning them again.
+pub(crate) struct StatusQueries {
+    local: Statement,
+    replication: Statement,
+    pending_restart: Statement,
+    wal_receiver: Statement,
+}
+
+impl StatusQueries {
+    pub(crate) async fn prepare(session: &Session) -> Result<StatusQueries> {
+        const OP: &str = "preparing the status queries";
+        // One statement, so the role and the positions are read together.
+        let local = format!(
+            "SELECT s.r,
+                    (SELECT system_identifier FROM pg_control_system())::text,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END,
+                    CASE WHEN pg_is_in_recovery() THEN NULL
+                         ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+                    pg_last_wal_receive_lsn(),
+                    pg_last_wal_replay_lsn(),
+                    CASE WHEN pg_is_in_recovery() THEN {pause_state} END,
+                    (SELECT timeline_id FROM pg_control_checkpoint()),
+                    (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+             FROM (SELECT pg_is_in_recovery() AS r) s",
+            pause_state = sql::REPLAY_PAUSE_STATE
+        );
+        Ok(StatusQueries {
+            local: session.prepare(OP, &local).await?,
+            replication: session
+                .prepare(
+                    OP,
+                    "SELECT application_name, client_addr::text, state, sync_state,
+                            sent_lsn, write_lsn, flush_lsn, replay_lsn
+                     FROM pg_stat_replication ORDER BY application_name",
+                )
+                .await?,
+            // The files are parsed only for a setting that waits for a
+            // restart, so a server with none pays for one catalog scan.
+            pending_restart: session
+                .prepare(
+                    OP,
+                    "SELECT s.name, current_setting(s.name),
+                            (SELECT f.setting FROM pg_file_settings f
+                             WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1)
+                     FROM pg_settings s WHERE s.pending_restart ORDER BY s.name",
+                )
+                .await?,
+            wal_receiver: session
+                .prepare(
+                    OP,
+                    "SELECT status, sender_host, sender_port, received_tli, slot_name
+                     FROM pg_stat_wal_receiver",
+                )
+                .await?,
+        })
+    }
+}
+
+/// The status, read with `queries` prepared on `session`.
+pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> Result<PgStatus> {
+    const OP: &str = "reading the server status";
+    // Polled together, the four go out in one pipeline: one round trip.
+    let (local, replication, pending_restart, receivers) = tokio::try_join!(
+        session.query_one(OP, &queries.local, &[]),
+        session.query("reading pg_stat_replication", &queries.replication, &[]),
+        session.query("reading pg_settings", &queries.pending_restart, &[]),
+        session.query("reading pg_stat_wal_receiver", &queries.wal_receiver, &[]),
+    )?;
+    let in_recovery: bool = get(&local, 0, OP)?;
+    let system_id: String = get(&local, 1, OP)?;
+    let current: Option<PgLsn> = get(&local, 2, OP)?;
+    let walfile: Option<String> = get(&local, 3, OP)?;
+    let receive_lsn = get::<Option<PgLsn>>(&local, 4, OP)?.map(Lsn::from);
+    let replay_lsn = get::<Option<PgLsn>>(&local, 5, OP)?.map(Lsn::from);
+    let pause_state: Option<String> = get(&local, 6, OP)?;
+    let checkpoint_tli: Option<i32> = get(&local, 7, OP)?;
+    let min_recovery_tli: Option<i32> = get(&local, 8, OP)?;
+
+    let replication = replication
+        .iter()
+        .map(replication_peer)
+        .collect::<Result<Vec<_>>>()?;
+    let pending_restart = pending_restart
+        .iter()
+        .map(|row| {
+            Ok(PendingSetting {
+                name: get(row, 0, OP)?,
+                running: get(row, 1, OP)?,
+                configured: get(row, 2, OP)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let wal_receiver = receivers.first().map(wal_receiver).transpose()?;
+
+    let (timeline, wal_lsn) = if in_recovery {
+        let timeline = [
+            wal_receiver.as_ref().map(|w| w.received_timeline),
+            checkpoint_tli.and_then(|t| u32::try_from(t).ok()),
+            min_recovery_tli.and_then(|t| u32::try_from(t).ok()),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        let wal_lsn = receive_lsn.max(replay_lsn).unwrap_or_default();
+        (timeline, wal_lsn)
+    } else {
+        let timeline = walfile
+            .as_deref()
+            .and_then(timeline_of_walfile)
+            .ok_or_else(|| PgError::Query {
+                operation: OP,
+                reason: format!("pg_walfile_name gave {walfile:?}, not a WAL file name"),
+            })?;
+        (timeline, current.map(Lsn::from).unwrap_or_default())
+    };
+    Ok(PgStatus {
+        in_recovery,
+        timeline,
+        wal_lsn,
+        receive_lsn: receive_lsn.filter(|_| in_recovery),
+        replay_lsn: replay_lsn.filter(|_| in_recovery),
+        system_id,
+        replication,
+        wal_receiver,
+        wal_replay_paused: pause_state.is_some_and(|s| s != sql::NOT_PAUSED),
+        pending_restart,
+    })
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(

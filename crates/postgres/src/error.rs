@@ -87,6 +87,10 @@ pub enum PgError {
         log: PathBuf,
     },
     #[error(
+        "the postmaster (pid {pid}) is stopped by a signal and accepts no connections; continue it (kill -CONT {pid}) or stop it"
+    )]
+    PostmasterStopped { pid: u32 },
+    #[error(
         "{addr} is served by a PostgreSQL with data directory {found}, not {expected}; another server holds the port: stop it or choose another port"
     )]
     PortTaken {

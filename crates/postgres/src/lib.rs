@@ -31,6 +31,7 @@ mod error;
 mod files;
 mod lsn;
 mod postmaster;
+mod probe;
 mod procfs;
 mod session;
 mod settings;
@@ -48,6 +49,7 @@ pub use controldata::{ControlData, DbState, controldata, parse as parse_controld
 pub use error::{PgError, Result};
 pub use lsn::Lsn;
 pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, server_processes};
+pub use probe::{Probe, REOPEN_EVERY};
 pub use procfs::all_pids;
 pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};
 pub use tls::{ClientTls, SslMode};

@@ -59,15 +59,23 @@ fn same_program(running: &Path, exe: &Path) -> bool {
 /// before it becomes a zombie, so `processes_running_in` alone cannot tell
 /// that it is gone.
 pub(crate) fn is_alive(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
+    !matches!(state_of(pid), Some('Z' | 'X' | 'x') | None)
+}
+
+/// Whether `pid` is stopped by a signal (`T`: SIGSTOP, SIGTSTP): alive, but
+/// it runs nothing until continued. A tracer's stop (`t`) is not counted:
+/// strace puts its tracee there for a moment at every system call.
+pub(crate) fn is_stopped(pid: u32) -> bool {
+    state_of(pid) == Some('T')
+}
+
+/// The state letter of `/proc/PID/stat`, `None` once the process is gone.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may itself contain ") ".
-    let state = stat
-        .rfind(')')
+    stat.rfind(')')
         .and_then(|end| stat[end + 1..].split_whitespace().next())
-        .and_then(|field| field.chars().next());
-    !matches!(state, Some('Z' | 'X' | 'x') | None)
+        .and_then(|field| field.chars().next())
 }
 
 #[cfg(test)]
@@ -89,6 +97,32 @@ mod tests {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), None).is_ok()
         );
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_stopped_process_is_alive_and_stopped_until_continued() {
+        use nix::sys::signal::{Signal, kill};
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        assert!(!is_stopped(child.id()));
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !is_stopped(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(is_stopped(child.id()));
+        assert!(is_alive(child.id()));
+        kill(pid, Signal::SIGCONT).unwrap();
+        while is_stopped(child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_stopped(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_stopped(child.id()));
     }
 
     #[test]

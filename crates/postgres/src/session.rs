@@ -5,7 +5,7 @@ use crate::error::{PgError, Result, describe};
 use crate::settings::PgSettings;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row, Statement, ToStatement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A connection with every query bounded. Dropping it (also on timeout)
@@ -17,10 +17,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) async fn query_one(
+    pub(crate) async fn query_one<T: ?Sized + ToStatement>(
         &self,
         operation: &'static str,
-        sql: &str,
+        sql: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row> {
         self.query(operation, sql, params)
@@ -33,21 +33,21 @@ impl Session {
             })
     }
 
-    pub(crate) async fn query(
+    pub(crate) async fn query<T: ?Sized + ToStatement>(
         &self,
         operation: &'static str,
-        sql: &str,
+        sql: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         self.query_bounded(operation, self.query_timeout, sql, params)
             .await
     }
 
-    pub(crate) async fn query_bounded(
+    pub(crate) async fn query_bounded<T: ?Sized + ToStatement>(
         &self,
         operation: &'static str,
         bound: Duration,
-        sql: &str,
+        sql: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         self.try_query(operation, bound, sql, params)
@@ -55,13 +55,25 @@ impl Session {
             .map_err(|e| query_error(operation, &e))
     }
 
+    /// Prepares `sql` once for many runs on this session: the server
+    /// parses and plans it here, not at every run.
+    pub(crate) async fn prepare(&self, operation: &'static str, sql: &str) -> Result<Statement> {
+        tokio::time::timeout(self.query_timeout, self.client.prepare(sql))
+            .await
+            .map_err(|_| PgError::Timeout {
+                operation,
+                after: self.query_timeout,
+            })?
+            .map_err(|e| query_error(operation, &e))
+    }
+
     /// The outer error is about getting an answer in time; the inner one is
     /// the server's answer, left to the caller to interpret.
-    pub(crate) async fn try_query(
+    pub(crate) async fn try_query<T: ?Sized + ToStatement>(
         &self,
         operation: &'static str,
         bound: Duration,
-        sql: &str,
+        sql: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Result<Vec<Row>, tokio_postgres::Error>> {
         tokio::time::timeout(bound, self.client.query(sql, params))
