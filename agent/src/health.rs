@@ -117,6 +117,10 @@ impl HealthInputs {
             in_recovery,
             streaming: in_recovery && streaming,
             lag_bytes,
+            maximum_lag_on_failover: state
+                .config
+                .as_ref()
+                .map(|c| c.values.maximum_lag_on_failover),
             timeline: data.as_ref().map(|d| d.timeline),
             paused: state.config.as_ref().is_some_and(|c| c.values.pause),
             tags: tags.clone(),

@@ -235,6 +235,7 @@ pub fn health(primary: bool, running: bool, streaming: bool) -> NodeHealth {
         in_recovery: !primary,
         streaming: streaming && !primary,
         lag_bytes: (!primary).then_some(2 << 20),
+        maximum_lag_on_failover: Some(1 << 20),
         timeline: Some(1),
         paused: false,
         tags: BTreeMap::from([

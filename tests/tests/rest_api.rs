@@ -36,8 +36,9 @@ const METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 const PRIMARY: [u16; 10] = [200, 503, 503, 200, 503, 503, 503, 200, 200, 200];
 /// Streams, within 1 MB of the leader.
 const REPLICA: [u16; 10] = [503, 200, 200, 200, 503, 503, 200, 200, 200, 200];
-/// Streams, but replays more than 1 MB behind: only `?lag=` tells.
-const LAGGING: [u16; 10] = [503, 200, 503, 200, 503, 503, 200, 200, 200, 200];
+/// Streams, but replays more than 1 MB behind: `?lag=` tells, and so does
+/// `/readiness`, whose limit is `maximum_lag_on_failover` (1 MB) as Patroni's.
+const LAGGING: [u16; 10] = [503, 200, 503, 200, 503, 503, 200, 200, 200, 503];
 /// Its Postgres is stopped; the agent still answers.
 const STOPPED: [u16; 10] = [503, 503, 503, 503, 503, 503, 503, 503, 200, 503];
 

@@ -59,6 +59,14 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
         || statuses(&lab, "/replica"),
     )
     .await;
+    // A typo in the limit is no limit, as in Patroni: every replica stays in.
+    until_eq(
+        SETTLE_WITHIN,
+        "/replica?lag=10mb on the streaming replicas",
+        &expect(&lab, &replica_refs),
+        || statuses(&lab, "/replica?lag=10mb"),
+    )
+    .await;
     for path in ["/primary", "/", "/leader", "/read-write", "/master"] {
         until_eq(
             SETTLE_WITHIN,
@@ -69,7 +77,10 @@ async fn primary_and_replica_checks_follow_the_writable_postgres() {
         .await;
     }
     let primary_url = lab.member(&primary).unwrap().api_url.clone();
-    for (path, code) in [("/replica?lag=abc", 400), ("/no-such-check", 404)] {
+    for (path, code) in [
+        ("/replica?replication_state=catchup", 400),
+        ("/no-such-check", 404),
+    ] {
         until_eq(SETTLE_WITHIN, path, &Ok(code), || async {
             let client = lab_client(&lab, Duration::from_secs(2));
             match client.get(format!("{primary_url}{path}")).send().await {

@@ -1,5 +1,8 @@
 //! The query string of a health check: `lag`, `replication_state` and
-//! `tag_<key>=<value>`. Other parameters are ignored, as Patroni does.
+//! `tag_<key>=<value>`. Other parameters are ignored, as Patroni does, and so
+//! is a `lag` that is no byte count (`?lag=10mb`): Patroni reads it as no
+//! limit, and a check that answered 400 instead would take every replica
+//! out of its load balancer over one typo.
 
 use std::borrow::Cow;
 
@@ -9,6 +12,12 @@ use std::borrow::Cow;
 pub struct HealthQuery<'a> {
     /// `?lag=`: the most bytes a replica may be behind. The first one wins.
     pub max_lag: Option<u64>,
+    /// A `?lag=` that is no byte count, ignored (see the module's comment),
+    /// and why, for the log.
+    pub ignored_lag: Option<String>,
+    /// `?mode=write`: `/readiness` would judge the lag by received WAL, not
+    /// replayed (Patroni 4); not built yet, so that check refuses it.
+    pub lag_by_received: bool,
     /// `?replication_state=streaming`: the replica must be streaming.
     pub require_streaming: bool,
     /// `?tag_<key>=<value>`, first value per key, in order of appearance.
@@ -47,8 +56,15 @@ pub fn parse_query(raw: Option<&str>) -> Result<HealthQuery<'_>, QueryError> {
         let key = decode(raw_key).map_err(|reason| QueryError::new(raw_key, reason))?;
         let value = || decode(raw_value).map_err(|reason| QueryError::new(&key, reason));
         if key == "lag" {
-            let lag = parse_bytes(&value()?).map_err(|reason| QueryError::new(&key, reason))?;
-            query.max_lag.get_or_insert(lag);
+            if query.max_lag.is_none() && query.ignored_lag.is_none() {
+                match value().and_then(|v| parse_bytes(&v).map_err(|e| QueryError::new(&key, e))) {
+                    Ok(lag) => query.max_lag = Some(lag),
+                    Err(err) => query.ignored_lag = Some(err.to_string()),
+                }
+            }
+        } else if key == "mode" {
+            // As Patroni: `write`, or anything else meaning `apply`.
+            query.lag_by_received |= value()? == "write";
         } else if key == "replication_state" {
             let state = value()?;
             if state != "streaming" {
@@ -181,23 +197,29 @@ mod tests {
     }
 
     #[test]
-    fn bad_lag_names_the_parameter() {
+    fn a_lag_that_is_no_byte_count_is_ignored_and_named() {
         for bad in [
             "lag=abc",
             "lag=",
             "lag",
             "lag=-1",
             "lag=1.5MB",
-            "lag=1mb",
+            "lag=10mb",
             "lag=1XB",
             "lag=99999999999999999999",
             "lag=20000000TB",
             "lag=%zz",
         ] {
-            let err = parse_query(Some(bad)).expect_err(bad);
-            assert_eq!(err.param, "lag", "{bad}");
-            assert!(err.to_string().contains("`lag`"), "{err}");
+            let query = parse_query(Some(bad)).expect(bad);
+            assert_eq!(query.max_lag, None, "{bad}");
+            let why = query.ignored_lag.expect(bad);
+            assert!(why.contains("`lag`"), "{why}");
         }
+        // The first lag decides, whether it is used or ignored.
+        let query = parse_query(Some("lag=10mb&lag=5")).unwrap();
+        assert_eq!((query.max_lag, query.ignored_lag.is_some()), (None, true));
+        let query = parse_query(Some("lag=5&lag=10mb")).unwrap();
+        assert_eq!((query.max_lag, query.ignored_lag), (Some(5), None));
     }
 
     #[test]
@@ -232,5 +254,6 @@ mod tests {
             parse_query(Some("mode=apply&&x")),
             Ok(HealthQuery::default())
         );
+        assert!(parse_query(Some("mode=write")).unwrap().lag_by_received);
     }
 }

@@ -22,7 +22,7 @@ use crate::health::HealthSource;
 use crate::ops::{ReadOps, WriteOps};
 use crate::query::parse_query;
 pub use crate::server::ServeLimits;
-use crate::status::{Endpoint, ROUTES, status};
+use crate::status::{Endpoint, ROUTES, refused, status};
 use crate::{read, reply, write};
 
 const HEALTH_METHODS: MethodFilter = MethodFilter::GET
@@ -177,10 +177,46 @@ fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> 
             });
         }
     };
+    if let Err(err) = refused(endpoint, &query) {
+        return reply(method, StatusCode::BAD_REQUEST, || {
+            body::error(&err.to_string())
+        });
+    }
+    if let Some(why) = &query.ignored_lag {
+        warn_ignored_lag(request.uri().path(), why);
+    }
     let (snapshot, now) = source.snapshot();
     let rendered = snapshot.at(now);
     let code = status(endpoint, &rendered.health, &query);
     reply_bytes(method, code, || rendered.body.clone())
+}
+
+/// Says at most once a minute that a check's `?lag=` was ignored: a load
+/// balancer repeats its checks several times a second.
+fn warn_ignored_lag(path: &str, why: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const EVERY_S: u64 = 60;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    static LAST_S: AtomicU64 = AtomicU64::new(0);
+    // Counted from EVERY_S, so that the first one is said.
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + EVERY_S;
+    let last = LAST_S.load(Ordering::Relaxed);
+    if now >= last + EVERY_S
+        && LAST_S
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            path,
+            reason = why,
+            "a health check's lag is no byte count; answered with no lag limit, as Patroni does (said once a minute)"
+        );
+    }
 }
 
 async fn not_found(request: Request) -> Response {

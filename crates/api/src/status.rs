@@ -4,13 +4,16 @@
 use axum::http::StatusCode;
 
 use crate::health::{NodeHealth, Role};
-use crate::query::HealthQuery;
+use crate::query::{HealthQuery, QueryError};
 
 /// A health endpoint, independent of which alias was used to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// `/primary`, `/`, `/leader`, `/read-write`, `/master`.
+    /// `/primary`, `/`, `/read-write`, `/master`: writable now.
     Primary,
+    /// `/leader`: holds a valid lease, whatever its Postgres does now, as
+    /// Patroni's `/leader` means "holds the leader key".
+    Leader,
     /// `/replica`.
     Replica,
     /// `/read-only`: a primary or a replica.
@@ -31,7 +34,8 @@ pub enum Endpoint {
     Health,
     /// `/liveness`: the agent answers.
     Liveness,
-    /// `/readiness`: a primary, or a streaming replica within `?lag=`.
+    /// `/readiness`: a primary, or a streaming replica within `?lag=`,
+    /// by default within `maximum_lag_on_failover`.
     Readiness,
     /// `/patroni`: the status document, always 200.
     Patroni,
@@ -41,7 +45,7 @@ pub enum Endpoint {
 pub const ROUTES: &[(&str, Endpoint)] = &[
     ("/", Endpoint::Primary),
     ("/primary", Endpoint::Primary),
-    ("/leader", Endpoint::Primary),
+    ("/leader", Endpoint::Leader),
     ("/read-write", Endpoint::Primary),
     ("/master", Endpoint::Primary),
     ("/replica", Endpoint::Replica),
@@ -63,8 +67,9 @@ pub const ROUTES: &[(&str, Endpoint)] = &[
 
 impl Endpoint {
     /// Every endpoint, once.
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Primary,
+        Endpoint::Leader,
         Endpoint::Replica,
         Endpoint::ReadOnly,
         Endpoint::StandbyLeader,
@@ -96,10 +101,25 @@ impl Endpoint {
     }
 }
 
+/// What `endpoint` refuses of a parsed `query` (answered with 400): asks
+/// that it cannot honour yet.
+pub fn refused(endpoint: Endpoint, query: &HealthQuery<'_>) -> Result<(), QueryError> {
+    if endpoint == Endpoint::Readiness && query.lag_by_received {
+        return Err(QueryError {
+            param: "mode".to_owned(),
+            reason: "`write` (lag by received WAL) is not supported yet; leave it out, \
+                     or use `apply`, to judge the lag by replayed WAL"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The status code `endpoint` answers for `health` and `query`: 200 or 503.
 pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) -> StatusCode {
     let up = match endpoint {
         Endpoint::Primary => is_writable_primary(health),
+        Endpoint::Leader => health.holds_valid_lease && health.role != Role::Witness,
         Endpoint::Replica => is_balanced_replica(health, query),
         Endpoint::Async => {
             is_balanced_replica(health, query) && !health.sync_standby && !health.quorum_standby
@@ -116,7 +136,7 @@ pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) 
             is_writable_primary(health)
                 || (is_running_replica(health)
                     && health.streaming
-                    && lag_within(health, query.max_lag))
+                    && lag_within(health, query.max_lag.or(health.maximum_lag_on_failover)))
         }
     };
     if up && (!endpoint.filters_tags() || tags_match(health, query)) {

@@ -171,7 +171,7 @@ async fn replica_get_head_options() {
 
 #[tokio::test]
 async fn every_primary_alias_answers_like_primary() {
-    let aliases = ["/", "/primary", "/leader", "/read-write", "/master"];
+    let aliases = ["/", "/primary", "/read-write", "/master"];
     for alias in aliases {
         assert_eq!(
             call(primary(), Method::OPTIONS, alias).await.status,
@@ -193,15 +193,64 @@ async fn every_primary_alias_answers_like_primary() {
     }
 }
 
+/// Patroni's `/leader`: the lease, not a writable Postgres.
 #[tokio::test]
-async fn bad_lag_is_400_naming_the_parameter() {
-    let reply = call(replica(), Method::GET, "/replica?lag=abc").await;
+async fn leader_means_holding_the_lease() {
+    assert_eq!(
+        call(primary(), Method::OPTIONS, "/leader").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(replica(), Method::OPTIONS, "/leader").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let mut stopped = primary();
+    stopped.role = Role::Unknown;
+    stopped.postgres_running = false;
+    assert_eq!(
+        call(stopped.clone(), Method::OPTIONS, "/leader")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(stopped, Method::OPTIONS, "/primary").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// A typo in `?lag=` must not take every replica out of a load balancer:
+/// as Patroni, the check answers as if no limit were given.
+#[tokio::test]
+async fn a_lag_that_is_no_byte_count_is_ignored_as_patroni_does() {
+    for path in [
+        "/replica?lag=abc",
+        "/replica?lag=10mb",
+        "/readiness?lag=1,5MB",
+    ] {
+        let reply = call(replica(), Method::GET, path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+    }
+    let limited = call(replica(), Method::OPTIONS, "/replica?lag=1MB").await;
+    assert_eq!(limited.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn other_bad_query_values_are_400_naming_the_parameter() {
+    let reply = call(replica(), Method::GET, "/replica?replication_state=catchup").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let error = reply.json()["error"].as_str().unwrap().to_owned();
-    assert!(error.contains("`lag`"), "{error}");
-    assert!(error.contains("abc"), "{error}");
+    assert!(error.contains("`replication_state`"), "{error}");
+    assert!(error.contains("catchup"), "{error}");
 
-    let head = call(replica(), Method::HEAD, "/readiness?lag=abc").await;
+    let write = call(replica(), Method::GET, "/readiness?mode=write").await;
+    assert_eq!(write.status, StatusCode::BAD_REQUEST);
+    let error = write.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("`mode`"), "{error}");
+    let apply = call(replica(), Method::GET, "/readiness?mode=apply").await;
+    assert_eq!(apply.status, StatusCode::OK);
+
+    let head = call(replica(), Method::HEAD, "/readiness?tag_zone=%zz").await;
     assert_eq!(head.status, StatusCode::BAD_REQUEST);
     assert!(head.body.is_empty());
 }
