@@ -7,6 +7,7 @@
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
+use crate::systemd::Progress;
 use arc_swap::ArcSwap;
 use raftgres_api::{HealthSnapshot, HealthSource, NodeHealth, Role};
 use raftgres_consensus::Consensus;
@@ -20,11 +21,16 @@ use tokio_util::sync::CancellationToken;
 /// The latest snapshot; the REST API's [`HealthSource`].
 pub struct AgentHealth {
     current: ArcSwap<HealthSnapshot>,
+    loops: Vec<Progress>,
 }
 
 impl HealthSource for AgentHealth {
     fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration) {
         (self.current.load_full(), mono_now().0)
+    }
+
+    fn loops_quiet(&self) -> Duration {
+        crate::systemd::quiet(&self.loops, mono_now().0)
     }
 }
 
@@ -38,6 +44,8 @@ pub struct HealthInputs {
     pub consensus: Consensus,
     pub belief: SharedBelief,
     pub pg: watch::Receiver<PgView>,
+    /// The loops whose progress `/liveness` judges.
+    pub loops: Vec<Progress>,
 }
 
 impl HealthInputs {
@@ -45,6 +53,7 @@ impl HealthInputs {
     pub fn start(&self) -> Arc<AgentHealth> {
         Arc::new(AgentHealth {
             current: ArcSwap::from_pointee(self.render()),
+            loops: self.loops.clone(),
         })
     }
 
@@ -121,6 +130,7 @@ impl HealthInputs {
                 .config
                 .as_ref()
                 .map(|c| c.values.maximum_lag_on_failover),
+            ttl: state.timing().map(|t| t.ttl),
             timeline: data.as_ref().map(|d| d.timeline),
             paused: state.config.as_ref().is_some_and(|c| c.values.pause),
             tags: tags.clone(),

@@ -383,6 +383,10 @@ async fn run(
                 config.restapi.listen
             )
         })?;
+    let mut progress = vec![("lease", lease_progress.clone())];
+    if pg_loop.is_some() {
+        progress.push(("postgres", pg_progress));
+    }
     let health_inputs = health::HealthInputs {
         member: config.name.clone(),
         scope: config.scope.clone(),
@@ -391,6 +395,7 @@ async fn run(
         consensus: consensus.clone(),
         belief: belief.clone(),
         pg: pg_view.clone(),
+        loops: progress.iter().map(|(_, p)| p.clone()).collect(),
     };
     let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
     let ops = ops::AgentOps {
@@ -476,10 +481,6 @@ async fn run(
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status("serving; joining the cluster"),
     ]);
-    let mut progress = vec![("lease", lease_progress)];
-    if pg_loop.is_some() {
-        progress.push(("postgres", pg_progress));
-    }
     let sd_watchdog = tokio::spawn(systemd::watch_loops(
         notifier.clone(),
         progress,

@@ -120,6 +120,15 @@ impl Progress {
     }
 }
 
+/// How long the quietest of `loops` has gone without progress at `now`.
+pub fn quiet(loops: &[Progress], now: Duration) -> Duration {
+    loops
+        .iter()
+        .map(|progress| now.saturating_sub(progress.last()))
+        .max()
+        .unwrap_or_default()
+}
+
 /// The first loop not seen within `limit` of `now`, and for how long.
 fn stalled(
     loops: &[(&'static str, Progress)],

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let expected = match &parsed {
         Ok(query) if refused(endpoint, query).is_err() => StatusCode::BAD_REQUEST,
         Ok(query) => {
-            let code = status(endpoint, &health, query);
+            let code = status(endpoint, &health, query, std::time::Duration::ZERO);
             assert!(
                 code == StatusCode::OK || code == StatusCode::SERVICE_UNAVAILABLE,
                 "a health check answered {code}"

@@ -236,6 +236,7 @@ pub fn health(primary: bool, running: bool, streaming: bool) -> NodeHealth {
         streaming: streaming && !primary,
         lag_bytes: (!primary).then_some(2 << 20),
         maximum_lag_on_failover: Some(1 << 20),
+        ttl: Some(std::time::Duration::from_secs(3)),
         timeline: Some(1),
         paused: false,
         tags: BTreeMap::from([

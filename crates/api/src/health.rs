@@ -53,6 +53,10 @@ pub struct NodeHealth {
     /// The cluster's `maximum_lag_on_failover`, `/readiness`'s default
     /// limit; `None` before the config is known.
     pub maximum_lag_on_failover: Option<u64>,
+    /// The cluster's `ttl`: `/liveness` fails once the agent's loops have
+    /// made no progress for a ttl on a primary, two on any other member (as
+    /// Patroni). `None` before the config is known.
+    pub ttl: Option<Duration>,
     pub timeline: Option<u32>,
     /// The cluster is in maintenance mode (Patroni's `pause`).
     pub paused: bool,
@@ -148,6 +152,12 @@ impl HealthSnapshot {
 /// snapshot and the current instant on the clock of its deadline.
 pub trait HealthSource: Send + Sync + 'static {
     fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration);
+
+    /// How long the agent's slowest loop has gone without progress, for
+    /// `/liveness`. A source without loops never stalls.
+    fn loops_quiet(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Any `Fn() -> NodeHealth` is a source that judges on every call.

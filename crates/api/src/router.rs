@@ -187,7 +187,7 @@ fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> 
     }
     let (snapshot, now) = source.snapshot();
     let rendered = snapshot.at(now);
-    let code = status(endpoint, &rendered.health, &query);
+    let code = status(endpoint, &rendered.health, &query, source.loops_quiet());
     reply_bytes(method, code, || rendered.body.clone())
 }
 

@@ -1,6 +1,8 @@
 //! Which status code each health endpoint answers: a pure function of the
 //! snapshot and the query, with Patroni's meaning.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 
 use crate::health::{NodeHealth, Role};
@@ -32,7 +34,7 @@ pub enum Endpoint {
     ReadOnlyQuorum,
     /// `/health`: Postgres is running.
     Health,
-    /// `/liveness`: the agent answers.
+    /// `/liveness`: the agent's loops make progress (or it is paused).
     Liveness,
     /// `/readiness`: a primary, or a streaming replica within `?lag=`,
     /// by default within `maximum_lag_on_failover`.
@@ -116,7 +118,14 @@ pub fn refused(endpoint: Endpoint, query: &HealthQuery<'_>) -> Result<(), QueryE
 }
 
 /// The status code `endpoint` answers for `health` and `query`: 200 or 503.
-pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) -> StatusCode {
+/// `loops_quiet` is how long the agent's slowest loop has made no progress
+/// ([`crate::HealthSource::loops_quiet`]).
+pub fn status(
+    endpoint: Endpoint,
+    health: &NodeHealth,
+    query: &HealthQuery<'_>,
+    loops_quiet: Duration,
+) -> StatusCode {
     let up = match endpoint {
         Endpoint::Primary => is_writable_primary(health),
         Endpoint::Leader => health.holds_valid_lease && health.role != Role::Witness,
@@ -131,7 +140,8 @@ pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) 
         Endpoint::Quorum => is_quorum_standby(health, query),
         Endpoint::ReadOnlyQuorum => is_writable_primary(health) || is_quorum_standby(health, query),
         Endpoint::Health => health.postgres_running,
-        Endpoint::Liveness | Endpoint::Patroni => true,
+        Endpoint::Liveness => is_live(health, loops_quiet),
+        Endpoint::Patroni => true,
         Endpoint::Readiness => {
             is_writable_primary(health)
                 || (is_running_replica(health)
@@ -144,6 +154,17 @@ pub fn status(endpoint: Endpoint, health: &NodeHealth, query: &HealthQuery<'_>) 
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     }
+}
+
+/// Patroni's `/liveness`: in maintenance mode a stuck loop is tolerated;
+/// else the loops must have made progress within a ttl on a running
+/// primary and within two elsewhere, where a stall costs less.
+fn is_live(h: &NodeHealth, loops_quiet: Duration) -> bool {
+    let Some(ttl) = h.ttl else {
+        return true;
+    };
+    let limit = if is_writable_primary(h) { ttl } else { ttl * 2 };
+    h.paused || loops_quiet < limit
 }
 
 /// The primary with a lease that is valid now, running and out of recovery.

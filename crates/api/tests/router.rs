@@ -193,6 +193,48 @@ async fn every_primary_alias_answers_like_primary() {
     }
 }
 
+/// A member whose loops have been quiet for a fixed time.
+struct Stalled {
+    health: NodeHealth,
+    quiet: Duration,
+}
+
+impl HealthSource for Stalled {
+    fn snapshot(&self) -> (Arc<raftgres_api::HealthSnapshot>, Duration) {
+        (
+            Arc::new(raftgres_api::HealthSnapshot::fixed(self.health.clone())),
+            Duration::ZERO,
+        )
+    }
+
+    fn loops_quiet(&self) -> Duration {
+        self.quiet
+    }
+}
+
+/// `/liveness` asks the source how long its loops have been quiet.
+#[tokio::test]
+async fn liveness_fails_once_the_loops_stall() {
+    let ttl = Duration::from_secs(3);
+    for (quiet, want) in [
+        (Duration::from_millis(200), StatusCode::OK),
+        (ttl, StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let health = NodeHealth {
+            ttl: Some(ttl),
+            ..primary()
+        };
+        let app = router(context(Stalled { health, quiet }));
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri("/liveness")
+            .body(Body::empty())
+            .unwrap();
+        let reply = app.oneshot(request).await.unwrap();
+        assert_eq!(reply.status(), want, "loops quiet for {quiet:?}");
+    }
+}
+
 /// Patroni's `/leader`: the lease, not a writable Postgres.
 #[tokio::test]
 async fn leader_means_holding_the_lease() {

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::*;
 use crate::query::parse_query;
@@ -103,7 +104,7 @@ fn status_table() {
     for (name, health, raw_query, expected) in &rows {
         let query = parse_query(Some(raw_query)).expect(name);
         for (endpoint, want) in Endpoint::ALL.iter().zip(expected) {
-            let got = status(*endpoint, health, &query).as_u16();
+            let got = status(*endpoint, health, &query, Duration::ZERO).as_u16();
             if got != *want {
                 failures.push(format!(
                     "{name} ?{raw_query}: {endpoint:?} answered {got}, want {want}"
@@ -112,6 +113,29 @@ fn status_table() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// `/liveness` by how long the loops have been quiet: a ttl on a writable
+/// primary, two elsewhere, and no limit while paused or before the config.
+#[test]
+fn liveness_follows_the_loops_progress() {
+    let ttl = Duration::from_secs(3);
+    let live = |health: &NodeHealth, quiet: Duration| {
+        status(Endpoint::Liveness, health, &HealthQuery::default(), quiet).as_u16()
+    };
+    let primary = with(primary(), |h| h.ttl = Some(ttl));
+    let replica = with(replica(), |h| h.ttl = Some(ttl));
+    assert_eq!(live(&primary, ttl - Duration::from_millis(1)), OK);
+    assert_eq!(live(&primary, ttl), NO);
+    assert_eq!(live(&replica, ttl), OK);
+    assert_eq!(live(&replica, ttl * 2 - Duration::from_millis(1)), OK);
+    assert_eq!(live(&replica, ttl * 2), NO);
+    let lapsed = with(primary.clone(), |h| h.holds_valid_lease = false);
+    assert_eq!(live(&lapsed, ttl), OK, "no writable primary: two ttls");
+    let paused = with(primary.clone(), |h| h.paused = true);
+    assert_eq!(live(&paused, ttl * 10), OK);
+    let unconfigured = with(primary, |h| h.ttl = None);
+    assert_eq!(live(&unconfigured, ttl * 10), OK);
 }
 
 #[test]
