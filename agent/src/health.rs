@@ -46,6 +46,8 @@ pub struct HealthInputs {
     pub pg: watch::Receiver<PgView>,
     /// The loops whose progress `/liveness` judges.
     pub loops: Vec<Progress>,
+    /// What the Postgres loop's last look saw beyond its view.
+    pub facts: watch::Receiver<raftgres_api::ServerFacts>,
 }
 
 impl HealthInputs {
@@ -62,12 +64,14 @@ impl HealthInputs {
         let mut states = self.consensus.subscribe();
         let mut beliefs = self.belief.subscribe();
         let mut live = self.live.clone();
+        let mut facts = self.facts.clone();
         loop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { return },
                 changed = beliefs.changed() => if changed.is_err() { return },
                 changed = self.pg.changed() => if changed.is_err() { return },
                 changed = live.changed() => if changed.is_err() { return },
+                changed = facts.changed() => if changed.is_err() { return },
                 () = stop.cancelled() => return,
             }
             health.current.store(Arc::new(self.render()));
@@ -112,6 +116,7 @@ impl HealthInputs {
             }
             map
         };
+        let paused = state.config.as_ref().is_some_and(|c| c.values.pause);
         HealthSnapshot::new(valid_until, |holds| NodeHealth {
             member: self.member.clone(),
             scope: self.scope.clone(),
@@ -132,10 +137,26 @@ impl HealthInputs {
                 .map(|c| c.values.maximum_lag_on_failover),
             ttl: state.timing().map(|t| t.ttl),
             timeline: data.as_ref().map(|d| d.timeline),
-            paused: state.config.as_ref().is_some_and(|c| c.values.pause),
+            paused,
             tags: tags.clone(),
             xlog_location: data.as_ref().map(|d| d.lsn.0),
-            server_version: None,
+            pg_state: match &pg {
+                PgView::Busy { action } => crate::pg_loop::patroni_state(action),
+                PgView::Running { .. } => "running",
+                // As Patroni: a server that died is "crashed" until the
+                // agent brings it back, but in maintenance mode, where the
+                // agent leaves it down, merely "stopped".
+                PgView::Down { .. } if !paused => "crashed",
+                PgView::Down { .. }
+                | PgView::Stopped { .. }
+                | PgView::Uninitialized
+                | PgView::Absent => "stopped",
+            },
+            server: if running {
+                self.facts.borrow().clone()
+            } else {
+                Default::default()
+            },
             sync_standby: state.synchronous
                 && state.sync_quorum.is_none()
                 && state.sync_set.contains(&self.member),

@@ -327,6 +327,7 @@ async fn run(
     } else {
         PgView::Busy { action: "starting" }
     });
+    let (facts_tx, facts) = watch::channel(raftgres_api::ServerFacts::default());
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
     let (live_tx, live) = watch::channel(requests::LiveSettings::of(&config));
     let lease_progress = systemd::Progress::new();
@@ -362,6 +363,7 @@ async fn run(
                     peers: peers.clone(),
                     belief: belief.clone(),
                     view: pg_view_tx,
+                    facts: facts_tx,
                     keeper: raftgres_keeper::KeeperClient::new(socket).into(),
                     config_path: config_path.clone(),
                     restart_grace: pg.restart_grace,
@@ -396,6 +398,7 @@ async fn run(
         belief: belief.clone(),
         pg: pg_view.clone(),
         loops: progress.iter().map(|(_, p)| p.clone()).collect(),
+        facts,
     };
     let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
     let ops = ops::AgentOps {

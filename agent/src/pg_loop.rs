@@ -6,7 +6,7 @@ use crate::clock::mono_now;
 use crate::requests::{LiveSettings, Operation, OperationRequest};
 use crate::systemd::Progress;
 use anyhow::{Context, bail};
-use raftgres_api::OpError;
+use raftgres_api::{OpError, ServerFacts, Standby};
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
     Configured, DataInfo, MonoInstant, PgAction, PgObservation, PgView, StandbyView, SyncStep,
@@ -56,6 +56,8 @@ pub struct PgLoop {
     pub file_parameters: BTreeMap<String, String>,
     pub belief: SharedBelief,
     pub view: watch::Sender<PgView>,
+    /// What the last look saw beyond the view, for the status document.
+    pub facts: watch::Sender<ServerFacts>,
     /// The keeper that runs this member's postmaster and holds its fence.
     pub keeper: tokio::sync::Mutex<KeeperClient>,
     /// The settings file, to start a new keeper with if this one is gone.
@@ -362,6 +364,46 @@ fn operation_name(operation: Operation) -> &'static str {
         Operation::Restart => "restart",
         Operation::Reload => "reload",
         Operation::Reinitialize => "reinitialize",
+    }
+}
+
+/// Patroni's name for the state of a Postgres that is busy with `action`
+/// (one of [`action_name`], [`operation_name`], or the agent's own
+/// "starting" and "waiting for the keeper"), for the status document.
+pub fn patroni_state(action: &str) -> &'static str {
+    match action {
+        "clone" | "reinitialize" => "creating replica",
+        "rewind" => "rewinding",
+        "initdb" => "initializing new cluster",
+        "restart" => "restarting",
+        "fence" | "stop for switchover" => "stopping",
+        "reload" | "promote" | "follow" | "record identity" | "none" => "running",
+        _ => "starting",
+    }
+}
+
+/// The status document's facts from one look at the running server.
+fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
+    ServerFacts {
+        system_identifier: Some(status.system_id.clone()),
+        postmaster_start_time: Some(status.postmaster_start_time.clone()),
+        received_lsn: status.receive_lsn.map(|l| l.0),
+        replayed_lsn: status.replay_lsn.map(|l| l.0),
+        replayed_timestamp: status.replay_timestamp.clone(),
+        replay_paused: status.wal_replay_paused,
+        replication: status
+            .replication
+            .iter()
+            .map(|r| Standby {
+                usename: r.usename.clone(),
+                application_name: r.application_name.clone(),
+                client_addr: r.client_addr.clone(),
+                state: r.state.clone(),
+                sync_state: r.sync_state.clone(),
+                sync_priority: r.sync_priority,
+            })
+            .collect(),
+        server_version: Some(status.server_version),
     }
 }
 

@@ -244,7 +244,11 @@ pub fn health(primary: bool, running: bool, streaming: bool) -> NodeHealth {
             ("nofailover".to_owned(), "false".to_owned()),
         ]),
         xlog_location: Some(50_331_744),
-        server_version: Some(150_004),
+        pg_state: if running { "running" } else { "stopped" },
+        server: raftgres_api::ServerFacts {
+            server_version: Some(150_004),
+            ..Default::default()
+        },
         sync_standby: false,
         quorum_standby: false,
         pending_restart: BTreeMap::new(),

@@ -198,6 +198,30 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     let doc = patroni(&api, &lagging_url).await;
     assert_eq!(doc["role"], json!("replica"), "{doc}");
     assert_eq!(doc["state"], json!("running"), "{doc}");
+    // Patroni's fields from the server itself: a paused replay, received
+    // WAL ahead of replayed, the cluster's identity.
+    assert_eq!(doc["xlog"]["paused"], json!(true), "{doc}");
+    let received = doc["xlog"]["received_location"].as_u64().expect("received");
+    let replayed = doc["xlog"]["replayed_location"].as_u64().expect("replayed");
+    assert!(received > replayed, "{doc}");
+    assert!(doc["postmaster_start_time"].is_string(), "{doc}");
+    assert!(
+        doc["server_version"].as_u64().unwrap_or(0) >= 150_000,
+        "{doc}"
+    );
+    let system_id = doc["database_system_identifier"].clone();
+    assert!(system_id.is_string(), "{doc}");
+    let primary_doc = patroni(&api, &url(&lab, &primary)).await;
+    assert_eq!(primary_doc["database_system_identifier"], system_id);
+    let standbys: Vec<&str> = primary_doc["replication"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["application_name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(standbys.len(), 2, "{primary_doc}");
     execute_on(&lab, &lagging, "SELECT pg_wal_replay_resume()").await;
     expect_table(
         &client,

@@ -42,6 +42,14 @@ impl PgLoop {
                 .get_or_insert_with(|| Probe::new(&self.settings));
             match probe.status(keeper.postmaster_pid).await {
                 Ok(st) => {
+                    let facts = super::facts_of(&st);
+                    self.facts.send_if_modified(|f| {
+                        let changed = *f != facts;
+                        if changed {
+                            *f = facts;
+                        }
+                        changed
+                    });
                     local.unanswered_since = None;
                     local.down_since = None;
                     let pid = keeper.postmaster_pid.unwrap_or(0);

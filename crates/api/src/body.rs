@@ -5,21 +5,28 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::health::{NodeHealth, Role};
+use crate::health::{NodeHealth, Role, Standby};
 
 /// Field order follows Patroni's document.
 #[derive(Serialize)]
 struct Document<'a> {
     state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postmaster_start_time: Option<&'a str>,
     role: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_version: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    xlog: Option<Xlog>,
+    xlog: Option<Xlog<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<u32>,
+    /// A primary's standbys; absent when none is connected, as in Patroni.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    replication: &'a [Standby],
     #[serde(skip_serializing_if = "Option::is_none")]
     replication_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_system_identifier: Option<&'a str>,
     /// Present, and true, only while a setting waits for a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_restart: Option<bool>,
@@ -31,16 +38,19 @@ struct Document<'a> {
 }
 
 /// A primary reports where it writes; a replica where it has received and
-/// replayed to. We have one position, so a replica reports it as both.
+/// replayed to, the commit time of what it replayed last, and whether
+/// replay is paused.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Xlog {
+enum Xlog<'a> {
     Primary {
         location: u64,
     },
     Replica {
         received_location: u64,
         replayed_location: u64,
+        replayed_timestamp: Option<&'a str>,
+        paused: bool,
     },
 }
 
@@ -75,25 +85,31 @@ impl Serialize for Tags<'_> {
 /// The status document for `health`, serialized.
 pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
     let is_replica = health.in_recovery || health.role == Role::Replica;
+    let server = &health.server;
     let doc = Document {
-        state: if health.postgres_running {
-            "running"
-        } else {
-            "stopped"
+        state: match health.pg_state {
+            "" if health.postgres_running => "running",
+            "" => "stopped",
+            state => state,
         },
+        postmaster_start_time: server.postmaster_start_time.as_deref(),
         role: health.role.as_str(),
-        server_version: health.server_version,
+        server_version: server.server_version,
         xlog: health.xlog_location.map(|location| {
             if is_replica {
                 Xlog::Replica {
-                    received_location: location,
-                    replayed_location: location,
+                    received_location: server.received_lsn.unwrap_or(location),
+                    replayed_location: server.replayed_lsn.unwrap_or(location),
+                    replayed_timestamp: server.replayed_timestamp.as_deref(),
+                    paused: server.replay_paused,
                 }
             } else {
                 Xlog::Primary { location }
             }
         }),
         timeline: health.timeline,
+        replication: if is_replica { &[] } else { &server.replication },
+        database_system_identifier: server.system_identifier.as_deref(),
         replication_state: (health.postgres_running && health.in_recovery && health.streaming)
             .then_some("streaming"),
         pending_restart: (!health.pending_restart.is_empty()).then_some(true),

@@ -65,8 +65,12 @@ pub struct NodeHealth {
     pub tags: BTreeMap<String, String>,
     /// The WAL position: written on a primary, replayed on a replica.
     pub xlog_location: Option<u64>,
-    /// `server_version_num`, e.g. `150004`.
-    pub server_version: Option<u32>,
+    /// Patroni's `state` of Postgres: `running`, `starting`, `stopped`,
+    /// `crashed`, `creating replica`, `rewinding`, ...
+    pub pg_state: &'static str,
+    /// What the last look at the running server saw, for the status
+    /// document only: no health check reads it.
+    pub server: ServerFacts,
     /// The Raft state names this member a synchronous standby of the
     /// holder (synchronous mode on).
     pub sync_standby: bool,
@@ -75,6 +79,37 @@ pub struct NodeHealth {
     pub quorum_standby: bool,
     /// Settings the running server waits for a restart to apply.
     pub pending_restart: BTreeMap<String, raftgres_state::PendingRestart>,
+}
+
+/// Facts about the running server that only the status document reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerFacts {
+    /// `server_version_num`, e.g. `150004`.
+    pub server_version: Option<u32>,
+    /// `pg_control_system()`'s system identifier.
+    pub system_identifier: Option<String>,
+    /// `pg_postmaster_start_time()` as the server prints it.
+    pub postmaster_start_time: Option<String>,
+    /// Standby only: WAL received and flushed, and replayed.
+    pub received_lsn: Option<u64>,
+    pub replayed_lsn: Option<u64>,
+    /// Standby only: commit time of the last replayed transaction.
+    pub replayed_timestamp: Option<String>,
+    /// Standby only: replay is paused (`pg_wal_replay_pause()`).
+    pub replay_paused: bool,
+    /// Primary only: the standbys connected to it.
+    pub replication: Vec<Standby>,
+}
+
+/// One row of `pg_stat_replication`, in Patroni's `replication[]` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Standby {
+    pub usename: Option<String>,
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub state: String,
+    pub sync_state: String,
+    pub sync_priority: i32,
 }
 
 impl NodeHealth {

@@ -42,7 +42,7 @@ mod write;
 
 pub use allowlist::{Allowlist, IpNet};
 pub use auth::{Credentials, LoginGuard};
-pub use health::{HealthSnapshot, HealthSource, NodeHealth, Rendered, Role};
+pub use health::{HealthSnapshot, HealthSource, NodeHealth, Rendered, Role, ServerFacts, Standby};
 pub use ops::{
     MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };

@@ -80,7 +80,10 @@ fn primary() -> NodeHealth {
             ("zone".to_owned(), "eu-1".to_owned()),
         ]),
         xlog_location: Some(50_331_744),
-        server_version: Some(150_004),
+        server: raftgres_api::ServerFacts {
+            server_version: Some(150_004),
+            ..Default::default()
+        },
         ..NodeHealth::default()
     }
 }
@@ -344,8 +347,59 @@ async fn patroni_document() {
     assert_eq!(doc["pause"], true);
     assert_eq!(
         doc["xlog"],
-        serde_json::json!({"received_location": 50331744, "replayed_location": 50331744})
+        serde_json::json!({"received_location": 50331744, "replayed_location": 50331744,
+                           "replayed_timestamp": null, "paused": false})
     );
+
+    // What the last look at the server saw, in Patroni's fields.
+    let standby = raftgres_api::Standby {
+        usename: Some("replicator".into()),
+        application_name: "pg2".into(),
+        client_addr: Some("10.0.0.2".into()),
+        state: "streaming".into(),
+        sync_state: "async".into(),
+        sync_priority: 0,
+    };
+    let seen = |health: NodeHealth| NodeHealth {
+        pg_state: "running",
+        server: raftgres_api::ServerFacts {
+            server_version: Some(150_004),
+            system_identifier: Some("7716578823424005220".into()),
+            postmaster_start_time: Some("2026-12-07 15:06:54.87+00".into()),
+            received_lsn: Some(50_331_800),
+            replayed_lsn: Some(50_331_744),
+            replayed_timestamp: Some("2026-12-07 15:07:00.01+00".into()),
+            replay_paused: true,
+            replication: vec![standby.clone()],
+        },
+        ..health
+    };
+    let doc = call(seen(primary()), Method::GET, "/patroni").await.json();
+    assert_eq!(doc["database_system_identifier"], "7716578823424005220");
+    assert_eq!(doc["postmaster_start_time"], "2026-12-07 15:06:54.87+00");
+    assert_eq!(
+        doc["replication"],
+        serde_json::json!([{"usename": "replicator", "application_name": "pg2",
+            "client_addr": "10.0.0.2", "state": "streaming", "sync_state": "async",
+            "sync_priority": 0}])
+    );
+    let doc = call(seen(replica()), Method::GET, "/patroni").await.json();
+    assert_eq!(
+        doc["xlog"],
+        serde_json::json!({"received_location": 50331800, "replayed_location": 50331744,
+                           "replayed_timestamp": "2026-12-07 15:07:00.01+00", "paused": true})
+    );
+    assert!(
+        doc.get("replication").is_none(),
+        "a replica lists no standbys"
+    );
+    let creating = NodeHealth {
+        pg_state: "creating replica",
+        postgres_running: false,
+        ..replica()
+    };
+    let doc = call(creating, Method::GET, "/patroni").await.json();
+    assert_eq!(doc["state"], "creating replica");
 
     let streaming = call(replica(), Method::GET, "/replica").await.json();
     assert_eq!(streaming["replication_state"], "streaming");

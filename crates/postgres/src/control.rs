@@ -38,6 +38,13 @@ pub struct PgStatus {
     /// Settings changed in the configuration files that only a restart
     /// applies.
     pub pending_restart: Vec<PendingSetting>,
+    /// `server_version_num`, e.g. `150004`.
+    pub server_version: u32,
+    /// `pg_postmaster_start_time()` as the server prints it.
+    pub postmaster_start_time: String,
+    /// Standby only: the commit time of the last transaction replayed
+    /// (`pg_last_xact_replay_timestamp()`), as the server prints it.
+    pub replay_timestamp: Option<String>,
 }
 
 /// A setting whose configured value waits for a restart.
@@ -52,12 +59,16 @@ pub struct PendingSetting {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationPeer {
+    /// The role the standby logged in as.
+    pub usename: Option<String>,
     pub application_name: String,
     pub client_addr: Option<String>,
     /// `startup`, `catchup`, `streaming`, `backup` or `stopping`.
     pub state: String,
     /// `async`, `potential`, `sync` or `quorum`.
     pub sync_state: String,
+    /// Its place in `synchronous_standby_names` (0: not named there).
+    pub sync_priority: i32,
     pub sent_lsn: Option<Lsn>,
     pub write_lsn: Option<Lsn>,
     pub flush_lsn: Option<Lsn>,
@@ -326,7 +337,10 @@ impl StatusQueries {
                     pg_last_wal_replay_lsn(),
                     CASE WHEN pg_is_in_recovery() THEN {pause_state} END,
                     (SELECT timeline_id FROM pg_control_checkpoint()),
-                    (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+                    (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+                    current_setting('server_version_num')::int,
+                    pg_postmaster_start_time()::text,
+                    CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp()::text END
              FROM (SELECT pg_is_in_recovery() AS r) s",
             pause_state = sql::REPLAY_PAUSE_STATE
         );
@@ -336,7 +350,8 @@ impl StatusQueries {
                 .prepare(
                     OP,
                     "SELECT application_name, client_addr::text, state, sync_state,
-                            sent_lsn, write_lsn, flush_lsn, replay_lsn
+                            sent_lsn, write_lsn, flush_lsn, replay_lsn,
+                            usename::text, sync_priority
                      FROM pg_stat_replication ORDER BY application_name",
                 )
                 .await?,
@@ -381,6 +396,9 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
     let pause_state: Option<String> = get(&local, 6, OP)?;
     let checkpoint_tli: Option<i32> = get(&local, 7, OP)?;
     let min_recovery_tli: Option<i32> = get(&local, 8, OP)?;
+    let server_version: i32 = get(&local, 9, OP)?;
+    let postmaster_start_time: String = get(&local, 10, OP)?;
+    let replay_timestamp: Option<String> = get(&local, 11, OP)?;
 
     let replication = replication
         .iter()
@@ -431,6 +449,9 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
         wal_receiver,
         wal_replay_paused: pause_state.is_some_and(|s| s != sql::NOT_PAUSED),
         pending_restart,
+        server_version: u32::try_from(server_version).unwrap_or_default(),
+        postmaster_start_time,
+        replay_timestamp,
     })
 }
 
@@ -454,6 +475,8 @@ fn replication_peer(row: &Row) -> Result<ReplicationPeer> {
         write_lsn: lsn(5)?,
         flush_lsn: lsn(6)?,
         replay_lsn: lsn(7)?,
+        usename: get(row, 8, OP)?,
+        sync_priority: get::<Option<i32>>(row, 9, OP)?.unwrap_or_default(),
     })
 }
 

@@ -308,7 +308,10 @@ fn primary_health() -> NodeHealth {
         postgres_running: true,
         timeline: Some(2),
         xlog_location: Some(0x3000_0000),
-        server_version: Some(150_004),
+        server: crate::ServerFacts {
+            server_version: Some(150_004),
+            ..Default::default()
+        },
         ..NodeHealth::default()
     }
 }
