@@ -80,7 +80,9 @@ pub struct TargetOpts {
 pub enum Format {
     /// A table.
     Pretty,
-    /// Stable machine-readable output.
+    /// Tab-separated: a header line, then a line a row.
+    Tsv,
+    /// Stable machine-readable output: for `list`, patronictl's rows.
     Json,
     Yaml,
 }
@@ -172,7 +174,10 @@ fn parse_member(text: &str) -> Result<(String, u64), String> {
 pub enum ClusterCmd {
     /// The members and their state, from GET /cluster.
     ///
-    /// With --format json or yaml: the `members` array of /cluster as the agent sends it.
+    /// With --format json or yaml: a row a member with patronictl's keys
+    /// (Cluster, Member, Host, Role, State, TL, Receive LSN, Receive Lag,
+    /// Replay LSN, Replay Lag, ...), so scripts written for `patronictl
+    /// list` read it unchanged; lags in MB. GET /cluster has the rest.
     List {
         #[arg(long, short = 'f', value_enum, default_value = "pretty")]
         format: Format,

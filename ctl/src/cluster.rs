@@ -40,9 +40,16 @@ pub struct MemberView {
     pub port: Option<u16>,
     #[serde(default, deserialize_with = "lenient")]
     pub timeline: Option<u64>,
-    /// Bytes behind the leader, or a word such as `"unknown"`.
+    /// Patroni 4's positions: `X/Y`, or a word such as `"unknown"`, and
+    /// their lags: bytes behind the leader, or such a word.
     #[serde(default)]
-    pub lag: Option<Value>,
+    pub receive_lsn: Option<Value>,
+    #[serde(default)]
+    pub receive_lag: Option<Value>,
+    #[serde(default)]
+    pub replay_lsn: Option<Value>,
+    #[serde(default)]
+    pub replay_lag: Option<Value>,
     /// Since the answering agent first saw this member's current record.
     #[serde(default, deserialize_with = "lenient")]
     pub report_age_ms: Option<u64>,
@@ -129,8 +136,6 @@ pub struct Cluster {
     /// The member that answered.
     pub via: Url,
     pub view: ClusterView,
-    /// The document as sent, for `--format json`.
-    pub raw: Value,
 }
 
 impl Cluster {
@@ -190,7 +195,6 @@ impl Finder {
                         let cluster = Cluster {
                             via: base.clone(),
                             view,
-                            raw: reply.body,
                         };
                         let mut known = cluster.api_bases();
                         for seed in &self.seeds {
@@ -321,7 +325,6 @@ mod tests {
         let cluster = Cluster {
             via: base_url("h2:8008").expect("valid"),
             view,
-            raw: Value::Null,
         };
         let bases: Vec<String> = cluster.api_bases().into_iter().map(String::from).collect();
         assert_eq!(bases, ["http://h2:8008/", "http://h1:8008/"]);

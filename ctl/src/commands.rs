@@ -20,17 +20,11 @@ pub enum View {
 
 impl View {
     fn render(self, cluster: &Cluster) -> anyhow::Result<String> {
-        let members = || {
-            cluster
-                .raw
-                .get("members")
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()))
-        };
         Ok(match self {
             View::List(Format::Pretty) => member_table(&cluster.view),
-            View::List(Format::Json) => json_text(&members())?,
-            View::List(Format::Yaml) => yaml::emit(&members()),
+            View::List(Format::Tsv) => format::member_tsv(&cluster.view),
+            View::List(Format::Json) => json_text(&format::member_rows(&cluster.view))?,
+            View::List(Format::Yaml) => yaml::emit(&format::member_rows(&cluster.view)),
             View::Topology => topology_table(&cluster.view),
         })
     }
@@ -95,6 +89,7 @@ pub async fn history(finder: &mut Finder, output: Format) -> anyhow::Result<()> 
     })?;
     match output {
         Format::Pretty => print!("{}", history_table(&rows)),
+        Format::Tsv => print!("{}", format::history_tsv(&rows)),
         Format::Json => print!("{}", json_text(&serde_json::to_value(&rows)?)?),
         Format::Yaml => print!("{}", yaml::emit(&serde_json::to_value(&rows)?)),
     }

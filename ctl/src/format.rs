@@ -72,17 +72,16 @@ pub fn role_title(role: Option<&str>) -> String {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Lag in whole MiB, rounded half up as `patronictl` rounds it; a word
-/// such as `unknown` is shown as sent.
-pub fn lag_mb(lag: Option<&Value>) -> String {
+/// Lag in whole MiB, rounded half up, a number for patronictl's JSON rows;
+/// a word such as `unknown` is passed on as sent, and none is empty.
+fn lag_mb_value(lag: Option<&Value>) -> Value {
     match lag {
-        None | Some(Value::Null) => String::new(),
+        None | Some(Value::Null) => Value::String(String::new()),
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(bytes) => (bytes / MIB + u64::from(bytes % MIB >= MIB / 2)).to_string(),
-            None => n.to_string(),
+            Some(bytes) => Value::from(bytes / MIB + u64::from(bytes % MIB >= MIB / 2)),
+            None => Value::Number(n.clone()),
         },
-        Some(Value::String(word)) => word.clone(),
-        Some(other) => other.to_string(),
+        Some(other) => other.clone(),
     }
 }
 
@@ -143,50 +142,140 @@ pub fn last_report(member: &MemberView) -> String {
     format!("{at_least}{}.{} s ago{stale}", ms / 1000, ms % 1000 / 100)
 }
 
-const MEMBER_COLUMNS: [(&str, CellAlignment); 7] = [
-    ("Member", CellAlignment::Left),
-    ("Host", CellAlignment::Left),
-    ("Role", CellAlignment::Left),
-    ("State", CellAlignment::Left),
-    ("TL", CellAlignment::Right),
-    ("Lag in MB", CellAlignment::Right),
-    ("Last report", CellAlignment::Left),
+/// `list`'s columns: patronictl 4's key (its JSON and YAML rows and its
+/// TSV header), the table's header (both lags are "Lag" there, as in
+/// patronictl), and the alignment. Last report is ours.
+const MEMBER_COLUMNS: [(&str, &str, CellAlignment); 10] = [
+    ("Member", "Member", CellAlignment::Left),
+    ("Host", "Host", CellAlignment::Left),
+    ("Role", "Role", CellAlignment::Left),
+    ("State", "State", CellAlignment::Left),
+    ("TL", "TL", CellAlignment::Right),
+    ("Receive LSN", "Receive LSN", CellAlignment::Right),
+    ("Receive Lag", "Lag", CellAlignment::Right),
+    ("Replay LSN", "Replay LSN", CellAlignment::Right),
+    ("Replay Lag", "Lag", CellAlignment::Right),
+    ("Last report", "Last report", CellAlignment::Left),
 ];
 
 /// As patronictl: the column shows only when some member needs it.
-const PENDING_RESTART_COLUMN: (&str, CellAlignment) = ("Pending restart", CellAlignment::Left);
+const PENDING_RESTART_COLUMN: (&str, &str, CellAlignment) =
+    ("Pending restart", "Pending restart", CellAlignment::Left);
 
-fn member_table_for(members: &[&MemberView]) -> (Table, bool) {
-    let pending = members.iter().any(|m| m.pending_restart == Some(true));
+fn member_columns(members: &[&MemberView]) -> Vec<(&'static str, &'static str, CellAlignment)> {
     let mut columns = MEMBER_COLUMNS.to_vec();
-    if pending {
+    if members.iter().any(|m| m.pending_restart == Some(true)) {
         columns.push(PENDING_RESTART_COLUMN);
     }
-    (Table::new(&columns), pending)
+    columns
 }
 
-fn member_row(member: &MemberView, indent: &str, pending_column: bool) -> Vec<String> {
-    let mut row = vec![
-        format!("{indent}{}", member.name),
-        host_port(member),
-        role_title(member.role.as_deref()),
-        member.state.clone().unwrap_or_default(),
-        member.timeline.map(|t| t.to_string()).unwrap_or_default(),
-        if member.is_leader() {
-            String::new()
+fn member_table_for(members: &[&MemberView]) -> (Table, bool) {
+    let columns = member_columns(members);
+    let pending = columns.len() > MEMBER_COLUMNS.len();
+    let headers: Vec<(&str, CellAlignment)> = columns
+        .iter()
+        .map(|&(_, header, align)| (header, align))
+        .collect();
+    (Table::new(&headers), pending)
+}
+
+/// A member's cells in [`MEMBER_COLUMNS`] order: text, but numbers where
+/// patronictl's JSON has numbers (TL, lags in MB).
+fn member_cells(member: &MemberView, indent: &str, pending_column: bool) -> Vec<Value> {
+    let text = |s: String| Value::String(s);
+    let follower = !member.is_leader();
+    let position = |lsn: &Option<Value>| match lsn {
+        Some(Value::String(s)) if follower => text(s.clone()),
+        _ => text(String::new()),
+    };
+    let lag = |lag: &Option<Value>| {
+        if follower {
+            lag_mb_value(lag.as_ref())
         } else {
-            lag_mb(member.lag.as_ref())
-        },
-        last_report(member),
+            text(String::new())
+        }
+    };
+    let mut cells = vec![
+        text(format!("{indent}{}", member.name)),
+        text(host_port(member)),
+        text(role_title(member.role.as_deref())),
+        text(member.state.clone().unwrap_or_default()),
+        member.timeline.map_or(text(String::new()), Value::from),
+        position(&member.receive_lsn),
+        lag(&member.receive_lag),
+        position(&member.replay_lsn),
+        lag(&member.replay_lag),
+        text(last_report(member)),
     ];
     if pending_column {
-        row.push(if member.pending_restart == Some(true) {
+        cells.push(text(if member.pending_restart == Some(true) {
             "*".into()
         } else {
             String::new()
-        });
+        }));
     }
-    row
+    cells
+}
+
+fn cell_text(cell: &Value) -> String {
+    match cell {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn member_row(member: &MemberView, indent: &str, pending_column: bool) -> Vec<String> {
+    member_cells(member, indent, pending_column)
+        .iter()
+        .map(cell_text)
+        .collect()
+}
+
+fn sorted_members(view: &ClusterView) -> Vec<&MemberView> {
+    let mut members: Vec<&MemberView> = view.members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    members
+}
+
+/// `list --format json|yaml`: patronictl's rows, a map a member keyed by
+/// its column names, the cluster's name first.
+pub fn member_rows(view: &ClusterView) -> Value {
+    let members = sorted_members(view);
+    let columns = member_columns(&members);
+    let pending = columns.len() > MEMBER_COLUMNS.len();
+    let rows = members
+        .iter()
+        .map(|member| {
+            let mut row = serde_json::Map::new();
+            row.insert("Cluster".into(), Value::from(view.scope()));
+            for ((key, _, _), cell) in columns.iter().zip(member_cells(member, "", pending)) {
+                row.insert((*key).into(), cell);
+            }
+            Value::Object(row)
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// `list --format tsv`: patronictl's header line, then a line a member.
+pub fn member_tsv(view: &ClusterView) -> String {
+    let members = sorted_members(view);
+    let columns = member_columns(&members);
+    let pending = columns.len() > MEMBER_COLUMNS.len();
+    let clean = |s: String| s.replace(['\t', '\n'], " ");
+    let mut out = std::iter::once("Cluster")
+        .chain(columns.iter().map(|(key, _, _)| *key))
+        .collect::<Vec<_>>()
+        .join("\t");
+    out.push('\n');
+    for member in members {
+        let cells = std::iter::once(clean(view.scope().to_owned()))
+            .chain(member_row(member, "", pending).into_iter().map(clean));
+        out.push_str(&cells.collect::<Vec<_>>().join("\t"));
+        out.push('\n');
+    }
+    out
 }
 
 fn cluster_title(view: &ClusterView) -> String {
@@ -217,8 +306,7 @@ fn cluster_notes(view: &ClusterView) -> String {
 
 /// `raftgresctl list`: every member by name.
 pub fn member_table(view: &ClusterView) -> String {
-    let mut members: Vec<&MemberView> = view.members.iter().collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let members = sorted_members(view);
     let (mut table, pending) = member_table_for(&members);
     for member in members {
         table.push(member_row(member, "", pending));
@@ -230,8 +318,7 @@ pub fn member_table(view: &ClusterView) -> String {
 /// from it indented under it; a witness replicates nothing, so it stays at
 /// the top level, as does everyone when there is no leader.
 pub fn topology_table(view: &ClusterView) -> String {
-    let mut members: Vec<&MemberView> = view.members.iter().collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let members = sorted_members(view);
     let (mut table, pending) = member_table_for(&members);
     let leader = members.iter().find(|m| m.is_leader()).copied();
     let replicates = |m: &MemberView| !m.is_leader() && m.role.as_deref() != Some("witness");
@@ -288,6 +375,24 @@ pub fn history_rows(history: &Value) -> Result<Vec<HistoryRow>, String> {
         .collect()
 }
 
+/// `history --format tsv`: patronictl's header line, then a line a change.
+pub fn history_tsv(rows: &[HistoryRow]) -> String {
+    let mut out = String::from("TL\tLSN\tReason\tTimestamp\tNew Leader\n");
+    for row in rows {
+        let cells = [
+            row.timeline.map(|t| t.to_string()).unwrap_or_default(),
+            row.lsn.clone().unwrap_or_default(),
+            row.reason.clone().unwrap_or_default(),
+            row.timestamp.clone().unwrap_or_default(),
+            row.new_leader.clone().unwrap_or_default(),
+        ];
+        let cells: Vec<String> = cells.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+        out.push_str(&cells.join("\t"));
+        out.push('\n');
+    }
+    out
+}
+
 pub fn history_table(rows: &[HistoryRow]) -> String {
     let mut table = Table::new(&[
         ("TL", CellAlignment::Right),
@@ -323,14 +428,17 @@ mod tests {
             "scope": "lab",
             "members": [
                 {"name": "m2", "role": "replica", "state": "streaming", "host": "127.0.0.1",
-                 "port": 5433, "timeline": 2, "lag": 3_670_016,
+                 "port": 5433, "timeline": 2,
+                 "receive_lsn": "0/3000060", "receive_lag": 0,
+                 "replay_lsn": "0/2C80060", "replay_lag": 3_670_016,
                  "report_age_ms": 1_234, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "w", "role": "witness", "state": "running"},
                 {"name": "m1", "role": "leader", "state": "running", "host": "127.0.0.1",
                  "port": 5432, "timeline": 2,
                  "report_age_ms": 400, "report_age_is_lower_bound": false, "stale": false},
                 {"name": "m3", "role": "sync_standby", "state": "unknown", "host": "::1",
-                 "port": 5434, "timeline": 2, "lag": null,
+                 "port": 5434, "timeline": 2, "receive_lsn": null, "receive_lag": null,
+                 "replay_lsn": null, "replay_lag": null,
                  "report_age_ms": 12_345, "report_age_is_lower_bound": false, "stale": true}
             ],
             "pause": true,
@@ -342,20 +450,61 @@ mod tests {
     #[test]
     fn list_renders_like_patronictl() {
         let want = "\
-+ Cluster: lab (epoch 3) -+--------------+-----------+----+-----------+--------------------+
-| Member | Host           | Role         | State     | TL | Lag in MB | Last report        |
-+--------+----------------+--------------+-----------+----+-----------+--------------------+
-| m1     | 127.0.0.1:5432 | Leader       | running   |  2 |           | 0.4 s ago          |
-| m2     | 127.0.0.1:5433 | Replica      | streaming |  2 |         4 | 1.2 s ago          |
-| m3     | [::1]:5434     | Sync Standby | unknown   |  2 |           | 12.3 s ago (stale) |
-| w      |                | Witness      | running   |    |           |                    |
-+--------+----------------+--------------+-----------+----+-----------+--------------------+
++ Cluster: lab (epoch 3) -+--------------+-----------+----+-------------+-----+------------+-----+--------------------+
+| Member | Host           | Role         | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Last report        |
++--------+----------------+--------------+-----------+----+-------------+-----+------------+-----+--------------------+
+| m1     | 127.0.0.1:5432 | Leader       | running   |  2 |             |     |            |     | 0.4 s ago          |
+| m2     | 127.0.0.1:5433 | Replica      | streaming |  2 |   0/3000060 |   0 |  0/2C80060 |   4 | 1.2 s ago          |
+| m3     | [::1]:5434     | Sync Standby | unknown   |  2 |             |     |            |     | 12.3 s ago (stale) |
+| w      |                | Witness      | running   |    |             |     |            |     |                    |
++--------+----------------+--------------+-----------+----+-------------+-----+------------+-----+--------------------+
  Maintenance mode: on
  Switchover scheduled at: 2026-11-22T10:00:00Z
                     from: m1
                       to: m2
 ";
         assert_eq!(member_table(&lab()), want);
+    }
+
+    /// patronictl's `list -f json` rows: jq scripts written for it read
+    /// `.[] | select(.Role == "Leader") | .Member` and the lags in MB.
+    #[test]
+    fn json_rows_have_patronictl_s_keys() {
+        let rows = member_rows(&lab());
+        let m2 = &rows[1];
+        assert_eq!(
+            m2,
+            &json!({"Cluster": "lab", "Member": "m2", "Host": "127.0.0.1:5433",
+                    "Role": "Replica", "State": "streaming", "TL": 2,
+                    "Receive LSN": "0/3000060", "Receive Lag": 0,
+                    "Replay LSN": "0/2C80060", "Replay Lag": 4,
+                    "Last report": "1.2 s ago"})
+        );
+        let leaders: Vec<&Value> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["Role"] == "Leader")
+            .map(|r| &r["Member"])
+            .collect();
+        assert_eq!(leaders, [&json!("m1")]);
+        assert_eq!(rows[0]["Replay Lag"], "", "a leader has no lag");
+        assert_eq!(rows[2]["TL"], 2);
+    }
+
+    #[test]
+    fn tsv_has_patronictl_s_header_and_a_line_a_member() {
+        let text = member_tsv(&lab());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Cluster\tMember\tHost\tRole\tState\tTL\tReceive LSN\tReceive Lag\tReplay LSN\tReplay Lag\tLast report"
+        );
+        assert_eq!(
+            lines[2],
+            "lab\tm2\t127.0.0.1:5433\tReplica\tstreaming\t2\t0/3000060\t0\t0/2C80060\t4\t1.2 s ago"
+        );
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]
@@ -421,9 +570,9 @@ mod tests {
             (Value::Null, ""),
         ];
         for (lag, want) in cases {
-            assert_eq!(lag_mb(Some(&lag)), want, "{lag}");
+            assert_eq!(cell_text(&lag_mb_value(Some(&lag))), want, "{lag}");
         }
-        assert_eq!(lag_mb(None), "");
+        assert_eq!(cell_text(&lag_mb_value(None)), "");
     }
 
     #[test]

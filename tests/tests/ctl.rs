@@ -90,7 +90,7 @@ impl Ctl {
         out
     }
 
-    /// `list --format json`: the `members` array of `/cluster`.
+    /// `list --format json`: patronictl's rows, one a member.
     async fn members(&self) -> Vec<Value> {
         let run = self.expect(0, &["list", "--format", "json"]).await;
         let members: Value = serde_json::from_str(&run.stdout)
@@ -137,14 +137,14 @@ async fn run_ctl(args: &[&str]) -> Run {
 }
 
 fn name(member: &Value) -> &str {
-    member["name"].as_str().unwrap_or_default()
+    member["Member"].as_str().unwrap_or_default()
 }
 
 /// The members `list --format json` calls leader.
 fn leaders(members: &[Value]) -> Vec<String> {
     members
         .iter()
-        .filter(|m| m["role"] == "leader")
+        .filter(|m| m["Role"] == "Leader")
         .map(|m| name(m).to_owned())
         .collect()
 }
@@ -358,8 +358,8 @@ async fn setting_everywhere(lab: &Lab, name: &str) -> Vec<String> {
 fn pending_members(members: &[Value]) -> Vec<String> {
     members
         .iter()
-        .filter(|m| m["pending_restart"] == true)
-        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .filter(|m| m["Pending restart"] == "*")
+        .filter_map(|m| m["Member"].as_str().map(str::to_owned))
         .collect()
 }
 

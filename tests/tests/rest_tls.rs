@@ -79,31 +79,49 @@ async fn the_rest_api_over_tls_with_client_certificates() {
         args
     };
 
-    // raftgresctl through HTTPS with its certificate: the whole cluster,
-    // and the member publishes its https address.
-    let (members, url) = eventually(
-        SETTLE_WITHIN,
-        "list over HTTPS, with the member's https address",
-        || async {
-            let args = with_certificate(&["list", "--format", "json"]);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = ctl(&args).await;
-            if !out.status.success() {
-                return None;
-            }
-            let members: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            let url = members
-                .as_array()?
-                .iter()
-                .find(|m| m["name"] == member.as_str())?["api_url"]
-                .as_str()?
-                .to_owned();
-            url.starts_with("https://").then_some((members, url))
-        },
-    )
+    // raftgresctl through HTTPS with its certificate: the whole cluster;
+    // `version` asks every member at the address it publishes, which must
+    // be its https one.
+    let rows = eventually(SETTLE_WITHIN, "list over HTTPS, every member", || async {
+        let args = with_certificate(&["list", "--format", "json"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ctl(&args).await;
+        if !out.status.success() {
+            return None;
+        }
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (rows.as_array()?.len() == 3).then_some(rows)
+    })
     .await;
-    assert_eq!(members.as_array().map(Vec::len), Some(3), "{members}");
-    assert!(url.starts_with(&base), "{url} is not {base}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["Member"] == member.as_str())),
+        "{rows}"
+    );
+    // The member publishes its https address: the primary, which needs no
+    // client certificate, shows it in /cluster.
+    let with_ca = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca.ca.cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let primary_url = lab.member(&primary).expect("primary").api_url.clone();
+    let cluster: serde_json::Value = with_ca
+        .get(format!("{primary_url}/cluster"))
+        .send()
+        .await
+        .expect("GET /cluster on the primary")
+        .json()
+        .await
+        .expect("a JSON /cluster");
+    let url = cluster["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == member.as_str()))
+        .and_then(|m| m["api_url"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(url.starts_with(&base), "{url} is not {base}: {cluster}");
 
     // Without its certificate, and over plain HTTP: refused.
     let out = ctl(&["--url", &base, "--cacert", &ca_file, "list"]).await;

@@ -195,6 +195,10 @@ impl PgLoop {
         {
             m.timeline = Some(data.timeline);
             m.replay_lsn = Some(data.lsn);
+            // Shown only (/cluster, `list`): decisions rank by replay.
+            m.receive_lsn = in_recovery
+                .then(|| self.facts.borrow().received_lsn.map(Lsn))
+                .flatten();
             m.streaming = *in_recovery && *streaming;
             m.pending_restart = local.pending_restart.clone();
         }

@@ -2,7 +2,7 @@
 //! member's applied copy of the cluster state and its judgement of how
 //! recently each member reported. Pure.
 
-use raftgres_state::{ClusterState, HistoryEntry, HostPort, Member, MemberRole, PgState};
+use raftgres_state::{ClusterState, HistoryEntry, HostPort, Lsn, Member, MemberRole, PgState};
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
 use std::collections::BTreeMap;
@@ -32,6 +32,19 @@ struct MemberDocument<'a> {
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<u32>,
+    /// Patroni 4's positions of a non-leader: WAL received, WAL replayed,
+    /// and `lsn` (the replayed one, which `lag` measures), each with its lag
+    /// behind the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receive_lsn: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receive_lag: Option<Lag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_lsn: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_lag: Option<Lag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lsn: Option<Position>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lag: Option<Lag>,
     tags: TagsDocument,
@@ -54,6 +67,16 @@ struct MemberDocument<'a> {
 #[serde(untagged)]
 enum Lag {
     Bytes(u64),
+    Unknown(&'static str),
+    Stale,
+}
+
+/// An LSN as Postgres writes it (`0/3000060`), Patroni's `"unknown"`, or
+/// `null` for a stale member.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+enum Position {
+    Lsn(String),
     Unknown(&'static str),
     Stale,
 }
@@ -150,11 +173,21 @@ fn member_document<'a>(
         (Some(HostPort { host, port }), _) => (Some(host), Some(port)),
         (None, address) => (address.clone(), None),
     };
-    let lag = (!leader && !witness).then(|| match (state.lease.last_lsn, member.replay_lsn) {
-        _ if stale => Lag::Stale,
-        (Some(leader_lsn), Some(replayed)) => Lag::Bytes(leader_lsn.bytes_since(replayed)),
-        _ => Lag::Unknown("unknown"),
-    });
+    let follower = !leader && !witness;
+    let at = |lsn: Option<Lsn>| {
+        follower.then(|| match lsn {
+            _ if stale => Position::Stale,
+            Some(lsn) => Position::Lsn(lsn.to_string()),
+            None => Position::Unknown("unknown"),
+        })
+    };
+    let behind = |lsn: Option<Lsn>| {
+        follower.then(|| match (state.lease.last_lsn, lsn) {
+            _ if stale => Lag::Stale,
+            (Some(leader_lsn), Some(lsn)) => Lag::Bytes(leader_lsn.bytes_since(lsn)),
+            _ => Lag::Unknown("unknown"),
+        })
+    };
     MemberDocument {
         name: &member.name,
         role,
@@ -170,7 +203,12 @@ fn member_document<'a>(
         host,
         port,
         timeline: member.timeline,
-        lag,
+        receive_lsn: at(member.receive_lsn),
+        receive_lag: behind(member.receive_lsn),
+        replay_lsn: at(member.replay_lsn),
+        replay_lag: behind(member.replay_lsn),
+        lsn: at(member.replay_lsn),
+        lag: behind(member.replay_lsn),
         tags: TagsDocument {
             nofailover: member.tags.nofailover,
             failover_priority: member.tags.failover_priority,
