@@ -186,6 +186,15 @@ pub enum ClusterCmd {
               default_missing_value = "2",
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch_seconds: Option<u64>,
+        /// Redraw every 2 seconds until Ctrl-C (patronictl's -W).
+        #[arg(short = 'W', conflicts_with = "watch_seconds")]
+        watch_every_2s: bool,
+        /// Every column, needed or not: Pending restart, its reason, Tags.
+        #[arg(long, short = 'e')]
+        extended: bool,
+        /// Print the time before the list.
+        #[arg(long, short = 't')]
+        timestamp: bool,
     },
     /// The members as a tree: the leader, then the replicas under it.
     Topology {
@@ -507,6 +516,8 @@ mod tests {
         assert_eq!(parse(&["raftgresctl", "list", "--watch"]), Some(2));
         assert_eq!(parse(&["raftgresctl", "list", "--watch", "5"]), Some(5));
         assert!(Cli::try_parse_from(["raftgresctl", "list", "--watch", "0"]).is_err());
+        assert!(Cli::try_parse_from(["raftgresctl", "list", "-W", "-w", "3"]).is_err());
+        assert!(Cli::try_parse_from(["raftgresctl", "list", "-W", "-e", "-t"]).is_ok());
     }
 
     #[test]

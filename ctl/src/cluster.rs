@@ -62,6 +62,11 @@ pub struct MemberView {
     /// A setting waits for a restart of the member's Postgres.
     #[serde(default, deserialize_with = "lenient")]
     pub pending_restart: Option<bool>,
+    /// Which settings, each `{old_value, new_value}`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub pending_restart_reason: Option<serde_json::Map<String, Value>>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub tags: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -14,18 +14,21 @@ use std::time::Duration;
 
 #[derive(Clone, Copy)]
 pub enum View {
-    List(Format),
+    List { format: Format, extended: bool },
     Topology,
 }
 
 impl View {
     fn render(self, cluster: &Cluster) -> anyhow::Result<String> {
+        let view = &cluster.view;
         Ok(match self {
-            View::List(Format::Pretty) => member_table(&cluster.view),
-            View::List(Format::Tsv) => format::member_tsv(&cluster.view),
-            View::List(Format::Json) => json_text(&format::member_rows(&cluster.view))?,
-            View::List(Format::Yaml) => yaml::emit(&format::member_rows(&cluster.view)),
-            View::Topology => topology_table(&cluster.view),
+            View::List { format, extended } => match format {
+                Format::Pretty => member_table(view, extended),
+                Format::Tsv => format::member_tsv(view, extended),
+                Format::Json => json_text(&format::member_rows(view, extended))?,
+                Format::Yaml => yaml::emit(&format::member_rows(view, extended)),
+            },
+            View::Topology => topology_table(view),
         })
     }
 }
@@ -34,14 +37,22 @@ fn json_text(value: &Value) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
-/// `list` and `topology`, once or every `watch_seconds` until Ctrl-C.
+/// `list` and `topology`, once or every `watch_seconds` until Ctrl-C;
+/// with `timestamp`, each after the time.
 pub async fn show_members(
     finder: &mut Finder,
     view: View,
     watch_seconds: Option<u64>,
+    timestamp: bool,
 ) -> anyhow::Result<()> {
+    let stamp = || {
+        if timestamp {
+            println!("{}", jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S"));
+        }
+    };
     let Some(seconds) = watch_seconds else {
         let cluster = finder.cluster().await?;
+        stamp();
         print!("{}", view.render(&cluster)?);
         return Ok(());
     };
@@ -61,6 +72,9 @@ pub async fn show_members(
             if interactive {
                 let now = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S %Z");
                 writeln!(out, "\x1b[H\x1b[2J{now} (every {seconds}s; Ctrl-C to stop)")?;
+            }
+            if timestamp && !interactive {
+                writeln!(out, "{}", jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S"))?;
             }
             match frame {
                 Ok(text) => write!(out, "{text}")?,

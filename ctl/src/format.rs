@@ -158,31 +158,76 @@ const MEMBER_COLUMNS: [(&str, &str, CellAlignment); 10] = [
     ("Last report", "Last report", CellAlignment::Left),
 ];
 
-/// As patronictl: the column shows only when some member needs it.
+/// As patronictl: each of these shows with `-e`, or when some member needs it.
 const PENDING_RESTART_COLUMN: (&str, &str, CellAlignment) =
     ("Pending restart", "Pending restart", CellAlignment::Left);
+const PENDING_REASON_COLUMN: (&str, &str, CellAlignment) = (
+    "Pending restart reason",
+    "Pending restart reason",
+    CellAlignment::Left,
+);
+const TAGS_COLUMN: (&str, &str, CellAlignment) = ("Tags", "Tags", CellAlignment::Left);
 
-fn member_columns(members: &[&MemberView]) -> Vec<(&'static str, &'static str, CellAlignment)> {
+/// The optional columns a list shows.
+#[derive(Clone, Copy)]
+struct Extra {
+    pending: bool,
+    reason: bool,
+    tags: bool,
+}
+
+impl Extra {
+    fn of(members: &[&MemberView], extended: bool) -> Extra {
+        let reasons = |m: &&&MemberView| {
+            m.pending_restart_reason
+                .as_ref()
+                .is_some_and(|r| !r.is_empty())
+        };
+        Extra {
+            pending: extended || members.iter().any(|m| m.pending_restart == Some(true)),
+            reason: extended || members.iter().any(|m| reasons(&m)),
+            tags: extended || members.iter().any(|m| has_set_tags(m)),
+        }
+    }
+}
+
+/// A tag away from its default: what patronictl, which stores only the
+/// tags one sets, would show.
+fn has_set_tags(member: &MemberView) -> bool {
+    member.tags.as_ref().is_some_and(|tags| {
+        tags.iter().any(|(key, value)| match key.as_str() {
+            "nofailover" | "nosync" => value != &Value::Bool(false),
+            "failover_priority" => value != &Value::from(1),
+            _ => true,
+        })
+    })
+}
+
+fn member_columns(extra: Extra) -> Vec<(&'static str, &'static str, CellAlignment)> {
     let mut columns = MEMBER_COLUMNS.to_vec();
-    if members.iter().any(|m| m.pending_restart == Some(true)) {
+    if extra.pending {
         columns.push(PENDING_RESTART_COLUMN);
+    }
+    if extra.reason {
+        columns.push(PENDING_REASON_COLUMN);
+    }
+    if extra.tags {
+        columns.push(TAGS_COLUMN);
     }
     columns
 }
 
-fn member_table_for(members: &[&MemberView]) -> (Table, bool) {
-    let columns = member_columns(members);
-    let pending = columns.len() > MEMBER_COLUMNS.len();
-    let headers: Vec<(&str, CellAlignment)> = columns
+fn member_table_for(extra: Extra) -> Table {
+    let headers: Vec<(&str, CellAlignment)> = member_columns(extra)
         .iter()
         .map(|&(_, header, align)| (header, align))
         .collect();
-    (Table::new(&headers), pending)
+    Table::new(&headers)
 }
 
 /// A member's cells in [`MEMBER_COLUMNS`] order: text, but numbers where
 /// patronictl's JSON has numbers (TL, lags in MB).
-fn member_cells(member: &MemberView, indent: &str, pending_column: bool) -> Vec<Value> {
+fn member_cells(member: &MemberView, indent: &str, extra: Extra, in_table: bool) -> Vec<Value> {
     let text = |s: String| Value::String(s);
     let follower = !member.is_leader();
     let position = |lsn: &Option<Value>| match lsn {
@@ -208,14 +253,51 @@ fn member_cells(member: &MemberView, indent: &str, pending_column: bool) -> Vec<
         lag(&member.replay_lag),
         text(last_report(member)),
     ];
-    if pending_column {
+    if extra.pending {
         cells.push(text(if member.pending_restart == Some(true) {
             "*".into()
         } else {
             String::new()
         }));
     }
+    if extra.reason {
+        cells.push(text(pending_reason(member, in_table)));
+    }
+    if extra.tags {
+        let tags = member.tags.clone().unwrap_or_default();
+        cells.push(if in_table {
+            text(
+                tags.iter()
+                    .map(|(key, value)| format!("{key}: {}", cell_text(value)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        } else {
+            Value::Object(tags)
+        });
+    }
     cells
+}
+
+/// `name: old->new` a setting, a line each; in a table, as patronictl, a
+/// line longer than 50 characters says only that it is hidden.
+fn pending_reason(member: &MemberView, in_table: bool) -> String {
+    let Some(reasons) = &member.pending_restart_reason else {
+        return String::new();
+    };
+    reasons
+        .iter()
+        .map(|(name, change)| {
+            let side = |key: &str| change.get(key).map(cell_text).unwrap_or_default();
+            let full = format!("{name}: {}->{}", side("old_value"), side("new_value"));
+            if in_table && full.chars().count() > 50 {
+                format!("{name}: [hidden - too long]")
+            } else {
+                full
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn cell_text(cell: &Value) -> String {
@@ -225,8 +307,8 @@ fn cell_text(cell: &Value) -> String {
     }
 }
 
-fn member_row(member: &MemberView, indent: &str, pending_column: bool) -> Vec<String> {
-    member_cells(member, indent, pending_column)
+fn member_row(member: &MemberView, indent: &str, extra: Extra) -> Vec<String> {
+    member_cells(member, indent, extra, true)
         .iter()
         .map(cell_text)
         .collect()
@@ -240,16 +322,16 @@ fn sorted_members(view: &ClusterView) -> Vec<&MemberView> {
 
 /// `list --format json|yaml`: patronictl's rows, a map a member keyed by
 /// its column names, the cluster's name first.
-pub fn member_rows(view: &ClusterView) -> Value {
+pub fn member_rows(view: &ClusterView, extended: bool) -> Value {
     let members = sorted_members(view);
-    let columns = member_columns(&members);
-    let pending = columns.len() > MEMBER_COLUMNS.len();
+    let extra = Extra::of(&members, extended);
+    let columns = member_columns(extra);
     let rows = members
         .iter()
         .map(|member| {
             let mut row = serde_json::Map::new();
             row.insert("Cluster".into(), Value::from(view.scope()));
-            for ((key, _, _), cell) in columns.iter().zip(member_cells(member, "", pending)) {
+            for ((key, _, _), cell) in columns.iter().zip(member_cells(member, "", extra, false)) {
                 row.insert((*key).into(), cell);
             }
             Value::Object(row)
@@ -259,10 +341,10 @@ pub fn member_rows(view: &ClusterView) -> Value {
 }
 
 /// `list --format tsv`: patronictl's header line, then a line a member.
-pub fn member_tsv(view: &ClusterView) -> String {
+pub fn member_tsv(view: &ClusterView, extended: bool) -> String {
     let members = sorted_members(view);
-    let columns = member_columns(&members);
-    let pending = columns.len() > MEMBER_COLUMNS.len();
+    let extra = Extra::of(&members, extended);
+    let columns = member_columns(extra);
     let clean = |s: String| s.replace(['\t', '\n'], " ");
     let mut out = std::iter::once("Cluster")
         .chain(columns.iter().map(|(key, _, _)| *key))
@@ -271,7 +353,7 @@ pub fn member_tsv(view: &ClusterView) -> String {
     out.push('\n');
     for member in members {
         let cells = std::iter::once(clean(view.scope().to_owned()))
-            .chain(member_row(member, "", pending).into_iter().map(clean));
+            .chain(member_row(member, "", extra).into_iter().map(clean));
         out.push_str(&cells.collect::<Vec<_>>().join("\t"));
         out.push('\n');
     }
@@ -305,11 +387,12 @@ fn cluster_notes(view: &ClusterView) -> String {
 }
 
 /// `raftgresctl list`: every member by name.
-pub fn member_table(view: &ClusterView) -> String {
+pub fn member_table(view: &ClusterView, extended: bool) -> String {
     let members = sorted_members(view);
-    let (mut table, pending) = member_table_for(&members);
+    let extra = Extra::of(&members, extended);
+    let mut table = member_table_for(extra);
     for member in members {
-        table.push(member_row(member, "", pending));
+        table.push(member_row(member, "", extra));
     }
     table.render(Some(&cluster_title(view))) + &cluster_notes(view)
 }
@@ -319,20 +402,21 @@ pub fn member_table(view: &ClusterView) -> String {
 /// the top level, as does everyone when there is no leader.
 pub fn topology_table(view: &ClusterView) -> String {
     let members = sorted_members(view);
-    let (mut table, pending) = member_table_for(&members);
+    let extra = Extra::of(&members, false);
+    let mut table = member_table_for(extra);
     let leader = members.iter().find(|m| m.is_leader()).copied();
     let replicates = |m: &MemberView| !m.is_leader() && m.role.as_deref() != Some("witness");
     if let Some(leader) = leader {
-        table.push(member_row(leader, "", pending));
+        table.push(member_row(leader, "", extra));
         for member in members.iter().filter(|m| replicates(m)) {
-            table.push(member_row(member, "+ ", pending));
+            table.push(member_row(member, "+ ", extra));
         }
     }
     for member in members
         .iter()
         .filter(|m| leader.is_none() || !(m.is_leader() || replicates(m)))
     {
-        table.push(member_row(member, "", pending));
+        table.push(member_row(member, "", extra));
     }
     table.render(Some(&cluster_title(view))) + &cluster_notes(view)
 }
@@ -463,14 +547,14 @@ mod tests {
                     from: m1
                       to: m2
 ";
-        assert_eq!(member_table(&lab()), want);
+        assert_eq!(member_table(&lab(), false), want);
     }
 
     /// patronictl's `list -f json` rows: jq scripts written for it read
     /// `.[] | select(.Role == "Leader") | .Member` and the lags in MB.
     #[test]
     fn json_rows_have_patronictl_s_keys() {
-        let rows = member_rows(&lab());
+        let rows = member_rows(&lab(), false);
         let m2 = &rows[1];
         assert_eq!(
             m2,
@@ -494,7 +578,7 @@ mod tests {
 
     #[test]
     fn tsv_has_patronictl_s_header_and_a_line_a_member() {
-        let text = member_tsv(&lab());
+        let text = member_tsv(&lab(), false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -507,11 +591,54 @@ mod tests {
         assert_eq!(lines.len(), 5);
     }
 
+    /// `-e`: every optional column, needed or not; without it, a column
+    /// shows as soon as one member needs it.
+    #[test]
+    fn extended_adds_pending_restart_its_reason_and_tags() {
+        let header = |text: &str| text.lines().nth(1).unwrap_or_default().to_owned();
+        let plain = member_table(&lab(), false);
+        assert!(!header(&plain).contains("Pending"), "{plain}");
+        assert!(!header(&plain).contains("Tags"), "{plain}");
+        let extended = member_table(&lab(), true);
+        assert!(
+            header(&extended).ends_with("| Pending restart | Pending restart reason | Tags |"),
+            "{extended}"
+        );
+
+        let mut view = lab();
+        view.members[0].pending_restart = Some(true);
+        view.members[0].pending_restart_reason = json!({
+            "max_connections": {"old_value": "100", "new_value": "150"},
+            "shared_preload_libraries": {"old_value": "", "new_value": "pg_stat_statements,auto_explain,pg_cron"}
+        }).as_object().cloned();
+        view.members[0].tags = json!({"nofailover": true, "failover_priority": 0})
+            .as_object()
+            .cloned();
+        let rows = member_rows(&view, false);
+        let m2 = &rows[1];
+        assert_eq!(m2["Pending restart"], "*");
+        assert_eq!(
+            m2["Pending restart reason"],
+            "max_connections: 100->150\nshared_preload_libraries: ->pg_stat_statements,auto_explain,pg_cron"
+        );
+        assert_eq!(
+            m2["Tags"],
+            json!({"nofailover": true, "failover_priority": 0})
+        );
+        let table = member_table(&view, false);
+        assert!(table.contains("max_connections: 100->150"), "{table}");
+        assert!(
+            table.contains("shared_preload_libraries: [hidden - too long]"),
+            "{table}"
+        );
+        assert!(table.contains("nofailover: true"), "{table}");
+    }
+
     #[test]
     fn a_pending_restart_adds_patronictl_s_column() {
         let mut view = lab();
         view.members[0].pending_restart = Some(true);
-        let text = member_table(&view);
+        let text = member_table(&view, false);
         let header = text.lines().nth(1).expect("a header");
         assert!(header.ends_with("| Pending restart |"), "{header}");
         let m2 = text

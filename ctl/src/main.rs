@@ -122,9 +122,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ClusterCmd::List {
                 format,
                 watch_seconds,
-            } => commands::show_members(finder, View::List(format), watch_seconds).await,
+                watch_every_2s,
+                extended,
+                timestamp,
+            } => {
+                let watch = watch_seconds.or(watch_every_2s.then_some(2));
+                let view = View::List { format, extended };
+                commands::show_members(finder, view, watch, timestamp).await
+            }
             ClusterCmd::Topology { watch_seconds } => {
-                commands::show_members(finder, View::Topology, watch_seconds).await
+                commands::show_members(finder, View::Topology, watch_seconds, false).await
             }
             ClusterCmd::Switchover {
                 leader,
