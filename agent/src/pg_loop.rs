@@ -387,9 +387,11 @@ fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
     ServerFacts {
         system_identifier: Some(status.system_id.clone()),
         postmaster_start_time: Some(status.postmaster_start_time.clone()),
+        postmaster_start_unix_ms: Some(status.postmaster_start_unix_ms),
         received_lsn: status.receive_lsn.map(|l| l.0),
         replayed_lsn: status.replay_lsn.map(|l| l.0),
         replayed_timestamp: status.replay_timestamp.clone(),
+        replayed_unix_ms: status.replay_unix_ms,
         replay_paused: status.wal_replay_paused,
         replication: status
             .replication

@@ -222,6 +222,37 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         })
         .unwrap_or_default();
     assert_eq!(standbys.len(), 2, "{primary_doc}");
+    // Patroni's series, for a Patroni dashboard: the primary says so, the
+    // paused replica too, with Patroni's labels.
+    let series = |text: &str, name: &str, member: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("name=\"{member}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let on_primary = metrics(&api, &url(&lab, &primary)).await.text;
+    assert_eq!(
+        series(&on_primary, "patroni_primary", &primary).as_deref(),
+        Some("1"),
+        "{on_primary}"
+    );
+    assert!(
+        series(&on_primary, "patroni_postgres_server_version", &primary).is_some(),
+        "{on_primary}"
+    );
+    let on_lagging = metrics(&api, &lagging_url).await.text;
+    assert_eq!(
+        series(&on_lagging, "patroni_replica", &lagging).as_deref(),
+        Some("1"),
+        "{on_lagging}"
+    );
+    assert_eq!(
+        series(&on_lagging, "patroni_xlog_paused", &lagging).as_deref(),
+        Some("1"),
+        "{on_lagging}"
+    );
     execute_on(&lab, &lagging, "SELECT pg_wal_replay_resume()").await;
     expect_table(
         &client,

@@ -88,13 +88,17 @@ pub struct ServerFacts {
     pub server_version: Option<u32>,
     /// `pg_control_system()`'s system identifier.
     pub system_identifier: Option<String>,
-    /// `pg_postmaster_start_time()` as the server prints it.
+    /// `pg_postmaster_start_time()` as the server prints it, and in Unix
+    /// milliseconds.
     pub postmaster_start_time: Option<String>,
+    pub postmaster_start_unix_ms: Option<i64>,
     /// Standby only: WAL received and flushed, and replayed.
     pub received_lsn: Option<u64>,
     pub replayed_lsn: Option<u64>,
-    /// Standby only: commit time of the last replayed transaction.
+    /// Standby only: commit time of the last replayed transaction, as the
+    /// server prints it and in Unix milliseconds.
     pub replayed_timestamp: Option<String>,
+    pub replayed_unix_ms: Option<i64>,
     /// Standby only: replay is paused (`pg_wal_replay_pause()`).
     pub replay_paused: bool,
     /// Primary only: the standbys connected to it.

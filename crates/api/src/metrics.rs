@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use crate::cluster::is_witness;
-use crate::health::NodeHealth;
+use crate::health::{NodeHealth, Role};
 use crate::ops::MemberReport;
 use crate::status::is_writable_primary;
 
@@ -135,9 +135,168 @@ pub(crate) fn render(
         "Quorum mode: how many of the quorum standbys have each acknowledged commit, at least",
         ConstGauge::new(state.sync_quorum.map_or(0, u64::from)),
     );
-    let mut text = String::with_capacity(4096);
+    register_patroni(&mut registry, state, health);
+    let mut text = String::with_capacity(8192);
     encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// Patroni's version number: `4.0.1` is 40001, each part two digits.
+fn version_number(version: &str) -> i64 {
+    version
+        .split('.')
+        .filter_map(|part| part.parse::<i64>().ok())
+        .fold(0, |number, part| number * 100 + part)
+}
+
+/// Patroni's own series, by its names and with its `scope` and `name`
+/// labels, so that a dashboard or an alert written for Patroni works
+/// unchanged. As in Patroni, a value this member does not know (no running
+/// Postgres, a position a primary has not) is left out.
+fn register_patroni(registry: &mut Registry, state: &ClusterState, health: &NodeHealth) {
+    type Labels = Vec<(&'static str, String)>;
+    let labels: Labels = vec![
+        ("scope", health.scope.clone()),
+        ("name", health.member.clone()),
+    ];
+    let mut whole = |name: &'static str, help: &'static str, value: i64| {
+        let family = Family::<Labels, Gauge>::default();
+        family.get_or_create(&labels).set(value);
+        registry.register(name, help, family);
+    };
+    let primary = is_writable_primary(health);
+    let replica = health.role == Role::Replica && health.postgres_running;
+    let server = &health.server;
+    whole(
+        "patroni_version",
+        "Patroni's version as a number; here raftgres's (0.1.0 is 100)",
+        version_number(env!("CARGO_PKG_VERSION")),
+    );
+    whole(
+        "patroni_postgres_running",
+        "Value is 1 if Postgres is running, 0 otherwise",
+        i64::from(health.postgres_running),
+    );
+    whole(
+        "patroni_primary",
+        "Value is 1 if this node is the leader, 0 otherwise",
+        i64::from(primary),
+    );
+    whole(
+        "patroni_standby_leader",
+        "Value is 1 if this node is the standby_leader, 0 otherwise (no standby clusters yet)",
+        0,
+    );
+    whole(
+        "patroni_replica",
+        "Value is 1 if this node is a replica, 0 otherwise",
+        i64::from(replica),
+    );
+    whole(
+        "patroni_sync_standby",
+        "Value is 1 if this node is a sync standby, 0 otherwise",
+        i64::from(health.sync_standby),
+    );
+    whole(
+        "patroni_quorum_standby",
+        "Value is 1 if this node is a quorum standby, 0 otherwise",
+        i64::from(health.quorum_standby),
+    );
+    whole(
+        "patroni_postgres_streaming",
+        "Value is 1 if Postgres is streaming, 0 otherwise",
+        i64::from(health.streaming),
+    );
+    whole(
+        "patroni_postgres_in_archive_recovery",
+        "Value is 1 if Postgres is replicating from archive, 0 otherwise (raftgres replicates by streaming only)",
+        0,
+    );
+    whole(
+        "patroni_cluster_unlocked",
+        "Value is 1 if the cluster is unlocked (no lease holder), 0 if locked",
+        i64::from(state.lease.holder.is_none()),
+    );
+    whole(
+        "patroni_failsafe_mode_is_active",
+        "Value is 1 if failsafe mode is active, 0 if inactive (raftgres has no failsafe mode)",
+        0,
+    );
+    whole(
+        "patroni_pending_restart",
+        "Value is 1 if the node needs a restart, 0 otherwise",
+        i64::from(!health.pending_restart.is_empty()),
+    );
+    whole(
+        "patroni_is_paused",
+        "Value is 1 if auto failover is disabled, 0 otherwise",
+        i64::from(health.paused),
+    );
+    let positive = |v: u64| i64::try_from(v).ok();
+    if let Some(version) = server.server_version.filter(|_| health.postgres_running) {
+        whole(
+            "patroni_postgres_server_version",
+            "Version of Postgres (if running), 0 otherwise",
+            i64::from(version),
+        );
+    }
+    if let Some(timeline) = health.timeline.filter(|_| health.postgres_running) {
+        whole(
+            "patroni_postgres_timeline",
+            "Postgres timeline of this node (if running), 0 otherwise",
+            i64::from(timeline),
+        );
+    }
+    if let Some(lsn) = health.xlog_location.filter(|_| primary).and_then(positive) {
+        whole(
+            "patroni_xlog_location",
+            "Current location of the Postgres transaction log, 0 if this node is not the leader",
+            lsn,
+        );
+    }
+    if replica {
+        if let Some(lsn) = server.received_lsn.and_then(positive) {
+            whole(
+                "patroni_xlog_received_location",
+                "Current location of the received Postgres transaction log, 0 if this node is not a replica",
+                lsn,
+            );
+        }
+        if let Some(lsn) = server.replayed_lsn.and_then(positive) {
+            whole(
+                "patroni_xlog_replayed_location",
+                "Current location of the replayed Postgres transaction log, 0 if this node is not a replica",
+                lsn,
+            );
+        }
+        whole(
+            "patroni_xlog_paused",
+            "Value is 1 if the Postgres xlog is paused, 0 otherwise",
+            i64::from(server.replay_paused),
+        );
+    }
+    let mut seconds = |name: &'static str, help: &'static str, unix_ms: i64| {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        family.get_or_create(&labels).set(unix_ms as f64 / 1000.0);
+        registry.register(name, help, family);
+    };
+    if let Some(start) = server
+        .postmaster_start_unix_ms
+        .filter(|_| health.postgres_running)
+    {
+        seconds(
+            "patroni_postmaster_start_time",
+            "Epoch seconds since Postgres started",
+            start,
+        );
+    }
+    if let Some(at) = server.replayed_unix_ms.filter(|_| replica) {
+        seconds(
+            "patroni_xlog_replayed_timestamp",
+            "Current timestamp of the replayed Postgres transaction log, 0 if null",
+            at,
+        );
+    }
 }
 
 /// One series per member of the state that this agent has observed,

@@ -45,6 +45,9 @@ pub struct PgStatus {
     /// Standby only: the commit time of the last transaction replayed
     /// (`pg_last_xact_replay_timestamp()`), as the server prints it.
     pub replay_timestamp: Option<String>,
+    /// The same two instants in Unix milliseconds, for metrics.
+    pub postmaster_start_unix_ms: i64,
+    pub replay_unix_ms: Option<i64>,
 }
 
 /// A setting whose configured value waits for a restart.
@@ -340,7 +343,10 @@ impl StatusQueries {
                     (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
                     current_setting('server_version_num')::int,
                     pg_postmaster_start_time()::text,
-                    CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp()::text END
+                    CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp()::text END,
+                    (extract(epoch FROM pg_postmaster_start_time()) * 1000)::int8,
+                    CASE WHEN pg_is_in_recovery()
+                         THEN (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::int8 END
              FROM (SELECT pg_is_in_recovery() AS r) s",
             pause_state = sql::REPLAY_PAUSE_STATE
         );
@@ -399,6 +405,8 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
     let server_version: i32 = get(&local, 9, OP)?;
     let postmaster_start_time: String = get(&local, 10, OP)?;
     let replay_timestamp: Option<String> = get(&local, 11, OP)?;
+    let postmaster_start_unix_ms: i64 = get(&local, 12, OP)?;
+    let replay_unix_ms: Option<i64> = get(&local, 13, OP)?;
 
     let replication = replication
         .iter()
@@ -452,6 +460,8 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
         server_version: u32::try_from(server_version).unwrap_or_default(),
         postmaster_start_time,
         replay_timestamp,
+        postmaster_start_unix_ms,
+        replay_unix_ms,
     })
 }
 

@@ -1015,6 +1015,89 @@ async fn metrics_report_the_snapshot() {
     assert!(text.ends_with("# EOF\n"), "{text}");
 }
 
+/// Patroni's series, by its names and labels, for a Patroni dashboard.
+#[tokio::test]
+async fn metrics_carry_patronis_series() {
+    let label = "{scope=\"lab\",name=\"m1\"}";
+    let primary = NodeHealth {
+        pending_restart: [(
+            "max_connections".to_owned(),
+            raftgres_state::PendingRestart {
+                old_value: "100".into(),
+                new_value: Some("150".into()),
+            },
+        )]
+        .into(),
+        server: crate::ServerFacts {
+            server_version: Some(150_004),
+            postmaster_start_unix_ms: Some(1_796_656_014_500),
+            ..Default::default()
+        },
+        ..primary_health()
+    };
+    let text = api_with(FakeOps::new(cluster_state()), primary, Some(admin()))
+        .get("/metrics")
+        .await
+        .text();
+    let lines: Vec<String> = [
+        ("patroni_version", "100"),
+        ("patroni_postgres_running", "1"),
+        ("patroni_primary", "1"),
+        ("patroni_replica", "0"),
+        ("patroni_standby_leader", "0"),
+        ("patroni_sync_standby", "0"),
+        ("patroni_cluster_unlocked", "0"),
+        ("patroni_pending_restart", "1"),
+        ("patroni_is_paused", "0"),
+        ("patroni_postgres_server_version", "150004"),
+        ("patroni_postgres_timeline", "2"),
+        ("patroni_xlog_location", "805306368"),
+        ("patroni_postmaster_start_time", "1796656014.5"),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{name}{label} {value}"))
+    .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_lines(&text, &lines);
+    assert!(!text.contains("patroni_xlog_received_location"), "{text}");
+
+    let replica = NodeHealth {
+        member: "m2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        server: crate::ServerFacts {
+            received_lsn: Some(4096),
+            replayed_lsn: Some(2048),
+            replay_paused: true,
+            replayed_unix_ms: Some(1_796_656_020_250),
+            ..Default::default()
+        },
+        ..primary_health()
+    };
+    let text = api_with(FakeOps::new(cluster_state()), replica, Some(admin()))
+        .get("/metrics")
+        .await
+        .text();
+    let label = "{scope=\"lab\",name=\"m2\"}";
+    let lines: Vec<String> = [
+        ("patroni_primary", "0"),
+        ("patroni_replica", "1"),
+        ("patroni_postgres_streaming", "1"),
+        ("patroni_xlog_received_location", "4096"),
+        ("patroni_xlog_replayed_location", "2048"),
+        ("patroni_xlog_paused", "1"),
+        ("patroni_xlog_replayed_timestamp", "1796656020.25"),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{name}{label} {value}"))
+    .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_lines(&text, &lines);
+    assert!(!text.contains("patroni_xlog_location{"), "{text}");
+}
+
 #[tokio::test]
 async fn metrics_mark_a_silent_member_stale() {
     let mut ops = FakeOps::new(cluster_state());
