@@ -1,7 +1,7 @@
 //! The commands that only read: list, topology, history, show-config,
 //! version.
 
-use crate::cli::{DocFormat, Format};
+use crate::cli::{DocFormat, Format, RoleFilter};
 use crate::client::{Call, endpoint};
 use crate::cluster::{Cluster, Finder};
 use crate::error::CtlError;
@@ -158,4 +158,47 @@ pub async fn version(finder: &mut Finder, cluster_given: bool) -> anyhow::Result
         ))
         .into())
     }
+}
+
+/// `dsn`: `host=H port=P` for the named member, or the first (by name) of
+/// `role` (default: the leader), for `psql "$(raftgresctl dsn)"`.
+pub async fn dsn(
+    finder: &mut Finder,
+    member: Option<String>,
+    role: Option<RoleFilter>,
+) -> anyhow::Result<()> {
+    let cluster = finder.cluster().await?;
+    let view = &cluster.view;
+    let found = match &member {
+        Some(name) => view.member(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name} is not a member of cluster {} (members: {}); see `raftgresctl list`",
+                view.scope(),
+                view.member_names()
+            )
+        })?,
+        None => {
+            let role = role.unwrap_or(RoleFilter::Leader);
+            let mut fitting: Vec<_> = view
+                .members
+                .iter()
+                .filter(|m| crate::operate::has_role(m, role))
+                .collect();
+            fitting.sort_by(|a, b| a.name.cmp(&b.name));
+            fitting.first().copied().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cluster {} has no member of role {role:?} now; see `raftgresctl list`",
+                    view.scope()
+                )
+            })?
+        }
+    };
+    let (Some(host), Some(port)) = (&found.host, found.port) else {
+        anyhow::bail!(
+            "{} publishes no Postgres address (a witness, or not started yet); see `raftgresctl list`",
+            found.name
+        );
+    };
+    println!("{}", format::dsn(host, port));
+    Ok(())
 }

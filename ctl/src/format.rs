@@ -85,6 +85,17 @@ fn lag_mb_value(lag: Option<&Value>) -> Value {
     }
 }
 
+/// A libpq connection string for `host` and `port`; a value with a space,
+/// a quote or a backslash quoted as libpq reads it.
+pub fn dsn(host: &str, port: u16) -> String {
+    let quoted = if host.is_empty() || host.contains([' ', '\'', '\\']) {
+        format!("'{}'", host.replace('\\', "\\\\").replace('\'', "\\'"))
+    } else {
+        host.to_owned()
+    };
+    format!("host={quoted} port={port}")
+}
+
 /// An LSN the way Postgres writes it: `16/B374D848`.
 pub fn lsn(bytes: u64) -> String {
     format!("{:X}/{:X}", bytes >> 32, bytes & 0xFFFF_FFFF)
@@ -726,6 +737,13 @@ mod tests {
         for (age, lower, stale, want) in cases {
             assert_eq!(report(age.clone(), lower, stale), want, "{age}");
         }
+    }
+
+    #[test]
+    fn dsn_quotes_as_libpq_reads() {
+        assert_eq!(dsn("10.0.0.1", 5432), "host=10.0.0.1 port=5432");
+        assert_eq!(dsn("::1", 5433), "host=::1 port=5433");
+        assert_eq!(dsn("a b'c", 1), "host='a b\\'c' port=1");
     }
 
     #[test]

@@ -144,12 +144,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ClusterCmd::Restart {
                 members,
+                role,
+                any,
                 pending,
                 force,
-            } => operate::restart(finder, members, pending, force).await,
+            } => {
+                let pick = operate::Pick {
+                    named: members,
+                    role,
+                    pending,
+                    any,
+                };
+                operate::restart(finder, pick, force).await
+            }
+            ClusterCmd::Reload {
+                members,
+                role,
+                force,
+            } => {
+                let pick = operate::Pick {
+                    named: members,
+                    role,
+                    pending: false,
+                    any: false,
+                };
+                operate::reload(finder, pick, force).await
+            }
+            ClusterCmd::Dsn { member, role } => commands::dsn(finder, member, role).await,
+            ClusterCmd::Flush { target, force } => operate::flush(finder, target, force).await,
             ClusterCmd::Reinit { member, force } => operate::reinit(finder, member, force).await,
-            ClusterCmd::Pause => operate::set_pause(finder, true).await,
-            ClusterCmd::Resume => operate::set_pause(finder, false).await,
+            ClusterCmd::Pause { wait } => operate::set_pause(finder, true, wait).await,
+            ClusterCmd::Resume { wait } => operate::set_pause(finder, false, wait).await,
             ClusterCmd::History { format } => commands::history(finder, format).await,
             ClusterCmd::ShowConfig { format } => commands::show_config(finder, format).await,
             ClusterCmd::EditConfig { set, pg, force } => {

@@ -1,15 +1,19 @@
 //! The commands that change the cluster: switchover, failover, restart,
 //! reinit, pause, resume, remove.
 
+use crate::cli::{FlushTarget, RoleFilter};
 use crate::client::{
     CHANGE_TIMEOUT, COMMIT_TIMEOUT, Call, MEMBERSHIP_TIMEOUT, POSTGRES_TIMEOUT, endpoint,
 };
-use crate::cluster::{ClusterView, Finder, MemberView};
+use crate::cluster::{Cluster, ClusterView, Finder, MemberView};
 use crate::prompt::confirm;
 use anyhow::anyhow;
 use jiff::Timestamp;
 use reqwest::Method;
 use serde_json::{Value, json};
+
+/// How long `pause --wait` and `resume --wait` wait for every member.
+const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `--scheduled`: `None` for now, else a time that must lie ahead, since
 /// a switchover scheduled in the past would happen at once by surprise.
@@ -135,16 +139,22 @@ pub async fn reinit(finder: &mut Finder, member: String, force: bool) -> anyhow:
     Ok(())
 }
 
-/// The members `restart` acts on, in the order it restarts them: the named
-/// ones (all that run Postgres when none is named), with `pending` only
-/// those a setting waits on, replicas before the leader so that the
-/// cluster keeps its primary for as long as it can.
-pub fn restart_order(
-    view: &ClusterView,
-    named: &[String],
-    pending: bool,
-) -> anyhow::Result<Vec<String>> {
-    for name in named {
+/// Which members `restart` and `reload` act on.
+pub struct Pick {
+    /// By name; none names every member that runs Postgres.
+    pub named: Vec<String>,
+    pub role: Option<RoleFilter>,
+    /// Only those a changed setting waits on to restart.
+    pub pending: bool,
+    /// Only the first of them.
+    pub any: bool,
+}
+
+/// The members `pick` chooses, in the order they are acted on: replicas
+/// before the leader, so that the cluster keeps its primary for as long as
+/// it can. A named member that does not exist is an error.
+pub fn chosen(view: &ClusterView, pick: &Pick) -> anyhow::Result<Vec<String>> {
+    for name in &pick.named {
         if view.member(name).is_none() {
             anyhow::bail!(
                 "{name} is not a member of cluster {} (members: {}); see `raftgresctl list`",
@@ -157,34 +167,43 @@ pub fn restart_order(
         .members
         .iter()
         .filter(|m| {
-            if named.is_empty() {
+            if pick.named.is_empty() {
                 m.role.as_deref() != Some("witness")
             } else {
-                named.contains(&m.name)
+                pick.named.contains(&m.name)
             }
         })
-        .filter(|m| !pending || m.pending_restart == Some(true))
+        .filter(|m| pick.role.is_none_or(|role| has_role(m, role)))
+        .filter(|m| !pick.pending || m.pending_restart == Some(true))
         .collect();
     chosen.sort_by_key(|m| (m.is_leader(), m.name.clone()));
+    if pick.any {
+        chosen.truncate(1);
+    }
     Ok(chosen.into_iter().map(|m| m.name.clone()).collect())
 }
 
-pub async fn restart(
-    finder: &mut Finder,
-    named: Vec<String>,
-    pending: bool,
-    force: bool,
-) -> anyhow::Result<()> {
+/// `--role`: a witness runs no Postgres and has no role of these.
+pub fn has_role(member: &MemberView, role: RoleFilter) -> bool {
+    let witness = member.role.as_deref() == Some("witness");
+    match role {
+        RoleFilter::Leader => member.is_leader(),
+        RoleFilter::Replica => !member.is_leader() && !witness,
+        RoleFilter::Any => !witness,
+    }
+}
+
+pub async fn restart(finder: &mut Finder, pick: Pick, force: bool) -> anyhow::Result<()> {
     let cluster = finder.cluster().await?;
-    let members = restart_order(&cluster.view, &named, pending)?;
+    let members = chosen(&cluster.view, &pick)?;
     if members.is_empty() {
         println!(
             "no member of cluster {} {}; nothing to restart",
             cluster.view.scope(),
-            if pending {
+            if pick.pending {
                 "waits for a restart"
             } else {
-                "runs Postgres"
+                "was chosen"
             }
         );
         return Ok(());
@@ -198,16 +217,51 @@ pub async fn restart(
         force,
     )
     .await?;
-    let body = json!({"restart_pending": pending});
+    let body = json!({"restart_pending": pick.pending});
+    each_member(finder, &cluster, &members, "restart", Some(&body)).await
+}
+
+/// `reload`: each chosen member's Postgres rereads its configuration.
+pub async fn reload(finder: &mut Finder, pick: Pick, force: bool) -> anyhow::Result<()> {
+    let cluster = finder.cluster().await?;
+    let members = chosen(&cluster.view, &pick)?;
+    if members.is_empty() {
+        println!(
+            "no member of cluster {} was chosen; nothing to reload",
+            cluster.view.scope()
+        );
+        return Ok(());
+    }
+    confirm(
+        format!(
+            "Are you sure you want to reload members {}?",
+            members.join(", ")
+        ),
+        "reload",
+        force,
+    )
+    .await?;
+    each_member(finder, &cluster, &members, "reload", None).await
+}
+
+/// POSTs `path` to each of `members` in turn, says how each went, and
+/// fails naming those that failed.
+async fn each_member(
+    finder: &mut Finder,
+    cluster: &Cluster,
+    members: &[String],
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<()> {
     let mut failed = Vec::new();
-    for member in &members {
+    for member in members {
         let base = cluster.member_api(member)?;
         let outcome = finder
             .api
             .call(Call::change(
                 Method::POST,
-                endpoint(&base, &["restart"]),
-                Some(&body),
+                endpoint(&base, &[path]),
+                body,
                 POSTGRES_TIMEOUT,
             ))
             .await;
@@ -222,13 +276,37 @@ pub async fn restart(
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(anyhow!("the restart of {} failed", failed.join(", ")))
+        Err(anyhow!("the {path} of {} failed", failed.join(", ")))
     }
 }
 
+/// `flush switchover`: the pending switchover is cancelled.
+pub async fn flush(finder: &mut Finder, target: FlushTarget, force: bool) -> anyhow::Result<()> {
+    let FlushTarget::Switchover = target;
+    let cluster = finder.cluster().await?;
+    if cluster.view.scheduled_switchover.is_none() {
+        println!("No pending scheduled switchover");
+        return Ok(());
+    }
+    confirm(
+        "Are you sure you want to discard the scheduled switchover?".to_owned(),
+        "flush",
+        force,
+    )
+    .await?;
+    let reply = finder
+        .call_any(&cluster, &["switchover"], |url| {
+            Call::change(Method::DELETE, url, None, COMMIT_TIMEOUT)
+        })
+        .await?;
+    println!("Success: {}", reply.message());
+    Ok(())
+}
+
 /// `pause` and `resume`. Asking for the state the cluster is already in
-/// succeeds without a change, so scripts can repeat it.
-pub async fn set_pause(finder: &mut Finder, pause: bool) -> anyhow::Result<()> {
+/// succeeds without a change, so scripts can repeat it. With `wait`, until
+/// every member's own status says so.
+pub async fn set_pause(finder: &mut Finder, pause: bool, wait: bool) -> anyhow::Result<()> {
     let cluster = finder.cluster().await?;
     let word = if pause { "paused" } else { "resumed" };
     if cluster.view.paused() == pause {
@@ -245,8 +323,54 @@ pub async fn set_pause(finder: &mut Finder, pause: bool) -> anyhow::Result<()> {
             Call::change(Method::PATCH, url, Some(&body), COMMIT_TIMEOUT)
         })
         .await?;
+    if wait {
+        println!(
+            "'{}' request sent, waiting until every member has it",
+            if pause { "pause" } else { "resume" }
+        );
+        wait_for_pause(finder, &cluster, pause).await?;
+    }
     println!("Success: cluster management is {word}");
     Ok(())
+}
+
+/// Until each member's `GET /patroni` says `pause` is `pause`, bounded by
+/// [`PAUSE_WAIT`]; the members still behind are named.
+async fn wait_for_pause(finder: &mut Finder, cluster: &Cluster, pause: bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + PAUSE_WAIT;
+    let members: Vec<String> = cluster
+        .view
+        .members
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    loop {
+        let mut behind = Vec::new();
+        for member in &members {
+            let agrees = match cluster.member_api(member) {
+                Ok(base) => finder
+                    .api
+                    .call(Call::get(endpoint(&base, &["patroni"])))
+                    .await
+                    .is_ok_and(|reply| reply.body.get("pause") == Some(&Value::Bool(pause))),
+                Err(_) => false,
+            };
+            if !agrees {
+                behind.push(member.as_str());
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(anyhow!(
+                "{} did not say {} within {PAUSE_WAIT:?}; see `raftgresctl list` and their agents' logs",
+                behind.join(", "),
+                if pause { "paused" } else { "resumed" }
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 pub async fn remove(finder: &mut Finder, member: String, force: bool) -> anyhow::Result<()> {
@@ -286,21 +410,40 @@ mod tests {
             "lease": {"holder": "m1", "epoch": 3}
         }))
         .expect("a /cluster document");
-        let order = |named: &[&str], pending| {
-            let named: Vec<String> = named.iter().map(|n| (*n).to_owned()).collect();
-            restart_order(&view, &named, pending).map_err(|e| e.to_string())
+        let order = |named: &[&str], role, pending, any| {
+            let pick = Pick {
+                named: named.iter().map(|n| (*n).to_owned()).collect(),
+                role,
+                pending,
+                any,
+            };
+            chosen(&view, &pick).map_err(|e| e.to_string())
         };
+        let names = |names: &[&str]| Ok(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>());
+        assert_eq!(order(&[], None, false, false), names(&["m2", "m3", "m1"]));
+        assert_eq!(order(&[], None, true, false), names(&["m2", "m1"]));
         assert_eq!(
-            order(&[], false),
-            Ok(vec!["m2".into(), "m3".into(), "m1".into()])
+            order(&["m1", "m3"], None, false, false),
+            names(&["m3", "m1"])
         );
-        assert_eq!(order(&[], true), Ok(vec!["m2".into(), "m1".into()]));
+        assert_eq!(order(&["m3"], None, true, false), names(&[]));
         assert_eq!(
-            order(&["m1", "m3"], false),
-            Ok(vec!["m3".into(), "m1".into()])
+            order(&[], Some(RoleFilter::Leader), false, false),
+            names(&["m1"])
         );
-        assert_eq!(order(&["m3"], true), Ok(vec![]));
-        let err = order(&["m9"], false).expect_err("not a member");
+        assert_eq!(
+            order(&[], Some(RoleFilter::Replica), false, false),
+            names(&["m2", "m3"])
+        );
+        assert_eq!(
+            order(&[], Some(RoleFilter::Any), false, true),
+            names(&["m2"])
+        );
+        assert_eq!(
+            order(&["m1"], Some(RoleFilter::Replica), false, false),
+            names(&[])
+        );
+        let err = order(&["m9"], None, false, false).expect_err("not a member");
         assert!(err.contains("m9 is not a member of cluster lab"), "{err}");
     }
 

@@ -319,7 +319,18 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     let run = ctl.expect(0, &["pause"]).await;
     assert!(run.stdout.contains("already paused"), "{}", run.stdout);
 
-    ctl.expect(0, &["resume"]).await;
+    // `resume --wait` returns once every member's own status says so.
+    let run = ctl.expect(0, &["resume", "--wait"]).await;
+    assert!(run.stdout.contains("Success"), "{}", run.stdout);
+    let api = raftgres_tests::http::Api::for_lab(&dir.path().join("lab.json"));
+    for name in lab.names() {
+        let url = lab.member(&name).expect("member").api_url.clone();
+        let doc = api.get(&url, "/patroni").await.expect("GET /patroni").body;
+        assert_eq!(
+            doc["pause"], false,
+            "{name} still paused after resume --wait"
+        );
+    }
     until_eq(
         SETTLE_WITHIN,
         "show-config says resumed",
@@ -336,6 +347,53 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
         },
     )
     .await;
+    assert_eq!(writable(&lab).await, vec![primary.clone()]);
+
+    // `dsn`: the leader's address by default, a replica's by role or name,
+    // an unknown member refused.
+    let address = |name: &str| {
+        let m = lab.member(name).expect("member");
+        format!(
+            "host={} port={}",
+            m.pg_host.as_deref().expect("a Postgres host"),
+            m.pg_port.expect("a Postgres port")
+        )
+    };
+    let run = ctl.expect(0, &["dsn"]).await;
+    assert_eq!(run.stdout.trim(), address(&primary), "{}", run.stdout);
+    let run = ctl.expect(0, &["dsn", &replica]).await;
+    assert_eq!(run.stdout.trim(), address(&replica), "{}", run.stdout);
+    let run = ctl.expect(0, &["dsn", "--role", "replica"]).await;
+    assert_ne!(run.stdout.trim(), address(&primary), "{}", run.stdout);
+    let run = ctl.expect(1, &["dsn", "nobody"]).await;
+    assert!(
+        run.stderr.contains("nobody is not a member"),
+        "{}",
+        run.stderr
+    );
+
+    // `reload` of the replicas: each says how it went.
+    let run = ctl
+        .expect(0, &["reload", "--role", "replica", "--force"])
+        .await;
+    assert!(
+        run.stdout.contains(&format!("{replica}: ")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains(&format!("{primary}: ")),
+        "{}",
+        run.stdout
+    );
+
+    // `flush switchover` with nothing scheduled says so.
+    let run = ctl.expect(0, &["flush", "switchover", "--force"]).await;
+    assert!(
+        run.stdout.contains("No pending scheduled switchover"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(writable(&lab).await, vec![primary]);
 }
 

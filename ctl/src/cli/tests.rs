@@ -1,0 +1,144 @@
+use super::*;
+use clap::CommandFactory;
+
+#[test]
+fn the_command_line_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn tls_issue_takes_members_as_name_and_node_id() {
+    let cli = Cli::try_parse_from([
+        "raftgresctl",
+        "tls",
+        "issue",
+        "--dir",
+        "/tmp/pki",
+        "--member",
+        "db1:1",
+        "--member",
+        "db2:2",
+        "--tools",
+        "admin",
+        "--api",
+        "db1=10.0.0.11,db1.example.com",
+        "--postgres",
+        "db1=10.0.0.11,127.0.0.1",
+    ])
+    .expect("parses");
+    match cli.command {
+        Cmd::Tls {
+            action:
+                TlsCmd::Issue {
+                    members,
+                    tools,
+                    api,
+                    postgres,
+                    ..
+                },
+        } => {
+            assert_eq!(members, [("db1".to_owned(), 1), ("db2".to_owned(), 2)]);
+            assert_eq!(tools, ["admin"]);
+            assert_eq!(
+                api,
+                [(
+                    "db1".to_owned(),
+                    vec!["10.0.0.11".to_owned(), "db1.example.com".to_owned()]
+                )]
+            );
+            assert_eq!(
+                postgres,
+                [(
+                    "db1".to_owned(),
+                    vec!["10.0.0.11".to_owned(), "127.0.0.1".to_owned()]
+                )]
+            );
+        }
+        _ => panic!("not tls issue"),
+    }
+    for (flag, bad, needle) in [
+        ("--api", "db1", "expected NAME=HOST"),
+        ("--api", "=10.0.0.1", "needs a name"),
+        ("--api", "db1=10.0.0.1,,x", "is empty"),
+        ("--api", "db1=", "is empty"),
+        ("--postgres", "db1", "expected NAME=HOST"),
+        ("--postgres", "db1=10.0.0.1,", "is empty"),
+        ("--member", "db1", "expected NAME:NODE_ID"),
+        ("--member", "db1:x", "is not a whole number"),
+        ("--member", "db1:0", "node ids start at 1"),
+    ] {
+        let err = Cli::try_parse_from([
+            "raftgresctl",
+            "tls",
+            "issue",
+            "--dir",
+            "/tmp/pki",
+            flag,
+            bad,
+        ])
+        .err()
+        .expect(bad)
+        .to_string();
+        assert!(err.contains(needle), "{flag} {bad}: {err}");
+    }
+}
+
+#[test]
+fn watch_takes_an_optional_interval() {
+    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+        Ok(Cli {
+            command: Cmd::Cluster(ClusterCmd::List { watch_seconds, .. }),
+            ..
+        }) => watch_seconds,
+        _ => panic!("{args:?} should parse as list"),
+    };
+    assert_eq!(parse(&["raftgresctl", "list"]), None);
+    assert_eq!(parse(&["raftgresctl", "list", "--watch"]), Some(2));
+    assert_eq!(parse(&["raftgresctl", "list", "--watch", "5"]), Some(5));
+    assert!(Cli::try_parse_from(["raftgresctl", "list", "--watch", "0"]).is_err());
+    assert!(Cli::try_parse_from(["raftgresctl", "list", "-W", "-w", "3"]).is_err());
+    assert!(Cli::try_parse_from(["raftgresctl", "list", "-W", "-e", "-t"]).is_ok());
+}
+
+#[test]
+fn pooler_takes_its_options_with_defaults() {
+    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+        Ok(Cli {
+            command: Cmd::Cluster(ClusterCmd::Pooler(args)),
+            ..
+        }) => Ok(args),
+        Ok(_) => panic!("{args:?} should parse as pooler"),
+        Err(e) => Err(e.to_string()),
+    };
+    let base = ["raftgresctl", "pooler", "--databases-file", "/etc/db.ini"];
+    let args = parse(&[&base[..], &["--admin", "127.0.0.1:6432"]].concat()).expect("valid");
+    assert_eq!(args.admin, ("127.0.0.1".to_owned(), 6432));
+    assert_eq!(
+        (
+            args.admin_user.as_str(),
+            args.write_db.as_str(),
+            args.dbname.as_str()
+        ),
+        ("pgbouncer_admin", "postgres", "postgres")
+    );
+    assert_eq!(
+        (args.read_db, args.interval_ms, args.once),
+        (None, 500, false)
+    );
+    let args = parse(&[&base[..], &["--admin", "[::1]:6432", "--once"]].concat()).expect("IPv6");
+    assert_eq!(args.admin, ("::1".to_owned(), 6432));
+    assert!(args.once);
+    let args =
+        parse(&[&base[..], &["--admin", "/var/run/postgresql:6432"]].concat()).expect("socket dir");
+    assert_eq!(args.admin.0, "/var/run/postgresql");
+    for (bad, want) in [
+        ("6432", "has no port"),
+        (":6432", "has no host"),
+        ("h:x", "is not a port"),
+        ("h:70000", "is not a port"),
+    ] {
+        let error = parse(&[&base[..], &["--admin", bad]].concat()).expect_err(bad);
+        assert!(error.contains(want), "{bad}: {error}");
+    }
+    assert!(parse(&base).is_err(), "--admin is required");
+}
