@@ -128,6 +128,14 @@ pub enum Cmd {
         #[command(subcommand)]
         action: TlsCmd,
     },
+    /// A completion script for SHELL, from this CLI's own definition, e.g.
+    /// `raftgresctl completion bash > /etc/bash_completion.d/raftgresctl`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff), e.g. `raftgresctl man > raftgresctl.1; man ./raftgresctl.1`.
+    Man,
 }
 
 #[derive(Subcommand)]

@@ -20,7 +20,7 @@ mod target;
 mod yaml;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use cli::{Cli, ClusterCmd, Cmd, TlsCmd};
 use cluster::Finder;
 use commands::View;
@@ -110,6 +110,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     postgres,
                 },
         } => return issue_certificates(&dir, &members, &tools, &api, &postgres),
+        Cmd::Completion { shell } => {
+            // Into memory first: the generator panics on a write error, such
+            // as a reader (`| head`) that closed the pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "raftgresctl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("cannot write the completion script")?;
+            return Ok(());
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
+            return Ok(());
+        }
         Cmd::Cluster(command) => command,
     };
     let target = cli.target.resolve()?;

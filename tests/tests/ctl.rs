@@ -539,3 +539,36 @@ async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them(
     monitor.assert_never_two().await;
     assert_eq!(writable(&lab).await, vec![primary]);
 }
+
+/// Completions and the man page come from the CLI definition: a bash
+/// script bash accepts that knows the commands, and a roff page naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_and_man_page_come_from_the_cli() {
+    let run = run_ctl(&["completion", "bash"]).await;
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    for word in ["switchover", "reload", "dsn", "--format"] {
+        assert!(run.stdout.contains(word), "no {word} in:\n{}", run.stdout);
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let script = dir.path().join("raftgresctl.bash");
+    std::fs::write(&script, &run.stdout).expect("write the script");
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        checked.status.success(),
+        "bash -n refuses the script: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // A usage error, exit 1 as documented, naming the shells there are.
+    let run = run_ctl(&["completion", "nosh"]).await;
+    assert_eq!(run.exit_code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("zsh"), "{}", run.stderr);
+
+    let run = run_ctl(&["man"]).await;
+    assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains(".TH raftgresctl 1"), "{}", run.stdout);
+    assert!(run.stdout.contains("switchover"), "{}", run.stdout);
+}
