@@ -101,6 +101,17 @@ impl HealthInputs {
             (Some(d), Some(primary)) if in_recovery => Some(primary.bytes_since(d.lsn)),
             _ => None,
         };
+        let facts = if running {
+            self.facts.borrow().clone()
+        } else {
+            Default::default()
+        };
+        let receive_lag_bytes = match (facts.received_lsn, state.lease.last_lsn) {
+            (Some(received), Some(primary)) if in_recovery => {
+                Some(primary.bytes_since(raftgres_state::Lsn(received)))
+            }
+            _ => None,
+        };
         let tags = {
             let tags = &self.live.borrow().tags;
             let mut map = BTreeMap::from([
@@ -131,6 +142,7 @@ impl HealthInputs {
             in_recovery,
             streaming: in_recovery && streaming,
             lag_bytes,
+            receive_lag_bytes,
             maximum_lag_on_failover: state
                 .config
                 .as_ref()
@@ -152,11 +164,7 @@ impl HealthInputs {
                 | PgView::Uninitialized
                 | PgView::Absent => "stopped",
             },
-            server: if running {
-                self.facts.borrow().clone()
-            } else {
-                Default::default()
-            },
+            server: facts.clone(),
             sync_standby: state.synchronous
                 && state.sync_quorum.is_none()
                 && state.sync_set.contains(&self.member),

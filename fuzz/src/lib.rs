@@ -235,6 +235,7 @@ pub fn health(primary: bool, running: bool, streaming: bool) -> NodeHealth {
         in_recovery: !primary,
         streaming: streaming && !primary,
         lag_bytes: (!primary).then_some(2 << 20),
+        receive_lag_bytes: (!primary).then_some(1 << 20),
         maximum_lag_on_failover: Some(1 << 20),
         ttl: Some(std::time::Duration::from_secs(3)),
         timeline: Some(1),

@@ -195,6 +195,18 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     .await;
     expect_table(&client, &lab, &other, "replica", &REPLICA, SETTLE_WITHIN).await;
     expect_table(&client, &lab, &primary, "primary", &PRIMARY, SETTLE_WITHIN).await;
+    // Replay paused, WAL still received: ready by what it received
+    // (Patroni 4's mode=write), not by what it replayed.
+    eventually(
+        SETTLE_WITHIN,
+        "the paused replica is ready with mode=write only",
+        || async {
+            (code(&client, &lagging_url, "/readiness?mode=write").await == 200
+                && code(&client, &lagging_url, "/readiness").await == 503)
+                .then_some(())
+        },
+    )
+    .await;
     let doc = patroni(&api, &lagging_url).await;
     assert_eq!(doc["role"], json!("replica"), "{doc}");
     assert_eq!(doc["state"], json!("running"), "{doc}");

@@ -50,6 +50,8 @@ pub struct NodeHealth {
     pub streaming: bool,
     /// Bytes behind the primary; replicas only, `None` when unknown.
     pub lag_bytes: Option<u64>,
+    /// The same for the WAL received rather than replayed (`/readiness?mode=write`).
+    pub receive_lag_bytes: Option<u64>,
     /// The cluster's `maximum_lag_on_failover`, `/readiness`'s default
     /// limit; `None` before the config is known.
     pub maximum_lag_on_failover: Option<u64>,

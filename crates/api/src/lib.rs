@@ -48,5 +48,5 @@ pub use ops::{
 };
 pub use query::{HealthQuery, QueryError, parse_query};
 pub use router::{ApiContext, ServeLimits, router, serve, serve_tls, serve_with_limits};
-pub use status::{Endpoint, ROUTES, refused, status};
+pub use status::{Endpoint, ROUTES, status};
 pub use tls::{ApiTlsError, ServerTls, VerifyClient};

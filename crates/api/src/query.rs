@@ -15,8 +15,8 @@ pub struct HealthQuery<'a> {
     /// A `?lag=` that is no byte count, ignored (see the module's comment),
     /// and why, for the log.
     pub ignored_lag: Option<String>,
-    /// `?mode=write`: `/readiness` would judge the lag by received WAL, not
-    /// replayed (Patroni 4); not built yet, so that check refuses it.
+    /// `?mode=write`: `/readiness` judges the lag by the WAL received, not
+    /// replayed (Patroni 4).
     pub lag_by_received: bool,
     /// `?replication_state=streaming`: the replica must be streaming.
     pub require_streaming: bool,

@@ -22,7 +22,7 @@ use crate::health::HealthSource;
 use crate::ops::{ReadOps, WriteOps};
 use crate::query::parse_query;
 pub use crate::server::ServeLimits;
-use crate::status::{Endpoint, ROUTES, refused, status};
+use crate::status::{Endpoint, ROUTES, status};
 use crate::{read, reply, write};
 
 const HEALTH_METHODS: MethodFilter = MethodFilter::GET
@@ -177,11 +177,6 @@ fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> 
             });
         }
     };
-    if let Err(err) = refused(endpoint, &query) {
-        return reply(method, StatusCode::BAD_REQUEST, || {
-            body::error(&err.to_string())
-        });
-    }
     if let Some(why) = &query.ignored_lag {
         warn_ignored_lag(request.uri().path(), why);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 
 use crate::health::{NodeHealth, Role};
-use crate::query::{HealthQuery, QueryError};
+use crate::query::HealthQuery;
 
 /// A health endpoint, independent of which alias was used to reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,20 +103,6 @@ impl Endpoint {
     }
 }
 
-/// What `endpoint` refuses of a parsed `query` (answered with 400): asks
-/// that it cannot honour yet.
-pub fn refused(endpoint: Endpoint, query: &HealthQuery<'_>) -> Result<(), QueryError> {
-    if endpoint == Endpoint::Readiness && query.lag_by_received {
-        return Err(QueryError {
-            param: "mode".to_owned(),
-            reason: "`write` (lag by received WAL) is not supported yet; leave it out, \
-                     or use `apply`, to judge the lag by replayed WAL"
-                .to_owned(),
-        });
-    }
-    Ok(())
-}
-
 /// The status code `endpoint` answers for `health` and `query`: 200 or 503.
 /// `loops_quiet` is how long the agent's slowest loop has made no progress
 /// ([`crate::HealthSource::loops_quiet`]).
@@ -143,10 +129,17 @@ pub fn status(
         Endpoint::Liveness => is_live(health, loops_quiet),
         Endpoint::Patroni => true,
         Endpoint::Readiness => {
+            // Patroni 4: `mode=write` judges the WAL received, not replayed.
+            let lag = if query.lag_by_received {
+                health.receive_lag_bytes
+            } else {
+                health.lag_bytes
+            };
+            let limit = query.max_lag.or(health.maximum_lag_on_failover);
             is_writable_primary(health)
                 || (is_running_replica(health)
                     && health.streaming
-                    && lag_within(health, query.max_lag.or(health.maximum_lag_on_failover)))
+                    && limit.is_none_or(|max| lag.is_some_and(|lag| lag <= max)))
         }
     };
     if up && (!endpoint.filters_tags() || tags_match(health, query)) {

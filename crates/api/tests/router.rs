@@ -288,13 +288,6 @@ async fn other_bad_query_values_are_400_naming_the_parameter() {
     assert!(error.contains("`replication_state`"), "{error}");
     assert!(error.contains("catchup"), "{error}");
 
-    let write = call(replica(), Method::GET, "/readiness?mode=write").await;
-    assert_eq!(write.status, StatusCode::BAD_REQUEST);
-    let error = write.json()["error"].as_str().unwrap().to_owned();
-    assert!(error.contains("`mode`"), "{error}");
-    let apply = call(replica(), Method::GET, "/readiness?mode=apply").await;
-    assert_eq!(apply.status, StatusCode::OK);
-
     let head = call(replica(), Method::HEAD, "/readiness?tag_zone=%zz").await;
     assert_eq!(head.status, StatusCode::BAD_REQUEST);
     assert!(head.body.is_empty());

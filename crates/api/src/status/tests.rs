@@ -98,6 +98,9 @@ fn status_table() {
         ("replica, readiness within maximum_lag_on_failover", with(replica(), |h| h.maximum_lag_on_failover = Some(1 << 20)), "", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
         ("replica, readiness past maximum_lag_on_failover", with(replica(), |h| { h.maximum_lag_on_failover = Some(1 << 20); h.lag_bytes = Some(2 << 20); }), "", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, NO, OK]),
         ("replica, ?lag= overrides maximum_lag_on_failover", with(replica(), |h| { h.maximum_lag_on_failover = Some(1 << 20); h.lag_bytes = Some(2 << 20); }), "lag=4MB", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
+        ("replica replaying behind what it received, readiness by replay", with(replica(), |h| { h.maximum_lag_on_failover = Some(1 << 20); h.lag_bytes = Some(10 << 20); h.receive_lag_bytes = Some(0); }), "", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, NO, OK]),
+        ("replica replaying behind what it received, readiness mode=write", with(replica(), |h| { h.maximum_lag_on_failover = Some(1 << 20); h.lag_bytes = Some(10 << 20); h.receive_lag_bytes = Some(0); }), "mode=write", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, OK, OK]),
+        ("replica, mode=write with its received lag unknown", with(replica(), |h| { h.maximum_lag_on_failover = Some(1 << 20); h.receive_lag_bytes = None; }), "mode=write", [NO, NO, OK, OK, NO, NO, OK, NO, NO, NO, OK, OK, NO, OK]),
     ];
 
     let mut failures = Vec::new();
