@@ -4,7 +4,8 @@
 use crate::cli::LabCmd;
 use anyhow::{Context, bail};
 use raftgres_lab::{
-    Lab, LabSpec, agent_status, down, pg_query_bool, read_description, running_members,
+    Lab, LabDescription, LabSpec, agent_status, down, pg_query_bool, read_description,
+    running_members,
 };
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -44,6 +45,7 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
                 "description: {}",
                 raftgres_lab::LabDescription::path(&description.dir).display()
             );
+            print!("{}", connect_block(&description)?);
             Ok(())
         }
         LabCmd::Down { dir } => {
@@ -123,7 +125,66 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
                     }
                 }
             });
+            print!("{}", connect_block(&description)?);
             Ok(())
         }
     }
+}
+
+/// Where a client connects, each with a `psql` line ready to paste:
+/// HAProxy's write and read ports, and each member's pgbouncer. The
+/// superuser's password goes into `DIR/pgpass` (mode 600), named by
+/// `PGPASSFILE`, never onto the command line, where `ps` shows it.
+fn connect_block(description: &LabDescription) -> anyhow::Result<String> {
+    let Some(auth) = &description.pg_auth else {
+        return Ok(String::new());
+    };
+    let passfile = description.dir.join("pgpass");
+    write_private(&passfile, &format!("*:*:*:postgres:{}\n", auth.superuser))?;
+    let psql = |port: u16| {
+        format!(
+            "PGPASSFILE={} psql \"host=127.0.0.1 port={port} user=postgres dbname=postgres\"",
+            passfile.display()
+        )
+    };
+    let mut out = String::from("clients connect here:\n");
+    match &description.haproxy {
+        Some(h) => {
+            out.push_str(&format!("  writes (HAProxy)      {}\n", psql(h.write_port)));
+            out.push_str(&format!("  reads (HAProxy)       {}\n", psql(h.read_port)));
+        }
+        None => out.push_str(
+            "  HAProxy is not installed, so there is no write or read port: apt-get install haproxy, then lab up again\n",
+        ),
+    }
+    let poolers: Vec<_> = description
+        .members
+        .iter()
+        .filter_map(|m| Some((&m.name, m.pgbouncer_port?)))
+        .collect();
+    if poolers.is_empty() {
+        out.push_str(
+            "  pgbouncer is not installed, so no member has a pool: apt-get install pgbouncer, then lab up again\n",
+        );
+    }
+    for (name, port) in poolers {
+        let label = format!("{name} (pgbouncer)");
+        out.push_str(&format!("  {label:<21} {}\n", psql(port)));
+    }
+    Ok(out)
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

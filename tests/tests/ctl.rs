@@ -572,3 +572,76 @@ async fn completions_and_man_page_come_from_the_cli() {
     assert!(run.stdout.contains(".TH raftgresctl 1"), "{}", run.stdout);
     assert!(run.stdout.contains("switchover"), "{}", run.stdout);
 }
+
+/// The first command a user runs: `lab up` prints where clients connect,
+/// and the printed `psql` line for HAProxy's write port writes; `lab
+/// status` prints the same lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_up_prints_psql_lines_that_connect() {
+    let _serial = raftgres_tests::serial().await;
+    let dir = raftgres_tests::lab_dir();
+    let dir_arg = dir.path().to_str().expect("a UTF-8 path").to_owned();
+    let up = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(ctl_bin())
+            .args(["lab", "up", "--dir", &dir_arg, "--members", "3"])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("lab up finishes within 2 minutes")
+    .expect("raftgresctl runs");
+    // From here the lab is stopped when this handle drops, pass or fail.
+    let lab = Lab::open(dir.path()).expect("the lab raftgresctl started");
+    let stdout = String::from_utf8_lossy(&up.stdout).into_owned();
+    assert!(
+        up.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split_once("PGPASSFILE="))
+            .map(|(_, rest)| format!("PGPASSFILE={rest}"))
+            .unwrap_or_else(|| panic!("no {label} line in:\n{stdout}"))
+    };
+    let writes = line("writes (HAProxy)");
+    line("reads (HAProxy)");
+    for name in lab.names() {
+        line(&format!("{name} (pgbouncer)"));
+    }
+    // The line as printed, run by a shell, writes through HAProxy once
+    // HAProxy's checks have found the primary.
+    let psql = format!(
+        "{writes} -v ON_ERROR_STOP=1 -c 'CREATE TABLE IF NOT EXISTS first_write AS SELECT 1 AS one'"
+    );
+    let mut last = String::new();
+    let wrote = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let ran = tokio::process::Command::new("sh")
+                .args(["-c", &psql])
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("sh runs");
+            if ran.status.success() {
+                return;
+            }
+            last = String::from_utf8_lossy(&ran.stderr).into_owned();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        wrote.is_ok(),
+        "`{psql}` never wrote within 30 s; last: {last}"
+    );
+    let status = run_ctl(&["lab", "status", "--dir", &dir_arg]).await;
+    assert_eq!(status.exit_code, Some(0), "{}", status.stderr);
+    assert!(status.stdout.contains(&writes), "{}", status.stdout);
+    drop(lab);
+}
