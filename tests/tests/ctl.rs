@@ -592,7 +592,9 @@ async fn lab_up_prints_psql_lines_that_connect() {
     .await
     .expect("lab up finishes within 2 minutes")
     .expect("raftgresctl runs");
-    // From here the lab is stopped when this handle drops, pass or fail.
+    // From here the lab is stopped when this guard drops, pass or fail: a
+    // lab another process started is not this one's to stop on drop.
+    let _down = LabDown(dir.path());
     let lab = Lab::open(dir.path()).expect("the lab raftgresctl started");
     let stdout = String::from_utf8_lossy(&up.stdout).into_owned();
     assert!(
@@ -643,5 +645,15 @@ async fn lab_up_prints_psql_lines_that_connect() {
     let status = run_ctl(&["lab", "status", "--dir", &dir_arg]).await;
     assert_eq!(status.exit_code, Some(0), "{}", status.stderr);
     assert!(status.stdout.contains(&writes), "{}", status.stdout);
-    drop(lab);
+}
+
+/// Runs `lab down` on its directory when dropped.
+struct LabDown<'a>(&'a std::path::Path);
+
+impl Drop for LabDown<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = raftgres_lab::down(self.0, Duration::from_secs(30)) {
+            eprintln!("lab down in {}: {e}", self.0.display());
+        }
+    }
 }
