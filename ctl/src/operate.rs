@@ -194,54 +194,48 @@ pub fn has_role(member: &MemberView, role: RoleFilter) -> bool {
 }
 
 pub async fn restart(finder: &mut Finder, pick: Pick, force: bool) -> anyhow::Result<()> {
-    let cluster = finder.cluster().await?;
-    let members = chosen(&cluster.view, &pick)?;
-    if members.is_empty() {
-        println!(
-            "no member of cluster {} {}; nothing to restart",
-            cluster.view.scope(),
-            if pick.pending {
-                "waits for a restart"
-            } else {
-                "was chosen"
-            }
-        );
-        return Ok(());
-    }
-    confirm(
-        format!(
-            "Are you sure you want to restart members {}?",
-            members.join(", ")
-        ),
-        "restart",
-        force,
-    )
-    .await?;
     let body = json!({"restart_pending": pick.pending});
-    each_member(finder, &cluster, &members, "restart", Some(&body)).await
+    on_chosen(finder, &pick, "restart", Some(&body), force).await
 }
 
 /// `reload`: each chosen member's Postgres rereads its configuration.
 pub async fn reload(finder: &mut Finder, pick: Pick, force: bool) -> anyhow::Result<()> {
+    on_chosen(finder, &pick, "reload", None, force).await
+}
+
+/// `verb` (the REST path too) on the members `pick` chooses, once
+/// confirmed; none chosen is said, and is no error.
+async fn on_chosen(
+    finder: &mut Finder,
+    pick: &Pick,
+    verb: &str,
+    body: Option<&Value>,
+    force: bool,
+) -> anyhow::Result<()> {
     let cluster = finder.cluster().await?;
-    let members = chosen(&cluster.view, &pick)?;
+    let members = chosen(&cluster.view, pick)?;
     if members.is_empty() {
+        let which = if pick.pending {
+            "waits for a restart"
+        } else {
+            "was chosen"
+        };
         println!(
-            "no member of cluster {} was chosen; nothing to reload",
+            "no member of cluster {} {which}; nothing to {verb}",
             cluster.view.scope()
         );
         return Ok(());
     }
     confirm(
         format!(
-            "Are you sure you want to reload members {}?",
+            "Are you sure you want to {verb} members {}?",
             members.join(", ")
         ),
-        "reload",
+        verb,
         force,
     )
     .await?;
-    each_member(finder, &cluster, &members, "reload", None).await
+    each_member(finder, &cluster, &members, verb, body).await
 }
 
 /// POSTs `path` to each of `members` in turn, says how each went, and

@@ -1015,10 +1015,18 @@ async fn metrics_report_the_snapshot() {
     assert!(text.ends_with("# EOF\n"), "{text}");
 }
 
+/// Patroni's exposition lines: each series with the lab's `scope` and
+/// `member`'s `name`, and its value.
+fn patroni_lines(member: &str, series: &[(&str, &str)]) -> Vec<String> {
+    series
+        .iter()
+        .map(|(name, value)| format!("{name}{{scope=\"lab\",name=\"{member}\"}} {value}"))
+        .collect()
+}
+
 /// Patroni's series, by its names and labels, for a Patroni dashboard.
 #[tokio::test]
 async fn metrics_carry_patronis_series() {
-    let label = "{scope=\"lab\",name=\"m1\"}";
     let primary = NodeHealth {
         pending_restart: [(
             "max_connections".to_owned(),
@@ -1039,26 +1047,25 @@ async fn metrics_carry_patronis_series() {
         .get("/metrics")
         .await
         .text();
-    let lines: Vec<String> = [
-        ("patroni_version", "100"),
-        ("patroni_postgres_running", "1"),
-        ("patroni_primary", "1"),
-        ("patroni_replica", "0"),
-        ("patroni_standby_leader", "0"),
-        ("patroni_sync_standby", "0"),
-        ("patroni_cluster_unlocked", "0"),
-        ("patroni_pending_restart", "1"),
-        ("patroni_is_paused", "0"),
-        ("patroni_postgres_server_version", "150004"),
-        ("patroni_postgres_timeline", "2"),
-        ("patroni_xlog_location", "805306368"),
-        ("patroni_postmaster_start_time", "1796656014.5"),
-    ]
-    .iter()
-    .map(|(name, value)| format!("{name}{label} {value}"))
-    .collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    assert_lines(&text, &lines);
+    let lines = patroni_lines(
+        "m1",
+        &[
+            ("patroni_version", "100"),
+            ("patroni_postgres_running", "1"),
+            ("patroni_primary", "1"),
+            ("patroni_replica", "0"),
+            ("patroni_standby_leader", "0"),
+            ("patroni_sync_standby", "0"),
+            ("patroni_cluster_unlocked", "0"),
+            ("patroni_pending_restart", "1"),
+            ("patroni_is_paused", "0"),
+            ("patroni_postgres_server_version", "150004"),
+            ("patroni_postgres_timeline", "2"),
+            ("patroni_xlog_location", "805306368"),
+            ("patroni_postmaster_start_time", "1796656014.5"),
+        ],
+    );
+    assert_lines(&text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!text.contains("patroni_xlog_received_location"), "{text}");
 
     let replica = NodeHealth {
@@ -1080,21 +1087,19 @@ async fn metrics_carry_patronis_series() {
         .get("/metrics")
         .await
         .text();
-    let label = "{scope=\"lab\",name=\"m2\"}";
-    let lines: Vec<String> = [
-        ("patroni_primary", "0"),
-        ("patroni_replica", "1"),
-        ("patroni_postgres_streaming", "1"),
-        ("patroni_xlog_received_location", "4096"),
-        ("patroni_xlog_replayed_location", "2048"),
-        ("patroni_xlog_paused", "1"),
-        ("patroni_xlog_replayed_timestamp", "1796656020.25"),
-    ]
-    .iter()
-    .map(|(name, value)| format!("{name}{label} {value}"))
-    .collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    assert_lines(&text, &lines);
+    let lines = patroni_lines(
+        "m2",
+        &[
+            ("patroni_primary", "0"),
+            ("patroni_replica", "1"),
+            ("patroni_postgres_streaming", "1"),
+            ("patroni_xlog_received_location", "4096"),
+            ("patroni_xlog_replayed_location", "2048"),
+            ("patroni_xlog_paused", "1"),
+            ("patroni_xlog_replayed_timestamp", "1796656020.25"),
+        ],
+    );
+    assert_lines(&text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!text.contains("patroni_xlog_location{"), "{text}");
 }
 
