@@ -137,9 +137,7 @@ pub fn status(
             };
             let limit = query.max_lag.or(health.maximum_lag_on_failover);
             is_writable_primary(health)
-                || (is_running_replica(health)
-                    && health.streaming
-                    && limit.is_none_or(|max| lag.is_some_and(|lag| lag <= max)))
+                || (is_running_replica(health) && health.streaming && within(lag, limit))
         }
     };
     if up && (!endpoint.filters_tags() || tags_match(health, query)) {
@@ -187,9 +185,14 @@ fn is_sync_standby(h: &NodeHealth, q: &HealthQuery<'_>) -> bool {
     is_running_replica(h) && h.sync_standby && lag_within(h, q.max_lag)
 }
 
-/// No limit passes; with a limit, an unknown lag fails.
+/// The replayed lag within `max`, as [`within`] judges.
 fn lag_within(h: &NodeHealth, max: Option<u64>) -> bool {
-    max.is_none_or(|max| h.lag_bytes.is_some_and(|lag| lag <= max))
+    within(h.lag_bytes, max)
+}
+
+/// No limit passes; with a limit, an unknown lag fails.
+fn within(lag: Option<u64>, max: Option<u64>) -> bool {
+    max.is_none_or(|max| lag.is_some_and(|lag| lag <= max))
 }
 
 /// Every `?tag_<key>=<value>` names a tag this member has, with that value.
