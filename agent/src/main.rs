@@ -2,6 +2,7 @@
 //! serves its peers, and competes for, renews and gives up the leader lease.
 
 mod belief;
+mod callbacks;
 mod clock;
 mod from_config;
 mod health;
@@ -371,6 +372,10 @@ async fn run(
                     pooler: pooler.as_ref().map(|(_, status)| status.clone()),
                     live: live.clone(),
                     progress: pg_progress.clone(),
+                    callbacks: callbacks::CallbackRunner::start(
+                        config.name.clone(),
+                        config.scope.clone(),
+                    ),
                 }
                 .run(stop.postgres.clone()),
             ))

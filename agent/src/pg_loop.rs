@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 use raftgres_api::{OpError, ServerFacts, Standby};
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
-    Configured, DataInfo, MonoInstant, PgAction, PgObservation, PgView, StandbyView, SyncStep,
-    WaitFor, decide_postgres, due_switchover, holder_running_primary, may_disarm, plan_sync,
-    wait_for,
+    CallbackEvent, CallbackRole, Configured, DataInfo, MonoInstant, PgAction, PgObservation,
+    PgView, StandbyView, SyncStep, WaitFor, after_start, decide_postgres, due_switchover,
+    holder_running_primary, may_disarm, plan_sync, wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
@@ -70,6 +70,8 @@ pub struct PgLoop {
     pub live: watch::Receiver<LiveSettings>,
     /// Beats while the loop goes round, for the systemd watchdog.
     pub progress: Progress,
+    /// Runs `postgresql.callbacks` on starts, stops, reloads and role changes.
+    pub callbacks: crate::callbacks::CallbackRunner,
 }
 
 /// What the loop remembers between rounds.
@@ -105,6 +107,9 @@ struct Local {
     failures: u32,
     /// The merged parameters last judged by Postgres (`check_parameters`).
     parameters_checked: Option<BTreeMap<String, String>>,
+    /// The role this agent last started or promoted Postgres in, which
+    /// tells a role change from a start for the callbacks.
+    callback_role: Option<CallbackRole>,
     /// The parameters in the managed conf the running server last read.
     parameters_written: Option<BTreeMap<String, String>>,
     /// What the running server waits for a restart to apply.
@@ -160,6 +165,13 @@ fn upstream_of(state: &ClusterState, name: &str) -> Option<Upstream> {
 impl PgLoop {
     fn me(&self) -> &str {
         &self.member.name
+    }
+
+    /// Queues the operator's callback for `event`, if one is configured.
+    fn call_back(&self, event: CallbackEvent, role: CallbackRole) {
+        let live = self.live.borrow();
+        let (callbacks, timeout) = &live.callbacks;
+        self.callbacks.call(callbacks, *timeout, event, role);
     }
 
     /// The cluster's `loop_wait`; before its config is known (first start),

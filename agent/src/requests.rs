@@ -3,8 +3,9 @@
 //! leaf, so the parts depend on it and not on each other.
 
 use raftgres_api::OpError;
-use raftgres_config::AgentConfig;
+use raftgres_config::{AgentConfig, Callbacks};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What an operator asks of this member's Postgres through the REST API.
@@ -33,6 +34,8 @@ pub struct LiveSettings {
     pub tags: raftgres_state::Tags,
     /// `pgbouncer.admin_user` and `admin_password`.
     pub pooler_admin: Option<(String, Option<String>)>,
+    /// `postgresql.callbacks` and `callback_timeout_ms`.
+    pub callbacks: (Callbacks, Duration),
 }
 
 impl LiveSettings {
@@ -52,6 +55,11 @@ impl LiveSettings {
                 .pgbouncer
                 .as_ref()
                 .map(|p| (p.admin_user.clone(), p.admin_password.clone())),
+            callbacks: config
+                .postgresql
+                .as_ref()
+                .map(|pg| (pg.callbacks.clone(), pg.callback_timeout))
+                .unwrap_or_default(),
         }
     }
 }

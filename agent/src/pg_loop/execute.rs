@@ -18,8 +18,21 @@ impl PgLoop {
     }
 
     /// Stops the postmaster cleanly (the keeper fences it if it does not
-    /// stop in time).
+    /// stop in time), and calls `on_stop` when it did stop a server.
     pub(super) async fn stop_postgres(&self, local: &mut Local) -> anyhow::Result<()> {
+        if !local.running {
+            return Ok(());
+        }
+        self.stop_server(local).await?;
+        self.call_back(
+            CallbackEvent::OnStop,
+            local.callback_role.unwrap_or(CallbackRole::Replica),
+        );
+        Ok(())
+    }
+
+    /// Stops the postmaster as part of another step, which calls back.
+    async fn stop_server(&self, local: &mut Local) -> anyhow::Result<()> {
         if !local.running {
             return Ok(());
         }
@@ -42,7 +55,8 @@ impl PgLoop {
         role: Role,
         upstream: Option<String>,
     ) -> anyhow::Result<()> {
-        self.stop_postgres(local).await?;
+        let was_running = local.running;
+        self.stop_server(local).await?;
         let primary = matches!(role, Role::Primary);
         if primary {
             self.require_lease()?;
@@ -53,7 +67,11 @@ impl PgLoop {
             .await
             .context("cannot start Postgres")?;
         local.running = true;
-        self.wait_ready(START_TIMEOUT).await
+        self.wait_ready(START_TIMEOUT).await?;
+        let role = callback_role(&role);
+        self.call_back(after_start(local.callback_role, role, was_running), role);
+        local.callback_role = Some(role);
+        Ok(())
     }
 
     /// Waits until the server answers a query (a standby: accepts read-only
@@ -126,6 +144,7 @@ impl PgLoop {
                     member = self.me(),
                     "fenced Postgres: every process of the server is gone"
                 );
+                self.call_back(CallbackEvent::OnStop, CallbackRole::Primary);
                 Ok(())
             }
             PgAction::InitDb => {
@@ -189,6 +208,8 @@ impl PgLoop {
                     self.write_conf(local, &Role::Primary)?;
                     local.upstream = None;
                     tracing::info!(member = self.me(), epoch = %state.lease.epoch, "promoted");
+                    self.call_back(CallbackEvent::OnRoleChange, CallbackRole::Primary);
+                    local.callback_role = Some(CallbackRole::Primary);
                 }
                 Ok(())
             }
@@ -341,6 +362,7 @@ impl PgLoop {
                     self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
                         .await
                         .map_err(|e| failed("reload", e.into()))?;
+                    self.call_back(CallbackEvent::OnReload, callback_role(&role));
                 }
                 Ok("rewrote the managed configuration and reloaded Postgres".into())
             }
@@ -385,5 +407,13 @@ impl PgLoop {
             }
         }
         local.slots_for = wanted;
+    }
+}
+
+/// A server role as the callbacks name it.
+fn callback_role(role: &Role) -> CallbackRole {
+    match role {
+        Role::Primary => CallbackRole::Primary,
+        Role::Standby { .. } | Role::DetachedStandby => CallbackRole::Replica,
     }
 }

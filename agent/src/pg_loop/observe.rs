@@ -52,6 +52,13 @@ impl PgLoop {
                     });
                     local.unanswered_since = None;
                     local.down_since = None;
+                    // A server found running (the agent restarted) calls
+                    // back on its next stop or role change as what it is.
+                    local.callback_role.get_or_insert(if st.in_recovery {
+                        CallbackRole::Replica
+                    } else {
+                        CallbackRole::Primary
+                    });
                     let pid = keeper.postmaster_pid.unwrap_or(0);
                     let timeline = match local.timeline_seen {
                         Some((seen_pid, seen)) if seen_pid == pid => seen.max(st.timeline),

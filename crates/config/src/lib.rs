@@ -44,7 +44,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, ApiCredentials, BootstrapSettings, InitialMember, PgAuthentication,
+    AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, InitialMember, PgAuthentication,
     PgBouncerSettings, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
     RestApiSettings, RestApiTls, Tags, VerifyClient,
 };

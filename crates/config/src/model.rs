@@ -117,6 +117,24 @@ pub struct PostgresSettings {
     pub parameters: BTreeMap<String, String>,
     /// TLS on every connection to a member's Postgres over TCP.
     pub tls: PgTls,
+    /// What to run when Postgres starts, stops, restarts, reloads or
+    /// changes role.
+    pub callbacks: Callbacks,
+    /// Default 60 s: a callback still running after this is killed, with
+    /// every process it started, so that the next one runs.
+    pub callback_timeout: Duration,
+}
+
+/// `postgresql.callbacks`, as Patroni's: each a program and its arguments,
+/// split as a shell would without running one; the agent appends the
+/// event, the role and the scope.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Callbacks {
+    pub on_start: Option<Vec<String>>,
+    pub on_stop: Option<Vec<String>>,
+    pub on_restart: Option<Vec<String>>,
+    pub on_reload: Option<Vec<String>>,
+    pub on_role_change: Option<Vec<String>>,
 }
 
 /// `postgresql.tls`: libpq's `sslmode` and `sslrootcert`, for the agent's

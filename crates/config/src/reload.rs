@@ -109,6 +109,8 @@ const KEYS: &[Key] = &[
     key!(Now "tags.nosync", tags.nosync),
     key!(Now "restapi.authentication", restapi.authentication),
     key!(Now "postgresql.parameters", postgresql?parameters),
+    key!(Now "postgresql.callbacks", postgresql?callbacks),
+    key!(Now "postgresql.callback_timeout_ms", postgresql?callback_timeout),
     key!(Now "pgbouncer.admin_user", pgbouncer?admin_user),
     key!(Now "pgbouncer.admin_password", pgbouncer?admin_password),
     // What the agent bound, the identity it joined the cluster with, where

@@ -22,6 +22,7 @@ pub(crate) const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 500;
 pub(crate) const DEFAULT_SNAPSHOT_EVERY_LOGS: u64 = 1000;
 pub(crate) const DEFAULT_RPC_TIMEOUT_MS: u64 = 1000;
 pub(crate) const DEFAULT_RESTART_GRACE_MS: u64 = 2000;
+pub(crate) const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 60_000;
 pub(crate) const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub(crate) const DEFAULT_PGBOUNCER_ADMIN: &str = "pgbouncer_admin";
 pub(crate) const DEFAULT_DBNAME: &str = "postgres";
@@ -174,6 +175,13 @@ pub struct Postgres {
     pub parameters: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub tls: PgTls,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub callbacks: Callbacks,
+    #[serde(
+        default = "number::<DEFAULT_CALLBACK_TIMEOUT_MS>",
+        skip_serializing_if = "is_number::<DEFAULT_CALLBACK_TIMEOUT_MS>"
+    )]
+    pub callback_timeout_ms: u64,
 }
 
 impl Postgres {
@@ -191,8 +199,26 @@ impl Postgres {
             restart_grace_ms: DEFAULT_RESTART_GRACE_MS,
             parameters: BTreeMap::new(),
             tls: PgTls::default(),
+            callbacks: Callbacks::default(),
+            callback_timeout_ms: DEFAULT_CALLBACK_TIMEOUT_MS,
         }
     }
+}
+
+/// `postgresql.callbacks`, Patroni's: a command line for each event.
+#[derive(Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Callbacks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_stop: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_reload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_role_change: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Default)]
@@ -478,6 +504,14 @@ pub(crate) mod tests {
                     sslmode: PgSslMode::VerifyFull,
                     sslrootcert: Some("/etc/raftgres/ca.pem".into()),
                 },
+                callbacks: Callbacks {
+                    on_start: Some("/usr/local/bin/cb start".into()),
+                    on_stop: Some("/usr/local/bin/cb stop".into()),
+                    on_restart: Some("/usr/local/bin/cb restart".into()),
+                    on_reload: Some("/usr/local/bin/cb reload".into()),
+                    on_role_change: Some("/usr/local/bin/vip 'eth0:1'".into()),
+                },
+                callback_timeout_ms: 5000,
             }),
             restapi: RestApi {
                 listen: Some("0.0.0.0:8009".into()),

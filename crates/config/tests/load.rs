@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftgres_config::{
-    AgentConfig, ApiCredentials, BootstrapSettings, ConfigError, InitialMember, PgAuthentication,
-    PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls, RestApiSettings,
-    RestApiTls, Tags, VerifyClient, load, load_with_env,
+    AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, ConfigError, InitialMember,
+    PgAuthentication, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
+    RestApiSettings, RestApiTls, Tags, VerifyClient, load, load_with_env,
 };
 use raftgres_state::LeaseTiming;
 use tempfile::TempDir;
@@ -58,6 +58,10 @@ postgresql:
     fsync: false
     log_min_duration_statement: -1
     auto_explain.log_min_duration: '250'
+  callbacks:
+    on_start: sh -c 'exit 0'
+    on_role_change: /bin/sh '/etc/raftgres/vip up.sh'
+  callback_timeout_ms: 5000
 restapi:
   listen: 0.0.0.0:8009
   connect_address: node1.example:8009
@@ -265,6 +269,12 @@ fn full_file_loads_every_value() {
                     sslmode: PgSslMode::Prefer,
                     sslrootcert: None,
                 },
+                callbacks: Callbacks {
+                    on_start: Some(words(&["sh", "-c", "exit 0"])),
+                    on_role_change: Some(words(&["/bin/sh", "/etc/raftgres/vip up.sh"])),
+                    ..Callbacks::default()
+                },
+                callback_timeout: Duration::from_millis(5000),
             }),
             restapi: RestApiSettings {
                 listen: "0.0.0.0:8009".parse::<SocketAddr>().unwrap(),
@@ -363,6 +373,8 @@ fn minimal_file_gets_documented_defaults() {
                 sslmode: PgSslMode::Prefer,
                 sslrootcert: None,
             },
+            callbacks: Callbacks::default(),
+            callback_timeout: Duration::from_millis(60_000),
         })
     );
     assert_eq!(
@@ -450,6 +462,10 @@ fn member_without_a_postgresql_section_is_told_to_add_one() {
 
     let message = error(&edit(MINIMAL, MINIMAL_POSTGRESQL, "postgresql:\n"));
     assert_mentions(&message, &["key `postgresql`: is empty", "`listen`"]);
+}
+
+fn words(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| word.to_string()).collect()
 }
 
 fn login(username: &str, password: &str) -> PgLogin {
@@ -999,6 +1015,13 @@ fn each_postgresql_rule_names_its_key() {
         ("parameter name with a dash", with_postgresql("  parameters:\n    work-mem: 4MB\n"), "postgresql.parameters.work-mem"),
         ("managed parameter", edit(FULL, "    fsync: false", "    port: 5434"), "postgresql.parameters.port"),
         ("parameter value with a line break", with_postgresql("  parameters:\n    work_mem: \"4MB\\nport = 1\"\n"), "postgresql.parameters.work_mem"),
+        ("callback with an unclosed quote", with_postgresql("  callbacks:\n    on_start: /bin/sh 'up\n"), "postgresql.callbacks.on_start"),
+        ("empty callback", with_postgresql("  callbacks:\n    on_stop: ''\n"), "postgresql.callbacks.on_stop"),
+        ("callback on a relative path", with_postgresql("  callbacks:\n    on_restart: bin/vip up\n"), "postgresql.callbacks.on_restart"),
+        ("callback not in PATH", with_postgresql("  callbacks:\n    on_reload: no-such-raftgres-callback\n"), "postgresql.callbacks.on_reload"),
+        ("callback that is not executable", with_postgresql("  callbacks:\n    on_role_change: /etc/passwd\n"), "postgresql.callbacks.on_role_change"),
+        ("callback for an unknown event", with_postgresql("  callbacks:\n    on_promote: /bin/true\n"), "postgresql.callbacks.on_promote"),
+        ("callback timeout 0", with_postgresql("  callback_timeout_ms: 0\n"), "postgresql.callback_timeout_ms"),
     ];
     for (what, yaml, key) in cases {
         assert_refused(what, &yaml, key, "");

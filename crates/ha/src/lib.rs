@@ -5,6 +5,7 @@
 //! Architecture invariant: pure. No I/O, no clock, no Raft types; it reads
 //! the replicated model from `raftgres-state` and returns actions.
 
+mod callbacks;
 mod candidacy;
 mod decide;
 mod lease;
@@ -19,6 +20,7 @@ mod sync;
 mod testing;
 mod timeline;
 
+pub use callbacks::{CallbackEvent, CallbackRole, after_start};
 pub use candidacy::{
     Rank, Unfit, holder_running_primary, live_rival, may_compete, rank, recorded_rank, tagged_in,
     within_lag,

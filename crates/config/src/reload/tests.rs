@@ -41,6 +41,8 @@ fn reloadable_keys_are_applied() {
     let cases = [
         (BASE.replace("work_mem: 4MB", "work_mem: 7MB"), "postgresql.parameters"),
         (BASE.replace("    work_mem: 4MB\n", "    work_mem: 4MB\n    geqo: off\n"), "postgresql.parameters"),
+        (BASE.replace("  parameters:\n", "  callbacks: {on_role_change: /bin/true}\n  parameters:\n"), "postgresql.callbacks"),
+        (BASE.replace("  parameters:\n", "  callback_timeout_ms: 500\n  parameters:\n"), "postgresql.callback_timeout_ms"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {nofailover: true}\n"), "tags.nofailover"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {failover_priority: 5}\n"), "tags.failover_priority"),
         (BASE.replace("    password: old\n", "    password: new\n"), "restapi.authentication"),

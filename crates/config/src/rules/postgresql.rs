@@ -2,14 +2,17 @@
 //! how they reach each other's Postgres.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::values::{absolute, binds_collide, listen_address, parameter_name, positive, role_name};
 use super::{absolute_dir, absolute_or, reached_at};
 use crate::read::Ctx;
 use crate::schema;
-use crate::{ConfigError, PgAuthentication, PgLogin, PgTls, PostgresSettings, RaftSettings};
+use crate::{
+    Callbacks, ConfigError, PgAuthentication, PgLogin, PgTls, PostgresSettings, RaftSettings,
+};
 
 const POSTGRES_PORT_EXAMPLE: u16 = 5432;
 const DEFAULT_SUPERUSER: &str = "postgres";
@@ -76,6 +79,11 @@ pub(super) fn settings(
         )?;
     }
     let tls = tls(ctx, file.tls, &file.parameters)?;
+    let callbacks = callbacks(ctx, file.callbacks)?;
+    ctx.check(
+        "postgresql.callback_timeout_ms",
+        positive(file.callback_timeout_ms),
+    )?;
 
     Ok(PostgresSettings {
         listen,
@@ -89,7 +97,62 @@ pub(super) fn settings(
         restart_grace: Duration::from_millis(file.restart_grace_ms),
         parameters: file.parameters,
         tls,
+        callbacks,
+        callback_timeout: Duration::from_millis(file.callback_timeout_ms),
     })
+}
+
+fn callbacks(ctx: &Ctx, file: schema::Callbacks) -> Result<Callbacks, ConfigError> {
+    let command = |event: &str, line: Option<String>| {
+        line.map(|line| {
+            command_line(&line)
+                .map_err(|reason| ctx.invalid(&format!("postgresql.callbacks.{event}"), reason))
+        })
+        .transpose()
+    };
+    Ok(Callbacks {
+        on_start: command("on_start", file.on_start)?,
+        on_stop: command("on_stop", file.on_stop)?,
+        on_restart: command("on_restart", file.on_restart)?,
+        on_reload: command("on_reload", file.on_reload)?,
+        on_role_change: command("on_role_change", file.on_role_change)?,
+    })
+}
+
+/// A callback's words, split as Patroni splits them (Python's `shlex`),
+/// whose program exists now: a missing script found at the first failover
+/// would be found too late.
+fn command_line(line: &str) -> Result<Vec<String>, String> {
+    let words = shlex::split(line).ok_or_else(|| {
+        format!("{line:?} cannot be split into words (an unclosed quote?); quote as a shell would")
+    })?;
+    let Some(program) = words.first() else {
+        return Err("is empty; give a command, or leave the key out".into());
+    };
+    let path = if program.contains('/') {
+        absolute(Path::new(program))?;
+        Some(PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|dirs| {
+            std::env::split_paths(&dirs)
+                .map(|dir| dir.join(program))
+                .find(|path| path.is_file())
+        })
+    };
+    let Some(path) = path else {
+        return Err(format!(
+            "{program} is not found in PATH; give its absolute path"
+        ));
+    };
+    let executable = std::fs::metadata(&path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    if !executable {
+        return Err(format!(
+            "{} is not an executable file; create it, or chmod +x it",
+            path.display()
+        ));
+    }
+    Ok(words)
 }
 
 /// libpq's `sslmode` and `sslrootcert` for every connection to a member's

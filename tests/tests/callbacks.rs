@@ -1,0 +1,137 @@
+//! `postgresql.callbacks` on a real lab, as a Patroni user relies on them to
+//! move a virtual IP: added by a reload, each member's script is called with
+//! the event, its role and the scope on a reload, on both sides of a
+//! switchover (the old primary's stop and role change, the new primary's
+//! role change) and on a restart.
+
+use raftgres_lab::Lab;
+use raftgres_tests::http::Api;
+use raftgres_tests::settle::roles_settled;
+use raftgres_tests::{any_replica, eventually, serial_lab, until_streaming};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// Where `name`'s callback script writes: one line per call, its arguments.
+fn calls_file(lab: &Lab, name: &str) -> PathBuf {
+    lab.member(name)
+        .expect("member")
+        .data_dir
+        .join("callbacks.log")
+}
+
+fn calls(lab: &Lab, name: &str) -> Vec<String> {
+    std::fs::read_to_string(calls_file(lab, name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `name`'s calls hold `wanted` in this order (other calls may
+/// come between them).
+async fn until_called(lab: &Lab, name: &str, wanted: &[&str]) {
+    let what = format!("{name}'s callbacks are called: {wanted:?}");
+    let in_order = |seen: &[String]| {
+        let mut seen = seen.iter();
+        wanted.iter().all(|w| seen.any(|s| s == w))
+    };
+    let found = eventually(WITHIN, &what, || async {
+        let seen = calls(lab, name);
+        in_order(&seen).then_some(seen)
+    })
+    .await;
+    assert!(in_order(&found), "{found:?}");
+}
+
+/// Adds every callback to `name`'s settings file, each running `script`
+/// with this member's calls file first, and reloads the agent.
+async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Path) {
+    let member = lab.member(name).expect("member");
+    let text = std::fs::read_to_string(&member.config).expect("settings");
+    let command = format!("{} '{}'", script.display(), calls_file(lab, name).display());
+    let events = [
+        "on_start",
+        "on_stop",
+        "on_restart",
+        "on_reload",
+        "on_role_change",
+    ];
+    let lines: String = events
+        .iter()
+        .map(|event| format!("    {event}: {command}\n"))
+        .collect();
+    let header = "postgresql:\n";
+    let at = text.find(header).expect("postgresql section") + header.len();
+    let edited = format!("{}  callbacks:\n{lines}{}", &text[..at], &text[at..]);
+    // In place, so the file keeps its owner and mode.
+    std::fs::write(&member.config, edited).expect("write settings");
+    let reply = api
+        .send_ok("POST", &member.api_url, "/reload", &json!({}))
+        .await;
+    let body = reply.body.to_string();
+    assert!(body.contains("postgresql.callbacks"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_are_called_on_reload_switchover_and_restart() {
+    let (dir, lab, old) = serial_lab(2, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let new = any_replica(&lab, &old);
+    roles_settled(&lab, &old).await;
+
+    let script = dir.path().join("callback.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nout=$1\nshift\necho \"$*\" >> \"$out\"\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for name in [&old, &new] {
+        add_callbacks(&lab, &api, name, &script).await;
+    }
+    until_called(&lab, &old, &["on_reload primary lab"]).await;
+    until_called(&lab, &new, &["on_reload replica lab"]).await;
+
+    let base = &lab.member(&old).expect("member").api_url;
+    let body = json!({"leader": old, "candidate": new});
+    api.send_ok("POST", base, "/switchover", &body).await;
+    until_called(
+        &lab,
+        &new,
+        &["on_reload replica lab", "on_role_change primary lab"],
+    )
+    .await;
+    until_called(
+        &lab,
+        &old,
+        &[
+            "on_reload primary lab",
+            "on_stop primary lab",
+            "on_role_change replica lab",
+        ],
+    )
+    .await;
+    until_streaming(&lab, &old, WITHIN, "the old primary follows the new one").await;
+
+    let base = &lab.member(&new).expect("member").api_url;
+    api.send_ok("POST", base, "/restart", &json!({})).await;
+    until_called(
+        &lab,
+        &new,
+        &["on_role_change primary lab", "on_restart primary lab"],
+    )
+    .await;
+    let starts: Vec<_> = [&old, &new]
+        .iter()
+        .flat_map(|name| calls(&lab, name))
+        .filter(|call| call.starts_with("on_start"))
+        .collect();
+    assert!(
+        starts.is_empty(),
+        "a role change or a restart is not a start: {starts:?}"
+    );
+}
