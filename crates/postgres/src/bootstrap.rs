@@ -6,6 +6,7 @@ use crate::controldata::controldata;
 use crate::error::{PgError, Result};
 use crate::files;
 use crate::procfs;
+use crate::progress::{self, ProgressSink};
 use crate::settings::{PgSettings, Role, Upstream};
 use crate::tools::{Tool, stderr_text};
 use crate::version::{bin, file};
@@ -144,6 +145,7 @@ pub async fn basebackup(
     settings: &PgSettings,
     upstream: &Upstream,
     slot: Option<&str>,
+    progress: Option<&ProgressSink>,
 ) -> Result<()> {
     settings.validate()?;
     settings.require_binary(bin::POSTGRES)?;
@@ -168,7 +170,8 @@ pub async fn basebackup(
             .arg("--no-password")
             .arg("--wal-method=stream")
             .arg("--checkpoint=fast")
-            .run()
+            .arg("--progress")
+            .run_reporting(progress::reporter(progress))
             .await?;
         // The copy carries the upstream's own files (its port, its address).
         let staged = PgSettings {
@@ -206,7 +209,12 @@ pub async fn basebackup(
 /// Fails with [`PgError::RewindFailed`] when pg_rewind itself fails (the
 /// target's WAL since the fork was recycled, timelines unrelated, ...);
 /// the data directory may then be unusable, so clone with [`basebackup`].
-pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&str>) -> Result<()> {
+pub async fn rewind(
+    settings: &PgSettings,
+    upstream: &Upstream,
+    slot: Option<&str>,
+    progress: Option<&ProgressSink>,
+) -> Result<()> {
     settings.validate()?;
     settings.require_binary(bin::POSTGRES)?;
     if let Some(slot) = slot {
@@ -257,7 +265,8 @@ pub async fn rewind(settings: &PgSettings, upstream: &Upstream, slot: Option<&st
         .arg(&settings.data_dir)
         .arg("--source-server")
         .arg(&source)
-        .output()
+        .arg("--progress")
+        .output_reporting(progress::reporter(progress))
         .await?;
     let report = stderr_text(&output);
     if !output.status.success() {

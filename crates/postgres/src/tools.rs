@@ -99,6 +99,84 @@ impl<'a> Tool<'a> {
     }
 }
 
+impl Tool<'_> {
+    /// [`Tool::run`] with [`Tool::output_reporting`].
+    pub(crate) async fn run_reporting(self, on_line: impl FnMut(&str) -> bool) -> Result<Output> {
+        let name = self.name;
+        let output = self.output_reporting(on_line).await?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(PgError::ToolFailed {
+                program: name.to_owned(),
+                status: output.status.to_string(),
+                stderr: stderr_text(&output),
+            })
+        }
+    }
+
+    /// [`Tool::output`], handing each line of stderr to `on_line` as it
+    /// comes (lines end at `\n` or `\r`, as progress reports do on a
+    /// terminal). A line it answers `true` for (a progress report) is left
+    /// out of the returned stderr, which error messages quote.
+    pub(crate) async fn output_reporting(
+        mut self,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> Result<Output> {
+        use tokio::io::AsyncReadExt;
+        let program = self.settings.binary(self.name);
+        tracing::debug!(command = ?self.command.as_std(), "running");
+        let spawn_err = |source| PgError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let mut child = self.command.spawn().map_err(spawn_err)?;
+        let mut stdout_pipe = child.stdout.take();
+        let mut stderr_pipe = child.stderr.take();
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let read_stdout = async {
+            if let Some(pipe) = stdout_pipe.as_mut() {
+                let _ = pipe.read_to_end(&mut stdout).await;
+            }
+        };
+        let read_stderr = async {
+            let Some(pipe) = stderr_pipe.as_mut() else {
+                return;
+            };
+            let mut line = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let mut end_line = |line: &mut Vec<u8>, stderr: &mut Vec<u8>| {
+                if !line.is_empty() && !on_line(&String::from_utf8_lossy(line)) {
+                    stderr.extend_from_slice(line);
+                    stderr.push(b'\n');
+                }
+                line.clear();
+            };
+            while let Ok(n) = pipe.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                for &byte in &chunk[..n] {
+                    if byte == b'\n' || byte == b'\r' {
+                        end_line(&mut line, &mut stderr);
+                    } else {
+                        line.push(byte);
+                    }
+                }
+            }
+            end_line(&mut line, &mut stderr);
+        };
+        tokio::join!(read_stdout, read_stderr);
+        let status = child.wait().await.map_err(spawn_err)?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
 /// The caller's environment minus every `PG*` variable (a stray one would
 /// point a tool at another server) and every `RAFTGRES*` one (the agent's
 /// settings, which may carry its secrets, mean nothing to Postgres).

@@ -292,7 +292,7 @@ async fn errors_name_the_path_to_fix() {
         host: "127.0.0.1".into(),
         port: 1,
     };
-    let err = raftgres_postgres::rewind(&s, &upstream, None)
+    let err = raftgres_postgres::rewind(&s, &upstream, None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, PgError::NotInitialized { .. }), "{err}");

@@ -58,9 +58,22 @@ async fn standby_streams_pauses_replay_and_is_promoted() {
     primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
     primary.control.create_physical_slot("beta").await.unwrap();
 
-    basebackup(&standby.settings, &primary.upstream(), Some("beta"))
-        .await
-        .unwrap();
+    let progress = tokio::sync::watch::Sender::new(None);
+    basebackup(
+        &standby.settings,
+        &primary.upstream(),
+        Some("beta"),
+        Some(&progress),
+    )
+    .await
+    .unwrap();
+    let reported = progress
+        .borrow()
+        .expect("pg_basebackup reported its progress");
+    assert!(
+        reported.total_bytes > 1024 * 1024 && reported.done_bytes == reported.total_bytes,
+        "the last report is the whole copy: {reported:?}"
+    );
     assert!(standby.settings.data_dir.join("standby.signal").exists());
     standby.start().await;
     wait_streaming(&primary, &standby).await;
@@ -149,7 +162,9 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
     initdb(&a.settings).await.unwrap();
     a.start().await;
     a.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
-    basebackup(&b.settings, &a.upstream(), None).await.unwrap();
+    basebackup(&b.settings, &a.upstream(), None, None)
+        .await
+        .unwrap();
     b.start().await;
     wait_streaming(&a, &b).await;
 
@@ -160,7 +175,12 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
     a.stop_fast().await;
 
     // a (cleanly stopped, diverged on timeline 1) rewinds to b.
-    rewind(&a.settings, &b.upstream(), None).await.unwrap();
+    let progress = tokio::sync::watch::Sender::new(None);
+    rewind(&a.settings, &b.upstream(), None, Some(&progress))
+        .await
+        .unwrap();
+    let reported = progress.borrow().expect("pg_rewind reported its progress");
+    assert_eq!(reported.done_bytes, reported.total_bytes, "{reported:?}");
     assert!(a.settings.data_dir.join("standby.signal").exists());
     a.start().await;
     wait_streaming(&b, &a).await;
@@ -183,7 +203,9 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
         DbState::InProduction
     );
 
-    rewind(&b.settings, &a.upstream(), None).await.unwrap();
+    rewind(&b.settings, &a.upstream(), None, None)
+        .await
+        .unwrap();
     b.start().await;
     wait_streaming(&a, &b).await;
     a.execute("INSERT INTO t VALUES (60)").await;
@@ -226,7 +248,7 @@ async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
     initdb(&primary.settings).await.unwrap();
     primary.start().await;
     primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
-    basebackup(&standby.settings, &primary.upstream(), None)
+    basebackup(&standby.settings, &primary.upstream(), None, None)
         .await
         .unwrap();
     let marker = standby.settings.data_dir.join("marker-of-the-old-copy");
@@ -237,7 +259,7 @@ async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
         host: "127.0.0.1".to_owned(),
         port: common::free_port(),
     };
-    basebackup(&standby.settings, &nobody, None)
+    basebackup(&standby.settings, &nobody, None, None)
         .await
         .expect_err("a clone from a closed port fails");
     assert!(
@@ -250,7 +272,7 @@ async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
     );
 
     primary.execute("INSERT INTO t VALUES (1)").await;
-    basebackup(&standby.settings, &primary.upstream(), None)
+    basebackup(&standby.settings, &primary.upstream(), None, None)
         .await
         .unwrap();
     assert!(!marker.exists(), "the data directory holds the new copy");
