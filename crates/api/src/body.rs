@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::health::{NodeHealth, Role, Standby};
+use crate::health::{CopyProgress, NodeHealth, Role, Standby};
 
 /// Field order follows Patroni's document.
 #[derive(Serialize)]
 struct Document<'a> {
     state: &'static str,
+    /// A clone or rewind under way (raftgres only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<&'a CopyProgress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     postmaster_start_time: Option<&'a str>,
     role: &'static str,
@@ -34,6 +37,10 @@ struct Document<'a> {
     pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
     pause: bool,
     tags: Tags<'a>,
+    /// `GET /patroni` only: it moves with every heartbeat, so the health
+    /// checks' bodies, rendered once per change, leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dcs_last_seen: Option<i64>,
     patroni: Patroni<'a>,
 }
 
@@ -82,8 +89,9 @@ impl Serialize for Tags<'_> {
     }
 }
 
-/// The status document for `health`, serialized.
-pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
+/// The status document for `health`, serialized, with `dcs_last_seen`
+/// (Unix seconds) when given.
+pub(crate) fn document(health: &NodeHealth, dcs_last_seen: Option<i64>) -> Vec<u8> {
     let is_replica = health.in_recovery || health.role == Role::Replica;
     let server = &health.server;
     let doc = Document {
@@ -92,6 +100,7 @@ pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
             "" => "stopped",
             state => state,
         },
+        progress: server.progress.as_ref(),
         postmaster_start_time: server.postmaster_start_time.as_deref(),
         role: health.role.as_str(),
         server_version: server.server_version,
@@ -117,6 +126,7 @@ pub(crate) fn document(health: &NodeHealth) -> Vec<u8> {
             .then_some(&health.pending_restart),
         pause: health.paused,
         tags: Tags(&health.tags),
+        dcs_last_seen,
         patroni: Patroni {
             version: env!("CARGO_PKG_VERSION"),
             scope: &health.scope,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 
+use crate::live::LiveFacts;
+
 /// What this member is, as the agent sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
@@ -105,6 +107,20 @@ pub struct ServerFacts {
     pub replay_paused: bool,
     /// Primary only: the standbys connected to it.
     pub replication: Vec<Standby>,
+    /// A clone or rewind under way.
+    pub progress: Option<CopyProgress>,
+}
+
+/// How far a clone or rewind has come, as `/patroni` shows it in
+/// `progress` (Patroni has no such field).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyProgress {
+    /// `clone` or `rewind`.
+    pub action: &'static str,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// Since the copy's first report; 0 until a second has passed.
+    pub bytes_per_second: u64,
 }
 
 /// One row of `pg_stat_replication`, in Patroni's `replication[]` shape.
@@ -153,7 +169,7 @@ pub struct Rendered {
 
 impl Rendered {
     fn new(health: NodeHealth) -> Self {
-        let body = Bytes::from(crate::body::document(&health));
+        let body = Bytes::from(crate::body::document(&health, None));
         Rendered { health, body }
     }
 }
@@ -198,6 +214,13 @@ pub trait HealthSource: Send + Sync + 'static {
     /// `/liveness`. A source without loops never stalls.
     fn loops_quiet(&self) -> Duration {
         Duration::ZERO
+    }
+
+    /// The figures that move with time, judged now. Only `/metrics` and
+    /// `GET /patroni` ask, never a health check. A source without a lease
+    /// or a Raft group knows none.
+    fn live(&self) -> LiveFacts {
+        LiveFacts::default()
     }
 }
 

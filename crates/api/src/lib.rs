@@ -29,6 +29,7 @@ mod body;
 mod cluster;
 mod config_doc;
 mod health;
+mod live;
 mod metrics;
 mod ops;
 mod query;
@@ -42,7 +43,10 @@ mod write;
 
 pub use allowlist::{Allowlist, IpNet};
 pub use auth::{Credentials, LoginGuard};
-pub use health::{HealthSnapshot, HealthSource, NodeHealth, Rendered, Role, ServerFacts, Standby};
+pub use health::{
+    CopyProgress, HealthSnapshot, HealthSource, NodeHealth, Rendered, Role, ServerFacts, Standby,
+};
+pub use live::{Histogram, LiveFacts, RaftFacts};
 pub use ops::{
     MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
 };

@@ -1,8 +1,11 @@
-//! `GET /metrics`: OpenMetrics text from one state snapshot and this
-//! member's health. A fresh registry per scrape: a handful of values, and
-//! nothing to keep in step with the state between scrapes.
+//! `GET /metrics`: OpenMetrics text from one state snapshot, this
+//! member's health and its live figures. A fresh registry per scrape: a
+//! handful of values, and nothing to keep in step with the state between
+//! scrapes.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -13,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::cluster::is_witness;
 use crate::health::{NodeHealth, Role};
+use crate::live::{Histogram, LiveFacts, RaftFacts};
 use crate::ops::MemberReport;
 use crate::status::is_writable_primary;
 
@@ -42,6 +46,7 @@ pub(crate) fn render(
     state: &ClusterState,
     health: &NodeHealth,
     reports: &BTreeMap<String, MemberReport>,
+    live: &LiveFacts,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register(
@@ -71,6 +76,16 @@ pub(crate) fn render(
         "The lease's epoch, which grows with every new holder",
         ConstGauge::new(state.lease.epoch.0),
     );
+    if let Some(left) = live.lease_left {
+        registry.register(
+            "raftgres_lease_remaining_seconds",
+            "How long the lease stays valid as this member judges it: on the holder, until its own deadline; elsewhere, until ttl after the current renewal was first seen; 0 once expired or free",
+            ConstGauge::new(left.as_secs_f64()),
+        );
+    }
+    if let Some(raft) = &live.raft {
+        register_raft(&mut registry, state, raft);
+    }
     if let Some(timeline) = health.timeline {
         registry.register(
             "raftgres_timeline",
@@ -135,10 +150,75 @@ pub(crate) fn render(
         "Quorum mode: how many of the quorum standbys have each acknowledged commit, at least",
         ConstGauge::new(state.sync_quorum.map_or(0, u64::from)),
     );
-    register_patroni(&mut registry, state, health);
+    register_patroni(&mut registry, state, health, live);
     let mut text = String::with_capacity(8192);
     encode(&mut text, &registry)?;
     Ok(text)
+}
+
+/// This member's view of its Raft group. The leader is one series per
+/// member of the state, witnesses included (they vote and may lead), as
+/// `raftgres_lease_holder` is: 1 for the leader this member follows or is,
+/// 0 for the others, all 0 while it knows none.
+fn register_raft(registry: &mut Registry, state: &ClusterState, raft: &RaftFacts) {
+    registry.register(
+        "raftgres_raft_term",
+        "The Raft term this member is in",
+        ConstGauge::new(raft.term),
+    );
+    let leaders = Family::<Vec<(&'static str, String)>, Gauge<u64, AtomicU64>>::default();
+    for member in state.members.values() {
+        let leads = raft.leader == Some(member.node_id);
+        leaders
+            .get_or_create(&vec![("member", member.name.clone())])
+            .set(u64::from(leads));
+    }
+    // A leader whose record this member has not applied yet still counts,
+    // named by its Raft node id.
+    if let Some(id) = raft
+        .leader
+        .filter(|id| !state.members.values().any(|m| m.node_id == *id))
+    {
+        leaders
+            .get_or_create(&vec![("member", id.to_string())])
+            .set(1);
+    }
+    registry.register(
+        "raftgres_raft_leader",
+        "1 for the Raft leader this member follows or is, 0 for the other members",
+        leaders,
+    );
+    registry.register(
+        "raftgres_raft_commit_index",
+        "The last Raft log index this member knows committed",
+        ConstGauge::new(raft.commit_index),
+    );
+    registry.register(
+        "raftgres_raft_applied_index",
+        "The last Raft log index applied to this member's copy of the cluster state",
+        ConstGauge::new(raft.applied_index),
+    );
+    registry.register(
+        "raftgres_raft_proposal_duration_seconds",
+        "How long this member's proposals took to commit, forwarding to the leader included",
+        ClassicHistogram(raft.proposal_latency.clone()),
+    );
+}
+
+/// A histogram whose buckets were counted elsewhere (by the consensus
+/// crate), encoded as prometheus-client's own would be.
+#[derive(Debug)]
+struct ClassicHistogram(Histogram);
+
+impl EncodeMetric for ClassicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = &self.0;
+        encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Patroni's version number: `4.0.1` is 40001, each part two digits.
@@ -153,7 +233,12 @@ fn version_number(version: &str) -> i64 {
 /// labels, so that a dashboard or an alert written for Patroni works
 /// unchanged. As in Patroni, a value this member does not know (no running
 /// Postgres, a position a primary has not) is left out.
-fn register_patroni(registry: &mut Registry, state: &ClusterState, health: &NodeHealth) {
+fn register_patroni(
+    registry: &mut Registry,
+    state: &ClusterState,
+    health: &NodeHealth,
+    live: &LiveFacts,
+) {
     type Labels = Vec<(&'static str, String)>;
     let labels: Labels = vec![
         ("scope", health.scope.clone()),
@@ -231,6 +316,13 @@ fn register_patroni(registry: &mut Registry, state: &ClusterState, health: &Node
         "patroni_is_paused",
         "Value is 1 if auto failover is disabled, 0 otherwise",
         i64::from(health.paused),
+    );
+    // Present before the first contact too, as 0 (as in Patroni), so that
+    // an alert on its age fires for a member that never got in touch.
+    whole(
+        "patroni_dcs_last_seen",
+        "Epoch seconds when this member last knew its copy of the cluster state current: as Raft leader, acknowledged by a quorum; as follower, an AppendEntries from its leader accepted; 0 before either",
+        live.dcs_last_seen(),
     );
     let positive = |v: u64| i64::try_from(v).ok();
     if let Some(version) = server.server_version.filter(|_| health.postgres_running) {

@@ -38,7 +38,8 @@ pub(crate) fn metrics(ctx: &Shared) -> Response {
     let state = ctx.reads.state();
     let reports = ctx.reads.member_reports();
     let (snapshot, now) = ctx.health.snapshot();
-    match metrics::render(&state, &snapshot.at(now).health, &reports) {
+    let live = ctx.health.live();
+    match metrics::render(&state, &snapshot.at(now).health, &reports, &live) {
         Ok(text) => reply::with_body(
             StatusCode::OK,
             HeaderValue::from_static(metrics::CONTENT_TYPE),

@@ -183,7 +183,15 @@ fn respond(endpoint: Endpoint, source: &dyn HealthSource, request: &Request) -> 
     let (snapshot, now) = source.snapshot();
     let rendered = snapshot.at(now);
     let code = status(endpoint, &rendered.health, &query, source.loops_quiet());
-    reply_bytes(method, code, || rendered.body.clone())
+    reply_bytes(method, code, || match endpoint {
+        // The status document itself: built per request with the one field
+        // that moves too often for the snapshot.
+        Endpoint::Patroni => Bytes::from(body::document(
+            &rendered.health,
+            Some(source.live().dcs_last_seen()),
+        )),
+        _ => rendered.body.clone(),
+    })
 }
 
 /// Says at most once a minute that a check's `?lag=` was ignored: a load

@@ -148,13 +148,17 @@ struct NoFields {}
 struct SwitchoverBody {
     leader: String,
     candidate: Option<String>,
+    /// Patroni's other name for `candidate`.
+    member: Option<String>,
     scheduled_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FailoverBody {
-    candidate: String,
+    candidate: Option<String>,
+    /// Patroni's other name for `candidate`.
+    member: Option<String>,
     leader: Option<String>,
 }
 
@@ -173,19 +177,47 @@ struct ReinitializeBody {
     force: bool,
 }
 
-/// An RFC 3339 time with an offset, as Unix milliseconds.
-fn parse_scheduled_at(text: &str) -> Result<u64, String> {
+/// An RFC 3339 time with an offset, as Unix milliseconds. A time before
+/// `now` is refused with 422, as Patroni refuses it, rather than run at
+/// once: the operator meant some other moment.
+fn parse_scheduled_at(text: &str, now: jiff::Timestamp) -> Result<u64, Refusal> {
     let at: jiff::Timestamp = text.parse().map_err(|err| {
-        format!(
+        bad_request(format!(
             "scheduled_at `{text}` is not an RFC 3339 time with an offset, \
              such as 2026-11-22T10:00:00Z: {err}"
-        )
+        ))
     })?;
-    u64::try_from(at.as_millisecond()).map_err(|_| format!("scheduled_at `{text}` is before 1970"))
+    match u64::try_from(at.as_millisecond()) {
+        Ok(unix_ms) if at >= now => Ok(unix_ms),
+        _ => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "cannot schedule a switchover in the past: scheduled_at `{text}` is before now \
+                 ({}); give a later time, or leave scheduled_at out to switch over now",
+                now.round(jiff::Unit::Millisecond).unwrap_or(now)
+            ),
+        )),
+    }
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
+}
+
+/// The member to take over: `candidate`, or `member`, Patroni's other name
+/// for it. Naming two different members is refused rather than settled by
+/// a rule the operator would have to know.
+fn candidate_of(
+    candidate: Option<String>,
+    member: Option<String>,
+) -> Result<Option<String>, Refusal> {
+    match (non_empty(candidate), non_empty(member)) {
+        (Some(candidate), Some(member)) if candidate != member => Err(bad_request(format!(
+            "`candidate` ({candidate}) and `member` ({member}) name different members; \
+             `member` is another name for `candidate`: send one of them"
+        ))),
+        (candidate, member) => Ok(candidate.or(member)),
+    }
 }
 
 pub(crate) async fn switchover(Authorized { ops }: Authorized, body: Body) -> Answer {
@@ -195,13 +227,13 @@ pub(crate) async fn switchover(Authorized { ops }: Authorized, body: Body) -> An
             "`leader` must name the current leader; see GET /cluster",
         ));
     }
+    let candidate = candidate_of(body.candidate, body.member)?;
     let scheduled_at_unix_ms = non_empty(body.scheduled_at)
-        .map(|text| parse_scheduled_at(&text))
-        .transpose()
-        .map_err(bad_request)?;
+        .map(|text| parse_scheduled_at(&text, jiff::Timestamp::now()))
+        .transpose()?;
     let request = SwitchoverRequest {
         leader: Some(body.leader),
-        candidate: non_empty(body.candidate),
+        candidate,
         scheduled_at_unix_ms,
     };
     let outcome = detached(async move { ops.switchover(request).await }).await;
@@ -247,11 +279,11 @@ pub(crate) async fn cancel_switchover(Authorized { ops }: Authorized) -> Answer 
 
 pub(crate) async fn failover(Authorized { ops }: Authorized, body: Body) -> Answer {
     let body: FailoverBody = required(body, r#"{"candidate": "m2"}"#)?;
-    if body.candidate.is_empty() {
+    let Some(candidate) = candidate_of(body.candidate, body.member)? else {
         return Err(bad_request(
-            "`candidate` must name the member to promote; see GET /cluster",
+            "`candidate` (or `member`) must name the member to promote; see GET /cluster",
         ));
-    }
+    };
     if let Some(leader) = non_empty(body.leader) {
         let state = ops.state();
         if !state.lease.is_held_by(&leader) {
@@ -265,7 +297,6 @@ pub(crate) async fn failover(Authorized { ops }: Authorized, body: Body) -> Answ
             ));
         }
     }
-    let candidate = body.candidate;
     let outcome = detached(async move { ops.failover(candidate).await }).await;
     answer(outcome, |new_leader| switched("failed over", new_leader))
 }
@@ -426,19 +457,50 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_at_is_rfc3339_with_an_offset() {
-        assert_eq!(
-            parse_scheduled_at("2026-11-22T10:00:00Z"),
-            Ok(1_795_341_600_000)
-        );
-        assert_eq!(
-            parse_scheduled_at("2026-11-22T11:00:00+01:00"),
-            Ok(1_795_341_600_000)
-        );
-        for bad in ["2026-11-22 10:00", "tomorrow", "1969-12-31T23:59:59Z"] {
-            let err = parse_scheduled_at(bad).unwrap_err();
-            assert!(err.contains(bad), "{err}");
+    fn scheduled_at_is_rfc3339_with_an_offset_and_not_past() {
+        let now: jiff::Timestamp = "2026-11-22T09:00:00.1234Z".parse().expect("a time");
+        let at = |text| parse_scheduled_at(text, now).map_err(|r| (r.status, r.message));
+        assert_eq!(at("2026-11-22T10:00:00Z"), Ok(1_795_341_600_000));
+        assert_eq!(at("2026-11-22T11:00:00+01:00"), Ok(1_795_341_600_000));
+        assert_eq!(at("2026-11-22T09:00:00.1234Z"), Ok(1_795_338_000_123));
+        for bad in ["2026-11-22 10:00", "tomorrow", "10:00:00Z"] {
+            let (status, message) = at(bad).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(message.contains(bad), "{message}");
         }
+        for past in [
+            "2026-11-22T08:59:59Z",
+            "2026-11-22T09:00:00.1233Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let (status, message) = at(past).unwrap_err();
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{past}");
+            assert!(message.contains(past), "{message}");
+            assert!(message.contains("(2026-11-22T09:00:00.123Z)"), "{message}");
+            assert!(
+                message.contains("cannot schedule a switchover in the past"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn member_is_another_name_for_candidate() {
+        let of = |candidate: Option<&str>, member: Option<&str>| {
+            candidate_of(candidate.map(Into::into), member.map(Into::into))
+                .map_err(|r| (r.status, r.message))
+        };
+        assert_eq!(of(Some("m2"), None), Ok(Some("m2".into())));
+        assert_eq!(of(None, Some("m2")), Ok(Some("m2".into())));
+        assert_eq!(of(Some("m2"), Some("m2")), Ok(Some("m2".into())));
+        assert_eq!(of(Some(""), Some("m2")), Ok(Some("m2".into())));
+        assert_eq!(of(None, Some("")), Ok(None));
+        let (status, message) = of(Some("m2"), Some("m3")).unwrap_err();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            message.contains("`candidate` (m2) and `member` (m3)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use raftgres_api::{
-    ApiContext, MemberReport, NodeHealth, OpFuture, ReadOps, Role, ServerFacts, SwitchoverOutcome,
-    SwitchoverRequest, WriteOps, router,
+    ApiContext, HealthSnapshot, HealthSource, Histogram, LiveFacts, MemberReport, NodeHealth,
+    OpFuture, RaftFacts, ReadOps, Role, ServerFacts, SwitchoverOutcome, SwitchoverRequest,
+    WriteOps, router,
 };
 use raftgres_state::{
     ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Member, PendingRestart,
@@ -34,8 +35,8 @@ const PREFIXES: [&str; 2] = ["patroni_", "raftgres_"];
 /// Labels Prometheus attaches to every scraped series.
 const TARGET_LABELS: [&str; 2] = ["instance", "job"];
 
-/// What the brief asks the dashboard to show, by `# TYPE` family.
-const ESSENTIAL: [&str; 9] = [
+/// What the brief and issue 15 ask the dashboard to show, by `# TYPE` family.
+const ESSENTIAL: [&str; 16] = [
     "patroni_primary",
     "raftgres_lease_holder",
     "patroni_postgres_running",
@@ -45,6 +46,13 @@ const ESSENTIAL: [&str; 9] = [
     "patroni_is_paused",
     "raftgres_lease_epoch",
     "raftgres_failovers",
+    "raftgres_lease_remaining_seconds",
+    "raftgres_raft_term",
+    "raftgres_raft_leader",
+    "raftgres_raft_commit_index",
+    "raftgres_raft_applied_index",
+    "raftgres_raft_proposal_duration_seconds",
+    "patroni_dcs_last_seen",
 ];
 
 fn dashboard() -> Value {
@@ -458,10 +466,42 @@ fn replica() -> NodeHealth {
     }
 }
 
+/// A member's health with the live figures the agent reads per scrape:
+/// pg2 (node 2) leads Raft, the lease has time left, a few proposals were
+/// timed.
+struct Source(NodeHealth);
+
+impl HealthSource for Source {
+    fn snapshot(&self) -> (Arc<HealthSnapshot>, Duration) {
+        (
+            Arc::new(HealthSnapshot::fixed(self.0.clone())),
+            Duration::ZERO,
+        )
+    }
+
+    fn live(&self) -> LiveFacts {
+        LiveFacts {
+            lease_left: Some(Duration::from_millis(2400)),
+            last_current_unix_ms: Some(1_795_341_700_000),
+            raft: Some(RaftFacts {
+                term: 4,
+                leader: Some(2),
+                commit_index: 310,
+                applied_index: 310,
+                proposal_latency: Histogram {
+                    buckets: vec![(0.005, 9), (0.05, 1), (f64::INFINITY, 0)],
+                    count: 10,
+                    sum_seconds: 0.061,
+                },
+            }),
+        }
+    }
+}
+
 /// `GET /metrics` through the crate's router, as `health`'s member.
 async fn scrape(health: NodeHealth) -> String {
     let app = router(ApiContext {
-        health: Arc::new(move || health.clone()),
+        health: Arc::new(Source(health)),
         ops: Arc::new(Fixture {
             state: cluster_state(),
         }),

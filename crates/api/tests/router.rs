@@ -323,6 +323,8 @@ async fn patroni_document() {
             "timeline": 2,
             "pause": false,
             "tags": {"failover_priority": 1, "nofailover": false, "zone": "eu-1"},
+            // As Patroni before its first contact: this source knows none.
+            "dcs_last_seen": 0,
             "patroni": {"version": env!("CARGO_PKG_VERSION"), "scope": "demo", "name": "pg1"},
         })
     );
@@ -366,6 +368,7 @@ async fn patroni_document() {
             replayed_unix_ms: Some(1_796_656_020_010),
             replay_paused: true,
             replication: vec![standby.clone()],
+            progress: None,
         },
         ..health
     };
@@ -393,8 +396,27 @@ async fn patroni_document() {
         postgres_running: false,
         ..replica()
     };
-    let doc = call(creating, Method::GET, "/patroni").await.json();
+    let doc = call(creating.clone(), Method::GET, "/patroni").await.json();
     assert_eq!(doc["state"], "creating replica");
+    assert!(doc.get("progress").is_none(), "no copy has reported yet");
+    let copying = NodeHealth {
+        server: raftgres_api::ServerFacts {
+            progress: Some(raftgres_api::CopyProgress {
+                action: "clone",
+                done_bytes: 3 << 20,
+                total_bytes: 12 << 20,
+                bytes_per_second: 1 << 20,
+            }),
+            ..Default::default()
+        },
+        ..creating
+    };
+    let doc = call(copying, Method::GET, "/patroni").await.json();
+    assert_eq!(
+        doc["progress"],
+        serde_json::json!({"action": "clone", "done_bytes": 3145728,
+            "total_bytes": 12582912, "bytes_per_second": 1048576})
+    );
 
     let streaming = call(replica(), Method::GET, "/replica").await.json();
     assert_eq!(streaming["replication_state"], "streaming");
@@ -648,6 +670,44 @@ async fn reads_can_require_the_credentials_too() {
         assert_eq!(refused, StatusCode::UNAUTHORIZED, "{method} {path}");
         let allowed = status(true, Some(&basic)).await;
         assert_eq!(allowed, StatusCode::OK, "{method} {path} with credentials");
+    }
+}
+
+/// Patroni's refusals of a switchover or failover body come before any
+/// operation: a time in the past (422) and `candidate` and `member`, its
+/// other name, naming different members (400). `Untouchable` panics if an
+/// operation or the state is reached.
+#[tokio::test]
+async fn switchover_and_failover_bodies_are_refused_before_any_operation() {
+    let basic = headers::Authorization::basic("admin", "s3cret").0.encode();
+    #[rustfmt::skip]
+    let rows = [
+        ("/switchover", r#"{"leader": "m1", "candidate": "m2", "scheduled_at": "2001-02-03T04:05:06Z"}"#, StatusCode::UNPROCESSABLE_ENTITY, "cannot schedule a switchover in the past"),
+        ("/switchover", r#"{"leader": "m1", "scheduled_at": "2001-02-03T04:05:06+01:00"}"#, StatusCode::UNPROCESSABLE_ENTITY, "`2001-02-03T04:05:06+01:00` is before now"),
+        ("/switchover", r#"{"leader": "m1", "scheduled_at": "soon"}"#, StatusCode::BAD_REQUEST, "`soon` is not an RFC 3339 time"),
+        ("/switchover", r#"{"leader": "m1", "candidate": "m2", "member": "m3"}"#, StatusCode::BAD_REQUEST, "`candidate` (m2) and `member` (m3) name different members"),
+        ("/failover", r#"{"candidate": "m2", "member": "m3"}"#, StatusCode::BAD_REQUEST, "`candidate` (m2) and `member` (m3) name different members"),
+        ("/failover", r#"{"leader": "m1"}"#, StatusCode::BAD_REQUEST, "`candidate` (or `member`) must name the member to promote"),
+    ];
+    for (path, body, want, needle) in rows {
+        let ctx = ApiContext {
+            auth: tokio::sync::watch::channel(admin()).1,
+            ..context(primary)
+        };
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, &basic)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = raftgres_api::router(ctx).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body_bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&body_bytes).expect("JSON");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert_eq!(status, want, "{path} {body}: {answer}");
+        assert!(error.contains(needle), "{path} {body}: {error}");
     }
 }
 

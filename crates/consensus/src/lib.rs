@@ -8,10 +8,12 @@
 // openraft's RPC error types are large by design; the transport must return them as they are.
 #![allow(clippy::result_large_err)]
 
+mod contact;
 mod error;
 pub mod formation;
 mod group_commit;
 mod keepalive;
+mod latency;
 mod link;
 mod node;
 pub mod store;
@@ -19,6 +21,7 @@ mod timeout;
 pub mod types;
 
 pub use error::{ConsensusError, Result};
+pub use latency::{Latencies, PROPOSAL_BUCKETS_S};
 pub use link::{BoxFuture, LeaderLink, MembershipChange, MembershipView};
 pub use node::{Consensus, Formation, RaftStatus, Settings};
 pub use store::StateView;

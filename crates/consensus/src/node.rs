@@ -1,11 +1,13 @@
+use crate::contact::{Contact, follow_quorum_acks};
 use crate::error::{ConsensusError, Result};
 use crate::formation::{
     Admission, JoinDecision, NewGroup, PeerAnswer, decide_admission, decide_join,
 };
 use crate::group_commit::GroupCommit;
 use crate::keepalive;
+use crate::latency::{Latencies, LatencyRecorder};
 use crate::link::{LeaderLink, MembershipChange, MembershipView};
-use crate::store::{LogStore, StateMachine, StateView};
+use crate::store::{CommitIndex, LogStore, StateMachine, StateView};
 use crate::timeout::OperationTimeout;
 use crate::transport::bounds::WithinBounds;
 use crate::types::{Incarnation, Node, NodeId, Raft, TypeConfig, UNCLAIMED};
@@ -85,11 +87,18 @@ pub struct RaftStatus {
     pub term: u64,
     pub is_leader: bool,
     pub last_applied: u64,
+    /// The commit index as this member knows it (`last_applied` follows it).
+    pub committed: u64,
     pub last_log: u64,
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub membership: MembershipView,
     pub joint: bool,
+    /// How long ago this member last knew its log current: as leader, when
+    /// a quorum last acknowledged it; as follower, when it last accepted an
+    /// AppendEntries from its leader; whichever is later. `None` before
+    /// either happened since start.
+    pub contact_age: Option<Duration>,
 }
 
 /// The handle the agent uses from any member: propose (forwarded to the
@@ -107,6 +116,9 @@ struct Inner {
     link: Arc<dyn LeaderLink>,
     writes: GroupCommit,
     operation_timeout: OperationTimeout,
+    committed: CommitIndex,
+    contact: Contact,
+    proposals: LatencyRecorder,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -137,6 +149,7 @@ impl Consensus {
         let view = state_machine.subscribe();
         let incarnation = log_store.incarnation();
         let flush = log_store.flush_progress();
+        let committed = log_store.commit_index();
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -166,6 +179,8 @@ impl Consensus {
             raft.clone(),
             settings.heartbeat_interval,
         ));
+        let contact = Contact::default();
+        tokio::spawn(follow_quorum_acks(raft.metrics(), contact.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
                 id: settings.node_id,
@@ -175,6 +190,9 @@ impl Consensus {
                 link,
                 writes,
                 operation_timeout: settings.operation_timeout.clone(),
+                committed,
+                contact,
+                proposals: LatencyRecorder::default(),
             }),
         })
     }
@@ -224,7 +242,17 @@ impl Consensus {
         rpc: AppendEntriesRequest<TypeConfig>,
     ) -> Result<std::result::Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
         rpc.within_bounds().map_err(ConsensusError::BadMessage)?;
-        Ok(self.inner.raft.append_entries(rpc).await)
+        let received = tokio::time::Instant::now();
+        let answer = self.inner.raft.append_entries(rpc).await;
+        // Accepted means sent by the leader this member now follows, with a
+        // log that matches: the copy is current as of the request. A
+        // conflict or a stale vote says nothing of the kind.
+        if let Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) =
+            &answer
+        {
+            self.inner.contact.current_at(received);
+        }
+        Ok(answer)
     }
 
     /// A peer's snapshot chunk, as [`Consensus::receive_vote`].
@@ -264,12 +292,16 @@ impl Consensus {
     pub fn status(&self) -> RaftStatus {
         let m = self.inner.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
+        let last_applied = m.last_applied.map_or(0, |id| id.index);
         RaftStatus {
             node_id: self.inner.id,
             leader: m.current_leader,
             term: m.current_term,
             is_leader: m.state == ServerState::Leader,
-            last_applied: m.last_applied.map_or(0, |id| id.index),
+            last_applied,
+            // An installed snapshot is applied without a commit through
+            // this store, and what it holds was committed.
+            committed: self.inner.committed.get().max(last_applied),
             last_log: m.last_log_index.unwrap_or(0),
             snapshot_index: m.snapshot.map(|id| id.index),
             purged_index: m.purged.map(|id| id.index),
@@ -278,12 +310,26 @@ impl Consensus {
                 learners: membership.learner_ids().collect(),
             },
             joint: membership.get_joint_config().len() > 1,
+            contact_age: self.inner.contact.age(),
         }
     }
 
     /// Commits a command through the leader and returns how it applied.
+    /// Each one that commits, refused by the state machine or not, counts
+    /// in [`Consensus::proposal_latencies`]; a failed one does not.
     pub async fn propose(&self, command: Command) -> Result<Response> {
-        self.propose_forwarding(command, true).await
+        let asked = tokio::time::Instant::now();
+        let answer = self.propose_forwarding(command, true).await;
+        if answer.is_ok() {
+            self.inner.proposals.record(asked.elapsed());
+        }
+        answer
+    }
+
+    /// How long this member's committed proposals took, from the call of
+    /// [`Consensus::propose`] to its answer (forwarding included), since start.
+    pub fn proposal_latencies(&self) -> Latencies {
+        self.inner.proposals.snapshot()
     }
 
     /// Reads the state after confirming with a quorum that no newer state exists.

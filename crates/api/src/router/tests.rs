@@ -18,6 +18,7 @@ use tower::ServiceExt as _;
 
 use super::*;
 use crate::health::{NodeHealth, Role};
+use crate::live::{Histogram, LiveFacts, RaftFacts};
 use crate::ops::{MemberReport, OpError, OpFuture, SwitchoverOutcome, SwitchoverRequest};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,9 +330,39 @@ struct Api {
 }
 
 fn api_with(ops: FakeOps, health: NodeHealth, auth: Option<Credentials>) -> Api {
+    api_from(ops, Arc::new(move || health.clone()), auth)
+}
+
+/// A source with live figures beside its health, as the agent's is.
+struct WithLive {
+    health: NodeHealth,
+    live: LiveFacts,
+}
+
+impl HealthSource for WithLive {
+    fn snapshot(&self) -> (Arc<crate::HealthSnapshot>, Duration) {
+        let snapshot = crate::HealthSnapshot::fixed(self.health.clone());
+        (Arc::new(snapshot), Duration::ZERO)
+    }
+
+    fn live(&self) -> LiveFacts {
+        self.live.clone()
+    }
+}
+
+/// The router over `state` on the primary m1, whose live figures are `live`.
+fn api_live(state: ClusterState, live: LiveFacts) -> Api {
+    let source = WithLive {
+        health: primary_health(),
+        live,
+    };
+    api_from(FakeOps::new(state), Arc::new(source), Some(admin()))
+}
+
+fn api_from(ops: FakeOps, health: Arc<dyn HealthSource>, auth: Option<Credentials>) -> Api {
     let ops = Arc::new(ops);
     let router = router(ApiContext {
-        health: Arc::new(move || health.clone()),
+        health,
         ops: Arc::clone(&ops) as Arc<dyn WriteOps>,
         auth: tokio::sync::watch::channel(auth).1,
         logins: Default::default(),
@@ -753,21 +784,21 @@ async fn switchover_done_is_200_with_the_new_leader() {
 async fn switchover_scheduled_is_202_with_the_time() {
     let api = api_over(FakeOps {
         switchover: SwitchoverOutcome::Scheduled {
-            at_unix_ms: 1_795_341_600_000,
+            at_unix_ms: 4_099_024_800_000,
         },
         ..FakeOps::new(cluster_state())
     });
-    let body = r#"{"leader": "m1", "scheduled_at": "2026-11-22T11:00:00+01:00"}"#;
+    let body = r#"{"leader": "m1", "scheduled_at": "2099-11-22T11:00:00+01:00"}"#;
     api.post("/switchover", body).await.assert_json(
         StatusCode::ACCEPTED,
-        json!({"message": "Switchover scheduled", "scheduled_at": "2026-11-22T10:00:00Z"}),
+        json!({"message": "Switchover scheduled", "scheduled_at": "2099-11-22T10:00:00Z"}),
     );
     assert_eq!(
         api.ops.changes(),
         [Call::Switchover(SwitchoverRequest {
             leader: Some("m1".into()),
             candidate: None,
-            scheduled_at_unix_ms: Some(1_795_341_600_000),
+            scheduled_at_unix_ms: Some(4_099_024_800_000),
         })]
     );
 }
@@ -778,6 +809,81 @@ async fn switchover_bad_time_is_400() {
     let body = r#"{"leader": "m1", "scheduled_at": "at noon"}"#;
     let answer = api.post("/switchover", body).await;
     answer.assert_error(StatusCode::BAD_REQUEST, "at noon");
+    assert_eq!(api.ops.changes(), []);
+}
+
+/// Patroni's "Cannot schedule switchover in the past", with both times.
+#[tokio::test]
+async fn switchover_scheduled_in_the_past_is_422() {
+    let api = api();
+    let body = r#"{"leader": "m1", "candidate": "m2", "scheduled_at": "2020-01-01T00:00:00Z"}"#;
+    let answer = api.post("/switchover", body).await;
+    answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "in the past");
+    let error = answer.error();
+    assert!(
+        error.contains("`2020-01-01T00:00:00Z` is before now ("),
+        "{error}"
+    );
+    let now = error
+        .split_once("before now (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(now, _)| now)
+        .expect("now in the message");
+    let now: jiff::Timestamp = now.parse().expect("now as an RFC 3339 time");
+    let age = jiff::Timestamp::now().duration_since(now);
+    assert!(age.abs().as_secs() < 60, "now in the message is {now}");
+    assert_eq!(api.ops.changes(), []);
+}
+
+/// Patroni takes `member` for `candidate` in both calls.
+#[tokio::test]
+async fn member_is_another_name_for_candidate() {
+    let api = api();
+    let answer = api
+        .post("/switchover", r#"{"leader": "m1", "member": "m2"}"#)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let answer = api.post("/failover", r#"{"member": "m2"}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let answer = api
+        .post("/failover", r#"{"candidate": "m2", "member": "m2"}"#)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        api.ops.changes(),
+        [
+            Call::Switchover(SwitchoverRequest {
+                leader: Some("m1".into()),
+                candidate: Some("m2".into()),
+                scheduled_at_unix_ms: None,
+            }),
+            Call::Failover("m2".into()),
+            Call::Failover("m2".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn candidate_and_member_naming_different_members_is_400() {
+    let api = api();
+    for (path, body) in [
+        (
+            "/switchover",
+            r#"{"leader": "m1", "candidate": "m2", "member": "m3"}"#,
+        ),
+        ("/failover", r#"{"candidate": "m2", "member": "m3"}"#),
+    ] {
+        let answer = api.post(path, body).await;
+        answer.assert_error_for(
+            body,
+            StatusCode::BAD_REQUEST,
+            "`candidate` (m2) and `member` (m3)",
+        );
+    }
+    for body in [r#"{}"#, r#"{"member": ""}"#, r#"{"leader": "m1"}"#] {
+        let answer = api.post("/failover", body).await;
+        answer.assert_error_for(body, StatusCode::BAD_REQUEST, "`candidate` (or `member`)");
+    }
     assert_eq!(api.ops.changes(), []);
 }
 
@@ -1101,6 +1207,104 @@ async fn metrics_carry_patronis_series() {
     );
     assert_lines(&text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!text.contains("patroni_xlog_location{"), "{text}");
+}
+
+/// Live figures of a follower of m2 in term 7, in touch a moment ago.
+fn live_facts(leader: Option<u64>) -> LiveFacts {
+    LiveFacts {
+        lease_left: Some(Duration::from_millis(2250)),
+        last_current_unix_ms: Some(1_796_656_020_750),
+        raft: Some(RaftFacts {
+            term: 7,
+            leader,
+            commit_index: 120,
+            applied_index: 118,
+            proposal_latency: Histogram {
+                buckets: vec![(0.005, 2), (0.05, 1), (f64::INFINITY, 1)],
+                count: 4,
+                sum_seconds: 2.5,
+            },
+        }),
+    }
+}
+
+/// raftgres's own view of the lease and of Raft, and Patroni's
+/// `dcs_last_seen` in whole seconds.
+#[tokio::test]
+async fn metrics_carry_the_raft_view_and_the_lease_time_left() {
+    // m2's Raft node id is its port.
+    let text = api_live(cluster_state(), live_facts(Some(5433)))
+        .get("/metrics")
+        .await
+        .text();
+    let dcs = patroni_lines("m1", &[("patroni_dcs_last_seen", "1796656020")]);
+    assert_lines(
+        &text,
+        &[
+            "raftgres_lease_remaining_seconds 2.25",
+            "raftgres_raft_term 7",
+            "raftgres_raft_leader{member=\"m2\"} 1",
+            "raftgres_raft_leader{member=\"m1\"} 0",
+            "raftgres_raft_leader{member=\"m3\"} 0",
+            "raftgres_raft_leader{member=\"w\"} 0",
+            "raftgres_raft_commit_index 120",
+            "raftgres_raft_applied_index 118",
+            "# TYPE raftgres_raft_proposal_duration_seconds histogram",
+            "raftgres_raft_proposal_duration_seconds_sum 2.5",
+            "raftgres_raft_proposal_duration_seconds_count 4",
+            "raftgres_raft_proposal_duration_seconds_bucket{le=\"0.005\"} 2",
+            "raftgres_raft_proposal_duration_seconds_bucket{le=\"0.05\"} 3",
+            "raftgres_raft_proposal_duration_seconds_bucket{le=\"+Inf\"} 4",
+            &dcs[0],
+        ],
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[tokio::test]
+async fn the_raft_leader_is_named_even_before_its_record_is_applied() {
+    let text = api_live(cluster_state(), live_facts(Some(9)))
+        .get("/metrics")
+        .await
+        .text();
+    assert_lines(
+        &text,
+        &[
+            "raftgres_raft_leader{member=\"9\"} 1",
+            "raftgres_raft_leader{member=\"m2\"} 0",
+        ],
+    );
+    let text = api_live(cluster_state(), live_facts(None))
+        .get("/metrics")
+        .await
+        .text();
+    for member in ["m1", "m2", "m3", "w"] {
+        assert_lines(
+            &text,
+            &[&format!("raftgres_raft_leader{{member=\"{member}\"}} 0")],
+        );
+    }
+}
+
+/// A source that knows no live figures leaves raftgres's out, and reports
+/// Patroni's `dcs_last_seen` as Patroni does before its first contact.
+#[tokio::test]
+async fn metrics_without_live_figures() {
+    let text = api().get("/metrics").await.text();
+    assert!(!text.contains("raftgres_raft_"), "{text}");
+    assert!(!text.contains("raftgres_lease_remaining_seconds"), "{text}");
+    let dcs = patroni_lines("m1", &[("patroni_dcs_last_seen", "0")]);
+    assert_lines(&text, &[&dcs[0]]);
+}
+
+#[tokio::test]
+async fn only_the_status_document_carries_dcs_last_seen() {
+    let api = api_live(cluster_state(), live_facts(Some(5433)));
+    let doc = api.get("/patroni").await.json();
+    assert_eq!(doc["dcs_last_seen"], json!(1_796_656_020), "{doc}");
+    let health = api.get("/primary").await.json();
+    assert!(health.get("dcs_last_seen").is_none(), "{health}");
+    assert_eq!(health["role"], doc["role"]);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 #[cfg(feature = "fault-injection")]
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -18,8 +19,25 @@ pub struct LogStore {
     db: Arc<Database>,
     incarnation: Incarnation,
     flush: FlushProgress,
+    committed: CommitIndex,
     #[cfg(feature = "fault-injection")]
     flush_delay: Arc<Mutex<Duration>>,
+}
+
+/// The commit index openraft last gave this store (0 before any): where a
+/// member knows the log committed, which openraft 0.9's metrics leave out.
+#[derive(Clone, Default)]
+pub(crate) struct CommitIndex(Arc<AtomicU64>);
+
+impl CommitIndex {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, committed: Option<&LogId>) {
+        self.0
+            .store(committed.map_or(0, |id| id.index), Ordering::Relaxed);
+    }
 }
 
 /// Since when the log append in progress has been waiting for its commit
@@ -68,6 +86,7 @@ impl LogStore {
             db,
             incarnation,
             flush: FlushProgress::default(),
+            committed: CommitIndex::default(),
             #[cfg(feature = "fault-injection")]
             flush_delay: Arc::default(),
         }
@@ -80,6 +99,10 @@ impl LogStore {
 
     pub(crate) fn flush_progress(&self) -> FlushProgress {
         self.flush.clone()
+    }
+
+    pub(crate) fn commit_index(&self) -> CommitIndex {
+        self.committed.clone()
     }
 
     /// Fault point: every later log append waits `delay` before its commit,
@@ -214,6 +237,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let db = self.db.clone();
         let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        // Known committed whether or not this write lands: a store error
+        // stops the core anyway.
+        self.committed.set(committed.as_ref());
         blocking(move || {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::None)?;
@@ -227,10 +253,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.read_meta::<Option<LogId>>("committed")
+        let committed = self
+            .read_meta::<Option<LogId>>("committed")
             .await
             .map(Option::flatten)
-            .map_err(|e| StorageIOError::read(&e).into())
+            .map_err(|e| StorageIOError::read(&e))?;
+        self.committed.set(committed.as_ref());
+        Ok(committed)
     }
 
     async fn append<I>(
@@ -305,5 +334,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_commit_index_is_what_openraft_saved_last_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("n1.redb");
+        let (mut log, _) = super::super::open(&path).await.expect("open");
+        let index = log.commit_index();
+        assert_eq!(index.get(), 0, "nothing committed yet");
+        log.save_committed(Some(openraft::testing::log_id(2, 1, 17)))
+            .await
+            .expect("save");
+        assert_eq!(index.get(), 17);
+        drop((log, index));
+
+        let (mut log, _) = super::super::open(&path).await.expect("reopen");
+        assert_eq!(log.commit_index().get(), 0, "not read yet");
+        let committed = log.read_committed().await.expect("read");
+        assert_eq!(committed.map(|id| id.index), Some(17));
+        assert_eq!(log.commit_index().get(), 17);
     }
 }

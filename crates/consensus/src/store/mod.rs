@@ -8,8 +8,8 @@
 mod log;
 mod state_machine;
 
-pub(crate) use log::FlushProgress;
 pub use log::LogStore;
+pub(crate) use log::{CommitIndex, FlushProgress};
 pub use state_machine::{StateMachine, StateView};
 
 use crate::types::{Incarnation, UNCLAIMED};
