@@ -7,11 +7,21 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  usage error, unreadable local file, declined confirmation, or another failure on this side
-  2  an agent refused the operation (HTTP 4xx: e.g. wrong credentials, impossible switchover, config changed meanwhile)
-  3  no agent could be reached, one timed out, or one failed (HTTP 5xx)
+  2  an agent refused the operation (HTTP 4xx: e.g. wrong credentials, impossible switchover, config changed meanwhile),
+     or, for query, the member's Postgres refused the login or the SQL
+  3  no agent (for query: no member's Postgres) could be reached, one timed out, or one failed (HTTP 5xx)
 
-Finding the cluster: --url (repeatable), --lab DIR, or --config FILE; with none, http://127.0.0.1:8008.
-The first address that answers GET /cluster names the other members.";
+Finding the cluster, the first that says something wins:
+  1. options: --url (repeatable), --username, --password-file, --cacert, --cert and --key
+  2. files named on the command line: --lab DIR (its lab.json), and -c/--config-file FILE
+     (or --config FILE): an agent's settings file, read as the agent reads it (restapi's
+     address, authentication and CA, and the cluster's scope, which the agents must
+     serve), or a small file with urls, username and password
+  3. the environment: RAFTGRESCTL_URL, RAFTGRESCTL_USERNAME, RAFTGRESCTL_PASSWORD,
+     RAFTGRESCTL_CACERT, RAFTGRESCTL_CERT with RAFTGRESCTL_KEY
+  4. http://127.0.0.1:8008
+The addresses of 1 and 2 are tried in that order. The first address that answers GET
+/cluster names the other members.";
 
 #[derive(Parser)]
 #[command(
@@ -26,53 +36,54 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// Where the cluster is and how to log in to its agents. The environment
+/// variables are read in `target.rs`, not by clap, so that a file named on
+/// the command line beats them.
 #[derive(Args)]
 pub struct TargetOpts {
-    /// An agent's REST API, e.g. http://10.0.0.1:8008; tried in order until one answers.
-    #[arg(
-        long = "url",
-        global = true,
-        env = "RAFTGRESCTL_URL",
-        value_delimiter = ',',
-        value_name = "URL"
-    )]
+    /// An agent's REST API, e.g. http://10.0.0.1:8008; tried in order until
+    /// one answers. Else RAFTGRESCTL_URL (comma-separated), after the files.
+    #[arg(long = "url", global = true, value_delimiter = ',', value_name = "URL")]
     pub urls: Vec<String>,
     /// A lab directory: its lab.json gives every member's API and the credentials.
     #[arg(long, global = true, value_name = "DIR")]
     pub lab: Option<PathBuf>,
-    /// A YAML file with `urls: [...]`, `username` and `password`.
+    /// An agent's settings file, as patronictl's `-c patroni.yml`: the
+    /// address, credentials and CA of its REST API, and the cluster's scope.
+    /// Or a YAML file with `urls: [...]`, `username` and `password`. Given
+    /// before the command (`raftgresctl -c FILE list`), as in patronictl.
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        value_name = "FILE",
+        conflicts_with = "config"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// The same as -c/--config-file, anywhere on the command line.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// User for the mutating endpoints (HTTP basic auth); alone, it replaces
-    /// the user from --lab or --config and keeps their password.
-    #[arg(long, global = true, env = "RAFTGRESCTL_USERNAME")]
+    /// the user from --lab or the config file and keeps their password. Else
+    /// RAFTGRESCTL_USERNAME, after the files.
+    #[arg(long, global = true)]
     pub username: Option<String>,
     /// A file holding the password for the mutating endpoints (its first
-    /// line; it must be private, mode 600). Or set RAFTGRESCTL_PASSWORD. Not
-    /// an option's value, which any user sees in `ps`. Alone, it replaces the
-    /// password from --lab or --config and keeps their user.
+    /// line; it must be private, mode 600). Else RAFTGRESCTL_PASSWORD, after
+    /// the files. Not an option's value, which any user sees in `ps`. Alone,
+    /// it replaces the password from --lab or the config file and keeps
+    /// their user.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// The CA (PEM) that signs the agents' REST certificates (restapi.certfile), for https URLs.
-    #[arg(long, global = true, env = "RAFTGRESCTL_CACERT", value_name = "FILE")]
+    /// The CA (PEM) that signs the agents' REST certificates (restapi.certfile),
+    /// for https URLs. Else the lab's or the config file's, else RAFTGRESCTL_CACERT.
+    #[arg(long, global = true, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
-    /// A client certificate (PEM) for agents with restapi.verify_client; with --key.
-    #[arg(
-        long,
-        global = true,
-        env = "RAFTGRESCTL_CERT",
-        value_name = "FILE",
-        requires = "key"
-    )]
+    /// A client certificate (PEM) for agents with restapi.verify_client; with
+    /// --key. Else RAFTGRESCTL_CERT with RAFTGRESCTL_KEY.
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
     /// The client certificate's key (PEM, mode 600).
-    #[arg(
-        long,
-        global = true,
-        env = "RAFTGRESCTL_KEY",
-        value_name = "FILE",
-        requires = "cert"
-    )]
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 }
 
@@ -292,6 +303,10 @@ pub enum ClusterCmd {
         #[arg(long, short = 'r', value_enum, conflicts_with = "member")]
         role: Option<RoleFilter>,
     },
+    /// Run SQL on a member's Postgres: the leader's, a replica's with
+    /// --role replica, or the named member's; as `patronictl query`.
+    #[command(long_about = QUERY_ABOUT)]
+    Query(QueryArgs),
     /// Discard a scheduled event: `flush switchover`.
     Flush {
         #[arg(value_enum)]
@@ -427,6 +442,76 @@ pub struct PoolerArgs {
     /// One round, then exit: 0 when pgbouncer points at a running leader, 3 when there is none.
     #[arg(long)]
     pub once: bool,
+}
+
+const QUERY_ABOUT: &str = "\
+Run SQL on a member's Postgres: the leader's, a replica's with --role replica,
+or the named member's; as `patronictl query`.
+
+The member's address comes from GET /cluster. The SQL goes in one simple-query
+message, so several statements separated by `;` run as one implicit
+transaction, and each result set is printed, values as Postgres writes them
+in text (t/f for booleans, NULL as nothing; JSON and YAML: null). With
+--role leader or replica, the member is asked pg_is_in_recovery() first, so a
+/cluster document a moment behind a failover cannot send the SQL to the wrong
+one; a replica that cannot be reached makes way for the next.
+
+As libpq: the password from --password (asked on the terminal), else
+PGPASSWORD, else the password file (PGPASSFILE, else ~/.pgpass, mode 600;
+host:port:dbname:user:password, `*` for any, `\\:` for a colon); the user from
+-U, else PGUSER, else your login name; TLS from PGSSLMODE (default prefer)
+and PGSSLROOTCERT.";
+
+/// `query`'s options.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("sql").required(true).args(["command", "file"])))]
+pub struct QueryArgs {
+    /// The SQL to run.
+    #[arg(short = 'c', long, value_name = "SQL")]
+    pub command: Option<String>,
+    /// A file with the SQL to run; `-` reads standard input.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Run on this member.
+    #[arg(short = 'm', long, conflicts_with = "role")]
+    pub member: Option<String>,
+    /// Run on a member of this role (default: the leader); for replica and
+    /// any, the first by name that can be reached.
+    #[arg(short = 'r', long, value_enum)]
+    pub role: Option<RoleFilter>,
+    /// The database.
+    #[arg(short = 'd', long, default_value = "postgres")]
+    pub dbname: String,
+    /// The database user (patronictl's -U/--username; --username is the
+    /// REST API's user here); default PGUSER, else your login name.
+    #[arg(short = 'U', long = "dbuser", value_name = "USER")]
+    pub dbuser: Option<String>,
+    /// Ask for the database password on the terminal.
+    #[arg(long)]
+    pub password: bool,
+    /// tsv (patronictl's default here): a header line, then a line a row;
+    /// json and yaml: a list of rows, column name to value, a document a
+    /// result set.
+    #[arg(long, value_enum, default_value = "tsv")]
+    pub format: Format,
+    /// The column separator of --format tsv (default: a tab). Values are
+    /// printed as they are: for values that may hold it or a newline, use
+    /// --format json.
+    #[arg(
+        long,
+        default_value = "\t",
+        hide_default_value = true,
+        value_name = "TEXT"
+    )]
+    pub delimiter: String,
+    /// Run again every SECONDS (default 2) until Ctrl-C, each run after the time.
+    #[arg(long = "watch", short = 'w', value_name = "SECONDS", num_args = 0..=1,
+          default_missing_value = "2",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch_seconds: Option<u64>,
+    /// Run again every 2 seconds until Ctrl-C (patronictl's -W).
+    #[arg(short = 'W', conflicts_with = "watch_seconds")]
+    pub watch_every_2s: bool,
 }
 
 /// `HOST:PORT`, `[V6]:PORT` or `/socket/dir:PORT`.

@@ -3,6 +3,7 @@
 
 use crate::client::{Api, Call, Reply, base_url, endpoint};
 use crate::error::CtlError;
+use crate::target::ExpectedScope;
 use reqwest::Url;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -180,14 +181,16 @@ pub struct Finder {
     pub api: Api,
     seeds: Vec<Url>,
     known: Vec<Url>,
+    scope: Option<ExpectedScope>,
 }
 
 impl Finder {
-    pub fn new(api: Api, seeds: Vec<Url>) -> Finder {
+    pub fn new(api: Api, seeds: Vec<Url>, scope: Option<ExpectedScope>) -> Finder {
         Finder {
             api,
             known: seeds.clone(),
             seeds,
+            scope,
         }
     }
 
@@ -196,6 +199,14 @@ impl Finder {
         for base in &self.known {
             match self.api.call(Call::get(endpoint(base, &["cluster"]))).await {
                 Ok(reply) => match read_cluster(&reply) {
+                    Ok(view) if !serves(&view, self.scope.as_ref()) => {
+                        let expected = self.scope.as_ref().map(|e| e.describe());
+                        failures.push(format!(
+                            "{base} serves cluster {}, not {}",
+                            view.scope(),
+                            expected.unwrap_or_default()
+                        ));
+                    }
                     Ok(view) => {
                         let cluster = Cluster {
                             via: base.clone(),
@@ -261,6 +272,11 @@ impl Finder {
     }
 }
 
+/// Whether `view` is the cluster a settings file named, when one did.
+fn serves(view: &ClusterView, scope: Option<&ExpectedScope>) -> bool {
+    scope.is_none_or(|expected| view.scope.as_deref() == Some(expected.scope.as_str()))
+}
+
 fn read_cluster(reply: &Reply) -> Result<ClusterView, String> {
     ClusterView::deserialize(&reply.body).map_err(|e| {
         format!("its /cluster document is not what raftgresctl expects ({e}); compare versions with `raftgresctl version`")
@@ -317,6 +333,25 @@ mod tests {
         assert!(!view.paused());
         let m = &view.members[0];
         assert_eq!((m.role.clone(), m.port, m.timeline), (None, None, None));
+    }
+
+    #[test]
+    fn a_settings_file_s_scope_must_be_the_cluster_s() {
+        let view =
+            ClusterView::deserialize(&json!({"scope": "lab", "members": []})).expect("lenient");
+        let expected = |scope: &str| ExpectedScope {
+            scope: scope.into(),
+            file: "/etc/raftgres/agent.yml".into(),
+        };
+        assert!(serves(&view, None));
+        assert!(serves(&view, Some(&expected("lab"))));
+        assert!(!serves(&view, Some(&expected("other"))));
+        let unnamed = ClusterView::default();
+        assert!(!serves(&unnamed, Some(&expected("lab"))));
+        assert_eq!(
+            expected("other").describe(),
+            "other (the scope in /etc/raftgres/agent.yml)"
+        );
     }
 
     #[test]

@@ -28,12 +28,15 @@ pub enum CtlError {
     /// A call that needs the credentials, to an address the user did not
     /// name: it was not sent.
     Untrusted { call: String },
+    /// `query`: a member's Postgres refused the login or the SQL; the text
+    /// names the member and gives Postgres's words.
+    PgRefused(String),
 }
 
 impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CtlError::Refused { .. } => EXIT_REFUSED,
+            CtlError::Refused { .. } | CtlError::PgRefused(_) => EXIT_REFUSED,
             CtlError::Unreachable { .. } | CtlError::Unavailable(_) => EXIT_UNAVAILABLE,
             CtlError::Untrusted { .. } => EXIT_FAILURE,
         }
@@ -67,7 +70,7 @@ impl fmt::Display for CtlError {
                 }
             }
             CtlError::Unreachable { url, cause } => write!(f, "cannot reach {url}: {cause}"),
-            CtlError::Unavailable(message) => f.write_str(message),
+            CtlError::Unavailable(message) | CtlError::PgRefused(message) => f.write_str(message),
             CtlError::Untrusted { call } => write!(
                 f,
                 "{call} was not sent: raftgresctl sends the credentials only to the agents you \

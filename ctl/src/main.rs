@@ -1,7 +1,8 @@
 //! raftgresctl: operate a raftgres cluster, patronictl-style. It reaches
 //! the agents only through their REST API (docs/rest-api.md); `lab` also
 //! starts and stops a local cluster; `pooler` keeps a pgbouncer on a host
-//! without Postgres pointed at the primary.
+//! without Postgres pointed at the primary; `query` runs SQL on the
+//! Postgres of a member the API names.
 
 mod cli;
 mod client;
@@ -13,9 +14,12 @@ mod format;
 mod lab_cmd;
 mod operate;
 mod patch;
+mod pg_tls;
+mod pgpass;
 mod pooler;
 mod pooler_routes;
 mod prompt;
+mod query;
 mod target;
 mod yaml;
 
@@ -127,10 +131,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Cluster(command) => command,
     };
+    if let ClusterCmd::Query(args) = &command
+        && cli.target.username.is_some()
+        && args.dbuser.is_none()
+    {
+        // patronictl's `query --username` is the database user; here it
+        // would silently be the REST API's.
+        anyhow::bail!(
+            "--username names the REST API's user; give query's database user with -U USER (or --dbuser USER)"
+        );
+    }
     let target = cli.target.resolve()?;
     let api = client::Api::new(target.credentials, &target.seeds, &target.tls)
         .context("cannot set up the HTTP client")?;
-    let mut finder = Finder::new(api, target.seeds);
+    let mut finder = Finder::new(api, target.seeds, target.scope);
     let finder = &mut finder;
     runtime.block_on(async move {
         match command {
@@ -186,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 operate::reload(finder, pick, force).await
             }
             ClusterCmd::Dsn { member, role } => commands::dsn(finder, member, role).await,
+            ClusterCmd::Query(args) => query::query(finder, args).await,
             ClusterCmd::Flush { target, force } => operate::flush(finder, target, force).await,
             ClusterCmd::Reinit { member, force } => operate::reinit(finder, member, force).await,
             ClusterCmd::Pause { wait } => operate::set_pause(finder, true, wait).await,

@@ -1,8 +1,9 @@
-//! Confirmation before an operation that changes the cluster.
+//! Confirmation before an operation that changes the cluster, and the
+//! password `query --password` asks for.
 
 use anyhow::{Context, bail};
-use dialoguer::Confirm;
 use dialoguer::console::Term;
+use dialoguer::{Confirm, Password};
 use std::io::IsTerminal;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -56,14 +57,68 @@ pub async fn confirm(question: String, operation: &str, force: bool) -> anyhow::
     Ok(())
 }
 
+/// Asks for a password on the terminal, without echo, as
+/// `patronictl query --password` does.
+pub async fn password(question: String) -> anyhow::Result<String> {
+    if let Some(missing) = missing_terminal(
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ) {
+        bail!(
+            "--password asks on the terminal, but {missing}; set PGPASSWORD or use a password \
+             file (PGPASSFILE, else ~/.pgpass)"
+        );
+    }
+    // Ctrl-C while echo is off would leave the shell without it: SIGINT
+    // comes to us, and the terminal is put back before we exit as the
+    // shell expects of death by SIGINT.
+    let saved = nix::sys::termios::tcgetattr(std::io::stdin())
+        .context("cannot read the terminal's settings")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let prompt = tokio::task::spawn_blocking(move || {
+        Password::new()
+            .with_prompt(question)
+            .allow_empty_password(true)
+            .interact()
+    });
+    tokio::select! {
+        answer = prompt => {
+            // As in `confirm`: Ctrl-C keeps ending the command.
+            tokio::spawn(async move {
+                interrupt.recv().await;
+                std::process::exit(130);
+            });
+            answer
+                .context("the password prompt failed")?
+                .context("cannot read the password")
+        }
+        _ = interrupt.recv() => {
+            // Best effort: the terminal is all that is left to tidy.
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &saved,
+            );
+            eprintln!();
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Which of the prompt's streams is not a terminal: the answer is read from
+/// stdin and dialoguer asks on stderr.
+fn missing_terminal(stdin_is_terminal: bool, stderr_is_terminal: bool) -> Option<&'static str> {
+    match (stdin_is_terminal, stderr_is_terminal) {
+        (false, _) => Some("stdin is not a terminal"),
+        (true, false) => Some("stderr, where the question is asked, is not a terminal"),
+        (true, true) => None,
+    }
+}
+
 /// Why nobody can be asked: the answer is read from stdin and dialoguer
 /// asks on stderr, so both must be a terminal.
 fn refusal(operation: &str, stdin_is_terminal: bool, stderr_is_terminal: bool) -> Option<String> {
-    let missing = match (stdin_is_terminal, stderr_is_terminal) {
-        (false, _) => "stdin is not a terminal",
-        (true, false) => "stderr, where the question is asked, is not a terminal",
-        (true, true) => return None,
-    };
+    let missing = missing_terminal(stdin_is_terminal, stderr_is_terminal)?;
     Some(format!(
         "refusing to {operation} without confirmation: {missing}; pass --force"
     ))

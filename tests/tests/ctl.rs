@@ -101,6 +101,22 @@ impl Ctl {
             .clone()
     }
 
+    /// `raftgresctl --lab DIR args...` with `env`, failing the test unless
+    /// it exits with `exit_code`.
+    async fn expect_with(
+        &self,
+        exit_code: i32,
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+        args: &[&str],
+    ) -> Run {
+        let lab = self.lab_dir.to_str().expect("a UTF-8 lab path");
+        let all: Vec<&str> = ["--lab", lab].iter().chain(args).copied().collect();
+        let run = run_ctl_with(&all, env, stdin).await;
+        self.check(&run, exit_code);
+        run
+    }
+
     /// `show-config --format json`.
     async fn config(&self) -> Value {
         let run = self.expect(0, &["show-config", "--format", "json"]).await;
@@ -112,18 +128,48 @@ impl Ctl {
 /// `raftgresctl args...` with stdin not a terminal and no cluster taken
 /// from the environment, killed after [`COMMAND_TIMEOUT`].
 async fn run_ctl(args: &[&str]) -> Run {
+    run_ctl_with(args, &[], None).await
+}
+
+/// [`run_ctl`] with `env` set (no other libpq variable from ours) and
+/// `stdin`, when given, as standard input.
+async fn run_ctl_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    use tokio::io::AsyncWriteExt;
     let command = format!("raftgresctl {}", args.join(" "));
-    let child = tokio::process::Command::new(ctl_bin())
-        .args(args)
-        .env_remove("RAFTGRESCTL_URL")
-        .env_remove("RAFTGRESCTL_USERNAME")
-        .env_remove("RAFTGRESCTL_PASSWORD")
-        .stdin(Stdio::null())
+    let mut child = tokio::process::Command::new(ctl_bin());
+    child.args(args);
+    for var in [
+        "RAFTGRESCTL_URL",
+        "RAFTGRESCTL_USERNAME",
+        "RAFTGRESCTL_PASSWORD",
+        "RAFTGRESCTL_CACERT",
+        "RAFTGRESCTL_CERT",
+        "RAFTGRESCTL_KEY",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+    ] {
+        child.env_remove(var);
+    }
+    let mut child = child
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("`{command}`: cannot write its stdin: {e}"));
+    }
     let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("`{command}` did not finish within {COMMAND_TIMEOUT:?}"))
@@ -656,4 +702,259 @@ impl Drop for LabDown<'_> {
             eprintln!("lab down in {}: {e}", self.0.display());
         }
     }
+}
+
+/// A private pgpass with the lab's superuser password, as `lab up` writes
+/// one; the environment that points libpq (and `query`) at it.
+fn lab_pgpass(lab: &Lab, dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let password = &lab
+        .description
+        .pg_auth
+        .as_ref()
+        .expect("the lab's Postgres passwords")
+        .superuser;
+    let path = dir.join("pgpass");
+    std::fs::write(&path, format!("*:*:*:postgres:{password}\n")).expect("write pgpass");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+fn pg_port(lab: &Lab, name: &str) -> String {
+    lab.member(name)
+        .expect("member")
+        .pg_port
+        .expect("a Postgres port")
+        .to_string()
+}
+
+/// `query`: the leader's Postgres by default, a replica's with `-r
+/// replica`, the named member's with `-m`; the login from libpq's
+/// environment (a pgpass file, PGPASSWORD, PGSSLMODE); a refusal exits 2
+/// and names the member, its address and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_runs_sql_on_the_member_the_role_or_name_gives() {
+    let (dir, lab, primary) = serial_lab(3, false).await;
+    let ctl = Ctl::for_lab(&lab);
+    let pgpass = lab_pgpass(&lab, dir.path());
+    let env = [("PGPASSFILE", pgpass.as_str()), ("PGUSER", "postgres")];
+    let replicas: Vec<String> = lab.names().into_iter().filter(|n| *n != primary).collect();
+    wait_listed_leader(&ctl, &primary).await;
+    for replica in &replicas {
+        wait_streaming(&lab, replica).await;
+    }
+    let where_sql = "SELECT pg_is_in_recovery() AS recovery, current_setting('port') AS port";
+
+    // The leader by default, in patronictl's default tsv: header, then rows.
+    let run = ctl
+        .expect_with(0, &env, None, &["query", "-c", where_sql])
+        .await;
+    assert_eq!(
+        run.stdout,
+        format!("recovery\tport\nf\t{}\n", pg_port(&lab, &primary))
+    );
+
+    // -r replica: a replica, in recovery; JSON rows keyed by column.
+    let run = ctl
+        .expect_with(
+            0,
+            &env,
+            None,
+            &[
+                "query", "-r", "replica", "-c", where_sql, "--format", "json",
+            ],
+        )
+        .await;
+    let rows: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["recovery"], "t", "{rows}");
+    let replica_ports: Vec<String> = replicas.iter().map(|r| pg_port(&lab, r)).collect();
+    assert!(
+        replica_ports.iter().any(|p| rows[0]["port"] == p.as_str()),
+        "{rows} is not on a replica ({replica_ports:?})"
+    );
+
+    // -m names the member; -f - reads the SQL from stdin; several
+    // statements print a result set each.
+    let named = &replicas[1];
+    let run = ctl
+        .expect_with(
+            0,
+            &env,
+            Some("SELECT current_setting('port') AS port; SELECT 2 AS two;"),
+            &["query", "-m", named, "-f", "-"],
+        )
+        .await;
+    assert_eq!(
+        run.stdout,
+        format!("port\n{}\n\ntwo\n2\n", pg_port(&lab, named))
+    );
+
+    // TLS checked against the lab's CA, as PGSSLMODE=verify-full says.
+    let ca = lab
+        .description
+        .tls
+        .as_ref()
+        .expect("the lab's CA")
+        .ca_file
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_owned();
+    let verified = [
+        env[0],
+        env[1],
+        ("PGSSLMODE", "verify-full"),
+        ("PGSSLROOTCERT", ca.as_str()),
+    ];
+    let run = ctl
+        .expect_with(
+            0,
+            &verified,
+            None,
+            &[
+                "query",
+                "-c",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ],
+        )
+        .await;
+    assert_eq!(run.stdout, "ssl\nt\n");
+
+    // Refused by Postgres: 2, with the member, its address and Postgres's words.
+    let at = format!("{primary} (127.0.0.1:{})", pg_port(&lab, &primary));
+    let run = ctl
+        .expect_with(2, &env, None, &["query", "-c", "SELECT nonsense"])
+        .await;
+    assert!(
+        run.stderr.contains(&at) && run.stderr.contains("SQLSTATE 42703"),
+        "{}",
+        run.stderr
+    );
+    // PGPASSWORD comes before the password file.
+    let wrong = [env[0], env[1], ("PGPASSWORD", "wrong")];
+    let run = ctl
+        .expect_with(2, &wrong, None, &["query", "-c", "SELECT 1"])
+        .await;
+    assert!(
+        run.stderr.contains(&at)
+            && run.stderr.contains("refused the login of postgres")
+            && run.stderr.contains("28P01"),
+        "{}",
+        run.stderr
+    );
+    let missing = dir.path().join("no-pgpass");
+    let missing = missing.to_str().expect("a UTF-8 path");
+    let run = ctl
+        .expect_with(
+            2,
+            &[("PGPASSFILE", missing), env[1]],
+            None,
+            &["query", "-c", "SELECT 1"],
+        )
+        .await;
+    assert!(
+        run.stderr.contains("asks postgres for a password") && run.stderr.contains(missing),
+        "{}",
+        run.stderr
+    );
+    // patronictl's --username is the database user; here it is -U.
+    let run = ctl
+        .expect_with(
+            1,
+            &env,
+            None,
+            &["query", "--username", "postgres", "-c", "SELECT 1"],
+        )
+        .await;
+    assert!(run.stderr.contains("-U USER"), "{}", run.stderr);
+    assert_eq!(writable(&lab).await, vec![primary]);
+}
+
+/// `-c FILE` before the command, as patronictl's `-c patroni.yml`: a
+/// member's own settings file finds the cluster (its REST address, CA and
+/// credentials), alone; a file of another cluster is refused by its scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_s_settings_file_finds_the_cluster() {
+    let (dir, lab, primary) = serial_lab(3, false).await;
+    let replica = any_replica(&lab, &primary);
+    let settings = lab.member(&replica).expect("member").config.clone();
+    let settings = settings.to_str().expect("a UTF-8 path");
+    let ctl = Ctl::for_lab(&lab);
+    wait_listed_leader(&ctl, &primary).await;
+
+    // Read-only: the members, without --lab.
+    let run = run_ctl(&["-c", settings, "list", "--format", "json"]).await;
+    ctl.check(&run, 0);
+    let members: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    let mut listed: Vec<&str> = members
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(name)
+        .collect();
+    listed.sort();
+    let mut names = lab.names();
+    names.sort();
+    assert_eq!(listed, names, "{members:#}");
+
+    // A change needs the file's credentials; --config is the same file.
+    ctl.check(&run_ctl(&["-c", settings, "pause"]).await, 0);
+    until_eq(
+        SETTLE_WITHIN,
+        "show-config says paused",
+        &Value::Bool(true),
+        || async { ctl.config().await["pause"].clone() },
+    )
+    .await;
+    let run = run_ctl(&["resume", "--wait", "--config", settings]).await;
+    ctl.check(&run, 0);
+    assert!(run.stdout.contains("Success"), "{}", run.stdout);
+
+    // Both -c's on one line: the file before the command, the SQL after.
+    let pgpass = lab_pgpass(&lab, dir.path());
+    let run = run_ctl_with(
+        &[
+            "-c",
+            settings,
+            "query",
+            "-U",
+            "postgres",
+            "-c",
+            "SELECT 1 AS one",
+        ],
+        &[("PGPASSFILE", pgpass.as_str())],
+        None,
+    )
+    .await;
+    ctl.check(&run, 0);
+    assert_eq!(run.stdout, "one\n1\n");
+
+    // After the command, -c is not the config file: a usage error.
+    let run = run_ctl(&["list", "-c", settings]).await;
+    ctl.check(&run, 1);
+
+    // Another cluster's file: its agents are not asked (3, naming both scopes).
+    let text = std::fs::read_to_string(settings).expect("the member's settings");
+    let renamed: Vec<&str> = text
+        .lines()
+        .map(|l| if l == "scope: lab" { "scope: other" } else { l })
+        .collect();
+    assert!(
+        renamed.contains(&"scope: other"),
+        "no `scope: lab` line in:\n{text}"
+    );
+    let other = dir.path().join("other.yml");
+    std::fs::write(&other, renamed.join("\n") + "\n").expect("write the copy");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
+    let run = run_ctl(&["-c", other.to_str().expect("a UTF-8 path"), "list"]).await;
+    ctl.check(&run, 3);
+    assert!(
+        run.stderr.contains("serves cluster lab, not other"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writable(&lab).await, vec![primary]);
 }

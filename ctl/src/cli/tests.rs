@@ -142,3 +142,144 @@ fn pooler_takes_its_options_with_defaults() {
     }
     assert!(parse(&base).is_err(), "--admin is required");
 }
+
+fn query_args(args: &[&str]) -> Result<(TargetOpts, QueryArgs), String> {
+    match Cli::try_parse_from(args) {
+        Ok(Cli {
+            target,
+            command: Cmd::Cluster(ClusterCmd::Query(query)),
+        }) => Ok((target, query)),
+        Ok(_) => panic!("{args:?} should parse as query"),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// patronictl's `-c patroni.yml` comes before the command, and query's
+/// own `-c` is the SQL, so both fit on one line.
+#[test]
+fn global_c_is_the_config_file_and_query_s_c_is_the_sql() {
+    let (target, query) = query_args(&[
+        "raftgresctl",
+        "-c",
+        "/etc/raftgres/agent.yml",
+        "query",
+        "-c",
+        "SELECT 1",
+    ])
+    .expect("valid");
+    assert_eq!(
+        target.config_file.as_deref(),
+        Some(std::path::Path::new("/etc/raftgres/agent.yml"))
+    );
+    assert_eq!(query.command.as_deref(), Some("SELECT 1"));
+    let (target, _) = query_args(&[
+        "raftgresctl",
+        "--config-file",
+        "/a.yml",
+        "query",
+        "--command",
+        "SELECT 1",
+    ])
+    .expect("long forms");
+    assert!(target.config_file.is_some());
+    // After the command, -c is not the config file; --config is, anywhere.
+    assert!(Cli::try_parse_from(["raftgresctl", "list", "-c", "/a.yml"]).is_err());
+    let cli = Cli::try_parse_from(["raftgresctl", "list", "--config", "/a.yml"]).expect("valid");
+    assert!(cli.target.config.is_some());
+    let err = Cli::try_parse_from(["raftgresctl", "-c", "/a.yml", "--config", "/b.yml", "list"])
+        .err()
+        .expect("two config files")
+        .to_string();
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn query_takes_patronictl_s_options() {
+    let (_, query) = query_args(&["raftgresctl", "query", "-c", "SELECT 1"]).expect("valid");
+    assert_eq!(
+        (
+            query.role,
+            query.member.as_deref(),
+            query.dbname.as_str(),
+            query.dbuser.as_deref(),
+            query.password,
+            query.delimiter.as_str(),
+            query.watch_seconds,
+            query.watch_every_2s,
+        ),
+        (None, None, "postgres", None, false, "\t", None, false)
+    );
+    assert!(
+        query.format == Format::Tsv,
+        "patronictl's default for query"
+    );
+    let (_, query) = query_args(&[
+        "raftgresctl",
+        "query",
+        "-f",
+        "-",
+        "-r",
+        "primary",
+        "-d",
+        "app",
+        "-U",
+        "admin",
+        "--password",
+        "--format",
+        "json",
+        "--delimiter",
+        ";",
+        "-W",
+    ])
+    .expect("valid");
+    assert_eq!(query.file.as_deref(), Some(std::path::Path::new("-")));
+    assert_eq!(query.role, Some(RoleFilter::Leader));
+    assert_eq!(
+        (
+            query.dbname.as_str(),
+            query.dbuser.as_deref(),
+            query.password
+        ),
+        ("app", Some("admin"), true)
+    );
+    assert!(query.format == Format::Json && query.watch_every_2s);
+    let (_, query) =
+        query_args(&["raftgresctl", "query", "-c", "x", "-r", "standby", "-w"]).expect("valid");
+    assert_eq!(
+        (query.role, query.watch_seconds),
+        (Some(RoleFilter::Replica), Some(2))
+    );
+    for (args, want) in [
+        (&["raftgresctl", "query"][..], "required"),
+        (
+            &["raftgresctl", "query", "-c", "x", "-f", "f.sql"][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "raftgresctl",
+                "query",
+                "-c",
+                "x",
+                "-m",
+                "m1",
+                "-r",
+                "replica",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &["raftgresctl", "query", "-c", "x", "-W", "-w", "3"][..],
+            "cannot be used with",
+        ),
+        (
+            &["raftgresctl", "query", "-c", "x", "-r", "standby-leader"][..],
+            "invalid value",
+        ),
+    ] {
+        let err = query_args(args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} parsed"));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
