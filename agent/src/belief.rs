@@ -13,6 +13,10 @@ pub struct Belief {
     pub holding: Option<HolderLease>,
     /// The most recent lease this agent held, kept for reporting.
     pub last_held: Option<HolderLease>,
+    /// When `pre_promote` last refused this member's promotion: the lease
+    /// loop gives the lease back and both loops stay out while the veto
+    /// holds (`raftgres_ha::promotion_veto_holds`).
+    pub promotion_vetoed_at: Option<MonoInstant>,
 }
 
 impl Belief {
@@ -21,6 +25,12 @@ impl Belief {
     pub fn holds_valid(&self, lease: &Lease, me: &str, now: MonoInstant) -> bool {
         self.holding
             .is_some_and(|h| h.is_valid(now) && h.matches(lease, me))
+    }
+
+    /// `pre_promote` refused this member's promotion recently enough that
+    /// it stays out of the lease of a cluster with this `ttl`.
+    pub fn promotion_vetoed(&self, now: MonoInstant, ttl: std::time::Duration) -> bool {
+        raftgres_ha::promotion_veto_holds(self.promotion_vetoed_at, now, ttl)
     }
 
     pub fn set_holding(&mut self, lease: HolderLease) {

@@ -41,7 +41,7 @@ impl CallbackRunner {
         let task_member = member.clone();
         tokio::spawn(async move {
             while let Some(call) = calls.recv().await {
-                run(&task_member, call).await;
+                run(&task_member, call.event.as_str(), &call.argv, call.timeout).await;
             }
         });
         CallbackRunner {
@@ -81,6 +81,14 @@ impl CallbackRunner {
             );
         }
     }
+
+    /// Runs a hook (`pre_promote`, `before_stop`) at once and waits for it,
+    /// without arguments, as Patroni does; true when it exited 0 within
+    /// `timeout`.
+    pub async fn run_hook(&self, key: &str, argv: &[String], timeout: Duration) -> bool {
+        tracing::info!(member = %self.member, hook = key, "running");
+        run(&self.member, key, argv, timeout).await
+    }
 }
 
 fn command_for(callbacks: &Callbacks, event: CallbackEvent) -> Option<&[String]> {
@@ -93,11 +101,12 @@ fn command_for(callbacks: &Callbacks, event: CallbackEvent) -> Option<&[String]>
     }
 }
 
-async fn run(member: &str, call: Call) {
-    let event = call.event.as_str();
-    let command = call.argv.join(" ");
-    let Some((program, args)) = call.argv.split_first() else {
-        return;
+/// Runs `argv` to its end or until `timeout`, logging how it ended under
+/// `what` (the event or the hook's key); true when it exited 0.
+async fn run(member: &str, what: &str, argv: &[String], timeout: Duration) -> bool {
+    let command = argv.join(" ");
+    let Some((program, args)) = argv.split_first() else {
+        return false;
     };
     // A group of its own, so that a timeout kills what the script started too.
     let spawned = tokio::process::Command::new(program)
@@ -108,20 +117,23 @@ async fn run(member: &str, call: Call) {
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            tracing::warn!(member, event, %command, error = %e, "cannot run the callback");
-            return;
+            tracing::warn!(member, what, %command, error = %e, "cannot run the script");
+            return false;
         }
     };
     let pid = child.id();
-    match tokio::time::timeout(call.timeout, child.wait()).await {
+    match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => {
-            tracing::info!(member, event, %command, "callback finished");
+            tracing::info!(member, what, %command, "script finished");
+            true
         }
         Ok(Ok(status)) => {
-            tracing::warn!(member, event, %command, %status, "callback failed");
+            tracing::warn!(member, what, %command, %status, "script failed");
+            false
         }
         Ok(Err(e)) => {
-            tracing::warn!(member, event, %command, error = %e, "cannot wait for the callback");
+            tracing::warn!(member, what, %command, error = %e, "cannot wait for the script");
+            false
         }
         Err(_) => {
             if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
@@ -131,11 +143,12 @@ async fn run(member: &str, call: Call) {
             let _ = child.wait().await;
             tracing::warn!(
                 member,
-                event,
+                what,
                 %command,
-                timeout_ms = call.timeout.as_millis() as u64,
-                "callback killed: still running after postgresql.callback_timeout_ms"
+                timeout_ms = timeout.as_millis() as u64,
+                "script killed: still running after postgresql.callback_timeout_ms"
             );
+            false
         }
     }
 }

@@ -3,17 +3,22 @@
 //! the lease belief change, from local memory only (no Raft round trip).
 //! A request loads the latest snapshot and judges the lease deadline on the
 //! monotonic clock, so `/primary` stops answering 200 the instant the
-//! deadline passes, whenever the snapshot was rendered.
+//! deadline passes, whenever the snapshot was rendered. What moves with
+//! every heartbeat (the Raft figures, the lease's time left) is read when
+//! `/metrics` or `/patroni` asks instead, so that it costs the health
+//! checks nothing.
 
 use crate::belief::{self, SharedBelief};
-use crate::clock::mono_now;
+use crate::clock::{mono_now, unix_ms};
 use crate::systemd::Progress;
 use arc_swap::ArcSwap;
-use raftgres_api::{HealthSnapshot, HealthSource, NodeHealth, Role};
+use raftgres_api::{
+    HealthSnapshot, HealthSource, Histogram, LiveFacts, NodeHealth, RaftFacts, Role,
+};
 use raftgres_consensus::Consensus;
-use raftgres_ha::PgView;
+use raftgres_ha::{LeaseObserver, PgView};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +27,13 @@ use tokio_util::sync::CancellationToken;
 pub struct AgentHealth {
     current: ArcSwap<HealthSnapshot>,
     loops: Vec<Progress>,
+    member: String,
+    consensus: Consensus,
+    belief: SharedBelief,
+    /// When each lease version was first seen here, by the lease loop's
+    /// rule, stamped as the publisher wakes on the same applied change;
+    /// only for the time left that `/metrics` reports.
+    lease_seen: Mutex<LeaseObserver>,
 }
 
 impl HealthSource for AgentHealth {
@@ -31,6 +43,56 @@ impl HealthSource for AgentHealth {
 
     fn loops_quiet(&self) -> Duration {
         crate::systemd::quiet(&self.loops, mono_now().0)
+    }
+
+    fn live(&self) -> LiveFacts {
+        let raft = self.consensus.status();
+        let state = self.consensus.local().state;
+        let lease = &state.lease;
+        let belief = belief::read(&self.belief);
+        let now = mono_now();
+        // The holder judges by its own deadline, also once it has passed;
+        // everyone else by the ttl since it first saw the renewal.
+        let own = belief
+            .holding
+            .or(belief.last_held)
+            .filter(|h| h.matches(lease, &self.member));
+        let until = match own {
+            Some(held) => Some(held.deadline),
+            None if lease.holder.is_none() => Some(now),
+            None => self.observer().expires_at(lease),
+        };
+        let latencies = self.consensus.proposal_latencies();
+        LiveFacts {
+            lease_left: until.map(|until| until - now),
+            last_current_unix_ms: raft.contact_age.map(|age| {
+                let now_ms = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+                now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+            }),
+            raft: Some(RaftFacts {
+                term: raft.term,
+                leader: raft.leader,
+                commit_index: raft.committed,
+                applied_index: raft.last_applied,
+                proposal_latency: Histogram {
+                    buckets: latencies.buckets,
+                    count: latencies.count,
+                    sum_seconds: latencies.sum.as_secs_f64(),
+                },
+            }),
+        }
+    }
+}
+
+impl AgentHealth {
+    fn observer(&self) -> std::sync::MutexGuard<'_, LeaseObserver> {
+        self.lease_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stamps the current lease version as seen now, if it is new.
+    fn see_lease(&self) {
+        let state = self.consensus.local().state;
+        self.observer().observe(&state.lease, mono_now());
     }
 }
 
@@ -53,10 +115,16 @@ pub struct HealthInputs {
 impl HealthInputs {
     /// The first snapshot, and the source that serves it.
     pub fn start(&self) -> Arc<AgentHealth> {
-        Arc::new(AgentHealth {
+        let health = Arc::new(AgentHealth {
             current: ArcSwap::from_pointee(self.render()),
             loops: self.loops.clone(),
-        })
+            member: self.member.clone(),
+            consensus: self.consensus.clone(),
+            belief: self.belief.clone(),
+            lease_seen: Mutex::default(),
+        });
+        health.see_lease();
+        health
     }
 
     /// Re-renders into `health` on every change of an input, until `stop`.
@@ -74,6 +142,7 @@ impl HealthInputs {
                 changed = facts.changed() => if changed.is_err() { return },
                 () = stop.cancelled() => return,
             }
+            health.see_lease();
             health.current.store(Arc::new(self.render()));
         }
     }

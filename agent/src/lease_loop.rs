@@ -152,6 +152,8 @@ impl LeaseLoop {
                 peers: &peers,
                 restart_grace: self.restart_grace,
                 now_unix_ms: unix_ms(),
+                promotion_vetoed: belief::read(&self.belief)
+                    .promotion_vetoed(now, state.report_ttl()),
             });
             let mut until = None;
             match action {

@@ -206,10 +206,28 @@ impl AgentOps {
         request: SwitchoverRequest,
     ) -> Result<SwitchoverOutcome, OpError> {
         let state = self.read().await?;
+        let now = unix_ms();
+        let scheduled_at = request.scheduled_at_unix_ms.filter(|at| *at > now);
+        // Patroni's maintenance mode: a switchover needs a named candidate,
+        // and nothing is scheduled (with nobody named, the holder's choice
+        // would be the automatic one that pause turns off).
         if state.config.as_ref().is_some_and(|c| c.values.pause) {
-            return Err(OpError::Precondition(
-                "the cluster is paused: resume it first (raftgresctl resume)".into(),
-            ));
+            if request.candidate.is_none() {
+                return Err(OpError::Invalid(
+                    "the cluster is paused: a switchover needs a named candidate (`candidate`) \
+                     in maintenance mode, as in Patroni; name one, or resume the cluster first \
+                     (raftgresctl resume)"
+                        .into(),
+                ));
+            }
+            if scheduled_at.is_some() {
+                return Err(OpError::Invalid(
+                    "the cluster is paused: a switchover cannot be scheduled in maintenance mode, \
+                     as in Patroni; leave scheduled_at out, or resume the cluster first \
+                     (raftgresctl resume)"
+                        .into(),
+                ));
+            }
         }
         let fresh = self.fresh(&state);
         let Some(leader) = healthy_leader(&state, &fresh) else {
@@ -228,8 +246,7 @@ impl AgentOps {
         let candidate =
             switchover_candidate(&state, request.candidate.as_deref(), &|m| fresh(&m.name))
                 .map_err(OpError::Precondition)?;
-        let now = unix_ms();
-        if let Some(at) = request.scheduled_at_unix_ms.filter(|at| *at > now) {
+        if let Some(at) = scheduled_at {
             // A scheduled one keeps the candidate the operator named, or
             // lets the holder pick the best one at that time.
             self.commit(Command::RequestSwitchover {

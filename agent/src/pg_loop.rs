@@ -15,7 +15,7 @@ use raftgres_ha::{
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Probe, Role, SyncStandbys, Upstream, basebackup,
+    Control, PgError, PgSettings, Probe, ProgressSink, Role, SyncStandbys, Upstream, basebackup,
     check_parameters, controldata, initdb, is_initialized, rewind, slot_name_for,
     write_managed_conf,
 };
@@ -101,7 +101,8 @@ struct Local {
     publishing: Option<tokio::task::JoinHandle<()>>,
     /// The members the primary last made replication slots for.
     slots_for: BTreeSet<String>,
-    /// When Postgres was stopped for the pending switchover.
+    /// When Postgres was stopped for a switchover; kept while it stays
+    /// stopped, since a paused cluster restarts or rewinds only such a server.
     switchover_stopped_at: Option<MonoInstant>,
     /// Failed actions in a row, for the backoff of the costly ones.
     failures: u32,
@@ -170,8 +171,42 @@ impl PgLoop {
     /// Queues the operator's callback for `event`, if one is configured.
     fn call_back(&self, event: CallbackEvent, role: CallbackRole) {
         let live = self.live.borrow();
-        let (callbacks, timeout) = &live.callbacks;
-        self.callbacks.call(callbacks, *timeout, event, role);
+        let scripts = &live.scripts;
+        self.callbacks
+            .call(&scripts.callbacks, scripts.timeout, event, role);
+    }
+
+    /// Runs `pre_promote`, if configured, and waits for it. A refusal is
+    /// recorded in the belief, which gives the lease back and keeps this
+    /// member out while the veto holds.
+    async fn pre_promote(&self) -> anyhow::Result<()> {
+        let (argv, timeout) = {
+            let live = self.live.borrow();
+            (live.scripts.pre_promote.clone(), live.scripts.timeout)
+        };
+        let Some(argv) = argv else {
+            return Ok(());
+        };
+        if self.callbacks.run_hook("pre_promote", &argv, timeout).await {
+            return Ok(());
+        }
+        belief::update(&self.belief, |b| b.promotion_vetoed_at = Some(mono_now()));
+        bail!(
+            "pre_promote refused the promotion; giving the lease back so that another \
+             candidate takes over (this member stays out for two ttls)"
+        )
+    }
+
+    /// Runs `before_stop`, if configured, and waits for it: as Patroni's,
+    /// its outcome does not hold the stop back.
+    async fn before_stop(&self) {
+        let (argv, timeout) = {
+            let live = self.live.borrow();
+            (live.scripts.before_stop.clone(), live.scripts.timeout)
+        };
+        if let Some(argv) = argv {
+            self.callbacks.run_hook("before_stop", &argv, timeout).await;
+        }
     }
 
     /// The cluster's `loop_wait`; before its config is known (first start),
@@ -217,10 +252,11 @@ impl PgLoop {
                 .await;
             self.publish(&mut local, &state, &view, now);
             let now_unix_ms = crate::clock::unix_ms();
-            if due_switchover(&state, self.me(), now_unix_ms).is_none() {
+            if !matches!(&view, PgView::Stopped { .. }) {
                 local.switchover_stopped_at = None;
             } else if local.switchover_stopped_at.is_none()
                 && holds_lease
+                && due_switchover(&state, self.me(), now_unix_ms).is_some()
                 && matches!(&view, PgView::Stopped { data } if data.was_primary)
             {
                 // An agent restarted in the middle of a switchover finds its
@@ -239,6 +275,8 @@ impl PgLoop {
                 now_unix_ms,
                 peers: &peers,
                 switchover_stopped_at: local.switchover_stopped_at,
+                promotion_vetoed: belief::read(&self.belief)
+                    .promotion_vetoed(now, state.report_ttl()),
             };
             let action = decide_postgres(&observation);
             if local.armed && may_disarm(&observation, &action) {
@@ -418,6 +456,8 @@ fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
             })
             .collect(),
         server_version: Some(status.server_version),
+        // Copies run while nobody looks; they publish their own.
+        progress: None,
     }
 }
 

@@ -34,8 +34,18 @@ pub struct LiveSettings {
     pub tags: raftgres_state::Tags,
     /// `pgbouncer.admin_user` and `admin_password`.
     pub pooler_admin: Option<(String, Option<String>)>,
-    /// `postgresql.callbacks` and `callback_timeout_ms`.
-    pub callbacks: (Callbacks, Duration),
+    /// `postgresql.callbacks`, `pre_promote`, `before_stop` and
+    /// `callback_timeout_ms`.
+    pub scripts: Scripts,
+}
+
+/// The operator's scripts for the local Postgres.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scripts {
+    pub callbacks: Callbacks,
+    pub pre_promote: Option<Vec<String>>,
+    pub before_stop: Option<Vec<String>>,
+    pub timeout: Duration,
 }
 
 impl LiveSettings {
@@ -55,10 +65,15 @@ impl LiveSettings {
                 .pgbouncer
                 .as_ref()
                 .map(|p| (p.admin_user.clone(), p.admin_password.clone())),
-            callbacks: config
+            scripts: config
                 .postgresql
                 .as_ref()
-                .map(|pg| (pg.callbacks.clone(), pg.callback_timeout))
+                .map(|pg| Scripts {
+                    callbacks: pg.callbacks.clone(),
+                    pre_promote: pg.pre_promote.clone(),
+                    before_stop: pg.before_stop.clone(),
+                    timeout: pg.callback_timeout,
+                })
                 .unwrap_or_default(),
         }
     }

@@ -2,12 +2,17 @@
 //! move a virtual IP: added by a reload, each member's script is called with
 //! the event, its role and the scope on a reload, on both sides of a
 //! switchover (the old primary's stop and role change, the new primary's
-//! role change) and on a restart.
+//! role change) and on a restart; `before_stop` runs before each clean stop;
+//! a `pre_promote` that fails vetoes the promotion and the next candidate
+//! takes over.
 
 use raftgres_lab::Lab;
 use raftgres_tests::http::Api;
 use raftgres_tests::settle::roles_settled;
-use raftgres_tests::{any_replica, eventually, serial_lab, until_streaming};
+use raftgres_tests::{
+    any_replica, dsn, eventually, execute_on, other_member, query_i64, serial_lab,
+    until_sole_writable, until_streaming,
+};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -47,6 +52,21 @@ async fn until_called(lab: &Lab, name: &str, wanted: &[&str]) {
     assert!(in_order(&found), "{found:?}");
 }
 
+/// Writes an executable script into the lab's directory.
+fn script(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// `text` with `line` added at the top of its `postgresql` section.
+fn in_postgresql_section(text: &str, line: &str) -> String {
+    let header = "postgresql:\n";
+    let at = text.find(header).expect("postgresql section") + header.len();
+    format!("{}{line}{}", &text[..at], &text[at..])
+}
+
 /// Adds every callback to `name`'s settings file, each running `script`
 /// with this member's calls file first, and reloads the agent.
 async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Path) {
@@ -64,9 +84,11 @@ async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Pat
         .iter()
         .map(|event| format!("    {event}: {command}\n"))
         .collect();
-    let header = "postgresql:\n";
-    let at = text.find(header).expect("postgresql section") + header.len();
-    let edited = format!("{}  callbacks:\n{lines}{}", &text[..at], &text[at..]);
+    // Patroni passes before_stop no arguments: the word makes its line.
+    let edited = in_postgresql_section(
+        &text,
+        &format!("  before_stop: {command} before_stop\n  callbacks:\n{lines}"),
+    );
     // In place, so the file keeps its owner and mode.
     std::fs::write(&member.config, edited).expect("write settings");
     let reply = api
@@ -74,6 +96,7 @@ async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Pat
         .await;
     let body = reply.body.to_string();
     assert!(body.contains("postgresql.callbacks"), "{body}");
+    assert!(body.contains("postgresql.before_stop"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,13 +106,11 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
     let new = any_replica(&lab, &old);
     roles_settled(&lab, &old).await;
 
-    let script = dir.path().join("callback.sh");
-    std::fs::write(
-        &script,
+    let script = script(
+        dir.path(),
+        "callback.sh",
         "#!/bin/sh\nout=$1\nshift\necho \"$*\" >> \"$out\"\n",
-    )
-    .expect("script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     for name in [&old, &new] {
         add_callbacks(&lab, &api, name, &script).await;
     }
@@ -110,6 +131,7 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
         &old,
         &[
             "on_reload primary lab",
+            "before_stop",
             "on_stop primary lab",
             "on_role_change replica lab",
         ],
@@ -122,7 +144,11 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
     until_called(
         &lab,
         &new,
-        &["on_role_change primary lab", "on_restart primary lab"],
+        &[
+            "on_role_change primary lab",
+            "before_stop",
+            "on_restart primary lab",
+        ],
     )
     .await;
     let starts: Vec<_> = [&old, &new]
@@ -133,5 +159,65 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
     assert!(
         starts.is_empty(),
         "a role change or a restart is not a start: {starts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_promote_passes_the_promotion_to_the_next_candidate() {
+    let (dir, lab, old) = serial_lab(3, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let refuser = any_replica(&lab, &old);
+    let next = other_member(&lab, &[&old, &refuser]);
+    roles_settled(&lab, &old).await;
+    execute_on(
+        &lab,
+        &old,
+        "CREATE TABLE before_veto (id int); INSERT INTO before_veto VALUES (1)",
+    )
+    .await;
+
+    let refuse = script(
+        dir.path(),
+        "refuse.sh",
+        "#!/bin/sh\necho pre_promote >> \"$1\"\nexit 1\n",
+    );
+    let member = lab.member(&refuser).expect("member");
+    let text = std::fs::read_to_string(&member.config).expect("settings");
+    let line = format!(
+        "  pre_promote: {} '{}'\n",
+        refuse.display(),
+        calls_file(&lab, &refuser).display()
+    );
+    std::fs::write(&member.config, in_postgresql_section(&text, &line)).expect("write settings");
+    let reply = api
+        .send_ok("POST", &member.api_url, "/reload", &json!({}))
+        .await;
+    assert!(
+        reply.body.to_string().contains("postgresql.pre_promote"),
+        "{reply:?}"
+    );
+
+    // The lease goes to the refuser, which refuses to promote: the switchover
+    // itself is not answered with success, and is not what is asserted.
+    let base = &lab.member(&old).expect("member").api_url;
+    let body = json!({"leader": old, "candidate": refuser});
+    let _ = api.send("POST", base, "/switchover", &body).await;
+    until_called(&lab, &refuser, &["pre_promote"]).await;
+    until_sole_writable(
+        &lab,
+        &next,
+        WITHIN,
+        "the next candidate is promoted in the refuser's place",
+    )
+    .await;
+    assert_eq!(
+        query_i64(&dsn(&lab, &next), "SELECT count(*) FROM before_veto").await,
+        Ok(1),
+        "the committed row is on the new primary"
+    );
+    let refused = calls(&lab, &refuser);
+    assert!(
+        refused.iter().all(|call| call == "pre_promote"),
+        "{refused:?}"
     );
 }

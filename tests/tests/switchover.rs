@@ -3,7 +3,8 @@
 //! primary rejoins; a scheduled one waits for its time and can be cancelled;
 //! a failover to a named candidate works with the primary gone; unfit
 //! requests are refused with 412; an agent restarted in the middle of a
-//! switchover completes it. Never two primaries meanwhile.
+//! switchover completes it; a paused cluster switches over or fails over
+//! only to a named candidate. Never two primaries meanwhile.
 
 use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, ApiPrimaryMonitor};
@@ -281,5 +282,141 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     assert_eq!(reply.body["leader"], json!(candidate));
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
     until_old_primary_streams(&lab, &old).await;
+    monitor.assert_never_two().await;
+}
+
+/// Pauses (or resumes) the cluster as `raftgresctl pause` does, and waits
+/// until every member's own status says so.
+async fn set_pause(api: &Api, lab: &Lab, pause: bool) {
+    let body = json!({ "pause": pause });
+    let reply = api
+        .send_ok("PATCH", &url(lab, &lab.names()[0]), "/config", &body)
+        .await;
+    assert_eq!(reply.body["pause"], json!(pause), "{reply:?}");
+    for name in lab.names() {
+        until_paused(api, &url(lab, &name), pause).await;
+    }
+}
+
+/// Waits (up to 10 s) until the member at `base` reports `pause`.
+async fn until_paused(api: &Api, base: &str, pause: bool) {
+    eventually(
+        Duration::from_secs(10),
+        "/patroni shows the pause",
+        || async {
+            let doc = api.get(base, "/patroni").await.ok()?;
+            (doc.body["pause"] == json!(pause)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Paused (Patroni's maintenance mode), a switchover to a named candidate
+/// is carried out to its end (the old primary rejoins, the replicas follow)
+/// and the cluster stays paused; one without a candidate, or scheduled, is
+/// refused at once, as Patroni refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_switches_over_only_to_a_named_candidate() {
+    let (dir, lab, old, monitor) = monitored_lab(3, false).await;
+    let api = api(&dir);
+    roles_settled(&lab, &old).await;
+    set_pause(&api, &lab, true).await;
+    let base = url(&lab, &old);
+    let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let candidate = any_replica(&lab, &old);
+    for (body, why) in [
+        (json!({"leader": old}), "needs a named candidate"),
+        (
+            json!({"leader": old, "candidate": candidate, "scheduled_at": in_an_hour.to_string()}),
+            "cannot be scheduled",
+        ),
+    ] {
+        let reply = api
+            .send("POST", &base, "/switchover", &body)
+            .await
+            .expect("POST /switchover");
+        assert_eq!(reply.status, 400, "{body}: {reply:?}");
+        let error = reply.body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{body}: {error}");
+    }
+    assert_eq!(writable(&lab).await, vec![old.clone()]);
+
+    // `member` is Patroni's other name for `candidate`.
+    let reply = api
+        .send_ok(
+            "POST",
+            &base,
+            "/switchover",
+            &json!({"leader": old, "member": candidate}),
+        )
+        .await;
+    assert_eq!(reply.body["leader"], json!(candidate));
+    assert_eq!(writable(&lab).await, vec![candidate.clone()]);
+    // Every step ran while paused: the old primary rewound and streams,
+    // the third member follows the new primary.
+    roles_settled(&lab, &candidate).await;
+    for name in lab.names() {
+        until_paused(&api, &url(&lab, &name), true).await;
+    }
+    let config = api.get(&base, "/config").await.expect("GET /config");
+    assert_eq!(config.body["pause"], json!(true), "{config:?}");
+    monitor.assert_never_two().await;
+}
+
+/// Paused, a primary whose agent dies is not replaced on its own; a
+/// failover to a named candidate is carried out at once, as in Patroni,
+/// and the cluster stays paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_fails_over_only_to_a_named_candidate() {
+    let (dir, mut lab, old, monitor) = monitored_lab(3, false).await;
+    let api = api(&dir);
+    roles_settled(&lab, &old).await;
+    set_pause(&api, &lab, true).await;
+    let replicas = members_except(&lab, &[&old]);
+    // The last by name: it would not win an automatic failover on a tie.
+    let candidate = replicas.last().expect("replica").clone();
+    let other = replicas.first().expect("replica").clone();
+    lab.kill(&old).expect("SIGKILL the primary's agent");
+    // Its keeper fences the primary at the lease deadline (one ttl, 3 s);
+    // nobody takes over in the next three ttls.
+    eventually(
+        Duration::from_secs(15),
+        "the dead agent's primary to be fenced",
+        || async { writable(&lab).await.is_empty().then_some(()) },
+    )
+    .await;
+    let quiet_until = tokio::time::Instant::now() + Duration::from_secs(9);
+    while tokio::time::Instant::now() < quiet_until {
+        assert_eq!(
+            writable(&lab).await,
+            Vec::<String>::new(),
+            "a paused cluster failed over on its own"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let reply = api
+        .send_ok(
+            "POST",
+            &url(&lab, &other),
+            "/failover",
+            &json!({"member": candidate}),
+        )
+        .await;
+    assert_eq!(reply.body["leader"], json!(candidate));
+    assert_eq!(writable(&lab).await, vec![candidate.clone()]);
+    let history = api.history(&url(&lab, &other)).await;
+    let last = history.last().expect("a history entry");
+    assert_eq!(last[2].as_str(), Some("manual failover"), "{history:?}");
+    until_streaming(
+        &lab,
+        &other,
+        Duration::from_secs(30),
+        "the other replica follows the new primary",
+    )
+    .await;
+    for name in [&candidate, &other] {
+        until_paused(&api, &url(&lab, name), true).await;
+    }
     monitor.assert_never_two().await;
 }

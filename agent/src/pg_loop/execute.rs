@@ -36,6 +36,7 @@ impl PgLoop {
         if !local.running {
             return Ok(());
         }
+        self.before_stop().await;
         self.keeper(
             Request::Stop {
                 mode: StopMode::Fast,
@@ -192,6 +193,9 @@ impl PgLoop {
                 if keeper.armed.is_none_or(|a| a.deadline_ns <= now) {
                     bail!("the keeper's fence is not armed with a live deadline; not promoting");
                 }
+                self.pre_promote().await?;
+                // The script may have run long: the judgement above is older.
+                self.require_lease()?;
                 self.configure_before_promotion(local, state).await?;
                 let control = Control::new(&self.settings);
                 if control.promote(PROMOTE_WAIT).await? {
@@ -242,7 +246,9 @@ impl PgLoop {
                 // would need the same source. Any other failure (pg_rewind's
                 // own, or the crash recovery it needs first) falls back to a
                 // fresh clone, which keeps the old data until the copy is complete.
-                match rewind(&self.settings, &up, Some(&slot)).await {
+                let sink = ProgressSink::new(None);
+                let rewound = rewind(&self.settings, &up, Some(&slot), Some(&sink));
+                match self.showing_progress("rewind", &sink, rewound).await {
                     Ok(()) => tracing::info!(member = self.me(), %source, "rewound to the primary"),
                     Err(e @ (PgError::Connect { .. } | PgError::Timeout { .. })) => {
                         tracing::warn!(member = self.me(), %source, error = %e, "rewind source not reachable; retrying the rewind");
@@ -250,7 +256,7 @@ impl PgLoop {
                     }
                     Err(e) => {
                         tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
-                        basebackup(&self.settings, &up, Some(&slot)).await?;
+                        self.clone_from(&up, &slot).await?;
                     }
                 }
                 local.down_since = None;
@@ -274,7 +280,6 @@ impl PgLoop {
             }
             PgAction::AbandonSwitchover { reason } => {
                 tracing::warn!(member = self.me(), %reason, "abandoning the switchover");
-                local.switchover_stopped_at = None;
                 match self.consensus.propose(Command::CancelSwitchover).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(rejection)) => {
@@ -293,7 +298,7 @@ impl PgLoop {
                 };
                 self.stop_postgres(local).await?;
                 let slot = slot_name_for(self.me());
-                basebackup(&self.settings, &up, Some(&slot)).await?;
+                self.clone_from(&up, &slot).await?;
                 local.down_since = None;
                 tracing::info!(member = self.me(), %source, "cloned from the primary");
                 let role = Role::Standby {
@@ -303,6 +308,55 @@ impl PgLoop {
                 self.start(local, role, Some(source.clone())).await
             }
         }
+    }
+
+    /// A fresh copy of `up`'s data, its progress shown in the API.
+    async fn clone_from(&self, up: &Upstream, slot: &str) -> Result<(), PgError> {
+        let sink = ProgressSink::new(None);
+        let cloned = basebackup(&self.settings, up, Some(slot), Some(&sink));
+        self.showing_progress("clone", &sink, cloned).await
+    }
+
+    /// Runs `copy`, publishing what it reports into `sink` in the status
+    /// document (`progress`, with the rate since its first report) until
+    /// it ends.
+    async fn showing_progress<T>(
+        &self,
+        action: &'static str,
+        sink: &ProgressSink,
+        copy: impl std::future::Future<Output = T>,
+    ) -> T {
+        let mut reports = sink.subscribe();
+        let forward = async {
+            let mut first: Option<(Instant, u64)> = None;
+            while reports.changed().await.is_ok() {
+                let Some(report) = *reports.borrow_and_update() else {
+                    continue;
+                };
+                let (since, from) = *first.get_or_insert((Instant::now(), report.done_bytes));
+                let seconds = since.elapsed().as_secs_f64();
+                let bytes_per_second = if seconds >= 1.0 {
+                    (report.done_bytes.saturating_sub(from) as f64 / seconds) as u64
+                } else {
+                    0
+                };
+                self.facts.send_modify(|facts| {
+                    facts.progress = Some(raftgres_api::CopyProgress {
+                        action,
+                        done_bytes: report.done_bytes,
+                        total_bytes: report.total_bytes,
+                        bytes_per_second,
+                    });
+                });
+            }
+        };
+        // `forward` ends only with the sink, which outlives `copy`.
+        let outcome = tokio::select! {
+            outcome = copy => outcome,
+            outcome = async { forward.await; std::future::pending::<T>().await } => outcome,
+        };
+        self.facts.send_modify(|facts| facts.progress = None);
+        outcome
     }
 
     /// The role Postgres runs in now, to restart or reload it as it is.

@@ -193,6 +193,7 @@ impl PgLoop {
             m.pooler_paused_epoch = pooler.borrow().paused_for;
         }
         (m.role, m.pg_state) = view.published(state.lease.is_held_by(self.me()));
+        m.promotion_vetoed = belief::read(&self.belief).promotion_vetoed(now, state.report_ttl());
         if let PgView::Running {
             data,
             in_recovery,

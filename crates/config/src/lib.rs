@@ -44,9 +44,9 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, InitialMember, PgAuthentication,
-    PgBouncerSettings, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
-    RestApiSettings, RestApiTls, Tags, VerifyClient,
+    AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, InitialMember, LogRotation,
+    LogSettings, LogType, PgAuthentication, PgBouncerSettings, PgLogin, PgSslMode, PgTls,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
 };
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 

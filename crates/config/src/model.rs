@@ -33,6 +33,40 @@ pub struct AgentConfig {
     /// addresses unique.
     pub members: Vec<InitialMember>,
     pub bootstrap: BootstrapSettings,
+    pub log: LogSettings,
+}
+
+/// `log`: how the agent writes its log and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Default plain text; `json`, one object a line.
+    pub kind: LogType,
+    /// `tracing`'s filter directives: `level`, then each of `loggers`
+    /// (`openraft` at `warn` unless named). `RUST_LOG` replaces them.
+    pub filter: String,
+    /// Absolute; `None`: standard error (the journal under systemd).
+    pub dir: Option<PathBuf>,
+    /// Files kept in `dir`, the current one included; at least 1.
+    pub file_num: usize,
+    pub rotation: LogRotation,
+}
+
+/// `log.type`, Patroni's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogType {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// `log.rotation`: when a new file starts in `log.dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    Hourly,
+    #[default]
+    Daily,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +154,13 @@ pub struct PostgresSettings {
     /// What to run when Postgres starts, stops, restarts, reloads or
     /// changes role.
     pub callbacks: Callbacks,
-    /// Default 60 s: a callback still running after this is killed, with
-    /// every process it started, so that the next one runs.
+    /// Run before every promotion, waited for: a failure vetoes it.
+    pub pre_promote: Option<Vec<String>>,
+    /// Run before Postgres is stopped cleanly, waited for; its outcome does
+    /// not hold the stop back.
+    pub before_stop: Option<Vec<String>>,
+    /// Default 60 s: a callback, `pre_promote` or `before_stop` still
+    /// running after this is killed, with every process it started.
     pub callback_timeout: Duration,
 }
 

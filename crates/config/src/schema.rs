@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::{PgSslMode, VerifyClient};
+use crate::{LogRotation, LogType, PgSslMode, VerifyClient};
 
 pub(crate) const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub(crate) const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 250;
@@ -52,6 +52,8 @@ pub struct Agent {
     pub bootstrap: Bootstrap,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgbouncer: Option<PgBouncer>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub log: Log,
 }
 
 impl Agent {
@@ -177,6 +179,10 @@ pub struct Postgres {
     pub tls: PgTls,
     #[serde(default, skip_serializing_if = "is_default")]
     pub callbacks: Callbacks,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_stop: Option<String>,
     #[serde(
         default = "number::<DEFAULT_CALLBACK_TIMEOUT_MS>",
         skip_serializing_if = "is_number::<DEFAULT_CALLBACK_TIMEOUT_MS>"
@@ -200,6 +206,8 @@ impl Postgres {
             parameters: BTreeMap::new(),
             tls: PgTls::default(),
             callbacks: Callbacks::default(),
+            pre_promote: None,
+            before_stop: None,
             callback_timeout_ms: DEFAULT_CALLBACK_TIMEOUT_MS,
         }
     }
@@ -335,6 +343,49 @@ impl Default for Bootstrap {
             maximum_lag_on_failover: 1024 * 1024,
         }
     }
+}
+
+/// `log`, Patroni's keys (`type`, `level`, `loggers`, `dir`, `file_num`),
+/// rotated by time (`rotation`) where Patroni rotates by size.
+#[derive(Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    #[serde(rename = "type", skip_serializing_if = "is_default")]
+    pub kind: LogType,
+    #[serde(skip_serializing_if = "is_default_level")]
+    pub level: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub loggers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "is_default_file_num")]
+    pub file_num: u32,
+    #[serde(skip_serializing_if = "is_default")]
+    pub rotation: LogRotation,
+}
+
+const DEFAULT_LOG_LEVEL: &str = "INFO";
+const DEFAULT_LOG_FILE_NUM: u32 = 4;
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            kind: LogType::default(),
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+            loggers: BTreeMap::new(),
+            dir: None,
+            file_num: DEFAULT_LOG_FILE_NUM,
+            rotation: LogRotation::default(),
+        }
+    }
+}
+
+fn is_default_level(level: &str) -> bool {
+    level == DEFAULT_LOG_LEVEL
+}
+
+fn is_default_file_num(n: &u32) -> bool {
+    *n == DEFAULT_LOG_FILE_NUM
 }
 
 fn number<const N: u64>() -> u64 {
@@ -511,6 +562,8 @@ pub(crate) mod tests {
                     on_reload: Some("/usr/local/bin/cb reload".into()),
                     on_role_change: Some("/usr/local/bin/vip 'eth0:1'".into()),
                 },
+                pre_promote: Some("/usr/local/bin/fence-old-primary".into()),
+                before_stop: Some("/usr/local/bin/drain".into()),
                 callback_timeout_ms: 5000,
             }),
             restapi: RestApi {
@@ -539,6 +592,14 @@ pub(crate) mod tests {
                 retry_timeout_ms: 800,
                 lease_margin_ms: 600,
                 maximum_lag_on_failover: 42,
+            },
+            log: Log {
+                kind: LogType::Json,
+                level: "DEBUG".into(),
+                loggers: [("openraft".to_owned(), "INFO".to_owned())].into(),
+                dir: Some("/var/log/raftgres".into()),
+                file_num: 9,
+                rotation: LogRotation::Hourly,
             },
             pgbouncer: Some(PgBouncer {
                 databases_file: "/etc/pgbouncer/raftgres.ini".into(),
@@ -584,6 +645,7 @@ pub(crate) mod tests {
         minimal.bootstrap = Bootstrap::default();
         minimal.postgresql = None;
         minimal.pgbouncer = None;
+        minimal.log = Log::default();
         let text = minimal.to_yaml().expect("UTF-8 paths");
         assert_eq!(
             text,

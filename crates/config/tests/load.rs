@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use raftgres_config::{
     AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, ConfigError, InitialMember,
-    PgAuthentication, PgLogin, PgSslMode, PgTls, PostgresSettings, RaftSettings, RaftTls,
-    RestApiSettings, RestApiTls, Tags, VerifyClient, load, load_with_env,
+    LogRotation, LogSettings, LogType, PgAuthentication, PgLogin, PgSslMode, PgTls,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient, load,
+    load_with_env,
 };
 use raftgres_state::LeaseTiming;
 use tempfile::TempDir;
@@ -61,6 +62,8 @@ postgresql:
   callbacks:
     on_start: sh -c 'exit 0'
     on_role_change: /bin/sh '/etc/raftgres/vip up.sh'
+  pre_promote: /bin/sh -c 'exit 0'
+  before_stop: /bin/true
   callback_timeout_ms: 5000
 restapi:
   listen: 0.0.0.0:8009
@@ -274,6 +277,8 @@ fn full_file_loads_every_value() {
                     on_role_change: Some(words(&["/bin/sh", "/etc/raftgres/vip up.sh"])),
                     ..Callbacks::default()
                 },
+                pre_promote: Some(words(&["/bin/sh", "-c", "exit 0"])),
+                before_stop: Some(words(&["/bin/true"])),
                 callback_timeout: Duration::from_millis(5000),
             }),
             restapi: RestApiSettings {
@@ -312,6 +317,13 @@ fn full_file_loads_every_value() {
                 timing: LeaseTiming::from_millis(4500, 500, 600),
                 retry_timeout: Duration::from_millis(800),
                 maximum_lag_on_failover: 42,
+            },
+            log: LogSettings {
+                kind: LogType::Plain,
+                filter: "info,openraft=warn".into(),
+                dir: None,
+                file_num: 4,
+                rotation: LogRotation::Daily,
             },
         }
     );
@@ -374,6 +386,8 @@ fn minimal_file_gets_documented_defaults() {
                 sslrootcert: None,
             },
             callbacks: Callbacks::default(),
+            pre_promote: None,
+            before_stop: None,
             callback_timeout: Duration::from_millis(60_000),
         })
     );
@@ -1022,6 +1036,45 @@ fn each_postgresql_rule_names_its_key() {
         ("callback that is not executable", with_postgresql("  callbacks:\n    on_role_change: /etc/passwd\n"), "postgresql.callbacks.on_role_change"),
         ("callback for an unknown event", with_postgresql("  callbacks:\n    on_promote: /bin/true\n"), "postgresql.callbacks.on_promote"),
         ("callback timeout 0", with_postgresql("  callback_timeout_ms: 0\n"), "postgresql.callback_timeout_ms"),
+        ("pre_promote not in PATH", with_postgresql("  pre_promote: no-such-raftgres-fence\n"), "postgresql.pre_promote"),
+        ("empty before_stop", with_postgresql("  before_stop: ''\n"), "postgresql.before_stop"),
+    ];
+    for (what, yaml, key) in cases {
+        assert_refused(what, &yaml, key, "");
+    }
+}
+
+#[test]
+fn log_section_is_read() {
+    let config = load_yaml(&format!(
+        "{MINIMAL}log:\n  type: json\n  level: warning\n  loggers: {{raftgres_consensus: DEBUG, openraft: CRITICAL}}\n  dir: /var/log/raftgres\n  file_num: 7\n  rotation: hourly\n"
+    ));
+    assert_eq!(
+        config.log,
+        LogSettings {
+            kind: LogType::Json,
+            filter: "warn,openraft=error,raftgres_consensus=debug".into(),
+            dir: Some(PathBuf::from("/var/log/raftgres")),
+            file_num: 7,
+            rotation: LogRotation::Hourly,
+        }
+    );
+}
+
+#[test]
+fn each_log_rule_names_its_key() {
+    let log = |lines: &str| format!("{MINIMAL}log:\n{lines}");
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unknown level", log("  level: VERBOSE\n"), "log.level"),
+        ("unknown type", log("  type: xml\n"), "log.type"),
+        ("a Python format string", log("  format: '%(message)s'\n"), "log.format"),
+        ("rotation by size", log("  file_size: 1000000\n"), "log.file_size"),
+        ("unknown rotation", log("  rotation: weekly\n"), "log.rotation"),
+        ("a logger that is no module path", log("  loggers: {Raftgres-Consensus: DEBUG}\n"), "log.loggers.Raftgres-Consensus"),
+        ("a logger at an unknown level", log("  loggers: {openraft: LOUD}\n"), "log.loggers.openraft"),
+        ("relative dir", log("  dir: logs\n"), "log.dir"),
+        ("no file kept", log("  file_num: 0\n"), "log.file_num"),
     ];
     for (what, yaml, key) in cases {
         assert_refused(what, &yaml, key, "");

@@ -18,6 +18,8 @@ pub enum Unfit {
     TaggedOut(String),
     #[error("{0} already holds the lease")]
     HoldsLease(String),
+    #[error("{0}'s pre_promote script refused its promotion; it stays out for two ttls")]
+    Vetoed(String),
     #[error(
         "{name} is not a synchronous standby; in synchronous mode only {sync_set:?} may take over"
     )]
@@ -54,13 +56,17 @@ pub fn tagged_in(m: &Member) -> bool {
 }
 
 /// The rules every path shares: a member that runs Postgres, is tagged in,
-/// and that the synchronous rule lets take the lease.
+/// has not vetoed its own promotion, and that the synchronous rule lets
+/// take the lease.
 pub fn may_compete(state: &ClusterState, m: &Member) -> Result<(), Unfit> {
     if m.witness {
         return Err(Unfit::Witness(m.name.clone()));
     }
     if !tagged_in(m) {
         return Err(Unfit::TaggedOut(m.name.clone()));
+    }
+    if m.promotion_vetoed {
+        return Err(Unfit::Vetoed(m.name.clone()));
     }
     if !state.may_take_lease(&m.name) {
         return Err(Unfit::NotSynchronous {

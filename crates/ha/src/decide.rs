@@ -3,6 +3,7 @@
 use crate::candidacy::{live_rival, may_compete, rank, recorded_rank, tagged_in, within_lag};
 use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
 use crate::local::PgView;
+use crate::pause::paused_candidate;
 use crate::peers::PeerObserver;
 use crate::switchover::{due_switchover, failover_candidate, handover_target};
 use crate::timeline::{data_on_current_timeline, on_current_timeline};
@@ -29,6 +30,21 @@ pub struct Observation<'a> {
     pub restart_grace: Duration,
     /// The wall clock, only to tell whether a scheduled switchover is due.
     pub now_unix_ms: u64,
+    /// This member's `pre_promote` refused its promotion lately
+    /// (`promotion_veto_holds`): give the lease back and stay out.
+    pub promotion_vetoed: bool,
+}
+
+/// Whether a promotion that `pre_promote` refused at `vetoed_at` still
+/// keeps this member out: for two of the cluster's ttls, long enough for
+/// another candidate to take the lease, short enough that a cluster with no
+/// other candidate asks the script again.
+pub fn promotion_veto_holds(
+    vetoed_at: Option<MonoInstant>,
+    now: MonoInstant,
+    ttl: Duration,
+) -> bool {
+    vetoed_at.is_some_and(|at| now - at < ttl * 2)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +107,10 @@ impl<'a> Observation<'a> {
         let Some(me) = self.me_member() else {
             return false;
         };
+        // Ahead of this member's record, which says so once it commits.
+        if self.promotion_vetoed {
+            return false;
+        }
         if may_compete(self.state, me).is_err()
             || !self.data_is_ours()
             || self.state.config.is_none()
@@ -159,7 +179,8 @@ impl<'a> Observation<'a> {
     /// A failover named this member: it takes over with any data of this
     /// cluster, however far behind, because the operator asked for it.
     fn can_lead_on_request(&self) -> bool {
-        self.eligible()
+        !self.promotion_vetoed
+            && self.eligible()
             && self.state.identity.is_some()
             && self.data_is_ours()
             && self.data_on_current_timeline()
@@ -274,7 +295,7 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
         };
     }
     if lease.is_held_by(o.me) {
-        if o.must_release() {
+        if o.must_release() || (o.promotion_vetoed && !o.pg.is_writable_primary()) {
             return LeaseAction::Release {
                 expected: lease.version(),
             };
@@ -298,8 +319,9 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
             until: earliest(Some(renew_at), holding.map(|h| h.deadline)),
         };
     }
-    if config.values.pause {
-        // Paused: no automatic failover; the holder still renews above.
+    if config.values.pause && paused_candidate(o.state, o.now_unix_ms) != Some(o.me) {
+        // Paused: no automatic failover; the holder still renews above. A
+        // request naming this member still runs, through the same checks.
         return LeaseAction::Wait { until: None };
     }
     if o.observer.expired(lease, o.now) {

@@ -11,6 +11,7 @@ mod decide;
 mod lease;
 mod local;
 mod parameters;
+mod pause;
 mod peers;
 mod pooler;
 mod postgres;
@@ -25,7 +26,7 @@ pub use candidacy::{
     Rank, Unfit, holder_running_primary, live_rival, may_compete, rank, recorded_rank, tagged_in,
     within_lag,
 };
-pub use decide::{LeaseAction, Observation, decide};
+pub use decide::{LeaseAction, Observation, decide, promotion_veto_holds};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
 pub use parameters::postgres_parameters;

@@ -4,6 +4,7 @@
 use crate::candidacy::holder_running_primary;
 use crate::lease::MonoInstant;
 use crate::local::PgView;
+use crate::pause::{UNNAMED_WHILE_PAUSED, paused, runs_while_paused};
 use crate::peers::PeerObserver;
 use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
@@ -22,8 +23,13 @@ pub struct PgObservation<'a> {
     /// The wall clock, only to tell whether a scheduled switchover is due.
     pub now_unix_ms: u64,
     pub peers: &'a PeerObserver,
-    /// When this member stopped its Postgres for the pending switchover.
+    /// When this member stopped its Postgres for a switchover, for as long
+    /// as it stays stopped (after the switchover, too: a paused cluster
+    /// restarts or rewinds only a server stopped that way).
     pub switchover_stopped_at: Option<MonoInstant>,
+    /// This member's `pre_promote` refused its promotion lately
+    /// (`promotion_veto_holds`).
+    pub promotion_vetoed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +79,11 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
         PgView::Running {
             in_recovery: false, ..
         } => {
+            if paused(o.state) && switchover.to.is_none() {
+                return Some(PgAction::AbandonSwitchover {
+                    reason: UNNAMED_WHILE_PAUSED.to_owned(),
+                });
+            }
             let ttl = o.state.report_ttl();
             let fresh = |m: &Member| o.peers.is_fresh(&m.name, o.now, ttl);
             Some(
@@ -128,11 +139,20 @@ pub fn may_disarm(o: &PgObservation<'_>, action: &PgAction) -> bool {
 }
 
 pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
+    let action = unpaused(o);
+    if paused(o.state) && !runs_while_paused(o, &action) {
+        return PgAction::None;
+    }
+    action
+}
+
+/// The table as it stands for a cluster that is not paused.
+fn unpaused(o: &PgObservation<'_>) -> PgAction {
     let pg = o.pg;
     if matches!(pg, PgView::Absent | PgView::Busy { .. }) {
         return PgAction::None;
     }
-    // Safety first, and regardless of pause: never writable without the lease.
+    // Safety first (these run while paused too): never writable without the lease.
     if pg.is_writable_primary() && !o.holds_lease {
         return PgAction::Fence;
     }
@@ -144,9 +164,6 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     }
     let identity = o.state.identity.as_ref().map(|i| i.system_id.as_str());
     let foreign = matches!((identity, pg.data()), (Some(id), Some(d)) if d.system_id != id);
-    if o.state.config.as_ref().is_some_and(|c| c.values.pause) {
-        return PgAction::None;
-    }
     if o.holds_lease {
         if let Some(action) = switchover_step(o) {
             return action;
@@ -162,6 +179,11 @@ pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
             _ if foreign || off_timeline => PgAction::None,
             PgView::Uninitialized if identity.is_none() => PgAction::InitDb,
             PgView::Uninitialized => PgAction::None,
+            // The lease loop gives the lease back; trying again would run
+            // the script again for the same answer.
+            PgView::Running {
+                in_recovery: true, ..
+            } if o.promotion_vetoed => PgAction::None,
             PgView::Running {
                 in_recovery: true, ..
             } => PgAction::Promote,

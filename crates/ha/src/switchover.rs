@@ -284,7 +284,7 @@ mod tests {
         use crate::local::PgView;
         use crate::peers::PeerObserver;
         use crate::postgres::{PgAction, PgObservation, decide_postgres};
-        use crate::testing::{at, cluster, data, holder_lease, observation};
+        use crate::testing::{at, cluster, data, holder_lease, observation, paused};
         use raftgres_state::{ClusterState, Lsn, MemberRole, Switchover};
 
         /// `a` holds the lease (epoch 1) and asked to hand it to `to` at 1000 (wall clock).
@@ -323,6 +323,7 @@ mod tests {
                 now_unix_ms,
                 peers: &fresh(s),
                 switchover_stopped_at: stopped_at.map(at),
+                promotion_vetoed: false,
             })
         }
 
@@ -476,6 +477,183 @@ mod tests {
                 failover_decision("b", "c", false, 4800),
                 LeaseAction::Acquire { .. }
             ));
+        }
+
+        /// What `me` does with its Postgres in `s`.
+        fn pg_of(
+            me: &str,
+            s: &ClusterState,
+            holds_lease: bool,
+            pg: &PgView,
+            stopped_at: Option<u64>,
+        ) -> PgAction {
+            decide_postgres(&PgObservation {
+                me,
+                state: s,
+                holds_lease,
+                pg,
+                now: at(1000),
+                now_unix_ms: 2_000,
+                peers: &fresh(s),
+                switchover_stopped_at: stopped_at.map(at),
+                promotion_vetoed: false,
+            })
+        }
+
+        fn replica_of(upstream: &str) -> PgView {
+            PgView::Running {
+                data: data("sys", 4800, false),
+                in_recovery: true,
+                upstream: Some(upstream.into()),
+                streaming: true,
+            }
+        }
+
+        /// Paused, a switchover to a named candidate runs every step, as
+        /// unpaused: the holder stops, hands the lease over once the
+        /// candidate replayed the shutdown checkpoint, the candidate
+        /// promotes, the old primary rewinds and the replicas follow.
+        #[test]
+        fn a_paused_cluster_runs_a_named_switchover_through_every_step() {
+            let s = paused(switching(Some("b")));
+            assert_eq!(pg_decision(&s, &primary(), 999, None, 1000), PgAction::None);
+            assert_eq!(
+                pg_decision(&s, &primary(), 1_000, None, 1000),
+                PgAction::StopForSwitchover
+            );
+            let stopped = PgView::Stopped {
+                data: data("sys", 5000, true),
+            };
+            assert_eq!(
+                pg_decision(&s, &stopped, 2_000, Some(1000), 1000 + 9_999),
+                PgAction::None
+            );
+            let mut caught_up = s.clone();
+            caught_up.members.get_mut("b").unwrap().replay_lsn = Some(Lsn(5001));
+            assert_eq!(
+                lease_decision(&caught_up, &stopped, 2_000),
+                transfer_to_b(&caught_up)
+            );
+
+            // The transfer committed: b holds epoch 2, no timeline owner yet.
+            let mut handed = paused(cluster(Some("b")));
+            handed.lease.epoch = raftgres_state::Epoch(2);
+            handed.lease.timeline_owner = None;
+            handed.members.get_mut("b").unwrap().role = MemberRole::Replica;
+            let mut observer = LeaseObserver::default();
+            observer.observe(&handed.lease, at(900));
+            let replica_b = replica_of("a");
+            assert_eq!(
+                decide(&Observation {
+                    now: at(1000),
+                    ..observation("b", &handed, &replica_b, &observer, &fresh(&handed))
+                }),
+                LeaseAction::Renew {
+                    epoch: handed.lease.epoch
+                },
+                "b renews the lease handed to it"
+            );
+            assert_eq!(
+                pg_of("b", &handed, true, &replica_b, None),
+                PgAction::Promote
+            );
+
+            // b runs as primary: the old primary rewinds, the replicas follow.
+            let promoted = paused(cluster(Some("b")));
+            let rewind = PgAction::Rewind { source: "b".into() };
+            assert_eq!(pg_of("a", &promoted, false, &stopped, Some(1000)), rewind);
+            assert_eq!(
+                pg_of("c", &promoted, false, &replica_of("a"), None),
+                PgAction::Follow {
+                    upstream: "b".into()
+                }
+            );
+        }
+
+        /// Paused, a switchover the holder cannot finish leaves the primary
+        /// it stopped running again, and one with nobody named (scheduled
+        /// before the pause) is not carried out.
+        #[test]
+        fn a_paused_holder_gives_back_what_a_switchover_stopped() {
+            let s = paused(switching(Some("b")));
+            let stopped = PgView::Stopped {
+                data: data("sys", 5000, true),
+            };
+            assert!(matches!(
+                pg_decision(&s, &stopped, 2_000, Some(1000), 1000 + 10_000),
+                PgAction::AbandonSwitchover { .. }
+            ));
+            // The request is gone; the server it stopped starts again, and
+            // only that one: pause leaves any other stopped server alone.
+            let abandoned = paused(cluster(Some("a")));
+            assert_eq!(
+                pg_of("a", &abandoned, true, &stopped, Some(1000)),
+                PgAction::StartPrimary
+            );
+            assert_eq!(pg_of("a", &abandoned, true, &stopped, None), PgAction::None);
+            assert_eq!(
+                pg_of("a", &abandoned, false, &stopped, None),
+                PgAction::None,
+                "no rewind of a server stopped for another reason"
+            );
+
+            let unnamed = paused(switching(None));
+            assert!(matches!(
+                pg_decision(&unnamed, &primary(), 1_000, None, 1000),
+                PgAction::AbandonSwitchover { reason } if reason.contains("named candidate")
+            ));
+            assert_eq!(
+                pg_decision(&switching(None), &primary(), 1_000, None, 1000),
+                PgAction::StopForSwitchover,
+                "unpaused, the holder picks the best candidate"
+            );
+        }
+
+        /// `me` decides, in a paused cluster, on a lease of `a` that
+        /// expired; `request` is the pending request, if any.
+        fn paused_decision(me: &str, request: Option<Switchover>) -> LeaseAction {
+            let mut s = paused(cluster(Some("a")));
+            s.switchover = request;
+            let mut observer = LeaseObserver::default();
+            observer.observe(&s.lease, at(0));
+            let mut peers = PeerObserver::default();
+            peers.observe(&s, at(1500));
+            let pg = PgView::Running {
+                data: data("sys", s.members[me].replay_lsn.unwrap_or_default().0, false),
+                in_recovery: true,
+                upstream: Some("a".into()),
+                streaming: true,
+            };
+            decide(&Observation {
+                now: at(4500),
+                now_unix_ms: 2_000,
+                ..observation(me, &s, &pg, &observer, &peers)
+            })
+        }
+
+        #[test]
+        fn paused_only_a_named_candidate_takes_an_expired_lease() {
+            let wait = LeaseAction::Wait { until: None };
+            let acquire = LeaseAction::Acquire {
+                expected: cluster(Some("a")).lease.version(),
+            };
+            let request = |from: Option<&str>, at_unix_ms| Switchover {
+                from: from.map(Into::into),
+                to: Some("c".into()),
+                at_unix_ms,
+            };
+            #[rustfmt::skip]
+            let rows: Vec<(&str, &str, Option<Switchover>, LeaseAction)> = vec![
+                ("holder died, no request: no automatic failover", "b", None, wait.clone()),
+                ("holder died, no request: not even the best replica", "c", None, wait.clone()),
+                ("a failover naming c: c takes over", "c", Some(request(None, None)), acquire.clone()),
+                ("a failover naming c: b waits", "b", Some(request(None, None)), wait.clone()),
+                ("the holder died before handing over to c: c takes over", "c", Some(request(Some("a"), Some(1_000))), acquire.clone()),
+                ("a switchover to c scheduled later: not before its time", "c", Some(request(Some("a"), Some(5_000))), wait.clone()),
+            ];
+            for (name, me, request, want) in rows {
+                assert_eq!(paused_decision(me, request), want, "{name}");
+            }
         }
     }
 }

@@ -77,6 +77,12 @@ pub fn cluster(holder: Option<&str>) -> ClusterState {
     s
 }
 
+/// `s` with the cluster paused (`raftgresctl pause`).
+pub fn paused(mut s: ClusterState) -> ClusterState {
+    s.config.as_mut().expect("a config").values.pause = true;
+    s
+}
+
 pub fn data(system_id: &str, lsn: u64, was_primary: bool) -> DataInfo {
     DataInfo {
         system_id: system_id.into(),
@@ -126,5 +132,6 @@ pub fn observation<'a>(
         peers,
         restart_grace: Duration::from_secs(2),
         now_unix_ms: 0,
+        promotion_vetoed: false,
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn agent_settings(
             .collect(),
         bootstrap: schema::Bootstrap::default(),
         pgbouncer,
+        log: schema::Log::default(),
     }
 }
 

@@ -291,6 +291,11 @@ pub struct Member {
     /// Postgres applies (`pg_settings.pending_restart`), by name.
     #[serde(default)]
     pub pending_restart: BTreeMap<String, PendingRestart>,
+    /// This member's `pre_promote` script refused its promotion lately: it
+    /// gave the lease back, and neither competes for it nor is deferred to
+    /// until its agent clears this, so that the next candidate takes over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promotion_vetoed: bool,
 }
 
 impl Member {
@@ -315,6 +320,7 @@ impl Member {
             witness: false,
             heartbeat: 0,
             pending_restart: BTreeMap::new(),
+            promotion_vetoed: false,
         }
     }
 }

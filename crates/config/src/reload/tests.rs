@@ -43,6 +43,8 @@ fn reloadable_keys_are_applied() {
         (BASE.replace("    work_mem: 4MB\n", "    work_mem: 4MB\n    geqo: off\n"), "postgresql.parameters"),
         (BASE.replace("  parameters:\n", "  callbacks: {on_role_change: /bin/true}\n  parameters:\n"), "postgresql.callbacks"),
         (BASE.replace("  parameters:\n", "  callback_timeout_ms: 500\n  parameters:\n"), "postgresql.callback_timeout_ms"),
+        (BASE.replace("  parameters:\n", "  pre_promote: /bin/true\n  parameters:\n"), "postgresql.pre_promote"),
+        (BASE.replace("  parameters:\n", "  before_stop: /bin/true\n  parameters:\n"), "postgresql.before_stop"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {nofailover: true}\n"), "tags.nofailover"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {failover_priority: 5}\n"), "tags.failover_priority"),
         (BASE.replace("    password: old\n", "    password: new\n"), "restapi.authentication"),
@@ -194,7 +196,10 @@ const REPORTED_AS: &[(&str, &str)] = &[
     ("restapi.cafile", RESTAPI_TLS),
     ("restapi.verify_client", RESTAPI_TLS),
     ("restapi.allowlist_include_members", "restapi.allowlist"),
+    ("log.level", LOG_FILTER),
+    ("log.loggers.openraft", LOG_FILTER),
 ];
+const LOG_FILTER: &str = "log.level, log.loggers";
 const RESTAPI_TLS: &str = "restapi TLS (certfile, keyfile, cafile, verify_client)";
 
 fn leaves(value: &serde_json::Value, at: &str, out: &mut Vec<String>) {

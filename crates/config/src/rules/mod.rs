@@ -5,6 +5,7 @@
 //! a reader meets the keys, so that of several mistakes the first is
 //! reported.
 
+mod log;
 mod pgbouncer;
 mod postgresql;
 mod restapi;
@@ -59,6 +60,7 @@ pub(crate) fn agent_config(ctx: &Ctx, file: schema::Agent) -> Result<AgentConfig
         .pgbouncer
         .map(|section| pgbouncer::settings(ctx, section, &raft, postgresql.as_ref(), &restapi))
         .transpose()?;
+    let log = log::settings(ctx, file.log)?;
 
     Ok(AgentConfig {
         scope: file.scope,
@@ -73,6 +75,7 @@ pub(crate) fn agent_config(ctx: &Ctx, file: schema::Agent) -> Result<AgentConfig
         pgbouncer,
         members,
         bootstrap,
+        log,
     })
 }
 

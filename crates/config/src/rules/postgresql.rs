@@ -80,6 +80,12 @@ pub(super) fn settings(
     }
     let tls = tls(ctx, file.tls, &file.parameters)?;
     let callbacks = callbacks(ctx, file.callbacks)?;
+    let script = |key: &str, line: Option<String>| {
+        line.map(|line| command_line(&line).map_err(|reason| ctx.invalid(key, reason)))
+            .transpose()
+    };
+    let pre_promote = script("postgresql.pre_promote", file.pre_promote)?;
+    let before_stop = script("postgresql.before_stop", file.before_stop)?;
     ctx.check(
         "postgresql.callback_timeout_ms",
         positive(file.callback_timeout_ms),
@@ -98,6 +104,8 @@ pub(super) fn settings(
         parameters: file.parameters,
         tls,
         callbacks,
+        pre_promote,
+        before_stop,
         callback_timeout: Duration::from_millis(file.callback_timeout_ms),
     })
 }

@@ -377,3 +377,98 @@ fn a_holder_off_the_timeline_releases() {
         assert_eq!(action, want, "{name}");
     }
 }
+
+/// A promotion `pre_promote` refused: the holder gives the lease back, does
+/// not take it again while the veto holds, and the next candidate does not
+/// wait for it.
+#[test]
+fn a_vetoed_promotion_passes_the_lease_on() {
+    let release = |s: &ClusterState| LeaseAction::Release {
+        expected: s.lease.version(),
+    };
+    let wait = LeaseAction::Wait { until: None };
+    let mut b_holds = cluster(Some("b"));
+    b_holds.members.get_mut("a").unwrap().pg_state = PgState::Stopped;
+    let holder = holder_lease(1, 2900);
+    let holding = |vetoed: bool, pg: &PgView| {
+        let observer = LeaseObserver::default();
+        let peers = all_fresh(&b_holds);
+        decide(&Observation {
+            now: at(3000),
+            holding: Some(&holder),
+            promotion_vetoed: vetoed,
+            ..observation("b", &b_holds, pg, &observer, &peers)
+        })
+    };
+    assert_eq!(
+        holding(true, &replica(4800)),
+        release(&b_holds),
+        "vetoed before promoting"
+    );
+    // Renewed at 2900: the next renewal is due a loop_wait later.
+    let keeps = LeaseAction::Wait {
+        until: Some(at(3300)),
+    };
+    assert_eq!(
+        holding(false, &replica(4800)),
+        keeps,
+        "not vetoed: keeps it"
+    );
+    let promoted = PgView::Running {
+        data: data("sys", 4800, true),
+        in_recovery: false,
+        upstream: None,
+        streaming: false,
+    };
+    assert_eq!(
+        holding(true, &promoted),
+        keeps,
+        "already writable: a veto comes too late to matter"
+    );
+
+    // a, the old holder, is gone; b has more WAL than c.
+    let mut a_gone = cluster(Some("a"));
+    a_gone.members.get_mut("a").unwrap().pg_state = PgState::Stopped;
+    let peers = all_fresh(&a_gone);
+    let acquire = LeaseAction::Acquire {
+        expected: a_gone.lease.version(),
+    };
+    let mut observer = LeaseObserver::default();
+    observer.observe(&a_gone.lease, at(0));
+    let vetoed_b = decide(&Observation {
+        now: at(3000),
+        promotion_vetoed: true,
+        ..observation("b", &a_gone, &replica(4800), &observer, &peers)
+    });
+    assert_eq!(
+        vetoed_b, wait,
+        "b stays out, even before its record says so"
+    );
+    assert_eq!(
+        expired_decision("c", &a_gone, &replica(4500), &peers),
+        wait,
+        "c defers to b while b's record shows no veto"
+    );
+    let mut b_says_vetoed = a_gone.clone();
+    b_says_vetoed.members.get_mut("b").unwrap().promotion_vetoed = true;
+    let peers = all_fresh(&b_says_vetoed);
+    assert_eq!(
+        expired_decision("c", &b_says_vetoed, &replica(4500), &peers),
+        acquire,
+        "c takes over once b's record shows the veto"
+    );
+    assert_eq!(
+        expired_decision("b", &b_says_vetoed, &replica(4800), &peers),
+        wait,
+        "b's own record keeps it out"
+    );
+}
+
+#[test]
+fn a_veto_holds_for_two_ttls() {
+    let ttl = Duration::from_millis(2000);
+    assert!(!promotion_veto_holds(None, at(0), ttl));
+    assert!(promotion_veto_holds(Some(at(1000)), at(1000), ttl));
+    assert!(promotion_veto_holds(Some(at(1000)), at(4999), ttl));
+    assert!(!promotion_veto_holds(Some(at(1000)), at(5000), ttl));
+}

@@ -115,6 +115,7 @@ fn decision_table() {
             peers: &PeerObserver::default(),
             restart_grace: Duration::from_secs(2),
             now_unix_ms: 0,
+            promotion_vetoed: false,
         };
         assert_eq!(decide(&o), want, "{name}");
     }

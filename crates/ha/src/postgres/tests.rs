@@ -51,7 +51,18 @@ fn decision_table() {
         ("writable without lease: fence", "b", cluster(Some("a")), false, running(5000, false, None), PgAction::Fence),
         ("writable, no holder at all: fence", "b", cluster(None), false, running(5000, false, None), PgAction::Fence),
         ("writable without lease, paused: still fence", "b", paused(Some("a")), false, running(5000, false, None), PgAction::Fence),
-        ("paused replica: nothing", "b", paused(Some("a")), false, running(4000, true, Some("c")), PgAction::None),
+        ("paused replica following the holder: nothing", "b", paused(Some("a")), false, running(4000, true, Some("a")), PgAction::None),
+        ("paused replica following another member (the old primary after a switchover): follow the holder, as Patroni's do", "b", paused(Some("a")), false, running(4000, true, Some("c")), PgAction::Follow { upstream: source() }),
+        ("paused holder, no switchover, primary running: nothing", "a", paused(Some("a")), true, running(5000, false, None), PgAction::None),
+        ("paused holder whose primary was demoted by hand (it ran as primary under this lease): not promoted back", "a", paused(Some("a")), true, running(5000, true, None), PgAction::None),
+        ("paused holder the lease came to (a switchover's transfer): promote", "a", { let mut s = paused(Some("a")); s.lease.timeline_owner = None; s }, true, running(5000, true, Some("b")), PgAction::Promote),
+        ("paused holder the lease came to, its replica stopped: start it, then promote", "a", { let mut s = paused(Some("a")); s.lease.timeline_owner = None; s }, true, PgView::Stopped { data: data("sys", 5000, false) }, PgAction::StartReplica { upstream: None }),
+        ("paused holder, primary stopped (not for a switchover): stays stopped", "a", paused(Some("a")), true, PgView::Stopped { data: data("sys", 5000, true) }, PgAction::None),
+        ("paused holder, primary down: not restarted", "a", paused(Some("a")), true, PgView::Down { data: data("sys", 5000, true), since: at(0), alive: false }, PgAction::None),
+        ("paused, ex-primary stopped (not for a switchover): no rewind", "b", paused(Some("a")), false, PgView::Stopped { data: data("sys", 6000, true) }, PgAction::None),
+        ("paused replica stopped: stays stopped", "b", paused(Some("a")), false, PgView::Stopped { data: data("sys", 4000, false) }, PgAction::None),
+        ("paused replica without data: no clone", "b", paused(Some("a")), false, PgView::Uninitialized, PgAction::None),
+        ("paused, nobody leads, replica stopped: stays stopped", "b", paused(None), false, PgView::Stopped { data: data("sys", 4000, false) }, PgAction::None),
         ("holder of a new cluster without data: initdb", "a", fresh(Some("a")), true, PgView::Uninitialized, PgAction::InitDb),
         ("holder of a new cluster, primary running: record identity", "a", fresh(Some("a")), true, running(10, false, None), PgAction::RecordIdentity { system_id: "sys".into() }),
         ("holder, formed cluster, no data: nothing (the lease loop releases)", "a", cluster(Some("a")), true, PgView::Uninitialized, PgAction::None),
@@ -94,6 +105,7 @@ fn decision_table() {
             now_unix_ms: 0,
             peers: &PeerObserver::default(),
             switchover_stopped_at: None,
+            promotion_vetoed: false,
         };
         assert_eq!(decide_postgres(&o), want, "{name}");
     }
@@ -135,6 +147,7 @@ fn a_holder_not_yet_running_as_primary_is_not_a_source() {
                 now_unix_ms: 0,
                 peers: &PeerObserver::default(),
                 switchover_stopped_at: None,
+                promotion_vetoed: false,
             };
             assert_eq!(
                 decide_postgres(&o),
@@ -158,6 +171,7 @@ fn a_holder_without_a_postgres_address_is_not_a_source() {
         now_unix_ms: 0,
         peers: &PeerObserver::default(),
         switchover_stopped_at: None,
+        promotion_vetoed: false,
     };
     assert_eq!(decide_postgres(&o), PgAction::None);
 }
@@ -187,6 +201,7 @@ fn a_crashed_synchronous_primary_waits_for_the_handover_instead_of_restarting() 
             now_unix_ms: 0,
             peers,
             switchover_stopped_at: None,
+            promotion_vetoed: false,
         })
     };
     assert_eq!(decide_with(&fresh), PgAction::None);
@@ -224,6 +239,7 @@ fn the_fence_is_disarmed_only_without_lease_writes_or_a_fence_this_round() {
             now_unix_ms: 0,
             peers: &peers,
             switchover_stopped_at: None,
+            promotion_vetoed: false,
         };
         assert_eq!(may_disarm(&o, &action), want, "{name}");
     }
@@ -237,4 +253,27 @@ fn a_primary_keeps_a_slot_for_every_other_member_that_runs_postgres() {
     assert_eq!(holders, ["b"]);
     let holders: Vec<String> = slot_holders(&state, "b").into_iter().collect();
     assert_eq!(holders, ["a"]);
+}
+
+/// A holder whose `pre_promote` refused does not promote again: the lease
+/// loop gives the lease back instead.
+#[test]
+fn a_vetoed_holder_does_not_promote() {
+    let s = cluster(Some("b"));
+    let pg = running(4800, true, Some("a"));
+    let decide = |promotion_vetoed| {
+        decide_postgres(&PgObservation {
+            me: "b",
+            state: &s,
+            holds_lease: true,
+            pg: &pg,
+            now: at(0),
+            now_unix_ms: 0,
+            peers: &PeerObserver::default(),
+            switchover_stopped_at: None,
+            promotion_vetoed,
+        })
+    };
+    assert_eq!(decide(false), PgAction::Promote);
+    assert_eq!(decide(true), PgAction::None);
 }
