@@ -8,6 +8,7 @@ mod from_config;
 mod health;
 mod keeper_link;
 mod lease_loop;
+mod logging;
 mod ops;
 mod peers;
 mod pg_loop;
@@ -31,7 +32,6 @@ use raftgres_consensus::{Consensus, Formation, OperationTimeout, store};
 use raftgres_ha::PgView;
 use raftgres_proto::v1::agent_server::AgentServer;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,12 +67,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match &args.mode {
         Some(Mode::KeeperGuard(g)) => {
-            init_logging();
+            // Only fails if a log is already set up, which nothing did.
+            let _ = logging::init(None);
             return raftgres_keeper::guard::run(&g.data_dir, &g.exe);
         }
         Some(Mode::Keeper(k)) => {
             return match refuse_root().and_then(|()| {
-                init_logging();
+                logging::init(None)?;
                 keeper_link::run_keeper(&k.config)
             }) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -112,24 +113,13 @@ fn start(args: Args) -> anyhow::Result<()> {
     };
     // SAFETY: no thread has been started yet: the runtime comes later.
     let notifier = unsafe { systemd::SdNotifier::take_from_env() };
-    init_logging();
     let config = raftgres_config::load(&config_path)?;
+    let _log_writer = logging::init(Some(&config.log))?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(run(config, config_path, Arc::new(notifier)))
-}
-
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// A restarted agent takes over the lease its predecessor held: the keeper
