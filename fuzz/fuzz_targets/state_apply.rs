@@ -306,6 +306,14 @@ fn member(u: &mut Unstructured) -> Result<Member> {
             nofailover: u.arbitrary()?,
             failover_priority: u.int_in_range(0..=2)?,
             nosync: u.arbitrary()?,
+            noloadbalance: u.arbitrary()?,
+            clonefrom: u.arbitrary()?,
+            replicatefrom: if u.arbitrary()? {
+                Some((*u.choose(&NAMES)?).to_owned())
+            } else {
+                None
+            },
+            ..Tags::default()
         },
         witness,
         heartbeat: u.arbitrary()?,

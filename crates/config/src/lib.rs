@@ -46,8 +46,9 @@ pub use error::ConfigError;
 pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, InitialMember, LogRotation,
     LogSettings, LogType, PgAuthentication, PgBouncerSettings, PgLogin, PgSslMode, PgTls,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, Tags, VerifyClient,
+    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, VerifyClient,
 };
+pub use raftgres_state::Tags;
 pub use reload::{ReloadPlan, reload_plan, reloaded};
 
 /// Loads `path` with overrides from the process environment.

@@ -20,7 +20,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Votes in Raft, never runs Postgres, never competes for the lease.
     pub witness: bool,
-    pub tags: Tags,
+    /// As the member publishes them; `failover_priority` defaults to 1.
+    pub tags: raftgres_state::Tags,
     pub raft: RaftSettings,
     /// The local PostgreSQL instance; `None` exactly when `witness` is true.
     pub postgresql: Option<PostgresSettings>,
@@ -67,17 +68,6 @@ pub enum LogRotation {
     Hourly,
     #[default]
     Daily,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tags {
-    /// Default false.
-    pub nofailover: bool,
-    /// Default 1. Higher wins among equally advanced candidates; 0 never
-    /// promotes.
-    pub failover_priority: u32,
-    /// Default false. Never chosen as a synchronous standby.
-    pub nosync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -64,12 +64,27 @@ impl Agent {
     }
 }
 
+/// Patroni's tags. The one section that takes keys of its own: any key
+/// that is not a known tag is the operator's (`custom`), as in Patroni;
+/// the rules refuse one spelled like a known tag.
 #[derive(Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Tags {
     pub nofailover: bool,
     pub failover_priority: u32,
     pub nosync: bool,
+    #[serde(skip_serializing_if = "is_default")]
+    pub noloadbalance: bool,
+    #[serde(skip_serializing_if = "is_default")]
+    pub clonefrom: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<String>,
+    /// Refused when true: it needs a `restore_command`, which the agent
+    /// does not configure.
+    #[serde(skip_serializing_if = "is_default")]
+    pub nostream: bool,
+    #[serde(flatten)]
+    pub custom: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for Tags {
@@ -78,6 +93,11 @@ impl Default for Tags {
             nofailover: false,
             failover_priority: 1,
             nosync: false,
+            noloadbalance: false,
+            clonefrom: false,
+            replicatefrom: None,
+            nostream: false,
+            custom: BTreeMap::new(),
         }
     }
 }
@@ -513,6 +533,15 @@ pub(crate) mod tests {
                 nofailover: true,
                 failover_priority: 7,
                 nosync: true,
+                noloadbalance: true,
+                clonefrom: true,
+                replicatefrom: Some("node2".into()),
+                nostream: false,
+                custom: [
+                    ("zone".to_owned(), serde_json::json!("eu-1a")),
+                    ("rack".to_owned(), serde_json::json!(4)),
+                ]
+                .into(),
             },
             raft: Raft {
                 listen: "0.0.0.0:7101".into(),

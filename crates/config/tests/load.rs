@@ -22,6 +22,10 @@ witness: false
 tags:
   nofailover: true
   failover_priority: 7
+  noloadbalance: true
+  replicatefrom: node2
+  zone: eu-1a
+  rack: 4
 raft:
   listen: 0.0.0.0:7101
   advertise: node1.example:7101
@@ -231,7 +235,12 @@ fn full_file_loads_every_value() {
             tags: Tags {
                 nofailover: true,
                 failover_priority: 7,
-                nosync: false,
+                noloadbalance: true,
+                replicatefrom: Some("node2".into()),
+                custom: [("rack", "4"), ("zone", "eu-1a")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
+                ..Tags::default()
             },
             raft: RaftSettings {
                 listen: "0.0.0.0:7101".parse::<SocketAddr>().unwrap(),
@@ -336,9 +345,8 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(
         config.tags,
         Tags {
-            nofailover: false,
             failover_priority: 1,
-            nosync: false,
+            ..Tags::default()
         }
     );
     assert_eq!(
@@ -1029,6 +1037,12 @@ fn each_postgresql_rule_names_its_key() {
         ("parameter name with a dash", with_postgresql("  parameters:\n    work-mem: 4MB\n"), "postgresql.parameters.work-mem"),
         ("managed parameter", edit(FULL, "    fsync: false", "    port: 5434"), "postgresql.parameters.port"),
         ("parameter value with a line break", with_postgresql("  parameters:\n    work_mem: \"4MB\\nport = 1\"\n"), "postgresql.parameters.work_mem"),
+        ("nostream, which needs a restore_command", with_tags("  nostream: true\n"), "tags.nostream"),
+        ("replicatefrom itself", with_tags("  replicatefrom: node1\n"), "tags.replicatefrom"),
+        ("replicatefrom no member name", with_tags("  replicatefrom: Node 2\n"), "tags.replicatefrom"),
+        ("a misspelt known tag", with_tags("  nofailvoer: true\n"), "tags.nofailvoer"),
+        ("part of a known tag", with_tags("  priority: 2\n"), "tags.priority"),
+        ("an own tag with a list value", with_tags("  zones: [a, b]\n"), "tags.zones"),
         ("callback with an unclosed quote", with_postgresql("  callbacks:\n    on_start: /bin/sh 'up\n"), "postgresql.callbacks.on_start"),
         ("empty callback", with_postgresql("  callbacks:\n    on_stop: ''\n"), "postgresql.callbacks.on_stop"),
         ("callback on a relative path", with_postgresql("  callbacks:\n    on_restart: bin/vip up\n"), "postgresql.callbacks.on_restart"),
@@ -1079,6 +1093,11 @@ fn each_log_rule_names_its_key() {
     for (what, yaml, key) in cases {
         assert_refused(what, &yaml, key, "");
     }
+}
+
+/// MINIMAL with a `tags` section of `lines`.
+fn with_tags(lines: &str) -> String {
+    format!("{MINIMAL}tags:\n{lines}")
 }
 
 /// MINIMAL with a `restapi` section of `lines` (each indented as a key of
@@ -1300,7 +1319,6 @@ fn unknown_keys_are_named_with_the_known_ones() {
         // The typo is reported, not the key it leaves missing.
         (edit(MINIMAL, "  listen: 127.0.0.1:7101\n", "  lisen: 127.0.0.1:7101\n"), "raft.lisen", "`listen`"),
         (edit(MINIMAL, "    name: node2\n", "    nme: node2\n"), "members[1].nme", "`id`, `name`, `raft_addr`"),
-        (format!("{MINIMAL}tags:\n  priority: 2\n"), "tags.priority", "`failover_priority`"),
         (format!("{MINIMAL}bootstrap:\n  ttl: 2\n"), "bootstrap.ttl", "`ttl_ms`"),
         (with_postgresql("  restart_grace: 5\n"), "postgresql.restart_grace", "`listen`, `connect_address`, `bin_dir`, `data_dir`, `socket_dir`, `authentication`, `pg_hba`, `pgpass`, `restart_grace_ms`, `parameters`"),
         (format!("{MINIMAL}rest_api: {{}}\n"), "rest_api", "`postgresql`, `restapi`, `members`"),

@@ -21,15 +21,16 @@ openraft::declare_raft_types!(
 pub enum Proposal {
     Batch(Vec<Command>),
     /// Stores written before group commit hold one command per entry; they
-    /// are read, and replicated as they are, but never written anew.
-    Single(Command),
+    /// are read, and replicated as they are, but never written anew. Boxed:
+    /// a command is far larger than the batch's vector.
+    Single(Box<Command>),
 }
 
 impl Proposal {
     pub fn commands(&self) -> &[Command] {
         match self {
             Proposal::Batch(commands) => commands,
-            Proposal::Single(command) => std::slice::from_ref(command),
+            Proposal::Single(command) => std::slice::from_ref(&**command),
         }
     }
 }

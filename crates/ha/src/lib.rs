@@ -7,6 +7,7 @@
 
 mod callbacks;
 mod candidacy;
+mod cascade;
 mod decide;
 mod lease;
 mod local;
@@ -15,6 +16,7 @@ mod pause;
 mod peers;
 mod pooler;
 mod postgres;
+mod restart;
 mod switchover;
 mod sync;
 #[cfg(test)]
@@ -26,13 +28,18 @@ pub use candidacy::{
     Rank, Unfit, holder_running_primary, live_rival, may_compete, rank, recorded_rank, tagged_in,
     within_lag,
 };
+pub use cascade::{clone_source, slot_holders, upstream_for};
 pub use decide::{LeaseAction, Observation, decide, promotion_veto_holds};
 pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
 pub use parameters::postgres_parameters;
 pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
-pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm, slot_holders};
+pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm};
+pub use restart::{
+    Dropped, RestartSubject, SCHEDULED_RESTART_GRACE, ScheduledStep, Unmet, restart_conditions,
+    scheduled_restart_step,
+};
 pub use switchover::{
     SWITCHOVER_CATCHUP, due_switchover, failover_candidate, handover_target, switchover_candidate,
     switchover_under_way, unfit_candidate,

@@ -2,6 +2,7 @@
 //! The lease itself is decided in `decide`; this reads whether we hold it.
 
 use crate::candidacy::holder_running_primary;
+use crate::cascade::{clone_source, upstream_for};
 use crate::lease::MonoInstant;
 use crate::local::PgView;
 use crate::pause::{UNNAMED_WHILE_PAUSED, paused, runs_while_paused};
@@ -10,7 +11,6 @@ use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use crate::timeline::data_on_current_timeline;
 use raftgres_state::{ClusterState, Member};
-use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -118,18 +118,6 @@ fn hands_over(o: &PgObservation<'_>) -> bool {
     crate::sync::hands_over_after_crash(o.state, o.me, &live)
 }
 
-/// The members a primary keeps a replication slot for, so that the WAL
-/// each needs stays until it streams again: every member that runs
-/// Postgres but this one.
-pub fn slot_holders(state: &ClusterState, me: &str) -> BTreeSet<String> {
-    state
-        .members
-        .values()
-        .filter(|m| !m.witness && m.name != me)
-        .map(|m| m.name.clone())
-        .collect()
-}
-
 /// Whether an armed fence may be disarmed this round: the member holds no
 /// lease, its server takes no writes, and the round does not fence it.
 /// The keeper refuses anyway while any process of the server lives; then
@@ -221,22 +209,34 @@ fn unpaused(o: &PgObservation<'_>) -> PgAction {
         // The holder is still creating the database.
         return PgAction::None;
     }
-    let Some(source) = holder_running_primary(o.state).map(|m| m.name.clone()) else {
+    let Some(primary) = holder_running_primary(o.state).map(|m| m.name.clone()) else {
         return PgAction::None;
     };
+    let ttl = o.state.report_ttl();
+    let fresh = |m: &Member| o.peers.is_fresh(&m.name, o.now, ttl);
+    let upstream = || upstream_for(o.state, o.me, &fresh).unwrap_or_else(|| primary.clone());
+    let clone = || PgAction::Clone {
+        source: clone_source(o.state, o.me, &fresh).unwrap_or_else(|| primary.clone()),
+    };
     match pg {
-        PgView::Uninitialized => PgAction::Clone { source },
-        _ if foreign => PgAction::Clone { source },
+        PgView::Uninitialized => clone(),
+        _ if foreign => clone(),
+        // Only the primary is on the timeline to rewind to for sure.
         PgView::Stopped { data } | PgView::Down { data, .. } if data.was_primary => {
-            PgAction::Rewind { source }
+            PgAction::Rewind { source: primary }
         }
         PgView::Stopped { .. } | PgView::Down { .. } => PgAction::StartReplica {
-            upstream: Some(source),
+            upstream: Some(upstream()),
         },
-        PgView::Running { upstream, .. } if upstream.as_deref() != Some(source.as_str()) => {
-            PgAction::Follow { upstream: source }
+        PgView::Running { upstream: now, .. } => {
+            let wanted = upstream();
+            if now.as_deref() == Some(wanted.as_str()) {
+                PgAction::None
+            } else {
+                PgAction::Follow { upstream: wanted }
+            }
         }
-        PgView::Running { .. } | PgView::Absent | PgView::Busy { .. } => PgAction::None,
+        PgView::Absent | PgView::Busy { .. } => PgAction::None,
     }
 }
 

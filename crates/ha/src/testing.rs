@@ -39,6 +39,7 @@ pub fn member(name: &str, lsn: u64, priority: u32) -> Member {
             nofailover: false,
             failover_priority: priority,
             nosync: false,
+            ..Tags::default()
         },
         heartbeat: 1,
         ..Member::new(name, 1, "x:1")

@@ -10,6 +10,7 @@ mod address;
 mod command;
 mod lease;
 mod model;
+mod restart;
 mod timing;
 
 pub use address::HostPort;
@@ -20,4 +21,5 @@ pub use model::{
     HistoryEntry, Lsn, Member, MemberRole, PendingRestart, PgState, ReportedPosition, Switchover,
     SyncMode, Tags, is_valid_name,
 };
+pub use restart::{PostgresVersion, RestartError, RestartOptions, RestartRole, ScheduledRestart};
 pub use timing::{LeaseTiming, MAX_TTL_MS, TimingError, margin_floor_ms};

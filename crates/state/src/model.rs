@@ -224,6 +224,8 @@ pub struct DynamicConfig {
     pub values: ConfigValues,
 }
 
+/// A member's tags, Patroni's: the ones the agent acts on, and the
+/// operator's own, which it only shows and lets health checks match.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Tags {
     pub nofailover: bool,
@@ -232,6 +234,49 @@ pub struct Tags {
     /// Never one of the primary's synchronous standbys (Patroni's tag).
     #[serde(default)]
     pub nosync: bool,
+    /// The replica health checks (`/replica`, `/read-only`, ...) answer 503,
+    /// which keeps this member out of read load balancing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noloadbalance: bool,
+    /// A member that clones by itself (a new one, or one holding another
+    /// cluster's data) copies from this member rather than from the
+    /// primary, while it streams as a replica; a reinitialize the operator
+    /// asks for still copies from the primary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clonefrom: bool,
+    /// Stream from this member instead of the primary (cascading
+    /// replication), while it runs as a replica or is the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<String>,
+    /// The operator's own tags, each value as text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, String>,
+}
+
+impl Tags {
+    /// The tags as Patroni shows them, each value as text: `nofailover`
+    /// and `failover_priority` always, the others only when set.
+    pub fn shown(&self) -> BTreeMap<String, String> {
+        let mut map = self.custom.clone();
+        map.insert("nofailover".into(), self.nofailover.to_string());
+        map.insert(
+            "failover_priority".into(),
+            self.failover_priority.to_string(),
+        );
+        for (name, set) in [
+            ("nosync", self.nosync),
+            ("noloadbalance", self.noloadbalance),
+            ("clonefrom", self.clonefrom),
+        ] {
+            if set {
+                map.insert(name.into(), "true".into());
+            }
+        }
+        if let Some(from) = &self.replicatefrom {
+            map.insert("replicatefrom".into(), from.clone());
+        }
+        map
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -296,6 +341,12 @@ pub struct Member {
     /// until its agent clears this, so that the next candidate takes over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promotion_vetoed: bool,
+    /// A restart of this member's Postgres set for a later time; only its
+    /// own agent writes it, and clears it once it ran or was dropped.
+    /// Boxed: rarely set, while every heartbeat's `PublishMember` carries
+    /// the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_restart: Option<Box<crate::restart::ScheduledRestart>>,
 }
 
 impl Member {
@@ -321,6 +372,7 @@ impl Member {
             heartbeat: 0,
             pending_restart: BTreeMap::new(),
             promotion_vetoed: false,
+            scheduled_restart: None,
         }
     }
 }

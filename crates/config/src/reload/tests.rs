@@ -47,6 +47,8 @@ fn reloadable_keys_are_applied() {
         (BASE.replace("  parameters:\n", "  before_stop: /bin/true\n  parameters:\n"), "postgresql.before_stop"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {nofailover: true}\n"), "tags.nofailover"),
         (BASE.replace("name: node1\n", "name: node1\ntags: {failover_priority: 5}\n"), "tags.failover_priority"),
+        (BASE.replace("name: node1\n", "name: node1\ntags: {noloadbalance: true}\n"), "tags.noloadbalance"),
+        (BASE.replace("name: node1\n", "name: node1\ntags: {zone: eu-1b}\n"), "tags (the operator's own)"),
         (BASE.replace("    password: old\n", "    password: new\n"), "restapi.authentication"),
         (BASE.replace("  authentication:\n    username: admin\n    password: old\n", ""), "restapi.authentication"),
         (BASE.replace("  admin_password: old\n", "  admin_password: new\n"), "pgbouncer.admin_password"),
@@ -196,10 +198,13 @@ const REPORTED_AS: &[(&str, &str)] = &[
     ("restapi.cafile", RESTAPI_TLS),
     ("restapi.verify_client", RESTAPI_TLS),
     ("restapi.allowlist_include_members", "restapi.allowlist"),
+    ("tags.zone", OWN_TAGS),
+    ("tags.rack", OWN_TAGS),
     ("log.level", LOG_FILTER),
     ("log.loggers.openraft", LOG_FILTER),
 ];
 const LOG_FILTER: &str = "log.level, log.loggers";
+const OWN_TAGS: &str = "tags (the operator's own)";
 const RESTAPI_TLS: &str = "restapi TLS (certfile, keyfile, cafile, verify_client)";
 
 fn leaves(value: &serde_json::Value, at: &str, out: &mut Vec<String>) {

@@ -9,6 +9,7 @@ mod log;
 mod pgbouncer;
 mod postgresql;
 mod restapi;
+mod tags;
 mod values;
 
 use std::net::SocketAddr;
@@ -19,9 +20,7 @@ use raftgres_state::LeaseTiming;
 
 use crate::read::Ctx;
 use crate::schema;
-use crate::{
-    AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, RaftTls, Tags,
-};
+use crate::{AgentConfig, BootstrapSettings, ConfigError, InitialMember, RaftSettings, RaftTls};
 use values::{absolute, dialable_address, identifier, listen_address, positive, positive_id};
 
 const MIN_SNAPSHOT_EVERY_LOGS: u64 = 10;
@@ -32,11 +31,7 @@ pub(crate) fn agent_config(ctx: &Ctx, file: schema::Agent) -> Result<AgentConfig
     ctx.check("name", identifier(&file.name))?;
     ctx.check("node_id", positive_id(file.node_id))?;
     ctx.check("data_dir", absolute(&file.data_dir))?;
-    let tags = Tags {
-        nofailover: file.tags.nofailover,
-        failover_priority: file.tags.failover_priority,
-        nosync: file.tags.nosync,
-    };
+    let tags = tags::settings(ctx, file.tags, &file.name)?;
     let raft = raft(ctx, file.raft)?;
     let members = members(ctx, file.members)?;
     let bootstrap = bootstrap(ctx, &file.bootstrap)?;

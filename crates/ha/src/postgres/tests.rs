@@ -249,10 +249,18 @@ fn the_fence_is_disarmed_only_without_lease_writes_or_a_fence_this_round() {
 fn a_primary_keeps_a_slot_for_every_other_member_that_runs_postgres() {
     let mut state = cluster(Some("a"));
     state.members.get_mut("c").unwrap().witness = true;
-    let holders: Vec<String> = slot_holders(&state, "a").into_iter().collect();
+    let fresh = |_: &raftgres_state::Member| true;
+    let holders: Vec<String> = crate::slot_holders(&state, "a", &fresh)
+        .into_iter()
+        .collect();
     assert_eq!(holders, ["b"]);
-    let holders: Vec<String> = slot_holders(&state, "b").into_iter().collect();
-    assert_eq!(holders, ["a"]);
+    let holders: Vec<String> = crate::slot_holders(&state, "b", &fresh)
+        .into_iter()
+        .collect();
+    assert!(
+        holders.is_empty(),
+        "a replica keeps slots only for cascading members"
+    );
 }
 
 /// A holder whose `pre_promote` refused does not promote again: the lease

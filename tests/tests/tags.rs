@@ -1,0 +1,163 @@
+//! Patroni's tags on a real lab, added by a reload: `replicatefrom` makes a
+//! replica stream from another replica (cascading), with its slot there and
+//! none left on the primary, and it streams from the primary again once the
+//! tag goes; `noloadbalance` takes a replica out of HAProxy's read port;
+//! an operator's own tag is shown in `/cluster` and matched by
+//! `?tag_<key>=<value>`.
+
+use raftgres_lab::Lab;
+use raftgres_tests::http::Api;
+use raftgres_tests::settle::roles_settled;
+use raftgres_tests::{
+    dsn, eventually, execute_on, other_member, query_i64, serial_lab, until_streaming,
+};
+use serde_json::json;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// Replaces `name`'s tags with `tags` (YAML flow mapping) and reloads it.
+async fn set_tags(lab: &Lab, api: &Api, name: &str, tags: &str) {
+    let member = lab.member(name).expect("member");
+    let text = std::fs::read_to_string(&member.config).expect("settings");
+    let untagged: String = text
+        .lines()
+        .filter(|line| !line.starts_with("tags:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    // In place, so the file keeps its owner and mode.
+    std::fs::write(&member.config, format!("tags: {tags}\n{untagged}")).expect("write settings");
+    let reply = api
+        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
+        .await;
+    assert!(reply.body.to_string().contains("tags"), "{reply:?}");
+}
+
+/// How many of `standby`'s walreceivers `name`'s server feeds right now.
+async fn feeds(lab: &Lab, name: &str, standby: &str) -> i64 {
+    query_i64(
+        &dsn(lab, name),
+        &format!(
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE application_name = '{standby}' AND state = 'streaming'"
+        ),
+    )
+    .await
+    .unwrap_or(-1)
+}
+
+/// Whether `name`'s server has a slot named after `standby`.
+async fn has_slot_for(lab: &Lab, name: &str, standby: &str) -> bool {
+    let slot = standby.replace('-', "_");
+    query_i64(
+        &dsn(lab, name),
+        &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    )
+    .await
+        == Ok(1)
+}
+
+/// The Postgres port that served one new connection through `dsn`.
+async fn served_by(dsn: &str) -> Option<i64> {
+    query_i64(dsn, "SELECT inet_server_port()::bigint")
+        .await
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_cascade_balance_and_match() {
+    let (dir, lab, primary) = serial_lab(3, false).await;
+    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let feeder = other_member(&lab, &[&primary]);
+    let cascading = other_member(&lab, &[&primary, &feeder]);
+    roles_settled(&lab, &primary).await;
+
+    set_tags(&lab, &api, &feeder, "{zone: eu-1a}").await;
+    set_tags(
+        &lab,
+        &api,
+        &cascading,
+        &format!("{{replicatefrom: {feeder}, noloadbalance: true, zone: eu-1b}}"),
+    )
+    .await;
+
+    // Cascading: fed by the replica, through a slot there; the primary's
+    // slot for it is dropped once unused, so it keeps no WAL for nothing.
+    eventually(WITHIN, "the replica feeds the cascading member", || async {
+        (feeds(&lab, &feeder, &cascading).await == 1).then_some(())
+    })
+    .await;
+    assert!(has_slot_for(&lab, &feeder, &cascading).await);
+    eventually(WITHIN, "the primary drops its unused slot", || async {
+        (!has_slot_for(&lab, &primary, &cascading).await).then_some(())
+    })
+    .await;
+    assert_eq!(feeds(&lab, &primary, &cascading).await, 0);
+    execute_on(
+        &lab,
+        &primary,
+        "CREATE TABLE cascaded (id int); INSERT INTO cascaded VALUES (1)",
+    )
+    .await;
+    eventually(WITHIN, "a write reaches the cascading member", || async {
+        (query_i64(&dsn(&lab, &cascading), "SELECT count(*) FROM cascaded").await == Ok(1))
+            .then_some(())
+    })
+    .await;
+
+    // Tags in /cluster, and health checks that route on them.
+    let base = &lab.member(&primary).expect("member").api_url;
+    let cluster = api.get(base, "/cluster").await.expect("/cluster").body;
+    let tags = cluster["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["name"] == json!(cascading))
+        .map(|m| m["tags"].clone())
+        .expect("the cascading member");
+    assert_eq!(tags["replicatefrom"], json!(feeder), "{tags}");
+    assert_eq!(tags["noloadbalance"], json!(true), "{tags}");
+    assert_eq!(tags["zone"], json!("eu-1b"), "{tags}");
+    let status = |name: &str, path: &str| {
+        let url = lab.member(name).expect("member").api_url.clone();
+        let path = path.to_owned();
+        let api = &api;
+        async move { api.get(&url, &path).await.map(|r| r.status).unwrap_or(0) }
+    };
+    assert_eq!(status(&cascading, "/replica").await, 503, "noloadbalance");
+    assert_eq!(status(&feeder, "/replica?tag_zone=eu-1a").await, 200);
+    assert_eq!(status(&feeder, "/replica?tag_zone=eu-1b").await, 503);
+
+    // HAProxy's read port checks /replica: it leaves the member out.
+    let read = lab.haproxy_dsn(false).expect("the lab runs HAProxy");
+    let feeder_port = i64::from(lab.member(&feeder).expect("member").pg_port.expect("port"));
+    eventually(
+        WITHIN,
+        "the read port reaches only the balanced replica",
+        || async {
+            let mut seen = Vec::new();
+            for _ in 0..6 {
+                seen.push(served_by(&read).await);
+            }
+            seen.iter()
+                .all(|port| *port == Some(feeder_port))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Without the tag it streams from the primary again, through a slot there.
+    set_tags(&lab, &api, &cascading, "{}").await;
+    eventually(WITHIN, "the primary feeds it again", || async {
+        (feeds(&lab, &primary, &cascading).await == 1).then_some(())
+    })
+    .await;
+    assert!(has_slot_for(&lab, &primary, &cascading).await);
+    eventually(
+        WITHIN,
+        "the replica drops the slot it no longer serves",
+        || async { (!has_slot_for(&lab, &feeder, &cascading).await).then_some(()) },
+    )
+    .await;
+    until_streaming(&lab, &cascading, WITHIN, "the member streams").await;
+}
