@@ -167,6 +167,14 @@ mod tests {
             .to_vec()
     }
 
+    /// Calls back `calls` in order on one runner, each bounded by `timeout`.
+    fn call_all(callbacks: &Callbacks, timeout: Duration, calls: &[(CallbackEvent, CallbackRole)]) {
+        let runner = CallbackRunner::start("node1".into(), "demo".into());
+        for &(event, role) in calls {
+            runner.call(callbacks, timeout, event, role);
+        }
+    }
+
     async fn until_contains(path: &Path, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -191,19 +199,13 @@ mod tests {
             on_role_change: Some(sh(&format!("echo \"$@\" >> {}", out.display()))),
             ..Callbacks::default()
         };
-        let runner = CallbackRunner::start("node1".into(), "demo".into());
-        let timeout = Duration::from_secs(10);
-        runner.call(
+        call_all(
             &callbacks,
-            timeout,
-            CallbackEvent::OnStart,
-            CallbackRole::Primary,
-        );
-        runner.call(
-            &callbacks,
-            timeout,
-            CallbackEvent::OnRoleChange,
-            CallbackRole::Primary,
+            Duration::from_secs(10),
+            &[
+                (CallbackEvent::OnStart, CallbackRole::Primary),
+                (CallbackEvent::OnRoleChange, CallbackRole::Primary),
+            ],
         );
         let written = until_contains(&out, "on_role_change primary demo\n").await;
         assert_eq!(
@@ -221,19 +223,13 @@ mod tests {
             on_role_change: Some(sh(&format!("echo \"$1\" >> {out}"))),
             ..Callbacks::default()
         };
-        let runner = CallbackRunner::start("node1".into(), "demo".into());
-        let timeout = Duration::from_secs(10);
-        runner.call(
+        call_all(
             &callbacks,
-            timeout,
-            CallbackEvent::OnStop,
-            CallbackRole::Primary,
-        );
-        runner.call(
-            &callbacks,
-            timeout,
-            CallbackEvent::OnRoleChange,
-            CallbackRole::Replica,
+            Duration::from_secs(10),
+            &[
+                (CallbackEvent::OnStop, CallbackRole::Primary),
+                (CallbackEvent::OnRoleChange, CallbackRole::Replica),
+            ],
         );
         let written = until_contains(Path::new(&out), "on_role_change").await;
         assert_eq!(written, "on_stop\non_role_change\n");
@@ -251,19 +247,13 @@ mod tests {
             on_start: Some(sh(&format!("echo next >> {out}"))),
             ..Callbacks::default()
         };
-        let runner = CallbackRunner::start("node1".into(), "demo".into());
-        let timeout = Duration::from_millis(300);
-        runner.call(
+        call_all(
             &callbacks,
-            timeout,
-            CallbackEvent::OnStop,
-            CallbackRole::Primary,
-        );
-        runner.call(
-            &callbacks,
-            timeout,
-            CallbackEvent::OnStart,
-            CallbackRole::Replica,
+            Duration::from_millis(300),
+            &[
+                (CallbackEvent::OnStop, CallbackRole::Primary),
+                (CallbackEvent::OnStart, CallbackRole::Replica),
+            ],
         );
         let written = until_contains(Path::new(&out), "next").await;
         assert_eq!(written, "next\n", "the hung callback never finished");

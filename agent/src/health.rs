@@ -17,7 +17,6 @@ use raftgres_api::{
 };
 use raftgres_consensus::Consensus;
 use raftgres_ha::{LeaseObserver, PgView};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -170,10 +169,15 @@ impl HealthInputs {
             (Some(d), Some(primary)) if in_recovery => Some(primary.bytes_since(d.lsn)),
             _ => None,
         };
+        // A server that does not run has no facts but a copy's progress,
+        // which is reported while the server is down for it.
         let facts = if running {
             self.facts.borrow().clone()
         } else {
-            Default::default()
+            raftgres_api::ServerFacts {
+                progress: self.facts.borrow().progress.clone(),
+                ..Default::default()
+            }
         };
         let receive_lag_bytes = match (facts.received_lsn, state.lease.last_lsn) {
             (Some(received), Some(primary)) if in_recovery => {
@@ -181,21 +185,7 @@ impl HealthInputs {
             }
             _ => None,
         };
-        let tags = {
-            let tags = &self.live.borrow().tags;
-            let mut map = BTreeMap::from([
-                ("nofailover".to_owned(), tags.nofailover.to_string()),
-                (
-                    "failover_priority".to_owned(),
-                    tags.failover_priority.to_string(),
-                ),
-            ]);
-            // As Patroni: a tag that is off by default shows only when set.
-            if tags.nosync {
-                map.insert("nosync".to_owned(), "true".to_owned());
-            }
-            map
-        };
+        let tags = self.live.borrow().tags.shown();
         let paused = state.config.as_ref().is_some_and(|c| c.values.pause);
         HealthSnapshot::new(valid_until, |holds| NodeHealth {
             member: self.member.clone(),
@@ -245,6 +235,10 @@ impl HealthInputs {
                 .get(&self.member)
                 .map(|m| m.pending_restart.clone())
                 .unwrap_or_default(),
+            scheduled_restart: state
+                .members
+                .get(&self.member)
+                .and_then(|m| m.scheduled_restart.as_deref().cloned()),
         })
     }
 }

@@ -339,13 +339,21 @@ impl LeaseLoop {
                         return;
                     }
                 }
+                // The history entry of this epoch says why the lease came
+                // here: one line for each change of holder, with its reason.
+                let why = |epoch| {
+                    let state = self.consensus.local().state;
+                    let entry = state.history.iter().rev().find(|h| h.epoch == epoch);
+                    entry.map(|h| (h.reason.clone(), h.previous_holder.clone()))
+                };
                 belief::update(&self.belief, |b| match (intent, b.holding) {
                     (Intent::Renew, Some(mut h)) if h.epoch == lease.epoch => {
                         h.renewed(sent, ttl, margin);
                         b.set_holding(h);
                     }
                     _ => {
-                        tracing::info!(member = %me, epoch = %lease.epoch, ?intent, "holding the lease");
+                        let (reason, previous) = why(lease.epoch).unwrap_or_default();
+                        tracing::info!(member = %me, epoch = %lease.epoch, ?intent, %reason, previous_holder = ?previous, "holding the lease");
                         b.set_holding(HolderLease::acquired(lease.epoch, sent, ttl, margin));
                     }
                 });

@@ -319,6 +319,15 @@ async fn run(
         PgView::Busy { action: "starting" }
     });
     let (facts_tx, facts) = watch::channel(raftgres_api::ServerFacts::default());
+    // A restart scheduled before the agent stopped is in its record.
+    let scheduled_restart = watch::Sender::new(
+        consensus
+            .local()
+            .state
+            .members
+            .get(&config.name)
+            .and_then(|m| m.scheduled_restart.as_deref().cloned()),
+    );
     let (operations_tx, operations_rx) = tokio::sync::mpsc::channel(8);
     let (live_tx, live) = watch::channel(requests::LiveSettings::of(&config));
     let lease_progress = systemd::Progress::new();
@@ -366,6 +375,7 @@ async fn run(
                         config.name.clone(),
                         config.scope.clone(),
                     ),
+                    scheduled: scheduled_restart.clone(),
                 }
                 .run(stop.postgres.clone()),
             ))
@@ -393,7 +403,7 @@ async fn run(
         belief: belief.clone(),
         pg: pg_view.clone(),
         loops: progress.iter().map(|(_, p)| p.clone()).collect(),
-        facts,
+        facts: facts.clone(),
     };
     let (reloads_tx, reloads_rx) = tokio::sync::mpsc::channel(4);
     let ops = ops::AgentOps {
@@ -409,6 +419,10 @@ async fn run(
             .as_ref()
             .map(|pg| pg_settings(&config, pg))
             .transpose()?,
+        scheduled: scheduled_restart,
+        pg: pg_view.clone(),
+        facts,
+        config_defaults: from_config::config_defaults(),
     };
     let (auth_tx, auth) = watch::channel(reload::credentials(&config));
     if auth.borrow().is_none() {

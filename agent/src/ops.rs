@@ -1,31 +1,43 @@
 //! The REST API's operations on this agent: config edits, switchover and
-//! failover through the replicated state, and requests to the local
-//! Postgres loop. Checks are the pure ones from `raftgres_ha`; the outcome
-//! of a switchover is watched in the applied state.
+//! failover through the replicated state, requests to the local Postgres
+//! loop, and this member's scheduled restart. Checks are the pure ones
+//! from `raftgres_ha`; the outcome of a switchover is watched in the
+//! applied state.
 
 use crate::clock::mono_now;
 use crate::clock::unix_ms;
 use crate::peers::SharedPeers;
 use crate::requests::{Operation, OperationRequest, ReloadReply};
 use raftgres_api::{
-    MemberReport, OpError, OpFuture, ReadOps, SwitchoverOutcome, SwitchoverRequest, WriteOps,
+    MemberReport, OpError, OpFuture, ReadOps, ServerFacts, SwitchoverOutcome, SwitchoverRequest,
+    WriteOps,
 };
 use raftgres_consensus::{Consensus, ConsensusError};
-use raftgres_ha::{holder_running_primary, switchover_candidate};
+use raftgres_ha::{PgView, holder_running_primary, switchover_candidate};
 use raftgres_postgres::{PgError, PgSettings, check_parameters};
 use raftgres_state::{
-    Applied, ClusterState, Command, ConfigValues, DynamicConfig, PgState, Rejection, Switchover,
+    Applied, ClusterState, Command, ConfigValues, DynamicConfig, PgState, Rejection,
+    RestartOptions, ScheduledRestart, Switchover,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a switchover or failover call waits for the new primary.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a change waits for the Raft group to elect a reachable leader.
 const ELECTION_WAIT: Duration = Duration::from_secs(15);
-/// Restart and reinitialize include a start, or a clone, of Postgres.
+/// How long a request waits for the Postgres loop: a restart includes a
+/// stop and a start, after the loop finished what it was doing.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Beyond a restart's own `timeout`: the loop's current step and the stop.
+const RESTART_MARGIN: Duration = Duration::from_secs(90);
+/// How long a reinitialize waits for an idle Postgres loop to take it; one
+/// busy longer (a start, a rewind) is named in the refusal instead.
+const REINIT_TAKEN_WITHIN: Duration = Duration::from_secs(15);
+/// How long a scheduled restart waits to show in the cluster state before
+/// it is answered; the Postgres loop publishes it on its next round anyway.
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 
 pub struct AgentOps {
     pub member: String,
@@ -43,34 +55,47 @@ pub struct AgentOps {
     /// This member's Postgres, to have it judge a config's server settings
     /// before they are committed; `None` on a witness.
     pub postgres: Option<PgSettings>,
+    /// This member's scheduled restart, shared with the Postgres loop,
+    /// which publishes it, runs it when due and clears it.
+    pub scheduled: watch::Sender<Option<ScheduledRestart>>,
+    /// What the Postgres loop is doing, to refuse a reinitialize it cannot
+    /// take now, as Patroni refuses one while another action runs.
+    pub pg: watch::Receiver<PgView>,
+    /// The running server's facts, for its start time.
+    pub facts: watch::Receiver<ServerFacts>,
+    /// The dynamic config of a cluster whose settings files set nothing.
+    pub config_defaults: ConfigValues,
 }
 
-/// Hands `operation` to the Postgres loop and waits for its outcome.
-pub async fn ask_pg_loop(
+/// Hands `operation` to the Postgres loop; its answer comes on the
+/// receiver returned (see [`OperationRequest`]).
+pub async fn send_to_pg_loop(
     operations: &mpsc::Sender<OperationRequest>,
     operation: Operation,
-) -> Result<String, OpError> {
+) -> Result<oneshot::Receiver<Result<String, OpError>>, OpError> {
     let (reply, outcome) = oneshot::channel();
     operations
         .send(OperationRequest { operation, reply })
         .await
         .map_err(|_| OpError::Unavailable("the Postgres loop has stopped".into()))?;
-    answer(outcome, "the Postgres loop").await
+    Ok(outcome)
 }
 
-/// Waits for the task named `who` to answer on `outcome`, within
-/// `OPERATION_TIMEOUT`.
-async fn answer(
+/// Waits for the task named `who` to answer on `outcome`, within `wait`.
+/// A request not taken by then is dropped by the Postgres loop, so the
+/// caller is told the truth: nothing was done.
+pub async fn answer(
     outcome: oneshot::Receiver<Result<String, OpError>>,
     who: &str,
+    wait: Duration,
 ) -> Result<String, OpError> {
-    match tokio::time::timeout(OPERATION_TIMEOUT, outcome).await {
+    match tokio::time::timeout(wait, outcome).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(OpError::Unavailable(format!(
             "{who} stopped before answering; see the agent's log"
         ))),
         Err(_) => Err(OpError::Unavailable(format!(
-            "no answer within {OPERATION_TIMEOUT:?}; see the agent's log"
+            "no answer from {who} within {wait:?}; see the agent's log"
         ))),
     }
 }
@@ -356,14 +381,113 @@ impl AgentOps {
         }
     }
 
-    async fn local(&self, operation: Operation) -> Result<String, OpError> {
+    fn runs_postgres(&self) -> Result<(), OpError> {
         if self.witness {
             return Err(OpError::Precondition(format!(
                 "{} is a witness and runs no Postgres",
                 self.member
             )));
         }
-        ask_pg_loop(&self.operations, operation).await
+        Ok(())
+    }
+
+    /// `operation` on this member's Postgres, answered within `wait`.
+    async fn local(&self, operation: Operation, wait: Duration) -> Result<String, OpError> {
+        self.runs_postgres()?;
+        let outcome = send_to_pg_loop(&self.operations, operation).await?;
+        answer(outcome, "the Postgres loop", wait).await
+    }
+
+    async fn do_schedule_restart(
+        &self,
+        at_unix_ms: u64,
+        options: RestartOptions,
+    ) -> Result<(), OpError> {
+        self.runs_postgres()?;
+        if self
+            .consensus
+            .local()
+            .state
+            .config
+            .as_ref()
+            .is_some_and(|c| c.values.pause)
+        {
+            return Err(OpError::Invalid(
+                "the cluster is paused: a restart cannot be scheduled in maintenance mode, as in \
+                 Patroni; restart now (leave schedule out), or resume the cluster first \
+                 (raftgresctl resume)"
+                    .into(),
+            ));
+        }
+        let running = matches!(*self.pg.borrow(), PgView::Running { .. });
+        let restart = ScheduledRestart {
+            at_unix_ms,
+            options,
+            postmaster_start_unix_ms: running
+                .then(|| self.facts.borrow().postmaster_start_unix_ms)
+                .flatten(),
+        };
+        let placed = self.scheduled.send_if_modified(|slot| {
+            let free = slot.is_none();
+            if free {
+                *slot = Some(restart.clone());
+            }
+            free
+        });
+        if !placed {
+            return Err(OpError::Conflict(
+                "Cannot schedule restart: another restart is already scheduled (see \
+                 scheduled_restart in GET /patroni); cancel it first with DELETE /restart \
+                 (raftgresctl flush restart)"
+                    .into(),
+            ));
+        }
+        tracing::info!(member = %self.member, at_unix_ms, options = ?restart.options, "restart scheduled");
+        self.until_published(|record| record == Some(&restart))
+            .await;
+        Ok(())
+    }
+
+    async fn do_cancel_restart(&self) -> Result<(), OpError> {
+        let Some(cancelled) = self.scheduled.send_replace(None) else {
+            return Err(OpError::NotFound("no restarts are scheduled".into()));
+        };
+        tracing::info!(member = %self.member, at_unix_ms = cancelled.at_unix_ms, "scheduled restart cancelled");
+        self.until_published(|record| record.is_none()).await;
+        Ok(())
+    }
+
+    /// Waits, within [`PUBLISH_WAIT`], until this member's record in the
+    /// applied state shows `published` of its scheduled restart, so that
+    /// `GET /cluster` right after the answer shows the change.
+    async fn until_published(&self, published: impl Fn(Option<&ScheduledRestart>) -> bool) {
+        let mut states = self.consensus.subscribe();
+        let shown = async {
+            loop {
+                let state = states.borrow_and_update().state.clone();
+                let record = state.members.get(&self.member);
+                if published(record.and_then(|m| m.scheduled_restart.as_deref())) {
+                    return;
+                }
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(PUBLISH_WAIT, shown).await.is_err() {
+            tracing::info!(member = %self.member, "the scheduled restart is not in the cluster state yet; the Postgres loop publishes it on its next round");
+        }
+    }
+
+    async fn do_reinitialize(&self) -> Result<String, OpError> {
+        self.runs_postgres()?;
+        if let PgView::Busy { action } = *self.pg.borrow() {
+            return Err(OpError::Unavailable(format!(
+                "{action} already in progress; try again once it is done"
+            )));
+        }
+        self.local(Operation::Reinitialize, REINIT_TAKEN_WITHIN)
+            .await
     }
 
     async fn do_remove(&self, name: String) -> Result<String, OpError> {
@@ -498,28 +622,27 @@ impl WriteOps for AgentOps {
         Box::pin(self.do_failover(candidate))
     }
 
-    fn restart(&self, pending_only: bool) -> OpFuture<'_, String> {
-        Box::pin(async move {
-            if pending_only
-                && self
-                    .consensus
-                    .local()
-                    .state
-                    .members
-                    .get(&self.member)
-                    .is_none_or(|m| m.pending_restart.is_empty())
-            {
-                return Err(OpError::Unavailable(
-                    "restart conditions are not satisfied: no setting waits for a restart here"
-                        .into(),
-                ));
-            }
-            self.local(Operation::Restart).await
-        })
+    fn restart(&self, options: RestartOptions) -> OpFuture<'_, String> {
+        let wait = options
+            .timeout_ms
+            .map_or(OPERATION_TIMEOUT, |ms| {
+                Duration::from_millis(ms) + RESTART_MARGIN
+            })
+            .max(OPERATION_TIMEOUT);
+        Box::pin(self.local(Operation::Restart(options), wait))
     }
 
-    /// As Patroni's: re-reads this agent's settings file (as SIGHUP does),
-    /// then rewrites Postgres's managed conf and reloads Postgres.
+    fn schedule_restart(&self, at_unix_ms: u64, options: RestartOptions) -> OpFuture<'_, ()> {
+        Box::pin(self.do_schedule_restart(at_unix_ms, options))
+    }
+
+    fn cancel_restart(&self) -> OpFuture<'_, ()> {
+        Box::pin(self.do_cancel_restart())
+    }
+
+    /// As Patroni's: re-reads this agent's settings file (as SIGHUP does);
+    /// the reloader answers once it applied it, and the Postgres loop then
+    /// rewrites Postgres's managed conf and reloads Postgres.
     fn reload(&self) -> OpFuture<'_, String> {
         Box::pin(async move {
             let (reply, outcome) = oneshot::channel();
@@ -527,17 +650,22 @@ impl WriteOps for AgentOps {
                 .send(Some(reply))
                 .await
                 .map_err(|_| OpError::Unavailable("the agent is shutting down".into()))?;
-            answer(outcome, "the reload").await
+            answer(outcome, "the reload", OPERATION_TIMEOUT).await
         })
     }
 
     fn reinitialize(&self, _force: bool) -> OpFuture<'_, String> {
-        // Operations run one at a time in the Postgres loop, so there is
-        // never one in progress for `force` to cancel, as it does in Patroni.
-        Box::pin(self.local(Operation::Reinitialize))
+        // `force` is Patroni's way to cancel an action in progress for the
+        // reinitialize; none is ever cancelled here (a clone or start
+        // under way runs to its end), so a busy loop refuses either way.
+        Box::pin(self.do_reinitialize())
     }
 
     fn remove_member(&self, name: String) -> OpFuture<'_, String> {
         Box::pin(self.do_remove(name))
+    }
+
+    fn config_defaults(&self) -> ConfigValues {
+        self.config_defaults.clone()
     }
 }

@@ -19,7 +19,9 @@ use raftgres_postgres::{
     check_parameters, controldata, initdb, is_initialized, rewind, slot_name_for,
     write_managed_conf,
 };
-use raftgres_state::{ClusterState, Command, HostPort, Lsn, Member, PendingRestart};
+use raftgres_state::{
+    ClusterState, Command, HostPort, Lsn, Member, PendingRestart, ScheduledRestart,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -72,6 +74,9 @@ pub struct PgLoop {
     pub progress: Progress,
     /// Runs `postgresql.callbacks` on starts, stops, reloads and role changes.
     pub callbacks: crate::callbacks::CallbackRunner,
+    /// This member's scheduled restart, which the REST API sets and
+    /// cancels: published in its record, run here when due, then cleared.
+    pub scheduled: watch::Sender<Option<ScheduledRestart>>,
 }
 
 /// What the loop remembers between rounds.
@@ -232,6 +237,8 @@ impl PgLoop {
         let mut states = self.consensus.subscribe();
         // A paused pooler must reach the record at once: the holder waits for it.
         let mut pooler_changes = self.pooler.clone();
+        // A restart scheduled or cancelled reaches the record at once too.
+        let mut scheduled_changes = self.scheduled.subscribe();
         loop {
             self.progress.beat();
             self.take_live();
@@ -288,12 +295,20 @@ impl PgLoop {
                     Err(e) => tracing::info!(member = self.me(), error = %e, "fence stays armed"),
                 }
             }
-            if holds_lease && view.is_writable_primary() {
-                self.ensure_slots(&mut local, &state).await;
+            let serves_wal = (holds_lease && view.is_writable_primary())
+                || matches!(
+                    view,
+                    PgView::Running {
+                        in_recovery: true,
+                        ..
+                    }
+                );
+            if serves_wal {
+                self.ensure_slots(&mut local, &state, &peers).await;
             } else {
                 // A demoted member's slots go with its data (pg_rewind and
-                // pg_basebackup copy none): when it is primary again, it
-                // must make them afresh.
+                // pg_basebackup copy none): when it runs again, it must
+                // make them afresh.
                 local.slots_for.clear();
             }
             if action != PgAction::None {
@@ -321,10 +336,19 @@ impl PgLoop {
                 }
                 continue;
             }
+            let restart = self
+                .scheduled_restart(&mut local, &state, &view, now_unix_ms)
+                .await;
+            if restart == execute::DueRestart::Ran {
+                continue;
+            }
             // Wake at the lease deadline at the latest: a holder that could not
             // renew fences itself then, not a loop tick later.
             let deadline = belief::read(&self.belief).holding.map(|h| h.deadline);
             let mut wake = Self::loop_wait(&state);
+            if let execute::DueRestart::WakeWithin(within) = restart {
+                wake = wake.min(within);
+            }
             if let Some(deadline) = deadline.filter(|_| view.is_writable_primary()) {
                 wake = wake.min(deadline - now + Duration::from_millis(1));
             }
@@ -355,22 +379,9 @@ impl PgLoop {
                         }
                         break;
                     }
+                    _ = scheduled_changes.changed() => break,
                     Some(request) = self.operations.recv() => {
-                        // A reload leaves Postgres serving: health checks must
-                        // not drop the member for it.
-                        if !matches!(request.operation, Operation::Reload) {
-                            self.view.send_replace(PgView::Busy {
-                                action: operation_name(request.operation),
-                            });
-                        }
-                        self.take_live();
-                        self.apply_parameters(&mut local, &state, &view).await;
-                        let outcome = self.progress.during(self.operate(&mut local, &state, &view, holds_lease, request.operation)).await;
-                        match &outcome {
-                            Ok(message) => tracing::info!(member = self.me(), operation = ?request.operation, %message, "operator request done"),
-                            Err(e) => tracing::warn!(member = self.me(), operation = ?request.operation, error = %e, "operator request failed"),
-                        }
-                        let _ = request.reply.send(outcome);
+                        self.serve(request, &mut local, &state, &view, holds_lease).await;
                         break;
                     }
                     _ = stop.cancelled() => return,
@@ -409,9 +420,9 @@ fn action_name(action: &PgAction) -> &'static str {
     }
 }
 
-fn operation_name(operation: Operation) -> &'static str {
+fn operation_name(operation: &Operation) -> &'static str {
     match operation {
-        Operation::Restart => "restart",
+        Operation::Restart(_) => "restart",
         Operation::Reload => "reload",
         Operation::Reinitialize => "reinitialize",
     }
@@ -438,6 +449,7 @@ fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
         system_identifier: Some(status.system_id.clone()),
         postmaster_start_time: Some(status.postmaster_start_time.clone()),
         postmaster_start_unix_ms: Some(status.postmaster_start_unix_ms),
+        conf_load_time: Some(status.conf_load_time.clone()),
         received_lsn: status.receive_lsn.map(|l| l.0),
         replayed_lsn: status.replay_lsn.map(|l| l.0),
         replayed_timestamp: status.replay_timestamp.clone(),

@@ -1,5 +1,8 @@
 //! SIGHUP and `POST /reload`: re-read the settings file, apply what can
-//! change while running, name what cannot. One reload at a time, in order.
+//! change while running, name what cannot, then have the Postgres loop
+//! reload Postgres. One reload at a time, in order; the caller is answered
+//! once the settings are applied, and Postgres reloads after (its
+//! `conf_load_time` in `GET /patroni` moves then).
 
 use crate::requests::{LiveSettings, Operation, OperationRequest, ReloadReply};
 use raftgres_api::{Credentials, OpError};
@@ -14,6 +17,10 @@ pub fn credentials(config: &AgentConfig) -> Option<Credentials> {
         password: a.password.clone(),
     })
 }
+
+/// How long a reload's outcome is waited for, to log it: the Postgres
+/// loop takes it once the step it is in has ended.
+const POSTGRES_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub struct Reloader {
     pub path: PathBuf,
@@ -82,11 +89,18 @@ impl Reloader {
             plan.needs_restart.join(", ")
         );
         // As Patroni's /reload: Postgres is told to reload even when only its
-        // files changed by hand.
+        // files changed by hand. The loop may be busy for long (a clone), so
+        // its outcome is logged rather than waited for.
         if let Some(operations) = &self.operations {
-            let done = crate::ops::ask_pg_loop(operations, Operation::Reload).await?;
-            message.push_str("; ");
-            message.push_str(&done);
+            let outcome = crate::ops::send_to_pg_loop(operations, Operation::Reload).await?;
+            let member = self.running.name.clone();
+            tokio::spawn(async move {
+                let done = crate::ops::answer(outcome, "the Postgres loop", POSTGRES_RELOAD_WAIT);
+                if let Err(e) = done.await {
+                    tracing::warn!(%member, error = %e, "Postgres was not reloaded");
+                }
+            });
+            message.push_str("; Postgres reloads its configuration next");
         }
         Ok(message)
     }

@@ -4,19 +4,24 @@
 
 use raftgres_api::OpError;
 use raftgres_config::{AgentConfig, Callbacks};
+use raftgres_state::RestartOptions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What an operator asks of this member's Postgres through the REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    Restart,
+    /// Now, if the conditions hold.
+    Restart(RestartOptions),
     Reload,
     Reinitialize,
 }
 
-/// An [`Operation`] and where its outcome goes.
+/// An [`Operation`] and where its outcome goes: once it is done, but for
+/// [`Operation::Reinitialize`], once the clone has started (the caller
+/// then follows it in `GET /patroni`). A request whose caller stopped
+/// waiting before the Postgres loop took it is dropped, not run.
 pub struct OperationRequest {
     pub operation: Operation,
     pub reply: oneshot::Sender<Result<String, OpError>>,
@@ -56,11 +61,7 @@ impl LiveSettings {
                 .as_ref()
                 .map(|pg| pg.parameters.clone())
                 .unwrap_or_default(),
-            tags: raftgres_state::Tags {
-                nofailover: config.tags.nofailover,
-                failover_priority: config.tags.failover_priority,
-                nosync: config.tags.nosync,
-            },
+            tags: config.tags.clone(),
             pooler_admin: config
                 .pgbouncer
                 .as_ref()

@@ -1,7 +1,8 @@
 //! The bodies of the mutating REST calls, authenticated, through the
-//! router: `PATCH /config` (a JSON merge patch, with or without
-//! `If-Match`), `POST /switchover`, `/failover`, `/restart`, `/reload`,
-//! `/reinitialize`, and `DELETE /members/{name}`.
+//! router: `PATCH /config` (a JSON merge patch) and `PUT /config` (the
+//! whole config), with or without `If-Match`, `POST /switchover`,
+//! `/failover`, `/restart`, `/reload`, `/reinitialize`, `DELETE /restart`
+//! and `DELETE /members/{name}`.
 //!
 //! Properties: no panic; every answer is one of the documented codes with
 //! a JSON body; what the API passes on is well formed (no empty names; a
@@ -23,7 +24,8 @@ use axum::http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use raftgres_fuzz::{InMemoryOps, Reply, api, basic_auth, call, health};
 
-const CALLS: [(Method, &str); 7] = [
+/// New calls go at the end, so that each seed keeps its call.
+const CALLS: [(Method, &str); 9] = [
     (Method::PATCH, "/config"),
     (Method::POST, "/switchover"),
     (Method::POST, "/failover"),
@@ -31,6 +33,8 @@ const CALLS: [(Method, &str); 7] = [
     (Method::POST, "/reload"),
     (Method::POST, "/reinitialize"),
     (Method::DELETE, "/members/"),
+    (Method::PUT, "/config"),
+    (Method::DELETE, "/restart"),
 ];
 
 const IF_MATCHES: [Option<&str>; 5] = [
@@ -69,7 +73,7 @@ fn send(
     assert!(
         matches!(
             reply.status.as_u16(),
-            200 | 202 | 400 | 404 | 405 | 409 | 412 | 413 | 503
+            200 | 202 | 400 | 404 | 405 | 409 | 412 | 413 | 422 | 503
         ),
         "{method} {path} answered {}",
         reply.status
@@ -117,7 +121,7 @@ fuzz_target!(|data: &[u8]| {
         .headers
         .get(ETAG)
         .cloned()
-        .expect("PATCH /config answers with an ETag");
+        .expect("PATCH and PUT /config answer with an ETag");
     let again = send(router, method, path, None, body.to_vec());
     assert_eq!(again.status, StatusCode::OK, "the same patch, sent again");
     assert_eq!(

@@ -13,7 +13,7 @@ use raftgres_api::{
 };
 use raftgres_state::{
     ClusterState, Command, ConfigValues, DynamicConfig, Epoch, Lease, Member, MemberRole, PgState,
-    SyncMode,
+    RestartOptions, SyncMode,
 };
 use tower::ServiceExt;
 
@@ -190,9 +190,9 @@ impl WriteOps for InMemoryOps {
         Box::pin(async move { Ok(candidate) })
     }
 
-    fn restart(&self, pending_only: bool) -> OpFuture<'_, String> {
+    fn restart(&self, options: RestartOptions) -> OpFuture<'_, String> {
         Box::pin(async move {
-            if pending_only {
+            if options.restart_pending {
                 Err(OpError::Unavailable("no restart pending".into()))
             } else {
                 Ok("restarted".into())
@@ -200,8 +200,24 @@ impl WriteOps for InMemoryOps {
         })
     }
 
+    fn schedule_restart(&self, at_unix_ms: u64, _: RestartOptions) -> OpFuture<'_, ()> {
+        Box::pin(async move {
+            if at_unix_ms % 2 == 0 {
+                Ok(())
+            } else {
+                Err(OpError::Conflict(
+                    "another restart is already scheduled".into(),
+                ))
+            }
+        })
+    }
+
+    fn cancel_restart(&self) -> OpFuture<'_, ()> {
+        Box::pin(async { Err(OpError::NotFound("no restarts are scheduled".into())) })
+    }
+
     fn reload(&self) -> OpFuture<'_, String> {
-        Box::pin(async { Ok("reloaded".into()) })
+        Box::pin(async { Ok("reload scheduled".into()) })
     }
 
     fn reinitialize(&self, force: bool) -> OpFuture<'_, String> {
@@ -217,6 +233,10 @@ impl WriteOps for InMemoryOps {
     fn remove_member(&self, name: String) -> OpFuture<'_, String> {
         named("member", &name);
         Box::pin(async move { Err(OpError::NotFound(format!("no member {name}"))) })
+    }
+
+    fn config_defaults(&self) -> ConfigValues {
+        config_values()
     }
 }
 
@@ -253,6 +273,7 @@ pub fn health(primary: bool, running: bool, streaming: bool) -> NodeHealth {
         sync_standby: false,
         quorum_standby: false,
         pending_restart: BTreeMap::new(),
+        scheduled_restart: None,
     }
 }
 

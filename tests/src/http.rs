@@ -114,11 +114,34 @@ impl Api {
     /// [`Api::send`], which must be answered 200: the reply, or a panic that
     /// names the request and shows what came back.
     pub async fn send_ok(&self, method: &str, base_url: &str, path: &str, body: &Value) -> Reply {
+        self.send_expecting(200, method, base_url, path, body).await
+    }
+
+    /// [`Api::send`], which must be answered 202 (accepted; the work goes
+    /// on after the answer, as `POST /reload`'s).
+    pub async fn send_accepted(
+        &self,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        body: &Value,
+    ) -> Reply {
+        self.send_expecting(202, method, base_url, path, body).await
+    }
+
+    async fn send_expecting(
+        &self,
+        status: u16,
+        method: &str,
+        base_url: &str,
+        path: &str,
+        body: &Value,
+    ) -> Reply {
         let reply = self
             .send(method, base_url, path, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {path} {body}: {e}"));
-        assert_eq!(reply.status, 200, "{method} {path} {body}: {reply:?}");
+        assert_eq!(reply.status, status, "{method} {path} {body}: {reply:?}");
         reply
     }
 }

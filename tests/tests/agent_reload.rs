@@ -132,10 +132,13 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
         &primary,
         &restart_only.replace(&auth.password, &new_password),
     );
-    let reply = api.send_ok("POST", &base, "/reload", &json!({})).await;
+    let reply = api
+        .send_accepted("POST", &base, "/reload", &json!({}))
+        .await;
     let message = reply.body.to_string();
     assert!(
-        message.contains("restapi.authentication") && message.contains("reloaded Postgres"),
+        message.contains("restapi.authentication")
+            && message.contains("Postgres reloads its configuration next"),
         "{message}"
     );
     let old = api
@@ -149,6 +152,6 @@ async fn sighup_and_post_reload_reread_the_settings_file() {
         .send()
         .await
         .map_or(0, |r| r.status().as_u16());
-    assert_eq!(new, 200, "the new password is refused");
+    assert_eq!(new, 202, "the new password is refused");
     assert!(work_mem_is(&dsn(&lab, &primary), "7MB").await);
 }

@@ -92,7 +92,7 @@ async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Pat
     // In place, so the file keeps its owner and mode.
     std::fs::write(&member.config, edited).expect("write settings");
     let reply = api
-        .send_ok("POST", &member.api_url, "/reload", &json!({}))
+        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
         .await;
     let body = reply.body.to_string();
     assert!(body.contains("postgresql.callbacks"), "{body}");
@@ -190,7 +190,7 @@ async fn a_failing_pre_promote_passes_the_promotion_to_the_next_candidate() {
     );
     std::fs::write(&member.config, in_postgresql_section(&text, &line)).expect("write settings");
     let reply = api
-        .send_ok("POST", &member.api_url, "/reload", &json!({}))
+        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
         .await;
     assert!(
         reply.body.to_string().contains("postgresql.pre_promote"),

@@ -46,7 +46,7 @@ async fn an_agent_writes_filtered_json_lines_into_log_dir() {
     std::fs::write(&member.config, with_log).expect("write settings");
 
     let reply = api
-        .send_ok("POST", &member.api_url, "/reload", &json!({}))
+        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
         .await;
     let body = reply.body.to_string();
     assert!(body.contains("needs a restart [log."), "{body}");

@@ -1,8 +1,11 @@
 //! Executing one decided action through the keeper, re-checking the lease
 //! right before Postgres starts as primary or is promoted, and the
-//! operator's requests (restart, reload, reinitialize).
+//! operator's requests (restart, now or scheduled; reload; reinitialize).
 
 use super::*;
+use raftgres_ha::{RestartSubject, ScheduledStep, restart_conditions, scheduled_restart_step};
+use raftgres_state::{RestartOptions, RestartRole};
+use tokio::sync::oneshot;
 
 impl PgLoop {
     /// Fails unless this member holds a valid lease at this very moment:
@@ -56,6 +59,22 @@ impl PgLoop {
         role: Role,
         upstream: Option<String>,
     ) -> anyhow::Result<()> {
+        self.start_within(local, role, upstream, START_TIMEOUT)
+            .await
+    }
+
+    /// [`Self::start`], failing if the server does not accept connections
+    /// within `ready_within` (a restart's `timeout`). The server is left
+    /// as it is then: the next rounds find it unanswering, and fence it
+    /// (and the leader gives up its lease) as any server that stops
+    /// answering.
+    async fn start_within(
+        &self,
+        local: &mut Local,
+        role: Role,
+        upstream: Option<String>,
+        ready_within: Duration,
+    ) -> anyhow::Result<()> {
         let was_running = local.running;
         self.stop_server(local).await?;
         let primary = matches!(role, Role::Primary);
@@ -68,7 +87,7 @@ impl PgLoop {
             .await
             .context("cannot start Postgres")?;
         local.running = true;
-        self.wait_ready(START_TIMEOUT).await?;
+        self.wait_ready(ready_within).await?;
         let role = callback_role(&role);
         self.call_back(after_start(local.callback_role, role, was_running), role);
         local.callback_role = Some(role);
@@ -141,8 +160,15 @@ impl PgLoop {
                     .await
                     .context("cannot fence Postgres")?;
                 local.running = false;
+                let reason = if local.unanswered_since.is_some() {
+                    "the server stopped answering, and may still commit"
+                } else {
+                    "the server was writable without a valid lease, or its processes outlived the postmaster"
+                };
                 tracing::warn!(
                     member = self.me(),
+                    epoch = %state.lease.epoch,
+                    reason,
                     "fenced Postgres: every process of the server is gone"
                 );
                 self.call_back(CallbackEvent::OnStop, CallbackRole::Primary);
@@ -383,73 +409,229 @@ impl PgLoop {
         }
     }
 
-    pub(super) async fn operate(
-        &self,
+    /// Runs an operator's request, and answers it: once done, or for a
+    /// reinitialize once the clone has started (its outcome goes to the
+    /// log). A request whose caller has stopped waiting is not run.
+    pub(super) async fn serve(
+        &mut self,
+        request: OperationRequest,
         local: &mut Local,
         state: &ClusterState,
         view: &PgView,
         holds_lease: bool,
-        operation: Operation,
-    ) -> Result<String, OpError> {
-        let failed =
-            |what: &str, e: anyhow::Error| OpError::Unavailable(format!("{what} failed: {e:#}"));
-        match operation {
-            Operation::Restart => {
-                if !local.running {
-                    return Err(OpError::Unavailable(
-                        "Postgres is not running here; the agent starts it by itself when it should run"
-                            .into(),
-                    ));
-                }
-                let role = self.current_role(local, state, view);
-                let upstream = local.upstream.clone();
-                self.start(local, role, upstream)
-                    .await
-                    .map_err(|e| failed("restart", e))?;
-                Ok("restarted Postgres".into())
-            }
-            Operation::Reload => {
-                let role = self.current_role(local, state, view);
-                self.write_conf(local, &role)
-                    .map_err(|e| failed("reload", e.into()))?;
-                if local.running {
-                    self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
-                        .await
-                        .map_err(|e| failed("reload", e.into()))?;
-                    self.call_back(CallbackEvent::OnReload, callback_role(&role));
-                }
-                Ok("rewrote the managed configuration and reloaded Postgres".into())
-            }
+    ) {
+        let OperationRequest { operation, reply } = request;
+        if reply.is_closed() {
+            log_dropped(self.me(), &operation);
+            return;
+        }
+        let outcome = match &operation {
             Operation::Reinitialize => {
-                if holds_lease || state.lease.is_held_by(self.me()) {
-                    return Err(OpError::Unavailable(
-                        "I am the leader, can not reinitialize".into(),
-                    ));
-                }
-                let Some(source) = holder_running_primary(state).map(|m| m.name.clone()) else {
-                    return Err(OpError::Unavailable(
-                        "no running primary to clone from; try again once the cluster has one"
-                            .into(),
-                    ));
-                };
-                self.execute(
-                    local,
-                    state,
-                    &PgAction::Clone {
-                        source: source.clone(),
-                    },
-                )
+                return self
+                    .reinitialize(reply, local, state, view, holds_lease)
+                    .await;
+            }
+            Operation::Restart(options) => {
+                self.view.send_replace(PgView::Busy {
+                    action: operation_name(&operation),
+                });
+                self.take_settings(local, state, view).await;
+                self.progress
+                    .during(self.restart_postgres(local, state, view, options))
+                    .await
+            }
+            // A reload leaves Postgres serving: health checks must not
+            // drop the member for it.
+            Operation::Reload => {
+                self.take_settings(local, state, view).await;
+                self.reload_postgres(local, state, view).await
+            }
+        };
+        log_outcome(self.me(), &operation, &outcome);
+        let _ = reply.send(outcome);
+    }
+
+    /// What a reload changed, before an operator's request runs.
+    async fn take_settings(&mut self, local: &mut Local, state: &ClusterState, view: &PgView) {
+        self.take_live();
+        self.apply_parameters(local, state, view).await;
+    }
+
+    /// Answers once the clone has started (or is refused, before anything
+    /// shows it under way); the outcome goes to the log, and `GET /patroni`
+    /// shows it under way meanwhile.
+    async fn reinitialize(
+        &mut self,
+        reply: oneshot::Sender<Result<String, OpError>>,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        holds_lease: bool,
+    ) {
+        let operation = Operation::Reinitialize;
+        let source = match reinit_source(self.me(), state, holds_lease) {
+            Ok(source) => source,
+            Err(e) => {
+                log_outcome(self.me(), &operation, &Err(e.clone()));
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        self.view.send_replace(PgView::Busy {
+            action: operation_name(&operation),
+        });
+        self.take_settings(local, state, view).await;
+        let started = format!(
+            "reinitialize started: cloning from {source}; GET /patroni shows its progress \
+             while its state is \"creating replica\""
+        );
+        if reply.send(Ok(started)).is_err() {
+            log_dropped(self.me(), &operation);
+            return;
+        }
+        let clone = PgAction::Clone {
+            source: source.clone(),
+        };
+        let outcome = self
+            .progress
+            .during(self.execute(local, state, &clone))
+            .await
+            .map(|()| format!("reinitialized from {source}"))
+            .map_err(|e| OpError::Unavailable(format!("reinitialize failed: {e:#}")));
+        log_outcome(self.me(), &operation, &outcome);
+    }
+
+    /// Restarts Postgres in the role it runs in, if `options`' conditions
+    /// hold now.
+    async fn restart_postgres(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        options: &RestartOptions,
+    ) -> Result<String, OpError> {
+        if !local.running {
+            return Err(OpError::Unavailable(
+                "Postgres is not running here; the agent starts it by itself when it should run"
+                    .into(),
+            ));
+        }
+        let role = self.current_role(local, state, view);
+        let subject = RestartSubject {
+            role: Some(match role {
+                Role::Primary => RestartRole::Primary,
+                Role::Standby { .. } | Role::DetachedStandby => RestartRole::Replica,
+            }),
+            server_version: self.facts.borrow().server_version,
+            pending_restart: !local.pending_restart.is_empty(),
+        };
+        restart_conditions(options, &subject).map_err(|unmet| {
+            OpError::Unavailable(format!("restart conditions are not satisfied: {unmet}"))
+        })?;
+        let ready_within = options
+            .timeout_ms
+            .map_or(START_TIMEOUT, Duration::from_millis);
+        let upstream = local.upstream.clone();
+        self.start_within(local, role, upstream, ready_within)
+            .await
+            .map_err(|e| OpError::Unavailable(format!("restart failed: {e:#}")))?;
+        Ok("restarted Postgres".into())
+    }
+
+    /// Rewrites the managed configuration and has Postgres read it.
+    async fn reload_postgres(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+    ) -> Result<String, OpError> {
+        let failed = |e: anyhow::Error| OpError::Unavailable(format!("reload failed: {e:#}"));
+        let role = self.current_role(local, state, view);
+        self.write_conf(local, &role)
+            .map_err(|e| failed(e.into()))?;
+        if local.running {
+            self.keeper(Request::Reload, raftgres_keeper::client::QUICK)
                 .await
-                .map_err(|e| failed("reinitialize", e))?;
-                Ok(format!("reinitialized from {source}"))
+                .map_err(|e| failed(e.into()))?;
+            self.call_back(CallbackEvent::OnReload, callback_role(&role));
+        }
+        Ok("rewrote the managed configuration and reloaded Postgres".into())
+    }
+
+    /// Runs this member's scheduled restart when it is due, or drops it
+    /// (`ha::scheduled_restart_step`); a restart that ran or was dropped
+    /// is cleared from the record, whatever its outcome, as in Patroni.
+    pub(super) async fn scheduled_restart(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        now_unix_ms: u64,
+    ) -> DueRestart {
+        let Some(restart) = self.scheduled.borrow().clone() else {
+            return DueRestart::Nothing;
+        };
+        let paused = state.config.as_ref().is_some_and(|c| c.values.pause);
+        // The facts of a server that no longer runs are its last ones.
+        let running_since = local
+            .running
+            .then(|| self.facts.borrow().postmaster_start_unix_ms)
+            .flatten();
+        match scheduled_restart_step(&restart, now_unix_ms, paused, running_since) {
+            ScheduledStep::Wait { at_unix_ms } => {
+                DueRestart::WakeWithin(Duration::from_millis(at_unix_ms - now_unix_ms))
+            }
+            ScheduledStep::Paused => DueRestart::Nothing,
+            ScheduledStep::Drop(why) => {
+                tracing::warn!(member = self.me(), at_unix_ms = restart.at_unix_ms, reason = %why, "dropped the scheduled restart without restarting");
+                self.clear_scheduled(&restart);
+                DueRestart::Nothing
+            }
+            ScheduledStep::Run => {
+                tracing::info!(member = self.me(), at_unix_ms = restart.at_unix_ms, options = ?restart.options, "the scheduled restart is due");
+                let operation = Operation::Restart(restart.options.clone());
+                self.view.send_replace(PgView::Busy {
+                    action: operation_name(&operation),
+                });
+                let outcome = self
+                    .progress
+                    .during(self.restart_postgres(local, state, view, &restart.options))
+                    .await;
+                log_outcome(self.me(), &operation, &outcome);
+                self.clear_scheduled(&restart);
+                DueRestart::Ran
             }
         }
     }
 
-    /// The primary keeps a physical slot for every other database member,
-    /// so a replica's WAL is kept until it has it.
-    pub(super) async fn ensure_slots(&self, local: &mut Local, state: &ClusterState) {
-        let wanted = raftgres_ha::slot_holders(state, self.me());
+    /// Clears `restart` from the record, unless the operator replaced it
+    /// meanwhile.
+    fn clear_scheduled(&self, restart: &ScheduledRestart) {
+        self.scheduled.send_if_modified(|slot| {
+            let ours = slot.as_ref() == Some(restart);
+            if ours {
+                *slot = None;
+            }
+            ours
+        });
+    }
+
+    /// Keeps a physical slot for each member that streams from this
+    /// server (`ha::slot_holders`: on the primary every other member but
+    /// those cascading from a replica; on a replica those cascading from
+    /// it), so a standby's WAL is kept until it has it, and drops the slot
+    /// of a member that now streams elsewhere once it is no longer in use,
+    /// which would otherwise keep WAL here for ever. Slots not named after
+    /// a member are the operator's and are left alone.
+    pub(super) async fn ensure_slots(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        peers: &raftgres_ha::PeerObserver,
+    ) {
+        let ttl = state.report_ttl();
+        let fresh = |m: &Member| peers.is_fresh(&m.name, mono_now(), ttl);
+        let wanted = raftgres_ha::slot_holders(state, self.me(), &fresh);
         if wanted == local.slots_for {
             return;
         }
@@ -460,7 +642,77 @@ impl PgLoop {
                 return;
             }
         }
+        let slots = match control.list_slots().await {
+            Ok(slots) => slots,
+            Err(e) => {
+                tracing::warn!(member = self.me(), error = %e, "cannot list the replication slots");
+                return;
+            }
+        };
+        let unwanted = state
+            .members
+            .keys()
+            .filter(|name| !wanted.contains(*name) && name.as_str() != self.me())
+            .map(|name| slot_name_for(name));
+        for slot in unwanted {
+            let Some(found) = slots.iter().find(|s| s.name == slot) else {
+                continue;
+            };
+            if found.slot_type != "physical" || found.active {
+                // In use: the member still streams from here; next round.
+                return;
+            }
+            if let Err(e) = control.drop_slot(&slot).await {
+                tracing::warn!(member = self.me(), %slot, error = %e, "cannot drop a replication slot nobody streams from");
+                return;
+            }
+        }
         local.slots_for = wanted;
+    }
+}
+
+/// What the scheduled restart asks of the loop this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DueRestart {
+    /// None is scheduled, or it waits for the pause to end, or was dropped.
+    Nothing,
+    /// Its time comes within this.
+    WakeWithin(Duration),
+    /// It ran: look at Postgres afresh.
+    Ran,
+}
+
+/// The member a reinitialize clones from: the running primary, unless
+/// this member leads (Patroni's refusals, word for word).
+fn reinit_source(me: &str, state: &ClusterState, holds_lease: bool) -> Result<String, OpError> {
+    if holds_lease || state.lease.is_held_by(me) {
+        return Err(OpError::Unavailable(
+            "I am the leader, can not reinitialize".into(),
+        ));
+    }
+    holder_running_primary(state)
+        .map(|m| m.name.clone())
+        .ok_or_else(|| {
+            OpError::Unavailable(
+                "Cluster has no leader, can not reinitialize: there is no running primary \
+                 to clone from; try again once the cluster has one"
+                    .into(),
+            )
+        })
+}
+
+fn log_dropped(me: &str, operation: &Operation) {
+    tracing::info!(
+        member = me,
+        ?operation,
+        "operator request dropped: its caller stopped waiting before it could run"
+    );
+}
+
+fn log_outcome(me: &str, operation: &Operation, outcome: &Result<String, OpError>) {
+    match outcome {
+        Ok(message) => tracing::info!(member = me, ?operation, %message, "operator request done"),
+        Err(e) => tracing::warn!(member = me, ?operation, error = %e, "operator request failed"),
     }
 }
 

@@ -194,6 +194,7 @@ impl PgLoop {
         }
         (m.role, m.pg_state) = view.published(state.lease.is_held_by(self.me()));
         m.promotion_vetoed = belief::read(&self.belief).promotion_vetoed(now, state.report_ttl());
+        m.scheduled_restart = self.scheduled.borrow().clone().map(Box::new);
         if let PgView::Running {
             data,
             in_recovery,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::cluster::RestartDocument;
 use crate::health::{CopyProgress, NodeHealth, Role, Standby};
 
 /// Field order follows Patroni's document.
@@ -16,6 +17,10 @@ struct Document<'a> {
     progress: Option<&'a CopyProgress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     postmaster_start_time: Option<&'a str>,
+    /// When the server last read its configuration files (raftgres only):
+    /// a reload moves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conf_load_time: Option<&'a str>,
     role: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_version: Option<u32>,
@@ -35,6 +40,8 @@ struct Document<'a> {
     pending_restart: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_restart: Option<RestartDocument<'a>>,
     pause: bool,
     tags: Tags<'a>,
     /// `GET /patroni` only: it moves with every heartbeat, so the health
@@ -74,19 +81,28 @@ struct Tags<'a>(&'a BTreeMap<String, String>);
 
 impl Serialize for Tags<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
-            match value.as_str() {
-                "true" => map.serialize_entry(key, &true)?,
-                "false" => map.serialize_entry(key, &false)?,
-                _ => match value.parse::<i64>() {
-                    Ok(n) if n.to_string() == *value => map.serialize_entry(key, &n)?,
-                    _ => map.serialize_entry(key, value)?,
-                },
-            }
-        }
-        map.end()
+        serialize_tags(self.0, serializer)
     }
+}
+
+/// Tags as Patroni prints them (see [`Tags`]); `/cluster` shows members'
+/// tags the same way.
+pub(crate) fn serialize_tags<S: Serializer>(
+    tags: &BTreeMap<String, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(tags.len()))?;
+    for (key, value) in tags {
+        match value.as_str() {
+            "true" => map.serialize_entry(key, &true)?,
+            "false" => map.serialize_entry(key, &false)?,
+            _ => match value.parse::<i64>() {
+                Ok(n) if n.to_string() == *value => map.serialize_entry(key, &n)?,
+                _ => map.serialize_entry(key, value)?,
+            },
+        }
+    }
+    map.end()
 }
 
 /// The status document for `health`, serialized, with `dcs_last_seen`
@@ -102,6 +118,7 @@ pub(crate) fn document(health: &NodeHealth, dcs_last_seen: Option<i64>) -> Vec<u
         },
         progress: server.progress.as_ref(),
         postmaster_start_time: server.postmaster_start_time.as_deref(),
+        conf_load_time: server.conf_load_time.as_deref(),
         role: health.role.as_str(),
         server_version: server.server_version,
         xlog: health.xlog_location.map(|location| {
@@ -124,6 +141,7 @@ pub(crate) fn document(health: &NodeHealth, dcs_last_seen: Option<i64>) -> Vec<u
         pending_restart: (!health.pending_restart.is_empty()).then_some(true),
         pending_restart_reason: (!health.pending_restart.is_empty())
             .then_some(&health.pending_restart),
+        scheduled_restart: health.scheduled_restart.as_ref().map(RestartDocument::from),
         pause: health.paused,
         tags: Tags(&health.tags),
         dcs_last_seen,

@@ -2,7 +2,9 @@
 //! member's applied copy of the cluster state and its judgement of how
 //! recently each member reported. Pure.
 
-use raftgres_state::{ClusterState, HistoryEntry, HostPort, Lsn, Member, MemberRole, PgState};
+use raftgres_state::{
+    ClusterState, HistoryEntry, HostPort, Lsn, Member, MemberRole, PgState, ScheduledRestart,
+};
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
 use std::collections::BTreeMap;
@@ -47,13 +49,16 @@ struct MemberDocument<'a> {
     lsn: Option<Position>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lag: Option<Lag>,
-    tags: TagsDocument,
+    #[serde(serialize_with = "crate::body::serialize_tags")]
+    tags: BTreeMap<String, String>,
     /// As Patroni's: present, and true, only while a setting waits for a
     /// restart of the member's Postgres.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_restart: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_restart: Option<RestartDocument<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     report_age_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,14 +84,6 @@ enum Position {
     Lsn(String),
     Unknown(&'static str),
     Stale,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct TagsDocument {
-    nofailover: bool,
-    failover_priority: u32,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    nosync: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -209,14 +206,15 @@ fn member_document<'a>(
         replay_lag: behind(member.replay_lsn),
         lsn: at(member.replay_lsn),
         lag: behind(member.replay_lsn),
-        tags: TagsDocument {
-            nofailover: member.tags.nofailover,
-            failover_priority: member.tags.failover_priority,
-            nosync: member.tags.nosync,
-        },
+        tags: member.tags.shown(),
         pending_restart: (!stale && !member.pending_restart.is_empty()).then_some(true),
         pending_restart_reason: (!stale && !member.pending_restart.is_empty())
             .then_some(&member.pending_restart),
+        // Shown stale too: it stays in the record until its agent acts.
+        scheduled_restart: member
+            .scheduled_restart
+            .as_deref()
+            .map(RestartDocument::from),
         report_age_ms: report.map(|r| u64::try_from(r.age.as_millis()).unwrap_or(u64::MAX)),
         report_age_is_lower_bound: report.map(|r| r.age_is_lower_bound),
         stale,
@@ -234,6 +232,36 @@ fn member_state(member: &Member) -> &'static str {
         // A witness has no Postgres by design; its record being there is
         // all there is to run.
         PgState::Absent => "running",
+    }
+}
+
+/// A scheduled restart as Patroni shows it in `/patroni` and `/cluster`
+/// (`scheduled_restart`): its time as `schedule`, and the conditions and
+/// timeout it was given.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct RestartDocument<'a> {
+    schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    restart_pending: bool,
+    /// Seconds, as Patroni keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+}
+
+impl<'a> From<&'a ScheduledRestart> for RestartDocument<'a> {
+    fn from(restart: &'a ScheduledRestart) -> Self {
+        let options = &restart.options;
+        RestartDocument {
+            schedule: rfc3339(restart.at_unix_ms),
+            role: options.role.map(|role| role.as_str()),
+            postgres_version: options.postgres_version.as_ref().map(|v| v.as_str()),
+            restart_pending: options.restart_pending,
+            timeout: options.timeout_ms.map(|ms| ms / 1000),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! The dynamic config as the REST API shows it (`GET /config`) and edits it
-//! (`PATCH /config`, a JSON merge patch, RFC 7396). Pure: JSON in, JSON or
-//! [`ConfigValues`] out, every error naming the dotted key.
+//! (`PATCH /config`, a JSON merge patch, RFC 7396; `PUT /config`, the
+//! whole document). Pure: JSON in, JSON or [`ConfigValues`] out, every
+//! error naming the dotted key.
 //!
 //! [`ConfigDocument`] is the document's one schema: serde derives both
-//! directions from it. Hand-written code is left for what a merge patch
-//! needs beyond a schema: which keys it may add or delete.
+//! directions from it. Hand-written code is left for what an edit needs
+//! beyond a schema: which keys it may add or delete.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +18,8 @@ use serde_json::Value;
 /// message names the key and what to send instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ConfigDocError {
-    #[error("the config patch must be a JSON object of keys to change")]
-    NotAnObject,
+    #[error("the config {0} must be a JSON object of keys")]
+    NotAnObject(Edit),
     #[error("unknown config key `{key}`{hint}")]
     UnknownKey { key: String, hint: &'static str },
     #[error(
@@ -29,6 +30,25 @@ pub(crate) enum ConfigDocError {
     /// `problem` says what the value must be.
     #[error("config key `{key}` {problem}")]
     Invalid { key: String, problem: String },
+}
+
+/// How a request edits the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// `PATCH`: a merge patch; `null` deletes, and only a parameter can go.
+    Patch,
+    /// `PUT`: the whole document; a key left out, or `null`, takes its
+    /// default, as Patroni's `PUT /config` replaces the whole config.
+    Replace,
+}
+
+impl std::fmt::Display for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Edit::Patch => "patch (PATCH)",
+            Edit::Replace => "document (PUT)",
+        })
+    }
 }
 
 /// The one map a patch may add keys to and delete keys from.
@@ -42,9 +62,9 @@ const PATRONI_RENAMES: [(&str, &str); 3] = [
     ("retry_timeout", ": use retry_timeout_ms (milliseconds)"),
 ];
 
-/// The document of `GET /config`. Every key is required: a patch merges
-/// into the current document, so only a deletion could leave one out, and
-/// [`check_patch`] refuses those.
+/// The document of `GET /config`. Every key is required: an edit merges
+/// into a whole document (the current one, or the defaults), so only a
+/// deletion could leave one out, and [`check_edit`] refuses those.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigDocument {
@@ -206,8 +226,24 @@ pub(crate) fn apply_patch(
     patch: &Value,
 ) -> Result<ConfigValues, ConfigDocError> {
     let mut doc = to_document(current);
-    check_patch(&doc, patch, &[])?;
+    check_edit(&doc, patch, &[], Edit::Patch)?;
     json_patch::merge(&mut doc, patch);
+    from_document(doc)
+}
+
+/// The config `document` describes whole, every key it leaves out (or
+/// sets to `null`) at its value in `defaults`: `PUT /config`.
+pub(crate) fn replace(
+    defaults: &ConfigValues,
+    document: &Value,
+) -> Result<ConfigValues, ConfigDocError> {
+    let mut doc = to_document(defaults);
+    check_edit(&doc, document, &[], Edit::Replace)?;
+    json_patch::merge(&mut doc, &without_nulls(document, &[]));
+    from_document(doc)
+}
+
+fn from_document(doc: Value) -> Result<ConfigValues, ConfigDocError> {
     serde_path_to_error::deserialize::<_, ConfigDocument>(doc)
         .map(ConfigValues::from)
         .map_err(|err| ConfigDocError::Invalid {
@@ -216,14 +252,38 @@ pub(crate) fn apply_patch(
         })
 }
 
-/// Judges the patch against the current document `doc` before merging,
+/// `document` without its `null`s outside `postgresql.parameters`, where
+/// a merge would delete the default's key instead of keeping it. A `null`
+/// parameter stays: merged into the defaults, it leaves the parameter out.
+fn without_nulls(document: &Value, path: &[&str]) -> Value {
+    match document {
+        Value::Object(keys) if path != PARAMETERS => Value::Object(
+            keys.iter()
+                .filter(|(_, value)| !value.is_null())
+                .map(|(key, value)| {
+                    let at: Vec<&str> = path.iter().copied().chain([key.as_str()]).collect();
+                    (key.clone(), without_nulls(value, &at))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Judges the edit against the whole document `doc` before merging,
 /// because the merge turns a `null` into an absent key, and an unknown key
 /// set to `null` into nothing at all. The values' types are left to the
 /// schema, except where an object would be replaced by something else:
 /// serde's message there names a Rust struct, not what to send.
-fn check_patch(doc: &Value, patch: &Value, path: &[&str]) -> Result<(), ConfigDocError> {
-    let Value::Object(changes) = patch else {
-        return Err(ConfigDocError::NotAnObject);
+fn check_edit(doc: &Value, edit: &Value, path: &[&str], how: Edit) -> Result<(), ConfigDocError> {
+    let Value::Object(changes) = edit else {
+        return Err(match path {
+            [] => ConfigDocError::NotAnObject(how),
+            _ => ConfigDocError::Invalid {
+                key: path.join("."),
+                problem: "must be an object".into(),
+            },
+        });
     };
     if path == PARAMETERS {
         return Ok(());
@@ -239,14 +299,9 @@ fn check_patch(doc: &Value, patch: &Value, path: &[&str]) -> Result<(), ConfigDo
             return Err(ConfigDocError::UnknownKey { key: dotted, hint });
         };
         match (now, change) {
+            (_, Value::Null) if how == Edit::Replace => {}
             (_, Value::Null) => return Err(ConfigDocError::CannotDelete { key: dotted }),
-            (Value::Object(_), Value::Object(_)) => check_patch(now, change, &at)?,
-            (Value::Object(_), _) => {
-                return Err(ConfigDocError::Invalid {
-                    key: dotted,
-                    problem: "must be an object".into(),
-                });
-            }
+            (Value::Object(_), _) => check_edit(now, change, &at, how)?,
             _ => {}
         }
     }
@@ -412,11 +467,97 @@ mod tests {
         assert_eq!(to_document(&patched)["synchronous_mode"], json!(true));
     }
 
+    fn defaults() -> ConfigValues {
+        ConfigValues {
+            timing: LeaseTiming::from_millis(3000, 250, 400),
+            retry_timeout_ms: 1000,
+            maximum_lag_on_failover: 1_048_576,
+            synchronous_mode: SyncMode::Off,
+            synchronous_mode_strict: false,
+            synchronous_node_count: 1,
+            postgresql_parameters: BTreeMap::new(),
+            pause: false,
+        }
+    }
+
+    #[test]
+    fn a_replacement_sets_what_it_names_and_defaults_the_rest() {
+        let replaced = replace(
+            &defaults(),
+            &json!({"ttl_ms": 5000, "synchronous_mode": "quorum",
+                    "postgresql": {"parameters": {"work_mem": "8MB", "jit": false}}}),
+        );
+        let mut want = defaults();
+        want.timing.ttl = std::time::Duration::from_millis(5000);
+        want.synchronous_mode = SyncMode::Quorum;
+        want.postgresql_parameters = [
+            ("work_mem".to_owned(), "8MB".to_owned()),
+            ("jit".to_owned(), "off".to_owned()),
+        ]
+        .into();
+        assert_eq!(replaced, Ok(want));
+        assert_eq!(replace(&defaults(), &json!({})), Ok(defaults()));
+    }
+
+    #[test]
+    fn null_in_a_replacement_means_the_default() {
+        let replaced = replace(
+            &defaults(),
+            &json!({"ttl_ms": null, "pause": true, "postgresql": null,
+                    "maximum_lag_on_failover": 7}),
+        );
+        let mut want = defaults();
+        want.pause = true;
+        want.maximum_lag_on_failover = 7;
+        assert_eq!(replaced, Ok(want));
+        let replaced = replace(
+            &defaults(),
+            &json!({"postgresql": {"parameters": {"work_mem": null, "jit": "on"}}}),
+        );
+        let mut want = defaults();
+        want.postgresql_parameters = [("jit".to_owned(), "on".to_owned())].into();
+        assert_eq!(replaced, Ok(want));
+    }
+
+    /// Everything a patch is refused for but deletions, a replacement is
+    /// refused for too, naming the key.
+    #[test]
+    fn a_replacement_is_checked_as_a_patch_is() {
+        for (document, want) in [
+            (
+                json!({"ttl": 30}),
+                "unknown config key `ttl`: use ttl_ms (milliseconds)",
+            ),
+            (
+                json!({"postgresql": {"use_pg_rewind": true}}),
+                "unknown config key `postgresql.use_pg_rewind`",
+            ),
+            (json!({"ttl_ms": "3s"}), "config key `ttl_ms` must be "),
+            (
+                json!({"postgresql": 1}),
+                "config key `postgresql` must be an object",
+            ),
+            (
+                json!({"postgresql": {"parameters": []}}),
+                "config key `postgresql.parameters` must be ",
+            ),
+            (
+                json!([]),
+                "the config document (PUT) must be a JSON object of keys",
+            ),
+        ] {
+            let message = replace(&defaults(), &document)
+                .expect_err("refused")
+                .to_string();
+            assert!(message.starts_with(want), "{document}: {message}");
+        }
+    }
+
     #[test]
     fn a_patch_must_be_an_object() {
         assert_eq!(
             apply_patch(&values(), &json!([1])),
-            Err(ConfigDocError::NotAnObject)
+            Err(ConfigDocError::NotAnObject(Edit::Patch))
         );
     }
 }

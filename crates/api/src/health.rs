@@ -83,6 +83,9 @@ pub struct NodeHealth {
     pub quorum_standby: bool,
     /// Settings the running server waits for a restart to apply.
     pub pending_restart: BTreeMap<String, raftgres_state::PendingRestart>,
+    /// A restart of this member's Postgres set for a later time, as its
+    /// record in the cluster state holds it.
+    pub scheduled_restart: Option<raftgres_state::ScheduledRestart>,
 }
 
 /// Facts about the running server that only the status document reports.
@@ -96,6 +99,9 @@ pub struct ServerFacts {
     /// milliseconds.
     pub postmaster_start_time: Option<String>,
     pub postmaster_start_unix_ms: Option<i64>,
+    /// `pg_conf_load_time()` as the server prints it: when it last read
+    /// its configuration files, which a reload moves.
+    pub conf_load_time: Option<String>,
     /// Standby only: WAL received and flushed, and replayed.
     pub received_lsn: Option<u64>,
     pub replayed_lsn: Option<u64>,

@@ -5,7 +5,8 @@
 //! - status documents: `/cluster`, `/history`, `/config` (with an `ETag`)
 //!   and `/metrics` (OpenMetrics text);
 //! - mutating endpoints behind HTTP basic auth: `PATCH /config` (a JSON merge
-//!   patch), `/switchover`, `/failover`, `/restart`, `/reload`,
+//!   patch), `PUT /config` (the whole config), `/switchover`, `/failover`,
+//!   `/restart` (now or scheduled, and `DELETE` to cancel), `/reload`,
 //!   `/reinitialize` and `DELETE /members/{name}`.
 //!
 //! The agent hands [`router`] or [`serve`] an [`ApiContext`]: a

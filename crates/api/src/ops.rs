@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
+use raftgres_state::{ClusterState, ConfigValues, DynamicConfig, RestartOptions};
 
 /// A boxed future, so the traits stay object safe.
 pub type OpFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, OpError>> + Send + 'a>>;
@@ -97,15 +97,29 @@ pub trait WriteOps: ReadOps {
     /// Makes `candidate` the primary, also when there is no healthy one;
     /// returns once it is. With a healthy leader it is a switchover.
     fn failover(&self, candidate: String) -> OpFuture<'_, String>;
-    /// Restarts this member's Postgres in its current role; with
-    /// `pending_only`, only when a setting waits for a restart (refused
-    /// with `Unavailable` otherwise, as Patroni's `restart_pending`).
-    fn restart(&self, pending_only: bool) -> OpFuture<'_, String>;
-    /// Re-reads the agent's settings file (as SIGHUP does), then rewrites
-    /// this member's managed Postgres config and reloads Postgres.
+    /// Restarts this member's Postgres in its current role, now, if
+    /// `options`' conditions hold (refused with `Unavailable` otherwise, as
+    /// Patroni's "restart conditions are not satisfied"); returns once it
+    /// runs again.
+    fn restart(&self, options: RestartOptions) -> OpFuture<'_, String>;
+    /// Schedules a restart of this member's Postgres at `at_unix_ms` (a
+    /// time ahead), kept in its record until it runs or is cancelled;
+    /// [`OpError::Conflict`] while another one is scheduled.
+    fn schedule_restart(&self, at_unix_ms: u64, options: RestartOptions) -> OpFuture<'_, ()>;
+    /// Cancels this member's scheduled restart ([`OpError::NotFound`] if
+    /// none).
+    fn cancel_restart(&self) -> OpFuture<'_, ()>;
+    /// Re-reads the agent's settings file (as SIGHUP does) and applies
+    /// it; returns then, while the Postgres loop goes on to rewrite the
+    /// managed Postgres config and reload Postgres.
     fn reload(&self) -> OpFuture<'_, String>;
-    /// Replaces this replica's data with a fresh clone of the primary.
+    /// Starts replacing this replica's data with a fresh clone of the
+    /// primary; returns once the clone has started, while `GET /patroni`
+    /// shows its progress.
     fn reinitialize(&self, force: bool) -> OpFuture<'_, String>;
     /// Removes a member (not the leader) from the Raft group and the state.
     fn remove_member(&self, name: String) -> OpFuture<'_, String>;
+    /// The dynamic config a cluster starts with when its settings files
+    /// set nothing: what `PUT /config` gives the keys it leaves out.
+    fn config_defaults(&self) -> ConfigValues;
 }

@@ -29,7 +29,7 @@ const HEALTH_METHODS: MethodFilter = MethodFilter::GET
     .or(MethodFilter::HEAD)
     .or(MethodFilter::OPTIONS);
 const ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
-const ALLOWED_CONFIG: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS, PATCH");
+const ALLOWED_CONFIG: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS, PATCH, PUT");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// What the API serves from: the agent's health snapshot, its replicated
@@ -103,14 +103,19 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/metrics", document(ALLOWED, read::metrics))
         .route(
             "/config",
-            document(ALLOWED_CONFIG, read::config).patch(write::patch_config),
+            document(ALLOWED_CONFIG, read::config)
+                .patch(write::patch_config)
+                .put(write::put_config),
         )
         .route(
             "/switchover",
             post(write::switchover).delete(write::cancel_switchover),
         )
         .route("/failover", post(write::failover))
-        .route("/restart", post(write::restart))
+        .route(
+            "/restart",
+            post(write::restart).delete(write::cancel_restart),
+        )
         .route("/reload", post(write::reload))
         .route("/reinitialize", post(write::reinitialize))
         .route("/members/{name}", delete(write::remove_member))

@@ -4,6 +4,7 @@
 //! only way to the operations.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::Path;
@@ -12,14 +13,15 @@ use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use headers::{ETag, HeaderMapExt as _, IfMatch};
+use raftgres_state::{ConfigValues, PostgresVersion, RestartOptions, RestartRole};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Authorized;
 use crate::cluster::rfc3339;
-use crate::config_doc::apply_patch;
-use crate::ops::{OpError, SwitchoverOutcome, SwitchoverRequest};
+use crate::config_doc::{ConfigDocError, apply_patch, replace};
+use crate::ops::{OpError, SwitchoverOutcome, SwitchoverRequest, WriteOps};
 use crate::read::{NO_CONFIG_YET, config_etag, config_response};
 use crate::reply;
 
@@ -134,6 +136,11 @@ fn message(message: String) -> Response {
     reply::json(StatusCode::OK, &Message { message })
 }
 
+/// 202: accepted, and the work goes on after the answer.
+fn accepted(message: String) -> Response {
+    reply::json(StatusCode::ACCEPTED, &Message { message })
+}
+
 fn answer<T>(result: Result<T, OpError>, ok: impl FnOnce(T) -> Response) -> Answer {
     result.map(ok).map_err(Refusal::from)
 }
@@ -162,12 +169,75 @@ struct FailoverBody {
     leader: Option<String>,
 }
 
+/// Patroni's restart body: when, the conditions, and the timeout.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RestartBody {
-    /// Patroni's: restart only if a setting waits for a restart.
+    /// An RFC 3339 time ahead: a scheduled restart.
+    schedule: Option<String>,
+    /// Only if the member runs in this role then.
+    role: Option<String>,
+    /// Only if the running server's version is lower.
+    postgres_version: Option<String>,
+    /// How long the restart may take; see [`parse_timeout`].
+    timeout: Option<Value>,
+    /// Only if a setting waits for a restart.
     #[serde(default)]
     restart_pending: bool,
+}
+
+/// The longest `timeout` a restart takes: it is how long the member may be
+/// without a running Postgres, and, on the leader, without a primary.
+const MAX_RESTART_TIMEOUT_S: u64 = 3600;
+
+/// Patroni's `timeout`: whole seconds, as a number or as text with an
+/// optional unit (`30`, `"30"`, `"30s"`, `"2min"`, `"1h"`; patronictl
+/// sends text), positive and at most [`MAX_RESTART_TIMEOUT_S`]. In
+/// milliseconds.
+fn parse_timeout(value: &Value) -> Result<u64, Refusal> {
+    let seconds = match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => {
+            let text = text.trim();
+            let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+            let (number, unit) = text.split_at(digits);
+            let scale = match unit.trim() {
+                "" | "s" => Some(1),
+                "min" => Some(60),
+                "h" => Some(3600),
+                _ => None,
+            };
+            number
+                .parse::<u64>()
+                .ok()
+                .zip(scale)
+                .and_then(|(n, scale)| n.checked_mul(scale))
+        }
+        _ => None,
+    };
+    match seconds {
+        Some(seconds @ 1..=MAX_RESTART_TIMEOUT_S) => Ok(seconds * 1000),
+        _ => Err(bad_request(format!(
+            "timeout {value} must be a whole number of seconds from 1 to \
+             {MAX_RESTART_TIMEOUT_S}, as a number or as text such as \"90\", \"90s\" or \"5min\""
+        ))),
+    }
+}
+
+fn restart_options(body: &RestartBody) -> Result<RestartOptions, Refusal> {
+    let invalid = |err: raftgres_state::RestartError| bad_request(err.to_string());
+    Ok(RestartOptions {
+        role: non_empty(body.role.clone())
+            .map(|role| RestartRole::parse(&role))
+            .transpose()
+            .map_err(invalid)?,
+        postgres_version: non_empty(body.postgres_version.clone())
+            .map(|version| PostgresVersion::parse(&version))
+            .transpose()
+            .map_err(invalid)?,
+        restart_pending: body.restart_pending,
+        timeout_ms: body.timeout.as_ref().map(parse_timeout).transpose()?,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,13 +247,36 @@ struct ReinitializeBody {
     force: bool,
 }
 
+/// What a time in a request schedules, for the messages about it.
+#[derive(Debug, Clone, Copy)]
+struct Scheduling {
+    what: &'static str,
+    /// The body's key that holds the time.
+    key: &'static str,
+    /// What leaving the key out does.
+    at_once: &'static str,
+}
+
+const SWITCHOVER: Scheduling = Scheduling {
+    what: "switchover",
+    key: "scheduled_at",
+    at_once: "switch over now",
+};
+
+const RESTART: Scheduling = Scheduling {
+    what: "restart",
+    key: "schedule",
+    at_once: "restart now",
+};
+
 /// An RFC 3339 time with an offset, as Unix milliseconds. A time before
 /// `now` is refused with 422, as Patroni refuses it, rather than run at
 /// once: the operator meant some other moment.
-fn parse_scheduled_at(text: &str, now: jiff::Timestamp) -> Result<u64, Refusal> {
+fn parse_scheduled_at(text: &str, now: jiff::Timestamp, of: Scheduling) -> Result<u64, Refusal> {
+    let Scheduling { what, key, at_once } = of;
     let at: jiff::Timestamp = text.parse().map_err(|err| {
         bad_request(format!(
-            "scheduled_at `{text}` is not an RFC 3339 time with an offset, \
+            "{key} `{text}` is not an RFC 3339 time with an offset, \
              such as 2026-11-22T10:00:00Z: {err}"
         ))
     })?;
@@ -192,8 +285,8 @@ fn parse_scheduled_at(text: &str, now: jiff::Timestamp) -> Result<u64, Refusal> 
         _ => Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "cannot schedule a switchover in the past: scheduled_at `{text}` is before now \
-                 ({}); give a later time, or leave scheduled_at out to switch over now",
+                "cannot schedule a {what} in the past: {key} `{text}` is before now \
+                 ({}); give a later time, or leave {key} out to {at_once}",
                 now.round(jiff::Unit::Millisecond).unwrap_or(now)
             ),
         )),
@@ -229,7 +322,7 @@ pub(crate) async fn switchover(Authorized { ops }: Authorized, body: Body) -> An
     }
     let candidate = candidate_of(body.candidate, body.member)?;
     let scheduled_at_unix_ms = non_empty(body.scheduled_at)
-        .map(|text| parse_scheduled_at(&text, jiff::Timestamp::now()))
+        .map(|text| parse_scheduled_at(&text, jiff::Timestamp::now(), SWITCHOVER))
         .transpose()?;
     let request = SwitchoverRequest {
         leader: Some(body.leader),
@@ -301,17 +394,46 @@ pub(crate) async fn failover(Authorized { ops }: Authorized, body: Body) -> Answ
     answer(outcome, |new_leader| switched("failed over", new_leader))
 }
 
+/// Now (200 once Postgres runs again), or at `schedule` (202), as Patroni.
 pub(crate) async fn restart(Authorized { ops }: Authorized, body: Body) -> Answer {
-    let RestartBody { restart_pending } = optional(body)?;
-    answer(
-        detached(async move { ops.restart(restart_pending).await }).await,
-        message,
-    )
+    let body: RestartBody = optional(body)?;
+    let options = restart_options(&body)?;
+    let Some(at_unix_ms) = non_empty(body.schedule)
+        .map(|text| parse_scheduled_at(&text, jiff::Timestamp::now(), RESTART))
+        .transpose()?
+    else {
+        return answer(
+            detached(async move { ops.restart(options).await }).await,
+            message,
+        );
+    };
+    let outcome = detached(async move { ops.schedule_restart(at_unix_ms, options).await }).await;
+    answer(outcome, |()| {
+        #[derive(Serialize)]
+        struct Scheduled {
+            message: &'static str,
+            schedule: Option<String>,
+        }
+        reply::json(
+            StatusCode::ACCEPTED,
+            &Scheduled {
+                message: "Restart scheduled",
+                schedule: rfc3339(at_unix_ms),
+            },
+        )
+    })
 }
 
+pub(crate) async fn cancel_restart(Authorized { ops }: Authorized) -> Answer {
+    let outcome = detached(async move { ops.cancel_restart().await }).await;
+    answer(outcome, |()| message("scheduled restart deleted".into()))
+}
+
+/// 202 once the settings file is read and applied (400 if it is invalid);
+/// Postgres reloads after the answer, as Patroni's "reload scheduled".
 pub(crate) async fn reload(Authorized { ops }: Authorized, body: Body) -> Answer {
     let NoFields {} = optional(body)?;
-    answer(detached(async move { ops.reload().await }).await, message)
+    answer(detached(async move { ops.reload().await }).await, accepted)
 }
 
 pub(crate) async fn reinitialize(Authorized { ops }: Authorized, body: Body) -> Answer {
@@ -385,7 +507,33 @@ pub(crate) async fn patch_config(
         body,
         r#"{"postgresql": {"parameters": {"work_mem": "8MB"}}}"#,
     )?;
-    let if_match = parse_if_match(&headers).map_err(bad_request)?;
+    edit_config(ops, &headers, |current| apply_patch(current, &patch)).await
+}
+
+/// Patroni's `PUT /config`: the body is the whole config, and every key it
+/// leaves out goes back to its default.
+pub(crate) async fn put_config(
+    Authorized { ops }: Authorized,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let document: Value = required(
+        body,
+        r#"{"ttl_ms": 3000, "postgresql": {"parameters": {"work_mem": "8MB"}}}"#,
+    )?;
+    let defaults = ops.config_defaults();
+    edit_config(ops, &headers, |_| replace(&defaults, &document)).await
+}
+
+/// A config edit, `PATCH` or `PUT`: `If-Match` against this member's copy,
+/// `edit` of the current values, the edit rules, then a compare-and-set
+/// on the version the edit started from.
+async fn edit_config(
+    ops: Arc<dyn WriteOps>,
+    headers: &HeaderMap,
+    edit: impl FnOnce(&ConfigValues) -> Result<ConfigValues, ConfigDocError>,
+) -> Answer {
+    let if_match = parse_if_match(headers).map_err(bad_request)?;
     let Some(current) = ops.state().config else {
         return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, NO_CONFIG_YET));
     };
@@ -402,8 +550,7 @@ pub(crate) async fn patch_config(
             ),
         ));
     }
-    let values =
-        apply_patch(&current.values, &patch).map_err(|err| bad_request(err.to_string()))?;
+    let values = edit(&current.values).map_err(|err| bad_request(err.to_string()))?;
     values
         .validate_edit()
         .map_err(|message| bad_request(format!("invalid config: {message}")))?;
@@ -459,7 +606,8 @@ mod tests {
     #[test]
     fn scheduled_at_is_rfc3339_with_an_offset_and_not_past() {
         let now: jiff::Timestamp = "2026-11-22T09:00:00.1234Z".parse().expect("a time");
-        let at = |text| parse_scheduled_at(text, now).map_err(|r| (r.status, r.message));
+        let at =
+            |text| parse_scheduled_at(text, now, SWITCHOVER).map_err(|r| (r.status, r.message));
         assert_eq!(at("2026-11-22T10:00:00Z"), Ok(1_795_341_600_000));
         assert_eq!(at("2026-11-22T11:00:00+01:00"), Ok(1_795_341_600_000));
         assert_eq!(at("2026-11-22T09:00:00.1234Z"), Ok(1_795_338_000_123));
@@ -481,6 +629,103 @@ mod tests {
                 message.contains("cannot schedule a switchover in the past"),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn a_restart_in_the_past_is_named_as_one() {
+        let now: jiff::Timestamp = "2026-11-22T09:00:00Z".parse().expect("a time");
+        let refusal = parse_scheduled_at("2026-11-22T08:00:00Z", now, RESTART).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            refusal.message.starts_with(
+                "cannot schedule a restart in the past: schedule `2026-11-22T08:00:00Z`"
+            ),
+            "{}",
+            refusal.message
+        );
+        assert!(
+            refusal
+                .message
+                .ends_with("leave schedule out to restart now"),
+            "{}",
+            refusal.message
+        );
+        let refusal = parse_scheduled_at("soon", now, RESTART).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert!(
+            refusal.message.starts_with("schedule `soon`"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_as_patronictl_sends_them() {
+        use serde_json::json;
+        let timeout = |value: Value| parse_timeout(&value).map_err(|r| (r.status, r.message));
+        for (value, ms) in [
+            (json!(30), 30_000),
+            (json!("30"), 30_000),
+            (json!("30s"), 30_000),
+            (json!(" 2min "), 120_000),
+            (json!("1h"), 3_600_000),
+            (json!(3600), 3_600_000),
+        ] {
+            assert_eq!(timeout(value.clone()), Ok(ms), "{value}");
+        }
+        for value in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!(3601),
+            json!("2h"),
+            json!("30ms"),
+            json!("s"),
+            json!(""),
+            json!("ten"),
+            json!(true),
+            json!(null),
+        ] {
+            let (status, message) = timeout(value.clone()).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+            assert!(
+                message.starts_with(&format!("timeout {value} must be")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn restart_conditions_are_read_or_refused_naming_them() {
+        let options = |body: &str| {
+            restart_options(&serde_json::from_str(body).expect("a restart body"))
+                .map_err(|r| (r.status, r.message))
+        };
+        assert_eq!(options("{}"), Ok(RestartOptions::default()));
+        assert_eq!(
+            options(
+                r#"{"role": "master", "postgres_version": "15.4", "restart_pending": true, "timeout": "90"}"#
+            ),
+            Ok(RestartOptions {
+                role: Some(RestartRole::Primary),
+                postgres_version: Some(PostgresVersion::parse("15.4").expect("a version")),
+                restart_pending: true,
+                timeout_ms: Some(90_000),
+            })
+        );
+        assert_eq!(
+            options(r#"{"role": "", "postgres_version": ""}"#),
+            Ok(RestartOptions::default())
+        );
+        for (body, needle) in [
+            (r#"{"role": "leader"}"#, "role \"leader\""),
+            (r#"{"role": "standby_leader"}"#, "no standby clusters"),
+            (r#"{"postgres_version": "15"}"#, "postgres_version \"15\""),
+        ] {
+            let (status, message) = options(body).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(message.contains(needle), "{body}: {message}");
         }
     }
 

@@ -19,6 +19,7 @@ use raftgres_api::{
 };
 use raftgres_state::{
     ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Member, PendingRestart,
+    RestartOptions,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -367,7 +368,13 @@ impl WriteOps for Fixture {
     fn failover(&self, _: String) -> OpFuture<'_, String> {
         panic!("{READ_ONLY}")
     }
-    fn restart(&self, _: bool) -> OpFuture<'_, String> {
+    fn restart(&self, _: RestartOptions) -> OpFuture<'_, String> {
+        panic!("{READ_ONLY}")
+    }
+    fn schedule_restart(&self, _: u64, _: RestartOptions) -> OpFuture<'_, ()> {
+        panic!("{READ_ONLY}")
+    }
+    fn cancel_restart(&self) -> OpFuture<'_, ()> {
         panic!("{READ_ONLY}")
     }
     fn reload(&self) -> OpFuture<'_, String> {
@@ -377,6 +384,9 @@ impl WriteOps for Fixture {
         panic!("{READ_ONLY}")
     }
     fn remove_member(&self, _: String) -> OpFuture<'_, String> {
+        panic!("{READ_ONLY}")
+    }
+    fn config_defaults(&self) -> ConfigValues {
         panic!("{READ_ONLY}")
     }
 }

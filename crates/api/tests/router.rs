@@ -11,7 +11,7 @@ use raftgres_api::{
     ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, ROUTES, ReadOps, Role,
     SwitchoverOutcome, SwitchoverRequest, WriteOps, router,
 };
-use raftgres_state::{ClusterState, ConfigValues, DynamicConfig};
+use raftgres_state::{ClusterState, ConfigValues, DynamicConfig, RestartOptions};
 use tower::ServiceExt;
 
 /// The health endpoints must answer from the health snapshot alone.
@@ -41,7 +41,13 @@ impl WriteOps for Untouchable {
     fn failover(&self, _: String) -> OpFuture<'_, String> {
         panic!("{TOUCHED}")
     }
-    fn restart(&self, _: bool) -> OpFuture<'_, String> {
+    fn restart(&self, _: RestartOptions) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn schedule_restart(&self, _: u64, _: RestartOptions) -> OpFuture<'_, ()> {
+        panic!("{TOUCHED}")
+    }
+    fn cancel_restart(&self) -> OpFuture<'_, ()> {
         panic!("{TOUCHED}")
     }
     fn reload(&self) -> OpFuture<'_, String> {
@@ -51,6 +57,9 @@ impl WriteOps for Untouchable {
         panic!("{TOUCHED}")
     }
     fn remove_member(&self, _: String) -> OpFuture<'_, String> {
+        panic!("{TOUCHED}")
+    }
+    fn config_defaults(&self) -> ConfigValues {
         panic!("{TOUCHED}")
     }
 }
@@ -362,6 +371,7 @@ async fn patroni_document() {
             system_identifier: Some("7716578823424005220".into()),
             postmaster_start_time: Some("2026-12-07 15:06:54.87+00".into()),
             postmaster_start_unix_ms: Some(1_796_656_014_870),
+            conf_load_time: Some("2026-12-07 15:08:12.5+00".into()),
             received_lsn: Some(50_331_800),
             replayed_lsn: Some(50_331_744),
             replayed_timestamp: Some("2026-12-07 15:07:00.01+00".into()),
@@ -375,6 +385,7 @@ async fn patroni_document() {
     let doc = call(seen(primary()), Method::GET, "/patroni").await.json();
     assert_eq!(doc["database_system_identifier"], "7716578823424005220");
     assert_eq!(doc["postmaster_start_time"], "2026-12-07 15:06:54.87+00");
+    assert_eq!(doc["conf_load_time"], "2026-12-07 15:08:12.5+00");
     assert_eq!(
         doc["replication"],
         serde_json::json!([{"usename": "replicator", "application_name": "pg2",

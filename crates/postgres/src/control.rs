@@ -42,6 +42,9 @@ pub struct PgStatus {
     pub server_version: u32,
     /// `pg_postmaster_start_time()` as the server prints it.
     pub postmaster_start_time: String,
+    /// `pg_conf_load_time()` as the server prints it: when the server last
+    /// read its configuration files (at start, and at every reload).
+    pub conf_load_time: String,
     /// Standby only: the commit time of the last transaction replayed
     /// (`pg_last_xact_replay_timestamp()`), as the server prints it.
     pub replay_timestamp: Option<String>,
@@ -346,7 +349,8 @@ impl StatusQueries {
                     CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp()::text END,
                     (extract(epoch FROM pg_postmaster_start_time()) * 1000)::int8,
                     CASE WHEN pg_is_in_recovery()
-                         THEN (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::int8 END
+                         THEN (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::int8 END,
+                    pg_conf_load_time()::text
              FROM (SELECT pg_is_in_recovery() AS r) s",
             pause_state = sql::REPLAY_PAUSE_STATE
         );
@@ -407,6 +411,7 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
     let replay_timestamp: Option<String> = get(&local, 11, OP)?;
     let postmaster_start_unix_ms: i64 = get(&local, 12, OP)?;
     let replay_unix_ms: Option<i64> = get(&local, 13, OP)?;
+    let conf_load_time: String = get(&local, 14, OP)?;
 
     let replication = replication
         .iter()
@@ -459,6 +464,7 @@ pub(crate) async fn read_status(session: &Session, queries: &StatusQueries) -> R
         pending_restart,
         server_version: u32::try_from(server_version).unwrap_or_default(),
         postmaster_start_time,
+        conf_load_time,
         replay_timestamp,
         postmaster_start_unix_ms,
         replay_unix_ms,

@@ -67,39 +67,14 @@ impl<'a> Tool<'a> {
 
     /// Runs to completion; a non-zero exit becomes `ToolFailed`.
     pub(crate) async fn run(self) -> Result<Output> {
-        let name = self.name;
-        let output = self.output().await?;
-        if output.status.success() {
-            Ok(output)
-        } else {
-            Err(PgError::ToolFailed {
-                program: name.to_owned(),
-                status: output.status.to_string(),
-                stderr: stderr_text(&output),
-            })
-        }
+        self.run_reporting(|_| false).await
     }
 
     /// Runs to completion and returns whatever it produced.
-    pub(crate) async fn output(mut self) -> Result<Output> {
-        let program = self.settings.binary(self.name);
-        tracing::debug!(command = ?self.command.as_std(), "running");
-        let spawn_err = |source| PgError::Spawn {
-            program: program.clone(),
-            source,
-        };
-        let mut child = self.command.spawn().map_err(spawn_err)?;
-        if let (Some(input), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
-            // A tool that exits early closes its stdin; its exit status
-            // then tells what went wrong, not this write.
-            let _ = pipe.write_all(&input).await;
-            drop(pipe);
-        }
-        child.wait_with_output().await.map_err(spawn_err)
+    pub(crate) async fn output(self) -> Result<Output> {
+        self.output_reporting(|_| false).await
     }
-}
 
-impl Tool<'_> {
     /// [`Tool::run`] with [`Tool::output_reporting`].
     pub(crate) async fn run_reporting(self, on_line: impl FnMut(&str) -> bool) -> Result<Output> {
         let name = self.name;
@@ -131,6 +106,12 @@ impl Tool<'_> {
             source,
         };
         let mut child = self.command.spawn().map_err(spawn_err)?;
+        if let (Some(input), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
+            // A tool that exits early closes its stdin; its exit status
+            // then tells what went wrong, not this write.
+            let _ = pipe.write_all(&input).await;
+            drop(pipe);
+        }
         let mut stdout_pipe = child.stdout.take();
         let mut stderr_pipe = child.stderr.take();
         let mut stdout = Vec::new();

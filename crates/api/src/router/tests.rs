@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Request as HttpRequest};
 use headers::authorization::{Authorization, Credentials as _};
 use raftgres_state::{
     ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Lsn, Member, MemberRole,
-    PgState, Switchover, Tags,
+    PgState, PostgresVersion, RestartOptions, RestartRole, ScheduledRestart, Switchover, Tags,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -28,7 +28,9 @@ enum Call {
     Switchover(SwitchoverRequest),
     CancelSwitchover,
     Failover(String),
-    Restart(bool),
+    Restart(RestartOptions),
+    ScheduleRestart(u64, RestartOptions),
+    CancelRestart,
     Reload,
     Reinitialize(bool),
     RemoveMember(String),
@@ -42,6 +44,8 @@ struct FakeOps {
     calls: Mutex<Vec<Call>>,
     refuse: Option<OpError>,
     switchover: SwitchoverOutcome,
+    /// This member's scheduled restart, for the answers that depend on it.
+    scheduled_restart: Mutex<Option<u64>>,
 }
 
 /// A member last heard from `age_ms` ago.
@@ -73,6 +77,7 @@ impl FakeOps {
             switchover: SwitchoverOutcome::Done {
                 new_leader: "m2".into(),
             },
+            scheduled_restart: Mutex::new(None),
         }
     }
 
@@ -160,20 +165,52 @@ impl WriteOps for FakeOps {
         self.outcome(Call::Failover(candidate.clone()), candidate)
     }
 
-    fn restart(&self, pending_only: bool) -> OpFuture<'_, String> {
-        self.outcome(Call::Restart(pending_only), "restarted successfully".into())
+    fn restart(&self, options: RestartOptions) -> OpFuture<'_, String> {
+        self.outcome(Call::Restart(options), "restarted successfully".into())
+    }
+
+    fn schedule_restart(&self, at_unix_ms: u64, options: RestartOptions) -> OpFuture<'_, ()> {
+        self.record(Call::ScheduleRestart(at_unix_ms, options));
+        let mut scheduled = self.scheduled_restart.lock().expect("restart lock");
+        let result = match *scheduled {
+            Some(_) => Err(OpError::Conflict(
+                "Cannot schedule restart: another restart is already scheduled".into(),
+            )),
+            None => {
+                *scheduled = Some(at_unix_ms);
+                Ok(())
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn cancel_restart(&self) -> OpFuture<'_, ()> {
+        self.record(Call::CancelRestart);
+        let result = match self.scheduled_restart.lock().expect("restart lock").take() {
+            Some(_) => Ok(()),
+            None => Err(OpError::NotFound("no restarts are scheduled".into())),
+        };
+        Box::pin(async move { result })
     }
 
     fn reload(&self) -> OpFuture<'_, String> {
-        self.outcome(Call::Reload, "reloaded".into())
+        self.outcome(Call::Reload, "reload scheduled".into())
     }
 
     fn reinitialize(&self, force: bool) -> OpFuture<'_, String> {
-        self.outcome(Call::Reinitialize(force), "reinitialized".into())
+        self.outcome(Call::Reinitialize(force), "reinitialize started".into())
     }
 
     fn remove_member(&self, name: String) -> OpFuture<'_, String> {
         self.outcome(Call::RemoveMember(name.clone()), format!("removed {name}"))
+    }
+
+    fn config_defaults(&self) -> ConfigValues {
+        ConfigValues {
+            timing: raftgres_state::LeaseTiming::from_millis(3000, 250, 400),
+            postgresql_parameters: BTreeMap::new(),
+            ..config_values()
+        }
     }
 }
 
@@ -208,6 +245,7 @@ fn member(name: &str, port: u16) -> Member {
             nofailover: false,
             failover_priority: 1,
             nosync: false,
+            ..Tags::default()
         },
         heartbeat: 9,
         ..Member::new(name, u64::from(port), format!("127.0.0.1:{}", port + 1000))
@@ -236,6 +274,7 @@ fn cluster_state() -> ClusterState {
             nofailover: true,
             failover_priority: 0,
             nosync: false,
+            ..Tags::default()
         },
         ..member("m3", 5434)
     };
@@ -529,17 +568,40 @@ impl Api {
 /// A switchover from m1 to m2, the body most tests send.
 const M1_TO_M2: &str = r#"{"leader": "m1", "candidate": "m2"}"#;
 
-/// Every mutating call, each with a body it would accept.
-const MUTATING: [(&str, &str, &str); 9] = [
-    ("PATCH", "/config", r#"{"pause": true}"#),
-    ("POST", "/switchover", r#"{"leader": "m1"}"#),
-    ("DELETE", "/switchover", ""),
-    ("POST", "/failover", r#"{"candidate": "m2"}"#),
-    ("POST", "/restart", ""),
-    ("POST", "/reload", "{}"),
-    ("POST", "/reinitialize", r#"{"force": true}"#),
-    ("DELETE", "/members/m2", ""),
-    ("POST", "/switchover", M1_TO_M2),
+/// A time far ahead, for scheduled restarts, and in Unix milliseconds.
+const LATER: &str = "2099-01-01T00:00:00Z";
+const LATER_UNIX_MS: u64 = 4_070_908_800_000;
+
+/// Every mutating call, each with a body it would accept, and its status
+/// then (in this order: the restart scheduled is the one deleted).
+const MUTATING: [(&str, &str, &str, StatusCode); 12] = [
+    ("PATCH", "/config", r#"{"pause": true}"#, StatusCode::OK),
+    ("PUT", "/config", r#"{"pause": true}"#, StatusCode::OK),
+    ("POST", "/switchover", r#"{"leader": "m1"}"#, StatusCode::OK),
+    ("DELETE", "/switchover", "", StatusCode::OK),
+    (
+        "POST",
+        "/failover",
+        r#"{"candidate": "m2"}"#,
+        StatusCode::OK,
+    ),
+    ("POST", "/restart", "", StatusCode::OK),
+    (
+        "POST",
+        "/restart",
+        r#"{"schedule": "2099-01-01T00:00:00Z"}"#,
+        StatusCode::ACCEPTED,
+    ),
+    ("DELETE", "/restart", "", StatusCode::OK),
+    ("POST", "/reload", "{}", StatusCode::ACCEPTED),
+    (
+        "POST",
+        "/reinitialize",
+        r#"{"force": true}"#,
+        StatusCode::OK,
+    ),
+    ("DELETE", "/members/m2", "", StatusCode::OK),
+    ("POST", "/switchover", M1_TO_M2, StatusCode::OK),
 ];
 
 fn method(name: &str) -> Method {
@@ -564,7 +626,7 @@ async fn health_endpoints_never_touch_operations() {
 #[tokio::test]
 async fn mutating_calls_without_credentials_get_401_and_reach_nothing() {
     let api = api();
-    for (name, path, body) in MUTATING {
+    for (name, path, body, _) in MUTATING {
         for credentials in [None, Some("admin:wrong"), Some("admin:s3cret ")] {
             let answer = api.call(method(name), path, credentials, &[], body).await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name} {path}");
@@ -582,7 +644,7 @@ async fn mutating_calls_without_credentials_get_401_and_reach_nothing() {
 #[tokio::test]
 async fn mutating_calls_are_forbidden_without_configured_credentials() {
     let api = api_with(FakeOps::new(cluster_state()), primary_health(), None);
-    for (name, path, body) in MUTATING {
+    for (name, path, body, _) in MUTATING {
         let answer = api.call(method(name), path, ADMIN, &[], body).await;
         answer.assert_error_for(
             &format!("{name} {path}"),
@@ -600,28 +662,28 @@ async fn every_mutating_call_passes_with_credentials() {
         to: None,
         at_unix_ms: None,
     }));
-    for (name, path, body) in MUTATING {
+    for (name, path, body, status) in MUTATING {
         let answer = api.admin(method(name), path, body).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "{name} {path}: {}",
-            answer.text()
-        );
+        assert_eq!(answer.status, status, "{name} {path}: {}", answer.text());
     }
     let mut pause = config_values();
     pause.pause = true;
+    let mut defaults_paused = api.ops.config_defaults();
+    defaults_paused.pause = true;
     assert_eq!(
         api.ops.changes(),
         [
             Call::SetConfig(7, pause),
+            Call::SetConfig(8, defaults_paused),
             Call::Switchover(SwitchoverRequest {
                 leader: Some("m1".into()),
                 ..SwitchoverRequest::default()
             }),
             Call::CancelSwitchover,
             Call::Failover("m2".into()),
-            Call::Restart(false),
+            Call::Restart(RestartOptions::default()),
+            Call::ScheduleRestart(LATER_UNIX_MS, RestartOptions::default()),
+            Call::CancelRestart,
             Call::Reload,
             Call::Reinitialize(true),
             Call::RemoveMember("m2".into()),
@@ -663,7 +725,12 @@ async fn unknown_fields_and_wrong_types_are_400_naming_the_field() {
         ("/switchover", r#"{"candidate": "m2"}"#, "leader"),
         ("/switchover", r#"{"leader": 1}"#, "invalid type"),
         ("/failover", r#"{"candidate": "m2", "force": true}"#, "force"),
-        ("/restart", r#"{"schedule": "now"}"#, "schedule"),
+        ("/restart", r#"{"schedule": "now"}"#, "schedule `now`"),
+        ("/restart", r#"{"colour": "red"}"#, "colour"),
+        ("/restart", r#"{"role": "leader"}"#, "role \"leader\""),
+        ("/restart", r#"{"postgres_version": "15"}"#, "postgres_version \"15\""),
+        ("/restart", r#"{"timeout": 0}"#, "timeout 0 must be"),
+        ("/restart", r#"{"restart_pending": "yes"}"#, "invalid type"),
         ("/reinitialize", r#"{"force": "yes"}"#, "invalid type"),
     ];
     for (path, body, field) in rows {
@@ -770,6 +837,223 @@ async fn patch_config_refuses_bad_keys_and_values() {
         answer.assert_error_for(body, StatusCode::BAD_REQUEST, needle);
     }
     assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn put_config_replaces_the_whole_config_and_defaults_the_rest() {
+    let api = api();
+    let answer = api
+        .admin(
+            Method::PUT,
+            "/config",
+            r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"jit": "off"}}}"#,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.etag(), Some(&b"\"8\""[..]));
+    let mut want = api.ops.config_defaults();
+    want.timing.ttl = std::time::Duration::from_millis(4000);
+    want.postgresql_parameters = [("jit".to_owned(), "off".to_owned())].into();
+    // The old parameters are gone, and loop_wait_ms is back at its default.
+    assert_eq!(
+        answer.json()["postgresql"],
+        json!({"parameters": {"jit": "off"}})
+    );
+    assert_eq!(answer.json()["loop_wait_ms"], json!(250));
+    assert_eq!(api.ops.changes(), [Call::SetConfig(7, want.clone())]);
+
+    // The same document again changes nothing: no write, no new version.
+    let again = api
+        .admin(
+            Method::PUT,
+            "/config",
+            r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"jit": "off"}}}"#,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(again.etag(), Some(&b"\"8\""[..]));
+    assert_eq!(api.ops.changes(), [Call::SetConfig(7, want)]);
+}
+
+#[tokio::test]
+async fn put_config_honours_if_match_and_refuses_what_patch_refuses() {
+    let api = api();
+    let stale = api
+        .call(
+            Method::PUT,
+            "/config",
+            ADMIN,
+            &[("if-match", "\"6\"")],
+            r#"{"pause": true}"#,
+        )
+        .await;
+    stale.assert_error(StatusCode::PRECONDITION_FAILED, "version 7");
+    #[rustfmt::skip]
+    let rows = [
+        (r#"{"ttl": 30}"#, "use ttl_ms"),
+        (r#"{"colour": null}"#, "unknown config key `colour`"),
+        (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
+        (r#"[]"#, "the config document (PUT) must be a JSON object"),
+        ("", "a JSON body is required"),
+        (r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
+        (r#"{"postgresql": {"parameters": {"port": "5433"}}}"#, "postgresql.parameters.port is set by the agent"),
+    ];
+    for (body, needle) in rows {
+        let answer = api.admin(Method::PUT, "/config", body).await;
+        answer.assert_error_for(body, StatusCode::BAD_REQUEST, needle);
+    }
+    assert_eq!(api.ops.changes(), []);
+    let current = api
+        .call(
+            Method::PUT,
+            "/config",
+            ADMIN,
+            &[("if-match", "\"7\"")],
+            r#"{"pause": true}"#,
+        )
+        .await;
+    assert_eq!(current.status, StatusCode::OK, "{}", current.text());
+    assert_eq!(current.json()["pause"], json!(true));
+}
+
+#[tokio::test]
+async fn put_config_conflict_is_a_409() {
+    let api = api_over(FakeOps::refusing(OpError::Conflict(
+        "config version changed: re-read and retry".into(),
+    )));
+    let answer = api
+        .admin(Method::PUT, "/config", r#"{"pause": true}"#)
+        .await;
+    answer.assert_error(StatusCode::CONFLICT, "config version changed");
+}
+
+#[tokio::test]
+async fn options_on_config_names_put() {
+    let answer = api().call(Method::OPTIONS, "/config", None, &[], "").await;
+    assert_eq!(
+        answer.headers.get("allow").map(|v| v.as_bytes()),
+        Some(&b"GET, HEAD, OPTIONS, PATCH, PUT"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_restart_is_scheduled_once_and_deleted_as_patroni_does() {
+    let api = api();
+    let body = format!(
+        r#"{{"schedule": "{LATER}", "role": "replica", "postgres_version": "16.1",
+            "timeout": "2min", "restart_pending": true}}"#
+    );
+    let scheduled = api.post("/restart", &body).await;
+    scheduled.assert_json(
+        StatusCode::ACCEPTED,
+        json!({"message": "Restart scheduled", "schedule": LATER}),
+    );
+    let options = RestartOptions {
+        role: Some(RestartRole::Replica),
+        postgres_version: Some(PostgresVersion::parse("16.1").expect("a version")),
+        restart_pending: true,
+        timeout_ms: Some(120_000),
+    };
+
+    // A second one while the first is pending: Patroni's 409.
+    let again = api
+        .post("/restart", r#"{"schedule": "2099-06-01T00:00:00+02:00"}"#)
+        .await;
+    again.assert_error(
+        StatusCode::CONFLICT,
+        "Cannot schedule restart: another restart is already scheduled",
+    );
+
+    let deleted = api.delete("/restart").await;
+    deleted.assert_json(
+        StatusCode::OK,
+        json!({"message": "scheduled restart deleted"}),
+    );
+    let none = api.delete("/restart").await;
+    none.assert_error(StatusCode::NOT_FOUND, "no restarts are scheduled");
+    assert_eq!(
+        api.ops.changes(),
+        [
+            Call::ScheduleRestart(LATER_UNIX_MS, options),
+            Call::ScheduleRestart(4_083_948_000_000, RestartOptions::default()),
+            Call::CancelRestart,
+            Call::CancelRestart,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_restart_scheduled_in_the_past_is_422_and_without_an_offset_400() {
+    let api = api();
+    let past = api
+        .post("/restart", r#"{"schedule": "2020-01-01T00:00:00Z"}"#)
+        .await;
+    past.assert_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cannot schedule a restart in the past: schedule `2020-01-01T00:00:00Z`",
+    );
+    let local = api
+        .post("/restart", r#"{"schedule": "2099-01-01T00:00:00"}"#)
+        .await;
+    local.assert_error(
+        StatusCode::BAD_REQUEST,
+        "not an RFC 3339 time with an offset",
+    );
+    assert_eq!(api.ops.changes(), []);
+}
+
+#[tokio::test]
+async fn a_restart_whose_conditions_fail_is_503() {
+    let api = api_over(FakeOps::refusing(OpError::Unavailable(
+        "restart conditions are not satisfied: no setting waits for a restart here".into(),
+    )));
+    let answer = api.post("/restart", r#"{"restart_pending": true}"#).await;
+    answer.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "restart conditions are not satisfied",
+    );
+}
+
+#[tokio::test]
+async fn reload_is_accepted_and_goes_on() {
+    let answer = api().post("/reload", "").await;
+    answer.assert_json(StatusCode::ACCEPTED, json!({"message": "reload scheduled"}));
+}
+
+/// `cluster_state()` with m2's restart scheduled, and the restart itself.
+fn state_with_scheduled_restart() -> (ClusterState, ScheduledRestart) {
+    let restart = ScheduledRestart {
+        at_unix_ms: LATER_UNIX_MS,
+        options: RestartOptions {
+            postgres_version: Some(PostgresVersion::parse("16.1").expect("a version")),
+            timeout_ms: Some(90_000),
+            ..RestartOptions::default()
+        },
+        postmaster_start_unix_ms: Some(1_700_000_000_000),
+    };
+    let mut state = cluster_state();
+    state.members.get_mut("m2").expect("m2").scheduled_restart = Some(Box::new(restart.clone()));
+    (state, restart)
+}
+
+#[tokio::test]
+async fn a_scheduled_restart_shows_in_cluster_and_patroni() {
+    let (state, restart) = state_with_scheduled_restart();
+    let shown = json!({"schedule": LATER, "postgres_version": "16.1", "timeout": 90});
+    let doc = api_of(state).get("/cluster").await.json();
+    let members = members_by_name(&doc);
+    assert_eq!(members["m2"]["scheduled_restart"], shown);
+    assert_eq!(members["m1"].get("scheduled_restart"), None);
+
+    let health = NodeHealth {
+        scheduled_restart: Some(restart),
+        ..primary_health()
+    };
+    let api = api_with(FakeOps::new(cluster_state()), health, Some(admin()));
+    let status = api.get("/patroni").await.json();
+    assert_eq!(status["scheduled_restart"], shown);
+    let plain = api_of(cluster_state()).get("/patroni").await.json();
+    assert_eq!(plain.get("scheduled_restart"), None);
 }
 
 #[tokio::test]
@@ -939,14 +1223,17 @@ async fn local_operations_answer_their_message() {
     let answer = api.post("/restart", r#"{"restart_pending": true}"#).await;
     assert_eq!(answer.json(), message("restarted successfully"));
     let answer = api.post("/reinitialize", "{}").await;
-    assert_eq!(answer.json(), message("reinitialized"));
+    assert_eq!(answer.json(), message("reinitialize started"));
     let answer = api.delete("/members/m%203").await;
     assert_eq!(answer.json(), message("removed m 3"));
     assert_eq!(
         api.ops.changes(),
         [
-            Call::Restart(false),
-            Call::Restart(true),
+            Call::Restart(RestartOptions::default()),
+            Call::Restart(RestartOptions {
+                restart_pending: true,
+                ..RestartOptions::default()
+            }),
             Call::Reinitialize(false),
             Call::RemoveMember("m 3".into())
         ]
