@@ -114,8 +114,9 @@ pub enum RoleFilter {
 /// What `flush` discards.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum FlushTarget {
-    /// The pending (scheduled) switchover. Scheduled restarts, the other
-    /// target patronictl knows, are not built yet.
+    /// The scheduled restarts of the members chosen (all by default).
+    Restart,
+    /// The pending (scheduled) switchover.
     Switchover,
 }
 
@@ -278,10 +279,26 @@ pub enum ClusterCmd {
         #[arg(long)]
         any: bool,
         /// Only the members where a changed setting waits for a restart
-        /// (`Pending restart` in `list`).
+        /// (`Pending restart` in `list`); for a scheduled restart, judged
+        /// when it runs.
         #[arg(long)]
         pending: bool,
-        /// Do not ask for confirmation.
+        /// When: an RFC 3339 time such as 2026-11-22T10:00:00Z (each
+        /// member keeps it; `list` shows it, `flush restart` cancels it),
+        /// or `now`, the default.
+        #[arg(long, value_name = "RFC3339|now")]
+        scheduled: Option<String>,
+        /// Only if the member's PostgreSQL is older than this version,
+        /// e.g. 15.4.
+        #[arg(long = "pg-version", value_name = "VERSION")]
+        pg_version: Option<String>,
+        /// How long each restart may wait for Postgres to accept
+        /// connections (seconds, or e.g. 5min; default 60 s); past it the
+        /// restart fails, and on the leader a replica takes over.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<String>,
+        /// Do not ask for confirmation; with --scheduled, replace a restart
+        /// already scheduled.
         #[arg(long)]
         force: bool,
     },
@@ -307,20 +324,31 @@ pub enum ClusterCmd {
     /// --role replica, or the named member's; as `patronictl query`.
     #[command(long_about = QUERY_ABOUT)]
     Query(QueryArgs),
-    /// Discard a scheduled event: `flush switchover`.
+    /// Discard a scheduled event: `flush restart [MEMBER]...`, or
+    /// `flush switchover`.
     Flush {
         #[arg(value_enum)]
         target: FlushTarget,
+        /// For `restart`: the members (default: every member).
+        #[arg(value_name = "MEMBER")]
+        members: Vec<String>,
+        /// For `restart`: only the members of this role.
+        #[arg(long, short = 'r', value_enum)]
+        role: Option<RoleFilter>,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,
     },
-    /// Rebuild one replica from the leader, discarding its data directory.
+    /// Rebuild replicas from the leader, discarding their data directories.
     Reinit {
-        member: String,
+        #[arg(required = true)]
+        members: Vec<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,
+        /// Wait until each has its fresh copy, showing the copy's progress.
+        #[arg(long)]
+        wait: bool,
     },
     /// Maintenance mode: the agents stop promoting and demoting.
     Pause {
@@ -371,6 +399,145 @@ pub enum ClusterCmd {
     /// Keep a local pgbouncer pointed at the primary, on a host that runs no Postgres.
     #[command(long_about = POOLER_ABOUT, after_help = POOLER_AFTER)]
     Pooler(PoolerArgs),
+    /// Measure a switchover or failover on the live cluster: RTO and RPO as
+    /// a client writing through the entry point sees them.
+    #[command(long_about = DRILL_ABOUT, after_help = DRILL_AFTER)]
+    Drill(DrillArgs),
+}
+
+const DRILL_ABOUT: &str = "\
+Measure a switchover or failover on the live cluster: RTO and RPO as a
+client writing through the entry point sees them.
+
+The drill creates a table of its own, raftgres_drill_<random>, on the
+primary, and writes numbered rows into it, --writes-per-second autocommit
+INSERTs on one connection through --entry (after any error on a new
+connection, as an application's pool would; a failed write is not retried).
+After a quarter of --duration (at least 1 s, at most 10 s) it asks the
+agents to change the primary:
+
+  switchover  POST /switchover from the current leader, to the replica the
+              agents pick, as `raftgresctl switchover --force`.
+  failover    POST /failover naming the best replica as the agents rank them
+              (most WAL replayed, then failover_priority, then name), as
+              `raftgresctl failover --candidate NAME --force`. Refused
+              without --force. It kills nothing: with a running primary the
+              agents carry a failover out as Patroni does, the old primary
+              stops (a fast shutdown, after a checkpoint) and hands over to the
+              named candidate, then rejoins as its replica. A primary lost
+              without warning (host down, kill -9) is not something the API can
+              stage: run the drill's writes through the lab's fault tests
+              for that.
+
+It keeps writing for the rest of --duration, longer if need be (up to 30 s
+after the agents answered) until the new primary acknowledges a write.
+Then it reads the table back from the new primary, drops it, and reports:
+
+  RTO  the longest time between two acknowledged writes, and the time from
+       the request to the first write the new primary acknowledged;
+  RPO  the acknowledged writes missing on the new primary (0 for a
+       switchover, else the drill fails);
+  the failed writes and their errors, the old and new primary and their
+  timelines.
+
+Which member acknowledged a write comes from Postgres's cluster_name, which
+the agent sets to the member's name. The table is dropped also when the
+drill fails; if even that fails, the drill says so and names it.
+
+--entry is where the writes go:
+  primary    (default) the members' Postgres addresses from GET /cluster, the
+             one that takes writes: as a libpq client with every member in
+             its connection string and target_session_attrs=read-write
+  haproxy    HAProxy's write port, from lab.json (needs --lab)
+  pgbouncer  the pgbouncer beside a replica, from lab.json (needs --lab)
+  DSN        a libpq connection string, key=value or postgresql:// (several
+             hosts and target_session_attrs as in libpq); its user, database
+             and password also serve the drill's own connections to the members
+
+The login is query's: the user from -U, else PGUSER, else your login name;
+the password from --password, else PGPASSWORD, else the password file
+(PGPASSFILE, else ~/.pgpass); TLS from PGSSLMODE and PGSSLROOTCERT. Keep
+passwords out of --entry, where `ps` shows them: use the password file.";
+
+const DRILL_AFTER: &str = "\
+Exit codes of drill: as the others (see `raftgresctl --help`), and 1 when a
+switchover lost acknowledged writes (after the report).
+
+Examples:
+  raftgresctl --lab /tmp/raftgres-lab drill switchover --entry haproxy
+  raftgresctl drill failover --force --duration 60 --format json \\
+      --entry 'host=db-lb port=5000 dbname=app user=app'";
+
+/// `drill`'s options.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[arg(value_enum)]
+    pub action: crate::drill::Action,
+    /// How long to write, in seconds; the action comes after a quarter of it.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(4..=3600))]
+    pub duration: u64,
+    /// Writes sent each second, one at a time.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub writes_per_second: u32,
+    /// Where the writes go: primary, haproxy, pgbouncer, or a libpq
+    /// connection string (see the long help).
+    #[arg(long, default_value = "primary", value_name = "DSN|primary|haproxy|pgbouncer",
+          value_parser = parse_entry)]
+    pub entry: EntryArg,
+    #[arg(long, short = 'f', value_enum, default_value = "pretty")]
+    pub format: ReportFormat,
+    /// Needed for a failover drill.
+    #[arg(long)]
+    pub force: bool,
+    /// The database, unless --entry's connection string names one.
+    #[arg(short = 'd', long, default_value = "postgres")]
+    pub dbname: String,
+    /// The database user, unless --entry's connection string names one;
+    /// default PGUSER, else your login name.
+    #[arg(short = 'U', long = "dbuser", value_name = "USER")]
+    pub dbuser: Option<String>,
+    /// Ask for the database password on the terminal.
+    #[arg(long)]
+    pub password: bool,
+}
+
+/// `drill --entry`.
+#[derive(Debug, Clone)]
+pub enum EntryArg {
+    Primary,
+    Haproxy,
+    Pgbouncer,
+    /// Boxed: a `Config` is ten times the size of the other variants.
+    Dsn(Box<tokio_postgres::Config>),
+}
+
+/// `primary`, `haproxy`, `pgbouncer`, or a connection string.
+fn parse_entry(text: &str) -> Result<EntryArg, String> {
+    match text {
+        "primary" => Ok(EntryArg::Primary),
+        "haproxy" => Ok(EntryArg::Haproxy),
+        "pgbouncer" => Ok(EntryArg::Pgbouncer),
+        dsn => dsn
+            .parse()
+            .map(|c| EntryArg::Dsn(Box::new(c)))
+            .map_err(|e| {
+                format!(
+                    "not primary, haproxy or pgbouncer, and not a libpq connection string \
+                 (host=H port=P dbname=D, or postgresql://H:P/D): {e}"
+                )
+            }),
+    }
+}
+
+/// `drill --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table.
+    Pretty,
+    /// One JSON document with stable keys.
+    Json,
 }
 
 const POOLER_ABOUT: &str = "\

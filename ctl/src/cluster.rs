@@ -66,6 +66,9 @@ pub struct MemberView {
     /// Which settings, each `{old_value, new_value}`.
     #[serde(default, deserialize_with = "lenient")]
     pub pending_restart_reason: Option<serde_json::Map<String, Value>>,
+    /// A restart set for a later time: its `schedule` and conditions.
+    #[serde(default, deserialize_with = "lenient")]
+    pub scheduled_restart: Option<serde_json::Map<String, Value>>,
     #[serde(default, deserialize_with = "lenient")]
     pub tags: Option<serde_json::Map<String, Value>>,
 }

@@ -177,6 +177,11 @@ const PENDING_REASON_COLUMN: (&str, &str, CellAlignment) = (
     "Pending restart reason",
     CellAlignment::Left,
 );
+const SCHEDULED_RESTART_COLUMN: (&str, &str, CellAlignment) = (
+    "Scheduled restart",
+    "Scheduled restart",
+    CellAlignment::Left,
+);
 const TAGS_COLUMN: (&str, &str, CellAlignment) = ("Tags", "Tags", CellAlignment::Left);
 
 /// The optional columns a list shows.
@@ -184,6 +189,7 @@ const TAGS_COLUMN: (&str, &str, CellAlignment) = ("Tags", "Tags", CellAlignment:
 struct Extra {
     pending: bool,
     reason: bool,
+    scheduled: bool,
     tags: bool,
 }
 
@@ -197,6 +203,7 @@ impl Extra {
         Extra {
             pending: extended || members.iter().any(|m| m.pending_restart == Some(true)),
             reason: extended || members.iter().any(|m| reasons(&m)),
+            scheduled: extended || members.iter().any(|m| m.scheduled_restart.is_some()),
             tags: extended || members.iter().any(|m| has_set_tags(m)),
         }
     }
@@ -221,6 +228,9 @@ fn member_columns(extra: Extra) -> Vec<(&'static str, &'static str, CellAlignmen
     }
     if extra.reason {
         columns.push(PENDING_REASON_COLUMN);
+    }
+    if extra.scheduled {
+        columns.push(SCHEDULED_RESTART_COLUMN);
     }
     if extra.tags {
         columns.push(TAGS_COLUMN);
@@ -274,6 +284,9 @@ fn member_cells(member: &MemberView, indent: &str, extra: Extra, in_table: bool)
     if extra.reason {
         cells.push(text(pending_reason(member, in_table)));
     }
+    if extra.scheduled {
+        cells.push(text(scheduled_restart(member)));
+    }
     if extra.tags {
         let tags = member.tags.clone().unwrap_or_default();
         cells.push(if in_table {
@@ -288,6 +301,19 @@ fn member_cells(member: &MemberView, indent: &str, extra: Extra, in_table: bool)
         });
     }
     cells
+}
+
+/// When the member's scheduled restart runs, as patronictl shows it: the
+/// time, and the version condition if it has one.
+fn scheduled_restart(member: &MemberView) -> String {
+    let Some(restart) = &member.scheduled_restart else {
+        return String::new();
+    };
+    let at = restart.get("schedule").map(cell_text).unwrap_or_default();
+    match restart.get("postgres_version") {
+        Some(version) => format!("{at} if version < {}", cell_text(version)),
+        None => at,
+    }
 }
 
 /// `name: old->new` a setting, a line each; in a table, as patronictl, a
@@ -709,7 +735,9 @@ mod tests {
         assert!(!header(&plain).contains("Tags"), "{plain}");
         let extended = member_table(&lab(), true);
         assert!(
-            header(&extended).ends_with("| Pending restart | Pending restart reason | Tags |"),
+            header(&extended).ends_with(
+                "| Pending restart | Pending restart reason | Scheduled restart | Tags |"
+            ),
             "{extended}"
         );
 
@@ -759,6 +787,42 @@ mod tests {
             .find(|l| l.starts_with("| m1 "))
             .expect("m1's row");
         assert!(m1.ends_with("|                 |"), "{m1}");
+    }
+
+    #[test]
+    fn a_scheduled_restart_adds_patronictl_s_column() {
+        let mut view = lab();
+        view.members[0].scheduled_restart =
+            json!({"schedule": "2026-11-22T10:00:00Z", "postgres_version": "15.4"})
+                .as_object()
+                .cloned();
+        view.members[2].scheduled_restart = json!({"schedule": "2026-11-22T11:00:00Z"})
+            .as_object()
+            .cloned();
+        let text = member_table(&view, false);
+        let header = text.lines().nth(1).expect("a header");
+        assert!(
+            header.ends_with("| Last report        | Scheduled restart                      |"),
+            "{header}"
+        );
+        let rows = member_rows(&view, false);
+        let of = |name: &str| {
+            rows.as_array()
+                .expect("rows")
+                .iter()
+                .find(|row| row["Member"] == name)
+                .map(|row| row["Scheduled restart"].clone())
+        };
+        assert_eq!(
+            of("m2"),
+            Some(json!("2026-11-22T10:00:00Z if version < 15.4"))
+        );
+        assert_eq!(of("m1"), Some(json!("2026-11-22T11:00:00Z")));
+        assert_eq!(of("m3"), Some(json!("")));
+        assert!(
+            !member_table(&lab(), false).contains("Scheduled"),
+            "no column while none is scheduled"
+        );
     }
 
     #[test]

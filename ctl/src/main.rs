@@ -2,12 +2,14 @@
 //! the agents only through their REST API (docs/rest-api.md); `lab` also
 //! starts and stops a local cluster; `pooler` keeps a pgbouncer on a host
 //! without Postgres pointed at the primary; `query` runs SQL on the
-//! Postgres of a member the API names.
+//! Postgres of a member the API names; `drill` measures a switchover or
+//! failover as a client sees it.
 
 mod cli;
 mod client;
 mod cluster;
 mod commands;
+mod drill;
 mod edit_config;
 mod error;
 mod format;
@@ -141,6 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "--username names the REST API's user; give query's database user with -U USER (or --dbuser USER)"
         );
     }
+    // `drill --entry haproxy|pgbouncer` find those in the lab's description.
+    let lab = cli.target.lab.clone();
     let target = cli.target.resolve()?;
     let api = client::Api::new(target.credentials, &target.seeds, &target.tls)
         .context("cannot set up the HTTP client")?;
@@ -176,6 +180,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 role,
                 any,
                 pending,
+                scheduled,
+                pg_version,
+                timeout,
                 force,
             } => {
                 let pick = operate::Pick {
@@ -184,7 +191,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     pending,
                     any,
                 };
-                operate::restart(finder, pick, force).await
+                let when = operate::RestartWhen {
+                    scheduled,
+                    pg_version,
+                    timeout,
+                };
+                operate::restart(finder, pick, when, force).await
             }
             ClusterCmd::Reload {
                 members,
@@ -201,8 +213,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ClusterCmd::Dsn { member, role } => commands::dsn(finder, member, role).await,
             ClusterCmd::Query(args) => query::query(finder, args).await,
-            ClusterCmd::Flush { target, force } => operate::flush(finder, target, force).await,
-            ClusterCmd::Reinit { member, force } => operate::reinit(finder, member, force).await,
+            ClusterCmd::Flush {
+                members,
+                target,
+                role,
+                force,
+            } => operate::flush(finder, target, members, role, force).await,
+            ClusterCmd::Reinit {
+                members,
+                force,
+                wait,
+            } => operate::reinit(finder, members, force, wait).await,
             ClusterCmd::Pause { wait } => operate::set_pause(finder, true, wait).await,
             ClusterCmd::Resume { wait } => operate::set_pause(finder, false, wait).await,
             ClusterCmd::History { format } => commands::history(finder, format).await,
@@ -213,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ClusterCmd::Remove { member, force } => operate::remove(finder, member, force).await,
             ClusterCmd::Version => commands::version(finder, target.given).await,
             ClusterCmd::Pooler(args) => pooler::run(finder, args).await,
+            ClusterCmd::Drill(args) => drill::drill(finder, args, lab.as_deref()).await,
         }
     })
 }

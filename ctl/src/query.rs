@@ -1,6 +1,7 @@
 //! `query`: SQL on a member's Postgres, as `patronictl query`. The member
 //! comes from `GET /cluster`; the login and TLS from libpq's environment,
-//! read here because tokio-postgres reads none of it.
+//! read here because tokio-postgres reads none of it. `drill` logs in and
+//! connects through the same pieces.
 
 use crate::cli::{Format, QueryArgs, RoleFilter};
 use crate::cluster::{ClusterView, Finder, MemberView};
@@ -22,11 +23,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to log in, settled once for every member and every round.
-struct Login {
-    user: String,
-    dbname: String,
+pub(crate) struct Login {
+    pub(crate) user: String,
+    pub(crate) dbname: String,
     /// `--password`'s answer, else `PGPASSWORD`.
-    password: Option<String>,
+    pub(crate) password: Option<String>,
     /// The password file, read when no password was given.
     passfile: Option<PathBuf>,
     tls_mode: PgSslMode,
@@ -35,7 +36,7 @@ struct Login {
 
 pub async fn query(finder: &mut Finder, args: QueryArgs) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
-    let login = login(&args).await?;
+    let login = login(args.dbuser.clone(), &args.dbname, args.password).await?;
     let watch = args.watch_seconds.or(args.watch_every_2s.then_some(2));
     let role = match args.member {
         Some(_) => None,
@@ -122,12 +123,19 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The user, password and TLS for every connection, as libpq settles them.
-async fn login(args: &QueryArgs) -> anyhow::Result<Login> {
+/// The user, password and TLS for every connection, as libpq settles them:
+/// the user `dbuser`, else `PGUSER`, else the login name; the password
+/// asked on the terminal when `ask_password`, else `PGPASSWORD`, else the
+/// password file's.
+pub(crate) async fn login(
+    dbuser: Option<String>,
+    dbname: &str,
+    ask_password: bool,
+) -> anyhow::Result<Login> {
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten();
-    let user = match args.dbuser.clone().or_else(|| env("PGUSER")) {
+    let user = match dbuser.or_else(|| env("PGUSER")) {
         Some(user) => user,
         None => match &me {
             Some(me) => me.name.clone(),
@@ -137,7 +145,7 @@ async fn login(args: &QueryArgs) -> anyhow::Result<Login> {
     let home = env("HOME")
         .map(PathBuf::from)
         .or_else(|| me.as_ref().map(|m| m.dir.clone()));
-    let password = if args.password {
+    let password = if ask_password {
         Some(prompt::password(format!("Password for {user}")).await?)
     } else {
         env("PGPASSWORD")
@@ -147,7 +155,7 @@ async fn login(args: &QueryArgs) -> anyhow::Result<Login> {
     let tls = pg_tls::connector(tls_mode, root.as_deref())?;
     Ok(Login {
         user,
-        dbname: args.dbname.clone(),
+        dbname: dbname.to_owned(),
         password,
         passfile: pgpass::location(env("PGPASSFILE"), home),
         tls_mode,
@@ -156,21 +164,21 @@ async fn login(args: &QueryArgs) -> anyhow::Result<Login> {
 }
 
 /// `-m NAME`, else `-r ROLE`.
-struct Pick<'a> {
-    member: Option<&'a str>,
-    role: Option<RoleFilter>,
+pub(crate) struct Pick<'a> {
+    pub(crate) member: Option<&'a str>,
+    pub(crate) role: Option<RoleFilter>,
 }
 
 /// A member and where its Postgres listens.
-struct Candidate<'a> {
-    name: &'a str,
-    host: &'a str,
-    port: u16,
+pub(crate) struct Candidate<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
 }
 
 impl Candidate<'_> {
     /// How errors name it: `node1 (127.0.0.1:5432)`.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.host.contains(':') {
             format!("{} ([{}]:{})", self.name, self.host, self.port)
         } else {
@@ -224,7 +232,7 @@ fn candidates<'a>(view: &'a ClusterView, pick: &Pick) -> anyhow::Result<Vec<Cand
 }
 
 /// Why one member could not be used.
-enum Failure {
+pub(crate) enum Failure {
     /// Its Postgres answered and said no (the login, the database): the
     /// next member would say the same.
     Refused(String),
@@ -236,7 +244,7 @@ enum Failure {
 
 /// A connection to the first member of `pick` that can be used, and how
 /// errors name it.
-async fn open_chosen(
+pub(crate) async fn open_chosen(
     finder: &mut Finder,
     pick: &Pick<'_>,
     login: &Login,
@@ -265,7 +273,7 @@ async fn open_chosen(
 
 /// Connects to `candidate` and, for a role, checks that its Postgres is of
 /// it now: `/cluster` may be a moment behind a change of primary.
-async fn open(
+pub(crate) async fn open(
     candidate: &Candidate<'_>,
     login: &Login,
     role: Option<RoleFilter>,
@@ -280,20 +288,61 @@ async fn open(
         .application_name("raftgresctl")
         .connect_timeout(CONNECT_TIMEOUT)
         .ssl_mode(pg_tls::tokio_mode(login.tls_mode));
-    let password = match (&login.password, &login.passfile) {
-        (Some(password), _) => Some(password.clone()),
-        (None, Some(file)) => {
+    let client = connect(config, login, candidate.host, candidate.port, &at).await?;
+    let Some(role) = role.filter(|r| *r != RoleFilter::Any) else {
+        return Ok(client);
+    };
+    match (role, in_recovery(&client, &at).await?) {
+        (RoleFilter::Leader, Some(false)) | (RoleFilter::Replica, Some(true)) => Ok(client),
+        (RoleFilter::Leader, _) => Err(Failure::Unusable(format!(
+            "{at} is in recovery, not the primary: the cluster's view is behind a change of \
+             primary; run the query again"
+        ))),
+        _ => Err(Failure::Unusable(format!(
+            "{at} is not in recovery, so not a replica now"
+        ))),
+    }
+}
+
+/// `pg_is_in_recovery()`: whether the server at `at` is a standby now;
+/// `None` when it did not say.
+pub(crate) async fn in_recovery(client: &Client, at: &str) -> Result<Option<bool>, Failure> {
+    let rows = client
+        .simple_query("SELECT pg_catalog.pg_is_in_recovery()")
+        .await
+        .map_err(|e| Failure::Unusable(format!("{at}: {}", error_text(&e))))?;
+    Ok(rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
+        _ => None,
+    }))
+}
+
+/// Connects with `config`, which names the server, the user and the
+/// database; the password, unless `config` has one, as libpq finds it for
+/// `host` and `port`, and TLS as `login` says. `at` names the server in
+/// errors.
+pub(crate) async fn connect(
+    mut config: tokio_postgres::Config,
+    login: &Login,
+    host: &str,
+    port: u16,
+    at: &str,
+) -> Result<Client, Failure> {
+    let password = match (config.get_password(), &login.password, &login.passfile) {
+        (Some(_), _, _) => None,
+        (None, Some(password), _) => Some(password.clone()),
+        (None, None, Some(file)) => {
             let wanted = pgpass::Login {
-                host: candidate.host,
-                port: candidate.port,
-                dbname: &login.dbname,
-                user: &login.user,
+                host,
+                port,
+                dbname: config.get_dbname().unwrap_or(&login.dbname),
+                user: config.get_user().unwrap_or(&login.user),
             };
             pgpass::lookup(file, &wanted).map_err(Failure::Local)?
         }
-        (None, None) => None,
+        (None, None, None) => None,
     };
-    let no_password = password.is_none();
+    let no_password = password.is_none() && config.get_password().is_none();
     if let Some(password) = password {
         config.password(password);
     }
@@ -314,28 +363,7 @@ async fn open(
                 client
             }),
     };
-    let client = connected.map_err(|e| connect_failure(&at, login, no_password, &e))?;
-    let Some(role) = role.filter(|r| *r != RoleFilter::Any) else {
-        return Ok(client);
-    };
-    let rows = client
-        .simple_query("SELECT pg_catalog.pg_is_in_recovery()")
-        .await
-        .map_err(|e| Failure::Unusable(format!("{at}: {}", error_text(&e))))?;
-    let in_recovery = rows.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "t"),
-        _ => None,
-    });
-    match (role, in_recovery) {
-        (RoleFilter::Leader, Some(false)) | (RoleFilter::Replica, Some(true)) => Ok(client),
-        (RoleFilter::Leader, _) => Err(Failure::Unusable(format!(
-            "{at} is in recovery, not the primary: the cluster's view is behind a change of \
-             primary; run the query again"
-        ))),
-        _ => Err(Failure::Unusable(format!(
-            "{at} is not in recovery, so not a replica now"
-        ))),
-    }
+    connected.map_err(|e| connect_failure(at, login, no_password, &e))
 }
 
 /// A failed connection: refused by the server (the login, the database),
@@ -359,6 +387,11 @@ fn connect_failure(
         ));
     }
     if let Some(db) = error.as_db_error() {
+        // Shutting down, starting, or out of connections (classes 57 and
+        // 53): no login is taken now, and another member may take one.
+        if matches!(&db.code().code()[..2], "57" | "53") {
+            return Failure::Unusable(format!("{at}: {}", db_text(db)));
+        }
         return Failure::Refused(format!(
             "{at} refused the login of {user} to database {}: {}; the user is -U (default \
              PGUSER, else your login name), the password from --password, PGPASSWORD or the \
@@ -377,7 +410,7 @@ fn connect_failure(
 }
 
 /// An error of the SQL, or of the connection while it ran.
-fn failed(at: &str, error: &tokio_postgres::Error) -> CtlError {
+pub(crate) fn failed(at: &str, error: &tokio_postgres::Error) -> CtlError {
     match error.as_db_error() {
         Some(db) => CtlError::PgRefused(format!("{at}: {}", db_text(db))),
         None => CtlError::Unavailable(format!(

@@ -958,3 +958,92 @@ async fn an_agent_s_settings_file_finds_the_cluster() {
     );
     assert_eq!(writable(&lab).await, vec![primary]);
 }
+
+/// `drill switchover`: numbered writes through the primary while the
+/// agents switch over; every acknowledged write is on the new primary,
+/// the primary moved, and the drill's table is gone afterwards. A failover
+/// drill without --force is refused before anything happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_measures_a_switchover_without_losing_a_write() {
+    let (dir, lab, primary) = serial_lab(3, false).await;
+    let ctl = Ctl::for_lab(&lab);
+    let pgpass = lab_pgpass(&lab, dir.path());
+    let env = [("PGPASSFILE", pgpass.as_str()), ("PGUSER", "postgres")];
+    wait_listed_leader(&ctl, &primary).await;
+    for replica in lab.names().iter().filter(|n| **n != primary) {
+        wait_streaming(&lab, replica).await;
+    }
+    // The switchover is judged on the candidates' published state.
+    roles_settled(&lab, &primary).await;
+
+    let refused = ctl
+        .expect_with(1, &env, None, &["drill", "failover", "--duration", "4"])
+        .await;
+    assert!(
+        refused.stderr.contains("refused without --force"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(writable(&lab).await, vec![primary.clone()]);
+
+    let run = ctl
+        .expect_with(
+            0,
+            &env,
+            None,
+            &[
+                "drill",
+                "switchover",
+                "--duration",
+                "8",
+                "--writes-per-second",
+                "20",
+                "--format",
+                "json",
+            ],
+        )
+        .await;
+    // The figures, for whoever reads the test's output.
+    eprintln!("{}{}", run.stderr, run.stdout);
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    assert_eq!(report["action"], "switchover", "{report:#}");
+    assert_eq!(report["rpo"]["lost"], 0, "{report:#}");
+    assert_eq!(report["old_primary"], primary.as_str(), "{report:#}");
+    let new_primary = report["new_primary"]
+        .as_str()
+        .expect("new_primary")
+        .to_owned();
+    assert_ne!(new_primary, primary, "{report:#}");
+    assert!(
+        report["writes"]["acknowledged"].as_u64() > Some(20),
+        "{report:#}"
+    );
+    assert!(
+        report["rto"]["to_new_primary_ms"].is_u64(),
+        "the new primary acknowledged no write: {report:#}"
+    );
+    assert!(
+        report["new_timeline"].as_u64() > report["old_timeline"].as_u64(),
+        "{report:#}"
+    );
+    assert_eq!(report["table_dropped"], true, "{report:#}");
+    assert_eq!(writable(&lab).await, vec![new_primary.clone()]);
+
+    // The table is gone: on the new primary, and so everywhere.
+    let table = report["table"].as_str().expect("table");
+    assert!(table.starts_with("raftgres_drill_"), "{table}");
+    let run = ctl
+        .expect_with(
+            0,
+            &env,
+            None,
+            &[
+                "query",
+                "-c",
+                &format!("SELECT count(*) FROM pg_catalog.pg_class WHERE relname = '{table}'"),
+            ],
+        )
+        .await;
+    assert_eq!(run.stdout, "count\n0\n", "{table} is still there");
+}

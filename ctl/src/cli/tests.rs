@@ -283,3 +283,135 @@ fn query_takes_patronictl_s_options() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn drill_takes_an_action_and_an_entry() {
+    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
+        Ok(Cli {
+            command: Cmd::Cluster(ClusterCmd::Drill(args)),
+            ..
+        }) => Ok(args),
+        Ok(_) => panic!("{args:?} should parse as drill"),
+        Err(e) => Err(e.to_string()),
+    };
+    let args = parse(&["raftgresctl", "drill", "switchover"]).expect("defaults");
+    assert!(args.action == crate::drill::Action::Switchover);
+    assert!(matches!(args.entry, EntryArg::Primary));
+    assert_eq!((args.duration, args.writes_per_second), (30, 10));
+    assert!(args.format == ReportFormat::Pretty && !args.force);
+    let args = parse(&[
+        "raftgresctl",
+        "drill",
+        "failover",
+        "--force",
+        "--duration",
+        "8",
+        "--writes-per-second",
+        "20",
+        "--format",
+        "json",
+        "--entry",
+        "host=db1,db2 port=5432 dbname=app target_session_attrs=read-write",
+    ])
+    .expect("all options");
+    assert!(args.action == crate::drill::Action::Failover && args.force);
+    let EntryArg::Dsn(config) = &args.entry else {
+        panic!("a connection string");
+    };
+    assert_eq!(config.get_hosts().len(), 2);
+    assert_eq!(config.get_dbname(), Some("app"));
+    for word in ["haproxy", "pgbouncer"] {
+        let args = parse(&["raftgresctl", "drill", "switchover", "--entry", word]).expect(word);
+        assert!(matches!(
+            (word, args.entry),
+            ("haproxy", EntryArg::Haproxy) | ("pgbouncer", EntryArg::Pgbouncer)
+        ));
+    }
+    let bad = parse(&["raftgresctl", "drill", "switchover", "--entry", "haproxi"])
+        .expect_err("a typo is no connection string");
+    assert!(bad.contains("not primary, haproxy or pgbouncer"), "{bad}");
+    for bad in [["--duration", "3"], ["--writes-per-second", "0"]] {
+        assert!(parse(&[&["raftgresctl", "drill", "switchover"][..], &bad].concat()).is_err());
+    }
+    assert!(parse(&["raftgresctl", "drill", "restart"]).is_err());
+}
+
+#[test]
+fn flush_takes_its_target_then_members() {
+    let flush = |args: &[&str]| {
+        let cli = Cli::try_parse_from(["raftgresctl", "flush"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Cmd::Cluster(ClusterCmd::Flush {
+                members,
+                target,
+                role,
+                ..
+            }) => Ok((members, target, role)),
+            _ => Err("not flush".to_owned()),
+        }
+    };
+    assert_eq!(
+        flush(&["restart"]),
+        Ok((vec![], FlushTarget::Restart, None))
+    );
+    assert_eq!(
+        flush(&["restart", "m1", "m2", "--role", "replica"]),
+        Ok((
+            vec!["m1".to_owned(), "m2".to_owned()],
+            FlushTarget::Restart,
+            Some(RoleFilter::Replica)
+        ))
+    );
+    assert_eq!(
+        flush(&["switchover", "--force"]),
+        Ok((vec![], FlushTarget::Switchover, None))
+    );
+    assert!(flush(&["m1", "restart"]).is_err(), "the target comes first");
+}
+
+#[test]
+fn restart_and_reinit_take_patronictl_s_options() {
+    let cli = Cli::try_parse_from([
+        "raftgresctl",
+        "restart",
+        "m1",
+        "--scheduled",
+        "2026-11-22T10:00:00Z",
+        "--pg-version",
+        "15.4",
+        "--timeout",
+        "90s",
+        "--pending",
+    ])
+    .expect("parses");
+    match cli.command {
+        Cmd::Cluster(ClusterCmd::Restart {
+            members,
+            scheduled,
+            pg_version,
+            timeout,
+            pending,
+            ..
+        }) => {
+            assert_eq!(members, ["m1"]);
+            assert_eq!(scheduled.as_deref(), Some("2026-11-22T10:00:00Z"));
+            assert_eq!(pg_version.as_deref(), Some("15.4"));
+            assert_eq!(timeout.as_deref(), Some("90s"));
+            assert!(pending);
+        }
+        _ => panic!("not restart"),
+    }
+    let cli = Cli::try_parse_from(["raftgresctl", "reinit", "m2", "m3", "--wait"]).expect("parses");
+    match cli.command {
+        Cmd::Cluster(ClusterCmd::Reinit { members, wait, .. }) => {
+            assert_eq!(members, ["m2", "m3"]);
+            assert!(wait);
+        }
+        _ => panic!("not reinit"),
+    }
+    assert!(
+        Cli::try_parse_from(["raftgresctl", "reinit", "--wait"]).is_err(),
+        "a member is required"
+    );
+}
