@@ -9,7 +9,6 @@ use crate::error::CtlError;
 use crate::format::{self, ResultSet};
 use crate::{pg_tls, pgpass, prompt};
 use anyhow::{Context, bail};
-use raftgres_config::PgSslMode;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +29,7 @@ pub(crate) struct Login {
     pub(crate) password: Option<String>,
     /// The password file, read when no password was given.
     passfile: Option<PathBuf>,
-    tls_mode: PgSslMode,
+    tls_settings: raftgres_postgres::ClientTls,
     tls: Option<MakeRustlsConnect>,
 }
 
@@ -152,13 +151,14 @@ pub(crate) async fn login(
     };
     let tls_mode = pg_tls::mode(env("PGSSLMODE").as_deref())?;
     let root = pg_tls::root_cert(env("PGSSLROOTCERT"), home.as_deref());
-    let tls = pg_tls::connector(tls_mode, root.as_deref())?;
+    let tls_settings = pg_tls::settings(tls_mode, root);
+    let tls = pg_tls::connector(&tls_settings)?;
     Ok(Login {
         user,
         dbname: dbname.to_owned(),
         password,
         passfile: pgpass::location(env("PGPASSFILE"), home),
-        tls_mode,
+        tls_settings,
         tls,
     })
 }
@@ -287,7 +287,7 @@ pub(crate) async fn open(
         .dbname(&login.dbname)
         .application_name("raftgresctl")
         .connect_timeout(CONNECT_TIMEOUT)
-        .ssl_mode(pg_tls::tokio_mode(login.tls_mode));
+        .ssl_mode(login.tls_settings.tokio_mode());
     let client = connect(config, login, candidate.host, candidate.port, &at).await?;
     let Some(role) = role.filter(|r| *r != RoleFilter::Any) else {
         return Ok(client);
@@ -401,7 +401,7 @@ fn connect_failure(
         ));
     }
     let text = error_text(error);
-    let hint = if refused_certificate(error) {
+    let hint = if raftgres_postgres::refused_certificate(error).is_some() {
         "; check PGSSLMODE and PGSSLROOTCERT (the CA of the members' Postgres certificates)"
     } else {
         ""
@@ -450,24 +450,6 @@ fn error_text(error: &tokio_postgres::Error) -> String {
         cause = inner.source();
     }
     text
-}
-
-/// Whether the server's certificate was refused.
-fn refused_certificate(error: &tokio_postgres::Error) -> bool {
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        let rustls_error = inner.downcast_ref::<rustls::Error>().or_else(|| {
-            inner
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|e| e.downcast_ref::<rustls::Error>())
-        });
-        if matches!(rustls_error, Some(rustls::Error::InvalidCertificate(_))) {
-            return true;
-        }
-        cause = inner.source();
-    }
-    false
 }
 
 /// The result sets of a simple query, in order; a statement without rows

@@ -54,4 +54,4 @@ pub use probe::{Probe, REOPEN_EVERY};
 pub use procfs::all_pids;
 pub use progress::{CopyProgress, ProgressSink};
 pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};
-pub use tls::{ClientTls, SslMode};
+pub use tls::{ClientTls, SslMode, refused_certificate};

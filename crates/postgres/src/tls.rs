@@ -34,6 +34,14 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    pub const ALL: [SslMode; 5] = [
+        SslMode::Disable,
+        SslMode::Prefer,
+        SslMode::Require,
+        SslMode::VerifyCa,
+        SslMode::VerifyFull,
+    ];
+
     /// libpq's spelling.
     pub fn as_libpq(self) -> &'static str {
         match self {
@@ -112,9 +120,9 @@ impl ClientTls {
         }
     }
 
-    /// The rustls connector for the agent's own connections; `None` for
-    /// `disable`.
-    pub(crate) fn connector(&self) -> Result<Option<MakeRustlsConnect>> {
+    /// The rustls connector for connections to a member's Postgres (the
+    /// agent's own, `raftgresctl query`'s); `None` for `disable`.
+    pub fn connector(&self) -> Result<Option<MakeRustlsConnect>> {
         if self.mode == SslMode::Disable {
             return Ok(None);
         }
@@ -145,7 +153,7 @@ impl ClientTls {
 
     /// tokio-postgres knows prefer and require; the verifying modes are
     /// require plus the connector's checks.
-    pub(crate) fn tokio_mode(&self) -> tokio_postgres::config::SslMode {
+    pub fn tokio_mode(&self) -> tokio_postgres::config::SslMode {
         match self.mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -194,7 +202,7 @@ impl ClientTls {
 /// The certificate problem behind a failed connection, when the server's
 /// certificate was refused: retrying cannot help, the settings or the
 /// server's certificate must change.
-pub(crate) fn refused_certificate(error: &tokio_postgres::Error) -> Option<String> {
+pub fn refused_certificate(error: &tokio_postgres::Error) -> Option<String> {
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {
         let rustls_error = inner.downcast_ref::<rustls::Error>().or_else(|| {
