@@ -6,6 +6,8 @@
 //! panel reads the templated Prometheus data source, and the dashboard has
 //! a stable `uid` and a title.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +16,9 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use raftgres_api::{
     ApiContext, HealthSnapshot, HealthSource, Histogram, LiveFacts, MemberReport, NodeHealth,
-    OpFuture, RaftFacts, ReadOps, Role, ServerFacts, SwitchoverOutcome, SwitchoverRequest,
-    WriteOps, router,
+    RaftFacts, ReadOps, Role, ServerFacts, router,
 };
-use raftgres_state::{
-    ClusterState, ConfigValues, DynamicConfig, Epoch, HistoryEntry, Lease, Member, PendingRestart,
-    RestartOptions,
-};
+use raftgres_state::{ClusterState, Epoch, HistoryEntry, Lease, Member, PendingRestart};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -355,41 +353,7 @@ impl ReadOps for Fixture {
 
 const READ_ONLY: &str = "/metrics must not call a mutating operation";
 
-impl WriteOps for Fixture {
-    fn set_config(&self, _: u64, _: ConfigValues) -> OpFuture<'_, DynamicConfig> {
-        panic!("{READ_ONLY}")
-    }
-    fn switchover(&self, _: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome> {
-        panic!("{READ_ONLY}")
-    }
-    fn cancel_switchover(&self) -> OpFuture<'_, ()> {
-        panic!("{READ_ONLY}")
-    }
-    fn failover(&self, _: String) -> OpFuture<'_, String> {
-        panic!("{READ_ONLY}")
-    }
-    fn restart(&self, _: RestartOptions) -> OpFuture<'_, String> {
-        panic!("{READ_ONLY}")
-    }
-    fn schedule_restart(&self, _: u64, _: RestartOptions) -> OpFuture<'_, ()> {
-        panic!("{READ_ONLY}")
-    }
-    fn cancel_restart(&self) -> OpFuture<'_, ()> {
-        panic!("{READ_ONLY}")
-    }
-    fn reload(&self) -> OpFuture<'_, String> {
-        panic!("{READ_ONLY}")
-    }
-    fn reinitialize(&self, _: bool) -> OpFuture<'_, String> {
-        panic!("{READ_ONLY}")
-    }
-    fn remove_member(&self, _: String) -> OpFuture<'_, String> {
-        panic!("{READ_ONLY}")
-    }
-    fn config_defaults(&self) -> ConfigValues {
-        panic!("{READ_ONLY}")
-    }
-}
+common::refuse_writes!(Fixture, READ_ONLY);
 
 fn cluster_state() -> ClusterState {
     let entry = |epoch, previous: Option<&str>, new: &str, reason: &str| HistoryEntry {

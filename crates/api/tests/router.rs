@@ -1,5 +1,7 @@
 //! The router through tower's `oneshot`: methods, bodies, 400 and 404.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +10,9 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use headers::authorization::Credentials as _;
 use raftgres_api::{
-    ApiContext, HealthSource, MemberReport, NodeHealth, OpFuture, ROUTES, ReadOps, Role,
-    SwitchoverOutcome, SwitchoverRequest, WriteOps, router,
+    ApiContext, HealthSource, MemberReport, NodeHealth, ROUTES, ReadOps, Role, router,
 };
-use raftgres_state::{ClusterState, ConfigValues, DynamicConfig, RestartOptions};
+use raftgres_state::ClusterState;
 use tower::ServiceExt;
 
 /// The health endpoints must answer from the health snapshot alone.
@@ -28,41 +29,7 @@ impl ReadOps for Untouchable {
     }
 }
 
-impl WriteOps for Untouchable {
-    fn set_config(&self, _: u64, _: ConfigValues) -> OpFuture<'_, DynamicConfig> {
-        panic!("{TOUCHED}")
-    }
-    fn switchover(&self, _: SwitchoverRequest) -> OpFuture<'_, SwitchoverOutcome> {
-        panic!("{TOUCHED}")
-    }
-    fn cancel_switchover(&self) -> OpFuture<'_, ()> {
-        panic!("{TOUCHED}")
-    }
-    fn failover(&self, _: String) -> OpFuture<'_, String> {
-        panic!("{TOUCHED}")
-    }
-    fn restart(&self, _: RestartOptions) -> OpFuture<'_, String> {
-        panic!("{TOUCHED}")
-    }
-    fn schedule_restart(&self, _: u64, _: RestartOptions) -> OpFuture<'_, ()> {
-        panic!("{TOUCHED}")
-    }
-    fn cancel_restart(&self) -> OpFuture<'_, ()> {
-        panic!("{TOUCHED}")
-    }
-    fn reload(&self) -> OpFuture<'_, String> {
-        panic!("{TOUCHED}")
-    }
-    fn reinitialize(&self, _: bool) -> OpFuture<'_, String> {
-        panic!("{TOUCHED}")
-    }
-    fn remove_member(&self, _: String) -> OpFuture<'_, String> {
-        panic!("{TOUCHED}")
-    }
-    fn config_defaults(&self) -> ConfigValues {
-        panic!("{TOUCHED}")
-    }
-}
+common::refuse_writes!(Untouchable, TOUCHED);
 
 fn context(health: impl HealthSource) -> ApiContext {
     ApiContext {
