@@ -16,7 +16,7 @@ use crate::error::CtlError;
 use crate::operate::change_primary;
 use crate::query::{self, Login, Pick};
 use anyhow::{Context, anyhow, bail};
-use measure::{Facts, Report, Write};
+use measure::{Facts, Report, Setting, Write};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
@@ -55,7 +55,7 @@ pub async fn drill(finder: &mut Finder, args: DrillArgs, lab: Option<&Path>) -> 
         Action::Switchover => None,
         Action::Failover => Some(measure::best_replica(view).map_err(CtlError::Unavailable)?),
     };
-    let mut login = query::login(args.dbuser.clone(), &args.dbname, args.password).await?;
+    let mut login = query::login(&args.login).await?;
     let entry = entry(&args.entry, view, lab, &mut login)?;
     let login = Arc::new(login);
     // RandomState's keys are random in each process: no other drill, even
@@ -114,20 +114,22 @@ pub async fn drill(finder: &mut Finder, args: DrillArgs, lab: Option<&Path>) -> 
         );
     }
     let report = Report::of(&Facts {
-        action: args.action,
-        scope: view.scope().to_owned(),
-        entry: entry.describe(),
-        table: table.clone(),
-        writes_per_second: args.writes_per_second,
-        old_primary,
-        old_timeline,
-        new_primary: acted.new_primary,
-        new_timeline: back.timeline,
+        setting: Setting {
+            action: args.action,
+            cluster: view.scope().to_owned(),
+            entry: entry.describe(),
+            table: table.clone(),
+            table_dropped: back.dropped.is_ok(),
+            old_primary,
+            old_timeline,
+            new_primary: acted.new_primary,
+            new_timeline: back.timeline,
+            writes_per_second: args.writes_per_second,
+        },
         action_sent: acted.sent,
         action_done: acted.done,
         writes,
         found: back.found,
-        table_dropped: back.dropped.is_ok(),
     });
     print!(
         "{}",

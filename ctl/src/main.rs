@@ -135,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if let ClusterCmd::Query(args) = &command
         && cli.target.username.is_some()
-        && args.dbuser.is_none()
+        && args.login.dbuser.is_none()
     {
         // patronictl's `query --username` is the database user; here it
         // would silently be the REST API's.

@@ -3,7 +3,7 @@
 //! read here because tokio-postgres reads none of it. `drill` logs in and
 //! connects through the same pieces.
 
-use crate::cli::{Format, QueryArgs, RoleFilter};
+use crate::cli::{Format, PgLoginArgs, QueryArgs, RoleFilter};
 use crate::cluster::{ClusterView, Finder, MemberView};
 use crate::error::CtlError;
 use crate::format::{self, ResultSet};
@@ -35,7 +35,7 @@ pub(crate) struct Login {
 
 pub async fn query(finder: &mut Finder, args: QueryArgs) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
-    let login = login(args.dbuser.clone(), &args.dbname, args.password).await?;
+    let login = login(&args.login).await?;
     let watch = args.watch_seconds.or(args.watch_every_2s.then_some(2));
     let role = match args.member {
         Some(_) => None,
@@ -123,18 +123,14 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The user, password and TLS for every connection, as libpq settles them:
-/// the user `dbuser`, else `PGUSER`, else the login name; the password
-/// asked on the terminal when `ask_password`, else `PGPASSWORD`, else the
-/// password file's.
-pub(crate) async fn login(
-    dbuser: Option<String>,
-    dbname: &str,
-    ask_password: bool,
-) -> anyhow::Result<Login> {
+/// the user `-U`, else `PGUSER`, else the login name; the password asked
+/// on the terminal with `--password`, else `PGPASSWORD`, else the password
+/// file's.
+pub(crate) async fn login(args: &PgLoginArgs) -> anyhow::Result<Login> {
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten();
-    let user = match dbuser.or_else(|| env("PGUSER")) {
+    let user = match args.dbuser.clone().or_else(|| env("PGUSER")) {
         Some(user) => user,
         None => match &me {
             Some(me) => me.name.clone(),
@@ -144,7 +140,7 @@ pub(crate) async fn login(
     let home = env("HOME")
         .map(PathBuf::from)
         .or_else(|| me.as_ref().map(|m| m.dir.clone()));
-    let password = if ask_password {
+    let password = if args.password {
         Some(prompt::password(format!("Password for {user}")).await?)
     } else {
         env("PGPASSWORD")
@@ -155,7 +151,7 @@ pub(crate) async fn login(
     let tls = pg_tls::connector(&tls_settings)?;
     Ok(Login {
         user,
-        dbname: dbname.to_owned(),
+        dbname: args.dbname.clone(),
         password,
         passfile: pgpass::location(env("PGPASSFILE"), home),
         tls_settings,

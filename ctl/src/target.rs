@@ -425,6 +425,7 @@ fn scalar_text(key: &str, value: &Yaml) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn args(urls: &[&str]) -> TargetOpts {
         TargetOpts {
@@ -438,6 +439,24 @@ mod tests {
             cert: None,
             key: None,
         }
+    }
+
+    /// Options naming a lab in `dir` of one member, whose API is at
+    /// `api_url`, and whose login is admin/secret.
+    fn lab_opts(dir: &Path, api_url: &str) -> TargetOpts {
+        let lab = json!({"members": [{"api_url": api_url}],
+                         "api_auth": {"username": "admin", "password": "secret"}});
+        std::fs::write(dir.join("lab.json"), lab.to_string()).expect("lab.json");
+        let mut opts = args(&[]);
+        opts.lab = Some(dir.to_owned());
+        opts
+    }
+
+    fn login(username: &str, password: &str) -> Option<Credentials> {
+        Some(Credentials {
+            username: username.into(),
+            password: password.into(),
+        })
     }
 
     /// An empty environment.
@@ -467,13 +486,7 @@ mod tests {
             ["https://127.0.0.1:8008", "https://127.0.0.1:8009"]
         );
         assert_eq!(lab.ca_file.as_deref(), Some(Path::new("/tmp/l/tls/ca.pem")));
-        assert_eq!(
-            lab.credentials,
-            Some(Credentials {
-                username: "admin".into(),
-                password: "secret".into()
-            })
-        );
+        assert_eq!(lab.credentials, login("admin", "secret"));
         let bare = parse_lab(r#"{"members": [{"api_url": "http://h:1"}]}"#).expect("no api_auth");
         assert_eq!((bare.credentials, bare.ca_file), (None, None));
         assert!(parse_lab(r#"{"members": []}"#).is_err());
@@ -487,13 +500,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(config.urls, ["http://a:8008", "b:8008"]);
-        assert_eq!(
-            config.credentials,
-            Some(Credentials {
-                username: "admin".into(),
-                password: "12345".into()
-            })
-        );
+        assert_eq!(config.credentials, login("admin", "12345"));
         assert_eq!(
             parse_config("urls: http://a:8008").map(|c| c.urls),
             Ok(vec!["http://a:8008".to_owned()])
@@ -535,10 +542,7 @@ members:
             config,
             CtlConfig {
                 urls: vec!["https://w1.example:8010".into()],
-                credentials: Some(Credentials {
-                    username: "admin".into(),
-                    password: "pass: word".into()
-                }),
+                credentials: login("admin", "pass: word"),
                 scope: Some("demo".into()),
                 ca_files: vec![PathBuf::from("/etc/raftgres/ca.pem")],
             }
@@ -563,30 +567,18 @@ members:
     #[test]
     fn the_command_line_beats_the_environment() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        std::fs::write(
-            dir.path().join("lab.json"),
-            r#"{"members": [{"api_url": "http://lab:1"}],
-                "api_auth": {"username": "admin", "password": "secret"}}"#,
-        )
-        .expect("lab.json");
         let env = |name: &str| match name {
             URL_VAR => Some("http://env:1, http://env:2".to_owned()),
             USERNAME_VAR => Some("env-user".to_owned()),
             PASSWORD_VAR => Some("env-password".to_owned()),
             _ => None,
         };
-        let mut opts = args(&[]);
-        opts.lab = Some(dir.path().to_owned());
-        let target = opts.resolve_with(&env).expect("lab");
+        let target = lab_opts(dir.path(), "http://lab:1")
+            .resolve_with(&env)
+            .expect("lab");
         let seeds: Vec<String> = target.seeds.iter().map(Url::to_string).collect();
         assert_eq!(seeds, ["http://lab:1/"]);
-        assert_eq!(
-            target.credentials,
-            Some(Credentials {
-                username: "admin".into(),
-                password: "secret".into()
-            })
-        );
+        assert_eq!(target.credentials, login("admin", "secret"));
         // Without a file, the environment fills in.
         let target = args(&[]).resolve_with(&env).expect("environment");
         let seeds: Vec<String> = target.seeds.iter().map(Url::to_string).collect();
@@ -603,13 +595,7 @@ members:
         let target = opts.resolve_with(&env).expect("options");
         let seeds: Vec<String> = target.seeds.iter().map(Url::to_string).collect();
         assert_eq!(seeds, ["http://flag:1/", "http://lab:1/"]);
-        assert_eq!(
-            target.credentials,
-            Some(Credentials {
-                username: "flag-user".into(),
-                password: "secret".into()
-            })
-        );
+        assert_eq!(target.credentials, login("flag-user", "secret"));
         // A client certificate needs its key, from the environment too.
         let half = |name: &str| (name == CERT_VAR).then(|| "/c.pem".to_owned());
         let err = args(&[])
@@ -655,10 +641,7 @@ members:
         half.password_file = Some(password_file(dir.path(), "pw\n", 0o600));
         assert_eq!(
             half.resolve_with(&no_env).expect("pair").credentials,
-            Some(Credentials {
-                username: "admin".into(),
-                password: "pw".into()
-            })
+            login("admin", "pw")
         );
     }
 
@@ -684,23 +667,13 @@ members:
     #[test]
     fn one_credential_option_replaces_its_half_of_the_lab_s() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        std::fs::write(
-            dir.path().join("lab.json"),
-            r#"{"members": [{"api_url": "http://h:1"}],
-                "api_auth": {"username": "admin", "password": "secret"}}"#,
-        )
-        .expect("lab.json");
-        let mut opts = args(&[]);
-        opts.lab = Some(dir.path().to_owned());
+        let mut opts = lab_opts(dir.path(), "http://h:1");
         opts.password_file = Some(password_file(dir.path(), "wrong", 0o600));
         assert_eq!(
             opts.resolve_with(&no_env)
                 .expect("completed by lab.json")
                 .credentials,
-            Some(Credentials {
-                username: "admin".into(),
-                password: "wrong".into()
-            })
+            login("admin", "wrong")
         );
         opts.password_file = None;
         opts.username = Some("other".into());
@@ -708,10 +681,7 @@ members:
             opts.resolve_with(&no_env)
                 .expect("completed by lab.json")
                 .credentials,
-            Some(Credentials {
-                username: "other".into(),
-                password: "secret".into()
-            })
+            login("other", "secret")
         );
     }
 }

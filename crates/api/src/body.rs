@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::cluster::RestartDocument;
+use crate::cluster::{PendingRestartDocument, RestartDocument};
 use crate::health::{CopyProgress, NodeHealth, Role, Standby};
 
 /// Field order follows Patroni's document.
@@ -35,11 +35,8 @@ struct Document<'a> {
     replication_state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     database_system_identifier: Option<&'a str>,
-    /// Present, and true, only while a setting waits for a restart.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_restart: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
+    #[serde(flatten)]
+    pending_restart: Option<PendingRestartDocument<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduled_restart: Option<RestartDocument<'a>>,
     pause: bool,
@@ -138,9 +135,7 @@ pub(crate) fn document(health: &NodeHealth, dcs_last_seen: Option<i64>) -> Vec<u
         database_system_identifier: server.system_identifier.as_deref(),
         replication_state: (health.postgres_running && health.in_recovery && health.streaming)
             .then_some("streaming"),
-        pending_restart: (!health.pending_restart.is_empty()).then_some(true),
-        pending_restart_reason: (!health.pending_restart.is_empty())
-            .then_some(&health.pending_restart),
+        pending_restart: PendingRestartDocument::of(&health.pending_restart),
         scheduled_restart: health.scheduled_restart.as_ref().map(RestartDocument::from),
         pause: health.paused,
         tags: Tags(&health.tags),

@@ -3,7 +3,8 @@
 //! recently each member reported. Pure.
 
 use raftgres_state::{
-    ClusterState, HistoryEntry, HostPort, Lsn, Member, MemberRole, PgState, ScheduledRestart,
+    ClusterState, HistoryEntry, HostPort, Lsn, Member, MemberRole, PendingRestart, PgState,
+    ScheduledRestart,
 };
 use serde::Serialize;
 use serde::ser::{SerializeTuple, Serializer};
@@ -51,12 +52,10 @@ struct MemberDocument<'a> {
     lag: Option<Lag>,
     #[serde(serialize_with = "crate::body::serialize_tags")]
     tags: BTreeMap<String, String>,
-    /// As Patroni's: present, and true, only while a setting waits for a
-    /// restart of the member's Postgres.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_restart: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pending_restart_reason: Option<&'a BTreeMap<String, raftgres_state::PendingRestart>>,
+    /// Left out for a stale member: what it reported last says nothing of
+    /// its Postgres now.
+    #[serde(flatten)]
+    pending_restart: Option<PendingRestartDocument<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduled_restart: Option<RestartDocument<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,9 +206,7 @@ fn member_document<'a>(
         lsn: at(member.replay_lsn),
         lag: behind(member.replay_lsn),
         tags: member.tags.shown(),
-        pending_restart: (!stale && !member.pending_restart.is_empty()).then_some(true),
-        pending_restart_reason: (!stale && !member.pending_restart.is_empty())
-            .then_some(&member.pending_restart),
+        pending_restart: PendingRestartDocument::of(&member.pending_restart).filter(|_| !stale),
         // Shown stale too: it stays in the record until its agent acts.
         scheduled_restart: member
             .scheduled_restart
@@ -232,6 +229,24 @@ fn member_state(member: &Member) -> &'static str {
         // A witness has no Postgres by design; its record being there is
         // all there is to run.
         PgState::Absent => "running",
+    }
+}
+
+/// Patroni's `pending_restart`, present, and true, only while a setting
+/// waits for a restart of the member's Postgres, with the settings as
+/// `pending_restart_reason`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct PendingRestartDocument<'a> {
+    pending_restart: bool,
+    pending_restart_reason: &'a BTreeMap<String, PendingRestart>,
+}
+
+impl<'a> PendingRestartDocument<'a> {
+    pub(crate) fn of(settings: &'a BTreeMap<String, PendingRestart>) -> Option<Self> {
+        (!settings.is_empty()).then_some(PendingRestartDocument {
+            pending_restart: true,
+            pending_restart_reason: settings,
+        })
     }
 }
 

@@ -120,11 +120,20 @@ pub(crate) fn is_ours(pid: u32, exe_name: &str, config: &Path) -> bool {
 
 /// SIGTERM, then SIGKILL after `grace`; reaped on return.
 pub(crate) fn stop(child: &mut Child, grace: Duration) {
+    terminate(child);
+    reap_by(child, Instant::now() + grace);
+}
+
+pub(crate) fn terminate(child: &Child) {
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let deadline = Instant::now() + grace;
+}
+
+/// Waits for `child` to exit until `deadline`, then SIGKILLs it; reaped on
+/// return.
+pub(crate) fn reap_by(child: &mut Child, deadline: Instant) {
     while Instant::now() < deadline {
         match child.try_wait() {
             Ok(Some(_)) | Err(_) => return,

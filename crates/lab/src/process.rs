@@ -435,19 +435,10 @@ impl Lab {
     /// Stops every agent this handle started: SIGTERM, then SIGKILL after
     /// `grace`; then their keepers, which stop Postgres.
     pub fn stop_all(&mut self, grace: Duration) {
-        for child in self.children.values() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        }
+        self.children.values().for_each(daemon::terminate);
         let deadline = Instant::now() + grace;
         for child in self.children.values_mut() {
-            while Instant::now() < deadline {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            daemon::reap_by(child, deadline);
         }
         self.children.clear();
         if !self.owns_keepers {

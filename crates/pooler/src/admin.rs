@@ -206,52 +206,65 @@ impl Admin {
     /// `SHOW VERSION`, e.g. `PgBouncer 1.18.0`.
     pub async fn version(&self) -> Result<String> {
         const COMMAND: &str = "SHOW VERSION";
-        let rows = self.rows(COMMAND).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| self.unexpected(COMMAND, "version"))?;
-        Ok(self.text(row, COMMAND, "version")?.to_owned())
+        let versions = self
+            .show(COMMAND, |row| Ok(row.text("version")?.to_owned()))
+            .await?;
+        versions
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.unexpected(COMMAND, "version"))
     }
 
     pub async fn show_databases(&self) -> Result<Vec<DatabaseStatus>> {
-        const COMMAND: &str = "SHOW DATABASES";
-        self.rows(COMMAND)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(DatabaseStatus {
-                    name: self.text(row, COMMAND, "name")?.to_owned(),
-                    host: self.optional(row, COMMAND, "host")?.map(str::to_owned),
-                    port: self.number(row, COMMAND, "port")?,
-                    database: self.text(row, COMMAND, "database")?.to_owned(),
-                    pool_mode: self.optional(row, COMMAND, "pool_mode")?.map(str::to_owned),
-                    current_connections: self.number(row, COMMAND, "current_connections")?,
-                    paused: self.flag(row, COMMAND, "paused")?,
-                    disabled: self.flag(row, COMMAND, "disabled")?,
-                })
+        self.show("SHOW DATABASES", |row| {
+            Ok(DatabaseStatus {
+                name: row.text("name")?.to_owned(),
+                host: row.optional("host")?.map(str::to_owned),
+                port: row.number("port")?,
+                database: row.text("database")?.to_owned(),
+                pool_mode: row.optional("pool_mode")?.map(str::to_owned),
+                current_connections: row.number("current_connections")?,
+                paused: row.flag("paused")?,
+                disabled: row.flag("disabled")?,
             })
-            .collect()
+        })
+        .await
     }
 
     pub async fn show_pools(&self) -> Result<Vec<PoolStatus>> {
-        const COMMAND: &str = "SHOW POOLS";
-        self.rows(COMMAND)
+        self.show("SHOW POOLS", |row| {
+            let seconds: u64 = row.number("maxwait")?;
+            let micros: u64 = row.number("maxwait_us")?;
+            Ok(PoolStatus {
+                database: row.text("database")?.to_owned(),
+                user: row.text("user")?.to_owned(),
+                cl_active: row.number("cl_active")?,
+                cl_waiting: row.number("cl_waiting")?,
+                sv_active: row.number("sv_active")?,
+                sv_idle: row.number("sv_idle")?,
+                sv_used: row.number("sv_used")?,
+                sv_login: row.number("sv_login")?,
+                maxwait: Duration::from_secs(seconds) + Duration::from_micros(micros),
+                pool_mode: row.text("pool_mode")?.to_owned(),
+            })
+        })
+        .await
+    }
+
+    /// Each row of `command`'s answer, read with `read`.
+    async fn show<T>(
+        &self,
+        command: &str,
+        read: impl Fn(Reply<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.rows(command)
             .await?
             .iter()
             .map(|row| {
-                let seconds: u64 = self.number(row, COMMAND, "maxwait")?;
-                let micros: u64 = self.number(row, COMMAND, "maxwait_us")?;
-                Ok(PoolStatus {
-                    database: self.text(row, COMMAND, "database")?.to_owned(),
-                    user: self.text(row, COMMAND, "user")?.to_owned(),
-                    cl_active: self.number(row, COMMAND, "cl_active")?,
-                    cl_waiting: self.number(row, COMMAND, "cl_waiting")?,
-                    sv_active: self.number(row, COMMAND, "sv_active")?,
-                    sv_idle: self.number(row, COMMAND, "sv_idle")?,
-                    sv_used: self.number(row, COMMAND, "sv_used")?,
-                    sv_login: self.number(row, COMMAND, "sv_login")?,
-                    maxwait: Duration::from_secs(seconds) + Duration::from_micros(micros),
-                    pool_mode: self.text(row, COMMAND, "pool_mode")?.to_owned(),
+                read(Reply {
+                    admin: self,
+                    command,
+                    row,
                 })
             })
             .collect()
@@ -348,43 +361,43 @@ impl Admin {
             column,
         }
     }
+}
 
-    fn optional<'r>(
-        &self,
-        row: &'r SimpleQueryRow,
-        command: &str,
-        column: &'static str,
-    ) -> Result<Option<&'r str>> {
-        row.try_get(column)
-            .map_err(|_| self.unexpected(command, column))
+/// One row of the console's answer to `command`; a column that is missing
+/// or unreadable is an unexpected reply, named with the command.
+struct Reply<'a> {
+    admin: &'a Admin,
+    command: &'a str,
+    row: &'a SimpleQueryRow,
+}
+
+impl<'a> Reply<'a> {
+    fn unexpected(&self, column: &'static str) -> PoolerError {
+        self.admin.unexpected(self.command, column)
     }
 
-    fn text<'r>(
-        &self,
-        row: &'r SimpleQueryRow,
-        command: &str,
-        column: &'static str,
-    ) -> Result<&'r str> {
-        self.optional(row, command, column)?
-            .ok_or_else(|| self.unexpected(command, column))
+    fn optional(&self, column: &'static str) -> Result<Option<&'a str>> {
+        self.row
+            .try_get(column)
+            .map_err(|_| self.unexpected(column))
     }
 
-    fn number<T: FromStr>(
-        &self,
-        row: &SimpleQueryRow,
-        command: &str,
-        column: &'static str,
-    ) -> Result<T> {
-        self.text(row, command, column)?
+    fn text(&self, column: &'static str) -> Result<&'a str> {
+        self.optional(column)?
+            .ok_or_else(|| self.unexpected(column))
+    }
+
+    fn number<T: FromStr>(&self, column: &'static str) -> Result<T> {
+        self.text(column)?
             .parse()
-            .map_err(|_| self.unexpected(command, column))
+            .map_err(|_| self.unexpected(column))
     }
 
-    fn flag(&self, row: &SimpleQueryRow, command: &str, column: &'static str) -> Result<bool> {
-        match self.text(row, command, column)? {
+    fn flag(&self, column: &'static str) -> Result<bool> {
+        match self.text(column)? {
             "0" => Ok(false),
             "1" => Ok(true),
-            _ => Err(self.unexpected(command, column)),
+            _ => Err(self.unexpected(column)),
         }
     }
 }

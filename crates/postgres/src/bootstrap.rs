@@ -135,6 +135,22 @@ fn roles_sql(settings: &PgSettings) -> String {
     sql
 }
 
+/// `program`, checked with everything a clone or a rewind needs before it
+/// touches the data directory: valid settings, the server binary the copy
+/// is configured for, and a slot name the upstream would accept.
+fn following_tool<'a>(
+    settings: &'a PgSettings,
+    program: &'static str,
+    slot: Option<&str>,
+) -> Result<Tool<'a>> {
+    settings.validate()?;
+    settings.require_binary(bin::POSTGRES)?;
+    if let Some(slot) = slot {
+        crate::control::check_slot_name(slot)?;
+    }
+    Tool::new(settings, program)
+}
+
 /// Clones `upstream` into `settings.data_dir` with `pg_basebackup` and
 /// configures the copy as its standby (streaming through `slot` if given).
 ///
@@ -147,12 +163,7 @@ pub async fn basebackup(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
-    settings.validate()?;
-    settings.require_binary(bin::POSTGRES)?;
-    if let Some(slot) = slot {
-        crate::control::check_slot_name(slot)?;
-    }
-    let tool = Tool::new(settings, bin::PG_BASEBACKUP)?;
+    let tool = following_tool(settings, bin::PG_BASEBACKUP, slot)?;
     refuse_if_running(settings)?;
     files::write_passfile(settings)?;
     let target = files::clone_target(&settings.data_dir, settings.run_as)?;
@@ -215,12 +226,7 @@ pub async fn rewind(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
-    settings.validate()?;
-    settings.require_binary(bin::POSTGRES)?;
-    if let Some(slot) = slot {
-        crate::control::check_slot_name(slot)?;
-    }
-    let tool = Tool::new(settings, bin::PG_REWIND)?;
+    let tool = following_tool(settings, bin::PG_REWIND, slot)?;
     require_initialized(&settings.data_dir)?;
     refuse_if_running(settings)?;
 

@@ -130,23 +130,21 @@ impl ClientTls {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error("choose TLS versions", e))?;
-        let config = if self.mode.verifies() {
+        let algorithms = provider.signature_verification_algorithms;
+        let chain = if self.mode.verifies() {
             let roots = Arc::new(self.roots()?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
-                .build()
-                .map_err(|e| tls_error("build the certificate verifier", e))?;
-            if self.mode == SslMode::VerifyFull {
-                builder.with_webpki_verifier(webpki)
-            } else {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-            }
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider).build();
+            Some(webpki.map_err(|e| tls_error("build the certificate verifier", e))?)
         } else {
-            let algorithms = provider.signature_verification_algorithms;
-            builder
+            None
+        };
+        let config = match chain {
+            Some(webpki) if self.mode == SslMode::VerifyFull => {
+                builder.with_webpki_verifier(webpki)
+            }
+            chain => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unchecked(algorithms)))
+                .with_custom_certificate_verifier(Arc::new(BelowVerifyFull { chain, algorithms })),
         };
         Ok(Some(MakeRustlsConnect::new(config.with_no_client_auth())))
     }
@@ -225,11 +223,19 @@ fn tls_error(what: &str, e: impl std::fmt::Display) -> PgError {
     }
 }
 
-/// `verify-ca`: the chain is checked, the name is not (libpq's meaning).
+/// What libpq checks of a server's certificate below `verify-full`. The
+/// handshake's signatures are verified in every mode, so SCRAM's channel
+/// binding ties the login to this connection.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct BelowVerifyFull {
+    /// `verify-ca`: the chain is checked, the name is not; `None` for
+    /// `prefer` and `require`: the certificate is not checked (libpq's
+    /// meaning).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for BelowVerifyFull {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -238,10 +244,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -255,7 +261,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -264,52 +270,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require`: encrypted, the certificate unchecked (libpq's
-/// meaning); the handshake's signatures are still verified, so SCRAM's
-/// channel binding ties the login to this connection.
-#[derive(Debug)]
-struct Unchecked(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

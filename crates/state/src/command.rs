@@ -407,16 +407,25 @@ impl ClusterState {
         if !requested {
             self.check_synchronous(member)?;
         }
+        self.lease.ttl_ms = ttl_ms;
+        self.hand_lease_to(member, reason, at_unix_ms)
+    }
+
+    /// `member` holds the lease from the next epoch on. A pending
+    /// switchover is fulfilled, or overtaken by this change: either way,
+    /// nobody is left to carry it out.
+    fn hand_lease_to(&mut self, member: &str, reason: &str, at_unix_ms: u64) -> Response {
         let previous_holder = self.lease.holder.replace(member.to_owned());
         self.hand_sync_set_to(member);
         self.lease.disown_timeline(member);
         self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
         self.lease.revision += 1;
-        self.lease.ttl_ms = ttl_ms;
-        // A pending request is fulfilled, or overtaken by this acquire:
-        // either way, nobody is left to carry it out.
         self.switchover = None;
         self.record_history(previous_holder, reason, at_unix_ms);
+        self.lease_applied()
+    }
+
+    fn lease_applied(&self) -> Response {
         Ok(Applied::Lease {
             lease: self.lease.clone(),
         })
@@ -443,9 +452,7 @@ impl ClusterState {
         if let Some(timeline) = timeline {
             self.lease.primary_on(member, timeline);
         }
-        Ok(Applied::Lease {
-            lease: self.lease.clone(),
-        })
+        self.lease_applied()
     }
 
     fn release_lease(
@@ -460,9 +467,7 @@ impl ClusterState {
         if lsn.is_some() {
             self.lease.last_lsn = lsn;
         }
-        Ok(Applied::Lease {
-            lease: self.lease.clone(),
-        })
+        self.lease_applied()
     }
 
     fn transfer_lease(
@@ -481,16 +486,7 @@ impl ClusterState {
             });
         }
         self.check_in_sync_set(to)?;
-        let previous_holder = self.lease.holder.replace(to.to_owned());
-        self.hand_sync_set_to(to);
-        self.lease.disown_timeline(to);
-        self.lease.epoch = Epoch(self.lease.epoch.0 + 1);
-        self.lease.revision += 1;
-        self.switchover = None;
-        self.record_history(previous_holder, reason, at_unix_ms);
-        Ok(Applied::Lease {
-            lease: self.lease.clone(),
-        })
+        self.hand_lease_to(to, reason, at_unix_ms)
     }
 
     fn record_history(&mut self, previous_holder: Option<String>, reason: &str, at_unix_ms: u64) {

@@ -85,11 +85,8 @@ fn tls_issue_takes_members_as_name_and_node_id() {
 
 #[test]
 fn watch_takes_an_optional_interval() {
-    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
-        Ok(Cli {
-            command: Cmd::Cluster(ClusterCmd::List { watch_seconds, .. }),
-            ..
-        }) => watch_seconds,
+    let parse = |args: &[&str]| match cluster_command(args) {
+        Ok((_, ClusterCmd::List { watch_seconds, .. })) => watch_seconds,
         _ => panic!("{args:?} should parse as list"),
     };
     assert_eq!(parse(&["raftgresctl", "list"]), None);
@@ -102,13 +99,11 @@ fn watch_takes_an_optional_interval() {
 
 #[test]
 fn pooler_takes_its_options_with_defaults() {
-    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
-        Ok(Cli {
-            command: Cmd::Cluster(ClusterCmd::Pooler(args)),
-            ..
-        }) => Ok(args),
-        Ok(_) => panic!("{args:?} should parse as pooler"),
-        Err(e) => Err(e.to_string()),
+    let parse = |args: &[&str]| -> Result<PoolerArgs, String> {
+        match cluster_command(args)? {
+            (_, ClusterCmd::Pooler(pooler)) => Ok(pooler),
+            _ => panic!("{args:?} should parse as pooler"),
+        }
     };
     let base = ["raftgresctl", "pooler", "--databases-file", "/etc/db.ini"];
     let args = parse(&[&base[..], &["--admin", "127.0.0.1:6432"]].concat()).expect("valid");
@@ -143,14 +138,23 @@ fn pooler_takes_its_options_with_defaults() {
     assert!(parse(&base).is_err(), "--admin is required");
 }
 
-fn query_args(args: &[&str]) -> Result<(TargetOpts, QueryArgs), String> {
+/// The command `args` parse to, one that talks to a cluster, or clap's
+/// error.
+fn cluster_command(args: &[&str]) -> Result<(TargetOpts, ClusterCmd), String> {
     match Cli::try_parse_from(args) {
         Ok(Cli {
             target,
-            command: Cmd::Cluster(ClusterCmd::Query(query)),
-        }) => Ok((target, query)),
-        Ok(_) => panic!("{args:?} should parse as query"),
+            command: Cmd::Cluster(command),
+        }) => Ok((target, command)),
+        Ok(_) => panic!("{args:?} should parse as a cluster command"),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn query_args(args: &[&str]) -> Result<(TargetOpts, QueryArgs), String> {
+    match cluster_command(args)? {
+        (target, ClusterCmd::Query(query)) => Ok((target, query)),
+        _ => panic!("{args:?} should parse as query"),
     }
 }
 
@@ -200,9 +204,9 @@ fn query_takes_patronictl_s_options() {
         (
             query.role,
             query.member.as_deref(),
-            query.dbname.as_str(),
-            query.dbuser.as_deref(),
-            query.password,
+            query.login.dbname.as_str(),
+            query.login.dbuser.as_deref(),
+            query.login.password,
             query.delimiter.as_str(),
             query.watch_seconds,
             query.watch_every_2s,
@@ -236,9 +240,9 @@ fn query_takes_patronictl_s_options() {
     assert_eq!(query.role, Some(RoleFilter::Leader));
     assert_eq!(
         (
-            query.dbname.as_str(),
-            query.dbuser.as_deref(),
-            query.password
+            query.login.dbname.as_str(),
+            query.login.dbuser.as_deref(),
+            query.login.password
         ),
         ("app", Some("admin"), true)
     );
@@ -286,13 +290,11 @@ fn query_takes_patronictl_s_options() {
 
 #[test]
 fn drill_takes_an_action_and_an_entry() {
-    let parse = |args: &[&str]| match Cli::try_parse_from(args) {
-        Ok(Cli {
-            command: Cmd::Cluster(ClusterCmd::Drill(args)),
-            ..
-        }) => Ok(args),
-        Ok(_) => panic!("{args:?} should parse as drill"),
-        Err(e) => Err(e.to_string()),
+    let parse = |args: &[&str]| -> Result<DrillArgs, String> {
+        match cluster_command(args)? {
+            (_, ClusterCmd::Drill(drill)) => Ok(drill),
+            _ => panic!("{args:?} should parse as drill"),
+        }
     };
     let args = parse(&["raftgresctl", "drill", "switchover"]).expect("defaults");
     assert!(args.action == crate::drill::Action::Switchover);
@@ -338,17 +340,18 @@ fn drill_takes_an_action_and_an_entry() {
 
 #[test]
 fn flush_takes_its_target_then_members() {
-    let flush = |args: &[&str]| {
-        let cli = Cli::try_parse_from(["raftgresctl", "flush"].iter().chain(args))
-            .map_err(|e| e.to_string())?;
-        match cli.command {
-            Cmd::Cluster(ClusterCmd::Flush {
-                members,
-                target,
-                role,
-                ..
-            }) => Ok((members, target, role)),
-            _ => Err("not flush".to_owned()),
+    let flush = |args: &[&str]| -> Result<_, String> {
+        match cluster_command(&[&["raftgresctl", "flush"], args].concat())? {
+            (
+                _,
+                ClusterCmd::Flush {
+                    members,
+                    target,
+                    role,
+                    ..
+                },
+            ) => Ok((members, target, role)),
+            _ => panic!("{args:?} should parse as flush"),
         }
     };
     assert_eq!(

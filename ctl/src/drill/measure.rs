@@ -62,41 +62,40 @@ pub struct Write {
     pub outcome: Result<Ack, String>,
 }
 
-/// Everything the drill found out, for [`Report::of`].
-#[derive(Debug, Clone)]
-pub struct Facts {
+/// What was drilled, where, and between which primaries: found by the
+/// drill and reported as found, the report's first keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
     pub action: Action,
-    pub scope: String,
+    pub cluster: String,
     /// Where the writes went, as the report names it.
     pub entry: String,
     pub table: String,
-    pub writes_per_second: u32,
+    pub table_dropped: bool,
     pub old_primary: String,
     pub old_timeline: Option<u64>,
     pub new_primary: String,
     pub new_timeline: Option<u64>,
+    pub writes_per_second: u32,
+}
+
+/// Everything the drill found out, for [`Report::of`].
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub setting: Setting,
     /// When the request was sent and when the agent answered it.
     pub action_sent: Duration,
     pub action_done: Duration,
     pub writes: Vec<Write>,
     /// The numbers read back from the new primary's copy of the table.
     pub found: BTreeSet<u64>,
-    pub table_dropped: bool,
 }
 
 /// The drill's result, as printed; JSON keys are stable for scripts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
-    pub action: Action,
-    pub cluster: String,
-    pub entry: String,
-    pub table: String,
-    pub table_dropped: bool,
-    pub old_primary: String,
-    pub old_timeline: Option<u64>,
-    pub new_primary: String,
-    pub new_timeline: Option<u64>,
-    pub writes_per_second: u32,
+    #[serde(flatten)]
+    pub setting: Setting,
     /// From the first write sent to the last one's answer.
     pub wrote_ms: u64,
     /// The request, from the drill's start, and how long the agent took to
@@ -173,7 +172,7 @@ impl Report {
             });
         let to_new_primary = acked
             .iter()
-            .filter(|(_, ack)| ack.by == facts.new_primary && ack.at >= facts.action_sent)
+            .filter(|(_, ack)| ack.by == facts.setting.new_primary && ack.at >= facts.action_sent)
             .map(|(_, ack)| ack.at - facts.action_sent)
             .min();
         let lost_seqs: Vec<u64> = {
@@ -215,16 +214,7 @@ impl Report {
             _ => Duration::ZERO,
         };
         Report {
-            action: facts.action,
-            cluster: facts.scope.clone(),
-            entry: facts.entry.clone(),
-            table: facts.table.clone(),
-            table_dropped: facts.table_dropped,
-            old_primary: facts.old_primary.clone(),
-            old_timeline: facts.old_timeline,
-            new_primary: facts.new_primary.clone(),
-            new_timeline: facts.new_timeline,
-            writes_per_second: facts.writes_per_second,
+            setting: facts.setting.clone(),
             wrote_ms: ms(wrote),
             action_at_ms: ms(facts.action_sent),
             action_took_ms: ms(facts.action_done.saturating_sub(facts.action_sent)),
@@ -256,6 +246,7 @@ impl Report {
 
     /// `--format pretty`: a table in patronictl's style, then the errors.
     pub fn table(&self) -> String {
+        let setting = &self.setting;
         let mut table = Table::new(&[
             ("Measure", CellAlignment::Left),
             ("Value", CellAlignment::Left),
@@ -265,9 +256,15 @@ impl Report {
             None => format!("{name} (timeline unknown)"),
         };
         let rows = [
-            ("Entry", self.entry.clone()),
-            ("Old primary", primary(&self.old_primary, self.old_timeline)),
-            ("New primary", primary(&self.new_primary, self.new_timeline)),
+            ("Entry", setting.entry.clone()),
+            (
+                "Old primary",
+                primary(&setting.old_primary, setting.old_timeline),
+            ),
+            (
+                "New primary",
+                primary(&setting.new_primary, setting.new_timeline),
+            ),
             (
                 "Action",
                 format!(
@@ -281,7 +278,7 @@ impl Report {
                 format!(
                     "{} sent at {}/s over {}, {} acknowledged, {} failed",
                     self.writes.attempted,
-                    self.writes_per_second,
+                    setting.writes_per_second,
                     seconds(self.wrote_ms),
                     self.writes.acknowledged,
                     self.writes.failed
@@ -304,7 +301,7 @@ impl Report {
                 "RTO: to the new primary",
                 match self.rto.to_new_primary_ms {
                     Some(rto) => format!("{} from the request", seconds(rto)),
-                    None => format!("never: {} acknowledged no write", self.new_primary),
+                    None => format!("never: {} acknowledged no write", setting.new_primary),
                 },
             ),
             ("RPO: acknowledged writes lost", lost(&self.rpo)),
@@ -316,8 +313,8 @@ impl Report {
                 "Table",
                 format!(
                     "{} ({})",
-                    self.table,
-                    if self.table_dropped {
+                    setting.table,
+                    if setting.table_dropped {
                         "dropped"
                     } else {
                         "NOT dropped"
@@ -330,8 +327,8 @@ impl Report {
         }
         let title = format!(
             "Drill: {} of cluster {}",
-            self.action.as_str(),
-            self.cluster
+            setting.action.as_str(),
+            setting.cluster
         );
         let mut out = table.render(Some(&title));
         if !self.errors.is_empty() {

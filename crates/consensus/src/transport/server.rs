@@ -7,6 +7,7 @@ use crate::error::ConsensusError;
 use crate::link::{MembershipChange, MembershipView};
 use crate::node::Consensus;
 use crate::types::{NodeId, TypeConfig};
+use openraft::Vote;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use raftgres_proto::v1::{
     AddMemberRequest, JoinReply, JoinRequest, MembershipReply, ProposeReply, ProposeRequest,
@@ -67,20 +68,40 @@ pub struct RaftService {
     callers: Callers,
 }
 
+/// A peer's Raft message, which speaks for the member whose vote it carries.
+trait PeerMessage: DeserializeOwned {
+    /// As errors and logs name it.
+    const NAME: &'static str;
+    fn vote(&self) -> &Vote<NodeId>;
+}
+
+macro_rules! peer_messages {
+    ($($message:ty: $name:literal),+ $(,)?) => {$(
+        impl PeerMessage for $message {
+            const NAME: &'static str = $name;
+            fn vote(&self) -> &Vote<NodeId> {
+                &self.vote
+            }
+        }
+    )+};
+}
+
+peer_messages! {
+    AppendEntriesRequest<TypeConfig>: "AppendEntries",
+    VoteRequest<NodeId>: "Vote",
+    InstallSnapshotRequest<TypeConfig>: "InstallSnapshot",
+}
+
 impl RaftService {
     /// The message, if it is addressed to this store's incarnation and
     /// comes from the member whose vote it carries.
-    fn admitted<T: DeserializeOwned>(
-        &self,
-        what: &str,
-        request: Request<RaftPayload>,
-        sender: impl Fn(&T) -> Option<NodeId>,
-    ) -> Result<T, Status> {
+    fn admitted<T: PeerMessage>(&self, request: Request<RaftPayload>) -> Result<T, Status> {
         // Who speaks first: a caller in another member's name learns nothing,
         // not even whether the incarnation it addressed is this store's.
-        let rpc: T = decode(what, &request.get_ref().json).map_err(bad_peer_message)?;
-        let claimed = sender(&rpc)
-            .ok_or_else(|| Status::invalid_argument(format!("{what} names no sending member")))?;
+        let rpc: T = decode(T::NAME, &request.get_ref().json).map_err(bad_peer_message)?;
+        let claimed = rpc.vote().leader_id().voted_for().ok_or_else(|| {
+            Status::invalid_argument(format!("{} names no sending member", T::NAME))
+        })?;
         check_caller(self.callers, &request, claimed)?;
         self.consensus
             .admit(request.get_ref().to_incarnation)
@@ -90,11 +111,13 @@ impl RaftService {
 }
 
 /// A peer's answer, as the JSON the Raft messages travel in.
-fn answer<T: serde::Serialize>(result: &T) -> Response<RaftPayload> {
-    Response::new(RaftPayload {
-        json: encode(result),
+fn answer<T: serde::Serialize>(
+    result: Result<T, ConsensusError>,
+) -> Result<Response<RaftPayload>, Status> {
+    Ok(Response::new(RaftPayload {
+        json: encode(&result.map_err(status_of)?),
         ..Default::default()
-    })
+    }))
 }
 
 #[tonic::async_trait]
@@ -103,43 +126,21 @@ impl raft_server::Raft for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = self.admitted(
-            "AppendEntries",
-            request,
-            |r: &AppendEntriesRequest<TypeConfig>| r.vote.leader_id().voted_for(),
-        )?;
-        let result = self
-            .consensus
-            .receive_append(rpc)
-            .await
-            .map_err(status_of)?;
-        Ok(answer(&result))
+        let rpc = self.admitted(request)?;
+        answer(self.consensus.receive_append(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<NodeId> =
-            self.admitted("Vote", request, |r: &VoteRequest<NodeId>| {
-                r.vote.leader_id().voted_for()
-            })?;
-        let result = self.consensus.receive_vote(rpc).await.map_err(status_of)?;
-        Ok(answer(&result))
+        let rpc = self.admitted(request)?;
+        answer(self.consensus.receive_vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = self.admitted(
-            "InstallSnapshot",
-            request,
-            |r: &InstallSnapshotRequest<TypeConfig>| r.vote.leader_id().voted_for(),
-        )?;
-        let result = self
-            .consensus
-            .receive_snapshot(rpc)
-            .await
-            .map_err(status_of)?;
-        Ok(answer(&result))
+        let rpc = self.admitted(request)?;
+        answer(self.consensus.receive_snapshot(rpc).await)
     }
 }
 

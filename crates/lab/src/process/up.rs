@@ -134,6 +134,11 @@ impl Lab {
         let reused = |pick: &dyn Fn(&LabMember) -> Option<u16>| -> Option<Vec<u16>> {
             previous.as_ref()?.members.iter().map(pick).collect()
         };
+        let reused_by_postgres_members = |pick: &dyn Fn(&LabMember) -> Option<u16>| {
+            let members = &previous.as_ref()?.members;
+            let postgres_members = members.iter().filter(|m| !m.witness);
+            postgres_members.map(pick).collect::<Option<Vec<u16>>>()
+        };
         let ports = match &spec.ports {
             None if previous.is_some() => reused(&|m| port_of(&m.raft_addr))
                 .ok_or_else(|| LabError::Setup("the earlier lab.json lacks Raft ports".into()))?,
@@ -146,14 +151,7 @@ impl Lab {
             }
             None => (0..count).map(|_| free_port()).collect::<Result<_, _>>()?,
         };
-        let previous_pg_ports = previous.as_ref().and_then(|p| {
-            p.members
-                .iter()
-                .filter(|m| !m.witness)
-                .map(|m| m.pg_port)
-                .collect::<Option<Vec<u16>>>()
-        });
-        let pg_ports = match previous_pg_ports {
+        let pg_ports = match reused_by_postgres_members(&|m| m.pg_port) {
             Some(ports) if ports.len() == spec.members => ports,
             _ => (0..spec.members)
                 .map(|_| free_port())
@@ -209,13 +207,7 @@ impl Lab {
             )));
         }
         let pgbouncer_bin = pgbouncer::binary();
-        let previous_pgbouncer_ports = previous.as_ref().and_then(|p| {
-            p.members
-                .iter()
-                .filter(|m| !m.witness)
-                .map(|m| m.pgbouncer_port)
-                .collect::<Option<Vec<u16>>>()
-        });
+        let previous_pgbouncer_ports = reused_by_postgres_members(&|m| m.pgbouncer_port);
         // One per database member; witnesses come last and get none.
         let pgbouncer_ports: Vec<Option<u16>> = match (&pgbouncer_bin, previous_pgbouncer_ports) {
             (None, _) => vec![None; spec.members],

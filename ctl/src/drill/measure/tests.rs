@@ -30,15 +30,18 @@ fn failed(seq: u64, sent: u64, error: &str) -> Write {
 /// handover), then m2.
 fn facts() -> Facts {
     Facts {
-        action: Action::Switchover,
-        scope: "lab".into(),
-        entry: "HAProxy (127.0.0.1:5000)".into(),
-        table: "raftgres_drill_00ff".into(),
-        writes_per_second: 10,
-        old_primary: "m1".into(),
-        old_timeline: Some(1),
-        new_primary: "m2".into(),
-        new_timeline: Some(2),
+        setting: Setting {
+            action: Action::Switchover,
+            cluster: "lab".into(),
+            entry: "HAProxy (127.0.0.1:5000)".into(),
+            table: "raftgres_drill_00ff".into(),
+            table_dropped: true,
+            old_primary: "m1".into(),
+            old_timeline: Some(1),
+            new_primary: "m2".into(),
+            new_timeline: Some(2),
+            writes_per_second: 10,
+        },
         action_sent: at(2000),
         action_done: at(2900),
         writes: vec![
@@ -54,7 +57,6 @@ fn facts() -> Facts {
             acked(9, 3400, 3402, "m2"),
         ],
         found: [1, 2, 3, 6, 7, 8, 9].into(),
-        table_dropped: true,
     }
 }
 
@@ -185,7 +187,7 @@ Errors:
 ";
     assert_eq!(Report::of(&facts()).table(), expected);
     let mut kept = facts();
-    kept.table_dropped = false;
+    kept.setting.table_dropped = false;
     assert!(Report::of(&kept).table().contains("(NOT dropped)"));
 }
 
@@ -230,50 +232,67 @@ fn the_failover_candidate_is_ranked_as_the_agents_rank() {
         json!({"name": name, "role": "replica", "state": "streaming", "replay_lsn": lsn,
                "tags": tags, "stale": false})
     };
-    let plain = json!({"nofailover": false, "failover_priority": 1});
-    // The most WAL wins.
-    let members = json!([
-        leader,
-        replica("m2", "0/3000000", plain.clone()),
-        replica("m3", "0/3000060", plain.clone())
-    ]);
-    assert_eq!(best_replica(&view(members)), Ok("m3".into()));
-    // Then the priority (as text too), then the first name.
-    let members = json!([
-        leader,
-        replica("m4", "0/3000060", plain.clone()),
-        replica("m3", "0/3000060", json!({"failover_priority": "2"})),
-        replica("m2", "0/3000060", plain.clone())
-    ]);
-    assert_eq!(best_replica(&view(members)), Ok("m3".into()));
-    let members = json!([
-        leader,
-        replica("m4", "0/3000060", plain.clone()),
-        replica("m2", "0/3000060", plain.clone())
-    ]);
-    assert_eq!(best_replica(&view(members)), Ok("m2".into()));
+    let plain = || json!({"nofailover": false, "failover_priority": 1});
+    let with_leader = |replicas: Vec<Value>| {
+        view(Value::Array(
+            std::iter::once(leader.clone()).chain(replicas).collect(),
+        ))
+    };
+    let cases = [
+        // The most WAL wins.
+        (
+            vec![
+                replica("m2", "0/3000000", plain()),
+                replica("m3", "0/3000060", plain()),
+            ],
+            "m3",
+        ),
+        // Then the priority (as text too), then the first name.
+        (
+            vec![
+                replica("m4", "0/3000060", plain()),
+                replica("m3", "0/3000060", json!({"failover_priority": "2"})),
+                replica("m2", "0/3000060", plain()),
+            ],
+            "m3",
+        ),
+        (
+            vec![
+                replica("m4", "0/3000060", plain()),
+                replica("m2", "0/3000060", plain()),
+            ],
+            "m2",
+        ),
+        // An unknown position still counts, behind every known one.
+        (
+            vec![
+                replica("m2", "unknown", plain()),
+                replica("m3", "0/1", plain()),
+            ],
+            "m3",
+        ),
+    ];
+    for (replicas, want) in cases {
+        assert_eq!(
+            best_replica(&with_leader(replicas)),
+            Ok(want.into()),
+            "{want}"
+        );
+    }
     // Tagged out, not streaming, stale or a witness: never.
-    let members = json!([
-        leader,
+    let err = best_replica(&with_leader(vec![
         replica("m2", "1/0", json!({"nofailover": true})),
         replica("m3", "1/0", json!({"nofailover": "true"})),
         replica("m4", "1/0", json!({"failover_priority": 0})),
-        {"name": "m5", "role": "replica", "state": "running", "replay_lsn": "1/0"},
-        {"name": "m6", "role": "replica", "state": "streaming", "stale": true},
-        {"name": "w", "role": "witness", "state": "running"}
-    ]);
-    let err = best_replica(&view(members)).expect_err("nobody fits");
+        json!({"name": "m5", "role": "replica", "state": "running", "replay_lsn": "1/0"}),
+        json!({"name": "m6", "role": "replica", "state": "streaming", "stale": true}),
+        json!({"name": "w", "role": "witness", "state": "running"}),
+    ]))
+    .expect_err("nobody fits");
     assert!(
         err.contains("cluster lab has no replica to fail over to"),
         "{err}"
     );
-    // An unknown position still counts, behind every known one.
-    let members = json!([
-        leader,
-        replica("m2", "unknown", plain.clone()),
-        replica("m3", "0/1", plain)
-    ]);
-    assert_eq!(best_replica(&view(members)), Ok("m3".into()));
 }
 
 #[test]
