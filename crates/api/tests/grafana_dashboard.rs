@@ -16,7 +16,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use raftgres_api::{
     ApiContext, HealthSnapshot, HealthSource, Histogram, LiveFacts, MemberReport, NodeHealth,
-    RaftFacts, ReadOps, Role, ServerFacts, router,
+    RaftFacts, ReadOps, ServerFacts, router,
 };
 use raftgres_state::{ClusterState, Epoch, HistoryEntry, Lease, Member, PendingRestart};
 use serde_json::Value;
@@ -391,14 +391,8 @@ fn cluster_state() -> ClusterState {
 /// A running primary whose every optional value is known.
 fn primary() -> NodeHealth {
     NodeHealth {
-        member: "pg1".into(),
-        scope: "demo".into(),
-        role: Role::Primary,
-        holds_valid_lease: true,
-        postgres_running: true,
         paused: true,
         timeline: Some(3),
-        xlog_location: Some(50_331_744),
         pending_restart: [(
             "max_connections".to_owned(),
             PendingRestart {
@@ -412,18 +406,13 @@ fn primary() -> NodeHealth {
             postmaster_start_unix_ms: Some(1_795_341_600_000),
             ..ServerFacts::default()
         },
-        ..NodeHealth::default()
+        ..common::running_primary()
     }
 }
 
 /// A streaming replica whose every optional value is known.
 fn replica() -> NodeHealth {
     NodeHealth {
-        member: "pg2".into(),
-        role: Role::Replica,
-        holds_valid_lease: false,
-        in_recovery: true,
-        streaming: true,
         sync_standby: true,
         lag_bytes: Some(4096),
         server: ServerFacts {
@@ -436,7 +425,7 @@ fn replica() -> NodeHealth {
             ..ServerFacts::default()
         },
         pending_restart: BTreeMap::new(),
-        ..primary()
+        ..common::streaming_replica(primary())
     }
 }
 

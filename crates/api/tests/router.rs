@@ -44,35 +44,24 @@ fn context(health: impl HealthSource) -> ApiContext {
 
 fn primary() -> NodeHealth {
     NodeHealth {
-        member: "pg1".into(),
-        scope: "demo".into(),
-        role: Role::Primary,
-        holds_valid_lease: true,
-        postgres_running: true,
         timeline: Some(2),
+        server: raftgres_api::ServerFacts {
+            server_version: Some(150_004),
+            ..Default::default()
+        },
         tags: BTreeMap::from([
             ("nofailover".to_owned(), "false".to_owned()),
             ("failover_priority".to_owned(), "1".to_owned()),
             ("zone".to_owned(), "eu-1".to_owned()),
         ]),
-        xlog_location: Some(50_331_744),
-        server: raftgres_api::ServerFacts {
-            server_version: Some(150_004),
-            ..Default::default()
-        },
-        ..NodeHealth::default()
+        ..common::running_primary()
     }
 }
 
 fn replica() -> NodeHealth {
     NodeHealth {
-        member: "pg2".into(),
-        role: Role::Replica,
-        holds_valid_lease: false,
-        in_recovery: true,
-        streaming: true,
         lag_bytes: Some(2 << 20),
-        ..primary()
+        ..common::streaming_replica(primary())
     }
 }
 
@@ -269,20 +258,20 @@ async fn other_bad_query_values_are_400_naming_the_parameter() {
     assert!(head.body.is_empty());
 }
 
+/// Unknown paths are 404 whatever the method; a known path is 405 to a
+/// method it does not serve.
 #[tokio::test]
-async fn unknown_paths_are_404() {
+async fn requests_outside_the_routes_are_404_or_405() {
+    let mut refused = vec![(Method::POST, "/primary", StatusCode::METHOD_NOT_ALLOWED)];
     for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
         for path in ["/nope", "/primary/x", "/replicas"] {
-            let reply = call(primary(), method.clone(), path).await;
-            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+            refused.push((method.clone(), path, StatusCode::NOT_FOUND));
         }
     }
-}
-
-#[tokio::test]
-async fn other_methods_are_405() {
-    let reply = call(primary(), Method::POST, "/primary").await;
-    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    for (method, path, status) in refused {
+        let reply = call(primary(), method.clone(), path).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use raftgres_consensus::Consensus;
 use raftgres_consensus::MembershipView;
-use raftgres_consensus::transport::memory::address;
 use raftgres_state::Applied;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,15 +108,10 @@ async fn learner_joins_is_promoted_and_a_voter_leaves_while_commits_go_on() {
     let newcomer = cluster.start_member(4).await;
     let incarnation = newcomer.incarnation();
     assert_eq!(*newcomer.local().state, Default::default());
-    let joined = bounded(
-        "add learner",
-        SETTLE * 2,
-        cluster
-            .get(asker)
-            .add_member(4, &address(4), incarnation, false),
-    )
-    .await
-    .expect("adding a learner through a follower");
+    let joined = cluster
+        .add_member(asker, 4, incarnation, false)
+        .await
+        .expect("adding a learner through a follower");
     assert_eq!(joined, view_of(&[1, 2, 3], &[4]));
     cluster
         .wait_membership(&[1, 2, 3, 4], &[1, 2, 3], &[4])
@@ -131,15 +125,10 @@ async fn learner_joins_is_promoted_and_a_voter_leaves_while_commits_go_on() {
     proposer.wait_progress("adding a learner").await;
 
     // 2. Promote it to voter.
-    let promoted = bounded(
-        "promote to voter",
-        SETTLE * 2,
-        cluster
-            .get(asker)
-            .add_member(4, &address(4), incarnation, true),
-    )
-    .await
-    .expect("promoting the learner through a follower");
+    let promoted = cluster
+        .add_member(asker, 4, incarnation, true)
+        .await
+        .expect("promoting the learner through a follower");
     assert_eq!(promoted, view_of(&[1, 2, 3, 4], &[]));
     cluster
         .wait_membership(&[1, 2, 3, 4], &[1, 2, 3, 4], &[])
@@ -148,13 +137,10 @@ async fn learner_joins_is_promoted_and_a_voter_leaves_while_commits_go_on() {
     cluster.commit(4).await;
 
     // 3. Remove a voter (not the leader), then stop it.
-    let shrunk = bounded(
-        "remove a voter",
-        SETTLE * 2,
-        cluster.get(asker).remove_member(leaving),
-    )
-    .await
-    .expect("removing a voter through a follower");
+    let shrunk = cluster
+        .remove_member(asker, leaving)
+        .await
+        .expect("removing a voter through a follower");
     let remaining: Vec<u64> = [1, 2, 3, 4]
         .into_iter()
         .filter(|id| *id != leaving)
@@ -191,13 +177,10 @@ async fn removing_the_leader_hands_over_leadership() {
     let followers = cluster.others(leader);
     cluster.commit(leader).await;
 
-    let shrunk = bounded(
-        "remove the leader",
-        SETTLE * 2,
-        cluster.get(followers[0]).remove_member(leader),
-    )
-    .await
-    .expect("removing the leader through a follower");
+    let shrunk = cluster
+        .remove_member(followers[0], leader)
+        .await
+        .expect("removing the leader through a follower");
     assert_eq!(shrunk.voters, followers);
 
     cluster.wait_membership(&followers, &followers, &[]).await;
@@ -226,15 +209,10 @@ async fn adding_a_member_twice_is_idempotent() {
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     let incarnation = cluster.start_member(4).await.incarnation();
     for voter in [false, false, true, true] {
-        let view = bounded(
-            "add member",
-            SETTLE * 2,
-            cluster
-                .get(leader)
-                .add_member(4, &address(4), incarnation, voter),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("add_member(4, voter: {voter}) failed: {e}"));
+        let view = cluster
+            .add_member(leader, 4, incarnation, voter)
+            .await
+            .unwrap_or_else(|e| panic!("add_member(4, voter: {voter}) failed: {e}"));
         assert_eq!(view.voters.contains(&4), voter, "{view:?}");
         assert_eq!(view.learners.contains(&4), !voter, "{view:?}");
         let s = cluster.status(leader);
@@ -255,23 +233,15 @@ async fn a_learner_can_be_removed() {
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     let follower = cluster.others(leader)[0];
     let incarnation = cluster.start_member(4).await.incarnation();
-    bounded(
-        "add learner",
-        SETTLE * 2,
-        cluster
-            .get(follower)
-            .add_member(4, &address(4), incarnation, false),
-    )
-    .await
-    .expect("add learner");
+    cluster
+        .add_member(follower, 4, incarnation, false)
+        .await
+        .expect("add learner");
     cluster.wait_membership(&[1, 2, 3], &[1, 2, 3], &[4]).await;
-    let view = bounded(
-        "remove learner",
-        SETTLE * 2,
-        cluster.get(follower).remove_member(4),
-    )
-    .await
-    .expect("remove learner");
+    let view = cluster
+        .remove_member(follower, 4)
+        .await
+        .expect("remove learner");
     assert_eq!(view, view_of(&[1, 2, 3], &[]));
     cluster.wait_membership(&[1, 2, 3], &[1, 2, 3], &[]).await;
     cluster.crash(4).await;
@@ -300,15 +270,10 @@ async fn add_member_re_addresses_an_existing_member() {
         address_in_config(cluster.get(leader), 4).as_deref(),
         Some("mem:99")
     );
-    bounded(
-        "re-address",
-        SETTLE * 2,
-        cluster
-            .get(leader)
-            .add_member(4, &address(4), incarnation, false),
-    )
-    .await
-    .expect("re-address learner");
+    cluster
+        .add_member(leader, 4, incarnation, false)
+        .await
+        .expect("re-address learner");
     eventually(
         "every member to hold member 4's new address",
         SETTLE,

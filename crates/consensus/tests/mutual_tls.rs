@@ -121,15 +121,43 @@ async fn channel(
         .map_err(|e| format!("{e:?}"))
 }
 
+/// A Raft RPC's body for the member incarnation `to_incarnation`.
+fn payload(message: &impl serde::Serialize, to_incarnation: u64) -> RaftPayload {
+    RaftPayload {
+        json: serde_json::to_vec(message).expect("encode"),
+        to_incarnation,
+    }
+}
+
 fn vote_from(candidate: NodeId, to_incarnation: u64) -> RaftPayload {
     let request: VoteRequest<NodeId> = VoteRequest {
         vote: Vote::new(1, candidate),
         last_log_id: None,
     };
-    RaftPayload {
-        json: serde_json::to_vec(&request).expect("encode"),
-        to_incarnation,
-    }
+    payload(&request, to_incarnation)
+}
+
+/// Sends a vote from `candidate` over `channel`, if it connected; why not
+/// when either failed.
+async fn try_vote(
+    channel: Result<tonic::transport::Channel, String>,
+    candidate: NodeId,
+    to_incarnation: u64,
+) -> Result<(), String> {
+    RaftClient::new(channel?)
+        .vote(vote_from(candidate, to_incarnation))
+        .await
+        .map(drop)
+        .map_err(|s| s.to_string())
+}
+
+/// Requires `answer`, to a call made in another member's name, to be a
+/// refusal; returns it.
+#[track_caller]
+fn denied<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, what: &str) -> tonic::Status {
+    let status = answer.expect_err(what);
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,24 +203,10 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
     let incarnation = members[&target].incarnation();
 
     // No certificate, or one from another CA: no connection at all.
-    let without = match channel(addr, &ca, None).await {
-        Ok(channel) => RaftClient::new(channel)
-            .vote(vote_from(3, incarnation))
-            .await
-            .map(drop)
-            .map_err(|s| s.to_string()),
-        Err(e) => Err(e),
-    };
+    let without = try_vote(channel(addr, &ca, None).await, 3, incarnation).await;
     assert!(without.is_err(), "a caller without a certificate got in");
     let stranger = Ca::new("another cluster").member(3);
-    let foreign = match channel(addr, &ca, Some(&stranger)).await {
-        Ok(channel) => RaftClient::new(channel)
-            .vote(vote_from(3, incarnation))
-            .await
-            .map(drop)
-            .map_err(|s| s.to_string()),
-        Err(e) => Err(e),
-    };
+    let foreign = try_vote(channel(addr, &ca, Some(&stranger)).await, 3, incarnation).await;
     assert!(
         foreign.is_err(),
         "a certificate from another CA got in: {foreign:?}"
@@ -207,11 +221,11 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
     let channel = channel(addr, &ca, Some(&certs[&impostor]))
         .await
         .expect("a member connects");
-    let status = RaftClient::new(channel.clone())
-        .vote(vote_from(other, incarnation))
-        .await
-        .expect_err("a vote in another member's name");
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    let mut raft = RaftClient::new(channel.clone());
+    let status = denied(
+        raft.vote(vote_from(other, incarnation)).await,
+        "a vote in another member's name",
+    );
     assert!(
         status
             .message()
@@ -224,14 +238,10 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
         entries: vec![],
         leader_commit: None,
     };
-    let status = RaftClient::new(channel.clone())
-        .append_entries(RaftPayload {
-            json: serde_json::to_vec(&append).expect("encode"),
-            to_incarnation: incarnation,
-        })
-        .await
-        .expect_err("an append in another member's name");
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    denied(
+        raft.append_entries(payload(&append, incarnation)).await,
+        "an append in another member's name",
+    );
     let chunk: InstallSnapshotRequest<TypeConfig> = InstallSnapshotRequest {
         vote: Vote::new_committed(1, other),
         meta: SnapshotMeta {
@@ -243,27 +253,21 @@ async fn only_members_speak_raft_and_each_only_as_itself() {
         data: vec![],
         done: false,
     };
-    let status = RaftClient::new(channel.clone())
-        .install_snapshot(RaftPayload {
-            json: serde_json::to_vec(&chunk).expect("encode"),
-            to_incarnation: incarnation,
-        })
-        .await
-        .expect_err("a snapshot in another member's name");
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
-    let status = ClusterClient::new(channel.clone())
-        .join(JoinRequest {
-            node_id: 9,
-            raft_addr: "127.0.0.1:9".into(),
-            incarnation: 77,
-        })
-        .await
-        .expect_err("a join in another id's name");
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    denied(
+        raft.install_snapshot(payload(&chunk, incarnation)).await,
+        "a snapshot in another member's name",
+    );
+    let join = JoinRequest {
+        node_id: 9,
+        raft_addr: "127.0.0.1:9".into(),
+        incarnation: 77,
+    };
+    denied(
+        ClusterClient::new(channel).join(join).await,
+        "a join in another id's name",
+    );
     // As itself, its vote reaches Raft (and is answered, not refused).
-    let own = RaftClient::new(channel)
-        .vote(vote_from(impostor, incarnation))
-        .await;
+    let own = raft.vote(vote_from(impostor, incarnation)).await;
     assert!(own.is_ok(), "a member's vote as itself: {own:?}");
 
     // The group still commits.
@@ -320,12 +324,8 @@ async fn idle_sockets_cannot_take_the_raft_port_from_the_members() {
         .local_address(Some("127.0.0.2".parse().expect("address")))
         .connect_timeout(Duration::from_secs(2));
     let vote = async {
-        let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
-        RaftClient::new(channel)
-            .vote(vote_from(1, member.incarnation()))
-            .await
-            .map(drop)
-            .map_err(|s| s.to_string())
+        let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"));
+        try_vote(channel, 1, member.incarnation()).await
     };
     let vote = bounded("a member's call during the flood", SETTLE, vote).await;
     assert!(vote.is_ok(), "a member's call during the flood: {vote:?}");

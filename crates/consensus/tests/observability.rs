@@ -26,6 +26,27 @@ fn counted(latencies: &Latencies) -> u64 {
     latencies.buckets.iter().map(|(_, n)| n).sum()
 }
 
+/// Waits until member `id`'s last contact is younger than `IN_TOUCH`.
+async fn wait_in_touch(cluster: &Cluster, id: NodeId, what: &str) {
+    eventually(what, SETTLE, || {
+        cluster.status(id).contact_age.filter(|age| *age < IN_TOUCH)
+    })
+    .await;
+}
+
+/// Cuts `id` off from the others for `CUT_OFF_FOR`, then requires its last
+/// contact to be at least `STALE` old; returns the others.
+async fn cut_off_until_stale(cluster: &Cluster, id: NodeId, who: &str) -> Vec<NodeId> {
+    let rest = cluster.isolate(id);
+    tokio::time::sleep(CUT_OFF_FOR).await;
+    let age = cluster.status(id).contact_age;
+    assert!(
+        age.is_some_and(|age| age >= STALE),
+        "{who} still looks current: {age:?}"
+    );
+    rest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_move_the_indexes_and_count_where_they_were_made() {
     let cluster = Cluster::launch(3).await;
@@ -97,24 +118,10 @@ async fn a_follower_cut_off_from_its_leader_stops_being_current() {
     let leader = cluster.wait_leader(&ids).await;
     let follower = cluster.others(leader)[0];
     for id in &ids {
-        eventually(&format!("member {id} to be in touch"), SETTLE, || {
-            cluster
-                .status(*id)
-                .contact_age
-                .filter(|age| *age < IN_TOUCH)
-        })
-        .await;
+        wait_in_touch(&cluster, *id, &format!("member {id} to be in touch")).await;
     }
 
-    let rest = cluster.others(follower);
-    cluster.router.partition(&[&[follower], &rest]);
-    tokio::time::sleep(CUT_OFF_FOR).await;
-
-    let age = cluster.status(follower).contact_age;
-    assert!(
-        age.is_some_and(|age| age >= STALE),
-        "the cut-off follower still looks current: {age:?}"
-    );
+    let rest = cut_off_until_stale(&cluster, follower, "the cut-off follower").await;
     // The leader keeps a quorum with the third member.
     let leader = cluster.wait_leader(&rest).await;
     let age = cluster.status(leader).contact_age;
@@ -129,33 +136,13 @@ async fn a_leader_cut_off_from_its_quorum_stops_being_current() {
     let cluster = Cluster::launch(3).await;
     let ids = cluster.ids();
     let old = cluster.wait_leader(&ids).await;
-    eventually("the leader to be acknowledged", SETTLE, || {
-        cluster
-            .status(old)
-            .contact_age
-            .filter(|age| *age < IN_TOUCH)
-    })
-    .await;
-
-    let majority = cluster.others(old);
-    cluster.router.partition(&[&[old], &majority]);
-    tokio::time::sleep(CUT_OFF_FOR).await;
+    wait_in_touch(&cluster, old, "the leader to be acknowledged").await;
 
     // openraft 0.9 keeps an isolated leader leading: only the missing
     // acknowledgements tell.
-    let age = cluster.status(old).contact_age;
-    assert!(
-        age.is_some_and(|age| age >= STALE),
-        "the isolated leader still looks current: {age:?}"
-    );
+    let majority = cut_off_until_stale(&cluster, old, "the isolated leader").await;
     let new = cluster
         .wait_leader_where(&majority, |s| s.node_id != old)
         .await;
-    eventually("the new leader to be acknowledged", SETTLE, || {
-        cluster
-            .status(new)
-            .contact_age
-            .filter(|age| *age < IN_TOUCH)
-    })
-    .await;
+    wait_in_touch(&cluster, new, "the new leader to be acknowledged").await;
 }

@@ -5,64 +5,105 @@
 mod common;
 
 use common::*;
+use raftgres_consensus::ConsensusError;
 use raftgres_consensus::types::NodeId;
+use raftgres_state::Command;
 use std::time::Duration;
 
 /// Generous bound on a call that must fail: operation_timeout plus slack.
 const FAIL_WITHIN: Duration = Duration::from_secs(5);
 
+/// Awaits `call`, a `what` through member `id` on the minority side, and
+/// requires it to fail with a retryable error (never Ok) within a bounded
+/// time.
+async fn assert_refused<T: std::fmt::Debug>(
+    id: NodeId,
+    what: &str,
+    call: impl Future<Output = Result<T, ConsensusError>>,
+) {
+    match bounded(&format!("{what} on the minority side"), FAIL_WITHIN, call).await {
+        Ok(done) => panic!("member {id} on the minority side served a {what}: {done:?}"),
+        Err(e) => {
+            eprintln!("member {id} refused the {what}: {e}");
+            assert!(
+                is_unavailable(&e),
+                "member {id}: unexpected {what} error {e:?}"
+            );
+        }
+    }
+}
+
 /// Proposes and reads through `id`, requiring both to fail with a retryable
 /// error (never Ok) within a bounded time. Returns the refused command.
-async fn assert_cannot_commit_or_read(cluster: &Cluster, id: NodeId) -> raftgres_state::Command {
+async fn assert_cannot_commit_or_read(cluster: &Cluster, id: NodeId) -> Command {
     let command = cluster.next_command();
-    let proposed = bounded(
-        "propose on the minority side",
-        FAIL_WITHIN,
-        cluster.get(id).propose(command.clone()),
-    )
-    .await;
-    match proposed {
-        Ok(response) => {
-            panic!("member {id} on the minority side committed {command:?}: {response:?}")
-        }
-        Err(e) => {
-            eprintln!("member {id} refused the proposal: {e}");
-            assert!(
-                is_unavailable(&e),
-                "member {id}: unexpected propose error {e:?}"
-            );
-        }
-    }
-    let read = bounded(
-        "read on the minority side",
-        FAIL_WITHIN,
-        cluster.get(id).read(),
-    )
-    .await;
-    match read {
-        Ok(view) => panic!(
-            "member {id} on the minority side served a linearizable read (applied index {})",
-            view.applied_index
-        ),
-        Err(e) => {
-            eprintln!("member {id} refused the read: {e}");
-            assert!(
-                is_unavailable(&e),
-                "member {id}: unexpected read error {e:?}"
-            );
-        }
-    }
+    assert_refused(id, "proposal", cluster.get(id).propose(command.clone())).await;
+    let read = async { Ok(cluster.get(id).read().await?.applied_index) };
+    assert_refused(id, "linearizable read", read).await;
     command
+}
+
+/// Three members after a first commit through the leader, then the leader
+/// cut off from the other two.
+struct IsolatedLeader {
+    cluster: Cluster,
+    old: NodeId,
+    old_term: u64,
+    first: Command,
+    majority: Vec<NodeId>,
+}
+
+async fn isolate_the_leader() -> IsolatedLeader {
+    let cluster = Cluster::launch(3).await;
+    let old = cluster.wait_leader(&[1, 2, 3]).await;
+    let old_term = cluster.status(old).term;
+    let first = cluster.commit(old).await;
+    let majority = cluster.isolate(old);
+    IsolatedLeader {
+        cluster,
+        old,
+        old_term,
+        first,
+        majority,
+    }
+}
+
+/// Commits five entries through `first_among` (whichever can), waits out
+/// two election timeouts, commits five more through any member, and
+/// requires a linearizable read through some member to hold all ten.
+async fn assert_commits_across_a_cut(cluster: &Cluster, first_among: &[NodeId]) {
+    let mut committed = Vec::new();
+    for _ in 0..5 {
+        committed.push(cluster.commit_somewhere(first_among).await.0);
+    }
+    // A member that hears no leader times out and campaigns: the group must
+    // still commit.
+    tokio::time::sleep(ELECTION_MAX * 2).await;
+    for _ in 0..5 {
+        committed.push(cluster.commit_somewhere(&cluster.ids()).await.0);
+    }
+    let view = eventually_async("a linearizable read", SETTLE, || async {
+        for id in cluster.ids() {
+            if let Ok(view) = cluster.get(id).read().await {
+                return Some(view);
+            }
+        }
+        None
+    })
+    .await;
+    for command in &committed {
+        assert!(has(&view, command), "read misses {command:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_can_neither_commit_nor_read() {
-    let cluster = Cluster::launch(3).await;
-    let old = cluster.wait_leader(&[1, 2, 3]).await;
-    cluster.commit(old).await;
-
-    let majority = cluster.others(old);
-    cluster.router.partition(&[&[old], &majority]);
+    let IsolatedLeader {
+        cluster,
+        old,
+        majority,
+        ..
+    } = isolate_the_leader().await;
 
     // At once, while the old leader still believes it leads.
     assert_cannot_commit_or_read(&cluster, old).await;
@@ -82,8 +123,7 @@ async fn isolated_follower_can_neither_commit_nor_read() {
     let cluster = Cluster::launch(3).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     let follower = cluster.others(leader)[0];
-    let rest = cluster.others(follower);
-    cluster.router.partition(&[&[follower], &rest]);
+    let rest = cluster.isolate(follower);
 
     // Forwarding to the leader it remembers must fail, not bypass the cut.
     assert_cannot_commit_or_read(&cluster, follower).await;
@@ -104,13 +144,13 @@ async fn isolated_follower_can_neither_commit_nor_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn majority_elects_a_new_leader_and_keeps_committing() {
-    let cluster = Cluster::launch(3).await;
-    let old = cluster.wait_leader(&[1, 2, 3]).await;
-    let old_term = cluster.status(old).term;
-    let before = cluster.commit(old).await;
-
-    let majority = cluster.others(old);
-    cluster.router.partition(&[&[old], &majority]);
+    let IsolatedLeader {
+        cluster,
+        old,
+        old_term,
+        first,
+        majority,
+    } = isolate_the_leader().await;
 
     let new = cluster
         .wait_leader_where(&majority, |s| s.node_id != old && s.term > old_term)
@@ -119,7 +159,7 @@ async fn majority_elects_a_new_leader_and_keeps_committing() {
     assert!(cluster.status(new).term > old_term);
 
     // Through either majority member: the leader itself, and a follower that forwards.
-    let mut committed = vec![before];
+    let mut committed = vec![first];
     for via in &majority {
         committed.push(cluster.commit(*via).await);
         committed.push(cluster.commit(*via).await);
@@ -137,12 +177,12 @@ async fn majority_elects_a_new_leader_and_keeps_committing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healing_converges_on_the_majority_state() {
-    let cluster = Cluster::launch(3).await;
-    let old = cluster.wait_leader(&[1, 2, 3]).await;
-    cluster.commit(old).await;
-
-    let majority = cluster.others(old);
-    cluster.router.partition(&[&[old], &majority]);
+    let IsolatedLeader {
+        cluster,
+        old,
+        majority,
+        ..
+    } = isolate_the_leader().await;
 
     // The isolated leader appends this to its own log, but it never commits.
     let ghost = assert_cannot_commit_or_read(&cluster, old).await;
@@ -188,34 +228,12 @@ async fn one_way_cut_from_the_leader_still_commits() {
     // The leader can no longer send to `deaf`; `deaf` can still send to everyone.
     cluster.router.cut_one_way(leader, deaf);
 
-    let mut committed = Vec::new();
-    for _ in 0..5 {
-        committed.push(cluster.commit_somewhere(&healthy).await.0);
-    }
-    // Give `deaf` time to time out and campaign: the group must still commit.
-    tokio::time::sleep(ELECTION_MAX * 2).await;
-    for _ in 0..5 {
-        committed.push(cluster.commit_somewhere(&cluster.ids()).await.0);
-    }
-    let view = eventually_async("a linearizable read", SETTLE, || async {
-        for id in cluster.ids() {
-            if let Ok(view) = cluster.get(id).read().await {
-                return Some(view);
-            }
-        }
-        None
-    })
-    .await;
-    for command in &committed {
-        assert!(has(&view, command), "read misses {command:?}");
-    }
+    assert_commits_across_a_cut(&cluster, &healthy).await;
 
     // Once the cut heals everyone converges.
-    cluster.router.heal();
-    let all = cluster.ids();
-    let leader = cluster.wait_leader(&all).await;
+    let leader = cluster.heal().await;
     cluster.commit(deaf).await;
-    cluster.wait_converged(leader, &all).await;
+    cluster.wait_converged(leader, &cluster.ids()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,28 +245,7 @@ async fn one_way_cut_to_the_leader_still_commits() {
     // `mute` receives everything but its replies to the leader are lost.
     cluster.router.cut_one_way(mute, leader);
 
-    let mut committed = Vec::new();
-    for _ in 0..5 {
-        committed.push(cluster.commit_somewhere(&cluster.ids()).await.0);
-    }
-    tokio::time::sleep(ELECTION_MAX * 2).await;
-    for _ in 0..5 {
-        committed.push(cluster.commit_somewhere(&cluster.ids()).await.0);
-    }
-    let view = eventually_async("a linearizable read", SETTLE, || async {
-        for id in cluster.ids() {
-            if let Ok(view) = cluster.get(id).read().await {
-                return Some(view);
-            }
-        }
-        None
-    })
-    .await;
-    for command in &committed {
-        assert!(has(&view, command), "read misses {command:?}");
-    }
-    cluster.router.heal();
-    let all = cluster.ids();
-    let leader = cluster.wait_leader(&all).await;
-    cluster.wait_converged(leader, &all).await;
+    assert_commits_across_a_cut(&cluster, &cluster.ids()).await;
+    let leader = cluster.heal().await;
+    cluster.wait_converged(leader, &cluster.ids()).await;
 }

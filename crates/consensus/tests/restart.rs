@@ -94,16 +94,18 @@ async fn on_disk(path: &Path) -> OnDisk {
     // Both halves drop here, closing the file for the next start.
 }
 
+/// Asks the member to form a group of itself alone; whether it did (an
+/// existing group is not formed again).
+async fn initialize_alone(consensus: &Consensus) -> bool {
+    let alone = BTreeMap::from([(ID, address(ID))]);
+    bounded("initialize", SETTLE, consensus.initialize(&alone))
+        .await
+        .expect("initialize")
+}
+
 /// Forms the single-member group on a fresh store and bootstraps its config.
 async fn form(consensus: &Consensus) {
-    let initialized = bounded(
-        "initialize",
-        SETTLE,
-        consensus.initialize(&BTreeMap::from([(ID, address(ID))])),
-    )
-    .await
-    .expect("initialize");
-    assert!(initialized);
+    assert!(initialize_alone(consensus).await);
     wait_leading(consensus).await;
     propose(
         consensus,
@@ -167,14 +169,10 @@ async fn second_life(
     assert_eq!(consensus.local().applied_index, committed.applied_index);
 
     // Initializing again is refused politely: the group already exists.
-    let again = bounded(
-        "initialize again",
-        SETTLE,
-        consensus.initialize(&BTreeMap::from([(ID, address(ID))])),
-    )
-    .await
-    .expect("initialize again");
-    assert!(!again, "a restarted member must not re-form its group");
+    assert!(
+        !initialize_alone(&consensus).await,
+        "a restarted member must not re-form its group"
+    );
 
     // openraft restores a sole voter whose committed vote is its own as
     // leader at the same term; it never goes back to a lower one.

@@ -59,12 +59,19 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
+/// Three members on `TIMING`, once all agree on a leader: the group, the
+/// leader and its term.
+async fn launch() -> (Cluster, NodeId, u64) {
+    let cluster = Cluster::launch_timed(3, TIMING).await;
+    let leader = cluster.wait_leader(&cluster.ids()).await;
+    let term = cluster.status(leader).term;
+    (cluster, leader, term)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_disk_on_the_leader_delays_commits_but_keeps_the_leader() {
-    let cluster = Cluster::launch_timed(3, TIMING).await;
+    let (cluster, leader, term) = launch().await;
     let all = cluster.ids();
-    let leader = cluster.wait_leader(&all).await;
-    let term = cluster.status(leader).term;
 
     let fast = timed_commits(&cluster, leader).await;
     cluster.logs[&leader].delay_flushes(SLOW_FLUSH);
@@ -99,10 +106,8 @@ async fn a_slow_disk_on_the_leader_delays_commits_but_keeps_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_stays_stalled_loses_the_leadership() {
-    let cluster = Cluster::launch_timed(3, TIMING).await;
+    let (cluster, leader, term) = launch().await;
     let all = cluster.ids();
-    let leader = cluster.wait_leader(&all).await;
-    let term = cluster.status(leader).term;
 
     cluster.logs[&leader].delay_flushes(DEAD_FLUSH);
     let stall_began = Instant::now();

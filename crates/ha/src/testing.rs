@@ -4,6 +4,7 @@ use crate::decide::Observation;
 use crate::lease::{HolderLease, LeaseObserver, MonoInstant};
 use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
+use crate::postgres::PgObservation;
 use raftgres_state::{
     ClusterIdentity, ClusterState, ConfigValues, DynamicConfig, Epoch, Lease, Lsn, Member,
     MemberRole, PgState, Tags,
@@ -133,6 +134,28 @@ pub fn observation<'a>(
         peers,
         restart_grace: Duration::from_secs(2),
         now_unix_ms: 0,
+        promotion_vetoed: false,
+    }
+}
+
+/// What `me` sees of its Postgres at 0 (wall clock 0) holding no lease, not
+/// stopped for a switchover and with no promotion veto; tests override the
+/// rest with `..pg_observation(…)`.
+pub fn pg_observation<'a>(
+    me: &'a str,
+    state: &'a ClusterState,
+    pg: &'a PgView,
+    peers: &'a PeerObserver,
+) -> PgObservation<'a> {
+    PgObservation {
+        me,
+        state,
+        holds_lease: false,
+        pg,
+        now: at(0),
+        now_unix_ms: 0,
+        peers,
+        switchover_stopped_at: None,
         promotion_vetoed: false,
     }
 }

@@ -3,36 +3,31 @@
 
 mod common;
 
-use common::{READ_DB, Scratch, WRITE_DB, routes, server_port};
+use common::{CONNECT, READ_DB, WRITE_DB, database, routes, server_port};
 use raftgres_pooler::{NO_SERVER_HOST, PoolerError, write_databases_file};
 use std::time::{Duration, Instant};
 
-const CONNECT: Duration = Duration::from_secs(5);
 /// pgbouncer's default `server_login_retry`: a pool shut by a failed login
 /// stays shut this long.
 const LOGIN_RETRY: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repointed_entry_sends_new_clients_to_the_new_server() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
     let a = scratch.postgres("a").await;
     let b = scratch.postgres("b").await;
     let bouncer = scratch.pgbouncer(&routes(Some(&a.target), &[&b.target]));
     let admin = bouncer.admin();
 
-    let before = bouncer.connect(WRITE_DB, CONNECT).await.expect("client");
+    let before = bouncer.client(WRITE_DB, "client").await;
     assert_eq!(server_port(&before).await, Ok(a.target.port));
-    let reader = bouncer.connect(READ_DB, CONNECT).await.expect("reader");
+    let reader = bouncer.client(READ_DB, "reader").await;
     assert_eq!(server_port(&reader).await, Ok(b.target.port));
 
     // Unplanned failover: b is the new primary.
-    let changed = write_databases_file(&bouncer.databases_file, &routes(Some(&b.target), &[]))
-        .expect("rewrite");
-    assert!(changed);
-    admin.reload().await.expect("RELOAD");
+    assert!(bouncer.repoint(&routes(Some(&b.target), &[])).await);
     admin.kill(WRITE_DB).await.expect("KILL");
     admin.resume(Some(WRITE_DB)).await.expect("RESUME");
 
@@ -40,22 +35,15 @@ async fn repointed_entry_sends_new_clients_to_the_new_server() {
         server_port(&before).await.is_err(),
         "KILL drops the clients connected to the old primary"
     );
-    let after = bouncer
-        .connect(WRITE_DB, CONNECT)
-        .await
-        .expect("new client");
+    let after = bouncer.client(WRITE_DB, "new client").await;
     assert_eq!(server_port(&after).await, Ok(b.target.port));
-    let databases = admin.show_databases().await.expect("SHOW DATABASES");
-    let write = databases
-        .iter()
-        .find(|d| d.name == WRITE_DB)
-        .expect("the write entry");
+    let write = database(&admin, WRITE_DB, "SHOW DATABASES").await;
     assert_eq!(write.host.as_deref(), Some("127.0.0.1"));
     assert_eq!(
         (write.port, write.paused, write.disabled),
         (b.target.port, false, false)
     );
-    let read = databases.iter().find(|d| d.name == READ_DB).expect("read");
+    let read = database(&admin, READ_DB, "SHOW DATABASES").await;
     assert_eq!(read.host.as_deref(), Some(NO_SERVER_HOST));
     assert!(
         !write_databases_file(&bouncer.databases_file, &routes(Some(&b.target), &[]))
@@ -65,25 +53,21 @@ async fn repointed_entry_sends_new_clients_to_the_new_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_holds_queries_until_resume() {
-    let Some(run_as) = common::run_as() else {
+    let Some(served) = common::served_by_a().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let a = scratch.postgres("a").await;
-    let bouncer = scratch.pgbouncer(&routes(Some(&a.target), &[]));
-    let admin = bouncer.admin();
-    let client = bouncer.connect(WRITE_DB, CONNECT).await.expect("client");
-    assert_eq!(server_port(&client).await, Ok(a.target.port));
+    let (admin, a) = (&served.admin, &served.a);
 
     admin
         .pause(Some(WRITE_DB), Duration::from_secs(5))
         .await
         .expect("PAUSE with no transaction running");
+    let client = served.client;
     let query = tokio::spawn(async move { server_port(&client).await });
     // A client arriving now waits too, without making pgbouncer dial: the
     // server's parameters are still cached.
     let late = tokio::spawn({
-        let port = bouncer.port;
+        let port = served.bouncer.port;
         async move {
             let mut config = tokio_postgres::Config::new();
             config
@@ -138,14 +122,10 @@ async fn pause_holds_queries_until_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_times_out_on_a_running_transaction_and_stays_paused() {
-    let Some(run_as) = common::run_as() else {
+    let Some(served) = common::served_by_a().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let a = scratch.postgres("a").await;
-    let bouncer = scratch.pgbouncer(&routes(Some(&a.target), &[]));
-    let admin = bouncer.admin();
-    let client = bouncer.connect(WRITE_DB, CONNECT).await.expect("client");
+    let (admin, client) = (&served.admin, &served.client);
     client.simple_query("BEGIN").await.expect("BEGIN");
 
     let started = Instant::now();
@@ -156,13 +136,12 @@ async fn pause_times_out_on_a_running_transaction_and_stays_paused() {
     assert!(started.elapsed() < CONNECT, "the timeout bounds PAUSE");
     assert!(matches!(err, PoolerError::PauseTimeout { .. }), "{err}");
     assert!(err.to_string().contains("RESUME to give up"), "{err}");
-    let write = admin
-        .show_databases()
-        .await
-        .expect("SHOW DATABASES on a new console connection")
-        .into_iter()
-        .find(|d| d.name == WRITE_DB)
-        .expect("write entry");
+    let write = database(
+        admin,
+        WRITE_DB,
+        "SHOW DATABASES on a new console connection",
+    )
+    .await;
     assert!(write.paused, "the database stays paused after the timeout");
 
     admin.resume(Some(WRITE_DB)).await.expect("RESUME");
@@ -171,23 +150,17 @@ async fn pause_times_out_on_a_running_transaction_and_stays_paused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_database_refuses_clients_and_serves_at_once_when_repointed() {
-    let Some(run_as) = common::run_as() else {
+    let Some(served) = common::served_by_a().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let a = scratch.postgres("a").await;
-    let bouncer = scratch.pgbouncer(&routes(Some(&a.target), &[]));
-    let admin = bouncer.admin();
-    let client = bouncer.connect(WRITE_DB, CONNECT).await.expect("client");
-    assert_eq!(server_port(&client).await, Ok(a.target.port));
+    let (admin, bouncer, a) = (&served.admin, &served.bouncer, &served.a);
 
     // This node lost its lease.
     let lost = routes(None, &[]);
     admin.fence(WRITE_DB).await.expect("fence");
-    assert!(write_databases_file(&bouncer.databases_file, &lost).expect("write"));
-    admin.reload().await.expect("RELOAD");
+    assert!(bouncer.repoint(&lost).await);
     assert!(
-        server_port(&client).await.is_err(),
+        server_port(&served.client).await.is_err(),
         "connected clients are dropped"
     );
     let refused = bouncer
@@ -197,14 +170,10 @@ async fn fenced_database_refuses_clients_and_serves_at_once_when_repointed() {
     assert!(refused.contains("disabled"), "{refused}");
 
     // A primary is known again: served at once, not after server_login_retry.
-    write_databases_file(&bouncer.databases_file, &routes(Some(&a.target), &[])).expect("write");
-    admin.reload().await.expect("RELOAD");
+    bouncer.repoint(&routes(Some(&a.target), &[])).await;
     admin.enable(WRITE_DB).await.expect("ENABLE");
     let started = Instant::now();
-    let client = bouncer
-        .connect(WRITE_DB, CONNECT)
-        .await
-        .expect("client after ENABLE");
+    let client = bouncer.client(WRITE_DB, "client after ENABLE").await;
     assert_eq!(server_port(&client).await, Ok(a.target.port));
     assert!(
         started.elapsed() < LOGIN_RETRY,
@@ -216,21 +185,18 @@ async fn fenced_database_refuses_clients_and_serves_at_once_when_repointed() {
 /// the entry's dead address, and the pool stays shut after the repoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dialing_no_server_shuts_the_pool_past_the_repoint() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
     let a = scratch.postgres("a").await;
     let bouncer = scratch.pgbouncer(&routes(None, &[]));
-    let admin = bouncer.admin();
     let err = bouncer
         .connect(WRITE_DB, CONNECT)
         .await
         .expect_err("no server behind the entry");
     assert!(!err.is_empty());
 
-    write_databases_file(&bouncer.databases_file, &routes(Some(&a.target), &[])).expect("write");
-    admin.reload().await.expect("RELOAD");
+    bouncer.repoint(&routes(Some(&a.target), &[])).await;
     let shut = bouncer.connect(WRITE_DB, Duration::from_secs(2)).await;
     let served = match &shut {
         Ok(client) => tokio::time::timeout(Duration::from_secs(2), server_port(client))
@@ -246,10 +212,9 @@ async fn a_client_dialing_no_server_shuts_the_pool_past_the_repoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_admin_commands_get_errors_that_say_what_failed() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
     let bouncer = scratch.pgbouncer(&routes(None, &[]));
     let admin = bouncer.admin();
     assert!(

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Node, STOP, Scratch, eventually, is_alive, live_in_group, live_server_processes};
+use common::{
+    STOP, Scratch, backend_pid, eventually, is_alive, live_in_group, live_server_processes,
+};
 use raftgres_postgres::{
     Control, DbState, Lsn, PendingSetting, PgError, Postmaster, Role, StopMode, check_parameters,
     controldata, initdb, is_initialized, kill_strays, write_managed_conf,
@@ -36,14 +38,10 @@ async fn login(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_login_over_tcp_needs_its_password() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::solo_node().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
     let s = node.settings.clone();
-    initdb(&s).await.unwrap();
-    node.start().await;
 
     let rewinder = s.rewind.clone().unwrap();
     for login_as in [&s.superuser, &s.replication, &rewinder] {
@@ -84,11 +82,9 @@ async fn every_login_over_tcp_needs_its_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_starts_reports_status_stops_and_restarts() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::lone_node() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
     let s = node.settings.clone();
 
     let info = initdb(&s).await.unwrap();
@@ -157,23 +153,15 @@ async fn primary_starts_reports_status_stops_and_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fence_kills_every_backend_and_restart_recovers() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::solo_node().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
-    node.start().await;
     node.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);")
         .await;
 
     // An idle client and one in the middle of a long query.
     let idle = node.client().await;
-    let idle_backend: i32 = idle
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let idle_backend = backend_pid(&idle).await;
     let busy = node.client().await;
     let busy_query = tokio::spawn(async move { busy.batch_execute("SELECT pg_sleep(60)").await });
     let postmaster = node.pm().pid();
@@ -211,20 +199,12 @@ async fn fence_kills_every_backend_and_restart_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postmaster_killed_from_outside_is_reaped_and_restarts() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::solo_node().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
-    node.start().await;
     // This backend outlives a SIGKILLed postmaster until it notices.
     let client = node.client().await;
-    let backend: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let backend = backend_pid(&client).await;
 
     let pid = node.pm().pid();
     nix::sys::signal::kill(
@@ -324,12 +304,10 @@ async fn errors_name_the_path_to_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postmaster_outlives_the_thread_that_asked_for_it() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
+    let mut node = scratch.initialized("n1").await;
 
     // The parent-death signal fires when the forking thread exits; a caller
     // on a short-lived thread must not take the postmaster with it.
@@ -357,13 +335,9 @@ async fn postmaster_outlives_the_thread_that_asked_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strays_of_a_lost_handle_are_killed_before_a_new_start() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::solo_node().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
-    node.start().await;
     // As if a previous agent had started it: nobody here owns it any more.
     let lost = node.postmaster.take().unwrap();
     let lost_pid = lost.pid();
@@ -393,11 +367,9 @@ async fn strays_of_a_lost_handle_are_killed_before_a_new_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_are_checked_by_postgres_and_a_restart_only_one_is_reported_pending() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::lone_node() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
     let params = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()

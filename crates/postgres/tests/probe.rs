@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{Node, Scratch};
+use common::Node;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_postgres::{PgError, Probe, REOPEN_EVERY, initdb};
+use raftgres_postgres::{PgError, Probe, REOPEN_EVERY};
 use std::time::{Duration, Instant};
 
 /// The control sessions the server has now, by backend PID.
@@ -27,13 +27,9 @@ async fn control_backends(node: &Node) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_look_keeps_one_session_and_names_a_stopped_postmaster() {
-    let Some(run_as) = common::run_as() else {
+    let Some(mut node) = common::solo_node().await else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut node = Node::new(scratch.settings("n1"));
-    initdb(&node.settings).await.unwrap();
-    node.start().await;
     let mut probe = Probe::new(&node.settings);
     let pid = node.pm().pid();
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{CONVERGE, Node, Scratch, eventually};
 use raftgres_postgres::{
-    DbState, Lsn, PgStatus, Role, basebackup, controldata, initdb, rewind, write_managed_conf,
+    DbState, Lsn, PgStatus, Role, basebackup, controldata, rewind, write_managed_conf,
 };
 use std::time::Duration;
 
@@ -44,18 +44,59 @@ async fn status_where(node: &Node, what: &str, pred: impl Fn(&PgStatus) -> bool)
     .await
 }
 
+/// `alpha` running as the primary with an empty table `t`, and `beta`, not
+/// cloned yet.
+async fn primary_and_spare(scratch: &Scratch) -> (Node, Node) {
+    let primary = scratch.running("alpha").await;
+    primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
+    (primary, Node::new(scratch.settings("beta")))
+}
+
+/// Clones `standby` from `primary` without a slot.
+async fn clone_of(standby: &Node, primary: &Node) {
+    basebackup(&standby.settings, &primary.upstream(), None, None)
+        .await
+        .unwrap();
+}
+
+/// Like [`primary_and_spare`], with `beta` cloned (not started).
+async fn primary_and_clone(scratch: &Scratch) -> (Node, Node) {
+    let (primary, standby) = primary_and_spare(scratch).await;
+    clone_of(&standby, &primary).await;
+    (primary, standby)
+}
+
+/// The rows of two primaries that diverged, and of a write after the loser
+/// rejoined.
+struct Diverged {
+    won: i32,
+    lost: i32,
+    new: i32,
+}
+
+/// Starts the rewound `loser` and checks that it follows `winner`: it
+/// streams and replays the new row, and holds the winner's diverged row,
+/// not its own.
+async fn rejoins(loser: &mut Node, winner: &Node, rows: Diverged) {
+    loser.start().await;
+    wait_streaming(winner, loser).await;
+    winner
+        .execute(&format!("INSERT INTO t VALUES ({})", rows.new))
+        .await;
+    wait_row(loser, rows.new).await;
+    assert!(loser.has_row(rows.won).await);
+    assert!(
+        !loser.has_row(rows.lost).await,
+        "the diverged write is gone"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_streams_pauses_replay_and_is_promoted() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut primary = Node::new(scratch.settings("alpha"));
-    let mut standby = Node::new(scratch.settings("beta"));
-
-    let info = initdb(&primary.settings).await.unwrap();
-    primary.start().await;
-    primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
+    let (mut primary, mut standby) = primary_and_spare(&scratch).await;
     primary.control.create_physical_slot("beta").await.unwrap();
 
     let progress = tokio::sync::watch::Sender::new(None);
@@ -88,7 +129,7 @@ async fn standby_streams_pauses_replay_and_is_promoted() {
     let status = standby.status().await;
     assert!(status.in_recovery);
     assert_eq!(status.timeline, 1);
-    assert_eq!(status.system_id, info.system_id);
+    assert_eq!(status.system_id, primary.status().await.system_id);
     let receiver = status
         .wal_receiver
         .expect("a streaming standby has a WAL receiver");
@@ -152,19 +193,10 @@ async fn standby_streams_pauses_replay_and_is_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diverged_ex_primaries_rejoin_with_rewind() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut a = Node::new(scratch.settings("alpha"));
-    let mut b = Node::new(scratch.settings("beta"));
-
-    initdb(&a.settings).await.unwrap();
-    a.start().await;
-    a.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
-    basebackup(&b.settings, &a.upstream(), None, None)
-        .await
-        .unwrap();
+    let (mut a, mut b) = primary_and_clone(&scratch).await;
     b.start().await;
     wait_streaming(&a, &b).await;
 
@@ -182,12 +214,12 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
     let reported = progress.borrow().expect("pg_rewind reported its progress");
     assert_eq!(reported.done_bytes, reported.total_bytes, "{reported:?}");
     assert!(a.settings.data_dir.join("standby.signal").exists());
-    a.start().await;
-    wait_streaming(&b, &a).await;
-    b.execute("INSERT INTO t VALUES (30)").await;
-    wait_row(&a, 30).await;
-    assert!(a.has_row(10).await);
-    assert!(!a.has_row(20).await, "the diverged write is gone");
+    let rows = Diverged {
+        won: 10,
+        lost: 20,
+        new: 30,
+    };
+    rejoins(&mut a, &b, rows).await;
     let status = status_where(&a, "alpha on timeline 2", |s| s.timeline == 2).await;
     assert!(status.in_recovery);
 
@@ -206,12 +238,12 @@ async fn diverged_ex_primaries_rejoin_with_rewind() {
     rewind(&b.settings, &a.upstream(), None, None)
         .await
         .unwrap();
-    b.start().await;
-    wait_streaming(&a, &b).await;
-    a.execute("INSERT INTO t VALUES (60)").await;
-    wait_row(&b, 60).await;
-    assert!(b.has_row(50).await);
-    assert!(!b.has_row(40).await, "the diverged write is gone");
+    let rows = Diverged {
+        won: 50,
+        lost: 40,
+        new: 60,
+    };
+    rejoins(&mut b, &a, rows).await;
     status_where(&b, "beta on timeline 3", |s| {
         s.timeline == 3 && s.in_recovery
     })
@@ -239,18 +271,10 @@ fn leftovers_beside(data_dir: &std::path::Path) -> Vec<String> {
 /// member's data where it was, a successful one leaves only the new copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
-    let Some(run_as) = common::run_as() else {
+    let Some(scratch) = common::scratch() else {
         return;
     };
-    let scratch = Scratch::new(run_as);
-    let mut primary = Node::new(scratch.settings("alpha"));
-    let mut standby = Node::new(scratch.settings("beta"));
-    initdb(&primary.settings).await.unwrap();
-    primary.start().await;
-    primary.execute("CREATE TABLE t (id int PRIMARY KEY)").await;
-    basebackup(&standby.settings, &primary.upstream(), None, None)
-        .await
-        .unwrap();
+    let (mut primary, mut standby) = primary_and_clone(&scratch).await;
     let marker = standby.settings.data_dir.join("marker-of-the-old-copy");
     std::fs::write(&marker, "old").unwrap();
 
@@ -272,9 +296,7 @@ async fn a_reclone_replaces_the_data_only_once_the_copy_is_complete() {
     );
 
     primary.execute("INSERT INTO t VALUES (1)").await;
-    basebackup(&standby.settings, &primary.upstream(), None, None)
-        .await
-        .unwrap();
+    clone_of(&standby, &primary).await;
     assert!(!marker.exists(), "the data directory holds the new copy");
     assert!(standby.settings.data_dir.join("standby.signal").exists());
     assert_eq!(

@@ -556,13 +556,29 @@ impl Api {
         self.admin(Method::PATCH, "/config", body).await
     }
 
-    /// PATCH /config with `If-Match: "<version>"`.
-    async fn patch_config_if(&self, version: u64, body: &str) -> Answer {
+    async fn put_config(&self, body: &str) -> Answer {
+        self.admin(Method::PUT, "/config", body).await
+    }
+
+    /// `method` /config with `If-Match: "<version>"`.
+    async fn config_if(&self, method: Method, version: u64, body: &str) -> Answer {
         let etag = format!("\"{version}\"");
         let headers = [(IF_MATCH.as_str(), etag.as_str())];
-        self.call(Method::PATCH, "/config", ADMIN, &headers, body)
-            .await
+        self.call(method, "/config", ADMIN, &headers, body).await
     }
+
+    /// The body of GET /metrics.
+    async fn metrics(&self) -> String {
+        self.get("/metrics").await.text()
+    }
+}
+
+/// The router over a config that changes under each write: every write
+/// conflicts.
+fn api_behind_a_newer_config() -> Api {
+    api_over(FakeOps::refusing(OpError::Conflict(
+        "config version changed: re-read and retry".into(),
+    )))
 }
 
 /// A switchover from m1 to m2, the body most tests send.
@@ -792,49 +808,66 @@ async fn patch_config_merges_and_deletes_a_parameter() {
     assert_eq!(api.ops.changes(), [Call::SetConfig(7, want)]);
 }
 
+/// PATCH and PUT alike: a stale `If-Match` is 412 and changes nothing,
+/// the current version's applies.
 #[tokio::test]
-async fn patch_config_honours_if_match() {
-    let api = api();
-    let stale = api.patch_config_if(6, r#"{"pause": true}"#).await;
-    stale.assert_error(StatusCode::PRECONDITION_FAILED, "version 7");
-    assert_eq!(api.ops.changes(), []);
+async fn config_writes_honour_if_match() {
+    for method in [Method::PATCH, Method::PUT] {
+        let api = api();
+        let stale = api.config_if(method.clone(), 6, r#"{"pause": true}"#).await;
+        stale.assert_error(StatusCode::PRECONDITION_FAILED, "version 7");
+        assert_eq!(api.ops.changes(), [], "{method}");
 
-    let current = api.patch_config_if(7, r#"{"pause": true}"#).await;
-    assert_eq!(current.status, StatusCode::OK, "{}", current.text());
-    assert_eq!(current.json()["pause"], json!(true));
+        let current = api.config_if(method.clone(), 7, r#"{"pause": true}"#).await;
+        assert_eq!(
+            current.status,
+            StatusCode::OK,
+            "{method}: {}",
+            current.text()
+        );
+        assert_eq!(current.json()["pause"], json!(true), "{method}");
+    }
 }
 
 #[tokio::test]
 async fn patch_config_conflict_is_a_409() {
-    let api = api_over(FakeOps::refusing(OpError::Conflict(
-        "config version changed: re-read and retry".into(),
-    )));
+    let api = api_behind_a_newer_config();
     let answer = api.patch_config(r#"{"pause": true}"#).await;
     assert_eq!(answer.status, StatusCode::CONFLICT);
     assert_eq!(answer.error(), "config version changed: re-read and retry");
 }
 
+/// PATCH and PUT refuse the same mistakes (PUT, a whole document, also an
+/// unknown key or no body), naming what to fix, and change nothing.
 #[tokio::test]
-async fn patch_config_refuses_bad_keys_and_values() {
+async fn config_writes_refuse_bad_keys_and_values() {
     let api = api();
+    let (patch, put) = (Method::PATCH, Method::PUT);
     #[rustfmt::skip]
     let rows = [
-        (r#"{"ttl": 30}"#, "use ttl_ms"),
-        (r#"{"ttl_ms": null}"#, "ttl_ms"),
-        (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
-        (r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
-        (r#"{"lease_margin_ms": 0}"#, "lease_margin_ms must be at least 106 with ttl_ms 3000"),
-        (r#"[]"#, "JSON object"),
-        (r#"{"synchronous_mode": "sometimes"}"#, "synchronous_mode` must be true, false or \"quorum\""),
-        (r#"{"synchronous_node_count": 0}"#, "synchronous_node_count must be at least 1"),
-        (r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#, "postgresql.parameters.primary_conninfo is set by the agent"),
-        (r#"{"postgresql": {"parameters": {"synchronous_standby_names": "*"}}}"#, "postgresql.parameters.synchronous_standby_names is set by the agent"),
-        (r#"{"ttl_ms": 3000000}"#, "ttl_ms must be at most 600000 (10 minutes), got 3000000"),
-        (r#"{"retry_timeout_ms": 60000}"#, "retry_timeout_ms (60000) must be at most ttl_ms"),
+        (&patch, r#"{"ttl": 30}"#, "use ttl_ms"),
+        (&patch, r#"{"ttl_ms": null}"#, "ttl_ms"),
+        (&patch, r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
+        (&patch, r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
+        (&patch, r#"{"lease_margin_ms": 0}"#, "lease_margin_ms must be at least 106 with ttl_ms 3000"),
+        (&patch, r#"[]"#, "JSON object"),
+        (&patch, r#"{"synchronous_mode": "sometimes"}"#, "synchronous_mode` must be true, false or \"quorum\""),
+        (&patch, r#"{"synchronous_node_count": 0}"#, "synchronous_node_count must be at least 1"),
+        (&patch, r#"{"postgresql": {"parameters": {"primary_conninfo": "host=x"}}}"#, "postgresql.parameters.primary_conninfo is set by the agent"),
+        (&patch, r#"{"postgresql": {"parameters": {"synchronous_standby_names": "*"}}}"#, "postgresql.parameters.synchronous_standby_names is set by the agent"),
+        (&patch, r#"{"ttl_ms": 3000000}"#, "ttl_ms must be at most 600000 (10 minutes), got 3000000"),
+        (&patch, r#"{"retry_timeout_ms": 60000}"#, "retry_timeout_ms (60000) must be at most ttl_ms"),
+        (&put, r#"{"ttl": 30}"#, "use ttl_ms"),
+        (&put, r#"{"colour": null}"#, "unknown config key `colour`"),
+        (&put, r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
+        (&put, r#"[]"#, "the config document (PUT) must be a JSON object"),
+        (&put, "", "a JSON body is required"),
+        (&put, r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
+        (&put, r#"{"postgresql": {"parameters": {"port": "5433"}}}"#, "postgresql.parameters.port is set by the agent"),
     ];
-    for (body, needle) in rows {
-        let answer = api.patch_config(body).await;
-        answer.assert_error_for(body, StatusCode::BAD_REQUEST, needle);
+    for (method, body, needle) in rows {
+        let answer = api.admin(method.clone(), "/config", body).await;
+        answer.assert_error_for(&format!("{method} {body}"), StatusCode::BAD_REQUEST, needle);
     }
     assert_eq!(api.ops.changes(), []);
 }
@@ -842,13 +875,8 @@ async fn patch_config_refuses_bad_keys_and_values() {
 #[tokio::test]
 async fn put_config_replaces_the_whole_config_and_defaults_the_rest() {
     let api = api();
-    let answer = api
-        .admin(
-            Method::PUT,
-            "/config",
-            r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"jit": "off"}}}"#,
-        )
-        .await;
+    let document = r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"jit": "off"}}}"#;
+    let answer = api.put_config(document).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.etag(), Some(&b"\"8\""[..]));
     let mut want = api.ops.config_defaults();
@@ -863,66 +891,16 @@ async fn put_config_replaces_the_whole_config_and_defaults_the_rest() {
     assert_eq!(api.ops.changes(), [Call::SetConfig(7, want.clone())]);
 
     // The same document again changes nothing: no write, no new version.
-    let again = api
-        .admin(
-            Method::PUT,
-            "/config",
-            r#"{"ttl_ms": 4000, "postgresql": {"parameters": {"jit": "off"}}}"#,
-        )
-        .await;
+    let again = api.put_config(document).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text());
     assert_eq!(again.etag(), Some(&b"\"8\""[..]));
     assert_eq!(api.ops.changes(), [Call::SetConfig(7, want)]);
 }
 
 #[tokio::test]
-async fn put_config_honours_if_match_and_refuses_what_patch_refuses() {
-    let api = api();
-    let stale = api
-        .call(
-            Method::PUT,
-            "/config",
-            ADMIN,
-            &[("if-match", "\"6\"")],
-            r#"{"pause": true}"#,
-        )
-        .await;
-    stale.assert_error(StatusCode::PRECONDITION_FAILED, "version 7");
-    #[rustfmt::skip]
-    let rows = [
-        (r#"{"ttl": 30}"#, "use ttl_ms"),
-        (r#"{"colour": null}"#, "unknown config key `colour`"),
-        (r#"{"ttl_ms": "3s"}"#, "ttl_ms"),
-        (r#"[]"#, "the config document (PUT) must be a JSON object"),
-        ("", "a JSON body is required"),
-        (r#"{"lease_margin_ms": 3000}"#, "lease_margin_ms must be less than ttl_ms (3000), got 3000"),
-        (r#"{"postgresql": {"parameters": {"port": "5433"}}}"#, "postgresql.parameters.port is set by the agent"),
-    ];
-    for (body, needle) in rows {
-        let answer = api.admin(Method::PUT, "/config", body).await;
-        answer.assert_error_for(body, StatusCode::BAD_REQUEST, needle);
-    }
-    assert_eq!(api.ops.changes(), []);
-    let current = api
-        .call(
-            Method::PUT,
-            "/config",
-            ADMIN,
-            &[("if-match", "\"7\"")],
-            r#"{"pause": true}"#,
-        )
-        .await;
-    assert_eq!(current.status, StatusCode::OK, "{}", current.text());
-    assert_eq!(current.json()["pause"], json!(true));
-}
-
-#[tokio::test]
 async fn put_config_conflict_is_a_409() {
-    let api = api_over(FakeOps::refusing(OpError::Conflict(
-        "config version changed: re-read and retry".into(),
-    )));
-    let answer = api
-        .admin(Method::PUT, "/config", r#"{"pause": true}"#)
+    let answer = api_behind_a_newer_config()
+        .put_config(r#"{"pause": true}"#)
         .await;
     answer.assert_error(StatusCode::CONFLICT, "config version changed");
 }
@@ -1123,16 +1101,14 @@ async fn switchover_scheduled_in_the_past_is_422() {
 #[tokio::test]
 async fn member_is_another_name_for_candidate() {
     let api = api();
-    let answer = api
-        .post("/switchover", r#"{"leader": "m1", "member": "m2"}"#)
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    let answer = api.post("/failover", r#"{"member": "m2"}"#).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    let answer = api
-        .post("/failover", r#"{"candidate": "m2", "member": "m2"}"#)
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    for (path, body) in [
+        ("/switchover", r#"{"leader": "m1", "member": "m2"}"#),
+        ("/failover", r#"{"member": "m2"}"#),
+        ("/failover", r#"{"candidate": "m2", "member": "m2"}"#),
+    ] {
+        let answer = api.post(path, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.text());
+    }
     assert_eq!(
         api.ops.changes(),
         [
@@ -1417,6 +1393,31 @@ fn patroni_lines(member: &str, series: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// Requires `text` to hold [`patroni_lines`] of `member`.
+fn assert_patroni_lines(text: &str, member: &str, series: &[(&str, &str)]) {
+    let lines = patroni_lines(member, series);
+    assert_lines(text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// GET /metrics of a member whose health is `health`.
+async fn metrics_of(health: NodeHealth) -> String {
+    api_with(FakeOps::new(cluster_state()), health, Some(admin()))
+        .metrics()
+        .await
+}
+
+/// m2, a streaming replica of m1.
+fn replica_health() -> NodeHealth {
+    NodeHealth {
+        member: "m2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        ..primary_health()
+    }
+}
+
 /// Patroni's series, by its names and labels, for a Patroni dashboard.
 #[tokio::test]
 async fn metrics_carry_patronis_series() {
@@ -1436,13 +1437,20 @@ async fn metrics_carry_patronis_series() {
         },
         ..primary_health()
     };
-    let text = api_with(FakeOps::new(cluster_state()), primary, Some(admin()))
-        .get("/metrics")
-        .await
-        .text();
-    let lines = patroni_lines(
-        "m1",
-        &[
+    let replica = NodeHealth {
+        server: crate::ServerFacts {
+            received_lsn: Some(4096),
+            replayed_lsn: Some(2048),
+            replay_paused: true,
+            replayed_unix_ms: Some(1_796_656_020_250),
+            ..Default::default()
+        },
+        ..replica_health()
+    };
+    // Each member's series, and one it must not carry.
+    #[rustfmt::skip]
+    let rows = [
+        (primary, "m1", &[
             ("patroni_version", "100"),
             ("patroni_postgres_running", "1"),
             ("patroni_primary", "1"),
@@ -1456,33 +1464,8 @@ async fn metrics_carry_patronis_series() {
             ("patroni_postgres_timeline", "2"),
             ("patroni_xlog_location", "805306368"),
             ("patroni_postmaster_start_time", "1796656014.5"),
-        ],
-    );
-    assert_lines(&text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(!text.contains("patroni_xlog_received_location"), "{text}");
-
-    let replica = NodeHealth {
-        member: "m2".into(),
-        role: Role::Replica,
-        holds_valid_lease: false,
-        in_recovery: true,
-        streaming: true,
-        server: crate::ServerFacts {
-            received_lsn: Some(4096),
-            replayed_lsn: Some(2048),
-            replay_paused: true,
-            replayed_unix_ms: Some(1_796_656_020_250),
-            ..Default::default()
-        },
-        ..primary_health()
-    };
-    let text = api_with(FakeOps::new(cluster_state()), replica, Some(admin()))
-        .get("/metrics")
-        .await
-        .text();
-    let lines = patroni_lines(
-        "m2",
-        &[
+        ][..], "patroni_xlog_received_location"),
+        (replica, "m2", &[
             ("patroni_primary", "0"),
             ("patroni_replica", "1"),
             ("patroni_postgres_streaming", "1"),
@@ -1490,10 +1473,13 @@ async fn metrics_carry_patronis_series() {
             ("patroni_xlog_replayed_location", "2048"),
             ("patroni_xlog_paused", "1"),
             ("patroni_xlog_replayed_timestamp", "1796656020.25"),
-        ],
-    );
-    assert_lines(&text, &lines.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(!text.contains("patroni_xlog_location{"), "{text}");
+        ][..], "patroni_xlog_location{"),
+    ];
+    for (health, member, series, absent) in rows {
+        let text = metrics_of(health).await;
+        assert_patroni_lines(&text, member, series);
+        assert!(!text.contains(absent), "{text}");
+    }
 }
 
 /// Live figures of a follower of m2 in term 7, in touch a moment ago.
@@ -1521,9 +1507,8 @@ fn live_facts(leader: Option<u64>) -> LiveFacts {
 async fn metrics_carry_the_raft_view_and_the_lease_time_left() {
     // m2's Raft node id is its port.
     let text = api_live(cluster_state(), live_facts(Some(5433)))
-        .get("/metrics")
-        .await
-        .text();
+        .metrics()
+        .await;
     let dcs = patroni_lines("m1", &[("patroni_dcs_last_seen", "1796656020")]);
     assert_lines(
         &text,
@@ -1551,9 +1536,8 @@ async fn metrics_carry_the_raft_view_and_the_lease_time_left() {
 #[tokio::test]
 async fn the_raft_leader_is_named_even_before_its_record_is_applied() {
     let text = api_live(cluster_state(), live_facts(Some(9)))
-        .get("/metrics")
-        .await
-        .text();
+        .metrics()
+        .await;
     assert_lines(
         &text,
         &[
@@ -1561,10 +1545,7 @@ async fn the_raft_leader_is_named_even_before_its_record_is_applied() {
             "raftgres_raft_leader{member=\"m2\"} 0",
         ],
     );
-    let text = api_live(cluster_state(), live_facts(None))
-        .get("/metrics")
-        .await
-        .text();
+    let text = api_live(cluster_state(), live_facts(None)).metrics().await;
     for member in ["m1", "m2", "m3", "w"] {
         assert_lines(
             &text,
@@ -1618,13 +1599,8 @@ async fn metrics_mark_a_silent_member_stale() {
 #[tokio::test]
 async fn metrics_of_a_lagging_replica() {
     let health = NodeHealth {
-        member: "m2".into(),
-        role: Role::Replica,
-        holds_valid_lease: false,
-        in_recovery: true,
-        streaming: true,
         lag_bytes: Some(4096),
-        ..primary_health()
+        ..replica_health()
     };
     let api = api_with(FakeOps::new(cluster_state()), health, Some(admin()));
     let text = api.get("/metrics").await.text();

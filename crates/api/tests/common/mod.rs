@@ -1,5 +1,33 @@
 //! What the integration tests share.
 
+use raftgres_api::{NodeHealth, Role};
+
+/// pg1 of cluster `demo`: the running primary that holds the lease, at a
+/// known WAL position. Each test file adds the values it reads.
+pub fn running_primary() -> NodeHealth {
+    NodeHealth {
+        member: "pg1".into(),
+        scope: "demo".into(),
+        role: Role::Primary,
+        holds_valid_lease: true,
+        postgres_running: true,
+        xlog_location: Some(50_331_744),
+        ..NodeHealth::default()
+    }
+}
+
+/// pg2, streaming from `primary` (whose other values it keeps).
+pub fn streaming_replica(primary: NodeHealth) -> NodeHealth {
+    NodeHealth {
+        member: "pg2".into(),
+        role: Role::Replica,
+        holds_valid_lease: false,
+        in_recovery: true,
+        streaming: true,
+        ..primary
+    }
+}
+
 /// Implements `WriteOps` for a read-only fixture: any mutating operation
 /// fails the test with `$why`.
 macro_rules! refuse_writes {

@@ -7,9 +7,9 @@
 
 use raftgres_consensus::store;
 use raftgres_consensus::transport::memory::{MemoryRouter, address};
-use raftgres_consensus::types::NodeId;
+use raftgres_consensus::types::{Incarnation, NodeId};
 use raftgres_consensus::{
-    Consensus, ConsensusError, OperationTimeout, RaftStatus, Settings, StateView,
+    Consensus, ConsensusError, MembershipView, OperationTimeout, RaftStatus, Settings, StateView,
 };
 use raftgres_state::{Applied, Command, ConfigValues, Member, MemberRole, PgState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -314,6 +314,43 @@ impl Cluster {
 
     pub fn status(&self, id: NodeId) -> RaftStatus {
         self.get(id).status()
+    }
+
+    /// Cuts `id` off from the other running members, both ways; returns them.
+    pub fn isolate(&self, id: NodeId) -> Vec<NodeId> {
+        let rest = self.others(id);
+        self.router.partition(&[&[id], &rest]);
+        rest
+    }
+
+    /// Heals every cut and waits until all running members agree on a
+    /// leader; returns it.
+    pub async fn heal(&self) -> NodeId {
+        self.router.heal();
+        self.wait_leader(&self.ids()).await
+    }
+
+    /// Adds started member `id` at its memory address through `via`, as a
+    /// voter or a learner, within a bound long enough for two elections.
+    pub async fn add_member(
+        &self,
+        via: NodeId,
+        id: NodeId,
+        incarnation: Incarnation,
+        voter: bool,
+    ) -> Result<MembershipView, ConsensusError> {
+        let addr = address(id);
+        let add = self.get(via).add_member(id, &addr, incarnation, voter);
+        bounded("add member", SETTLE * 2, add).await
+    }
+
+    /// Removes member `id` through `via`, bounded like [`Cluster::add_member`].
+    pub async fn remove_member(
+        &self,
+        via: NodeId,
+        id: NodeId,
+    ) -> Result<MembershipView, ConsensusError> {
+        bounded("remove member", SETTLE * 2, self.get(via).remove_member(id)).await
     }
 
     /// Kills a member as a process death would: unreachable at once, then stopped.

@@ -1,7 +1,7 @@
 use super::*;
 use crate::local::{DataInfo, PgView};
 use crate::peers::PeerObserver;
-use crate::testing::{at, cluster, data};
+use crate::testing::{at, cluster, data, pg_observation};
 
 fn running(lsn: u64, in_recovery: bool, upstream: Option<&str>) -> PgView {
     PgView::Running {
@@ -95,17 +95,11 @@ fn decision_table() {
         ("no holder, ex-primary data stopped: wait", "b", cluster(None), false, PgView::Stopped { data: data("sys", 4000, true) }, PgAction::None),
         ("no holder, replica running: nothing", "b", cluster(None), false, running(4000, true, None), PgAction::None),
     ];
+    let peers = PeerObserver::default();
     for (name, me, state, holds_lease, pg, want) in rows {
         let o = PgObservation {
-            me,
-            state: &state,
             holds_lease,
-            pg: &pg,
-            now: at(0),
-            now_unix_ms: 0,
-            peers: &PeerObserver::default(),
-            switchover_stopped_at: None,
-            promotion_vetoed: false,
+            ..pg_observation(me, &state, &pg, &peers)
         };
         assert_eq!(decide_postgres(&o), want, "{name}");
     }
@@ -138,19 +132,9 @@ fn a_holder_not_yet_running_as_primary_is_not_a_source() {
             },
             running(4000, true, Some("c")),
         ] {
-            let o = PgObservation {
-                me: "b",
-                state: &s,
-                holds_lease: false,
-                pg: &pg,
-                now: at(0),
-                now_unix_ms: 0,
-                peers: &PeerObserver::default(),
-                switchover_stopped_at: None,
-                promotion_vetoed: false,
-            };
+            let peers = PeerObserver::default();
             assert_eq!(
-                decide_postgres(&o),
+                decide_postgres(&pg_observation("b", &s, &pg, &peers)),
                 PgAction::None,
                 "{role:?} {pg_state:?} {pg:?}"
             );
@@ -162,17 +146,8 @@ fn a_holder_not_yet_running_as_primary_is_not_a_source() {
 fn a_holder_without_a_postgres_address_is_not_a_source() {
     let mut s = cluster(Some("a"));
     s.members.get_mut("a").unwrap().pg_address = None;
-    let o = PgObservation {
-        me: "b",
-        state: &s,
-        holds_lease: false,
-        pg: &PgView::Uninitialized,
-        now: at(0),
-        now_unix_ms: 0,
-        peers: &PeerObserver::default(),
-        switchover_stopped_at: None,
-        promotion_vetoed: false,
-    };
+    let peers = PeerObserver::default();
+    let o = pg_observation("b", &s, &PgView::Uninitialized, &peers);
     assert_eq!(decide_postgres(&o), PgAction::None);
 }
 
@@ -193,15 +168,9 @@ fn a_crashed_synchronous_primary_waits_for_the_handover_instead_of_restarting() 
     };
     let decide_with = |peers: &PeerObserver| {
         decide_postgres(&PgObservation {
-            me: "a",
-            state: &s,
             holds_lease: true,
-            pg: &crashed,
             now: at(100),
-            now_unix_ms: 0,
-            peers,
-            switchover_stopped_at: None,
-            promotion_vetoed: false,
+            ..pg_observation("a", &s, &crashed, peers)
         })
     };
     assert_eq!(decide_with(&fresh), PgAction::None);
@@ -231,15 +200,8 @@ fn the_fence_is_disarmed_only_without_lease_writes_or_a_fence_this_round() {
     ];
     for (name, holds_lease, pg, action, want) in rows {
         let o = PgObservation {
-            me: "b",
-            state: &state,
             holds_lease,
-            pg,
-            now: at(0),
-            now_unix_ms: 0,
-            peers: &peers,
-            switchover_stopped_at: None,
-            promotion_vetoed: false,
+            ..pg_observation("b", &state, pg, &peers)
         };
         assert_eq!(may_disarm(&o, &action), want, "{name}");
     }
@@ -269,17 +231,12 @@ fn a_primary_keeps_a_slot_for_every_other_member_that_runs_postgres() {
 fn a_vetoed_holder_does_not_promote() {
     let s = cluster(Some("b"));
     let pg = running(4800, true, Some("a"));
+    let peers = PeerObserver::default();
     let decide = |promotion_vetoed| {
         decide_postgres(&PgObservation {
-            me: "b",
-            state: &s,
             holds_lease: true,
-            pg: &pg,
-            now: at(0),
-            now_unix_ms: 0,
-            peers: &PeerObserver::default(),
-            switchover_stopped_at: None,
             promotion_vetoed,
+            ..pg_observation("b", &s, &pg, &peers)
         })
     };
     assert_eq!(decide(false), PgAction::Promote);

@@ -5,7 +5,7 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_pooler::{Admin, AdminTarget, Routes, Target, write_databases_file};
+use raftgres_pooler::{Admin, AdminTarget, DatabaseStatus, Routes, Target, write_databases_file};
 use raftgres_postgres::{PgSettings, Postmaster, RunAs, initdb, version};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 pub const WRITE_DB: &str = "app";
 pub const READ_DB: &str = "app_ro";
+/// How long a client may take to connect or to get an answer.
+pub const CONNECT: Duration = Duration::from_secs(5);
 const READY: Duration = Duration::from_secs(60);
 const LISTEN: Duration = Duration::from_secs(10);
 const STOP: Duration = Duration::from_secs(5);
@@ -24,50 +26,73 @@ const STOP: Duration = Duration::from_secs(5);
 /// Who the servers run as, or `None` when this machine cannot run them. As
 /// root (CI) the tests never skip: a missing user or binary fails them.
 pub fn run_as() -> Option<Option<RunAs>> {
-    let bin = Path::new(version::DEFAULT_BIN_DIR);
+    let binaries = [
+        Path::new(version::DEFAULT_BIN_DIR).join("postgres"),
+        PathBuf::from(PGBOUNCER),
+    ];
+    let missing: Vec<_> = binaries.iter().filter(|b| !b.is_file()).collect();
     if nix::unistd::geteuid().is_root() {
-        assert!(
-            bin.join("postgres").is_file(),
-            "PostgreSQL 15 is not installed at {}",
-            bin.display()
-        );
-        assert!(
-            Path::new(PGBOUNCER).is_file(),
-            "{PGBOUNCER} is not installed"
-        );
+        assert!(missing.is_empty(), "not installed: {missing:?}");
         let user = RunAs::user("postgres").expect("as root, the tests need the `postgres` user");
         return Some(Some(user));
     }
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten();
-    if me.is_some_and(|u| u.name == "postgres")
-        && bin.join("postgres").is_file()
-        && Path::new(PGBOUNCER).is_file()
-    {
+    if me.is_some_and(|u| u.name == "postgres") && missing.is_empty() {
         return Some(None);
     }
     eprintln!("skipping: needs root or the postgres user, PostgreSQL 15 and pgbouncer");
     None
 }
 
-/// A scratch directory the `postgres` user can enter and write; removed at
-/// the end. Declare it before the servers so it is dropped after them.
+/// A scratch directory the `postgres` user can enter and write, removed at
+/// the end; `None` when this machine cannot run the servers (see
+/// [`run_as`]). Declare it before the servers so it is dropped after them.
+pub fn scratch() -> Option<Scratch> {
+    let run_as = run_as()?;
+    let dir = tempfile::Builder::new()
+        .prefix("raftgres-pooler-")
+        .tempdir_in("/tmp")
+        .expect("scratch dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    Some(Scratch { dir, run_as })
+}
+
+/// Postgres `a` as the primary behind pgbouncer, and a client of the write
+/// database that a query showed is served by `a`; `None` when this machine
+/// cannot run them. Fields drop in order: client, pgbouncer, Postgres, and
+/// the scratch directory last.
+pub async fn served_by_a() -> Option<Served> {
+    let scratch = scratch()?;
+    let a = scratch.postgres("a").await;
+    let bouncer = scratch.pgbouncer(&routes(Some(&a.target), &[]));
+    let client = bouncer.client(WRITE_DB, "client").await;
+    assert_eq!(server_port(&client).await, Ok(a.target.port));
+    Some(Served {
+        client,
+        admin: bouncer.admin(),
+        bouncer,
+        a,
+        _scratch: scratch,
+    })
+}
+
+pub struct Served {
+    pub client: tokio_postgres::Client,
+    pub admin: Admin,
+    pub bouncer: Bouncer,
+    pub a: Server,
+    _scratch: Scratch,
+}
+
+/// See [`scratch`].
 pub struct Scratch {
     dir: tempfile::TempDir,
     run_as: Option<RunAs>,
 }
 
 impl Scratch {
-    pub fn new(run_as: Option<RunAs>) -> Scratch {
-        let dir = tempfile::Builder::new()
-            .prefix("raftgres-pooler-")
-            .tempdir_in("/tmp")
-            .expect("scratch dir");
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        Scratch { dir, run_as }
-    }
-
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -217,10 +242,24 @@ impl Bouncer {
         }
     }
 
+    /// Rewrites the databases file to `routes` and RELOADs; whether the
+    /// file changed.
+    pub async fn repoint(&self, routes: &Routes) -> bool {
+        let changed = write_databases_file(&self.databases_file, routes).expect("rewrite");
+        self.admin().reload().await.expect("RELOAD");
+        changed
+    }
+
     pub fn admin(&self) -> Admin {
         let mut target = AdminTarget::new("127.0.0.1", self.port, ADMIN_USER);
         target.password = Some(ADMIN_PASSWORD.to_owned());
         Admin::new(target)
+    }
+
+    /// A client of `db` through this pgbouncer, which must get one within
+    /// [`CONNECT`] (`what` names it in the failure).
+    pub async fn client(&self, db: &str, what: &str) -> tokio_postgres::Client {
+        self.connect(db, CONNECT).await.expect(what)
     }
 
     /// A client of `db` through this pgbouncer, or why it got none within
@@ -281,6 +320,17 @@ pub async fn server_port(client: &tokio_postgres::Client) -> Result<u16, String>
             _ => None,
         })
         .ok_or_else(|| "no port in the answer".to_owned())
+}
+
+/// Entry `name` of SHOW DATABASES.
+pub async fn database(admin: &Admin, name: &str, what: &str) -> DatabaseStatus {
+    admin
+        .show_databases()
+        .await
+        .expect(what)
+        .into_iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no entry {name} in SHOW DATABASES"))
 }
 
 pub fn routes(write: Option<&Target>, read: &[&Target]) -> Routes {

@@ -2,7 +2,7 @@
 //! directories under /tmp, run as `postgres` when the tests run as root.
 #![allow(dead_code)]
 
-use raftgres_postgres::{Control, PgSettings, PgStatus, Postmaster, RunAs, version};
+use raftgres_postgres::{Control, PgSettings, PgStatus, Postmaster, RunAs, initdb, version};
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,29 @@ pub fn run_as() -> Option<Option<RunAs>> {
     None
 }
 
+/// A scratch directory for this machine's servers, or `None` when it cannot
+/// run them (see [`run_as`]).
+pub fn scratch() -> Option<Scratch> {
+    run_as().map(Scratch::new)
+}
+
+/// Member `n1` in a scratch directory of its own, not initialized yet;
+/// `None` when this machine cannot run it.
+pub fn lone_node() -> Option<Node> {
+    let scratch = scratch()?;
+    let mut node = Node::new(scratch.settings("n1"));
+    node.scratch = Some(scratch);
+    Some(node)
+}
+
+/// Like [`lone_node`], initialized and running.
+pub async fn solo_node() -> Option<Node> {
+    let mut node = lone_node()?;
+    initdb(&node.settings).await.unwrap();
+    node.start().await;
+    Some(node)
+}
+
 /// A scratch directory the `postgres` user can enter; removed at the end.
 /// Declare it before any node so it is dropped after them.
 pub struct Scratch {
@@ -83,6 +106,20 @@ impl Scratch {
         s.query_timeout = Duration::from_secs(5);
         s
     }
+
+    /// Member `name`, initialized but not started.
+    pub async fn initialized(&self, name: &str) -> Node {
+        let node = Node::new(self.settings(name));
+        initdb(&node.settings).await.unwrap();
+        node
+    }
+
+    /// Member `name`, initialized and running.
+    pub async fn running(&self, name: &str) -> Node {
+        let mut node = self.initialized(name).await;
+        node.start().await;
+        node
+    }
 }
 
 /// The tests' passwords (with the characters a password file escapes).
@@ -110,6 +147,9 @@ pub struct Node {
     pub settings: PgSettings,
     pub control: Control,
     pub postmaster: Option<Postmaster>,
+    /// The node's own scratch directory, if it has one: the last field, so
+    /// it is removed after the postmaster is gone.
+    scratch: Option<Scratch>,
 }
 
 impl Node {
@@ -118,6 +158,7 @@ impl Node {
             control: Control::new(&settings),
             settings,
             postmaster: None,
+            scratch: None,
         }
     }
 
@@ -171,6 +212,15 @@ impl Node {
             .unwrap();
         row.get::<_, i64>(0) == 1
     }
+}
+
+/// The PID of the backend serving `client`.
+pub async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 pub async fn connect(settings: &PgSettings) -> tokio_postgres::Client {
