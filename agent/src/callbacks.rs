@@ -167,12 +167,24 @@ mod tests {
             .to_vec()
     }
 
-    /// Calls back `calls` in order on one runner, each bounded by `timeout`.
-    fn call_all(callbacks: &Callbacks, timeout: Duration, calls: &[(CallbackEvent, CallbackRole)]) {
+    /// Calls back `calls` in order on one runner, each bounded by
+    /// `timeout`, with the callbacks `scripts` writes for a file in a fresh
+    /// directory; returns what the file holds once it holds `text`, and the
+    /// directory.
+    async fn written_by(
+        scripts: impl FnOnce(&Path) -> Callbacks,
+        timeout: Duration,
+        calls: &[(CallbackEvent, CallbackRole)],
+        text: &str,
+    ) -> (String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let callbacks = scripts(&out);
         let runner = CallbackRunner::start("node1".into(), "demo".into());
         for &(event, role) in calls {
-            runner.call(callbacks, timeout, event, role);
+            runner.call(&callbacks, timeout, event, role);
         }
+        (until_contains(&out, text).await, dir)
     }
 
     async fn until_contains(path: &Path, text: &str) -> String {
@@ -193,21 +205,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_callback_gets_the_event_the_role_and_the_scope() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out");
-        let callbacks = Callbacks {
-            on_role_change: Some(sh(&format!("echo \"$@\" >> {}", out.display()))),
-            ..Callbacks::default()
-        };
-        call_all(
-            &callbacks,
+        let (written, _dir) = written_by(
+            |out| Callbacks {
+                on_role_change: Some(sh(&format!("echo \"$@\" >> {}", out.display()))),
+                ..Callbacks::default()
+            },
             Duration::from_secs(10),
             &[
                 (CallbackEvent::OnStart, CallbackRole::Primary),
                 (CallbackEvent::OnRoleChange, CallbackRole::Primary),
             ],
-        );
-        let written = until_contains(&out, "on_role_change primary demo\n").await;
+            "on_role_change primary demo\n",
+        )
+        .await;
         assert_eq!(
             written, "on_role_change primary demo\n",
             "only the configured event calls back"
@@ -216,48 +226,48 @@ mod tests {
 
     #[tokio::test]
     async fn callbacks_run_in_order_and_a_slow_one_is_not_cut_short() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out").display().to_string();
-        let callbacks = Callbacks {
-            on_stop: Some(sh(&format!("sleep 0.5; echo \"$1\" >> {out}"))),
-            on_role_change: Some(sh(&format!("echo \"$1\" >> {out}"))),
-            ..Callbacks::default()
-        };
-        call_all(
-            &callbacks,
+        let (written, _dir) = written_by(
+            |out| {
+                let out = out.display();
+                Callbacks {
+                    on_stop: Some(sh(&format!("sleep 0.5; echo \"$1\" >> {out}"))),
+                    on_role_change: Some(sh(&format!("echo \"$1\" >> {out}"))),
+                    ..Callbacks::default()
+                }
+            },
             Duration::from_secs(10),
             &[
                 (CallbackEvent::OnStop, CallbackRole::Primary),
                 (CallbackEvent::OnRoleChange, CallbackRole::Replica),
             ],
-        );
-        let written = until_contains(Path::new(&out), "on_role_change").await;
+            "on_role_change",
+        )
+        .await;
         assert_eq!(written, "on_stop\non_role_change\n");
     }
 
     #[tokio::test]
     async fn a_callback_past_its_timeout_is_killed_with_what_it_started() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out").display().to_string();
-        let started = dir.path().join("started").display().to_string();
-        let callbacks = Callbacks {
-            on_stop: Some(sh(&format!(
-                "sleep 60 & echo $! > {started}; wait; echo finished >> {out}"
-            ))),
-            on_start: Some(sh(&format!("echo next >> {out}"))),
-            ..Callbacks::default()
-        };
-        call_all(
-            &callbacks,
+        let (written, dir) = written_by(
+            |out| Callbacks {
+                on_stop: Some(sh(&format!(
+                    "sleep 60 & echo $! > {}; wait; echo finished >> {}",
+                    out.with_file_name("started").display(),
+                    out.display()
+                ))),
+                on_start: Some(sh(&format!("echo next >> {}", out.display()))),
+                ..Callbacks::default()
+            },
             Duration::from_millis(300),
             &[
                 (CallbackEvent::OnStop, CallbackRole::Primary),
                 (CallbackEvent::OnStart, CallbackRole::Replica),
             ],
-        );
-        let written = until_contains(Path::new(&out), "next").await;
+            "next",
+        )
+        .await;
         assert_eq!(written, "next\n", "the hung callback never finished");
-        let sleeper: i32 = until_contains(Path::new(&started), "\n")
+        let sleeper: i32 = until_contains(&dir.path().join("started"), "\n")
             .await
             .trim()
             .parse()

@@ -396,18 +396,7 @@ async fn witness_heartbeat(consensus: Consensus, me: String, stop: CancellationT
         if let Some(mut record) = state.members.get(&me).cloned() {
             heartbeat = heartbeat.max(record.heartbeat) + 1;
             record.heartbeat = heartbeat;
-            match consensus
-                .propose(Command::PublishMember { member: record })
-                .await
-            {
-                Ok(Ok(_)) => {}
-                Ok(Err(rejection)) => {
-                    tracing::error!(member = %me, %rejection, "witness heartbeat refused")
-                }
-                Err(e) => {
-                    tracing::debug!(member = %me, error = %e, "witness heartbeat not committed")
-                }
-            }
+            crate::publish::publish_record(&consensus, record, "witness heartbeat").await;
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

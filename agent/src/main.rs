@@ -1,6 +1,7 @@
 //! raftgres-agent: one per PostgreSQL instance. It joins the Raft group,
 //! serves its peers, and competes for, renews and gives up the leader lease.
 
+mod adopt_lease;
 mod belief;
 mod callbacks;
 mod clock;
@@ -13,25 +14,22 @@ mod ops;
 mod peers;
 mod pg_loop;
 mod pooler_loop;
+mod publish;
+mod raft_group;
 mod reload;
 mod requests;
+mod send_if_changed;
 mod status;
 mod systemd;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use from_config::{
-    api_allowlist, api_tls, bootstrap_values, member_record, peer_tls, pg_settings,
-    pooler_settings, settings,
+    api_allowlist, api_tls, bootstrap_values, member_record, peer_tls, pg_settings, pooler_settings,
 };
 use raftgres_config::AgentConfig;
-use raftgres_consensus::formation::NewGroup;
-use raftgres_consensus::transport::tls::PeerTls;
-use raftgres_consensus::transport::{grpc::GrpcNetwork, incoming, server};
-use raftgres_consensus::{Consensus, Formation, OperationTimeout, store};
 use raftgres_ha::PgView;
-use raftgres_proto::v1::agent_server::AgentServer;
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -122,55 +120,6 @@ fn start(args: Args) -> anyhow::Result<()> {
         .block_on(run(config, config_path, Arc::new(notifier)))
 }
 
-/// A restarted agent takes over the lease its predecessor held: the keeper
-/// still enforces that lease's deadline, and the replicated state still
-/// names this member at that epoch. The deadline was granted by a renewal
-/// that committed, so believing it until then is as safe as it was for the
-/// agent that sent it; the lease loop renews it as usual.
-async fn adopt_lease(
-    consensus: &Consensus,
-    me: &str,
-    status: &raftgres_keeper::KeeperStatus,
-    belief: &belief::SharedBelief,
-) {
-    let Some(armed) = status.armed else { return };
-    let deadline = raftgres_ha::MonoInstant(std::time::Duration::from_nanos(armed.deadline_ns));
-    let now = clock::mono_now();
-    if deadline <= now {
-        return;
-    }
-    let epoch = raftgres_state::Epoch(armed.epoch);
-    // The local copy may lag the log this member had acknowledged; wait for
-    // it, but never past the deadline.
-    let mut states = consensus.subscribe();
-    let _ = tokio::time::timeout(
-        deadline - now,
-        states.wait_for(|v| v.state.lease.epoch >= epoch),
-    )
-    .await;
-    let state = consensus.local().state;
-    let now = clock::mono_now();
-    if !(state.lease.is_held_by(me) && state.lease.epoch == epoch && now < deadline) {
-        tracing::info!(member = me, %epoch, "the keeper's armed lease is no longer ours");
-        return;
-    }
-    let granted = state.lease.ttl().saturating_sub(
-        state
-            .timing()
-            .map_or(std::time::Duration::ZERO, |t| t.margin),
-    );
-    let sent = raftgres_ha::MonoInstant(deadline.0.saturating_sub(granted));
-    belief::update(belief, |b| {
-        b.set_holding(raftgres_ha::HolderLease {
-            epoch,
-            deadline,
-            acquire_sent: sent,
-            last_renew_sent: sent,
-        })
-    });
-    tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
-}
-
 /// How the agent stops, one stage after the other:
 /// 1. the Postgres loop, so that no action starts while the rest stops;
 /// 2. the lease loop, the pooler loop and the REST API;
@@ -207,111 +156,30 @@ async fn run(
         }
         None => None,
     };
-    let (log_store, state_machine) = store::open(&config.data_dir.join("raft.redb")).await?;
-    // The file's retry_timeout_ms until the cluster's config is applied.
-    let operation_timeout = OperationTimeout::new(config.bootstrap.retry_timeout);
-    let mut network = GrpcNetwork::new(config.raft.rpc_timeout, operation_timeout.clone());
-    if let Some(tls) = &peer_tls {
-        network = network.with_tls(tls);
-    } else {
-        tracing::warn!(member = %config.name, listen = %config.raft.listen, "raft.tls_ca_file, tls_cert_file and tls_key_file are not set: anyone who reaches the Raft port can vote, append and propose; see docs/security.md");
-    }
-    let consensus = Consensus::start(
-        &settings(&config, &operation_timeout),
-        log_store,
-        state_machine,
-        network.clone(),
-        Arc::new(network),
-    )
-    .await?;
+    let consensus = raft_group::start(&config, peer_tls.as_ref()).await?;
 
-    let listener = tokio::net::TcpListener::bind(config.raft.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on raft.listen {}; is another agent using it?",
-                config.raft.listen
-            )
-        })?;
+    let listener = listen(config.raft.listen, "raft.listen").await?;
     let stop = Stop::default();
     let belief = belief::new();
     let peers = peers::SharedPeers::watch(&consensus);
-    let callers = if peer_tls.is_some() {
-        server::Callers::Authenticated
-    } else {
-        server::Callers::Anyone
-    };
-    let (raft_service, cluster_service) = server::services(&consensus, callers);
-    let acceptor = peer_tls.as_ref().map(PeerTls::acceptor).transpose()?;
-    let agent_service = AgentServer::new(status::AgentStatus {
-        member: config.name.clone(),
-        witness: config.witness,
-        consensus: consensus.clone(),
-        belief: belief.clone(),
-    });
-    let router = tonic::transport::Server::builder()
-        // A peer that vanished without closing (a host lost) is dropped
-        // instead of holding its connection's slot for good.
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
-        .add_service(raft_service)
-        .add_service(cluster_service)
-        .add_service(agent_service);
-    let stopped = stop.grpc_server.clone().cancelled_owned();
-    let limits = incoming::Limits::default();
-    let server = match acceptor {
-        Some(acceptor) => tokio::spawn(
-            router.serve_with_incoming_shutdown(incoming::tls(listener, acceptor, limits), stopped),
-        ),
-        None => tokio::spawn(
-            router.serve_with_incoming_shutdown(incoming::plain(listener, limits), stopped),
-        ),
-    };
-
-    let voters: BTreeMap<u64, String> = config
-        .members
-        .iter()
-        .map(|m| (m.id, m.raft_addr.clone()))
-        .collect();
-    if !consensus.is_initialized().await? {
-        notifier.send(&[sd_notify::NotifyState::Status(
-            "empty Raft store: asking the configured members to take this one in",
-        )]);
-    }
-    // A new member joins the running group rather than forming its own;
-    // the retry is the forwarding timeout, how long one attempt may take.
-    // Data of an existing cluster beside an empty Raft store means a lost
-    // store: a new group here would start a second cluster on that data.
-    let new_group = match &config.postgresql {
-        Some(pg) if raftgres_postgres::is_initialized(&pg.data_dir) => NewGroup::Forbidden {
-            reason: format!(
-                "the Postgres data directory {} belongs to an existing cluster; to start a new cluster on purpose, move it away first",
-                pg.data_dir.display()
-            ),
+    let server = raft_group::serve(
+        listener,
+        &consensus,
+        status::AgentStatus {
+            member: config.name.clone(),
+            witness: config.witness,
+            consensus: consensus.clone(),
+            belief: belief.clone(),
         },
-        _ => NewGroup::Allowed,
-    };
-    match consensus
-        .form_or_join(&voters, config.bootstrap.retry_timeout, &new_group)
-        .await
-        .with_context(|| {
-            format!(
-                "member {} (node id {}) cannot enter the Raft group",
-                config.name, config.node_id
-            )
-        })? {
-        Formation::Restarted => {}
-        Formation::Formed => {
-            tracing::info!(member = %config.name, node_id = config.node_id, voters = ?voters.keys(), "formed a new Raft group");
-        }
-        Formation::Joined(view) => {
-            tracing::info!(member = %config.name, node_id = config.node_id, voters = ?view.voters, learners = ?view.learners, "joined the running Raft group");
-        }
-    }
+        peer_tls.as_ref(),
+        stop.grpc_server.clone(),
+    )?;
+
+    raft_group::enter(&consensus, &config, &notifier).await?;
     tracing::info!(member = %config.name, node_id = config.node_id, listen = %config.raft.listen, "agent started");
 
     if let Some((_, status)) = &keeper {
-        adopt_lease(&consensus, &config.name, status, &belief).await;
+        adopt_lease::adopt_lease(&consensus, &config.name, status, &belief).await;
     }
     let (pg_view_tx, pg_view) = watch::channel(if config.witness {
         PgView::Absent
@@ -351,9 +219,14 @@ async fn run(
         }
         None => None,
     };
-    let pg_loop = match (&config.postgresql, &keeper) {
-        (Some(pg), Some((socket, _))) => {
-            let settings = pg_settings(&config, pg)?;
+    let postgres = config
+        .postgresql
+        .as_ref()
+        .map(|pg| pg_settings(&config, pg))
+        .transpose()?;
+    let pg_loop = match (&config.postgresql, &postgres, &keeper) {
+        (Some(pg), Some(settings), Some((socket, _))) => {
+            let settings = settings.clone();
             Some(tokio::spawn(
                 pg_loop::PgLoop {
                     consensus: consensus.clone(),
@@ -382,14 +255,7 @@ async fn run(
         }
         _ => None,
     };
-    let api_listener = tokio::net::TcpListener::bind(config.restapi.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on restapi.listen {}; is another agent using it?",
-                config.restapi.listen
-            )
-        })?;
+    let api_listener = listen(config.restapi.listen, "restapi.listen").await?;
     let mut progress = vec![("lease", lease_progress.clone())];
     if pg_loop.is_some() {
         progress.push(("postgres", pg_progress));
@@ -414,11 +280,7 @@ async fn run(
         reloads: reloads_tx.clone(),
         peers: peers.clone(),
         worst_raft_election: config.raft.worst_election(),
-        postgres: config
-            .postgresql
-            .as_ref()
-            .map(|pg| pg_settings(&config, pg))
-            .transpose()?,
+        postgres: postgres.clone(),
         scheduled: scheduled_restart,
         pg: pg_view.clone(),
         facts,
@@ -466,12 +328,7 @@ async fn run(
                 .as_ref()
                 .map(|(socket, _)| raftgres_keeper::KeeperClient::new(socket)),
             progress: lease_progress.clone(),
-            control: config
-                .postgresql
-                .as_ref()
-                .map(|pg| pg_settings(&config, pg))
-                .transpose()?
-                .map(|settings| raftgres_postgres::Control::new(&settings)),
+            control: postgres.as_ref().map(raftgres_postgres::Control::new),
         }
         .run(stop.loops.clone()),
     );
@@ -549,16 +406,28 @@ async fn run(
     }
     consensus.shutdown().await;
     stop.grpc_server.cancel();
-    match api.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "REST API stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "REST API task failed"),
-    }
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "gRPC server task failed"),
-    }
+    log_server_end("REST API", api.await);
+    log_server_end("gRPC server", server.await);
     tracing::info!(member = %config.name, "stopped");
     Ok(())
+}
+
+/// Listens on `addr`, the setting `key`.
+async fn listen(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr}; is another agent using it?"))
+}
+
+/// Logs how the server `name`'s task ended, if not cleanly: the agent
+/// stops either way.
+fn log_server_end<E: std::fmt::Display>(
+    name: &str,
+    ended: Result<Result<(), E>, tokio::task::JoinError>,
+) {
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "{name} stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "{name} task failed"),
+    }
 }

@@ -3,7 +3,8 @@
 
 use crate::belief::{self, SharedBelief};
 use crate::clock::mono_now;
-use crate::requests::{LiveSettings, Operation, OperationRequest};
+use crate::requests::{LiveSettings, Operation, OperationRequest, Scripts};
+use crate::send_if_changed::SendIfChanged;
 use crate::systemd::Progress;
 use anyhow::{Context, bail};
 use raftgres_api::{OpError, ServerFacts, Standby};
@@ -27,11 +28,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// A start (crash recovery included) or a clone may take this long.
 mod configure;
 mod execute;
 mod observe;
+mod operations;
+mod scheduled_restart;
+mod slots;
 
+/// A start (crash recovery included) or a clone may take this long.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const PROMOTE_WAIT: Duration = Duration::from_secs(20);
@@ -128,23 +132,6 @@ struct Local {
     sync_configured: Option<Configured>,
 }
 
-/// ha's `WaitFor` in Postgres's terms.
-fn sync_standbys(wait: &WaitFor) -> SyncStandbys {
-    match wait {
-        WaitFor::Nobody => SyncStandbys::Nobody,
-        WaitFor::AnyOne => SyncStandbys::AnyOne,
-        WaitFor::All(names) => SyncStandbys::All(names.clone()),
-        WaitFor::Any { n, names } => SyncStandbys::Any {
-            n: *n,
-            names: names.clone(),
-        },
-    }
-}
-
-/// How long a promotion waits for Postgres to read the synchronous
-/// standbys it must wait for from its first commit.
-const SYNC_CONFIG_WAIT: Duration = Duration::from_secs(5);
-
 /// The longest wait between two tries of a clone or a rewind.
 const COPY_BACKOFF_CAP: Duration = Duration::from_secs(30);
 
@@ -181,37 +168,19 @@ impl PgLoop {
             .call(&scripts.callbacks, scripts.timeout, event, role);
     }
 
-    /// Runs `pre_promote`, if configured, and waits for it. A refusal is
-    /// recorded in the belief, which gives the lease back and keeps this
-    /// member out while the veto holds.
-    async fn pre_promote(&self) -> anyhow::Result<()> {
+    /// Runs the operator's hook `key` (`pre_promote`, `before_stop`)
+    /// that `argv` picks from the scripts, and waits for it: `None` when
+    /// none is configured, else whether it exited 0 in time.
+    async fn run_hook(
+        &self,
+        key: &str,
+        argv: fn(&Scripts) -> &Option<Vec<String>>,
+    ) -> Option<bool> {
         let (argv, timeout) = {
             let live = self.live.borrow();
-            (live.scripts.pre_promote.clone(), live.scripts.timeout)
+            (argv(&live.scripts).clone()?, live.scripts.timeout)
         };
-        let Some(argv) = argv else {
-            return Ok(());
-        };
-        if self.callbacks.run_hook("pre_promote", &argv, timeout).await {
-            return Ok(());
-        }
-        belief::update(&self.belief, |b| b.promotion_vetoed_at = Some(mono_now()));
-        bail!(
-            "pre_promote refused the promotion; giving the lease back so that another \
-             candidate takes over (this member stays out for two ttls)"
-        )
-    }
-
-    /// Runs `before_stop`, if configured, and waits for it: as Patroni's,
-    /// its outcome does not hold the stop back.
-    async fn before_stop(&self) {
-        let (argv, timeout) = {
-            let live = self.live.borrow();
-            (live.scripts.before_stop.clone(), live.scripts.timeout)
-        };
-        if let Some(argv) = argv {
-            self.callbacks.run_hook("before_stop", &argv, timeout).await;
-        }
+        Some(self.callbacks.run_hook(key, &argv, timeout).await)
     }
 
     /// The cluster's `loop_wait`; before its config is known (first start),
@@ -246,13 +215,7 @@ impl PgLoop {
             let now = mono_now();
             let view = self.observe(&mut local, now).await;
             // Only a change wakes the lease loop, which reads this view.
-            self.view.send_if_modified(|v| {
-                let changed = *v != view;
-                if changed {
-                    *v = view.clone();
-                }
-                changed
-            });
+            self.view.send_if_changed(view.clone());
             let holds_lease = belief::read(&self.belief).holds_valid(&state.lease, self.me(), now);
             self.apply_parameters(&mut local, &state, &view).await;
             self.manage_sync(&mut local, &state, &view, holds_lease)
@@ -339,14 +302,14 @@ impl PgLoop {
             let restart = self
                 .scheduled_restart(&mut local, &state, &view, now_unix_ms)
                 .await;
-            if restart == execute::DueRestart::Ran {
+            if restart == scheduled_restart::DueRestart::Ran {
                 continue;
             }
             // Wake at the lease deadline at the latest: a holder that could not
             // renew fences itself then, not a loop tick later.
             let deadline = belief::read(&self.belief).holding.map(|h| h.deadline);
             let mut wake = Self::loop_wait(&state);
-            if let execute::DueRestart::WakeWithin(within) = restart {
+            if let scheduled_restart::DueRestart::WakeWithin(within) = restart {
                 wake = wake.min(within);
             }
             if let Some(deadline) = deadline.filter(|_| view.is_writable_primary()) {
@@ -440,36 +403,6 @@ pub fn patroni_state(action: &str) -> &'static str {
         "fence" | "stop for switchover" => "stopping",
         "reload" | "promote" | "follow" | "record identity" | "none" => "running",
         _ => "starting",
-    }
-}
-
-/// The status document's facts from one look at the running server.
-fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
-    ServerFacts {
-        system_identifier: Some(status.system_id.clone()),
-        postmaster_start_time: Some(status.postmaster_start_time.clone()),
-        postmaster_start_unix_ms: Some(status.postmaster_start_unix_ms),
-        conf_load_time: Some(status.conf_load_time.clone()),
-        received_lsn: status.receive_lsn.map(|l| l.0),
-        replayed_lsn: status.replay_lsn.map(|l| l.0),
-        replayed_timestamp: status.replay_timestamp.clone(),
-        replayed_unix_ms: status.replay_unix_ms,
-        replay_paused: status.wal_replay_paused,
-        replication: status
-            .replication
-            .iter()
-            .map(|r| Standby {
-                usename: r.usename.clone(),
-                application_name: r.application_name.clone(),
-                client_addr: r.client_addr.clone(),
-                state: r.state.clone(),
-                sync_state: r.sync_state.clone(),
-                sync_priority: r.sync_priority,
-            })
-            .collect(),
-        server_version: Some(status.server_version),
-        // Copies run while nobody looks; they publish their own.
-        progress: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! `conf_load_time` in `GET /patroni` moves then).
 
 use crate::requests::{LiveSettings, Operation, OperationRequest, ReloadReply};
+use crate::send_if_changed::SendIfChanged;
 use raftgres_api::{Credentials, OpError};
 use raftgres_config::{AgentConfig, reload_plan, reloaded};
 use std::path::PathBuf;
@@ -70,18 +71,8 @@ impl Reloader {
             tracing::info!(member = %self.running.name, key, "applying the changed setting");
         }
         self.running = reloaded(&self.running, &loaded);
-        self.live.send_if_modified(|live| {
-            let next = LiveSettings::of(&self.running);
-            let changed = *live != next;
-            *live = next;
-            changed
-        });
-        self.auth.send_if_modified(|auth| {
-            let next = credentials(&self.running);
-            let changed = *auth != next;
-            *auth = next;
-            changed
-        });
+        self.live.send_if_changed(LiveSettings::of(&self.running));
+        self.auth.send_if_changed(credentials(&self.running));
         let mut message = format!(
             "re-read {}: applied [{}], needs a restart [{}]",
             self.path.display(),

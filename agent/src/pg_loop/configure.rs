@@ -234,3 +234,20 @@ impl PgLoop {
         }
     }
 }
+
+/// ha's `WaitFor` in Postgres's terms.
+fn sync_standbys(wait: &WaitFor) -> SyncStandbys {
+    match wait {
+        WaitFor::Nobody => SyncStandbys::Nobody,
+        WaitFor::AnyOne => SyncStandbys::AnyOne,
+        WaitFor::All(names) => SyncStandbys::All(names.clone()),
+        WaitFor::Any { n, names } => SyncStandbys::Any {
+            n: *n,
+            names: names.clone(),
+        },
+    }
+}
+
+/// How long a promotion waits for Postgres to read the synchronous
+/// standbys it must wait for from its first commit.
+const SYNC_CONFIG_WAIT: Duration = Duration::from_secs(5);

@@ -42,14 +42,7 @@ impl PgLoop {
                 .get_or_insert_with(|| Probe::new(&self.settings));
             match probe.status(keeper.postmaster_pid).await {
                 Ok(st) => {
-                    let facts = super::facts_of(&st);
-                    self.facts.send_if_modified(|f| {
-                        let changed = *f != facts;
-                        if changed {
-                            *f = facts;
-                        }
-                        changed
-                    });
+                    self.facts.send_if_changed(facts_of(&st));
                     local.unanswered_since = None;
                     local.down_since = None;
                     // A server found running (the agent restarted) calls
@@ -224,18 +217,38 @@ impl PgLoop {
         local.last_publish = Some(now);
         local.published = Some(m.clone());
         let consensus = self.consensus.clone();
-        let me = self.me().to_owned();
         local.publishing = Some(tokio::spawn(async move {
-            match consensus
-                .propose(Command::PublishMember { member: m })
-                .await
-            {
-                Ok(Ok(_)) => {}
-                Ok(Err(rejection)) => {
-                    tracing::error!(member = %me, %rejection, "member status refused")
-                }
-                Err(e) => tracing::debug!(member = %me, error = %e, "member status not committed"),
-            }
+            crate::publish::publish_record(&consensus, m, "member status").await;
         }));
+    }
+}
+
+/// The status document's facts from one look at the running server.
+fn facts_of(status: &raftgres_postgres::PgStatus) -> ServerFacts {
+    ServerFacts {
+        system_identifier: Some(status.system_id.clone()),
+        postmaster_start_time: Some(status.postmaster_start_time.clone()),
+        postmaster_start_unix_ms: Some(status.postmaster_start_unix_ms),
+        conf_load_time: Some(status.conf_load_time.clone()),
+        received_lsn: status.receive_lsn.map(|l| l.0),
+        replayed_lsn: status.replay_lsn.map(|l| l.0),
+        replayed_timestamp: status.replay_timestamp.clone(),
+        replayed_unix_ms: status.replay_unix_ms,
+        replay_paused: status.wal_replay_paused,
+        replication: status
+            .replication
+            .iter()
+            .map(|r| Standby {
+                usename: r.usename.clone(),
+                application_name: r.application_name.clone(),
+                client_addr: r.client_addr.clone(),
+                state: r.state.clone(),
+                sync_state: r.sync_state.clone(),
+                sync_priority: r.sync_priority,
+            })
+            .collect(),
+        server_version: Some(status.server_version),
+        // Copies run while nobody looks; they publish their own.
+        progress: None,
     }
 }
