@@ -37,19 +37,10 @@ pub async fn adopt_lease(
         tracing::info!(member = me, %epoch, "the keeper's armed lease is no longer ours");
         return;
     }
-    let granted = state.lease.ttl().saturating_sub(
-        state
-            .timing()
-            .map_or(std::time::Duration::ZERO, |t| t.margin),
-    );
-    let sent = raftgres_ha::MonoInstant(deadline.0.saturating_sub(granted));
-    crate::belief::update(belief, |b| {
-        b.set_holding(raftgres_ha::HolderLease {
-            epoch,
-            deadline,
-            acquire_sent: sent,
-            last_renew_sent: sent,
-        })
-    });
+    let margin = state
+        .timing()
+        .map_or(std::time::Duration::ZERO, |t| t.margin);
+    let adopted = raftgres_ha::HolderLease::adopted(epoch, deadline, state.lease.ttl(), margin);
+    crate::belief::update(belief, |b| b.set_holding(adopted));
     tracing::info!(member = me, %epoch, left_ms = (deadline - now).as_millis() as u64, "took over the lease the keeper still enforces");
 }

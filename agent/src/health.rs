@@ -186,7 +186,7 @@ impl HealthInputs {
             _ => None,
         };
         let tags = self.live.borrow().tags.shown();
-        let paused = state.config.as_ref().is_some_and(|c| c.values.pause);
+        let paused = state.paused();
         HealthSnapshot::new(valid_until, |holds| NodeHealth {
             member: self.member.clone(),
             scope: self.scope.clone(),

@@ -18,14 +18,7 @@ impl AgentOps {
         options: RestartOptions,
     ) -> Result<(), OpError> {
         self.runs_postgres()?;
-        if self
-            .consensus
-            .local()
-            .state
-            .config
-            .as_ref()
-            .is_some_and(|c| c.values.pause)
-        {
+        if self.consensus.local().state.paused() {
             return Err(OpError::Invalid(
                 "the cluster is paused: a restart cannot be scheduled in maintenance mode, as in \
                  Patroni; restart now (leave schedule out), or resume the cluster first \

@@ -97,7 +97,7 @@ impl AgentOps {
         // Patroni's maintenance mode: a switchover needs a named candidate,
         // and nothing is scheduled (with nobody named, the holder's choice
         // would be the automatic one that pause turns off).
-        if state.config.as_ref().is_some_and(|c| c.values.pause) {
+        if state.paused() {
             if request.candidate.is_none() {
                 return Err(OpError::Invalid(
                     "the cluster is paused: a switchover needs a named candidate (`candidate`) \

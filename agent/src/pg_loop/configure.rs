@@ -29,32 +29,24 @@ impl PgLoop {
             local.sync_configured = None;
             return;
         }
-        match plan_sync(
+        let step = plan_sync(
             state,
             self.me(),
             &local.standbys,
             local.sync_configured.as_ref(),
-        ) {
+        );
+        match step {
             SyncStep::None => {}
-            SyncStep::Commit {
-                members,
-                synchronous,
-                quorum,
-            } => {
-                let command = Command::SetSyncSet {
-                    member: self.me().to_owned(),
-                    epoch: state.lease.epoch,
-                    members: members.clone(),
-                    synchronous,
-                    quorum,
+            SyncStep::Commit { .. } => {
+                let epoch = state.lease.epoch;
+                let Some(command) = step.command(self.me(), epoch) else {
+                    return;
                 };
                 match self.consensus.propose(command).await {
                     Ok(Ok(_)) => tracing::info!(
                         member = self.me(),
-                        epoch = %state.lease.epoch,
-                        sync_set = ?members,
-                        synchronous,
-                        ?quorum,
+                        %epoch,
+                        ?step,
                         "committed the synchronous standbys"
                     ),
                     Ok(Err(rejection)) => {

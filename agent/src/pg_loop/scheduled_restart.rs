@@ -19,7 +19,7 @@ impl PgLoop {
         let Some(restart) = self.scheduled.borrow().clone() else {
             return DueRestart::Nothing;
         };
-        let paused = state.config.as_ref().is_some_and(|c| c.values.pause);
+        let paused = state.paused();
         // The facts of a server that no longer runs are its last ones.
         let running_since = local
             .running

@@ -118,7 +118,7 @@ pub(crate) fn cluster_document<'a>(
             .values()
             .map(|member| member_document(state, member, reports.get(&member.name)))
             .collect(),
-        pause: state.config.as_ref().is_some_and(|c| c.values.pause),
+        pause: state.paused(),
         scheduled_switchover: state
             .switchover
             .as_ref()

@@ -117,7 +117,7 @@ pub(crate) fn render(
         "raftgres_pause",
         "1 if the cluster is in maintenance mode",
         ConstGauge::new(u64::from(
-            state.config.as_ref().is_some_and(|c| c.values.pause),
+            state.paused(),
         )),
     );
     registry.register(

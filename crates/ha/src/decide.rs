@@ -319,7 +319,7 @@ pub fn decide(o: &Observation<'_>) -> LeaseAction {
             until: earliest(Some(renew_at), holding.map(|h| h.deadline)),
         };
     }
-    if config.values.pause && paused_candidate(o.state, o.now_unix_ms) != Some(o.me) {
+    if o.state.paused() && paused_candidate(o.state, o.now_unix_ms) != Some(o.me) {
         // Paused: no automatic failover; the holder still renews above. A
         // request naming this member still runs, through the same checks.
         return LeaseAction::Wait { until: None };

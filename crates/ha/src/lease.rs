@@ -57,6 +57,20 @@ impl HolderLease {
         }
     }
 
+    /// The lease a restarted agent adopts from its keeper, which kept only
+    /// the `deadline` it enforces: the send instant is recovered as the
+    /// inverse of [`Self::deadline_for`], so the next renewal is timed as
+    /// the previous agent's would have been.
+    pub fn adopted(epoch: Epoch, deadline: MonoInstant, ttl: Duration, margin: Duration) -> Self {
+        let sent = MonoInstant(deadline.0.saturating_sub(ttl.saturating_sub(margin)));
+        Self {
+            epoch,
+            deadline,
+            acquire_sent: sent,
+            last_renew_sent: sent,
+        }
+    }
+
     /// Extends the deadline after a renewal sent at `sent` committed. A late
     /// reply of an older renewal never shortens it.
     pub fn renewed(&mut self, sent: MonoInstant, ttl: Duration, margin: Duration) {
@@ -142,6 +156,13 @@ mod tests {
             !h.is_valid(at(2600)),
             "the deadline instant itself is invalid"
         );
+    }
+
+    #[test]
+    fn an_adopted_lease_keeps_the_deadline_it_was_granted() {
+        let granted = HolderLease::acquired(Epoch(4), at(500), TTL, MARGIN);
+        let adopted = HolderLease::adopted(Epoch(4), granted.deadline, TTL, MARGIN);
+        assert_eq!(adopted, granted);
     }
 
     #[test]

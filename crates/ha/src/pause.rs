@@ -9,10 +9,6 @@ use crate::postgres::{PgAction, PgObservation};
 use crate::switchover::{failover_candidate, switchover_under_way};
 use raftgres_state::ClusterState;
 
-pub(crate) fn paused(state: &ClusterState) -> bool {
-    state.config.as_ref().is_some_and(|c| c.values.pause)
-}
-
 /// Why a holder abandons a switchover with no candidate once it is due
 /// while paused (one scheduled before the pause): with nobody named, it
 /// would be the automatic choice that pause turns off.

@@ -5,7 +5,7 @@ use crate::candidacy::holder_running_primary;
 use crate::cascade::{clone_source, upstream_for};
 use crate::lease::MonoInstant;
 use crate::local::PgView;
-use crate::pause::{UNNAMED_WHILE_PAUSED, paused, runs_while_paused};
+use crate::pause::{UNNAMED_WHILE_PAUSED, runs_while_paused};
 use crate::peers::PeerObserver;
 use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
@@ -79,7 +79,7 @@ fn switchover_step(o: &PgObservation<'_>) -> Option<PgAction> {
         PgView::Running {
             in_recovery: false, ..
         } => {
-            if paused(o.state) && switchover.to.is_none() {
+            if o.state.paused() && switchover.to.is_none() {
                 return Some(PgAction::AbandonSwitchover {
                     reason: UNNAMED_WHILE_PAUSED.to_owned(),
                 });
@@ -128,7 +128,7 @@ pub fn may_disarm(o: &PgObservation<'_>, action: &PgAction) -> bool {
 
 pub fn decide_postgres(o: &PgObservation<'_>) -> PgAction {
     let action = unpaused(o);
-    if paused(o.state) && !runs_while_paused(o, &action) {
+    if o.state.paused() && !runs_while_paused(o, &action) {
         return PgAction::None;
     }
     action

@@ -21,7 +21,7 @@
 //! (committed or reloaded).
 
 use crate::candidacy::tagged_in;
-use raftgres_state::{ClusterState, ConfigValues, Lsn, SyncMode};
+use raftgres_state::{ClusterState, Command, ConfigValues, Epoch, Lsn, SyncMode};
 use std::collections::BTreeSet;
 
 /// Whether the holder, whose primary crashed, hands the lease to a
@@ -100,6 +100,28 @@ pub enum SyncStep {
     },
     /// Have Postgres wait for this, and reload it.
     Configure(WaitFor),
+}
+
+impl SyncStep {
+    /// The command by which the holder at `epoch` records a `Commit` step
+    /// in the Raft state; `None` for the other steps.
+    pub fn command(&self, holder: &str, epoch: Epoch) -> Option<Command> {
+        let SyncStep::Commit {
+            members,
+            synchronous,
+            quorum,
+        } = self
+        else {
+            return None;
+        };
+        Some(Command::SetSyncSet {
+            member: holder.to_owned(),
+            epoch,
+            members: members.clone(),
+            synchronous: *synchronous,
+            quorum: *quorum,
+        })
+    }
 }
 
 /// May `name` be one of the holder's synchronous standbys: a database

@@ -478,6 +478,12 @@ impl ClusterState {
     pub fn report_ttl(&self) -> Duration {
         self.timing().map_or(Duration::ZERO, |t| t.ttl)
     }
+
+    /// Maintenance mode (Patroni's `pause`): nothing changes role on its
+    /// own. A cluster with no config yet is not paused.
+    pub fn paused(&self) -> bool {
+        self.config.as_ref().is_some_and(|c| c.values.pause)
+    }
 }
 
 /// Whether `name` may name a member (or a certificate issued to one): 1-63
