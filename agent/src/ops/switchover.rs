@@ -4,22 +4,12 @@
 use super::AgentOps;
 use crate::clock::{mono_now, unix_ms};
 use raftgres_api::{OpError, SwitchoverOutcome, SwitchoverRequest};
-use raftgres_ha::{holder_running_primary, switchover_candidate};
+use raftgres_ha::{Refusal, healthy_leader, plan_switchover};
 use raftgres_state::{ClusterState, Command, Switchover};
 use std::time::Duration;
 
 /// How long a switchover or failover call waits for the new primary.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The holder, when its record says it runs the primary and it still reports.
-pub(super) fn healthy_leader<'a>(
-    state: &'a ClusterState,
-    fresh: &dyn Fn(&str) -> bool,
-) -> Option<&'a str> {
-    holder_running_primary(state)
-        .filter(|m| fresh(&m.name))
-        .map(|m| m.name.as_str())
-}
 
 impl AgentOps {
     /// Heard from within a ttl, on this member's clock.
@@ -68,23 +58,12 @@ impl AgentOps {
             })
     }
 
-    /// Commits a request to hand the lease from `from` to `to` (or to the
-    /// best candidate then), at `at_unix_ms` or at once.
-    pub(super) async fn request_change(
-        &self,
-        from: Option<String>,
-        to: Option<String>,
-        at_unix_ms: Option<u64>,
-    ) -> Result<(), OpError> {
-        self.commit(Command::RequestSwitchover {
-            switchover: Switchover {
-                from,
-                to,
-                at_unix_ms,
-            },
-        })
-        .await
-        .map(|_| ())
+    /// Commits a request to hand the lease over (to its `to`, or to the
+    /// best candidate then), at its time or at once.
+    pub(super) async fn request_change(&self, switchover: Switchover) -> Result<(), OpError> {
+        self.commit(Command::RequestSwitchover { switchover })
+            .await
+            .map(|_| ())
     }
 
     pub(super) async fn do_switchover(
@@ -94,54 +73,29 @@ impl AgentOps {
         let state = self.read().await?;
         let now = unix_ms();
         let scheduled_at = request.scheduled_at_unix_ms.filter(|at| *at > now);
-        // Patroni's maintenance mode: a switchover needs a named candidate,
-        // and nothing is scheduled (with nobody named, the holder's choice
-        // would be the automatic one that pause turns off).
-        if state.paused() {
-            if request.candidate.is_none() {
-                return Err(OpError::Invalid(
-                    "the cluster is paused: a switchover needs a named candidate (`candidate`) \
-                     in maintenance mode, as in Patroni; name one, or resume the cluster first \
-                     (raftgresctl resume)"
-                        .into(),
-                ));
-            }
-            if scheduled_at.is_some() {
-                return Err(OpError::Invalid(
-                    "the cluster is paused: a switchover cannot be scheduled in maintenance mode, \
-                     as in Patroni; leave scheduled_at out, or resume the cluster first \
-                     (raftgresctl resume)"
-                        .into(),
-                ));
-            }
-        }
         let fresh = self.fresh(&state);
-        let Some(leader) = healthy_leader(&state, &fresh) else {
-            return Err(OpError::Precondition(
-                "there is no healthy leader to switch over from; use a failover to a named candidate"
-                    .into(),
-            ));
-        };
-        if let Some(named) = request.leader.as_deref()
-            && named != leader
-        {
-            return Err(OpError::Precondition(format!(
-                "leader name does not match: {named} is not the leader, {leader} is"
-            )));
-        }
-        let candidate =
-            switchover_candidate(&state, request.candidate.as_deref(), &|m| fresh(&m.name))
-                .map_err(OpError::Precondition)?;
+        let plan = plan_switchover(
+            &state,
+            request.leader.as_deref(),
+            request.candidate.as_deref(),
+            scheduled_at,
+            &fresh,
+        )
+        .map_err(refused)?;
+        let from = plan.request.from.clone();
+        self.request_change(plan.request).await?;
         if let Some(at) = scheduled_at {
-            // A scheduled one keeps the candidate the operator named, or
-            // lets the holder pick the best one at that time.
-            self.request_change(Some(leader.to_owned()), request.candidate, Some(at))
-                .await?;
             return Ok(SwitchoverOutcome::Scheduled { at_unix_ms: at });
         }
-        self.request_change(Some(leader.to_owned()), Some(candidate.clone()), None)
-            .await?;
-        tracing::info!(member = %self.member, from = %leader, to = %candidate, "switchover requested");
-        self.await_leader(&candidate).await
+        tracing::info!(member = %self.member, from = ?from, to = %plan.candidate, "switchover requested");
+        self.await_leader(&plan.candidate).await
+    }
+}
+
+/// The API's answer to a request `ha` refused.
+pub(super) fn refused(refusal: Refusal) -> OpError {
+    match refusal {
+        Refusal::Invalid(why) => OpError::Invalid(why),
+        Refusal::Precondition(why) => OpError::Precondition(why),
     }
 }

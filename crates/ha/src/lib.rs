@@ -16,6 +16,7 @@ mod pause;
 mod peers;
 mod pooler;
 mod postgres;
+mod request;
 mod restart;
 mod switchover;
 mod sync;
@@ -36,6 +37,10 @@ pub use parameters::postgres_parameters;
 pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm};
+pub use request::{
+    FailoverPlan, Refusal, SwitchoverPlan, failover_overtaken, healthy_leader, plan_failover,
+    plan_switchover,
+};
 pub use restart::{
     Dropped, RestartSubject, SCHEDULED_RESTART_GRACE, ScheduledStep, Unmet, restart_conditions,
     scheduled_restart_step,
