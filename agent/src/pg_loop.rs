@@ -132,23 +132,6 @@ struct Local {
     sync_configured: Option<Configured>,
 }
 
-/// The longest wait between two tries of a clone or a rewind.
-const COPY_BACKOFF_CAP: Duration = Duration::from_secs(30);
-
-/// How long to wait after `failures` failed tries in a row of `action`.
-/// A clone or a rewind loads its source (pg_basebackup checkpoints and
-/// switches WAL segments there, which the replica's slot then keeps), so
-/// their retries back off exponentially; anything else is tried again
-/// after one `loop_wait`, since a holder's start must not wait long.
-fn retry_delay(action: &PgAction, failures: u32, loop_wait: Duration) -> Duration {
-    match action {
-        PgAction::Clone { .. } | PgAction::Rewind { .. } => loop_wait
-            .saturating_mul(1 << failures.saturating_sub(1).min(16))
-            .min(COPY_BACKOFF_CAP.max(loop_wait)),
-        _ => loop_wait,
-    }
-}
-
 /// `host:port` (or `[v6]:port`) of a member's Postgres.
 fn upstream_of(state: &ClusterState, name: &str) -> Option<Upstream> {
     let HostPort { host, port } = state.members.get(name)?.pg_host_port()?;
@@ -258,15 +241,7 @@ impl PgLoop {
                     Err(e) => tracing::info!(member = self.me(), error = %e, "fence stays armed"),
                 }
             }
-            let serves_wal = (holds_lease && view.is_writable_primary())
-                || matches!(
-                    view,
-                    PgView::Running {
-                        in_recovery: true,
-                        ..
-                    }
-                );
-            if serves_wal {
+            if view.serves_wal(holds_lease) {
                 self.ensure_slots(&mut local, &state, &peers).await;
             } else {
                 // A demoted member's slots go with its data (pg_rewind and
@@ -289,7 +264,7 @@ impl PgLoop {
                         local.failures = local.failures.saturating_add(1);
                         // A server that dies at once must not be restarted in
                         // a tight loop, nor a source copied from in one.
-                        let delay = retry_delay(&action, local.failures, Self::loop_wait(&state));
+                        let delay = action.retry_delay(local.failures, Self::loop_wait(&state));
                         tracing::warn!(member = self.me(), ?action, error = %e, failures = local.failures, retry_in = ?delay, "Postgres action failed; will retry");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
@@ -403,33 +378,5 @@ pub fn patroni_state(action: &str) -> &'static str {
         "fence" | "stop for switchover" => "stopping",
         "reload" | "promote" | "follow" | "record identity" | "none" => "running",
         _ => "starting",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copies_back_off_exponentially_up_to_the_cap_and_starts_do_not() {
-        let wait = Duration::from_millis(250);
-        let clone = PgAction::Clone {
-            source: "node1".into(),
-        };
-        let rewind = PgAction::Rewind {
-            source: "node1".into(),
-        };
-        let delays: Vec<Duration> = (1..=9).map(|n| retry_delay(&clone, n, wait)).collect();
-        assert_eq!(
-            delays[..4],
-            [250, 500, 1000, 2000].map(Duration::from_millis)
-        );
-        assert_eq!(delays[8], COPY_BACKOFF_CAP);
-        assert_eq!(retry_delay(&rewind, 3, wait), Duration::from_secs(1));
-        assert_eq!(retry_delay(&clone, u32::MAX, wait), COPY_BACKOFF_CAP);
-        assert_eq!(retry_delay(&PgAction::StartPrimary, 7, wait), wait);
-        // A loop_wait longer than the cap is never shortened.
-        let slow = Duration::from_secs(60);
-        assert_eq!(retry_delay(&clone, 5, slow), slow);
     }
 }

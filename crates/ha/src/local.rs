@@ -67,6 +67,20 @@ impl PgView {
         )
     }
 
+    /// Whether other members stream WAL from this server, so it keeps
+    /// their replication slots: a writable primary while it holds the
+    /// lease, and a running standby (cascading).
+    pub fn serves_wal(&self, holds_lease: bool) -> bool {
+        (holds_lease && self.is_writable_primary())
+            || matches!(
+                self,
+                PgView::Running {
+                    in_recovery: true,
+                    ..
+                }
+            )
+    }
+
     /// The role and state a member publishes for this view. Primary only
     /// while the lease names the member: a writable server without the
     /// lease is about to be fenced, and is shown as neither primary nor
@@ -94,6 +108,23 @@ impl PgView {
 mod tests {
     use super::*;
     use crate::testing::{at, data};
+
+    #[test]
+    fn wal_is_served_by_the_holding_primary_and_by_running_standbys() {
+        let running = |in_recovery| PgView::Running {
+            data: data("sys", 1, false),
+            in_recovery,
+            upstream: None,
+            streaming: false,
+        };
+        assert!(running(false).serves_wal(true));
+        assert!(!running(false).serves_wal(false), "writable without a lease");
+        assert!(running(true).serves_wal(false));
+        let stopped = PgView::Stopped {
+            data: data("sys", 1, false),
+        };
+        assert!(!stopped.serves_wal(true));
+    }
 
     #[test]
     fn the_published_role_follows_the_view_and_the_lease() {

@@ -11,6 +11,7 @@ use crate::pooler::poolers_paused;
 use crate::switchover::{SWITCHOVER_CATCHUP, due_switchover, switchover_candidate};
 use crate::timeline::data_on_current_timeline;
 use raftgres_state::{ClusterState, Member};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgObservation<'a> {
@@ -70,6 +71,26 @@ pub enum PgAction {
     AbandonSwitchover {
         reason: String,
     },
+}
+
+/// The longest wait between two tries of a clone or a rewind.
+pub(crate) const COPY_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+impl PgAction {
+    /// How long to wait after `failures` failed tries in a row of this
+    /// action. A clone or a rewind loads its source (pg_basebackup
+    /// checkpoints and switches WAL segments there, which the replica's slot
+    /// then keeps), so their retries back off exponentially; anything else
+    /// is tried again after one `loop_wait`, since a holder's start must not
+    /// wait long.
+    pub fn retry_delay(&self, failures: u32, loop_wait: Duration) -> Duration {
+        match self {
+            PgAction::Clone { .. } | PgAction::Rewind { .. } => loop_wait
+                .saturating_mul(1 << failures.saturating_sub(1).min(16))
+                .min(COPY_BACKOFF_CAP.max(loop_wait)),
+            _ => loop_wait,
+        }
+    }
 }
 
 /// The holder's part of a due switchover, if it has one to play now.

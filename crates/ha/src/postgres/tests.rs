@@ -242,3 +242,26 @@ fn a_vetoed_holder_does_not_promote() {
     assert_eq!(decide(false), PgAction::Promote);
     assert_eq!(decide(true), PgAction::None);
 }
+
+#[test]
+fn copies_back_off_exponentially_up_to_the_cap_and_starts_do_not() {
+    let wait = Duration::from_millis(250);
+    let clone = PgAction::Clone {
+        source: "node1".into(),
+    };
+    let rewind = PgAction::Rewind {
+        source: "node1".into(),
+    };
+    let delays: Vec<Duration> = (1..=9).map(|n| clone.retry_delay(n, wait)).collect();
+    assert_eq!(
+        delays[..4],
+        [250, 500, 1000, 2000].map(Duration::from_millis)
+    );
+    assert_eq!(delays[8], COPY_BACKOFF_CAP);
+    assert_eq!(rewind.retry_delay(3, wait), Duration::from_secs(1));
+    assert_eq!(clone.retry_delay(u32::MAX, wait), COPY_BACKOFF_CAP);
+    assert_eq!(PgAction::StartPrimary.retry_delay(7, wait), wait);
+    // A loop_wait longer than the cap is never shortened.
+    let slow = Duration::from_secs(60);
+    assert_eq!(clone.retry_delay(5, slow), slow);
+}
