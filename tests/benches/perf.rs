@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use raftgres_lab::Lab;
 use raftgres_tests::bench::{
-    cpu_with_reaped_children, insert_until, member_dsns, rss_and_cpu, run_wrk, summary,
-    until_writable, wrk_binary,
+    bench_table_through_pgbouncer, cpu_with_reaped_children, insert_until, member_dsns,
+    rss_and_cpu, run_wrk, summary, until_writable, wrk_binary,
 };
-use raftgres_tests::http::Api;
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    eventually, execute, execute_on, lab_dir, pgbouncer_dsn, postmaster_pid, report_bench,
-    start_lab, status, until_streaming,
+    execute_on, lab_dir, pgbouncer_dsn, postmaster_pid, report_bench, start_lab, status,
+    until_streaming,
 };
 use serde_json::{Value, json};
 
@@ -193,21 +193,9 @@ async fn primary_throughput() -> Value {
 async fn switchover(trials: usize) -> Value {
     let dir = lab_dir();
     let (lab, mut primary) = start_lab(&dir, 3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let api = Api::of(&lab);
     let names = lab.names();
-    eventually(
-        Duration::from_secs(20),
-        "pgbouncer reaches the primary",
-        || async {
-            execute(
-                &pgbouncer_dsn(&lab, &names[0]),
-                "CREATE TABLE IF NOT EXISTS bench (id int)",
-            )
-            .await
-            .ok()
-        },
-    )
-    .await;
+    bench_table_through_pgbouncer(&lab, &names[0]).await;
     let mut pauses = Vec::new();
     let mut failed_total = 0;
     for _ in 0..trials {
@@ -216,12 +204,7 @@ async fn switchover(trials: usize) -> Value {
         let writer = tokio::spawn(insert_until(pgbouncer_dsn(&lab, &via), stopped));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let reply = api
-            .send(
-                "POST",
-                &lab.member(&via).expect("member").api_url,
-                "/switchover",
-                &json!({"leader": primary, "candidate": candidate}),
-            )
+            .switchover(&api_url(&lab, &via), &primary, &candidate)
             .await
             .expect("POST /switchover");
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -6,10 +6,10 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench pgbouncer`
 
-use raftgres_tests::bench::insert_until;
-use raftgres_tests::http::Api;
+use raftgres_tests::bench::{bench_table_through_pgbouncer, insert_until};
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    eventually, execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, until_streaming, writable,
+    execute, lab_dir, pgbouncer_dsn, report_bench, start_lab, until_streaming, writable,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -20,21 +20,9 @@ const SWITCHOVER_TRIALS: usize = 5;
 async fn main() {
     let dir = lab_dir();
     let (mut lab, mut primary) = start_lab(&dir, 3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let api = Api::of(&lab);
     let names = lab.names();
-    eventually(
-        Duration::from_secs(20),
-        "pgbouncer reaches the primary",
-        || async {
-            execute(
-                &pgbouncer_dsn(&lab, &names[0]),
-                "CREATE TABLE IF NOT EXISTS bench (id int)",
-            )
-            .await
-            .ok()
-        },
-    )
-    .await;
+    bench_table_through_pgbouncer(&lab, &names[0]).await;
     let mut trials = Vec::new();
     for trial in 0..SWITCHOVER_TRIALS {
         let replicas: Vec<String> = names.iter().filter(|n| **n != primary).cloned().collect();
@@ -47,12 +35,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
         let reply = api
-            .send(
-                "POST",
-                &lab.member(&via).expect("member").api_url,
-                "/switchover",
-                &json!({"leader": primary, "candidate": candidate}),
-            )
+            .switchover(&api_url(&lab, &via), &primary, &candidate)
             .await
             .expect("POST /switchover");
         let call = started.elapsed();

@@ -7,7 +7,8 @@
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench replication`
 //! (`PGBENCH_SECONDS`, default 20; `PGBENCH_CLIENTS`, default 4).
 
-use raftgres_tests::http::Api;
+use raftgres_tests::http::{Api, api_url};
+use raftgres_tests::process::run_ok;
 use raftgres_tests::{eventually, execute, lab_dir, query_i64, report_bench, start_lab};
 use serde_json::json;
 use std::path::Path;
@@ -30,9 +31,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// returns (tps, latencies in ms, sorted).
 fn pgbench(dsn: &str, clients: u64, seconds: u64, log_dir: &Path) -> (f64, Vec<f64>) {
     std::fs::create_dir_all(log_dir).expect("pgbench log directory");
-    let output = Command::new(PGBENCH)
-        .current_dir(log_dir)
-        .args([
+    let output = run_ok(
+        Command::new(PGBENCH).current_dir(log_dir).args([
             "--client",
             &clients.to_string(),
             "--jobs",
@@ -42,16 +42,10 @@ fn pgbench(dsn: &str, clients: u64, seconds: u64, log_dir: &Path) -> (f64, Vec<f
             "--log",
             "--no-vacuum",
             dsn,
-        ])
-        .output()
-        .expect("run pgbench (postgresql-15's client binaries)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pgbench failed: {}{}",
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
+        ]),
+        "pgbench (postgresql-15's client binaries)",
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
     let tps = stdout
         .lines()
         .find_map(|l| l.strip_prefix("tps = "))
@@ -89,8 +83,8 @@ async fn main() {
     let clients = env_or("PGBENCH_CLIENTS", 4);
     let dir = lab_dir();
     let (lab, primary) = start_lab(&dir, 3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    let url = lab.member(&primary).expect("member").api_url.clone();
+    let api = Api::of(&lab);
+    let url = api_url(&lab, &primary);
     let via = lab
         .member(&primary)
         .expect("member")
@@ -104,14 +98,9 @@ async fn main() {
         || async { execute(&via, "SELECT 1").await.ok() },
     )
     .await;
-    let init = Command::new(PGBENCH)
-        .args(["--initialize", "--scale", "10", "--quiet", &direct])
-        .output()
-        .expect("pgbench --initialize");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
+    run_ok(
+        Command::new(PGBENCH).args(["--initialize", "--scale", "10", "--quiet", &direct]),
+        "pgbench --initialize",
     );
     let mut modes = Vec::new();
     for (mode, patch) in [

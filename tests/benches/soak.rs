@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo build --workspace --bins --release && cargo bench -p raftgres-tests --bench soak`
 
-use raftgres_tests::http::Api;
+use raftgres_tests::http::{Api, api_url};
+use raftgres_tests::process::{assert_succeeded, run_ok};
 use raftgres_tests::{dsn, lab_dir, report_bench, start_lab, status, writable};
 use std::time::{Duration, Instant};
 
@@ -35,18 +36,12 @@ async fn main() {
     let secs = soak_secs();
     let dir = lab_dir();
     let (lab, primary) = start_lab(&dir, 3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    let base = lab.member(&primary).expect("member").api_url.clone();
+    let api = Api::of(&lab);
+    let base = api_url(&lab, &primary);
     let target = dsn(&lab, &primary);
-    let init = tokio::process::Command::new(PGBENCH)
-        .args(["-i", "-q", "-s", "10", &target])
-        .output()
-        .await
-        .expect("run pgbench -i");
-    assert!(
-        init.status.success(),
-        "pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
+    run_ok(
+        std::process::Command::new(PGBENCH).args(["-i", "-q", "-s", "10", &target]),
+        "pgbench -i",
     );
     let history_before = api.history(&base).await.len();
     let epoch_before = status(&lab, &primary).await.expect("status").lease_epoch;
@@ -78,13 +73,8 @@ async fn main() {
     }
     let output = load.await.expect("pgbench task").expect("pgbench output");
     let elapsed = started.elapsed();
+    assert_succeeded(&output, "pgbench");
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pgbench failed: {}{}",
-        report,
-        String::from_utf8_lossy(&output.stderr)
-    );
     let failovers = api.history(&base).await.len() - history_before;
 
     let report = serde_json::json!({

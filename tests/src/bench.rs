@@ -144,26 +144,39 @@ pub fn parse_wrk(report: &str) -> Result<serde_json::Value, String> {
 
 /// Runs `wrk ARGS --latency URL` (bounded to a minute) and parses it.
 pub async fn run_wrk(wrk: &PathBuf, args: &[&str], url: &str) -> serde_json::Value {
-    let output = tokio::process::Command::new(wrk)
-        .args(args)
-        .arg("--latency")
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .unwrap_or_else(|_| panic!("wrk against {url} did not finish within 60 s"))
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", wrk.display()));
+    let what = format!("wrk against {url}");
+    let output = crate::process::output_within(
+        tokio::process::Command::new(wrk)
+            .args(args)
+            .arg("--latency")
+            .arg(url),
+        Duration::from_secs(60),
+        &what,
+    )
+    .await;
+    crate::process::assert_succeeded(&output, &what);
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "wrk against {url} failed ({}): {report}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
     let mut figures = parse_wrk(&report).unwrap_or_else(|e| panic!("{e}"));
     figures["url"] = serde_json::json!(url);
     figures
+}
+
+/// Waits (up to 20 s) until `name`'s pgbouncer reaches the primary, and
+/// creates there the `bench` table [`insert_until`] writes to.
+pub async fn bench_table_through_pgbouncer(lab: &Lab, name: &str) {
+    crate::eventually(
+        Duration::from_secs(20),
+        "pgbouncer reaches the primary",
+        || async {
+            crate::execute(
+                &crate::pgbouncer_dsn(lab, name),
+                "CREATE TABLE IF NOT EXISTS bench (id int)",
+            )
+            .await
+            .ok()
+        },
+    )
+    .await;
 }
 
 /// One connection inserting until `stop`: (statements, failed, longest wait).

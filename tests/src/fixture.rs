@@ -1,6 +1,7 @@
 //! The opening every real-process test shares: the serial lock, a lab
 //! directory, a healthy lab and, for most, a primary monitor.
 
+use crate::settle::roles_settled;
 use crate::{PrimaryMonitor, lab_dir, serial, start_lab};
 use raftgres_lab::Lab;
 use tokio::sync::MutexGuard;
@@ -40,6 +41,15 @@ pub async fn monitored_lab(members: usize, witness: bool) -> (LabDir, Lab, Strin
     let (dir, lab, primary) = serial_lab(members, witness).await;
     let monitor = PrimaryMonitor::start(&lab);
     (dir, lab, primary, monitor)
+}
+
+/// [`serial_lab`] without a witness, once every agent agrees on the roles
+/// ([`roles_settled`]): a request judged on the published state (a
+/// switchover, a scheduled restart) is then judged on this state.
+pub async fn settled_lab(members: usize) -> (LabDir, Lab, String) {
+    let (dir, lab, primary) = serial_lab(members, false).await;
+    roles_settled(&lab, &primary).await;
+    (dir, lab, primary)
 }
 
 /// The database members other than those in `not`, in the lab's order.

@@ -1,8 +1,10 @@
 //! The agents' REST API from a test: JSON calls with the lab's credentials,
 //! and a monitor that polls `/primary` on every member throughout a test.
 
-use raftgres_lab::Lab;
-use serde_json::Value;
+use crate::monitor::MostAtOnce;
+use raftgres_lab::{Lab, LabMember};
+use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A bounded HTTP client for one lab.
@@ -39,7 +41,25 @@ pub fn lab_client(lab: &Lab, timeout: Duration) -> reqwest::Client {
     )
 }
 
+/// The base URL of `name`'s REST API.
+pub fn api_url(lab: &Lab, name: &str) -> String {
+    lab.member(name).expect("member").api_url.clone()
+}
+
 impl Api {
+    /// [`Api::for_lab`] on `lab`'s own `lab.json`.
+    pub fn of(lab: &Lab) -> Api {
+        Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir))
+    }
+
+    /// [`Api::of`] for a test of the authenticated calls: fails unless the
+    /// lab enables API authentication.
+    pub fn authenticated(lab: &Lab) -> Api {
+        let api = Api::of(lab);
+        assert!(api.has_auth(), "the lab must enable API authentication");
+        api
+    }
+
     /// Uses the credentials the lab wrote to `lab.json` (`api_auth`).
     pub fn for_lab(lab_json: &std::path::Path) -> Api {
         let text = std::fs::read_to_string(lab_json).expect("lab.json");
@@ -129,6 +149,29 @@ impl Api {
         self.send_expecting(202, method, base_url, path, body).await
     }
 
+    /// `POST /switchover` from `leader` to `candidate`, sent to `base_url`,
+    /// whatever the answer.
+    pub async fn switchover(
+        &self,
+        base_url: &str,
+        leader: &str,
+        candidate: &str,
+    ) -> Result<Reply, String> {
+        let body = json!({"leader": leader, "candidate": candidate});
+        self.send("POST", base_url, "/switchover", &body).await
+    }
+
+    /// Writes `settings` over `member`'s settings file, in place so that
+    /// the file keeps its owner and mode, and asks its agent to reload,
+    /// which must be accepted; the reload's answer as text.
+    pub async fn reload_with(&self, member: &LabMember, settings: &str) -> String {
+        std::fs::write(&member.config, settings).expect("write settings");
+        let reply = self
+            .send_accepted("POST", &member.api_url, "/reload", &json!({}))
+            .await;
+        reply.body.to_string()
+    }
+
     async fn send_expecting(
         &self,
         status: u16,
@@ -149,36 +192,34 @@ impl Api {
 /// Polls `/primary` on every member and remembers the most members that
 /// answered 200 at one moment.
 pub struct ApiPrimaryMonitor {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+    seen: MostAtOnce,
 }
 
 impl ApiPrimaryMonitor {
     pub fn start(lab: &Lab) -> ApiPrimaryMonitor {
-        let urls: Vec<(String, String)> = lab
-            .description
-            .members
-            .iter()
-            .map(|m| (m.name.clone(), m.api_url.clone()))
-            .collect();
+        let urls: Arc<Vec<(String, String)>> = Arc::new(
+            lab.description
+                .members
+                .iter()
+                .map(|m| (m.name.clone(), m.api_url.clone()))
+                .collect(),
+        );
         let client = lab_client(lab, Duration::from_secs(2));
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut worst = (0, Vec::new());
-            while !*stopped.borrow() {
-                // All members asked at once, so one round is one moment.
-                let mut round = tokio::task::JoinSet::new();
-                for (name, url) in &urls {
-                    let request = client.get(format!("{url}/primary"));
-                    let name = name.clone();
-                    round.spawn(async move {
-                        let ok = request
-                            .send()
-                            .await
-                            .is_ok_and(|r| r.status().as_u16() == 200);
-                        (name, ok)
-                    });
-                }
+        let seen = MostAtOnce::start(Duration::from_millis(20), move || {
+            // All members asked at once, so one round is one moment.
+            let mut round = tokio::task::JoinSet::new();
+            for (name, url) in urls.iter() {
+                let request = client.get(format!("{url}/primary"));
+                let name = name.clone();
+                round.spawn(async move {
+                    let ok = request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 200);
+                    (name, ok)
+                });
+            }
+            async move {
                 let mut now: Vec<String> = round
                     .join_all()
                     .await
@@ -186,23 +227,16 @@ impl ApiPrimaryMonitor {
                     .filter_map(|(name, ok)| ok.then_some(name))
                     .collect();
                 now.sort();
-                if now.len() > worst.0 {
-                    worst = (now.len(), now);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                    _ = stopped.changed() => {}
-                }
+                now
             }
-            worst
         });
-        ApiPrimaryMonitor { stop, task }
+        ApiPrimaryMonitor { seen }
     }
 
     /// Stops polling; fails the test if two members ever answered 200 together.
     pub async fn assert_never_two(self) {
-        let _ = self.stop.send(true);
-        let (count, names) = self.task.await.expect("monitor task");
+        let names = self.seen.finish().await;
+        let count = names.len();
         assert!(
             count <= 1,
             "{count} members answered 200 on /primary at once: {names:?}"

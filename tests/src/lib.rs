@@ -6,13 +6,17 @@ pub mod faults;
 mod fixture;
 pub mod http;
 pub mod matrix;
+mod monitor;
+pub mod process;
 pub mod settle;
 pub mod steady;
 pub mod writer;
 
 pub use fixture::{
     LabDir, any_replica, member_with_id, members_except, monitored_lab, other_member, serial_lab,
+    settled_lab,
 };
+pub use monitor::{NeverTwoPrimaries, PrimaryMonitor};
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
 use std::path::PathBuf;
@@ -169,6 +173,65 @@ pub async fn wait_place_recorded(lab: &Lab, name: &str) {
     }
 }
 
+/// The first of `among` that reports holding the lease, once one does;
+/// the test fails if none does within `within`.
+pub async fn new_holder(lab: &Lab, among: &[String], within: Duration) -> String {
+    let what = format!("one of {among:?} takes the lease");
+    eventually(within, &what, || async {
+        holders(lab, among).await.into_iter().next()
+    })
+    .await
+}
+
+/// Every status `name`'s agent gives for `during`, polled every 20 ms; the
+/// test fails at the first that claims the lease.
+pub async fn never_claims_the_lease(
+    lab: &Lab,
+    name: &str,
+    during: Duration,
+) -> Vec<AgentStatusReply> {
+    let since = Instant::now();
+    let mut answers = Vec::new();
+    while since.elapsed() < during {
+        if let Ok(s) = status(lab, name).await {
+            assert!(!s.holds_lease, "{name}'s agent claims the lease: {s:?}");
+            answers.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answers
+}
+
+/// Stops `name`'s agent with SIGSTOP, as a hung process; its Postgres runs on.
+pub fn freeze_agent(lab: &Lab, name: &str) {
+    lab.signal(name, nix::sys::signal::Signal::SIGSTOP)
+        .unwrap_or_else(|e| panic!("SIGSTOP {name}'s agent: {e}"));
+}
+
+/// Lets `name`'s agent run again after [`freeze_agent`].
+pub fn thaw_agent(lab: &Lab, name: &str) {
+    lab.signal(name, nix::sys::signal::Signal::SIGCONT)
+        .unwrap_or_else(|e| panic!("SIGCONT {name}'s agent: {e}"));
+}
+
+/// `relative` under `name`'s data directory (its agent's, which holds
+/// `pgdata`, `keeper.log` and `postgres.log`).
+pub fn data_file(lab: &Lab, name: &str, relative: &str) -> PathBuf {
+    lab.member(name).expect("member").data_dir.join(relative)
+}
+
+/// A directory under /tmp that the agents, run as the postgres user, may
+/// read: for files a test writes for an agent outside a lab.
+pub fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
 /// A replaced disk under a member's Raft store: SIGKILLs its agent, deletes
 /// the store and starts the agent again under its old id.
 pub fn wipe_raft_store_and_restart(lab: &mut Lab, name: &str) {
@@ -187,8 +250,8 @@ pub async fn readd_refused_member(lab: &mut Lab, wiped: &str, via: &str) {
         "the agent of {wiped} kept running on an empty Raft store under its old id\n{}",
         file_tail(&log)
     );
-    let api = http::Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir));
-    let url = lab.member(via).expect("member").api_url.clone();
+    let api = http::Api::of(lab);
+    let url = http::api_url(lab, via);
     let reply = api
         .call("DELETE", &url, &format!("/members/{wiped}"), None, true)
         .await
@@ -225,6 +288,20 @@ where
     poll(within, check)
         .await
         .unwrap_or_else(|| panic!("timed out after {within:?} waiting for: {what}"))
+}
+
+/// Polls `check` until it holds, or panics after `within` saying `what`
+/// was awaited.
+pub async fn until_holds<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(within, what, || {
+        let checked = check();
+        async move { checked.await.then_some(()) }
+    })
+    .await
 }
 
 /// Polls `check` until it holds. After `within` it returns an error, not a
@@ -353,6 +430,40 @@ pub async fn query_i64s(dsn: &str, sql: &str) -> Result<Vec<i64>, String> {
     .await
 }
 
+/// `SELECT count(*) FROM rows` on `name`'s Postgres, bounded to two
+/// seconds; `rows` is a table, with a `WHERE` clause when one is wanted.
+pub async fn count_rows(lab: &Lab, name: &str, rows: &str) -> Result<i64, String> {
+    query_i64(&dsn(lab, name), &format!("SELECT count(*) FROM {rows}")).await
+}
+
+/// Creates `table` with one row on `primary`, then waits until `replica`
+/// has replayed it; after `within`, panics saying `what` was awaited.
+pub async fn a_write_reaches(
+    lab: &Lab,
+    primary: &str,
+    replica: &str,
+    table: &str,
+    within: Duration,
+    what: &str,
+) {
+    let sql = format!("CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1)");
+    execute_on(lab, primary, &sql).await;
+    until_holds(within, what, || async {
+        count_rows(lab, replica, table).await == Ok(1)
+    })
+    .await
+}
+
+/// A session on `name`'s Postgres that lives as long as the client, for a
+/// statement that must run across a fault.
+pub async fn connect(lab: &Lab, name: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&dsn(lab, name), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {name}'s Postgres: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 pub fn dsn(lab: &Lab, name: &str) -> String {
     lab.member(name)
         .expect("member")
@@ -396,71 +507,11 @@ pub async fn streaming(lab: &Lab, name: &str) -> bool {
 /// Waits until `name`'s Postgres streams from a primary; after `within`,
 /// panics saying `what` was awaited.
 pub async fn until_streaming(lab: &Lab, name: &str, within: Duration, what: &str) {
-    eventually(within, what, || async {
-        streaming(lab, name).await.then_some(())
-    })
-    .await
+    until_holds(within, what, || streaming(lab, name)).await
 }
 
 /// Waits until `name` is the one writable member; after `within`, panics
 /// saying `what` was awaited.
 pub async fn until_sole_writable(lab: &Lab, name: &str, within: Duration, what: &str) {
-    eventually(within, what, || async {
-        (writable(lab).await == [name]).then_some(())
-    })
-    .await
-}
-
-/// Polls every database member throughout a test and remembers the largest
-/// number of writable primaries seen at one moment.
-pub struct PrimaryMonitor {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
-}
-
-impl PrimaryMonitor {
-    pub fn start(lab: &Lab) -> PrimaryMonitor {
-        let dsns: Vec<(String, String)> = lab
-            .description
-            .members
-            .iter()
-            .filter_map(|m| m.dsn.clone().map(|d| (m.name.clone(), d)))
-            .collect();
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut worst = (0, Vec::new());
-            while !*stopped.borrow() {
-                let mut now = Vec::new();
-                for (name, dsn) in &dsns {
-                    if raftgres_lab::pg_query_bool(dsn, "SELECT NOT pg_is_in_recovery()").await
-                        == Ok(true)
-                    {
-                        now.push(name.clone());
-                    }
-                }
-                if now.len() > worst.0 {
-                    worst = (now.len(), now);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-            worst
-        });
-        PrimaryMonitor { stop, task }
-    }
-
-    /// Stops polling; whether two primaries were ever writable together.
-    pub async fn two_seen(self) -> bool {
-        let _ = self.stop.send(true);
-        self.task.await.expect("monitor task").0 > 1
-    }
-
-    /// Stops polling and fails the test if two primaries were ever writable together.
-    pub async fn assert_never_two(self) {
-        let _ = self.stop.send(true);
-        let (count, names) = self.task.await.expect("monitor task");
-        assert!(count <= 1, "{count} writable primaries at once: {names:?}");
-    }
+    until_holds(within, what, || async { writable(lab).await == [name] }).await
 }

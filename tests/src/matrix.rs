@@ -132,9 +132,7 @@ impl MatrixLab {
     /// Puts the healthy lab, whose primary is `primary`, in `replication`
     /// mode; the next run waits for a synchronous standby if it needs one.
     pub async fn switch_to(&mut self, replication: Replication, primary: &str) {
-        let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
-            &self.lab.description.dir,
-        ));
+        let api = crate::http::Api::of(&self.lab);
         let url = self.lab.member(primary).expect("member").api_url.clone();
         let reply = api
             .send(
@@ -155,8 +153,8 @@ impl MatrixLab {
 /// Waits until the primary's commits wait for a standby the Raft state
 /// names (`role` in `/cluster`, `state` in `pg_stat_replication`).
 async fn wait_synchronous(lab: &Lab, primary: &str, role: &str, state: &str) {
-    let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(&lab.description.dir));
-    let url = lab.member(primary).expect("member").api_url.clone();
+    let api = crate::http::Api::of(lab);
+    let url = crate::http::api_url(lab, primary);
     crate::eventually(HEAL_BOUND, "a synchronous standby", || async {
         let cluster = api.get(&url, "/cluster").await.ok()?;
         let named = cluster.body["members"]
@@ -186,16 +184,12 @@ fn build_slow_fsync(dir: &std::path::Path) -> std::path::PathBuf {
     let source = dir.join("slow_fsync.c");
     let library = dir.join("slow_fsync.so");
     std::fs::write(&source, include_str!("slow_fsync.c")).expect("write slow_fsync.c");
-    let output = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .output()
-        .expect("run cc (install gcc) to build the slow-fsync library");
-    assert!(
-        output.status.success(),
-        "cc failed to build the slow-fsync library: {}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::process::run_ok(
+        std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&library)
+            .arg(&source),
+        "cc (install gcc) to build the slow-fsync library",
     );
     library
 }
@@ -312,10 +306,8 @@ pub async fn run_once(m: &mut MatrixLab, primary: &str, fault: Fault, run: u32) 
             restart.push(replica.clone());
         }
         Fault::RestartDuringSwitchover => {
-            let api = crate::http::Api::for_lab(&raftgres_lab::LabDescription::path(
-                &lab.description.dir,
-            ));
-            let url = lab.member(primary).expect("member").api_url.clone();
+            let api = crate::http::Api::of(lab);
+            let url = crate::http::api_url(lab, primary);
             let body = json!({ "leader": primary, "candidate": replica });
             let request =
                 tokio::spawn(async move { api.send("POST", &url, "/switchover", &body).await });

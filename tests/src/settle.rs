@@ -71,6 +71,26 @@ pub async fn get_code(client: &reqwest::Client, base: &str, path: &str) -> u16 {
         .map_or(0, |r| r.status().as_u16())
 }
 
+/// Waits until `GET base + path` answers `code` for every `(path, code)`
+/// of `codes` in one pass; panics after `within` saying `what` was awaited.
+pub async fn until_codes(
+    client: &reqwest::Client,
+    base: &str,
+    codes: &[(&str, u16)],
+    within: Duration,
+    what: &str,
+) {
+    crate::until_holds(within, what, || async {
+        for (path, code) in codes {
+            if get_code(client, base, path).await != *code {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+}
+
 /// Waits until every agent agrees that `primary` is the primary and every
 /// other database member a streaming replica: each answers `/primary` and
 /// `/replica` for its role, and each one's `/cluster` (its own copy of the

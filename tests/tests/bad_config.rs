@@ -1,7 +1,7 @@
 //! The agent rejects bad settings files with an error naming the problem and
 //! a non-zero exit, and refuses to run as root.
 
-use raftgres_tests::agent_bin;
+use raftgres_tests::{agent_bin, shared_tempdir};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -10,11 +10,7 @@ const GOOD: &str = "scope: t\nname: n1\nnode_id: 1\ndata_dir: /tmp/raftgres-bad-
 
 /// Runs the agent on `config` as a non-root user, as in production.
 fn run_agent(config: &str) -> (i32, String) {
-    let dir = tempfile::Builder::new()
-        .prefix("raftgres-bad-config-")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = shared_tempdir("raftgres-bad-config-");
     let path = dir.path().join("agent.yml");
     std::fs::write(&path, config).expect("write config");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");

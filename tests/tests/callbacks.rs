@@ -7,10 +7,9 @@
 //! takes over.
 
 use raftgres_lab::Lab;
-use raftgres_tests::http::Api;
-use raftgres_tests::settle::roles_settled;
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    any_replica, dsn, eventually, execute_on, other_member, query_i64, serial_lab,
+    any_replica, count_rows, eventually, execute_on, other_member, settled_lab,
     until_sole_writable, until_streaming,
 };
 use serde_json::json;
@@ -89,22 +88,16 @@ async fn add_callbacks(lab: &Lab, api: &Api, name: &str, script: &std::path::Pat
         &text,
         &format!("  before_stop: {command} before_stop\n  callbacks:\n{lines}"),
     );
-    // In place, so the file keeps its owner and mode.
-    std::fs::write(&member.config, edited).expect("write settings");
-    let reply = api
-        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
-        .await;
-    let body = reply.body.to_string();
+    let body = api.reload_with(member, &edited).await;
     assert!(body.contains("postgresql.callbacks"), "{body}");
     assert!(body.contains("postgresql.before_stop"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_called_on_reload_switchover_and_restart() {
-    let (dir, lab, old) = serial_lab(2, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (dir, lab, old) = settled_lab(2).await;
+    let api = Api::of(&lab);
     let new = any_replica(&lab, &old);
-    roles_settled(&lab, &old).await;
 
     let script = script(
         dir.path(),
@@ -117,9 +110,11 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
     until_called(&lab, &old, &["on_reload primary lab"]).await;
     until_called(&lab, &new, &["on_reload replica lab"]).await;
 
-    let base = &lab.member(&old).expect("member").api_url;
-    let body = json!({"leader": old, "candidate": new});
-    api.send_ok("POST", base, "/switchover", &body).await;
+    let reply = api
+        .switchover(&api_url(&lab, &old), &old, &new)
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
     until_called(
         &lab,
         &new,
@@ -139,8 +134,8 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
     .await;
     until_streaming(&lab, &old, WITHIN, "the old primary follows the new one").await;
 
-    let base = &lab.member(&new).expect("member").api_url;
-    api.send_ok("POST", base, "/restart", &json!({})).await;
+    api.send_ok("POST", &api_url(&lab, &new), "/restart", &json!({}))
+        .await;
     until_called(
         &lab,
         &new,
@@ -164,11 +159,10 @@ async fn callbacks_are_called_on_reload_switchover_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pre_promote_passes_the_promotion_to_the_next_candidate() {
-    let (dir, lab, old) = serial_lab(3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (dir, lab, old) = settled_lab(3).await;
+    let api = Api::of(&lab);
     let refuser = any_replica(&lab, &old);
     let next = other_member(&lab, &[&old, &refuser]);
-    roles_settled(&lab, &old).await;
     execute_on(
         &lab,
         &old,
@@ -188,20 +182,14 @@ async fn a_failing_pre_promote_passes_the_promotion_to_the_next_candidate() {
         refuse.display(),
         calls_file(&lab, &refuser).display()
     );
-    std::fs::write(&member.config, in_postgresql_section(&text, &line)).expect("write settings");
     let reply = api
-        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
+        .reload_with(member, &in_postgresql_section(&text, &line))
         .await;
-    assert!(
-        reply.body.to_string().contains("postgresql.pre_promote"),
-        "{reply:?}"
-    );
+    assert!(reply.contains("postgresql.pre_promote"), "{reply}");
 
     // The lease goes to the refuser, which refuses to promote: the switchover
     // itself is not answered with success, and is not what is asserted.
-    let base = &lab.member(&old).expect("member").api_url;
-    let body = json!({"leader": old, "candidate": refuser});
-    let _ = api.send("POST", base, "/switchover", &body).await;
+    let _ = api.switchover(&api_url(&lab, &old), &old, &refuser).await;
     until_called(&lab, &refuser, &["pre_promote"]).await;
     until_sole_writable(
         &lab,
@@ -211,7 +199,7 @@ async fn a_failing_pre_promote_passes_the_promotion_to_the_next_candidate() {
     )
     .await;
     assert_eq!(
-        query_i64(&dsn(&lab, &next), "SELECT count(*) FROM before_veto").await,
+        count_rows(&lab, &next, "before_veto").await,
         Ok(1),
         "the committed row is on the new primary"
     );

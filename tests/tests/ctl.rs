@@ -5,9 +5,12 @@
 //! 2 refused by an agent, 3 no agent reachable).
 
 use raftgres_lab::Lab;
+use raftgres_tests::http::{Api, api_url};
+use raftgres_tests::process::{output_within, run_ok};
 use raftgres_tests::settle::{SETTLE_WITHIN, roles_settled, until, until_eq};
 use raftgres_tests::{
-    PrimaryMonitor, any_replica, ctl_bin, eventually, other_member, serial_lab, streaming, writable,
+    PrimaryMonitor, any_replica, ctl_bin, other_member, serial_lab, settled_lab, until_holds,
+    until_streaming, writable,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -25,6 +28,15 @@ struct Run {
     exit_code: Option<i32>,
     stdout: String,
     stderr: String,
+}
+
+impl Run {
+    /// Standard output as JSON, which it must be.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("`{}` printed no JSON ({e}):\n{}", self.command, self.stdout)
+        })
+    }
 }
 
 /// Runs `raftgresctl` against one lab, and on a surprise shows what the
@@ -93,9 +105,7 @@ impl Ctl {
     /// `list --format json`: patronictl's rows, one a member.
     async fn members(&self) -> Vec<Value> {
         let run = self.expect(0, &["list", "--format", "json"]).await;
-        let members: Value = serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
-        members
+        run.json()
             .as_array()
             .unwrap_or_else(|| panic!("`{}` printed no array:\n{}", run.command, run.stdout))
             .clone()
@@ -119,9 +129,9 @@ impl Ctl {
 
     /// `show-config --format json`.
     async fn config(&self) -> Value {
-        let run = self.expect(0, &["show-config", "--format", "json"]).await;
-        serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout))
+        self.expect(0, &["show-config", "--format", "json"])
+            .await
+            .json()
     }
 }
 
@@ -196,12 +206,46 @@ fn leaders(members: &[Value]) -> Vec<String> {
 }
 
 async fn wait_streaming(lab: &Lab, member: &str) {
-    eventually(
-        Duration::from_secs(60),
-        &format!("{member} streams from the primary"),
-        || async { streaming(lab, member).await.then_some(()) },
+    let what = format!("{member} streams from the primary");
+    until_streaming(lab, member, Duration::from_secs(60), &what).await;
+}
+
+/// Waits until `show-config` says the cluster is `paused` (or not): it
+/// may ask a member that applies the change a moment later.
+async fn until_config_paused(ctl: &Ctl, paused: bool) {
+    until_eq(
+        SETTLE_WITHIN,
+        "show-config's pause",
+        &Value::Bool(paused),
+        || async { ctl.config().await["pause"].clone() },
     )
     .await;
+}
+
+/// [`until_config_paused`], then until `list` shows maintenance mode on
+/// when `paused`, and not at all otherwise.
+async fn until_shown_paused(ctl: &Ctl, paused: bool) {
+    until_config_paused(ctl, paused).await;
+    until_holds(
+        Duration::from_secs(10),
+        "`list` shows the maintenance mode as it is",
+        || async {
+            let table = ctl.expect(0, &["list"]).await.stdout;
+            if paused {
+                table.contains("Maintenance mode: on")
+            } else {
+                !table.contains("Maintenance mode")
+            }
+        },
+    )
+    .await;
+}
+
+/// Writes `text` to `path`, readable by its owner only (a password file).
+fn write_private(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
 }
 
 /// Until `/cluster` names `leader` as the one leader: each member reports
@@ -223,6 +267,17 @@ async fn wait_listed_leader(ctl: &Ctl, leader: &str) -> Vec<Value> {
         "`list --format json` never named {leader} the only leader; last: {last:#?}"
     );
     last
+}
+
+/// `raftgresctl COMMAND --candidate CANDIDATE --force` (switchover or
+/// failover): once it returns, the candidate is the one writable member,
+/// and then `list` names it the leader.
+async fn move_primary(ctl: &Ctl, lab: &Lab, command: &str, candidate: &str) {
+    let run = ctl
+        .expect(0, &[command, "--candidate", candidate, "--force"])
+        .await;
+    assert_eq!(writable(lab).await, [candidate], "after `{}`", run.command);
+    wait_listed_leader(ctl, candidate).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,16 +316,7 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
     let target = any_replica(&lab, &first);
     // The switchover is judged on the candidate's published state.
     roles_settled(&lab, &first).await;
-    let run = ctl
-        .expect(0, &["switchover", "--candidate", &target, "--force"])
-        .await;
-    assert_eq!(
-        writable(&lab).await,
-        vec![target.clone()],
-        "after `{}`",
-        run.command
-    );
-    wait_listed_leader(&ctl, &target).await;
+    move_primary(&ctl, &lab, "switchover", &target).await;
     wait_streaming(&lab, &first).await;
 
     let history = ctl.expect(0, &["history"]).await.stdout;
@@ -284,28 +330,18 @@ async fn ctl_shows_the_cluster_and_moves_the_primary() {
     // A failover to a healthy replica while a leader exists hands over too.
     let third = other_member(&lab, &[&first, &target]);
     roles_settled(&lab, &target).await;
-    let run = ctl
-        .expect(0, &["failover", "--candidate", &third, "--force"])
-        .await;
-    assert_eq!(
-        writable(&lab).await,
-        vec![third.clone()],
-        "after `{}`",
-        run.command
-    );
-    wait_listed_leader(&ctl, &third).await;
+    move_primary(&ctl, &lab, "failover", &third).await;
 
     monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_pauses_and_exits_by_what_went_wrong() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
-    let ctl = Ctl::for_lab(&lab);
-    let replica = any_replica(&lab, &primary);
     // Until the leader is shown healthy, a switchover is refused for that
     // reason instead of the unknown candidate this asserts.
-    roles_settled(&lab, &primary).await;
+    let (dir, lab, primary) = settled_lab(3).await;
+    let ctl = Ctl::for_lab(&lab);
+    let replica = any_replica(&lab, &primary);
 
     // Refused by the agent: 2, with the agent's reason.
     let run = ctl
@@ -330,9 +366,7 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
 
     // Wrong password: 2, and the cluster stays unpaused.
     let wrong = dir.path().join("wrong-password");
-    std::fs::write(&wrong, "wrong\n").expect("password file");
-    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod 600");
+    write_private(&wrong, "wrong\n");
     let wrong = wrong.to_str().expect("a UTF-8 path");
     let run = ctl.expect(2, &["pause", "--password-file", wrong]).await;
     assert!(
@@ -344,55 +378,27 @@ async fn ctl_pauses_and_exits_by_what_went_wrong() {
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
 
     // Maintenance mode on, shown by show-config and list; pausing again is fine.
-    // `show-config` may ask a member that applies the change a moment later.
     ctl.expect(0, &["pause"]).await;
-    until_eq(
-        SETTLE_WITHIN,
-        "show-config says paused",
-        &Value::Bool(true),
-        || async { ctl.config().await["pause"].clone() },
-    )
-    .await;
-    eventually(
-        Duration::from_secs(10),
-        "`list` shows maintenance mode",
-        || async {
-            let table = ctl.expect(0, &["list"]).await.stdout;
-            table.contains("Maintenance mode: on").then_some(())
-        },
-    )
-    .await;
+    until_shown_paused(&ctl, true).await;
     let run = ctl.expect(0, &["pause"]).await;
     assert!(run.stdout.contains("already paused"), "{}", run.stdout);
 
     // `resume --wait` returns once every member's own status says so.
     let run = ctl.expect(0, &["resume", "--wait"]).await;
     assert!(run.stdout.contains("Success"), "{}", run.stdout);
-    let api = raftgres_tests::http::Api::for_lab(&dir.path().join("lab.json"));
+    let api = Api::of(&lab);
     for name in lab.names() {
-        let url = lab.member(&name).expect("member").api_url.clone();
-        let doc = api.get(&url, "/patroni").await.expect("GET /patroni").body;
+        let doc = api
+            .get(&api_url(&lab, &name), "/patroni")
+            .await
+            .expect("GET /patroni")
+            .body;
         assert_eq!(
             doc["pause"], false,
             "{name} still paused after resume --wait"
         );
     }
-    until_eq(
-        SETTLE_WITHIN,
-        "show-config says resumed",
-        &Value::Bool(false),
-        || async { ctl.config().await["pause"].clone() },
-    )
-    .await;
-    eventually(
-        Duration::from_secs(10),
-        "`list` no longer shows maintenance mode",
-        || async {
-            let table = ctl.expect(0, &["list"]).await.stdout;
-            (!table.contains("Maintenance mode")).then_some(())
-        },
-    )
-    .await;
+    until_shown_paused(&ctl, false).await;
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
 
     // `dsn`: the leader's address by default, a replica's by role or name,
@@ -473,9 +479,8 @@ fn pending_members(members: &[Value]) -> Vec<String> {
 /// the edit and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them() {
-    let (_dir, lab, primary) = serial_lab(3, false).await;
+    let (_dir, lab, primary) = settled_lab(3).await;
     let ctl = Ctl::for_lab(&lab);
-    roles_settled(&lab, &primary).await;
     let mut all = lab.names();
     all.sort();
 
@@ -512,17 +517,11 @@ async fn cluster_parameters_reach_every_member_and_restart_pending_applies_them(
         "{}",
         listed.stdout
     );
-    let status = raftgres_tests::http::lab_client(&lab, Duration::from_secs(10))
-        .get(format!(
-            "{}/patroni",
-            lab.member(&primary).expect("member").api_url
-        ))
-        .send()
+    let status = Api::of(&lab)
+        .get(&api_url(&lab, &primary), "/patroni")
         .await
         .expect("GET /patroni")
-        .json::<Value>()
-        .await
-        .expect("JSON");
+        .body;
     assert_eq!(
         status["pending_restart_reason"]["max_connections"],
         serde_json::json!({"old_value": "100", "new_value": "120"}),
@@ -598,15 +597,9 @@ async fn completions_and_man_page_come_from_the_cli() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let script = dir.path().join("raftgresctl.bash");
     std::fs::write(&script, &run.stdout).expect("write the script");
-    let checked = std::process::Command::new("bash")
-        .arg("-n")
-        .arg(&script)
-        .output()
-        .expect("bash runs");
-    assert!(
-        checked.status.success(),
-        "bash -n refuses the script: {}",
-        String::from_utf8_lossy(&checked.stderr)
+    run_ok(
+        std::process::Command::new("bash").arg("-n").arg(&script),
+        "bash -n on the completion script",
     );
     // A usage error, exit 1 as documented, naming the shells there are.
     let run = run_ctl(&["completion", "nosh"]).await;
@@ -627,17 +620,14 @@ async fn lab_up_prints_psql_lines_that_connect() {
     let _serial = raftgres_tests::serial().await;
     let dir = raftgres_tests::lab_dir();
     let dir_arg = dir.path().to_str().expect("a UTF-8 path").to_owned();
-    let up = tokio::time::timeout(
-        Duration::from_secs(120),
+    let up = output_within(
         tokio::process::Command::new(ctl_bin())
             .args(["lab", "up", "--dir", &dir_arg, "--members", "3"])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+            .stdin(Stdio::null()),
+        Duration::from_secs(120),
+        "raftgresctl lab up",
     )
-    .await
-    .expect("lab up finishes within 2 minutes")
-    .expect("raftgresctl runs");
+    .await;
     // From here the lab is stopped when this guard drops, pass or fail: a
     // lab another process started is not this one's to stop on drop.
     let _down = LabDown(dir.path());
@@ -707,7 +697,6 @@ impl Drop for LabDown<'_> {
 /// A private pgpass with the lab's superuser password, as `lab up` writes
 /// one; the environment that points libpq (and `query`) at it.
 fn lab_pgpass(lab: &Lab, dir: &std::path::Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
     let password = &lab
         .description
         .pg_auth
@@ -715,8 +704,7 @@ fn lab_pgpass(lab: &Lab, dir: &std::path::Path) -> String {
         .expect("the lab's Postgres passwords")
         .superuser;
     let path = dir.join("pgpass");
-    std::fs::write(&path, format!("*:*:*:postgres:{password}\n")).expect("write pgpass");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    write_private(&path, &format!("*:*:*:postgres:{password}\n"));
     path.to_str().expect("a UTF-8 path").to_owned()
 }
 
@@ -765,8 +753,7 @@ async fn query_runs_sql_on_the_member_the_role_or_name_gives() {
             ],
         )
         .await;
-    let rows: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    let rows = run.json();
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
     assert_eq!(rows[0]["recovery"], "t", "{rows}");
     let replica_ports: Vec<String> = replicas.iter().map(|r| pg_port(&lab, r)).collect();
@@ -886,8 +873,7 @@ async fn an_agent_s_settings_file_finds_the_cluster() {
     // Read-only: the members, without --lab.
     let run = run_ctl(&["-c", settings, "list", "--format", "json"]).await;
     ctl.check(&run, 0);
-    let members: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    let members = run.json();
     let mut listed: Vec<&str> = members
         .as_array()
         .expect("a list")
@@ -901,13 +887,7 @@ async fn an_agent_s_settings_file_finds_the_cluster() {
 
     // A change needs the file's credentials; --config is the same file.
     ctl.check(&run_ctl(&["-c", settings, "pause"]).await, 0);
-    until_eq(
-        SETTLE_WITHIN,
-        "show-config says paused",
-        &Value::Bool(true),
-        || async { ctl.config().await["pause"].clone() },
-    )
-    .await;
+    until_config_paused(&ctl, true).await;
     let run = run_ctl(&["resume", "--wait", "--config", settings]).await;
     ctl.check(&run, 0);
     assert!(run.stdout.contains("Success"), "{}", run.stdout);
@@ -946,9 +926,7 @@ async fn an_agent_s_settings_file_finds_the_cluster() {
         "no `scope: lab` line in:\n{text}"
     );
     let other = dir.path().join("other.yml");
-    std::fs::write(&other, renamed.join("\n") + "\n").expect("write the copy");
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod 600");
+    write_private(&other, &(renamed.join("\n") + "\n"));
     let run = run_ctl(&["-c", other.to_str().expect("a UTF-8 path"), "list"]).await;
     ctl.check(&run, 3);
     assert!(
@@ -1005,8 +983,7 @@ async fn drill_measures_a_switchover_without_losing_a_write() {
         .await;
     // The figures, for whoever reads the test's output.
     eprintln!("{}{}", run.stderr, run.stdout);
-    let report: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{}", run.command, run.stdout));
+    let report = run.json();
     assert_eq!(report["action"], "switchover", "{report:#}");
     assert_eq!(report["rpo"]["lost"], 0, "{report:#}");
     assert_eq!(report["old_primary"], primary.as_str(), "{report:#}");

@@ -5,8 +5,9 @@
 use nix::sys::signal::Signal;
 use raftgres_lab::Lab;
 use raftgres_tests::{
-    dsn, eventually, execute, execute_on, members_except, monitored_lab, new_primary,
-    postmaster_pid, query_i64, status, streaming, until_streaming, writable,
+    LabDir, PrimaryMonitor, data_file, dsn, eventually, execute, execute_on, freeze_agent,
+    members_except, monitored_lab, never_claims_the_lease, new_primary, postmaster_pid, query_i64,
+    streaming, thaw_agent, until_holds, until_streaming, writable,
 };
 use std::time::Duration;
 
@@ -16,26 +17,34 @@ async fn rows(dsn: &str) -> Option<i64> {
     query_i64(dsn, "SELECT count(*) FROM t").await.ok()
 }
 
-/// Waits until `old`'s Postgres refuses writes (`fenced`, within
-/// `fenced_within`), then until another member is the primary; that member,
-/// once it took a write.
-async fn fenced_and_replaced(
-    lab: &Lab,
-    old: &str,
-    fenced_within: Duration,
-    fenced: &str,
-) -> String {
+/// A monitored three-member lab whose primary has an empty table `t`.
+async fn lab_with_table_t() -> (LabDir, Lab, String, PrimaryMonitor) {
+    let (dir, lab, primary, monitor) = monitored_lab(3, false).await;
+    execute_on(&lab, &primary, "CREATE TABLE t (id int)").await;
+    (dir, lab, primary, monitor)
+}
+
+/// Waits until `old`'s Postgres refuses writes (within `fenced_within`),
+/// then until another member is the primary; that member, once it took a
+/// write.
+async fn fenced_and_replaced(lab: &Lab, old: &str, fenced_within: Duration) -> String {
     let old_dsn = dsn(lab, old);
-    eventually(fenced_within, fenced, || async {
+    let fenced = format!("{old}'s Postgres stops taking writes");
+    until_holds(fenced_within, &fenced, || async {
         execute(&old_dsn, "INSERT INTO t VALUES (99)")
             .await
             .is_err()
-            .then_some(())
     })
     .await;
     let new = new_primary(lab, old, FAILOVER_WITHIN).await;
     execute_on(lab, &new, "INSERT INTO t VALUES (2)").await;
     new
+}
+
+/// Waits until the old primary rejoins as a streaming replica.
+async fn until_rejoined(lab: &Lab, old: &str) {
+    let what = "the old primary rejoins as a streaming replica";
+    until_streaming(lab, old, FAILOVER_WITHIN, what).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,10 +66,10 @@ async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
     .expect("system id");
     for name in names.iter().filter(|n| **n != primary) {
         assert!(streaming(&lab, name).await, "{name} is not streaming");
-        eventually(
+        until_holds(
             Duration::from_secs(10),
             "the row reaches the replica",
-            || async { (rows(&dsn(&lab, name)).await == Some(1)).then_some(()) },
+            || async { rows(&dsn(&lab, name)).await == Some(1) },
         )
         .await;
     }
@@ -79,8 +88,8 @@ async fn bootstrap_streams_to_replicas_and_survives_a_full_restart() {
             query_i64(&d, "SELECT system_identifier FROM pg_control_system()").await,
             Ok(system_id)
         );
-        eventually(Duration::from_secs(10), "the data survives", || async {
-            (rows(&d).await == Some(1)).then_some(())
+        until_holds(Duration::from_secs(10), "the data survives", || async {
+            rows(&d).await == Some(1)
         })
         .await;
     }
@@ -99,22 +108,10 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
     .await
     .expect("write");
     lab.kill(&old).expect("SIGKILL the primary's agent");
-    let new = fenced_and_replaced(
-        &lab,
-        &old,
-        Duration::from_secs(5),
-        "the old primary stops taking writes",
-    )
-    .await;
+    let new = fenced_and_replaced(&lab, &old, Duration::from_secs(5)).await;
 
     lab.start(&old).expect("restart the old primary's agent");
-    until_streaming(
-        &lab,
-        &old,
-        FAILOVER_WITHIN,
-        "the old primary rejoins as a streaming replica",
-    )
-    .await;
+    until_rejoined(&lab, &old).await;
     // Writes the old primary took before its deadline may have reached the
     // new one: what counts is that both now hold the same rows.
     let new_dsn = dsn(&lab, &new);
@@ -132,40 +129,19 @@ async fn a_killed_agents_postgres_is_fenced_at_its_deadline_and_rejoins_as_a_rep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_agent_is_fenced_by_its_keeper_and_never_believes_it_leads() {
-    let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
-    execute_on(&lab, &old, "CREATE TABLE t (id int)").await;
-    lab.signal(&old, Signal::SIGSTOP)
-        .expect("SIGSTOP the primary's agent");
-    fenced_and_replaced(
-        &lab,
-        &old,
-        Duration::from_secs(10),
-        "the stopped agent's Postgres stops taking writes",
-    )
-    .await;
+    let (_dir, lab, old, monitor) = lab_with_table_t().await;
+    freeze_agent(&lab, &old);
+    fenced_and_replaced(&lab, &old, Duration::from_secs(10)).await;
 
-    lab.signal(&old, Signal::SIGCONT).expect("SIGCONT");
-    let resumed = std::time::Instant::now();
-    while resumed.elapsed() < Duration::from_secs(3) {
-        if let Ok(s) = status(&lab, &old).await {
-            assert!(!s.holds_lease, "the resumed agent claims the lease: {s:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    until_streaming(
-        &lab,
-        &old,
-        FAILOVER_WITHIN,
-        "the old primary rejoins as a streaming replica",
-    )
-    .await;
+    thaw_agent(&lab, &old);
+    never_claims_the_lease(&lab, &old, Duration::from_secs(3)).await;
+    until_rejoined(&lab, &old).await;
     monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_postmaster_comes_back_or_fails_over() {
-    let (_dir, lab, primary, monitor) = monitored_lab(3, false).await;
-    execute_on(&lab, &primary, "CREATE TABLE t (id int)").await;
+    let (_dir, lab, primary, monitor) = lab_with_table_t().await;
     let pid = postmaster_pid(&lab, &primary).expect("postmaster.pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)
         .expect("SIGKILL the postmaster");
@@ -200,10 +176,10 @@ async fn a_replica_lagging_beyond_the_limit_is_not_promoted() {
     execute_on(&lab, lagging, "SELECT pg_wal_replay_pause()").await;
     // Well over the default maximum_lag_on_failover of 1 MiB.
     execute_on(&lab, &old, "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 40000) g").await;
-    eventually(
+    until_holds(
         Duration::from_secs(15),
         "the healthy replica has the data",
-        || async { (rows(&dsn(&lab, healthy)).await == Some(40000)).then_some(()) },
+        || async { rows(&dsn(&lab, healthy)).await == Some(40000) },
     )
     .await;
     // Let a renewal carry the primary's LSN before it dies.
@@ -262,11 +238,7 @@ async fn an_ex_primary_that_cannot_rewind_is_cloned_afresh() {
     let new = new_primary(&lab, &old, FAILOVER_WITHIN).await;
     execute_on(&lab, &new, "INSERT INTO t VALUES (2)").await;
     // Without its WAL the ex-primary can neither recover nor be rewound.
-    let pg_wal = lab
-        .member(&old)
-        .expect("member")
-        .data_dir
-        .join("pgdata/pg_wal");
+    let pg_wal = data_file(&lab, &old, "pgdata/pg_wal");
     for entry in std::fs::read_dir(&pg_wal).expect("pg_wal") {
         let path = entry.expect("entry").path();
         if path.is_file() {

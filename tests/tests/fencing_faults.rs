@@ -7,7 +7,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftgres_tests::faults::{Writer, assert_no_write_after_takeover, first_write_on};
 use raftgres_tests::{
-    dsn, eventually, execute_on, monitored_lab, new_primary, postmaster_pid, status, writable,
+    connect, dsn, eventually, execute_on, monitored_lab, new_primary, postmaster_pid, status,
+    writable,
 };
 use std::time::Duration;
 
@@ -22,10 +23,7 @@ const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member te
 async fn a_statement_running_across_an_agent_kill_never_commits() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     execute_on(&lab, &old, TABLE).await;
-    let (client, connection) = tokio_postgres::connect(&dsn(&lab, &old), tokio_postgres::NoTls)
-        .await
-        .expect("connect before the fault");
-    tokio::spawn(connection);
+    let client = connect(&lab, &old).await;
     let long = tokio::spawn(async move {
         client
             .batch_execute(

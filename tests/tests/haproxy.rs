@@ -5,10 +5,11 @@
 //! carries the API credentials every agent was configured with.
 
 use raftgres_lab::{Lab, down, haproxy_binary, pg_query_bool, read_description};
-use raftgres_tests::http::{Api, ApiPrimaryMonitor};
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, any_replica, dsn, eventually, execute, query_i64, serial_lab, start_lab,
+    NeverTwoPrimaries, PrimaryMonitor, any_replica, count_rows, eventually, execute, query_i64,
+    serial_lab, start_lab,
 };
 use serde_json::json;
 use std::cell::RefCell;
@@ -155,14 +156,12 @@ async fn write_port_follows_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_port_follows_a_switchover() {
-    let (dir, lab, old) = serial_lab(3, false).await;
+    let (_dir, lab, old) = serial_lab(3, false).await;
     let Some(write) = haproxy_dsn(&lab, true) else {
         return;
     };
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    assert!(api.has_auth(), "the lab must enable API authentication");
-    let monitor = PrimaryMonitor::start(&lab);
-    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    let api = Api::authenticated(&lab);
+    let monitor = NeverTwoPrimaries::start(&lab);
     until_write_port_reaches(&lab, &write, &old).await;
     execute(
         &write,
@@ -171,7 +170,7 @@ async fn write_port_follows_a_switchover() {
     .await
     .expect("a write through the write port before the switchover");
     assert_eq!(
-        query_i64(&dsn(&lab, &old), "SELECT count(*) FROM via_haproxy").await,
+        count_rows(&lab, &old, "via_haproxy").await,
         Ok(1),
         "the write did not land on the primary"
     );
@@ -180,13 +179,10 @@ async fn write_port_follows_a_switchover() {
     // The switchover is judged on the candidate's published state.
     roles_settled(&lab, &old).await;
     let reply = api
-        .send_ok(
-            "POST",
-            &lab.member(&old).expect("member").api_url,
-            "/switchover",
-            &json!({"leader": old, "candidate": candidate}),
-        )
-        .await;
+        .switchover(&api_url(&lab, &old), &old, &candidate)
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["leader"], json!(candidate), "{reply:?}");
 
     let new_port = pg_port(&lab, &candidate);
@@ -209,27 +205,18 @@ async fn write_port_follows_a_switchover() {
         pg_query_bool(&write, "SELECT NOT pg_is_in_recovery()").await,
         Ok(true)
     );
-    let on_candidate = dsn(&lab, &candidate);
     assert_eq!(
-        query_i64(
-            &on_candidate,
-            "SELECT count(*) FROM via_haproxy WHERE id = 1"
-        )
-        .await,
+        count_rows(&lab, &candidate, "via_haproxy WHERE id = 1").await,
         Ok(1),
         "the write before the switchover is lost"
     );
     assert!(
-        query_i64(
-            &on_candidate,
-            "SELECT count(*) FROM via_haproxy WHERE id = 2"
-        )
-        .await
-        .is_ok_and(|n| n >= 1),
+        count_rows(&lab, &candidate, "via_haproxy WHERE id = 2")
+            .await
+            .is_ok_and(|n| n >= 1),
         "the write after the switchover is not on the candidate"
     );
     monitor.assert_never_two().await;
-    api_monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,21 @@ fn feed(dog: &mut Child, line: &str) {
     writeln!(dog.stdin.as_mut().expect("stdin"), "{line}").expect("feed");
 }
 
+/// Arms the guard with a deadline `after` from now.
+fn arm(dog: &mut Child, after: Duration) {
+    let deadline = mono_ns() + u64::try_from(after.as_nanos()).expect("a short deadline");
+    feed(dog, &format!("arm {deadline}"));
+}
+
+/// A directory with a server (a victim) running from it and a guard
+/// started on it, not yet armed.
+fn guarded_server() -> (tempfile::TempDir, Child, Child) {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = victim(dir.path());
+    let dog = watchdog(dir.path());
+    (dir, server, dog)
+}
+
 /// Whether the victim exits (is killed) within `within`.
 fn dies_within(victim: &mut Child, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -68,12 +83,10 @@ fn cleanup(mut victims: Vec<Child>, mut dog: Child) {
 
 #[test]
 fn an_unfed_deadline_kills_the_server_and_only_it() {
-    let dir = tempfile::tempdir().expect("dir");
+    let (_dir, mut v, mut dog) = guarded_server();
     let elsewhere = tempfile::tempdir().expect("dir");
-    let mut v = victim(dir.path());
     let mut bystander = victim(elsewhere.path());
-    let mut dog = watchdog(dir.path());
-    feed(&mut dog, &format!("arm {}", mono_ns() + 300_000_000));
+    arm(&mut dog, Duration::from_millis(300));
     assert!(
         !dies_within(&mut v, Duration::from_millis(100)),
         "killed before its deadline"
@@ -91,19 +104,17 @@ fn an_unfed_deadline_kills_the_server_and_only_it() {
 
 #[test]
 fn feeding_a_later_deadline_postpones_and_disarm_cancels() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut v = victim(dir.path());
-    let mut dog = watchdog(dir.path());
+    let (_dir, mut v, mut dog) = guarded_server();
     // The superseded deadlines leave room for a slow start of the watchdog
     // on a loaded machine: a deadline that passes before the watchdog reads
     // its replacement is rightly fenced.
-    feed(&mut dog, &format!("arm {}", mono_ns() + 1_500_000_000));
-    feed(&mut dog, &format!("arm {}", mono_ns() + 60_000_000_000));
+    arm(&mut dog, Duration::from_millis(1500));
+    arm(&mut dog, Duration::from_millis(60_000));
     assert!(
         !dies_within(&mut v, Duration::from_millis(2_500)),
         "a later deadline was ignored"
     );
-    feed(&mut dog, &format!("arm {}", mono_ns() + 1_500_000_000));
+    arm(&mut dog, Duration::from_millis(1500));
     feed(&mut dog, "disarm");
     assert!(
         !dies_within(&mut v, Duration::from_millis(2_500)),
@@ -114,9 +125,7 @@ fn feeding_a_later_deadline_postpones_and_disarm_cancels() {
 
 #[test]
 fn the_keeper_dying_kills_the_server_even_disarmed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut v = victim(dir.path());
-    let mut dog = watchdog(dir.path());
+    let (_dir, mut v, mut dog) = guarded_server();
     feed(&mut dog, "disarm");
     drop(dog.stdin.take());
     assert!(
@@ -129,10 +138,8 @@ fn the_keeper_dying_kills_the_server_even_disarmed() {
 
 #[test]
 fn past_the_deadline_it_stays_armed_and_kills_what_appears() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut first = victim(dir.path());
-    let mut dog = watchdog(dir.path());
-    feed(&mut dog, &format!("arm {}", mono_ns() + 200_000_000));
+    let (dir, mut first, mut dog) = guarded_server();
+    arm(&mut dog, Duration::from_millis(200));
     assert!(
         dies_within(&mut first, Duration::from_secs(5)),
         "not killed after its deadline"
@@ -167,7 +174,7 @@ fn a_replaced_binary_is_still_found() {
         .stderr(Stdio::null())
         .spawn()
         .expect("raftgres-agent keeper-guard");
-    feed(&mut dog, &format!("arm {}", mono_ns() + 100_000_000));
+    arm(&mut dog, Duration::from_millis(100));
     assert!(
         dies_within(&mut v, Duration::from_secs(5)),
         "a server whose binary was replaced survived the fence"

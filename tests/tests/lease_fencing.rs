@@ -2,44 +2,27 @@
 //! deadline, and never believes it holds it again; a witness never holds it.
 
 use nix::sys::signal::Signal;
-use raftgres_tests::{eventually, holders, monitored_lab, status, until_sole_writable};
+use raftgres_tests::{
+    data_file, freeze_agent, holders, members_except, monitored_lab, never_claims_the_lease,
+    new_holder, status, thaw_agent, until_sole_writable,
+};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_holder_loses_the_lease_only_after_its_deadline() {
     let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
     let names = lab.names();
-    let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
-    lab.signal(&old, Signal::SIGSTOP)
-        .expect("SIGSTOP the holder");
+    let others = members_except(&lab, &[&old]);
+    freeze_agent(&lab, &old);
 
-    let new = eventually(
-        Duration::from_secs(20),
-        "another member takes the lease",
-        || async { holders(&lab, &others).await.into_iter().next() },
-    )
-    .await;
+    let new = new_holder(&lab, &others, Duration::from_secs(20)).await;
     let new_status = status(&lab, &new).await.expect("new holder status");
 
-    lab.signal(&old, Signal::SIGCONT)
-        .expect("SIGCONT the old holder");
+    thaw_agent(&lab, &old);
     // From the first answer on, the old holder must never claim the lease.
-    let resumed = Instant::now();
-    let mut answers = 0;
-    let mut last = None;
-    while resumed.elapsed() < Duration::from_secs(3) {
-        if let Ok(s) = status(&lab, &old).await {
-            assert!(
-                !s.holds_lease,
-                "the old holder claims the lease after SIGCONT: {s:?}"
-            );
-            answers += 1;
-            last = Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let old_status = last.expect("the old holder answers after SIGCONT");
-    assert!(answers > 10);
+    let mut answers = never_claims_the_lease(&lab, &old, Duration::from_secs(3)).await;
+    assert!(answers.len() > 10);
+    let old_status = answers.pop().expect("the old holder answers after SIGCONT");
     assert!(
         new_status.lease_epoch > old_status.lease_epoch,
         "epoch must grow: {new_status:?} vs {old_status:?}"
@@ -119,8 +102,7 @@ async fn a_witness_votes_but_never_holds_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly_and_the_keeper_fences_when_no_agent_returns() {
     let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
-    let names = lab.names();
-    let others: Vec<String> = names.iter().filter(|n| **n != old).cloned().collect();
+    let others = members_except(&lab, &[&old]);
     let old_epoch = status(&lab, &old).await.expect("holder status").lease_epoch;
     lab.signal(&old, Signal::SIGTERM)
         .expect("SIGTERM the holder");
@@ -128,17 +110,9 @@ async fn sigterm_exits_cleanly_and_the_keeper_fences_when_no_agent_returns() {
         .wait_exit(&old, Duration::from_secs(15))
         .expect("the agent exits after SIGTERM");
     assert!(exit.success(), "the agent exited with {exit:?}");
-    let keeper_log = lab
-        .member(&old)
-        .expect("member")
-        .data_dir
-        .join("keeper.log");
-    let new = eventually(
-        Duration::from_secs(15),
-        "a survivor takes the lease once it expires",
-        || async { holders(&lab, &others).await.into_iter().next() },
-    )
-    .await;
+    let keeper_log = data_file(&lab, &old, "keeper.log");
+    // A survivor takes the lease once it expires.
+    let new = new_holder(&lab, &others, Duration::from_secs(15)).await;
     assert!(status(&lab, &new).await.expect("new holder").lease_epoch > old_epoch);
     let log = std::fs::read_to_string(&keeper_log).expect("keeper log");
     assert!(

@@ -32,8 +32,8 @@ fn json_lines(dir: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_writes_filtered_json_lines_into_log_dir() {
-    let (dir, mut lab, name) = serial_lab(1, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (_dir, mut lab, name) = serial_lab(1, false).await;
+    let api = Api::of(&lab);
     let member = lab.member(&name).expect("member").clone();
     // Inside the agent's own directory, so the agent (postgres) may create it.
     let log_dir = member.data_dir.join("log");
@@ -42,13 +42,7 @@ async fn an_agent_writes_filtered_json_lines_into_log_dir() {
         "{settings}log:\n  type: json\n  dir: {}\n  level: WARNING\n  loggers: {{raftgres_agent: INFO}}\n",
         log_dir.display()
     );
-    // In place, so the file keeps its owner and mode.
-    std::fs::write(&member.config, with_log).expect("write settings");
-
-    let reply = api
-        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
-        .await;
-    let body = reply.body.to_string();
+    let body = api.reload_with(&member, &with_log).await;
     assert!(body.contains("needs a restart [log."), "{body}");
 
     lab.restart_agent(&name, Duration::from_secs(30))

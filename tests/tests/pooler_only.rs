@@ -7,7 +7,7 @@
 
 use raftgres_lab::StandalonePgbouncer;
 use raftgres_tests::{
-    ctl_bin, dsn, eventually, execute, lab_dir, members_except, query_i64, serial_lab, writable,
+    count_rows, ctl_bin, eventually, execute, lab_dir, members_except, serial_lab, writable,
 };
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -110,11 +110,7 @@ async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api(
     .await
     .unwrap_or_else(|e| panic!("a write through the app pgbouncer after --once: {e}"));
     assert_eq!(
-        query_i64(
-            &dsn(&lab, &old),
-            "SELECT count(*) FROM app_host WHERE via = 'once'"
-        )
-        .await,
+        count_rows(&lab, &old, "app_host WHERE via = 'once'").await,
         Ok(1),
         "the write through the app pgbouncer is on the primary {old}"
     );
@@ -162,12 +158,9 @@ async fn an_application_host_pgbouncer_follows_the_primary_through_the_rest_api(
             }
             let mut on = Vec::new();
             for name in &survivors {
-                if query_i64(
-                    &dsn(&lab, name),
-                    "SELECT count(*) FROM app_host WHERE via = 'after failover'",
-                )
-                .await
-                .is_ok_and(|n| n > 0)
+                if count_rows(&lab, name, "app_host WHERE via = 'after failover'")
+                    .await
+                    .is_ok_and(|n| n > 0)
                     && writable(&lab).await.contains(name)
                 {
                     on.push(name.clone());

@@ -7,9 +7,9 @@
 //! replication login in clear is refused even with the right password,
 //! which the same login over verified TLS proves.
 
-use raftgres_tests::http::Api;
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::settle::SETTLE_WITHIN;
-use raftgres_tests::{dsn, eventually, query_i64, serial_lab};
+use raftgres_tests::{data_file, dsn, eventually, query_i64, serial_lab, until_holds};
 use serde_json::json;
 use std::time::Duration;
 
@@ -87,13 +87,13 @@ fn control_connections(log: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_reach_each_others_postgres_over_verified_tls_only() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
+    let (_dir, lab, primary) = serial_lab(3, false).await;
     let primary_dsn = dsn(&lab, &primary);
 
-    eventually(SETTLE_WITHIN, "both replicas stream over TLS", || async {
+    until_holds(SETTLE_WITHIN, "both replicas stream over TLS", || async {
         let sql = "SELECT count(*) FROM pg_stat_replication r \
                        JOIN pg_stat_ssl s USING (pid) WHERE s.ssl AND r.state = 'streaming'";
-        (query_i64(&primary_dsn, sql).await == Ok(2)).then_some(())
+        query_i64(&primary_dsn, sql).await == Ok(2)
     })
     .await;
     let clear = query_i64(
@@ -108,8 +108,8 @@ async fn members_reach_each_others_postgres_over_verified_tls_only() {
     // once asked to. An agent probes its own server over the Unix socket,
     // which never reaches the network; any that came over TCP must be
     // encrypted.
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    let base = lab.member(&primary).expect("member").api_url.clone();
+    let api = Api::of(&lab);
+    let base = api_url(&lab, &primary);
     api.send_ok(
         "PATCH",
         &base,
@@ -118,11 +118,7 @@ async fn members_reach_each_others_postgres_over_verified_tls_only() {
     )
     .await;
     for name in lab.names() {
-        let log = lab
-            .member(&name)
-            .expect("member")
-            .data_dir
-            .join("postgres.log");
+        let log = data_file(&lab, &name, "postgres.log");
         let probes = eventually(
             SETTLE_WITHIN,
             &format!("{name}'s Postgres logs its agent's probes"),

@@ -7,11 +7,11 @@
 
 use nix::sys::signal::Signal;
 use raftgres_lab::Lab;
-use raftgres_tests::http::{Api, ApiPrimaryMonitor, Credentials, Exchange};
-use raftgres_tests::settle::until;
+use raftgres_tests::http::{Api, Credentials, Exchange, api_url};
+use raftgres_tests::settle::{poll_client, until, until_codes};
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute_on, members_except, postmaster_pid, query_i64,
-    serial_lab, until_streaming, writable,
+    NeverTwoPrimaries, a_write_reaches, eventually, execute_on, members_except, postmaster_pid,
+    serial_lab, until_holds, until_streaming, writable,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -44,20 +44,6 @@ const STOPPED: [u16; 10] = [503, 503, 503, 503, 503, 503, 503, 503, 200, 503];
 
 const SETTLE_WITHIN: Duration = Duration::from_secs(15);
 
-fn api(dir: &tempfile::TempDir) -> Api {
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    assert!(api.has_auth(), "the lab must enable API authentication");
-    api
-}
-
-fn url(lab: &Lab, name: &str) -> String {
-    lab.member(name).expect("member").api_url.clone()
-}
-
-fn client(lab: &Lab) -> reqwest::Client {
-    raftgres_tests::http::lab_client(lab, Duration::from_secs(2))
-}
-
 /// "METHOD /check" and its status code (0: no answer), for every check.
 async fn table(client: &reqwest::Client, base: &str) -> Vec<(String, u16)> {
     let mut out = Vec::new();
@@ -85,9 +71,20 @@ fn expected(codes: &[u16; 10]) -> Vec<(String, u16)> {
     out
 }
 
-/// Waits up to `within` for `name`'s checks to answer `codes`; fails with
-/// the last table seen.
+/// Waits up to [`SETTLE_WITHIN`] for `name`'s checks, as `what`, to
+/// answer `codes`; fails with the last table seen.
 async fn expect_table(
+    client: &reqwest::Client,
+    lab: &Lab,
+    name: &str,
+    what: &str,
+    codes: &[u16; 10],
+) {
+    expect_table_within(client, lab, name, what, codes, SETTLE_WITHIN).await;
+}
+
+/// [`expect_table`], waiting up to `within`.
+async fn expect_table_within(
     client: &reqwest::Client,
     lab: &Lab,
     name: &str,
@@ -95,7 +92,7 @@ async fn expect_table(
     codes: &[u16; 10],
     within: Duration,
 ) {
-    let base = url(lab, name);
+    let base = api_url(lab, name);
     let want = expected(codes);
     let deadline = Instant::now() + within;
     loop {
@@ -114,14 +111,6 @@ async fn expect_table(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn code(client: &reqwest::Client, base: &str, path: &str) -> u16 {
-    client
-        .get(format!("{base}{path}"))
-        .send()
-        .await
-        .map_or(0, |r| r.status().as_u16())
 }
 
 async fn patroni(api: &Api, base: &str) -> Value {
@@ -152,17 +141,16 @@ fn has_line(text: &str, line: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
-    let api = api(&dir);
-    let client = client(&lab);
-    let monitor = PrimaryMonitor::start(&lab);
-    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    let (_dir, lab, primary) = serial_lab(3, false).await;
+    let api = Api::authenticated(&lab);
+    let client = poll_client(&lab);
+    let monitor = NeverTwoPrimaries::start(&lab);
     let replicas = members_except(&lab, &[&primary]);
     let (lagging, other) = (replicas[0].clone(), replicas[1].clone());
 
-    expect_table(&client, &lab, &primary, "primary", &PRIMARY, SETTLE_WITHIN).await;
+    expect_table(&client, &lab, &primary, "primary", &PRIMARY).await;
     for r in &replicas {
-        expect_table(&client, &lab, r, "replica", &REPLICA, SETTLE_WITHIN).await;
+        expect_table(&client, &lab, r, "replica", &REPLICA).await;
     }
 
     // A replica whose replay is paused keeps streaming but falls behind.
@@ -173,38 +161,26 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         "CREATE TABLE t AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 5000) g",
     )
     .await;
-    let lagging_url = url(&lab, &lagging);
-    eventually(
+    let lagging_url = api_url(&lab, &lagging);
+    until_codes(
+        &client,
+        &lagging_url,
+        &[("/replica?lag=1kB", 503), ("/replica", 200)],
         SETTLE_WITHIN,
         "the paused replica fails /replica?lag=1kB and passes /replica",
-        || async {
-            (code(&client, &lagging_url, "/replica?lag=1kB").await == 503
-                && code(&client, &lagging_url, "/replica").await == 200)
-                .then_some(())
-        },
     )
     .await;
-    expect_table(
-        &client,
-        &lab,
-        &lagging,
-        "lagging replica",
-        &LAGGING,
-        SETTLE_WITHIN,
-    )
-    .await;
-    expect_table(&client, &lab, &other, "replica", &REPLICA, SETTLE_WITHIN).await;
-    expect_table(&client, &lab, &primary, "primary", &PRIMARY, SETTLE_WITHIN).await;
+    expect_table(&client, &lab, &lagging, "lagging replica", &LAGGING).await;
+    expect_table(&client, &lab, &other, "replica", &REPLICA).await;
+    expect_table(&client, &lab, &primary, "primary", &PRIMARY).await;
     // Replay paused, WAL still received: ready by what it received
     // (Patroni 4's mode=write), not by what it replayed.
-    eventually(
+    until_codes(
+        &client,
+        &lagging_url,
+        &[("/readiness?mode=write", 200), ("/readiness", 503)],
         SETTLE_WITHIN,
         "the paused replica is ready with mode=write only",
-        || async {
-            (code(&client, &lagging_url, "/readiness?mode=write").await == 200
-                && code(&client, &lagging_url, "/readiness").await == 503)
-                .then_some(())
-        },
     )
     .await;
     let doc = patroni(&api, &lagging_url).await;
@@ -223,7 +199,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     );
     let system_id = doc["database_system_identifier"].clone();
     assert!(system_id.is_string(), "{doc}");
-    let primary_doc = patroni(&api, &url(&lab, &primary)).await;
+    let primary_doc = patroni(&api, &api_url(&lab, &primary)).await;
     assert_eq!(primary_doc["database_system_identifier"], system_id);
     let standbys: Vec<&str> = primary_doc["replication"]
         .as_array()
@@ -244,7 +220,7 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_owned)
     };
-    let on_primary = metrics(&api, &url(&lab, &primary)).await.text;
+    let on_primary = metrics(&api, &api_url(&lab, &primary)).await.text;
     assert_eq!(
         series(&on_primary, "patroni_primary", &primary).as_deref(),
         Some("1"),
@@ -266,44 +242,28 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         "{on_lagging}"
     );
     execute_on(&lab, &lagging, "SELECT pg_wal_replay_resume()").await;
-    expect_table(
-        &client,
-        &lab,
-        &lagging,
-        "replica caught up",
-        &REPLICA,
-        SETTLE_WITHIN,
-    )
-    .await;
+    expect_table(&client, &lab, &lagging, "replica caught up", &REPLICA).await;
 
     // Maintenance mode: the checks answer as before, and every member says so.
-    set_pause(&api, &url(&lab, &primary), true).await;
+    set_pause(&api, &api_url(&lab, &primary), true).await;
     for name in lab.names() {
-        let base = url(&lab, &name);
-        eventually(
+        let base = api_url(&lab, &name);
+        until_holds(
             Duration::from_secs(5),
             "every member's /patroni says pause",
-            || async { (patroni(&api, &base).await["pause"] == json!(true)).then_some(()) },
+            || async { patroni(&api, &base).await["pause"] == json!(true) },
         )
         .await;
     }
-    let pause_metric = metrics(&api, &url(&lab, &other)).await;
+    let pause_metric = metrics(&api, &api_url(&lab, &other)).await;
     assert!(
         has_line(&pause_metric.text, "raftgres_pause 1"),
         "{}",
         pause_metric.text
     );
-    expect_table(
-        &client,
-        &lab,
-        &primary,
-        "paused primary",
-        &PRIMARY,
-        SETTLE_WITHIN,
-    )
-    .await;
+    expect_table(&client, &lab, &primary, "paused primary", &PRIMARY).await;
     for r in &replicas {
-        expect_table(&client, &lab, r, "paused replica", &REPLICA, SETTLE_WITHIN).await;
+        expect_table(&client, &lab, r, "paused replica", &REPLICA).await;
     }
 
     // Paused, the agent leaves a stopped Postgres stopped.
@@ -316,10 +276,9 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         &other,
         "member with Postgres stopped",
         &STOPPED,
-        SETTLE_WITHIN,
     )
     .await;
-    let other_url = url(&lab, &other);
+    let other_url = api_url(&lab, &other);
     let stays = Instant::now() + Duration::from_secs(3);
     while Instant::now() < stays {
         assert_eq!(
@@ -338,19 +297,11 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
         "{}",
         stopped_metrics.text
     );
-    expect_table(
-        &client,
-        &lab,
-        &primary,
-        "paused primary",
-        &PRIMARY,
-        SETTLE_WITHIN,
-    )
-    .await;
+    expect_table(&client, &lab, &primary, "paused primary", &PRIMARY).await;
 
     // Resumed, the agent starts it again as a replica.
-    set_pause(&api, &url(&lab, &primary), false).await;
-    expect_table(
+    set_pause(&api, &api_url(&lab, &primary), false).await;
+    expect_table_within(
         &client,
         &lab,
         &other,
@@ -363,19 +314,17 @@ async fn health_checks_answer_per_role_lag_pause_and_stopped_postgres() {
     assert_eq!(patroni(&api, &other_url).await["pause"], json!(false));
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     monitor.assert_never_two().await;
-    api_monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
-    let api = api(&dir);
-    let monitor = PrimaryMonitor::start(&lab);
-    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    let (_dir, lab, primary) = serial_lab(3, false).await;
+    let api = Api::authenticated(&lab);
+    let monitor = NeverTwoPrimaries::start(&lab);
     let replicas = members_except(&lab, &[&primary]);
     let replica = replicas[0].clone();
-    let base = url(&lab, &primary);
-    let replica_url = url(&lab, &replica);
+    let base = api_url(&lab, &primary);
+    let replica_url = api_url(&lab, &replica);
 
     // /metrics: OpenMetrics text from each member's own view, which follows
     // its agent's first probes after `lab up`.
@@ -406,7 +355,7 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
         "raftgres_postgres_running 1".to_owned(),
     ];
     for r in &replicas {
-        let at = url(&lab, r);
+        let at = api_url(&lab, r);
         until(
             SETTLE_WITHIN,
             &format!("{r}'s /metrics to show {on_replica:?} and a replication lag"),
@@ -579,7 +528,7 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
     assert!([412, 409].contains(&stale.status), "{stale:?}");
     assert!(stale.body["error"].is_string(), "{stale:?}");
     for name in lab.names() {
-        let at = url(&lab, &name);
+        let at = api_url(&lab, &name);
         eventually(
             Duration::from_secs(5),
             "every member has the first change only",
@@ -618,22 +567,15 @@ async fn mutating_calls_check_auth_bodies_versions_and_restart_a_replica() {
         "the restarted replica streams again",
     )
     .await;
-    execute_on(
+    a_write_reaches(
         &lab,
         &primary,
-        "CREATE TABLE after_restart (id int); INSERT INTO after_restart VALUES (1)",
-    )
-    .await;
-    eventually(
+        &replica,
+        "after_restart",
         Duration::from_secs(10),
         "the restarted replica replays new writes",
-        || async {
-            (query_i64(&dsn(&lab, &replica), "SELECT count(*) FROM after_restart").await == Ok(1))
-                .then_some(())
-        },
     )
     .await;
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     monitor.assert_never_two().await;
-    api_monitor.assert_never_two().await;
 }

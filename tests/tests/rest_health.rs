@@ -47,35 +47,33 @@ fn expect(lab: &raftgres_lab::Lab, ok: &[&str]) -> Vec<(String, u16)> {
     out
 }
 
+/// Waits until each of `paths` answers 200 on the members in `passing`
+/// and 503 on every other.
+async fn until_passed_by(lab: &raftgres_lab::Lab, paths: &[&str], passing: &[&str]) {
+    for path in paths {
+        until_eq(
+            SETTLE_WITHIN,
+            &format!("{path} passed by {passing:?} only"),
+            &expect(lab, passing),
+            || statuses(lab, path),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_and_replica_checks_follow_the_writable_postgres() {
     let (_dir, mut lab, primary, monitor) = monitored_lab(3, false).await;
     let replicas = members_except(&lab, &[&primary]);
     let replica_refs: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    until_eq(
-        SETTLE_WITHIN,
-        "/replica on the streaming replicas only",
-        &expect(&lab, &replica_refs),
-        || statuses(&lab, "/replica"),
-    )
-    .await;
     // A typo in the limit is no limit, as in Patroni: every replica stays in.
-    until_eq(
-        SETTLE_WITHIN,
-        "/replica?lag=10mb on the streaming replicas",
-        &expect(&lab, &replica_refs),
-        || statuses(&lab, "/replica?lag=10mb"),
+    until_passed_by(&lab, &["/replica", "/replica?lag=10mb"], &replica_refs).await;
+    until_passed_by(
+        &lab,
+        &["/primary", "/", "/leader", "/read-write", "/master"],
+        &[&primary],
     )
     .await;
-    for path in ["/primary", "/", "/leader", "/read-write", "/master"] {
-        until_eq(
-            SETTLE_WITHIN,
-            &format!("{path} on the primary only"),
-            &expect(&lab, &[&primary]),
-            || statuses(&lab, path),
-        )
-        .await;
-    }
     let primary_url = lab.member(&primary).unwrap().api_url.clone();
     for (path, code) in [
         ("/replica?replication_state=catchup", 400),

@@ -6,11 +6,12 @@
 //! end, after which the replica streams again. Never two primaries.
 
 use raftgres_lab::Lab;
-use raftgres_tests::http::Api;
-use raftgres_tests::settle::roles_settled;
+use raftgres_tests::http::{Api, api_url};
+use raftgres_tests::process::output_within;
+use raftgres_tests::settle::until_eq;
 use raftgres_tests::{
-    PrimaryMonitor, any_replica, ctl_bin, dsn, eventually, execute_on, query_i64, serial_lab,
-    until_streaming, writable,
+    PrimaryMonitor, a_write_reaches, any_replica, ctl_bin, data_file, dsn, eventually, query_i64,
+    settled_lab, until_streaming, writable,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -19,10 +20,6 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// How far ahead a test schedules: the lab must show the restart, and the
 /// test see Postgres untouched, before its time.
 const AHEAD: Duration = Duration::from_secs(8);
-
-fn url(lab: &Lab, name: &str) -> String {
-    lab.member(name).expect("member").api_url.clone()
-}
 
 /// When `name`'s postmaster started, in Unix milliseconds, asked of
 /// Postgres itself; `None` while it does not answer.
@@ -50,12 +47,12 @@ fn rfc3339(at_ms: i64) -> String {
 /// `via` answers it (`Null` where it is absent).
 async fn shown(api: &Api, lab: &Lab, name: &str, via: &str) -> (Value, Value) {
     let own = api
-        .get(&url(lab, name), "/patroni")
+        .get(&api_url(lab, name), "/patroni")
         .await
         .map(|r| r.body["scheduled_restart"].clone())
         .unwrap_or(Value::Null);
     let listed = api
-        .get(&url(lab, via), "/cluster")
+        .get(&api_url(lab, via), "/cluster")
         .await
         .ok()
         .and_then(|r| {
@@ -69,6 +66,18 @@ async fn shown(api: &Api, lab: &Lab, name: &str, via: &str) -> (Value, Value) {
     (own, listed)
 }
 
+/// Waits up to `within` until neither `name`'s `/patroni` nor `via`'s
+/// `/cluster` shows a scheduled restart.
+async fn until_none_shown(api: &Api, lab: &Lab, name: &str, via: &str, within: Duration) {
+    until_eq(
+        within,
+        "no scheduled restart in /patroni or /cluster",
+        &(Value::Null, Value::Null),
+        || shown(api, lab, name, via),
+    )
+    .await;
+}
+
 /// Waits until `name`'s Postgres answers and says when it started.
 async fn start_of(lab: &Lab, name: &str) -> i64 {
     eventually(WITHIN, "the replica's Postgres answers", || {
@@ -79,18 +88,17 @@ async fn start_of(lab: &Lab, name: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_restart_happens_at_its_time_and_shows_meanwhile() {
-    let (dir, lab, primary) = serial_lab(2, false).await;
+    let (_dir, lab, primary) = settled_lab(2).await;
     let monitor = PrimaryMonitor::start(&lab);
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let api = Api::of(&lab);
     let replica = any_replica(&lab, &primary);
-    roles_settled(&lab, &primary).await;
     let before = start_of(&lab, &replica).await;
 
     let at_ms = now_ms() + AHEAD.as_millis() as i64;
     let at = rfc3339(at_ms);
     let body = json!({"schedule": at, "role": "replica", "timeout": "60"});
     let reply = api
-        .send_accepted("POST", &url(&lab, &replica), "/restart", &body)
+        .send_accepted("POST", &api_url(&lab, &replica), "/restart", &body)
         .await;
     assert_eq!(
         reply.body,
@@ -98,18 +106,16 @@ async fn a_scheduled_restart_happens_at_its_time_and_shows_meanwhile() {
         "{reply:?}"
     );
     let want = json!({"schedule": at, "role": "replica", "timeout": 60});
-    eventually(
+    until_eq(
         Duration::from_secs(5),
         "the restart shows in /patroni and in the primary's /cluster",
-        || async {
-            (shown(&api, &lab, &replica, &primary).await == (want.clone(), want.clone()))
-                .then_some(())
-        },
+        &(want.clone(), want),
+        || shown(&api, &lab, &replica, &primary),
     )
     .await;
     // One at a time, as Patroni.
     let again = api
-        .send("POST", &url(&lab, &replica), "/restart", &body)
+        .send("POST", &api_url(&lab, &replica), "/restart", &body)
         .await
         .expect("POST /restart");
     assert_eq!(again.status, 409, "{again:?}");
@@ -132,15 +138,7 @@ async fn a_scheduled_restart_happens_at_its_time_and_shows_meanwhile() {
         "Postgres started at {} before its scheduled time {at}",
         rfc3339(after)
     );
-    eventually(
-        Duration::from_secs(10),
-        "the restart is gone from /patroni and /cluster",
-        || async {
-            (shown(&api, &lab, &replica, &primary).await == (Value::Null, Value::Null))
-                .then_some(())
-        },
-    )
-    .await;
+    until_none_shown(&api, &lab, &replica, &primary, Duration::from_secs(10)).await;
     until_streaming(&lab, &replica, WITHIN, "the restarted replica streams").await;
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     monitor.assert_never_two().await;
@@ -148,17 +146,15 @@ async fn a_scheduled_restart_happens_at_its_time_and_shows_meanwhile() {
 
 /// Runs `raftgresctl --lab DIR args...`, bounded; exit code and output.
 async fn ctl(lab: &Lab, args: &[&str]) -> (Option<i32>, String, String) {
-    let dir = lab.description.dir.to_str().expect("a UTF-8 lab path");
-    let run = tokio::process::Command::new(ctl_bin())
-        .arg("--lab")
-        .arg(dir)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .unwrap_or_else(|_| panic!("raftgresctl {args:?} took longer than 180 s"))
-        .expect("raftgresctl runs");
+    let out = output_within(
+        tokio::process::Command::new(ctl_bin())
+            .arg("--lab")
+            .arg(&lab.description.dir)
+            .args(args),
+        Duration::from_secs(180),
+        &format!("raftgresctl {args:?}"),
+    )
+    .await;
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -168,12 +164,11 @@ async fn ctl(lab: &Lab, args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_restart_is_cancelled_and_does_not_happen() {
-    let (dir, lab, primary) = serial_lab(2, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (_dir, lab, primary) = settled_lab(2).await;
+    let api = Api::of(&lab);
     let replica = any_replica(&lab, &primary);
-    roles_settled(&lab, &primary).await;
     let before = start_of(&lab, &replica).await;
-    let base = url(&lab, &replica);
+    let base = api_url(&lab, &replica);
 
     // Through the API: DELETE, then a second DELETE finds none.
     let at_ms = now_ms() + AHEAD.as_millis() as i64;
@@ -190,15 +185,7 @@ async fn a_scheduled_restart_is_cancelled_and_does_not_happen() {
         .expect("DELETE /restart");
     assert_eq!(none.status, 404, "{none:?}");
     assert_eq!(none.body["error"], "no restarts are scheduled", "{none:?}");
-    eventually(
-        Duration::from_secs(5),
-        "nothing scheduled shows in /patroni or /cluster",
-        || async {
-            (shown(&api, &lab, &replica, &primary).await == (Value::Null, Value::Null))
-                .then_some(())
-        },
-    )
-    .await;
+    until_none_shown(&api, &lab, &replica, &primary, Duration::from_secs(5)).await;
 
     // Through raftgresctl: `restart --scheduled`, shown by `list`, then
     // `flush restart`.
@@ -246,17 +233,12 @@ async fn a_scheduled_restart_is_cancelled_and_does_not_happen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reinit_wait_follows_a_fresh_clone_and_the_replica_streams_again() {
-    let (_dir, lab, primary) = serial_lab(2, false).await;
+    let (_dir, lab, primary) = settled_lab(2).await;
     let monitor = PrimaryMonitor::start(&lab);
     let replica = any_replica(&lab, &primary);
-    roles_settled(&lab, &primary).await;
     let before = start_of(&lab, &replica).await;
     // A file of the old data directory that no clone has.
-    let marker = lab
-        .member(&replica)
-        .expect("member")
-        .data_dir
-        .join("pgdata/raftgres-test-old-data");
+    let marker = data_file(&lab, &replica, "pgdata/raftgres-test-old-data");
     std::fs::write(&marker, "old").expect("write the marker");
 
     let (code, out, err) = ctl(&lab, &["reinit", &replica, "--wait", "--force"]).await;
@@ -274,16 +256,14 @@ async fn reinit_wait_follows_a_fresh_clone_and_the_replica_streams_again() {
     assert_ne!(started_ms(&lab, &replica).await, Some(before));
 
     until_streaming(&lab, &replica, WITHIN, "the fresh replica streams").await;
-    execute_on(
+    a_write_reaches(
         &lab,
         &primary,
-        "CREATE TABLE after_reinit (id int); INSERT INTO after_reinit VALUES (1)",
+        &replica,
+        "after_reinit",
+        WITHIN,
+        "the fresh replica replays new writes",
     )
-    .await;
-    eventually(WITHIN, "the fresh replica replays new writes", || async {
-        (query_i64(&dsn(&lab, &replica), "SELECT count(*) FROM after_reinit").await == Ok(1))
-            .then_some(())
-    })
     .await;
     assert_eq!(writable(&lab).await, vec![primary.clone()]);
     monitor.assert_never_two().await;

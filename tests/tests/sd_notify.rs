@@ -6,7 +6,7 @@
 //! with systemd support, never reaches the socket (it would add its own
 //! READY=1 and STOPPING=1).
 
-use raftgres_tests::{agent_bin, serial};
+use raftgres_tests::{agent_bin, serial, shared_tempdir};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
@@ -114,11 +114,7 @@ fn count(seen: &[String], line: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_notifies_systemd_and_pings_its_watchdog() {
     let _serial = serial().await;
-    let dir = tempfile::Builder::new()
-        .prefix("raftgres-sd-notify-")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = shared_tempdir("raftgres-sd-notify-");
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
     // The agent runs as postgres and must be allowed to send to it.

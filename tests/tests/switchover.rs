@@ -7,30 +7,32 @@
 //! only to a named candidate. Never two primaries meanwhile.
 
 use raftgres_lab::Lab;
-use raftgres_tests::http::{Api, ApiPrimaryMonitor};
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::settle::roles_settled;
 use raftgres_tests::{
-    PrimaryMonitor, any_replica, dsn, eventually, execute_on, members_except, monitored_lab,
-    other_member, postmaster_pid, query_i64, serial_lab, until_sole_writable, until_streaming,
-    writable,
+    NeverTwoPrimaries, PrimaryMonitor, any_replica, count_rows, dsn, eventually, execute_on,
+    members_except, monitored_lab, other_member, postmaster_pid, query_i64, serial_lab,
+    settled_lab, until_sole_writable, until_streaming, writable,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
-
-fn api(dir: &tempfile::TempDir) -> Api {
-    let api = Api::for_lab(&dir.path().join("lab.json"));
-    assert!(api.has_auth(), "the lab must enable API authentication");
-    api
-}
-
-fn url(lab: &raftgres_lab::Lab, name: &str) -> String {
-    lab.member(name).expect("member").api_url.clone()
-}
 
 async fn last_history_reason(api: &Api, base: &str) -> String {
     let entries = api.history(base).await;
     let last = entries.last().expect("a history entry");
     last[2].as_str().expect("reason").to_owned()
+}
+
+/// Sends `body` as a switchover request to `base`, which must refuse it
+/// with `status` and an error that names `why`.
+async fn assert_switchover_refused(api: &Api, base: &str, body: &Value, status: u16, why: &str) {
+    let reply = api
+        .send("POST", base, "/switchover", body)
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, status, "{body}: {reply:?}");
+    let error = reply.body["error"].as_str().unwrap_or_default();
+    assert!(error.contains(why), "{body}: {error}");
 }
 
 /// Waits (up to 60 s) until the old primary streams from the new one.
@@ -41,10 +43,9 @@ async fn until_old_primary_streams(lab: &Lab, old: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
-    let (dir, lab, old) = serial_lab(3, false).await;
-    let api = api(&dir);
-    let monitor = PrimaryMonitor::start(&lab);
-    let api_monitor = ApiPrimaryMonitor::start(&lab);
+    let (_dir, lab, old) = serial_lab(3, false).await;
+    let api = Api::authenticated(&lab);
+    let monitor = NeverTwoPrimaries::start(&lab);
     execute_on(
         &lab,
         &old,
@@ -59,7 +60,7 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     let reply = api
         .send_ok(
             "POST",
-            &url(&lab, &other),
+            &api_url(&lab, &other),
             "/switchover",
             &json!({"leader": old, "candidate": candidate}),
         )
@@ -67,30 +68,24 @@ async fn a_switchover_hands_over_and_the_old_primary_rejoins() {
     assert_eq!(reply.body["leader"], json!(candidate));
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
     assert_eq!(
-        query_i64(
-            &dsn(&lab, &candidate),
-            "SELECT count(*) FROM before_switchover"
-        )
-        .await,
+        count_rows(&lab, &candidate, "before_switchover").await,
         Ok(1),
         "the committed row must be on the new primary"
     );
     until_old_primary_streams(&lab, &old).await;
     assert_eq!(
-        last_history_reason(&api, &url(&lab, &old)).await,
+        last_history_reason(&api, &api_url(&lab, &old)).await,
         "switchover"
     );
     monitor.assert_never_two().await;
-    api_monitor.assert_never_two().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
-    let (dir, lab, old) = serial_lab(3, false).await;
-    let api = api(&dir);
-    let base = url(&lab, &old);
     // A request needs a healthy leader, as this member's copy shows it.
-    roles_settled(&lab, &old).await;
+    let (_dir, lab, old) = settled_lab(3).await;
+    let api = Api::authenticated(&lab);
+    let base = api_url(&lab, &old);
     let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
     let reply = api
         .send(
@@ -161,12 +156,11 @@ async fn a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfit_requests_are_refused_with_412() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
-    let api = api(&dir);
-    let base = url(&lab, &primary);
     // Until the leader is shown healthy, every request is refused for that
     // reason instead of the one each row asserts.
-    roles_settled(&lab, &primary).await;
+    let (_dir, lab, primary) = settled_lab(3).await;
+    let api = Api::authenticated(&lab);
+    let base = api_url(&lab, &primary);
     let replica = any_replica(&lab, &primary);
     for (body, why) in [
         (json!({"leader": replica, "candidate": primary}), "leader"),
@@ -176,13 +170,7 @@ async fn unfit_requests_are_refused_with_412() {
             primary.as_str(),
         ),
     ] {
-        let reply = api
-            .send("POST", &base, "/switchover", &body)
-            .await
-            .expect("POST");
-        assert_eq!(reply.status, 412, "{body}: {reply:?}");
-        let error = reply.body["error"].as_str().unwrap_or_default();
-        assert!(error.contains(why), "{body}: {error}");
+        assert_switchover_refused(&api, &base, &body, 412, why).await;
     }
     let reply = api
         .send("POST", &base, "/failover", &json!({"candidate": "nobody"}))
@@ -194,8 +182,8 @@ async fn unfit_requests_are_refused_with_412() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_to_a_named_candidate_works_without_a_primary() {
-    let (dir, mut lab, old) = serial_lab(3, false).await;
-    let api = api(&dir);
+    let (_dir, mut lab, old) = serial_lab(3, false).await;
+    let api = Api::authenticated(&lab);
     let monitor = PrimaryMonitor::start(&lab);
     let replicas = members_except(&lab, &[&old]);
     for r in &replicas {
@@ -210,7 +198,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     lab.kill(&old).expect("SIGKILL the primary's agent");
     api.send_ok(
         "POST",
-        &url(&lab, &other),
+        &api_url(&lab, &other),
         "/failover",
         &json!({"candidate": candidate}),
     )
@@ -222,7 +210,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
     // other replica wins it and, being then a healthy leader, honours the
     // request as a switchover (as Patroni turns a failover with a healthy
     // leader into one).
-    let history = api.history(&url(&lab, &other)).await;
+    let history = api.history(&api_url(&lab, &other)).await;
     let last = history.last().expect("a history entry");
     assert_eq!(last[4].as_str(), Some(candidate.as_str()), "{history:?}");
     match last[2].as_str().unwrap_or_default() {
@@ -247,7 +235,7 @@ async fn a_failover_to_a_named_candidate_works_without_a_primary() {
 async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let (dir, mut lab, old, monitor) = monitored_lab(3, false).await;
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
     roles_settled(&lab, &old).await;
     let candidate = any_replica(&lab, &old);
     let startup = query_i64(
@@ -261,7 +249,7 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
     let other = other_member(&lab, &[&old, &candidate]);
     // Sent to the third member: the old primary's agent goes away meanwhile.
     let request = {
-        let (api, url) = (api(&dir), url(&lab, &other));
+        let (api, url) = (Api::authenticated(&lab), api_url(&lab, &other));
         let body = json!({"leader": old, "candidate": candidate});
         tokio::spawn(async move { api.send("POST", &url, "/switchover", &body).await })
     };
@@ -290,11 +278,11 @@ async fn an_agent_restarted_in_the_middle_of_a_switchover_completes_it() {
 async fn set_pause(api: &Api, lab: &Lab, pause: bool) {
     let body = json!({ "pause": pause });
     let reply = api
-        .send_ok("PATCH", &url(lab, &lab.names()[0]), "/config", &body)
+        .send_ok("PATCH", &api_url(lab, &lab.names()[0]), "/config", &body)
         .await;
     assert_eq!(reply.body["pause"], json!(pause), "{reply:?}");
     for name in lab.names() {
-        until_paused(api, &url(lab, &name), pause).await;
+        until_paused(api, &api_url(lab, &name), pause).await;
     }
 }
 
@@ -317,11 +305,11 @@ async fn until_paused(api: &Api, base: &str, pause: bool) {
 /// refused at once, as Patroni refuses them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_cluster_switches_over_only_to_a_named_candidate() {
-    let (dir, lab, old, monitor) = monitored_lab(3, false).await;
-    let api = api(&dir);
+    let (_dir, lab, old, monitor) = monitored_lab(3, false).await;
+    let api = Api::authenticated(&lab);
     roles_settled(&lab, &old).await;
     set_pause(&api, &lab, true).await;
-    let base = url(&lab, &old);
+    let base = api_url(&lab, &old);
     let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
     let candidate = any_replica(&lab, &old);
     for (body, why) in [
@@ -331,13 +319,7 @@ async fn a_paused_cluster_switches_over_only_to_a_named_candidate() {
             "cannot be scheduled",
         ),
     ] {
-        let reply = api
-            .send("POST", &base, "/switchover", &body)
-            .await
-            .expect("POST /switchover");
-        assert_eq!(reply.status, 400, "{body}: {reply:?}");
-        let error = reply.body["error"].as_str().unwrap_or_default();
-        assert!(error.contains(why), "{body}: {error}");
+        assert_switchover_refused(&api, &base, &body, 400, why).await;
     }
     assert_eq!(writable(&lab).await, vec![old.clone()]);
 
@@ -356,7 +338,7 @@ async fn a_paused_cluster_switches_over_only_to_a_named_candidate() {
     // the third member follows the new primary.
     roles_settled(&lab, &candidate).await;
     for name in lab.names() {
-        until_paused(&api, &url(&lab, &name), true).await;
+        until_paused(&api, &api_url(&lab, &name), true).await;
     }
     let config = api.get(&base, "/config").await.expect("GET /config");
     assert_eq!(config.body["pause"], json!(true), "{config:?}");
@@ -368,8 +350,8 @@ async fn a_paused_cluster_switches_over_only_to_a_named_candidate() {
 /// and the cluster stays paused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_cluster_fails_over_only_to_a_named_candidate() {
-    let (dir, mut lab, old, monitor) = monitored_lab(3, false).await;
-    let api = api(&dir);
+    let (_dir, mut lab, old, monitor) = monitored_lab(3, false).await;
+    let api = Api::authenticated(&lab);
     roles_settled(&lab, &old).await;
     set_pause(&api, &lab, true).await;
     let replicas = members_except(&lab, &[&old]);
@@ -398,14 +380,14 @@ async fn a_paused_cluster_fails_over_only_to_a_named_candidate() {
     let reply = api
         .send_ok(
             "POST",
-            &url(&lab, &other),
+            &api_url(&lab, &other),
             "/failover",
             &json!({"member": candidate}),
         )
         .await;
     assert_eq!(reply.body["leader"], json!(candidate));
     assert_eq!(writable(&lab).await, vec![candidate.clone()]);
-    let history = api.history(&url(&lab, &other)).await;
+    let history = api.history(&api_url(&lab, &other)).await;
     let last = history.last().expect("a history entry");
     assert_eq!(last[2].as_str(), Some("manual failover"), "{history:?}");
     until_streaming(
@@ -416,7 +398,7 @@ async fn a_paused_cluster_fails_over_only_to_a_named_candidate() {
     )
     .await;
     for name in [&candidate, &other] {
-        until_paused(&api, &url(&lab, name), true).await;
+        until_paused(&api, &api_url(&lab, name), true).await;
     }
     monitor.assert_never_two().await;
 }

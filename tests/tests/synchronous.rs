@@ -7,9 +7,9 @@
 
 use raftgres_lab::Lab;
 use raftgres_tests::faults::{Ack, Writer, assert_no_write_after_takeover, first_write_on};
-use raftgres_tests::http::Api;
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    PrimaryMonitor, dsn, eventually, execute_on, members_except, new_primary, query_i64,
+    PrimaryMonitor, connect, dsn, eventually, execute_on, members_except, new_primary, query_i64,
     serial_lab, streaming, until_streaming,
 };
 use serde_json::{Value, json};
@@ -18,17 +18,9 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(30);
 const TABLE: &str = "CREATE TABLE fault_writes (id bigint PRIMARY KEY, member text)";
 
-fn api(lab: &Lab) -> Api {
-    Api::for_lab(&lab.description.dir.join("lab.json"))
-}
-
-fn url(lab: &Lab, name: &str) -> String {
-    lab.member(name).expect("member").api_url.clone()
-}
-
 async fn patch_config(lab: &Lab, via: &str, patch: Value) {
-    let reply = api(lab)
-        .send("PATCH", &url(lab, via), "/config", &patch)
+    let reply = Api::of(lab)
+        .send("PATCH", &api_url(lab, via), "/config", &patch)
         .await
         .expect("PATCH /config");
     assert_eq!(reply.status, 200, "PATCH /config {patch}: {reply:?}");
@@ -36,7 +28,10 @@ async fn patch_config(lab: &Lab, via: &str, patch: Value) {
 
 /// The members `/cluster` shows as synchronous standbys.
 async fn sync_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
-    let cluster = api(lab).get(&url(lab, via), "/cluster").await.ok()?;
+    let cluster = Api::of(lab)
+        .get(&api_url(lab, via), "/cluster")
+        .await
+        .ok()?;
     Some(
         cluster.body["members"]
             .as_array()?
@@ -48,8 +43,8 @@ async fn sync_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
 }
 
 async fn get_status(lab: &Lab, name: &str, path: &str) -> u16 {
-    api(lab)
-        .get(&url(lab, name), path)
+    Api::of(lab)
+        .get(&api_url(lab, name), path)
         .await
         .map_or(0, |r| r.status)
 }
@@ -59,8 +54,8 @@ async fn tag_nosync(lab: &Lab, name: &str) {
     let path = &lab.member(name).expect("member").config;
     let text = std::fs::read_to_string(path).expect("settings");
     std::fs::write(path, format!("tags: {{nosync: true}}\n{text}")).expect("write settings");
-    let reply = api(lab)
-        .send("POST", &url(lab, name), "/reload", &json!({}))
+    let reply = Api::of(lab)
+        .send("POST", &api_url(lab, name), "/reload", &json!({}))
         .await
         .expect("POST /reload");
     assert_eq!(reply.status, 202, "{reply:?}");
@@ -169,10 +164,7 @@ async fn in_strict_mode_a_commit_waits_for_a_standby_to_return() {
     .await;
 
     lab.kill_host(&replica).expect("lose the only standby");
-    let (client, connection) = tokio_postgres::connect(&dsn(&lab, &primary), tokio_postgres::NoTls)
-        .await
-        .expect("connect to the primary");
-    tokio::spawn(connection);
+    let client = connect(&lab, &primary).await;
     let insert = tokio::spawn(async move {
         client
             .execute("INSERT INTO fault_writes VALUES (1, 'strict')", &[])
@@ -241,7 +233,10 @@ async fn a_crashed_synchronous_primary_hands_over_to_its_standby() {
 
 /// The members `/cluster` shows as quorum standbys.
 async fn quorum_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
-    let cluster = api(lab).get(&url(lab, via), "/cluster").await.ok()?;
+    let cluster = Api::of(lab)
+        .get(&api_url(lab, via), "/cluster")
+        .await
+        .ok()?;
     let mut names: Vec<String> = cluster.body["members"]
         .as_array()?
         .iter()
@@ -255,7 +250,7 @@ async fn quorum_standbys(lab: &Lab, via: &str) -> Option<Vec<String>> {
 /// A gauge of `via`'s `/metrics`.
 async fn gauge(lab: &Lab, via: &str, name: &str) -> Option<u64> {
     let reply = raftgres_tests::http::lab_client(lab, Duration::from_secs(5))
-        .get(format!("{}/metrics", url(lab, via)))
+        .get(format!("{}/metrics", api_url(lab, via)))
         .send()
         .await
         .ok()?

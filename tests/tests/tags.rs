@@ -6,10 +6,9 @@
 //! `?tag_<key>=<value>`.
 
 use raftgres_lab::Lab;
-use raftgres_tests::http::Api;
-use raftgres_tests::settle::roles_settled;
+use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    dsn, eventually, execute_on, other_member, query_i64, serial_lab, until_streaming,
+    a_write_reaches, dsn, other_member, query_i64, settled_lab, until_holds, until_streaming,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -25,12 +24,10 @@ async fn set_tags(lab: &Lab, api: &Api, name: &str, tags: &str) {
         .filter(|line| !line.starts_with("tags:"))
         .map(|line| format!("{line}\n"))
         .collect();
-    // In place, so the file keeps its owner and mode.
-    std::fs::write(&member.config, format!("tags: {tags}\n{untagged}")).expect("write settings");
     let reply = api
-        .send_accepted("POST", &member.api_url, "/reload", &json!({}))
+        .reload_with(member, &format!("tags: {tags}\n{untagged}"))
         .await;
-    assert!(reply.body.to_string().contains("tags"), "{reply:?}");
+    assert!(reply.contains("tags"), "{reply}");
 }
 
 /// How many of `standby`'s walreceivers `name`'s server feeds right now.
@@ -66,11 +63,10 @@ async fn served_by(dsn: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_cascade_balance_and_match() {
-    let (dir, lab, primary) = serial_lab(3, false).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (_dir, lab, primary) = settled_lab(3).await;
+    let api = Api::of(&lab);
     let feeder = other_member(&lab, &[&primary]);
     let cascading = other_member(&lab, &[&primary, &feeder]);
-    roles_settled(&lab, &primary).await;
 
     set_tags(&lab, &api, &feeder, "{zone: eu-1a}").await;
     set_tags(
@@ -83,31 +79,32 @@ async fn tags_cascade_balance_and_match() {
 
     // Cascading: fed by the replica, through a slot there; the primary's
     // slot for it is dropped once unused, so it keeps no WAL for nothing.
-    eventually(WITHIN, "the replica feeds the cascading member", || async {
-        (feeds(&lab, &feeder, &cascading).await == 1).then_some(())
+    until_holds(WITHIN, "the replica feeds the cascading member", || async {
+        feeds(&lab, &feeder, &cascading).await == 1
     })
     .await;
     assert!(has_slot_for(&lab, &feeder, &cascading).await);
-    eventually(WITHIN, "the primary drops its unused slot", || async {
-        (!has_slot_for(&lab, &primary, &cascading).await).then_some(())
+    until_holds(WITHIN, "the primary drops its unused slot", || async {
+        !has_slot_for(&lab, &primary, &cascading).await
     })
     .await;
     assert_eq!(feeds(&lab, &primary, &cascading).await, 0);
-    execute_on(
+    a_write_reaches(
         &lab,
         &primary,
-        "CREATE TABLE cascaded (id int); INSERT INTO cascaded VALUES (1)",
+        &cascading,
+        "cascaded",
+        WITHIN,
+        "a write reaches the cascading member",
     )
-    .await;
-    eventually(WITHIN, "a write reaches the cascading member", || async {
-        (query_i64(&dsn(&lab, &cascading), "SELECT count(*) FROM cascaded").await == Ok(1))
-            .then_some(())
-    })
     .await;
 
     // Tags in /cluster, and health checks that route on them.
-    let base = &lab.member(&primary).expect("member").api_url;
-    let cluster = api.get(base, "/cluster").await.expect("/cluster").body;
+    let cluster = api
+        .get(&api_url(&lab, &primary), "/cluster")
+        .await
+        .expect("/cluster")
+        .body;
     let tags = cluster["members"]
         .as_array()
         .expect("members")
@@ -119,7 +116,7 @@ async fn tags_cascade_balance_and_match() {
     assert_eq!(tags["noloadbalance"], json!(true), "{tags}");
     assert_eq!(tags["zone"], json!("eu-1b"), "{tags}");
     let status = |name: &str, path: &str| {
-        let url = lab.member(name).expect("member").api_url.clone();
+        let url = api_url(&lab, name);
         let path = path.to_owned();
         let api = &api;
         async move { api.get(&url, &path).await.map(|r| r.status).unwrap_or(0) }
@@ -131,7 +128,7 @@ async fn tags_cascade_balance_and_match() {
     // HAProxy's read port checks /replica: it leaves the member out.
     let read = lab.haproxy_dsn(false).expect("the lab runs HAProxy");
     let feeder_port = i64::from(lab.member(&feeder).expect("member").pg_port.expect("port"));
-    eventually(
+    until_holds(
         WITHIN,
         "the read port reaches only the balanced replica",
         || async {
@@ -139,24 +136,22 @@ async fn tags_cascade_balance_and_match() {
             for _ in 0..6 {
                 seen.push(served_by(&read).await);
             }
-            seen.iter()
-                .all(|port| *port == Some(feeder_port))
-                .then_some(())
+            seen.iter().all(|port| *port == Some(feeder_port))
         },
     )
     .await;
 
     // Without the tag it streams from the primary again, through a slot there.
     set_tags(&lab, &api, &cascading, "{}").await;
-    eventually(WITHIN, "the primary feeds it again", || async {
-        (feeds(&lab, &primary, &cascading).await == 1).then_some(())
+    until_holds(WITHIN, "the primary feeds it again", || async {
+        feeds(&lab, &primary, &cascading).await == 1
     })
     .await;
     assert!(has_slot_for(&lab, &primary, &cascading).await);
-    eventually(
+    until_holds(
         WITHIN,
         "the replica drops the slot it no longer serves",
-        || async { (!has_slot_for(&lab, &feeder, &cascading).await).then_some(()) },
+        || async { !has_slot_for(&lab, &feeder, &cascading).await },
     )
     .await;
     until_streaming(&lab, &cascading, WITHIN, "the member streams").await;

@@ -5,8 +5,8 @@
 use nix::sys::signal::Signal;
 use raftgres_tests::http::Api;
 use raftgres_tests::{
-    dsn, eventually, execute_on, log_tail, monitored_lab, query_i64, status, streaming,
-    until_sole_writable, writable,
+    dsn, eventually, execute_on, freeze_agent, log_tail, monitored_lab, query_i64, status,
+    streaming, until_holds, until_sole_writable, writable,
 };
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,8 @@ async fn has_row(dsn: &str, id: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrewound_old_primary_never_takes_the_lease_back() {
-    let (dir, mut lab, old, monitor) = monitored_lab(2, true).await;
-    let api = Api::for_lab(&dir.path().join("lab.json"));
+    let (_dir, mut lab, old, monitor) = monitored_lab(2, true).await;
+    let api = Api::of(&lab);
     let member = |witness: bool| {
         lab.description
             .members
@@ -47,17 +47,16 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
         "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); CHECKPOINT",
     )
     .await;
-    eventually(
+    until_holds(
         Duration::from_secs(10),
         "the first row reaches the replica",
-        || async { has_row(&dsn(&lab, &new), 1).await.then_some(()) },
+        || async { has_row(&dsn(&lab, &new), 1).await },
     )
     .await;
 
     // The old primary's agent freezes: its fence stops its Postgres, and the
     // replica takes over on timeline 2 and acknowledges a write.
-    lab.signal(&old, Signal::SIGSTOP)
-        .expect("SIGSTOP the primary's agent");
+    freeze_agent(&lab, &old);
     until_sole_writable(
         &lab,
         &new,
@@ -92,10 +91,10 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
         });
     assert!(exit.success(), "{new}'s agent exited with {exit:?}");
     // Its keeper runs Postgres on until the lease deadline, then fences it.
-    eventually(
+    until_holds(
         Duration::from_secs(15),
         "the keeper fences the primary whose agent left",
-        || async { writable(&lab).await.is_empty().then_some(()) },
+        || async { writable(&lab).await.is_empty() },
     )
     .await;
     lab.start(&old).expect("restart the old primary's agent");
@@ -138,13 +137,10 @@ async fn an_unrewound_old_primary_never_takes_the_lease_back() {
         has_row(&dsn(&lab, &new), 2).await,
         "the acknowledged write is on the primary"
     );
-    eventually(
+    until_holds(
         Duration::from_secs(60),
         "the old primary rewinds and streams the acknowledged write",
-        || async {
-            let d = dsn(&lab, &old);
-            (streaming(&lab, &old).await && has_row(&d, 2).await).then_some(())
-        },
+        || async { streaming(&lab, &old).await && has_row(&dsn(&lab, &old), 2).await },
     )
     .await;
     monitor.assert_never_two().await;

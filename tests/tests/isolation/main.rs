@@ -17,8 +17,8 @@ mod scenario;
 
 use raftgres_tests::http::Api;
 use raftgres_tests::steady::{SteadyPrimary, raft_leader_on_a_replica};
-use raftgres_tests::{PrimaryMonitor, eventually, run_scenario, streaming};
-use scenario::{NetnsLab, Recording, after_cut, last_maybe_committed, ms};
+use raftgres_tests::{PrimaryMonitor, run_scenario, until_streaming};
+use scenario::{AfterPromotion, NetnsLab, Recording, after_cut, last_maybe_committed, ms};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -30,6 +30,12 @@ fn recording() -> Option<&'static Recording> {
         .as_ref()
         .unwrap_or_else(|e| panic!("the isolation scenario failed: {e}"))
         .as_ref()
+}
+
+/// The recording and what followed the promotion, for a property that
+/// only means something once the majority has promoted; `None` when skipped.
+fn after_promotion() -> Option<(&'static Recording, &'static AfterPromotion)> {
+    recording().map(|r| (r, r.promoted()))
 }
 
 #[test]
@@ -59,8 +65,9 @@ fn the_majority_promotes_one_of_its_own_under_a_newer_lease() {
 /// primary's first attempt that may have committed.
 #[test]
 fn the_isolated_primary_commits_nothing_after_the_majority_sends_its_first_write() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let old_last =
         last_maybe_committed(&p.direct_isolated).expect("the writer committed before the cut");
     assert!(
@@ -77,8 +84,9 @@ fn the_isolated_primary_commits_nothing_after_the_majority_sends_its_first_write
 /// isolated primary must say no before the majority takes over.
 #[test]
 fn the_isolated_primary_refuses_writes_before_the_majority_promotes() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let old_last =
         last_maybe_committed(&p.direct_isolated).expect("the writer committed before the cut");
     let refusals = p
@@ -96,8 +104,9 @@ fn the_isolated_primary_refuses_writes_before_the_majority_promotes() {
 
 #[test]
 fn the_old_primary_commits_nothing_after_the_promotion_through_the_heal() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let isolated = last_maybe_committed(&p.direct_isolated).expect("committed writes");
     let whole = last_maybe_committed(&p.direct_whole).expect("committed writes");
     assert_eq!(
@@ -114,8 +123,9 @@ fn the_old_primary_commits_nothing_after_the_promotion_through_the_heal() {
 
 #[test]
 fn the_isolated_primarys_pgbouncer_acknowledges_nothing_once_the_majority_promotes() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let (new, sent) = (&p.new.member, p.new.sent);
     let acked = p
         .pooled
@@ -140,9 +150,10 @@ fn the_isolated_primarys_pgbouncer_acknowledges_nothing_once_the_majority_promot
 
 #[test]
 fn every_surviving_members_pgbouncer_sends_writes_to_the_new_primary() {
-    let Some(r) = recording() else { return };
-    let failed: Vec<&String> = r
-        .promoted()
+    let Some((_, p)) = after_promotion() else {
+        return;
+    };
+    let failed: Vec<&String> = p
         .survivors
         .iter()
         .filter_map(|(_, took)| took.as_ref().err())
@@ -160,16 +171,19 @@ fn every_surviving_members_pgbouncer_sends_writes_to_the_new_primary() {
 
 #[test]
 fn after_the_heal_the_old_primary_streams_from_the_new_one_with_its_writes() {
-    let Some(r) = recording() else { return };
-    if let Err(e) = &r.promoted().rejoined {
+    let Some((_, p)) = after_promotion() else {
+        return;
+    };
+    if let Err(e) = &p.rejoined {
         panic!("{e}");
     }
 }
 
 #[test]
 fn the_old_primary_rejoins_by_pg_rewind_not_a_fresh_clone() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let log = p
         .old_agent_log
         .as_ref()
@@ -189,8 +203,9 @@ fn the_old_primary_rejoins_by_pg_rewind_not_a_fresh_clone() {
 
 #[test]
 fn the_lease_stays_with_the_new_primary_after_the_heal() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((_, p)) = after_promotion() else {
+        return;
+    };
     let holder = p
         .healed_holder
         .as_ref()
@@ -203,8 +218,9 @@ fn the_lease_stays_with_the_new_primary_after_the_heal() {
 
 #[test]
 fn every_write_acknowledged_through_the_old_primarys_pgbouncer_before_the_cut_survives() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let new = &p.new.member;
     let rows = p.final_rows();
     let lost: Vec<i64> = r
@@ -222,8 +238,9 @@ fn every_write_acknowledged_through_the_old_primarys_pgbouncer_before_the_cut_su
 
 #[test]
 fn no_write_sent_through_the_old_primarys_pgbouncer_after_the_cut_survives() {
-    let Some(r) = recording() else { return };
-    let p = r.promoted();
+    let Some((r, p)) = after_promotion() else {
+        return;
+    };
     let new = &p.new.member;
     let rows = p.final_rows();
     let survived: Vec<i64> = p
@@ -268,10 +285,11 @@ async fn an_isolated_raft_leader_that_is_a_replica_moves_no_primary() {
         .assert_unmoved(lab, &api, &live, "Raft leader isolated")
         .await;
     net.heal(&leader_ns).expect("heal the Raft leader's link");
-    eventually(
+    until_streaming(
+        lab,
+        &leader,
         Duration::from_secs(60),
         "the healed replica streams again",
-        || async { streaming(lab, &leader).await.then_some(()) },
     )
     .await;
     monitor.assert_never_two().await;
