@@ -11,8 +11,8 @@ use raftgres_api::{OpError, ServerFacts, Standby};
 use raftgres_consensus::Consensus;
 use raftgres_ha::{
     CallbackEvent, CallbackRole, Configured, DataInfo, MonoInstant, PgAction, PgObservation,
-    PgView, StandbyView, SyncStep, WaitFor, after_start, decide_postgres, due_switchover,
-    holder_running_primary, may_disarm, plan_sync, wait_for,
+    PgView, StandbyView, SyncStep, WaitFor, after_start, clone_source, decide_postgres,
+    due_switchover, may_disarm, plan_sync, wait_for,
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{

@@ -3,7 +3,8 @@
 //! none left on the primary, and it streams from the primary again once the
 //! tag goes; `noloadbalance` takes a replica out of HAProxy's read port;
 //! an operator's own tag is shown in `/cluster` and matched by
-//! `?tag_<key>=<value>`.
+//! `?tag_<key>=<value>`; a reinitialize clones from the member tagged
+//! `clonefrom`.
 
 use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, api_url};
@@ -155,4 +156,54 @@ async fn tags_cascade_balance_and_match() {
     )
     .await;
     until_streaming(&lab, &cascading, WITHIN, "the member streams").await;
+}
+
+/// A reinitialize clones from a member tagged `clonefrom`, as Patroni's
+/// `get_clone_member` picks, sparing the primary the copy; the fresh
+/// replica then streams from the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinitialize_clones_from_the_member_tagged_clonefrom() {
+    let (_dir, lab, primary) = settled_lab(3).await;
+    let api = Api::authenticated(&lab);
+    let source = other_member(&lab, &[&primary]);
+    let target = other_member(&lab, &[&primary, &source]);
+    set_tags(&lab, &api, &source, "{clonefrom: true}").await;
+    // The target judges on its own copy of the state.
+    until_holds(WITHIN, "the target's state shows the tag", || async {
+        let Ok(cluster) = api.get(&api_url(&lab, &target), "/cluster").await else {
+            return false;
+        };
+        cluster.body["members"].as_array().is_some_and(|members| {
+            members
+                .iter()
+                .any(|m| m["name"] == json!(source) && m["tags"]["clonefrom"] == json!(true))
+        })
+    })
+    .await;
+    until_streaming(&lab, &source, WITHIN, "the tagged member streams").await;
+
+    let reply = api
+        .send_ok(
+            "POST",
+            &api_url(&lab, &target),
+            "/reinitialize",
+            &json!({"force": true}),
+        )
+        .await;
+    let message = reply.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("cloning from {source}")),
+        "{reply:?}"
+    );
+    until_streaming(&lab, &target, WITHIN, "the fresh replica streams").await;
+    assert_eq!(feeds(&lab, &primary, &target).await, 1);
+    a_write_reaches(
+        &lab,
+        &primary,
+        &target,
+        "after_reinit_from_clonefrom",
+        WITHIN,
+        "the fresh replica replays new writes",
+    )
+    .await;
 }

@@ -69,7 +69,7 @@ impl PgLoop {
         holds_lease: bool,
     ) {
         let operation = Operation::Reinitialize;
-        let source = match reinit_source(self.me(), state, holds_lease) {
+        let source = match reinit_source(self.me(), state, holds_lease, &self.peers.snapshot()) {
             Ok(source) => source,
             Err(e) => {
                 log_outcome(self.me(), &operation, &Err(e.clone()));
@@ -159,23 +159,30 @@ impl PgLoop {
     }
 }
 
-/// The member a reinitialize clones from: the running primary, unless
-/// this member leads (Patroni's refusals, word for word).
-fn reinit_source(me: &str, state: &ClusterState, holds_lease: bool) -> Result<String, OpError> {
+/// The member a reinitialize clones from, as Patroni's
+/// `get_clone_member`: a member tagged `clonefrom` that can feed this one,
+/// else the running primary; refused while this member leads (Patroni's
+/// refusals, word for word).
+fn reinit_source(
+    me: &str,
+    state: &ClusterState,
+    holds_lease: bool,
+    peers: &raftgres_ha::PeerObserver,
+) -> Result<String, OpError> {
     if holds_lease || state.lease.is_held_by(me) {
         return Err(OpError::Unavailable(
             "I am the leader, can not reinitialize".into(),
         ));
     }
-    holder_running_primary(state)
-        .map(|m| m.name.clone())
-        .ok_or_else(|| {
-            OpError::Unavailable(
-                "Cluster has no leader, can not reinitialize: there is no running primary \
-                 to clone from; try again once the cluster has one"
-                    .into(),
-            )
-        })
+    let ttl = state.report_ttl();
+    let now = mono_now();
+    clone_source(state, me, &|m: &Member| peers.is_fresh(&m.name, now, ttl)).ok_or_else(|| {
+        OpError::Unavailable(
+            "Cluster has no leader, can not reinitialize: there is no running primary \
+             to clone from; try again once the cluster has one"
+                .into(),
+        )
+    })
 }
 
 fn log_dropped(me: &str, operation: &Operation) {
