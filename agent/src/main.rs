@@ -146,6 +146,12 @@ async fn run(
     let peer_tls = peer_tls(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // Binaries of another major than the data directory's would fail on
+    // every start, obscurely (the server refuses the configuration initdb
+    // wrote): refuse to run at all, naming both majors and the setting.
+    if let Some(pg) = &config.postgresql {
+        raftgres_postgres::version::check_binaries(&pg_settings(&config, pg)?).await?;
+    }
     // The keeper first: it may be running a primary whose lease this agent
     // must renew before the keeper's deadline.
     let keeper = match &config.postgresql {

@@ -17,6 +17,7 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
             members,
             witness,
             agent_bin,
+            pg_bin_dir,
         } => {
             let agent_bin = match agent_bin {
                 Some(path) => path,
@@ -31,7 +32,10 @@ pub fn run(runtime: &Runtime, action: LabCmd) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            let spec = LabSpec::new(dir, members.into(), witness, agent_bin);
+            let spec = LabSpec {
+                pg_bin_dir,
+                ..LabSpec::new(dir, members.into(), witness, agent_bin)
+            };
             let lab = Lab::up(&spec)?;
             let holder = runtime.block_on(lab.wait_healthy(Duration::from_secs(60)));
             let description = lab.detach();

@@ -19,7 +19,7 @@ pub use fixture::{
 pub use monitor::{NeverTwoPrimaries, PrimaryMonitor};
 use raftgres_lab::{Lab, LabSpec, agent_status};
 use raftgres_proto::v1::AgentStatusReply;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Real clusters share two cores; running them one at a time keeps timing sane.
@@ -141,8 +141,24 @@ pub fn lab_dir() -> tempfile::TempDir {
         .expect("temporary lab directory")
 }
 
+/// The environment variable that runs the real-process tests on other
+/// PostgreSQL binaries than the system's 15, e.g. what
+/// `scripts/fetch-postgres 18` prints (`scripts/test-all` sets it).
+pub const PG_BIN_DIR_VAR: &str = "RAFTGRES_TEST_PG_BIN_DIR";
+
+/// What every test lab runs: `members` database members (and a witness),
+/// on the Postgres binaries in [`PG_BIN_DIR_VAR`] when it is set.
+pub fn lab_spec(dir: &Path, members: usize, witness: bool) -> LabSpec {
+    LabSpec {
+        pg_bin_dir: std::env::var_os(PG_BIN_DIR_VAR)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from),
+        ..LabSpec::new(dir.to_owned(), members, witness, agent_bin())
+    }
+}
+
 pub async fn start_lab(dir: &tempfile::TempDir, members: usize, witness: bool) -> (Lab, String) {
-    let spec = LabSpec::new(dir.path().to_owned(), members, witness, agent_bin());
+    let spec = lab_spec(dir.path(), members, witness);
     let lab = Lab::up(&spec).expect("lab up");
     let holder = lab
         .wait_healthy(Duration::from_secs(30))

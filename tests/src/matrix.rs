@@ -20,10 +20,10 @@
 //! in asynchronous replication and none allowed in synchronous; no panic in
 //! any agent or keeper log.
 
-use crate::{PrimaryMonitor, agent_bin, dsn, execute, lab_dir, postmaster_pid, writable};
+use crate::{PrimaryMonitor, dsn, execute, lab_dir, postmaster_pid, writable};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftgres_lab::{Impairment, Lab, LabNetwork, LabSpec};
+use raftgres_lab::{Impairment, Lab, LabNetwork};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -87,7 +87,7 @@ impl MatrixLab {
     /// the primary has a synchronous standby).
     pub async fn start_in(fault: Fault, replication: Replication) -> (MatrixLab, String) {
         let dir = lab_dir();
-        let mut spec = LabSpec::new(dir.path().to_owned(), 3, false, agent_bin());
+        let mut spec = crate::lab_spec(dir.path(), 3, false);
         let mut net = None;
         let lab = match fault.setup() {
             Setup::Netns => {

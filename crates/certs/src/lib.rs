@@ -11,6 +11,7 @@
 use raftgres_consensus::transport::tls::{MEMBER_NAME, NODE_NAME_PREFIX, node_name};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
 };
 use std::fs;
 use std::io::Write;
@@ -157,10 +158,33 @@ impl Authority {
                 ),
             });
         }
-        self.leaf(name, hosts.to_vec())
+        // libpq before PostgreSQL 15 compares the host it dialled only with
+        // dNSName entries (and the CN), never with iPAddress ones: a client
+        // of 14 that dials 10.0.0.5 with sslmode=verify-full needs
+        // "10.0.0.5" as a dNSName too. Clients of 15 and later, and
+        // rustls, match the iPAddress entry, and skip that dNSName (an
+        // address is no valid DNS name for them).
+        let literal_addresses = hosts
+            .iter()
+            .filter(|h| h.parse::<std::net::IpAddr>().is_ok())
+            .cloned()
+            .collect();
+        self.leaf_with(name, hosts.to_vec(), literal_addresses)
     }
 
     fn leaf(&self, name: &str, names: Vec<String>) -> Result<Pair, CertError> {
+        self.leaf_with(name, names, Vec::new())
+    }
+
+    /// A leaf naming `names` (each an iPAddress entry when it parses as
+    /// an address, else a dNSName one) and `dns_literals` as dNSName
+    /// entries whatever they look like.
+    fn leaf_with(
+        &self,
+        name: &str,
+        names: Vec<String>,
+        dns_literals: Vec<String>,
+    ) -> Result<Pair, CertError> {
         check_name(name)?;
         if name == "ca" {
             return Err(CertError::BadName(name.to_owned()));
@@ -181,6 +205,10 @@ impl Authority {
         }
         let key_pair = KeyPair::generate().map_err(crypto("generate a key"))?;
         let mut params = CertificateParams::new(names).map_err(crypto("build a certificate"))?;
+        for literal in dns_literals {
+            let entry = literal.try_into().map_err(crypto("build a certificate"))?;
+            params.subject_alt_names.push(SanType::DnsName(entry));
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -292,6 +320,36 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains("Raft member identity"), "{err}");
         }
+    }
+
+    /// Whether the certificate's DER holds `entry`, a GeneralName as
+    /// encoded in subjectAltName (context tag, length, value).
+    fn has_san_entry(pem_file: &Path, tag: u8, value: &[u8]) -> bool {
+        let der = CertificateDer::from_pem_file(pem_file).unwrap();
+        let mut entry = vec![tag, value.len() as u8];
+        entry.extend_from_slice(value);
+        der.windows(entry.len()).any(|w| w == entry.as_slice())
+    }
+
+    #[test]
+    fn an_address_is_also_a_dns_name_for_libpq_before_15() {
+        const DNS_NAME: u8 = 0x82; // [2] IMPLICIT IA5String
+        const IP_ADDRESS: u8 = 0x87; // [7] IMPLICIT OCTET STRING
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::open_or_create(dir.path()).unwrap();
+        let pg = ca
+            .server("node1-pg", &["127.0.0.1".into(), "db1.example".into()])
+            .unwrap();
+        assert!(has_san_entry(&pg.cert, IP_ADDRESS, &[127, 0, 0, 1]));
+        assert!(has_san_entry(&pg.cert, DNS_NAME, b"127.0.0.1"));
+        assert!(has_san_entry(&pg.cert, DNS_NAME, b"db1.example"));
+        // rustls still matches the address through its iPAddress entry.
+        assert!(names_in(&pg.cert, "127.0.0.1"));
+        assert!(names_in(&pg.cert, "db1.example"));
+        assert!(!names_in(&pg.cert, "10.0.0.9"));
+        // Member identities stay names only.
+        let m1 = ca.member("node1", 1).unwrap();
+        assert!(!has_san_entry(&m1.cert, DNS_NAME, b"127.0.0.1"));
     }
 
     #[test]

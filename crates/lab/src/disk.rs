@@ -86,20 +86,63 @@ pub fn free(disk: &Path) -> Result<(), LabError> {
     }
 }
 
-/// Copies the system's Postgres binaries (and only the files, which is all
-/// that directory holds) into `to`.
-pub(crate) fn copy_pg_binaries(to: &Path) -> Result<(), LabError> {
-    let from = Path::new(SYSTEM_PG_BIN);
-    fs::create_dir_all(to).map_err(io(to))?;
+/// Copies the Postgres binaries in `from` (the system's when `None`) into
+/// `to/bin`, and the `lib/` and `share/` beside them, when there are, into
+/// `to/lib` and `to/share`: relocatable builds (those of
+/// `scripts/fetch-postgres`) find their libraries and data files relative
+/// to `bin/`. Debian's binaries find theirs by absolute path, and copy
+/// as bin/ alone. Returns `to/bin`.
+pub(crate) fn copy_pg_binaries(from: Option<&Path>, to: &Path) -> Result<PathBuf, LabError> {
+    let from = from.unwrap_or(Path::new(SYSTEM_PG_BIN));
+    let bin = to.join("bin");
+    fs::create_dir_all(&bin).map_err(io(&bin))?;
     for entry in fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
         let source = entry.path();
         if !source.is_file() {
             continue;
         }
-        let target = to.join(entry.file_name());
+        let target = bin.join(entry.file_name());
         fs::copy(&source, &target).map_err(io(&target))?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(io(&target))?;
+    }
+    if from != Path::new(SYSTEM_PG_BIN)
+        && let Some(install) = from.parent()
+    {
+        for beside in ["lib", "share"] {
+            let source = install.join(beside);
+            if source.is_dir() {
+                copy_tree(&source, &to.join(beside))?;
+            }
+        }
+    }
+    Ok(bin)
+}
+
+/// Copies a directory tree, keeping symbolic links (`libpq.so ->
+/// libpq.so.5`) as links; everything readable by the members' user.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(to).map_err(io(to))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).map_err(io(to))?;
+    for entry in fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(io(&source))?;
+        if kind.is_symlink() {
+            let link = fs::read_link(&source).map_err(io(&source))?;
+            std::os::unix::fs::symlink(&link, &target).map_err(io(&target))?;
+        } else if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            fs::copy(&source, &target).map_err(io(&target))?;
+            let mode = fs::metadata(&source)
+                .map_err(io(&source))?
+                .permissions()
+                .mode();
+            let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io(&target))?;
+        }
     }
     Ok(())
 }
@@ -114,4 +157,34 @@ pub fn replace_postgres(bin_dir: &Path) -> Result<PathBuf, LabError> {
     fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755)).map_err(io(&fresh))?;
     fs::rename(&fresh, &binary).map_err(io(&binary))?;
     Ok(binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relocatable install (bin/, lib/ with a library link, share/)
+    /// copies with its layout, so its binaries still find ../lib.
+    #[test]
+    fn a_relocatable_install_copies_with_lib_and_share() {
+        let from = tempfile::tempdir().expect("tempdir");
+        let install = from.path();
+        for dir in ["bin", "lib", "share/timezone"] {
+            fs::create_dir_all(install.join(dir)).unwrap();
+        }
+        fs::write(install.join("bin/postgres"), "#!/bin/sh\n").unwrap();
+        fs::write(install.join("lib/libpq.so.5"), "elf").unwrap();
+        std::os::unix::fs::symlink("libpq.so.5", install.join("lib/libpq.so")).unwrap();
+        fs::write(install.join("share/timezone/UTC"), "tz").unwrap();
+        let to = tempfile::tempdir().expect("tempdir");
+        let bin = copy_pg_binaries(Some(&install.join("bin")), &to.path().join("pg")).unwrap();
+        assert_eq!(bin, to.path().join("pg/bin"));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&bin.join("postgres")), 0o755);
+        let link = to.path().join("pg/lib/libpq.so");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("libpq.so.5"));
+        assert_eq!(fs::read_to_string(&link).unwrap(), "elf");
+        let tz = to.path().join("pg/share/timezone/UTC");
+        assert_eq!(mode(&tz), 0o644);
+    }
 }

@@ -93,6 +93,8 @@ impl Drop for Mounts {
 /// one standbys stream as.
 pub(crate) const PG_SUPERUSER: &str = "postgres";
 pub(crate) const PG_REPLICATION_USER: &str = "replicator";
+/// Environment variables of the test harness, never passed to agents.
+const TEST_ENV_PREFIX: &str = "RAFTGRES_TEST_";
 
 /// 16 random bytes as hex: unguessable, and safe unquoted in a URL, a
 /// libpq connection string or shell.
@@ -303,6 +305,15 @@ impl Lab {
             .stderr(err_log)
             // Its own process group: a terminal's Ctrl-C reaches `lab up`, not the agents.
             .process_group(0);
+        // The agent reads every `RAFTGRES_*` variable as a setting and
+        // refuses unknown ones; the test harness's own (`RAFTGRES_TEST_*`,
+        // such as the Postgres bin dir, which the lab has already put in
+        // the settings file) are none.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with(TEST_ENV_PREFIX) {
+                command.env_remove(name);
+            }
+        }
         if let Some(user) = &self.run_as {
             // With the user's home, as systemd gives it: libpq in the tools
             // and the walreceiver looks there for a client certificate, and

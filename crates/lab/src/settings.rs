@@ -224,4 +224,35 @@ mod tests {
             }
         }
     }
+
+    /// A lab on other binaries keeps them across agent restarts: the
+    /// settings file, which a restarted agent reads, names them.
+    #[test]
+    fn the_postgres_bin_dir_is_in_the_settings_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").expect("CA file");
+        let bin = dir.path().join("pg18").join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        let node1 = member("node1", 1, false, dir.path());
+        let api_auth = ApiAuth {
+            username: "raftgres".into(),
+            password: "0123456789".into(),
+        };
+        let pg_auth = PgAuth {
+            superuser: "1111".into(),
+            replication: "2222".into(),
+            pgbouncer_admin: "3333".into(),
+        };
+        let tls = files(dir.path(), "node1", false);
+        let all = [node1.clone()];
+        let settings = agent_settings(&node1, &all, &api_auth, &pg_auth, Some(&bin), (&ca, &tls));
+        let text = settings.to_yaml().expect("UTF-8 paths");
+        std::fs::write(&node1.config, &text).expect("write");
+        std::fs::set_permissions(&node1.config, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        let loaded = raftgres_config::load_with_env(&node1.config, [])
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(loaded.postgresql.expect("a database member").bin_dir, bin);
+    }
 }

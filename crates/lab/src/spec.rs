@@ -18,8 +18,14 @@ pub struct LabSpec {
     /// of this many MiB that the lab mounts (root only), so that a test can
     /// fill the disk under a server.
     pub data_disk_mib: Option<u64>,
-    /// Runs Postgres from a copy of its binaries in the lab's directory, so
-    /// that a test can replace them as a package upgrade does.
+    /// The PostgreSQL binaries the members run (`postgresql.bin_dir`), for
+    /// example another major fetched by `scripts/fetch-postgres`; `None`:
+    /// the system's PostgreSQL 15. Written into each member's settings
+    /// file, so a restarted agent runs the same ones.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Runs Postgres from a copy of its binaries (those of `pg_bin_dir`,
+    /// with the `lib/` and `share/` beside them) in the lab's directory,
+    /// so that a test can replace them as a package upgrade does.
     pub copy_pg_binaries: bool,
     /// A shared library preloaded into every agent (`LD_PRELOAD`), for
     /// faults injected below the agent, such as a slow fsync. The lab
@@ -39,6 +45,7 @@ impl LabSpec {
             ports: None,
             agent_bin,
             data_disk_mib: None,
+            pg_bin_dir: None,
             copy_pg_binaries: false,
             agent_preload: None,
         }
@@ -59,7 +66,9 @@ pub struct LabDescription {
     /// namespaces.
     #[serde(default)]
     pub haproxy: Option<LabHaproxy>,
-    /// The lab's own copy of the Postgres binaries, when it runs from one.
+    /// The Postgres binaries the members run when they are not the
+    /// system's: the lab's own copy when it made one, else the directory
+    /// it was given ([`LabSpec::pg_bin_dir`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_bin_dir: Option<PathBuf>,
     /// The library preloaded into every agent, when there is one.

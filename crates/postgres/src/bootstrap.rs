@@ -9,7 +9,7 @@ use crate::procfs;
 use crate::progress::{self, ProgressSink};
 use crate::settings::{PgSettings, Role, Upstream};
 use crate::tools::{Tool, stderr_text};
-use crate::version::{bin, file};
+use crate::version::{self, bin, file};
 use std::path::Path;
 use std::time::Duration;
 
@@ -67,6 +67,8 @@ pub async fn initdb(settings: &PgSettings) -> Result<ClusterInfo> {
     settings.require_binary(bin::POSTGRES)?;
     let tool = Tool::new(settings, bin::INITDB)?;
     files::empty_data_dir_for_initdb(&settings.data_dir, settings.run_as)?;
+    // Before anything is written: the roles below depend on the major.
+    version::check_binaries(settings).await?;
     tool.arg("-D")
         .arg(&settings.data_dir)
         .arg("--data-checksums")
@@ -137,18 +139,22 @@ fn roles_sql(settings: &PgSettings) -> String {
 
 /// `program`, checked with everything a clone or a rewind needs before it
 /// touches the data directory: valid settings, the server binary the copy
-/// is configured for, and a slot name the upstream would accept.
-fn following_tool<'a>(
+/// is configured for, a slot name the upstream would accept, and binaries
+/// that can serve the settings. Returns the binaries' major too.
+async fn following_tool<'a>(
     settings: &'a PgSettings,
     program: &'static str,
     slot: Option<&str>,
-) -> Result<Tool<'a>> {
+) -> Result<(Tool<'a>, u32)> {
     settings.validate()?;
     settings.require_binary(bin::POSTGRES)?;
     if let Some(slot) = slot {
         crate::control::check_slot_name(slot)?;
     }
-    Tool::new(settings, program)
+    let tool = Tool::new(settings, program)?;
+    let major = version::binaries_major(settings).await?;
+    version::check_settings(settings, major)?;
+    Ok((tool, major))
 }
 
 /// Clones `upstream` into `settings.data_dir` with `pg_basebackup` and
@@ -163,7 +169,9 @@ pub async fn basebackup(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
-    let tool = following_tool(settings, bin::PG_BASEBACKUP, slot)?;
+    // The data directory being replaced may be of another major: only the
+    // copy has to match the binaries.
+    let (tool, major) = following_tool(settings, bin::PG_BASEBACKUP, slot).await?;
     refuse_if_running(settings)?;
     files::write_passfile(settings)?;
     let target = files::clone_target(&settings.data_dir, settings.run_as)?;
@@ -183,7 +191,28 @@ pub async fn basebackup(
             .arg("--checkpoint=fast")
             .arg("--progress")
             .run_reporting(progress::reporter(progress))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // It refuses a server newer than itself, in its own words.
+                PgError::ToolFailed { ref stderr, .. } => {
+                    match version::incompatible_server_major(stderr) {
+                        Some(found) => PgError::MajorMismatch {
+                            what: format!("the upstream {upstream}"),
+                            found,
+                            bin_dir: settings.bin_dir.clone(),
+                            major,
+                        },
+                        None => e,
+                    }
+                }
+                other => other,
+            })?;
+        // An older server it copies, and these binaries could not start
+        // the copy: refuse it before it replaces anything.
+        if let Some(found) = version::data_dir_major(&target)? {
+            let what = format!("the copy of the upstream {upstream}");
+            version::check_same_major(settings, what, found, major)?;
+        }
         // The copy carries the upstream's own files (its port, its address).
         let staged = PgSettings {
             data_dir: target.clone(),
@@ -226,8 +255,11 @@ pub async fn rewind(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
-    let tool = following_tool(settings, bin::PG_REWIND, slot)?;
+    let (tool, major) = following_tool(settings, bin::PG_REWIND, slot).await?;
     require_initialized(&settings.data_dir)?;
+    if let Some(found) = version::data_dir_major(&settings.data_dir)? {
+        version::check_same_major(settings, settings.data_dir.display(), found, major)?;
+    }
     refuse_if_running(settings)?;
 
     let before = controldata(settings).await?;

@@ -15,11 +15,30 @@ pub enum PgError {
         reason: &'static str,
     },
     #[error(
-        "PostgreSQL binary {path} does not exist; set bin_dir to the directory holding PostgreSQL {major}'s initdb, postgres and pg_rewind (Debian: {default})",
-        major = crate::version::MAJOR_VERSION,
+        "PostgreSQL binary {path} does not exist; set postgresql.bin_dir to the directory holding PostgreSQL's initdb, postgres and pg_rewind (Debian: /usr/lib/postgresql/MAJOR/bin, e.g. {default})",
         default = crate::version::DEFAULT_BIN_DIR
     )]
     BinaryMissing { path: PathBuf },
+    #[error(
+        "{what} is PostgreSQL {found}, but postgresql.bin_dir ({bin_dir}) holds PostgreSQL {major}'s binaries; set postgresql.bin_dir to PostgreSQL {found}'s (Debian: /usr/lib/postgresql/{found}/bin), or move the data to {major} with pg_upgrade first"
+    )]
+    MajorMismatch {
+        /// The data directory, or the server being cloned.
+        what: String,
+        found: u32,
+        bin_dir: PathBuf,
+        major: u32,
+    },
+    #[error(
+        "postgresql.bin_dir ({bin_dir}) holds PostgreSQL {major}, older than the oldest major raftgres runs ({oldest}); point it at PostgreSQL {oldest} to {newest}",
+        oldest = crate::version::OLDEST_MAJOR,
+        newest = crate::version::NEWEST_MAJOR
+    )]
+    UnsupportedMajor { bin_dir: PathBuf, major: u32 },
+    #[error(
+        "postgresql.authentication.rewind names {user}, a login apart from the superuser, but PostgreSQL {major} lets only a superuser run the CHECKPOINT a rewind needs on its source (the pg_checkpoint role exists from 15 on); on {major}, remove postgresql.authentication.rewind so the superuser rewinds, or run PostgreSQL 15 or later"
+    )]
+    RewindLoginNeedsMajor { user: String, major: u32 },
     #[error(
         "data directory {path} is not initialized (it has no PG_VERSION); run initdb or clone it from a primary first"
     )]
@@ -64,8 +83,7 @@ pub enum PgError {
         stderr: String,
     },
     #[error(
-        "pg_controldata output for {path} has no usable {field:?}; is this a PostgreSQL {major} data directory?",
-        major = crate::version::MAJOR_VERSION
+        "pg_controldata output for {path} has no usable {field:?}; is it a data directory of the major postgresql.bin_dir holds?"
     )]
     ControlData { path: PathBuf, field: &'static str },
     #[error(

@@ -4,8 +4,9 @@
 //!
 //! Architecture invariant: this crate knows one Postgres and nothing of
 //! Raft, leases or HA policy. It does what it is told and reports what it
-//! sees; deciding is the caller's business. Everything specific to
-//! PostgreSQL 15 lives in [`version`].
+//! sees; deciding is the caller's business. Everything that depends on
+//! the PostgreSQL major (14 to 18) lives in [`version`], which also refuses
+//! binaries of another major than the data directory's.
 //!
 //! A typical life:
 //! - first member: [`initdb`], [`Postmaster::start`], [`Postmaster::wait_ready`];

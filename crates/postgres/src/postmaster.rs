@@ -86,6 +86,7 @@ impl Postmaster {
         settings.validate()?;
         let program = settings.require_binary(bin::POSTGRES)?;
         require_initialized(&settings.data_dir)?;
+        crate::version::check_binaries(settings).await?;
         let data_dir = canonical(&settings.data_dir)?;
         let exe = canonical(&program)?;
         let strays = procfs::processes_running_in(&data_dir, &exe);

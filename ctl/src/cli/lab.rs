@@ -18,6 +18,11 @@ pub enum LabCmd {
         /// The agent binary; default: raftgres-agent beside this program.
         #[arg(long)]
         agent_bin: Option<PathBuf>,
+        /// The PostgreSQL bin directory the members run (their
+        /// `postgresql.bin_dir`), e.g. what `scripts/fetch-postgres 18`
+        /// prints; default: the system's PostgreSQL 15.
+        #[arg(long, value_name = "DIR")]
+        pg_bin_dir: Option<PathBuf>,
     },
     /// Stop what `lab up` started in DIR, by PID.
     Down {

@@ -418,3 +418,21 @@ fn restart_and_reinit_take_patronictl_s_options() {
         "a member is required"
     );
 }
+
+#[test]
+fn lab_up_takes_a_postgres_bin_dir() {
+    let parse = |extra: &[&str]| {
+        let args = ["raftgresctl", "lab", "up"].iter().chain(extra);
+        match Cli::try_parse_from(args).expect("parses").command {
+            Cmd::Lab {
+                action: LabCmd::Up { pg_bin_dir, .. },
+            } => pg_bin_dir,
+            _ => panic!("not lab up"),
+        }
+    };
+    assert_eq!(parse(&[]), None);
+    assert_eq!(
+        parse(&["--pg-bin-dir", "/opt/pg18/bin"]),
+        Some(PathBuf::from("/opt/pg18/bin"))
+    );
+}

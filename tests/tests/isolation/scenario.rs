@@ -4,12 +4,10 @@
 //! pgbouncer), the primary's link cut, then healed. What happened is
 //! recorded, failed waits included, for the tests to judge.
 
-use raftgres_lab::{Lab, LabNetwork, LabSpec, pg_query_bool};
+use raftgres_lab::{Lab, LabNetwork, pg_query_bool};
 use raftgres_proto::v1::AgentStatusReply;
 use raftgres_tests::writer::{self, Attempt, FirstWrite, TABLE, Writer};
-use raftgres_tests::{
-    agent_bin, dsn, lab_dir, log_tail, pgbouncer_dsn, serial, status, wait_until,
-};
+use raftgres_tests::{dsn, lab_dir, lab_spec, log_tail, pgbouncer_dsn, serial, status, wait_until};
 use std::time::{Duration, Instant};
 
 /// The tag of the rows the writer through the old primary's pgbouncer sends.
@@ -42,7 +40,7 @@ impl NetnsLab {
         let began = Instant::now();
         let dir = lab_dir();
         let net = LabNetwork::create(3).expect("create the lab network");
-        let spec = LabSpec::new(dir.path().to_owned(), 3, false, agent_bin());
+        let spec = lab_spec(dir.path(), 3, false);
         let lab = Lab::up_in_netns(&spec, &net.members()).expect("lab up in namespaces");
         let primary = lab
             .wait_healthy(Duration::from_secs(60))

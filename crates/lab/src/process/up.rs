@@ -34,7 +34,7 @@ fn chown_tree(path: &Path, user: &User) -> Result<(), LabError> {
 
 /// Every ancestor of DIR must be enterable by the agents' user (a clone
 /// under /root is not); say so instead of failing obscurely later.
-fn check_reachable(dir: &Path, user: &User) -> Result<(), LabError> {
+fn check_reachable(dir: &Path, user: &User, advice: &str) -> Result<(), LabError> {
     let mut current = PathBuf::new();
     for part in dir.components() {
         current.push(part);
@@ -49,12 +49,35 @@ fn check_reachable(dir: &Path, user: &User) -> Result<(), LabError> {
             || (meta.gid() == user.gid.as_raw() && mode & 0o010 != 0);
         if !ok {
             return Err(LabError::Setup(format!(
-                "the postgres user cannot enter {}; choose a lab --dir it can reach, e.g. /tmp/raftgres-lab",
+                "the postgres user cannot enter {}; {advice}",
                 current.display()
             )));
         }
     }
     Ok(())
+}
+
+/// `--pg-bin-dir`, checked as the members will use it: absolute (the
+/// settings file requires it), holding `postgres`, and reachable by their
+/// user (the agents run its binaries as that user; a directory under
+/// /root is closed to it).
+fn given_pg_bin_dir(from: &Path, user: Option<&User>) -> Result<PathBuf, LabError> {
+    let from = std::path::absolute(from).map_err(io(from))?;
+    let postgres = from.join("postgres");
+    if !postgres.is_file() {
+        return Err(LabError::Setup(format!(
+            "the Postgres bin directory {} has no postgres binary; point it at a PostgreSQL install's bin/ (e.g. what scripts/fetch-postgres prints)",
+            from.display()
+        )));
+    }
+    if let Some(user) = user {
+        check_reachable(
+            &postgres,
+            user,
+            "let it through (chmod o+x) or put the Postgres binaries where it can reach them",
+        )?;
+    }
+    Ok(from)
 }
 
 impl Lab {
@@ -91,7 +114,11 @@ impl Lab {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let dir = fs::canonicalize(&dir).map_err(io(&dir))?;
         if let Some(user) = &run_as {
-            check_reachable(&dir, user)?;
+            check_reachable(
+                &dir,
+                user,
+                "choose a lab --dir it can reach, e.g. /tmp/raftgres-lab",
+            )?;
         }
         let bin_dir = dir.join("bin");
         fs::create_dir_all(&bin_dir).map_err(io(&bin_dir))?;
@@ -302,10 +329,14 @@ impl Lab {
             }
             None => None,
         };
-        let pg_bin_dir = spec.copy_pg_binaries.then(|| dir.join("pgbin"));
-        if let Some(to) = &pg_bin_dir {
-            crate::disk::copy_pg_binaries(to)?;
-        }
+        let pg_bin_dir = match (&spec.pg_bin_dir, spec.copy_pg_binaries) {
+            (from, true) => Some(crate::disk::copy_pg_binaries(
+                from.as_deref(),
+                &dir.join("pg"),
+            )?),
+            (Some(from), false) => Some(given_pg_bin_dir(from, run_as.as_ref())?),
+            (None, false) => None,
+        };
         let (lab_tls, member_tls) = crate::tls::issue(
             &dir,
             &members
