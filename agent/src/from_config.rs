@@ -60,6 +60,8 @@ fn first_config(
         synchronous_node_count: 1,
         postgresql_parameters: BTreeMap::new(),
         pause: false,
+        slots: Default::default(),
+        ignore_slots: Default::default(),
     }
 }
 

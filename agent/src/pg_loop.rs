@@ -110,6 +110,10 @@ struct Local {
     publishing: Option<tokio::task::JoinHandle<()>>,
     /// The members the primary last made replication slots for.
     slots_for: BTreeSet<String>,
+    /// The permanent slots (the config's `slots`) this server keeps, at
+    /// their `restart_lsn`, as the member record publishes them; `None`
+    /// until first looked at, when the record last published stands.
+    permanent_slots: Option<BTreeMap<String, Lsn>>,
     /// When Postgres was stopped for a switchover; kept while it stays
     /// stopped, since a paused cluster restarts or rewinds only such a server.
     switchover_stopped_at: Option<MonoInstant>,
@@ -243,6 +247,8 @@ impl PgLoop {
             }
             if view.serves_wal(holds_lease) {
                 self.ensure_slots(&mut local, &state, &peers).await;
+                self.ensure_permanent_slots(&mut local, &state, &view, holds_lease)
+                    .await;
             } else {
                 // A demoted member's slots go with its data (pg_rewind and
                 // pg_basebackup copy none): when it runs again, it must

@@ -251,7 +251,16 @@ fn config_values(u: &mut Unstructured) -> Result<ConfigValues> {
         synchronous_node_count: u.int_in_range(0..=3)?,
         postgresql_parameters: BTreeMap::new(),
         pause: u.arbitrary()?,
+        slots: BTreeMap::new(),
+        ignore_slots: Vec::new(),
     };
+    // A permanent slot whose name may be invalid or a member's own slot's.
+    if u.ratio(1, 8)? {
+        let name = u.choose(&["keep_me", "node1", "Bad-Name", ""])?.to_string();
+        values
+            .slots
+            .insert(name, raftgres_state::PermanentSlot::physical());
+    }
     if u.ratio(1, 4)? {
         values.timing.ttl = std::time::Duration::from_millis(small(u)?);
     }

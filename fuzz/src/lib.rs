@@ -70,6 +70,8 @@ pub fn config_values() -> ConfigValues {
         synchronous_node_count: 1,
         postgresql_parameters: BTreeMap::from([("work_mem".to_owned(), "4MB".to_owned())]),
         pause: false,
+        slots: Default::default(),
+        ignore_slots: Default::default(),
     }
 }
 

@@ -116,7 +116,13 @@ fn calls() -> Vec<Call> {
             "/config",
             false,
             200,
-            &["ttl_ms", "loop_wait_ms", "maximum_lag_on_failover"],
+            &[
+                "ttl_ms",
+                "loop_wait_ms",
+                "maximum_lag_on_failover",
+                "slots",
+                "ignore_slots",
+            ],
         ),
         // Scripts: refused requests name what is wrong, as Patroni's do.
         Call {

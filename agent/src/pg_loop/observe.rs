@@ -188,6 +188,14 @@ impl PgLoop {
         (m.role, m.pg_state) = view.published(state.lease.is_held_by(self.me()));
         m.promotion_vetoed = belief::read(&self.belief).promotion_vetoed(now, state.report_ttl());
         m.scheduled_restart = self.scheduled.borrow().clone().map(Box::new);
+        m.permanent_slots = match &local.permanent_slots {
+            Some(kept) => kept.clone(),
+            None => state
+                .members
+                .get(self.me())
+                .map(|before| before.permanent_slots.clone())
+                .unwrap_or_default(),
+        };
         if let PgView::Running {
             data,
             in_recovery,

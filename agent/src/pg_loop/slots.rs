@@ -46,6 +46,14 @@ impl PgLoop {
             let Some(found) = slots.iter().find(|s| s.name == slot) else {
                 continue;
             };
+            if state
+                .config
+                .as_ref()
+                .is_some_and(|config| config.values.ignores_slot(&slot))
+            {
+                // The operator's `ignore_slots` keeps it.
+                continue;
+            }
             if found.slot_type != "physical" || found.active {
                 // In use: the member still streams from here; next round.
                 return;
@@ -56,5 +64,122 @@ impl PgLoop {
             }
         }
         local.slots_for = wanted;
+    }
+}
+
+impl PgLoop {
+    /// Keeps the config's permanent slots on this server, advances a
+    /// replica's copies towards the primary's, and drops those it made
+    /// that the config no longer names (`ha::plan_permanent_slots`).
+    pub(super) async fn ensure_permanent_slots(
+        &self,
+        local: &mut Local,
+        state: &ClusterState,
+        view: &PgView,
+        holds_lease: bool,
+    ) {
+        let server = match view {
+            PgView::Running {
+                in_recovery: false, ..
+            } if holds_lease => raftgres_ha::SlotServer::Primary,
+            PgView::Running {
+                in_recovery: true,
+                data,
+                ..
+            } => raftgres_ha::SlotServer::Replica {
+                replay_lsn: data.lsn,
+            },
+            _ => return,
+        };
+        let kept = local.permanent_slots.get_or_insert_with(|| {
+            state
+                .members
+                .get(self.me())
+                .map(|before| before.permanent_slots.clone())
+                .unwrap_or_default()
+        });
+        let made: BTreeSet<String> = kept.keys().cloned().collect();
+        if made.is_empty() && raftgres_ha::permanent_slot_names(state).is_empty() {
+            return;
+        }
+        let control = Control::new(&self.settings);
+        let Some(listed) = self.listed_slots(&control).await else {
+            return;
+        };
+        let present: Vec<raftgres_ha::LocalSlot> = listed
+            .iter()
+            .map(|slot| raftgres_ha::LocalSlot {
+                name: slot.name.clone(),
+                physical: slot.slot_type == "physical",
+                active: slot.active,
+                restart_lsn: slot.restart_lsn.map(|lsn| Lsn(lsn.0)),
+            })
+            .collect();
+        let plan = raftgres_ha::plan_permanent_slots(state, self.me(), server, &present, &made);
+        for slot in &plan.create {
+            if let Err(e) = control.create_physical_slot(slot).await {
+                tracing::warn!(member = self.me(), %slot, error = %e, "cannot create a permanent replication slot");
+            }
+        }
+        for (slot, to) in &plan.advance {
+            if let Err(e) = control
+                .advance_slot(slot, raftgres_postgres::Lsn(to.0))
+                .await
+            {
+                tracing::warn!(member = self.me(), %slot, %to, error = %e, "cannot advance a permanent replication slot");
+            }
+        }
+        for slot in &plan.drop {
+            match control.drop_slot(slot).await {
+                Ok(()) => {
+                    tracing::info!(member = self.me(), %slot, "dropped a replication slot the config no longer names")
+                }
+                Err(e) => {
+                    tracing::warn!(member = self.me(), %slot, error = %e, "cannot drop a permanent replication slot")
+                }
+            }
+        }
+        let acted = !(plan.create.is_empty() && plan.advance.is_empty() && plan.drop.is_empty());
+        let listed = match acted {
+            true => match self.listed_slots(&control).await {
+                Some(again) => again,
+                None => return,
+            },
+            false => listed,
+        };
+        local.permanent_slots = Some(
+            listed
+                .iter()
+                .filter(|slot| plan.kept.contains(&slot.name))
+                .filter_map(|slot| Some((slot.name.clone(), Lsn(slot.restart_lsn?.0))))
+                .collect(),
+        );
+    }
+
+    async fn listed_slots(
+        &self,
+        control: &Control,
+    ) -> Option<Vec<raftgres_postgres::ReplicationSlot>> {
+        control
+            .list_slots()
+            .await
+            .inspect_err(|e| tracing::warn!(member = self.me(), error = %e, "cannot list the replication slots"))
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The state crate refuses a permanent slot named like a member's own
+    /// slot by its copy of the naming rule; it must be this one.
+    #[test]
+    fn member_slot_names_agree_with_the_ones_made() {
+        for member in ["node-1", "Node-1.east", "", "a_b", &"x".repeat(100)] {
+            assert_eq!(
+                raftgres_state::member_slot_name(member),
+                raftgres_postgres::slot_name_for(member),
+                "{member}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use raftgres_state::{ConfigValues, LeaseTiming, SyncMode};
+use raftgres_state::{ConfigValues, IgnoredSlot, LeaseTiming, PermanentSlot, SlotKind, SyncMode};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -23,8 +23,8 @@ pub(crate) enum ConfigDocError {
     #[error("unknown config key `{key}`{hint}")]
     UnknownKey { key: String, hint: &'static str },
     #[error(
-        "config key `{key}` cannot be deleted (only postgresql.parameters.* can): \
-         set it to a value instead of null"
+        "config key `{key}` cannot be deleted (only postgresql.parameters.* and slots.* \
+         can): set it to a value instead of null"
     )]
     CannotDelete { key: String },
     /// `problem` says what the value must be.
@@ -51,15 +51,23 @@ impl std::fmt::Display for Edit {
     }
 }
 
-/// The one map a patch may add keys to and delete keys from.
+/// The maps a patch may add keys to and delete keys from.
 const PARAMETERS: [&str; 2] = ["postgresql", "parameters"];
+const SLOTS: [&str; 1] = ["slots"];
 
-/// Patroni's keys whose raftgres name differs, so a Patroni script's patch
-/// is told what to send rather than just refused.
-const PATRONI_RENAMES: [(&str, &str); 3] = [
+/// Patroni's keys whose raftgres name differs, or that raftgres has no use
+/// for, so a Patroni script's patch is told what to send rather than just
+/// refused.
+const PATRONI_RENAMES: [(&str, &str); 4] = [
     ("ttl", ": use ttl_ms (milliseconds)"),
     ("loop_wait", ": use loop_wait_ms (milliseconds)"),
     ("retry_timeout", ": use retry_timeout_ms (milliseconds)"),
+    (
+        "member_slots_ttl",
+        ": raftgres keeps a member's slot for as long as the member belongs to the \
+         cluster, down or not, and has no timer for it (after `raftgresctl remove` the \
+         slot is left for you to drop): remove the key",
+    ),
 ];
 
 /// The document of `GET /config`. Every key is required: an edit merges
@@ -87,6 +95,40 @@ struct ConfigDocument {
     postgresql: PostgresqlSection,
     #[serde(deserialize_with = "leaf")]
     pause: bool,
+    slots: BTreeMap<String, SlotDocument>,
+    ignore_slots: Vec<IgnoredSlotDocument>,
+}
+
+/// An `ignore_slots` entry, in Patroni's shape: the properties a slot
+/// must all have to be left alone.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IgnoredSlotDocument {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "optional_leaf",
+        skip_serializing_if = "Option::is_none"
+    )]
+    kind: Option<SlotKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plugin: Option<String>,
+}
+
+/// A permanent slot, in Patroni's shape.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotDocument {
+    #[serde(rename = "type", deserialize_with = "leaf")]
+    kind: SlotKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plugin: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,6 +167,28 @@ impl From<&ConfigValues> for ConfigDocument {
                     .collect(),
             },
             pause: values.pause,
+            slots: values
+                .slots
+                .iter()
+                .map(|(name, slot)| {
+                    let slot = SlotDocument {
+                        kind: slot.kind,
+                        database: slot.database.clone(),
+                        plugin: slot.plugin.clone(),
+                    };
+                    (name.clone(), slot)
+                })
+                .collect(),
+            ignore_slots: values
+                .ignore_slots
+                .iter()
+                .map(|entry| IgnoredSlotDocument {
+                    name: entry.name.clone(),
+                    kind: entry.kind,
+                    database: entry.database.clone(),
+                    plugin: entry.plugin.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -145,6 +209,28 @@ impl From<ConfigDocument> for ConfigValues {
                 .map(|(name, Parameter(value))| (name, value))
                 .collect(),
             pause: doc.pause,
+            slots: doc
+                .slots
+                .into_iter()
+                .map(|(name, slot)| {
+                    let slot = PermanentSlot {
+                        kind: slot.kind,
+                        database: slot.database,
+                        plugin: slot.plugin,
+                    };
+                    (name, slot)
+                })
+                .collect(),
+            ignore_slots: doc
+                .ignore_slots
+                .into_iter()
+                .map(|entry| IgnoredSlot {
+                    name: entry.name,
+                    kind: entry.kind,
+                    database: entry.database,
+                    plugin: entry.plugin,
+                })
+                .collect(),
         }
     }
 }
@@ -160,6 +246,12 @@ trait Leaf: Sized {
 fn leaf<'de, D: Deserializer<'de>, T: Leaf>(deserializer: D) -> Result<T, D::Error> {
     let value = Value::deserialize(deserializer)?;
     T::read(&value).ok_or_else(|| D::Error::custom(format!("must be {}", T::MUST_BE)))
+}
+
+fn optional_leaf<'de, D: Deserializer<'de>, T: Leaf>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    leaf(deserializer).map(Some)
 }
 
 impl Leaf for u64 {
@@ -180,6 +272,17 @@ impl Leaf for bool {
     const MUST_BE: &'static str = "true or false";
     fn read(value: &Value) -> Option<Self> {
         value.as_bool()
+    }
+}
+
+impl Leaf for SlotKind {
+    const MUST_BE: &'static str = "\"physical\" or \"logical\"";
+    fn read(value: &Value) -> Option<Self> {
+        match value.as_str()? {
+            "physical" => Some(SlotKind::Physical),
+            "logical" => Some(SlotKind::Logical),
+            _ => None,
+        }
     }
 }
 
@@ -257,7 +360,7 @@ fn from_document(doc: Value) -> Result<ConfigValues, ConfigDocError> {
 /// parameter stays: merged into the defaults, it leaves the parameter out.
 fn without_nulls(document: &Value, path: &[&str]) -> Value {
     match document {
-        Value::Object(keys) if path != PARAMETERS => Value::Object(
+        Value::Object(keys) if path != PARAMETERS && path != SLOTS => Value::Object(
             keys.iter()
                 .filter(|(_, value)| !value.is_null())
                 .map(|(key, value)| {
@@ -287,6 +390,21 @@ fn check_edit(doc: &Value, edit: &Value, path: &[&str], how: Edit) -> Result<(),
     };
     if path == PARAMETERS {
         return Ok(());
+    }
+    if path == SLOTS {
+        // A slot is added whole, or deleted with `null`.
+        return match changes
+            .iter()
+            .find(|(_, slot)| !slot.is_object() && !slot.is_null())
+        {
+            Some((name, _)) => Err(ConfigDocError::Invalid {
+                key: format!("slots.{name}"),
+                problem: "must be an object such as {\"type\": \"physical\"}, or null \
+                          to remove the slot"
+                    .into(),
+            }),
+            None => Ok(()),
+        };
     }
     for (key, change) in changes {
         let at: Vec<&str> = path.iter().copied().chain([key.as_str()]).collect();
@@ -324,6 +442,8 @@ mod tests {
             synchronous_node_count: 1,
             postgresql_parameters: [("work_mem".to_owned(), "4MB".to_owned())].into(),
             pause: false,
+            slots: Default::default(),
+            ignore_slots: Default::default(),
         }
     }
 
@@ -335,8 +455,93 @@ mod tests {
                    "lease_margin_ms": 500, "maximum_lag_on_failover": 1_048_576,
                    "synchronous_mode": false, "synchronous_mode_strict": false,
                    "synchronous_node_count": 1,
-                   "postgresql": {"parameters": {"work_mem": "4MB"}}, "pause": false})
+                   "postgresql": {"parameters": {"work_mem": "4MB"}}, "pause": false,
+                   "slots": {}, "ignore_slots": []})
         );
+    }
+
+    #[test]
+    fn a_slot_is_added_shown_and_removed_whole() {
+        let patch = json!({"slots": {"keep_me": {"type": "physical"}}});
+        let added = apply_patch(&values(), &patch).unwrap();
+        let mut want = values();
+        want.slots
+            .insert("keep_me".into(), PermanentSlot::physical());
+        assert_eq!(added, want);
+        assert_eq!(to_document(&added)["slots"], patch["slots"]);
+        let removed = apply_patch(&added, &json!({"slots": {"keep_me": null}}));
+        assert_eq!(removed, Ok(values()));
+        let replaced = replace(
+            &values(),
+            &json!({"slots": {"keep_me": {"type": "physical"}}}),
+        );
+        assert_eq!(replaced.map(|v| v.slots), Ok(want.slots));
+    }
+
+    #[test]
+    fn a_logical_slot_is_read_and_then_refused_by_validation() {
+        let patch = json!({"slots": {"cdc": {"type": "logical", "database": "app",
+                                             "plugin": "pgoutput"}}});
+        let read = apply_patch(&values(), &patch).unwrap();
+        let err = read.validate_edit().unwrap_err();
+        assert!(err.starts_with("slots.cdc:"), "{err}");
+        assert!(err.contains("failover"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_slot_is_refused_naming_its_key() {
+        for (patch, key) in [
+            (json!({"slots": {"s": "physical"}}), "slots.s"),
+            (json!({"slots": {"s": {"type": "wal"}}}), "slots.s.type"),
+            (json!({"slots": {"s": {}}}), "slots.s"),
+            (
+                json!({"slots": {"s": {"type": "physical", "x": 1}}}),
+                "slots.s.x",
+            ),
+            (json!({"slots": 1}), "slots"),
+        ] {
+            match apply_patch(&values(), &patch) {
+                Err(ConfigDocError::Invalid { key: got, .. }) => assert_eq!(got, key, "{patch}"),
+                other => panic!("{patch}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn member_slots_ttl_is_refused_saying_why() {
+        let err = apply_patch(&values(), &json!({"member_slots_ttl": "30min"})).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`member_slots_ttl`"), "{message}");
+        assert!(message.contains("no timer"), "{message}");
+    }
+
+    #[test]
+    fn ignore_slots_is_read_in_patronis_shape_and_replaced_whole() {
+        let patch = json!({"ignore_slots": [{"name": "cdc", "type": "logical",
+                                             "database": "app", "plugin": "pgoutput"},
+                                            {"type": "physical"}]});
+        let read = apply_patch(&values(), &patch).unwrap();
+        assert_eq!(read.ignore_slots.len(), 2);
+        assert_eq!(read.ignore_slots[1].kind, Some(SlotKind::Physical));
+        assert_eq!(to_document(&read)["ignore_slots"], patch["ignore_slots"]);
+        let emptied = apply_patch(&read, &json!({"ignore_slots": []}));
+        assert_eq!(emptied, Ok(values()));
+        for (patch, key) in [
+            (
+                json!({"ignore_slots": [{"type": "wal"}]}),
+                "ignore_slots[0].type",
+            ),
+            (
+                json!({"ignore_slots": [{"slot": "x"}]}),
+                "ignore_slots[0].slot",
+            ),
+            (json!({"ignore_slots": {"name": "x"}}), "ignore_slots"),
+        ] {
+            match apply_patch(&values(), &patch) {
+                Err(ConfigDocError::Invalid { key: got, .. }) => assert_eq!(got, key, "{patch}"),
+                other => panic!("{patch}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -477,6 +682,8 @@ mod tests {
             synchronous_node_count: 1,
             postgresql_parameters: BTreeMap::new(),
             pause: false,
+            slots: Default::default(),
+            ignore_slots: Default::default(),
         }
     }
 

@@ -116,9 +116,7 @@ pub(crate) fn render(
     registry.register(
         "raftgres_pause",
         "1 if the cluster is in maintenance mode",
-        ConstGauge::new(u64::from(
-            state.paused(),
-        )),
+        ConstGauge::new(u64::from(state.paused())),
     );
     registry.register(
         "raftgres_postgres_running",

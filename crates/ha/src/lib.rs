@@ -14,6 +14,7 @@ mod local;
 mod parameters;
 mod pause;
 mod peers;
+mod permanent_slots;
 mod pooler;
 mod postgres;
 mod request;
@@ -35,6 +36,9 @@ pub use lease::{HolderLease, LeaseObserver, MonoInstant};
 pub use local::{DataInfo, PgView};
 pub use parameters::postgres_parameters;
 pub use peers::{PeerObserver, ReportAge, heartbeat_interval};
+pub use permanent_slots::{
+    LocalSlot, PermanentSlotPlan, SlotServer, permanent_slot_names, plan_permanent_slots,
+};
 pub use pooler::{PoolerPlan, pooler_plan, poolers_paused};
 pub use postgres::{PgAction, PgObservation, decide_postgres, may_disarm};
 pub use request::{

@@ -118,7 +118,10 @@ mod tests {
             streaming: false,
         };
         assert!(running(false).serves_wal(true));
-        assert!(!running(false).serves_wal(false), "writable without a lease");
+        assert!(
+            !running(false).serves_wal(false),
+            "writable without a lease"
+        );
         assert!(running(true).serves_wal(false));
         let stopped = PgView::Stopped {
             data: data("sys", 1, false),

@@ -25,6 +25,8 @@ pub fn values() -> ConfigValues {
         synchronous_node_count: 1,
         postgresql_parameters: Default::default(),
         pause: false,
+        slots: Default::default(),
+        ignore_slots: Default::default(),
     }
 }
 

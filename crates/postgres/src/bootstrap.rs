@@ -255,8 +255,10 @@ pub async fn rewind(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
-    let (tool, major) = following_tool(settings, bin::PG_REWIND, slot).await?;
+    // Nothing to rewind is the error to name, before the binaries are run.
+    settings.validate()?;
     require_initialized(&settings.data_dir)?;
+    let (tool, major) = following_tool(settings, bin::PG_REWIND, slot).await?;
     if let Some(found) = version::data_dir_major(&settings.data_dir)? {
         version::check_same_major(settings, settings.data_dir.display(), found, major)?;
     }

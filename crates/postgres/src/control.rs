@@ -255,6 +255,24 @@ impl Control {
         Ok(answer.map(|_| tracing::info!(slot = name, "{done} replication slot")))
     }
 
+    /// Moves a physical slot forward to `to`; on a standby Postgres stops
+    /// it at the replayed position. The caller never asks to go backwards,
+    /// which the server refuses.
+    pub async fn advance_slot(&self, name: &str, to: Lsn) -> Result<()> {
+        const OP: &str = "advancing a replication slot";
+        check_slot_name(name)?;
+        let session = self.session().await?;
+        session
+            .query(
+                OP,
+                "SELECT pg_replication_slot_advance($1, $2)",
+                &[&name, &PgLsn::from(to.0)],
+            )
+            .await?;
+        tracing::debug!(slot = name, %to, "advanced replication slot");
+        Ok(())
+    }
+
     pub async fn list_slots(&self) -> Result<Vec<ReplicationSlot>> {
         const OP: &str = "listing replication slots";
         let session = self.session().await?;

@@ -279,7 +279,7 @@ impl ClusterState {
     }
 
     fn set_config(&mut self, expected_version: u64, values: &ConfigValues) -> Response {
-        let Some(config) = &mut self.config else {
+        let Some(config) = &self.config else {
             return Err(Rejection::NotBootstrapped);
         };
         if config.version != expected_version {
@@ -290,7 +290,16 @@ impl ClusterState {
         }
         values
             .validate()
+            .and_then(|()| {
+                crate::slots::check_member_collision(
+                    &values.slots,
+                    self.members.keys().map(String::as_str),
+                )
+            })
             .map_err(|reason| Rejection::Invalid { reason })?;
+        let Some(config) = &mut self.config else {
+            return Err(Rejection::NotBootstrapped);
+        };
         config.version += 1;
         config.values = values.clone();
         Ok(Applied::Config {

@@ -11,6 +11,7 @@ mod command;
 mod lease;
 mod model;
 mod restart;
+mod slots;
 mod timing;
 
 pub use address::HostPort;
@@ -22,4 +23,5 @@ pub use model::{
     SyncMode, Tags, is_valid_name,
 };
 pub use restart::{PostgresVersion, RestartError, RestartOptions, RestartRole, ScheduledRestart};
+pub use slots::{IgnoredSlot, PermanentSlot, SlotKind, member_slot_name, valid_slot_name};
 pub use timing::{LeaseTiming, MAX_TTL_MS, TimingError, margin_floor_ms};

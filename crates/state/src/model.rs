@@ -139,6 +139,13 @@ pub struct ConfigValues {
     pub synchronous_node_count: u32,
     pub postgresql_parameters: BTreeMap<String, String>,
     pub pause: bool,
+    /// Permanent replication slots by name (Patroni's `slots`): kept on
+    /// the primary and on every replica, across failovers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, crate::PermanentSlot>,
+    /// Slots raftgres must never drop (Patroni's `ignore_slots`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_slots: Vec<crate::IgnoredSlot>,
 }
 
 impl ConfigValues {
@@ -153,7 +160,17 @@ impl ConfigValues {
         if self.synchronous_mode.is_on() && self.synchronous_node_count == 0 {
             return Err("synchronous_node_count must be at least 1 in synchronous_mode".into());
         }
+        crate::slots::check_permanent_slots(&self.slots)?;
+        crate::slots::check_ignored_slots(&self.ignore_slots)?;
         Ok(())
+    }
+
+    /// Whether `ignore_slots` keeps raftgres from dropping the physical
+    /// slot `name`.
+    pub fn ignores_slot(&self, name: &str) -> bool {
+        self.ignore_slots
+            .iter()
+            .any(|entry| entry.matches_physical(name))
     }
 }
 
@@ -347,6 +364,13 @@ pub struct Member {
     /// the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_restart: Option<Box<crate::restart::ScheduledRestart>>,
+    /// The permanent slots (the config's `slots`) this member's server
+    /// keeps, at their `restart_lsn`: the holder's are the positions the
+    /// replicas advance their copies to; every member's tell its agent,
+    /// after a restart, which slots it made, to drop those the config no
+    /// longer names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permanent_slots: BTreeMap<String, Lsn>,
 }
 
 impl Member {
@@ -373,6 +397,7 @@ impl Member {
             pending_restart: BTreeMap::new(),
             promotion_vetoed: false,
             scheduled_restart: None,
+            permanent_slots: BTreeMap::new(),
         }
     }
 }

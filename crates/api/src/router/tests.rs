@@ -228,6 +228,8 @@ fn config_values() -> ConfigValues {
         ]
         .into(),
         pause: false,
+        slots: Default::default(),
+        ignore_slots: Default::default(),
     }
 }
 

@@ -13,6 +13,8 @@ fn values() -> ConfigValues {
         synchronous_node_count: 1,
         postgresql_parameters: Default::default(),
         pause: false,
+        slots: Default::default(),
+        ignore_slots: Default::default(),
     }
 }
 
@@ -222,6 +224,31 @@ fn config_validation_names_each_rule() {
         assert!(err.contains(key), "{key}: {err}");
     }
     assert_eq!(values().validate(), Ok(()));
+}
+
+#[test]
+fn a_permanent_slot_may_not_take_a_member_slot_name() {
+    let mut s = cluster();
+    let mut taken = values();
+    taken
+        .slots
+        .insert("b".into(), crate::PermanentSlot::physical());
+    match s.apply(&Command::SetConfig {
+        expected_version: 1,
+        values: taken,
+    }) {
+        Err(Rejection::Invalid { reason }) => assert!(reason.starts_with("slots.b:"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let mut free = values();
+    free.slots
+        .insert("keep_me".into(), crate::PermanentSlot::physical());
+    s.apply(&Command::SetConfig {
+        expected_version: 1,
+        values: free,
+    })
+    .unwrap();
+    assert_eq!(s.config.unwrap().version, 2);
 }
 
 #[test]

@@ -1,0 +1,152 @@
+//! Permanent replication slots (the config's `slots`, as Patroni's) on a
+//! real lab: a physical slot set through `PATCH /config` appears on the
+//! primary and on every replica; the replicas' copies follow the position
+//! a consumer moved the primary's to, so after a switchover the new
+//! primary has the slot where the consumer left it; removed from the
+//! config, it stays while `ignore_slots` names it and is dropped
+//! everywhere once that goes, while an operator's own slot stays; a
+//! logical slot, which raftgres cannot keep across a failover yet, is
+//! refused.
+
+use raftgres_lab::Lab;
+use raftgres_tests::http::{Api, api_url};
+use raftgres_tests::{
+    dsn, execute_on, members_except, query_i64, settled_lab, until_holds, until_streaming,
+};
+use serde_json::json;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// `slot`'s `restart_lsn` in bytes on `name`'s server; `None` when it has
+/// no such slot (or cannot be asked).
+async fn slot_at(lab: &Lab, name: &str, slot: &str) -> Option<i64> {
+    let sql = format!(
+        "SELECT coalesce((SELECT pg_wal_lsn_diff(restart_lsn, '0/0')::bigint \
+         FROM pg_replication_slots WHERE slot_name = '{slot}'), -1)"
+    );
+    query_i64(&dsn(lab, name), &sql)
+        .await
+        .ok()
+        .filter(|at| *at >= 0)
+}
+
+fn all_members(lab: &Lab) -> Vec<String> {
+    members_except(lab, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
+    let (_dir, lab, primary) = settled_lab(3).await;
+    let api = Api::authenticated(&lab);
+    let base = api_url(&lab, &primary);
+
+    let logical = json!({"slots": {"cdc": {"type": "logical", "database": "postgres",
+                                           "plugin": "pgoutput"}}});
+    let reply = api
+        .send("PATCH", &base, "/config", &logical)
+        .await
+        .expect("PATCH /config");
+    assert_eq!(reply.status, 400, "{reply:?}");
+    let message = reply.body.to_string();
+    assert!(message.contains("slots.cdc"), "{message}");
+    assert!(message.contains("failover"), "{message}");
+
+    let slots = json!({"slots": {"keep_me": {"type": "physical"}}});
+    api.send_ok("PATCH", &base, "/config", &slots).await;
+    let config = api.get(&base, "/config").await.expect("GET /config").body;
+    assert_eq!(config["slots"], slots["slots"], "{config}");
+    until_holds(WITHIN, "every member has the permanent slot", || async {
+        for name in all_members(&lab) {
+            if slot_at(&lab, &name, "keep_me").await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    // A consumer moves the primary's slot; the replicas' copies follow.
+    execute_on(
+        &lab,
+        &primary,
+        "CREATE TABLE slot_traffic AS SELECT g FROM generate_series(1, 20000) g; \
+         SELECT pg_replication_slot_advance('keep_me', pg_current_wal_lsn())",
+    )
+    .await;
+    let confirmed = slot_at(&lab, &primary, "keep_me")
+        .await
+        .expect("the primary's slot");
+    let replicas = members_except(&lab, &[&primary]);
+    until_holds(
+        WITHIN,
+        "the replicas' copies reach the consumer's position",
+        || async {
+            for name in &replicas {
+                if slot_at(&lab, name, "keep_me").await != Some(confirmed) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    // After a switchover the consumer continues from the new primary.
+    let candidate = replicas[0].clone();
+    let reply = api
+        .switchover(&base, &primary, &candidate)
+        .await
+        .expect("POST /switchover");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        slot_at(&lab, &candidate, "keep_me").await,
+        Some(confirmed),
+        "the new primary keeps the slot where the consumer left it"
+    );
+    until_streaming(&lab, &primary, WITHIN, "the old primary streams again").await;
+    until_holds(WITHIN, "every member still has the slot", || async {
+        for name in all_members(&lab) {
+            if slot_at(&lab, &name, "keep_me").await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    // Removed from the config: dropped everywhere; an operator's slot stays.
+    execute_on(
+        &lab,
+        &candidate,
+        "SELECT pg_create_physical_replication_slot('operators_own', true)",
+    )
+    .await;
+    let new_base = api_url(&lab, &candidate);
+    let unlisted = json!({"slots": {"keep_me": null},
+                          "ignore_slots": [{"name": "keep_me", "type": "physical"}]});
+    api.send_ok("PATCH", &new_base, "/config", &unlisted).await;
+    // Several loop rounds (the lab's loop_wait is well under a second).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in all_members(&lab) {
+        assert!(
+            slot_at(&lab, &name, "keep_me").await.is_some(),
+            "ignore_slots keeps the slot on {name}"
+        );
+    }
+    api.send_ok("PATCH", &new_base, "/config", &json!({"ignore_slots": []}))
+        .await;
+    until_holds(WITHIN, "the slot is dropped everywhere", || async {
+        for name in all_members(&lab) {
+            if slot_at(&lab, &name, "keep_me").await.is_some() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        slot_at(&lab, &candidate, "operators_own").await.is_some(),
+        "an operator's own slot is left alone"
+    );
+}
