@@ -6,12 +6,14 @@
 //! config, it stays while `ignore_slots` names it and is dropped
 //! everywhere once that goes, while an operator's own slot stays; a
 //! logical slot, which raftgres cannot keep across a failover yet, is
-//! refused.
+//! refused. A member removed from the cluster loses the slot its upstream
+//! kept for it.
 
 use raftgres_lab::Lab;
 use raftgres_tests::http::{Api, api_url};
 use raftgres_tests::{
-    dsn, execute_on, members_except, query_i64, settled_lab, until_holds, until_streaming,
+    dsn, execute_on, members_except, other_member, query_i64, settled_lab, until_holds,
+    until_streaming,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -149,4 +151,48 @@ async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
         slot_at(&lab, &candidate, "operators_own").await.is_some(),
         "an operator's own slot is left alone"
     );
+}
+
+/// The slot a member's upstream keeps for it goes once the member is
+/// removed from the cluster: kept, it would hold WAL on the primary for
+/// ever and fill its disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_members_slot_is_dropped_and_the_others_stay() {
+    let (_dir, mut lab, primary) = settled_lab(3).await;
+    let api = Api::authenticated(&lab);
+    let gone = other_member(&lab, &[&primary]);
+    let kept = other_member(&lab, &[&primary, &gone]);
+    let slot_of = |name: &str| raftgres_state::member_slot_name(name);
+    until_holds(
+        WITHIN,
+        "the primary keeps a slot for each replica",
+        || async {
+            slot_at(&lab, &primary, &slot_of(&gone)).await.is_some()
+                && slot_at(&lab, &primary, &slot_of(&kept)).await.is_some()
+        },
+    )
+    .await;
+
+    // Its host is lost, and the operator removes it.
+    lab.kill_host(&gone).expect("kill the member's host");
+    let reply = api
+        .call(
+            "DELETE",
+            &api_url(&lab, &primary),
+            &format!("/members/{gone}"),
+            None,
+            true,
+        )
+        .await
+        .expect("DELETE /members");
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    until_holds(
+        WITHIN,
+        "the primary drops the removed member's slot",
+        || async { slot_at(&lab, &primary, &slot_of(&gone)).await.is_none() },
+    )
+    .await;
+    assert!(slot_at(&lab, &primary, &slot_of(&kept)).await.is_some());
+    until_streaming(&lab, &kept, WITHIN, "the other replica still streams").await;
 }

@@ -8,9 +8,11 @@ impl PgLoop {
     /// server (`ha::slot_holders`: on the primary every other member but
     /// those cascading from a replica; on a replica those cascading from
     /// it), so a standby's WAL is kept until it has it, and drops the slot
-    /// of a member that now streams elsewhere once it is no longer in use,
-    /// which would otherwise keep WAL here for ever. Slots not named after
-    /// a member are the operator's and are left alone.
+    /// of a member that now streams elsewhere, or that was removed from
+    /// the cluster, once it is no longer in use: it would otherwise keep
+    /// WAL here for ever. Slots not named after a member are the
+    /// operator's and are left alone; so is the slot of a member removed
+    /// while this agent was not running, which it cannot tell from one.
     pub(super) async fn ensure_slots(
         &self,
         local: &mut Local,
@@ -37,9 +39,11 @@ impl PgLoop {
                 return;
             }
         };
-        let unwanted = state
-            .members
-            .keys()
+        // The members of the state, and those this server kept a slot for
+        // until now: one removed from the cluster is only in the latter.
+        let known: BTreeSet<&String> = state.members.keys().chain(&local.slots_for).collect();
+        let unwanted = known
+            .into_iter()
             .filter(|name| !wanted.contains(*name) && name.as_str() != self.me())
             .map(|name| slot_name_for(name));
         for slot in unwanted {
