@@ -87,11 +87,12 @@ pub fn free(disk: &Path) -> Result<(), LabError> {
 }
 
 /// Copies the Postgres binaries in `from` (the system's when `None`) into
-/// `to/bin`, and the `lib/` and `share/` beside them, when there are, into
-/// `to/lib` and `to/share`: relocatable builds (those of
-/// `scripts/fetch-postgres`) find their libraries and data files relative
-/// to `bin/`. Debian's binaries find theirs by absolute path, and copy
-/// as bin/ alone. Returns `to/bin`.
+/// `to/bin`, with the `lib/` and `share/` beside them, when there are, at
+/// `to/lib` and `to/share`: a postgres that runs from a directory named
+/// `bin` looks for its modules in the `lib` beside it, relocatable builds
+/// (those of `scripts/fetch-postgres`) and Debian's alike. A fetched
+/// build's are copied, since the members' user may not reach where it was
+/// unpacked; the system's are linked. Returns `to/bin`.
 pub(crate) fn copy_pg_binaries(from: Option<&Path>, to: &Path) -> Result<PathBuf, LabError> {
     let from = from.unwrap_or(Path::new(SYSTEM_PG_BIN));
     let bin = to.join("bin");
@@ -106,13 +107,17 @@ pub(crate) fn copy_pg_binaries(from: Option<&Path>, to: &Path) -> Result<PathBuf
         fs::copy(&source, &target).map_err(io(&target))?;
         fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(io(&target))?;
     }
-    if from != Path::new(SYSTEM_PG_BIN)
-        && let Some(install) = from.parent()
-    {
+    if let Some(install) = from.parent() {
         for beside in ["lib", "share"] {
             let source = install.join(beside);
-            if source.is_dir() {
-                copy_tree(&source, &to.join(beside))?;
+            let target = to.join(beside);
+            if !source.is_dir() {
+                continue;
+            }
+            if from == Path::new(SYSTEM_PG_BIN) {
+                std::os::unix::fs::symlink(&source, &target).map_err(io(&target))?;
+            } else {
+                copy_tree(&source, &target)?;
             }
         }
     }
