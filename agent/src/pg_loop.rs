@@ -17,11 +17,11 @@ use raftgres_ha::{
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
     Control, PgError, PgSettings, Probe, ProgressSink, Role, SyncStandbys, Upstream, basebackup,
-    check_parameters, controldata, initdb, is_initialized, rewind, slot_name_for,
-    write_managed_conf,
+    check_parameters, controldata, initdb, is_initialized, rewind, write_managed_conf,
 };
 use raftgres_state::{
     ClusterState, Command, HostPort, Lsn, Member, PendingRestart, ScheduledRestart,
+    member_slot_name,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

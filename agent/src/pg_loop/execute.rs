@@ -176,7 +176,7 @@ impl PgLoop {
     fn streaming_from(&self, up: Upstream) -> Role {
         Role::Standby {
             upstream: up,
-            slot: Some(slot_name_for(self.me())),
+            slot: Some(member_slot_name(self.me())),
         }
     }
 }

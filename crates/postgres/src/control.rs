@@ -548,26 +548,9 @@ pub(crate) fn check_slot_name(name: &str) -> Result<()> {
         Err(PgError::InvalidInput {
             what: "replication slot name",
             value: name.to_owned(),
-            reason: "must be 1 to 63 lowercase letters, digits or '_' (see slot_name_for)",
+            reason: "must be 1 to 63 lowercase letters, digits or '_'",
         })
     }
-}
-
-/// A valid slot name derived from a member name (`node-1` → `node_1`), for
-/// callers that name each standby's slot after the member.
-pub fn slot_name_for(member: &str) -> String {
-    let mut name: String = member
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_') => c,
-            _ => '_',
-        })
-        .take(63)
-        .collect();
-    if name.is_empty() {
-        name.push('_');
-    }
-    name
 }
 
 #[cfg(test)]
@@ -584,10 +567,8 @@ mod tests {
 
     #[test]
     fn slot_names() {
-        assert_eq!(slot_name_for("Node-1.east"), "node_1_east");
-        assert_eq!(slot_name_for(""), "_");
-        check_slot_name(&slot_name_for(&"x".repeat(100))).unwrap();
         assert!(check_slot_name("node-1").is_err());
+        assert!(check_slot_name(&"x".repeat(64)).is_err());
         assert!(check_slot_name("").is_err());
         check_slot_name("node_1").unwrap();
     }

@@ -45,7 +45,7 @@ pub mod version;
 pub use bootstrap::{ClusterInfo, basebackup, initdb, is_initialized, rewind};
 pub use conf::{check_parameters, write_managed_conf};
 pub use control::{
-    Control, PendingSetting, PgStatus, ReplicationPeer, ReplicationSlot, WalReceiver, slot_name_for,
+    Control, PendingSetting, PgStatus, ReplicationPeer, ReplicationSlot, WalReceiver,
 };
 pub use controldata::{ControlData, DbState, controldata, parse as parse_controldata};
 pub use error::{PgError, Result};

@@ -150,6 +150,15 @@ pub(crate) fn check_member_collision<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_member_slot_name_is_a_valid_slot_name() {
+        assert_eq!(member_slot_name("Node-1.east"), "node_1_east");
+        assert_eq!(member_slot_name(""), "_");
+        for member in ["node-1", "", &"x".repeat(100)] {
+            assert!(valid_slot_name(&member_slot_name(member)), "{member}");
+        }
+    }
+
     use super::*;
 
     fn slots(entries: &[(&str, PermanentSlot)]) -> BTreeMap<String, PermanentSlot> {

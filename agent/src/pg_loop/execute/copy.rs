@@ -24,7 +24,7 @@ impl PgLoop {
             return Ok(());
         };
         self.stop_postgres(local).await?;
-        let slot = slot_name_for(self.me());
+        let slot = member_slot_name(self.me());
         match copy {
             Copy::Rewind => self.rewind_or_clone(&up, &slot, source).await?,
             Copy::Clone => {
