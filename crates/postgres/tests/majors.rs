@@ -14,10 +14,10 @@ use raftgres_postgres::{Login, PgError, Postmaster, basebackup, initdb};
 use std::path::PathBuf;
 
 /// `ROOT/MAJOR/bin`, as `scripts/fetch-postgres MAJOR ROOT/MAJOR` leaves
-/// it: ROOT is `RAFTGRES_TEST_PG_ROOT` (scripts/test-all sets it), else the
+/// it: ROOT is `PG_MAJORS_ROOT` (scripts/test-all sets it), else the
 /// script's default, `target/postgres`.
 fn fetched(major: u32) -> Option<PathBuf> {
-    let root = std::env::var_os("RAFTGRES_TEST_PG_ROOT").map_or_else(
+    let root = std::env::var_os("PG_MAJORS_ROOT").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/postgres"),
         PathBuf::from,
     );
@@ -26,7 +26,7 @@ fn fetched(major: u32) -> Option<PathBuf> {
         return Some(bin);
     }
     eprintln!(
-        "\n!!! SKIPPED: PostgreSQL {major}'s binaries are not in {}; run `scripts/fetch-postgres {major}` (scripts/test-all does), or set RAFTGRES_TEST_PG_ROOT !!!\n",
+        "\n!!! SKIPPED: PostgreSQL {major}'s binaries are not in {}; run `scripts/fetch-postgres {major}` (scripts/test-all does), or set PG_MAJORS_ROOT !!!\n",
         bin.display()
     );
     None
