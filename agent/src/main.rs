@@ -255,6 +255,7 @@ async fn run(
                         config.scope.clone(),
                     ),
                     scheduled: scheduled_restart.clone(),
+                    scope: config.scope.clone(),
                 }
                 .run(stop.postgres.clone()),
             ))

@@ -16,8 +16,9 @@ use raftgres_ha::{
 };
 use raftgres_keeper::{KeeperClient, KeeperError, KeeperStatus, Request, StopMode};
 use raftgres_postgres::{
-    Control, PgError, PgSettings, Probe, ProgressSink, Role, SyncStandbys, Upstream, basebackup,
-    check_parameters, controldata, initdb, is_initialized, rewind, write_managed_conf,
+    Control, PgError, PgSettings, Probe, ProgressSink, ReplicaSource, Role, SyncStandbys, Upstream,
+    check_parameters, controldata, create_replica, initdb, is_initialized, rewind,
+    write_managed_conf,
 };
 use raftgres_state::{
     ClusterState, Command, HostPort, Lsn, Member, PendingRestart, ScheduledRestart,
@@ -81,6 +82,8 @@ pub struct PgLoop {
     /// This member's scheduled restart, which the REST API sets and
     /// cancels: published in its record, run here when due, then cleared.
     pub scheduled: watch::Sender<Option<ScheduledRestart>>,
+    /// The cluster's name, `--scope` of a replica creation program.
+    pub scope: String,
 }
 
 /// What the loop remembers between rounds.

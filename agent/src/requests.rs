@@ -42,6 +42,9 @@ pub struct LiveSettings {
     /// `postgresql.callbacks`, `pre_promote`, `before_stop` and
     /// `callback_timeout_ms`.
     pub scripts: Scripts,
+    /// `postgresql.create_replica_methods`, with `postgresql.basebackup`
+    /// and the methods' sections: read at each clone.
+    pub replica_methods: Vec<raftgres_postgres::ReplicaMethod>,
 }
 
 /// The operator's scripts for the local Postgres.
@@ -76,6 +79,37 @@ impl LiveSettings {
                     timeout: pg.callback_timeout,
                 })
                 .unwrap_or_default(),
+            replica_methods: config
+                .postgresql
+                .as_ref()
+                .map(|pg| {
+                    pg.create_replica_methods
+                        .iter()
+                        .map(replica_method)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+}
+
+fn replica_method(method: &raftgres_config::ReplicaMethod) -> raftgres_postgres::ReplicaMethod {
+    use raftgres_config::ReplicaMethod as Configured;
+    use raftgres_postgres::{CommandMethod, ReplicaMethod};
+    match method {
+        Configured::Basebackup { options } => ReplicaMethod::Basebackup {
+            options: options.clone(),
+        },
+        Configured::Command {
+            name,
+            command,
+            no_params,
+            options,
+        } => ReplicaMethod::Command(CommandMethod {
+            name: name.clone(),
+            command: command.clone(),
+            no_params: *no_params,
+            options: options.clone(),
+        }),
     }
 }

@@ -119,10 +119,14 @@ pub struct ServerFacts {
 
 /// How far a clone or rewind has come, as `/patroni` shows it in
 /// `progress` (Patroni has no such field).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct CopyProgress {
     /// `clone` or `rewind`.
     pub action: &'static str,
+    /// The `create_replica_methods` entry making a clone (`basebackup`,
+    /// or the operator's method).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     pub done_bytes: u64,
     pub total_bytes: u64,
     /// Since the copy's first report; 0 until a second has passed.

@@ -370,6 +370,7 @@ async fn patroni_document() {
         server: raftgres_api::ServerFacts {
             progress: Some(raftgres_api::CopyProgress {
                 action: "clone",
+                method: Some("basebackup".into()),
                 done_bytes: 3 << 20,
                 total_bytes: 12 << 20,
                 bytes_per_second: 1 << 20,
@@ -381,7 +382,7 @@ async fn patroni_document() {
     let doc = call(copying, Method::GET, "/patroni").await.json();
     assert_eq!(
         doc["progress"],
-        serde_json::json!({"action": "clone", "done_bytes": 3145728,
+        serde_json::json!({"action": "clone", "method": "basebackup", "done_bytes": 3145728,
             "total_bytes": 12582912, "bytes_per_second": 1048576})
     );
 

@@ -46,7 +46,8 @@ pub use error::ConfigError;
 pub use model::{
     AgentConfig, ApiCredentials, BootstrapSettings, Callbacks, InitialMember, LogRotation,
     LogSettings, LogType, PgAuthentication, PgBouncerSettings, PgLogin, PgSslMode, PgTls,
-    PostgresSettings, RaftSettings, RaftTls, RestApiSettings, RestApiTls, VerifyClient,
+    PostgresSettings, RaftSettings, RaftTls, ReplicaMethod, RestApiSettings, RestApiTls,
+    VerifyClient,
 };
 pub use raftgres_state::Tags;
 pub use reload::{ReloadPlan, reload_plan, reloaded};

@@ -152,6 +152,27 @@ pub struct PostgresSettings {
     /// Default 60 s: a callback, `pre_promote` or `before_stop` still
     /// running after this is killed, with every process it started.
     pub callback_timeout: Duration,
+    /// Patroni's `create_replica_methods`: how a replica's data is created,
+    /// tried in order until one succeeds; default pg_basebackup alone.
+    pub create_replica_methods: Vec<ReplicaMethod>,
+}
+
+/// One way of creating a replica's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaMethod {
+    /// pg_basebackup with the operator's `postgresql.basebackup` options,
+    /// each already `--key=value` or `--flag`.
+    Basebackup { options: Vec<String> },
+    /// The operator's program (`postgresql.<name>.command`), split into
+    /// words; it gets `--scope`, `--datadir`, `--role` and `--connstring`
+    /// unless `no_params`, then each other key of its section as
+    /// `--key=value`.
+    Command {
+        name: String,
+        command: Vec<String>,
+        no_params: bool,
+        options: Vec<(String, String)>,
+    },
 }
 
 /// `postgresql.callbacks`, as Patroni's: each a program and its arguments,

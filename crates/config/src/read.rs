@@ -93,15 +93,73 @@ pub(crate) fn agent(
     root: config::Map<String, Value>,
 ) -> Result<schema::Agent, ConfigError> {
     witness_has_no_postgresql(ctx, &root)?;
+    let mut root = root;
+    let sections = replica_method_sections(ctx, &mut root)?;
     let root = Value::new(None, ValueKind::Table(root));
-    serde_path_to_error::deserialize(Strict(root)).map_err(|e| {
+    let mut agent: schema::Agent = serde_path_to_error::deserialize(Strict(root)).map_err(|e| {
         let key = match e.path().to_string() {
             // How the library names the top level.
             root if root == "." => String::new(),
             key => key,
         };
         ctx.problem(&key, e.into_inner())
-    })
+    })?;
+    if let Some(pg) = agent.postgresql.as_mut() {
+        pg.replica_method_sections = sections;
+    }
+    Ok(agent)
+}
+
+/// The keys of the `postgresql` section, as the schema knows them: what
+/// it answers for a key it does not know.
+pub(crate) fn postgres_keys() -> &'static [&'static str] {
+    let mut probe = config::Map::new();
+    probe.insert("\u{1}".to_owned(), Value::new(None, ValueKind::Nil));
+    match schema::Postgres::deserialize(Strict(Value::new(None, ValueKind::Table(probe)))) {
+        Err(Problem::Unknown { known }) => known,
+        _ => &[],
+    }
+}
+
+/// Takes the section of each custom method `postgresql.create_replica_methods`
+/// names (Patroni's `postgresql.<method>`) out of `postgresql`, read as
+/// keys and values; the rules check them. A list the schema cannot read
+/// takes nothing: the schema then names the problem.
+fn replica_method_sections(
+    ctx: &Ctx,
+    root: &mut config::Map<String, Value>,
+) -> Result<BTreeMap<String, BTreeMap<String, serde_json::Value>>, ConfigError> {
+    let mut sections = BTreeMap::new();
+    let Some(ValueKind::Table(pg)) = root.get_mut("postgresql").map(|v| &mut v.kind) else {
+        return Ok(sections);
+    };
+    let Some(listed) = pg.get("create_replica_methods") else {
+        return Ok(sections);
+    };
+    let Ok(names) = Vec::<String>::deserialize(Strict(listed.clone())) else {
+        return Ok(sections);
+    };
+    let known = postgres_keys();
+    for name in names {
+        if name == schema::BASEBACKUP_METHOD || known.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(section) = pg.remove(&name) else {
+            continue;
+        };
+        let key = format!("postgresql.{name}");
+        let read = serde_path_to_error::deserialize(Strict(section)).map_err(|e| {
+            let inner = e.path().to_string();
+            let key = if inner == "." {
+                key.clone()
+            } else {
+                format!("{key}.{inner}")
+            };
+            ctx.problem(&key, e.into_inner())
+        })?;
+        sections.insert(name, read);
+    }
+    Ok(sections)
 }
 
 /// Whether a member has a `postgresql` section depends on `witness`, and a

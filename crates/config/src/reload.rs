@@ -117,6 +117,8 @@ const KEYS: &[Key] = &[
     key!(Now "postgresql.pre_promote", postgresql?pre_promote),
     key!(Now "postgresql.before_stop", postgresql?before_stop),
     key!(Now "postgresql.callback_timeout_ms", postgresql?callback_timeout),
+    // Read at each clone; the methods' sections and `basebackup` are in it.
+    key!(Now "postgresql.create_replica_methods", postgresql?create_replica_methods),
     key!(Now "pgbouncer.admin_user", pgbouncer?admin_user),
     key!(Now "pgbouncer.admin_password", pgbouncer?admin_password),
     // What the agent bound, the identity it joined the cluster with, where

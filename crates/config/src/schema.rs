@@ -208,6 +208,23 @@ pub struct Postgres {
         skip_serializing_if = "is_number::<DEFAULT_CALLBACK_TIMEOUT_MS>"
     )]
     pub callback_timeout_ms: u64,
+    /// Patroni's: the ways a replica is created, tried in order.
+    #[serde(
+        default = "default_replica_methods",
+        skip_serializing_if = "is_default_replica_methods"
+    )]
+    pub create_replica_methods: Vec<String>,
+    /// pg_basebackup's extra options: a list of flags and one-key
+    /// sections, or one section of keys, as Patroni takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basebackup: Option<serde_json::Value>,
+    /// The sections of the methods `create_replica_methods` names, by name:
+    /// keys of `postgresql` named by another key's value, which serde
+    /// cannot derive, so `read` takes them out of the section before the
+    /// rest is read (and `deny_unknown_fields` stays for every other key).
+    /// Written back as keys of `postgresql`.
+    #[serde(flatten, skip_deserializing)]
+    pub replica_method_sections: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 impl Postgres {
@@ -229,6 +246,9 @@ impl Postgres {
             pre_promote: None,
             before_stop: None,
             callback_timeout_ms: DEFAULT_CALLBACK_TIMEOUT_MS,
+            create_replica_methods: default_replica_methods(),
+            basebackup: None,
+            replica_method_sections: BTreeMap::new(),
         }
     }
 }
@@ -420,6 +440,16 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+pub(crate) const BASEBACKUP_METHOD: &str = "basebackup";
+
+fn default_replica_methods() -> Vec<String> {
+    vec![BASEBACKUP_METHOD.to_owned()]
+}
+
+fn is_default_replica_methods(methods: &Vec<String>) -> bool {
+    *methods == default_replica_methods()
+}
+
 fn default_bin_dir() -> PathBuf {
     PathBuf::from(DEFAULT_BIN_DIR)
 }
@@ -594,6 +624,18 @@ pub(crate) mod tests {
                 pre_promote: Some("/usr/local/bin/fence-old-primary".into()),
                 before_stop: Some("/usr/local/bin/drain".into()),
                 callback_timeout_ms: 5000,
+                create_replica_methods: vec!["wal_g".into(), "basebackup".into()],
+                basebackup: Some(serde_json::json!([{"max-rate": "100M"}, "verbose"])),
+                replica_method_sections: [(
+                    "wal_g".to_owned(),
+                    [
+                        ("command", "/usr/local/bin/wal-g-restore"),
+                        ("envdir", "/etc/wal-g"),
+                    ]
+                    .map(|(k, v)| (k.to_owned(), serde_json::json!(v)))
+                    .into(),
+                )]
+                .into(),
             }),
             restapi: RestApi {
                 listen: Some("0.0.0.0:8009".into()),

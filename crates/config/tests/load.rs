@@ -289,6 +289,9 @@ fn full_file_loads_every_value() {
                 pre_promote: Some(words(&["/bin/sh", "-c", "exit 0"])),
                 before_stop: Some(words(&["/bin/true"])),
                 callback_timeout: Duration::from_millis(5000),
+                create_replica_methods: vec![raftgres_config::ReplicaMethod::Basebackup {
+                    options: vec![]
+                }],
             }),
             restapi: RestApiSettings {
                 listen: "0.0.0.0:8009".parse::<SocketAddr>().unwrap(),
@@ -397,6 +400,9 @@ fn minimal_file_gets_documented_defaults() {
             pre_promote: None,
             before_stop: None,
             callback_timeout: Duration::from_millis(60_000),
+            create_replica_methods: vec![raftgres_config::ReplicaMethod::Basebackup {
+                options: vec![]
+            }],
         })
     );
     assert_eq!(

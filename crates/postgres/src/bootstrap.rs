@@ -40,7 +40,7 @@ pub(crate) fn require_initialized(data_dir: &Path) -> Result<()> {
 }
 
 /// Replacing or rewinding files under a running server would corrupt it.
-fn refuse_if_running(settings: &PgSettings) -> Result<()> {
+pub(crate) fn refuse_if_running(settings: &PgSettings) -> Result<()> {
     let (Ok(data_dir), Ok(exe)) = (
         std::fs::canonicalize(&settings.data_dir),
         std::fs::canonicalize(settings.binary(bin::POSTGRES)),
@@ -141,7 +141,7 @@ fn roles_sql(settings: &PgSettings) -> String {
 /// touches the data directory: valid settings, the server binary the copy
 /// is configured for, a slot name the upstream would accept, and binaries
 /// that can serve the settings. Returns the binaries' major too.
-async fn following_tool<'a>(
+pub(crate) async fn following_tool<'a>(
     settings: &'a PgSettings,
     program: &'static str,
     slot: Option<&str>,
@@ -169,6 +169,18 @@ pub async fn basebackup(
     slot: Option<&str>,
     progress: Option<&ProgressSink>,
 ) -> Result<()> {
+    basebackup_with(settings, upstream, slot, &[], progress).await
+}
+
+/// [`basebackup`] with the operator's own pg_basebackup `options`
+/// (`postgresql.basebackup`, as `--key=value` or `--flag`), after ours.
+pub(crate) async fn basebackup_with(
+    settings: &PgSettings,
+    upstream: &Upstream,
+    slot: Option<&str>,
+    options: &[String],
+    progress: Option<&ProgressSink>,
+) -> Result<()> {
     // The data directory being replaced may be of another major: only the
     // copy has to match the binaries.
     let (tool, major) = following_tool(settings, bin::PG_BASEBACKUP, slot).await?;
@@ -190,6 +202,7 @@ pub async fn basebackup(
             .arg("--wal-method=stream")
             .arg("--checkpoint=fast")
             .arg("--progress")
+            .args(options)
             .run_reporting(progress::reporter(progress))
             .await
             .map_err(|e| match e {
@@ -346,7 +359,7 @@ async fn checkpoint_source(settings: &PgSettings, upstream: &Upstream) -> Result
     })
 }
 
-fn standby(upstream: &Upstream, slot: Option<&str>) -> Role {
+pub(crate) fn standby(upstream: &Upstream, slot: Option<&str>) -> Role {
     Role::Standby {
         upstream: upstream.clone(),
         slot: slot.map(str::to_owned),

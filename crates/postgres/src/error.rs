@@ -70,6 +70,14 @@ pub enum PgError {
         status: String,
         stderr: String,
     },
+    #[error(
+        "replica creation method {method} failed: {reason}; fix the method (postgresql.{method}) or let a later one in postgresql.create_replica_methods create the replica"
+    )]
+    ReplicaMethodFailed { method: String, reason: String },
+    #[error(
+        "no replica creation method of postgresql.create_replica_methods succeeded ({tried}); the clone is retried later, the old data is intact"
+    )]
+    NoReplicaMethodSucceeded { tried: String },
     #[error("TLS to PostgreSQL: {reason}; fix sslmode or sslrootcert")]
     Tls { reason: String },
     #[error("PostgreSQL refuses the server settings: {reason}; correct or remove that parameter")]

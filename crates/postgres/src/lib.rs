@@ -35,6 +35,7 @@ mod postmaster;
 mod probe;
 mod procfs;
 mod progress;
+mod replica;
 mod session;
 mod settings;
 mod spawner;
@@ -54,5 +55,6 @@ pub use postmaster::{Postmaster, StopMode, kill_server_processes, kill_strays, s
 pub use probe::{Probe, REOPEN_EVERY};
 pub use procfs::all_pids;
 pub use progress::{CopyProgress, ProgressSink};
+pub use replica::{CommandMethod, ReplicaMethod, ReplicaSource, create_replica};
 pub use settings::{Login, Password, PgSettings, Role, RunAs, SyncStandbys, Upstream};
 pub use tls::{ClientTls, SslMode, refused_certificate};

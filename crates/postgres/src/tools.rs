@@ -19,33 +19,39 @@ pub(crate) struct Tool<'a> {
     stdin: Option<Vec<u8>>,
 }
 
+/// What every program run for the server gets: the given settings as its
+/// only input, the password file, the server's OS user.
+pub(crate) fn as_server_tool(command: &mut tokio::process::Command, settings: &PgSettings) {
+    command
+        // The given settings must be the only input: a stray PGHOST,
+        // PGPORT or PGDATA in the agent's environment would point a tool
+        // at another server or directory.
+        .env_clear()
+        .envs(safe_env())
+        // Parsed output (pg_controldata) and messages stay in English.
+        .env("LC_ALL", "C")
+        // pg_basebackup and pg_rewind log in with it, never with a
+        // password on their command line.
+        .env("PGPASSFILE", &settings.passfile)
+        .envs(settings.tls.env())
+        // The caller's working directory (often /root) may be closed to
+        // the `postgres` user, and the tools call getcwd().
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A caller that gives up (timeout, drop) leaves no tool running.
+        .kill_on_drop(true);
+    if let Some(run_as) = settings.run_as {
+        command.uid(run_as.uid).gid(run_as.gid);
+    }
+}
+
 impl<'a> Tool<'a> {
     pub(crate) fn new(settings: &'a PgSettings, name: &'static str) -> Result<Tool<'a>> {
         let program = settings.require_binary(name)?;
         let mut command = tokio::process::Command::new(&program);
-        command
-            // The given settings must be the only input: a stray PGHOST,
-            // PGPORT or PGDATA in the agent's environment would point a tool
-            // at another server or directory.
-            .env_clear()
-            .envs(safe_env())
-            // Parsed output (pg_controldata) and messages stay in English.
-            .env("LC_ALL", "C")
-            // pg_basebackup and pg_rewind log in with it, never with a
-            // password on their command line.
-            .env("PGPASSFILE", &settings.passfile)
-            .envs(settings.tls.env())
-            // The caller's working directory (often /root) may be closed to
-            // the `postgres` user, and the tools call getcwd().
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A caller that gives up (timeout, drop) leaves no tool running.
-            .kill_on_drop(true);
-        if let Some(run_as) = settings.run_as {
-            command.uid(run_as.uid).gid(run_as.gid);
-        }
+        as_server_tool(&mut command, settings);
         Ok(Tool {
             settings,
             name,
@@ -56,6 +62,11 @@ impl<'a> Tool<'a> {
 
     pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.command.arg(arg);
+        self
+    }
+
+    pub(crate) fn args(mut self, args: &[String]) -> Self {
+        self.command.args(args);
         self
     }
 

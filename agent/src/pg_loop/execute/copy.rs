@@ -25,10 +25,11 @@ impl PgLoop {
         };
         self.stop_postgres(local).await?;
         let slot = member_slot_name(self.me());
+        let system_id = state.identity.as_ref().map(|i| i.system_id.as_str());
         match copy {
-            Copy::Rewind => self.rewind_or_clone(&up, &slot, source).await?,
+            Copy::Rewind => self.rewind_or_clone(&up, &slot, source, system_id).await?,
             Copy::Clone => {
-                self.clone_from(&up, &slot).await?;
+                self.clone_from(&up, &slot, system_id).await?;
                 tracing::info!(member = self.me(), %source, "cloned from the primary");
             }
         }
@@ -42,7 +43,13 @@ impl PgLoop {
     /// same source. Any other failure (pg_rewind's own, or the crash
     /// recovery it needs first) falls back to a fresh clone, which keeps
     /// the old data until the copy is complete.
-    async fn rewind_or_clone(&self, up: &Upstream, slot: &str, source: &str) -> anyhow::Result<()> {
+    async fn rewind_or_clone(
+        &self,
+        up: &Upstream,
+        slot: &str,
+        source: &str,
+        system_id: Option<&str>,
+    ) -> anyhow::Result<()> {
         let sink = ProgressSink::new(None);
         let rewound = rewind(&self.settings, up, Some(slot), Some(&sink));
         match self.showing_progress("rewind", &sink, rewound).await {
@@ -53,17 +60,43 @@ impl PgLoop {
             }
             Err(e) => {
                 tracing::warn!(member = self.me(), error = %e, "rewind failed; cloning afresh");
-                self.clone_from(up, slot).await?;
+                self.clone_from(up, slot, system_id).await?;
             }
         }
         Ok(())
     }
 
-    /// A fresh copy of `up`'s data, its progress shown in the API.
-    async fn clone_from(&self, up: &Upstream, slot: &str) -> Result<(), PgError> {
+    /// A fresh copy of `up`'s data by the first of
+    /// `postgresql.create_replica_methods` that succeeds, its progress (and
+    /// the method running) shown in the API.
+    async fn clone_from(
+        &self,
+        up: &Upstream,
+        slot: &str,
+        system_id: Option<&str>,
+    ) -> Result<(), PgError> {
+        let methods = self.live.borrow().replica_methods.clone();
+        let source = ReplicaSource {
+            upstream: up,
+            slot: Some(slot),
+            scope: &self.scope,
+            system_id,
+        };
         let sink = ProgressSink::new(None);
-        let cloned = basebackup(&self.settings, up, Some(slot), Some(&sink));
-        self.showing_progress("clone", &sink, cloned).await
+        let cloned = create_replica(&self.settings, &methods, &source, Some(&sink), |method| {
+            // A program reports no progress: the method it is shows.
+            sink.send_replace(None);
+            self.facts.send_modify(|facts| {
+                facts.progress = Some(raftgres_api::CopyProgress {
+                    action: "clone",
+                    method: Some(method.to_owned()),
+                    ..Default::default()
+                });
+            });
+        });
+        self.showing_progress("clone", &sink, cloned)
+            .await
+            .map(drop)
     }
     /// Runs `copy`, publishing what it reports into `sink` in the status
     /// document (`progress`, with the rate since its first report) until
@@ -89,8 +122,10 @@ impl PgLoop {
                     0
                 };
                 self.facts.send_modify(|facts| {
+                    let method = facts.progress.take().and_then(|p| p.method);
                     facts.progress = Some(raftgres_api::CopyProgress {
                         action,
+                        method,
                         done_bytes: report.done_bytes,
                         total_bytes: report.total_bytes,
                         bytes_per_second,

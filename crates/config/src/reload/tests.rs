@@ -202,7 +202,12 @@ const REPORTED_AS: &[(&str, &str)] = &[
     ("tags.rack", OWN_TAGS),
     ("log.level", LOG_FILTER),
     ("log.loggers.openraft", LOG_FILTER),
+    ("postgresql.basebackup", REPLICA_METHODS),
+    ("postgresql.wal_g.command", REPLICA_METHODS),
+    ("postgresql.wal_g.envdir", REPLICA_METHODS),
 ];
+/// The methods' sections and pg_basebackup's options change the methods.
+const REPLICA_METHODS: &str = "postgresql.create_replica_methods";
 const LOG_FILTER: &str = "log.level, log.loggers";
 const OWN_TAGS: &str = "tags (the operator's own)";
 const RESTAPI_TLS: &str = "restapi TLS (certfile, keyfile, cafile, verify_client)";

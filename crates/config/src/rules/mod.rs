@@ -8,6 +8,7 @@
 mod log;
 mod pgbouncer;
 mod postgresql;
+mod replica_methods;
 mod restapi;
 mod tags;
 mod values;

@@ -90,6 +90,12 @@ pub(super) fn settings(
         "postgresql.callback_timeout_ms",
         positive(file.callback_timeout_ms),
     )?;
+    let create_replica_methods = super::replica_methods::methods(
+        ctx,
+        file.create_replica_methods,
+        file.basebackup,
+        file.replica_method_sections,
+    )?;
 
     Ok(PostgresSettings {
         listen,
@@ -107,6 +113,7 @@ pub(super) fn settings(
         pre_promote,
         before_stop,
         callback_timeout: Duration::from_millis(file.callback_timeout_ms),
+        create_replica_methods,
     })
 }
 
@@ -130,7 +137,7 @@ fn callbacks(ctx: &Ctx, file: schema::Callbacks) -> Result<Callbacks, ConfigErro
 /// A callback's words, split as Patroni splits them (Python's `shlex`),
 /// whose program exists now: a missing script found at the first failover
 /// would be found too late.
-fn command_line(line: &str) -> Result<Vec<String>, String> {
+pub(super) fn command_line(line: &str) -> Result<Vec<String>, String> {
     let words = shlex::split(line).ok_or_else(|| {
         format!("{line:?} cannot be split into words (an unclosed quote?); quote as a shell would")
     })?;
