@@ -8,7 +8,6 @@ use raftgres_config::AgentConfig;
 use raftgres_consensus::transport::tls::PeerTls;
 use raftgres_consensus::{OperationTimeout, Settings};
 use raftgres_state::{ConfigValues, Member, MemberRole, PgState};
-use std::collections::BTreeMap;
 
 pub(crate) fn settings(config: &AgentConfig, operation_timeout: &OperationTimeout) -> Settings {
     Settings {
@@ -28,7 +27,7 @@ fn ms(d: std::time::Duration) -> u64 {
 
 pub(crate) fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
     let b = &config.bootstrap;
-    first_config(b.timing, ms(b.retry_timeout), b.maximum_lag_on_failover)
+    ConfigValues::new(b.timing, ms(b.retry_timeout), b.maximum_lag_on_failover)
 }
 
 /// The dynamic config of a cluster whose settings files set none of
@@ -37,32 +36,11 @@ pub(crate) fn bootstrap_values(config: &AgentConfig) -> ConfigValues {
 /// member's own `bootstrap` section may differ from the others'.
 pub(crate) fn config_defaults() -> ConfigValues {
     let b = raftgres_config::schema::Bootstrap::default();
-    first_config(
+    ConfigValues::new(
         raftgres_state::LeaseTiming::from_millis(b.ttl_ms, b.loop_wait_ms, b.lease_margin_ms),
         b.retry_timeout_ms,
         b.maximum_lag_on_failover,
     )
-}
-
-/// A first dynamic config: the given lease timing and limits, everything
-/// else off or empty.
-fn first_config(
-    timing: raftgres_state::LeaseTiming,
-    retry_timeout_ms: u64,
-    maximum_lag_on_failover: u64,
-) -> ConfigValues {
-    ConfigValues {
-        timing,
-        retry_timeout_ms,
-        maximum_lag_on_failover,
-        synchronous_mode: raftgres_state::SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
-        postgresql_parameters: BTreeMap::new(),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
-    }
 }
 
 pub(crate) fn pg_settings(

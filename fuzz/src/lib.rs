@@ -13,7 +13,7 @@ use raftgres_api::{
 };
 use raftgres_state::{
     ClusterState, Command, ConfigValues, DynamicConfig, Epoch, Lease, Member, MemberRole, PgState,
-    RestartOptions, SyncMode,
+    RestartOptions,
 };
 use tower::ServiceExt;
 
@@ -62,16 +62,12 @@ pub fn call(router: &Router, request: Request<Body>) -> Reply {
 /// A valid config, as a bootstrap would write it.
 pub fn config_values() -> ConfigValues {
     ConfigValues {
-        timing: raftgres_state::LeaseTiming::from_millis(30_000, 10_000, 2_000),
-        retry_timeout_ms: 10_000,
-        maximum_lag_on_failover: 1 << 20,
-        synchronous_mode: SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
         postgresql_parameters: BTreeMap::from([("work_mem".to_owned(), "4MB".to_owned())]),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
+        ..ConfigValues::new(
+            raftgres_state::LeaseTiming::from_millis(30_000, 10_000, 2_000),
+            10_000,
+            1 << 20,
+        )
     }
 }
 

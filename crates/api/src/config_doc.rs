@@ -434,16 +434,8 @@ mod tests {
 
     fn values() -> ConfigValues {
         ConfigValues {
-            timing: LeaseTiming::from_millis(3000, 500, 500),
-            retry_timeout_ms: 1000,
-            maximum_lag_on_failover: 1_048_576,
-            synchronous_mode: raftgres_state::SyncMode::Off,
-            synchronous_mode_strict: false,
-            synchronous_node_count: 1,
             postgresql_parameters: [("work_mem".to_owned(), "4MB".to_owned())].into(),
-            pause: false,
-            slots: Default::default(),
-            ignore_slots: Default::default(),
+            ..ConfigValues::new(LeaseTiming::from_millis(3000, 500, 500), 1000, 1_048_576)
         }
     }
 
@@ -673,18 +665,7 @@ mod tests {
     }
 
     fn defaults() -> ConfigValues {
-        ConfigValues {
-            timing: LeaseTiming::from_millis(3000, 250, 400),
-            retry_timeout_ms: 1000,
-            maximum_lag_on_failover: 1_048_576,
-            synchronous_mode: SyncMode::Off,
-            synchronous_mode_strict: false,
-            synchronous_node_count: 1,
-            postgresql_parameters: BTreeMap::new(),
-            pause: false,
-            slots: Default::default(),
-            ignore_slots: Default::default(),
-        }
+        ConfigValues::new(LeaseTiming::from_millis(3000, 250, 400), 1000, 1_048_576)
     }
 
     #[test]

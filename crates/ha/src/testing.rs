@@ -16,18 +16,11 @@ pub fn at(ms: u64) -> MonoInstant {
 }
 
 pub fn values() -> ConfigValues {
-    ConfigValues {
-        timing: raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
-        retry_timeout_ms: 1000,
-        maximum_lag_on_failover: 1000,
-        synchronous_mode: raftgres_state::SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
-        postgresql_parameters: Default::default(),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
-    }
+    ConfigValues::new(
+        raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
+        1000,
+        1000,
+    )
 }
 
 pub fn member(name: &str, lsn: u64, priority: u32) -> Member {

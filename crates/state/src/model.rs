@@ -149,6 +149,24 @@ pub struct ConfigValues {
 }
 
 impl ConfigValues {
+    /// A cluster's first config: this lease timing and these limits, and
+    /// everything else off or empty (asynchronous replication, no
+    /// parameters, no permanent slots, not paused).
+    pub fn new(timing: LeaseTiming, retry_timeout_ms: u64, maximum_lag_on_failover: u64) -> Self {
+        ConfigValues {
+            timing,
+            retry_timeout_ms,
+            maximum_lag_on_failover,
+            synchronous_mode: SyncMode::Off,
+            synchronous_mode_strict: false,
+            synchronous_node_count: 1,
+            postgresql_parameters: BTreeMap::new(),
+            pause: false,
+            slots: BTreeMap::new(),
+            ignore_slots: Vec::new(),
+        }
+    }
+
     /// Checks the relations the lease rules depend on; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         self.timing

@@ -216,20 +216,16 @@ impl WriteOps for FakeOps {
 
 fn config_values() -> ConfigValues {
     ConfigValues {
-        timing: raftgres_state::LeaseTiming::from_millis(3000, 500, 500),
-        retry_timeout_ms: 1000,
-        maximum_lag_on_failover: 1_048_576,
-        synchronous_mode: raftgres_state::SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
         postgresql_parameters: [
             ("work_mem".to_owned(), "4MB".to_owned()),
             ("max_connections".to_owned(), "100".to_owned()),
         ]
         .into(),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
+        ..ConfigValues::new(
+            raftgres_state::LeaseTiming::from_millis(3000, 500, 500),
+            1000,
+            1_048_576,
+        )
     }
 }
 

@@ -46,18 +46,11 @@ pub fn settings(node_id: NodeId, snapshot_every_logs: u64) -> Settings {
 
 /// Valid dynamic config values (the same as the state crate's unit tests use).
 pub fn config_values() -> ConfigValues {
-    ConfigValues {
-        timing: raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
-        retry_timeout_ms: 1000,
-        maximum_lag_on_failover: 1 << 20,
-        synchronous_mode: raftgres_state::SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
-        postgresql_parameters: Default::default(),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
-    }
+    ConfigValues::new(
+        raftgres_state::LeaseTiming::from_millis(2000, 400, 400),
+        1000,
+        1 << 20,
+    )
 }
 
 /// A valid `PublishMember` whose member name is unique per `seq`.

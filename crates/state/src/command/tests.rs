@@ -4,18 +4,7 @@ use crate::model::{MemberRole, PgState, SyncMode};
 use std::time::Duration;
 
 fn values() -> ConfigValues {
-    ConfigValues {
-        timing: LeaseTiming::from_millis(2000, 400, 400),
-        retry_timeout_ms: 1000,
-        maximum_lag_on_failover: 1 << 20,
-        synchronous_mode: SyncMode::Off,
-        synchronous_mode_strict: false,
-        synchronous_node_count: 1,
-        postgresql_parameters: Default::default(),
-        pause: false,
-        slots: Default::default(),
-        ignore_slots: Default::default(),
-    }
+    ConfigValues::new(LeaseTiming::from_millis(2000, 400, 400), 1000, 1 << 20)
 }
 
 fn member(name: &str, node_id: u64, witness: bool) -> Member {
