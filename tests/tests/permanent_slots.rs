@@ -37,6 +37,16 @@ fn all_members(lab: &Lab) -> Vec<String> {
     members_except(lab, &[])
 }
 
+/// Whether `keep_me`'s position on each of `names` is what `want` asks.
+async fn on_each(lab: &Lab, names: &[String], want: impl Fn(Option<i64>) -> bool) -> bool {
+    for name in names {
+        if !want(slot_at(lab, name, "keep_me").await) {
+            return false;
+        }
+    }
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
     let (_dir, lab, primary) = settled_lab(3).await;
@@ -59,12 +69,7 @@ async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
     let config = api.get(&base, "/config").await.expect("GET /config").body;
     assert_eq!(config["slots"], slots["slots"], "{config}");
     until_holds(WITHIN, "every member has the permanent slot", || async {
-        for name in all_members(&lab) {
-            if slot_at(&lab, &name, "keep_me").await.is_none() {
-                return false;
-            }
-        }
-        true
+        on_each(&lab, &all_members(&lab), |at| at.is_some()).await
     })
     .await;
 
@@ -83,14 +88,7 @@ async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
     until_holds(
         WITHIN,
         "the replicas' copies reach the consumer's position",
-        || async {
-            for name in &replicas {
-                if slot_at(&lab, name, "keep_me").await != Some(confirmed) {
-                    return false;
-                }
-            }
-            true
-        },
+        || async { on_each(&lab, &replicas, |at| at == Some(confirmed)).await },
     )
     .await;
 
@@ -108,12 +106,7 @@ async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
     );
     until_streaming(&lab, &primary, WITHIN, "the old primary streams again").await;
     until_holds(WITHIN, "every member still has the slot", || async {
-        for name in all_members(&lab) {
-            if slot_at(&lab, &name, "keep_me").await.is_none() {
-                return false;
-            }
-        }
-        true
+        on_each(&lab, &all_members(&lab), |at| at.is_some()).await
     })
     .await;
 
@@ -139,12 +132,7 @@ async fn a_permanent_slot_is_kept_everywhere_and_survives_a_switchover() {
     api.send_ok("PATCH", &new_base, "/config", &json!({"ignore_slots": []}))
         .await;
     until_holds(WITHIN, "the slot is dropped everywhere", || async {
-        for name in all_members(&lab) {
-            if slot_at(&lab, &name, "keep_me").await.is_some() {
-                return false;
-            }
-        }
-        true
+        on_each(&lab, &all_members(&lab), |at| at.is_none()).await
     })
     .await;
     assert!(

@@ -13,6 +13,9 @@ use raftgres_config::{
 use raftgres_state::LeaseTiming;
 use tempfile::TempDir;
 
+mod common;
+use common::MINIMAL;
+
 const FULL: &str = "\
 scope: demo
 name: node1
@@ -98,25 +101,6 @@ bootstrap:
   retry_timeout_ms: 800
   lease_margin_ms: 600
   maximum_lag_on_failover: 42
-";
-
-const MINIMAL: &str = "\
-scope: demo
-name: node1
-node_id: 1
-data_dir: /var/lib/raftgres/node1
-raft:
-  listen: 127.0.0.1:7101
-postgresql:
-  listen: 127.0.0.1:5432
-  authentication: {superuser: {password: su-secret}, replication: {password: repl-secret}}
-members:
-  - id: 1
-    name: node1
-    raft_addr: 127.0.0.1:7101
-  - id: 2
-    name: node2
-    raft_addr: 127.0.0.1:7102
 ";
 
 /// The `postgresql` section of MINIMAL.

@@ -5,25 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 
 use raftgres_config::{ConfigError, ReplicaMethod, load};
 
-const BASE: &str = "\
-scope: demo
-name: node1
-node_id: 1
-data_dir: /var/lib/raftgres/node1
-raft:
-  listen: 127.0.0.1:7101
-postgresql:
-  listen: 127.0.0.1:5432
-  authentication: {superuser: {password: su-secret}, replication: {password: repl-secret}}
-members:
-  - id: 1
-    name: node1
-    raft_addr: 127.0.0.1:7101
-";
+mod common;
+use common::MINIMAL;
 
-/// BASE with `lines` added to its `postgresql` section.
+/// MINIMAL with `lines` added to its `postgresql` section.
 fn with(lines: &str) -> String {
-    BASE.replacen(
+    MINIMAL.replacen(
         "  listen: 127.0.0.1:5432\n",
         &format!("  listen: 127.0.0.1:5432\n{lines}"),
         1,
@@ -55,7 +42,7 @@ fn refused(yaml: &str, key: &str, detail: &str) {
 #[test]
 fn by_default_only_pg_basebackup_creates_a_replica() {
     assert_eq!(
-        load_yaml(BASE).unwrap(),
+        load_yaml(MINIMAL).unwrap(),
         [ReplicaMethod::Basebackup { options: vec![] }]
     );
 }
